@@ -1,0 +1,1 @@
+"""ImageFlow core: settings, domain, messages, ports and adapters shared by the services."""

@@ -1,0 +1,181 @@
+"""The domain: jobs, images, their states and the rules that move them. No I/O here."""
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any, Iterable
+
+from .messages import Result
+
+# Job states (ARCHITECTURE.md).
+QUEUED = "queued"
+PROCESSING = "processing"
+COMPLETED = "completed"
+COMPLETED_WITH_ERRORS = "completed_with_errors"
+FAILED = "failed"
+JOB_STATUSES = (QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
+TERMINAL_JOB_STATUSES = (COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
+
+# Image states.
+IMAGE_QUEUED = "queued"
+IMAGE_SUCCEEDED = "succeeded"
+IMAGE_FAILED = "failed"
+TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED)
+
+
+def utcnow() -> str:
+    """Timestamps are ISO 8601 UTC strings, the same in SQLite and Firestore."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_valid_id(value: str) -> bool:
+    """Job and image ids are 32 lowercase hex digits; anything else is unknown, never a path."""
+    return bool(_ID_RE.match(value or ""))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(filename: str | None, default: str = "image") -> str:
+    """A filename reduced to ``[A-Za-z0-9._-]``: no directories, no control characters,
+    no leading dots, at most 100 characters. Used for every blob path built from user input."""
+    name = unicodedata.normalize("NFKD", filename or "").encode("ascii", "ignore").decode("ascii")
+    name = PurePosixPath(name.replace("\\", "/")).name
+    name = _UNSAFE.sub("_", name).strip("._-")
+    if not name:
+        return default
+    if len(name) > 100:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 100 - len(ext) - 1] + "." + ext) if dot and len(ext) <= 10 else name[:100]
+    return name
+
+
+def safe_stem(filename: str | None) -> str:
+    name = safe_name(filename)
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return stem or "image"
+
+
+def input_path(job_id: str, image_id: str, filename: str) -> str:
+    return f"{job_id}/input/{image_id}-{safe_name(filename)}"
+
+
+def output_path(job_id: str, image_id: str, filename: str, ext: str, variant: str = "") -> str:
+    suffix = f"-{safe_name(variant)}" if variant else ""
+    return f"{job_id}/output/{image_id}-{safe_stem(filename)}{suffix}.{ext.lstrip('.')}"
+
+
+@dataclass
+class Image:
+    job_id: str
+    image_id: str
+    filename: str
+    input_path: str
+    status: str = IMAGE_QUEUED
+    output_path: str | None = None
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    input_content_type: str | None = None
+    input_bytes: int | None = None
+    outputs: list = field(default_factory=list)
+    updated_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Image":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Job:
+    job_id: str
+    status: str = QUEUED
+    created_at: str = field(default_factory=utcnow)
+    updated_at: str = field(default_factory=utcnow)
+    completed_at: str | None = None
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    operations: list = field(default_factory=list)
+    preset: str | None = None
+    email: str | None = None
+    webhook_url: str | None = None
+    notified_at: str | None = None
+    owner: str | None = None
+    name: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def final_status(total: int, succeeded: int, failed: int) -> str:
+    """The job's status once every image is done."""
+    if total and failed == total:
+        return FAILED
+    if failed:
+        return COMPLETED_WITH_ERRORS
+    return COMPLETED
+
+
+def apply_result(image: Image, result: Result, now: str) -> Image | None:
+    """The image after ``result``, or None when the result changes nothing (a duplicate,
+    or a late result for an image already finished): handlers stay idempotent."""
+    if image.status in TERMINAL_IMAGE_STATUSES:
+        return None
+    if result.status == IMAGE_SUCCEEDED:
+        return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
+                       content_type=result.content_type, width=result.width, height=result.height,
+                       bytes=result.bytes, error=None, outputs=list(result.outputs or []),
+                       attempts=image.attempts + 1, updated_at=now)
+    return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
+                   attempts=image.attempts + 1, updated_at=now)
+
+
+def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
+    """The job after some of its images reached a terminal state (each counted once)."""
+    succeeded, failed = job.succeeded, job.failed
+    for image in changed:
+        if image.status == IMAGE_SUCCEEDED:
+            succeeded += 1
+        elif image.status == IMAGE_FAILED:
+            failed += 1
+    status = job.status
+    completed_at = job.completed_at
+    if succeeded + failed >= job.total and not job.is_terminal:
+        status = final_status(job.total, succeeded, failed)
+        completed_at = now
+    elif status == QUEUED and succeeded + failed:
+        status = PROCESSING
+    return replace(job, succeeded=succeeded, failed=failed, status=status,
+                   completed_at=completed_at, updated_at=now)

@@ -1,0 +1,109 @@
+"""The messages that flow between the services (ARCHITECTURE.md): plain dataclasses, JSON on the wire.
+
+Every message carries ``"v": 1``. Decoding is strict about the fields that matter and
+ignores unknown ones, so a newer producer can add fields without breaking older consumers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+VERSION = 1
+
+T = TypeVar("T", bound="Message")
+
+
+class MessageError(ValueError):
+    """A message that cannot be decoded: not JSON, wrong version, or missing fields."""
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: ClassVar[str] = "message"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, **asdict(self)}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def decode(cls: type[T], data: bytes | str | dict) -> T:
+        if isinstance(data, dict):
+            payload = data
+        else:
+            try:
+                payload = json.loads(data)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise MessageError(f"{cls.kind}: not valid JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise MessageError(f"{cls.kind}: expected a JSON object")
+        if payload.get("v") != VERSION:
+            raise MessageError(f"{cls.kind}: unsupported version {payload.get('v')!r}")
+        names = {f.name: f for f in fields(cls)}
+        required = [n for n, f in names.items() if f.default is MISSING and f.default_factory is MISSING]
+        missing = [n for n in required if n not in payload]
+        if missing:
+            raise MessageError(f"{cls.kind}: missing {', '.join(missing)}")
+        return cls(**{k: v for k, v in payload.items() if k in names})
+
+
+@dataclass(frozen=True)
+class JobSubmitted(Message):
+    kind: ClassVar[str] = "job.submitted"
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Task(Message):
+    kind: ClassVar[str] = "task"
+    job_id: str
+    image_id: str
+    input_path: str
+    output_path: str
+    operations: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file a task produced (a task with variants produces several)."""
+
+    path: str
+    content_type: str
+    width: int
+    height: int
+    bytes: int
+    variant: str = ""
+
+
+@dataclass(frozen=True)
+class Result(Message):
+    kind: ClassVar[str] = "result"
+    job_id: str
+    image_id: str
+    status: str  # "succeeded" | "failed"
+    output_path: str | None = None
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+    outputs: list = field(default_factory=list)  # extension: every variant, as Output dicts
+
+    def __post_init__(self):
+        if self.status not in ("succeeded", "failed"):
+            raise MessageError(f"result: status must be 'succeeded' or 'failed', got {self.status!r}")
+
+
+@dataclass(frozen=True)
+class JobCompleted(Message):
+    kind: ClassVar[str] = "job.completed"
+    job_id: str
+    status: str
+    total: int
+    succeeded: int
+    failed: int
+    email: str | None = None
+    results_url: str = ""

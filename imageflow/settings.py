@@ -1,0 +1,164 @@
+"""Settings: every process reads its configuration here, from environment variables only.
+
+The defaults select the embedded local backends, so a fresh checkout runs with no
+configuration at all. Names are the contract of ARCHITECTURE.md and appear unchanged in
+docker-compose.yml, the k8s ConfigMap and the tests.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    """A required setting is missing or malformed."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic and subscription names (ARCHITECTURE.md), each overridable by env var."""
+
+    jobs: str = "imageflow-jobs"
+    tasks: str = "imageflow-tasks"
+    results: str = "imageflow-results"
+    notifications: str = "imageflow-notifications"
+    tasks_dlq: str = "imageflow-tasks-dlq"
+    jobs_sub: str = "imageflow-jobs-im"
+    tasks_sub: str = "imageflow-tasks-processor"
+    results_sub: str = "imageflow-results-im"
+    tasks_dlq_sub: str = "imageflow-tasks-dlq-im"
+    notifications_sub: str = "imageflow-notifications-email"
+
+    ENV = {
+        "jobs": "JOBS_TOPIC",
+        "tasks": "TASKS_TOPIC",
+        "results": "RESULTS_TOPIC",
+        "notifications": "NOTIFICATIONS_TOPIC",
+        "tasks_dlq": "TASKS_DLQ_TOPIC",
+        "jobs_sub": "JOBS_SUBSCRIPTION",
+        "tasks_sub": "TASKS_SUBSCRIPTION",
+        "results_sub": "RESULTS_SUBSCRIPTION",
+        "tasks_dlq_sub": "TASKS_DLQ_SUBSCRIPTION",
+        "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Topics":
+        return cls(**{attr: env.get(var) or getattr(cls, attr) for attr, var in cls.ENV.items()})
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "local"
+    data_dir: Path = Path(".imageflow")
+    gcp_project: str = ""
+    gcs_bucket: str = ""
+    public_base_url: str = "http://127.0.0.1:8080"
+    port: int = 8080
+    max_upload_bytes: int = 25 * 1024 * 1024          # per file
+    max_request_bytes: int = 200 * 1024 * 1024        # whole multipart request
+    max_image_pixels: int = 50_000_000
+    max_files_per_job: int = 100
+    processor_concurrency: int = 2
+    ack_deadline_seconds: int = 60
+    max_delivery_attempts: int = 5
+    sendgrid_api_key: str = ""
+    sendgrid_api_url: str = "https://api.sendgrid.com/v3/mail/send"
+    email_from: str = "ImageFlow <no-reply@imageflow.local>"
+    signed_url_ttl_seconds: int = 3600
+    progress_flush_seconds: float = 1.0
+    frontend_dir: Path | None = None
+    topics: Topics = field(default_factory=Topics)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read settings from ``env`` (default: ``os.environ``); fail fast on bad values."""
+        env = os.environ if env is None else env
+        backend = env.get("IMAGEFLOW_BACKEND", "local").strip().lower() or "local"
+        if backend not in {"local", "gcp"}:
+            raise SettingsError(f"IMAGEFLOW_BACKEND must be 'local' or 'gcp', got {backend!r}")
+        settings = cls(
+            backend=backend,
+            data_dir=Path(env.get("IMAGEFLOW_DATA_DIR") or ".imageflow").resolve(),
+            gcp_project=env.get("GCP_PROJECT", "") or env.get("GOOGLE_CLOUD_PROJECT", ""),
+            gcs_bucket=env.get("GCS_BUCKET", ""),
+            public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/")
+            or f"http://127.0.0.1:{_int(env, 'IMAGEFLOW_PORT', 8080)}",
+            port=_int(env, "IMAGEFLOW_PORT", 8080),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            max_files_per_job=_int(env, "MAX_FILES_PER_JOB", cls.max_files_per_job),
+            processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
+            ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
+            max_delivery_attempts=max(1, _int(env, "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts)),
+            sendgrid_api_key=env.get("SENDGRID_API_KEY", ""),
+            sendgrid_api_url=env.get("SENDGRID_API_URL") or cls.sendgrid_api_url,
+            email_from=env.get("EMAIL_FROM") or cls.email_from,
+            signed_url_ttl_seconds=_int(env, "SIGNED_URL_TTL_SECONDS", cls.signed_url_ttl_seconds),
+            progress_flush_seconds=_float(env, "PROGRESS_FLUSH_SECONDS", cls.progress_flush_seconds),
+            frontend_dir=Path(env["FRONTEND_DIR"]).resolve() if env.get("FRONTEND_DIR") else None,
+            topics=Topics.from_env(env),
+        )
+        if backend == "gcp":
+            missing = [name for name, value in (("GCP_PROJECT", settings.gcp_project),
+                                                ("GCS_BUCKET", settings.gcs_bucket)) if not value]
+            if missing:
+                raise SettingsError(f"IMAGEFLOW_BACKEND=gcp needs {', '.join(missing)}")
+        return settings
+
+    def with_overrides(self, **changes) -> "Settings":
+        """A copy with some fields replaced (used by tests and create_app(test_config))."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise SettingsError(f"unknown settings: {sorted(unknown)}")
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+ENV_NAMES = (
+    "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "GCP_PROJECT", "GCS_BUCKET",
+    "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_IMAGE_PIXELS",
+    "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
+    "SENDGRID_API_KEY", "SENDGRID_API_URL", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
+    "PROGRESS_FLUSH_SECONDS", "FRONTEND_DIR", *Topics.ENV.values(),
+)
+"""Every environment variable the settings read; manifests and compose files are checked against it."""
