@@ -1,0 +1,1 @@
+"""Developer tools: not imported by the services (the local GCP emulators live here)."""
