@@ -1,0 +1,84 @@
+"""Filesystem blob store: the embedded default, under ``<IMAGEFLOW_DATA_DIR>/blobs``."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from . import BlobNotFound, BlobStore, BlobStoreError, validate_path
+
+
+class LocalBlobStore(BlobStore):
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, path: str) -> Path:
+        target = (self.root / validate_path(path)).resolve()
+        if self.root not in target.parents:
+            raise ValueError(f"invalid blob path {path!r}")
+        return target
+
+    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
+        target = self._file(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename: readers never see a partial object.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise BlobStoreError(f"could not write {path}: {exc}") from exc
+
+    def get(self, path: str) -> bytes:
+        with self.open(path) as fh:
+            return fh.read()
+
+    def open(self, path: str) -> BinaryIO:
+        try:
+            return open(self._file(path), "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise BlobNotFound(path) from None
+
+    def exists(self, path: str) -> bool:
+        return self._file(path).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix.rstrip("/") if prefix else self.root
+        start = base if base.is_dir() else base.parent
+        if not start.is_dir():
+            return []
+        found = []
+        for file in start.rglob("*"):
+            if file.is_file() and not file.name.startswith(".tmp-"):
+                rel = file.relative_to(self.root).as_posix()
+                if rel.startswith(prefix):
+                    found.append(rel)
+        return sorted(found)
+
+    def delete_prefix(self, prefix: str) -> int:
+        paths = self.list(prefix)
+        for rel in paths:
+            (self.root / rel).unlink(missing_ok=True)
+        # Remove the now-empty directories under the prefix.
+        base = self.root / prefix.rstrip("/")
+        if base.is_dir():
+            for directory in sorted((d for d in base.rglob("*") if d.is_dir()), reverse=True):
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
+            try:
+                base.rmdir()
+            except OSError:
+                pass
+        return len(paths)
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise BlobStoreError(f"blob directory {self.root} is not writable")

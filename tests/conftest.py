@@ -1,0 +1,26 @@
+"""Shared fixtures. Emulator fixtures (GCP adapters) come from tests/gcp_fixtures.py."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from imageflow.settings import Settings
+
+pytest_plugins = ["tests.gcp_fixtures"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long soak/load runs only run with IMAGEFLOW_SLOW_TESTS=1."""
+    if os.environ.get("IMAGEFLOW_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow test: set IMAGEFLOW_SLOW_TESTS=1 (./scripts.sh test --slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def local_settings(tmp_path) -> Settings:
+    """Settings for the local backends in a fresh data directory."""
+    return Settings.from_env({"IMAGEFLOW_DATA_DIR": str(tmp_path / "data"), "ACK_DEADLINE_SECONDS": "60"})

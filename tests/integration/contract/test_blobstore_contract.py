@@ -1,0 +1,53 @@
+"""Blob store contract, for every adapter."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from imageflow.blobstore import BlobNotFound
+
+
+@pytest.fixture
+def prefix():
+    return uuid.uuid4().hex
+
+
+def test_put_get_roundtrip(blobstore, prefix):
+    blobstore.put(f"{prefix}/input/a-photo.jpg", b"\xff\xd8data", "image/jpeg")
+    assert blobstore.get(f"{prefix}/input/a-photo.jpg") == b"\xff\xd8data"
+    with blobstore.open(f"{prefix}/input/a-photo.jpg") as fh:
+        assert fh.read() == b"\xff\xd8data"
+    assert blobstore.exists(f"{prefix}/input/a-photo.jpg")
+
+
+def test_overwrite_replaces_whole_object(blobstore, prefix):
+    path = f"{prefix}/output/x.png"
+    blobstore.put(path, b"first version, longer", "image/png")
+    blobstore.put(path, b"second", "image/png")
+    assert blobstore.get(path) == b"second"
+
+
+def test_missing_object(blobstore, prefix):
+    with pytest.raises(BlobNotFound):
+        blobstore.get(f"{prefix}/input/nothing.jpg")
+    assert not blobstore.exists(f"{prefix}/input/nothing.jpg")
+
+
+def test_list_and_delete_prefix(blobstore, prefix):
+    for name in ("input/1-a.jpg", "input/2-b.jpg", "output/1-a.webp"):
+        blobstore.put(f"{prefix}/{name}", b"x", "application/octet-stream")
+    assert blobstore.list(f"{prefix}/input/") == [f"{prefix}/input/1-a.jpg", f"{prefix}/input/2-b.jpg"]
+    assert len(blobstore.list(f"{prefix}/")) == 3
+    assert blobstore.delete_prefix(f"{prefix}/") == 3
+    assert blobstore.list(f"{prefix}/") == []
+
+
+@pytest.mark.parametrize("bad", ["../etc/passwd", "/abs/path", "a/../../b", "a/./b", "a\\b", "a\x00b"])
+def test_paths_never_escape(blobstore, bad):
+    with pytest.raises(ValueError):
+        blobstore.put(bad, b"x", "text/plain")
+
+
+def test_check_passes(blobstore):
+    blobstore.check()
