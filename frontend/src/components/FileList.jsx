@@ -1,0 +1,66 @@
+import { useState } from 'react';
+import { formatBytes, fileType } from '../lib/files.js';
+import { formatName } from '../lib/jobs.js';
+
+function Thumbnail({ item, onMeasured }) {
+  const [broken, setBroken] = useState(false);
+  if (broken) {
+    return (
+      <div className="thumb thumb-empty" aria-hidden="true">
+        <span>No preview</span>
+      </div>
+    );
+  }
+  return (
+    <img
+      className="thumb"
+      src={item.url}
+      alt=""
+      decoding="async"
+      loading="lazy"
+      onLoad={(event) => onMeasured(item.id, event.currentTarget.naturalWidth, event.currentTarget.naturalHeight)}
+      onError={() => setBroken(true)}
+    />
+  );
+}
+
+/** The chosen photos, each with a thumbnail, its size and type, and a remove button. */
+export default function FileList({ items, onRemove, onClear, onMeasured, disabled }) {
+  if (!items.length) return null;
+  const total = items.reduce((sum, item) => sum + item.file.size, 0);
+  return (
+    <section className="file-list" aria-labelledby="file-list-title">
+      <div className="file-list-head">
+        <h3 id="file-list-title">
+          {items.length} {items.length === 1 ? 'photo' : 'photos'} chosen <span className="muted">({formatBytes(total)})</span>
+        </h3>
+        <button type="button" className="button button-small button-quiet" onClick={onClear} disabled={disabled}>
+          Remove all
+        </button>
+      </div>
+      <ul className="file-grid">
+        {items.map((item) => (
+          <li key={item.id} className="file-card">
+            <Thumbnail item={item} onMeasured={onMeasured} />
+            <div className="file-meta">
+              <span className="file-name" title={item.file.name}>{item.file.name}</span>
+              <span className="muted">
+                {formatBytes(item.file.size)} · {formatName(fileType(item.file)) || 'unknown type'}
+                {item.width ? ` · ${item.width}×${item.height}` : ''}
+              </span>
+            </div>
+            <button
+              type="button"
+              className="icon-button"
+              onClick={() => onRemove(item.id)}
+              aria-label={`Remove ${item.file.name}`}
+              disabled={disabled}
+            >
+              <span aria-hidden="true">×</span>
+            </button>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}

@@ -1,0 +1,95 @@
+import { useState } from 'react';
+import { formatBytes } from '../lib/files.js';
+import { explainImageError, formatName, imageStatusText } from '../lib/jobs.js';
+
+const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff' };
+
+/** The name a downloaded result gets: the original's stem, the variant, the new extension. */
+export function downloadName(filename, contentType, variant) {
+  const base = String(filename || 'image').split(/[\\/]/).pop();
+  const stem = base.includes('.') ? base.slice(0, base.lastIndexOf('.')) : base;
+  const ext = EXTENSIONS[contentType] || (base.includes('.') ? base.slice(base.lastIndexOf('.') + 1) : 'img');
+  return `${stem || 'image'}${variant ? `-${variant}` : ''}.${ext}`;
+}
+
+function Picture({ src, alt, className }) {
+  const [broken, setBroken] = useState(false);
+  if (!src || broken) {
+    return (
+      <div className={`picture picture-empty ${className || ''}`}>
+        <span>{src ? 'No preview' : ''}</span>
+      </div>
+    );
+  }
+  return <img className={`picture ${className || ''}`} src={src} alt={alt} loading="lazy" decoding="async" onError={() => setBroken(true)} />;
+}
+
+function describeOutput(output) {
+  return [output.width && output.height ? `${output.width}×${output.height}` : '', formatBytes(output.bytes ?? NaN), formatName(output.content_type)]
+    .filter(Boolean)
+    .join(' · ');
+}
+
+/** One image of a job: its status, the before and after pictures, downloads or the error. */
+export default function ImageCard({ image }) {
+  const outputs = image.outputs?.length
+    ? image.outputs
+    : image.output_url
+      ? [{ variant: '', url: image.output_url, width: image.width, height: image.height, bytes: image.bytes, content_type: image.content_type }]
+      : [];
+  const main = outputs[0];
+  const failure = image.status === 'failed' ? explainImageError(image.error) : null;
+
+  return (
+    <li className={`image-card image-${image.status}`} data-image-id={image.image_id}>
+      <div className="image-card-head">
+        <h3 className="file-name" title={image.filename}>
+          {image.filename}
+        </h3>
+        <span className={`badge badge-${image.status}`}>{imageStatusText(image.status)}</span>
+      </div>
+      <div className="before-after">
+        <figure>
+          <Picture src={image.input_url} alt={`${image.filename}, before`} />
+          <figcaption>Before</figcaption>
+        </figure>
+        <figure>
+          {image.status === 'succeeded' && main ? (
+            <Picture src={main.url} alt={`${image.filename}, after`} />
+          ) : image.status === 'failed' ? (
+            <div className="picture picture-empty picture-failed">
+              <span>No result</span>
+            </div>
+          ) : (
+            <div className="picture picture-empty picture-waiting">
+              <span className="spinner" aria-hidden="true" />
+              <span>Working on it…</span>
+            </div>
+          )}
+          <figcaption>After{main ? ` · ${describeOutput(main)}` : ''}</figcaption>
+        </figure>
+      </div>
+      {failure && (
+        <div className="image-error">
+          <p>{failure.summary}</p>
+          {failure.detail && <p className="muted image-error-detail">Details: {failure.detail}</p>}
+        </div>
+      )}
+      {image.status === 'succeeded' && outputs.length > 0 && (
+        <div className="image-downloads">
+          {outputs.map((output, index) => (
+            <a
+              key={output.variant || index}
+              className="button button-small"
+              href={output.url}
+              download={downloadName(image.filename, output.content_type, output.variant)}
+            >
+              Download{output.variant ? ` ${output.variant}` : ''}
+              <span className="visually-hidden"> {image.filename}</span>
+            </a>
+          ))}
+        </div>
+      )}
+    </li>
+  );
+}

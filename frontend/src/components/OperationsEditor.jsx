@@ -1,0 +1,248 @@
+import { useState } from 'react';
+import { describeOperation, initialValues, valuesFromOperation } from '../lib/schema.js';
+
+// Plainer words for a few well-known option values; any other value is shown as it is.
+const OPTION_LABELS = {
+  fit: { contain: 'Fit inside (keep proportions)', cover: 'Fill and crop (keep proportions)', fill: 'Stretch to exactly this size' },
+  format: { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF' },
+  direction: { horizontal: 'Horizontal (mirror)', vertical: 'Vertical (upside down)' },
+};
+
+const PRESET_BLURBS = {
+  thumbnail: 'Small previews for galleries and lists.',
+  web: 'Sized and compressed for web pages.',
+  compress: 'Much smaller files, same size in pixels.',
+};
+
+let nextStepId = 1;
+
+/** A new step for the custom list, with the operation's default values. */
+export function newStep(operation, op = null) {
+  return { id: nextStepId++, op: operation.op, values: op ? valuesFromOperation(operation, op) : initialValues(operation) };
+}
+
+function FieldInput({ stepId, field, value, error, onChange }) {
+  const id = `step-${stepId}-${field.name}`;
+  const hintId = field.description ? `${id}-hint` : undefined;
+  const errorId = error ? `${id}-error` : undefined;
+  const describedBy = [hintId, errorId].filter(Boolean).join(' ') || undefined;
+  const common = { id, 'aria-describedby': describedBy, 'aria-invalid': error ? true : undefined };
+
+  let control;
+  if (field.kind === 'boolean') {
+    return (
+      <div className="field field-check">
+        <input type="checkbox" {...common} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked)} />
+        <label htmlFor={id}>{field.label}</label>
+        {field.description && <p className="field-hint" id={hintId}>{field.description}</p>}
+      </div>
+    );
+  }
+  if (field.kind === 'enum') {
+    const labels = OPTION_LABELS[field.name] || {};
+    const allowEmpty = !field.required && (field.default === undefined || field.default === null);
+    control = (
+      <select {...common} value={value} onChange={(e) => onChange(e.target.value)}>
+        {allowEmpty && <option value="">Keep as is</option>}
+        {field.options.map((option) => (
+          <option key={String(option)} value={String(option)}>
+            {labels[option] || String(option)}
+          </option>
+        ))}
+      </select>
+    );
+  } else if (field.kind === 'integer' || field.kind === 'number') {
+    const min = field.minimum ?? (field.exclusiveMinimum !== null && field.kind === 'integer' ? field.exclusiveMinimum + 1 : undefined);
+    const max = field.maximum ?? (field.exclusiveMaximum !== null && field.kind === 'integer' ? field.exclusiveMaximum - 1 : undefined);
+    control = (
+      <input
+        {...common}
+        type="number"
+        inputMode={field.kind === 'integer' ? 'numeric' : 'decimal'}
+        min={min}
+        max={max}
+        step={field.kind === 'integer' ? 1 : field.multipleOf || 'any'}
+        value={value}
+        placeholder={field.required ? '' : 'auto'}
+        onChange={(e) => onChange(e.target.value)}
+      />
+    );
+  } else if (field.kind === 'const') {
+    return null;
+  } else {
+    control = (
+      <input {...common} type="text" maxLength={field.maxLength ?? undefined} value={value} onChange={(e) => onChange(e.target.value)} />
+    );
+  }
+  return (
+    <div className="field">
+      <label htmlFor={id}>
+        {field.label}
+        {field.required ? '' : <span className="muted"> (optional)</span>}
+      </label>
+      {control}
+      {field.description && <p className="field-hint" id={hintId}>{field.description}</p>}
+      {error && (
+        <p className="field-error" id={errorId}>
+          {field.label} {error}.
+        </p>
+      )}
+    </div>
+  );
+}
+
+function StepEditor({ step, index, count, operation, errors, onChange, onMove, onRemove }) {
+  const titleId = `step-${step.id}-title`;
+  return (
+    <li className="step">
+      <fieldset aria-labelledby={titleId}>
+        <div className="step-head">
+          <h4 id={titleId}>
+            Step {index + 1}: {operation.title}
+          </h4>
+          <div className="step-actions">
+            <button type="button" className="icon-button" onClick={() => onMove(-1)} disabled={index === 0} aria-label={`Move step ${index + 1} up`}>
+              <span aria-hidden="true">↑</span>
+            </button>
+            <button type="button" className="icon-button" onClick={() => onMove(1)} disabled={index === count - 1} aria-label={`Move step ${index + 1} down`}>
+              <span aria-hidden="true">↓</span>
+            </button>
+            <button type="button" className="icon-button" onClick={onRemove} aria-label={`Remove step ${index + 1} (${operation.title})`}>
+              <span aria-hidden="true">×</span>
+            </button>
+          </div>
+        </div>
+        {operation.description && <p className="field-hint">{operation.description}</p>}
+        {operation.fields.some((field) => field.kind !== 'const') ? (
+          <div className="step-fields">
+            {operation.fields.map((field) => (
+              <FieldInput
+                key={field.name}
+                stepId={step.id}
+                field={field}
+                value={step.values[field.name]}
+                error={errors?.[field.name]}
+                onChange={(value) => onChange({ ...step, values: { ...step.values, [field.name]: value } })}
+              />
+            ))}
+          </div>
+        ) : (
+          <p className="muted">No settings needed.</p>
+        )}
+      </fieldset>
+    </li>
+  );
+}
+
+/**
+ * Choose what happens to the photos: a named preset, or a list of steps built from the
+ * operations the server publishes. `choice` is {mode, preset, steps}; `errors` maps a
+ * step id to its fields' problems.
+ */
+export default function OperationsEditor({ operations, presets, choice, onChange, errors }) {
+  const byName = Object.fromEntries(operations.map((operation) => [operation.op, operation]));
+  const presetNames = Object.keys(presets || {});
+  const [toAdd, setToAdd] = useState(operations[0]?.op || '');
+
+  const setMode = (mode) => onChange({ ...choice, mode });
+  const setSteps = (steps) => onChange({ ...choice, steps });
+
+  const customise = () => {
+    const ops = presets[choice.preset] || [];
+    const steps = ops.filter((op) => byName[op.op]).map((op) => newStep(byName[op.op], op));
+    onChange({ ...choice, mode: 'custom', steps });
+  };
+
+  const addStep = () => {
+    if (byName[toAdd]) setSteps([...choice.steps, newStep(byName[toAdd])]);
+  };
+
+  const moveStep = (index, delta) => {
+    const steps = [...choice.steps];
+    const [step] = steps.splice(index, 1);
+    steps.splice(index + delta, 0, step);
+    setSteps(steps);
+  };
+
+  return (
+    <div className="operations">
+      <fieldset className="mode-switch">
+        <legend className="visually-hidden">How to choose the operations</legend>
+        {presetNames.length > 0 && (
+          <label className={`mode-option${choice.mode === 'preset' ? ' is-selected' : ''}`}>
+            <input type="radio" name="mode" value="preset" checked={choice.mode === 'preset'} onChange={() => setMode('preset')} />
+            Use a preset
+          </label>
+        )}
+        <label className={`mode-option${choice.mode === 'custom' ? ' is-selected' : ''}`}>
+          <input type="radio" name="mode" value="custom" checked={choice.mode === 'custom'} onChange={() => setMode('custom')} />
+          Build my own steps
+        </label>
+      </fieldset>
+
+      {choice.mode === 'preset' && presetNames.length > 0 && (
+        <fieldset className="presets">
+          <legend className="visually-hidden">Preset</legend>
+          {presetNames.map((name) => (
+            <label key={name} className={`preset${choice.preset === name ? ' is-selected' : ''}`}>
+              <input type="radio" name="preset" value={name} checked={choice.preset === name} onChange={() => onChange({ ...choice, preset: name })} />
+              <span className="preset-name">{name.charAt(0).toUpperCase() + name.slice(1)}</span>
+              {PRESET_BLURBS[name] && <span className="preset-blurb">{PRESET_BLURBS[name]}</span>}
+              <span className="preset-steps">
+                {(presets[name] || []).map((op, i) => (
+                  <span key={i} className="preset-step">
+                    {describeOperation(op)}
+                  </span>
+                ))}
+              </span>
+            </label>
+          ))}
+          <button type="button" className="button button-small button-quiet" onClick={customise}>
+            Customise this preset
+          </button>
+        </fieldset>
+      )}
+
+      {choice.mode === 'custom' && (
+        <div className="custom">
+          {choice.steps.length === 0 ? (
+            <p className="muted">No steps yet. Add one below; the steps run in order, top to bottom.</p>
+          ) : (
+            <ol className="steps">
+              {choice.steps.map((step, index) =>
+                byName[step.op] ? (
+                  <StepEditor
+                    key={step.id}
+                    step={step}
+                    index={index}
+                    count={choice.steps.length}
+                    operation={byName[step.op]}
+                    errors={errors?.[step.id]}
+                    onChange={(updated) => setSteps(choice.steps.map((s) => (s.id === step.id ? updated : s)))}
+                    onMove={(delta) => moveStep(index, delta)}
+                    onRemove={() => setSteps(choice.steps.filter((s) => s.id !== step.id))}
+                  />
+                ) : null,
+              )}
+            </ol>
+          )}
+          <div className="add-step">
+            <label htmlFor="add-step-op">Add a step</label>
+            <div className="add-step-row">
+              <select id="add-step-op" value={toAdd} onChange={(e) => setToAdd(e.target.value)}>
+                {operations.map((operation) => (
+                  <option key={operation.op} value={operation.op}>
+                    {operation.title}
+                  </option>
+                ))}
+              </select>
+              <button type="button" className="button" onClick={addStep} disabled={!toAdd}>
+                Add step
+              </button>
+            </div>
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,137 @@
+// The REST API of image-handler (ARCHITECTURE.md), as the page uses it.
+// Every failure becomes an ApiError whose message can be shown to a person as it is.
+
+const API = '/api/v1';
+
+/** Messages for when the server gave no JSON error body of its own. */
+const FALLBACK_MESSAGES = {
+  0: "Can't reach the ImageFlow server. Check your connection; if it persists the service may be down.",
+  400: 'The server could not understand the request.',
+  404: 'Not found.',
+  413: 'The upload is too large for the server.',
+  415: 'The server does not accept this type of file.',
+  422: 'The server rejected the chosen operations.',
+  429: 'Too many uploads right now. Please wait a minute and try again.',
+  500: 'The server ran into a problem. Please try again.',
+  502: 'The ImageFlow server is not answering right now. Please try again shortly.',
+  503: 'The ImageFlow server is busy or starting up. Please try again shortly.',
+  504: 'The ImageFlow server took too long to answer. Please try again.',
+};
+
+/** An API failure: `status` 0 means the server could not be reached at all. */
+export class ApiError extends Error {
+  constructor({ status, code, message, details = null, retryAfter = null }) {
+    super(message || FALLBACK_MESSAGES[status] || FALLBACK_MESSAGES[500]);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code || (status === 0 ? 'network' : `http_${status}`);
+    this.details = details;
+    this.retryAfter = retryAfter;
+  }
+
+  /** True when the server could not be reached (down, offline, connection reset). */
+  get isNetwork() {
+    return this.status === 0;
+  }
+}
+
+/** Build an ApiError from a status and a response body text, using the JSON error if any. */
+export function errorFromResponse(status, bodyText, retryAfter = null) {
+  let error = null;
+  try {
+    error = JSON.parse(bodyText)?.error ?? null;
+  } catch {
+    // Not JSON (a proxy's HTML error page, say): fall back to a message for the status.
+  }
+  const fallback = FALLBACK_MESSAGES[status] || (status >= 500 ? FALLBACK_MESSAGES[500] : `Request failed (HTTP ${status}).`);
+  return new ApiError({
+    status,
+    code: error?.code,
+    message: typeof error?.message === 'string' && error.message ? error.message : fallback,
+    details: error?.details ?? null,
+    retryAfter,
+  });
+}
+
+function abortError() {
+  const error = new Error('Upload cancelled.');
+  error.name = 'AbortError';
+  return error;
+}
+
+function networkError() {
+  return new ApiError({ status: 0, code: 'network' });
+}
+
+async function getJson(path, { signal } = {}) {
+  let response;
+  try {
+    response = await fetch(path, { signal, headers: { Accept: 'application/json' } });
+  } catch (err) {
+    if (err?.name === 'AbortError') throw err;
+    throw networkError();
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    throw errorFromResponse(response.status, text, response.headers.get('Retry-After'));
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    // A 200 that is not JSON means something other than image-handler answered.
+    throw new ApiError({ status: 502, code: 'bad_response' });
+  }
+}
+
+/** GET /api/v1/operations: the operations' JSON Schema, the presets and the upload limits. */
+export function fetchOperations(options) {
+  return getJson(`${API}/operations`, options);
+}
+
+/** GET /api/v1/jobs/<job_id>: the job's status, counts and images. */
+export function fetchJob(jobId, options) {
+  return getJson(`${API}/jobs/${encodeURIComponent(jobId)}`, options);
+}
+
+/**
+ * POST /api/v1/jobs with XMLHttpRequest, which (unlike fetch) reports upload progress.
+ * `onProgress(loaded, total)` is called as the body goes out. Resolves with the 202 body;
+ * rejects with an ApiError, or an Error named AbortError when `signal` aborts it.
+ */
+export function submitJob({ files, operations, preset, email }, { onProgress, signal } = {}) {
+  const form = new FormData();
+  for (const file of files) form.append('files', file, file.name);
+  if (preset) form.append('preset', preset);
+  else form.append('operations', JSON.stringify(operations));
+  if (email) form.append('email', email);
+
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `${API}/jobs`);
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.upload.onprogress = (event) => {
+      if (onProgress && event.lengthComputable) onProgress(event.loaded, event.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        try {
+          resolve(JSON.parse(xhr.responseText));
+        } catch {
+          reject(new ApiError({ status: 502, code: 'bad_response' }));
+        }
+      } else {
+        reject(errorFromResponse(xhr.status, xhr.responseText, xhr.getResponseHeader('Retry-After')));
+      }
+    };
+    xhr.onerror = () => reject(networkError());
+    xhr.onabort = () => reject(abortError());
+    if (signal) {
+      if (signal.aborted) {
+        reject(abortError());
+        return;
+      }
+      signal.addEventListener('abort', () => xhr.abort(), { once: true });
+    }
+    xhr.send(form);
+  });
+}

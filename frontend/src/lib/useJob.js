@@ -1,0 +1,71 @@
+import { useEffect, useState } from 'react';
+import { fetchJob } from './api.js';
+import { isTerminal } from './jobs.js';
+
+const POLL_MS = 1000;
+const HIDDEN_POLL_MS = 5000;
+const MAX_BACKOFF_MS = 15000;
+
+function retryable(error) {
+  return error.isNetwork || error.status >= 500 || error.status === 429;
+}
+
+/**
+ * Follows a job: fetches it, then polls while it is still running, backing off while the
+ * server cannot be reached and keeping the last answer on screen meanwhile.
+ * Returns {status: loading|ready|not-found|error, job, error, retrying, updatedAt, retryNow}.
+ */
+export default function useJob(jobId) {
+  const [state, setState] = useState({ status: 'loading', job: null, error: null, retrying: false, updatedAt: null });
+  const [attempt, setAttempt] = useState(0);
+
+  useEffect(() => {
+    const controller = new AbortController();
+    let timer = null;
+    let failures = 0;
+    let stopped = false;
+
+    const schedule = (ms) => {
+      if (!stopped) timer = setTimeout(poll, ms);
+    };
+    async function poll() {
+      try {
+        const job = await fetchJob(jobId, { signal: controller.signal });
+        if (stopped) return;
+        failures = 0;
+        setState({ status: 'ready', job, error: null, retrying: false, updatedAt: new Date() });
+        if (!isTerminal(job.status)) schedule(document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+      } catch (error) {
+        if (stopped || error.name === 'AbortError') return;
+        if (error.status === 404) {
+          setState({ status: 'not-found', job: null, error, retrying: false, updatedAt: null });
+          return;
+        }
+        const again = retryable(error);
+        setState((current) => ({
+          ...current,
+          status: current.job ? 'ready' : 'error',
+          error,
+          retrying: again,
+        }));
+        if (again) {
+          failures += 1;
+          const wait = error.retryAfter && Number(error.retryAfter) > 0 ? Number(error.retryAfter) * 1000 : POLL_MS * 2 ** failures;
+          schedule(Math.min(MAX_BACKOFF_MS, wait));
+        }
+      }
+    }
+
+    setState((current) =>
+      current.job?.job_id === jobId ? current : { status: 'loading', job: null, error: null, retrying: false, updatedAt: null },
+    );
+    poll();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      controller.abort();
+    };
+  }, [jobId, attempt]);
+
+  return { ...state, retryNow: () => setAttempt((n) => n + 1) };
+}
