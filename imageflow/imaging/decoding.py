@@ -1,0 +1,342 @@
+"""Decoding: sniff the real format from the bytes, check limits from the header, then
+decode only what is needed (JPEG draft / shrink-on-load) into a working mode.
+
+Every failure becomes an :class:`ImageError` with a specific reason; nothing here trusts
+a file name or a declared content type.
+"""
+from __future__ import annotations
+
+import io
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from .limits import ImageError, Limits
+
+try:  # HEIC/HEIF through the pillow-heif wheel, when installed
+    from pillow_heif import register_heif_opener
+    register_heif_opener()
+    HEIC = True
+except ImportError:  # pragma: no cover - the wheel is a pinned dependency
+    HEIC = False
+
+# The engine enforces its own pixel limit from the header (Limits.max_pixels); Pillow's
+# global warning would only be noise. Its hard error (2x its default) is still mapped.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An input format the engine reads."""
+    name: str
+    mime: str
+    ext: str
+    pillow: tuple[str, ...]     # Pillow plugins allowed to open it (never "try every plugin")
+
+
+KINDS = {kind.name: kind for kind in (
+    Kind("jpeg", "image/jpeg", "jpg", ("JPEG", "MPO")),
+    Kind("png", "image/png", "png", ("PNG",)),
+    Kind("gif", "image/gif", "gif", ("GIF",)),
+    Kind("webp", "image/webp", "webp", ("WEBP",)),
+    Kind("tiff", "image/tiff", "tiff", ("TIFF",)),
+    Kind("bmp", "image/bmp", "bmp", ("BMP",)),
+    Kind("avif", "image/avif", "avif", ("AVIF",)),
+    Kind("heic", "image/heic", "heic", ("HEIF",)),
+)}
+
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+# Recognisable non-images, so the user learns what they actually uploaded.
+_OTHER_MAGIC = (
+    (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"8BPS", "a Photoshop document"), (b"\x00\x00\x01\x00", "a Windows icon"),
+    (b"\x7fELF", "a program"), (b"MZ", "a Windows program"), (b"ID3", "an MP3 file"),
+    (b"OggS", "an Ogg media file"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image (not supported)"),
+)
+
+
+def sniff(data: bytes) -> str | None:
+    """The input format from the first bytes (a key of :data:`KINDS`), or None."""
+    head = data[:64]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head[:2] == b"BM" and len(head) >= 26:
+        return "bmp"
+    if head[4:8] == b"ftyp" and len(head) >= 16:
+        size = struct.unpack(">I", head[:4])[0]
+        brands = {data[i:i + 4] for i in range(16, min(max(size, 16), 256), 4)} | {head[8:12]}
+        if brands & _AVIF_BRANDS:
+            return "avif"
+        if brands & _HEIC_BRANDS:
+            return "heic" if HEIC else None
+    return None
+
+
+def describe_unknown(data: bytes) -> str:
+    """A sentence saying what a non-image looks like."""
+    for magic, what in _OTHER_MAGIC:
+        if data.startswith(magic):
+            return f"not a supported image: the content is {what}"
+    head = data[:512].lstrip()
+    if head[:5].lower() in (b"<?xml", b"<svg ") or b"<svg" in head[:256].lower():
+        return "not a supported image: SVG (vector) files are not supported"
+    if head[:1] in (b"<", b"{", b"[") or _looks_like_text(data[:512]):
+        return "not an image: the content is text"
+    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF" + \
+        (", HEIC)" if HEIC else ")")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """What the header says: format key, MIME type, extension, size (as displayed, after
+    EXIF orientation) and frame count."""
+    format: str
+    mime: str
+    ext: str
+    width: int
+    height: int
+    frames: int
+
+
+@dataclass
+class Source:
+    """An opened (not yet decoded) image and what the engine learnt from its header."""
+    image: Image.Image
+    kind: Kind
+    frames: int
+    orientation: int
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        width, height = self.image.size
+        return (height, width) if self.orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f}".rstrip("0").rstrip(".")
+
+
+def open_source(data: bytes, limits: Limits) -> Source:
+    """Open the header only, check the pixel and frame limits, and return the source.
+    Raises :class:`ImageError` (empty, unsupported, corrupt, too_large, too_many_frames)."""
+    if not data:
+        raise ImageError("empty", "the file is empty (0 bytes)")
+    name = sniff(data)
+    if name is None:
+        raise ImageError("unsupported", describe_unknown(data))
+    kind = KINDS[name]
+    try:
+        image = Image.open(io.BytesIO(data), formats=kind.pillow)
+    except Image.DecompressionBombError as exc:
+        # Pillow's own hard stop (far above the usual limit) fired before ours could
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{_megapixels(int(found.group(1)))} megapixels" if found else "more pixels"
+        raise ImageError("too_large", f"the image is {size}, over the limit of "
+                                      f"{_megapixels(limits.max_pixels)} megapixels") from None
+    except UnidentifiedImageError:
+        raise ImageError("corrupt", f"the file starts like a {name.upper()} image but its header is unreadable "
+                                    f"(truncated or corrupt)") from None
+    except Exception as exc:  # every decoder error is the file's fault, never the process's
+        raise ImageError("corrupt", f"the {name.upper()} header is corrupt ({_short(exc)})") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError("corrupt", f"the {name.upper()} header gives an empty size ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise ImageError("too_large", f"the image is {width}x{height} ({_megapixels(width * height)} megapixels), "
+                                      f"over the limit of {_megapixels(limits.max_pixels)} megapixels")
+    frames = count_frames(image, name, data, limits.max_frames)
+    if frames > limits.max_frames:
+        raise ImageError("too_many_frames", f"the image has more than {limits.max_frames} frames "
+                                            f"(the limit is {limits.max_frames})")
+    return Source(image, kind, frames, _orientation(image))
+
+
+def probe(data: bytes, limits: Limits) -> ProbeInfo:
+    """Sniff the real format from the bytes (never the name), read the header only and
+    enforce the pixel and frame limits before any pixel is decoded. Raises ImageError."""
+    source = open_source(data, limits)
+    width, height = source.oriented_size
+    try:
+        return ProbeInfo(source.kind.name, source.kind.mime, source.kind.ext, width, height, source.frames)
+    finally:
+        source.image.close()
+
+
+def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
+    """Frames in the file, counting at most ``cap + 1`` so a hostile file cannot make the
+    count itself expensive."""
+    if name == "gif":
+        return _count_gif_frames(data, cap + 1)
+    if name == "tiff":
+        try:
+            image.seek(cap)      # walks at most cap+1 directories, decodes nothing
+        except EOFError:
+            count = image.n_frames
+        except Exception as exc:
+            raise ImageError("corrupt", f"the TIFF directory chain is corrupt ({_short(exc)})") from None
+        else:
+            count = cap + 1
+        image.seek(0)
+        return count
+    try:
+        return int(getattr(image, "n_frames", 1) or 1)
+    except Exception as exc:
+        raise ImageError("corrupt", f"the {name.upper()} frame table is corrupt ({_short(exc)})") from None
+
+
+def _count_gif_frames(data: bytes, stop: int) -> int:
+    """Count GIF image descriptors by walking the block structure (no decoding)."""
+    try:
+        pos = 13
+        flags = data[10]
+        if flags & 0x80:
+            pos += 3 << ((flags & 7) + 1)
+        frames = 0
+        while pos < len(data) and frames < stop:
+            block = data[pos]
+            if block == 0x3B:                      # trailer
+                break
+            if block == 0x21:                      # extension: label, then sub-blocks
+                pos = _skip_sub_blocks(data, pos + 2)
+            elif block == 0x2C:                    # image descriptor
+                frames += 1
+                flags = data[pos + 9]
+                pos += 10
+                if flags & 0x80:
+                    pos += 3 << ((flags & 7) + 1)
+                pos = _skip_sub_blocks(data, pos + 1)   # LZW minimum code size, then data
+            else:
+                break
+        return max(frames, 1)
+    except IndexError:
+        return 1     # truncated structure: decoding reports it properly
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while True:
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+
+
+def _orientation(image: Image.Image) -> int:
+    """EXIF orientation (1-8) read from the header only; 1 when absent or unreadable."""
+    try:
+        if image.format == "TIFF":
+            value = image.getexif().get(0x0112, 1)
+        elif image.info.get("exif"):
+            exif = Image.Exif()
+            exif.load(image.info["exif"])
+            value = exif.get(0x0112, 1)
+        else:
+            return 1
+        value = int(value)
+    except Exception:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def decode_error(exc: BaseException, kind: Kind) -> ImageError:
+    """Map a decoder exception to a specific, readable ImageError."""
+    if isinstance(exc, ImageError):
+        return exc
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageError("too_large", str(exc))
+    if isinstance(exc, MemoryError):
+        return ImageError("too_large", "the image needs more memory to decode than is available")
+    text = str(exc).lower()
+    if "truncated" in text or isinstance(exc, EOFError) or "end of file" in text or "ends early" in text:
+        return ImageError("corrupt", "the file is truncated: the image data ends early")
+    return ImageError("corrupt", f"the {kind.name.upper()} image data is corrupt ({_short(exc)})")
+
+
+def load(source: Source, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the current frame. For JPEG with ``draft_size``, let libjpeg scale down
+    by 1/2, 1/4 or 1/8 while decoding (the result is never smaller than ``draft_size``)."""
+    image = source.image
+    try:
+        if draft_size and source.kind.name == "jpeg" and image.mode in ("RGB", "L", "CMYK"):
+            image.draft(image.mode, draft_size)
+        image.load()
+    except Exception as exc:
+        raise decode_error(exc, source.kind) from None
+    return image
+
+
+# -- colour: the working modes are L, LA, RGB, RGBA -------------------------------------------
+
+_SRGB = ImageCms.createProfile("sRGB")
+_ALPHA_MODES = ("LA", "RGBA", "La", "RGBa", "PA")
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
+
+
+def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    try:
+        return "srgb" in ImageCms.getProfileDescription(profile).lower()
+    except Exception:
+        return False
+
+
+def to_working(image: Image.Image, icc_policy: str = "srgb") -> tuple[Image.Image, bytes | None]:
+    """Convert a decoded frame to L, LA, RGB or RGBA, handling its ICC profile:
+    ``srgb`` converts colours to sRGB, ``keep`` keeps the profile to embed in the output,
+    ``drop`` ignores it. CMYK is always converted (through its profile when present).
+    Returns the image and the profile to embed (or None)."""
+    icc = image.info.get("icc_profile") or None
+    mode = image.mode
+    if icc and (mode == "CMYK" or (icc_policy == "srgb" and mode in ("RGB", "RGBA"))):
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            if mode == "CMYK" or not _is_srgb(profile):
+                image = ImageCms.profileToProfile(image, profile, _SRGB, outputMode="RGB" if mode == "CMYK" else mode)
+            icc = None
+        except Exception:   # a broken profile: fall back to the plain conversion below
+            icc = None
+        mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: scale to 8 bits (a plain convert would clip at 255)
+        image = image.convert("I").point(lambda value: value * (1 / 257)).convert("L")
+    elif mode == "F":
+        image = image.convert("L")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode in ("P", "PA"):
+        image = image.convert("RGBA" if has_alpha(image) else "RGB")
+    elif mode in ("La",):
+        image = image.convert("LA")
+    elif mode == "RGBa":
+        image = image.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGB")      # CMYK without profile, YCbCr, LAB, HSV, RGBX
+    return image, (icc if icc_policy == "keep" else None)

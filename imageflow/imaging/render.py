@@ -1,0 +1,214 @@
+"""The renderer: one decode, the pixel operations in order, then one encode per output.
+
+Speed comes from decoding only what is needed: when the first size-changing operation
+is a downscale (a resize, or the largest variant), a JPEG is decoded straight at 1/2,
+1/4 or 1/8 scale (libjpeg's DCT scaling), never below the size the resize needs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .. import operations as ops
+from .decoding import Source, decode_error, load, open_source, to_working
+from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
+from .limits import ImageError, Limits
+from .operations import apply, resize_target
+from .variants import Variant, expand, largest_width
+
+# EXIF orientation -> the transpose that turns the stored pixels upright.
+_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+# Operations that neither read nor change the pixel grid: a draft decode may run before them.
+_GRID_NEUTRAL = {"grayscale", "brightness", "contrast", "saturation", "flip"}
+
+
+@dataclass
+class Plan:
+    """Validated operations split into pixel operations and render-wide settings."""
+    pixel_ops: list = field(default_factory=list)
+    variants: ops.Variants | None = None
+    auto_orient: bool = True
+    metadata: ops.Metadata = field(default_factory=lambda: ops.Metadata(op="metadata"))
+    frames: ops.Frames = field(default_factory=lambda: ops.Frames(op="frames"))
+    format: ops.Format | None = None
+
+    @classmethod
+    def from_operations(cls, operations: list[dict]) -> "Plan":
+        try:
+            models = ops.parse_operations(list(operations or []))
+        except ops.OperationsError as exc:
+            raise ImageError("invalid", exc.message) from None
+        plan = cls()
+        for model in models:
+            if model.op == "auto_orient":
+                plan.auto_orient = model.enabled
+            elif model.op == "metadata":
+                plan.metadata = model
+            elif model.op == "frames":
+                plan.frames = model
+            elif model.op == "format":
+                plan.format = model
+            elif model.op == "variants":
+                plan.variants = model
+            else:
+                plan.pixel_ops.append(model)
+        return plan
+
+    def output_formats(self, input_kind: str) -> list[str]:
+        base = self.format.format if self.format else DEFAULT_OUTPUT[input_kind]
+        if self.variants and self.variants.formats:
+            return list(self.variants.formats)
+        return [base]
+
+    def draft_size(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        """The smallest decode size (in upright pixels) the operations allow, or None
+        when the first grid-changing operation needs full resolution."""
+        width, height = size
+        target, turned = None, False
+        for op in self.pixel_ops:
+            if op.op in _GRID_NEUTRAL:
+                continue
+            if op.op == "rotate" and op.degrees % 90 == 0:
+                if op.degrees % 180:
+                    width, height, turned = height, width, not turned
+                continue
+            if op.op == "resize":
+                out, region = resize_target((width, height), op)
+                if region is None:
+                    target = out
+                else:   # cover: the whole image at the scale the kept region needs
+                    target = (math.ceil(width * out[0] / region[0]), math.ceil(height * out[1] / region[1]))
+            break
+        else:
+            wanted = largest_width(self.variants)
+            if wanted and wanted < width:
+                target = (wanted, math.ceil(height * wanted / width))
+        if target is None or target[0] >= width or target[1] >= height:
+            return None
+        # quarter turns before the resize: the decode happens before them
+        return (target[1], target[0]) if turned else target
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    return image.transpose(_ORIENT[orientation]) if orientation in _ORIENT else image
+
+
+def _exif_to_keep(source: Source, plan: Plan) -> bytes | None:
+    if plan.metadata.strip:
+        return None
+    try:
+        exif = source.image.getexif()
+    except Exception:
+        return None
+    if plan.auto_orient and 0x0112 in exif:
+        exif[0x0112] = 1        # the pixels are upright now
+    return exif.tobytes() if len(exif) else None
+
+
+def _decode_still(source: Source, plan: Plan) -> tuple[list[Image.Image], bytes | None]:
+    orientation = source.orientation if plan.auto_orient else 1
+    draft = plan.draft_size(source.oriented_size if plan.auto_orient else source.image.size)
+    if draft and orientation in (5, 6, 7, 8):
+        draft = (draft[1], draft[0])
+    image = load(source, draft)
+    image, icc = to_working(image, plan.metadata.icc)
+    return [_upright(image, orientation)], icc
+
+
+def _decode_animation(source: Source, plan: Plan, limits: Limits) -> tuple[list[Image.Image], list[int], int | None]:
+    count = min(source.frames, plan.frames.max or source.frames, limits.max_frames)
+    width, height = source.image.size
+    if count * width * height > limits.max_animation_pixels:
+        raise ImageError("too_large", f"the animation has {count} frames of {width}x{height} "
+                                      f"({count * width * height / 1e6:.0f} megapixels in all), over the limit of "
+                                      f"{limits.max_animation_pixels / 1e6:.0f} megapixels; keep fewer frames")
+    image = source.image
+    loop = image.info.get("loop")
+    frames, durations = [], []
+    orientation = source.orientation if plan.auto_orient else 1
+    for index in range(count):
+        try:
+            image.seek(index)
+        except EOFError:
+            break
+        except Exception as exc:
+            raise decode_error(exc, source.kind) from None
+        frame = load(source)
+        working, _ = to_working(frame, "drop" if plan.metadata.icc == "keep" else plan.metadata.icc)
+        if working is frame:
+            working = frame.copy()     # the next seek reuses the decoder's buffer
+        frames.append(_upright(working, orientation))
+        durations.append(int(image.info.get("duration") or 100))
+    return frames, durations, loop
+
+
+def _same_mode(frames: list[Image.Image]) -> list[Image.Image]:
+    """Animation encoders want one mode for every frame."""
+    modes = {frame.mode for frame in frames}
+    if len(modes) == 1:
+        return frames
+    grey = modes <= {"L", "LA"}
+    alpha = bool(modes & {"LA", "RGBA"})
+    mode = ("LA" if alpha else "L") if grey else ("RGBA" if alpha else "RGB")
+    return [frame if frame.mode == mode else frame.convert(mode) for frame in frames]
+
+
+def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits) -> list[Image.Image]:
+    for index, op in enumerate(plan.pixel_ops):
+        try:
+            frames = [apply(frame, op, limits) for frame in frames]
+        except ImageError:
+            raise
+        except MemoryError:
+            raise ImageError("too_large", f"not enough memory for operations[{index}] ({op.op})") from None
+        except (ValueError, OSError, TypeError) as exc:
+            raise ImageError("invalid", f"operations[{index}] ({op.op}) failed on a "
+                                        f"{frames[0].width}x{frames[0].height} image: {exc}") from None
+    return _same_mode(frames)
+
+
+def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
+    """Apply validated operations (the output of ``resolve_operations``) to an image.
+
+    Returns one :class:`Rendered` per output: variants give several, named like
+    ``w320-webp``; without variants exactly one, with variant ``""``. Without a format
+    operation the output keeps the input's format (BMP becomes PNG, HEIC becomes JPEG).
+    EXIF orientation is applied and metadata stripped unless the operations say
+    otherwise. Raises :class:`ImageError` with a clear reason on bad input."""
+    plan = Plan.from_operations(operations)
+    source = open_source(data, limits)
+    try:
+        formats = plan.output_formats(source.kind.name)
+        animate = (source.frames > 1 and plan.frames.mode == "all"
+                   and any(OUTPUT_FORMATS[name].animates for name in formats))
+        if animate:
+            frames, durations, loop = _decode_animation(source, plan, limits)
+            icc = None
+        else:
+            if source.frames > 1:
+                source.image.seek(0)
+            frames, icc = _decode_still(source, plan)
+            durations, loop = None, None
+        exif = _exif_to_keep(source, plan)
+        frames = _apply_all(frames, plan, limits)
+        default = plan.format.format if plan.format else DEFAULT_OUTPUT[source.kind.name]
+        outputs = expand(frames, plan.variants, default, limits) if plan.variants else [Variant("", frames, default)]
+        fmt = plan.format or ops.Format(op="format", format=default)
+        results = []
+        for output in outputs:
+            same_format = plan.format is not None and output.format == plan.format.format
+            options = EncodeOptions(
+                # quality and max_bytes were chosen for the format op's format; other
+                # variant formats get their own defaults
+                quality=fmt.quality if same_format else None,
+                progressive=fmt.progressive, lossless=fmt.lossless,
+                max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
+            results.append(encode(output.frames, output.format, options, limits, durations, loop, output.name))
+        return results
+    finally:
+        source.image.close()

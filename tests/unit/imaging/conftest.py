@@ -1,0 +1,11 @@
+"""Fixtures of the engine tests."""
+from __future__ import annotations
+
+import pytest
+
+from imageflow.imaging import Limits
+
+
+@pytest.fixture
+def limits() -> Limits:
+    return Limits()
