@@ -1,6 +1,8 @@
 """The one place that chooses adapters from ``IMAGEFLOW_BACKEND``. Nothing connects at import."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .blobstore import BlobStore
 from .bus import MessageBus
 from .jobstore import JobStore
@@ -29,3 +31,29 @@ def make_bus(settings: Settings) -> MessageBus:
         return PubSubBus(settings)
     from .bus.sqlite import SqliteBus
     return SqliteBus(settings.data_dir / "bus.sqlite3")
+
+
+@dataclass
+class Backends:
+    """The three ports a service uses, built from settings."""
+
+    blobs: BlobStore
+    jobs: JobStore
+    bus: MessageBus
+
+    def checks(self) -> dict:
+        return {"blobstore": self.blobs.check, "jobstore": self.jobs.check, "bus": self.bus.check}
+
+    def close(self) -> None:
+        for backend in (self.blobs, self.jobs, self.bus):
+            backend.close()
+
+
+def make_backends(settings: Settings, *, ensure_topology: bool | None = None) -> Backends:
+    """Build every adapter. On the local backend the topics and subscriptions are created
+    here (idempotent); on GCP that is the setup command's job (``imageflow-setup``)."""
+    backends = Backends(make_blobstore(settings), make_jobstore(settings), make_bus(settings))
+    if ensure_topology if ensure_topology is not None else settings.backend == "local":
+        from . import topology
+        topology.ensure(backends.bus, settings)
+    return backends

@@ -121,6 +121,8 @@ class Job:
     notified_at: str | None = None
     owner: str | None = None
     name: str | None = None
+    tasks_published: bool = False              # every task of the job is on the bus
+    completion_message_id: str | None = None   # job.completed was published (see Coordinator.announce)
 
     @property
     def done(self) -> int:

@@ -87,6 +87,7 @@ class Settings:
     gcs_bucket: str = ""
     public_base_url: str = "http://127.0.0.1:8080"
     port: int = 8080
+    bind_host: str = "127.0.0.1"
     max_upload_bytes: int = 25 * 1024 * 1024          # per file
     max_request_bytes: int = 200 * 1024 * 1024        # whole multipart request
     max_image_pixels: int = 50_000_000
@@ -95,11 +96,13 @@ class Settings:
     ack_deadline_seconds: int = 60
     max_delivery_attempts: int = 5
     sendgrid_api_key: str = ""
-    sendgrid_api_url: str = "https://api.sendgrid.com/v3/mail/send"
+    sendgrid_api_host: str = "https://api.sendgrid.com"
     email_from: str = "ImageFlow <no-reply@imageflow.local>"
     signed_url_ttl_seconds: int = 3600
     progress_flush_seconds: float = 1.0
+    drain_seconds: float = 30.0
     frontend_dir: Path | None = None
+    notifications_push_endpoint: str | None = None
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -121,6 +124,7 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/")
             or f"http://127.0.0.1:{_int(env, 'IMAGEFLOW_PORT', 8080)}",
             port=_int(env, "IMAGEFLOW_PORT", 8080),
+            bind_host=env.get("BIND_HOST") or cls.bind_host,
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
@@ -129,11 +133,13 @@ class Settings:
             ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
             max_delivery_attempts=max(1, _int(env, "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts)),
             sendgrid_api_key=env.get("SENDGRID_API_KEY", ""),
-            sendgrid_api_url=env.get("SENDGRID_API_URL") or cls.sendgrid_api_url,
+            sendgrid_api_host=env.get("SENDGRID_API_HOST") or cls.sendgrid_api_host,
             email_from=env.get("EMAIL_FROM") or cls.email_from,
             signed_url_ttl_seconds=_int(env, "SIGNED_URL_TTL_SECONDS", cls.signed_url_ttl_seconds),
             progress_flush_seconds=_float(env, "PROGRESS_FLUSH_SECONDS", cls.progress_flush_seconds),
+            drain_seconds=_float(env, "DRAIN_SECONDS", cls.drain_seconds),
             frontend_dir=Path(env["FRONTEND_DIR"]).resolve() if env.get("FRONTEND_DIR") else None,
+            notifications_push_endpoint=env.get("NOTIFICATIONS_PUSH_ENDPOINT") or None,
             topics=Topics.from_env(env),
         )
         if backend == "gcp":
@@ -155,10 +161,10 @@ class Settings:
 
 
 ENV_NAMES = (
-    "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "GCP_PROJECT", "GCS_BUCKET",
+    "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "BIND_HOST", "GCP_PROJECT", "GCS_BUCKET",
     "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_IMAGE_PIXELS",
     "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
-    "SENDGRID_API_KEY", "SENDGRID_API_URL", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
-    "PROGRESS_FLUSH_SECONDS", "FRONTEND_DIR", *Topics.ENV.values(),
+    "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
+    "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

@@ -12,7 +12,10 @@ from .settings import Settings
 
 
 def subscriptions(settings: Settings, push_endpoint: str | None = None) -> list[SubscriptionConfig]:
+    """Every subscription; the email function's is a push subscription when an endpoint is
+    given (argument, or NOTIFICATIONS_PUSH_ENDPOINT)."""
     t = settings.topics
+    push_endpoint = push_endpoint or settings.notifications_push_endpoint
     deadline = settings.ack_deadline_seconds
     return [
         SubscriptionConfig(t.jobs_sub, t.jobs, ack_deadline_seconds=deadline),

@@ -1,0 +1,224 @@
+"""Email Cloud Function: on ``job.completed`` (Pub/Sub CloudEvent), mail the results link.
+
+Self-contained (deployed on its own with requirements.txt): it does not import the
+ImageFlow core. Configuration from the environment:
+
+- ``SENDGRID_API_KEY`` set: send through SendGrid (``SENDGRID_API_HOST`` points the client
+  elsewhere, e.g. a test stand-in); otherwise write an .eml file to
+  ``<IMAGEFLOW_DATA_DIR>/outbox/<job_id>.eml`` (local mode).
+- ``EMAIL_FROM``, ``PUBLIC_BASE_URL``.
+- A job is mailed once: a claim per job (a file under the data dir locally, a Firestore
+  document ``email_notifications/<job_id>`` with ``IMAGEFLOW_BACKEND=gcp``) is taken before
+  sending and released if sending fails.
+- Raise only for transient failures (network, 429, 5xx), so the trigger retries; a bad
+  message or a permanent SendGrid refusal is logged and dropped.
+
+Run locally: ``functions-framework --source functions/email_notifier/main.py --target notify
+--signature-type cloudevent --port 8083``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import os
+import re
+import tempfile
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+import functions_framework
+
+log = logging.getLogger("email_notifier")
+logging.basicConfig(level=logging.INFO)
+
+_EMAIL_RE = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class TransientError(RuntimeError):
+    """Sending failed in a way worth retrying."""
+
+
+class PermanentError(RuntimeError):
+    """Sending can never succeed for this message (bad address, bad key)."""
+
+
+# -- the message ------------------------------------------------------------------------
+def parse_event(cloud_event) -> dict | None:
+    """The job.completed payload from a Pub/Sub CloudEvent, or None if it is not one."""
+    try:
+        message = cloud_event.data["message"]
+        payload = json.loads(base64.b64decode(message["data"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("not a Pub/Sub job.completed event: %s", exc)
+        return None
+    if not isinstance(payload, dict) or payload.get("v") != 1 or not _ID_RE.match(str(payload.get("job_id", ""))):
+        log.error("unsupported job.completed payload: %.200s", payload)
+        return None
+    return payload
+
+
+def results_url(event: dict) -> str:
+    base = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    return f"{base}/jobs/{event['job_id']}" if base else event.get("results_url", "")
+
+
+def build_email(event: dict, sender: str) -> EmailMessage:
+    """The completion email: plain text and HTML, with the counts and the results link."""
+    total, succeeded, failed = int(event.get("total", 0)), int(event.get("succeeded", 0)), int(event.get("failed", 0))
+    url = results_url(event)
+    if failed == 0:
+        headline = f"All {total} of your images are ready"
+    elif succeeded == 0:
+        headline = f"None of your {total} images could be processed"
+    else:
+        headline = f"{succeeded} of your {total} images are ready ({failed} failed)"
+    text = (f"{headline}.\n\nSee and download the results:\n{url}\n\n"
+            f"Job {event['job_id']}: {succeeded} succeeded, {failed} failed, {total} in all.\n\n"
+            "-- ImageFlow\n")
+    safe_url = html.escape(url, quote=True)
+    body = (f"<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{html.escape(headline)}</h2>"
+            f"<p><a href=\"{safe_url}\">See and download your results</a></p>"
+            f"<p>Job <code>{html.escape(event['job_id'])}</code>: {succeeded} succeeded, {failed} failed, "
+            f"{total} in all.</p><p style=\"color:#666\">ImageFlow</p></body></html>")
+    msg = EmailMessage()
+    msg["Subject"] = f"ImageFlow: {headline}"
+    msg["From"] = sender
+    msg["To"] = event["email"]
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(idstring=event["job_id"][:12], domain="imageflow.local")
+    msg["X-ImageFlow-Job"] = event["job_id"]
+    msg.set_content(text)
+    msg.add_alternative(body, subtype="html")
+    return msg
+
+
+# -- once per job -----------------------------------------------------------------------
+class FileClaims:
+    """Local claims: one file per mailed job, created atomically (O_EXCL)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def claim(self, job_id: str) -> bool:
+        try:
+            os.close(os.open(self.directory / job_id, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return True
+        except FileExistsError:
+            return False
+
+    def release(self, job_id: str) -> None:
+        (self.directory / job_id).unlink(missing_ok=True)
+
+
+class FirestoreClaims:
+    """GCP claims: ``email_notifications/<job_id>`` created with create() (fails if present)."""
+
+    def __init__(self):
+        from google.cloud import firestore  # lazily: only on GCP
+        self._db = firestore.Client(project=os.environ.get("GCP_PROJECT") or None)
+
+    def claim(self, job_id: str) -> bool:
+        from google.api_core.exceptions import AlreadyExists
+        from google.cloud import firestore
+        try:
+            self._db.collection("email_notifications").document(job_id).create(
+                {"job_id": job_id, "sent_at": firestore.SERVER_TIMESTAMP})
+            return True
+        except AlreadyExists:
+            return False
+
+    def release(self, job_id: str) -> None:
+        self._db.collection("email_notifications").document(job_id).delete()
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("IMAGEFLOW_DATA_DIR") or ".imageflow").resolve()
+
+
+def make_claims():
+    if os.environ.get("IMAGEFLOW_BACKEND", "local") == "gcp":
+        return FirestoreClaims()
+    return FileClaims(data_dir() / "email-sent")
+
+
+# -- delivery ---------------------------------------------------------------------------
+def write_outbox(msg: EmailMessage, job_id: str, outbox: Path) -> Path:
+    """Local delivery: ``<outbox>/<job_id>.eml``, written atomically."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=outbox, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(bytes(msg))
+    target = outbox / f"{job_id}.eml"
+    os.replace(tmp, target)
+    return target
+
+
+def send_sendgrid(msg: EmailMessage, api_key: str) -> None:
+    """Send through SendGrid's v3 API; TransientError for what is worth retrying."""
+    from python_http_client.exceptions import HTTPError
+    from sendgrid import SendGridAPIClient
+    from sendgrid.helpers.mail import Content, Email, Mail, To
+
+    text = msg.get_body(("plain",)).get_content()
+    body = msg.get_body(("html",)).get_content()
+    mail = Mail(from_email=Email(msg["From"]), to_emails=To(msg["To"]), subject=msg["Subject"])
+    mail.add_content(Content("text/plain", text))
+    mail.add_content(Content("text/html", body))
+    mail.add_header({"X-ImageFlow-Job": msg["X-ImageFlow-Job"]})
+    client = SendGridAPIClient(api_key=api_key, host=os.environ.get("SENDGRID_API_HOST") or "https://api.sendgrid.com")
+    try:
+        response = client.send(mail)
+    except HTTPError as exc:
+        status = getattr(exc, "status_code", 0)
+        if status == 429 or status >= 500:
+            raise TransientError(f"SendGrid answered {status}") from exc
+        raise PermanentError(f"SendGrid refused the mail ({status}): {getattr(exc, 'body', b'')[:300]!r}") from exc
+    except OSError as exc:  # connection refused, DNS, timeouts
+        raise TransientError(f"SendGrid unreachable: {exc}") from exc
+    if response.status_code >= 300:
+        raise TransientError(f"SendGrid answered {response.status_code}")
+
+
+def deliver(event: dict) -> str:
+    """Mail one job.completed event; returns what happened ("sent", "duplicate", "no-email")."""
+    email = (event.get("email") or "").strip()
+    if not email:
+        return "no-email"
+    if not _EMAIL_RE.match(email):
+        log.error("job %s: refusing to mail invalid address %.80r", event["job_id"], email)
+        return "invalid-email"
+    claims = make_claims()
+    job_id = event["job_id"]
+    if not claims.claim(job_id):
+        log.info("job %s already mailed", job_id)
+        return "duplicate"
+    msg = build_email({**event, "email": email}, os.environ.get("EMAIL_FROM") or "ImageFlow <no-reply@imageflow.local>")
+    api_key = os.environ.get("SENDGRID_API_KEY")
+    try:
+        if api_key:
+            send_sendgrid(msg, api_key)
+        else:
+            path = write_outbox(msg, job_id, data_dir() / "outbox")
+            log.info("job %s: email written to %s", job_id, path)
+    except PermanentError as exc:
+        log.error("job %s: %s", job_id, exc)
+        return "refused"
+    except Exception:
+        claims.release(job_id)  # let the retry send it
+        raise
+    return "sent"
+
+
+@functions_framework.cloud_event
+def notify(cloud_event) -> None:
+    """Entry point: Pub/Sub-triggered (topic imageflow-notifications)."""
+    event = parse_event(cloud_event)
+    if event is None:
+        return
+    outcome = deliver(event)
+    log.info("job %s: %s", event["job_id"], outcome)

@@ -1,0 +1,205 @@
+"""The interaction manager's work: fan a job out into tasks, fold results into progress,
+announce completion once. Handlers receive their dependencies; no Flask, no threads of
+their own except the result batcher's flusher.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+from datetime import datetime
+
+from . import domain
+from .blobstore import BlobStore
+from .bus import MessageBus, ReceivedMessage
+from .jobstore import JobStore
+from .messages import JobCompleted, JobSubmitted, MessageError, Result, Task
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Coordinator:
+    settings: Settings
+    jobs: JobStore
+    bus: MessageBus
+    blobs: BlobStore | None = None
+    on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # extra completion hook (webhooks), called after the publish
+
+    # -- job.submitted -> tasks ------------------------------------------------------------
+    def handle_job_submitted(self, message: ReceivedMessage) -> None:
+        try:
+            submitted = JobSubmitted.decode(message.data)
+        except MessageError as exc:
+            log.error("dropping malformed job.submitted %s: %s", message.message_id, exc)
+            message.ack()
+            return
+        self.fan_out(submitted.job_id)
+        message.ack()
+
+    def fan_out(self, job_id: str) -> int:
+        """Publish one task per unfinished image of the job; returns how many. Idempotent:
+        once every task is published the job records it and a redelivery publishes nothing."""
+        job = self.jobs.get_job(job_id)
+        if job is None:
+            log.warning("job.submitted for unknown job %s", job_id)
+            return 0
+        if job.is_terminal or job.tasks_published:
+            return 0
+        if job.status == domain.QUEUED:
+            self.jobs.update_job(job_id, status=domain.PROCESSING)
+        count = 0
+        for image in self.jobs.list_images(job_id):
+            if image.status in domain.TERMINAL_IMAGE_STATUSES:
+                continue
+            task = Task(job_id=job_id, image_id=image.image_id, input_path=image.input_path,
+                        output_path=domain.output_path(job_id, image.image_id, image.filename, "").rstrip("."),
+                        operations=job.operations)
+            self.bus.publish(self.settings.topics.tasks, task.encode(), {"job_id": job_id})
+            count += 1
+        self.jobs.update_job(job_id, tasks_published=True)
+        log.info("job %s: published %d tasks", job_id, count)
+        return count
+
+    # -- results -> progress --------------------------------------------------------------
+    def fold(self, results: list[Result]) -> None:
+        """Record a batch of results (one job-document write per job) and announce every job
+        the batch finished."""
+        outcome = self.jobs.record_results(results)
+        for job in outcome.jobs.values():
+            if job.is_terminal and not job.notified_at:
+                self.announce(job)
+
+    def announce(self, job: domain.Job) -> bool:
+        """Publish ``job.completed`` once: the claim (``notified_at``) is recorded first; if the
+        publish fails the claim is released so a redelivered result tries again."""
+        if not self.jobs.mark_notified(job.job_id, domain.utcnow()):
+            return False
+        event = JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
+                             failed=job.failed, email=job.email,
+                             results_url=f"{self.settings.public_base_url}/jobs/{job.job_id}")
+        try:
+            message_id = self.bus.publish(self.settings.topics.notifications, event.encode(),
+                                          {"job_id": job.job_id, "status": job.status})
+        except Exception:
+            self.jobs.update_job(job.job_id, notified_at=None)
+            raise
+        self.jobs.update_job(job.job_id, completion_message_id=message_id)
+        log.info("job %s %s: %d/%d succeeded", job.job_id, job.status, job.succeeded, job.total)
+        if self.on_completed:
+            try:
+                self.on_completed(self.jobs.get_job(job.job_id) or job, event)
+            except Exception:
+                log.exception("completion hook failed for %s", job.job_id)
+        return True
+
+    # -- dead letters -> failed images ----------------------------------------------------
+    def dead_letter_result(self, message: ReceivedMessage) -> Result | None:
+        """The failed result for a task the processors gave up on (dead-lettered)."""
+        try:
+            task = Task.decode(message.data)
+        except MessageError as exc:
+            log.error("dropping malformed dead letter %s: %s", message.message_id, exc)
+            return None
+        attempts = message.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") or "several"
+        return Result(job_id=task.job_id, image_id=task.image_id, status="failed",
+                      error=f"processing failed after {attempts} attempts: the image could not be processed "
+                            "(the worker crashed or ran out of time on it)")
+
+    # -- exact backlog for autoscaling ----------------------------------------------------
+    def outstanding_tasks(self) -> int:
+        """Images of jobs in progress that have no result folded yet (KEDA metrics-api trigger)."""
+        total = 0
+        before = None
+        while True:
+            page = self.jobs.list_jobs(status=domain.PROCESSING, limit=500, before=before)
+            total += sum(max(0, job.total - job.done) for job in page)
+            if len(page) < 500:
+                return total
+            before = page[-1].created_at
+
+    def sweep(self, older_than_seconds: float = 60.0) -> int:
+        """Repair after a crash: re-announce jobs claimed but never published, re-fan-out jobs
+        still queued. Returns how many jobs it touched."""
+        touched = 0
+        cutoff = time.time() - older_than_seconds
+        for status in domain.TERMINAL_JOB_STATUSES:
+            for job in self.jobs.list_jobs(status=status, limit=200):
+                if job.notified_at and not job.completion_message_id \
+                        and _age_cutoff(job.notified_at, cutoff):
+                    self.jobs.update_job(job.job_id, notified_at=None)
+                    touched += self.announce(self.jobs.get_job(job.job_id))
+        for job in self.jobs.list_jobs(status=domain.QUEUED, limit=200):
+            if _age_cutoff(job.created_at, cutoff):
+                touched += bool(self.fan_out(job.job_id))
+        return touched
+
+
+def _age_cutoff(timestamp: str, cutoff: float) -> bool:
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() < cutoff
+    except ValueError:
+        return False
+
+
+class ResultBatcher:
+    """Collects result messages and folds them in batches (every ``interval`` seconds or
+    ``max_batch`` messages), acking them only once their batch is recorded."""
+
+    def __init__(self, fold, *, interval: float = 1.0, max_batch: int = 200):
+        self._fold = fold
+        self._interval = interval
+        self._max = max_batch
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Result, ReceivedMessage]] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="result-batcher", daemon=True)
+        self._thread.start()
+
+    def add(self, result: Result | None, message: ReceivedMessage) -> None:
+        with self._lock:
+            self._pending.append((result, message))
+            if len(self._pending) >= self._max:
+                self._wake.set()
+
+    def handle_result(self, message: ReceivedMessage) -> None:
+        try:
+            result = Result.decode(message.data)
+        except MessageError as exc:
+            log.error("dropping malformed result %s: %s", message.message_id, exc)
+            message.ack()
+            return
+        self.add(result, message)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        results = [r for r, _ in batch if r is not None]
+        try:
+            if results:
+                self._fold(results)
+        except Exception:
+            log.exception("folding %d results failed; they will be redelivered", len(results))
+            for _, message in batch:
+                message.nack()
+            return
+        for _, message in batch:
+            message.ack()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self.flush()

@@ -1,0 +1,140 @@
+"""Creating jobs: everything image-handler does between the request and the 202, without Flask.
+
+Validation happens before anything is stored: the operations, the email, the file count,
+each file's size and real type (sniffed from its bytes). A bad file is rejected with its
+reason while the good ones go through; a job is created only if at least one file is good.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+from . import domain
+from .blobstore import BlobStore
+from .bus import MessageBus
+from .domain import Image, Job
+from .imaging import ImageError, Limits, probe
+from .jobstore import JobStore
+from .messages import JobSubmitted
+from .operations import OperationsError, resolve_operations
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A single address, no display name, no whitespace or line breaks (header injection).
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+class IntakeError(Exception):
+    """A request that cannot become a job: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str, details=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class Upload(Protocol):
+    """One uploaded file: its client-side name and a way to read at most ``limit`` bytes."""
+
+    filename: str | None
+
+    def read(self, limit: int) -> bytes: ...
+
+
+@dataclass
+class Rejected:
+    filename: str
+    code: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"filename": self.filename, "error": {"code": self.code, "message": self.message}}
+
+
+@dataclass
+class Created:
+    job: Job
+    images: list[Image]
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def validate_email(email: str | None) -> str | None:
+    if email is None or not email.strip():
+        return None
+    email = email.strip()
+    if len(email) > 254 or not _EMAIL_RE.match(email):
+        raise IntakeError(400, "invalid_email", f"email is not a valid address: {email[:80]!r}")
+    return email
+
+
+def validate_operations(preset: str | None, operations) -> list[dict]:
+    try:
+        return resolve_operations(preset or None, operations)
+    except OperationsError as exc:
+        raise IntakeError(422, "invalid_operations", exc.message, exc.details) from None
+
+
+def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[bytes, object] | Rejected:
+    """Read one file within the size limit and sniff it; the bytes and probe info, or why not."""
+    name = upload.filename or "(unnamed)"
+    data = upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        return Rejected(name, "file_too_large",
+                        f"{name}: file is larger than the {settings.max_upload_bytes // (1024 * 1024)} MB limit")
+    try:
+        info = probe(data, limits)
+    except ImageError as exc:
+        code = "too_large" if exc.code in ("too_large", "too_many_frames") else "unsupported_image"
+        return Rejected(name, code, f"{name}: {exc.reason}")
+    return data, info
+
+
+def create_job(uploads: Iterable[Upload], *, operations: list[dict], preset: str | None, email: str | None,
+               webhook_url: str | None, settings: Settings, blobs: BlobStore, jobs: JobStore,
+               bus: MessageBus, owner: str | None = None, name: str | None = None) -> Created:
+    """Validate, store the originals, record the job and announce it with ``job.submitted``."""
+    uploads = list(uploads)
+    if not uploads:
+        raise IntakeError(400, "no_files", "no files: send one or more images in the 'files' field")
+    if len(uploads) > settings.max_files_per_job:
+        raise IntakeError(413, "too_many_files",
+                          f"too many files: {len(uploads)} sent, at most {settings.max_files_per_job} per job")
+    limits = Limits.from_settings(settings)
+    job = Job(job_id=domain.new_id(), operations=operations, preset=preset, email=email,
+              webhook_url=webhook_url, owner=owner, name=name)
+    images: list[Image] = []
+    rejected: list[Rejected] = []
+    for upload in uploads:
+        checked = check_file(upload, settings, limits)
+        if isinstance(checked, Rejected):
+            rejected.append(checked)
+            continue
+        data, info = checked
+        image_id = domain.new_id()
+        filename = upload.filename or f"image.{info.ext}"
+        path = domain.input_path(job.job_id, image_id, filename)
+        blobs.put(path, data, info.mime)
+        images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename[:255], input_path=path,
+                            input_content_type=info.mime, input_bytes=len(data)))
+    if not images:
+        status = 413 if all(r.code in ("file_too_large", "too_large") for r in rejected) else 415
+        raise IntakeError(status, "no_valid_images", "none of the files could be accepted: "
+                          + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+    job.total = len(images)
+    jobs.create_job(job, images)
+    try:
+        bus.publish(settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(), {"job_id": job.job_id})
+    except Exception as exc:
+        # Without the message nothing would process the job: fail it visibly rather than leave it queued.
+        log.exception("could not publish job.submitted for %s", job.job_id)
+        jobs.update_job(job.job_id, status=domain.FAILED, completed_at=domain.utcnow())
+        blobs.delete_prefix(f"{job.job_id}/")
+        raise IntakeError(503, "unavailable", "the job queue is unavailable, try again shortly") from exc
+    log.info("job %s created: %d images, %d rejected", job.job_id, len(images), len(rejected))
+    return Created(job, images, rejected)

@@ -1,0 +1,1 @@
+"""image-handler: the public REST API (and, locally, the web page)."""

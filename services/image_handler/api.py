@@ -1,0 +1,241 @@
+"""The public REST API (ARCHITECTURE.md): /api/v1/jobs and friends."""
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from tempfile import SpooledTemporaryFile
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
+
+from imageflow import domain
+from imageflow.blobstore import BlobNotFound
+from imageflow.intake import IntakeError, create_job, validate_email, validate_operations
+from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
+from imageflow.operations import PRESETS, operations_json_schema
+
+log = logging.getLogger(__name__)
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp", "image/avif",
+                  "image/heic"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_response(status: int, code: str, message: str, details=None):
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return jsonify(body), status
+
+
+@api.errorhandler(ApiError)
+@api.errorhandler(IntakeError)
+def _api_error(exc):
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+def ctx():
+    """The app's settings and backends (see app.create_app)."""
+    return current_app.extensions["imageflow"]
+
+
+class _FormUpload:
+    """Adapts a werkzeug FileStorage to intake.Upload (bounded reads)."""
+
+    def __init__(self, storage):
+        self._storage = storage
+        self.filename = storage.filename
+
+    def read(self, limit: int) -> bytes:
+        return self._storage.stream.read(limit)
+
+
+def _job_or_404(job_id: str) -> domain.Job:
+    job = ctx().backends.jobs.get_job(job_id) if domain.is_valid_id(job_id) else None
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id[:64]!r}")
+    return job
+
+
+def _links(job_id: str) -> dict:
+    base = request.host_url.rstrip("/")
+    return {"self": f"{base}/api/v1/jobs/{job_id}",
+            "results_page": f"{ctx().settings.public_base_url}/jobs/{job_id}",
+            "archive": f"{base}/api/v1/jobs/{job_id}/archive.zip"}
+
+
+def _blob_url(path: str | None, api_path: str) -> str | None:
+    if not path:
+        return None
+    signed = ctx().backends.blobs.signed_url(path, ctx().settings.signed_url_ttl_seconds)
+    return signed or f"{request.host_url.rstrip('/')}{api_path}"
+
+
+def image_view(image: domain.Image) -> dict:
+    base = f"/api/v1/jobs/{image.job_id}/images/{image.image_id}"
+    outputs = [{"variant": o.get("variant", ""),
+                "url": _blob_url(o["path"], f"{base}/output" + (f"?variant={o['variant']}" if o.get("variant") else "")),
+                "width": o.get("width"), "height": o.get("height"), "bytes": o.get("bytes"),
+                "content_type": o.get("content_type")} for o in image.outputs or []]
+    return {
+        "image_id": image.image_id, "filename": image.filename, "status": image.status, "error": image.error,
+        "width": image.width, "height": image.height, "bytes": image.bytes, "content_type": image.content_type,
+        "input_bytes": image.input_bytes, "input_content_type": image.input_content_type,
+        "input_url": _blob_url(image.input_path, f"{base}/input"),
+        "output_url": _blob_url(image.output_path, f"{base}/output") if image.status == "succeeded" else None,
+        "outputs": outputs,
+    }
+
+
+def job_view(job: domain.Job, images: list[domain.Image] | None = None) -> dict:
+    view = {
+        "job_id": job.job_id, "status": job.status, "name": job.name, "created_at": job.created_at,
+        "updated_at": job.updated_at, "completed_at": job.completed_at, "total": job.total,
+        "succeeded": job.succeeded, "failed": job.failed, "pending": max(0, job.total - job.done),
+        "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
+        "links": _links(job.job_id),
+    }
+    if images is not None:
+        view["images"] = [image_view(i) for i in images]
+    return view
+
+
+@api.get("/operations")
+def operations():
+    """The operations' JSON Schema, the presets and the upload limits (for the frontend)."""
+    s = ctx().settings
+    return jsonify(schema=operations_json_schema(), presets=PRESETS, limits={
+        "max_upload_bytes": s.max_upload_bytes, "max_request_bytes": s.max_request_bytes,
+        "max_files_per_job": s.max_files_per_job, "max_image_pixels": s.max_image_pixels,
+        "accepted_types": ACCEPTED_TYPES})
+
+
+def _form_operations(raw: str | None):
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_operations", f"operations is not valid JSON: {exc.msg} at position {exc.pos}")
+
+
+@api.post("/jobs")
+def create():
+    """Create a job from a multipart batch: ``files``, ``operations`` (JSON) or ``preset``,
+    optional ``email`` and ``webhook_url``."""
+    if not request.content_type or not request.content_type.startswith("multipart/form-data"):
+        raise ApiError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' field")
+    try:
+        form, files = request.form, request.files.getlist("files")
+    except ValueError as exc:  # malformed multipart
+        raise ApiError(400, "malformed_request", f"could not read the multipart body: {exc}")
+    c = ctx()
+    operations = validate_operations(form.get("preset"), _form_operations(form.get("operations")))
+    email = validate_email(form.get("email"))
+    webhook_url = c.validate_webhook(form.get("webhook_url")) if form.get("webhook_url") else None
+    created = create_job((_FormUpload(f) for f in files if f.filename or f.content_length),
+                         operations=operations, preset=form.get("preset") or None, email=email,
+                         webhook_url=webhook_url, settings=c.settings, blobs=c.backends.blobs,
+                         jobs=c.backends.jobs, bus=c.backends.bus, name=(form.get("name") or None))
+    JOBS_CREATED.inc()
+    IMAGES_ACCEPTED.inc(len(created.images))
+    for rejected in created.rejected:
+        IMAGES_REJECTED.labels(code=rejected.code).inc()
+    body = {"job_id": created.job.job_id, "status": created.job.status, "total": created.job.total,
+            "images": [{"image_id": i.image_id, "filename": i.filename} for i in created.images],
+            "rejected": [r.to_dict() for r in created.rejected], "links": _links(created.job.job_id)}
+    response = jsonify(body)
+    response.status_code = 202
+    response.headers["Location"] = body["links"]["self"]
+    return response
+
+
+@api.get("/jobs/<job_id>")
+def status(job_id: str):
+    job = _job_or_404(job_id)
+    return jsonify(job_view(job, ctx().backends.jobs.list_images(job_id)))
+
+
+def _image_or_404(job_id: str, image_id: str) -> domain.Image:
+    _job_or_404(job_id)
+    image = ctx().backends.jobs.get_image(job_id, image_id) if domain.is_valid_id(image_id) else None
+    if image is None:
+        raise ApiError(404, "image_not_found", f"job {job_id} has no image {image_id[:64]!r}")
+    return image
+
+
+def _send_blob(path: str, content_type: str | None, download_name: str):
+    blobs = ctx().backends.blobs
+    signed = blobs.signed_url(path, ctx().settings.signed_url_ttl_seconds)
+    if signed:
+        return Response(status=302, headers={"Location": signed})
+    try:
+        stream = blobs.open(path)
+    except BlobNotFound:
+        raise ApiError(404, "blob_not_found", "the file is no longer in storage")
+    return send_file(stream, mimetype=content_type or "application/octet-stream", download_name=download_name,
+                     max_age=3600)
+
+
+@api.get("/jobs/<job_id>/images/<image_id>/input")
+def input_bytes(job_id: str, image_id: str):
+    image = _image_or_404(job_id, image_id)
+    return _send_blob(image.input_path, image.input_content_type, domain.safe_name(image.filename))
+
+
+@api.get("/jobs/<job_id>/images/<image_id>/output")
+def output_bytes(job_id: str, image_id: str):
+    image = _image_or_404(job_id, image_id)
+    if image.status == domain.IMAGE_FAILED:
+        raise ApiError(404, "image_failed", f"{image.filename}: processing failed: {image.error}")
+    if image.status != domain.IMAGE_SUCCEEDED or not image.output_path:
+        raise ApiError(404, "output_not_ready", f"{image.filename} is still being processed")
+    variant = request.args.get("variant")
+    path, content_type = image.output_path, image.content_type
+    if variant:
+        match = next((o for o in image.outputs or [] if o.get("variant") == variant), None)
+        if match is None:
+            raise ApiError(404, "variant_not_found", f"{image.filename} has no variant {variant[:64]!r}")
+        path, content_type = match["path"], match["content_type"]
+    return _send_blob(path, content_type, path.rsplit("/", 1)[-1].split("-", 1)[-1])
+
+
+def _zip_name(image: domain.Image, path: str, used: set[str]) -> str:
+    name = path.rsplit("/", 1)[-1].split("-", 1)[-1]
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        stem, _, ext = name.rpartition(".")
+        candidate = f"{stem}-{n}.{ext}"
+    used.add(candidate)
+    return candidate
+
+
+@api.get("/jobs/<job_id>/archive.zip")
+def archive(job_id: str):
+    """Every output of the job in one zip (outputs are already compressed: stored, not deflated)."""
+    job = _job_or_404(job_id)
+    images = [i for i in ctx().backends.jobs.list_images(job_id) if i.status == domain.IMAGE_SUCCEEDED]
+    if not images:
+        raise ApiError(404, "no_outputs", "this job has no finished outputs yet")
+    blobs = ctx().backends.blobs
+    spool = SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    used: set[str] = set()
+    with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as zf:
+        for image in images:
+            paths = [o["path"] for o in image.outputs] if image.outputs else [image.output_path]
+            for path in paths:
+                try:
+                    with blobs.open(path) as src, zf.open(_zip_name(image, path, used), "w") as dst:
+                        while chunk := src.read(1024 * 1024):
+                            dst.write(chunk)
+                except BlobNotFound:
+                    log.warning("output %s missing from storage", path)
+    spool.seek(0)
+    return send_file(spool, mimetype="application/zip", as_attachment=True,
+                     download_name=f"imageflow-{job.job_id[:8]}.zip")

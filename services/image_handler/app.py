@@ -1,0 +1,136 @@
+"""image-handler service: ``create_app()`` served by gunicorn.
+
+    gunicorn 'services.image_handler.app:create_app()' -b 127.0.0.1:8080
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, g, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from imageflow.bootstrap import Backends, make_backends
+from imageflow.intake import IntakeError
+from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_latest
+from imageflow.runtime import configure_logging, readiness
+from imageflow.settings import Settings
+
+from .api import api, error_response
+
+log = logging.getLogger("image_handler")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class HandlerContext:
+    settings: Settings
+    backends: Backends
+
+    def validate_webhook(self, url: str) -> str:
+        """A webhook must be an absolute http(s) URL."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
+            raise IntakeError(400, "invalid_webhook_url", "webhook_url must be an absolute http(s) URL")
+        return url.strip()
+
+
+def create_app(test_config: dict | None = None, backends: Backends | None = None) -> Flask:
+    """Build the app: settings from the environment (``test_config`` overrides fields)."""
+    configure_logging("image-handler")
+    settings = Settings.from_env()
+    if test_config:
+        settings = settings.with_overrides(**test_config)
+    backends = backends or make_backends(settings)
+    app = Flask(__name__, static_folder=None)
+    # Werkzeug answers 413 before reading a body over the request limit.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
+    app.config["MAX_FORM_PARTS"] = settings.max_files_per_job + 50
+    app.json.sort_keys = False
+    app.extensions["imageflow"] = HandlerContext(settings, backends)
+    app.register_blueprint(api)
+    _register_health(app, backends)
+    _register_errors(app, settings)
+    _register_metrics(app)
+    _register_frontend(app, settings)
+    return app
+
+
+def _register_health(app: Flask, backends: Backends) -> None:
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", service="image-handler")
+
+    @app.get("/readyz")
+    def readyz():
+        body, status = readiness(backends.checks())
+        return jsonify(service="image-handler", **body), status
+
+    @app.get("/metrics")
+    def metrics():
+        body, content_type = render_latest()
+        return Response(body, content_type=content_type)
+
+
+def _register_errors(app: Flask, settings: Settings) -> None:
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc):
+        return error_response(413, "request_too_large",
+                              f"the request is larger than the {settings.max_request_bytes // (1024 * 1024)} MB limit"
+                              " (or has too many parts)")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "something went wrong on our side; the request was not applied")
+
+
+def _register_metrics(app: Flask) -> None:
+    @app.before_request
+    def start_timer():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def record(response):
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        if "started" in g:
+            HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - g.started)
+        return response
+
+
+def _register_frontend(app: Flask, settings: Settings) -> None:
+    """Serve the built React app at / and its client-side routes (/jobs/<id>)."""
+    dist = settings.frontend_dir or REPO_ROOT / "frontend" / "dist"
+
+    def index():
+        if not (dist / "index.html").is_file():
+            return Response("<!doctype html><title>ImageFlow</title><h1>ImageFlow</h1><p>The web page is not "
+                            "built (run <code>./scripts.sh up</code>). The API is at <a href='/api/v1/operations'>"
+                            "/api/v1/operations</a>.</p>", mimetype="text/html")
+        response = send_from_directory(dist, "index.html", max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    app.add_url_rule("/", "index", index)
+    app.add_url_rule("/jobs/<job_id>", "job_page", lambda job_id: index())
+
+    @app.get("/assets/<path:name>")
+    def assets(name: str):
+        return send_from_directory(dist / "assets", name, max_age=31536000)
+
+    @app.get("/<name>")
+    def top_level_file(name: str):
+        if "." not in name or not (dist / name).is_file():
+            return error_response(404, "not_found", f"no such page: /{name[:64]}")
+        return send_from_directory(dist, name, max_age=3600)

@@ -1,0 +1,1 @@
+"""image-processor: pulls tasks, renders images with Pillow, writes outputs, publishes results."""

@@ -1,0 +1,42 @@
+"""image-processor service: a pull worker with PROCESSOR_CONCURRENCY tasks at a time, and
+health/metrics on $PORT (default 8082). On SIGTERM it stops pulling, lets in-flight tasks
+finish for up to DRAIN_SECONDS and releases (nacks) the rest."""
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+from imageflow.bootstrap import Backends, make_backends
+from imageflow.processing import Processor
+from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
+from imageflow.settings import Settings
+
+log = logging.getLogger("image_processor")
+
+
+def create_app(settings: Settings | None = None, backends: Backends | None = None, alive=lambda: True) -> Flask:
+    settings = settings or Settings.from_env()
+    backends = backends or make_backends(settings)
+    return health_app("image-processor", backends.checks(), alive)
+
+
+def main() -> int:
+    configure_logging("image-processor")
+    settings = Settings.from_env()
+    backends = make_backends(settings)
+    processor = Processor(settings, backends.blobs, backends.bus)
+    subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
+                                        max_messages=settings.processor_concurrency,
+                                        ack_deadline_seconds=settings.ack_deadline_seconds)
+    port = int(os.environ.get("PORT", "8082"))
+    server = HttpServer(create_app(settings, backends, subscriber.is_alive), settings.bind_host, port).start()
+    log.info("image-processor running (%s backend, concurrency %d), health on :%d",
+             settings.backend, settings.processor_concurrency, server.port)
+    signal_name = wait_for_signal()
+    log.info("%s: draining %d in-flight task(s)", signal_name, subscriber.in_flight())
+    subscriber.stop(timeout=settings.drain_seconds)
+    server.stop()
+    backends.close()
+    return 0

@@ -1,0 +1,1 @@
+"""interaction-manager: job.submitted -> tasks; results -> progress; job.completed once."""

@@ -1,0 +1,65 @@
+"""interaction-manager service: three subscribers over the coordinator, plus health,
+metrics and the exact outstanding-task count for KEDA, on $PORT (default 8081)."""
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask, jsonify
+
+from imageflow.bootstrap import Backends, make_backends
+from imageflow.coordinator import Coordinator, ResultBatcher
+from imageflow.metrics import OUTSTANDING
+from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
+from imageflow.settings import Settings
+
+log = logging.getLogger("interaction_manager")
+
+
+def create_app(settings: Settings | None = None, backends: Backends | None = None,
+               coordinator: Coordinator | None = None, alive=lambda: True) -> Flask:
+    settings = settings or Settings.from_env()
+    backends = backends or make_backends(settings)
+    coordinator = coordinator or Coordinator(settings, backends.jobs, backends.bus, backends.blobs)
+    app = health_app("interaction-manager", backends.checks(), alive)
+
+    @app.get("/outstanding")
+    def outstanding():
+        """Tasks published and not yet finished, across all jobs (KEDA metrics-api)."""
+        count = coordinator.outstanding_tasks()
+        OUTSTANDING.set(count)
+        return jsonify(outstanding_tasks=count)
+
+    return app
+
+
+def main() -> int:
+    configure_logging("interaction-manager")
+    settings = Settings.from_env()
+    backends = make_backends(settings)
+    coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs)
+    batcher = ResultBatcher(coordinator.fold, interval=settings.progress_flush_seconds)
+    topics = settings.topics
+    deadline = settings.ack_deadline_seconds
+    subscribers = [
+        backends.bus.subscribe(topics.jobs_sub, coordinator.handle_job_submitted, max_messages=4,
+                               ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.results_sub, batcher.handle_result, max_messages=200,
+                               ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.tasks_dlq_sub,
+                               lambda m: batcher.add(coordinator.dead_letter_result(m), m),
+                               max_messages=50, ack_deadline_seconds=deadline),
+    ]
+    alive = lambda: all(s.is_alive() for s in subscribers)  # noqa: E731
+    port = int(os.environ.get("PORT", "8081"))
+    server = HttpServer(create_app(settings, backends, coordinator, alive), settings.bind_host, port).start()
+    log.info("interaction-manager running (%s backend), health on :%d", settings.backend, server.port)
+    coordinator.sweep()
+    signal_name = wait_for_signal(tick=coordinator.sweep, tick_seconds=60)
+    log.info("%s: stopping", signal_name)
+    for subscriber in subscribers:
+        subscriber.stop(timeout=settings.drain_seconds)
+    batcher.stop()
+    server.stop()
+    backends.close()
+    return 0
