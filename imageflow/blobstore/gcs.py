@@ -1,0 +1,224 @@
+"""Cloud Storage blob store (``GCS_BUCKET``); honours ``STORAGE_EMULATOR_HOST`` (fake-gcs-server).
+
+- Objects keep their content type and cache headers.
+- Big objects go up as resumable uploads in chunks, so a dropped connection resumes
+  instead of starting over.
+- Every write carries a generation precondition: the client library only retries a
+  write that is conditional, and the condition guarantees that a retried request never
+  clobbers a newer object written in between (see ``put``).
+- ``signed_url`` returns V4 signed URLs when the credentials can sign (a service-account
+  key, or the IAM signBlob API for workload identity); otherwise None, and the API streams
+  the bytes itself.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import threading
+from datetime import timedelta
+from typing import BinaryIO
+
+import google_crc32c
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from ..settings import Settings
+from . import BlobNotFound, BlobStore, BlobStoreError, validate_path
+
+log = logging.getLogger(__name__)
+
+RESUMABLE_THRESHOLD = 8 * 1024 * 1024   # above this, a resumable upload...
+RESUMABLE_CHUNK = 4 * 1024 * 1024       # ...in chunks of this size (a multiple of 256 KiB)
+READ_CHUNK = 1024 * 1024
+MAX_PRECONDITION_ROUNDS = 5
+
+
+class GcsBlobStore(BlobStore):
+    """Blobs in one Cloud Storage bucket; paths are object names."""
+
+    def __init__(self, settings: Settings, *, client: storage.Client | None = None):
+        if not settings.gcs_bucket:
+            raise BlobStoreError("GCS_BUCKET is not set")
+        self._settings = settings
+        self._client = client
+        self._lock = threading.Lock()
+        self._signer: tuple | None = None  # (kind, credentials), resolved once
+
+    # -- clients (created on first use: nothing connects at import or construction) ----------
+
+    @property
+    def client(self) -> storage.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = storage.Client(project=self._settings.gcp_project or None)
+            return self._client
+
+    @property
+    def bucket(self) -> storage.Bucket:
+        return self.client.bucket(self._settings.gcs_bucket)
+
+    # -- port ------------------------------------------------------------------------------
+
+    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
+        """Write ``data`` to ``path``, replacing what is there.
+
+        The first attempt expects no object (``if_generation_match=0``), the usual case for
+        originals and first outputs. When one exists we read its generation and write over
+        exactly that generation. A 412 then means the object changed after we looked: if it
+        now holds our bytes, an earlier attempt of ours landed (a retried request); if not,
+        somebody wrote a newer object, which we leave alone.
+        """
+        validate_path(path)
+        expected = 0
+        observed: int | None = None  # a generation we saw and decided to replace
+        for _ in range(MAX_PRECONDITION_ROUNDS):
+            blob = self.bucket.blob(path)
+            blob.cache_control = cache_control
+            if len(data) > RESUMABLE_THRESHOLD:
+                blob.chunk_size = RESUMABLE_CHUNK
+            try:
+                blob.upload_from_string(data, content_type=content_type, if_generation_match=expected)
+                return
+            except gexc.PreconditionFailed:
+                current = self._metadata(path)
+            except gexc.GoogleAPIError as exc:
+                raise BlobStoreError(f"could not write {path}: {exc}") from exc
+            if current is None:
+                expected, observed = 0, None
+                continue
+            if _same_content(current, data):
+                return
+            if observed is not None and current.generation != observed:
+                log.warning("not overwriting %s: a newer generation %s was written meanwhile",
+                            path, current.generation)
+                return
+            expected = observed = current.generation
+        raise BlobStoreError(f"could not write {path}: it kept changing under us")
+
+    def get(self, path: str) -> bytes:
+        validate_path(path)
+        try:
+            return self.bucket.blob(path).download_as_bytes()
+        except gexc.NotFound:
+            raise BlobNotFound(path) from None
+        except gexc.GoogleAPIError as exc:
+            raise BlobStoreError(f"could not read {path}: {exc}") from exc
+
+    def open(self, path: str) -> BinaryIO:
+        """Stream the object in 1 MiB ranges, all from the generation current at open."""
+        blob = self._metadata(validate_path(path))
+        if blob is None:
+            raise BlobNotFound(path)
+        return blob.open("rb", chunk_size=READ_CHUNK)
+
+    def exists(self, path: str) -> bool:
+        validate_path(path)
+        try:
+            return self.bucket.blob(path).exists()
+        except gexc.GoogleAPIError as exc:
+            raise BlobStoreError(f"could not stat {path}: {exc}") from exc
+
+    def list(self, prefix: str) -> list[str]:
+        try:
+            return sorted(blob.name for blob in self.client.list_blobs(self._settings.gcs_bucket, prefix=prefix))
+        except gexc.GoogleAPIError as exc:
+            raise BlobStoreError(f"could not list {prefix}: {exc}") from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        for name in self.list(prefix):
+            try:
+                self.bucket.blob(name).delete()
+                deleted += 1
+            except gexc.NotFound:  # deleted by someone else meanwhile: the goal is reached
+                pass
+            except gexc.GoogleAPIError as exc:
+                raise BlobStoreError(f"could not delete {name}: {exc}") from exc
+        return deleted
+
+    def signed_url(self, path: str, expires_seconds: int) -> str | None:
+        """A V4 signed GET URL, or None when these credentials cannot sign."""
+        validate_path(path)
+        signer = self._resolve_signer()
+        if signer is None:
+            return None
+        kind, credentials = signer
+        blob = self.bucket.blob(path)
+        options = dict(version="v4", method="GET", expiration=timedelta(seconds=max(1, expires_seconds)))
+        try:
+            if kind == "key":
+                return blob.generate_signed_url(credentials=credentials, **options)
+            # Workload identity / metadata credentials hold no key: sign through IAM signBlob.
+            if not credentials.valid:
+                from google.auth.transport.requests import Request
+                credentials.refresh(Request())
+            return blob.generate_signed_url(service_account_email=credentials.service_account_email,
+                                            access_token=credentials.token, **options)
+        except Exception as exc:  # signing is an optimisation: fall back to streaming
+            log.warning("cannot sign URLs (%s); outputs will stream through the API", exc)
+            with self._lock:
+                self._signer = ("none", None)
+            return None
+
+    def check(self) -> None:
+        try:
+            self.bucket.reload(timeout=5)
+        except gexc.NotFound:
+            raise BlobStoreError(f"bucket {self._settings.gcs_bucket} does not exist") from None
+        except Exception as exc:
+            raise BlobStoreError(f"Cloud Storage unreachable: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _metadata(self, path: str) -> storage.Blob | None:
+        try:
+            return self.bucket.get_blob(path)
+        except gexc.GoogleAPIError as exc:
+            raise BlobStoreError(f"could not stat {path}: {exc}") from exc
+
+    def _resolve_signer(self) -> tuple | None:
+        with self._lock:
+            if self._signer is None:
+                self._signer = _find_signer()
+            kind, credentials = self._signer
+        return None if kind == "none" else (kind, credentials)
+
+
+def _find_signer() -> tuple:
+    """("key", creds) when the credentials hold a private key, ("iam", creds) when they can
+    sign through IAM, ("none", None) otherwise. Against the emulator only an explicit key
+    file counts (never probe a metadata server that is not there)."""
+    import google.auth
+    from google.auth import exceptions as auth_exc
+
+    key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if os.environ.get("STORAGE_EMULATOR_HOST") and not key_file:
+        return ("none", None)
+    try:
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except auth_exc.DefaultCredentialsError:
+        return ("none", None)
+    if hasattr(credentials, "sign_bytes") and getattr(credentials, "signer_email", None):
+        return ("key", credentials)
+    if getattr(credentials, "service_account_email", None):
+        return ("iam", credentials)
+    return ("none", None)
+
+
+def _same_content(blob: storage.Blob, data: bytes) -> bool:
+    """Whether the stored object holds exactly ``data`` (by CRC32C, else MD5, and size)."""
+    if blob.size is not None and int(blob.size) != len(data):
+        return False
+    if blob.crc32c:
+        return blob.crc32c == base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+    if blob.md5_hash:
+        return blob.md5_hash == base64.b64encode(hashlib.md5(data).digest()).decode()
+    return False
