@@ -1,0 +1,537 @@
+#!/usr/bin/env bash
+# Deploy ImageFlow to a Google Cloud project, from nothing to a serving system, idempotently:
+# APIs, service accounts and IAM, a GKE cluster with Workload Identity, the bucket, Firestore,
+# the Pub/Sub topics and subscriptions (dead-lettering included), the SendGrid secret, the
+# images (Cloud Build), KEDA (Helm), the Kubernetes manifests and the email function.
+# Every step checks before it creates, so a second run changes only what changed.
+#
+#   ./scripts.sh deploy --project my-project [options]      (or: bash scripts/deploy.sh ...)
+#   ./scripts.sh deploy --project my-project --dry-run      print the plan, run nothing
+#
+# docs/deploy.md is the operator's guide. Run with --help for the options.
+set -euo pipefail
+
+if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
+  echo "deploy.sh needs bash 4.4 or newer (Cloud Shell has it; on macOS: brew install bash)" >&2
+  exit 2
+fi
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/deploy.sh --project PROJECT_ID [options]
+
+Options (each also read from the environment variable in brackets):
+  --project ID            Google Cloud project, billing enabled [PROJECT_ID, GCP_PROJECT]
+  --region REGION         region of the cluster, bucket, images, function [REGION] (us-central1)
+  --cluster NAME          GKE cluster name [CLUSTER] (imageflow)
+  --cluster-mode MODE     autopilot or standard [CLUSTER_MODE] (autopilot)
+  --bucket NAME           Cloud Storage bucket [GCS_BUCKET] (PROJECT_ID-imageflow)
+  --firestore-location L  Firestore location [FIRESTORE_LOCATION] (the region)
+  --retention-days N      delete stored images after N days [RETENTION_DAYS] (30)
+  --domain NAME           serve HTTPS on NAME with a managed certificate [DOMAIN]
+  --public-base-url URL   base of the links in emails [PUBLIC_BASE_URL]
+                          (https://DOMAIN, or http://<the Ingress address>)
+  --email-from ADDRESS    sender of the emails [EMAIL_FROM]
+  --tag TAG               image tag [IMAGE_TAG] (the git commit)
+  --skip-build            deploy images already pushed with --tag
+  --keda-version V        KEDA Helm chart version [KEDA_VERSION] (2.21.0)
+  --dry-run               print every command, in order, and run none [DRY_RUN=1]
+  -h, --help              this help
+
+Secrets come from the environment only: SENDGRID_API_KEY (stored in Secret Manager; needed on
+the first deploy). Topic and subscription names and ACK_DEADLINE_SECONDS,
+MAX_DELIVERY_ATTEMPTS are read from the same variables as the services (imageflow/settings.py).
+EOF
+}
+
+die() { echo "deploy.sh: $*" >&2; exit 2; }
+
+# ---------------------------------------------------------------- configuration ----------
+PROJECT_ID="${PROJECT_ID:-${GCP_PROJECT:-}}"
+REGION="${REGION:-us-central1}"
+CLUSTER="${CLUSTER:-imageflow}"
+CLUSTER_MODE="${CLUSTER_MODE:-autopilot}"
+GCS_BUCKET="${GCS_BUCKET:-}"
+FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-}"
+RETENTION_DAYS="${RETENTION_DAYS:-30}"
+DOMAIN="${DOMAIN:-}"
+PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-}"
+EMAIL_FROM="${EMAIL_FROM:-}"
+IMAGE_TAG="${IMAGE_TAG:-}"
+KEDA_VERSION="${KEDA_VERSION:-2.21.0}"
+DRY_RUN="${DRY_RUN:-0}"
+SKIP_BUILD=0
+
+while (($#)); do
+  case "$1" in
+    --project) PROJECT_ID="${2:?--project needs a value}"; shift 2 ;;
+    --region) REGION="${2:?--region needs a value}"; shift 2 ;;
+    --cluster) CLUSTER="${2:?--cluster needs a value}"; shift 2 ;;
+    --cluster-mode) CLUSTER_MODE="${2:?--cluster-mode needs a value}"; shift 2 ;;
+    --bucket) GCS_BUCKET="${2:?--bucket needs a value}"; shift 2 ;;
+    --firestore-location) FIRESTORE_LOCATION="${2:?--firestore-location needs a value}"; shift 2 ;;
+    --retention-days) RETENTION_DAYS="${2:?--retention-days needs a value}"; shift 2 ;;
+    --domain) DOMAIN="${2:?--domain needs a value}"; shift 2 ;;
+    --public-base-url) PUBLIC_BASE_URL="${2:?--public-base-url needs a value}"; shift 2 ;;
+    --email-from) EMAIL_FROM="${2:?--email-from needs a value}"; shift 2 ;;
+    --tag) IMAGE_TAG="${2:?--tag needs a value}"; shift 2 ;;
+    --skip-build) SKIP_BUILD=1; shift ;;
+    --keda-version) KEDA_VERSION="${2:?--keda-version needs a value}"; shift 2 ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+
+[[ -n "$PROJECT_ID" ]] || { usage >&2; die "--project (or PROJECT_ID) is required"; }
+[[ "$PROJECT_ID" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] || die "not a project id: $PROJECT_ID"
+[[ "$CLUSTER_MODE" == autopilot || "$CLUSTER_MODE" == standard ]] || die "--cluster-mode: autopilot or standard"
+[[ "$RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]] || die "--retention-days must be a positive integer"
+[[ "$DRY_RUN" == 1 || "$DRY_RUN" == 0 ]] || die "DRY_RUN must be 0 or 1"
+GCS_BUCKET="${GCS_BUCKET:-$PROJECT_ID-imageflow}"
+FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-$REGION}"
+EMAIL_FROM="${EMAIL_FROM:-ImageFlow <no-reply@${DOMAIN:-imageflow.invalid}>}"
+
+# Topic and subscription names and delivery settings: the variables and defaults of
+# imageflow/settings.py (Topics, Settings), so the cluster and these resources agree.
+JOBS_TOPIC="${JOBS_TOPIC:-imageflow-jobs}"
+TASKS_TOPIC="${TASKS_TOPIC:-imageflow-tasks}"
+RESULTS_TOPIC="${RESULTS_TOPIC:-imageflow-results}"
+NOTIFICATIONS_TOPIC="${NOTIFICATIONS_TOPIC:-imageflow-notifications}"
+TASKS_DLQ_TOPIC="${TASKS_DLQ_TOPIC:-imageflow-tasks-dlq}"
+JOBS_SUBSCRIPTION="${JOBS_SUBSCRIPTION:-imageflow-jobs-im}"
+TASKS_SUBSCRIPTION="${TASKS_SUBSCRIPTION:-imageflow-tasks-processor}"
+RESULTS_SUBSCRIPTION="${RESULTS_SUBSCRIPTION:-imageflow-results-im}"
+TASKS_DLQ_SUBSCRIPTION="${TASKS_DLQ_SUBSCRIPTION:-imageflow-tasks-dlq-im}"
+NOTIFICATIONS_SUBSCRIPTION="${NOTIFICATIONS_SUBSCRIPTION:-imageflow-notifications-email}"
+ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
+MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
+if ! [[ "$ACK_DEADLINE_SECONDS" =~ ^[0-9]+$ ]] || ((ACK_DEADLINE_SECONDS < 10 || ACK_DEADLINE_SECONDS > 600)); then
+  die "ACK_DEADLINE_SECONDS must be 10..600 (Pub/Sub's range)"
+fi
+if ! [[ "$MAX_DELIVERY_ATTEMPTS" =~ ^[0-9]+$ ]] || ((MAX_DELIVERY_ATTEMPTS < 5 || MAX_DELIVERY_ATTEMPTS > 100)); then
+  die "MAX_DELIVERY_ATTEMPTS must be 5..100 (Pub/Sub's dead-letter range)"
+fi
+
+NAMESPACE=imageflow
+REPOSITORY=imageflow
+STATIC_IP_NAME=imageflow-ip            # k8s/base/ingress.yaml names it
+SENDGRID_SECRET=imageflow-sendgrid
+FUNCTION_NAME=imageflow-email
+FUNCTION_SOURCE=functions/email_notifier
+FUNCTION_ENTRY_POINT=notify
+FUNCTION_RUNTIME=python311
+GSA_DOMAIN="$PROJECT_ID.iam.gserviceaccount.com"
+WI_POOL="$PROJECT_ID.svc.id.goog"
+REGISTRY="$REGION-docker.pkg.dev/$PROJECT_ID/$REPOSITORY"
+
+# Google service accounts. The workloads' names are those the KSAs in k8s/base annotate.
+GSA_HANDLER="imageflow-image-handler@$GSA_DOMAIN"
+GSA_MANAGER="imageflow-interaction-manager@$GSA_DOMAIN"
+GSA_PROCESSOR="imageflow-image-processor@$GSA_DOMAIN"
+GSA_EMAIL="imageflow-email@$GSA_DOMAIN"
+GSA_KEDA="keda-operator@$GSA_DOMAIN"
+GSA_NODES="imageflow-nodes@$GSA_DOMAIN"
+GSA_BUILD="imageflow-build@$GSA_DOMAIN"
+
+# Images: name, Dockerfile, build context (one per deployable).
+IMAGES=(
+  "image-handler services/image_handler/Dockerfile ."
+  "interaction-manager services/interaction_manager/Dockerfile ."
+  "image-processor services/image_processor/Dockerfile ."
+  "frontend frontend/Dockerfile frontend"
+)
+
+if [[ -z "$IMAGE_TAG" ]]; then
+  IMAGE_TAG="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo manual)"
+  # A tag must name one content: uncommitted changes get their own.
+  if [[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]]; then
+    IMAGE_TAG="$IMAGE_TAG-dirty-$(date -u +%Y%m%d%H%M%S)"
+  fi
+fi
+
+if [[ -n "$DOMAIN" ]]; then
+  OVERLAY=k8s/overlays/gke-https
+  PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-https://$DOMAIN}"
+else
+  OVERLAY=k8s/overlays/gke
+fi
+
+# ---------------------------------------------------------------- plan machinery ---------
+# In a dry run every command is printed, as a bash script one could run from the repo root,
+# and nothing is executed. Values only known while deploying (the project number, the
+# Ingress address) appear in the plan as shell variables assigned by the command that
+# reads them.
+RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP)
+
+quote() {  # one word, quoted for the printed plan
+  local w="$1" e v
+  if [[ "$w" =~ ^[A-Za-z0-9_./:=@,+%^-]+$ ]]; then
+    printf '%s' "$w"
+  elif [[ "$w" == *"\${"* ]]; then
+    e="${w//\\/\\\\}"; e="${e//\"/\\\"}"; e="${e//\`/\\\`}"; e="${e//\$/\\\$}"
+    for v in "${RUNTIME_VARS[@]}"; do e="${e//\\\$\{$v\}/\$\{$v\}}"; done
+    printf '"%s"' "$e"
+  else
+    printf "'%s'" "${w//\'/\'\\\'\'}"
+  fi
+}
+
+quote_all() {
+  local out="" w
+  for w in "$@"; do out+="${out:+ }$(quote "$w")"; done
+  printf '%s' "$out"
+}
+
+say() { printf '%s\n' "$*"; }                       # a line of the plan (dry run)
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+step() {  # a numbered section
+  if ((DRY_RUN)); then say ""; say "# ---- $*"; else log "$*"; fi
+}
+
+run() {  # run a command (or print it)
+  if ((DRY_RUN)); then say "$(quote_all "$@")"; return 0; fi
+  printf '+ %s\n' "$(quote_all "$@")" >&2
+  "$@"
+}
+
+ensure() {  # ensure CHECK... -- CREATE...: run CREATE unless CHECK succeeds
+  local check=() create=()
+  while (($#)) && [[ "$1" != -- ]]; do check+=("$1"); shift; done
+  shift
+  create=("$@")
+  if ((DRY_RUN)); then say "$(quote_all "${check[@]}") >/dev/null 2>&1 || $(quote_all "${create[@]}")"; return 0; fi
+  if "${check[@]}" >/dev/null 2>&1; then
+    printf '  exists: %s\n' "$(quote_all "${check[@]}")" >&2
+  else
+    run "${create[@]}"
+  fi
+}
+
+capture() {  # capture VAR CMD...: VAR=$(CMD)
+  local var="$1"; shift
+  if ((DRY_RUN)); then
+    say "$var=\"\$($(quote_all "$@"))\""
+    # shellcheck disable=SC2016  # a literal ${VAR}: the plan assigns it when it runs
+    printf -v "$var" '${%s}' "$var"
+  else
+    printf '+ %s=%s\n' "$var" "\$($(quote_all "$@"))" >&2
+    printf -v "$var" '%s' "$("$@")"
+  fi
+}
+
+write_file() {  # write_file PATH CONTENT
+  local path="$1" content="$2" e v
+  if ((DRY_RUN)); then
+    e="${content//\\/\\\\}"; e="${e//\`/\\\`}"; e="${e//\$/\\\$}"
+    for v in "${RUNTIME_VARS[@]}"; do e="${e//\\\$\{$v\}/\$\{$v\}}"; done
+    say "mkdir -p $(quote "$(dirname "$path")")"
+    say "cat > $(quote "$path") <<EOF"
+    say "$e"
+    say "EOF"
+    return 0
+  fi
+  printf '+ write %s\n' "$path" >&2
+  mkdir -p "$(dirname "$path")"
+  printf '%s\n' "$content" > "$path"
+}
+
+# ok_if_exists CMD...: for creates that have no cheap existence check (Firestore indexes):
+# "already exists" counts as success. The dry run prints the function so the plan runs too.
+ok_if_exists() {
+  local out
+  if out="$("$@" 2>&1)"; then printf '%s\n' "$out" >&2; return 0; fi
+  if grep -qiE 'already ?exists|ALREADY_EXISTS' <<<"$out"; then
+    printf '  exists: %s\n' "$*" >&2; return 0
+  fi
+  printf '%s\n' "$out" >&2
+  return 1
+}
+
+run_ok_if_exists() {
+  if ((DRY_RUN)); then say "ok_if_exists $(quote_all "$@")"; return 0; fi
+  printf '+ %s\n' "$(quote_all "$@")" >&2
+  ok_if_exists "$@"
+}
+
+bind_project_role() {  # member role: project-level IAM (adding an existing binding is a no-op)
+  run gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$1" --role="$2" \
+    --condition=None --quiet --format=none
+}
+
+ensure_service_account() {  # name display-name
+  ensure gcloud iam service-accounts describe "$1@$GSA_DOMAIN" --project="$PROJECT_ID" \
+    -- gcloud iam service-accounts create "$1" --project="$PROJECT_ID" --display-name="$2"
+}
+
+# ---------------------------------------------------------------- the plan ---------------
+cd "$ROOT"
+if ((DRY_RUN)); then
+  say "#!/usr/bin/env bash"
+  say "# ImageFlow deploy plan for project $PROJECT_ID (scripts/deploy.sh --dry-run); nothing was run."
+  say "set -euo pipefail"
+  say "$(declare -f ok_if_exists)"
+  say "cd $(quote "$ROOT")"
+else
+  for tool in gcloud kubectl helm git; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (docs/deploy.md, Prerequisites)"
+  done
+fi
+
+step "1. Enable the Google APIs"
+run gcloud services enable \
+  compute.googleapis.com container.googleapis.com artifactregistry.googleapis.com \
+  cloudbuild.googleapis.com pubsub.googleapis.com firestore.googleapis.com \
+  storage.googleapis.com secretmanager.googleapis.com iamcredentials.googleapis.com \
+  monitoring.googleapis.com logging.googleapis.com cloudfunctions.googleapis.com \
+  run.googleapis.com eventarc.googleapis.com \
+  --project="$PROJECT_ID"
+capture PROJECT_NUMBER gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)'
+PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+step "2. Google service accounts and their project roles"
+ensure_service_account imageflow-image-handler "ImageFlow image-handler (REST API)"
+ensure_service_account imageflow-interaction-manager "ImageFlow interaction-manager"
+ensure_service_account imageflow-image-processor "ImageFlow image-processor"
+ensure_service_account imageflow-email "ImageFlow email function"
+ensure_service_account keda-operator "KEDA operator (reads Pub/Sub metrics)"
+ensure_service_account imageflow-nodes "ImageFlow GKE nodes"
+ensure_service_account imageflow-build "ImageFlow image and function builds"
+bind_project_role "serviceAccount:$GSA_HANDLER" roles/datastore.user
+bind_project_role "serviceAccount:$GSA_MANAGER" roles/datastore.user
+# The processor touches no job document; its readiness check reads one.
+bind_project_role "serviceAccount:$GSA_PROCESSOR" roles/datastore.viewer
+bind_project_role "serviceAccount:$GSA_EMAIL" roles/datastore.user
+# The function's Eventarc trigger invokes it as this account.
+bind_project_role "serviceAccount:$GSA_EMAIL" roles/run.invoker
+bind_project_role "serviceAccount:$GSA_KEDA" roles/monitoring.viewer
+bind_project_role "serviceAccount:$GSA_NODES" roles/container.defaultNodeServiceAccount
+bind_project_role "serviceAccount:$GSA_BUILD" roles/cloudbuild.builds.builder
+# Signed download URLs under Workload Identity are signed by IAM (signBlob) as itself.
+run gcloud iam service-accounts add-iam-policy-binding "$GSA_HANDLER" --project="$PROJECT_ID" \
+  --member="serviceAccount:$GSA_HANDLER" --role=roles/iam.serviceAccountTokenCreator --format=none
+
+step "3. Artifact Registry repository for the images"
+ensure gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" --project="$PROJECT_ID" \
+  -- gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
+  --location="$REGION" --project="$PROJECT_ID" --description="ImageFlow images"
+run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location="$REGION" \
+  --project="$PROJECT_ID" --member="serviceAccount:$GSA_NODES" --role=roles/artifactregistry.reader --format=none
+
+step "4. GKE cluster ($CLUSTER_MODE) with Workload Identity"
+if [[ "$CLUSTER_MODE" == autopilot ]]; then
+  # Autopilot: Workload Identity and Dataplane V2 (NetworkPolicy enforcement) are built in.
+  ensure gcloud container clusters describe "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
+    -- gcloud container clusters create-auto "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
+    --release-channel=regular --service-account="$GSA_NODES"
+else
+  ensure gcloud container clusters describe "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
+    -- gcloud container clusters create "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
+    --release-channel=regular --workload-pool="$WI_POOL" --enable-dataplane-v2 \
+    --machine-type=e2-standard-2 --num-nodes=1 --enable-autoscaling --min-nodes=1 --max-nodes=4 \
+    --service-account="$GSA_NODES"
+fi
+run gcloud container clusters get-credentials "$CLUSTER" --region="$REGION" --project="$PROJECT_ID"
+
+step "5. Workload Identity: each Kubernetes service account acts as its Google one"
+for pair in "image-handler $GSA_HANDLER" "interaction-manager $GSA_MANAGER" "image-processor $GSA_PROCESSOR"; do
+  read -r ksa gsa <<<"$pair"
+  run gcloud iam service-accounts add-iam-policy-binding "$gsa" --project="$PROJECT_ID" \
+    --role=roles/iam.workloadIdentityUser --member="serviceAccount:${WI_POOL}[$NAMESPACE/$ksa]" --format=none
+done
+run gcloud iam service-accounts add-iam-policy-binding "$GSA_KEDA" --project="$PROJECT_ID" \
+  --role=roles/iam.workloadIdentityUser --member="serviceAccount:${WI_POOL}[keda/keda-operator]" --format=none
+
+step "6. Cloud Storage bucket: uniform access, no public access, delete after $RETENTION_DAYS days"
+ensure gcloud storage buckets describe "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+  -- gcloud storage buckets create "gs://$GCS_BUCKET" --project="$PROJECT_ID" --location="$REGION" \
+  --uniform-bucket-level-access --public-access-prevention --default-storage-class=STANDARD
+# Generated files (lifecycle rule, build config, function env) live in .deploy/, which
+# ignores itself in git.
+WORK_DIR=".deploy/$PROJECT_ID"
+write_file .deploy/.gitignore "*"
+write_file "$WORK_DIR/lifecycle.json" "{
+  \"rule\": [
+    {\"action\": {\"type\": \"Delete\"}, \"condition\": {\"age\": $RETENTION_DAYS}},
+    {\"action\": {\"type\": \"AbortIncompleteMultipartUpload\"}, \"condition\": {\"age\": 1}}
+  ]
+}"
+# Deleted images are gone: no soft-delete copies kept (and billed) for 7 more days.
+run gcloud storage buckets update "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+  --lifecycle-file="$WORK_DIR/lifecycle.json" --clear-soft-delete
+bind_bucket_role() {
+  run gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+    --member="serviceAccount:$1" --role="$2" --format=none
+}
+# legacyBucketReader: bucket metadata (the /readyz check) and listing; objectUser: read/write.
+for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_bucket_role "$gsa" roles/storage.legacyBucketReader; done
+bind_bucket_role "$GSA_HANDLER" roles/storage.objectUser
+bind_bucket_role "$GSA_MANAGER" roles/storage.objectViewer
+bind_bucket_role "$GSA_PROCESSOR" roles/storage.objectUser
+
+step "7. Firestore (native mode) and the indexes of the job queries"
+ensure gcloud firestore databases describe --database='(default)' --project="$PROJECT_ID" \
+  -- gcloud firestore databases create --database='(default)' --location="$FIRESTORE_LOCATION" \
+  --type=firestore-native --project="$PROJECT_ID"
+# JobStore.list_jobs: equality on owner and/or status, newest first (created_at).
+for fields in "status" "owner" "owner status"; do
+  index=(gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)'
+         --collection-group=jobs --query-scope=COLLECTION)
+  for field in $fields; do index+=(--field-config="field-path=$field,order=ascending"); done
+  index+=(--field-config="field-path=created_at,order=descending" --async)
+  run_ok_if_exists "${index[@]}"
+done
+
+step "8. Pub/Sub topics and subscriptions, dead-lettering of failed tasks"
+for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC"; do
+  ensure gcloud pubsub topics describe "$topic" --project="$PROJECT_ID" \
+    -- gcloud pubsub topics create "$topic" --project="$PROJECT_ID"
+done
+ensure_subscription() {  # name topic [extra flags]: create, then converge the settings
+  local name="$1" topic="$2"; shift 2
+  ensure gcloud pubsub subscriptions describe "$name" --project="$PROJECT_ID" \
+    -- gcloud pubsub subscriptions create "$name" --topic="$topic" --project="$PROJECT_ID" \
+    --ack-deadline="$ACK_DEADLINE_SECONDS" "$@"
+  run gcloud pubsub subscriptions update "$name" --project="$PROJECT_ID" \
+    --ack-deadline="$ACK_DEADLINE_SECONDS" "$@"
+}
+ensure_subscription "$JOBS_SUBSCRIPTION" "$JOBS_TOPIC"
+ensure_subscription "$TASKS_SUBSCRIPTION" "$TASKS_TOPIC" \
+  --dead-letter-topic="$TASKS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
+ensure_subscription "$RESULTS_SUBSCRIPTION" "$RESULTS_TOPIC"
+ensure_subscription "$TASKS_DLQ_SUBSCRIPTION" "$TASKS_DLQ_TOPIC"
+if ((DRY_RUN)); then
+  say "# $NOTIFICATIONS_SUBSCRIPTION is the local/emulator push subscription; on GCP the email"
+  say "# function's Eventarc trigger (step 13) creates and owns the subscription of $NOTIFICATIONS_TOPIC."
+fi
+# Dead-lettering: Pub/Sub's own service agent forwards to the DLQ topic and acks the source.
+run gcloud pubsub topics add-iam-policy-binding "$TASKS_DLQ_TOPIC" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+run gcloud pubsub subscriptions add-iam-policy-binding "$TASKS_SUBSCRIPTION" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+bind_topic_role() { run gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
+  --member="serviceAccount:$2" --role="$3" --format=none; }
+bind_subscription_role() { run gcloud pubsub subscriptions add-iam-policy-binding "$1" \
+  --project="$PROJECT_ID" --member="serviceAccount:$2" --role=roles/pubsub.subscriber --format=none; }
+# Every service's /readyz reads the jobs topic (MessageBus.check).
+for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_topic_role "$JOBS_TOPIC" "$gsa" roles/pubsub.viewer; done
+bind_topic_role "$JOBS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher
+bind_topic_role "$TASKS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
+bind_topic_role "$NOTIFICATIONS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
+bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
+bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$RESULTS_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
+
+step "9. The SendGrid key in Secret Manager, readable by the email function only"
+ensure gcloud secrets describe "$SENDGRID_SECRET" --project="$PROJECT_ID" \
+  -- gcloud secrets create "$SENDGRID_SECRET" --project="$PROJECT_ID" --replication-policy=automatic
+if ((DRY_RUN)); then
+  # The plan reads the key from the environment when it runs; it never contains it.
+  say "if [[ -n \"\${SENDGRID_API_KEY:-}\" ]]; then printf '%s' \"\$SENDGRID_API_KEY\" | $(quote_all gcloud secrets versions add "$SENDGRID_SECRET" --project="$PROJECT_ID" --data-file=-); fi"
+elif [[ -n "${SENDGRID_API_KEY:-}" ]]; then
+  current="$(gcloud secrets versions access latest --secret="$SENDGRID_SECRET" --project="$PROJECT_ID" 2>/dev/null || true)"
+  if [[ "$current" != "$SENDGRID_API_KEY" ]]; then
+    printf '+ %s\n' "gcloud secrets versions add $SENDGRID_SECRET --data-file=- (SENDGRID_API_KEY)" >&2
+    printf '%s' "$SENDGRID_API_KEY" | gcloud secrets versions add "$SENDGRID_SECRET" --project="$PROJECT_ID" --data-file=-
+  fi
+elif ! gcloud secrets versions describe latest --secret="$SENDGRID_SECRET" --project="$PROJECT_ID" >/dev/null 2>&1; then
+  die "the secret $SENDGRID_SECRET has no version yet: set SENDGRID_API_KEY for the first deploy"
+fi
+run gcloud secrets add-iam-policy-binding "$SENDGRID_SECRET" --project="$PROJECT_ID" \
+  --member="serviceAccount:$GSA_EMAIL" --role=roles/secretmanager.secretAccessor --format=none
+
+step "10. Static address of the load balancer"
+ensure gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
+  -- gcloud compute addresses create "$STATIC_IP_NAME" --global --project="$PROJECT_ID"
+capture INGRESS_IP gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" --format='value(address)'
+PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$INGRESS_IP}"
+PUBLIC_BASE_URL="${PUBLIC_BASE_URL%/}"
+
+step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG)"
+declare -A IMAGE_REF=()
+build_steps="" build_images=""
+for spec in "${IMAGES[@]}"; do
+  read -r name dockerfile context <<<"$spec"
+  IMAGE_REF[$name]="$REGISTRY/$name:$IMAGE_TAG"
+  build_steps+="  - id: $name
+    name: gcr.io/cloud-builders/docker
+    args: [build, -f, $dockerfile, -t, ${IMAGE_REF[$name]}, $context]
+    waitFor: ['-']
+"
+  build_images+="  - ${IMAGE_REF[$name]}
+"
+done
+if ((SKIP_BUILD)); then
+  ((DRY_RUN)) && say "# --skip-build: using images already pushed with tag $IMAGE_TAG"
+else
+  write_file "$WORK_DIR/cloudbuild.yaml" "# Generated by scripts/deploy.sh: the four images, built in parallel.
+steps:
+${build_steps}images:
+${build_images}options:
+  logging: CLOUD_LOGGING_ONLY"
+  run gcloud builds submit . --project="$PROJECT_ID" --region="$REGION" \
+    --config="$WORK_DIR/cloudbuild.yaml" \
+    --service-account="projects/$PROJECT_ID/serviceAccounts/$GSA_BUILD"
+fi
+
+step "12. KEDA $KEDA_VERSION (Helm), its operator acting as $GSA_KEDA"
+run helm repo add kedacore https://kedacore.github.io/charts --force-update
+run helm upgrade --install keda kedacore/keda --version="$KEDA_VERSION" \
+  --namespace=keda --create-namespace \
+  --set=podIdentity.gcp.enabled=true \
+  --set=podIdentity.gcp.gcpIAMServiceAccount="$GSA_KEDA" \
+  --wait --timeout=10m
+
+step "13. Kubernetes manifests ($OVERLAY) and the email function"
+write_file "k8s/overlays/gke/params.env" "IMAGE_HANDLER_IMAGE=${IMAGE_REF[image-handler]}
+INTERACTION_MANAGER_IMAGE=${IMAGE_REF[interaction-manager]}
+IMAGE_PROCESSOR_IMAGE=${IMAGE_REF[image-processor]}
+FRONTEND_IMAGE=${IMAGE_REF[frontend]}
+GSA_DOMAIN=$GSA_DOMAIN"
+write_file "k8s/overlays/gke/config.env" "GCP_PROJECT=$PROJECT_ID
+GCS_BUCKET=$GCS_BUCKET
+PUBLIC_BASE_URL=$PUBLIC_BASE_URL
+ACK_DEADLINE_SECONDS=$ACK_DEADLINE_SECONDS
+MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS
+JOBS_TOPIC=$JOBS_TOPIC
+TASKS_TOPIC=$TASKS_TOPIC
+RESULTS_TOPIC=$RESULTS_TOPIC
+NOTIFICATIONS_TOPIC=$NOTIFICATIONS_TOPIC
+TASKS_DLQ_TOPIC=$TASKS_DLQ_TOPIC
+JOBS_SUBSCRIPTION=$JOBS_SUBSCRIPTION
+TASKS_SUBSCRIPTION=$TASKS_SUBSCRIPTION
+RESULTS_SUBSCRIPTION=$RESULTS_SUBSCRIPTION
+TASKS_DLQ_SUBSCRIPTION=$TASKS_DLQ_SUBSCRIPTION
+NOTIFICATIONS_SUBSCRIPTION=$NOTIFICATIONS_SUBSCRIPTION"
+if [[ -n "$DOMAIN" ]]; then
+  write_file "k8s/overlays/gke-https/params.env" "DOMAIN=$DOMAIN"
+fi
+run kubectl apply -k "$OVERLAY"
+for deployment in image-handler interaction-manager frontend; do
+  run kubectl --namespace="$NAMESPACE" rollout status "deployment/$deployment" --timeout=10m
+done
+
+yaml_str() { local v="${1//\\/\\\\}"; printf '"%s"' "${v//\"/\\\"}"; }  # a YAML double-quoted scalar
+write_file "$WORK_DIR/function-env.yaml" "IMAGEFLOW_BACKEND: \"gcp\"
+GCP_PROJECT: $(yaml_str "$PROJECT_ID")
+PUBLIC_BASE_URL: $(yaml_str "$PUBLIC_BASE_URL")
+EMAIL_FROM: $(yaml_str "$EMAIL_FROM")"
+run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
+  --runtime="$FUNCTION_RUNTIME" --source="$FUNCTION_SOURCE" --entry-point="$FUNCTION_ENTRY_POINT" \
+  --trigger-topic="$NOTIFICATIONS_TOPIC" --trigger-service-account="$GSA_EMAIL" --retry \
+  --service-account="$GSA_EMAIL" --build-service-account="projects/$PROJECT_ID/serviceAccounts/$GSA_BUILD" \
+  --memory=256Mi --max-instances=10 \
+  --env-vars-file="$WORK_DIR/function-env.yaml" \
+  --set-secrets="SENDGRID_API_KEY=$SENDGRID_SECRET:latest"
+
+step "Done"
+done_message="ImageFlow: $PUBLIC_BASE_URL (the load balancer takes a few minutes to answer)"
+if [[ -n "$DOMAIN" ]]; then
+  done_message+="; point the DNS A record of $DOMAIN at $INGRESS_IP for its certificate"
+fi
+if ((DRY_RUN)); then say "echo $(quote "$done_message")"; else log "$done_message"; fi
