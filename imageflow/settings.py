@@ -103,6 +103,22 @@ class Settings:
     drain_seconds: float = 30.0
     frontend_dir: Path | None = None
     notifications_push_endpoint: str | None = None
+    # Callers and quotas (imageflow.auth): keys required only when API_KEYS is set; 0 = no quota.
+    api_keys: str = ""
+    quota_active_jobs: int = 0
+    quota_active_images: int = 0
+    url_signing_secret: str = ""
+    # Import by URL (imageflow.fetch). FETCH_ALLOW_CIDRS / FETCH_HOSTS_OVERRIDE are for tests only.
+    fetch_timeout_seconds: float = 20.0
+    fetch_max_bytes: int = 25 * 1024 * 1024
+    fetch_max_redirects: int = 5
+    fetch_concurrency: int = 8
+    fetch_allow_cidrs: str = ""
+    fetch_hosts_override: str = ""
+    # Webhooks (imageflow.webhooks).
+    webhook_max_attempts: int = 5
+    webhook_backoff_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -140,6 +156,19 @@ class Settings:
             drain_seconds=_float(env, "DRAIN_SECONDS", cls.drain_seconds),
             frontend_dir=Path(env["FRONTEND_DIR"]).resolve() if env.get("FRONTEND_DIR") else None,
             notifications_push_endpoint=env.get("NOTIFICATIONS_PUSH_ENDPOINT") or None,
+            api_keys=env.get("API_KEYS", "").strip(),
+            quota_active_jobs=_int(env, "QUOTA_ACTIVE_JOBS", cls.quota_active_jobs),
+            quota_active_images=_int(env, "QUOTA_ACTIVE_IMAGES", cls.quota_active_images),
+            url_signing_secret=env.get("URL_SIGNING_SECRET", ""),
+            fetch_timeout_seconds=_float(env, "FETCH_TIMEOUT_SECONDS", cls.fetch_timeout_seconds),
+            fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", _int(env, "MAX_UPLOAD_BYTES", cls.fetch_max_bytes)),
+            fetch_max_redirects=_int(env, "FETCH_MAX_REDIRECTS", cls.fetch_max_redirects),
+            fetch_concurrency=max(1, _int(env, "FETCH_CONCURRENCY", cls.fetch_concurrency)),
+            fetch_allow_cidrs=env.get("FETCH_ALLOW_CIDRS", "").strip(),
+            fetch_hosts_override=env.get("FETCH_HOSTS_OVERRIDE", "").strip(),
+            webhook_max_attempts=max(1, _int(env, "WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts)),
+            webhook_backoff_seconds=_float(env, "WEBHOOK_BACKOFF_SECONDS", cls.webhook_backoff_seconds),
+            webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_seconds),
             topics=Topics.from_env(env),
         )
         if backend == "gcp":
@@ -166,5 +195,8 @@ ENV_NAMES = (
     "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
+    "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",
+    "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
+    "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""
