@@ -94,6 +94,8 @@ class Image:
     input_bytes: int | None = None
     outputs: list = field(default_factory=list)
     updated_at: str | None = None
+    source_url: str | None = None   # imported by URL: the interaction manager fetches it into input_path
+    meta: dict = field(default_factory=dict)  # extra CSV columns (name, product...), kept for the report
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +125,9 @@ class Job:
     name: str | None = None
     tasks_published: bool = False              # every task of the job is on the bus
     completion_message_id: str | None = None   # job.completed was published (see Coordinator.announce)
+    webhook_secret: str | None = None          # HMAC-SHA256 key of the webhook signature (never shown by GET)
+    webhook_status: str | None = None          # pending | delivered | failed (None: no webhook)
+    webhook_attempts: list = field(default_factory=list)  # [{at, status_code, error, duration_ms}]
 
     @property
     def done(self) -> int:
