@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 from . import BlobNotFound, BlobStore, BlobStoreError, validate_path
+
+
+STALE_TEMP_SECONDS = 900  # a writer that crashed mid-put leaves a temp file; no live put takes this long
 
 
 class LocalBlobStore(BlobStore):
@@ -54,8 +58,16 @@ class LocalBlobStore(BlobStore):
         if not start.is_dir():
             return []
         found = []
+        stale = time.time() - STALE_TEMP_SECONDS
         for file in start.rglob("*"):
-            if file.is_file() and not file.name.startswith(".tmp-"):
+            if file.name.startswith(".tmp-"):
+                try:
+                    if file.stat().st_mtime < stale:
+                        file.unlink()
+                except OSError:
+                    pass
+                continue
+            if file.is_file():
                 rel = file.relative_to(self.root).as_posix()
                 if rel.startswith(prefix):
                     found.append(rel)
@@ -65,8 +77,11 @@ class LocalBlobStore(BlobStore):
         paths = self.list(prefix)
         for rel in paths:
             (self.root / rel).unlink(missing_ok=True)
-        # Remove the now-empty directories under the prefix.
         base = self.root / prefix.rstrip("/")
+        if base.is_dir():  # partial writes of crashed writers go too
+            for leftover in base.rglob(".tmp-*"):
+                leftover.unlink(missing_ok=True)
+        # Remove the now-empty directories under the prefix.
         if base.is_dir():
             for directory in sorted((d for d in base.rglob("*") if d.is_dir()), reverse=True):
                 try:
