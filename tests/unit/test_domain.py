@@ -1,0 +1,74 @@
+"""Domain rules: names, paths, result folding."""
+from __future__ import annotations
+
+import pytest
+
+from imageflow import domain
+from imageflow.domain import Image, Job
+from imageflow.messages import Result
+
+
+@pytest.mark.parametrize("raw, safe", [
+    ("photo.jpg", "photo.jpg"),
+    ("../../etc/passwd", "passwd"),
+    ("C:\\Users\\me\\cat.png", "cat.png"),
+    ("holiday pic (1).JPG", "holiday_pic_1_.JPG"),
+    ("naïve café.png", "naive_cafe.png"),
+    ("evil\r\nname\x00.gif", "evil_name_.gif"),
+    ("<script>alert(1)</script>.png", "script_.png"),  # "/" is a separator: only the last part
+    ("...", "image"),
+    ("", "image"),
+    (None, "image"),
+])
+def test_safe_name(raw, safe):
+    assert domain.safe_name(raw) == safe
+
+
+def test_safe_name_is_bounded_and_keeps_extension():
+    name = domain.safe_name("a" * 500 + ".jpeg")
+    assert len(name) <= 100 and name.endswith(".jpeg")
+
+
+def test_blob_paths_follow_the_layout():
+    assert domain.input_path("j", "i", "../x y.png") == "j/input/i-x_y.png"
+    assert domain.output_path("j", "i", "x y.png", "webp") == "j/output/i-x_y.webp"
+    assert domain.output_path("j", "i", "x.png", "jpg", variant="w320") == "j/output/i-x-w320.jpg"
+
+
+def test_ids():
+    assert domain.is_valid_id(domain.new_id())
+    for bad in ("", "../x", "A" * 32, "0" * 31, "0" * 33):
+        assert not domain.is_valid_id(bad)
+
+
+def image(status=domain.IMAGE_QUEUED):
+    return Image(job_id="j", image_id="i", filename="a.jpg", input_path="j/input/i-a.jpg", status=status)
+
+
+def test_apply_result_success_and_failure():
+    ok = Result(job_id="j", image_id="i", status="succeeded", output_path="j/output/i-a.jpg", width=5, height=6,
+                bytes=7, content_type="image/jpeg")
+    done = domain.apply_result(image(), ok, "now")
+    assert (done.status, done.width, done.height, done.attempts) == ("succeeded", 5, 6, 1)
+    failed = domain.apply_result(image(), Result(job_id="j", image_id="i", status="failed", error="bad"), "now")
+    assert (failed.status, failed.error) == ("failed", "bad")
+
+
+def test_apply_result_ignores_finished_images():
+    ok = Result(job_id="j", image_id="i", status="succeeded")
+    assert domain.apply_result(image(domain.IMAGE_SUCCEEDED), ok, "now") is None
+    assert domain.apply_result(image(domain.IMAGE_FAILED), ok, "now") is None
+
+
+def test_fold_progress_completes_once():
+    job = Job(job_id="j", total=2)
+    job = domain.fold_progress(job, [image(domain.IMAGE_SUCCEEDED)], "t1")
+    assert (job.status, job.succeeded, job.completed_at) == ("processing", 1, None)
+    job = domain.fold_progress(job, [image(domain.IMAGE_FAILED)], "t2")
+    assert (job.status, job.failed, job.completed_at) == ("completed_with_errors", 1, "t2")
+
+
+@pytest.mark.parametrize("total, ok, bad, status", [
+    (3, 3, 0, "completed"), (3, 2, 1, "completed_with_errors"), (3, 0, 3, "failed")])
+def test_final_status(total, ok, bad, status):
+    assert domain.final_status(total, ok, bad) == status
