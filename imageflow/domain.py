@@ -61,6 +61,17 @@ def safe_name(filename: str | None, default: str = "image") -> str:
     return name
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def display_name(filename: str | None, default: str = "image") -> str:
+    """The name shown back to users: the client's name without directories or control
+    characters, at most 255 characters. Still user data: render it as text, never markup."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = _CONTROL.sub(" ", name).strip()
+    return name[:255] or default
+
+
 def safe_stem(filename: str | None) -> str:
     name = safe_name(filename)
     stem = name.rsplit(".", 1)[0] if "." in name else name

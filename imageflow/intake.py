@@ -82,7 +82,7 @@ def validate_operations(preset: str | None, operations) -> list[dict]:
 
 def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[bytes, object] | Rejected:
     """Read one file within the size limit and sniff it; the bytes and probe info, or why not."""
-    name = upload.filename or "(unnamed)"
+    name = domain.display_name(upload.filename, "(unnamed)")
     data = upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         return Rejected(name, "file_too_large",
@@ -117,10 +117,10 @@ def create_job(uploads: Iterable[Upload], *, operations: list[dict], preset: str
             continue
         data, info = checked
         image_id = domain.new_id()
-        filename = upload.filename or f"image.{info.ext}"
+        filename = domain.display_name(upload.filename, f"image.{info.ext}")
         path = domain.input_path(job.job_id, image_id, filename)
         blobs.put(path, data, info.mime)
-        images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename[:255], input_path=path,
+        images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
                             input_content_type=info.mime, input_bytes=len(data)))
     if not images:
         status = 413 if all(r.code in ("file_too_large", "too_large") for r in rejected) else 415

@@ -1,0 +1,176 @@
+"""image-handler's REST API over the real local adapters (Flask test client)."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from imageflow.bus.sqlite import SqliteBus
+from imageflow.messages import JobSubmitted, Result
+from services.image_handler.app import create_app
+
+
+def png(size=(64, 48), color=(0, 128, 255)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app({"data_dir": tmp_path / "data", "max_upload_bytes": 200_000, "max_files_per_job": 5,
+                      "max_request_bytes": 2_000_000, "public_base_url": "https://imageflow.example"})
+    yield app
+    app.extensions["imageflow"].backends.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post(client, files, **data):
+    payload = {"files": [(io.BytesIO(content), name) for name, content in files], **data}
+    return client.post("/api/v1/jobs", data=payload, content_type="multipart/form-data")
+
+
+def test_create_job_stores_originals_and_announces_it(app, client, tmp_path):
+    response = post(client, [("a.png", png()), ("b.png", png((10, 10)))],
+                    operations=json.dumps([{"op": "grayscale"}]), email="me@example.com")
+    assert response.status_code == 202
+    body = response.json
+    assert body["status"] == "queued" and body["total"] == 2 and body["rejected"] == []
+    assert body["links"]["results_page"] == f"https://imageflow.example/jobs/{body['job_id']}"
+    assert response.headers["Location"].endswith(f"/api/v1/jobs/{body['job_id']}")
+    backends = app.extensions["imageflow"].backends
+    assert len(backends.blobs.list(f"{body['job_id']}/input/")) == 2
+    [message] = backends.bus.pull("imageflow-jobs-im", max_messages=5)
+    assert JobSubmitted.decode(message.data).job_id == body["job_id"]
+
+
+def test_status_shows_each_image(client):
+    job_id = post(client, [("a.png", png())], preset="thumbnail").json["job_id"]
+    status = client.get(f"/api/v1/jobs/{job_id}").json
+    assert status["status"] == "queued" and status["pending"] == 1 and status["preset"] == "thumbnail"
+    [image] = status["images"]
+    assert image["status"] == "queued" and image["output_url"] is None
+    assert client.get(image["input_url"].replace("http://localhost", "")).data == png()
+    output = client.get(f"/api/v1/jobs/{job_id}/images/{image['image_id']}/output")
+    assert output.status_code == 404 and output.json["error"]["code"] == "output_not_ready"
+
+
+def test_a_bad_file_does_not_sink_the_good_ones(client):
+    response = post(client, [("good.png", png()), ("fake.png", b"GIF89a but not really"),
+                             ("huge.png", png((2000, 2000), None) + b"\0" * 200_001)])
+    assert response.status_code == 202
+    rejected = {r["filename"]: r["error"] for r in response.json["rejected"]}
+    assert set(rejected) == {"fake.png", "huge.png"}
+    assert rejected["huge.png"]["code"] == "file_too_large"
+    assert rejected["fake.png"]["code"] == "unsupported_image"
+    assert [i["filename"] for i in response.json["images"]] == ["good.png"]
+
+
+def test_only_bad_files_is_415_naming_each(client):
+    response = post(client, [("a.txt", b"hello"), ("b.jpg", b"\xff\xd8\xff nothing")])
+    assert response.status_code == 415
+    assert response.json["error"]["code"] == "no_valid_images"
+    assert {d["filename"] for d in response.json["error"]["details"]} == {"a.txt", "b.jpg"}
+
+
+def test_hostile_filenames_never_become_paths(app, client):
+    response = post(client, [("../../../etc/passwd.png", png()), ("a\tb\x01<script>.png", png())])
+    job_id = response.json["job_id"]
+    paths = app.extensions["imageflow"].backends.blobs.list(f"{job_id}/")
+    assert len(paths) == 2
+    assert all(p.startswith(f"{job_id}/input/") and ".." not in p and "\t" not in p and "<" not in p for p in paths)
+    # Names come back as data: no directories, no control characters.
+    assert [i["filename"] for i in response.json["images"]] == ["passwd.png", "a b <script>.png"]
+
+
+@pytest.mark.parametrize("data, status, code, words", [
+    ({"operations": "[{not json"}, 400, "malformed_operations", "not valid JSON"),
+    ({"operations": json.dumps([{"op": "resize", "width": 0}])}, 422, "invalid_operations", "width"),
+    ({"operations": json.dumps([{"op": "explode"}])}, 422, "invalid_operations", "explode"),
+    ({"preset": "nope"}, 422, "invalid_operations", "nope"),
+    ({"email": "x@example.com\r\nBcc: victim@example.com"}, 400, "invalid_email", "email"),
+    ({"email": "not-an-address"}, 400, "invalid_email", "email"),
+    ({"webhook_url": "ftp://example.com/hook"}, 400, "invalid_webhook_url", "http"),
+])
+def test_invalid_requests_are_refused_before_storing(app, client, data, status, code, words):
+    response = post(client, [("a.png", png())], **data)
+    assert response.status_code == status, response.json
+    assert response.json["error"]["code"] == code
+    assert words in response.json["error"]["message"]
+    assert app.extensions["imageflow"].backends.blobs.list("") == []
+
+
+def test_too_many_files(client):
+    response = post(client, [(f"{i}.png", png()) for i in range(6)])
+    assert response.status_code == 413 and response.json["error"]["code"] == "too_many_files"
+
+
+def test_request_over_the_limit_is_413(client):
+    response = post(client, [("big.png", b"\0" * 2_100_000)])
+    assert response.status_code == 413 and response.json["error"]["code"] == "request_too_large"
+
+
+def test_not_multipart_and_no_files(client):
+    assert client.post("/api/v1/jobs", json={"files": []}).status_code == 415
+    response = client.post("/api/v1/jobs", data={"preset": "web"}, content_type="multipart/form-data")
+    assert response.status_code == 400 and response.json["error"]["code"] == "no_files"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs/0123456789abcdef0123456789abcdef", "/api/v1/jobs/..%2f..%2fetc",
+                                  "/api/v1/jobs/x/archive.zip", "/api/v1/jobs/x/images/y/input"])
+def test_unknown_jobs_are_404_json(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response.json["error"]["code"] in ("job_not_found", "not_found")
+
+
+def test_archive_and_outputs_after_results(app, client):
+    job_id = post(client, [("a.png", png()), ("b.png", png())]).json["job_id"]
+    backends = app.extensions["imageflow"].backends
+    images = backends.jobs.list_images(job_id)
+    assert client.get(f"/api/v1/jobs/{job_id}/archive.zip").status_code == 404
+    out = f"{job_id}/output/{images[0].image_id}-a.png"
+    backends.blobs.put(out, png((5, 5)), "image/png")
+    backends.jobs.record_results([
+        Result(job_id=job_id, image_id=images[0].image_id, status="succeeded", output_path=out,
+               content_type="image/png", width=5, height=5, bytes=10),
+        Result(job_id=job_id, image_id=images[1].image_id, status="failed", error="cannot decode")])
+    status = client.get(f"/api/v1/jobs/{job_id}").json
+    assert status["status"] == "completed_with_errors" and status["succeeded"] == 1 and status["failed"] == 1
+    failed = client.get(f"/api/v1/jobs/{job_id}/images/{images[1].image_id}/output")
+    assert failed.status_code == 404 and "cannot decode" in failed.json["error"]["message"]
+    got = client.get(f"/api/v1/jobs/{job_id}/images/{images[0].image_id}/output")
+    assert got.status_code == 200 and got.mimetype == "image/png" and got.data == png((5, 5))
+    archive = client.get(f"/api/v1/jobs/{job_id}/archive.zip")
+    assert archive.status_code == 200 and archive.mimetype == "application/zip"
+    import zipfile
+    assert zipfile.ZipFile(io.BytesIO(archive.data)).namelist() == ["a.png"]
+
+
+def test_health_readiness_metrics_and_schema(client):
+    assert client.get("/healthz").json["status"] == "ok"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and set(ready.json["checks"]) == {"blobstore", "jobstore", "bus"}
+    post(client, [("a.png", png())])
+    assert b"imageflow_jobs_created_total" in client.get("/metrics").data
+    ops = client.get("/api/v1/operations").json
+    assert {"thumbnail", "web", "compress"} <= set(ops["presets"]) and ops["limits"]["max_files_per_job"] == 5
+    assert ops["schema"]
+
+
+def test_readyz_names_a_broken_backend(app, client):
+    app.extensions["imageflow"].backends.bus.close()
+    bus = app.extensions["imageflow"].backends.bus
+    bus.check = lambda: (_ for _ in ()).throw(RuntimeError("bus down"))
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "bus" in response.json["failed"]
+
+
+def test_unknown_routes_and_methods_are_json(client):
+    assert client.delete("/healthz").status_code == 405
+    assert client.get("/api/v1/nothing").json["error"]["code"] == "not_found"
