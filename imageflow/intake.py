@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from . import domain
 from .blobstore import BlobStore
 from .bus import MessageBus
 from .domain import Image, Job
+from .fetch import RejectedUrl, UrlEntry
 from .imaging import ImageError, Limits, probe
 from .jobstore import JobStore
 from .messages import JobSubmitted
@@ -95,19 +97,45 @@ def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[byte
     return data, info
 
 
+def new_job(*, operations: list[dict], preset: str | None, email: str | None, webhook_url: str | None,
+            owner: str | None, name: str | None, webhook_secret: str | None = None) -> Job:
+    """A new job document; with a webhook, its delivery is pending from the start (so a
+    restarted interaction manager still delivers it) and it has a signing secret."""
+    if webhook_url and not webhook_secret:
+        webhook_secret = secrets.token_hex(32)
+    return Job(job_id=domain.new_id(), operations=operations, preset=preset, email=email,
+               webhook_url=webhook_url, owner=owner, name=name,
+               webhook_secret=webhook_secret if webhook_url else None,
+               webhook_status="pending" if webhook_url else None)
+
+
+def validate_webhook_secret(secret: str | None) -> str | None:
+    """A caller-chosen webhook secret: 16 to 200 printable ASCII characters."""
+    if secret is None or secret == "":
+        return None
+    if not 16 <= len(secret) <= 200 or not all(33 <= ord(ch) < 127 for ch in secret):
+        raise IntakeError(400, "invalid_webhook_secret",
+                          "webhook_secret must be 16 to 200 printable characters without spaces")
+    return secret
+
+
 def create_job(uploads: Iterable[Upload], *, operations: list[dict], preset: str | None, email: str | None,
                webhook_url: str | None, settings: Settings, blobs: BlobStore, jobs: JobStore,
-               bus: MessageBus, owner: str | None = None, name: str | None = None) -> Created:
-    """Validate, store the originals, record the job and announce it with ``job.submitted``."""
+               bus: MessageBus, owner: str | None = None, name: str | None = None,
+               admit: Callable[[int], None] | None = None, webhook_secret: str | None = None) -> Created:
+    """Validate, store the originals, record the job and announce it with ``job.submitted``.
+    ``admit(n)`` is called before anything is stored (quotas); it raises to refuse."""
     uploads = list(uploads)
     if not uploads:
         raise IntakeError(400, "no_files", "no files: send one or more images in the 'files' field")
     if len(uploads) > settings.max_files_per_job:
         raise IntakeError(413, "too_many_files",
                           f"too many files: {len(uploads)} sent, at most {settings.max_files_per_job} per job")
+    if admit:
+        admit(len(uploads))
     limits = Limits.from_settings(settings)
-    job = Job(job_id=domain.new_id(), operations=operations, preset=preset, email=email,
-              webhook_url=webhook_url, owner=owner, name=name)
+    job = new_job(operations=operations, preset=preset, email=email, webhook_url=webhook_url, owner=owner,
+                  name=name, webhook_secret=webhook_secret)
     images: list[Image] = []
     rejected: list[Rejected] = []
     for upload in uploads:
@@ -126,6 +154,39 @@ def create_job(uploads: Iterable[Upload], *, operations: list[dict], preset: str
         status = 413 if all(r.code in ("file_too_large", "too_large") for r in rejected) else 415
         raise IntakeError(status, "no_valid_images", "none of the files could be accepted: "
                           + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+    return _record(job, images, rejected, settings=settings, blobs=blobs, jobs=jobs, bus=bus)
+
+
+def create_url_job(entries: list[UrlEntry], *, rejected: list[RejectedUrl], operations: list[dict],
+                   preset: str | None, email: str | None, webhook_url: str | None, settings: Settings,
+                   blobs: BlobStore, jobs: JobStore, bus: MessageBus, owner: str | None = None,
+                   name: str | None = None, admit: Callable[[int], None] | None = None,
+                   webhook_secret: str | None = None) -> Created:
+    """A job whose images are URLs (checked by ``fetch.check_entries``): one queued image per
+    URL with nothing stored yet; the interaction manager fetches them (``fetch.UrlImporter``)."""
+    if not entries:
+        raise IntakeError(400, "no_valid_urls", "none of the URLs can be imported: "
+                          + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+    if len(entries) + len(rejected) > settings.max_files_per_job:
+        raise IntakeError(413, "too_many_files", f"too many URLs: {len(entries) + len(rejected)} sent, "
+                                                 f"at most {settings.max_files_per_job} per job")
+    if admit:
+        admit(len(entries))
+    job = new_job(operations=operations, preset=preset, email=email, webhook_url=webhook_url, owner=owner,
+                  name=name, webhook_secret=webhook_secret)
+    images = []
+    for entry in entries:
+        image_id = domain.new_id()
+        filename = domain.display_name(entry.filename)
+        images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename,
+                            input_path=domain.input_path(job.job_id, image_id, filename),
+                            source_url=entry.url, meta=entry.meta))
+    return _record(job, images, rejected, settings=settings, blobs=blobs, jobs=jobs, bus=bus)
+
+
+def _record(job: Job, images: list[Image], rejected: list, *, settings: Settings, blobs: BlobStore,
+            jobs: JobStore, bus: MessageBus) -> Created:
+    """Store the job and its images, then announce it with ``job.submitted``."""
     job.total = len(images)
     jobs.create_job(job, images)
     try:

@@ -1,0 +1,170 @@
+"""Callers: API keys, job ownership, quotas and signed download links. No Flask here.
+
+- ``API_KEYS`` lists the keys as ``name=key`` pairs separated by commas (``name=sha256:<hex>``
+  stores only the key's SHA-256). When it is empty (the local default) the API is open and
+  every caller is the same anonymous caller; when it is set, every API call needs a key, sent
+  as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+- A job belongs to the name of the key that created it (``Job.owner``); no other key can
+  see, list, download, rename or delete it (it answers 404, as for an unknown job).
+- Quotas (``QUOTA_ACTIVE_JOBS``, ``QUOTA_ACTIVE_IMAGES``, 0 = none) count one caller's jobs
+  that are queued or processing and their unfinished images.
+- With keys on, the download URLs in API answers carry an expiring HMAC signature
+  (``expires`` and ``sig`` query parameters), so an ``<img src>`` or a CSV report link works
+  without the key, for that one file only, until it expires (like a signed GCS URL).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from . import domain
+from .domain import Job
+from .jobstore import JobStore
+from .settings import Settings, SettingsError
+
+
+class AuthError(Exception):
+    """The caller may not do this: ``status`` is the HTTP status (401, 403, 429)."""
+
+    def __init__(self, status: int, code: str, message: str, details=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: ``owner`` is the key's name (None when keys are off)."""
+
+    owner: str | None
+    enforced: bool = False          # keys are on: the caller sees only its own jobs
+
+    def can_access(self, job: Job) -> bool:
+        return not self.enforced or job.owner == self.owner
+
+
+ANONYMOUS = Caller(None)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_keys(raw: str) -> dict[str, str]:
+    """``"alice=k1, bob=sha256:<hex>"`` -> {sha256(key): name}; raises SettingsError."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (raw or "").split(","))):
+        name, sep, key = item.partition("=")
+        name, key = name.strip(), key.strip()
+        if not sep or not name or not key:
+            raise SettingsError("API_KEYS: each entry must be name=key (or name=sha256:<hex>)")
+        if key.startswith("sha256:"):
+            digest = key[7:].lower()
+            if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+                raise SettingsError(f"API_KEYS: the sha256 digest for {name!r} is not 64 hex digits")
+        else:
+            if len(key) < 16:
+                raise SettingsError(f"API_KEYS: the key for {name!r} is shorter than 16 characters")
+            digest = _digest(key)
+        if digest in keys:
+            raise SettingsError(f"API_KEYS: {name!r} repeats the key of {keys[digest]!r}")
+        keys[digest] = name
+    return keys
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The API key a request presents, if any."""
+    value = headers.get("Authorization", "")
+    if value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return (headers.get("X-API-Key") or "").strip() or None
+
+
+@dataclass
+class Auth:
+    """The keys, the link signer and the quotas of one image-handler process."""
+
+    keys: dict[str, str] = field(default_factory=dict)     # sha256(key) -> owner name
+    signing_key: bytes = b""
+    quota_jobs: int = 0
+    quota_images: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Auth":
+        keys = parse_keys(settings.api_keys)
+        # Links must verify on every replica: the secret is configured, or derived from the keys.
+        secret = settings.url_signing_secret or ("imageflow-links:" + settings.api_keys)
+        return cls(keys, hashlib.sha256(secret.encode("utf-8")).digest(), settings.quota_active_jobs,
+                   settings.quota_active_images)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys)
+
+    # -- keys ------------------------------------------------------------------------------
+    def caller(self, headers: Mapping[str, str]) -> Caller:
+        """The caller of a request; raises AuthError(401) when keys are on and none is valid."""
+        if not self.enabled:
+            return ANONYMOUS
+        presented = key_from_headers(headers)
+        if not presented:
+            raise AuthError(401, "api_key_required", "an API key is required: send it as "
+                                                     "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+        digest = _digest(presented)
+        owner = None
+        for known, name in self.keys.items():   # compare every entry in constant time
+            if hmac.compare_digest(known, digest):
+                owner = name
+        if owner is None:
+            raise AuthError(401, "invalid_api_key", "the API key is not valid")
+        return Caller(owner, enforced=True)
+
+    # -- quotas ----------------------------------------------------------------------------
+    def check_quota(self, jobs: JobStore, caller: Caller, new_images: int) -> None:
+        """Raise AuthError(429) if a new job of ``new_images`` images would exceed the caller's quota."""
+        if not (self.quota_jobs or self.quota_images):
+            return
+        active = [job for status in (domain.QUEUED, domain.PROCESSING)
+                  for job in jobs.list_jobs(owner=caller.owner, status=status, limit=1000)]
+        who = f"API key {caller.owner!r}" if caller.enforced else "this service"
+        if self.quota_jobs and len(active) >= self.quota_jobs:
+            raise AuthError(429, "quota_exceeded",
+                            f"quota exceeded: {who} already has {len(active)} active jobs and the limit is "
+                            f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
+                            {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
+        pending = sum(max(0, job.total - job.done) for job in active)
+        if self.quota_images and pending + new_images > self.quota_images:
+            raise AuthError(429, "quota_exceeded",
+                            f"quota exceeded: {who} has {pending} images waiting and this job adds {new_images}; "
+                            f"the limit is {self.quota_images} unfinished images",
+                            {"limit": "active_images", "quota": self.quota_images, "active": pending,
+                             "requested": new_images})
+
+    # -- signed links ----------------------------------------------------------------------
+    def _signature(self, path: str, query: list[tuple[str, str]], expires: int) -> str:
+        message = f"{path}?{urlencode(sorted(query))}|{expires}".encode("utf-8")
+        return hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
+
+    def sign_link(self, url: str, ttl_seconds: int, now: float | None = None) -> str:
+        """``url`` with ``expires`` and ``sig`` added (unchanged when keys are off)."""
+        if not self.enabled:
+            return url
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        expires = int((now or time.time()) + ttl_seconds)
+        signed = query + [("expires", str(expires)), ("sig", self._signature(parts.path, query, expires))]
+        return urlunsplit(parts._replace(query=urlencode(signed)))
+
+    def verify_link(self, path: str, args: Mapping[str, str], now: float | None = None) -> bool:
+        """True when ``args`` carry a valid, unexpired signature for ``path`` and the other args."""
+        try:
+            expires = int(args.get("expires", ""))
+        except ValueError:
+            return False
+        if expires < (now or time.time()):
+            return False
+        query = [(k, v) for k, v in args.items() if k not in ("expires", "sig")]
+        return hmac.compare_digest(self._signature(path, query, expires), str(args.get("sig", "")))

@@ -1,0 +1,465 @@
+"""Import by URL: fetch an image from the web without letting a caller reach our own network.
+
+SSRF rules, applied to every URL and again to every redirect:
+
+- http and https only, no credentials in the URL, at most 2048 characters;
+- the host name is resolved once and *every* address it resolves to must be public: no
+  private, loopback, link-local (cloud metadata 169.254.169.254), shared (100.64/10),
+  multicast, reserved or unspecified address, IPv4 hidden in IPv6 (mapped, 6to4, NAT64)
+  included; the connection then goes to the checked address itself, so a second DNS
+  answer (rebinding) cannot swap it for another;
+- size (``FETCH_MAX_BYTES``) and time (``FETCH_TIMEOUT_SECONDS`` for the whole fetch,
+  redirects included, enforced by a watchdog that closes the socket) are bounded;
+- no ``Accept-Encoding`` is sent, so nothing is decompressed; the content is sniffed
+  from its bytes by the image engine (``probe``), never trusted from Content-Type.
+
+Tests run image servers on 127.0.0.1; ``FETCH_ALLOW_CIDRS`` lets them through and
+``FETCH_HOSTS_OVERRIDE`` maps test names to addresses (both empty by default).
+
+Who fetches: image-handler only validates the URL list and creates the job (one queued
+image per URL, ``source_url`` set, nothing stored yet). The interaction manager fetches
+each URL into ``<job_id>/input/`` while it fans the job out (``UrlImporter``), then
+publishes the task; a URL that fails becomes a failed image with its reason.
+"""
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+from urllib.parse import unquote, urljoin, urlsplit
+
+from .blobstore import BlobStore
+from .domain import Image
+from .imaging import ImageError, Limits, probe
+from .settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+MAX_URL_LENGTH = 2048
+MAX_CSV_BYTES = 2 * 1024 * 1024
+MAX_META_COLUMNS = 10
+MAX_META_VALUE = 500
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+BLOCKED_NAMES = ("metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal")
+USER_AGENT = "ImageFlow-URL-import/1.0"
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+
+
+class FetchError(Exception):
+    """A URL that cannot be fetched: ``code`` for programs, ``reason`` a sentence for people."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+# -- addresses -----------------------------------------------------------------------------
+def is_public_address(ip: Address) -> bool:
+    """True for a globally routable unicast address; IPv4 embedded in IPv6 is judged as IPv4."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return is_public_address(ip.ipv4_mapped)
+        if ip.sixtofour:
+            return is_public_address(ip.sixtofour)
+        if ip.teredo or ip in _NAT64_LOCAL:
+            return False
+        if ip in _NAT64:
+            return is_public_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_link_local)
+
+
+def _system_resolver(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise FetchError("dns_error", f"the host name {host!r} does not resolve ({exc.strerror})") from None
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Limits and address rules for one kind of outbound request (import or webhook)."""
+
+    timeout: float = 20.0
+    max_bytes: int = 25 * 1024 * 1024
+    max_redirects: int = 5
+    allow: tuple = ()                                 # networks let through anyway (tests only)
+    hosts: dict = field(default_factory=dict)         # name -> [addresses], consulted before DNS (tests only)
+    resolver: Resolver = _system_resolver
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides) -> "FetchPolicy":
+        """The policy from FETCH_* settings; raises SettingsError on a malformed allow list or host map."""
+        values = dict(timeout=settings.fetch_timeout_seconds, max_bytes=settings.fetch_max_bytes,
+                      max_redirects=settings.fetch_max_redirects, allow=parse_networks(settings.fetch_allow_cidrs),
+                      hosts=parse_hosts(settings.fetch_hosts_override))
+        values.update(overrides)
+        return cls(**values)
+
+    def resolve(self, host: str, port: int) -> list[Address]:
+        """Every address of ``host``, each one checked; raises FetchError if any is not allowed."""
+        name = host.lower().rstrip(".")
+        if name in BLOCKED_NAMES:
+            raise FetchError("blocked_address", f"{host} is a cloud metadata host")
+        raw = self.hosts.get(name) or self.resolver(name, port)
+        addresses = []
+        for text in raw:
+            try:
+                addresses.append(ipaddress.ip_address(text.split("%", 1)[0]))
+            except ValueError:
+                raise FetchError("dns_error", f"{host} resolved to an unusable address {text!r}") from None
+        if not addresses:
+            raise FetchError("dns_error", f"the host name {host!r} has no address")
+        for ip in addresses:
+            if not (is_public_address(ip) or any(ip in net for net in self.allow)):
+                shown = host if host == str(ip) else f"{host} ({ip})"
+                raise FetchError("blocked_address", f"{shown} is a private, loopback, link-local or reserved "
+                                                    "address; only public addresses can be fetched")
+        return addresses
+
+
+def parse_networks(text: str) -> tuple:
+    """``"127.0.0.1/32, ::1"`` -> networks (FETCH_ALLOW_CIDRS)."""
+    networks = []
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"FETCH_ALLOW_CIDRS: {item!r} is not an address or network") from None
+    return tuple(networks)
+
+
+def parse_hosts(text: str) -> dict:
+    """``"a.test=10.0.0.1, b.test=127.0.0.1|::1"`` -> {name: [addresses]} (FETCH_HOSTS_OVERRIDE)."""
+    hosts: dict[str, list[str]] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, addresses = item.partition("=")
+        values = [a.strip() for a in addresses.split("|") if a.strip()]
+        try:
+            for value in values:
+                ipaddress.ip_address(value)
+        except ValueError:
+            values = []
+        if not sep or not name.strip() or not values:
+            raise SettingsError(f"FETCH_HOSTS_OVERRIDE: {item!r} is not name=address[|address...]")
+        hosts[name.strip().lower().rstrip(".")] = values
+    return hosts
+
+
+# -- URLs ----------------------------------------------------------------------------------
+def validate_url(url: str) -> str:
+    """The URL, stripped, if it may be imported (syntax only, no DNS); raises FetchError."""
+    if not isinstance(url, str) or not url.strip():
+        raise FetchError("invalid_url", "the URL is empty")
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise FetchError("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters")
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in url):
+        raise FetchError("invalid_url", "the URL contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise FetchError("invalid_url", f"the URL is malformed ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise FetchError("invalid_url", f"only http and https URLs can be imported, not {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise FetchError("invalid_url", "the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise FetchError("invalid_url", "URLs with a user name or password are not accepted")
+    if port == 0:
+        raise FetchError("invalid_url", "port 0 is not a valid port")
+    return url
+
+
+def filename_from_url(url: str, default: str = "image") -> str:
+    """The last path segment of the URL (percent-decoded), or ``default``."""
+    segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return segment[:255] or default
+
+
+@dataclass
+class UrlEntry:
+    """One URL to import, with the extra columns of its CSV row (name, product, ...)."""
+
+    url: str
+    meta: dict = field(default_factory=dict)
+    row: int = 0
+
+    @property
+    def filename(self) -> str:
+        return self.meta.get("name") or filename_from_url(self.url)
+
+
+@dataclass
+class RejectedUrl:
+    row: int
+    url: str
+    code: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"row": self.row, "url": self.url[:200], "error": {"code": self.code, "message": self.message}}
+
+
+def _clean_meta(meta: dict) -> dict:
+    cleaned = {}
+    for key, value in list(meta.items())[:MAX_META_COLUMNS]:
+        key = "".join(ch for ch in str(key or "").strip().lower() if ch.isalnum() or ch in "_-")[:40]
+        if key and key != "url" and value not in (None, ""):
+            cleaned[key] = str(value).strip()[:MAX_META_VALUE]
+    return cleaned
+
+
+def check_entries(entries: Iterable[UrlEntry]) -> tuple[list[UrlEntry], list[RejectedUrl]]:
+    """Split entries into valid ones (URL normalised) and rejected ones (with the reason)."""
+    good, bad = [], []
+    for entry in entries:
+        try:
+            entry.url = validate_url(entry.url)
+        except FetchError as exc:
+            bad.append(RejectedUrl(entry.row, str(entry.url or ""), exc.code, f"row {entry.row}: {exc.reason}"))
+            continue
+        good.append(entry)
+    return good, bad
+
+
+def entries_from_json(items) -> list[UrlEntry]:
+    """``["https://...", {"url": "https://...", "name": ..., "product": ...}]`` -> entries.
+    Raises FetchError when the list itself is malformed."""
+    if not isinstance(items, list) or not items:
+        raise FetchError("invalid_urls", "'urls' must be a non-empty list of URLs")
+    entries = []
+    for row, item in enumerate(items, start=1):
+        if isinstance(item, str):
+            entries.append(UrlEntry(item, row=row))
+        elif isinstance(item, dict) and isinstance(item.get("url"), str):
+            entries.append(UrlEntry(item["url"], _clean_meta({k: v for k, v in item.items()
+                                                              if isinstance(v, (str, int, float))}), row))
+        else:
+            raise FetchError("invalid_urls", f"urls[{row - 1}] must be a URL string or an object with a 'url'")
+    return entries
+
+
+def entries_from_csv(data: bytes) -> list[UrlEntry]:
+    """A CSV of URLs: either a header row with a ``url`` column (other columns, e.g. ``name``
+    and ``product``, are kept), or no header and the URL in the first column. Blank rows are
+    skipped. Raises FetchError for an unreadable file."""
+    if len(data) > MAX_CSV_BYTES:
+        raise FetchError("csv_too_large", f"the CSV is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FetchError("invalid_csv", "the CSV is not UTF-8 text") from None
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise FetchError("invalid_csv", f"the CSV is malformed: {exc}") from None
+    if not rows:
+        raise FetchError("invalid_csv", "the CSV has no rows")
+    header = [cell.strip().lower() for cell in rows[0]]
+    if "url" in header:
+        column = header.index("url")
+        return [UrlEntry(row[column] if column < len(row) else "",
+                         _clean_meta(dict(zip(header, row))), number)
+                for number, row in enumerate(rows[1:], start=2)]
+    return [UrlEntry(row[0], {}, number) for number, row in enumerate(rows, start=1)]
+
+
+# -- HTTP over a checked address ---------------------------------------------------------
+@dataclass
+class Fetched:
+    data: bytes
+    content_type: str | None
+    url: str                  # the final URL, after redirects
+
+
+class _Watchdog:
+    """Closes the socket when the deadline passes, so no slow server can hold a fetch."""
+
+    def __init__(self, sock: socket.socket, seconds: float):
+        self._sock = sock
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self.fired = False
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _connect(url: str, policy: FetchPolicy, deadline: float) -> tuple[http.client.HTTPConnection, str, str]:
+    """A connection to a checked address of the URL's host; returns it, the Host header and the path."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    port = parts.port or (443 if scheme == "https" else 80)
+    addresses = policy.resolve(host, port)
+    last_error: Exception | None = None
+    sock = None
+    for ip in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            sock = socket.create_connection((str(ip), port), timeout=min(remaining, 10.0))
+            break
+        except OSError as exc:
+            last_error = exc
+    if sock is None:
+        if time.monotonic() >= deadline:
+            raise FetchError("timeout", "the server did not answer in time")
+        raise FetchError("connect_error", f"could not connect to {host}:{port} ({last_error})")
+    if scheme == "https":
+        try:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise FetchError("tls_error", f"TLS with {host} failed ({exc})") from None
+    conn = http.client.HTTPConnection(host, port, timeout=max(0.1, deadline - time.monotonic()))
+    conn.sock = sock
+    shown_host = f"[{host}]" if ":" in host else host
+    default_port = 443 if scheme == "https" else 80
+    host_header = shown_host if port == default_port else f"{shown_host}:{port}"
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return conn, host_header, path
+
+
+def _request(method: str, url: str, policy: FetchPolicy, deadline: float, *, body: bytes | None = None,
+             headers: dict | None = None, read_limit: int) -> tuple[int, str, dict, bytes]:
+    """One request (no redirect handling): status, reason, lower-cased headers and at most
+    ``read_limit`` bytes of body; raises FetchError (``too_large`` past the limit)."""
+    conn, host_header, path = _connect(url, policy, deadline)
+    watchdog = _Watchdog(conn.sock, deadline - time.monotonic())
+    try:
+        conn.request(method, path, body=body, headers={"Host": host_header, "User-Agent": USER_AGENT,
+                                                        "Connection": "close", **(headers or {})})
+        response = conn.getresponse()
+        response_headers = {k.lower(): v for k, v in response.getheaders()}
+        if method == "GET" and response.status not in REDIRECT_STATUSES:
+            declared = response_headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > read_limit:
+                raise FetchError("too_large", f"the file is {int(declared) // 1024} KB, over the "
+                                              f"{read_limit // 1024} KB limit")
+        chunks, size = [], 0
+        while True:
+            chunk = response.read1(64 * 1024)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > read_limit:
+                raise FetchError("too_large", f"the file is larger than the {read_limit // 1024} KB limit")
+            chunks.append(chunk)
+        return response.status, response.reason, response_headers, b"".join(chunks)
+    except FetchError:
+        raise
+    except (OSError, http.client.HTTPException) as exc:
+        if watchdog.fired or time.monotonic() >= deadline:
+            raise FetchError("timeout", f"the download did not finish within {policy.timeout:g} s") from None
+        raise FetchError("http_error", f"the request failed ({type(exc).__name__}: {exc})") from None
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def fetch(url: str, policy: FetchPolicy) -> Fetched:
+    """GET ``url`` under ``policy``, following at most ``max_redirects`` redirects (each one
+    checked like the first). Raises FetchError with the reason."""
+    deadline = time.monotonic() + policy.timeout
+    current = validate_url(url)
+    for _ in range(policy.max_redirects + 1):
+        status, reason, headers, body = _request("GET", current, policy, deadline,
+                                                 headers={"Accept": "image/*"}, read_limit=policy.max_bytes)
+        if status in REDIRECT_STATUSES:
+            location = headers.get("location")
+            if not location:
+                raise FetchError("http_error", f"the server answered {status} without a Location")
+            try:
+                current = validate_url(urljoin(current, location))
+            except FetchError as exc:
+                raise FetchError("bad_redirect", f"redirected to a URL that cannot be fetched: {exc.reason}") from None
+            continue
+        if status != 200:
+            raise FetchError("http_error", f"the server answered {status} {reason}".strip())
+        return Fetched(body, headers.get("content-type"), current)
+    raise FetchError("too_many_redirects", f"more than {policy.max_redirects} redirects")
+
+
+def post(url: str, body: bytes, headers: dict, policy: FetchPolicy) -> int:
+    """POST ``body`` to ``url`` under ``policy`` (redirects are not followed); the status code."""
+    deadline = time.monotonic() + policy.timeout
+    status, _, _, _ = _request("POST", validate_url(url), policy, deadline, body=body,
+                               headers={"Content-Type": "application/json", **headers}, read_limit=64 * 1024)
+    return status
+
+
+# -- the interaction manager's side: fetch inputs before publishing tasks ------------------
+class UrlImporter:
+    """Fetches the inputs of URL images into the blob store (several at a time)."""
+
+    def __init__(self, settings: Settings, blobs: BlobStore, policy: FetchPolicy | None = None):
+        self.settings = settings
+        self.blobs = blobs
+        self.policy = policy or FetchPolicy.from_settings(settings)
+        self.limits = Limits.from_settings(settings)
+
+    def fetch_one(self, image: Image) -> str | None:
+        """Store the image's input; None when it is there, else why it failed. Storage errors
+        raise (transient: the job.submitted message is retried)."""
+        if not image.source_url or self.blobs.exists(image.input_path):
+            return None
+        try:
+            fetched = fetch(image.source_url, self.policy)
+        except FetchError as exc:
+            log.info("import of %s for %s/%s failed: %s", image.source_url, image.job_id, image.image_id, exc)
+            return f"could not fetch the URL: {exc.reason}"
+        try:
+            info = probe(fetched.data, self.limits)
+        except ImageError as exc:
+            return f"the URL did not give a usable image: {exc.reason}"
+        self.blobs.put(image.input_path, fetched.data, info.mime)
+        return None
+
+    def fetch_inputs(self, images: list[Image]) -> Iterator[tuple[Image, str | None]]:
+        """Yield ``(image, error)`` for every image as its input becomes ready (or fails);
+        images without a URL are yielded at once."""
+        remote = [i for i in images if i.source_url]
+        for image in images:
+            if not image.source_url:
+                yield image, None
+        if not remote:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.settings.fetch_concurrency, len(remote)),
+                                thread_name_prefix="url-import") as pool:
+            futures = {pool.submit(self.fetch_one, image): image for image in remote}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
