@@ -14,6 +14,7 @@ from datetime import datetime
 from . import domain
 from .blobstore import BlobStore
 from .bus import MessageBus, ReceivedMessage
+from .fetch import UrlImporter
 from .jobstore import JobStore
 from .messages import JobCompleted, JobSubmitted, MessageError, Result, Task
 from .settings import Settings
@@ -28,6 +29,7 @@ class Coordinator:
     bus: MessageBus
     blobs: BlobStore | None = None
     on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # extra completion hook (webhooks), called after the publish
+    importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.fetch)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:
@@ -52,14 +54,20 @@ class Coordinator:
         if job.status == domain.QUEUED:
             self.jobs.update_job(job_id, status=domain.PROCESSING)
         count = 0
-        for image in self.jobs.list_images(job_id):
-            if image.status in domain.TERMINAL_IMAGE_STATUSES:
+        images = [i for i in self.jobs.list_images(job_id) if i.status not in domain.TERMINAL_IMAGE_STATUSES]
+        ready = self.importer.fetch_inputs(images) if self.importer else ((i, None) for i in images)
+        unfetchable: list[Result] = []
+        for image, error in ready:
+            if error:  # a URL that could not be imported is an image that failed, with its reason
+                unfetchable.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=error))
                 continue
             task = Task(job_id=job_id, image_id=image.image_id, input_path=image.input_path,
                         output_path=domain.output_path(job_id, image.image_id, image.filename, "").rstrip("."),
                         operations=job.operations)
             self.bus.publish(self.settings.topics.tasks, task.encode(), {"job_id": job_id})
             count += 1
+        if unfetchable:  # folded before tasks_published, so a crash here retries them
+            self.fold(unfetchable)
         self.jobs.update_job(job_id, tasks_published=True)
         log.info("job %s: published %d tasks", job_id, count)
         return count

@@ -80,7 +80,7 @@ class WebhookDispatcher:
                                                           max_redirects=0)
         self.clock = clock
         self._queue: list[tuple[float, str]] = []
-        self._queued: set[str] = set()
+        self._queued: set[str] = set()       # scheduled or being attempted: never twice at once
         self._events: dict[str, JobCompleted] = {}
         self._lock = threading.Condition()
         self._stopping = False
@@ -134,12 +134,13 @@ class WebhookDispatcher:
                 if self._stopping:
                     return
                 _, job_id = heapq.heappop(self._queue)
-                self._queued.discard(job_id)
             try:
                 delay = self.attempt(job_id)
             except Exception:  # the job store failed: try again later rather than lose it
                 log.exception("webhook attempt for %s failed unexpectedly", job_id)
                 delay = self.settings.webhook_backoff_seconds
+            with self._lock:
+                self._queued.discard(job_id)
             if delay is not None:
                 self.schedule(job_id, delay)
 

@@ -9,9 +9,11 @@ from flask import Flask, jsonify
 
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.coordinator import Coordinator, ResultBatcher
+from imageflow.fetch import UrlImporter
 from imageflow.metrics import OUTSTANDING
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
+from imageflow.webhooks import WebhookDispatcher
 
 log = logging.getLogger("interaction_manager")
 
@@ -37,7 +39,9 @@ def main() -> int:
     configure_logging("interaction-manager")
     settings = Settings.from_env()
     backends = make_backends(settings)
-    coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs)
+    webhooks = WebhookDispatcher(settings, backends.jobs).start()
+    coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs,
+                              on_completed=webhooks.on_completed, importer=UrlImporter(settings, backends.blobs))
     batcher = ResultBatcher(coordinator.fold, interval=settings.progress_flush_seconds)
     topics = settings.topics
     deadline = settings.ack_deadline_seconds
@@ -55,11 +59,18 @@ def main() -> int:
     server = HttpServer(create_app(settings, backends, coordinator, alive), settings.bind_host, port).start()
     log.info("interaction-manager running (%s backend), health on :%d", settings.backend, server.port)
     coordinator.sweep()
-    signal_name = wait_for_signal(tick=coordinator.sweep, tick_seconds=60)
+    webhooks.recover()
+
+    def tick():
+        coordinator.sweep()
+        webhooks.recover()  # webhooks of jobs finished while no dispatcher ran (a crash)
+
+    signal_name = wait_for_signal(tick=tick, tick_seconds=60)
     log.info("%s: stopping", signal_name)
     for subscriber in subscribers:
         subscriber.stop(timeout=settings.drain_seconds)
     batcher.stop()
+    webhooks.stop()
     server.stop()
     backends.close()
     return 0
