@@ -14,7 +14,7 @@ def make_blobstore(settings: Settings) -> BlobStore:
         from .blobstore.gcs import GcsBlobStore
         return GcsBlobStore(settings)
     from .blobstore.local import LocalBlobStore
-    return LocalBlobStore(settings.data_dir / "blobs")
+    return LocalBlobStore(settings.data_dir / "blobs", settings.faults)
 
 
 def make_jobstore(settings: Settings) -> JobStore:

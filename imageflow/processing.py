@@ -50,6 +50,7 @@ class Processor:
             data = self.blobs.get(task.input_path)
         except BlobNotFound:
             return self._failed(task, "the original upload is missing from storage", started)
+        self.settings.faults.before_task(task.input_path)  # no-op unless IMAGEFLOW_FAULTS is set
         try:
             rendered = render(data, task.operations, Limits.from_settings(self.settings))
         except ImageError as exc:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
+from .faults import Faults, FaultsError
+
 
 class SettingsError(ValueError):
     """A required setting is missing or malformed."""
@@ -44,6 +46,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _faults(env: Mapping[str, str]) -> Faults:
+    try:
+        return Faults.parse(env.get("IMAGEFLOW_FAULTS"))
+    except FaultsError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,11 @@ class Settings:
     webhook_max_attempts: int = 5
     webhook_backoff_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
+    # Request rate limit per caller on /api/ (image-handler); 0 turns it off.
+    rate_limit_per_second: float = 30.0
+    rate_limit_burst: int = 300
+    # Fault injection for the reliability suites only (imageflow.faults); off unless set.
+    faults: Faults = field(default_factory=Faults)
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -169,6 +183,9 @@ class Settings:
             webhook_max_attempts=max(1, _int(env, "WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts)),
             webhook_backoff_seconds=_float(env, "WEBHOOK_BACKOFF_SECONDS", cls.webhook_backoff_seconds),
             webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_seconds),
+            rate_limit_per_second=max(0.0, _float(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second)),
+            rate_limit_burst=_int(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
+            faults=_faults(env),
             topics=Topics.from_env(env),
         )
         if backend == "gcp":
@@ -198,5 +215,6 @@ ENV_NAMES = (
     "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
+    "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "IMAGEFLOW_FAULTS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

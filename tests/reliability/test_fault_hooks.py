@@ -1,0 +1,40 @@
+"""The fault-injection hooks themselves: parsed strictly, off by default, and a failed
+write leaves no object (visible or hidden) behind."""
+from __future__ import annotations
+
+import pytest
+
+from imageflow.blobstore import BlobStoreError
+from imageflow.blobstore.local import LocalBlobStore
+from imageflow.faults import Faults
+from imageflow.settings import Settings, SettingsError
+
+
+def test_faults_are_off_unless_configured():
+    assert not Settings.from_env({}).faults.active
+    faults = Settings.from_env({"IMAGEFLOW_FAULTS": "processor_crash_on=poison-,storage_fail_rate=0.25"}).faults
+    assert faults.active and faults.processor_crash_on == "poison-" and faults.storage_fail_rate == 0.25
+
+
+@pytest.mark.parametrize("raw", ["crash_everything=1", "storage_fail_rate=lots", "storage_fail_rate=2",
+                                 "processor_crash_on"])
+def test_malformed_faults_fail_fast(raw):
+    with pytest.raises(SettingsError, match="IMAGEFLOW_FAULTS"):
+        Settings.from_env({"IMAGEFLOW_FAULTS": raw})
+
+
+def test_injected_write_failure_leaves_no_partial_object(tmp_path):
+    store = LocalBlobStore(tmp_path / "blobs", Faults(storage_fail_rate=1.0))
+    with pytest.raises(BlobStoreError, match="injected"):
+        store.put("job/output/a.png", b"x" * 1000, "image/png")
+    assert not store.exists("job/output/a.png")
+    assert [p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+
+
+def test_delay_hook_only_matches_its_tasks(monkeypatch):
+    slept = []
+    monkeypatch.setattr("imageflow.faults.time.sleep", slept.append)
+    faults = Faults(processor_delay_on="slowpoke-", processor_delay_seconds=7)
+    faults.before_task("j/input/i-photo.png")
+    faults.before_task("j/input/i-slowpoke-1.png")
+    assert slept == [7]
