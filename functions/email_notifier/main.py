@@ -162,14 +162,14 @@ def send_sendgrid(msg: EmailMessage, api_key: str) -> None:
     """Send through SendGrid's v3 API; TransientError for what is worth retrying."""
     from python_http_client.exceptions import HTTPError
     from sendgrid import SendGridAPIClient
-    from sendgrid.helpers.mail import Content, Email, Mail, To
+    from sendgrid.helpers.mail import Content, Email, Header, Mail, To
 
     text = msg.get_body(("plain",)).get_content()
     body = msg.get_body(("html",)).get_content()
     mail = Mail(from_email=Email(msg["From"]), to_emails=To(msg["To"]), subject=msg["Subject"])
     mail.add_content(Content("text/plain", text))
     mail.add_content(Content("text/html", body))
-    mail.add_header({"X-ImageFlow-Job": msg["X-ImageFlow-Job"]})
+    mail.add_header(Header("X-ImageFlow-Job", msg["X-ImageFlow-Job"]))
     client = SendGridAPIClient(api_key=api_key, host=os.environ.get("SENDGRID_API_HOST") or "https://api.sendgrid.com")
     try:
         response = client.send(mail)
