@@ -83,9 +83,9 @@ export default function ImageCard({ image }) {
               className="button button-small"
               href={output.url}
               download={downloadName(image.filename, output.content_type, output.variant)}
+              aria-label={`Download ${image.filename}${output.variant ? ` (${output.variant})` : ''}`}
             >
               Download{output.variant ? ` ${output.variant}` : ''}
-              <span className="visually-hidden"> {image.filename}</span>
             </a>
           ))}
         </div>

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import { describeOperation, initialValues, valuesFromOperation } from '../lib/schema.js';
+import { describeOperation, initialValues, rangeText, valuesFromOperation } from '../lib/schema.js';
 
 // Plainer words for a few well-known option values; any other value is shown as it is.
 const OPTION_LABELS = {
@@ -21,24 +21,96 @@ export function newStep(operation, op = null) {
   return { id: nextStepId++, op: operation.op, values: op ? valuesFromOperation(operation, op) : initialValues(operation) };
 }
 
+function ListInput({ id, field, value, error, hintId, errorId, onChange }) {
+  const labels = OPTION_LABELS[field.name] || OPTION_LABELS[field.name.replace(/s$/, '')] || {};
+  if (field.item.kind === 'enum') {
+    const chosen = new Set(value || []);
+    const toggle = (option, on) => {
+      const next = new Set(chosen);
+      if (on) next.add(option);
+      else next.delete(option);
+      onChange(field.item.options.map(String).filter((o) => next.has(o)));
+    };
+    return (
+      <fieldset className="field field-list" aria-describedby={[hintId, errorId].filter(Boolean).join(' ') || undefined}>
+        <legend>
+          {field.label}
+          {field.required ? '' : <span className="muted"> (optional)</span>}
+        </legend>
+        <div className="choice-row">
+          {field.item.options.map((option) => {
+            const optionId = `${id}-${option}`;
+            return (
+              <span key={String(option)} className="choice">
+                <input
+                  type="checkbox"
+                  id={optionId}
+                  checked={chosen.has(String(option))}
+                  onChange={(e) => toggle(String(option), e.target.checked)}
+                />
+                <label htmlFor={optionId}>{labels[option] || String(option)}</label>
+              </span>
+            );
+          })}
+        </div>
+        {field.maxItems !== null && (
+          <p className="field-hint" id={hintId}>
+            Pick up to {field.maxItems}.
+          </p>
+        )}
+        {error && (
+          <p className="field-error" id={errorId}>
+            {field.label} {error}.
+          </p>
+        )}
+      </fieldset>
+    );
+  }
+  return (
+    <input
+      id={id}
+      type="text"
+      inputMode="numeric"
+      value={value}
+      placeholder="e.g. 400, 800, 1600"
+      aria-describedby={[hintId, errorId].filter(Boolean).join(' ') || undefined}
+      aria-invalid={error ? true : undefined}
+      onChange={(e) => onChange(e.target.value)}
+    />
+  );
+}
+
 function FieldInput({ stepId, field, value, error, onChange }) {
   const id = `step-${stepId}-${field.name}`;
-  const hintId = field.description ? `${id}-hint` : undefined;
+  const range = field.kind === 'integer' || field.kind === 'number' ? rangeText(field) : '';
+  const listHint =
+    field.kind === 'list' && field.item.kind !== 'enum'
+      ? `Separate values with commas${field.maxItems !== null ? `, up to ${field.maxItems}` : ''}${rangeText(field.item) ? `; each ${rangeText(field.item)}` : ''}.`
+      : '';
+  const hint = [field.description, range ? `From ${range}.` : '', listHint].filter(Boolean).join(' ');
+  const hintId = hint || field.kind === 'list' ? `${id}-hint` : undefined;
   const errorId = error ? `${id}-error` : undefined;
   const describedBy = [hintId, errorId].filter(Boolean).join(' ') || undefined;
   const common = { id, 'aria-describedby': describedBy, 'aria-invalid': error ? true : undefined };
 
-  let control;
+  if (field.kind === 'const') return null;
+  if (field.kind === 'list' && field.item.kind === 'enum') {
+    return <ListInput id={id} field={field} value={value} error={error} hintId={field.maxItems !== null ? hintId : undefined} errorId={errorId} onChange={onChange} />;
+  }
   if (field.kind === 'boolean') {
     return (
       <div className="field field-check">
         <input type="checkbox" {...common} checked={Boolean(value)} onChange={(e) => onChange(e.target.checked)} />
         <label htmlFor={id}>{field.label}</label>
-        {field.description && <p className="field-hint" id={hintId}>{field.description}</p>}
+        {hint && <p className="field-hint" id={hintId}>{hint}</p>}
       </div>
     );
   }
-  if (field.kind === 'enum') {
+
+  let control;
+  if (field.kind === 'list') {
+    control = <ListInput id={id} field={field} value={value} error={error} hintId={hintId} errorId={errorId} onChange={onChange} />;
+  } else if (field.kind === 'enum') {
     const labels = OPTION_LABELS[field.name] || {};
     const allowEmpty = !field.required && (field.default === undefined || field.default === null);
     control = (
@@ -67,8 +139,6 @@ function FieldInput({ stepId, field, value, error, onChange }) {
         onChange={(e) => onChange(e.target.value)}
       />
     );
-  } else if (field.kind === 'const') {
-    return null;
   } else {
     control = (
       <input {...common} type="text" maxLength={field.maxLength ?? undefined} value={value} onChange={(e) => onChange(e.target.value)} />
@@ -81,7 +151,7 @@ function FieldInput({ stepId, field, value, error, onChange }) {
         {field.required ? '' : <span className="muted"> (optional)</span>}
       </label>
       {control}
-      {field.description && <p className="field-hint" id={hintId}>{field.description}</p>}
+      {hint && <p className="field-hint" id={hintId}>{hint}</p>}
       {error && (
         <p className="field-error" id={errorId}>
           {field.label} {error}.
@@ -113,6 +183,11 @@ function StepEditor({ step, index, count, operation, errors, onChange, onMove, o
           </div>
         </div>
         {operation.description && <p className="field-hint">{operation.description}</p>}
+        {errors?._step && (
+          <p className="field-error" role="alert">
+            {errors._step}
+          </p>
+        )}
         {operation.fields.some((field) => field.kind !== 'const') ? (
           <div className="step-fields">
             {operation.fields.map((field) => (

@@ -27,19 +27,24 @@ export function imageStatusText(status) {
 
 // The processor reports what went wrong in technical terms; these say it for a person.
 const EXPLANATIONS = [
-  [/cannot identify image|unidentified ?image|not an image|unsupported (image|file)/i,
-    "This file isn't an image ImageFlow can read. It may be damaged, or in a format that isn't supported."],
-  [/decompression ?bomb|too many pixels|exceeds .*pixel|pixel limit/i,
-    'This image has too many pixels to process safely. Try a smaller version of it.'],
-  [/truncated|premature end|broken data stream|image file is truncated/i,
-    'This image file is incomplete or damaged, so it could not be read to the end.'],
-  [/crop.*(outside|beyond|exceed)|outside the image|out of bounds/i,
-    'The crop area lies outside this image. Check the crop position and size against the image size.'],
+  [/not (a supported image|an image)|cannot identify image|unidentified ?image|unsupported/i,
+    "This file isn't an image ImageFlow can read, or its format isn't supported."],
+  [/megapixels|more pixels than|decompression ?bomb|too many pixels|more memory to decode/i,
+    'This image is too big (too many pixels) to process. Try a smaller version of it.'],
+  [/more than \d+ frames|frames of/i, 'This animation has too many frames to process.'],
+  [/truncated|ends early|unreadable|corrupt|premature end|broken data stream/i,
+    'This image file is damaged or incomplete, so it could not be read.'],
+  [/crop box|outside the \d+x\d+ image|out of bounds/i,
+    'The crop area lies outside this image. Check the crop position against the image size.'],
+  [/would make a \d+x\d+ image|not enough memory for operations/i,
+    'The chosen steps would make this image too large. Try smaller sizes.'],
+  [/max_bytes|even at quality 1|output is \d+ bytes/i,
+    "The result couldn't be made small enough for the size limit you chose."],
+  [/cannot encode|not supported for (writing|saving)/i, "The result couldn't be saved in the chosen format."],
+  [/missing from storage/i, 'The uploaded original is no longer stored, so it could not be processed.'],
   [/timed? ?out|deadline/i, 'Processing this image took too long and was stopped.'],
-  [/dead[- ]?letter|too many attempts|max(imum)? delivery/i,
+  [/dead[- ]?letter|too many attempts|gave up|max(imum)? delivery/i,
     'Processing this image failed repeatedly, so ImageFlow gave up on it.'],
-  [/(cannot|can't) (write|save)|encoder|not supported for (writing|saving)/i,
-    'The image could not be saved in the chosen format.'],
 ];
 
 /** `{summary, detail}`: a sentence for a person, and the server's own words when they differ. */
@@ -49,7 +54,7 @@ export function explainImageError(error) {
   for (const [pattern, summary] of EXPLANATIONS) {
     if (pattern.test(raw)) return { summary, detail: raw };
   }
-  return { summary: raw, detail: '' };
+  return { summary: `${raw.charAt(0).toUpperCase()}${raw.slice(1)}${/[.!?]$/.test(raw) ? '' : '.'}`, detail: '' };
 }
 
 /** A content type like "image/webp" as "WebP". */

@@ -31,6 +31,37 @@ export function humanize(name) {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
+// pydantic titles a field "max_bytes" as "Max Bytes"; the page says "Max bytes".
+function autoTitle(name) {
+  return String(name)
+    .split('_')
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
+    .join(' ');
+}
+
+/** Docstring-style text ("``cover`` fills the box") as plain text for the page. */
+export function cleanText(text) {
+  return String(text || '')
+    .replace(/``([^`]*)``/g, '“$1”')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
+}
+
+function scalarItem(root, rawItem) {
+  const item = resolveRef(root, rawItem || {});
+  if (Array.isArray(item.enum)) return { kind: 'enum', options: item.enum.filter((v) => v !== null) };
+  if (item.type === 'integer' || item.type === 'number') {
+    return {
+      kind: item.type,
+      minimum: item.minimum ?? null,
+      maximum: item.maximum ?? null,
+      exclusiveMinimum: typeof item.exclusiveMinimum === 'number' ? item.exclusiveMinimum : null,
+      exclusiveMaximum: typeof item.exclusiveMaximum === 'number' ? item.exclusiveMaximum : null,
+    };
+  }
+  return null;
+}
+
 /** One property schema as a field: {kind: integer|number|boolean|enum|string|const|unsupported}. */
 function describeField(root, name, rawProp, required) {
   let prop = resolveRef(root, rawProp);
@@ -53,8 +84,8 @@ function describeField(root, name, rawProp, required) {
   }
   const field = {
     name,
-    label: prop.title || humanize(name),
-    description: prop.description || '',
+    label: prop.title && prop.title !== autoTitle(name) ? prop.title : humanize(name),
+    description: cleanText(prop.description),
     required,
     nullable,
     default: prop.default,
@@ -77,6 +108,11 @@ function describeField(root, name, rawProp, required) {
     };
   }
   if (prop.type === 'boolean') return { ...field, kind: 'boolean' };
+  if (prop.type === 'array') {
+    const item = scalarItem(root, prop.items);
+    if (!item) return { ...field, kind: 'unsupported' };
+    return { ...field, kind: 'list', item, minItems: prop.minItems ?? null, maxItems: prop.maxItems ?? null };
+  }
   if (prop.type === 'string') {
     return {
       ...field,
@@ -135,7 +171,7 @@ export function parseOperationsSchema(schema) {
     operations.push({
       op,
       title: OPERATION_TITLES[op] || humanize(op),
-      description: variant.description || '',
+      description: cleanText(variant.description),
       fields: fields.filter((field) => field.kind !== 'unsupported'),
     });
   }
@@ -148,10 +184,17 @@ export function initialValues(operation) {
   for (const field of operation.fields) {
     if (field.kind === 'boolean') values[field.name] = field.default === true;
     else if (field.kind === 'const') values[field.name] = field.value;
+    else if (field.kind === 'list') values[field.name] = listValue(field, field.default);
     else if (field.default === undefined || field.default === null) values[field.name] = '';
     else values[field.name] = String(field.default);
   }
   return values;
+}
+
+// A list field's form value: chosen options for a list of choices, "800, 1600" for numbers.
+function listValue(field, value) {
+  const list = Array.isArray(value) ? value : [];
+  return field.item.kind === 'enum' ? list.map(String) : list.join(', ');
 }
 
 /** Form values for an existing operation (a preset's step being customised). */
@@ -160,12 +203,14 @@ export function valuesFromOperation(operation, op) {
   for (const field of operation.fields) {
     const value = op[field.name];
     if (value === undefined || value === null) continue;
-    values[field.name] = field.kind === 'boolean' ? Boolean(value) : field.kind === 'const' ? value : String(value);
+    if (field.kind === 'list') values[field.name] = listValue(field, value);
+    else values[field.name] = field.kind === 'boolean' ? Boolean(value) : field.kind === 'const' ? value : String(value);
   }
   return values;
 }
 
 function numberProblem(field, raw) {
+  // `field` is a numeric field or a list's item descriptor: both carry kind and bounds.
   const value = Number(raw);
   if (!Number.isFinite(value)) return { problem: 'must be a number' };
   if (field.kind === 'integer' && !Number.isInteger(value)) return { problem: 'must be a whole number' };
@@ -198,6 +243,13 @@ export function buildOperation(operation, values) {
       value[field.name] = Boolean(raw);
       continue;
     }
+    if (field.kind === 'list') {
+      const { list, problem } = buildList(field, raw);
+      if (problem) errors[field.name] = problem;
+      else if (list.length) value[field.name] = list;
+      else if (field.required) errors[field.name] = 'needs at least one value';
+      continue;
+    }
     const text = raw === undefined || raw === null ? '' : String(raw).trim();
     if (text === '') {
       if (field.required && field.default === undefined) errors[field.name] = 'is required';
@@ -224,6 +276,40 @@ export function buildOperation(operation, values) {
     }
   }
   return { value, errors };
+}
+
+function buildList(field, raw) {
+  let list;
+  if (field.item.kind === 'enum') {
+    const chosen = new Set((Array.isArray(raw) ? raw : []).map(String));
+    list = field.item.options.filter((option) => chosen.has(String(option)));
+  } else {
+    const parts = String(raw ?? '').split(/[\s,;]+/).filter(Boolean);
+    list = [];
+    for (const part of parts) {
+      const { value, problem } = numberProblem(field.item, part);
+      if (problem) return { problem: `has “${part}”, which ${problem}` };
+      list.push(value);
+    }
+  }
+  if (field.maxItems !== null && list.length > field.maxItems) return { problem: `takes at most ${field.maxItems} values` };
+  if (field.minItems !== null && list.length && list.length < field.minItems) {
+    return { problem: `needs at least ${field.minItems} values` };
+  }
+  return { list };
+}
+
+/** "1 to 100" for a numeric field with both bounds (integers: exclusive bounds made inclusive). */
+export function rangeText(field) {
+  const integer = field.kind === 'integer';
+  let low = field.minimum;
+  let high = field.maximum;
+  if (low === null && field.exclusiveMinimum !== null) low = integer ? field.exclusiveMinimum + 1 : null;
+  if (high === null && field.exclusiveMaximum !== null) high = integer ? field.exclusiveMaximum - 1 : null;
+  if (low !== null && high !== null) return `${low} to ${high}`;
+  if (low !== null) return `at least ${low}`;
+  if (high !== null) return `at most ${high}`;
+  return '';
 }
 
 function safeRegExp(pattern) {

@@ -45,13 +45,45 @@ function useServerOptions() {
 
 let nextFileId = 1;
 
+/** The choice with the server's defaults filled in: the "web" preset if there is one. */
+function withDefaults(choice, presets) {
+  const names = Object.keys(presets || {});
+  const preset = choice.preset ?? (names.includes('web') ? 'web' : names[0] || '');
+  return { ...choice, preset, mode: choice.mode ?? (preset ? 'preset' : 'custom') };
+}
+
+function sentence(text) {
+  const value = String(text || '').trim();
+  return value ? `${value.charAt(0).toUpperCase()}${value.slice(1)}${/[.!?]$/.test(value) ? '' : '.'}` : '';
+}
+
+/**
+ * The server's 422 details ({index, op, field, message} per problem) placed on the steps
+ * they belong to: a field's problem beside the field, any other under the step's title.
+ */
+export function stepErrorsFromDetails(details, steps, operationsByName) {
+  const errors = {};
+  for (const detail of Array.isArray(details) ? details : []) {
+    const step = Number.isInteger(detail?.index) ? steps[detail.index] : null;
+    if (!step) continue;
+    const field = String(detail.field || '').split(/[.[]/)[0];
+    const known = operationsByName[step.op]?.fields.some((f) => f.name === field && f.kind !== 'const');
+    const current = errors[step.id] || {};
+    if (known) current[field] = detail.message;
+    else current._step = sentence(field && field !== 'op' ? `${field} ${detail.message}` : detail.message);
+    errors[step.id] = current;
+  }
+  return errors;
+}
+
 /** The page where photos are chosen, the operations picked, and the job sent. */
 export default function UploadPage() {
   const [server, retry] = useServerOptions();
   const limits = server.limits || DEFAULT_LIMITS;
   const [items, setItems] = useState([]);
   const [notAdded, setNotAdded] = useState({ refused: [], duplicates: 0 });
-  const [choice, setChoice] = useState({ mode: 'preset', preset: '', steps: [] });
+  const [chosen, setChoice] = useState({ mode: null, preset: null, steps: [] });
+  const choice = withDefaults(chosen, server.presets);
   const [email, setEmail] = useState('');
   const [problems, setProblems] = useState({ summary: [], steps: {}, email: '' });
   const [upload, setUpload] = useState({ status: 'idle' });
@@ -64,16 +96,6 @@ export default function UploadPage() {
   // Object URLs hold the photos in memory: release them when the page goes away.
   useEffect(() => () => itemsRef.current.forEach((item) => URL.revokeObjectURL(item.url)), []);
   useEffect(() => () => abortRef.current?.abort(), []);
-
-  useEffect(() => {
-    if (server.status !== 'ready') return;
-    setChoice((current) => {
-      if (current.preset) return current;
-      const names = Object.keys(server.presets);
-      const preset = names.includes('web') ? 'web' : names[0] || '';
-      return { ...current, preset, mode: preset ? 'preset' : 'custom' };
-    });
-  }, [server]);
 
   const addFiles = useCallback(
     (files) => {
@@ -191,6 +213,9 @@ export default function UploadPage() {
       if (error.name === 'AbortError') {
         setUpload({ status: 'cancelled' });
       } else {
+        if (error.status === 422 && choice.mode === 'custom') {
+          setProblems((current) => ({ ...current, steps: stepErrorsFromDetails(error.details, choice.steps, operationsByName) }));
+        }
         setUpload({ status: 'error', error });
         requestAnimationFrame(() => uploadErrorRef.current?.focus());
       }

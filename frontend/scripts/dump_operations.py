@@ -1,0 +1,32 @@
+"""Write the server's GET /api/v1/operations answer to src/test/fixtures/operations.json.
+
+The component tests run against this copy of the real schema; rerun after changing
+imageflow/operations.py:  (from the repo root) .venv/bin/python frontend/scripts/dump_operations.py
+"""
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run from anywhere: the core package lives at the repo root
+
+
+from services.image_handler.api import ACCEPTED_TYPES
+from imageflow.operations import PRESETS, operations_json_schema
+from imageflow.settings import Settings
+
+settings = Settings()
+body = {
+    "schema": operations_json_schema(),
+    "presets": PRESETS,
+    "limits": {
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_request_bytes": settings.max_request_bytes,
+        "max_files_per_job": settings.max_files_per_job,
+        "max_image_pixels": settings.max_image_pixels,
+        "accepted_types": ACCEPTED_TYPES,
+    },
+}
+target = REPO / "frontend" / "src" / "test" / "fixtures" / "operations.json"
+target.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+print(f"wrote {target}")

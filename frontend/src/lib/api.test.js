@@ -1,0 +1,71 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { FakeXHR, jsonResponse, makeFile, mockFetch, networkFailure } from '../test/fakes.js';
+import { ApiError, errorFromResponse, fetchJob, submitJob } from './api.js';
+
+describe('errors', () => {
+  it("uses the server's JSON error message", () => {
+    const error = errorFromResponse(413, JSON.stringify({ error: { code: 'too_many_files', message: 'too many files', details: null } }));
+    expect(error).toBeInstanceOf(ApiError);
+    expect(error.message).toBe('too many files');
+    expect(error.code).toBe('too_many_files');
+  });
+
+  it('falls back to a plain message when the body is not JSON', () => {
+    const error = errorFromResponse(502, '<html>Bad Gateway</html>');
+    expect(error.message).toMatch(/not answering/);
+  });
+
+  it('reports an unreachable server as a network error', async () => {
+    mockFetch(() => networkFailure());
+    await expect(fetchJob('x')).rejects.toMatchObject({ status: 0, isNetwork: true, message: expect.stringMatching(/Can't reach/) });
+  });
+
+  it('reports 404 with the server message', async () => {
+    mockFetch(() => jsonResponse(404, { error: { code: 'job_not_found', message: "no job with id 'x'" } }));
+    await expect(fetchJob('x')).rejects.toMatchObject({ status: 404, message: "no job with id 'x'" });
+  });
+});
+
+describe('submitJob', () => {
+  beforeEach(() => FakeXHR.install());
+
+  it('posts the files and the preset as multipart, reporting upload progress', async () => {
+    const seen = [];
+    const promise = submitJob({ files: [makeFile('a.jpg'), makeFile('b.jpg')], preset: 'web', email: 'me@example.com' }, {
+      onProgress: (loaded, total) => seen.push([loaded, total]),
+    });
+    const xhr = FakeXHR.last();
+    expect(xhr.method).toBe('POST');
+    expect(xhr.url).toBe('/api/v1/jobs');
+    expect(xhr.body.getAll('files').map((f) => f.name)).toEqual(['a.jpg', 'b.jpg']);
+    expect(xhr.body.get('preset')).toBe('web');
+    expect(xhr.body.get('operations')).toBeNull();
+    expect(xhr.body.get('email')).toBe('me@example.com');
+    xhr.progress(500, 2000);
+    xhr.progress(2000, 2000);
+    xhr.respond(202, { job_id: 'j1', images: [], rejected: [] });
+    await expect(promise).resolves.toMatchObject({ job_id: 'j1' });
+    expect(seen).toEqual([[500, 2000], [2000, 2000]]);
+  });
+
+  it('sends an operations list as JSON', () => {
+    submitJob({ files: [makeFile('a.jpg')], operations: [{ op: 'grayscale' }] });
+    expect(JSON.parse(FakeXHR.last().body.get('operations'))).toEqual([{ op: 'grayscale' }]);
+  });
+
+  it("rejects with the server's message when it refuses the upload", async () => {
+    const promise = submitJob({ files: [makeFile('a.jpg')], preset: 'web' });
+    FakeXHR.last().respond(415, { error: { code: 'no_valid_images', message: 'none of the files could be accepted', details: [] } });
+    await expect(promise).rejects.toMatchObject({ status: 415, message: 'none of the files could be accepted' });
+  });
+
+  it('rejects as a network error when the connection fails, and as AbortError when cancelled', async () => {
+    const failing = submitJob({ files: [makeFile('a.jpg')], preset: 'web' });
+    FakeXHR.last().fail();
+    await expect(failing).rejects.toMatchObject({ isNetwork: true });
+    const controller = new AbortController();
+    const cancelled = submitJob({ files: [makeFile('a.jpg')], preset: 'web' }, { signal: controller.signal });
+    controller.abort();
+    await expect(cancelled).rejects.toMatchObject({ name: 'AbortError' });
+  });
+});

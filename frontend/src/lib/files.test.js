@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { makeFile } from '../test/fakes.js';
+import { checkFiles, describeTypes, fileType, formatBytes, tooManyPixels } from './files.js';
+
+const limits = {
+  max_upload_bytes: 5000,
+  max_request_bytes: 12000,
+  max_files_per_job: 3,
+  max_image_pixels: 1000000,
+  accepted_types: ['image/jpeg', 'image/png'],
+};
+
+describe('checkFiles', () => {
+  it('accepts images of an accepted type within the limits', () => {
+    const files = [makeFile('a.jpg'), makeFile('b.png', 'image/png')];
+    expect(checkFiles([], files, limits)).toEqual({ accepted: files, refused: [], duplicates: 0 });
+  });
+
+  it('refuses other types, saying which types are accepted', () => {
+    const { accepted, refused } = checkFiles([], [makeFile('notes.pdf', 'application/pdf')], limits);
+    expect(accepted).toEqual([]);
+    expect(refused).toEqual([{ name: 'notes.pdf', reason: 'is a application/pdf file; ImageFlow accepts JPEG or PNG images.' }]);
+  });
+
+  it('refuses a file over the per-file limit, with both sizes', () => {
+    const { refused } = checkFiles([], [makeFile('big.jpg', 'image/jpeg', 6000)], limits);
+    expect(refused[0].reason).toBe('is 5.9 KB, over the 4.9 KB limit per file.');
+  });
+
+  it('stops at the request size and at the number of files per job', () => {
+    const existing = [makeFile('1.jpg', 'image/jpeg', 4000), makeFile('2.jpg', 'image/jpeg', 4000)];
+    const incoming = [makeFile('3.jpg', 'image/jpeg', 4500), makeFile('4.jpg'), makeFile('5.jpg')];
+    const { accepted, refused } = checkFiles(existing, incoming, limits);
+    expect(accepted.map((f) => f.name)).toEqual(['4.jpg']);
+    expect(refused.map((r) => r.name)).toEqual(['3.jpg', '5.jpg']);
+    expect(refused[0].reason).toMatch(/at most 11.7 KB in all/);
+    expect(refused[1].reason).toMatch(/at most 3 files/);
+  });
+
+  it('skips a photo already chosen, and empty files', () => {
+    const photo = makeFile('a.jpg');
+    const result = checkFiles([photo], [makeFile('a.jpg'), makeFile('empty.jpg', 'image/jpeg', 0)], limits);
+    expect(result.duplicates).toBe(1);
+    expect(result.refused).toEqual([{ name: 'empty.jpg', reason: 'is empty.' }]);
+  });
+
+  it('trusts the extension when the browser gives no type', () => {
+    expect(fileType(makeFile('IMG_1.JPG', ''))).toBe('image/jpeg');
+    expect(checkFiles([], [makeFile('IMG_1.JPG', '')], limits).accepted).toHaveLength(1);
+  });
+});
+
+describe('helpers', () => {
+  it('formats sizes as people read them', () => {
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(1536)).toBe('1.5 KB');
+    expect(formatBytes(25 * 1024 * 1024)).toBe('25 MB');
+  });
+
+  it('names types and checks pixels', () => {
+    expect(describeTypes(['image/jpeg', 'image/png', 'image/webp'])).toBe('JPEG, PNG or WebP');
+    expect(tooManyPixels(1001, 1000, limits)).toBe(true);
+    expect(tooManyPixels(1000, 1000, limits)).toBe(false);
+  });
+});
