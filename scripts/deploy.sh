@@ -41,7 +41,8 @@ Options (each also read from the environment variable in brackets):
   -h, --help              this help
 
 Secrets come from the environment only: SENDGRID_API_KEY (stored in Secret Manager; needed on
-the first deploy). Topic and subscription names and ACK_DEADLINE_SECONDS,
+the first deploy), API_KEYS and URL_SIGNING_SECRET (the Kubernetes Secret imageflow-secrets;
+without them the API is open). Topic and subscription names and ACK_DEADLINE_SECONDS,
 MAX_DELIVERY_ATTEMPTS are read from the same variables as the services (imageflow/settings.py).
 EOF
 }
@@ -510,6 +511,18 @@ TASKS_DLQ_SUBSCRIPTION=$TASKS_DLQ_SUBSCRIPTION
 NOTIFICATIONS_SUBSCRIPTION=$NOTIFICATIONS_SUBSCRIPTION"
 if [[ -n "$DOMAIN" ]]; then
   write_file "k8s/overlays/gke-https/params.env" "DOMAIN=$DOMAIN"
+fi
+ensure kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
+# image-handler's API keys and link-signing key (k8s Secret imageflow-secrets), from the
+# environment when given; otherwise the Secret is left as it is (or absent: an open API).
+secret_cmd=(kubectl create secret generic imageflow-secrets --namespace="$NAMESPACE"
+            --dry-run=client --output=yaml)
+if ((DRY_RUN)); then
+  say "if [[ -n \"\${API_KEYS:-}\${URL_SIGNING_SECRET:-}\" ]]; then $(quote_all "${secret_cmd[@]}") --from-literal=\"API_KEYS=\${API_KEYS:-}\" --from-literal=\"URL_SIGNING_SECRET=\${URL_SIGNING_SECRET:-}\" | kubectl apply -f -; fi"
+elif [[ -n "${API_KEYS:-}${URL_SIGNING_SECRET:-}" ]]; then
+  printf '+ %s | kubectl apply -f -   (API_KEYS, URL_SIGNING_SECRET from the environment)\n' "$(quote_all "${secret_cmd[@]}")" >&2
+  "${secret_cmd[@]}" --from-literal="API_KEYS=${API_KEYS:-}" --from-literal="URL_SIGNING_SECRET=${URL_SIGNING_SECRET:-}" \
+    | kubectl apply -f -
 fi
 run kubectl apply -k "$OVERLAY"
 for deployment in image-handler interaction-manager frontend; do

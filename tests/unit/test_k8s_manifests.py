@@ -1,0 +1,463 @@
+"""The Kubernetes manifests and KEDA objects, checked offline: against the Kubernetes API
+schemas (kubernetes-validate), against KEDA's CRD fields (tests/data/k8s/), and
+against the code: env names, topic and subscription names, ports and probe paths must be
+the ones the services read and serve."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from urllib.parse import urlparse
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from imageflow import topology
+from imageflow.settings import ENV_NAMES, Settings, Topics
+
+from .k8s_support import (NAMESPACE, ROOT, SAMPLE_CONFIG, SAMPLE_PARAMS, by_kind, config_map, container,
+                          container_env, keda_objects, kustomize, render_overlay, service_routes)
+
+# GKE release channels span these minors; the manifests must be valid on all of them.
+K8S_VERSIONS = ("1.33.0", "1.35.0", "1.37.0")
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ManagedCertificate", "FrontendConfig"}
+SERVICES = ("image-handler", "interaction-manager", "image-processor")
+DEPLOYMENTS = SERVICES + ("frontend",)
+
+# Settings deliberately not in the shared ConfigMap, and why. A new name in ENV_NAMES fails
+# test_every_setting_is_placed until someone decides where it belongs.
+NOT_IN_CONFIGMAP = {
+    "IMAGEFLOW_PORT": "per container (image-handler's env)",
+    "PORT": "per container (interaction-manager, image-processor)",
+    "SENDGRID_API_KEY": "read by the email function only, from Secret Manager (deploy.sh --set-secrets)",
+    "SENDGRID_API_HOST": "email function only (a test stand-in); its default is SendGrid's",
+    "API_KEYS": "a secret: image-handler reads it from the Secret imageflow-secrets",
+    "URL_SIGNING_SECRET": "a secret: image-handler reads it from the Secret imageflow-secrets",
+    "FETCH_ALLOW_CIDRS": "tests only (imageflow/settings.py)",
+    "FETCH_HOSTS_OVERRIDE": "tests only (imageflow/settings.py)",
+    "IMAGEFLOW_FAULTS": "fault injection for the reliability suites only",
+    "EMAIL_FROM": "read by the email function only (deploy.sh --env-vars-file)",
+    "FRONTEND_DIR": "the frontend is its own container on GKE, not served by image-handler",
+    "NOTIFICATIONS_PUSH_ENDPOINT": "local/emulator push delivery; on GCP Eventarc delivers to the function",
+}
+# Read by a tool in the image rather than by imageflow.settings.
+TOOL_ENV = {"GUNICORN_CMD_ARGS": "gunicorn"}
+
+
+@pytest.fixture(scope="module")
+def base():
+    return kustomize(ROOT / "k8s/base")
+
+
+@pytest.fixture(scope="module")
+def overlay(tmp_path_factory):
+    return render_overlay(tmp_path_factory.mktemp("gke"))
+
+
+@pytest.fixture(scope="module")
+def https_overlay(tmp_path_factory):
+    return render_overlay(tmp_path_factory.mktemp("gke-https"), https_domain="images.acme.example")
+
+
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory):
+    return service_routes(tmp_path_factory.mktemp("routes"))
+
+
+# ---------------------------------------------------------------- schemas ----------------
+def _k8s_errors(doc: dict, version: str) -> list[str]:
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{doc['kind']}/{doc['metadata'].get('name')}: {exc.message} at {list(exc.path)}"]
+    return []
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_manifest_validates_against_the_kubernetes_schemas(version, base, overlay, https_overlay):
+    errors = []
+    for docs in (base, overlay, https_overlay):
+        for doc in docs:
+            if doc["kind"] not in CRD_KINDS:
+                errors += _k8s_errors(doc, version)
+    assert errors == []
+
+
+def test_the_kubernetes_validation_rejects_an_unknown_field(overlay):
+    deployment = copy.deepcopy(by_kind(overlay, "Deployment")["image-processor"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {"path": "/readyz"}
+    assert _k8s_errors(deployment, K8S_VERSIONS[-1])
+
+
+@pytest.fixture(scope="module")
+def keda_schemas():
+    """KEDA's CRD fields, rejecting unknown keys (tests/data/k8s/README.md says where from)."""
+    doc = json.loads((ROOT / "tests/data/k8s/keda-crd-fields.json").read_text())
+    return doc["schemas"]
+
+
+def _keda_errors(doc: dict, schemas) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schemas[doc["kind"]])
+    return [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def test_keda_objects_validate_against_the_keda_crd_fields(keda_schemas, overlay):
+    rendered = [doc for doc in overlay if doc["kind"] in keda_schemas]
+    assert {doc["kind"] for doc in rendered} == {"ScaledObject", "TriggerAuthentication"}
+    for doc in rendered:
+        assert doc["apiVersion"] == "keda.sh/v1alpha1"
+        assert doc["metadata"]["namespace"] == NAMESPACE
+        assert _keda_errors(doc, keda_schemas) == []
+
+
+def test_the_keda_validation_rejects_misspelled_fields(keda_schemas):
+    scaled = copy.deepcopy(keda_objects()["ScaledObject"])
+    scaled["spec"]["minReplicas"] = 0  # the HPA's name, not KEDA's
+    scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behaviour"] = {}
+    errors = _keda_errors(scaled, keda_schemas)
+    assert any("minReplicas" in e for e in errors) and any("behaviour" in e for e in errors)
+
+
+# Trigger metadata is a free-form map in the CRD; these are the keys KEDA's scaler docs list.
+SCALER_METADATA = {
+    "gcp-pubsub": {"required": {"subscriptionName"}, "allowed": {
+        "mode", "value", "activationValue", "aggregation", "valueIfNull", "timeHorizon",
+        "subscriptionName", "subscriptionNameFromEnv", "topicName", "topicNameFromEnv",
+        "credentialsFromEnv", "credentialsFromEnvFile"}},
+    "metrics-api": {"required": {"url", "valueLocation", "targetValue"}, "allowed": {
+        "url", "valueLocation", "targetValue", "activationTargetValue", "format", "authMode",
+        "unsafeSsl", "method"}},
+}
+
+
+def test_trigger_metadata_uses_the_scalers_documented_keys():
+    triggers = keda_objects()["ScaledObject"]["spec"]["triggers"]
+    assert sorted(t["type"] for t in triggers) == ["gcp-pubsub", "metrics-api"]
+    for trigger in triggers:
+        keys = set(trigger["metadata"])
+        known = SCALER_METADATA[trigger["type"]]
+        assert known["required"] <= keys, trigger["name"]
+        assert keys <= known["allowed"], (trigger["name"], keys - known["allowed"])
+        for value in trigger["metadata"].values():
+            assert isinstance(value, str), "KEDA metadata values are strings"
+
+
+def test_managed_certificate_names_the_domain(https_overlay):
+    cert = by_kind(https_overlay, "ManagedCertificate")["imageflow-cert"]
+    assert cert["apiVersion"] == "networking.gke.io/v1"
+    assert cert["metadata"]["namespace"] == NAMESPACE
+    assert cert["spec"]["domains"] == ["images.acme.example"]
+    ingress = by_kind(https_overlay, "Ingress")["imageflow"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["networking.gke.io/managed-certificates"] == "imageflow-cert"
+    assert annotations["networking.gke.io/v1beta1.FrontendConfig"] in by_kind(https_overlay, "FrontendConfig")
+
+
+# ---------------------------------------------------------------- cross-checks: settings --
+def test_configmap_holds_only_settings_the_code_reads(base):
+    unknown = set(config_map(base)) - set(ENV_NAMES)
+    assert unknown == set()
+
+
+def test_every_setting_is_placed(base):
+    placed = set(config_map(base)) | set(NOT_IN_CONFIGMAP)
+    assert set(ENV_NAMES) - placed == set(), "add the new setting to k8s/base/config.env or NOT_IN_CONFIGMAP"
+    assert set(NOT_IN_CONFIGMAP) <= set(ENV_NAMES), "stale NOT_IN_CONFIGMAP entries"
+
+
+def test_containers_set_only_known_variables(overlay):
+    for name, deployment in by_kind(overlay, "Deployment").items():
+        for item in container(deployment).get("env", []):
+            assert item["name"] in ENV_NAMES or item["name"] in TOOL_ENV, (name, item["name"])
+
+
+SECRET_SETTINGS = {"SENDGRID_API_KEY", "API_KEYS", "URL_SIGNING_SECRET"}
+
+
+def test_secrets_come_from_a_secret_never_a_configmap(overlay):
+    for doc in overlay:
+        assert doc["kind"] != "Secret", "secret values are never committed: deploy.sh creates the Secret"
+        if doc["kind"] == "ConfigMap":
+            assert not SECRET_SETTINGS & set(doc.get("data", {}))
+    env = {item["name"]: item for item in container(by_kind(overlay, "Deployment")["image-handler"])["env"]}
+    for name in ("API_KEYS", "URL_SIGNING_SECRET"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"], ref["optional"]) == ("imageflow-secrets", name, True)
+
+
+def test_topic_and_subscription_names_are_the_codes(base):
+    data = config_map(base)
+    defaults = Topics()
+    for attr, var in Topics.ENV.items():
+        assert data[var] == getattr(defaults, attr), var
+
+
+def test_the_settings_load_from_the_rendered_configmap(overlay):
+    """Each service's environment is a valid Settings for the GCP backend, bound to all
+    interfaces (the probes and the load balancer come from outside the pod)."""
+    for name in SERVICES:
+        env = container_env(by_kind(overlay, "Deployment")[name], overlay)
+        settings = Settings.from_env(env)
+        assert settings.backend == "gcp"
+        assert settings.gcp_project == SAMPLE_CONFIG["GCP_PROJECT"]
+        assert settings.gcs_bucket == SAMPLE_CONFIG["GCS_BUCKET"]
+        assert settings.public_base_url == SAMPLE_CONFIG["PUBLIC_BASE_URL"]
+        assert settings.bind_host == "0.0.0.0"
+        assert settings.topics == Topics()
+        # Settings the ConfigMap restates must equal the code's defaults: one source of truth.
+        code = Settings()
+        for field in ("max_upload_bytes", "max_request_bytes", "max_image_pixels", "max_files_per_job",
+                      "processor_concurrency", "ack_deadline_seconds", "max_delivery_attempts",
+                      "signed_url_ttl_seconds", "progress_flush_seconds", "drain_seconds",
+                      "quota_active_jobs", "quota_active_images", "fetch_timeout_seconds", "fetch_max_bytes",
+                      "fetch_max_redirects", "fetch_concurrency", "webhook_max_attempts",
+                      "webhook_backoff_seconds", "webhook_timeout_seconds", "rate_limit_per_second",
+                      "rate_limit_burst"):
+            assert getattr(settings, field) == getattr(code, field), field
+
+
+def test_the_base_alone_fails_fast_without_project_values(base):
+    """Applied without the overlay, the services refuse to start rather than guess a project."""
+    from imageflow.settings import SettingsError
+    env = container_env(by_kind(base, "Deployment")["image-processor"], base)
+    with pytest.raises(SettingsError):
+        Settings.from_env(env)
+
+
+def test_the_overlay_fills_in_the_project(overlay):
+    deployments = by_kind(overlay, "Deployment")
+    for name, param in (("image-handler", "IMAGE_HANDLER_IMAGE"), ("interaction-manager", "INTERACTION_MANAGER_IMAGE"),
+                        ("image-processor", "IMAGE_PROCESSOR_IMAGE"), ("frontend", "FRONTEND_IMAGE")):
+        assert container(deployments[name])["image"] == SAMPLE_PARAMS[param]
+    assert not [doc for doc in overlay if doc["metadata"]["name"] == "deploy-params"], "local-config only"
+    for doc in overlay:
+        assert "PROJECT_ID" not in yaml.safe_dump(doc), doc["metadata"]["name"]
+
+
+# ---------------------------------------------------------------- cross-checks: serving --
+def _probe_paths(deployment: dict) -> dict[str, str]:
+    spec = container(deployment)
+    return {kind: spec[kind]["httpGet"]["path"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+            if kind in spec}
+
+
+def test_probes_hit_routes_the_services_serve(overlay, routes):
+    deployments = by_kind(overlay, "Deployment")
+    for name in SERVICES:
+        paths = _probe_paths(deployments[name])
+        assert paths["livenessProbe"] == "/healthz"
+        assert paths["readinessProbe"] == "/readyz"
+        assert set(paths.values()) <= routes[name], name
+
+
+def test_ports_agree_between_container_env_service_and_probes(overlay):
+    deployments, services = by_kind(overlay, "Deployment"), by_kind(overlay, "Service")
+    expected = {"image-handler": 8080, "interaction-manager": 8081, "image-processor": 8082, "frontend": 8080}
+    for name, port in expected.items():
+        spec = container(deployments[name])
+        ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
+        assert ports == {"http": port}, name
+        env = {item["name"]: item.get("value") for item in spec.get("env", [])}
+        if name in ("interaction-manager", "image-processor"):
+            assert env["PORT"] == str(port)
+        if name == "image-handler":
+            assert env["IMAGEFLOW_PORT"] == str(port)
+        for probe in _probe_paths(deployments[name]):
+            assert spec[probe]["httpGet"]["port"] in ("http", port)
+        service = services[name]
+        assert service["spec"]["selector"] == deployments[name]["spec"]["selector"]["matchLabels"]
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+
+def test_dockerfiles_expose_the_container_ports(overlay):
+    """When the Dockerfiles exist (written separately), their ports are the manifests'."""
+    checked = 0
+    for name, path in (("image-handler", "services/image_handler/Dockerfile"),
+                       ("interaction-manager", "services/interaction_manager/Dockerfile"),
+                       ("image-processor", "services/image_processor/Dockerfile"),
+                       ("frontend", "frontend/Dockerfile")):
+        dockerfile = ROOT / path
+        if not dockerfile.exists():
+            continue
+        port = container(by_kind(overlay, "Deployment")[name])["ports"][0]["containerPort"]
+        text = dockerfile.read_text()
+        exposed = {int(p) for p in re.findall(r"^\s*EXPOSE\s+(\d+)", text, re.M)}
+        assert not exposed or port in exposed, (path, exposed, port)
+        checked += 1
+    if not checked:
+        pytest.skip("no Dockerfile written yet")
+
+
+def test_ingress_routes_the_api_and_the_web_page(overlay, routes):
+    ingress = by_kind(overlay, "Ingress")["imageflow"]
+    paths = {p["path"]: p for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert {path: p["backend"]["service"]["name"] for path, p in paths.items()} == {
+        "/api": "image-handler", "/healthz": "image-handler", "/": "frontend"}
+    assert any(rule.startswith("/api/") for rule in routes["image-handler"])
+    assert "/healthz" in routes["image-handler"]
+    services = by_kind(overlay, "Service")
+    for p in paths.values():
+        port_names = {sp["name"] for sp in services[p["backend"]["service"]["name"]]["spec"]["ports"]}
+        assert p["backend"]["service"]["port"]["name"] in port_names
+    assert ingress["metadata"]["annotations"]["kubernetes.io/ingress.global-static-ip-name"] == "imageflow-ip"
+
+
+# ---------------------------------------------------------------- pod hardening ----------
+def _quantity(value) -> float:
+    value = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def test_pods_run_non_root_with_a_read_only_root(overlay):
+    for name, deployment in by_kind(overlay, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] > 0
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["automountServiceAccountToken"] is False
+        security = container(deployment)["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, name
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        mounts = {m["mountPath"] for m in container(deployment).get("volumeMounts", [])}
+        assert "/tmp" in mounts, f"{name}: a writable /tmp on the read-only root"
+
+
+def test_every_container_has_requests_and_limits(overlay):
+    for name, deployment in by_kind(overlay, "Deployment").items():
+        resources = container(deployment)["resources"]
+        for key in ("cpu", "memory", "ephemeral-storage"):
+            assert _quantity(resources["requests"][key]) <= _quantity(resources["limits"][key]), (name, key)
+
+
+def test_processor_memory_covers_its_concurrency(overlay):
+    """Sized from a measurement (docs/deploy.md, Sizing): ~80 MiB idle, ~390 MiB per task at
+    MAX_IMAGE_PIXELS; the limit holds PROCESSOR_CONCURRENCY worst-case tasks."""
+    deployment = by_kind(overlay, "Deployment")["image-processor"]
+    concurrency = int(config_map(overlay)["PROCESSOR_CONCURRENCY"])
+    limit = _quantity(container(deployment)["resources"]["limits"]["memory"]) / 2**20
+    assert limit >= 80 + 390 * concurrency
+
+
+def test_termination_grace_covers_the_processor_drain(overlay):
+    deployment = by_kind(overlay, "Deployment")["image-processor"]
+    drain = float(config_map(overlay)["DRAIN_SECONDS"])
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= drain + 15, "drain, then nack the rest and close the clients"
+    assert "replicas" not in deployment["spec"], "KEDA owns the processor's replica count"
+
+
+def test_every_deployment_has_a_matching_disruption_budget(overlay):
+    budgets = by_kind(overlay, "PodDisruptionBudget")
+    for name, deployment in by_kind(overlay, "Deployment").items():
+        assert budgets[name]["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        replicas = deployment["spec"].get("replicas")
+        if replicas is not None and "minAvailable" in budgets[name]["spec"]:
+            assert budgets[name]["spec"]["minAvailable"] < replicas, f"{name}: the budget would block every drain"
+
+
+def test_workload_identity_annotations(overlay):
+    accounts = by_kind(overlay, "ServiceAccount")
+    deployments = by_kind(overlay, "Deployment")
+    for name in SERVICES:
+        assert deployments[name]["spec"]["template"]["spec"]["serviceAccountName"] == name
+        gsa = accounts[name]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        assert gsa == f"imageflow-{name}@{SAMPLE_PARAMS['GSA_DOMAIN']}"
+    assert "annotations" not in accounts["frontend"]["metadata"], "the frontend needs no Google identity"
+
+
+# ---------------------------------------------------------------- network policies -------
+def _selected(policy: dict, labels: dict) -> bool:
+    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _ingress_sources(policies: dict, labels: dict) -> list[dict]:
+    sources = []
+    for policy in policies.values():
+        if _selected(policy, labels) and "Ingress" in policy["spec"]["policyTypes"]:
+            for rule in policy["spec"].get("ingress", []):
+                sources += rule.get("from", [{"anywhere": True}])
+    return sources
+
+
+def test_network_policies_expose_only_the_ingress_backends(overlay):
+    policies = by_kind(overlay, "NetworkPolicy")
+    deny = [p for p in policies.values() if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")]
+    assert deny, "a default-deny ingress policy"
+    ingress_backends = {p["backend"]["service"]["name"]
+                        for p in by_kind(overlay, "Ingress")["imageflow"]["spec"]["rules"][0]["http"]["paths"]}
+    from_outside = set()
+    for name, deployment in by_kind(overlay, "Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        sources = _ingress_sources(policies, labels)
+        if any("ipBlock" in s or "anywhere" in s for s in sources):
+            from_outside.add(name)
+    assert from_outside == ingress_backends == {"image-handler", "frontend"}
+
+
+def test_only_keda_reaches_the_interaction_manager(overlay):
+    policies = by_kind(overlay, "NetworkPolicy")
+    labels = by_kind(overlay, "Deployment")["interaction-manager"]["spec"]["template"]["metadata"]["labels"]
+    sources = _ingress_sources(policies, labels)
+    assert sources == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "keda-operator"}}}]
+    processor = by_kind(overlay, "Deployment")["image-processor"]["spec"]["template"]["metadata"]["labels"]
+    assert _ingress_sources(policies, processor) == []
+
+
+# ---------------------------------------------------------------- KEDA vs the code ------
+def test_scaled_object_targets_the_processor_and_its_subscription(overlay):
+    scaled = by_kind(overlay, "ScaledObject")["image-processor"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] in by_kind(overlay, "Deployment")
+    pubsub = next(t for t in scaled["spec"]["triggers"] if t["type"] == "gcp-pubsub")
+    settings = Settings()
+    tasks_sub = next(s for s in topology.subscriptions(settings) if s.topic == settings.topics.tasks)
+    assert pubsub["metadata"]["subscriptionName"] == tasks_sub.name == config_map(overlay)["TASKS_SUBSCRIPTION"]
+    assert pubsub["metadata"]["mode"] == "SubscriptionSize"
+    auth = by_kind(overlay, "TriggerAuthentication")[pubsub["authenticationRef"]["name"]]
+    assert auth["spec"] == {"podIdentity": {"provider": "gcp"}}
+
+
+def test_a_renamed_subscription_reaches_the_scaled_object(tmp_path):
+    docs = render_overlay(tmp_path, config={**SAMPLE_CONFIG, "TASKS_SUBSCRIPTION": "acme-tasks"})
+    pubsub = next(t for t in by_kind(docs, "ScaledObject")["image-processor"]["spec"]["triggers"]
+                  if t["type"] == "gcp-pubsub")
+    assert pubsub["metadata"]["subscriptionName"] == "acme-tasks" == config_map(docs)["TASKS_SUBSCRIPTION"]
+
+
+def test_metrics_api_trigger_reads_the_interaction_managers_count(overlay, tmp_path):
+    from services.interaction_manager.app import create_app
+
+    scaled = by_kind(overlay, "ScaledObject")["image-processor"]
+    trigger = next(t for t in scaled["spec"]["triggers"] if t["type"] == "metrics-api")
+    url = urlparse(trigger["metadata"]["url"])
+    service = by_kind(overlay, "Service")["interaction-manager"]
+    assert url.hostname == f"interaction-manager.{NAMESPACE}.svc.cluster.local"
+    assert url.port in {p["port"] for p in service["spec"]["ports"]}
+    app = create_app(Settings.from_env({"IMAGEFLOW_DATA_DIR": str(tmp_path)}))
+    response = app.test_client().get(url.path)
+    assert response.status_code == 200
+    assert response.json[trigger["metadata"]["valueLocation"]] == 0
+
+
+def test_scaling_bounds_suit_a_late_metric():
+    spec = keda_objects()["ScaledObject"]["spec"]
+    assert spec["minReplicaCount"] == 0
+    assert 1 < spec["maxReplicaCount"] <= 50
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    # The Pub/Sub metric is 60-120 s late: scaling down, and to zero, waits longer than that.
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 120
+    assert spec["cooldownPeriod"] >= 120
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+    targets = {t["type"]: t["metadata"] for t in spec["triggers"]}
+    assert targets["gcp-pubsub"]["value"] == targets["metrics-api"]["targetValue"], \
+        "both triggers count the same tasks: one target per replica"
+    assert math.isclose(float(targets["metrics-api"]["activationTargetValue"]), 0)
