@@ -6,11 +6,15 @@ import logging
 import zipfile
 from tempfile import SpooledTemporaryFile
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
 from imageflow import domain
+from imageflow.auth import ANONYMOUS, AuthError
 from imageflow.blobstore import BlobNotFound
-from imageflow.intake import IntakeError, create_job, validate_email, validate_operations
+from imageflow.fetch import MAX_CSV_BYTES, FetchError, check_entries, entries_from_csv, entries_from_json
+from imageflow.imaging.decoding import KINDS, sniff
+from imageflow.intake import (IntakeError, create_job, create_url_job, validate_email, validate_operations,
+                              validate_webhook_secret)
 from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
 from imageflow.operations import PRESETS, operations_json_schema
 
@@ -35,8 +39,34 @@ def error_response(status: int, code: str, message: str, details=None):
 
 @api.errorhandler(ApiError)
 @api.errorhandler(IntakeError)
+@api.errorhandler(AuthError)
 def _api_error(exc):
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    response, status = error_response(exc.status, exc.code, exc.message, exc.details)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="imageflow"'
+    elif status == 429:
+        response.headers["Retry-After"] = "30"
+    return response, status
+
+
+PUBLIC_ENDPOINTS = {"api.operations"}
+LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive"}   # may use a signed link instead of a key
+
+
+@api.before_request
+def identify_caller():
+    """Set ``g.caller`` (imageflow.auth): the key's owner, or anyone for a valid signed
+    download link or while keys are off; 401 otherwise."""
+    auth = ctx().auth
+    g.caller = ANONYMOUS
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    if request.endpoint in LINK_ENDPOINTS and "sig" in request.args:
+        if not auth.verify_link(request.path, request.args):
+            raise ApiError(403, "invalid_link", "this download link is invalid or has expired; "
+                                                "get a fresh one from GET /api/v1/jobs/<job_id>")
+        return
+    g.caller = auth.caller(request.headers)
 
 
 def ctx():
@@ -57,7 +87,7 @@ class _FormUpload:
 
 def _job_or_404(job_id: str) -> domain.Job:
     job = ctx().backends.jobs.get_job(job_id) if domain.is_valid_id(job_id) else None
-    if job is None:
+    if job is None or not g.caller.can_access(job):  # another key's job is as unknown as a missing one
         raise ApiError(404, "job_not_found", f"no job with id {job_id[:64]!r}")
     return job
 
@@ -73,7 +103,8 @@ def _blob_url(path: str | None, api_path: str) -> str | None:
     if not path:
         return None
     signed = ctx().backends.blobs.signed_url(path, ctx().settings.signed_url_ttl_seconds)
-    return signed or f"{request.host_url.rstrip('/')}{api_path}"
+    return signed or ctx().auth.sign_link(f"{request.host_url.rstrip('/')}{api_path}",
+                                          ctx().settings.signed_url_ttl_seconds)
 
 
 def image_view(image: domain.Image) -> dict:
@@ -87,6 +118,7 @@ def image_view(image: domain.Image) -> dict:
         "width": image.width, "height": image.height, "bytes": image.bytes, "content_type": image.content_type,
         "input_bytes": image.input_bytes, "input_content_type": image.input_content_type,
         "input_url": _blob_url(image.input_path, f"{base}/input"),
+        "source_url": image.source_url, "meta": image.meta or {},
         "output_url": _blob_url(image.output_path, f"{base}/output") if image.status == "succeeded" else None,
         "outputs": outputs,
     }
@@ -98,6 +130,7 @@ def job_view(job: domain.Job, images: list[domain.Image] | None = None) -> dict:
         "updated_at": job.updated_at, "completed_at": job.completed_at, "total": job.total,
         "succeeded": job.succeeded, "failed": job.failed, "pending": max(0, job.total - job.done),
         "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
+        "webhook_status": job.webhook_status, "webhook_attempts": job.webhook_attempts or [],
         "links": _links(job.job_id),
     }
     if images is not None:
@@ -124,31 +157,73 @@ def _form_operations(raw: str | None):
         raise ApiError(400, "malformed_operations", f"operations is not valid JSON: {exc.msg} at position {exc.pos}")
 
 
+MAX_JSON_BYTES = 1024 * 1024
+
+
+def _job_options(fields, operations) -> dict:
+    """What every way of creating a job shares: validated options, the caller and its quota."""
+    c = ctx()
+    preset = fields.get("preset") or None
+    name = fields.get("name")
+    return dict(operations=validate_operations(preset, operations), preset=preset,
+                email=validate_email(fields.get("email")),
+                webhook_url=c.validate_webhook(fields["webhook_url"]) if fields.get("webhook_url") else None,
+                webhook_secret=validate_webhook_secret(fields.get("webhook_secret")),
+                name=name.strip()[:200] or None if isinstance(name, str) else None,
+                settings=c.settings, blobs=c.backends.blobs, jobs=c.backends.jobs, bus=c.backends.bus,
+                owner=g.caller.owner, admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n))
+
+
+def _url_entries(parse, data):
+    try:
+        return check_entries(parse(data))
+    except FetchError as exc:
+        raise ApiError(400, exc.code, exc.reason)
+
+
 @api.post("/jobs")
 def create():
-    """Create a job from a multipart batch: ``files``, ``operations`` (JSON) or ``preset``,
-    optional ``email`` and ``webhook_url``."""
+    """Create a job: a multipart batch of ``files`` (or one ``csv`` file of image URLs), or a
+    JSON body ``{"urls": [...]}``; ``operations`` (JSON) or ``preset``, optional ``email``,
+    ``webhook_url``, ``webhook_secret`` and ``name``."""
+    if request.is_json:
+        if (request.content_length or 0) > MAX_JSON_BYTES:
+            raise ApiError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // 1024} KB")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or "urls" not in body:  # JSON is for URL imports only
+            raise ApiError(415, "unsupported_media_type", "a JSON body must be an object with a 'urls' list; "
+                                                          "send image files as multipart/form-data")
+        options = _job_options(body, body.get("operations"))
+        good, bad = _url_entries(entries_from_json, body["urls"])
+        return _accepted(create_url_job(good, rejected=bad, **options))
     if not request.content_type or not request.content_type.startswith("multipart/form-data"):
-        raise ApiError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' field")
+        raise ApiError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' "
+                                                      "field, or a JSON body with a 'urls' list")
     try:
         form, files = request.form, request.files.getlist("files")
+        csv_file = request.files.get("csv")
     except ValueError as exc:  # malformed multipart
         raise ApiError(400, "malformed_request", f"could not read the multipart body: {exc}")
-    c = ctx()
-    operations = validate_operations(form.get("preset"), _form_operations(form.get("operations")))
-    email = validate_email(form.get("email"))
-    webhook_url = c.validate_webhook(form.get("webhook_url")) if form.get("webhook_url") else None
-    created = create_job((_FormUpload(f) for f in files if f.filename or f.content_length),
-                         operations=operations, preset=form.get("preset") or None, email=email,
-                         webhook_url=webhook_url, settings=c.settings, blobs=c.backends.blobs,
-                         jobs=c.backends.jobs, bus=c.backends.bus, name=(form.get("name") or None))
+    options = _job_options(form, _form_operations(form.get("operations")))
+    uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
+    if csv_file is not None and not uploads:
+        good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
+        return _accepted(create_url_job(good, rejected=bad, **options))
+    return _accepted(create_job(uploads, **options))
+
+
+def _accepted(created):
+    """The 202 answer for a new job."""
     JOBS_CREATED.inc()
     IMAGES_ACCEPTED.inc(len(created.images))
     for rejected in created.rejected:
         IMAGES_REJECTED.labels(code=rejected.code).inc()
     body = {"job_id": created.job.job_id, "status": created.job.status, "total": created.job.total,
-            "images": [{"image_id": i.image_id, "filename": i.filename} for i in created.images],
+            "images": [{"image_id": i.image_id, "filename": i.filename,
+                        **({"source_url": i.source_url} if i.source_url else {})} for i in created.images],
             "rejected": [r.to_dict() for r in created.rejected], "links": _links(created.job.job_id)}
+    if created.job.webhook_url:  # shown once: the key to verify the webhook's signature
+        body["webhook_secret"] = created.job.webhook_secret
     response = jsonify(body)
     response.status_code = 202
     response.headers["Location"] = body["links"]["self"]
@@ -185,7 +260,15 @@ def _send_blob(path: str, content_type: str | None, download_name: str):
 @api.get("/jobs/<job_id>/images/<image_id>/input")
 def input_bytes(job_id: str, image_id: str):
     image = _image_or_404(job_id, image_id)
-    return _send_blob(image.input_path, image.input_content_type, domain.safe_name(image.filename))
+    content_type = image.input_content_type
+    if content_type is None and image.source_url:  # imported by URL: the type is sniffed from the stored bytes
+        try:
+            with ctx().backends.blobs.open(image.input_path) as fh:
+                kind = sniff(fh.read(256))
+        except BlobNotFound:
+            raise ApiError(404, "input_not_ready", f"{image.filename} has not been fetched from its URL")
+        content_type = KINDS[kind].mime if kind else None
+    return _send_blob(image.input_path, content_type, domain.safe_name(image.filename))
 
 
 @api.get("/jobs/<job_id>/images/<image_id>/output")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from imageflow.auth import Auth
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.intake import IntakeError
 from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_latest
@@ -20,6 +21,7 @@ from imageflow.runtime import configure_logging, readiness
 from imageflow.settings import Settings
 
 from .api import api, error_response
+from .manage import manage
 
 log = logging.getLogger("image_handler")
 
@@ -30,6 +32,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class HandlerContext:
     settings: Settings
     backends: Backends
+    auth: Auth | None = None
+
+    def __post_init__(self):
+        self.auth = self.auth or Auth.from_settings(self.settings)
 
     def validate_webhook(self, url: str) -> str:
         """A webhook must be an absolute http(s) URL."""
@@ -53,7 +59,10 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     app.config["MAX_FORM_PARTS"] = settings.max_files_per_job + 50
     app.json.sort_keys = False
     app.extensions["imageflow"] = HandlerContext(settings, backends)
+    if not app.extensions["imageflow"].auth.enabled and settings.backend == "gcp":
+        log.warning("API_KEYS is empty: the API is open to anyone who can reach it")
     app.register_blueprint(api)
+    app.register_blueprint(manage)
     _register_health(app, backends)
     _register_errors(app, settings)
     _register_metrics(app)
