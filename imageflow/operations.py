@@ -282,7 +282,6 @@ OPERATION_MODELS: dict[str, type[_Op]] = {
 SETTING_OPS = frozenset({"auto_orient", "metadata", "frames", "format"})
 
 Operation = Annotated[Union[tuple(OPERATION_MODELS.values())], Field(discriminator="op")]
-_LIST_ADAPTER = TypeAdapter(Annotated[list[Operation], Field(max_length=MAX_OPERATIONS)])
 
 
 # -- presets --------------------------------------------------------------------------------
@@ -451,7 +450,8 @@ def resolve_operations(preset: str | None, operations) -> list[dict]:
 
 def operations_json_schema() -> dict:
     """JSON Schema of an operations list (served at GET /api/v1/operations)."""
-    schema = _LIST_ADAPTER.json_schema()
+    # built on demand: only the API's schema route needs the whole-list adapter
+    schema = TypeAdapter(Annotated[list[Operation], Field(max_length=MAX_OPERATIONS)]).json_schema()
     schema["title"] = "ImageFlow operations"
     schema["description"] = ("Operations applied in order. auto_orient, metadata, frames and format are settings "
                              "for the whole render (the later one wins); variants comes after every pixel operation.")

@@ -6,6 +6,7 @@ a file name or a declared content type.
 """
 from __future__ import annotations
 
+import functools
 import io
 import re
 import struct
@@ -16,21 +17,32 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .limits import ImageError, Limits
 
-try:  # HEIC/HEIF through the pillow-heif wheel, when installed
-    from pillow_heif import register_heif_opener
+FAST_JPEG = True
+"""Decode JPEGs through simplejpeg when shrinking on load, if it is installed (the
+benchmark turns this off to compare with Pillow alone)."""
+
+
+@functools.cache
+def _simplejpeg():
+    """libjpeg-turbo's finer shrink-on-load (by N/8) through the simplejpeg wheel; imported
+    on first use because it brings numpy (about 20 MB) into the process."""
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - a pinned dependency; Pillow's draft is the fallback
+        return None
+    return simplejpeg
+
+
+@functools.cache
+def heic_available() -> bool:
+    """HEIC/HEIF through the pillow-heif wheel, registered on the first HEIC file."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # pragma: no cover - a pinned dependency
+        return False
     register_heif_opener()
-    HEIC = True
-except ImportError:  # pragma: no cover - the wheel is a pinned dependency
-    HEIC = False
+    return True
 
-try:  # libjpeg-turbo's finer shrink-on-load (3/8, 5/8...) through the simplejpeg wheel
-    import simplejpeg
-except ImportError:  # pragma: no cover - the wheel is a pinned dependency; Pillow's draft is the fallback
-    simplejpeg = None
-
-FAST_JPEG = simplejpeg is not None
-"""Decode JPEGs through simplejpeg when shrinking on load (the benchmark turns it off to
-compare with Pillow alone)."""
 
 # The engine enforces its own pixel limit from the header (Limits.max_pixels); Pillow's
 # global warning would only be noise. Its hard error (2x its default) is still mapped.
@@ -91,7 +103,7 @@ def sniff(data: bytes) -> str | None:
         if brands & _AVIF_BRANDS:
             return "avif"
         if brands & _HEIC_BRANDS:
-            return "heic" if HEIC else None
+            return "heic"
     return None
 
 
@@ -105,8 +117,7 @@ def describe_unknown(data: bytes) -> str:
         return "not a supported image: SVG (vector) files are not supported"
     if head[:1] in (b"<", b"{", b"[") or _looks_like_text(data[:512]):
         return "not an image: the content is text"
-    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF" + \
-        (", HEIC)" if HEIC else ")")
+    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC)"
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -157,6 +168,8 @@ def open_source(data: bytes, limits: Limits) -> Source:
     if name is None:
         raise ImageError("unsupported", describe_unknown(data))
     kind = KINDS[name]
+    if name == "heic" and not heic_available():
+        raise ImageError("unsupported", "HEIC images are not supported by this installation (pillow-heif is missing)")
     try:
         image = Image.open(io.BytesIO(data), formats=kind.pillow)
     except Image.DecompressionBombError as exc:
@@ -293,7 +306,7 @@ def load(source: Source, draft_size: tuple[int, int] | None = None) -> Image.Ima
     while decoding (the result is never smaller than ``draft_size``): by N/8 through
     simplejpeg, else by 1/2, 1/4 or 1/8 through Pillow's draft mode."""
     image = source.image
-    if draft_size and FAST_JPEG and source.kind.name == "jpeg" and image.mode in ("RGB", "L"):
+    if draft_size and FAST_JPEG and source.kind.name == "jpeg" and image.mode in ("RGB", "L") and _simplejpeg():
         fast = _load_scaled_jpeg(source, draft_size)
         if fast is not None:
             return fast
@@ -318,7 +331,7 @@ def _load_scaled_jpeg(source: Source, draft_size: tuple[int, int]) -> Image.Imag
     # averages away; when the scaled decode is already the final size, stay exact
     further = (-(-image.width * eighths // 8), -(-image.height * eighths // 8)) != (width, height)
     try:
-        pixels = simplejpeg.decode_jpeg(source.data, colorspace="GRAY" if image.mode == "L" else "RGB",
+        pixels = _simplejpeg().decode_jpeg(source.data, colorspace="GRAY" if image.mode == "L" else "RGB",
                                         min_width=width, min_height=height, fastdct=further, fastupsample=further)
     except Exception:
         return None

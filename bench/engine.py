@@ -1,0 +1,299 @@
+"""Benchmark of the image engine against a naive Pillow baseline, measured in one run.
+
+    .venv/bin/python -m bench.engine            # or: python bench/engine.py
+    .venv/bin/python -m bench.engine --seconds 5 --rounds 3 --json bench-result.json
+
+It generates the test images (a camera-like 12 MP JPEG at quality 90, about 3.5 MB; a
+2 MP JPEG; a 1 MP RGBA PNG), then runs every case twice, with the engine and with the
+naive way (open, LANCZOS resize at full resolution, save), each in a fresh single-threaded
+process so that images/s is per core and the peak memory (ru_maxrss) belongs to that case
+alone. Engine and naive runs alternate so a busy machine slows both alike; the report
+gives the ratio of the two. It also times the encoders (JPEG, WebP, AVIF) on the same
+1024 px image. No assertion on timings anywhere: this prints figures, it does not judge.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):          # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+
+# -- test images ---------------------------------------------------------------------------
+
+
+def _noise(size: tuple[int, int], seed: int) -> Image.Image:
+    return Image.frombytes("L", size, random.Random(seed).randbytes(size[0] * size[1]))
+
+
+def photo(size: tuple[int, int], seed: int = 1234) -> Image.Image:
+    """A camera-like picture: smooth colour fields, shapes with soft edges and sensor
+    grain, so it compresses (and decodes) like a photo rather than a flat test card."""
+    rnd = random.Random(seed)
+    width, height = size
+    base = Image.merge("RGB", [_noise((8, 6), seed + i).resize(size, Image.Resampling.BICUBIC) for i in range(3)])
+    draw = ImageDraw.Draw(base)
+    scale = width / 4000
+    for _ in range(300):
+        x, y, r = rnd.randrange(width), rnd.randrange(height), max(2, int(rnd.randrange(20, 400) * scale))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)))
+    base = base.filter(ImageFilter.GaussianBlur(3 * scale))
+    grain = Image.merge("RGB", [_noise(size, seed + 10 + i) for i in range(3)])
+    return Image.blend(base, grain, 0.12)
+
+
+def graphic_rgba(size: tuple[int, int], seed: int = 99) -> Image.Image:
+    """A 1 MP RGBA PNG like a logo or UI capture: flat shapes, soft shadows, transparency."""
+    rnd = random.Random(seed)
+    image = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for _ in range(60):
+        x, y = rnd.randrange(size[0]), rnd.randrange(size[1])
+        w, h = rnd.randrange(20, size[0] // 3), rnd.randrange(20, size[1] // 3)
+        draw.rounded_rectangle((x, y, x + w, y + h), radius=12,
+                               fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256), rnd.randrange(80, 256)))
+    return image.filter(ImageFilter.GaussianBlur(1.5))
+
+
+def make_inputs(directory: Path, scale: float = 1.0) -> dict[str, Path]:
+    """Write the test images (``scale`` < 1 makes small ones for a smoke test)."""
+    def sized(width, height):
+        return max(16, int(width * scale)), max(16, int(height * scale))
+    files = {"12mp.jpg": lambda: photo(sized(4000, 3000)), "2mp.jpg": lambda: photo(sized(1632, 1224), seed=7),
+             "1mp-rgba.png": lambda: graphic_rgba(sized(1000, 1000))}
+    paths = {}
+    for name, make in files.items():
+        path = directory / name
+        if not path.exists():
+            image = make()
+            if name.endswith(".jpg"):
+                image.save(path, "JPEG", quality=90)
+            else:
+                image.save(path, "PNG")
+        paths[name] = path
+    return paths
+
+
+# -- cases ---------------------------------------------------------------------------------
+
+FIT_1024 = {"op": "resize", "width": 1024, "height": 1024}
+
+CASES = {
+    # name: (input, engine operations, naive steps [(box, pillow format, save params)], note)
+    "12mp-jpeg-fit1024-jpeg85": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "jpeg", "quality": 85}],
+                                 [(1024, "JPEG", {"quality": 85})], "the target case"),
+    "12mp-jpeg-fit1024-jpeg85-pillow-only": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "jpeg", "quality": 85}],
+                                             [(1024, "JPEG", {"quality": 85})],
+                                             "engine without simplejpeg (Pillow draft 1/2 only)"),
+    "12mp-jpeg-fit1024-webp80": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "webp", "quality": 80}],
+                                 [(1024, "WEBP", {"quality": 80})], ""),
+    "12mp-jpeg-fit1024-avif60": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "avif", "quality": 60}],
+                                 [(1024, "AVIF", {"quality": 60, "max_threads": 1})], ""),
+    "12mp-jpeg-variants-3x2": ("12mp.jpg", [{"op": "variants", "widths": [320, 1024, 2048], "formats": ["jpeg", "webp"]}],
+                               [(box, fmt, params) for box in (320, 1024, 2048)
+                                for fmt, params in (("JPEG", {"quality": 85}), ("WEBP", {"quality": 80}))],
+                               "6 outputs from one decode; naive decodes 6 times"),
+    "2mp-jpeg-fit1024-jpeg85": ("2mp.jpg", [FIT_1024, {"op": "format", "format": "jpeg", "quality": 85}],
+                                [(1024, "JPEG", {"quality": 85})], ""),
+    "1mp-png-rgba-fit512-png": ("1mp-rgba.png", [{"op": "resize", "width": 512, "height": 512}],
+                                [(512, "PNG", {"compress_level": 6})], ""),
+}
+
+
+def naive_once(data: bytes, steps) -> int:
+    """The naive way: open, LANCZOS resize of the full-resolution image, save."""
+    total = 0
+    for box, fmt, params in steps:
+        image = Image.open(io.BytesIO(data))
+        ratio = min(box / image.width, box / image.height, 1.0)
+        size = (max(1, round(image.width * ratio)), max(1, round(image.height * ratio)))
+        resized = image.resize(size, Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        resized.save(out, fmt, **params)
+        total += out.tell()
+    return total
+
+
+def _status_kib(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of this process from /proc. Not ru_maxrss: across
+    exec Linux carries the parent's peak over, which here is the image generator's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")          # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def run_worker(case: str, impl: str, path: Path, seconds: float, min_runs: int = 3) -> dict:
+    """Run one case repeatedly in this process; return timings and memory."""
+    from imageflow.imaging import Limits, decoding, render
+    from imageflow.operations import resolve_operations
+
+    name, operations, steps, _ = CASES[case]
+    data = path.read_bytes()
+    if case.endswith("pillow-only"):
+        decoding.FAST_JPEG = False
+    resolved = resolve_operations(None, operations)
+    limits = Limits()
+    _reset_peak()
+    idle_kib = _status_kib("VmRSS")
+    if impl == "engine":
+        def once():
+            return sum(len(output.data) for output in render(data, resolved, limits))
+    else:
+        def once():
+            return naive_once(data, steps)
+    out_bytes = once()                      # warm-up (and the output size)
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    peak_kib = _status_kib("VmHWM")
+    return {"case": case, "impl": impl, "times": times, "output_bytes": out_bytes,
+            "idle_rss_mb": idle_kib / 1024, "peak_rss_mb": peak_kib / 1024,
+            "peak_above_idle_mb": (peak_kib - idle_kib) / 1024}
+
+
+def encode_costs(path: Path, repeats: int = 5) -> list[dict]:
+    """Time each encoder of the engine on the same 1024 px image (one thread)."""
+    from imageflow.imaging import Limits, render
+    from imageflow.imaging.encoding import EncodeOptions, encode
+    from imageflow.operations import resolve_operations
+
+    resized = render(path.read_bytes(), resolve_operations(None, [FIT_1024, {"op": "format", "format": "png"}]),
+                     Limits())[0]
+    image = Image.open(io.BytesIO(resized.data))
+    image.load()
+    rows = []
+    for fmt in ("jpeg", "webp", "avif"):
+        times, size = [], 0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            size = len(encode([image], fmt, EncodeOptions(), Limits()).data)
+            times.append(time.perf_counter() - start)
+        rows.append({"format": fmt, "ms": statistics.median(times) * 1000, "bytes": size})
+    return rows
+
+
+# -- driver --------------------------------------------------------------------------------
+
+def _spawn(case: str, impl: str, path: Path, seconds: float) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", VIPS_CONCURRENCY="1")
+    cmd = [sys.executable, "-m", "bench.engine", "--worker", case, impl, str(path), str(seconds)]
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {case}/{impl} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per case and implementation per round")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating engine/naive rounds per case")
+    parser.add_argument("--cases", default="all", help="comma-separated case names (default: all)")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--dir", help="where to keep the generated images (default: a temporary directory)")
+    parser.add_argument("--worker", nargs=4, metavar=("CASE", "IMPL", "PATH", "SECONDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        case, impl, path, seconds = args.worker
+        print(json.dumps(run_worker(case, impl, Path(path), float(seconds))))
+        return 0
+
+    cases = list(CASES) if args.cases == "all" else [c.strip() for c in args.cases.split(",")]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    with tempfile.TemporaryDirectory(prefix="imageflow-bench-") as tmp:
+        directory = Path(args.dir) if args.dir else Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        inputs = make_inputs(directory)
+        print(f"# ImageFlow engine benchmark  ({time.strftime('%Y-%m-%d %H:%M')})")
+        print(f"command: {' '.join([Path(sys.executable).name, '-m', 'bench.engine', *(argv or sys.argv[1:])])}")
+        print(f"cpu: {_cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+              f"python {platform.python_version()}; one thread per worker process")
+        for name, path in inputs.items():
+            with Image.open(path) as image:
+                print(f"input {name}: {image.width}x{image.height} {image.mode}, {path.stat().st_size / 1e6:.2f} MB")
+        results: dict[tuple[str, str], list[dict]] = {}
+        for _ in range(args.rounds):
+            for case in cases:
+                path = inputs[CASES[case][0]]
+                for impl in ("engine", "naive"):
+                    results.setdefault((case, impl), []).append(_spawn(case, impl, path, args.seconds))
+        rows = []
+        for case in cases:
+            engine = [t for run in results[(case, "engine")] for t in run["times"]]
+            naive = [t for run in results[(case, "naive")] for t in run["times"]]
+            e_med, n_med = statistics.median(engine), statistics.median(naive)
+            peak = max(run["peak_rss_mb"] for run in results[(case, "engine")])
+            above = max(run["peak_above_idle_mb"] for run in results[(case, "engine")])
+            naive_peak = max(run["peak_above_idle_mb"] for run in results[(case, "naive")])
+            rows.append({"case": case, "note": CASES[case][3], "engine_images_per_s": 1 / e_med,
+                         "naive_images_per_s": 1 / n_med, "ratio": n_med / e_med, "engine_ms": e_med * 1000,
+                         "naive_ms": n_med * 1000, "engine_peak_rss_mb": peak, "engine_peak_above_idle_mb": above,
+                         "naive_peak_above_idle_mb": naive_peak, "engine_runs": len(engine), "naive_runs": len(naive),
+                         "engine_output_bytes": results[(case, "engine")][0]["output_bytes"],
+                         "naive_output_bytes": results[(case, "naive")][0]["output_bytes"]})
+        print()
+        print("| case | engine img/s/core | naive img/s/core | ratio | engine ms | naive ms | "
+              "engine peak RSS MB (above idle) | naive peak above idle MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for row in rows:
+            print(f"| {row['case']} | {row['engine_images_per_s']:.1f} | {row['naive_images_per_s']:.1f} | "
+                  f"{row['ratio']:.2f}x | {row['engine_ms']:.1f} | {row['naive_ms']:.1f} | "
+                  f"{row['engine_peak_rss_mb']:.0f} ({row['engine_peak_above_idle_mb']:.0f}) | "
+                  f"{row['naive_peak_above_idle_mb']:.0f} |")
+        for row in rows:
+            if row["note"]:
+                print(f"- {row['case']}: {row['note']}")
+        encoders = encode_costs(inputs["12mp.jpg"])
+        print()
+        print("encode cost of the 1024x768 output (one thread, median):")
+        jpeg_ms = encoders[0]["ms"]
+        for row in encoders:
+            print(f"- {row['format']}: {row['ms']:.1f} ms ({row['ms'] / jpeg_ms:.1f}x JPEG), {row['bytes'] / 1024:.0f} KiB")
+        print(f"\n(total {time.time() - started:.0f} s)")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"cases": rows, "encoders": encoders,
+                                                   "cpu": _cpu_model(), "load": os.getloadavg()[0]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
