@@ -1,0 +1,397 @@
+"""``imageflow``: the command-line client of the ImageFlow REST API.
+
+    imageflow submit photos/*.jpg --preset web --wait --out results/
+    imageflow submit --csv urls.csv --operations '[{"op": "resize", "width": 800}]' --wait
+    imageflow status JOB_ID
+    imageflow download JOB_ID --out results/
+    imageflow list --status completed
+    imageflow report JOB_ID --out report.csv
+    imageflow delete JOB_ID
+
+The server is ``--server`` or ``$IMAGEFLOW_URL`` (default http://127.0.0.1:8080); the API key
+``--api-key`` or ``$IMAGEFLOW_API_KEY`` (sent only to that server, never to a signed storage
+URL). ``submit`` prints the job id on stdout; progress bars and messages go to stderr.
+
+Exit codes: 0 done; 1 the request failed or was refused (message on stderr); 2 bad usage
+(arguments, missing files); 3 the job finished but some or all images failed; 4 ``--wait``
+timed out; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from tqdm import tqdm
+
+from . import domain
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+TERMINAL = set(domain.TERMINAL_JOB_STATUSES)
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_IMAGES, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+
+
+class CliError(Exception):
+    """A failure to report on stderr with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+# -- the request body: files streamed from disk, with a progress callback ----------------
+class MultipartBody:
+    """A multipart/form-data body read from disk as it is sent. Its length is known up front
+    (requests sends Content-Length) and ``on_read(n)`` is called as bytes go out."""
+
+    def __init__(self, fields: list[tuple[str, str]], files: list[tuple[str, Path]], on_read=lambda n: None):
+        self.boundary = "imageflow-" + secrets.token_hex(12)
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+        self._on_read = on_read
+        self._parts: list[bytes | Path] = []
+        for name, value in fields:
+            self._parts.append(self._head(name) + value.encode("utf-8") + b"\r\n")
+        for name, path in files:
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            self._parts.append(self._head(name, path.name, mime))
+            self._parts.append(path)
+            self._parts.append(b"\r\n")
+        self._parts.append(f"--{self.boundary}--\r\n".encode())
+        self.length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in self._parts)
+        self._index, self._open = 0, None
+
+    def _head(self, name: str, filename: str | None = None, mime: str | None = None) -> bytes:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            clean = filename.replace('"', "%22").replace("\r", " ").replace("\n", " ")
+            disposition += f'; filename="{clean}"'
+        head = f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\n"
+        if mime:
+            head += f"Content-Type: {mime}\r\n"
+        return (head + "\r\n").encode("utf-8")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        size = size if size and size > 0 else 1024 * 1024
+        out = b""
+        while len(out) < size and self._index < len(self._parts):
+            part = self._parts[self._index]
+            if isinstance(part, Path):
+                if self._open is None:
+                    self._open = open(part, "rb")
+                chunk = self._open.read(size - len(out))
+                if not chunk:
+                    self._open.close()
+                    self._open = None
+                    self._index += 1
+                out += chunk
+            else:
+                out += part
+                self._index += 1
+        self._on_read(len(out))
+        return out
+
+
+# -- the API client -----------------------------------------------------------------------
+class Client:
+    def __init__(self, server: str, api_key: str | None, timeout: float = 60.0):
+        self.server = server.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def _headers(self, url: str) -> dict:
+        same_origin = urlsplit(url)[:2] == urlsplit(self.server)[:2]
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key and same_origin else {}
+
+    def request(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
+        url = path_or_url if "://" in path_or_url else f"{self.server}{path_or_url}"
+        headers = {**self._headers(url), **kwargs.pop("headers", {})}
+        try:
+            response = self.session.request(method, url, headers=headers, timeout=kwargs.pop("timeout", self.timeout),
+                                            **kwargs)
+        except requests.ConnectionError:
+            raise CliError(f"cannot reach ImageFlow at {self.server} (is it running? set --server or IMAGEFLOW_URL)")
+        except requests.Timeout:
+            raise CliError(f"ImageFlow at {self.server} did not answer in time")
+        if response.status_code >= 400:
+            raise CliError(_describe_error(response))
+        return response
+
+    def json(self, method: str, path: str, **kwargs) -> dict:
+        return self.request(method, path, **kwargs).json()
+
+
+def _describe_error(response: requests.Response) -> str:
+    try:
+        error = response.json()["error"]
+        message, code = error["message"], error["code"]
+    except (ValueError, KeyError, TypeError):
+        message, code = response.text.strip()[:300] or response.reason, "error"
+    hint = ""
+    if response.status_code == 401:
+        hint = " (give the key with --api-key or IMAGEFLOW_API_KEY)"
+    return f"{message}{hint} [HTTP {response.status_code} {code}]"
+
+
+# -- commands -----------------------------------------------------------------------------
+def _job_fields(args) -> list[tuple[str, str]]:
+    fields = []
+    if args.operations:
+        text = args.operations
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text()
+            except OSError as exc:
+                raise CliError(f"cannot read the operations file: {exc}", EXIT_USAGE)
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--operations is not valid JSON: {exc}", EXIT_USAGE)
+        fields.append(("operations", text))
+    for name in ("preset", "email", "webhook_url", "name"):
+        value = getattr(args, name, None)
+        if value:
+            fields.append((name, value))
+    return fields
+
+
+def cmd_submit(client: Client, args) -> int:
+    if bool(args.paths) == bool(args.csv):
+        raise CliError("give image files to upload, or --csv FILE of image URLs (not both)", EXIT_USAGE)
+    paths = [Path(p) for p in args.paths] + ([Path(args.csv)] if args.csv else [])
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CliError(f"no such file: {', '.join(missing)}", EXIT_USAGE)
+    files = [("csv", paths[0])] if args.csv else [("files", p) for p in paths]
+    bar = tqdm(total=0, unit="B", unit_scale=True, desc="upload", disable=args.quiet, file=sys.stderr, leave=False)
+    body = MultipartBody(_job_fields(args), files, on_read=bar.update)
+    bar.total = len(body)
+    try:
+        created = client.json("POST", "/api/v1/jobs", data=body, headers={"Content-Type": body.content_type},
+                              timeout=max(client.timeout, 600))
+    finally:
+        bar.close()
+    for rejected in created.get("rejected", []):
+        _say(args, f"rejected: {rejected.get('filename') or rejected.get('url')}: {rejected['error']['message']}")
+    _say(args, f"job {created['job_id']}: {created['total']} image(s) queued")
+    if created.get("webhook_secret"):
+        _say(args, f"webhook secret (verify the X-ImageFlow-Signature header with it): {created['webhook_secret']}")
+    print(json.dumps(created, indent=2) if args.json else created["job_id"])
+    if not args.wait and not args.out:
+        return EXIT_OK
+    job = wait_for(client, created["job_id"], args)
+    if args.out:
+        download(client, job, Path(args.out), args)
+    return _exit_for(job)
+
+
+def wait_for(client: Client, job_id: str, args) -> dict:
+    """Poll the job until it finishes, with a progress bar of finished images."""
+    end = time.monotonic() + args.timeout if args.timeout else None
+    job = client.json("GET", f"/api/v1/jobs/{job_id}")
+    bar = tqdm(total=job["total"], unit="img", desc="processing", disable=args.quiet, file=sys.stderr)
+    try:
+        while True:
+            done = job["succeeded"] + job["failed"]
+            bar.update(done - bar.n)
+            bar.set_postfix(failed=job["failed"], refresh=False)
+            if job["status"] in TERMINAL:
+                break
+            if end and time.monotonic() > end:
+                raise CliError(f"job {job_id} is still {job['status']} after {args.timeout:g} s "
+                               f"({done}/{job['total']} done); check later with: imageflow status {job_id}",
+                               EXIT_TIMEOUT)
+            time.sleep(args.poll)
+            job = client.json("GET", f"/api/v1/jobs/{job_id}")
+    finally:
+        bar.close()
+    _say(args, f"job {job_id} {job['status']}: {job['succeeded']} succeeded, {job['failed']} failed")
+    for image in job.get("images", []):
+        if image["status"] == "failed":
+            _say(args, f"  failed: {image.get('source_url') or image['filename']}: {image['error']}")
+    return job
+
+
+def _output_name(image: dict, output: dict, used: set[str]) -> str:
+    ext = mimetypes.guess_extension(output.get("content_type") or "") or ".bin"
+    ext = ".jpg" if ext in (".jpe", ".jpeg") else ext
+    variant = f"-{domain.safe_name(output['variant'])}" if output.get("variant") else ""
+    base = f"{domain.safe_stem(image['filename'])}{variant}"
+    name, n = f"{base}{ext}", 1
+    while name in used:
+        n += 1
+        name = f"{base}-{n}{ext}"
+    used.add(name)
+    return name
+
+
+def download(client: Client, job: dict, out: Path, args) -> int:
+    """Save every output of the job into ``out``; returns how many files."""
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for image in job.get("images", []):
+        if image["status"] != "succeeded":
+            continue
+        items = image.get("outputs") or [{"url": image["output_url"], "content_type": image["content_type"],
+                                          "variant": ""}]
+        outputs += [(image, item) for item in items if item.get("url")]
+    used: set[str] = set()
+    for image, item in tqdm(outputs, unit="file", desc="download", disable=args.quiet, file=sys.stderr):
+        response = client.request("GET", item["url"], stream=True)
+        target = out / _output_name(image, item, used)
+        with open(target, "wb") as fh:
+            for chunk in response.iter_content(1024 * 1024):
+                fh.write(chunk)
+    _say(args, f"{len(outputs)} file(s) saved in {out}")
+    return len(outputs)
+
+
+def _exit_for(job: dict) -> int:
+    return EXIT_OK if job["status"] == domain.COMPLETED else EXIT_FAILED_IMAGES
+
+
+def cmd_status(client: Client, args) -> int:
+    job = client.json("GET", f"/api/v1/jobs/{args.job_id}")
+    if args.json:
+        print(json.dumps(job, indent=2))
+        return EXIT_OK
+    print(f"job {job['job_id']}{' (' + job['name'] + ')' if job.get('name') else ''}: {job['status']}, "
+          f"{job['succeeded']}/{job['total']} succeeded, {job['failed']} failed, created {job['created_at']}")
+    if job.get("webhook_url"):
+        print(f"webhook: {job['webhook_status']} after {len(job.get('webhook_attempts') or [])} attempt(s)")
+    for image in job.get("images", []):
+        detail = image["error"] if image["status"] == "failed" else (
+            f"{image['width']}x{image['height']} {image['content_type']}" if image["status"] == "succeeded" else "")
+        print(f"  {image['status']:<9} {image.get('source_url') or image['filename']}  {detail}".rstrip())
+    return EXIT_OK
+
+
+def cmd_download(client: Client, args) -> int:
+    job = client.json("GET", f"/api/v1/jobs/{args.job_id}")
+    if args.wait:
+        job = wait_for(client, args.job_id, args)
+    elif job["status"] not in TERMINAL:
+        _say(args, f"job {args.job_id} is {job['status']}: downloading what is finished (use --wait for all)")
+    if not download(client, job, Path(args.out), args) and job["status"] in TERMINAL:
+        raise CliError(f"job {args.job_id} has no outputs to download", EXIT_FAILED_IMAGES)
+    return _exit_for(job) if job["status"] in TERMINAL else EXIT_OK
+
+
+def cmd_list(client: Client, args) -> int:
+    params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
+    page = client.json("GET", "/api/v1/jobs", params=params)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return EXIT_OK
+    for job in page["jobs"]:
+        print(f"{job['job_id']}  {job['status']:<22} {job['succeeded']}/{job['total']:<5} {job['created_at']}  "
+              f"{job.get('name') or ''}".rstrip())
+    if page.get("next_cursor"):
+        print(f"(more: {page['links']['next']})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_report(client: Client, args) -> int:
+    response = client.request("GET", f"/api/v1/jobs/{args.job_id}/report.csv")
+    if args.out:
+        Path(args.out).write_bytes(response.content)
+        _say(args, f"report saved in {args.out}")
+    else:
+        sys.stdout.write(response.content.decode("utf-8-sig"))
+    return EXIT_OK
+
+
+def cmd_delete(client: Client, args) -> int:
+    client.request("DELETE", f"/api/v1/jobs/{args.job_id}")
+    _say(args, f"job {args.job_id} deleted")
+    return EXIT_OK
+
+
+def _say(args, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imageflow", description="Command-line client of the ImageFlow API.",
+                                     epilog="exit codes: 0 done, 1 request failed, 2 bad usage, "
+                                            "3 some images failed, 4 --wait timed out")
+    parser.add_argument("--server", default=os.environ.get("IMAGEFLOW_URL", DEFAULT_SERVER),
+                        help="API base URL (env IMAGEFLOW_URL, default %(default)s)")
+    parser.add_argument("--api-key", default=os.environ.get("IMAGEFLOW_API_KEY"),
+                        help="API key (env IMAGEFLOW_API_KEY)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def waiting(p):
+        p.add_argument("--wait", action="store_true", help="wait until the job has finished")
+        p.add_argument("--timeout", type=float, default=0, help="give up waiting after this many seconds")
+        p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("submit", help="upload images (or a CSV of image URLs) as a new job")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files")
+    p.add_argument("--csv", help="a CSV of image URLs (a 'url' column, optional name/product columns)")
+    p.add_argument("--preset", help="named operations: thumbnail, web, compress...")
+    p.add_argument("--operations", help="operations as JSON, or @file.json")
+    p.add_argument("--email", help="send the results link to this address")
+    p.add_argument("--webhook-url", dest="webhook_url", help="POST job.completed to this URL")
+    p.add_argument("--name", help="a name for the job")
+    p.add_argument("--out", help="download the outputs into this directory (implies --wait)")
+    p.add_argument("--json", action="store_true", help="print the API answer as JSON")
+    waiting(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="show a job and its images")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("download", help="save a job's outputs")
+    p.add_argument("job_id")
+    p.add_argument("--out", default=".", help="directory (default: current)")
+    waiting(p)
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("list", help="your jobs, newest first")
+    p.add_argument("--status", choices=domain.JOB_STATUSES)
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("report", help="a job's CSV report (input and output URLs, status, error)")
+    p.add_argument("job_id")
+    p.add_argument("--out", help="file (default: stdout)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("delete", help="delete a finished job and its files")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_delete)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``imageflow`` command."""
+    args = build_parser().parse_args(argv)
+    client = Client(args.server, args.api_key)
+    try:
+        return args.func(client, args)
+    except CliError as exc:
+        print(f"imageflow: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("imageflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

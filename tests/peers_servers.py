@@ -1,0 +1,143 @@
+"""Test servers on 127.0.0.1 for the import-by-URL and webhook tests: an image server with
+misbehaving routes, and a webhook receiver that records what it gets."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+
+def png(size=(40, 30), color=(200, 40, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def jpeg(size=(64, 48), color=(10, 120, 200)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+class _Server:
+    def __init__(self, handler_class):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _ImageHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def _send(self, status: int, body: bytes = b"", content_type: str = "application/octet-stream", **headers):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        server = self.server.owner
+        server.hits.append(self.path)
+        path, _, query = self.path.partition("?")
+        if path in server.files:
+            body, content_type = server.files[path]
+            return self._send(200, body, content_type)
+        if path == "/redirect":                         # /redirect?<absolute or relative target>
+            return self._send(302, b"", Location=query)
+        if path == "/loop":
+            return self._send(302, b"", Location="/loop")
+        if path == "/huge-declared":                    # says it is huge before sending anything
+            self.send_response(200)
+            self.send_header("Content-Length", str(10 ** 9))
+            self.end_headers()
+            return
+        if path == "/huge-chunked":                     # no length, keeps streaming
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"\0" * 65536
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+            return
+        if path == "/slow":                             # drips one byte per 0.3 s
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+            return
+        return self._send(404, b"not found", "text/plain")
+
+
+class ImageServer(_Server):
+    """Serves ``files`` (path -> (bytes, content type)) and a few hostile routes; ``hits``
+    lists every path requested."""
+
+    def __init__(self, files: dict[str, tuple[bytes, str]] | None = None):
+        self.files = dict(files or {})
+        self.hits: list[str] = []
+        super().__init__(_ImageHandler)
+
+
+class _HookHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802
+        server = self.server.owner
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with server.lock:
+            status = server.statuses.pop(0) if server.statuses else 200
+            server.received.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                    "status": status, "at": time.time()})
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class WebhookReceiver(_Server):
+    """Records every POST; answers with ``statuses`` in turn (then 200)."""
+
+    def __init__(self, statuses: list[int] | None = None):
+        self.statuses = list(statuses or [])
+        self.received: list[dict] = []
+        self.lock = threading.Lock()
+        super().__init__(_HookHandler)
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[dict]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} webhook calls, got {len(self.received)}")
