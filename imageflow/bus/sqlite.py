@@ -134,10 +134,16 @@ class SqliteBus(MessageBus):
             if messages or time.monotonic() >= end:
                 return messages
             time.sleep(min(delay, max(0.0, end - time.monotonic())))
-            delay = min(delay * 2, 0.2)
+            delay = min(delay * 2, 0.05)
 
     def _lease(self, config: SubscriptionConfig, max_messages: int) -> list[ReceivedMessage]:
         leased: list[ReceivedMessage] = []
+        # Idle polls only read (WAL readers never block writers); the write lock is taken
+        # only when there is something to lease.
+        if not self.db.connection().execute(
+                "SELECT 1 FROM messages WHERE subscription = ? AND lease_expires <= ? LIMIT 1",
+                (config.name, self._clock())).fetchone():
+            return leased
         with self.db.transaction() as conn:
             now = self._clock()
             rows = conn.execute(
