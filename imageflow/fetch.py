@@ -271,18 +271,18 @@ def entries_from_csv(data: bytes) -> list[UrlEntry]:
     except csv.Error:
         dialect = csv.excel
     try:
-        rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
+        reader = csv.reader(io.StringIO(text), dialect)
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as exc:
         raise FetchError("invalid_csv", f"the CSV is malformed: {exc}") from None
     if not rows:
         raise FetchError("invalid_csv", "the CSV has no rows")
-    header = [cell.strip().lower() for cell in rows[0]]
+    header = [cell.strip().lower() for cell in rows[0][1]]
     if "url" in header:
         column = header.index("url")
-        return [UrlEntry(row[column] if column < len(row) else "",
-                         _clean_meta(dict(zip(header, row))), number)
-                for number, row in enumerate(rows[1:], start=2)]
-    return [UrlEntry(row[0], {}, number) for number, row in enumerate(rows, start=1)]
+        return [UrlEntry(row[column] if column < len(row) else "", _clean_meta(dict(zip(header, row))), number)
+                for number, row in rows[1:]]
+    return [UrlEntry(row[0], {}, number) for number, row in rows]
 
 
 # -- HTTP over a checked address ---------------------------------------------------------
