@@ -116,7 +116,10 @@ class FetchPolicy:
         name = host.lower().rstrip(".")
         if name in BLOCKED_NAMES:
             raise FetchError("blocked_address", f"{host} is a cloud metadata host")
-        raw = self.hosts.get(name) or self.resolver(name, port)
+        try:
+            raw = [str(ipaddress.ip_address(name))]       # a literal address needs no lookup
+        except ValueError:
+            raw = self.hosts.get(name) or self.resolver(name, port)
         addresses = []
         for text in raw:
             try:
@@ -379,6 +382,11 @@ def _request(method: str, url: str, policy: FetchPolicy, deadline: float, *, bod
             if size > read_limit:
                 raise FetchError("too_large", f"the file is larger than the {read_limit // 1024} KB limit")
             chunks.append(chunk)
+        if watchdog.fired:  # the socket was closed under the read: what came is partial
+            raise FetchError("timeout", f"the download did not finish within {policy.timeout:g} s")
+        declared = response_headers.get("content-length", "")
+        if method == "GET" and declared.isdigit() and size < int(declared):
+            raise FetchError("http_error", f"the connection closed after {size} of {declared} bytes")
         return response.status, response.reason, response_headers, b"".join(chunks)
     except FetchError:
         raise

@@ -1,0 +1,178 @@
+"""Import by URL against real HTTP servers on 127.0.0.1: limits, redirects, SSRF refusals,
+and the interaction manager's fan-out that fetches before publishing tasks.
+
+Every test runs with a guard that fails it if anything tries to connect anywhere but
+127.0.0.1: the refused addresses are refused before any packet is sent."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+
+import pytest
+
+from imageflow import domain
+from imageflow.bootstrap import make_backends
+from imageflow.coordinator import Coordinator
+from imageflow.fetch import FetchError, FetchPolicy, UrlEntry, UrlImporter, fetch, parse_networks
+from imageflow.intake import create_url_job
+from imageflow.messages import JobCompleted, Task
+from tests.peers_servers import ImageServer, jpeg, png
+
+HOSTS = {"images.test": ["127.0.0.1"], "internal.test": ["10.20.30.40"], "metadata.test": ["169.254.169.254"],
+         "v6.test": ["::1"], "rebind.test": ["127.0.0.1", "192.168.0.10"]}
+
+
+def no_dns(host, port):
+    """Numeric forms (0x7f000002) are read by the system as it would; names are not looked up."""
+    try:
+        infos = socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise AssertionError(f"unexpected DNS lookup of {host}") from None
+    return [info[4][0] for info in infos]
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        assert address[0] == "127.0.0.1", f"the test tried to connect to {address[0]}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ImageServer({"/a.png": (png(), "image/png"), "/b.jpg": (jpeg(), "image/jpeg"),
+                       "/page.html": (b"<html><body>not an image</body></html>", "text/html"),
+                       "/fake.png": (b"<?php echo 'x'; ?>", "image/png")})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def policy():
+    return FetchPolicy(timeout=2.0, max_bytes=300_000, max_redirects=3, allow=parse_networks("127.0.0.1/32"),
+                       hosts=HOSTS, resolver=no_dns)
+
+
+def test_fetches_an_image_by_address_and_by_name(server, policy):
+    fetched = fetch(server.url("/a.png"), policy)
+    assert fetched.data == png() and fetched.content_type == "image/png"
+    by_name = fetch(f"http://images.test:{server.port}/b.jpg", policy)
+    assert by_name.data == jpeg()
+
+
+def test_follows_redirects_and_checks_each_one(server, policy):
+    fetched = fetch(server.url("/redirect?/a.png"), policy)
+    assert fetched.url == server.url("/a.png") and fetched.data == png()
+
+
+@pytest.mark.parametrize("target", ["http://10.0.0.1/x.png", "http://internal.test/x.png",
+                                    "http://metadata.test/computeMetadata/v1/", "http://169.254.169.254/latest/",
+                                    "http://v6.test:{port}/a.png", "http://[::1]:{port}/a.png",
+                                    "http://127.0.0.2:{port}/a.png", "http://rebind.test:{port}/a.png",
+                                    "http://[::ffff:10.0.0.1]/x", "http://0x7f000002:{port}/a.png"])
+def test_urls_and_redirects_into_private_addresses_are_refused(server, policy, target):
+    target = target.format(port=server.port)
+    for url in (target, server.url(f"/redirect?{target}")):
+        with pytest.raises(FetchError) as err:
+            fetch(url, policy)
+        assert err.value.code in ("blocked_address", "dns_error"), err.value
+    assert all(hit.startswith("/redirect") for hit in server.hits[-1:])
+
+
+def test_redirect_to_another_scheme_is_refused(server, policy):
+    with pytest.raises(FetchError) as err:
+        fetch(server.url("/redirect?file:///etc/passwd"), policy)
+    assert err.value.code == "bad_redirect" and "only http and https" in err.value.reason
+
+
+def test_redirect_loops_stop(server, policy):
+    with pytest.raises(FetchError) as err:
+        fetch(server.url("/loop"), policy)
+    assert err.value.code == "too_many_redirects"
+
+
+@pytest.mark.parametrize("path", ["/huge-declared", "/huge-chunked"])
+def test_size_limit(server, policy, path):
+    with pytest.raises(FetchError) as err:
+        fetch(server.url(path), policy)
+    assert err.value.code == "too_large"
+
+
+def test_time_limit_covers_a_slow_drip(server, policy):
+    started = time.monotonic()
+    with pytest.raises(FetchError) as err:
+        fetch(server.url("/slow"), policy)
+    assert err.value.code == "timeout"
+    assert time.monotonic() - started < policy.timeout + 1.5
+
+
+def test_http_errors_are_reported(server, policy):
+    with pytest.raises(FetchError) as err:
+        fetch(server.url("/missing.png"), policy)
+    assert err.value.code == "http_error" and "404" in err.value.reason
+
+
+def test_fan_out_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_path, server, policy, local_settings):
+    settings = local_settings.with_overrides(fetch_concurrency=4)
+    backends = make_backends(settings)
+    completed = []
+    try:
+        urls = {"good-png": server.url("/a.png"), "good-name": f"http://images.test:{server.port}/b.jpg",
+                "private": "http://internal.test/secret.png", "metadata": "http://metadata.test/latest/meta-data/",
+                "redirect": server.url("/redirect?http://10.1.1.1/x.png"), "html": server.url("/page.html"),
+                "disguised": server.url("/fake.png"), "missing": server.url("/nope.png")}
+        created = create_url_job([UrlEntry(url, {"name": key}) for key, url in urls.items()], rejected=[],
+                                 operations=[], preset=None, email=None, webhook_url=None, settings=settings,
+                                 blobs=backends.blobs, jobs=backends.jobs, bus=backends.bus)
+        job_id = created.job.job_id
+        assert backends.blobs.list(f"{job_id}/") == []          # nothing is fetched by the API
+        coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs,
+                                  on_completed=lambda job, event: completed.append(job.job_id),
+                                  importer=UrlImporter(settings, backends.blobs, policy))
+        assert coordinator.fan_out(job_id) == 2
+        images = {i.meta["name"]: i for i in backends.jobs.list_images(job_id)}
+        tasks = [Task.decode(m.data) for m in backends.bus.pull(settings.topics.tasks_sub, max_messages=20)]
+        assert sorted(t.image_id for t in tasks) == sorted([images["good-png"].image_id,
+                                                             images["good-name"].image_id])
+        assert backends.blobs.get(images["good-png"].input_path) == png()
+        assert backends.blobs.get(images["good-name"].input_path) == jpeg()
+        errors = {name: image.error for name, image in images.items() if image.status == domain.IMAGE_FAILED}
+        assert set(errors) == {"private", "metadata", "redirect", "html", "disguised", "missing"}
+        assert "private, loopback, link-local" in errors["private"] and "10.20.30.40" in errors["private"]
+        assert "169.254.169.254" in errors["metadata"] and "10.1.1.1" in errors["redirect"]
+        assert "not an image: the content is text" in errors["html"]
+        assert "usable image" in errors["disguised"] and "404" in errors["missing"]
+        job = backends.jobs.get_job(job_id)
+        assert (job.status, job.failed, job.succeeded, job.tasks_published) == ("processing", 6, 0, True)
+        # A redelivered job.submitted fetches nothing again and publishes nothing.
+        hits = len(server.hits)
+        assert coordinator.fan_out(job_id) == 0 and len(server.hits) == hits
+        assert completed == []
+    finally:
+        backends.close()
+
+
+def test_a_job_whose_urls_all_fail_completes_as_failed(tmp_path, server, policy, local_settings):
+    backends = make_backends(local_settings)
+    try:
+        created = create_url_job([UrlEntry("http://internal.test/a.png")], rejected=[], operations=[], preset=None,
+                                 email=None, webhook_url=None, settings=local_settings, blobs=backends.blobs,
+                                 jobs=backends.jobs, bus=backends.bus)
+        coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs,
+                                  importer=UrlImporter(local_settings, backends.blobs, policy))
+        assert coordinator.fan_out(created.job.job_id) == 0
+        job = backends.jobs.get_job(created.job.job_id)
+        assert job.status == domain.FAILED and job.notified_at
+        [message] = backends.bus.pull(local_settings.topics.notifications_sub, max_messages=5)
+        assert JobCompleted.decode(message.data).status == "failed"
+    finally:
+        backends.close()
+
+
+def test_the_allow_list_is_exact(server):
+    assert not any(ipaddress.ip_address("127.0.0.2") in net for net in parse_networks("127.0.0.1/32"))
