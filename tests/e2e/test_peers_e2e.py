@@ -1,0 +1,161 @@
+"""The peers' features end to end over HTTP, on the whole local stack (one per module):
+a CSV of URLs served from 127.0.0.1, SSRF attempts refused, a signed and retried webhook,
+the CSV report, API keys and quotas, listing, renaming, stats and deletion.
+
+The stack lets 127.0.0.1 through the SSRF rules (FETCH_ALLOW_CIDRS, test only) and maps
+test names with FETCH_HOSTS_OVERRIDE: internal.test and metadata.test resolve to private
+addresses, which the interaction manager refuses before connecting."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+import requests
+
+from imageflow.devtools.stack import Stack
+from imageflow.webhooks import SIGNATURE_HEADER, verify
+from tests.peers_servers import ImageServer, WebhookReceiver, jpeg, png
+
+ALICE = "alice-e2e-key-0123456789"
+BOB = "bob-e2e-key-0123456789ab"
+SECRET = "e2e-webhook-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def images():
+    server = ImageServer({"/a.png": (png((120, 80)), "image/png"), "/b.jpg": (jpeg((200, 100)), "image/jpeg"),
+                          "/page.html": (b"<html>hello</html>", "text/html")})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = Stack.on_free_ports(tmp_path_factory.mktemp("peers") / "data", env={
+        "API_KEYS": f"alice={ALICE},bob={BOB}", "QUOTA_ACTIVE_JOBS": "1", "QUOTA_ACTIVE_IMAGES": "20",
+        "FETCH_ALLOW_CIDRS": "127.0.0.1/32", "FETCH_TIMEOUT_SECONDS": "3",
+        "FETCH_HOSTS_OVERRIDE": "images.test=127.0.0.1,internal.test=10.20.30.40,metadata.test=169.254.169.254",
+        "WEBHOOK_BACKOFF_SECONDS": "0.3", "WEBHOOK_MAX_ATTEMPTS": "4",
+        "PROGRESS_FLUSH_SECONDS": "0.2", "ACK_DEADLINE_SECONDS": "10"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def api(stack, method, path, key=ALICE, **kwargs):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.request(method, f"{stack.base_url}/api/v1{path}", headers=headers, timeout=30, **kwargs)
+
+
+def wait_done(stack, job_id, key=ALICE, timeout=60.0) -> dict:
+    end = time.monotonic() + timeout
+    while True:
+        job = api(stack, "GET", f"/jobs/{job_id}", key).json()
+        if job["status"] not in ("queued", "processing"):
+            return job
+        assert time.monotonic() < end, f"job {job_id} still {job['status']}"
+        time.sleep(0.2)
+
+
+def test_csv_of_urls_with_ssrf_attempts_webhook_and_report(stack, images):
+    port = images.port
+    rows = [["url", "name", "product"],
+            [f"http://images.test:{port}/a.png", "Red shoe", "=1+2"],
+            [f"http://127.0.0.1:{port}/b.jpg", "", "SKU-2"],
+            ["http://internal.test/secret.png", "private", ""],
+            ["http://metadata.test/computeMetadata/v1/", "metadata", ""],
+            [f"http://127.0.0.1:{port}/redirect?http://10.0.0.1/admin.png", "redirect", ""],
+            [f"http://127.0.0.2:{port}/a.png", "loopback", ""],
+            [f"http://127.0.0.1:{port}/page.html", "html", ""]]
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    hook = WebhookReceiver(statuses=[500])
+    try:
+        response = api(stack, "POST", "/jobs", files={"csv": ("urls.csv", out.getvalue().encode())},
+                       data={"preset": "thumbnail", "webhook_url": hook.url("/hook"), "webhook_secret": SECRET})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        job = wait_done(stack, job_id)
+        calls = hook.wait_for(2)
+        time.sleep(0.5)
+        job = api(stack, "GET", f"/jobs/{job_id}").json()
+    finally:
+        hook.stop()
+
+    assert (job["status"], job["succeeded"], job["failed"]) == ("completed_with_errors", 2, 5)
+    by_url = {i["source_url"]: i for i in job["images"]}
+    assert "10.20.30.40" in by_url["http://internal.test/secret.png"]["error"]
+    assert "169.254.169.254" in by_url["http://metadata.test/computeMetadata/v1/"]["error"]
+    assert "10.0.0.1" in by_url[rows[5][0]]["error"] and "127.0.0.2" in by_url[rows[6][0]]["error"]
+    assert "not an image" in by_url[rows[7][0]]["error"]
+    good = by_url[rows[1][0]]
+    assert good["status"] == "succeeded" and good["filename"] == "Red shoe"
+    output = requests.get(good["output_url"], timeout=10)                  # a signed link: no key needed
+    assert output.status_code == 200 and output.content[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"RIFF")
+    assert requests.get(good["input_url"], timeout=10).content == png((120, 80))
+    assert not any(hit.startswith("/admin") for hit in images.hits)
+
+    # The webhook: refused once (500), retried, signed with the secret; GET shows the attempts.
+    assert [c["status"] for c in calls[:2]] == [500, 200]
+    assert all(verify(SECRET, c["body"], c["headers"][SIGNATURE_HEADER]) for c in calls)
+    assert job["webhook_status"] == "delivered"
+    assert [a["status_code"] for a in job["webhook_attempts"]] == [500, 200]
+
+    report = api(stack, "GET", f"/jobs/{job_id}/report.csv")
+    assert report.status_code == 200 and report.headers["Content-Type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(report.content.decode("utf-8-sig"))))
+    assert [line["source_url"] for line in lines] == [row[0] for row in rows[1:]]
+    assert lines[0]["product"] == "'=1+2" and lines[1]["product"] == "SKU-2"
+    assert [line["status"] for line in lines] == ["succeeded", "succeeded"] + ["failed"] * 5
+    assert lines[0]["output_url"] and lines[2]["error"] and not lines[2]["output_url"]
+
+
+def test_keys_isolate_callers_and_quotas_answer_429(stack, images):
+    assert api(stack, "GET", "/jobs", key=None).status_code == 401
+    alice_jobs = [j["job_id"] for j in api(stack, "GET", "/jobs").json()["jobs"]]
+    assert alice_jobs, "the first test left alice a job"
+    assert api(stack, "GET", f"/jobs/{alice_jobs[0]}", key=BOB).status_code == 404
+    assert api(stack, "GET", f"/jobs/{alice_jobs[0]}/report.csv", key=BOB).status_code == 404
+    assert api(stack, "DELETE", f"/jobs/{alice_jobs[0]}", key=BOB).status_code == 404
+    assert api(stack, "GET", "/jobs", key=BOB).json()["jobs"] == []
+
+    too_many = api(stack, "POST", "/jobs", key=BOB, json={"urls": [images.url(f"/a.png?{n}") for n in range(21)]})
+    assert too_many.status_code == 429 and "limit is 20" in too_many.json()["error"]["message"]
+
+    slow = api(stack, "POST", "/jobs", key=BOB, json={"urls": [images.url("/slow")]})
+    assert slow.status_code == 202
+    second = api(stack, "POST", "/jobs", key=BOB, json={"urls": [images.url("/a.png")]})
+    assert second.status_code == 429 and second.json()["error"]["code"] == "quota_exceeded"
+    assert "1 active jobs" in second.json()["error"]["message"]
+    job = wait_done(stack, slow.json()["job_id"], key=BOB)
+    assert job["status"] == "failed" and "within 3 s" in job["images"][0]["error"]
+    assert api(stack, "POST", "/jobs", key=BOB, json={"urls": [images.url("/a.png")]}).status_code == 202
+
+
+def test_list_rename_stats_and_delete_leaves_nothing_behind(stack, images):
+    created = api(stack, "POST", "/jobs", json={"urls": [images.url("/a.png"), images.url("/b.jpg")],
+                                                "operations": [{"op": "grayscale"}], "name": "to delete"})
+    assert created.status_code == 202
+    job_id = created.json()["job_id"]
+    assert wait_done(stack, job_id)["status"] == "completed"
+
+    listed = api(stack, "GET", "/jobs?limit=1").json()
+    assert [j["job_id"] for j in listed["jobs"]] == [job_id] and listed["next_cursor"]
+    older = requests.get(listed["links"]["next"], headers={"Authorization": f"Bearer {ALICE}"}, timeout=10).json()
+    assert job_id not in [j["job_id"] for j in older["jobs"]] and older["jobs"]
+    assert job_id in [j["job_id"] for j in api(stack, "GET", "/jobs?status=completed").json()["jobs"]]
+    assert api(stack, "PATCH", f"/jobs/{job_id}", json={"name": "renamed"}).json()["name"] == "renamed"
+
+    stats = api(stack, "GET", "/stats").json()
+    assert stats["jobs"] == 2 and stats["images"] == 9 and stats["succeeded"] == 4 and stats["failed"] == 5
+    assert stats["bytes"]["input"] > 0 or stats["bytes"]["output"] > 0
+
+    blob_dir = stack.data_dir / "blobs" / job_id
+    assert len(list(blob_dir.rglob("*.*"))) == 4
+    assert api(stack, "DELETE", f"/jobs/{job_id}").status_code == 204
+    assert not blob_dir.exists()
+    assert api(stack, "GET", f"/jobs/{job_id}").status_code == 404
+    assert job_id not in [j["job_id"] for j in api(stack, "GET", "/jobs").json()["jobs"]]
+    assert api(stack, "GET", "/stats").json()["jobs"] == 1
