@@ -23,5 +23,7 @@ export default defineConfig({
     setupFiles: ['./src/test/setup.js'],
     include: ['src/**/*.test.{js,jsx}'],
     restoreMocks: true,
+    // The machines running CI are shared and slow; a user-event heavy test can take seconds.
+    testTimeout: 20000,
   },
 });

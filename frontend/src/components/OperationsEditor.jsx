@@ -3,7 +3,7 @@ import { describeOperation, initialValues, rangeText, valuesFromOperation } from
 
 // Plainer words for a few well-known option values; any other value is shown as it is.
 const OPTION_LABELS = {
-  fit: { contain: 'Fit inside (keep proportions)', cover: 'Fill and crop (keep proportions)', fill: 'Stretch to exactly this size' },
+  fit: { contain: 'Fit inside', cover: 'Fill and crop', fill: 'Stretch' },
   format: { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF' },
   direction: { horizontal: 'Horizontal (mirror)', vertical: 'Vertical (upside down)' },
 };

@@ -3,6 +3,8 @@
 // form's values back into operations. The page offers exactly what the schema allows:
 // an operation whose required fields the editor cannot render is left out.
 
+import { formatBytes } from './files.js';
+
 const MAX_REF_DEPTH = 20;
 
 function resolveRef(root, node, depth = 0) {
@@ -302,13 +304,14 @@ function buildList(field, raw) {
 /** "1 to 100" for a numeric field with both bounds (integers: exclusive bounds made inclusive). */
 export function rangeText(field) {
   const integer = field.kind === 'integer';
+  const show = /bytes$/.test(field.name || '') ? formatBytes : (value) => String(value);
   let low = field.minimum;
   let high = field.maximum;
   if (low === null && field.exclusiveMinimum !== null) low = integer ? field.exclusiveMinimum + 1 : null;
   if (high === null && field.exclusiveMaximum !== null) high = integer ? field.exclusiveMaximum - 1 : null;
-  if (low !== null && high !== null) return `${low} to ${high}`;
-  if (low !== null) return `at least ${low}`;
-  if (high !== null) return `at most ${high}`;
+  if (low !== null && high !== null) return `${show(low)} to ${show(high)}`;
+  if (low !== null) return `at least ${show(low)}`;
+  if (high !== null) return `at most ${show(high)}`;
   return '';
 }
 

@@ -43,6 +43,14 @@ function CopyLink() {
   );
 }
 
+/** The server's reason for refusing a file, without the file name it starts with. */
+export function refusalReason(entry) {
+  const message = entry.error?.message || 'was refused.';
+  const prefix = `${entry.filename}: `;
+  const reason = message.startsWith(prefix) ? message.slice(prefix.length) : message;
+  return `${reason.charAt(0).toUpperCase()}${reason.slice(1)}${/[.!?]$/.test(reason) ? '' : '.'}`;
+}
+
 function SubmittedNotice({ submitted }) {
   const rejected = submitted.rejected || [];
   return (
@@ -58,7 +66,7 @@ function SubmittedNotice({ submitted }) {
           <ul className="refused-list">
             {rejected.map((entry, index) => (
               <li key={index}>
-                <span className="file-name-inline">{entry.filename}</span> {entry.error?.message || 'was refused.'}
+                <span className="file-name-inline">{entry.filename}</span>: {refusalReason(entry)}
               </li>
             ))}
           </ul>

@@ -84,7 +84,7 @@ describe('upload page', () => {
     act(() => xhr.respond(202, { job_id: jobId, status: 'queued', images: [{ image_id: '1', filename: 'a.jpg' }], rejected: [{ filename: 'b.jpg', error: { code: 'unsupported', message: 'b.jpg: not a supported image' } }] }));
     await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
     expect(await screen.findByText(/Upload complete: 1 photo sent/)).toBeInTheDocument();
-    expect(screen.getByText(/The server refused 1 file/).closest('.notice')).toHaveTextContent('b.jpg: not a supported image');
+    expect(screen.getByText(/The server refused 1 file/).closest('.notice')).toHaveTextContent('b.jpg: Not a supported image.');
   });
 
   it('builds an operation list from the schema and sends it', async () => {

@@ -1,0 +1,320 @@
+// End-to-end checks of the web page in headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core; no browser is ever downloaded). Run by
+// tests/e2e/test_browser.py against the running local stack, one phase per call:
+//
+//   node e2e/browser.mjs upload --base-url URL --artifacts DIR --photos a.jpg,b.jpg \
+//        --broken broken.jpg --refused fake.png --not-image notes.txt
+//       Uploads through the page with a custom operation list, waits for the results,
+//       downloads one result and the zip. Prints {"job_id", "downloads"} as JSON.
+//   node e2e/browser.mjs open --base-url URL --artifacts DIR --url LINK --job-id ID
+//       Opens the email link cold (a fresh browser profile), and an unknown job id.
+//   node e2e/browser.mjs watch --base-url URL --artifacts DIR --url LINK --total N
+//       Opens a job none of whose photos is done yet, prints "WAITING" once it shows
+//       that, then follows it live to the end.
+//
+// Each phase fails (exit 1) on a console error, an uncaught exception, an accessibility
+// violation (axe-core, serious or critical) or a page wider than a phone's screen.
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+const require = createRequire(import.meta.url);
+const AXE_PATH = require.resolve('axe-core/axe.min.js');
+const JOB_DONE_TIMEOUT = 120_000;
+
+const { positionals, values: opts } = parseArgs({
+  allowPositionals: true,
+  options: {
+    'base-url': { type: 'string' },
+    artifacts: { type: 'string' },
+    photos: { type: 'string', default: '' },
+    broken: { type: 'string' },
+    refused: { type: 'string' },
+    'not-image': { type: 'string' },
+    url: { type: 'string' },
+    'job-id': { type: 'string' },
+    total: { type: 'string' },
+    chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
+  },
+});
+const phase = positionals[0];
+const baseUrl = opts['base-url'].replace(/\/$/, '');
+const shots = path.join(opts.artifacts, 'screenshots');
+const downloads = path.join(opts.artifacts, 'downloads');
+mkdirSync(shots, { recursive: true });
+mkdirSync(downloads, { recursive: true });
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+function log(message) {
+  process.stderr.write(`[browser] ${message}\n`);
+}
+
+let currentPage = null; // for a screenshot when a check fails
+
+async function launch() {
+  // A fresh profile each run: nothing cached or remembered from an earlier one.
+  const profile = mkdtempSync(path.join(tmpdir(), 'imageflow-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: opts.chromium,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  context.on('page', (page) => {
+    currentPage = page;
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Collect console errors and uncaught exceptions; `allow` filters expected ones. */
+function watchConsole(page) {
+  const problems = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push({ text: msg.text(), url: page.url() });
+  });
+  page.on('pageerror', (error) => problems.push({ text: `uncaught: ${error.message}`, url: page.url() }));
+  return {
+    assertClean(allow = () => false) {
+      const bad = problems.filter((p) => !allow(p));
+      check(bad.length === 0, `console errors:\n${bad.map((p) => `  ${p.url}: ${p.text}`).join('\n')}`);
+    },
+  };
+}
+
+async function assertAccessible(page, label) {
+  await page.addScriptTag({ path: AXE_PATH });
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const { violations } = await axe.run(document, { resultTypes: ['violations'] });
+    return violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.help} -> ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  check(result.length === 0, `accessibility problems on ${label}:\n  ${result.join('\n  ')}`);
+}
+
+async function assertFitsWidth(page, label) {
+  const { scroll, client } = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth,
+    client: document.documentElement.clientWidth,
+  }));
+  check(scroll <= client, `${label} is wider than the screen (${scroll}px > ${client}px)`);
+}
+
+async function screenshot(page, name) {
+  const file = path.join(shots, name);
+  await page.screenshot({ path: file, fullPage: true });
+  log(`screenshot ${file}`);
+}
+
+async function imagesLoaded(page, selector) {
+  await page.waitForFunction(
+    (sel) => [...document.querySelectorAll(sel)].every((img) => img.complete),
+    selector,
+    { timeout: 30_000 },
+  );
+  return page.evaluate((sel) => [...document.querySelectorAll(sel)].map((img) => img.naturalWidth), selector);
+}
+
+async function countOf(page, testId) {
+  return Number(await page.getByTestId(testId).textContent());
+}
+
+async function phaseUpload() {
+  const photos = opts.photos.split(',').filter(Boolean);
+  const names = photos.map((p) => path.basename(p));
+  const browser = await launch();
+  const page = await browser.context.newPage();
+  const consoleWatch = watchConsole(page);
+
+  await page.goto(`${baseUrl}/`);
+  const web = page.getByRole('radio', { name: /web/i });
+  await web.waitFor();
+  check(await web.isChecked(), 'the web preset is chosen by default');
+
+  // Keyboard: the file picker is reachable with Tab.
+  let reached = false;
+  for (let i = 0; i < 8 && !reached; i += 1) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'Choose photos');
+  }
+  check(reached, '"Choose photos" can be reached with the Tab key');
+
+  const picked = [...photos, opts.broken, opts.refused, opts['not-image']];
+  await page.getByTestId('file-input').setInputFiles(picked);
+  const expected = photos.length + 2; // the photos, the broken one and the fake one; not the text file
+  await page.getByRole('heading', { name: `${expected} photos chosen` }).waitFor();
+  const warning = page.locator('.notice', { hasText: '1 file was not added' });
+  check((await warning.textContent()).includes(path.basename(opts['not-image'])), 'the text file is named as not added');
+  const widths = await imagesLoaded(page, 'img.thumb');
+  check(widths.filter((w) => w > 0).length >= photos.length, 'every photo shows a thumbnail');
+
+  // A custom operation list, built from the published schema.
+  await page.getByRole('radio', { name: 'Build my own steps' }).check();
+  const picker = page.getByLabel('Add a step');
+  const addStep = async (op) => {
+    await picker.selectOption(op);
+    await page.getByRole('button', { name: 'Add step' }).click();
+  };
+  await addStep('resize');
+  await page.getByLabel('Width (optional)').fill('400');
+  await addStep('grayscale');
+  await addStep('format');
+  await page.getByLabel('Format', { exact: true }).selectOption('jpeg');
+  await page.getByLabel('Quality (optional)').fill('80');
+  await page.getByLabel('Email address').fill('e2e@example.com');
+  await assertFitsWidth(page, 'the upload page');
+  await assertAccessible(page, 'the upload page');
+  await screenshot(page, 'upload.png');
+
+  // Slow the upload down so its progress bar can be seen moving.
+  const cdp = await browser.context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: 1024 * 1024,
+  });
+  await page.getByRole('button', { name: `Process ${expected} photos` }).click();
+  const bar = page.locator('#upload-progress');
+  await bar.waitFor();
+  await page.waitForFunction(() => {
+    const el = document.querySelector('#upload-progress');
+    return el && el.value > 0 && el.value < el.max;
+  });
+  await screenshot(page, 'upload-progress.png');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+
+  await page.waitForURL(/\/jobs\/[0-9a-f]{32}$/, { timeout: 60_000 });
+  const jobId = page.url().split('/').pop();
+  log(`job ${jobId}`);
+  await page.getByText(`Upload complete: ${expected - 1} photos sent.`).waitFor();
+  const refusedNote = page.locator('.notice', { hasText: 'The server refused 1 file' });
+  check((await refusedNote.textContent()).includes(path.basename(opts.refused)), 'the file the server refused is named');
+
+  await page
+    .getByRole('heading', { level: 1, name: 'Your photos are ready, with some errors' })
+    .waitFor({ timeout: JOB_DONE_TIMEOUT });
+  check((await countOf(page, 'count-succeeded')) === photos.length, `${photos.length} photos succeeded`);
+  check((await countOf(page, 'count-failed')) === 1, 'one photo failed');
+  const brokenCard = page.locator('li.image-card', { hasText: path.basename(opts.broken) });
+  check((await brokenCard.locator('.image-error').textContent()).includes('damaged or incomplete'), 'the broken photo explains its error');
+  const afterWidths = await imagesLoaded(page, 'img.picture');
+  check(afterWidths.length >= photos.length * 2 && afterWidths.every((w) => w > 0), 'before and after pictures load');
+  await assertFitsWidth(page, 'the results page');
+  await assertAccessible(page, 'the results page');
+  await screenshot(page, 'results.png');
+
+  const saved = {};
+  const download = async (name, link) => {
+    const [file] = await Promise.all([page.waitForEvent('download'), link.click()]);
+    const target = path.join(downloads, file.suggestedFilename());
+    await file.saveAs(target);
+    saved[name] = target;
+    log(`downloaded ${target}`);
+  };
+  await download('one', page.getByRole('link', { name: `Download ${names[0]}` }));
+  await download('zip', page.getByRole('link', { name: 'Download all (zip)' }));
+
+  // A phone's width: nothing runs off the side.
+  await page.setViewportSize({ width: 375, height: 800 });
+  await assertFitsWidth(page, 'the results page at 375px');
+  await screenshot(page, 'results-phone.png');
+  await page.goto(`${baseUrl}/`);
+  await page.getByRole('radio', { name: /web/i }).waitFor();
+  await assertFitsWidth(page, 'the upload page at 375px');
+  await screenshot(page, 'upload-phone.png');
+
+  consoleWatch.assertClean();
+  await browser.close();
+  return { job_id: jobId, downloads: saved };
+}
+
+async function phaseOpen() {
+  const browser = await launch();
+  const page = await browser.context.newPage();
+  const consoleWatch = watchConsole(page);
+
+  await page.goto(opts.url);
+  await page.getByRole('heading', { level: 1, name: /Your photos are ready/ }).waitFor();
+  check(page.url().endsWith(`/jobs/${opts['job-id']}`), 'the email link opens the job page');
+  check((await page.locator('.notice-success').count()) === 0, 'no upload notice when opened from a link');
+  const cards = await page.locator('li.image-card').count();
+  check(cards > 0, 'the gallery lists the photos');
+  await imagesLoaded(page, 'img.picture');
+  await screenshot(page, 'results-from-email.png');
+
+  const unknown = '0'.repeat(32);
+  await page.goto(`${baseUrl}/jobs/${unknown}`);
+  await page.getByRole('heading', { level: 1, name: "We couldn't find this job" }).waitFor();
+  check((await page.getByText(unknown).count()) === 1, 'the unknown id is shown');
+  await screenshot(page, 'job-not-found.png');
+
+  // The 404 the page asked for is expected; Chromium logs it as a failed resource.
+  consoleWatch.assertClean((p) => p.url.endsWith(`/jobs/${unknown}`) && /404/.test(p.text));
+  await browser.close();
+  return { cards };
+}
+
+async function phaseWatch() {
+  const total = Number(opts.total);
+  const browser = await launch();
+  const page = await browser.context.newPage();
+  const consoleWatch = watchConsole(page);
+
+  await page.goto(opts.url);
+  // Queued, or processing once the interaction manager has sent out the tasks.
+  await page.getByRole('heading', { level: 1, name: /Your photos are waiting to start|Processing your photos/ }).waitFor();
+  check((await page.getByText(`0 of ${total} photos done`).count()) === 1, 'no progress yet');
+  check((await countOf(page, 'count-pending')) === total, 'every photo is waiting');
+  check((await page.getByText('Working on it…').count()) === total, 'each photo says it is being worked on');
+  await screenshot(page, 'results-running.png');
+  process.stdout.write('WAITING\n'); // the test starts the processor now
+
+  await page.getByRole('heading', { level: 1, name: 'Your photos are ready' }).waitFor({ timeout: JOB_DONE_TIMEOUT });
+  check((await countOf(page, 'count-succeeded')) === total, 'every photo succeeded');
+  await imagesLoaded(page, 'img.picture');
+  await screenshot(page, 'results-after-wait.png');
+  consoleWatch.assertClean();
+  await browser.close();
+  return { total };
+}
+
+const phases = { upload: phaseUpload, open: phaseOpen, watch: phaseWatch };
+if (!phases[phase]) {
+  console.error(`unknown phase ${phase}; use one of ${Object.keys(phases).join(', ')}`);
+  process.exit(2);
+}
+try {
+  const result = await phases[phase]();
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+} catch (error) {
+  console.error(error.stack || String(error));
+  if (currentPage && !currentPage.isClosed()) {
+    await currentPage.screenshot({ path: path.join(shots, `failed-${phase}.png`), fullPage: true }).catch(() => {});
+    console.error(`page at failure: ${currentPage.url()} (screenshot failed-${phase}.png)`);
+  }
+  process.exit(1);
+}

@@ -1,0 +1,176 @@
+"""The web page in a real browser against the running local stack.
+
+Debian's Chromium (/usr/bin/chromium) is driven by playwright-core from frontend/node_modules
+(frontend/e2e/browser.mjs does the clicking; this file prepares the files, starts and stops
+processes and checks what came back). Screenshots land in .test-artifacts/screenshots/.
+
+Needs: `apt-get install chromium`, `npm ci` and `npm run build` in frontend/ (./scripts.sh test
+does all three). Without them the tests skip, except under CI=true, where they fail.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+import zipfile
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image, ImageDraw, ImageFilter
+
+REPO = Path(__file__).resolve().parents[2]
+FRONTEND = REPO / "frontend"
+ARTIFACTS = REPO / ".test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+pytestmark = pytest.mark.browser
+
+
+def _missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
+        return "frontend packages are not installed (cd frontend && npm ci)"
+    if not (FRONTEND / "dist" / "index.html").is_file():
+        return "the web page is not built (cd frontend && npm run build)"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_ready():
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser test cannot run: {reason}")
+        pytest.skip(reason)
+
+
+def photo(path: Path, seed: int, size=(1600, 1200)) -> Path:
+    """A landscape-like JPEG (sky, sun, hills, texture): real photo-sized data the
+    screenshots can show, different for each seed."""
+    rng = random.Random(seed)
+    width, height = size
+    img = Image.new("RGB", size)
+    draw = ImageDraw.Draw(img)
+    top, bottom = (rng.randint(40, 90), rng.randint(110, 170), rng.randint(200, 250)), (250, 220, 180)
+    for y in range(height):
+        t = y / height
+        draw.line([(0, y), (width, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+    cx, cy, r = rng.randint(200, width - 200), rng.randint(120, 400), rng.randint(60, 120)
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(255, 214, 90))
+    for layer in range(3):
+        base = int(height * (0.55 + 0.13 * layer))
+        points = [(0, height)] + [(x, base + rng.randint(-90, 60)) for x in range(0, width + 200, 200)] + [(width, height)]
+        shade = 110 - layer * 30
+        draw.polygon(points, fill=(shade // 3, shade, shade // 2))
+    noise = Image.effect_noise(size, 40).convert("RGB")
+    img = Image.blend(img, noise, 0.12).filter(ImageFilter.SMOOTH)
+    img.save(path, "JPEG", quality=90)
+    return path
+
+
+def run_browser(phase: str, *args: str, on_line=None, timeout: float = 300) -> dict:
+    """Run one phase of frontend/e2e/browser.mjs; returns its RESULT. ``on_line`` sees each
+    stdout line as it comes (for phases that hand over mid-way)."""
+    cmd = ["node", "e2e/browser.mjs", phase, "--artifacts", str(ARTIFACTS), "--chromium", CHROMIUM, *args]
+    proc = subprocess.Popen(cmd, cwd=FRONTEND, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    result = None
+    try:
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT "):])
+            elif on_line:
+                on_line(line.strip())
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    stderr = proc.stderr.read()
+    assert proc.returncode == 0 and result is not None, f"browser phase {phase} failed:\n{stderr[-4000:]}"
+    return result
+
+
+def email_link(data_dir: Path, job_id: str, timeout: float = 60) -> str:
+    """The results link from the job's email in the local outbox."""
+    path = data_dir / "outbox" / f"{job_id}.eml"
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"no email for job {job_id} in {path.parent}"
+        time.sleep(0.3)
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    links = [word for word in text.split() if word.rstrip(".,)").endswith(f"/jobs/{job_id}")]
+    assert links, f"the email has no link to the job:\n{text}"
+    return links[0].rstrip(".,)")
+
+
+def test_upload_process_download_and_open_the_email_link(local_stack, tmp_path):
+    photos = [photo(tmp_path / f"holiday-{i}.jpg", seed=i) for i in range(1, 4)]
+    good = io.BytesIO()
+    Image.new("RGB", (800, 600), (30, 90, 200)).save(good, "JPEG")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(good.getvalue()[: len(good.getvalue()) // 3])   # a header, then the data ends early
+    fake = tmp_path / "fake.png"
+    fake.write_text("this is not a picture\n")                        # the server refuses it
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\n")                                # the page refuses it
+
+    result = run_browser("upload", "--base-url", local_stack.base_url,
+                         "--photos", ",".join(str(p) for p in photos), "--broken", str(broken),
+                         "--refused", str(fake), "--not-image", str(notes))
+    job_id = result["job_id"]
+
+    # The server holds what the page showed.
+    job = requests.get(f"{local_stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+    assert (job["status"], job["succeeded"], job["failed"]) == ("completed_with_errors", 3, 1)
+    assert job["email"] == "e2e@example.com"
+    assert job["operations"][0]["op"] == "resize" and job["operations"][0]["width"] == 400
+
+    # The downloaded result is what the chosen steps make: 400 wide, grey, JPEG.
+    with Image.open(result["downloads"]["one"]) as image:
+        assert image.format == "JPEG"
+        assert image.size == (400, 300)
+        assert image.mode == "L"
+    with zipfile.ZipFile(result["downloads"]["zip"]) as archive:
+        names = archive.namelist()
+    assert len(names) == 3 and all(name.endswith(".jpg") for name in names)
+
+    # The email's link opens the results cold, in a fresh browser.
+    link = email_link(local_stack.data_dir, job_id)
+    opened = run_browser("open", "--base-url", local_stack.base_url, "--url", link, "--job-id", job_id)
+    assert opened["cards"] == 4
+
+
+def test_a_running_job_opened_cold_follows_progress_live(local_stack, tmp_path):
+    # With the processor stopped the job cannot start, so the page is sure to see it waiting.
+    local_stack.stop_process("image-processor")
+    try:
+        files = [("files", (f"street-{i}.jpg", photo(tmp_path / f"s{i}.jpg", seed=10 + i, size=(900, 600)).read_bytes(),
+                            "image/jpeg")) for i in range(3)]
+        response = requests.post(f"{local_stack.base_url}/api/v1/jobs", files=files, data={"preset": "thumbnail"},
+                                 timeout=30)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+
+        def resume(line: str) -> None:
+            if line == "WAITING":
+                local_stack.start_process("image-processor")
+
+        run_browser("watch", "--base-url", local_stack.base_url,
+                    "--url", f"{local_stack.base_url}/jobs/{job_id}", "--total", "3", on_line=resume)
+    finally:
+        if local_stack.procs["image-processor"].poll() is not None:
+            local_stack.start_process("image-processor")
+    job = requests.get(f"{local_stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+    assert job["status"] == "completed" and job["succeeded"] == 3
