@@ -98,16 +98,25 @@ def _upright(image: Image.Image, orientation: int) -> Image.Image:
     return image.transpose(_ORIENT[orientation]) if orientation in _ORIENT else image
 
 
+# TIFF tags that describe how the pixels are stored, not the picture: a TIFF's getexif()
+# returns them with its EXIF, and copied into another file they would describe it wrongly.
+_LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 284, 317, 320, 322,
+                          323, 324, 325, 338, 339, 340, 341, 513, 514, 529, 530, 531, 532})
+
+
 def _exif_to_keep(source: Source, plan: Plan) -> bytes | None:
+    """The input's EXIF for ``metadata strip: false`` (orientation reset once applied)."""
     if plan.metadata.strip:
         return None
     try:
         exif = source.image.getexif()
-    except Exception:
+        for tag in _LAYOUT_TAGS & set(exif):
+            del exif[tag]
+        if plan.auto_orient and 0x0112 in exif:
+            exif[0x0112] = 1        # the pixels are upright now
+        return exif.tobytes() if len(exif) else None
+    except Exception:               # unreadable EXIF is dropped, not fatal
         return None
-    if plan.auto_orient and 0x0112 in exif:
-        exif[0x0112] = 1        # the pixels are upright now
-    return exif.tobytes() if len(exif) else None
 
 
 def _decode_still(source: Source, plan: Plan) -> tuple[list[Image.Image], bytes | None]:
