@@ -22,6 +22,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
 from google.api_core import exceptions as gexc
@@ -94,7 +95,8 @@ class PulledMessage(ReceivedMessage):
 class StreamedMessage(ReceivedMessage):
     """A message delivered by streaming pull; the client library keeps its lease."""
 
-    def __init__(self, subscription: str, message):
+    def __init__(self, bus: "PubSubBus", subscription: str, message):
+        self._bus = bus
         self._message = message
         self.subscription = subscription
         self.message_id = message.message_id
@@ -103,22 +105,37 @@ class StreamedMessage(ReceivedMessage):
         self.delivery_attempt = message.delivery_attempt or None
         self.publish_time = message.publish_time.timestamp()
         self.settled = False
+        self.released = False
 
     def ack(self) -> None:
-        self.settled = True
-        self._message.ack()
+        if not self.released:  # after release() the message belongs to someone else
+            self.settled = True
+            self._message.ack()
 
     def nack(self) -> None:
-        self.settled = True
-        self._message.nack()
+        if not self.released:
+            self.settled = True
+            self._message.nack()
 
     def extend(self, seconds: int) -> None:
-        self._message.modify_ack_deadline(min(MAX_DEADLINE, max(0, int(seconds))))
+        if not self.released:
+            self._message.modify_ack_deadline(min(MAX_DEADLINE, max(0, int(seconds))))
 
     def drop(self) -> None:
         """Stop leasing without settling: Pub/Sub redelivers after the ack deadline."""
         self.settled = True
         self._message.drop()
+
+    def release(self) -> None:
+        """Hand the message back at once, directly through the API (used once the stream is
+        shut down, when the library no longer sends anything); later ack/nack are ignored."""
+        self.released = self.settled = True
+        try:
+            self._bus.subscriber.modify_ack_deadline(
+                request={"subscription": self._bus.subscription_path(self.subscription),
+                         "ack_ids": [self._message.ack_id], "ack_deadline_seconds": 0}, timeout=RPC_TIMEOUT)
+        except gexc.GoogleAPICallError as exc:
+            log.warning("could not release %s (it comes back after its deadline): %s", self.message_id, exc)
 
 
 class StreamingSubscriber(Subscriber):
@@ -152,7 +169,7 @@ class StreamingSubscriber(Subscriber):
         self._future.add_done_callback(self._on_stream_done)
 
     def _on_message(self, message) -> None:
-        wrapped = StreamedMessage(self._subscription, message)
+        wrapped = StreamedMessage(self._bus, self._subscription, message)
         if self._stopping.is_set():
             wrapped.nack()
             return
@@ -190,17 +207,19 @@ class StreamingSubscriber(Subscriber):
         if self._stopping.is_set():
             return
         self._stopping.set()
-        # cancel() closes the stream at once, then waits for the callbacks: run it aside
-        # so the wait is bounded.
-        canceller = threading.Thread(target=self._future.cancel, name=f"stop-{self._subscription}", daemon=True)
-        canceller.start()
-        canceller.join(timeout)
-        with self._lock:
-            leftovers = list(self._in_flight.values())
-        for message in leftovers:
-            log.warning("message %s still running at stop; nacking it", message.message_id)
-            message.nack()
-        canceller.join(5)
+        # cancel() closes the stream and starts the shutdown, which waits for the running
+        # callbacks (their acks still go out); result() waits for that shutdown.
+        self._future.cancel()
+        try:
+            self._future.result(timeout=timeout)
+        except FutureTimeout:
+            with self._lock:
+                leftovers = list(self._in_flight.values())
+            for message in leftovers:
+                log.warning("message %s still running at stop; releasing it", message.message_id)
+                message.release()
+        except Exception:  # the stream had already failed; nothing left to drain
+            pass
         self._bus._forget(self)
 
 

@@ -1,0 +1,202 @@
+"""Pub/Sub adapter specifics, on the emulator: the topology command, streaming pull with
+flow control and lease extension, nack on errors, dead-lettering, push delivery."""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from imageflow import topology
+from imageflow.bus import SubscriptionConfig
+
+pytestmark = pytest.mark.emulators
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def make(bus, deadline=10, **kwargs):
+    topic, sub = unique("topic"), unique("sub")
+    bus.ensure_topic(topic)
+    bus.ensure_subscription(SubscriptionConfig(sub, topic, ack_deadline_seconds=deadline, **kwargs))
+    return topic, sub
+
+
+def wait_until(predicate, timeout: float, message: str):
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(message)
+        time.sleep(0.05)
+
+
+def test_setup_command_creates_the_whole_topology_idempotently(pubsub_bus, gcp_settings):
+    settings = gcp_settings.with_overrides(max_delivery_attempts=7)
+    topology.ensure(pubsub_bus, settings, push_endpoint="http://127.0.0.1:9/")
+    topology.ensure(pubsub_bus, settings, push_endpoint="http://127.0.0.1:9/")  # again: no error
+    api = pubsub_bus.subscriber
+    t = settings.topics
+    tasks = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(t.tasks_sub)})
+    assert tasks.topic == pubsub_bus.topic_path(t.tasks)
+    assert tasks.ack_deadline_seconds == settings.ack_deadline_seconds
+    assert tasks.dead_letter_policy.dead_letter_topic == pubsub_bus.topic_path(t.tasks_dlq)
+    assert tasks.dead_letter_policy.max_delivery_attempts == 7
+    assert tasks.retry_policy.minimum_backoff.total_seconds() >= 1
+    email = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(t.notifications_sub)})
+    assert email.push_config.push_endpoint == "http://127.0.0.1:9/"
+    for name in topology.topics(settings):
+        pubsub_bus.publisher.get_topic(request={"topic": pubsub_bus.topic_path(name)})
+
+
+def test_setup_updates_an_existing_subscription(pubsub_bus):
+    topic, sub = make(pubsub_bus, deadline=10)
+    dlq = unique("dlq")
+    pubsub_bus.ensure_topic(dlq)
+    pubsub_bus.ensure_subscription(SubscriptionConfig(sub, topic, ack_deadline_seconds=45, dead_letter_topic=dlq,
+                                                      max_delivery_attempts=6))
+    current = pubsub_bus.subscriber.get_subscription(request={"subscription": pubsub_bus.subscription_path(sub)})
+    assert current.ack_deadline_seconds == 45
+    assert current.dead_letter_policy.max_delivery_attempts == 6
+
+
+def test_streaming_pull_respects_flow_control_and_processes_each_message_once(pubsub_bus):
+    topic, sub = make(pubsub_bus)
+    for i in range(12):
+        pubsub_bus.publish(topic, str(i).encode())
+    lock = threading.Lock()
+    running, peak, seen = [0], [0], []
+
+    def handle(message):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+            seen.append(message.data.decode())
+        message.ack()
+
+    subscriber = pubsub_bus.subscribe(sub, handle, max_messages=3, ack_deadline_seconds=10)
+    try:
+        wait_until(lambda: len(seen) >= 12, 30, f"only {len(seen)} of 12 handled")
+        time.sleep(0.5)
+    finally:
+        subscriber.stop(timeout=5)
+    assert sorted(seen, key=int) == [str(i) for i in range(12)], "each message exactly once"
+    assert 2 <= peak[0] <= 3, f"concurrency {peak[0]}, flow control allows 3"
+
+
+def test_leases_are_extended_while_a_long_task_runs(pubsub_bus):
+    topic, sub = make(pubsub_bus, deadline=10)
+    pubsub_bus.publish(topic, b"long task")
+    calls = []
+
+    def handle(message):
+        calls.append(message.message_id)
+        time.sleep(14)  # longer than the 10 s ack deadline
+        message.ack()
+
+    subscriber = pubsub_bus.subscribe(sub, handle, max_messages=1, ack_deadline_seconds=10)
+    try:
+        wait_until(lambda: calls, 10, "never delivered")
+        time.sleep(11)  # past the original deadline: the message must still be ours
+        assert pubsub_bus.pull(sub, max_messages=10, timeout=0.5) == []
+        wait_until(lambda: subscriber.in_flight() == 0, 10, "task never finished")
+    finally:
+        subscriber.stop(timeout=5)
+    assert len(calls) == 1
+    assert pubsub_bus.pull(sub, max_messages=10, timeout=1) == []
+
+
+def test_a_failing_handler_nacks_and_the_message_dead_letters(pubsub_bus):
+    dlq, dlq_sub = unique("dlq"), unique("dlq-sub")
+    pubsub_bus.ensure_topic(dlq)
+    pubsub_bus.ensure_subscription(SubscriptionConfig(dlq_sub, dlq, ack_deadline_seconds=10))
+    topic, sub = make(pubsub_bus, deadline=30, dead_letter_topic=dlq, max_delivery_attempts=5)
+    pubsub_bus.publish(topic, b"poison", {"job_id": "j1"})
+    attempts = []
+
+    def handle(message):
+        attempts.append(message.delivery_attempt)
+        raise RuntimeError("cannot process this")
+
+    subscriber = pubsub_bus.subscribe(sub, handle, max_messages=1, ack_deadline_seconds=30)
+    try:
+        dead = []
+        end = time.monotonic() + 60
+        while not dead and time.monotonic() < end:
+            dead = pubsub_bus.pull(dlq_sub, timeout=1)
+    finally:
+        subscriber.stop(timeout=5)
+    assert dead, f"never dead-lettered; attempts {attempts}"
+    [letter] = dead
+    assert letter.data == b"poison" and letter.attributes["job_id"] == "j1"
+    # Each nack redelivered at once (long before the 30 s deadline), counting up to the limit.
+    assert attempts[:5] == [1, 2, 3, 4, 5]
+    letter.ack()
+
+
+def test_stop_waits_for_running_callbacks_then_releases_the_rest(pubsub_bus):
+    topic, sub = make(pubsub_bus, deadline=60)
+    pubsub_bus.publish(topic, b"quick")
+    pubsub_bus.publish(topic, b"stuck")
+    started, finished = [], []
+    release = threading.Event()
+
+    def handle(message):
+        started.append(message.data)
+        if message.data == b"stuck":
+            release.wait(20)
+        else:
+            time.sleep(0.5)
+        finished.append(message.data)
+        message.ack()
+
+    subscriber = pubsub_bus.subscribe(sub, handle, max_messages=2, ack_deadline_seconds=60)
+    wait_until(lambda: len(started) == 2, 15, "both messages should be running")
+    began = time.monotonic()
+    subscriber.stop(timeout=2)
+    assert time.monotonic() - began < 10
+    assert finished == [b"quick"], (started, finished)
+    # The stuck one was released at once, not after its 60 s lease.
+    [again] = [m for m in pubsub_bus.pull(sub, timeout=10)]
+    assert again.data == b"stuck"
+    again.ack()
+    release.set()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_push_subscription_posts_the_pubsub_envelope(pubsub_bus):
+    _Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        topic, sub = make(pubsub_bus, push_endpoint=f"http://127.0.0.1:{server.server_port}/")
+        message_id = pubsub_bus.publish(topic, b'{"v":1}', {"job_id": "abc"})
+        wait_until(lambda: _Receiver.received, 30, "nothing pushed")
+    finally:
+        server.shutdown()
+    [envelope] = _Receiver.received[:1]
+    assert envelope["subscription"].endswith(f"/subscriptions/{sub}")
+    assert envelope["message"]["messageId"] == message_id
+    assert base64.b64decode(envelope["message"]["data"]) == b'{"v":1}'
+    assert envelope["message"]["attributes"] == {"job_id": "abc"}
