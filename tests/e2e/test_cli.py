@@ -1,0 +1,113 @@
+"""The ``imageflow`` command against the running local stack (keys off: the local default)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imageflow.cli import main
+from tests.e2e.conftest import make_image
+from tests.peers_servers import ImageServer, png
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def images():
+    server = ImageServer({"/a.png": (png((300, 200)), "image/png")})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from imageflow.devtools.stack import Stack
+    stack = Stack.on_free_ports(tmp_path_factory.mktemp("cli") / "data", env={
+        "PROGRESS_FLUSH_SECONDS": "0.2", "ACK_DEADLINE_SECONDS": "10", "FETCH_ALLOW_CIDRS": "127.0.0.1/32",
+        "FETCH_TIMEOUT_SECONDS": "3"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def run(stack_or_url, *args, timeout=120):
+    """Run the command as a user would, in a child process; returns (exit code, stdout, stderr)."""
+    server = stack_or_url if isinstance(stack_or_url, str) else stack_or_url.base_url
+    proc = subprocess.run([sys.executable, "-m", "imageflow.cli", "--server", server, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_command_is_declared_in_the_project():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["imageflow"] == "imageflow.cli:main"
+
+
+def test_submit_wait_and_download_with_progress(stack, tmp_path):
+    files = []
+    for name, fmt, size in (("beach.jpg", "JPEG", (1600, 1200)), ("logo.png", "PNG", (400, 300))):
+        path = tmp_path / name
+        path.write_bytes(make_image(fmt, size))
+        files.append(str(path))
+    out = tmp_path / "out"
+    code, stdout, stderr = run(stack, "submit", *files, "--preset", "web", "--wait", "--out", str(out))
+    assert code == 0, stderr
+    job_id = stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", job_id)
+    assert "upload" in stderr and "processing" in stderr and "100%" in stderr        # progress bars
+    assert f"job {job_id} completed: 2 succeeded, 0 failed" in stderr
+    saved = sorted(p.name for p in out.iterdir())
+    assert len(saved) == 2 and saved[0].startswith("beach") and saved[1].startswith("logo")
+    with Image.open(out / saved[0]) as im:
+        assert max(im.size) <= 1600
+
+    code, stdout, _ = run(stack, "status", job_id)
+    assert code == 0 and f"job {job_id}: completed, 2/2 succeeded" in stdout and "beach.jpg" in stdout
+
+    again = tmp_path / "again"
+    code, _, stderr = run(stack, "-q", "download", job_id, "--out", str(again))
+    assert code == 0 and stderr == "" and sorted(p.name for p in again.iterdir()) == saved
+
+
+def test_submit_a_csv_of_urls_reports_failed_images_with_exit_code_3(stack, images, tmp_path):
+    urls = tmp_path / "urls.csv"
+    urls.write_text(f"url,name\n{images.url('/a.png')},hero\n{images.url('/missing.png')},gone\n"
+                    "http://10.0.0.1/x.png,private\n")
+    code, stdout, stderr = run(stack, "submit", "--csv", str(urls), "--operations",
+                               '[{"op": "resize", "width": 100}]', "--wait", "--out", str(tmp_path / "o"))
+    assert code == 3, stderr
+    assert "1 succeeded, 2 failed" in stderr and "404" in stderr and "10.0.0.1" in stderr
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["hero.png"]
+    job_id = stdout.strip()
+    code, report, _ = run(stack, "report", job_id)
+    assert code == 0 and report.count("\n") == 4 and '"gone"' in report
+
+
+def test_clear_errors_and_exit_codes(stack, tmp_path):
+    code, _, stderr = run(stack, "status", "0" * 32)
+    assert code == 1 and "no job with id" in stderr and "HTTP 404" in stderr
+    code, _, stderr = run(stack, "submit", str(tmp_path / "nope.jpg"))
+    assert code == 2 and "no such file" in stderr
+    code, _, stderr = run(stack, "submit")
+    assert code == 2 and "--csv" in stderr
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    code, _, stderr = run(stack, "submit", str(bad))
+    assert code == 1 and "none of the files could be accepted" in stderr and "HTTP 415" in stderr
+    code, _, stderr = run(stack, "submit", str(bad), "--operations", "{not json")
+    assert code == 2 and "not valid JSON" in stderr
+    code, _, stderr = run("http://127.0.0.1:9", "status", "0" * 32)
+    assert code == 1 and "cannot reach ImageFlow" in stderr
+
+
+def test_wait_times_out_with_exit_code_4(stack, images, tmp_path, capsys):
+    urls = tmp_path / "urls.csv"
+    urls.write_text(images.url("/slow") + "\n")
+    code = main(["--server", stack.base_url, "-q", "submit", "--csv", str(urls), "--wait", "--timeout", "0.5"])
+    assert code == 4
+    assert "check later with: imageflow status" in capsys.readouterr().err
