@@ -5,16 +5,25 @@ A task is acked only after every output is written and the result published. Bad
 Anything else (storage or bus trouble) raises, so the message is nacked and retried, and
 after ``max_delivery_attempts`` it is dead-lettered and the interaction manager marks the
 image failed. Redelivery rewrites the same output objects, so retries never duplicate.
+
+A redelivered task may be the one that crashed the worker last time (a poison image that
+kills the decoder or exhausts memory). It is rendered in a child process, so it can only
+crash the child: the tasks running beside it are not taken down with it again and again
+until they too are dead-lettered.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 
 from .blobstore import BlobNotFound, BlobStore
 from .bus import MessageBus, ReceivedMessage
-from .imaging import ImageError, Limits, render
+from .faults import Faults
+from .imaging import ImageError, Limits, Rendered, render
 from .messages import MessageError, Output, Result, Task
 from .metrics import TASK_DURATION, TASKS
 from .settings import Settings
@@ -38,21 +47,22 @@ class Processor:
             log.error("dropping malformed task %s: %s", message.message_id, exc)
             message.ack()
             return
-        result = self.process(task)
+        result = self.process(task, isolate=(message.delivery_attempt or 1) > 1)
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
         message.ack()
 
-    def process(self, task: Task) -> Result:
+    def process(self, task: Task, isolate: bool = False) -> Result:
         """Render the task's outputs and write them; a failed Result for a bad image.
-        Raises on transient trouble (the task will be retried)."""
+        Raises on transient trouble (the task will be retried). ``isolate`` renders in a
+        child process (a crash there raises WorkerCrash instead of killing this process)."""
         started = time.monotonic()
         try:
             data = self.blobs.get(task.input_path)
         except BlobNotFound:
             return self._failed(task, "the original upload is missing from storage", started)
-        self.settings.faults.before_task(task.input_path)  # no-op unless IMAGEFLOW_FAULTS is set
+        args = (data, task.operations, Limits.from_settings(self.settings), self.settings.faults, task.input_path)
         try:
-            rendered = render(data, task.operations, Limits.from_settings(self.settings))
+            rendered = render_isolated(*args) if isolate else _render(*args)
         except ImageError as exc:
             return self._failed(task, exc.reason, started)
         outputs = []
@@ -76,3 +86,33 @@ class Processor:
         log.info("image %s/%s failed: %s", task.job_id, task.image_id, reason)
         return Result(job_id=task.job_id, image_id=task.image_id, status="failed", error=reason,
                       duration_ms=int((time.monotonic() - started) * 1000))
+
+
+class WorkerCrash(RuntimeError):
+    """The child process rendering a task died (a signal, or out of memory)."""
+
+
+def _render(data: bytes, operations: list, limits: Limits, faults: Faults, input_path: str) -> list[Rendered]:
+    faults.before_task(input_path)  # no-op unless IMAGEFLOW_FAULTS is set
+    return render(data, operations, limits)
+
+
+def _render_in_child(*args) -> list[Rendered] | tuple[str, str]:
+    # ImageError comes back as a value: exceptions with extra constructor arguments do not unpickle.
+    try:
+        return _render(*args)
+    except ImageError as exc:
+        return exc.code, exc.reason
+
+
+def render_isolated(data: bytes, operations: list, limits: Limits, faults: Faults, input_path: str) -> list[Rendered]:
+    """``render`` in a fresh child process (spawned: forking a threaded worker is unsafe)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            outcome = pool.submit(_render_in_child, data, operations, limits, faults, input_path).result()
+        except BrokenProcessPool:
+            log.error("rendering %s crashed its child process", input_path)
+            raise WorkerCrash(f"rendering {input_path} crashed its process") from None
+    if isinstance(outcome, tuple):
+        raise ImageError(*outcome)
+    return outcome

@@ -38,3 +38,23 @@ def test_delay_hook_only_matches_its_tasks(monkeypatch):
     faults.before_task("j/input/i-photo.png")
     faults.before_task("j/input/i-slowpoke-1.png")
     assert slept == [7]
+
+
+def test_isolated_render_contains_a_crash_and_keeps_image_errors():
+    import io
+
+    from PIL import Image
+
+    from imageflow.imaging import ImageError, Limits
+    from imageflow.processing import WorkerCrash, render_isolated
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(buf, "PNG")
+    ops = [{"op": "resize", "width": 32}]
+    [out] = render_isolated(buf.getvalue(), ops, Limits(), Faults(), "j/input/i-fine.png")
+    assert (out.width, out.height, out.content_type) == (32, 24, "image/png")
+    with pytest.raises(ImageError) as bad:
+        render_isolated(b"not an image at all", ops, Limits(), Faults(), "j/input/i-text.png")
+    assert bad.value.code == "unsupported"
+    with pytest.raises(WorkerCrash):  # the child is SIGKILLed; this process lives on
+        render_isolated(buf.getvalue(), ops, Limits(), Faults(processor_crash_on="poison-"), "j/input/i-poison-1.png")
