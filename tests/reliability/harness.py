@@ -1,0 +1,465 @@
+"""What the reliability suites drive the real processes with: a stack whose processes can
+carry their own fault settings, a supervisor that restarts crashed processes (as Kubernetes
+would), a chaos monkey that SIGKILLs them, a SendGrid stand-in that counts mails, workloads
+whose every output can be checked, and the invariant check run after every job.
+"""
+from __future__ import annotations
+
+import io
+import json
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+from imageflow.blobstore.local import LocalBlobStore
+from imageflow.devtools.stack import Stack
+
+RESTARTABLE = ("image-handler", "interaction-manager", "image-processor", "email-function", "push-bridge")
+
+
+# -- the stack ------------------------------------------------------------------------------
+@dataclass
+class ChaosStack(Stack):
+    """A :class:`Stack` where each process may get extra environment (``process_env[name]``,
+    ``"image-processor*"`` matching every replica), and whose process table is guarded by a
+    lock so a supervisor and a chaos monkey can share it."""
+
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def commands(self):
+        cmds = super().commands()
+        for name, (argv, extra) in cmds.items():
+            for pattern, env in self.process_env.items():
+                if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
+                    extra.update(env)
+        return cmds
+
+    def start_process(self, name: str):
+        with self.lock:
+            return super().start_process(name)
+
+    def kill_process(self, name: str) -> None:
+        with self.lock:
+            super().kill_process(name)
+
+    def processor_names(self) -> list[str]:
+        return [n for n in self.commands() if n.startswith("image-processor")]
+
+    def restart_processors(self, faults: str | None) -> None:
+        """Stop every processor gracefully and start them again with ``IMAGEFLOW_FAULTS=faults``."""
+        for name in self.processor_names():
+            self.stop_process(name, timeout=20)
+        self.process_env["image-processor*"] = {"IMAGEFLOW_FAULTS": faults or ""}
+        for name in self.processor_names():
+            self.start_process(name)
+        self.wait_ready(60)
+
+    def log_text(self, prefix: str) -> str:
+        """Every log of the processes whose name starts with ``prefix`` (restarts append)."""
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob(f"{prefix}*.log")))
+
+    def blobs(self) -> LocalBlobStore:
+        return LocalBlobStore(self.data_dir / "blobs")
+
+
+class Supervisor:
+    """Restarts any process of the stack that died, after a short random delay, as a
+    Deployment's restart policy would. ``restarts`` counts them per process."""
+
+    def __init__(self, stack: ChaosStack, delay: tuple[float, float] = (0.2, 1.0), seed: int = 0):
+        self.stack, self.delay, self.rng = stack, delay, random.Random(seed)
+        self.restarts: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+
+    def __enter__(self) -> "Supervisor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            with self.stack.lock:
+                dead = [name for name, proc in self.stack.procs.items() if proc.poll() is not None]
+            for name in dead:
+                if self._stop.wait(self.rng.uniform(*self.delay)):
+                    return
+                with self.stack.lock:
+                    if self.stack.procs[name].poll() is not None:
+                        self.stack.start_process(name)
+                        self.restarts[name] += 1
+
+
+@dataclass
+class Kill:
+    name: str
+    at: float          # seconds since the chaos started
+    done: int          # images finished when it happened
+    total: int
+
+
+class ChaosMonkey:
+    """SIGKILLs each service in turn, in a random order per round, at random moments;
+    the :class:`Supervisor` brings them back. ``progress()`` returns (done, total)."""
+
+    def __init__(self, stack: ChaosStack, rounds: int, progress, *, gap: tuple[float, float] = (0.5, 3.0),
+                 seed: int = 1, services=RESTARTABLE):
+        self.stack, self.rounds, self.progress, self.gap = stack, rounds, progress, gap
+        self.rng = random.Random(seed)
+        self.services = services
+        self.kills: list[Kill] = []
+        self._thread = threading.Thread(target=self._run, name="chaos", daemon=True)
+        self.started = 0.0
+        self.error: BaseException | None = None
+
+    def start(self) -> "ChaosMonkey":
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"chaos still running after {timeout}s")
+        if self.error:
+            raise self.error
+
+    def _target(self, service: str) -> str:
+        if service == "image-processor":  # one replica, picked at random
+            return self.rng.choice(self.stack.processor_names())
+        return service
+
+    def _run(self) -> None:
+        try:
+            for _ in range(self.rounds):
+                order = list(self.services)
+                self.rng.shuffle(order)
+                for service in order:
+                    time.sleep(self.rng.uniform(*self.gap))
+                    name = self._target(service)
+                    self._wait_alive(name)
+                    done, total = self.progress()
+                    self.stack.kill_process(name)
+                    self.kills.append(Kill(name, round(time.monotonic() - self.started, 1), done, total))
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    def _wait_alive(self, name: str, timeout: float = 30.0) -> None:
+        """Kill a process only once it runs again (a restart in progress is not a new crash)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.stack.lock:
+                if self.stack.procs[name].poll() is None:
+                    return
+            time.sleep(0.1)
+
+
+# -- the SendGrid stand-in ------------------------------------------------------------------
+class FakeSendGrid:
+    """Answers SendGrid's ``POST /v3/mail/send`` with 202 and keeps every mail, by job."""
+
+    def __init__(self):
+        self.mails: list[dict] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path != "/v3/mail/send":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                with outer._lock:
+                    outer.mails.append(json.loads(body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> "FakeSendGrid":
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    def env(self) -> dict[str, str]:
+        return {"SENDGRID_API_KEY": "SG.reliability-suite", "SENDGRID_API_HOST": self.url}
+
+    def mails_for(self, job_id: str) -> list[dict]:
+        with self._lock:
+            return [m for m in self.mails if (m.get("headers") or {}).get("X-ImageFlow-Job") == job_id]
+
+    def wait_for(self, job_id: str, timeout: float = 60.0, settle: float = 2.0) -> list[dict]:
+        """The mails for the job, once at least one arrived and ``settle`` more seconds passed."""
+        end = time.monotonic() + timeout
+        while not self.mails_for(job_id) and time.monotonic() < end:
+            time.sleep(0.2)
+        time.sleep(settle)
+        return self.mails_for(job_id)
+
+
+# -- workloads ------------------------------------------------------------------------------
+OUTPUT_WIDTH = 48
+OPERATIONS = [{"op": "resize", "width": OUTPUT_WIDTH}, {"op": "format", "format": "png"}]
+
+
+@dataclass(frozen=True)
+class Sample:
+    filename: str
+    data: bytes
+    mime: str
+    size: tuple[int, int]
+    color: tuple[int, int, int]
+
+    def expected_size(self) -> tuple[int, int]:
+        width, height = self.size
+        return OUTPUT_WIDTH, max(1, round(height * OUTPUT_WIDTH / width))
+
+
+def color_for(i: int) -> tuple[int, int, int]:
+    """A distinct colour per image (for i < 2560), so an output can be matched to its input."""
+    return (i % 256, 20 + 23 * (i // 256), 200 - (i % 97))
+
+
+def make_batch(n: int, prefix: str = "photo", start: int = 0, base_size=(160, 120)) -> list[Sample]:
+    """``n`` small images, PNG and JPEG alternately, each of one distinct colour and size."""
+    batch = []
+    for i in range(start, start + n):
+        size = (base_size[0] + (i % 7) * 8, base_size[1] + (i % 5) * 6)
+        fmt, ext, mime = (("PNG", "png", "image/png") if i % 2 else ("JPEG", "jpg", "image/jpeg"))
+        buf = io.BytesIO()
+        Image.new("RGB", size, color_for(i)).save(buf, fmt)
+        batch.append(Sample(f"{prefix}-{i:04d}.{ext}", buf.getvalue(), mime, size, color_for(i)))
+    return batch
+
+
+def submit(base_url: str, batch: list[Sample], *, email: str | None = "owner@example.com",
+           operations=OPERATIONS, timeout: float = 120.0, session: requests.Session | None = None) -> dict:
+    """POST the batch as one job; returns the 202 body (raises on any other answer)."""
+    files = [("files", (s.filename, s.data, s.mime)) for s in batch]
+    data = {"operations": json.dumps(operations)}
+    if email:
+        data["email"] = email
+    response = (session or requests).post(f"{base_url}/api/v1/jobs", files=files, data=data, timeout=timeout)
+    if response.status_code != 202:
+        raise AssertionError(f"job not accepted: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+class JobWatcher:
+    """Polls a job as a client would, riding out the API's restarts; ``progress()`` is the
+    last (done, total) seen and ``refused`` counts the polls the API could not answer."""
+
+    def __init__(self, base_url: str, job_id: str, total: int):
+        self.base_url, self.job_id = base_url, job_id
+        self.last = (0, total)
+        self.refused = 0
+        self.session = requests.Session()
+
+    def progress(self) -> tuple[int, int]:
+        return self.last
+
+    def poll(self) -> dict | None:
+        try:
+            response = self.session.get(f"{self.base_url}/api/v1/jobs/{self.job_id}", timeout=10)
+        except requests.RequestException:
+            self.refused += 1
+            self.session = requests.Session()
+            return None
+        if response.status_code != 200:
+            self.refused += 1
+            return None
+        job = response.json()
+        self.last = (job["succeeded"] + job["failed"], job["total"])
+        return job
+
+    def wait(self, timeout: float, interval: float = 0.3) -> dict:
+        """The job once it is finished (raises after ``timeout`` seconds)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            job = self.poll()
+            if job and job["status"] not in ("queued", "processing"):
+                return job
+            time.sleep(interval)
+        raise AssertionError(f"job {self.job_id} not finished after {timeout}s: {self.last}")
+
+
+def fetch_job(base_url: str, job_id: str, attempts: int = 30) -> dict:
+    """The job document, retrying while the API restarts."""
+    for _ in range(attempts):
+        try:
+            response = requests.get(f"{base_url}/api/v1/jobs/{job_id}", timeout=10)
+            if response.status_code == 200:
+                return response.json()
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"could not read job {job_id}")
+
+
+# -- the invariants -------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    succeeded: int = 0
+    failed: list[dict] = field(default_factory=list)
+    hidden_temp_files: int = 0
+
+
+def verify_job(stack: ChaosStack, job: dict, batch: list[Sample], record, *, sendgrid=None,
+               expect_failed: set[str] = frozenset(), check_pixels: bool = True) -> Verdict:
+    """Every image ended exactly once, as succeeded with a correct output or failed with a
+    reason; outputs in storage are exactly the succeeded images' (nothing orphaned or
+    duplicated, nothing partial visible); the job is complete; one email."""
+    verdict = Verdict()
+    images = job["images"]
+    record.expect(job["status"] in ("completed", "completed_with_errors", "failed"),
+                  "the job completed", job["status"])
+    names = Counter(i["filename"] for i in images)
+    expected_names = Counter(s.filename for s in batch)
+    record.expect(names == expected_names and len(images) == job["total"] == len(batch),
+                  "every submitted image is in the job exactly once",
+                  {"missing": list((expected_names - names).elements())[:5],
+                   "extra": list((names - expected_names).elements())[:5]})
+    statuses = Counter(i["status"] for i in images)
+    record.expect(set(statuses) <= {"succeeded", "failed"}, "every image ended as succeeded or failed", statuses)
+    record.expect((job["succeeded"], job["failed"]) == (statuses["succeeded"], statuses["failed"]),
+                  "the job's counts match its images (no result counted twice)",
+                  (job["succeeded"], job["failed"], dict(statuses)))
+    failed = [i for i in images if i["status"] == "failed"]
+    record.expect(all(i["error"] for i in failed), "every failed image says why", failed[:3])
+    record.expect({i["filename"] for i in failed} == set(expect_failed),
+                  "only the images expected to fail failed" if expect_failed else "no image failed",
+                  [(i["filename"], i["error"]) for i in failed][:5])
+    verdict.failed = failed
+
+    blobs = stack.blobs()
+    stored = blobs.list(f"{job['job_id']}/output/")
+    expected_outputs = [i for i in images if i["status"] == "succeeded"]
+    record.expect(len(stored) == len(expected_outputs) and len(set(stored)) == len(stored),
+                  "exactly one output object per succeeded image (none orphaned or duplicated)",
+                  (len(stored), len(expected_outputs)))
+    by_id = {path.rsplit("/", 1)[-1].split("-", 1)[0]: path for path in stored}
+    record.expect(all(i["image_id"] in by_id for i in images if i["status"] == "succeeded"),
+                  "each succeeded image's output is in storage")
+    job_dir = stack.data_dir / "blobs" / job["job_id"]
+    verdict.hidden_temp_files = sum(1 for _ in job_dir.rglob(".tmp-*"))
+
+    if check_pixels:
+        samples = {s.filename: s for s in batch}
+        wrong = []
+        for image in images:
+            if image["status"] != "succeeded":
+                continue
+            sample = samples[image["filename"]]
+            picture = Image.open(io.BytesIO(blobs.get(by_id[image["image_id"]])))
+            picture.load()  # a truncated object fails here
+            want_w, want_h = sample.expected_size()
+            pixel = picture.convert("RGB").getpixel((picture.width // 2, picture.height // 2))
+            if picture.format != "PNG" or picture.width != want_w or abs(picture.height - want_h) > 1 \
+                    or max(abs(a - b) for a, b in zip(pixel, sample.color)) > 8:
+                wrong.append((image["filename"], picture.format, picture.size, pixel, sample.color))
+        record.expect(not wrong, "every output is complete and correct (format, size, and the colour of its own "
+                                 "input)", wrong[:5])
+    verdict.succeeded = statuses["succeeded"]
+    if sendgrid is not None:
+        mails = sendgrid.wait_for(job["job_id"])
+        record.expect(len(mails) == 1, "exactly one email for the job", len(mails))
+        text = json.dumps(mails[0])
+        record.expect(f"/jobs/{job['job_id']}" in text, "the email links to the job's results page")
+    return verdict
+
+
+def orphaned_outputs(stack: ChaosStack, jobs: dict[str, dict]) -> list[str]:
+    """Output objects in the whole store that no succeeded image of a known job accounts for."""
+    known = defaultdict(set)
+    for job in jobs.values():
+        for image in job["images"]:
+            if image["status"] == "succeeded":
+                known[job["job_id"]].add(image["image_id"])
+    orphans = []
+    for path in stack.blobs().list(""):
+        job_id, kind, name = path.split("/", 2)
+        if kind == "output" and name.split("-", 1)[0] not in known.get(job_id, ()):
+            orphans.append(path)
+    return orphans
+
+
+# -- memory over time -----------------------------------------------------------------------
+def _group_rss_kib(leader: int) -> int:
+    """RSS of every process in the process group led by ``leader`` (gunicorn master + workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != leader:  # pgrp
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+class RssSampler:
+    """Samples each stack process's resident memory (MiB) every ``interval`` seconds."""
+
+    def __init__(self, stack: Stack, interval: float = 2.0):
+        self.stack, self.interval = stack, interval
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss", daemon=True)
+        self._t0 = 0.0
+
+    def __enter__(self) -> "RssSampler":
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.sample()
+
+    def sample(self) -> None:
+        row = {"t": round(time.monotonic() - self._t0, 1)}
+        for name, proc in list(self.stack.procs.items()):
+            if proc.poll() is None:
+                row[name] = round(_group_rss_kib(proc.pid) / 1024, 1)
+        self.samples.append(row)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per process: first, peak and last RSS, and the growth over the second half of the run
+        (the first half is warm-up: caches, pools, imports)."""
+        out = {}
+        names = {k for row in self.samples for k in row if k != "t"}
+        for name in sorted(names):
+            series = [row[name] for row in self.samples if name in row]
+            half = series[len(series) // 2:] or series
+            out[name] = {"start_mib": series[0], "peak_mib": max(series), "end_mib": series[-1],
+                         "second_half_growth_mib": round(half[-1] - half[0], 1)}
+        return out

@@ -1,0 +1,259 @@
+"""Fault injection on the local stack: every process SIGKILLed in turn during a job, duplicate
+deliveries, a poison task, a task slower than the ack deadline, failing storage writes.
+
+One stack serves the module: two processors at concurrency 2, a 4 s ack deadline (so
+crashed leases come back quickly), mails going to a SendGrid stand-in that counts them, and
+the processors' fault hooks armed for files named ``poison-*`` and ``slowpoke-*`` only.
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+import requests
+
+from imageflow import domain
+from imageflow.bus.sqlite import SqliteBus
+from imageflow.jobstore.sqlite import SqliteJobStore
+from imageflow.messages import JobCompleted, JobSubmitted, Result, Task
+from imageflow.settings import Settings
+from tests.reliability.harness import (OPERATIONS, ChaosMonkey, ChaosStack, JobWatcher, Supervisor, fetch_job,
+                                       make_batch, orphaned_outputs, submit, verify_job)
+
+ACK_DEADLINE = 4
+PROCESSOR_FAULTS = "processor_crash_on=poison-,processor_delay_on=slowpoke-,processor_delay_seconds=10"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, sendgrid):
+    stack = ChaosStack.on_free_ports(
+        tmp_path_factory.mktemp("faults") / "data", processors=2,
+        env={**sendgrid.env(), "PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": str(ACK_DEADLINE),
+             "PROCESSOR_CONCURRENCY": "2", "DRAIN_SECONDS": "5", "RATE_LIMIT_PER_SECOND": "0"},
+        process_env={"image-processor*": {"IMAGEFLOW_FAULTS": PROCESSOR_FAULTS}})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _bus(stack) -> SqliteBus:
+    return SqliteBus(stack.data_dir / "bus.sqlite3")
+
+
+def _settings(stack) -> Settings:
+    return Settings.from_env({"IMAGEFLOW_DATA_DIR": str(stack.data_dir)})
+
+
+def _processor_log_count(stack, text: str) -> int:
+    return stack.log_text("image-processor").count(text)
+
+
+# -- SIGKILL every process, in rounds -------------------------------------------------------
+class Submitter:
+    """Submits a small job every second while the chaos runs (some land while image-handler
+    is down); keeps the accepted ones, whose images must all come back."""
+
+    def __init__(self, base_url: str, seed: int):
+        self.base_url, self.rng = base_url, random.Random(seed)
+        self.accepted: dict[str, list] = {}
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _loop(self):
+        n = 0
+        while not self._stop.wait(self.rng.uniform(0.5, 1.5)):
+            batch = make_batch(3, prefix=f"side{n:03d}", start=1000 + 3 * n)
+            n += 1
+            try:
+                created = submit(self.base_url, batch, timeout=20)
+            except (requests.RequestException, AssertionError):
+                self.refused += 1  # the API was down: a real client retries; nothing was accepted
+                continue
+            self.accepted[created["job_id"]] = batch
+
+
+def run_chaos(stack, sendgrid, record, *, images: int, rounds: int, seed: int, timeout: float) -> None:
+    batch = make_batch(images, prefix="chaos")
+    created = submit(stack.base_url, batch, timeout=120)
+    job_id = created["job_id"]
+    watcher = JobWatcher(stack.base_url, job_id, images)
+    started = time.monotonic()
+    with Supervisor(stack, seed=seed) as supervisor, Submitter(stack.base_url, seed) as submitter:
+        monkey = ChaosMonkey(stack, rounds, watcher.progress, seed=seed).start()
+        job = watcher.wait(timeout)
+        elapsed = time.monotonic() - started
+        monkey.join(timeout=120)
+        # Let the last kills' restarts settle before checking the side jobs.
+        time.sleep(2)
+    stack.wait_ready(60)
+    mid_job = sum(1 for k in monkey.kills if k.done < k.total)
+    record.figure("images", images)
+    record.figure("kill rounds", rounds)
+    record.figure("SIGKILLs", len(monkey.kills))
+    record.figure("SIGKILLs while the job was unfinished", mid_job)
+    record.figure("killed", dict(sorted({k.name: sum(1 for x in monkey.kills if x.name == k.name)
+                                         for k in monkey.kills}.items())))
+    record.figure("restarts", dict(supervisor.restarts))
+    record.figure("job wall time (s)", round(elapsed, 1))
+    record.figure("status polls refused while image-handler was down", watcher.refused)
+    record.expect(len(monkey.kills) == rounds * 5, "each of the 5 processes was SIGKILLed once per round",
+                  [k.name for k in monkey.kills])
+    record.expect(mid_job >= len(monkey.kills) // 2, "most kills landed while the job was being processed",
+                  [(k.name, k.done) for k in monkey.kills])
+    verdict = verify_job(stack, job, batch, record, sendgrid=sendgrid)
+    record.figure("hidden temp files left by killed writers (never listed or served)", verdict.hidden_temp_files)
+
+    jobs = {job_id: job}
+    side_ok = 0
+    for side_id, side_batch in submitter.accepted.items():
+        side_job = JobWatcher(stack.base_url, side_id, len(side_batch)).wait(120)
+        verify_job(stack, side_job, side_batch, record, sendgrid=sendgrid)
+        jobs[side_id] = side_job
+        side_ok += 1
+    record.figure("side jobs accepted during the chaos / refused while image-handler was down",
+                  f"{len(submitter.accepted)} / {submitter.refused}")
+    record.expect(side_ok == len(submitter.accepted) and side_ok > 0,
+                  "every job accepted (202) during the chaos completed with all its images")
+    orphans = orphaned_outputs(stack, jobs)
+    record.expect(not orphans, "no output object in the store belongs to no image", orphans[:5])
+
+
+def test_kill_every_process_in_two_rounds_during_a_100_image_job(stack, sendgrid, record):
+    """SIGKILL each process (image-handler, interaction-manager, a processor, email function, push bridge) in a
+    random order at random moments, 2 rounds, during a 100-image job, while other small jobs are being submitted;
+    a supervisor restarts each one as Kubernetes would."""
+    run_chaos(stack, sendgrid, record, images=100, rounds=2, seed=8, timeout=240)
+
+
+@pytest.mark.slow
+def test_kill_every_process_in_five_rounds_during_a_500_image_job(stack, sendgrid, record):
+    """The same with 500 images and 5 rounds of kills (25 SIGKILLs)."""
+    run_chaos(stack, sendgrid, record, images=500, rounds=5, seed=500, timeout=900)
+
+
+# -- duplicates -----------------------------------------------------------------------------
+def test_duplicate_deliveries_change_nothing(stack, sendgrid, record):
+    """Publish copies straight onto the bus during a 30-image job: job.submitted 3 more times, every task twice
+    more, every result again (and a contradicting 'failed' result for succeeded images), and job.completed twice
+    more."""
+    batch = make_batch(30, prefix="dup")
+    created = submit(stack.base_url, batch)
+    job_id = created["job_id"]
+    bus, topics = _bus(stack), _settings(stack).topics
+    jobs_store = SqliteJobStore(stack.data_dir / "jobs.sqlite3")
+    for _ in range(3):
+        bus.publish(topics.jobs, JobSubmitted(job_id=job_id).encode(), {"job_id": job_id})
+    # Copies of every task, made the way the interaction manager makes them.
+    deadline = time.monotonic() + 30
+    while not jobs_store.get_job(job_id).tasks_published and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job_doc = jobs_store.get_job(job_id)
+    tasks = [Task(job_id=job_id, image_id=i.image_id, input_path=i.input_path,
+                  output_path=domain.output_path(job_id, i.image_id, i.filename, "").rstrip("."),
+                  operations=job_doc.operations) for i in jobs_store.list_images(job_id)]
+    for _ in range(2):
+        for task in tasks:
+            bus.publish(topics.tasks, task.encode(), {"job_id": job_id})
+    job = JobWatcher(stack.base_url, job_id, len(batch)).wait(120)
+    # Replay every result after the job completed, plus a contradicting one per image.
+    for image in job["images"]:
+        ok = Result(job_id=job_id, image_id=image["image_id"], status="succeeded",
+                    output_path=f"{job_id}/output/{image['image_id']}-elsewhere.png", content_type="image/png",
+                    width=1, height=1, bytes=1)
+        bad = Result(job_id=job_id, image_id=image["image_id"], status="failed", error="late duplicate")
+        bus.publish(topics.results, ok.encode(), {"job_id": job_id})
+        bus.publish(topics.results, bad.encode(), {"job_id": job_id})
+    completed = JobCompleted(job_id=job_id, status=job["status"], total=job["total"], succeeded=job["succeeded"],
+                             failed=job["failed"], email="owner@example.com",
+                             results_url=f"{stack.base_url}/jobs/{job_id}")
+    for _ in range(2):
+        bus.publish(topics.notifications, completed.encode(), {"job_id": job_id})
+    time.sleep(3)  # time for the duplicates to be consumed
+    record.expect(bus.backlog(topics.results_sub) == 0 and bus.backlog(topics.notifications_sub) == 0,
+                  "the duplicates were consumed (acked), not left to pile up")
+    after = fetch_job(stack.base_url, job_id)
+    record.expect([(i["image_id"], i["status"], i["width"]) for i in after["images"]]
+                  == [(i["image_id"], i["status"], i["width"]) for i in job["images"]],
+                  "replayed and contradicting results changed no image")
+    record.figure("duplicates published", {"job.submitted": 3, "tasks": 2 * len(tasks), "results": 2 * len(tasks),
+                                           "job.completed": 2})
+    verify_job(stack, after, batch, record, sendgrid=sendgrid)
+    bus.close()
+    jobs_store.close()
+
+
+# -- a poison task --------------------------------------------------------------------------
+def test_poison_task_is_dead_lettered_and_the_job_completes(stack, sendgrid, record):
+    """A task that SIGKILLs the processor on every delivery (IMAGEFLOW_FAULTS processor_crash_on), in a job of 12
+    good images; the supervisor restarts the processor after each crash."""
+    batch = make_batch(12, prefix="good") + make_batch(1, prefix="poison", start=12)
+    poison = batch[-1].filename
+    crashes_before = _processor_log_count(stack, "fault injection: crashing on")
+    created = submit(stack.base_url, batch)
+    with Supervisor(stack, seed=3) as supervisor:
+        job = JobWatcher(stack.base_url, created["job_id"], len(batch)).wait(180)
+        stack.wait_ready(60)
+    crashes = _processor_log_count(stack, "fault injection: crashing on") - crashes_before
+    max_attempts = _settings(stack).max_delivery_attempts
+    record.figure("processor crashes caused by the poison task", crashes)
+    record.figure("processor restarts", sum(supervisor.restarts.values()))
+    record.expect(crashes == max_attempts, f"the poison task was delivered exactly max_delivery_attempts "
+                                           f"({max_attempts}) times, then dead-lettered", crashes)
+    verdict = verify_job(stack, job, batch, record, sendgrid=sendgrid, expect_failed={poison})
+    [failed] = verdict.failed
+    record.expect("attempts" in failed["error"], "the poison image is failed with a reason naming the attempts",
+                  failed["error"])
+    record.expect(job["status"] == "completed_with_errors", "the job completed (with errors)")
+
+
+# -- a slow task ----------------------------------------------------------------------------
+def test_task_slower_than_the_ack_deadline_keeps_its_lease(stack, sendgrid, record):
+    """One task takes 10 s (IMAGEFLOW_FAULTS processor_delay_on), 2.5 times the 4 s ack deadline, beside 10
+    normal ones, with two processors pulling."""
+    batch = make_batch(10, prefix="quick") + make_batch(1, prefix="slowpoke", start=10)
+    started_before = _processor_log_count(stack, "delay on")
+    began = time.monotonic()
+    created = submit(stack.base_url, batch)
+    job = JobWatcher(stack.base_url, created["job_id"], len(batch)).wait(120)
+    starts = _processor_log_count(stack, "delay on") - started_before
+    record.figure("ack deadline (s)", ACK_DEADLINE)
+    record.figure("slow task duration (s)", 10)
+    record.figure("times the slow task was started", starts)
+    record.figure("job wall time (s)", round(time.monotonic() - began, 1))
+    record.expect(starts == 1, "the slow task was processed once: its lease was extended, no other processor "
+                               "took it", starts)
+    verify_job(stack, job, batch, record, sendgrid=sendgrid)
+
+
+# -- storage errors -------------------------------------------------------------------------
+def test_storage_write_failures_are_retried_without_partial_objects(stack, sendgrid, record):
+    """30% of the processors' blob writes fail half-way through (IMAGEFLOW_FAULTS storage_fail_rate=0.3) during a
+    40-image job, with up to 10 delivery attempts per task."""
+    stack.env["MAX_DELIVERY_ATTEMPTS"] = "10"
+    stack.restart_processors("storage_fail_rate=0.3")
+    try:
+        failures_before = stack.log_text("image-processor").count("injected write failure")
+        batch = make_batch(40, prefix="flaky")
+        created = submit(stack.base_url, batch)
+        job = JobWatcher(stack.base_url, created["job_id"], len(batch)).wait(180)
+        failures = stack.log_text("image-processor").count("injected write failure") - failures_before
+        record.figure("injected write failures", failures)
+        record.expect(failures >= 4, "writes did fail (the fault was really injected)", failures)
+        verdict = verify_job(stack, job, batch, record, sendgrid=sendgrid)
+        record.expect(verdict.hidden_temp_files == 0, "a failed write leaves no partial object, not even hidden",
+                      verdict.hidden_temp_files)
+    finally:
+        stack.env.pop("MAX_DELIVERY_ATTEMPTS")
+        stack.restart_processors(PROCESSOR_FAULTS)
