@@ -13,15 +13,24 @@ export function downloadName(filename, contentType, variant) {
 }
 
 function Picture({ src, alt, className }) {
+  // Signed storage URLs change on every poll; keep showing the first one so the picture
+  // does not reload each second, and move to the newest only if the one shown fails
+  // (it may have expired).
+  const [shown, setShown] = useState(src);
   const [broken, setBroken] = useState(false);
-  if (!src || broken) {
+  const current = shown || src;
+  const onError = () => {
+    if (src && src !== current) setShown(src);
+    else setBroken(true);
+  };
+  if (!current || broken) {
     return (
       <div className={`picture picture-empty ${className || ''}`}>
-        <span>{src ? 'No preview' : ''}</span>
+        <span>{current ? 'No preview' : ''}</span>
       </div>
     );
   }
-  return <img className={`picture ${className || ''}`} src={src} alt={alt} loading="lazy" decoding="async" onError={() => setBroken(true)} />;
+  return <img className={`picture ${className || ''}`} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
 }
 
 function describeOutput(output) {

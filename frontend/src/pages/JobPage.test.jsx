@@ -1,4 +1,4 @@
-import { act, render, screen, within } from '@testing-library/react';
+import { act, fireEvent, render, screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import App from '../App.jsx';
@@ -132,5 +132,34 @@ describe('job page', () => {
     expect(screen.getByText('<b>bold</b>.')).toBeInTheDocument();
     expect(document.querySelector('img[src="x"]')).toBeNull();
     expect(document.querySelector('b')).toBeNull();
+  });
+
+  it('offers one download per variant', async () => {
+    const job = makeJob({ jobId: JOB_ID, status: 'completed', images: [{ filename: 'pic.jpg', status: 'succeeded' }] });
+    const base = `/api/v1/jobs/${JOB_ID}/images/${job.images[0].image_id}/output`;
+    job.images[0].outputs = [
+      { variant: 'w400-webp', url: `${base}?variant=w400-webp`, width: 400, height: 300, bytes: 9000, content_type: 'image/webp' },
+      { variant: 'w800-webp', url: `${base}?variant=w800-webp`, width: 800, height: 600, bytes: 30000, content_type: 'image/webp' },
+    ];
+    openJobPage([jsonResponse(200, job)]);
+    const small = await screen.findByRole('link', { name: 'Download pic.jpg (w400-webp)' });
+    expect(small).toHaveAttribute('href', `${base}?variant=w400-webp`);
+    expect(small).toHaveAttribute('download', 'pic-w400-webp.webp');
+    expect(screen.getByRole('link', { name: 'Download pic.jpg (w800-webp)' })).toBeInTheDocument();
+  });
+
+  it('keeps showing a picture while its signed URL changes, and moves on when it fails', async () => {
+    const signed = (sig) => {
+      const job = makeJob({ jobId: JOB_ID, status: 'processing', images: [{ filename: 'a.jpg', status: 'queued' }, { filename: 'b.jpg', status: 'queued' }] });
+      job.images[0].input_url = `https://storage.example/a.jpg?sig=${sig}`;
+      return jsonResponse(200, job);
+    };
+    openJobPage([signed(1), signed(2)]);
+    const before = await screen.findByAltText('a.jpg, before');
+    expect(before).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=1');
+    await nextPoll();
+    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=1');
+    fireEvent.error(screen.getByAltText('a.jpg, before'));
+    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=2');
   });
 });

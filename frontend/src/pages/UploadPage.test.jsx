@@ -1,4 +1,4 @@
-import { act, render, screen, waitFor, within } from '@testing-library/react';
+import { act, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import App from '../App.jsx';
@@ -202,5 +202,29 @@ describe('upload page', () => {
     await user.click(screen.getByRole('radio', { name: /web/i }));
     await user.keyboard('{ArrowUp}');
     expect(screen.getByRole('radio', { name: /thumbnail/i })).toBeChecked();
+  });
+
+  it('takes photos dropped on the drop zone', async () => {
+    serveOperations();
+    await renderReady();
+    const zone = screen.getByTestId('dropzone');
+    const files = [makeFile('dropped-1.jpg'), makeFile('dropped-2.png', 'image/png')];
+    fireEvent.dragEnter(zone, { dataTransfer: { files, items: [] } });
+    expect(screen.getByText('Drop to add them')).toBeInTheDocument();
+    fireEvent.drop(zone, { dataTransfer: { files, items: [] } });
+    expect(await screen.findByRole('heading', { name: /2 photos chosen/ })).toBeInTheDocument();
+    expect(screen.getByText('dropped-2.png')).toBeInTheDocument();
+  });
+
+  it('can cancel an upload in progress', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    act(() => FakeXHR.last().progress(10, 1000));
+    await user.click(screen.getByRole('button', { name: 'Cancel upload' }));
+    expect(await screen.findByText('Upload cancelled. Nothing was sent to be processed.')).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Process 1 photo' })).toBeEnabled();
+    expect(window.location.pathname).toBe('/');
   });
 });
