@@ -413,3 +413,39 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     assert any("gcloud functions deploy" in c for c in again), "updates still roll out"
     assert not [c for c in again if "secrets versions add" in c], "an unchanged key adds no version"
     assert (sandbox["state"] / "secret_value").read_text() == env["SENDGRID_API_KEY"]
+
+
+# ---------------------------------------------------------------- gcloud flags -----------
+GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding",
+                "get-credentials", "submit", "deploy", "add"}
+
+
+@pytest.mark.slow  # ~25 `gcloud --help` calls: 1-2 minutes on two cores
+def test_every_gcloud_flag_exists_in_the_installed_sdk():
+    """Each gcloud command of the plan, checked against `gcloud <command> --help` of the
+    Cloud SDK installed here (no project, no network): a misspelled flag fails here, not
+    halfway through a real deploy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if shutil.which("gcloud") is None:
+        pytest.skip("the Google Cloud CLI is not installed")
+    wanted: dict[tuple, set] = {}
+    for c in commands(plan("--domain", "images.acme.example")):
+        if c[0] != "gcloud":
+            continue
+        words = [w for w in c[1:] if not w.startswith("-")]
+        verb = next(i for i, w in enumerate(words) if w in GCLOUD_VERBS)
+        wanted.setdefault(tuple(words[:verb + 1]), set()).update(
+            w.split("=")[0] for w in c if w.startswith("--"))
+    env = {**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "PAGER": "cat"}
+
+    def unknown(item):
+        path, used = item
+        out = subprocess.run(["gcloud", *path, "--help"], capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0 and "SYNOPSIS" in out.stdout, (path, out.stderr[-500:])
+        return " ".join(path), sorted(used - set(re.findall(r"--[a-z0-9-]+", out.stdout)))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(pool.map(unknown, wanted.items()))
+    assert len(results) >= 20
+    assert {path: flags for path, flags in results.items() if flags} == {}
