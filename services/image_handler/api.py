@@ -206,7 +206,9 @@ def create():
         raise ApiError(400, "malformed_request", f"could not read the multipart body: {exc}")
     options = _job_options(form, _form_operations(form.get("operations")))
     uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
-    if csv_file is not None and not uploads:
+    if csv_file is not None:
+        if uploads:
+            raise ApiError(400, "malformed_request", "send image files or one CSV of URLs, not both")
         good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
         return _accepted(create_url_job(good, rejected=bad, **options))
     return _accepted(create_job(uploads, **options))

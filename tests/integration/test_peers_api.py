@@ -126,6 +126,10 @@ def test_csv_with_no_usable_url_is_400(client):
     response = client.post("/api/v1/jobs", headers=as_(ALICE), content_type="multipart/form-data",
                            data={"csv": (io.BytesIO(b"url\nnot-a-url\n"), "urls.csv")})
     assert response.status_code == 400 and "row 2" in response.json["error"]["message"]
+    both = client.post("/api/v1/jobs", headers=as_(ALICE), content_type="multipart/form-data",
+                       data={"csv": (io.BytesIO(b"https://a.example/x.jpg\n"), "urls.csv"),
+                             "files": [(io.BytesIO(png()), "a.png")]})
+    assert both.status_code == 400 and "not both" in both.json["error"]["message"]
 
 
 # -- keys and ownership --------------------------------------------------------------------
