@@ -213,14 +213,17 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
     if name == "gif":
         return _count_gif_frames(data, cap + 1)
     if name == "tiff":
+        # step through the directories (none is decoded); Pillow's n_frames would walk
+        # them all, and after a failed far seek it reports a wrong count
+        count = 1
         try:
-            image.seek(cap)      # walks at most cap+1 directories, decodes nothing
+            while count <= cap:
+                image.seek(count)
+                count += 1
         except EOFError:
-            count = image.n_frames
+            pass
         except Exception as exc:
             raise ImageError("corrupt", f"the TIFF directory chain is corrupt ({_short(exc)})") from None
-        else:
-            count = cap + 1
         image.seek(0)
         return count
     try:

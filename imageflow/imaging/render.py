@@ -23,6 +23,10 @@ _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
            8: Image.Transpose.ROTATE_90}
 
+# Inputs whose frames are an animation; a multi-page TIFF or a HEIC collection gives its
+# first (primary) image.
+ANIMATED_INPUTS = frozenset({"gif", "webp", "png", "avif"})
+
 # Operations that neither read nor change the pixel grid: a draft decode may run before them.
 _GRID_NEUTRAL = {"grayscale", "brightness", "contrast", "saturation", "flip"}
 
@@ -193,7 +197,7 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
     source = open_source(data, limits)
     try:
         formats = plan.output_formats(source.kind.name)
-        animate = (source.frames > 1 and plan.frames.mode == "all"
+        animate = (source.frames > 1 and source.kind.name in ANIMATED_INPUTS and plan.frames.mode == "all"
                    and any(OUTPUT_FORMATS[name].animates for name in formats))
         if animate:
             frames, durations, loop = _decode_animation(source, plan, limits)

@@ -32,6 +32,7 @@ def png_header_only(width: int, height: int) -> bytes:
         chunk(b"IEND", b"")
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_decompression_bomb_rejected_from_the_header():
     reason = fails(png_header_only(100_000, 100_000), "too_large")
     assert "10000 megapixels" in reason and "limit of 50 megapixels" in reason
@@ -101,3 +102,10 @@ def test_too_many_frames():
     reason = fails(data, "too_many_frames", Limits(max_frames=10))
     assert "more than 10 frames" in reason
     assert probe(data, Limits(max_frames=30)).frames == 30
+
+
+def test_too_many_tiff_pages():
+    pages = [Image.new("RGB", (4, 4), (i * 40, 0, 0)) for i in range(3)]
+    data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    assert probe(data, Limits()).frames == 3
+    fails(data, "too_many_frames", Limits(max_frames=2))

@@ -260,3 +260,11 @@ def test_animation_pixel_budget():
         render(animation(), [], Limits(max_animation_pixels=40 * 30 * 4))
     assert err.value.code == "too_large" and "frames" in err.value.reason
     assert len(frames_of(render(animation(), [{"op": "frames", "max": 4}], Limits(max_animation_pixels=40 * 30 * 4))[0])) == 4
+
+
+def test_multipage_tiff_gives_its_first_page_not_an_animation():
+    pages = [Image.new("RGB", (20, 10), color) for color in COLORS[:3]]
+    data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    output = run(data, [{"op": "format", "format": "webp"}])[0]
+    frames = frames_of(output)
+    assert len(frames) == 1 and close(frames[0].getpixel((5, 5))[:3], COLORS[0], 8)
