@@ -45,6 +45,12 @@ function useServerOptions() {
 
 let nextFileId = 1;
 
+function uploadErrorTitle(error) {
+  if (error.isNetwork) return "Can't reach the ImageFlow server";
+  if (error.status >= 500) return 'The server could not take the upload';
+  return 'The server refused the upload';
+}
+
 /** The choice with the server's defaults filled in: the "web" preset if there is one. */
 function withDefaults(choice, presets) {
   const names = Object.keys(presets || {});
@@ -362,7 +368,7 @@ export default function UploadPage() {
             </div>
           )}
           {upload.status === 'error' && (
-            <Notice tone="error" title={upload.error.isNetwork ? "Can't reach the ImageFlow server" : 'The server refused the upload'} focusRef={uploadErrorRef}>
+            <Notice tone="error" title={uploadErrorTitle(upload.error)} focusRef={uploadErrorRef}>
               <p>{upload.error.message}</p>
               <ErrorDetails details={upload.error.details} />
             </Notice>
