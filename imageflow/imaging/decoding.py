@@ -333,15 +333,19 @@ def _load_scaled_jpeg(source: Source, draft_size: tuple[int, int]) -> Image.Imag
     # the fast DCT and upsampling lose a little precision that the resize still to come
     # averages away; when the scaled decode is already the final size, stay exact
     further = (-(-image.width * eighths // 8), -(-image.height * eighths // 8)) != (width, height)
+    # RGBX (4 bytes a pixel) is Pillow's own memory layout: the decoded buffer becomes the
+    # image without a copy. The resize that follows turns it into RGB at the small size.
+    mode = "L" if image.mode == "L" else "RGBX"
     try:
-        pixels = _simplejpeg().decode_jpeg(source.data, colorspace="GRAY" if image.mode == "L" else "RGB",
-                                        min_width=width, min_height=height, fastdct=further, fastupsample=further)
+        pixels = _simplejpeg().decode_jpeg(source.data, colorspace="GRAY" if mode == "L" else "RGBX",
+                                           min_width=width, min_height=height, fastdct=further,
+                                           fastupsample=further)
     except Exception:
         return None
     rows, cols = pixels.shape[:2]
     if cols < width or rows < height:
         return None
-    decoded = Image.frombuffer(image.mode, (cols, rows), pixels, "raw", image.mode, 0, 1)
+    decoded = Image.frombuffer(mode, (cols, rows), pixels, "raw", mode, 0, 1)
     decoded.info = {key: value for key, value in image.info.items() if key in ("icc_profile",)}
     return decoded
 
@@ -364,12 +368,16 @@ def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
 
 
 def to_working(image: Image.Image, icc_policy: str = "srgb") -> tuple[Image.Image, bytes | None]:
-    """Convert a decoded frame to L, LA, RGB or RGBA, handling its ICC profile:
+    """Convert a decoded frame to L, LA, RGB or RGBA (RGBX from the fast JPEG decoder is
+    left for the first resize to turn into RGB), handling its ICC profile:
     ``srgb`` converts colours to sRGB, ``keep`` keeps the profile to embed in the output,
     ``drop`` ignores it. CMYK is always converted (through its profile when present).
     Returns the image and the profile to embed (or None)."""
     icc = image.info.get("icc_profile") or None
     mode = image.mode
+    if icc and mode == "RGBX" and icc_policy == "srgb":
+        image = image.convert("RGB")
+        mode = "RGB"
     if icc and (mode == "CMYK" or (icc_policy == "srgb" and mode in ("RGB", "RGBA"))):
         try:
             profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
@@ -392,6 +400,6 @@ def to_working(image: Image.Image, icc_policy: str = "srgb") -> tuple[Image.Imag
         image = image.convert("LA")
     elif mode == "RGBa":
         image = image.convert("RGBA")
-    elif mode not in ("L", "LA", "RGB", "RGBA"):
-        image = image.convert("RGB")      # CMYK without profile, YCbCr, LAB, HSV, RGBX
+    elif mode not in ("L", "LA", "RGB", "RGBA", "RGBX"):
+        image = image.convert("RGB")      # CMYK without profile, YCbCr, LAB, HSV
     return image, (icc if icc_policy == "keep" else None)

@@ -78,6 +78,8 @@ def flatten(image: Image.Image, background: str) -> Image.Image:
 
 def prepare(image: Image.Image, fmt: OutputFormat, background: str) -> Image.Image:
     """The image in a mode the format can store, detached from the decoder's metadata."""
+    if image.mode == "RGBX":
+        image = image.convert("RGB")
     if not fmt.alpha:
         image = flatten(image, background)
     if fmt.name in ("webp", "avif") and image.mode in ("L", "LA"):

@@ -171,10 +171,17 @@ def _same_mode(frames: list[Image.Image]) -> list[Image.Image]:
     return [frame if frame.mode == mode else frame.convert(mode) for frame in frames]
 
 
+def _rgb(image: Image.Image) -> Image.Image:
+    """RGBX (the zero-copy JPEG decode) becomes RGB once the image is as small as it gets."""
+    return image.convert("RGB") if image.mode == "RGBX" else image
+
+
 def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits) -> list[Image.Image]:
     for index, op in enumerate(plan.pixel_ops):
         try:
             frames = [apply(frame, op, limits) for frame in frames]
+            if op.op not in _GRID_NEUTRAL:
+                frames = [_rgb(frame) for frame in frames]
         except ImageError:
             raise
         except MemoryError:
