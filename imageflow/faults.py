@@ -7,7 +7,8 @@ settings of the process that gets it:
   path contains ``<text>`` (a poison image: every delivery crashes the worker, as a native
   decoder crash or an OOM kill would).
 - ``processor_delay_on=<text>`` and ``processor_delay_seconds=<s>``: the processor spends
-  ``<s>`` extra seconds on such a task (a task slower than the ack deadline).
+  ``<s>`` extra seconds on such a task (a task slower than the ack deadline). Several
+  ``<text>:<s>`` pairs separated by ``|`` give each its own delay.
 - ``storage_fail_rate=<0..1>``: that fraction of local blob writes fail half-way through
   (half the bytes written, then an I/O error), as a full disk or a dropped connection would.
 
@@ -53,6 +54,10 @@ class Faults:
             else:
                 values[name] = value.strip()
         faults = cls(**values)
+        try:
+            faults.delays()
+        except ValueError:
+            raise FaultsError(f"IMAGEFLOW_FAULTS: bad processor_delay_on {faults.processor_delay_on!r}") from None
         if not 0.0 <= faults.storage_fail_rate <= 1.0:
             raise FaultsError("IMAGEFLOW_FAULTS: storage_fail_rate must be between 0 and 1")
         return faults
@@ -67,9 +72,19 @@ class Faults:
             log.error("fault injection: crashing on %s", input_path)
             logging.shutdown()
             os.kill(os.getpid(), signal.SIGKILL)
-        if self.processor_delay_on and self.processor_delay_on in input_path:
-            log.warning("fault injection: %.1f s delay on %s", self.processor_delay_seconds, input_path)
-            time.sleep(self.processor_delay_seconds)
+        for text, seconds in self.delays():
+            if text in input_path:
+                log.warning("fault injection: %.1f s delay on %s", seconds, input_path)
+                time.sleep(seconds)
+                break
+
+    def delays(self) -> list[tuple[str, float]]:
+        """(substring, seconds) pairs from ``processor_delay_on``."""
+        pairs = []
+        for item in filter(None, self.processor_delay_on.split("|")):
+            text, sep, seconds = item.rpartition(":")
+            pairs.append((text, float(seconds)) if sep else (item, self.processor_delay_seconds))
+        return pairs
 
     def storage_write_fails(self) -> bool:
         """Whether this blob write should fail half-way (drawn at random at the configured rate)."""

@@ -324,7 +324,8 @@ class Verdict:
 
 
 def verify_job(stack: ChaosStack, job: dict, batch: list[Sample], record, *, sendgrid=None,
-               expect_failed: set[str] = frozenset(), check_pixels: bool = True) -> Verdict:
+               expect_failed: set[str] = frozenset(), check_pixels: bool = True,
+               mail_settle: float = 2.0) -> Verdict:
     """Every image ended exactly once, as succeeded with a correct output or failed with a
     reason; outputs in storage are exactly the succeeded images' (nothing orphaned or
     duplicated, nothing partial visible); the job is complete; one email."""
@@ -380,7 +381,7 @@ def verify_job(stack: ChaosStack, job: dict, batch: list[Sample], record, *, sen
                                  "input)", wrong[:5])
     verdict.succeeded = statuses["succeeded"]
     if sendgrid is not None:
-        mails = sendgrid.wait_for(job["job_id"])
+        mails = sendgrid.wait_for(job["job_id"], settle=mail_settle)
         record.expect(len(mails) == 1, "exactly one email for the job", len(mails))
         text = json.dumps(mails[0])
         record.expect(f"/jobs/{job['job_id']}" in text, "the email links to the job's results page")

@@ -17,7 +17,7 @@ def test_faults_are_off_unless_configured():
 
 
 @pytest.mark.parametrize("raw", ["crash_everything=1", "storage_fail_rate=lots", "storage_fail_rate=2",
-                                 "processor_crash_on"])
+                                 "processor_crash_on", "processor_delay_on=slow:soon"])
 def test_malformed_faults_fail_fast(raw):
     with pytest.raises(SettingsError, match="IMAGEFLOW_FAULTS"):
         Settings.from_env({"IMAGEFLOW_FAULTS": raw})
@@ -38,6 +38,10 @@ def test_delay_hook_only_matches_its_tasks(monkeypatch):
     faults.before_task("j/input/i-photo.png")
     faults.before_task("j/input/i-slowpoke-1.png")
     assert slept == [7]
+    several = Settings.from_env({"IMAGEFLOW_FAULTS": "processor_delay_on=slowpoke-:10|chaos-:0.5"}).faults
+    several.before_task("j/input/i-chaos-0001.png")
+    several.before_task("j/input/i-slowpoke-1.png")
+    assert slept == [7, 0.5, 10]
 
 
 def test_isolated_render_contains_a_crash_and_keeps_image_errors():
