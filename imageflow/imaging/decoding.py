@@ -123,8 +123,10 @@ def describe_unknown(data: bytes) -> str:
 def _looks_like_text(head: bytes) -> bool:
     try:
         text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return False
+        text = head[:exc.start].decode("utf-8")     # a character cut at the end of the sample
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 

@@ -160,18 +160,19 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
 def _shrink(attempt, data: bytes, quality: int | None, fmt: OutputFormat, options: EncodeOptions) -> bytes:
     """The highest quality whose output fits ``max_bytes`` (binary search, ~7 encodes)."""
     limit = options.max_bytes
-    if not fmt.lossy or (options.lossless and fmt.name == "webp"):
+    if not fmt.lossy or options.lossless:
+        kind = "a lossless" if fmt.lossy else f"a {fmt.name.upper()}"
         raise ImageError("output_too_large", f"the {fmt.name.upper()} output is {len(data)} bytes, over max_bytes "
-                                             f"{limit}; max_bytes lowers the quality of JPEG, WebP and AVIF only")
-    low, high, best = 1, quality - 1, None
+                                             f"{limit}, and {kind} output has no quality to lower; max_bytes "
+                                             f"lowers the quality of JPEG, WebP and AVIF only")
+    low, high, best, smallest = 1, quality - 1, None, data
     while low <= high:
         middle = (low + high) // 2
         candidate = attempt(middle)
         if len(candidate) <= limit:
             best, low = candidate, middle + 1
         else:
-            high = middle - 1
-            smallest = candidate
+            high, smallest = middle - 1, candidate
     if best is None:
         raise ImageError("output_too_large", f"even at quality 1 the {fmt.name.upper()} output is "
                                              f"{len(smallest)} bytes, over max_bytes {limit}: resize it smaller")

@@ -25,9 +25,7 @@ factor = st.floats(0, 3, allow_nan=False)
 
 def op(name: str, **fields) -> st.SearchStrategy:
     """An op dict with each optional field present or left to its default."""
-    optional = {key: value for key, value in fields.items()}
-    return st.fixed_dictionaries({"op": st.just(name)},
-                                 optional=optional)
+    return st.fixed_dictionaries({"op": st.just(name)}, optional=fields)
 
 
 PIXEL_OPS = st.one_of(

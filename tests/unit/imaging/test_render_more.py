@@ -185,8 +185,12 @@ def test_max_bytes_impossible_fails_clearly():
         run(data, [{"op": "format", "format": "jpeg", "max_bytes": 512}])
     assert err.value.code == "output_too_large" and "quality 1" in err.value.reason
     with pytest.raises(ImageError) as err:
-        run(data, [{"op": "format", "format": "png", "max_bytes": 512}])
-    assert "JPEG, WebP and AVIF only" in err.value.reason
+        run(data, [{"op": "format", "format": "jpeg", "quality": 1, "max_bytes": 512}])
+    assert "quality 1" in err.value.reason
+    for fmt, lossless in (("png", False), ("webp", True), ("avif", True)):
+        with pytest.raises(ImageError) as err:
+            run(data, [{"op": "format", "format": fmt, "lossless": lossless, "max_bytes": 512}])
+        assert err.value.code == "output_too_large" and "no quality to lower" in err.value.reason
 
 
 def test_output_size_limit():
