@@ -47,7 +47,7 @@ ensure_frontend() {
     (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
     echo "$want" > "$stamp"
   fi
-  if [[ ! -f frontend/dist/index.html ]] || [[ -n "$(find frontend/src frontend/index.html frontend/package.json -newer frontend/dist/index.html 2>/dev/null | head -1)" ]]; then
+  if [[ ! -f frontend/dist/index.html ]] || [[ -n "$(find frontend/src frontend/public frontend/index.html frontend/package.json frontend/vite.config.js -newer frontend/dist/index.html 2>/dev/null | head -1)" ]]; then
     log "building the web page (vite build)"
     (cd frontend && npm run build --silent)
   fi
