@@ -39,7 +39,9 @@ OUTPUT_FORMATS = {fmt.name: fmt for fmt in (
 DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif",
                   "tiff": "tiff", "bmp": "png", "heic": "jpeg"}
 
-AVIF_SPEED = 7        # libavif speed 0-10: 7 keeps encode time near WebP's at a small size cost
+# libavif speed 0-10. Measured on a 1024 px photo: 8 encodes in half the time of 7 and a
+# third of 6 for files about 13% larger; 9 is faster still but 50% larger, no better than WebP.
+AVIF_SPEED = 8
 
 
 @dataclass(frozen=True)
