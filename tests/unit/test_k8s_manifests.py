@@ -207,6 +207,8 @@ def test_the_settings_load_from_the_rendered_configmap(overlay):
         assert settings.public_base_url == SAMPLE_CONFIG["PUBLIC_BASE_URL"]
         assert settings.bind_host == "0.0.0.0"
         assert settings.topics == Topics()
+        # Behind GKE's load balancer the caller is the address it records in X-Forwarded-For.
+        assert settings.rate_limit_proxy_hops == 2
         # Settings the ConfigMap restates must equal the code's defaults: one source of truth.
         code = Settings()
         for field in ("max_upload_bytes", "max_request_bytes", "max_image_pixels", "max_files_per_job",
