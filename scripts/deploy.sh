@@ -86,7 +86,12 @@ while (($#)); do
   esac
 done
 
-[[ -n "$PROJECT_ID" ]] || { usage >&2; die "--project (or PROJECT_ID) is required"; }
+PLACEHOLDER_PROJECT=0
+if [[ -z "$PROJECT_ID" ]]; then
+  # A dry run may show the plan for a placeholder; a deploy needs the real project.
+  ((DRY_RUN)) || { usage >&2; die "--project (or PROJECT_ID) is required"; }
+  PROJECT_ID=your-project-id PLACEHOLDER_PROJECT=1
+fi
 [[ "$PROJECT_ID" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] || die "not a project id: $PROJECT_ID"
 [[ "$CLUSTER_MODE" == autopilot || "$CLUSTER_MODE" == standard ]] || die "--cluster-mode: autopilot or standard"
 [[ "$RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]] || die "--retention-days must be a positive integer"
@@ -273,6 +278,7 @@ cd "$ROOT"
 if ((DRY_RUN)); then
   say "#!/usr/bin/env bash"
   say "# ImageFlow deploy plan for project $PROJECT_ID (scripts/deploy.sh --dry-run); nothing was run."
+  if ((PLACEHOLDER_PROJECT)); then say "# No --project given: $PROJECT_ID stands for your project id."; fi
   say "set -euo pipefail"
   say "$(declare -f ok_if_exists)"
   say "cd $(quote "$ROOT")"

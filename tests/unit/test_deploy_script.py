@@ -95,7 +95,11 @@ def test_shellcheck(path):
 
 def test_help_and_bad_arguments():
     assert "--dry-run" in run_script("--help").stdout
-    assert run_script("--dry-run", check=False, env={"PROJECT_ID": "", "GCP_PROJECT": ""}).returncode == 2
+    assert run_script(check=False, env={"PROJECT_ID": "", "GCP_PROJECT": ""}).returncode == 2
+    # Without a project a dry run still shows the whole plan, for a placeholder id.
+    anonymous = run_script("--dry-run", env={"PROJECT_ID": "", "GCP_PROJECT": ""}).stdout
+    assert "# No --project given: your-project-id stands for your project id." in anonymous
+    assert "gcloud functions deploy imageflow-email" in anonymous
     bad = run_script("--project", PROJECT, "--bogus", check=False)
     assert bad.returncode == 2 and "unknown argument: --bogus" in bad.stderr
     low = run_script("--project", PROJECT, "--dry-run", check=False, env={"MAX_DELIVERY_ATTEMPTS": "3"})
