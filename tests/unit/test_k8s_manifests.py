@@ -44,7 +44,7 @@ NOT_IN_CONFIGMAP = {
     "NOTIFICATIONS_PUSH_ENDPOINT": "local/emulator push delivery; on GCP Eventarc delivers to the function",
 }
 # Read by a tool in the image rather than by imageflow.settings.
-TOOL_ENV = {"GUNICORN_CMD_ARGS": "gunicorn"}
+TOOL_ENV = {"GUNICORN_CMD_ARGS": "gunicorn", "IMAGE_HANDLER_URL": "the frontend's nginx config template"}
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +291,28 @@ def test_dockerfiles_expose_the_container_ports(overlay):
         checked += 1
     if not checked:
         pytest.skip("no Dockerfile written yet")
+
+
+def test_frontend_matches_its_nginx_image(overlay):
+    """frontend/Dockerfile and its nginx template: the port, the health route, the API
+    pass-through, and the writable directories a read-only root needs."""
+    template = ROOT / "frontend/nginx/default.conf.template"
+    if not template.exists():
+        pytest.skip("frontend/nginx not written yet")
+    text = template.read_text()
+    deployment = by_kind(overlay, "Deployment")["frontend"]
+    spec = container(deployment)
+    assert re.search(rf"listen\s+{spec['ports'][0]['containerPort']};", text)
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert re.search(rf"location\s+=\s+{re.escape(spec[probe]['httpGet']['path'])}\s*{{", text), probe
+    url = urlparse({e["name"]: e["value"] for e in spec["env"]}["IMAGE_HANDLER_URL"])
+    assert "${IMAGE_HANDLER_URL}" in text
+    handler = by_kind(overlay, "Service")[url.hostname]
+    assert (url.port or 80) in {p["port"] for p in handler["spec"]["ports"]}
+    mounts = {m["mountPath"] for m in spec["volumeMounts"]}
+    assert {"/tmp", "/etc/nginx/conf.d"} <= mounts
+    user = re.findall(r"^USER\s+(\d+)", (ROOT / "frontend/Dockerfile").read_text(), re.M)
+    assert [int(u) for u in user][-1:] == [deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"]]
 
 
 def test_ingress_routes_the_api_and_the_web_page(overlay, routes):
