@@ -155,6 +155,7 @@ def run_worker(case: str, impl: str, path: Path, seconds: float, min_runs: int =
         decoding.FAST_JPEG = False
     resolved = resolve_operations(None, operations)
     limits = Limits()
+    decoding._simplejpeg()                  # lazy imports (numpy) are part of idle, not of the work
     _reset_peak()
     idle_kib = _status_kib("VmRSS")
     if impl == "engine":
