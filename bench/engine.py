@@ -61,7 +61,7 @@ def graphic_rgba(size: tuple[int, int], seed: int = 99) -> Image.Image:
     draw = ImageDraw.Draw(image)
     for _ in range(60):
         x, y = rnd.randrange(size[0]), rnd.randrange(size[1])
-        w, h = rnd.randrange(20, size[0] // 3), rnd.randrange(20, size[1] // 3)
+        w, h = rnd.randrange(4, max(5, size[0] // 3)), rnd.randrange(4, max(5, size[1] // 3))
         draw.rounded_rectangle((x, y, x + w, y + h), radius=12,
                                fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256), rnd.randrange(80, 256)))
     return image.filter(ImageFilter.GaussianBlur(1.5))
