@@ -38,5 +38,12 @@ def main() -> int:
     log.info("%s: draining %d in-flight task(s)", signal_name, subscriber.in_flight())
     subscriber.stop(timeout=settings.drain_seconds)
     server.stop()
+    abandoned = subscriber.in_flight()
+    if abandoned:
+        # Their messages were nacked for another processor; the interpreter would otherwise
+        # wait for the worker threads at exit, past the drain (and Kubernetes' grace period).
+        log.warning("exiting with %d unfinished task(s) released to other processors", abandoned)
+        logging.shutdown()
+        os._exit(0)
     backends.close()
     return 0
