@@ -16,7 +16,7 @@ from .blobstore import BlobStore
 from .bus import MessageBus, ReceivedMessage
 from .fetch import UrlImporter
 from .jobstore import JobStore
-from .messages import JobCompleted, JobSubmitted, MessageError, Result, Task
+from .messages import JobCompleted, JobSubmitted, Result, Task, decode_delivered
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,8 @@ class Coordinator:
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:
-        try:
-            submitted = JobSubmitted.decode(message.data)
-        except MessageError as exc:
-            log.error("dropping malformed job.submitted %s: %s", message.message_id, exc)
-            message.ack()
+        submitted = decode_delivered(JobSubmitted, message)
+        if submitted is None:
             return
         self.fan_out(submitted.job_id)
         message.ack()
@@ -107,10 +104,8 @@ class Coordinator:
     # -- dead letters -> failed images ----------------------------------------------------
     def dead_letter_result(self, message: ReceivedMessage) -> Result | None:
         """The failed result for a task the processors gave up on (dead-lettered)."""
-        try:
-            task = Task.decode(message.data)
-        except MessageError as exc:
-            log.error("dropping malformed dead letter %s: %s", message.message_id, exc)
+        task = decode_delivered(Task, message, ack=False)  # the batcher acks it
+        if task is None:
             return None
         attempts = message.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") or "several"
         return Result(job_id=task.job_id, image_id=task.image_id, status="failed",
@@ -175,11 +170,8 @@ class ResultBatcher:
                 self._wake.set()
 
     def handle_result(self, message: ReceivedMessage) -> None:
-        try:
-            result = Result.decode(message.data)
-        except MessageError as exc:
-            log.error("dropping malformed result %s: %s", message.message_id, exc)
-            message.ack()
+        result = decode_delivered(Result, message)
+        if result is None:
             return
         self.add(result, message)
 

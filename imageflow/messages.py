@@ -6,12 +6,15 @@ ignores unknown ones, so a newer producer can add fields without breaking older 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 VERSION = 1
 
 T = TypeVar("T", bound="Message")
+
+log = logging.getLogger(__name__)
 
 
 class MessageError(ValueError):
@@ -107,3 +110,15 @@ class JobCompleted(Message):
     failed: int
     email: str | None = None
     results_url: str = ""
+
+
+def decode_delivered(cls: type[T], delivered, *, ack: bool = True) -> T | None:
+    """Decode a message delivered by the bus, or None if it is malformed: it is logged and
+    (unless ``ack`` is False) acked, since no redelivery can fix it."""
+    try:
+        return cls.decode(delivered.data)
+    except MessageError as exc:
+        log.error("dropping malformed %s %s: %s", cls.kind, delivered.message_id, exc)
+        if ack:
+            delivered.ack()
+        return None

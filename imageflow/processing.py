@@ -24,7 +24,7 @@ from .blobstore import BlobNotFound, BlobStore
 from .bus import MessageBus, ReceivedMessage
 from .faults import Faults
 from .imaging import ImageError, Limits, Rendered, render
-from .messages import MessageError, Output, Result, Task
+from .messages import Output, Result, Task, decode_delivered
 from .metrics import TASK_DURATION, TASKS
 from .settings import Settings
 
@@ -41,11 +41,8 @@ class Processor:
 
     def handle_message(self, message: ReceivedMessage) -> None:
         """Subscriber callback for ``imageflow-tasks-processor``."""
-        try:
-            task = Task.decode(message.data)
-        except MessageError as exc:
-            log.error("dropping malformed task %s: %s", message.message_id, exc)
-            message.ack()
+        task = decode_delivered(Task, message)
+        if task is None:
             return
         result = self.process(task, isolate=(message.delivery_attempt or 1) > 1)
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
