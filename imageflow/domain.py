@@ -61,7 +61,8 @@ def safe_name(filename: str | None, default: str = "image") -> str:
     return name
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0/C1 controls, and the bidirectional overrides that make "photo\u202egnp.exe" display as "photoexe.png".
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 
 
 def display_name(filename: str | None, default: str = "image") -> str:
