@@ -155,6 +155,8 @@ def _form_operations(raw: str | None):
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "malformed_operations", f"operations is not valid JSON: {exc.msg} at position {exc.pos}")
+    except RecursionError:  # json.loads gives up on very deep nesting with RecursionError, not a ValueError
+        raise ApiError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
 
 
 MAX_JSON_BYTES = 1024 * 1024
