@@ -128,9 +128,11 @@ class Settings:
     webhook_max_attempts: int = 5
     webhook_backoff_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
-    # Request rate limit per caller on /api/ (image-handler); 0 turns it off.
+    # Request rate limit per client address on /api/ (image-handler, imageflow.ratelimit); 0 turns it off.
+    # RATE_LIMIT_PROXY_HOPS: proxies in front that append to X-Forwarded-For (GKE's load balancer: 2).
     rate_limit_per_second: float = 30.0
     rate_limit_burst: int = 300
+    rate_limit_proxy_hops: int = 0
     # Fault injection for the reliability suites only (imageflow.faults); off unless set.
     faults: Faults = field(default_factory=Faults)
     topics: Topics = field(default_factory=Topics)
@@ -185,6 +187,7 @@ class Settings:
             webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_seconds),
             rate_limit_per_second=max(0.0, _float(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second)),
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
+            rate_limit_proxy_hops=_int(env, "RATE_LIMIT_PROXY_HOPS", cls.rate_limit_proxy_hops),
             faults=_faults(env),
             topics=Topics.from_env(env),
         )
@@ -215,6 +218,6 @@ ENV_NAMES = (
     "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
-    "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "IMAGEFLOW_FAULTS",
+    "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

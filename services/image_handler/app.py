@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from imageflow.auth import Auth
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.intake import IntakeError
 from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_latest
+from imageflow.ratelimit import RateLimiter, client_address
 from imageflow.runtime import configure_logging, readiness
 from imageflow.settings import Settings
 
@@ -45,6 +48,17 @@ class HandlerContext:
         return url.strip()
 
 
+class _JSONProvider(DefaultJSONProvider):
+    """Deeply nested JSON makes json.loads raise RecursionError; make it the ValueError that
+    request.get_json() turns into a 400 like any other malformed body."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
+
+
 def create_app(test_config: dict | None = None, backends: Backends | None = None) -> Flask:
     """Build the app: settings from the environment (``test_config`` overrides fields)."""
     configure_logging("image-handler")
@@ -53,6 +67,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
         settings = settings.with_overrides(**test_config)
     backends = backends or make_backends(settings)
     app = Flask(__name__, static_folder=None)
+    app.json = _JSONProvider(app)
     # Werkzeug answers 413 before reading a body over the request limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
@@ -66,8 +81,33 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     _register_health(app, backends)
     _register_errors(app, settings)
     _register_metrics(app)
+    _register_rate_limit(app, settings)
     _register_frontend(app, settings)
     return app
+
+
+def _register_rate_limit(app: Flask, settings: Settings) -> None:
+    """429 for a client past RATE_LIMIT_PER_SECOND (bursts of RATE_LIMIT_BURST) on the API; the
+    image downloads are exempt (a results page loads hundreds at once; on GCS they are redirects)."""
+    if settings.rate_limit_per_second <= 0:
+        return
+    limiter = RateLimiter(settings.rate_limit_per_second, max(1, settings.rate_limit_burst))
+
+    @app.before_request
+    def rate_limit():
+        if not request.path.startswith("/api/") or (request.method == "GET" and request.path.endswith(("/input",
+                                                                                                    "/output"))):
+            return None
+        wait = limiter.acquire(client_address(request.remote_addr, request.headers, settings.rate_limit_proxy_hops))
+        if not wait:
+            return None
+        retry = max(1, math.ceil(wait))
+        response, status = error_response(429, "rate_limited", f"too many requests: at most "
+                                          f"{settings.rate_limit_per_second:g} per second (bursts of "
+                                          f"{settings.rate_limit_burst}); retry in {retry} s",
+                                          {"retry_after_seconds": retry})
+        response.headers["Retry-After"] = str(retry)
+        return response, status
 
 
 def _register_health(app: Flask, backends: Backends) -> None:
