@@ -95,26 +95,30 @@ def pytest_runtest_makereport(item, call):
         return
     if report.when == "teardown" and report.outcome == "passed":
         return
-    if report.skipped and item.nodeid in _load().get("checks", {}):
+    xfail = hasattr(report, "wasxfail")
+    if report.skipped and not xfail and item.nodeid in _load().get("checks", {}):
         return  # skipped in this run (e.g. slow without IMAGEFLOW_SLOW_TESTS): keep the last real result
     rec = item.stash.get(_KEY, Record())
-    doc = (item.function.__doc__ or "").strip()
-    title, _, tried = doc.partition("\n")
+    tried = " ".join((item.function.__doc__ or "").split())
+    title = item.name.removeprefix("test_").replace("_", " ").replace("zz ", "").capitalize()
     module = item.module.__name__.rsplit(".", 1)[-1]
     failure = ""
-    if report.skipped:
+    if xfail:
+        failure = report.wasxfail.removeprefix("reason: ")
+    elif report.skipped:
         failure = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
     if report.failed:
         failure = str(getattr(report.longrepr, "reprcrash", None) and report.longrepr.reprcrash.message
                       or report.longrepr)[:600]
     _save({
-        "id": item.nodeid, "suite": SUITES.get(module, module), "title": title.strip() or item.name,
-        "tried": " ".join(tried.split()), "outcome": "error" if report.when == "teardown" else report.outcome,
+        "id": item.nodeid, "suite": SUITES.get(module, module), "title": title, "tried": tried,
+        "outcome": ("xfailed" if report.skipped else "xpassed") if xfail
+        else "error" if report.when == "teardown" else report.outcome,
         "failure": failure, "duration_s": round(report.duration, 1), "held": rec.held, "figures": rec.figures,
         "slow": item.get_closest_marker("slow") is not None,
         "run_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _git_commit(),
         "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python "
                    f"{sys.version.split()[0]}",
-        "command": "./scripts.sh test --slow tests/reliability" if os.environ.get("IMAGEFLOW_SLOW_TESTS") == "1"
-        else "./scripts.sh test tests/reliability",
+        "command": ("IMAGEFLOW_SLOW_TESTS=1 " if os.environ.get("IMAGEFLOW_SLOW_TESTS") == "1" else "")
+        + "pytest " + " ".join(item.config.invocation_params.args),
     })
