@@ -325,7 +325,7 @@ class Verdict:
 
 def verify_job(stack: ChaosStack, job: dict, batch: list[Sample], record, *, sendgrid=None,
                expect_failed: set[str] = frozenset(), check_pixels: bool = True,
-               mail_settle: float = 2.0) -> Verdict:
+               mail_settle: float = 2.0, blobs=None) -> Verdict:
     """Every image ended exactly once, as succeeded with a correct output or failed with a
     reason; outputs in storage are exactly the succeeded images' (nothing orphaned or
     duplicated, nothing partial visible); the job is complete; one email."""
@@ -351,7 +351,7 @@ def verify_job(stack: ChaosStack, job: dict, batch: list[Sample], record, *, sen
                   [(i["filename"], i["error"]) for i in failed][:5])
     verdict.failed = failed
 
-    blobs = stack.blobs()
+    blobs = blobs or stack.blobs()
     stored = blobs.list(f"{job['job_id']}/output/")
     expected_outputs = [i for i in images if i["status"] == "succeeded"]
     record.expect(len(stored) == len(expected_outputs) and len(set(stored)) == len(stored),
@@ -360,8 +360,8 @@ def verify_job(stack: ChaosStack, job: dict, batch: list[Sample], record, *, sen
     by_id = {path.rsplit("/", 1)[-1].split("-", 1)[0]: path for path in stored}
     record.expect(all(i["image_id"] in by_id for i in images if i["status"] == "succeeded"),
                   "each succeeded image's output is in storage")
-    job_dir = stack.data_dir / "blobs" / job["job_id"]
-    verdict.hidden_temp_files = sum(1 for _ in job_dir.rglob(".tmp-*"))
+    job_dir = stack.data_dir / "blobs" / job["job_id"]  # local store only: where a killed writer's temp file stays
+    verdict.hidden_temp_files = sum(1 for _ in job_dir.rglob(".tmp-*")) if job_dir.is_dir() else 0
 
     if check_pixels:
         samples = {s.filename: s for s in batch}
@@ -388,7 +388,7 @@ def verify_job(stack: ChaosStack, job: dict, batch: list[Sample], record, *, sen
     return verdict
 
 
-def orphaned_outputs(stack: ChaosStack, jobs: dict[str, dict]) -> list[str]:
+def orphaned_outputs(blobs, jobs: dict[str, dict]) -> list[str]:
     """Output objects in the whole store that no succeeded image of a known job accounts for."""
     known = defaultdict(set)
     for job in jobs.values():
@@ -396,8 +396,91 @@ def orphaned_outputs(stack: ChaosStack, jobs: dict[str, dict]) -> list[str]:
             if image["status"] == "succeeded":
                 known[job["job_id"]].add(image["image_id"])
     orphans = []
-    for path in stack.blobs().list(""):
+    for path in blobs.list(""):
         job_id, kind, name = path.split("/", 2)
         if kind == "output" and name.split("-", 1)[0] not in known.get(job_id, ()):
             orphans.append(path)
     return orphans
+
+
+# -- a chaos run ----------------------------------------------------------------------------
+class Submitter:
+    """Submits a small job every second while the chaos runs (some land while image-handler
+    is down); keeps the accepted ones, whose images must all come back."""
+
+    def __init__(self, base_url: str, seed: int):
+        self.base_url, self.rng = base_url, random.Random(seed)
+        self.accepted: dict[str, list] = {}
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _loop(self):
+        n = 0
+        while not self._stop.wait(self.rng.uniform(0.5, 1.5)):
+            batch = make_batch(3, prefix=f"side{n:03d}", start=1000 + 3 * n)
+            n += 1
+            try:
+                created = submit(self.base_url, batch, timeout=20)
+            except (requests.RequestException, AssertionError):
+                self.refused += 1  # the API was down: a real client retries; nothing was accepted
+                continue
+            self.accepted[created["job_id"]] = batch
+
+
+def run_chaos(stack, sendgrid, record, *, images: int, rounds: int, seed: int, timeout: float,
+              gap: tuple[float, float], services=RESTARTABLE, blobs=None) -> None:
+    """Submit an ``images`` job, SIGKILL each of ``services`` once per round at random moments
+    while small side jobs keep arriving, then check every job's invariants."""
+    batch = make_batch(images, prefix="chaos")
+    created = submit(stack.base_url, batch, timeout=120)
+    job_id = created["job_id"]
+    watcher = JobWatcher(stack.base_url, job_id, images)
+    started = time.monotonic()
+    with Supervisor(stack, seed=seed) as supervisor, Submitter(stack.base_url, seed) as submitter:
+        monkey = ChaosMonkey(stack, rounds, watcher.progress, seed=seed, gap=gap, services=services).start()
+        job = watcher.wait(timeout)
+        elapsed = time.monotonic() - started
+        monkey.join(timeout=120)
+        # Let the last kills' restarts settle before checking the side jobs.
+        time.sleep(2)
+    stack.wait_ready(60)
+    mid_job = sum(1 for k in monkey.kills if k.done < k.total)
+    record.figure("images", images)
+    record.figure("kill rounds", rounds)
+    record.figure("SIGKILLs", len(monkey.kills))
+    record.figure("SIGKILLs while the job was unfinished", mid_job)
+    record.figure("killed", dict(sorted({k.name: sum(1 for x in monkey.kills if x.name == k.name)
+                                         for k in monkey.kills}.items())))
+    record.figure("restarts", dict(supervisor.restarts))
+    record.figure("job wall time (s)", round(elapsed, 1))
+    record.figure("status polls refused while image-handler was down", watcher.refused)
+    record.expect(len(monkey.kills) == rounds * len(services),
+                  f"each of the {len(services)} processes was SIGKILLed once per round",
+                  [k.name for k in monkey.kills])
+    record.expect(mid_job >= len(monkey.kills) // 2, "most kills landed while the job was being processed",
+                  [(k.name, k.done) for k in monkey.kills])
+    verdict = verify_job(stack, job, batch, record, sendgrid=sendgrid, blobs=blobs)
+    record.figure("hidden temp files left by killed writers (never listed or served)", verdict.hidden_temp_files)
+
+    jobs = {job_id: job}
+    side_ok = 0
+    for side_id, side_batch in submitter.accepted.items():
+        side_job = JobWatcher(stack.base_url, side_id, len(side_batch)).wait(120)
+        verify_job(stack, side_job, side_batch, record, sendgrid=sendgrid, mail_settle=0, blobs=blobs)
+        jobs[side_id] = side_job
+        side_ok += 1
+    record.figure("side jobs accepted during the chaos / refused while image-handler was down",
+                  f"{len(submitter.accepted)} / {submitter.refused}")
+    record.expect(side_ok == len(submitter.accepted) and side_ok > 0,
+                  "every job accepted (202) during the chaos completed with all its images")
+    orphans = orphaned_outputs(blobs or stack.blobs(), jobs)
+    record.expect(not orphans, "no output object in the store belongs to no image", orphans[:5])

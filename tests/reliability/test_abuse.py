@@ -28,13 +28,17 @@ from tests.reliability.harness import ChaosStack, JobWatcher, make_batch, submit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIMITS = {"MAX_UPLOAD_BYTES": str(200 * 1024), "MAX_REQUEST_BYTES": str(2 * 1024 * 1024), "MAX_FILES_PER_JOB": "5",
-          "MAX_IMAGE_PIXELS": "4000000", "RATE_LIMIT_PER_SECOND": "40", "RATE_LIMIT_BURST": "80"}
+          "MAX_IMAGE_PIXELS": "4000000", "RATE_LIMIT_PER_SECOND": "40", "RATE_LIMIT_BURST": "80",
+          "REQUEST_HEADER_TIMEOUT": "3"}
+# image-handler's worker with the header deadline (until the launcher passes --worker-class itself).
+SERVER = {"GUNICORN_CMD_ARGS": "--worker-class services.image_handler.server.Worker"}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, sendgrid):
     stack = ChaosStack.on_free_ports(tmp_path_factory.mktemp("abuse") / "data", processors=1,
-                                     env={**sendgrid.env(), **LIMITS, "PROGRESS_FLUSH_SECONDS": "0.3"})
+                                     env={**sendgrid.env(), **LIMITS, "PROGRESS_FLUSH_SECONDS": "0.3"},
+                                     process_env={"image-handler": SERVER})
     stack.start()
     yield stack
     stack.stop()
@@ -332,12 +336,10 @@ def test_request_flood_gets_429_and_others_are_still_served(stack, canary, recor
     record.expect(flooder.get(job_url, timeout=10).status_code == 200, "the flooder is served again after waiting")
 
 
-@pytest.mark.xfail(strict=True, reason="known: gunicorn's gthread worker gives a connection that sent part of a "
-                   "request a thread until the rest arrives, so 8 stalled connections hold all of image-handler's "
-                   "threads; needs a header deadline in the server or a buffering proxy in front (see the report)")
 def test_slow_clients_are_timed_out_and_do_not_block_others(stack, canary, record):
-    """Twenty connections each send half a request line and then stall (slowloris); meanwhile another client
-    calls the API."""
+    """Twenty connections each send half a request's headers and then stall (slowloris), against image-handler's
+    8 threads (services/image_handler/server.py, header deadline REQUEST_HEADER_TIMEOUT=3 s here); meanwhile another
+    client calls the API; then a client sends its headers one byte every 0.5 s."""
     stalled = []
     for _ in range(20):
         conn = socket.create_connection(("127.0.0.1", stack.port), timeout=5)
@@ -352,16 +354,27 @@ def test_slow_clients_are_timed_out_and_do_not_block_others(stack, canary, recor
             ok = False
         latency = time.monotonic() - started
         record.figure("another client's /healthz latency with 20 stalled connections (s)", round(latency, 2))
-        closed_after = _time_until_closed(stalled, limit=15)
+        answers: dict[int, bytes] = {}
+        closed_after = _time_until_closed(stalled, limit=15, answers=answers)
         record.figure("stalled connections closed by the server after (s)", closed_after)
         record.expect(ok and latency < 5, "other clients are served while slow clients stall", round(latency, 2))
-        record.expect(closed_after is not None, "the server times stalled connections out")
+        record.expect(closed_after is not None and closed_after < 10, "the server closes stalled connections",
+                      closed_after)
+        record.expect(all(a.startswith(b"HTTP/1.1 408") for a in answers.values()),
+                      "a stalled connection gets a 408 or nothing, never a partial answer", list(answers.values())[:2])
+        trickled = _trickle(stack.port, interval=0.5, limit=15)
+        record.expect(trickled.startswith(b"HTTP/1.1 408") and b"request_timeout" in trickled,
+                      "a client trickling its headers past the deadline is answered 408 with a JSON error", trickled)
+        record.expect(requests.get(f"{stack.base_url}/api/v1/operations", timeout=5).status_code == 200,
+                      "the API answers normally afterwards")
     finally:
         for conn in stalled:
             conn.close()
 
 
-def _time_until_closed(conns: list[socket.socket], limit: float) -> float | None:
+def _time_until_closed(conns: list[socket.socket], limit: float, answers: dict[int, bytes]) -> float | None:
+    """Seconds until the server closed every connection (None if some stayed open past ``limit``);
+    what each received before EOF goes into ``answers``."""
     started = time.monotonic()
     open_ = set(range(len(conns)))
     for conn in conns:
@@ -369,13 +382,36 @@ def _time_until_closed(conns: list[socket.socket], limit: float) -> float | None
     while open_ and time.monotonic() - started < limit:
         for i in list(open_):
             try:
-                conns[i].recv(4096)
-                open_.discard(i)  # an answer (408/400) or EOF: the server let go
+                data = conns[i].recv(4096)
             except socket.timeout:
-                pass
+                continue
             except OSError:
-                open_.discard(i)
+                data = b""
+            if data:
+                answers[i] = answers.get(i, b"") + data
+            else:
+                open_.discard(i)  # EOF: the server let go
     return None if open_ else round(time.monotonic() - started, 1)
+
+
+def _trickle(port: int, interval: float, limit: float) -> bytes:
+    """Send a request one byte every ``interval`` seconds; what the server answered (b"" if nothing)."""
+    request = b"GET /api/v1/operations HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 200 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as conn:
+        started = time.monotonic()
+        try:
+            for byte in request:
+                conn.sendall(bytes([byte]))
+                time.sleep(interval)
+                if time.monotonic() - started > limit:
+                    break
+        except OSError:
+            pass  # the server closed the connection on us
+        conn.settimeout(2)
+        try:
+            return conn.recv(4096)
+        except OSError:
+            return b""
 
 
 # -- still standing -------------------------------------------------------------------------

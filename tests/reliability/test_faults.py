@@ -7,21 +7,18 @@ the processors' fault hooks armed for files named ``poison-*`` and ``slowpoke-*`
 """
 from __future__ import annotations
 
-import random
 import re
-import threading
 import time
 
 import pytest
-import requests
 
 from imageflow import domain
 from imageflow.bus.sqlite import SqliteBus
 from imageflow.jobstore.sqlite import SqliteJobStore
 from imageflow.messages import JobCompleted, JobSubmitted, Result, Task
 from imageflow.settings import Settings
-from tests.reliability.harness import (OPERATIONS, ChaosMonkey, ChaosStack, JobWatcher, Supervisor, fetch_job,
-                                       make_batch, orphaned_outputs, submit, verify_job)
+from tests.reliability.harness import (ChaosStack, JobWatcher, Supervisor, fetch_job, make_batch, run_chaos, submit,
+                                       verify_job)
 
 ACK_DEADLINE = 4
 # poison-*: crash the processor; slowpoke-*: 10 s of work; chaos-*: 0.8 s of work, so a chaos job
@@ -35,7 +32,8 @@ def stack(tmp_path_factory, sendgrid):
         tmp_path_factory.mktemp("faults") / "data", processors=2,
         env={**sendgrid.env(), "PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": str(ACK_DEADLINE),
              "PROCESSOR_CONCURRENCY": "2", "DRAIN_SECONDS": "5", "RATE_LIMIT_PER_SECOND": "0"},
-        process_env={"image-processor*": {"IMAGEFLOW_FAULTS": PROCESSOR_FAULTS}})
+        process_env={"image-processor*": {"IMAGEFLOW_FAULTS": PROCESSOR_FAULTS},
+                     "image-handler": {"GUNICORN_CMD_ARGS": "--worker-class services.image_handler.server.Worker"}})
     stack.start()
     yield stack
     stack.stop()
@@ -64,85 +62,6 @@ def _slow_starts(stack) -> int:
 
 
 # -- SIGKILL every process, in rounds -------------------------------------------------------
-class Submitter:
-    """Submits a small job every second while the chaos runs (some land while image-handler
-    is down); keeps the accepted ones, whose images must all come back."""
-
-    def __init__(self, base_url: str, seed: int):
-        self.base_url, self.rng = base_url, random.Random(seed)
-        self.accepted: dict[str, list] = {}
-        self.refused = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _loop(self):
-        n = 0
-        while not self._stop.wait(self.rng.uniform(0.5, 1.5)):
-            batch = make_batch(3, prefix=f"side{n:03d}", start=1000 + 3 * n)
-            n += 1
-            try:
-                created = submit(self.base_url, batch, timeout=20)
-            except (requests.RequestException, AssertionError):
-                self.refused += 1  # the API was down: a real client retries; nothing was accepted
-                continue
-            self.accepted[created["job_id"]] = batch
-
-
-def run_chaos(stack, sendgrid, record, *, images: int, rounds: int, seed: int, timeout: float,
-              gap: tuple[float, float]) -> None:
-    batch = make_batch(images, prefix="chaos")
-    created = submit(stack.base_url, batch, timeout=120)
-    job_id = created["job_id"]
-    watcher = JobWatcher(stack.base_url, job_id, images)
-    started = time.monotonic()
-    with Supervisor(stack, seed=seed) as supervisor, Submitter(stack.base_url, seed) as submitter:
-        monkey = ChaosMonkey(stack, rounds, watcher.progress, seed=seed, gap=gap).start()
-        job = watcher.wait(timeout)
-        elapsed = time.monotonic() - started
-        monkey.join(timeout=120)
-        # Let the last kills' restarts settle before checking the side jobs.
-        time.sleep(2)
-    stack.wait_ready(60)
-    mid_job = sum(1 for k in monkey.kills if k.done < k.total)
-    record.figure("images", images)
-    record.figure("kill rounds", rounds)
-    record.figure("SIGKILLs", len(monkey.kills))
-    record.figure("SIGKILLs while the job was unfinished", mid_job)
-    record.figure("killed", dict(sorted({k.name: sum(1 for x in monkey.kills if x.name == k.name)
-                                         for k in monkey.kills}.items())))
-    record.figure("restarts", dict(supervisor.restarts))
-    record.figure("job wall time (s)", round(elapsed, 1))
-    record.figure("status polls refused while image-handler was down", watcher.refused)
-    record.expect(len(monkey.kills) == rounds * 5, "each of the 5 processes was SIGKILLed once per round",
-                  [k.name for k in monkey.kills])
-    record.expect(mid_job >= len(monkey.kills) // 2, "most kills landed while the job was being processed",
-                  [(k.name, k.done) for k in monkey.kills])
-    verdict = verify_job(stack, job, batch, record, sendgrid=sendgrid)
-    record.figure("hidden temp files left by killed writers (never listed or served)", verdict.hidden_temp_files)
-
-    jobs = {job_id: job}
-    side_ok = 0
-    for side_id, side_batch in submitter.accepted.items():
-        side_job = JobWatcher(stack.base_url, side_id, len(side_batch)).wait(120)
-        verify_job(stack, side_job, side_batch, record, sendgrid=sendgrid, mail_settle=0)
-        jobs[side_id] = side_job
-        side_ok += 1
-    record.figure("side jobs accepted during the chaos / refused while image-handler was down",
-                  f"{len(submitter.accepted)} / {submitter.refused}")
-    record.expect(side_ok == len(submitter.accepted) and side_ok > 0,
-                  "every job accepted (202) during the chaos completed with all its images")
-    orphans = orphaned_outputs(stack, jobs)
-    record.expect(not orphans, "no output object in the store belongs to no image", orphans[:5])
-
-
 def test_kill_every_process_in_two_rounds_during_a_100_image_job(stack, sendgrid, record):
     """SIGKILL each process (image-handler, interaction-manager, a processor, email function, push bridge) in a
     random order at random moments, 2 rounds, during a 100-image job, while other small jobs are being submitted;
