@@ -3,6 +3,7 @@
 - ``subscribe`` is the client library's streaming pull: flow control holds at most
   ``max_messages`` outstanding messages (the worker's concurrency), the library extends
   their leases while the callback runs, and the callback acks only once its work is done.
+  (On the emulator it polls instead by default: see ``PubSubBus.__init__``.)
 - ``pull`` is the unary pull, polled, for tools and tests (``return_immediately``: the
   emulator would otherwise block on an empty subscription, and a cancelled long pull can
   strand the messages it was about to return until their deadline).
@@ -18,6 +19,7 @@ source subscription: the deployment grants those (the emulator needs nothing).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import warnings
@@ -228,10 +230,15 @@ class PubSubBus(MessageBus):
 
     MIN_ACK_DEADLINE = MIN_DEADLINE
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, streaming: bool | None = None):
+        """``streaming``: subscribe() with streaming pull (True) or by polling unary pulls
+        (False). By default streaming, except on the emulator: it never forgets a closed
+        streaming-pull stream, so after a subscriber restarts it keeps handing messages to
+        the dead stream, each lost until its ack deadline, again and again."""
         if not settings.gcp_project:
             raise BusError("GCP_PROJECT is not set")
         self._settings = settings
+        self.streaming = not os.environ.get("PUBSUB_EMULATOR_HOST") if streaming is None else streaming
         self.project = settings.gcp_project
         self._lock = threading.Lock()
         self._publisher: pubsub_v1.PublisherClient | None = None
@@ -369,7 +376,11 @@ class PubSubBus(MessageBus):
 
     def subscribe(self, subscription: str, callback: Callable[[ReceivedMessage], None], *,
                   max_messages: int = 1, ack_deadline_seconds: int = 60) -> Subscriber:
-        """Streaming pull with flow control (see StreamingSubscriber)."""
+        """Streaming pull with flow control (see StreamingSubscriber); polling unary pulls
+        when ``streaming`` is off (see __init__)."""
+        if not self.streaming:
+            return super().subscribe(subscription, callback, max_messages=max_messages,
+                                     ack_deadline_seconds=ack_deadline_seconds)
         sub = StreamingSubscriber(self, subscription, callback, max_messages=max_messages,
                                   ack_deadline_seconds=ack_deadline_seconds)
         with self._lock:

@@ -13,8 +13,24 @@ import pytest
 
 from imageflow import topology
 from imageflow.bus import SubscriptionConfig
+from imageflow.bus.pubsub import PubSubBus
 
 pytestmark = pytest.mark.emulators
+
+
+@pytest.fixture
+def streaming_bus(pubsub_bus, gcp_settings):
+    """subscribe() on streaming pull, as on GCP (the emulator's default is polling)."""
+    bus = PubSubBus(gcp_settings, streaming=True)
+    yield bus
+    bus.close()
+
+
+@pytest.fixture(params=["streaming", "polling"])
+def subscribing_bus(request, pubsub_bus, gcp_settings):
+    bus = PubSubBus(gcp_settings, streaming=request.param == "streaming")
+    yield bus
+    bus.close()
 
 
 def unique(prefix: str) -> str:
@@ -65,7 +81,8 @@ def test_setup_updates_an_existing_subscription(pubsub_bus):
     assert current.dead_letter_policy.max_delivery_attempts == 6
 
 
-def test_streaming_pull_respects_flow_control_and_processes_each_message_once(pubsub_bus):
+def test_subscribe_respects_flow_control_and_processes_each_message_once(subscribing_bus):
+    pubsub_bus = subscribing_bus
     topic, sub = make(pubsub_bus)
     for i in range(12):
         pubsub_bus.publish(topic, str(i).encode())
@@ -92,7 +109,8 @@ def test_streaming_pull_respects_flow_control_and_processes_each_message_once(pu
     assert 2 <= peak[0] <= 3, f"concurrency {peak[0]}, flow control allows 3"
 
 
-def test_leases_are_extended_while_a_long_task_runs(pubsub_bus):
+def test_leases_are_extended_while_a_long_task_runs(streaming_bus):
+    pubsub_bus = streaming_bus
     topic, sub = make(pubsub_bus, deadline=10)
     pubsub_bus.publish(topic, b"long task")
     calls = []
@@ -114,7 +132,8 @@ def test_leases_are_extended_while_a_long_task_runs(pubsub_bus):
     assert pubsub_bus.pull(sub, max_messages=10, timeout=1) == []
 
 
-def test_a_failing_handler_nacks_and_the_message_dead_letters(pubsub_bus):
+def test_a_failing_handler_nacks_and_the_message_dead_letters(subscribing_bus):
+    pubsub_bus = subscribing_bus
     dlq, dlq_sub = unique("dlq"), unique("dlq-sub")
     pubsub_bus.ensure_topic(dlq)
     pubsub_bus.ensure_subscription(SubscriptionConfig(dlq_sub, dlq, ack_deadline_seconds=10))
@@ -142,7 +161,8 @@ def test_a_failing_handler_nacks_and_the_message_dead_letters(pubsub_bus):
     letter.ack()
 
 
-def test_stop_waits_for_running_callbacks_then_releases_the_rest(pubsub_bus):
+def test_stop_waits_for_running_callbacks_then_releases_the_rest(subscribing_bus):
+    pubsub_bus = subscribing_bus
     topic, sub = make(pubsub_bus, deadline=60)
     pubsub_bus.publish(topic, b"quick")
     pubsub_bus.publish(topic, b"stuck")
@@ -182,6 +202,12 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def test_emulator_subscribers_poll_and_gcp_ones_stream(gcp_settings, monkeypatch):
+    assert PubSubBus(gcp_settings).streaming is False  # PUBSUB_EMULATOR_HOST is set
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+    assert PubSubBus(gcp_settings).streaming is True
 
 
 def test_push_subscription_posts_the_pubsub_envelope(pubsub_bus):
