@@ -9,7 +9,10 @@ ImageFlow core. Configuration from the environment:
 - ``EMAIL_FROM``, ``PUBLIC_BASE_URL``.
 - A job is mailed once: a claim per job (a file under the data dir locally, a Firestore
   document ``email_notifications/<job_id>`` with ``IMAGEFLOW_BACKEND=gcp``) is taken before
-  sending and released if sending fails.
+  sending, marked sent after, and released if sending fails. A claim still "sending" after
+  ``EMAIL_CLAIM_LEASE_SECONDS`` (default 300) belongs to an instance that died mid-send:
+  a retry takes it over, so a crash never loses the mail; until then a retry is told to
+  come back later.
 - Raise only for transient failures (network, 429, 5xx), so the trigger retries; a bad
   message or a permanent SendGrid refusal is logged and dropped.
 
@@ -25,6 +28,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -97,43 +101,92 @@ def build_email(event: dict, sender: str) -> EmailMessage:
 
 
 # -- once per job -----------------------------------------------------------------------
+def claim_lease_seconds() -> float:
+    return float(os.environ.get("EMAIL_CLAIM_LEASE_SECONDS") or 300)
+
+
 class FileClaims:
-    """Local claims: one file per mailed job, created atomically (O_EXCL)."""
+    """Local claims: one file per job holding ``sending <time>`` while a mail is on its way and
+    ``sent`` after (an empty file, from before the states, means sent)."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def claim(self, job_id: str) -> bool:
+    def _write(self, job_id: str, state: str, *, exclusive: bool) -> bool:
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(state)
         try:
-            os.close(os.open(self.directory / job_id, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            if exclusive:  # link() fails if the claim exists: only one instance wins it
+                os.link(tmp, self.directory / job_id)
+            else:
+                os.replace(tmp, self.directory / job_id)
             return True
         except FileExistsError:
             return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def claim(self, job_id: str) -> bool:
+        """True to send; False if already sent; TransientError while another send may be under way."""
+        if self._write(job_id, f"sending {time.time()}", exclusive=True):
+            return True
+        state = (self.directory / job_id).read_text().split()
+        if not state or state[0] == "sent":
+            return False
+        age = time.time() - float(state[1])
+        if age < claim_lease_seconds():
+            raise TransientError(f"job {job_id}: a send started {age:.0f} s ago has not finished; retry later")
+        log.warning("job %s: taking over a send that started %.0f s ago and never finished", job_id, age)
+        return self._write(job_id, f"sending {time.time()}", exclusive=False)
+
+    def mark_sent(self, job_id: str) -> None:
+        self._write(job_id, "sent", exclusive=False)
 
     def release(self, job_id: str) -> None:
         (self.directory / job_id).unlink(missing_ok=True)
 
 
 class FirestoreClaims:
-    """GCP claims: ``email_notifications/<job_id>`` created with create() (fails if present)."""
+    """GCP claims: ``email_notifications/<job_id>`` created with create() (fails if present),
+    ``state`` "sending" (with ``claimed_at``) then "sent" (documents without a state are sent)."""
 
     def __init__(self):
         from google.cloud import firestore  # lazily: only on GCP
         self._db = firestore.Client(project=os.environ.get("GCP_PROJECT") or None)
 
+    def _doc(self, job_id: str):
+        return self._db.collection("email_notifications").document(job_id)
+
     def claim(self, job_id: str) -> bool:
-        from google.api_core.exceptions import AlreadyExists
-        from google.cloud import firestore
+        from google.api_core.exceptions import AlreadyExists, FailedPrecondition
         try:
-            self._db.collection("email_notifications").document(job_id).create(
-                {"job_id": job_id, "sent_at": firestore.SERVER_TIMESTAMP})
+            self._doc(job_id).create({"job_id": job_id, "state": "sending", "claimed_at": time.time()})
             return True
         except AlreadyExists:
+            pass
+        snapshot = self._doc(job_id).get()
+        data = snapshot.to_dict() or {}
+        if data.get("state", "sent") == "sent":
             return False
+        age = time.time() - float(data.get("claimed_at") or 0)
+        if age < claim_lease_seconds():
+            raise TransientError(f"job {job_id}: a send started {age:.0f} s ago has not finished; retry later")
+        try:  # take over only if nobody else did since we read it
+            self._doc(job_id).update({"state": "sending", "claimed_at": time.time()},
+                                     option=self._db.write_option(last_update_time=snapshot.update_time))
+        except FailedPrecondition:
+            raise TransientError(f"job {job_id}: another delivery took the send over") from None
+        log.warning("job %s: taking over a send that started %.0f s ago and never finished", job_id, age)
+        return True
+
+    def mark_sent(self, job_id: str) -> None:
+        from google.cloud import firestore
+        self._doc(job_id).update({"state": "sent", "sent_at": firestore.SERVER_TIMESTAMP})
 
     def release(self, job_id: str) -> None:
-        self._db.collection("email_notifications").document(job_id).delete()
+        self._doc(job_id).delete()
 
 
 def data_dir() -> Path:
@@ -207,10 +260,12 @@ def deliver(event: dict) -> str:
             log.info("job %s: email written to %s", job_id, path)
     except PermanentError as exc:
         log.error("job %s: %s", job_id, exc)
+        claims.mark_sent(job_id)  # never retried
         return "refused"
     except Exception:
         claims.release(job_id)  # let the retry send it
         raise
+    claims.mark_sent(job_id)
     return "sent"
 
 
