@@ -171,6 +171,9 @@ class FakeSendGrid:
 
     def __init__(self):
         self.mails: list[dict] = []
+        self.dropped: list[dict] = []
+        self.holding = threading.Event()
+        self._hold_next = 0.0
         self._lock = threading.Lock()
         outer = self
 
@@ -182,7 +185,13 @@ class FakeSendGrid:
                     self.end_headers()
                     return
                 with outer._lock:
-                    outer.mails.append(json.loads(body))
+                    hold, outer._hold_next = outer._hold_next, 0.0
+                    (outer.dropped if hold else outer.mails).append(json.loads(body))
+                if hold:  # hang, then drop the connection: this mail never reached "SendGrid"
+                    outer.holding.set()
+                    time.sleep(hold)
+                    self.close_connection = True
+                    return
                 self.send_response(202)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -202,6 +211,12 @@ class FakeSendGrid:
 
     def env(self) -> dict[str, str]:
         return {"SENDGRID_API_KEY": "SG.reliability-suite", "SENDGRID_API_HOST": self.url}
+
+    def hold_next(self, seconds: float) -> None:
+        """Make the next mail hang for ``seconds`` and then fail without being delivered."""
+        with self._lock:
+            self._hold_next = seconds
+            self.holding.clear()
 
     def mails_for(self, job_id: str) -> list[dict]:
         with self._lock:

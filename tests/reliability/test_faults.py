@@ -21,6 +21,7 @@ from tests.reliability.harness import (ChaosStack, JobWatcher, Supervisor, fetch
                                        verify_job)
 
 ACK_DEADLINE = 4
+EMAIL_LEASE = 6  # how long a send in progress keeps other deliveries of the same job's email off
 # poison-*: crash the processor; slowpoke-*: 10 s of work; chaos-*: 0.8 s of work, so a chaos job
 # lasts long enough for its kills to land mid-job without burning the shared CPU.
 PROCESSOR_FAULTS = "processor_crash_on=poison-,processor_delay_on=slowpoke-:10|chaos-:0.8"
@@ -31,6 +32,7 @@ def stack(tmp_path_factory, sendgrid):
     stack = ChaosStack.on_free_ports(
         tmp_path_factory.mktemp("faults") / "data", processors=2,
         env={**sendgrid.env(), "PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": str(ACK_DEADLINE),
+             "EMAIL_CLAIM_LEASE_SECONDS": str(EMAIL_LEASE),
              "PROCESSOR_CONCURRENCY": "2", "DRAIN_SECONDS": "5", "RATE_LIMIT_PER_SECOND": "0"},
         process_env={"image-processor*": {"IMAGEFLOW_FAULTS": PROCESSOR_FAULTS},
                      "image-handler": {"GUNICORN_CMD_ARGS": "--worker-class services.image_handler.server.Worker"}})
@@ -189,3 +191,25 @@ def test_storage_write_failures_are_retried_without_partial_objects(stack, sendg
     finally:
         stack.env.pop("MAX_DELIVERY_ATTEMPTS")
         stack.restart_processors(PROCESSOR_FAULTS)
+
+
+# -- the email function dies while sending ----------------------------------------------------
+def test_email_function_killed_while_sending_still_mails_once(stack, sendgrid, record):
+    """The SendGrid stand-in hangs on a job's mail (and never delivers it); the email function is SIGKILLed while it
+    waits, and restarted. Pub/Sub push (here the push bridge) retries the job.completed event."""
+    sendgrid.hold_next(30)
+    batch = make_batch(3, prefix="mail")
+    created = submit(stack.base_url, batch)
+    job_id = created["job_id"]
+    record.expect(sendgrid.holding.wait(60), "the email function started sending and hung on SendGrid")
+    with Supervisor(stack, seed=5) as supervisor:
+        stack.kill_process("email-function")
+        started = time.monotonic()
+        mails = sendgrid.wait_for(job_id, timeout=90, settle=EMAIL_LEASE + 2)
+        record.figure("time from the kill to the mail (s)", round(time.monotonic() - started, 1))
+        record.figure("email-function restarts", supervisor.restarts["email-function"])
+    record.figure("claim lease (EMAIL_CLAIM_LEASE_SECONDS, s)", EMAIL_LEASE)
+    record.expect(len(mails) == 1, "the mail was sent exactly once after the crash (not lost behind the crashed "
+                                   "attempt's claim)", len(mails))
+    job = JobWatcher(stack.base_url, job_id, len(batch)).wait(30)
+    verify_job(stack, job, batch, record)
