@@ -443,8 +443,39 @@ def _run(args: argparse.Namespace) -> int:
             env_file.unlink(missing_ok=True)
 
 
+def setup_from_env(attempts: int = 60) -> None:
+    """Against emulators already running (``*_EMULATOR_HOST`` set): create ``GCS_BUCKET`` and
+    every topic and subscription (docker-compose's one-shot ``setup`` service). Retries
+    while the emulators are still starting."""
+    from ..bootstrap import make_bus
+    from ..settings import Settings
+    from .. import topology
+
+    settings = Settings.from_env()
+    if settings.backend != "gcp" or not os.environ.get("STORAGE_EMULATOR_HOST"):
+        raise EmulatorError("setup is for the emulators: set IMAGEFLOW_BACKEND=gcp and the *_EMULATOR_HOST variables")
+    for attempt in range(attempts):
+        try:
+            storage_host = os.environ["STORAGE_EMULATOR_HOST"].removeprefix("http://").removeprefix("https://")
+            status, body = _http("POST", f"http://{storage_host}/storage/v1/b?project={settings.gcp_project}",
+                                 {"name": settings.gcs_bucket})
+            if status not in (200, 409):
+                raise EmulatorError(f"create bucket: HTTP {status} {body[:200]!r}")
+            bus = make_bus(settings)
+            try:
+                topology.ensure(bus, settings)
+            finally:
+                bus.close()
+            return
+        except Exception as exc:  # emulators not up yet: wait and retry
+            if attempt == attempts - 1:
+                raise
+            log.info("emulators not ready (%s); retrying", exc)
+            time.sleep(1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m imageflow.devtools.emulators run|check``."""
+    """``python -m imageflow.devtools.emulators run|setup|check``."""
     parser = argparse.ArgumentParser(prog="python -m imageflow.devtools.emulators",
                                      description="Run the Pub/Sub, Firestore and Cloud Storage emulators.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -454,8 +485,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--bucket", default=os.environ.get("GCS_BUCKET") or DEFAULT_BUCKET)
     run.add_argument("--work-dir", help="logs and the throwaway signing key (default: a temp dir)")
     sub.add_parser("check", help="exit 0 when java, the emulators and fake-gcs-server are installed")
+    sub.add_parser("setup", help="create the bucket, topics and subscriptions on running emulators (env)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "setup":
+        setup_from_env()
+        print("emulators set up: bucket, topics and subscriptions", flush=True)
+        return 0
     if args.command == "check":
         missing = missing_tools()
         for item in missing:

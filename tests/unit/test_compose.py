@@ -1,0 +1,129 @@
+"""docker-compose.yml and the Dockerfiles, checked without a Docker engine: the compose file
+validates, images are pinned, multi-stage, slim and non-root, and every variable the compose
+file sets is one the code reads, under the names of the k8s ConfigMap. (The containers'
+commands are run directly on the emulators in tests/integration/gcp/test_container_commands.py.)"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imageflow.settings import ENV_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILES = [ROOT / "services/image_handler/Dockerfile", ROOT / "services/interaction_manager/Dockerfile",
+               ROOT / "services/image_processor/Dockerfile", ROOT / "functions/email_notifier/Dockerfile",
+               ROOT / "frontend/Dockerfile"]
+# Read by the client libraries, the emulators' images or nginx's template, not by our code.
+EXTERNAL_NAMES = {"PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST",
+                  "GOOGLE_APPLICATION_CREDENTIALS", "IMAGE_HANDLER_URL"}
+_READ = re.compile(r"""(?:environ|env)(?:\.get)?\s*[\(\[]\s*["']([A-Z][A-Z0-9_]{2,})["']""")
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def names_the_code_reads() -> set[str]:
+    """Every variable name the Python code looks up (settings and direct reads)."""
+    names = set(ENV_NAMES)
+    for folder in ("imageflow", "services", "functions"):
+        for source in (ROOT / folder).rglob("*.py"):
+            names.update(_READ.findall(source.read_text()))
+    return names
+
+
+def config_env() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / "k8s/base/config.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def final_stage(dockerfile: Path) -> list[str]:
+    lines = dockerfile.read_text().splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    return lines[start:]
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose not installed (apt-get install docker-compose)")
+def test_compose_file_validates():
+    result = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_runs_every_part_of_the_system():
+    services = compose()["services"]
+    assert {"pubsub", "firestore", "gcs", "mailpit", "setup", "image-handler", "interaction-manager",
+            "image-processor", "email-function", "frontend"} <= set(services)
+    for name, service in services.items():
+        if "build" in service:
+            build = service["build"]
+            dockerfile = ROOT / build["context"] / build.get("dockerfile", "Dockerfile")
+            assert dockerfile.is_file(), f"{name}: {dockerfile} missing"
+
+
+def test_compose_images_are_pinned():
+    for name, service in compose()["services"].items():
+        image = service["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest", f"{name}: {image} is not pinned"
+        if tag == "local":  # built here from this checkout
+            assert "build" in service, f"{name}: {image} is neither pinned nor built"
+        else:
+            assert re.search(r"\d+\.\d+", tag), f"{name}: {image} has no version tag"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dockerfiles_are_multistage_slim_pinned_and_non_root(dockerfile):
+    text = dockerfile.read_text()
+    bases = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert len(bases) >= 2, "multi-stage: build tools stay out of the final image"
+    for base in bases:
+        assert re.search(r":\S*\d+\.\d+", base) and not base.endswith(":latest"), f"unpinned base {base}"
+    assert any(word in bases[-1] for word in ("slim", "alpine", "unprivileged")), f"final base {bases[-1]}"
+    users = [line.split()[1] for line in final_stage(dockerfile) if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the final stage runs as a non-root user"
+    for cmd in re.findall(r"^CMD .*", text, re.MULTILINE):  # (frontend: nginx's own CMD)
+        assert cmd.startswith("CMD ["), "exec-form CMD, so signals reach the process"
+
+
+def test_python_images_run_as_the_uid_the_k8s_manifests_expect():
+    for dockerfile in DOCKERFILES[:4]:
+        assert "USER 10001:10001" in final_stage(dockerfile), dockerfile
+
+
+def test_every_compose_variable_is_read_by_the_code():
+    known = names_the_code_reads() | EXTERNAL_NAMES
+    for name, service in compose()["services"].items():
+        unknown = set(service.get("environment") or {}) - known
+        assert not unknown, f"{name} sets variables nothing reads: {sorted(unknown)}"
+
+
+def test_compose_uses_the_configmap_names_and_bus_topology():
+    env = compose()["x-imageflow-env"]
+    configmap = config_env()
+    missing = set(configmap) - set(env)
+    assert not missing, f"ConfigMap settings absent from docker-compose.yml: {sorted(missing)}"
+    for key, value in configmap.items():
+        if key.endswith(("_TOPIC", "_SUBSCRIPTION")) or key == "IMAGEFLOW_BACKEND":
+            assert env[key] == value, key
+
+
+def test_service_ports_and_push_endpoint_follow_the_contract():
+    services = compose()["services"]
+    assert services["image-handler"]["environment"]["IMAGEFLOW_PORT"] == "8080"
+    assert services["interaction-manager"]["environment"]["PORT"] == "8081"
+    assert services["image-processor"]["environment"]["PORT"] == "8082"
+    assert services["email-function"]["environment"]["PORT"] == "8083"
+    assert compose()["x-imageflow-env"]["NOTIFICATIONS_PUSH_ENDPOINT"] == "http://email-function:8083/"
+    function_cmd = (ROOT / "functions/email_notifier/Dockerfile").read_text()
+    assert "--target notify --signature-type cloudevent" in function_cmd
