@@ -326,7 +326,7 @@ def test_request_flood_gets_429_and_others_are_still_served(stack, canary, recor
                                                                    f"{len(limited)}")
     record.figure("flood duration (s)", round(elapsed, 1))
     record.figure("other client's latency during the flood, max (ms)", round(max(p[1] for p in polite) * 1000))
-    record.expect(set(codes) <= {200, 429} and len(limited) >= 300, "the flood is answered 429 past the limit",
+    record.expect(set(codes) <= {200, 429} and len(limited) >= 100, "the flood is answered 429 past the limit",
                   {c: codes.count(c) for c in set(codes)})
     record.expect(codes.count(200) <= 80 + 40 * elapsed + 5, "the flooder got no more than its burst plus the rate")
     record.expect(all(a[1] and int(a[1]) >= 1 for a in limited), "each 429 carries Retry-After")

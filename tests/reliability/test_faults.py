@@ -72,6 +72,7 @@ def test_kill_every_process_in_two_rounds_during_a_100_image_job(stack, sendgrid
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_kill_every_process_in_five_rounds_during_a_500_image_job(stack, sendgrid, record):
     """The same with 500 images and 5 rounds of kills (25 SIGKILLs)."""
     run_chaos(stack, sendgrid, record, images=500, rounds=5, seed=500, timeout=900, gap=(1.0, 5.0))

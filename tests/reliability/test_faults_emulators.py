@@ -7,7 +7,7 @@ import pytest
 
 from tests.reliability.harness import ChaosStack, make_batch, run_chaos, submit, verify_job, JobWatcher
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulators]
+pytestmark = [pytest.mark.slow, pytest.mark.emulators, pytest.mark.timeout(900)]
 SERVICES = ("image-handler", "interaction-manager", "image-processor", "email-function")  # no push bridge on GCP
 
 

@@ -40,6 +40,7 @@ def test_load_smoke_60_images_with_concurrent_uploads(tmp_path, record):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_load_2000_image_job_with_8_concurrent_uploaders(tmp_path, record):
     """A 2000-image job (800x600 JPEGs, resize to 320 px wide and WebP) with 2 processors x 2 on 2 cores, while 8
     clients each upload 25 five-image jobs and read their status."""
