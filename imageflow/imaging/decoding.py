@@ -377,17 +377,17 @@ def to_working(image: Image.Image, icc_policy: str = "srgb") -> tuple[Image.Imag
     Returns the image and the profile to embed (or None)."""
     icc = image.info.get("icc_profile") or None
     mode = image.mode
-    if icc and mode == "RGBX" and icc_policy == "srgb":
-        image = image.convert("RGB")
-        mode = "RGB"
-    if icc and (mode == "CMYK" or (icc_policy == "srgb" and mode in ("RGB", "RGBA"))):
+    if icc and (mode == "CMYK" or (icc_policy == "srgb" and mode in ("RGB", "RGBA", "RGBX"))):
         try:
             profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             if mode == "CMYK" or not _is_srgb(profile):
-                image = ImageCms.profileToProfile(image, profile, _SRGB, outputMode="RGB" if mode == "CMYK" else mode)
-            icc = None
+                if mode == "RGBX":
+                    image = image.convert("RGB")
+                out_mode = "RGBA" if mode == "RGBA" else "RGB"
+                image = ImageCms.profileToProfile(image, profile, _SRGB, outputMode=out_mode)
         except Exception:   # a broken profile: fall back to the plain conversion below
-            icc = None
+            pass
+        icc = None          # converted to sRGB, or already sRGB: nothing to embed
         mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit grey: scale to 8 bits (a plain convert would clip at 255)

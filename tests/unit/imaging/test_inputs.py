@@ -93,6 +93,12 @@ def test_icc_profile_converted_to_srgb_by_default():
     assert close(image.getpixel((5, 5)), (0, 200, 0), 20) and not image.info.get("icc_profile")
 
 
+def test_icc_profile_converted_after_shrink_on_load():
+    data = encode(solid(color=(200, 0, 0), size=(400, 300)), "JPEG", quality=95, icc_profile=swapped_profile())
+    _, image = run(data, [{"op": "resize", "width": 100}])
+    assert image.size == (100, 75) and close(image.getpixel((50, 30)), (0, 200, 0), 20)
+
+
 def test_icc_profile_kept_on_request():
     profile = swapped_profile()
     data = encode(solid(color=(200, 0, 0)), "PNG", icc_profile=profile)
