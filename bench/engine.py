@@ -64,7 +64,8 @@ def graphic_rgba(size: tuple[int, int], seed: int = 99) -> Image.Image:
         x, y = rnd.randrange(size[0]), rnd.randrange(size[1])
         w, h = rnd.randrange(4, max(5, size[0] // 3)), rnd.randrange(4, max(5, size[1] // 3))
         draw.rounded_rectangle((x, y, x + w, y + h), radius=12,
-                               fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256), rnd.randrange(80, 256)))
+                               fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256),
+                                     rnd.randrange(80, 256)))
     return image.filter(ImageFilter.GaussianBlur(1.5))
 
 
@@ -102,7 +103,8 @@ CASES = {
                                  [(1024, "WEBP", {"quality": 80})], ""),
     "12mp-jpeg-fit1024-avif60": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "avif", "quality": 60}],
                                  [(1024, "AVIF", {"quality": 60, "max_threads": 1})], ""),
-    "12mp-jpeg-variants-3x2": ("12mp.jpg", [{"op": "variants", "widths": [320, 1024, 2048], "formats": ["jpeg", "webp"]}],
+    "12mp-jpeg-variants-3x2": ("12mp.jpg",
+                               [{"op": "variants", "widths": [320, 1024, 2048], "formats": ["jpeg", "webp"]}],
                                [(box, fmt, params) for box in (320, 1024, 2048)
                                 for fmt, params in (("JPEG", {"quality": 85}), ("WEBP", {"quality": 80}))],
                                "6 outputs from one decode; naive decodes 6 times"),
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         print("encode cost of the 1024x768 output (one thread, median CPU time):")
         jpeg_ms = encoders[0]["ms"]
         for row in encoders:
-            print(f"- {row['format']}: {row['ms']:.1f} ms ({row['ms'] / jpeg_ms:.1f}x JPEG), {row['bytes'] / 1024:.0f} KiB")
+            print(f"- {row['format']}: {row['ms']:.1f} ms ({row['ms'] / jpeg_ms:.1f}x JPEG), "
+                  f"{row['bytes'] / 1024:.0f} KiB")
         print(f"\n(total {time.time() - started:.0f} s)")
         if args.json:
             Path(args.json).write_text(json.dumps({"cases": rows, "encoders": encoders,

@@ -2,7 +2,6 @@
 crash or a hang (probe checks the header before any pixel is decoded)."""
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 

@@ -10,7 +10,7 @@ from PIL import Image, ImageStat
 from imageflow.imaging import ImageError, Limits, render
 from imageflow.operations import resolve_operations
 
-from engine_samples import close, encode, gradient, halves, open_output
+from engine_samples import close, encode, gradient, open_output
 
 
 def run(data: bytes, operations, limits: Limits | None = None):
@@ -263,7 +263,8 @@ def test_animation_pixel_budget():
     with pytest.raises(ImageError) as err:
         render(animation(), [], Limits(max_animation_pixels=40 * 30 * 4))
     assert err.value.code == "too_large" and "frames" in err.value.reason
-    assert len(frames_of(render(animation(), [{"op": "frames", "max": 4}], Limits(max_animation_pixels=40 * 30 * 4))[0])) == 4
+    four = render(animation(), [{"op": "frames", "max": 4}], Limits(max_animation_pixels=40 * 30 * 4))[0]
+    assert len(frames_of(four)) == 4
 
 
 def test_multipage_tiff_gives_its_first_page_not_an_animation():
