@@ -45,6 +45,7 @@ MAX_LEASE_SECONDS = 2 * 60 * 60                 # give up extending a stuck call
 PUBLISH_TIMEOUT = 60.0
 RPC_TIMEOUT = 30.0
 POLL_INTERVAL = 0.1
+RELEASE_PAUSE = 0.2                             # lets the library process a drop before we nack
 
 # Deprecated, yet the only way to poll the emulator without blocking (see module docstring).
 warnings.filterwarnings("ignore", message="The return_immediately flag is deprecated", category=DeprecationWarning)
@@ -132,6 +133,8 @@ class StreamedMessage(ReceivedMessage):
         """Hand the message back at once, directly through the API (used once the stream is
         shut down, when the library no longer sends anything); later ack/nack are ignored."""
         self.released = self.settled = True
+        self._message.drop()  # first stop the library's lease keeper from extending it again
+        time.sleep(RELEASE_PAUSE)
         try:
             self._bus.subscriber.modify_ack_deadline(
                 request={"subscription": self._bus.subscription_path(self.subscription),
