@@ -147,7 +147,10 @@ def create_job(uploads: Iterable[Upload], *, operations: list[dict], preset: str
         image_id = domain.new_id()
         filename = domain.display_name(upload.filename, f"image.{info.ext}")
         path = domain.input_path(job.job_id, image_id, filename)
-        blobs.put(path, data, info.mime)
+        try:
+            blobs.put(path, data, info.mime)
+        except Exception as exc:
+            _discard(job, blobs, exc, "store the originals")
         images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
                             input_content_type=info.mime, input_bytes=len(data)))
     if not images:
@@ -184,11 +187,25 @@ def create_url_job(entries: list[UrlEntry], *, rejected: list[RejectedUrl], oper
     return _record(job, images, rejected, settings=settings, blobs=blobs, jobs=jobs, bus=bus)
 
 
+def _discard(job: Job, blobs: BlobStore, exc: Exception, step: str):
+    """Nothing refers to the originals stored so far: delete them (none is left without a job), then 503."""
+    log.error("could not %s for job %s: %s", step, job.job_id, exc)
+    try:
+        blobs.delete_prefix(f"{job.job_id}/")
+    except Exception:
+        log.exception("could not delete the originals of the refused job %s", job.job_id)
+    raise IntakeError(503, "unavailable", f"could not {step} (storage is unavailable); nothing was kept, "
+                                          "try again shortly") from exc
+
+
 def _record(job: Job, images: list[Image], rejected: list, *, settings: Settings, blobs: BlobStore,
             jobs: JobStore, bus: MessageBus) -> Created:
     """Store the job and its images, then announce it with ``job.submitted``."""
     job.total = len(images)
-    jobs.create_job(job, images)
+    try:
+        jobs.create_job(job, images)
+    except Exception as exc:
+        _discard(job, blobs, exc, "record the job")
     try:
         bus.publish(settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(), {"job_id": job.job_id})
     except Exception as exc:
