@@ -102,7 +102,11 @@ def _links(job_id: str) -> dict:
 def _blob_url(path: str | None, api_path: str) -> str | None:
     if not path:
         return None
-    signed = ctx().backends.blobs.signed_url(path, ctx().settings.signed_url_ttl_seconds)
+    try:
+        signed = ctx().backends.blobs.signed_url(path, ctx().settings.signed_url_ttl_seconds)
+    except ValueError:  # a stored path the store refuses: show no link rather than fail the whole view
+        log.error("refusing to link invalid blob path %r", path)
+        return None
     return signed or ctx().auth.sign_link(f"{request.host_url.rstrip('/')}{api_path}",
                                           ctx().settings.signed_url_ttl_seconds)
 
