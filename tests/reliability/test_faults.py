@@ -33,7 +33,8 @@ def stack(tmp_path_factory, sendgrid):
         tmp_path_factory.mktemp("faults") / "data", processors=2,
         env={**sendgrid.env(), "PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": str(ACK_DEADLINE),
              "EMAIL_CLAIM_LEASE_SECONDS": str(EMAIL_LEASE),
-             "PROCESSOR_CONCURRENCY": "2", "DRAIN_SECONDS": "5", "RATE_LIMIT_PER_SECOND": "0"},
+             "PROCESSOR_CONCURRENCY": "2", "DRAIN_SECONDS": "5", "RATE_LIMIT_PER_SECOND": "0",
+             "MAX_FILES_PER_JOB": "1000"},
         process_env={"image-processor*": {"IMAGEFLOW_FAULTS": PROCESSOR_FAULTS},
                      "image-handler": {"GUNICORN_CMD_ARGS": "--worker-class services.image_handler.server.Worker"}})
     stack.start()
