@@ -36,6 +36,7 @@ def _value(value: object) -> str:
 
 def _series_table(rows: list[dict]) -> list[str]:
     columns = list(dict.fromkeys(key for row in rows for key in row))
+    columns.sort(key=lambda c: not c.startswith("t "))  # time first (the results file sorts keys)
     lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(_value(row.get(c, ""))) for c in columns) + " |" for row in rows]
     return lines

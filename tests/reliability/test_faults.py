@@ -75,7 +75,9 @@ def test_kill_every_process_in_two_rounds_during_a_100_image_job(stack, sendgrid
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_kill_every_process_in_five_rounds_during_a_500_image_job(stack, sendgrid, record):
-    """The same with 500 images and 5 rounds of kills (25 SIGKILLs)."""
+    """SIGKILL each process (image-handler, interaction-manager, a processor, email function, push bridge) in a
+    random order at random moments, 5 rounds (25 kills), during a 500-image job, while other small jobs are being
+    submitted; a supervisor restarts each one as Kubernetes would."""
     run_chaos(stack, sendgrid, record, images=500, rounds=5, seed=500, timeout=900, gap=(1.0, 5.0))
 
 
