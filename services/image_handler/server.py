@@ -3,11 +3,12 @@
 The stock gthread worker hands a connection to a thread as soon as its first bytes arrive,
 and the thread then blocks until the rest of the headers come. A few clients that send half
 a request and stall (slowloris) hold every thread, and image-handler stops answering anyone.
-Here the worker first peeks at what the client sent: until the blank line that ends the
-headers is there, the connection waits in gunicorn's poller (no thread held), where a
-client that goes quiet is closed after the keep-alive timeout; one still trickling after
-``REQUEST_HEADER_TIMEOUT`` seconds (default 10) is answered 408 and closed. Bodies are read
-by the application once the headers are in, within the upload size limits.
+Here the worker reads what the client has sent so far without blocking and keeps it; until
+the blank line that ends the headers is there, the connection waits in gunicorn's poller (no
+thread held), where a client that goes quiet is closed after the keep-alive timeout, and one
+still trickling after ``REQUEST_HEADER_TIMEOUT`` seconds (default 10) is answered 408 and
+closed. The bytes read are handed to gunicorn's parser, which then parses the request as
+usual; the body is read by the application within the upload size limits.
 
     gunicorn 'services.image_handler.app:create_app()' --worker-class services.image_handler.server.Worker
 """
@@ -19,36 +20,31 @@ import time
 
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
-PEEK_BYTES = 64 * 1024  # headers beyond this are gunicorn's to refuse (limit_request_line / field sizes)
+MAX_HEADER_BYTES = 64 * 1024  # past this gunicorn's own limits (request line, field sizes) decide
 _TIMEOUT_BODY = (b'{"error": {"code": "request_timeout", "message": "the request headers took too long to arrive", '
                  b'"details": null}}')
 TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
                     b"Content-Length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY)
 
 
-def headers_complete(conn) -> bool | None:
-    """True when the next request's headers are all there, False when not yet, None when the
-    socket has nothing to say (closed or errored: gunicorn deals with it as usual)."""
-    buffered = conn.parser.unreader.buf.getvalue() if conn.initialized and conn.parser else b""
-    try:
-        peeked = conn.sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        peeked = b""
-    except OSError:
-        return None
-    if not peeked and not buffered:
-        return False if _still_open(conn.sock) else None
-    data = buffered + peeked
-    return b"\r\n\r\n" in data or b"\n\n" in data or len(peeked) >= PEEK_BYTES
+def read_available(sock: socket.socket, limit: int) -> tuple[bytes, bool]:
+    """What the client has sent so far (up to ``limit`` bytes) without blocking, and whether it closed."""
+    data = b""
+    while len(data) < limit:
+        try:
+            chunk = sock.recv(limit - len(data), socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return data, False
+        except OSError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
 
 
-def _still_open(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
+def headers_end(data: bytes) -> bool:
+    return b"\r\n\r\n" in data or b"\n\n" in data
 
 
 class Worker(ThreadWorker):
@@ -57,20 +53,33 @@ class Worker(ThreadWorker):
         super().init_process()
 
     def handle(self, conn):
-        complete = headers_complete(conn)
-        if complete is False:
-            started = getattr(conn, "headers_started", None)
-            if started is None:
-                conn.headers_started = time.monotonic()
-            elif time.monotonic() - started > self.header_timeout:
-                self.log.info("answering 408 to %s: no complete request headers in %.0f s", conn.client,
-                              self.header_timeout)
-                try:
-                    conn.sock.send(TIMEOUT_RESPONSE, socket.MSG_DONTWAIT)
-                except OSError:
-                    pass
-                return False  # gunicorn closes the connection
-            conn.data_ready = False
-            return _DEFER  # back to the poller until more bytes arrive (or the keep-alive timeout)
-        conn.headers_started = None
-        return super().handle(conn)
+        if conn.is_http2:
+            return super().handle(conn)
+        # Bytes already received: read ahead by the parser (keep-alive) or kept here last time.
+        held = conn.parser.unreader.take_buffered() if conn.parser else getattr(conn, "held", b"")
+        new, closed = read_available(conn.sock, MAX_HEADER_BYTES - len(held))
+        data = held + new
+        if closed or len(data) >= MAX_HEADER_BYTES or headers_end(data):
+            conn.held, conn.headers_started = b"", None
+            conn.init()
+            conn.parser.unreader.unread(data)
+            conn.data_ready = True  # nothing to wait for: the parser has the headers
+            return super().handle(conn)
+        if conn.parser:
+            conn.parser.unreader.unread(data)
+        else:
+            conn.held = data
+        started = getattr(conn, "headers_started", None)
+        if started is None:
+            conn.headers_started = time.monotonic()
+        elif time.monotonic() - started > self.header_timeout:
+            self.log.info("answering 408 to %s: no complete request headers in %.0f s", conn.client,
+                          self.header_timeout)
+            try:
+                conn.sock.send(TIMEOUT_RESPONSE, socket.MSG_DONTWAIT)
+                conn.sock.shutdown(socket.SHUT_RDWR)  # so gunicorn's close does not linger on the main loop
+            except OSError:
+                pass
+            return False
+        conn.data_ready = False
+        return _DEFER  # back to the poller until more bytes arrive (or the keep-alive timeout)
