@@ -336,7 +336,8 @@ def _load_scaled_jpeg(source: Source, draft_size: tuple[int, int]) -> Image.Imag
     # averages away; when the scaled decode is already the final size, stay exact
     further = (-(-image.width * eighths // 8), -(-image.height * eighths // 8)) != (width, height)
     # RGBX (4 bytes a pixel) is Pillow's own memory layout: the decoded buffer becomes the
-    # image without a copy. The resize that follows turns it into RGB at the small size.
+    # image without a copy; it is then made RGB (one cheap copy), because Pillow resamples
+    # RGB as 3 bands but RGBX as 4, and the resize that follows is the dearer step.
     mode = "L" if image.mode == "L" else "RGBX"
     try:
         pixels = _simplejpeg().decode_jpeg(source.data, colorspace="GRAY" if mode == "L" else "RGBX",
@@ -348,6 +349,8 @@ def _load_scaled_jpeg(source: Source, draft_size: tuple[int, int]) -> Image.Imag
     if cols < width or rows < height:
         return None
     decoded = Image.frombuffer(mode, (cols, rows), pixels, "raw", mode, 0, 1)
+    if mode == "RGBX":
+        decoded = decoded.convert("RGB")
     decoded.info = {key: value for key, value in image.info.items() if key in ("icc_profile",)}
     return decoded
 
