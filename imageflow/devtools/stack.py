@@ -83,6 +83,8 @@ class Stack:
         cmds = {
             "image-handler": ([str(bin_dir / "gunicorn"), "services.image_handler.app:create_app()",
                                "-b", f"127.0.0.1:{self.port}", "--workers", "1", "--threads", "8",
+                               # threads only for requests whose headers are complete (slow clients)
+                               "--worker-class", "services.image_handler.server.Worker",
                                "--timeout", "120", "--graceful-timeout", "30"], {}),
             "interaction-manager": ([self.python, "-m", "services.interaction_manager"], {"PORT": str(self.im_port)}),
             "email-function": ([str(bin_dir / "functions-framework"), "--source",
