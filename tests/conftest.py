@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from imageflow.bootstrap import make_backends
 from imageflow.settings import Settings
 
 pytest_plugins = ["tests.gcp_fixtures"]
@@ -24,3 +25,11 @@ def pytest_collection_modifyitems(config, items):
 def local_settings(tmp_path) -> Settings:
     """Settings for the local backends in a fresh data directory."""
     return Settings.from_env({"IMAGEFLOW_DATA_DIR": str(tmp_path / "data"), "ACK_DEADLINE_SECONDS": "60"})
+
+
+@pytest.fixture
+def backends(local_settings):
+    """Every local adapter in the fresh data directory, topology created."""
+    b = make_backends(local_settings)
+    yield b
+    b.close()

@@ -9,19 +9,11 @@ import pytest
 from PIL import Image as PILImage
 
 from imageflow import domain
-from imageflow.bootstrap import make_backends
 from imageflow.bus import ReceivedMessage
 from imageflow.coordinator import Coordinator, ResultBatcher
 from imageflow.domain import Image, Job
 from imageflow.messages import JobCompleted, JobSubmitted, Result, Task
 from imageflow.processing import Processor
-
-
-@pytest.fixture
-def backends(local_settings):
-    b = make_backends(local_settings)
-    yield b
-    b.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from imageflow import domain
-from imageflow.bootstrap import make_backends
 from imageflow.coordinator import Coordinator
 from imageflow.fetch import FetchPolicy, parse_networks
 from imageflow.messages import Result
@@ -28,13 +27,6 @@ def loopback_only(monkeypatch):
         return real(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", guarded)
-
-
-@pytest.fixture
-def backends(local_settings):
-    b = make_backends(local_settings)
-    yield b
-    b.close()
 
 
 @pytest.fixture
