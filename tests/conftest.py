@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -33,3 +34,15 @@ def backends(local_settings):
     b = make_backends(local_settings)
     yield b
     b.close()
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Fail the test if it opens a connection anywhere but 127.0.0.1."""
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        assert address[0] == "127.0.0.1", f"the test tried to connect to {address[0]}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)

@@ -32,15 +32,8 @@ def no_dns(host, port):
     return [info[4][0] for info in infos]
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    real = socket.create_connection
-
-    def guarded(address, *args, **kwargs):
-        assert address[0] == "127.0.0.1", f"the test tried to connect to {address[0]}"
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
+# Every connection these tests make must stay on 127.0.0.1 (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 @pytest.fixture(scope="module")

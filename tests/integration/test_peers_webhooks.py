@@ -3,7 +3,6 @@ the job, the final outcome, recovery after a restart, and SSRF refusal."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
@@ -18,15 +17,8 @@ from tests.peers_servers import WebhookReceiver
 SECRET = "whsec-test-0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    real = socket.create_connection
-
-    def guarded(address, *args, **kwargs):
-        assert address[0] == "127.0.0.1", f"the test tried to connect to {address[0]}"
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
+# Every connection these tests make must stay on 127.0.0.1 (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 @pytest.fixture
