@@ -59,7 +59,7 @@ class Coordinator:
                 unfetchable.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=error))
                 continue
             task = Task(job_id=job_id, image_id=image.image_id, input_path=image.input_path,
-                        output_path=domain.output_path(job_id, image.image_id, image.filename, "").rstrip("."),
+                        output_path=domain.output_stem(job_id, image.image_id, image.filename),
                         operations=job.operations)
             self.bus.publish(self.settings.topics.tasks, task.encode(), {"job_id": job_id})
             count += 1

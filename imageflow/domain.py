@@ -83,9 +83,20 @@ def input_path(job_id: str, image_id: str, filename: str) -> str:
     return f"{job_id}/input/{image_id}-{safe_name(filename)}"
 
 
-def output_path(job_id: str, image_id: str, filename: str, ext: str, variant: str = "") -> str:
+def output_stem(job_id: str, image_id: str, filename: str) -> str:
+    """``<job_id>/output/<image_id>-<safe stem>``: a task's output path, before the processor
+    knows the format (and so the extension) of each file it writes."""
+    return f"{job_id}/output/{image_id}-{safe_stem(filename)}"
+
+
+def output_file(stem: str, ext: str, variant: str = "") -> str:
+    """One output file under ``stem``: ``<stem>[-<variant>].<ext>``."""
     suffix = f"-{safe_name(variant)}" if variant else ""
-    return f"{job_id}/output/{image_id}-{safe_stem(filename)}{suffix}.{ext.lstrip('.')}"
+    return f"{stem}{suffix}.{ext.lstrip('.')}"
+
+
+def output_path(job_id: str, image_id: str, filename: str, ext: str, variant: str = "") -> str:
+    return output_file(output_stem(job_id, image_id, filename), ext, variant)
 
 
 @dataclass

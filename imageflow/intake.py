@@ -150,7 +150,7 @@ def create_job(uploads: Iterable[Upload], *, operations: list[dict], preset: str
         try:
             blobs.put(path, data, info.mime)
         except Exception as exc:
-            _discard(job, blobs, exc, "store the originals")
+            _discard(job, blobs, exc, "store the originals (storage is unavailable)")
         images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
                             input_content_type=info.mime, input_bytes=len(data)))
     if not images:
@@ -194,8 +194,7 @@ def _discard(job: Job, blobs: BlobStore, exc: Exception, step: str):
         blobs.delete_prefix(f"{job.job_id}/")
     except Exception:
         log.exception("could not delete the originals of the refused job %s", job.job_id)
-    raise IntakeError(503, "unavailable", f"could not {step} (storage is unavailable); nothing was kept, "
-                                          "try again shortly") from exc
+    raise IntakeError(503, "unavailable", f"could not {step}; nothing was kept, try again shortly") from exc
 
 
 def _record(job: Job, images: list[Image], rejected: list, *, settings: Settings, blobs: BlobStore,
@@ -205,14 +204,12 @@ def _record(job: Job, images: list[Image], rejected: list, *, settings: Settings
     try:
         jobs.create_job(job, images)
     except Exception as exc:
-        _discard(job, blobs, exc, "record the job")
+        _discard(job, blobs, exc, "record the job (the job store is unavailable)")
     try:
         bus.publish(settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(), {"job_id": job.job_id})
     except Exception as exc:
         # Without the message nothing would process the job: fail it visibly rather than leave it queued.
-        log.exception("could not publish job.submitted for %s", job.job_id)
         jobs.update_job(job.job_id, status=domain.FAILED, completed_at=domain.utcnow())
-        blobs.delete_prefix(f"{job.job_id}/")
-        raise IntakeError(503, "unavailable", "the job queue is unavailable, try again shortly") from exc
+        _discard(job, blobs, exc, "queue the job (the job queue is unavailable)")
     log.info("job %s created: %d images, %d rejected", job.job_id, len(images), len(rejected))
     return Created(job, images, rejected)

@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 
+from . import domain
 from .blobstore import BlobNotFound, BlobStore
 from .bus import MessageBus, ReceivedMessage
 from .faults import Faults
@@ -64,8 +65,7 @@ class Processor:
             return self._failed(task, exc.reason, started)
         outputs = []
         for item in rendered:
-            suffix = f"-{item.variant}" if item.variant else ""
-            path = f"{task.output_path}{suffix}.{item.ext}"
+            path = domain.output_file(task.output_path, item.ext, item.variant)
             self.blobs.put(path, item.data, item.content_type, cache_control=CACHE_CONTROL)
             outputs.append(Output(path=path, content_type=item.content_type, width=item.width,
                                   height=item.height, bytes=len(item.data), variant=item.variant))

@@ -150,7 +150,7 @@ def test_batcher_acks_after_folding_and_nacks_on_failure():
 
 def task_for(job, image, operations):
     return Task(job_id=job.job_id, image_id=image.image_id, input_path=image.input_path,
-                output_path=domain.output_path(job.job_id, image.image_id, image.filename, "").rstrip("."),
+                output_path=domain.output_stem(job.job_id, image.image_id, image.filename),
                 operations=operations)
 
 

@@ -99,7 +99,7 @@ def test_duplicate_deliveries_change_nothing(stack, sendgrid, record):
         time.sleep(0.1)
     job_doc = jobs_store.get_job(job_id)
     tasks = [Task(job_id=job_id, image_id=i.image_id, input_path=i.input_path,
-                  output_path=domain.output_path(job_id, i.image_id, i.filename, "").rstrip("."),
+                  output_path=domain.output_stem(job_id, i.image_id, i.filename),
                   operations=job_doc.operations) for i in jobs_store.list_images(job_id)]
     for _ in range(2):
         for task in tasks:

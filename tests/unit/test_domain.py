@@ -33,6 +33,9 @@ def test_blob_paths_follow_the_layout():
     assert domain.input_path("j", "i", "../x y.png") == "j/input/i-x_y.png"
     assert domain.output_path("j", "i", "x y.png", "webp") == "j/output/i-x_y.webp"
     assert domain.output_path("j", "i", "x.png", "jpg", variant="w320") == "j/output/i-x-w320.jpg"
+    stem = domain.output_stem("j", "i", "../x y.png")
+    assert stem == "j/output/i-x_y"
+    assert domain.output_file(stem, "webp", variant="w320-webp") == "j/output/i-x_y-w320-webp.webp"
 
 
 def test_ids():
