@@ -15,7 +15,7 @@ from . import domain
 from .blobstore import BlobStore
 from .bus import MessageBus, ReceivedMessage
 from .fetch import UrlImporter
-from .jobstore import JobStore
+from .jobstore import JobStore, iter_jobs
 from .messages import JobCompleted, JobSubmitted, Result, Task, decode_delivered
 from .settings import Settings
 
@@ -115,14 +115,7 @@ class Coordinator:
     # -- exact backlog for autoscaling ----------------------------------------------------
     def outstanding_tasks(self) -> int:
         """Images of jobs in progress that have no result folded yet (KEDA metrics-api trigger)."""
-        total = 0
-        before = None
-        while True:
-            page = self.jobs.list_jobs(status=domain.PROCESSING, limit=500, before=before)
-            total += sum(max(0, job.total - job.done) for job in page)
-            if len(page) < 500:
-                return total
-            before = page[-1].created_at
+        return sum(max(0, job.total - job.done) for job in iter_jobs(self.jobs, status=domain.PROCESSING))
 
     def sweep(self, older_than_seconds: float = 60.0) -> int:
         """Repair after a crash: re-announce jobs claimed but never published, re-fan-out jobs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from ..domain import Image, Job
 from ..messages import Result
@@ -70,3 +71,33 @@ class JobStore(ABC):
 
     def close(self) -> None:
         """Release resources."""
+
+
+TIE_SLACK = 100  # jobs created in the same millisecond as a cursor that one page may read again
+
+Cursor = tuple[str, str]  # (created_at, job_id) of the last job of a page
+
+
+def page_jobs(store: JobStore, *, owner: str | None = None, status: str | None = None, limit: int = 50,
+              cursor: Cursor | None = None) -> tuple[list[Job], Cursor | None]:
+    """One page of jobs, newest first, after ``cursor``; and the cursor of the next page (None
+    at the end). ``list_jobs``'s ``before`` is a bare ``created_at``, so the jobs created in the
+    same millisecond as the cursor are read again and those already returned are dropped here:
+    paging never skips or repeats a job."""
+    before = cursor[0] + " " if cursor else None  # just above cursor[0]: its ties come back
+    batch = store.list_jobs(owner=owner, status=status, limit=limit + 1 + TIE_SLACK, before=before)
+    if cursor:
+        batch = [j for j in batch if not (j.created_at == cursor[0] and j.job_id >= cursor[1])]
+    page = batch[:limit]
+    return page, ((page[-1].created_at, page[-1].job_id) if len(batch) > limit and page else None)
+
+
+def iter_jobs(store: JobStore, *, owner: str | None = None, status: str | None = None,
+              page_size: int = 500) -> Iterator[Job]:
+    """Every matching job, newest first, page by page."""
+    cursor = None
+    while True:
+        page, cursor = page_jobs(store, owner=owner, status=status, limit=page_size, cursor=cursor)
+        yield from page
+        if cursor is None:
+            return

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from imageflow import domain
 from imageflow.auth import AuthError
 from imageflow.intake import IntakeError
+from imageflow.jobstore import iter_jobs, page_jobs
 
 from .api import ApiError, _api_error, _job_or_404, ctx, identify_caller, image_view, job_view
 
@@ -28,7 +29,6 @@ for _error in (ApiError, IntakeError, AuthError):
     manage.register_error_handler(_error, _api_error)
 
 MAX_PAGE = 100
-TIE_SLACK = 100      # jobs created in the same millisecond as the cursor that a page may skip over
 MAX_NAME = 200
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
@@ -49,29 +49,6 @@ def _decode_cursor(text: str) -> tuple[str, str]:
         raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
 
 
-def page_jobs(owner: str | None, status: str | None, limit: int,
-              cursor: tuple[str, str] | None) -> tuple[list[domain.Job], tuple[str, str] | None]:
-    """One page of jobs, newest first, after ``cursor`` (created_at, job_id); and the next cursor.
-    The store's cursor is a bare ``created_at``, so jobs created in the same millisecond as the
-    cursor are read again and the ones already shown are dropped here."""
-    before = cursor[0] + " " if cursor else None     # just above cursor[0]: its ties come back
-    batch = ctx().backends.jobs.list_jobs(owner=owner, status=status, limit=limit + 1 + TIE_SLACK, before=before)
-    if cursor:
-        batch = [j for j in batch if not (j.created_at == cursor[0] and j.job_id >= cursor[1])]
-    page = batch[:limit]
-    return page, ((page[-1].created_at, page[-1].job_id) if len(batch) > limit and page else None)
-
-
-def all_jobs(owner: str | None):
-    """Every job of ``owner`` (everyone's when None), newest first."""
-    cursor = None
-    while True:
-        page, cursor = page_jobs(owner, None, 500, cursor)
-        yield from page
-        if cursor is None:
-            return
-
-
 def _owner_filter() -> str | None:
     return g.caller.owner if g.caller.enforced else None
 
@@ -90,7 +67,8 @@ def list_jobs():
     if not 1 <= limit <= MAX_PAGE:
         raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_PAGE}")
     cursor = _decode_cursor(request.args["cursor"]) if request.args.get("cursor") else None
-    page, next_cursor = page_jobs(_owner_filter(), status, limit, cursor)
+    page, next_cursor = page_jobs(ctx().backends.jobs, owner=_owner_filter(), status=status, limit=limit,
+                                  cursor=cursor)
     body = {"jobs": [job_view(job) for job in page], "next_cursor": None, "links": {"next": None}}
     if next_cursor:
         token = _encode_cursor(page[-1])
@@ -132,7 +110,7 @@ def stats():
     jobs = images = succeeded = failed = input_bytes = output_bytes = 0
     by_status = {status: 0 for status in domain.JOB_STATUSES}
     store = ctx().backends.jobs
-    for job in all_jobs(_owner_filter()):
+    for job in iter_jobs(ctx().backends.jobs, owner=_owner_filter()):
         jobs += 1
         by_status[job.status] = by_status.get(job.status, 0) + 1
         images += job.total

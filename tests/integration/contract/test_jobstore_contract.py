@@ -113,3 +113,18 @@ def test_delete_job_removes_images(jobstore):
     assert jobstore.get_job(job.job_id) is None
     assert jobstore.get_image(job.job_id, images[0].image_id) is None
     assert jobstore.delete_job(job.job_id) is False
+
+
+def test_paging_over_jobs_created_in_the_same_millisecond_skips_and_repeats_none(jobstore):
+    from imageflow.jobstore import iter_jobs, page_jobs
+    owner = new_id()
+    made = {make_job(jobstore, n=1, owner=owner, created_at="2026-01-01T00:00:00.000Z")[0].job_id for _ in range(7)}
+    made.add(make_job(jobstore, n=1, owner=owner, created_at="2025-12-31T23:59:59.999Z")[0].job_id)
+    seen, cursor = [], None
+    while True:
+        page, cursor = page_jobs(jobstore, owner=owner, limit=3, cursor=cursor)
+        seen += [j.job_id for j in page]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(made) and len(seen) == len(made)
+    assert [j.job_id for j in iter_jobs(jobstore, owner=owner, page_size=2)] == seen
