@@ -149,8 +149,8 @@ def _reset_peak() -> None:
 
 def run_worker(case: str, impl: str, path: Path, seconds: float, min_runs: int = 3) -> dict:
     """Run one case repeatedly in this process; return timings and memory."""
-    from imageflow.imaging import Limits, decoding, render
-    from imageflow.operations import resolve_operations
+    from imageflow.engine import Limits, decoding, render
+    from imageflow.engine.schema import resolve_operations
 
     name, operations, steps, _ = CASES[case]
     data = path.read_bytes()
@@ -186,9 +186,9 @@ def run_worker(case: str, impl: str, path: Path, seconds: float, min_runs: int =
 
 def encode_costs(path: Path, repeats: int = 5) -> list[dict]:
     """Time each encoder of the engine on the same 1024 px image (one thread)."""
-    from imageflow.imaging import Limits, render
-    from imageflow.imaging.encoding import EncodeOptions, encode
-    from imageflow.operations import resolve_operations
+    from imageflow.engine import Limits, render
+    from imageflow.engine.encoding import EncodeOptions, encode
+    from imageflow.engine.schema import resolve_operations
 
     resized = render(path.read_bytes(), resolve_operations(None, [FIT_1024, {"op": "format", "format": "png"}]),
                      Limits())[0]

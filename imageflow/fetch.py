@@ -39,7 +39,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from .blobstore import BlobStore
 from .domain import Image
-from .imaging import ImageError, Limits, probe
+from .engine import ImageError, Limits, probe
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

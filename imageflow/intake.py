@@ -17,10 +17,10 @@ from .blobstore import BlobStore
 from .bus import MessageBus
 from .domain import Image, Job
 from .fetch import RejectedUrl, UrlEntry
-from .imaging import ImageError, Limits, probe
+from .engine import ImageError, Limits, probe
 from .jobstore import JobStore
 from .messages import JobSubmitted
-from .operations import OperationsError, resolve_operations
+from .engine.schema import OperationsError, resolve_operations
 from .settings import Settings
 
 log = logging.getLogger(__name__)

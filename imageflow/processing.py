@@ -24,7 +24,7 @@ from . import domain
 from .blobstore import BlobNotFound, BlobStore
 from .bus import MessageBus, ReceivedMessage
 from .faults import Faults
-from .imaging import ImageError, Limits, Rendered, render
+from .engine import ImageError, Limits, Rendered, render
 from .messages import Output, Result, Task, decode_delivered
 from .metrics import TASK_DURATION, TASKS
 from .settings import Settings

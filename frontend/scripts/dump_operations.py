@@ -1,7 +1,7 @@
 """Write the server's GET /api/v1/operations answer to src/test/fixtures/operations.json.
 
 The component tests run against this copy of the real schema; rerun after changing
-imageflow/operations.py:  (from the repo root) .venv/bin/python frontend/scripts/dump_operations.py
+imageflow/engine/schema.py:  (from the repo root) .venv/bin/python frontend/scripts/dump_operations.py
 """
 import json
 import sys
@@ -12,7 +12,7 @@ sys.path.insert(0, str(REPO))  # run from anywhere: the core package lives at th
 
 
 from services.image_handler.api import ACCEPTED_TYPES
-from imageflow.operations import PRESETS, operations_json_schema
+from imageflow.engine.schema import PRESETS, operations_json_schema
 from imageflow.settings import Settings
 
 settings = Settings()

@@ -12,11 +12,11 @@ from imageflow import domain
 from imageflow.auth import ANONYMOUS, AuthError
 from imageflow.blobstore import BlobNotFound
 from imageflow.fetch import MAX_CSV_BYTES, FetchError, check_entries, entries_from_csv, entries_from_json
-from imageflow.imaging.decoding import KINDS, sniff
+from imageflow.engine.decoding import KINDS, sniff
 from imageflow.intake import (IntakeError, create_job, create_url_job, validate_email, validate_operations,
                               validate_webhook_secret)
 from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
-from imageflow.operations import PRESETS, operations_json_schema
+from imageflow.engine.schema import PRESETS, operations_json_schema
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ def test_isolated_render_contains_a_crash_and_keeps_image_errors():
 
     from PIL import Image
 
-    from imageflow.imaging import ImageError, Limits
+    from imageflow.engine import ImageError, Limits
     from imageflow.processing import WorkerCrash, render_isolated
 
     buf = io.BytesIO()

@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image, ImageStat
 
-from imageflow.imaging import ImageError, Limits, render
-from imageflow.operations import resolve_operations
+from imageflow.engine import ImageError, Limits, render
+from imageflow.engine.schema import resolve_operations
 
 from engine_samples import close, encode, gradient, open_output
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .. import operations as ops
+from . import schema as ops
 from .limits import Limits
-from .operations import resize
+from .transforms import resize
 
 
 @dataclass

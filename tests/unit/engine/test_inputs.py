@@ -8,8 +8,8 @@ import zlib
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imageflow.imaging import Limits, decoding, probe, render
-from imageflow.operations import resolve_operations
+from imageflow.engine import Limits, decoding, probe, render
+from imageflow.engine.schema import resolve_operations
 
 from engine_samples import close, encode, gradient, open_output, swapped_profile
 

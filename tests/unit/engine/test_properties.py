@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imageflow.imaging import ImageError, Limits, render
-from imageflow.operations import FORMATS, GRAVITIES, OperationsError, resolve_operations
+from imageflow.engine import ImageError, Limits, render
+from imageflow.engine.schema import FORMATS, GRAVITIES, OperationsError, resolve_operations
 
 # IMAGEFLOW_HYPOTHESIS_SCALE=20 runs twenty times the examples (a longer hunt, by hand)
 SCALE = int(os.environ.get("IMAGEFLOW_HYPOTHESIS_SCALE", "1"))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from imageflow import operations as ops
-from imageflow.operations import (PRESETS, OperationsError, operations_json_schema, register_preset,
+from imageflow.engine import schema as ops
+from imageflow.engine.schema import (PRESETS, OperationsError, operations_json_schema, register_preset,
                                   resolve_operations)
 
 

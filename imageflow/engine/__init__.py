@@ -1,7 +1,7 @@
 """The image engine: probe and render, pure library code (no Flask, no Pub/Sub).
 
 ``probe`` checks an upload from its header before anything is stored; ``render`` runs a
-validated operations list (:func:`imageflow.operations.resolve_operations`) and returns
+validated operations list (:func:`imageflow.engine.schema.resolve_operations`) and returns
 the encoded outputs. Modules: ``decoding`` (sniffing, limits from the header, shrink-on-
 load, colour), ``operations`` (pixel operations), ``encoding`` (formats, quality,
 max_bytes), ``variants`` (several outputs from one decode), ``render`` (the pipeline).

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from imageflow.imaging import Limits
+from imageflow.engine import Limits
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from imageflow.imaging import ImageError, Limits, render
-from imageflow.operations import resolve_operations
+from imageflow.engine import ImageError, Limits, render
+from imageflow.engine.schema import resolve_operations
 
 from engine_samples import close, encode, gradient, halves, open_output
 

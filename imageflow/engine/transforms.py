@@ -1,4 +1,4 @@
-"""Pixel operations: one function per op name of :mod:`imageflow.operations`.
+"""Pixel operations: one function per op name of :mod:`imageflow.engine.schema`.
 
 Each takes a working image (L, LA, RGB or RGBA), the validated op model and the limits,
 and returns a new image (or the same one when there is nothing to do). Every image an
@@ -11,7 +11,7 @@ from typing import Callable
 
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from .. import operations as ops
+from . import schema as ops
 from .limits import ImageError, Limits
 
 LANCZOS = Image.Resampling.LANCZOS

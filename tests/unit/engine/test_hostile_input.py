@@ -8,7 +8,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from imageflow.imaging import ImageError, Limits, probe, render
+from imageflow.engine import ImageError, Limits, probe, render
 
 from engine_samples import encode, gradient
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from .. import operations as ops
+from . import schema as ops
 from .decoding import Source, decode_error, load, open_source, to_working
 from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
 from .limits import ImageError, Limits
-from .operations import apply, resize_target
+from .transforms import apply, resize_target
 from .variants import Variant, expand, largest_width
 
 # EXIF orientation -> the transpose that turns the stored pixels upright.
