@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .faults import Faults, FaultsError
+from .topology import Topics
 
 
 class SettingsError(ValueError):
@@ -53,39 +54,6 @@ def _faults(env: Mapping[str, str]) -> Faults:
         return Faults.parse(env.get("IMAGEFLOW_FAULTS"))
     except FaultsError as exc:
         raise SettingsError(str(exc)) from None
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Topic and subscription names (ARCHITECTURE.md), each overridable by env var."""
-
-    jobs: str = "imageflow-jobs"
-    tasks: str = "imageflow-tasks"
-    results: str = "imageflow-results"
-    notifications: str = "imageflow-notifications"
-    tasks_dlq: str = "imageflow-tasks-dlq"
-    jobs_sub: str = "imageflow-jobs-im"
-    tasks_sub: str = "imageflow-tasks-processor"
-    results_sub: str = "imageflow-results-im"
-    tasks_dlq_sub: str = "imageflow-tasks-dlq-im"
-    notifications_sub: str = "imageflow-notifications-email"
-
-    ENV = {
-        "jobs": "JOBS_TOPIC",
-        "tasks": "TASKS_TOPIC",
-        "results": "RESULTS_TOPIC",
-        "notifications": "NOTIFICATIONS_TOPIC",
-        "tasks_dlq": "TASKS_DLQ_TOPIC",
-        "jobs_sub": "JOBS_SUBSCRIPTION",
-        "tasks_sub": "TASKS_SUBSCRIPTION",
-        "results_sub": "RESULTS_SUBSCRIPTION",
-        "tasks_dlq_sub": "TASKS_DLQ_SUBSCRIPTION",
-        "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
-    }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Topics":
-        return cls(**{attr: env.get(var) or getattr(cls, attr) for attr, var in cls.ENV.items()})
 
 
 @dataclass(frozen=True)

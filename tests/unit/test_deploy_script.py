@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ SCRIPT = ROOT / "scripts/deploy.sh"
 PROJECT = "acme-images"
 FAKE_PROJECT_NUMBER = "424242424242"
 FAKE_ADDRESS = "203.0.113.7"
+SENDER = "Acme Images <images@acme.example>"
+MANIFESTS = f".deploy/{PROJECT}/manifests"  # deploy.sh's copy of k8s/ and keda/ with the project's values
 
 
 def run_script(*args, env=None, cwd=ROOT, script=SCRIPT, check=True):
@@ -35,7 +38,8 @@ def run_script(*args, env=None, cwd=ROOT, script=SCRIPT, check=True):
 
 
 def plan(*args, env=None) -> str:
-    return run_script("--project", PROJECT, "--tag", "v1", "--dry-run", *args, env=env).stdout
+    sender = () if "--email-from" in args else ("--email-from", SENDER)
+    return run_script("--project", PROJECT, "--tag", "v1", "--dry-run", *sender, *args, env=env).stdout
 
 
 def commands(plan_text: str) -> list[list[str]]:
@@ -47,7 +51,7 @@ def commands(plan_text: str) -> list[list[str]]:
         if line.startswith("cat > "):
             while lines[i] != "EOF":
                 i += 1
-        elif line.startswith("ok_if_exists ()"):
+        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()")):
             while lines[i] != "}":
                 i += 1
         elif line and not line.startswith("#"):
@@ -67,7 +71,9 @@ def find(cmds, *prefix) -> list[list[str]]:
 
 
 def heredocs(plan_text: str) -> dict[str, str]:
-    return dict(re.findall(r"^cat > (\S+) <<EOF\n(.*?)\nEOF$", plan_text, re.S | re.M))
+    """The files the plan writes (unquoted heredocs: backslashes are escaped in the plan)."""
+    return {path: body.replace("\\\\", "\\")
+            for path, body in re.findall(r"^cat > (\S+) <<EOF\n(.*?)\nEOF$", plan_text, re.S | re.M)}
 
 
 def index_of(cmds, *prefix) -> int:
@@ -123,29 +129,28 @@ def test_plan_enables_the_apis_first():
         assert f"{api}.googleapis.com" in first, api
 
 
-def test_plan_creates_every_topic_and_subscription_of_the_topology():
+def setup_command(cmds) -> tuple[dict[str, str], list[str]]:
+    """The plan's run of the topology setup command: its environment and its arguments."""
+    [command] = [c for c in cmds if c[0] == "env" and "imageflow.topology" in c]
+    split = next(i for i, w in enumerate(command[1:], 1) if "=" not in w)
+    return dict(w.split("=", 1) for w in command[1:split]), command[split:]
+
+
+def test_plan_creates_the_topology_with_the_setup_command():
+    """deploy.sh does not restate the topology in gcloud flags: it runs imageflow/topology.py's
+    setup command (tests/integration/gcp/test_deploy_topology.py runs it on the emulator)."""
     cmds = commands(plan())
-    settings = Settings()
-    created_topics = [c[4] for c in find(cmds, "gcloud", "pubsub", "topics", "create")]
-    assert created_topics == topology.topics(settings)
-    subs = {c[4]: flags(c) for c in find(cmds, "gcloud", "pubsub", "subscriptions", "create")}
-    updates = {c[4]: flags(c) for c in find(cmds, "gcloud", "pubsub", "subscriptions", "update")}
-    for config in topology.subscriptions(settings):
-        if config.name == settings.topics.notifications_sub:
-            assert config.name not in subs, "on GCP the function's Eventarc trigger owns this one"
-            continue
-        got = subs[config.name]
-        assert got["topic"] == config.topic
-        assert int(got["ack-deadline"]) == config.ack_deadline_seconds
-        assert int(updates[config.name]["ack-deadline"]) == config.ack_deadline_seconds
-        for source in (got, updates[config.name]):
-            if config.dead_letter_topic:
-                assert source["dead-letter-topic"] == config.dead_letter_topic
-                assert int(source["max-delivery-attempts"]) == config.max_delivery_attempts
-            else:
-                assert "dead-letter-topic" not in source
-    # Topics exist before their subscriptions.
-    assert index_of(cmds, "gcloud", "pubsub", "topics", "create") < index_of(cmds, "gcloud", "pubsub", "subscriptions", "create")
+    assert not find(cmds, "gcloud", "pubsub", "topics", "create")
+    assert not find(cmds, "gcloud", "pubsub", "subscriptions", "create")
+    env, argv = setup_command(cmds)
+    assert argv == ["python3", "-m", "imageflow.topology", "ensure", "--no-email-subscription"]
+    assert env["IMAGEFLOW_BACKEND"] == "gcp" and env["GCP_PROJECT"] == PROJECT
+    settings = Settings.from_env(env)
+    assert settings.topics == Settings().topics
+    assert (settings.ack_deadline_seconds, settings.max_delivery_attempts) == (60, 5)
+    # The topics exist before any IAM binding on them.
+    assert cmds.index(next(c for c in cmds if c[0] == "env")) < \
+        index_of(cmds, "gcloud", "pubsub", "topics", "add-iam-policy-binding")
 
 
 def test_renamed_topics_and_settings_flow_to_pubsub_and_the_cluster():
@@ -153,12 +158,14 @@ def test_renamed_topics_and_settings_flow_to_pubsub_and_the_cluster():
            "TASKS_DLQ_TOPIC": "acme-dead", "MAX_DELIVERY_ATTEMPTS": "7", "ACK_DEADLINE_SECONDS": "120"}
     text = plan(env=env)
     cmds = commands(text)
-    settings = Settings.from_env(env)
-    tasks = next(c for c in topology.subscriptions(settings) if c.topic == "acme-tasks")
-    got = flags(next(c for c in find(cmds, "gcloud", "pubsub", "subscriptions", "create") if c[4] == tasks.name))
-    assert (got["topic"], got["dead-letter-topic"], got["max-delivery-attempts"], got["ack-deadline"]) == \
-        ("acme-tasks", "acme-dead", "7", "120")
-    config = dict(line.split("=", 1) for line in heredocs(text)["k8s/overlays/gke/config.env"].splitlines())
+    setup_env, _ = setup_command(cmds)
+    tasks = next(c for c in topology.subscriptions(Settings.from_env(setup_env)) if c.topic == "acme-tasks")
+    assert (tasks.name, tasks.dead_letter_topic, tasks.max_delivery_attempts, tasks.ack_deadline_seconds) == \
+        ("acme-tasks-workers", "acme-dead", 7, 120)
+    binding = [c for c in find(cmds, "gcloud", "pubsub", "subscriptions", "add-iam-policy-binding")
+               if "image-processor" in flags(c)["member"]]
+    assert [c[4] for c in binding] == ["acme-tasks-workers"]
+    config = dict(line.split("=", 1) for line in heredocs(text)[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines())
     for var, value in env.items():
         assert config[var] == value, var
 
@@ -229,7 +236,7 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
     files = heredocs(text)
     build = yaml.safe_load(next(body for path, body in files.items() if path.endswith("cloudbuild.yaml")))
     built = {step["id"]: step["args"] for step in build["steps"]}
-    params = dict(line.split("=", 1) for line in files["k8s/overlays/gke/params.env"].splitlines())
+    params = dict(line.split("=", 1) for line in files[f"{MANIFESTS}/k8s/overlays/gke/params.env"].splitlines())
     deployments = by_kind(kustomize(ROOT / "k8s/base"), "Deployment")
     assert set(built) == set(deployments)
     for name, args in built.items():
@@ -243,10 +250,11 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
 
 def test_keda_is_installed_before_the_manifests_are_applied():
     cmds = commands(plan())
-    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", "k8s/overlays/gke")
+    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
     assert index_of(cmds, "gcloud", "builds", "submit") < index_of(cmds, "kubectl", "apply", "-k")
+    assert index_of(cmds, "cp", "-R", "k8s", "keda") < index_of(cmds, "kubectl", "apply", "-k")
     https = commands(plan("--domain", "images.acme.example"))
-    assert find(https, "kubectl", "apply", "-k", "k8s/overlays/gke-https")
+    assert find(https, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
 
 
 def _names_read_by(path: Path) -> set[str]:
@@ -292,10 +300,10 @@ def test_secrets_stay_out_of_the_plan():
 
 def test_public_base_url_is_the_domain_or_the_reserved_address():
     files = heredocs(plan("--domain", "images.acme.example"))
-    assert "PUBLIC_BASE_URL=https://images.acme.example" in files["k8s/overlays/gke/config.env"].splitlines()
-    assert files["k8s/overlays/gke-https/params.env"] == "DOMAIN=images.acme.example"
+    assert "PUBLIC_BASE_URL=https://images.acme.example" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+    assert files[f"{MANIFESTS}/k8s/overlays/gke-https/params.env"] == "DOMAIN=images.acme.example"
     files = heredocs(plan())
-    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files["k8s/overlays/gke/config.env"].splitlines()
+    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
 
 
 # ---------------------------------------------------------------- running it -------------
@@ -317,6 +325,13 @@ if [[ "$*" == *"secrets versions access"* ]]; then cat "$FAKE_STATE/secret_value
 if [[ "$*" == *"secrets versions describe"* ]]; then [[ -e "$FAKE_STATE/secret_value" ]]; exit; fi
 key="$(printf '%s_' "${words[@]}" | tr '/ ' '__')"
 case "$*" in
+  "beta services identity create"*) exit 0 ;;  # returns the agent, existing or new
+  *"monitoring policies list"*)  # found by label: --filter=userLabels.imageflow-alert=ID
+    id="${*##*imageflow-alert=}"; id="${id%% *}"
+    [[ -e "$FAKE_STATE/policy_$id" ]] && echo "projects/p/alertPolicies/$id"; exit 0 ;;
+  *"monitoring policies create"*)
+    file="${*##*--policy-from-file=}"; file="${file%% *}"; id="$(basename "$file" .json)"
+    touch "$FAKE_STATE/policy_${id#alert-}"; exit 0 ;;
   "projects describe"*) echo "$FAKE_PROJECT_NUMBER"; exit 0 ;;
   "compute addresses describe"*--format*) [[ -e "$FAKE_STATE/$key" ]] && echo "$FAKE_ADDRESS"; exit 0 ;;
 esac
@@ -329,16 +344,26 @@ case "$verb" in
 esac
 '''
 FAKE_KUBECTL = r'''#!/usr/bin/env bash
+# The receiving end of a pipe logs once its input is complete, so the log keeps the pipe's order.
+if [[ "$*" == *"apply -f -"* ]]; then cat > "$FAKE_STATE/secret.yaml"; fi
 printf 'kubectl' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
 if [[ "$1 $2" == "apply -k" ]]; then exec "$REAL_KUBECTL" kustomize "$3" > "$FAKE_STATE/applied.yaml"; fi
 if [[ "$1 $2" == "get namespace" ]]; then [[ -e "$FAKE_STATE/ns_$3" ]]; exit; fi
 if [[ "$1 $2" == "create namespace" ]]; then touch "$FAKE_STATE/ns_$3"; fi
-if [[ "$*" == *"apply -f -"* ]]; then cat > "$FAKE_STATE/secret.yaml"; fi
 if [[ "$*" == *"--dry-run=client"* ]]; then echo "kind: Secret"; fi
 exit 0
 '''
 FAKE_HELM = r'''#!/usr/bin/env bash
 printf 'helm' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
+'''
+# python3: reading the topic names runs the real one; the setup command (which talks to
+# Pub/Sub) is logged with the names it was given.
+FAKE_PYTHON = r'''#!/usr/bin/env bash
+if [[ "$*" == *"imageflow.topology ensure"* ]]; then
+  printf 'python3 TASKS_SUBSCRIPTION=%q' "$TASKS_SUBSCRIPTION" >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"
+  echo >> "$FAKE_LOG"; exit 0
+fi
+exec "$REAL_PYTHON" "$@"
 '''
 
 
@@ -349,18 +374,20 @@ def sandbox(tmp_path):
     if real_kubectl is None:
         pytest.skip("kubectl (for its kustomize) is not installed")
     tree = copy_deploy_tree(tmp_path / "repo")
-    for name in ("scripts", "functions"):
+    for name in ("scripts", "functions", "imageflow"):
         shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("gcloud", FAKE_GCLOUD), ("kubectl", FAKE_KUBECTL), ("helm", FAKE_HELM)):
+    for name, body in (("gcloud", FAKE_GCLOUD), ("kubectl", FAKE_KUBECTL), ("helm", FAKE_HELM),
+                       ("python3", FAKE_PYTHON)):
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     state = tmp_path / "state"
     state.mkdir()
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(tmp_path / "calls.log"),
            "FAKE_STATE": str(state), "REAL_KUBECTL": real_kubectl, "FAKE_PROJECT_NUMBER": FAKE_PROJECT_NUMBER,
-           "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "", "URL_SIGNING_SECRET": ""}
+           "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "k-test", "URL_SIGNING_SECRET": "",
+           "REAL_PYTHON": sys.executable, "EMAIL_FROM": SENDER}
     return {"tree": tree, "env": env, "log": tmp_path / "calls.log", "state": state}
 
 
@@ -395,7 +422,8 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     secret_steps = lambda calls: [c for c in calls if "secrets versions" not in c]  # noqa: E731
     assert secret_steps(first) == secret_steps(planned)
     creates = [c for c in first if re.search(r" (create|create-auto) ", c)]
-    assert len(creates) >= 25, "a fresh project gets every resource"
+    assert len(creates) >= 20, "a fresh project gets every resource"
+    assert any("imageflow.topology ensure" in c and "TASKS_SUBSCRIPTION=imageflow-tasks-processor" in c for c in first)
 
     # What it applied: the project's images, address and subscription in valid manifests.
     applied = [d for d in yaml.safe_load_all((sandbox["state"] / "applied.yaml").read_text()) if d]
@@ -411,9 +439,11 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     run_script(*args, script=tree / "scripts/deploy.sh", env=env)
     again = _calls(log)
     recreated = [c for c in again if re.search(r" (create|create-auto) ", c) and "--dry-run=client" not in c]
-    # Firestore indexes have no cheap existence check: re-creating answers ALREADY_EXISTS, accepted.
-    assert [c for c in recreated if "firestore indexes composite create" not in c] == []
-    assert len(recreated) == 3
+    # Firestore indexes have no cheap existence check: re-creating answers ALREADY_EXISTS, accepted;
+    # asking for Pub/Sub's service agent returns the existing one.
+    idempotent = ("firestore indexes composite create", "services identity create")
+    assert [c for c in recreated if not any(i in c for i in idempotent)] == []
+    assert len(recreated) == 4
     assert any("gcloud functions deploy" in c for c in again), "updates still roll out"
     assert not [c for c in again if "secrets versions add" in c], "an unchanged key adds no version"
     assert (sandbox["state"] / "secret_value").read_text() == env["SENDGRID_API_KEY"]
@@ -421,7 +451,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
 
 # ---------------------------------------------------------------- gcloud flags -----------
 GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding",
-                "get-credentials", "submit", "deploy", "add"}
+                "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
 
 @pytest.mark.slow  # ~25 `gcloud --help` calls: 1-2 minutes on two cores
