@@ -76,6 +76,12 @@ class Settings:
     sendgrid_api_host: str = "https://api.sendgrid.com"
     email_from: str = "ImageFlow <no-reply@imageflow.local>"
     signed_url_ttl_seconds: int = 3600
+    # Jobs and their files are deleted this many days after creation (Firestore TTL on
+    # expires_at, the bucket's lifecycle rule: scripts/deploy.sh sets both from it).
+    job_retention_days: int = 30
+    # Proxies in front that set X-Forwarded-Proto (GKE's load balancer: 1); 0 trusts none.
+    # Links the API builds then keep the caller's https:// scheme.
+    forwarded_proto_hops: int = 0
     progress_flush_seconds: float = 1.0
     drain_seconds: float = 30.0
     frontend_dir: Path | None = None
@@ -136,6 +142,8 @@ class Settings:
             sendgrid_api_host=env.get("SENDGRID_API_HOST") or cls.sendgrid_api_host,
             email_from=env.get("EMAIL_FROM") or cls.email_from,
             signed_url_ttl_seconds=_int(env, "SIGNED_URL_TTL_SECONDS", cls.signed_url_ttl_seconds),
+            job_retention_days=max(1, _int(env, "JOB_RETENTION_DAYS", cls.job_retention_days)),
+            forwarded_proto_hops=_int(env, "FORWARDED_PROTO_HOPS", cls.forwarded_proto_hops),
             progress_flush_seconds=_float(env, "PROGRESS_FLUSH_SECONDS", cls.progress_flush_seconds),
             drain_seconds=_float(env, "DRAIN_SECONDS", cls.drain_seconds),
             frontend_dir=Path(env["FRONTEND_DIR"]).resolve() if env.get("FRONTEND_DIR") else None,
@@ -187,5 +195,6 @@ ENV_NAMES = (
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
+    "JOB_RETENTION_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

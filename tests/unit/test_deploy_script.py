@@ -4,6 +4,8 @@ gcloud, kubectl and helm, to show it runs exactly its plan and is idempotent."""
 from __future__ import annotations
 
 import ast
+import functools
+import json
 import os
 import re
 import shlex
@@ -483,3 +485,215 @@ def test_every_gcloud_flag_exists_in_the_installed_sdk():
         results = dict(pool.map(unknown, wanted.items()))
     assert len(results) >= 20
     assert {path: flags for path, flags in results.items() if flags} == {}
+
+
+# ---------------------------------------------------------------- IAM vs the code ---------
+# Each service's calls on the ports, found in the code it imports, and the IAM role each
+# kind of call needs. The grants are derived from the code, so when code moves between
+# services (URL fetching into the processor, say) this test names the grants to move.
+SERVICE_ACCOUNTS = {"image-handler": "imageflow-image-handler", "interaction-manager": "imageflow-interaction-manager",
+                    "image-processor": "imageflow-image-processor"}
+# Modules a service imports whose port calls it does not make as itself.
+NOT_THE_SERVICES_CALLS = {
+    "imageflow.topology": "the setup command: deploy.sh runs it as the operator (services only on the local backend)",
+    "imageflow.bootstrap": "builds the adapters; calls topology.ensure on the local backend only",
+}
+PORT_RECEIVERS = {"blobs": {"blobs", "_blobs", "blobstore"}, "jobs": {"jobs", "_jobs", "store", "jobstore"},
+                  "bus": {"bus", "_bus"}}
+BLOB_WRITES, BLOB_READS = {"put", "delete_prefix"}, {"get", "open", "exists", "list", "signed_url"}
+JOB_WRITES = {"create_job", "update_job", "record_results", "mark_notified", "delete_job"}
+JOB_READS = {"get_job", "get_image", "list_images", "list_jobs", "check"}
+BUS_TOPIC_CALLS, BUS_SUBSCRIPTION_CALLS = {"publish"}, {"subscribe", "pull"}
+
+
+def _service_modules(service: str) -> list[Path]:
+    """The project modules a service's process imports (its app and what that pulls in)."""
+    package = "services." + service.replace("-", "_")
+    code = (f"import sys, {package}.app; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+            "if n.startswith(('imageflow', 'services')) and getattr(m, '__file__', None)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    skipped = {ROOT / (name.replace(".", "/") + ".py") for name in NOT_THE_SERVICES_CALLS}
+    adapters = ("imageflow/bus/", "imageflow/jobstore/", "imageflow/blobstore/", "imageflow/engine/")
+    return [Path(f) for f in out.split() if Path(f) not in skipped
+            and not any(part in f for part in adapters)]
+
+
+def _port_calls(paths: list[Path]) -> dict[str, set]:
+    """{"blobs"|"jobs": {method}, "bus": {(method, topics attribute)}} used in these modules;
+    a readiness check is a reference to `<port>.check` or a call of `backends.checks()`."""
+    from imageflow.topology import Topics
+
+    found = {"blobs": set(), "jobs": set(), "bus": set()}
+    unresolved = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("backends.checks"):
+                found["blobs"].add("check"); found["jobs"].add("check"); found["bus"].add(("check", "jobs"))
+            if not isinstance(node, ast.Attribute):
+                continue
+            receiver = ast.unparse(node.value).split(".")[-1]
+            port = next((p for p, names in PORT_RECEIVERS.items() if receiver in names), None)
+            if port == "bus" and node.attr == "check":
+                found["bus"].add(("check", "jobs"))  # MessageBus.check reads the jobs topic
+            elif port is not None and port != "bus":
+                found[port].add(node.attr)
+        for node in ast.walk(ast.parse(path.read_text())):  # bus calls: the topic is the first argument
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in BUS_TOPIC_CALLS | BUS_SUBSCRIPTION_CALLS
+                    and ast.unparse(node.func.value).split(".")[-1] in PORT_RECEIVERS["bus"]):
+                continue
+            arg = ast.unparse(node.args[0]) if node.args else ""
+            name = arg.split(".")[-1]
+            if not (arg.startswith("topics.") or ".topics." in arg) or name not in Topics.ENV:
+                unresolved.append(f"{path.relative_to(ROOT)}: {ast.unparse(node.func)}({arg})")
+                continue
+            found["bus"].add((node.func.attr, name))
+    assert unresolved == [], "name topics as settings.topics.<name> so the grants can be derived"
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _required_grants(service: str) -> frozenset[tuple[str, str]]:
+    """(resource, role) pairs this service's calls need."""
+    calls = _port_calls(_service_modules(service))
+    topics = Settings().topics
+    need = set()
+    if "check" in calls["blobs"]:
+        need.add(("bucket", "roles/storage.legacyBucketReader"))  # /readyz reads the bucket's metadata
+    if calls["blobs"] & BLOB_WRITES:
+        need.add(("bucket", "roles/storage.objectUser"))  # writes overwrite: create and delete
+    elif calls["blobs"] & BLOB_READS:
+        need.add(("bucket", "roles/storage.objectViewer"))
+    if "signed_url" in calls["blobs"]:
+        need.add(("self", "roles/iam.serviceAccountTokenCreator"))  # signBlob as itself
+    if calls["jobs"] & JOB_WRITES:
+        need.add(("project", "roles/datastore.user"))
+    elif calls["jobs"] & JOB_READS:
+        need.add(("project", "roles/datastore.viewer"))
+    for method, attr in calls["bus"]:
+        name = getattr(topics, attr)
+        if method == "check":
+            need.add((f"topic:{name}", "roles/pubsub.viewer"))
+        elif method in BUS_TOPIC_CALLS:
+            need.add((f"topic:{name}", "roles/pubsub.publisher"))
+        else:
+            need.add((f"subscription:{name}", "roles/pubsub.subscriber"))
+    return frozenset(need)
+
+
+def _granted(cmds, gsa: str) -> set[tuple[str, str]]:
+    member = f"serviceAccount:{gsa}"
+    grants = set()
+    for c in cmds:
+        if len(c) < 5 or c[0] != "gcloud" or not any(w == "add-iam-policy-binding" for w in c):
+            continue
+        f = flags(c)
+        if f.get("member") != member:
+            continue
+        if c[1:3] == ["storage", "buckets"]:
+            grants.add(("bucket", f["role"]))
+        elif c[1] == "projects" and f["role"].startswith("roles/datastore."):
+            grants.add(("project", f["role"]))
+        elif c[1:3] == ["pubsub", "topics"]:
+            grants.add((f"topic:{c[4]}", f["role"]))
+        elif c[1:3] == ["pubsub", "subscriptions"]:
+            grants.add((f"subscription:{c[4]}", f["role"]))
+        elif c[1:3] == ["iam", "service-accounts"] and c[4] == gsa:
+            grants.add(("self", f["role"]))
+    return grants
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_ACCOUNTS))
+def test_each_service_is_granted_exactly_what_its_code_calls(service):
+    """Storage, Firestore and Pub/Sub roles: nothing missing (a 403 on GKE, e.g. URL imports
+    that cannot write their inputs), nothing extra (the processor reading job documents)."""
+    gsa = f"{SERVICE_ACCOUNTS[service]}@{PROJECT}.iam.gserviceaccount.com"
+    assert _granted(commands(plan()), gsa) == _required_grants(service)
+
+
+def test_the_role_map_sees_the_calls_that_need_roles():
+    """The derivation itself: the manager's URL import writes inputs (imageflow/fetch.py), the
+    processor reads no job documents, the handler signs URLs."""
+    assert ("bucket", "roles/storage.objectUser") in _required_grants("interaction-manager")
+    assert not {r for r in _required_grants("image-processor") if r[0] == "project"}
+    assert ("self", "roles/iam.serviceAccountTokenCreator") in _required_grants("image-handler")
+
+
+# ---------------------------------------------------------------- refusals and options ----
+def test_a_deploy_without_api_keys_is_refused_unless_the_api_is_meant_to_be_open(tmp_path):
+    env = {"API_KEYS": "", "EMAIL_FROM": SENDER, "SENDGRID_API_KEY": ""}
+    refused = run_script("--project", PROJECT, check=False, env=env)
+    assert refused.returncode == 2 and "API_KEYS is not set" in refused.stderr
+    # The plan refuses too when it runs without keys.
+    text = plan(env=env)
+    proc = subprocess.run(["bash", "-c", text.split("\n# ---- 1.")[0]], capture_output=True, text=True,
+                          env={**os.environ, "API_KEYS": ""})
+    assert proc.returncode == 2 and "API_KEYS is not set" in proc.stderr
+    assert "API_KEYS is not set" not in plan("--allow-open-api", env=env)
+
+
+def test_email_from_is_required_for_sendgrid():
+    proc = run_script("--project", PROJECT, "--dry-run", check=False,
+                      env={"EMAIL_FROM": "", "SENDGRID_API_KEY": "SG.key", "API_KEYS": "k"})
+    assert proc.returncode == 2 and "--email-from" in proc.stderr
+    proc = run_script("--project", PROJECT, check=False, env={"EMAIL_FROM": "", "API_KEYS": "k"})
+    assert proc.returncode == 2 and "--email-from" in proc.stderr
+    assert "no-reply@imageflow.invalid" not in run_script("--dry-run", env={"EMAIL_FROM": ""}).stdout
+
+
+def test_the_function_is_invoked_only_by_its_trigger_identity():
+    cmds = commands(plan())
+    assert not [c for c in find(cmds, "gcloud", "projects", "add-iam-policy-binding")
+                if flags(c)["role"] == "roles/run.invoker"], "run.invoker project-wide"
+    [invoker] = find(cmds, "gcloud", "functions", "add-invoker-policy-binding")
+    deploy = find(cmds, "gcloud", "functions", "deploy")[0]
+    assert invoker[3] == deploy[3]
+    assert flags(invoker)["member"] == f"serviceAccount:{flags(deploy)['trigger-service-account']}"
+
+
+def test_pubsub_service_agent_is_created_before_its_bindings():
+    cmds = commands(plan())
+    identity = index_of(cmds, "gcloud", "beta", "services", "identity", "create")
+    assert flags(cmds[identity])["service"] == "pubsub.googleapis.com"
+    agent = [i for i, c in enumerate(cmds) if "gcp-sa-pubsub" in flags(c).get("member", "")]
+    assert agent and identity < min(agent)
+
+
+def test_one_retention_setting_drives_the_bucket_and_firestore():
+    text = plan("--retention-days", "9")
+    cmds = commands(text)
+    update = find(cmds, "gcloud", "storage", "buckets", "update")[0]
+    rules = yaml.safe_load(heredocs(text)[flags(update)["lifecycle-file"]])["rule"]
+    assert {"action": {"type": "Delete"}, "condition": {"age": 9}} in rules
+    ttls = find(cmds, "gcloud", "firestore", "fields", "ttls", "update")
+    assert {(c[5], flags(c)["collection-group"]) for c in ttls} == {("expires_at", "jobs"), ("expires_at", "images")}
+    assert all("--enable-ttl" in c for c in ttls)
+    config = heredocs(text)[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+    assert "JOB_RETENTION_DAYS=9" in config
+    assert Settings.from_env({"JOB_RETENTION_DAYS": "9"}).job_retention_days == 9
+
+
+def test_alert_policies_watch_the_backlog_dead_letters_and_emails():
+    text = plan()
+    cmds = commands(text)
+    files = heredocs(text)
+    topics = Settings().topics
+    policies = {}
+    for c in find(cmds, "gcloud", "alpha", "monitoring", "policies", "create"):
+        policy = json.loads(files[flags(c)["policy-from-file"]])
+        policies[policy["userLabels"]["imageflow-alert"]] = policy["conditions"][0]["conditionThreshold"]["filter"]
+    assert set(policies) == {"task-backlog-age", "dead-lettered-tasks", "failed-emails"}
+    assert "oldest_unacked_message_age" in policies["task-backlog-age"]
+    assert f'subscription_id="{topics.tasks_sub}"' in policies["task-backlog-age"]
+    assert f'subscription_id="{topics.tasks_dlq_sub}"' in policies["dead-lettered-tasks"]
+    metric = find(cmds, "gcloud", "logging", "metrics", "create")[0]
+    assert f"logging.googleapis.com/user/{metric[4]}" in policies["failed-emails"]
+    assert 'service_name="imageflow-email"' in flags(metric)["log-filter"]
+    # Each is created only if absent (found by its label).
+    assert len(find(cmds, "alert_policy_exists")) == 3
+
+
+def test_keda_chart_version_is_a_published_release():
+    helm = find(commands(plan()), "helm", "upgrade", "--install", "keda")[0]
+    # github.com/kedacore/charts/releases/tag/v2.21.1 (the newest confirmed release).
+    assert flags(helm)["version"] == "2.21.1"
