@@ -159,12 +159,13 @@ GSA_KEDA="keda-operator@$GSA_DOMAIN"
 GSA_NODES="imageflow-nodes@$GSA_DOMAIN"
 GSA_BUILD="imageflow-build@$GSA_DOMAIN"
 
-# Images: name, Dockerfile, build context (one per deployable).
+# Images: name, Dockerfile, build context, container port (one per deployable). The three
+# services share the root Dockerfile (ARG SERVICE, PORT); the ports are k8s/base's.
 IMAGES=(
-  "image-handler services/image_handler/Dockerfile ."
-  "interaction-manager services/interaction_manager/Dockerfile ."
-  "image-processor services/image_processor/Dockerfile ."
-  "frontend frontend/Dockerfile frontend"
+  "image-handler Dockerfile . 8080"
+  "interaction-manager Dockerfile . 8081"
+  "image-processor Dockerfile . 8082"
+  "frontend frontend/Dockerfile frontend -"
 )
 
 if [[ -z "$IMAGE_TAG" ]]; then
@@ -502,11 +503,13 @@ step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG)"
 declare -A IMAGE_REF=()
 build_steps="" build_images=""
 for spec in "${IMAGES[@]}"; do
-  read -r name dockerfile context <<<"$spec"
+  read -r name dockerfile context port <<<"$spec"
   IMAGE_REF[$name]="$REGISTRY/$name:$IMAGE_TAG"
+  build_args=""
+  [[ "$port" == - ]] || build_args="--build-arg, SERVICE=$name, --build-arg, PORT=$port, "
   build_steps+="  - id: $name
     name: gcr.io/cloud-builders/docker
-    args: [build, -f, $dockerfile, -t, ${IMAGE_REF[$name]}, $context]
+    args: [build, -f, $dockerfile, ${build_args}-t, ${IMAGE_REF[$name]}, $context]
     waitFor: ['-']
 "
   build_images+="  - ${IMAGE_REF[$name]}

@@ -246,7 +246,7 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
         assert image == f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/{name}:v1"
         assert params[f"{name.upper().replace('-', '_')}_IMAGE"] == image
         dockerfile = args[args.index("-f") + 1]
-        assert (ROOT / dockerfile).parent.is_dir(), dockerfile
+        assert (ROOT / dockerfile).is_file(), dockerfile
     assert set(build["images"]) == {args[args.index("-t") + 1] for args in built.values()}
 
 
@@ -402,7 +402,8 @@ def test_dry_run_runs_nothing_and_writes_nothing(sandbox):
     run_script("--project", PROJECT, "--tag", "v1", "--dry-run", script=script, env=sandbox["env"])
     assert _calls(sandbox["log"]) == []
     assert not (sandbox["tree"] / ".deploy").exists()
-    assert not (sandbox["tree"] / "k8s/overlays/gke/params.env").exists()
+    assert (sandbox["tree"] / "k8s/overlays/gke/params.env").read_text() == \
+        (ROOT / "k8s/overlays/gke/params.env").read_text(), "the committed example is never rewritten"
 
 
 def test_deploy_runs_its_plan_and_is_idempotent(sandbox):

@@ -288,10 +288,11 @@ def test_ports_agree_between_container_env_service_and_probes(overlay):
 def test_dockerfiles_expose_the_container_ports(overlay):
     """When the Dockerfiles exist (written separately), their ports are the manifests'."""
     checked = 0
-    for name, path in (("image-handler", "services/image_handler/Dockerfile"),
-                       ("interaction-manager", "services/interaction_manager/Dockerfile"),
-                       ("image-processor", "services/image_processor/Dockerfile"),
-                       ("frontend", "frontend/Dockerfile")):
+    for name in SERVICES:  # one Dockerfile, the port a build argument: deploy.sh's build passes it
+        port = container(by_kind(overlay, "Deployment")[name])["ports"][0]["containerPort"]
+        assert f"EXPOSE ${{PORT}}" in (ROOT / "Dockerfile").read_text()
+        assert f"SERVICE={name}, --build-arg, PORT={port}," in _deploy_build_args(), name
+    for name, path in (("frontend", "frontend/Dockerfile"),):
         dockerfile = ROOT / path
         if not dockerfile.exists():
             continue
@@ -302,6 +303,14 @@ def test_dockerfiles_expose_the_container_ports(overlay):
         checked += 1
     if not checked:
         pytest.skip("no Dockerfile written yet")
+
+
+def _deploy_build_args() -> str:
+    import subprocess
+    plan = subprocess.run(["bash", str(ROOT / "scripts/deploy.sh"), "--project", "acme-images", "--tag", "v1",
+                           "--dry-run", "--allow-open-api"], capture_output=True, text=True, check=True,
+                          env={**__import__("os").environ, "EMAIL_FROM": "a@b.example", "SENDGRID_API_KEY": ""})
+    return plan.stdout
 
 
 def test_frontend_matches_its_nginx_image(overlay):
