@@ -133,7 +133,7 @@ class FileClaims:
         if self._write(job_id, f"sending {time.time()}", exclusive=True):
             return True
         state = (self.directory / job_id).read_text().split()
-        if not state or state[0] == "sent":
+        if not state or state[0] in ("sent", "refused"):
             return False
         age = time.time() - float(state[1])
         if age < claim_lease_seconds():
@@ -143,6 +143,10 @@ class FileClaims:
 
     def mark_sent(self, job_id: str) -> None:
         self._write(job_id, "sent", exclusive=False)
+
+    def mark_refused(self, job_id: str, reason: str) -> None:
+        """Not sent and never to be retried (a duplicate delivery does not try again)."""
+        self._write(job_id, f"refused {reason}", exclusive=False)
 
     def release(self, job_id: str) -> None:
         (self.directory / job_id).unlink(missing_ok=True)
@@ -168,7 +172,7 @@ class FirestoreClaims:
             pass
         snapshot = self._doc(job_id).get()
         data = snapshot.to_dict() or {}
-        if data.get("state", "sent") == "sent":
+        if data.get("state", "sent") in ("sent", "refused"):
             return False
         age = time.time() - float(data.get("claimed_at") or 0)
         if age < claim_lease_seconds():
@@ -184,6 +188,10 @@ class FirestoreClaims:
     def mark_sent(self, job_id: str) -> None:
         from google.cloud import firestore
         self._doc(job_id).update({"state": "sent", "sent_at": firestore.SERVER_TIMESTAMP})
+
+    def mark_refused(self, job_id: str, reason: str) -> None:
+        from google.cloud import firestore
+        self._doc(job_id).update({"state": "refused", "error": reason[:500], "refused_at": firestore.SERVER_TIMESTAMP})
 
     def release(self, job_id: str) -> None:
         self._doc(job_id).delete()
@@ -228,7 +236,9 @@ def send_sendgrid(msg: EmailMessage, api_key: str) -> None:
         response = client.send(mail)
     except HTTPError as exc:
         status = getattr(exc, "status_code", 0)
-        if status == 429 or status >= 500:
+        # 401/403: the key or the sender (not a verified sender identity) is refused; a
+        # configuration fix lets the retries through, so they are not the end of the mail.
+        if status in (401, 403, 429) or status >= 500:
             raise TransientError(f"SendGrid answered {status}") from exc
         raise PermanentError(f"SendGrid refused the mail ({status}): {getattr(exc, 'body', b'')[:300]!r}") from exc
     except OSError as exc:  # connection refused, DNS, timeouts
@@ -259,8 +269,8 @@ def deliver(event: dict) -> str:
             path = write_outbox(msg, job_id, data_dir() / "outbox")
             log.info("job %s: email written to %s", job_id, path)
     except PermanentError as exc:
-        log.error("job %s: %s", job_id, exc)
-        claims.mark_sent(job_id)  # never retried
+        log.error("job %s: email not sent: %s", job_id, exc)
+        claims.mark_refused(job_id, str(exc))  # recorded as not sent; never retried
         return "refused"
     except Exception:
         claims.release(job_id)  # let the retry send it

@@ -17,6 +17,8 @@ import hashlib
 import logging
 import os
 import threading
+import time
+from collections import OrderedDict
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -35,6 +37,17 @@ READ_CHUNK = 1024 * 1024
 MAX_PRECONDITION_ROUNDS = 5
 
 
+# Signed URLs are reused within a window, so a page polling every second costs one IAM
+# signBlob per object per window, not one per URL per request. Each URL is signed for the
+# TTL plus the window, so any copy handed out stays valid for at least the TTL asked for.
+SIGNED_URL_WINDOW_MAX_SECONDS = 300
+SIGNED_URL_CACHE_SIZE = 20_000
+# After a signing failure (an IAM blip, a token refresh that failed) outputs stream through
+# the API for this long, then signing is tried again.
+SIGNING_RETRY_SECONDS = 60.0
+clock = time.time  # (tests move it)
+
+
 class GcsBlobStore(BlobStore):
     """Blobs in one Cloud Storage bucket; paths are object names."""
 
@@ -44,7 +57,9 @@ class GcsBlobStore(BlobStore):
         self._settings = settings
         self._client = client
         self._lock = threading.Lock()
-        self._signer: tuple | None = None  # (kind, credentials), resolved once
+        self._signer: tuple | None = None  # (kind, credentials), resolved on first use
+        self._signing_paused_until = 0.0
+        self._signed: OrderedDict[tuple[str, int, int], str] = OrderedDict()  # (path, ttl, window) -> URL
 
     # -- clients (created on first use: nothing connects at import or construction) ----------
 
@@ -139,14 +154,31 @@ class GcsBlobStore(BlobStore):
         return deleted
 
     def signed_url(self, path: str, expires_seconds: int) -> str | None:
-        """A V4 signed GET URL, or None when these credentials cannot sign."""
+        """A V4 signed GET URL valid for at least ``expires_seconds``, or None when these
+        credentials cannot sign (or signing failed less than SIGNING_RETRY_SECONDS ago)."""
         validate_path(path)
+        expires_seconds = max(1, expires_seconds)
+        window = max(1, min(SIGNED_URL_WINDOW_MAX_SECONDS, expires_seconds // 10))
+        key = (path, expires_seconds, int(clock() // window))
+        with self._lock:
+            cached = self._signed.get(key)
+        if cached is not None:
+            return cached
+        url = self._sign(path, expires_seconds + window)
+        if url is not None:
+            with self._lock:
+                self._signed[key] = url
+                while len(self._signed) > SIGNED_URL_CACHE_SIZE:
+                    self._signed.popitem(last=False)
+        return url
+
+    def _sign(self, path: str, expires_seconds: int) -> str | None:
         signer = self._resolve_signer()
         if signer is None:
             return None
         kind, credentials = signer
         blob = self.bucket.blob(path)
-        options = dict(version="v4", method="GET", expiration=timedelta(seconds=max(1, expires_seconds)))
+        options = dict(version="v4", method="GET", expiration=timedelta(seconds=expires_seconds))
         try:
             if kind == "key":
                 return blob.generate_signed_url(credentials=credentials, **options)
@@ -156,10 +188,12 @@ class GcsBlobStore(BlobStore):
                 credentials.refresh(Request())
             return blob.generate_signed_url(service_account_email=credentials.service_account_email,
                                             access_token=credentials.token, **options)
-        except Exception as exc:  # signing is an optimisation: fall back to streaming
-            log.warning("cannot sign URLs (%s); outputs will stream through the API", exc)
+        except Exception as exc:  # signing is an optimisation: fall back to streaming, for a while
+            log.warning("cannot sign URLs (%s); outputs stream through the API for %.0f s",
+                        exc, SIGNING_RETRY_SECONDS)
             with self._lock:
-                self._signer = ("none", None)
+                self._signer = None  # found again (fresh credentials) when signing resumes
+                self._signing_paused_until = clock() + SIGNING_RETRY_SECONDS
             return None
 
     def check(self) -> None:
@@ -186,6 +220,8 @@ class GcsBlobStore(BlobStore):
 
     def _resolve_signer(self) -> tuple | None:
         with self._lock:
+            if clock() < self._signing_paused_until:
+                return None
             if self._signer is None:
                 self._signer = _find_signer()
             kind, credentials = self._signer

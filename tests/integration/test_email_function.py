@@ -129,8 +129,22 @@ def test_sendgrid_outage_raises_for_retry_then_sends(sendgrid):
     assert len(api.requests) == 2
 
 
-def test_sendgrid_refusal_is_not_retried(sendgrid):
+def test_sendgrid_refusal_is_not_retried(sendgrid, env):
     api = sendgrid(400)
     fn.notify(cloud_event(completed()))  # logged and dropped: no exception
     fn.notify(cloud_event(completed()))
     assert len(api.requests) == 1
+    # Recorded as refused, never as mailed.
+    assert (env / "email-sent" / JOB).read_text().startswith("refused ")
+
+
+def test_a_refused_sender_is_retried_not_marked_mailed(sendgrid, env):
+    """SendGrid answers 403 for a sender that is not verified: that is a configuration to fix,
+    and the trigger's retries deliver the mail once it is; it is never counted as mailed."""
+    api = sendgrid(403, 202)
+    with pytest.raises(fn.TransientError):
+        fn.notify(cloud_event(completed()))
+    assert not (env / "email-sent" / JOB).exists()
+    fn.notify(cloud_event(completed()))  # the retry, after the fix
+    assert len(api.requests) == 2
+    assert (env / "email-sent" / JOB).read_text() == "sent"

@@ -3,6 +3,7 @@ generation preconditions."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import pytest
@@ -10,6 +11,7 @@ import requests
 from google.api_core import exceptions as gexc
 
 from imageflow.blobstore import BlobNotFound, BlobStoreError
+from imageflow.blobstore import gcs
 from imageflow.blobstore.gcs import RESUMABLE_THRESHOLD, GcsBlobStore
 
 pytestmark = pytest.mark.emulators
@@ -30,12 +32,70 @@ def test_objects_keep_content_type_and_cache_headers(gcs_blobstore, path):
 def test_signed_url_downloads_the_object_with_its_headers(gcs_blobstore, path):
     gcs_blobstore.put(path, b"output bytes", "image/webp", cache_control="public, max-age=60")
     url = gcs_blobstore.signed_url(path, 300)
-    assert url and "X-Goog-Signature=" in url and "X-Goog-Expires=300" in url
+    assert url and "X-Goog-Signature=" in url
+    assert 300 <= int(re.search(r"X-Goog-Expires=(\d+)", url).group(1)) <= 300 + gcs.SIGNED_URL_WINDOW_MAX_SECONDS
     response = requests.get(url, timeout=10)
     assert response.status_code == 200
     assert response.content == b"output bytes"
     assert response.headers["Content-Type"] == "image/webp"
     assert response.headers.get("Cache-Control") == "public, max-age=60"
+
+
+@pytest.fixture
+def signings(monkeypatch):
+    """Counts the URLs actually signed (each one an IAM signBlob call on GKE)."""
+    calls = []
+    real = gcs.storage.Blob.generate_signed_url
+
+    def counting(blob, *args, **kwargs):
+        calls.append(blob.name)
+        return real(blob, *args, **kwargs)
+
+    monkeypatch.setattr(gcs.storage.Blob, "generate_signed_url", counting)
+    return calls
+
+
+def test_signed_urls_are_reused_within_a_window(gcs_blobstore, path, signings, monkeypatch):
+    """A page polling every second asks for the same URLs again and again: one signature
+    per object per window, and a new one once the window has passed."""
+    gcs_blobstore.put(path, b"x", "image/png")
+    now = [1_000_000.0]
+    monkeypatch.setattr(gcs, "clock", lambda: now[0])
+    first = gcs_blobstore.signed_url(path, 3600)
+    for _ in range(50):
+        now[0] += 1
+        assert gcs_blobstore.signed_url(path, 3600) == first
+    assert signings == [path]
+    now[0] += gcs.SIGNED_URL_WINDOW_MAX_SECONDS
+    assert gcs_blobstore.signed_url(path, 3600) is not None
+    assert len(signings) == 2
+    other = path.replace("photo", "other")
+    gcs_blobstore.signed_url(other, 3600)
+    assert signings[-1] == other
+    assert requests.get(first, timeout=10).content == b"x"
+
+
+def test_signing_recovers_after_a_failure(gcs_blobstore, path, signings, monkeypatch):
+    """One failed signature (an IAM blip) streams outputs for a while, not for the pod's life."""
+    gcs_blobstore.put(path, b"x", "image/png")
+    now = [2_000_000.0]
+    monkeypatch.setattr(gcs, "clock", lambda: now[0])
+    real = gcs.storage.Blob.generate_signed_url
+    failing = [True]
+
+    def flaky(blob, *args, **kwargs):
+        if failing:
+            failing.clear()
+            raise RuntimeError("iam.serviceAccounts.signBlob: 503")
+        return real(blob, *args, **kwargs)
+
+    monkeypatch.setattr(gcs.storage.Blob, "generate_signed_url", flaky)
+    assert gcs_blobstore.signed_url(path, 3600) is None
+    now[0] += gcs.SIGNING_RETRY_SECONDS / 2
+    assert gcs_blobstore.signed_url(path, 3600) is None  # paused: no signing attempt meanwhile
+    now[0] += gcs.SIGNING_RETRY_SECONDS
+    url = gcs_blobstore.signed_url(path, 3600)
+    assert url is not None and requests.get(url, timeout=10).content == b"x"
 
 
 def test_without_signing_credentials_signed_url_is_none(gcp_settings, gcs_blobstore, path, monkeypatch):
