@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def configure_logging(service: str, level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+    from .logging_setup import configure  # JSON for Cloud Logging, or the readable text format
+    configure(service, level)
 
 
 def readiness(checks: dict[str, Callable[[], None]]) -> tuple[dict, int]:

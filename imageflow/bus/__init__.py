@@ -19,6 +19,13 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 
+def message_log_context(message: "ReceivedMessage"):
+    """Every line logged while a message is handled names its job (and trace)."""
+    from ..logging_setup import log_context
+    attributes = message.attributes or {}
+    return log_context(job_id=attributes.get("job_id"), traceparent=attributes.get("traceparent"))
+
+
 class BusError(RuntimeError):
     """The bus failed, or a topic/subscription does not exist."""
 
@@ -172,7 +179,8 @@ class PollingSubscriber(Subscriber):
 
     def _run(self, message: ReceivedMessage) -> None:
         try:
-            self._callback(message)
+            with message_log_context(message):
+                self._callback(message)
         except Exception:
             log.exception("handler failed for message %s on %s; nacking", message.message_id, self._subscription)
             try:

@@ -34,7 +34,7 @@ from google.protobuf import duration_pb2, field_mask_pb2
 from google.pubsub_v1 import types as pubsub_types
 
 from ..settings import Settings
-from . import BusError, MessageBus, ReceivedMessage, Subscriber, SubscriptionConfig
+from . import BusError, MessageBus, ReceivedMessage, Subscriber, SubscriptionConfig, message_log_context
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,8 @@ class StreamingSubscriber(Subscriber):
         with self._lock:
             self._in_flight[id(wrapped)] = wrapped
         try:
-            self._callback(wrapped)
+            with message_log_context(wrapped):
+                self._callback(wrapped)
         except Exception:
             log.exception("handler failed for message %s on %s; nacking", wrapped.message_id, self._subscription)
             if not wrapped.settled:

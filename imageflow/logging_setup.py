@@ -1,0 +1,116 @@
+"""Logging for every ImageFlow process, set up once.
+
+``LOG_FORMAT=json`` (the k8s ConfigMap) writes one JSON object per line in the shape
+Cloud Logging reads from a container's output: ``severity``, ``message``, the time, the
+service, and ``job_id`` / ``image_id`` and the trace (``logging.googleapis.com/trace``)
+when known, so one job's lines group together. The default, ``text``, stays readable by
+eye for ./scripts.sh up and docker-compose.
+
+Context comes from a record's ``extra={"job_id": ...}`` or, for everything logged while a
+message is handled, from :func:`log_context`, which the bus subscribers open around each
+callback with the message's ``job_id`` and W3C ``traceparent`` attributes.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import os
+import re
+from datetime import datetime, timezone
+from typing import Iterator
+
+_CONTEXT: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("imageflow_log_context", default={})
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+CONTEXT_FIELDS = ("job_id", "image_id")
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """(trace id, span id) of a W3C ``traceparent``, or None if absent or malformed."""
+    match = _TRACEPARENT.match((value or "").strip().lower())
+    return (match.group(1), match.group(2)) if match else None
+
+
+@contextlib.contextmanager
+def log_context(*, traceparent: str | None = None, **fields: str | None) -> Iterator[None]:
+    """Attach ``job_id`` / ``image_id`` (and a trace) to every record logged inside."""
+    context = {**_CONTEXT.get(), **{k: str(v) for k, v in fields.items() if v}}
+    trace = parse_traceparent(traceparent)
+    if trace:
+        context["trace_id"], context["span_id"] = trace
+    token = _CONTEXT.set(context)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _CONTEXT.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with Cloud Logging's special fields."""
+
+    def __init__(self, service: str, project: str = ""):
+        super().__init__()
+        self.service = service
+        self.project = project
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        entry = {
+            "severity": "WARNING" if record.levelname == "WARN" else record.levelname,
+            "message": message,
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "logger": record.name,
+            "serviceContext": {"service": self.service},
+        }
+        for key in CONTEXT_FIELDS:
+            value = getattr(record, key, None)
+            if value:
+                entry[key] = value
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            entry["logging.googleapis.com/trace"] = (
+                f"projects/{self.project}/traces/{trace_id}" if self.project else trace_id)
+            entry["logging.googleapis.com/spanId"] = getattr(record, "span_id", "")
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The readable local format, with the job and image when known."""
+
+    def __init__(self, service: str):
+        super().__init__(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        tags = " ".join(f"{key}={getattr(record, key)}" for key in CONTEXT_FIELDS if getattr(record, key, None))
+        return f"{line} [{tags}]" if tags else line
+
+
+def configure(service: str, level: int = logging.INFO, env: dict | None = None) -> None:
+    """Route the root logger to stderr in LOG_FORMAT (json or text) for ``service``."""
+    env = os.environ if env is None else env
+    fmt = (env.get("LOG_FORMAT") or "text").strip().lower()
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(service, env.get("GCP_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or ""))
+    else:
+        handler.setFormatter(TextFormatter(service))
+    handler.addFilter(_ContextFilter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_imageflow", False)]:
+        root.removeHandler(old)
+    handler._imageflow = True  # (replaced, not stacked, if configured twice)
+    if not root.handlers or all(getattr(h, "_imageflow", False) for h in root.handlers):
+        root.addHandler(handler)
+    root.setLevel(level)
