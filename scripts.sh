@@ -139,7 +139,8 @@ cmd_bench() {
 }
 
 cmd_deploy() {
-  exec bash "$ROOT/scripts/deploy.sh" "$@"
+  ensure_venv  # the topology setup command runs with the project's Python dependencies
+  PYTHON="${PYTHON:-$PY}" exec bash "$ROOT/scripts/deploy.sh" "$@"
 }
 
 usage() {
