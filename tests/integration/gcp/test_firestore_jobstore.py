@@ -136,3 +136,21 @@ def test_update_job_leaves_other_fields_alone(firestore_jobstore):
     assert updated.tasks_published is True and updated.succeeded == 1
     raw = firestore_jobstore.client.collection("jobs").document(job.job_id).get().to_dict()
     assert "not_a_field" not in raw
+
+
+def test_documents_expire_after_the_retention_period(gcp_settings):
+    """Firestore's TTL policy (deploy.sh, on expires_at of jobs and images) deletes a job's
+    documents JOB_RETENTION_DAYS after creation, when the bucket's lifecycle deletes its files."""
+    from datetime import datetime, timedelta, timezone
+
+    store = FirestoreJobStore(gcp_settings.with_overrides(job_retention_days=9))
+    try:
+        job, images = make_job(store, 2)
+        ref = store.client.collection("jobs").document(job.job_id)
+        expected = datetime.now(timezone.utc) + timedelta(days=9)
+        for doc in (ref.get(), ref.collection("images").document(images[1].image_id).get()):
+            expires_at = doc.to_dict()["expires_at"]
+            assert abs((expires_at - expected).total_seconds()) < 120
+        assert store.get_job(job.job_id).job_id == job.job_id  # the extra field stays out of the domain
+    finally:
+        store.close()
