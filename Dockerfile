@@ -7,15 +7,19 @@
 # (The email function has its own Dockerfile: it is deployed from its folder alone, without
 # this package, as Cloud Functions builds it.)
 
-# -- build: the core package and its pinned dependencies (pyproject.toml) in a venv --------
+# -- build: the core package and its locked dependencies (requirements.lock) in a venv -----
 FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /venv
+# Every dependency, transitive ones included, at the version and hash of requirements.lock
+# (pip-compile --generate-hashes --extra gcp, from pyproject.toml's pins); then the project.
+COPY requirements.lock ./
+RUN /venv/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY imageflow ./imageflow
 COPY services ./services
-RUN /venv/bin/pip install ".[gcp]"
+RUN /venv/bin/pip install --no-deps ".[gcp]"
 
 # -- run: slim, non-root (uid 10001, as the k8s securityContext expects) -------------------
 FROM python:3.11.11-slim-bookworm

@@ -145,3 +145,37 @@ def test_service_ports_and_push_endpoint_follow_the_contract():
     assert compose()["x-imageflow-env"]["NOTIFICATIONS_PUSH_ENDPOINT"] == "http://email-function:8083/"
     function_cmd = (ROOT / "functions/email_notifier/Dockerfile").read_text()
     assert "--target notify --signature-type cloudevent" in function_cmd
+
+
+def _locked() -> dict[str, tuple[str, int]]:
+    """requirements.lock: name -> (version, number of hashes)."""
+    text = (ROOT / "requirements.lock").read_text()
+    entries = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        match = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", block)
+        if match:
+            entries[match.group(1).lower().replace("_", "-")] = (match.group(2), block.count("--hash=sha256:"))
+    return entries
+
+
+def test_the_images_install_a_hashed_lock_of_every_dependency():
+    """Transitive dependencies are locked with hashes (a compromised or re-published release
+    fails the build), the lock keeps pyproject.toml's pins, and it is what the tests run on."""
+    import tomllib
+    from importlib import metadata
+
+    locked = _locked()
+    assert locked and all(hashes for _, hashes in locked.values()), "every requirement has its hashes"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"] + project["optional-dependencies"]["gcp"]:
+        name, _, version = requirement.partition("==")
+        assert locked[name.lower()][0] == version, f"requirements.lock is stale for {name}: re-run pip-compile"
+    for name, (version, _) in locked.items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        assert installed == version, f"{name}: tests run {installed}, the images get {version}"
+    text = (ROOT / "Dockerfile").read_text()
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in text
+    assert 'pip install --no-deps ".[gcp]"' in text, "the project itself adds nothing unlocked"
