@@ -46,6 +46,54 @@ def log_context(*, traceparent: str | None = None, **fields: str | None) -> Iter
         _CONTEXT.reset(token)
 
 
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the request or message being handled, if it has one."""
+    context = _CONTEXT.get()
+    if "trace_id" not in context:
+        return None
+    return f"00-{context['trace_id']}-{context.get('span_id') or '0' * 15 + '1'}-01"
+
+
+def with_trace(attributes: dict[str, str] | None) -> dict[str, str]:
+    """Message attributes carrying on the current trace (the bus adapters call it on publish),
+    so one job's lines share a trace id across the services."""
+    attributes = dict(attributes or {})
+    traceparent = current_traceparent()
+    if traceparent and "traceparent" not in attributes:
+        attributes["traceparent"] = traceparent
+    return attributes
+
+
+def _cloud_trace_to_traceparent(value: str | None) -> str | None:
+    """``X-Cloud-Trace-Context: TRACE/SPAN;o=1`` (Google's load balancer) as a traceparent."""
+    match = re.match(r"^([0-9a-f]{32})/(\d+)", (value or "").strip().lower())
+    if not match:
+        return None
+    return f"00-{match.group(1)}-{int(match.group(2)) % 2**64:016x}-01"
+
+
+def install_request_context(app) -> None:
+    """Every line logged while a Flask request is served carries its trace (``traceparent``,
+    or the load balancer's ``X-Cloud-Trace-Context``) and the ``job_id`` / ``image_id`` of
+    its URL; messages it publishes carry the trace on."""
+    from flask import g, request
+
+    @app.before_request
+    def _open_log_context():
+        args = request.view_args or {}
+        traceparent = request.headers.get("traceparent") or \
+            _cloud_trace_to_traceparent(request.headers.get("X-Cloud-Trace-Context"))
+        g.imageflow_log_context = log_context(job_id=args.get("job_id"), image_id=args.get("image_id"),
+                                              traceparent=traceparent)
+        g.imageflow_log_context.__enter__()
+
+    @app.teardown_request
+    def _close_log_context(_exc):
+        context = g.pop("imageflow_log_context", None)
+        if context is not None:
+            context.__exit__(None, None, None)
+
+
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in _CONTEXT.get().items():

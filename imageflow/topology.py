@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Mapping
 
@@ -111,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-email-subscription", action="store_true",
                         help="leave out the email function's subscription (on GCP its Eventarc trigger owns it)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if args.command == "env":
-        for name, value in settings.topics.as_env().items():
+    if args.command == "env":  # the names only: no other setting needs to be valid for this
+        for name, value in Topics.from_env(os.environ).as_env().items():
             print(f"{name}={value}")
         return 0
+    settings = Settings.from_env()
 
     from .bootstrap import make_bus
 

@@ -275,10 +275,10 @@ ok_if_exists() {
   return 1
 }
 
-# alert_policy_exists PROJECT ID: whether an alert policy labelled imageflow-alert=ID exists
+# alert_policy_exists PROJECT ID: whether an alert policy labelled imageflow_alert=ID exists
 # (policies get server-chosen names, so they are found by their label).
 alert_policy_exists() {
-  [[ -n "$(gcloud alpha monitoring policies list --project="$1" --filter="userLabels.imageflow-alert=$2" \
+  [[ -n "$(gcloud alpha monitoring policies list --project="$1" --filter="userLabels.imageflow_alert=$2" \
            --format='value(name)' 2>/dev/null)" ]]
 }
 
@@ -316,6 +316,8 @@ else
   for tool in gcloud kubectl helm git; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (docs/deploy.md, Prerequisites)"
   done
+  "$PYTHON" -c 'import google.cloud.pubsub_v1' 2>/dev/null \
+    || die "$PYTHON lacks the project's dependencies (./scripts.sh deploy uses .venv; or set PYTHON)"
 fi
 
 step "1. Enable the Google APIs"
@@ -611,7 +613,7 @@ ensure gcloud logging metrics describe imageflow-email-failures --project="$PROJ
 alert_policy() {  # id display-name metric-type resource-filter threshold duration-seconds aligner
   write_file "$WORK_DIR/alert-$1.json" "{
   \"displayName\": \"$2\",
-  \"userLabels\": {\"imageflow-alert\": \"$1\"},
+  \"userLabels\": {\"imageflow_alert\": \"$1\"},
   \"combiner\": \"OR\",
   \"conditions\": [{
     \"displayName\": \"$2\",

@@ -33,6 +33,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 from google.protobuf import duration_pb2, field_mask_pb2
 from google.pubsub_v1 import types as pubsub_types
 
+from ..logging_setup import with_trace
 from ..settings import Settings
 from . import BusError, MessageBus, ReceivedMessage, Subscriber, SubscriptionConfig, message_log_context
 
@@ -355,7 +356,7 @@ class PubSubBus(MessageBus):
     # -- messages --------------------------------------------------------------------------
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str] | None = None) -> str:
-        future = self.publisher.publish(self.topic_path(topic), data, **(attributes or {}))
+        future = self.publisher.publish(self.topic_path(topic), data, **with_trace(attributes))
         try:
             return future.result(timeout=PUBLISH_TIMEOUT)
         except gexc.NotFound as exc:

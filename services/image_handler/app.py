@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from imageflow.auth import Auth
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.intake import IntakeError
+from imageflow.logging_setup import install_request_context
 from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_latest
 from imageflow.ratelimit import RateLimiter, client_address
 from imageflow.runtime import configure_logging, readiness
@@ -70,6 +71,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     app = Flask(__name__, static_folder=None)
     if settings.forwarded_proto_hops:  # behind a TLS-terminating proxy: links keep https://
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=settings.forwarded_proto_hops, x_host=0)
+    install_request_context(app)  # log lines name the request's trace and job
     app.json = _JSONProvider(app)
     # Werkzeug answers 413 before reading a body over the request limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

@@ -328,8 +328,8 @@ if [[ "$*" == *"secrets versions describe"* ]]; then [[ -e "$FAKE_STATE/secret_v
 key="$(printf '%s_' "${words[@]}" | tr '/ ' '__')"
 case "$*" in
   "beta services identity create"*) exit 0 ;;  # returns the agent, existing or new
-  *"monitoring policies list"*)  # found by label: --filter=userLabels.imageflow-alert=ID
-    id="${*##*imageflow-alert=}"; id="${id%% *}"
+  *"monitoring policies list"*)  # found by label: --filter=userLabels.imageflow_alert=ID
+    id="${*##*imageflow_alert=}"; id="${id%% *}"
     [[ -e "$FAKE_STATE/policy_$id" ]] && echo "projects/p/alertPolicies/$id"; exit 0 ;;
   *"monitoring policies create"*)
     file="${*##*--policy-from-file=}"; file="${file%% *}"; id="$(basename "$file" .json)"
@@ -682,7 +682,7 @@ def test_alert_policies_watch_the_backlog_dead_letters_and_emails():
     policies = {}
     for c in find(cmds, "gcloud", "alpha", "monitoring", "policies", "create"):
         policy = json.loads(files[flags(c)["policy-from-file"]])
-        policies[policy["userLabels"]["imageflow-alert"]] = policy["conditions"][0]["conditionThreshold"]["filter"]
+        policies[policy["userLabels"]["imageflow_alert"]] = policy["conditions"][0]["conditionThreshold"]["filter"]
     assert set(policies) == {"task-backlog-age", "dead-lettered-tasks", "failed-emails"}
     assert "oldest_unacked_message_age" in policies["task-backlog-age"]
     assert f'subscription_id="{topics.tasks_sub}"' in policies["task-backlog-age"]

@@ -90,3 +90,28 @@ def test_lines_logged_while_handling_a_message_name_its_job(output, tmp_path):
         bus.close()
     [line] = [json.loads(l) for l in stream.getvalue().splitlines() if '"working"' in l]
     assert line["job_id"] == "job-42" and line["logging.googleapis.com/trace"] == TRACE
+
+
+def test_a_request_names_its_trace_and_job_and_passes_the_trace_on(output, tmp_path):
+    """Behind Google's load balancer each request has X-Cloud-Trace-Context: the API's lines
+    for it carry that trace and the job of the URL, and what it publishes carries it on."""
+    from pathlib import Path
+
+    from services.image_handler.app import create_app
+
+    stream = output({"LOG_FORMAT": "json"})
+    app = create_app({"data_dir": Path(tmp_path)})
+    logging_setup.configure("image-handler", env={"LOG_FORMAT": "json"})
+    for handler in logging.getLogger().handlers:
+        handler.setStream(stream)
+
+    @app.get("/api/v1/jobs/<job_id>/probe")
+    def probe(job_id):
+        logging.getLogger("probe").info("looking")
+        return {"attributes": logging_setup.with_trace({"job_id": job_id})}
+
+    response = app.test_client().get("/api/v1/jobs/j-7/probe", headers={"X-Cloud-Trace-Context": f"{TRACE}/1;o=1"})
+    assert response.json["attributes"]["traceparent"] == f"00-{TRACE}-0000000000000001-01"
+    [line] = [json.loads(l) for l in stream.getvalue().splitlines() if '"looking"' in l]
+    assert line["job_id"] == "j-7" and line["logging.googleapis.com/trace"] == TRACE
+    assert logging_setup.current_traceparent() is None, "the context ends with the request"
