@@ -83,7 +83,7 @@ cmd_up() {
     local envfile
     envfile="$(mktemp)"
     log "starting the Pub/Sub and Firestore emulators and fake-gcs-server"
-    "$PY" -m imageflow.devtools.emulators run --env-file "$envfile" &
+    "$PY" -m devtools.emulators run --env-file "$envfile" &
     local emu_pid=$!
     trap 'kill -TERM $emu_pid 2>/dev/null; wait $emu_pid 2>/dev/null; rm -f "$envfile"' EXIT
     for _ in $(seq 1 120); do [[ -s "$envfile" ]] && break; sleep 1; done
@@ -94,7 +94,7 @@ cmd_up() {
     set +a
     "$PY" -m imageflow.topology --push-endpoint "http://127.0.0.1:$(( ${IMAGEFLOW_PORT:-8080} + 3 ))/"
   fi
-  exec_or_run "$PY" -m imageflow.devtools.stack up "${args[@]}"
+  exec_or_run "$PY" -m devtools.stack up "${args[@]}"
 }
 
 exec_or_run() {
@@ -104,7 +104,7 @@ exec_or_run() {
 
 cmd_down() {
   ensure_venv
-  "$PY" -m imageflow.devtools.stack down
+  "$PY" -m devtools.stack down
 }
 
 cmd_test() {

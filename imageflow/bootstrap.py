@@ -14,7 +14,7 @@ def make_blobstore(settings: Settings) -> BlobStore:
         from .blobstore.gcs import GcsBlobStore
         return GcsBlobStore(settings)
     from .blobstore.local import LocalBlobStore
-    return LocalBlobStore(settings.data_dir / "blobs", settings.faults)
+    return LocalBlobStore(settings.data_dir / "blobs")
 
 
 def make_jobstore(settings: Settings) -> JobStore:
@@ -30,7 +30,7 @@ def make_bus(settings: Settings) -> MessageBus:
         from .bus.pubsub import PubSubBus
         return PubSubBus(settings)
     from .bus.sqlite import SqliteBus
-    return SqliteBus(settings.data_dir / "bus.sqlite3")
+    return SqliteBus.in_data_dir(settings.data_dir)
 
 
 @dataclass

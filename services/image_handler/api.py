@@ -9,14 +9,22 @@ from tempfile import SpooledTemporaryFile
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
 from imageflow import domain
-from imageflow.auth import ANONYMOUS, AuthError
 from imageflow.blobstore import BlobNotFound
-from imageflow.fetch import MAX_CSV_BYTES, FetchError, check_entries, entries_from_csv, entries_from_json
 from imageflow.engine.decoding import KINDS, sniff
-from imageflow.intake import (IntakeError, create_job, create_url_job, validate_email, validate_operations,
-                              validate_webhook_secret)
-from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
 from imageflow.engine.schema import PRESETS, operations_json_schema
+from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
+from imageflow.safe_http import FetchError
+from services.image_handler.auth import ANONYMOUS, AuthError
+from services.image_handler.intake import (
+    IntakeError,
+    create_job,
+    create_url_job,
+    validate_email,
+    validate_operations,
+    validate_webhook_secret,
+)
+
+from .url_lists import MAX_CSV_BYTES, check_entries, entries_from_csv, entries_from_json
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,7 @@ LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive"}   # may 
 
 @api.before_request
 def identify_caller():
-    """Set ``g.caller`` (imageflow.auth): the key's owner, or anyone for a valid signed
+    """Set ``g.caller`` (services.image_handler.auth): the key's owner, or anyone for a valid signed
     download link or while keys are off; 401 otherwise."""
     auth = ctx().auth
     g.caller = ANONYMOUS

@@ -15,16 +15,16 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from imageflow.auth import Auth
 from imageflow.bootstrap import Backends, make_backends
-from imageflow.intake import IntakeError
 from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_latest
-from imageflow.ratelimit import RateLimiter, client_address
 from imageflow.runtime import configure_logging, readiness
 from imageflow.settings import Settings
+from services.image_handler.auth import Auth
+from services.image_handler.intake import IntakeError
+from services.image_handler.ratelimit import RateLimiter, client_address
 
 from .api import api, error_response
-from .manage import manage
+from .job_routes import job_routes
 
 log = logging.getLogger("image_handler")
 
@@ -77,7 +77,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     if not app.extensions["imageflow"].auth.enabled and settings.backend == "gcp":
         log.warning("API_KEYS is empty: the API is open to anyone who can reach it")
     app.register_blueprint(api)
-    app.register_blueprint(manage)
+    app.register_blueprint(job_routes)
     _register_health(app, backends)
     _register_errors(app, settings)
     _register_metrics(app)

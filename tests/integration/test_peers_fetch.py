@@ -13,10 +13,12 @@ import pytest
 
 from imageflow import domain
 from imageflow.bootstrap import make_backends
-from imageflow.coordinator import Coordinator
-from imageflow.fetch import FetchError, FetchPolicy, UrlEntry, UrlImporter, fetch, parse_networks
-from imageflow.intake import create_url_job
 from imageflow.messages import JobCompleted, Task
+from imageflow.safe_http import FetchError, FetchPolicy, fetch, parse_networks
+from services.image_handler.intake import create_url_job
+from services.image_handler.url_lists import UrlEntry
+from services.interaction_manager.coordinator import Coordinator
+from services.interaction_manager.url_import import UrlImporter
 from tests.peers_servers import ImageServer, jpeg, png
 
 HOSTS = {"images.test": ["127.0.0.1"], "internal.test": ["10.20.30.40"], "metadata.test": ["169.254.169.254"],

@@ -8,10 +8,10 @@ from PIL import Image
 
 from imageflow.blobstore.local import LocalBlobStore
 from imageflow.bus.sqlite import SqliteBus
-from imageflow.intake import IntakeError, create_job
 from imageflow.jobstore.sqlite import SqliteJobStore
 from imageflow.settings import Settings
 from imageflow.topology import ensure
+from services.image_handler.intake import IntakeError, create_job
 
 
 class Upload:

@@ -1,4 +1,4 @@
-"""API keys, ownership, quotas and signed links (imageflow.auth), with an in-memory job list."""
+"""API keys, ownership, quotas and signed links (services.image_handler.auth), with an in-memory job list."""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +6,15 @@ import hashlib
 import pytest
 
 from imageflow import domain
-from imageflow.auth import ANONYMOUS, Auth, AuthError, Caller, key_from_headers, parse_keys
 from imageflow.settings import Settings, SettingsError
+from services.image_handler.auth import (
+    ANONYMOUS,
+    Auth,
+    AuthError,
+    Caller,
+    key_from_headers,
+    parse_keys,
+)
 
 ALICE_KEY = "alice-key-0123456789"
 BOB_KEY = "bob-key-0123456789ab"

@@ -1,6 +1,6 @@
 """Job management API: list, rename and delete jobs, the caller's stats and a job's CSV report.
 
-Every route sees only the caller's jobs (imageflow.auth); the answers share the job and
+Every route sees only the caller's jobs (services.image_handler.auth); the answers share the job and
 image views of ``api.py``.
 """
 from __future__ import annotations
@@ -15,18 +15,26 @@ import logging
 from flask import Blueprint, Response, g, jsonify, request
 
 from imageflow import domain
-from imageflow.auth import AuthError
-from imageflow.intake import IntakeError
 from imageflow.jobstore import iter_jobs, page_jobs
+from services.image_handler.auth import AuthError
+from services.image_handler.intake import IntakeError
 
-from .api import ApiError, _api_error, _job_or_404, ctx, identify_caller, image_view, job_view
+from .api import (
+    ApiError,
+    _api_error,
+    _job_or_404,
+    ctx,
+    identify_caller,
+    image_view,
+    job_view,
+)
 
 log = logging.getLogger(__name__)
 
-manage = Blueprint("manage", __name__, url_prefix="/api/v1")
-manage.before_request(identify_caller)
+job_routes = Blueprint("job_routes", __name__, url_prefix="/api/v1")
+job_routes.before_request(identify_caller)
 for _error in (ApiError, IntakeError, AuthError):
-    manage.register_error_handler(_error, _api_error)
+    job_routes.register_error_handler(_error, _api_error)
 
 MAX_PAGE = 100
 MAX_NAME = 200
@@ -54,7 +62,7 @@ def _owner_filter() -> str | None:
 
 
 # -- routes --------------------------------------------------------------------------------
-@manage.get("/jobs")
+@job_routes.get("/jobs")
 def list_jobs():
     """The caller's jobs, newest first: ``?status=``, ``?limit=`` (1-100, default 20), ``?cursor=``."""
     status = request.args.get("status") or None
@@ -78,7 +86,7 @@ def list_jobs():
     return jsonify(body)
 
 
-@manage.patch("/jobs/<job_id>")
+@job_routes.patch("/jobs/<job_id>")
 def rename(job_id: str):
     """Rename a job: ``{"name": "..."}`` (null or "" clears it)."""
     job = _job_or_404(job_id)
@@ -92,7 +100,7 @@ def rename(job_id: str):
     return jsonify(job_view(job))
 
 
-@manage.delete("/jobs/<job_id>")
+@job_routes.delete("/jobs/<job_id>")
 def delete(job_id: str):
     """Delete a finished job: its files first, then its documents."""
     job = _job_or_404(job_id)
@@ -104,7 +112,7 @@ def delete(job_id: str):
     return Response(status=204)
 
 
-@manage.get("/stats")
+@job_routes.get("/stats")
 def stats():
     """The caller's totals: jobs (by status), images, failures and bytes stored."""
     jobs = images = succeeded = failed = input_bytes = output_bytes = 0
@@ -132,7 +140,7 @@ def neutralise(value):
     return value
 
 
-@manage.get("/jobs/<job_id>/report.csv")
+@job_routes.get("/jobs/<job_id>/report.csv")
 def report(job_id: str):
     """One row per image: its CSV columns, source, input and output URLs, status and error."""
     job = _job_or_404(job_id)

@@ -25,11 +25,11 @@ import threading
 import time
 from typing import Callable
 
-from . import domain
-from .fetch import FetchError, FetchPolicy, post
-from .jobstore import JobNotFound, JobStore
-from .messages import JobCompleted
-from .settings import Settings
+from imageflow import domain
+from imageflow.jobstore import JobNotFound, JobStore
+from imageflow.messages import JobCompleted
+from imageflow.safe_http import FetchError, FetchPolicy, post
+from imageflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import domain
-from .domain import Job
-from .jobstore import JobStore
-from .settings import Settings, SettingsError
+from imageflow import domain
+from imageflow.domain import Job
+from imageflow.jobstore import JobStore
+from imageflow.settings import Settings, SettingsError
 
 
 class AuthError(Exception):

@@ -12,16 +12,17 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from . import domain
-from .blobstore import BlobStore
-from .bus import MessageBus
-from .domain import Image, Job
-from .fetch import RejectedUrl, UrlEntry
-from .engine import ImageError, Limits, probe
-from .jobstore import JobStore
-from .messages import JobSubmitted
-from .engine.schema import OperationsError, resolve_operations
-from .settings import Settings
+from imageflow import domain
+from imageflow.blobstore import BlobStore
+from imageflow.bus import MessageBus
+from imageflow.domain import Image, Job
+from imageflow.engine import ImageError, Limits, probe
+from imageflow.engine.schema import OperationsError, resolve_operations
+from imageflow.jobstore import JobStore
+from imageflow.messages import JobSubmitted
+from imageflow.settings import Settings
+
+from .url_lists import RejectedUrl, UrlEntry
 
 log = logging.getLogger(__name__)
 
