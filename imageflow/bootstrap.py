@@ -42,7 +42,9 @@ class Backends:
     bus: MessageBus
 
     def checks(self) -> dict:
-        return {"blobstore": self.blobs.check, "jobstore": self.jobs.check, "bus": self.bus.check}
+        # looked up at each call, so a check follows an adapter that was replaced (or wrapped)
+        return {"blobstore": lambda: self.blobs.check(), "jobstore": lambda: self.jobs.check(),
+                "bus": lambda: self.bus.check()}
 
     def close(self) -> None:
         for backend in (self.blobs, self.jobs, self.bus):
