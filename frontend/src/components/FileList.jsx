@@ -1,6 +1,6 @@
 import { useState } from 'react';
-import { formatBytes, fileType } from '../lib/files.js';
-import { formatName } from '../lib/jobs.js';
+import { fileType } from '../lib/files.js';
+import { formatBytes, formatName, plural } from '../lib/format.js';
 
 function Thumbnail({ item, onMeasured }) {
   const [broken, setBroken] = useState(false);
@@ -32,7 +32,7 @@ export default function FileList({ items, onRemove, onClear, onMeasured, disable
     <section className="file-list" aria-labelledby="file-list-title">
       <div className="file-list-head">
         <h3 id="file-list-title">
-          {items.length} {items.length === 1 ? 'photo' : 'photos'} chosen <span className="muted">({formatBytes(total)})</span>
+          {plural(items.length, 'photo')} chosen <span className="muted">({formatBytes(total)})</span>
         </h3>
         <button type="button" className="button button-small button-quiet" onClick={onClear} disabled={disabled}>
           Remove all

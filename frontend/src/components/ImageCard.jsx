@@ -1,6 +1,6 @@
 import { useState } from 'react';
-import { formatBytes } from '../lib/files.js';
-import { explainImageError, formatName, imageStatusText } from '../lib/jobs.js';
+import { formatBytes, formatName } from '../lib/format.js';
+import { explainImageError, imageStatusText } from '../lib/jobs.js';
 
 const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff' };
 

@@ -1,4 +1,5 @@
 import { useState } from 'react';
+import { capitalize } from '../lib/format.js';
 import { describeOperation, initialValues, rangeText, valuesFromOperation } from '../lib/schema.js';
 
 // Plainer words for a few well-known option values; any other value is shown as it is.
@@ -261,7 +262,7 @@ export default function OperationsEditor({ operations, presets, choice, onChange
           {presetNames.map((name) => (
             <label key={name} className={`preset${choice.preset === name ? ' is-selected' : ''}`}>
               <input type="radio" name="preset" value={name} checked={choice.preset === name} onChange={() => onChange({ ...choice, preset: name })} />
-              <span className="preset-name">{name.charAt(0).toUpperCase() + name.slice(1)}</span>
+              <span className="preset-name">{capitalize(name)}</span>
               {PRESET_BLURBS[name] && <span className="preset-blurb">{PRESET_BLURBS[name]}</span>}
               <span className="preset-steps">
                 {(presets[name] || []).map((op, i) => (

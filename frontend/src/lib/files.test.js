@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeFile } from '../test/fakes.js';
-import { checkFiles, describeTypes, fileType, formatBytes, tooManyPixels } from './files.js';
+import { checkFiles, describeTypes, fileType, tooManyPixels } from './files.js';
+import { formatBytes } from './format.js';
 
 const limits = {
   max_upload_bytes: 5000,

@@ -1,4 +1,5 @@
 // Words for job and image states, and plain-language explanations of processing errors.
+import { sentence } from './format.js';
 
 export const TERMINAL_STATUSES = ['completed', 'completed_with_errors', 'failed'];
 
@@ -54,18 +55,5 @@ export function explainImageError(error) {
   for (const [pattern, summary] of EXPLANATIONS) {
     if (pattern.test(raw)) return { summary, detail: raw };
   }
-  return { summary: `${raw.charAt(0).toUpperCase()}${raw.slice(1)}${/[.!?]$/.test(raw) ? '' : '.'}`, detail: '' };
-}
-
-/** A content type like "image/webp" as "WebP". */
-export function formatName(contentType) {
-  const sub = String(contentType || '').replace(/^image\//, '').toLowerCase();
-  return { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP' }[sub] || sub.toUpperCase();
-}
-
-/** A time stamp from the API ("2024-05-01T10:00:00.000Z") in the reader's locale. */
-export function formatTime(iso) {
-  if (!iso) return '';
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? '' : date.toLocaleString();
+  return { summary: sentence(raw), detail: '' };
 }

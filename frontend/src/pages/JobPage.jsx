@@ -2,7 +2,8 @@ import { useEffect, useState } from 'react';
 import ImageCard from '../components/ImageCard.jsx';
 import Notice from '../components/Notice.jsx';
 import ProgressBar from '../components/ProgressBar.jsx';
-import { isTerminal, jobStatusText, formatTime } from '../lib/jobs.js';
+import { formatTime, plural, sentence } from '../lib/format.js';
+import { isTerminal, jobStatusText } from '../lib/jobs.js';
 import { linkHandler } from '../lib/router.js';
 import { describeOperation } from '../lib/schema.js';
 import useJob from '../lib/useJob.js';
@@ -47,22 +48,21 @@ function CopyLink() {
 export function refusalReason(entry) {
   const message = entry.error?.message || 'was refused.';
   const prefix = `${entry.filename}: `;
-  const reason = message.startsWith(prefix) ? message.slice(prefix.length) : message;
-  return `${reason.charAt(0).toUpperCase()}${reason.slice(1)}${/[.!?]$/.test(reason) ? '' : '.'}`;
+  return sentence(message.startsWith(prefix) ? message.slice(prefix.length) : message);
 }
 
 function SubmittedNotice({ submitted }) {
   const rejected = submitted.rejected || [];
   return (
     <>
-      <Notice tone="success" title={`Upload complete: ${submitted.count} ${submitted.count === 1 ? 'photo' : 'photos'} sent.`}>
+      <Notice tone="success" title={`Upload complete: ${plural(submitted.count, 'photo')} sent.`}>
         <p>
           This page updates by itself.{' '}
           {submitted.email ? `We'll also email ${submitted.email} when the results are ready, so you can close it.` : 'Keep its address to come back later.'}
         </p>
       </Notice>
       {rejected.length > 0 && (
-        <Notice tone="warning" title={`The server refused ${rejected.length} ${rejected.length === 1 ? 'file' : 'files'}:`}>
+        <Notice tone="warning" title={`The server refused ${plural(rejected.length, 'file')}:`}>
           <ul className="refused-list">
             {rejected.map((entry, index) => (
               <li key={index}>
@@ -98,7 +98,7 @@ function JobSummary({ job }) {
         label={terminal ? 'Finished' : 'Progress'}
         value={done}
         max={total}
-        text={`${done} of ${total} ${total === 1 ? 'photo' : 'photos'} done`}
+        text={`${done} of ${plural(total, 'photo')} done`}
       />
       <p className="visually-hidden" role="status">
         {jobStatusText(job.status)}: {done} of {total} done.
