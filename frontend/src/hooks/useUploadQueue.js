@@ -49,7 +49,7 @@ export default function useUploadQueue() {
   }, []);
 
   const cancel = useCallback(() => abortRef.current?.abort(), []);
-  const fail = useCallback((error) => setUpload({ status: 'error', error }), []);
+  const reset = useCallback(() => setUpload({ status: 'idle' }), []);
 
-  return { upload, uploading, start, cancel, fail };
+  return { upload, uploading, start, cancel, reset };
 }

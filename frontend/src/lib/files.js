@@ -46,9 +46,10 @@ export function fileKey(file) {
 
 /**
  * Split newly picked files into those to add and those refused, given the files already
- * chosen. Returns `{accepted: File[], refused: [{name, reason}], duplicates: number}`.
+ * chosen. `sniffed` maps a file to what its first bytes show (`{kind, reason}`, from
+ * sniff.js). Returns `{accepted: File[], refused: [{name, reason, limit?}], duplicates: number}`.
  */
-export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS) {
+export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS, sniffed = new Map()) {
   const accepted = [];
   const refused = [];
   let duplicates = 0;
@@ -77,6 +78,15 @@ export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS) {
       refused.push({ name: file.name, reason: 'is empty.' });
       continue;
     }
+    const content = sniffed.get(file);
+    if (content && !content.kind) {
+      refused.push({ name: file.name, reason: `is ${content.reason}.` });
+      continue;
+    }
+    if (content && accepts.size && !accepts.has(`image/${content.kind}`)) {
+      refused.push({ name: file.name, reason: `is a ${formatName(content.kind)} image; ImageFlow accepts ${describeTypes([...accepts])} images.` });
+      continue;
+    }
     if (limits.max_upload_bytes && file.size > limits.max_upload_bytes) {
       refused.push({
         name: file.name,
@@ -85,13 +95,14 @@ export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS) {
       continue;
     }
     if (limits.max_files_per_job && count >= limits.max_files_per_job) {
-      refused.push({ name: file.name, reason: `was not added: one job takes at most ${limits.max_files_per_job} files.` });
+      refused.push({ name: file.name, limit: 'files', reason: `One job takes at most ${limits.max_files_per_job} photos.` });
       continue;
     }
     if (limits.max_request_bytes && total + file.size > limits.max_request_bytes) {
       refused.push({
         name: file.name,
-        reason: `was not added: one upload takes at most ${formatBytes(limits.max_request_bytes)} in all.`,
+        limit: 'bytes',
+        reason: `One upload takes at most ${formatBytes(limits.max_request_bytes)} in all.`,
       });
       continue;
     }

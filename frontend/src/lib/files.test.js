@@ -35,7 +35,7 @@ describe('checkFiles', () => {
     expect(accepted.map((f) => f.name)).toEqual(['4.jpg']);
     expect(refused.map((r) => r.name)).toEqual(['3.jpg', '5.jpg']);
     expect(refused[0].reason).toMatch(/at most 11.7 KB in all/);
-    expect(refused[1].reason).toMatch(/at most 3 files/);
+    expect(refused[1].reason).toMatch(/at most 3 photos/);
   });
 
   it('skips a photo already chosen, and empty files', () => {

@@ -61,3 +61,28 @@ export function savingText(before, after) {
   if (change < 0) return `${-change}% larger`;
   return 'same size';
 }
+
+/**
+ * Names made distinct for showing and saving: the second "IMG_0001.jpg" becomes
+ * "IMG_0001 (2).jpg". Paths are shortened to their last part unless that is what differs.
+ */
+export function distinctNames(paths) {
+  const base = paths.map((p) => String(p || '').split(/[\\/]/).pop());
+  const counts = new Map();
+  base.forEach((name) => counts.set(name, (counts.get(name) || 0) + 1));
+  const seen = new Map();
+  return base.map((name, index) => {
+    if (counts.get(name) === 1) return name;
+    const full = String(paths[index] || '');
+    if (full !== name && paths.filter((p) => p === full).length === 1) return full; // a folder tells them apart
+    const n = (seen.get(name) || 0) + 1;
+    seen.set(name, n);
+    return n === 1 ? name : numbered(name, n);
+  });
+}
+
+/** "IMG_0001.jpg" as "IMG_0001 (2).jpg". */
+export function numbered(name, n) {
+  const dot = name.lastIndexOf('.');
+  return dot > 0 ? `${name.slice(0, dot)} (${n})${name.slice(dot)}` : `${name} (${n})`;
+}

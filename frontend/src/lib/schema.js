@@ -180,6 +180,11 @@ export function parseOperationsSchema(schema) {
   return operations;
 }
 
+/** Whether a choice may be left empty ("Keep as is"): optional and without a default. */
+export function enumAllowsEmpty(field) {
+  return !field.required && (field.default === undefined || field.default === null);
+}
+
 /** The form values of a fresh step: each field's default, as the inputs hold it. */
 export function initialValues(operation) {
   const values = {};
@@ -187,7 +192,11 @@ export function initialValues(operation) {
     if (field.kind === 'boolean') values[field.name] = field.default === true;
     else if (field.kind === 'const') values[field.name] = field.value;
     else if (field.kind === 'list') values[field.name] = listValue(field, field.default);
-    else if (field.default === undefined || field.default === null) values[field.name] = '';
+    // A select shows its first option when nothing is chosen: hold that option, so what
+    // the step sends is what it shows.
+    else if (field.kind === 'enum' && !enumAllowsEmpty(field) && (field.default === undefined || field.default === null)) {
+      values[field.name] = String(field.options[0] ?? '');
+    } else if (field.default === undefined || field.default === null) values[field.name] = '';
     else values[field.name] = String(field.default);
   }
   return values;

@@ -1,4 +1,5 @@
-import { useMemo, useRef, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
+import { reserveStepIds } from '../components/OperationsEditor.jsx';
 import Notice from '../components/Notice.jsx';
 import EmailSection from '../components/upload/EmailSection.jsx';
 import PhotosSection from '../components/upload/PhotosSection.jsx';
@@ -9,7 +10,8 @@ import useChosenPhotos from '../hooks/useChosenPhotos.js';
 import useServerOptions from '../hooks/useServerOptions.js';
 import useUploadQueue from '../hooks/useUploadQueue.js';
 import { DEFAULT_LIMITS } from '../lib/files.js';
-import { checkForm, stepErrorsFromDetails } from '../lib/formProblems.js';
+import { checkForm, stepErrorsFromDetails, stepSummary } from '../lib/formProblems.js';
+import { loadChoice, saveChoice } from '../lib/savedWork.js';
 import { navigate } from '../lib/router.js';
 
 const NO_PROBLEMS = { summary: [], steps: {}, email: '' };
@@ -21,16 +23,26 @@ function withDefaults(choice, presets) {
   return { ...choice, preset, mode: choice.mode ?? (preset ? 'preset' : 'custom') };
 }
 
+/** The steps, preset and email of the last visit (savedWork.js), or a fresh start. */
+function savedChoice() {
+  const saved = loadChoice();
+  if (!saved) return { mode: null, preset: null, steps: [], email: '' };
+  reserveStepIds(saved.steps);
+  return { mode: saved.mode ?? null, preset: saved.preset ?? null, steps: saved.steps, email: typeof saved.email === 'string' ? saved.email : '' };
+}
+
 /** The page where photos are chosen, the operations picked, and the job sent. */
 export default function UploadPage() {
   const [server, retry] = useServerOptions();
   const limits = server.limits || DEFAULT_LIMITS;
   const photos = useChosenPhotos(limits);
-  const [chosen, setChoice] = useState({ mode: null, preset: null, steps: [] });
+  const [saved] = useState(savedChoice);
+  const [chosen, setChoice] = useState({ mode: saved.mode, preset: saved.preset, steps: saved.steps });
   const choice = withDefaults(chosen, server.presets);
-  const [email, setEmail] = useState('');
+  const [email, setEmail] = useState(saved.email);
+  useEffect(() => saveChoice({ ...chosen, email }), [chosen, email]);
   const [problems, setProblems] = useState(NO_PROBLEMS);
-  const { upload, uploading, start, cancel } = useUploadQueue();
+  const { upload, uploading, start, cancel, reset } = useUploadQueue();
   const summaryRef = useRef(null);
   const uploadErrorRef = useRef(null);
 
@@ -39,8 +51,8 @@ export default function UploadPage() {
     [server.operations],
   );
 
-  const addFiles = (files) => {
-    if (photos.add(files)) setProblems((p) => ({ ...p, summary: p.summary.filter((s) => s.key !== 'files') }));
+  const addFiles = async (files) => {
+    if (await photos.add(files)) setProblems((p) => ({ ...p, summary: p.summary.filter((s) => s.key !== 'files') }));
   };
 
   const onSubmit = async (event) => {
@@ -63,11 +75,16 @@ export default function UploadPage() {
         submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: checked.trimmedEmail },
       });
     } else if (error) {
-      // The server's reasons go on the steps they name.
-      if (error.status === 422 && choice.mode === 'custom') {
-        setProblems((current) => ({ ...current, steps: stepErrorsFromDetails(error.details, choice.steps, operationsByName) }));
+      // Reasons the server gives for steps go beside those steps, said once, with the
+      // summary linking to them; any other refusal is shown by the send button.
+      const steps = error.status === 422 && choice.mode === 'custom' ? stepErrorsFromDetails(error.details, choice.steps, operationsByName) : {};
+      if (Object.keys(steps).length) {
+        reset();
+        setProblems((current) => ({ ...current, summary: stepSummary(choice.steps, steps), steps }));
+        requestAnimationFrame(() => summaryRef.current?.focus());
+      } else {
+        requestAnimationFrame(() => uploadErrorRef.current?.focus());
       }
-      requestAnimationFrame(() => uploadErrorRef.current?.focus());
     }
   };
 

@@ -7,7 +7,13 @@ import SectionTitle from './SectionTitle.jsx';
 
 /** The limits that apply, said before any file is picked. */
 export function limitsText(limits) {
-  return `${describeTypes(limits.accepted_types || [])} · up to ${formatBytes(limits.max_upload_bytes)} each · up to ${limits.max_files_per_job} photos per batch`;
+  const parts = [
+    describeTypes(limits.accepted_types || []),
+    `up to ${formatBytes(limits.max_upload_bytes)} each${limits.max_request_bytes ? ` and ${formatBytes(limits.max_request_bytes)} in all` : ''}`,
+    `up to ${limits.max_files_per_job} photos per batch`,
+  ];
+  if (limits.max_image_pixels) parts.push(`up to ${Math.round(limits.max_image_pixels / 1e6)} megapixels each`);
+  return parts.join(' · ');
 }
 
 /** Section 1: where photos are dropped or picked, and the list of those chosen. */
