@@ -72,7 +72,7 @@ export default function UploadPage() {
     });
     if (job) {
       navigate(`/jobs/${encodeURIComponent(job.job_id)}`, {
-        submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: checked.trimmedEmail },
+        submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: checked.trimmedEmail, notAdded: photos.notAdded.refused.length },
       });
     } else if (error) {
       // Reasons the server gives for steps go beside those steps, said once, with the
