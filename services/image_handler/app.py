@@ -24,6 +24,7 @@ from imageflow.runtime import configure_logging, readiness
 from imageflow.settings import Settings
 
 from .api import api, error_response
+from .editor_api import register_editor_api
 from .manage import manage
 
 log = logging.getLogger("image_handler")
@@ -78,6 +79,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
         log.warning("API_KEYS is empty: the API is open to anyone who can reach it")
     app.register_blueprint(api)
     app.register_blueprint(manage)
+    register_editor_api(app)
     _register_health(app, backends)
     _register_errors(app, settings)
     _register_metrics(app)
