@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
+from .topology import Topics
+
 
 class SettingsError(ValueError):
     """A required setting is missing or malformed."""
@@ -48,39 +50,6 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 @dataclass(frozen=True)
-class Topics:
-    """Topic and subscription names (ARCHITECTURE.md), each overridable by env var."""
-
-    jobs: str = "imageflow-jobs"
-    tasks: str = "imageflow-tasks"
-    results: str = "imageflow-results"
-    notifications: str = "imageflow-notifications"
-    tasks_dlq: str = "imageflow-tasks-dlq"
-    jobs_sub: str = "imageflow-jobs-im"
-    tasks_sub: str = "imageflow-tasks-processor"
-    results_sub: str = "imageflow-results-im"
-    tasks_dlq_sub: str = "imageflow-tasks-dlq-im"
-    notifications_sub: str = "imageflow-notifications-email"
-
-    ENV = {
-        "jobs": "JOBS_TOPIC",
-        "tasks": "TASKS_TOPIC",
-        "results": "RESULTS_TOPIC",
-        "notifications": "NOTIFICATIONS_TOPIC",
-        "tasks_dlq": "TASKS_DLQ_TOPIC",
-        "jobs_sub": "JOBS_SUBSCRIPTION",
-        "tasks_sub": "TASKS_SUBSCRIPTION",
-        "results_sub": "RESULTS_SUBSCRIPTION",
-        "tasks_dlq_sub": "TASKS_DLQ_SUBSCRIPTION",
-        "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
-    }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Topics":
-        return cls(**{attr: env.get(var) or getattr(cls, attr) for attr, var in cls.ENV.items()})
-
-
-@dataclass(frozen=True)
 class Settings:
     backend: str = "local"
     data_dir: Path = Path(".imageflow")
@@ -100,6 +69,12 @@ class Settings:
     sendgrid_api_host: str = "https://api.sendgrid.com"
     email_from: str = "ImageFlow <no-reply@imageflow.local>"
     signed_url_ttl_seconds: int = 3600
+    # Jobs and their files are deleted this many days after creation (Firestore TTL on
+    # expires_at, the bucket's lifecycle rule: scripts/deploy.sh sets both from it).
+    job_retention_days: int = 30
+    # Proxies in front that set X-Forwarded-Proto (GKE's load balancer: 1); 0 trusts none.
+    # Links the API builds then keep the caller's https:// scheme.
+    forwarded_proto_hops: int = 0
     progress_flush_seconds: float = 1.0
     drain_seconds: float = 30.0
     frontend_dir: Path | None = None
@@ -109,7 +84,7 @@ class Settings:
     quota_active_jobs: int = 0
     quota_active_images: int = 0
     url_signing_secret: str = ""
-    # Import by URL (imageflow.fetch). FETCH_ALLOW_CIDRS / FETCH_HOSTS_OVERRIDE are for tests only.
+    # Import by URL (imageflow.safe_http). FETCH_ALLOW_CIDRS / FETCH_HOSTS_OVERRIDE are for tests only.
     fetch_timeout_seconds: float = 20.0
     fetch_max_bytes: int = 25 * 1024 * 1024
     fetch_max_redirects: int = 5
@@ -158,6 +133,8 @@ class Settings:
             sendgrid_api_host=env.get("SENDGRID_API_HOST") or cls.sendgrid_api_host,
             email_from=env.get("EMAIL_FROM") or cls.email_from,
             signed_url_ttl_seconds=_int(env, "SIGNED_URL_TTL_SECONDS", cls.signed_url_ttl_seconds),
+            job_retention_days=max(1, _int(env, "JOB_RETENTION_DAYS", cls.job_retention_days)),
+            forwarded_proto_hops=_int(env, "FORWARDED_PROTO_HOPS", cls.forwarded_proto_hops),
             progress_flush_seconds=_float(env, "PROGRESS_FLUSH_SECONDS", cls.progress_flush_seconds),
             drain_seconds=_float(env, "DRAIN_SECONDS", cls.drain_seconds),
             frontend_dir=Path(env["FRONTEND_DIR"]).resolve() if env.get("FRONTEND_DIR") else None,
@@ -208,5 +185,6 @@ ENV_NAMES = (
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
+    "JOB_RETENTION_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

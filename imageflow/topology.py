@@ -1,32 +1,89 @@
-"""Every topic and subscription ImageFlow uses, and an idempotent command that creates them.
+"""Every topic and subscription ImageFlow uses: their names (the one place they are written)
+and an idempotent command that creates them.
 
-Used by the services at start-up (local backend), by the tests, scripts.sh and the deployment.
+The names are read by the services (Settings.topics), printed for the deployment
+(``python -m imageflow.topology env``: scripts/deploy.sh reads it, and
+k8s/base/topology.env is its output, checked by the tests), and the setup command
+(``imageflow-setup``) is what creates them locally, on the emulators and on GCP.
+This module imports only the standard library at load time, so deploy.sh can read the
+names with any python3.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Mapping
 
-from .bus import MessageBus, SubscriptionConfig
-from .settings import Settings
+from .bus import SubscriptionConfig
+
+if TYPE_CHECKING:  # settings imports this module
+    from .bus import MessageBus
+    from .settings import Settings
 
 
-def subscriptions(settings: Settings, push_endpoint: str | None = None) -> list[SubscriptionConfig]:
+@dataclass(frozen=True)
+class Topics:
+    """Topic and subscription names (ARCHITECTURE.md), each overridable by env var."""
+
+    jobs: str = "imageflow-jobs"
+    tasks: str = "imageflow-tasks"
+    results: str = "imageflow-results"
+    notifications: str = "imageflow-notifications"
+    tasks_dlq: str = "imageflow-tasks-dlq"
+    jobs_sub: str = "imageflow-jobs-im"
+    tasks_sub: str = "imageflow-tasks-processor"
+    results_sub: str = "imageflow-results-im"
+    tasks_dlq_sub: str = "imageflow-tasks-dlq-im"
+    notifications_sub: str = "imageflow-notifications-email"
+
+    ENV = {
+        "jobs": "JOBS_TOPIC",
+        "tasks": "TASKS_TOPIC",
+        "results": "RESULTS_TOPIC",
+        "notifications": "NOTIFICATIONS_TOPIC",
+        "tasks_dlq": "TASKS_DLQ_TOPIC",
+        "jobs_sub": "JOBS_SUBSCRIPTION",
+        "tasks_sub": "TASKS_SUBSCRIPTION",
+        "results_sub": "RESULTS_SUBSCRIPTION",
+        "tasks_dlq_sub": "TASKS_DLQ_SUBSCRIPTION",
+        "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Topics":
+        return cls(**{attr: env.get(var) or getattr(cls, attr) for attr, var in cls.ENV.items()})
+
+    def as_env(self) -> dict[str, str]:
+        """The names as environment variables (the ConfigMap's and deploy.sh's spelling)."""
+        return {self.ENV[f.name]: getattr(self, f.name) for f in fields(self)}
+
+
+# Redelivery backoff after a nack or an expired lease (Pub/Sub's retry policy): without
+# one, Pub/Sub redelivers at once and a blip burns max_delivery_attempts in seconds.
+RETRY_MIN_BACKOFF_SECONDS, RETRY_MAX_BACKOFF_SECONDS = 1, 60
+
+
+def subscriptions(settings: Settings, push_endpoint: str | None = None, *,
+                  email_subscription: bool = True) -> list[SubscriptionConfig]:
     """Every subscription; the email function's is a push subscription when an endpoint is
-    given (argument, or NOTIFICATIONS_PUSH_ENDPOINT)."""
+    given (argument, or NOTIFICATIONS_PUSH_ENDPOINT). Without ``email_subscription`` it is
+    left out: on GCP the function's Eventarc trigger creates and owns it."""
     t = settings.topics
     push_endpoint = push_endpoint or settings.notifications_push_endpoint
-    deadline = settings.ack_deadline_seconds
-    return [
-        SubscriptionConfig(t.jobs_sub, t.jobs, ack_deadline_seconds=deadline),
-        SubscriptionConfig(t.tasks_sub, t.tasks, ack_deadline_seconds=deadline,
-                           dead_letter_topic=t.tasks_dlq,
-                           max_delivery_attempts=settings.max_delivery_attempts),
-        SubscriptionConfig(t.results_sub, t.results, ack_deadline_seconds=deadline),
-        SubscriptionConfig(t.tasks_dlq_sub, t.tasks_dlq, ack_deadline_seconds=deadline),
-        SubscriptionConfig(t.notifications_sub, t.notifications, ack_deadline_seconds=deadline,
-                           push_endpoint=push_endpoint),
+    common = dict(ack_deadline_seconds=settings.ack_deadline_seconds,
+                  min_backoff_seconds=RETRY_MIN_BACKOFF_SECONDS, max_backoff_seconds=RETRY_MAX_BACKOFF_SECONDS)
+    configs = [
+        SubscriptionConfig(t.jobs_sub, t.jobs, **common),
+        SubscriptionConfig(t.tasks_sub, t.tasks, dead_letter_topic=t.tasks_dlq,
+                           max_delivery_attempts=settings.max_delivery_attempts, **common),
+        SubscriptionConfig(t.results_sub, t.results, **common),
+        SubscriptionConfig(t.tasks_dlq_sub, t.tasks_dlq, **common),
     ]
+    if email_subscription:
+        configs.append(SubscriptionConfig(t.notifications_sub, t.notifications, push_endpoint=push_endpoint,
+                                          **common))
+    return configs
 
 
 def topics(settings: Settings) -> list[str]:
@@ -34,26 +91,38 @@ def topics(settings: Settings) -> list[str]:
     return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq]
 
 
-def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None) -> None:
-    """Create every topic and subscription (idempotent)."""
+def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None, *,
+           email_subscription: bool = True) -> None:
+    """Create every topic and subscription (idempotent; existing ones are brought in line)."""
     for name in topics(settings):
         bus.ensure_topic(name)
-    for config in subscriptions(settings, push_endpoint):
+    for config in subscriptions(settings, push_endpoint, email_subscription=email_subscription):
         bus.ensure_subscription(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``imageflow-setup``: create the topics and subscriptions for the configured backend."""
-    from .bootstrap import make_bus
+    """``imageflow-setup``: create the topics and subscriptions for the configured backend
+    (``env``: print their names as environment variables, touching nothing)."""
+    from .settings import Settings
 
     parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("command", nargs="?", choices=("ensure", "env"), default="ensure")
     parser.add_argument("--push-endpoint", help="push subscription endpoint of the email function")
+    parser.add_argument("--no-email-subscription", action="store_true",
+                        help="leave out the email function's subscription (on GCP its Eventarc trigger owns it)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
     settings = Settings.from_env()
+    if args.command == "env":
+        for name, value in settings.topics.as_env().items():
+            print(f"{name}={value}")
+        return 0
+
+    from .bootstrap import make_bus
+
+    logging.basicConfig(level=logging.INFO)
     bus = make_bus(settings)
     try:
-        ensure(bus, settings, args.push_endpoint)
+        ensure(bus, settings, args.push_endpoint, email_subscription=not args.no_email_subscription)
     finally:
         bus.close()
     print(f"topology ready on {settings.backend}: {', '.join(topics(settings))}")

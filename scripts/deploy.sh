@@ -29,21 +29,27 @@ Options (each also read from the environment variable in brackets):
   --cluster-mode MODE     autopilot or standard [CLUSTER_MODE] (autopilot)
   --bucket NAME           Cloud Storage bucket [GCS_BUCKET] (PROJECT_ID-imageflow)
   --firestore-location L  Firestore location [FIRESTORE_LOCATION] (the region)
-  --retention-days N      delete stored images after N days [RETENTION_DAYS] (30)
+  --retention-days N      delete jobs and their images after N days: the bucket's lifecycle
+                          rule and Firestore's TTL policy [JOB_RETENTION_DAYS] (30)
   --domain NAME           serve HTTPS on NAME with a managed certificate [DOMAIN]
   --public-base-url URL   base of the links in emails [PUBLIC_BASE_URL]
                           (https://DOMAIN, or http://<the Ingress address>)
-  --email-from ADDRESS    sender of the emails [EMAIL_FROM]
+  --email-from ADDRESS    sender of the emails, a SendGrid verified sender [EMAIL_FROM]
+                          (required: SendGrid refuses any other sender)
+  --allow-open-api        deploy without API_KEYS: anyone can list, read and delete every job
   --tag TAG               image tag [IMAGE_TAG] (the git commit)
   --skip-build            deploy images already pushed with --tag
-  --keda-version V        KEDA Helm chart version [KEDA_VERSION] (2.21.0)
+  --keda-version V        KEDA Helm chart version [KEDA_VERSION] (2.21.1)
   --dry-run               print every command, in order, and run none [DRY_RUN=1]
   -h, --help              this help
 
 Secrets come from the environment only: SENDGRID_API_KEY (stored in Secret Manager; needed on
-the first deploy), API_KEYS and URL_SIGNING_SECRET (the Kubernetes Secret imageflow-secrets;
-without them the API is open). Topic and subscription names and ACK_DEADLINE_SECONDS,
-MAX_DELIVERY_ATTEMPTS are read from the same variables as the services (imageflow/settings.py).
+the first deploy), API_KEYS (required unless --allow-open-api) and URL_SIGNING_SECRET (the
+Kubernetes Secret imageflow-secrets). Topic and subscription names come from
+imageflow/topology.py (overridable by the same variables as the services), and the topics
+and subscriptions are created by its setup command, run with PYTHON [python3] and your
+application-default credentials; ACK_DEADLINE_SECONDS and MAX_DELIVERY_ATTEMPTS are the
+services' variables too.
 EOF
 }
 
@@ -56,12 +62,15 @@ CLUSTER="${CLUSTER:-imageflow}"
 CLUSTER_MODE="${CLUSTER_MODE:-autopilot}"
 GCS_BUCKET="${GCS_BUCKET:-}"
 FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-}"
-RETENTION_DAYS="${RETENTION_DAYS:-30}"
+JOB_RETENTION_DAYS="${JOB_RETENTION_DAYS:-${RETENTION_DAYS:-30}}"
 DOMAIN="${DOMAIN:-}"
 PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-}"
 EMAIL_FROM="${EMAIL_FROM:-}"
 IMAGE_TAG="${IMAGE_TAG:-}"
-KEDA_VERSION="${KEDA_VERSION:-2.21.0}"
+# The newest chart release confirmed (github.com/kedacore/charts/releases/tag/v2.21.1).
+KEDA_VERSION="${KEDA_VERSION:-2.21.1}"
+PYTHON="${PYTHON:-python3}"
+ALLOW_OPEN_API=0
 DRY_RUN="${DRY_RUN:-0}"
 SKIP_BUILD=0
 
@@ -73,12 +82,13 @@ while (($#)); do
     --cluster-mode) CLUSTER_MODE="${2:?--cluster-mode needs a value}"; shift 2 ;;
     --bucket) GCS_BUCKET="${2:?--bucket needs a value}"; shift 2 ;;
     --firestore-location) FIRESTORE_LOCATION="${2:?--firestore-location needs a value}"; shift 2 ;;
-    --retention-days) RETENTION_DAYS="${2:?--retention-days needs a value}"; shift 2 ;;
+    --retention-days) JOB_RETENTION_DAYS="${2:?--retention-days needs a value}"; shift 2 ;;
     --domain) DOMAIN="${2:?--domain needs a value}"; shift 2 ;;
     --public-base-url) PUBLIC_BASE_URL="${2:?--public-base-url needs a value}"; shift 2 ;;
     --email-from) EMAIL_FROM="${2:?--email-from needs a value}"; shift 2 ;;
     --tag) IMAGE_TAG="${2:?--tag needs a value}"; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
+    --allow-open-api) ALLOW_OPEN_API=1; shift ;;
     --keda-version) KEDA_VERSION="${2:?--keda-version needs a value}"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -86,7 +96,7 @@ while (($#)); do
   esac
 done
 
-PLACEHOLDER_PROJECT=0
+PLACEHOLDER_PROJECT=0 PLACEHOLDER_EMAIL_FROM=0
 if [[ -z "$PROJECT_ID" ]]; then
   # A dry run may show the plan for a placeholder; a deploy needs the real project.
   ((DRY_RUN)) || { usage >&2; die "--project (or PROJECT_ID) is required"; }
@@ -94,24 +104,31 @@ if [[ -z "$PROJECT_ID" ]]; then
 fi
 [[ "$PROJECT_ID" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] || die "not a project id: $PROJECT_ID"
 [[ "$CLUSTER_MODE" == autopilot || "$CLUSTER_MODE" == standard ]] || die "--cluster-mode: autopilot or standard"
-[[ "$RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]] || die "--retention-days must be a positive integer"
+[[ "$JOB_RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]] || die "--retention-days must be a positive integer"
 [[ "$DRY_RUN" == 1 || "$DRY_RUN" == 0 ]] || die "DRY_RUN must be 0 or 1"
 GCS_BUCKET="${GCS_BUCKET:-$PROJECT_ID-imageflow}"
 FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-$REGION}"
-EMAIL_FROM="${EMAIL_FROM:-ImageFlow <no-reply@${DOMAIN:-imageflow.invalid}>}"
+# The email function always sends through SendGrid, which answers 403 for a sender that is
+# not verified: a default sender would drop every email.
+if [[ -z "$EMAIL_FROM" ]]; then
+  if ! ((DRY_RUN)) || [[ -n "${SENDGRID_API_KEY:-}" ]]; then
+    die "--email-from (or EMAIL_FROM) is required: a sender verified in SendGrid"
+  fi
+  EMAIL_FROM="ImageFlow <no-reply@your-domain.example>" PLACEHOLDER_EMAIL_FROM=1
+fi
+# Without API keys every caller is the same anonymous owner: anyone could list every job
+# (with its email address), download and delete it.
+if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API)) && ! ((DRY_RUN)); then
+  die "API_KEYS is not set: set it (comma-separated keys) or pass --allow-open-api"
+fi
 
-# Topic and subscription names and delivery settings: the variables and defaults of
-# imageflow/settings.py (Topics, Settings), so the cluster and these resources agree.
-JOBS_TOPIC="${JOBS_TOPIC:-imageflow-jobs}"
-TASKS_TOPIC="${TASKS_TOPIC:-imageflow-tasks}"
-RESULTS_TOPIC="${RESULTS_TOPIC:-imageflow-results}"
-NOTIFICATIONS_TOPIC="${NOTIFICATIONS_TOPIC:-imageflow-notifications}"
-TASKS_DLQ_TOPIC="${TASKS_DLQ_TOPIC:-imageflow-tasks-dlq}"
-JOBS_SUBSCRIPTION="${JOBS_SUBSCRIPTION:-imageflow-jobs-im}"
-TASKS_SUBSCRIPTION="${TASKS_SUBSCRIPTION:-imageflow-tasks-processor}"
-RESULTS_SUBSCRIPTION="${RESULTS_SUBSCRIPTION:-imageflow-results-im}"
-TASKS_DLQ_SUBSCRIPTION="${TASKS_DLQ_SUBSCRIPTION:-imageflow-tasks-dlq-im}"
-NOTIFICATIONS_SUBSCRIPTION="${NOTIFICATIONS_SUBSCRIPTION:-imageflow-notifications-email}"
+# Topic and subscription names: imageflow/topology.py, the one place they are written (the
+# same variables override them for the services and here).
+while IFS='=' read -r name value; do
+  [[ "$name" =~ ^[A-Z_]+_(TOPIC|SUBSCRIPTION)$ ]] || die "unexpected topology output: $name"
+  printf -v "$name" '%s' "$value"
+done < <(cd "$ROOT" && "$PYTHON" -m imageflow.topology env)
+[[ -n "${TASKS_SUBSCRIPTION:-}" ]] || die "cannot read the topic names with $PYTHON -m imageflow.topology env"
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 if ! [[ "$ACK_DEADLINE_SECONDS" =~ ^[0-9]+$ ]] || ((ACK_DEADLINE_SECONDS < 10 || ACK_DEADLINE_SECONDS > 600)); then
@@ -142,12 +159,13 @@ GSA_KEDA="keda-operator@$GSA_DOMAIN"
 GSA_NODES="imageflow-nodes@$GSA_DOMAIN"
 GSA_BUILD="imageflow-build@$GSA_DOMAIN"
 
-# Images: name, Dockerfile, build context (one per deployable).
+# Images: name, Dockerfile, build context, container port (one per deployable). The three
+# services share the root Dockerfile (ARG SERVICE, PORT); the ports are k8s/base's.
 IMAGES=(
-  "image-handler services/image_handler/Dockerfile ."
-  "interaction-manager services/interaction_manager/Dockerfile ."
-  "image-processor services/image_processor/Dockerfile ."
-  "frontend frontend/Dockerfile frontend"
+  "image-handler Dockerfile . 8080"
+  "interaction-manager Dockerfile . 8081"
+  "image-processor Dockerfile . 8082"
+  "frontend frontend/Dockerfile frontend -"
 )
 
 if [[ -z "$IMAGE_TAG" ]]; then
@@ -257,6 +275,13 @@ ok_if_exists() {
   return 1
 }
 
+# alert_policy_exists PROJECT ID: whether an alert policy labelled imageflow-alert=ID exists
+# (policies get server-chosen names, so they are found by their label).
+alert_policy_exists() {
+  [[ -n "$(gcloud alpha monitoring policies list --project="$1" --filter="userLabels.imageflow-alert=$2" \
+           --format='value(name)' 2>/dev/null)" ]]
+}
+
 run_ok_if_exists() {
   if ((DRY_RUN)); then say "ok_if_exists $(quote_all "$@")"; return 0; fi
   printf '+ %s\n' "$(quote_all "$@")" >&2
@@ -281,6 +306,11 @@ if ((DRY_RUN)); then
   if ((PLACEHOLDER_PROJECT)); then say "# No --project given: $PROJECT_ID stands for your project id."; fi
   say "set -euo pipefail"
   say "$(declare -f ok_if_exists)"
+  say "$(declare -f alert_policy_exists)"
+  if ! ((ALLOW_OPEN_API)); then
+    say "[[ -n \"\${API_KEYS:-}\" ]] || { echo 'API_KEYS is not set: set it (comma-separated keys) or plan with --allow-open-api' >&2; exit 2; }"
+  fi
+  if ((PLACEHOLDER_EMAIL_FROM)); then say "# No --email-from given: $EMAIL_FROM stands for your SendGrid verified sender."; fi
   say "cd $(quote "$ROOT")"
 else
   for tool in gcloud kubectl helm git; do
@@ -298,6 +328,9 @@ run gcloud services enable \
   --project="$PROJECT_ID"
 capture PROJECT_NUMBER gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)'
 PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+# On a fresh project Pub/Sub's service agent (it forwards dead letters) exists only once
+# asked for; the IAM bindings of step 8 would fail on a member that does not exist.
+run gcloud beta services identity create --service=pubsub.googleapis.com --project="$PROJECT_ID" --format=none
 
 step "2. Google service accounts and their project roles"
 ensure_service_account imageflow-image-handler "ImageFlow image-handler (REST API)"
@@ -307,13 +340,11 @@ ensure_service_account imageflow-email "ImageFlow email function"
 ensure_service_account keda-operator "KEDA operator (reads Pub/Sub metrics)"
 ensure_service_account imageflow-nodes "ImageFlow GKE nodes"
 ensure_service_account imageflow-build "ImageFlow image and function builds"
+# Firestore: the services that read or write job documents. The processor has none: job
+# documents hold emails and webhook secrets, and it never reads them (nor does its /readyz).
 bind_project_role "serviceAccount:$GSA_HANDLER" roles/datastore.user
 bind_project_role "serviceAccount:$GSA_MANAGER" roles/datastore.user
-# The processor touches no job document; its readiness check reads one.
-bind_project_role "serviceAccount:$GSA_PROCESSOR" roles/datastore.viewer
 bind_project_role "serviceAccount:$GSA_EMAIL" roles/datastore.user
-# The function's Eventarc trigger invokes it as this account.
-bind_project_role "serviceAccount:$GSA_EMAIL" roles/run.invoker
 bind_project_role "serviceAccount:$GSA_KEDA" roles/monitoring.viewer
 bind_project_role "serviceAccount:$GSA_NODES" roles/container.defaultNodeServiceAccount
 bind_project_role "serviceAccount:$GSA_BUILD" roles/cloudbuild.builds.builder
@@ -330,14 +361,15 @@ run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --locatio
 
 step "4. GKE cluster ($CLUSTER_MODE) with Workload Identity"
 if [[ "$CLUSTER_MODE" == autopilot ]]; then
-  # Autopilot: Workload Identity and Dataplane V2 (NetworkPolicy enforcement) are built in.
+  # Autopilot: Workload Identity, Dataplane V2 (NetworkPolicy enforcement) and Managed
+  # Prometheus (which reads k8s/base/pod-monitoring.yaml) are built in.
   ensure gcloud container clusters describe "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
     -- gcloud container clusters create-auto "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
     --release-channel=regular --service-account="$GSA_NODES"
 else
   ensure gcloud container clusters describe "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
     -- gcloud container clusters create "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" \
-    --release-channel=regular --workload-pool="$WI_POOL" --enable-dataplane-v2 \
+    --release-channel=regular --workload-pool="$WI_POOL" --enable-dataplane-v2 --enable-managed-prometheus \
     --machine-type=e2-standard-2 --num-nodes=1 --enable-autoscaling --min-nodes=1 --max-nodes=4 \
     --service-account="$GSA_NODES"
 fi
@@ -352,7 +384,7 @@ done
 run gcloud iam service-accounts add-iam-policy-binding "$GSA_KEDA" --project="$PROJECT_ID" \
   --role=roles/iam.workloadIdentityUser --member="serviceAccount:${WI_POOL}[keda/keda-operator]" --format=none
 
-step "6. Cloud Storage bucket: uniform access, no public access, delete after $RETENTION_DAYS days"
+step "6. Cloud Storage bucket: uniform access, no public access, delete after $JOB_RETENTION_DAYS days"
 ensure gcloud storage buckets describe "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
   -- gcloud storage buckets create "gs://$GCS_BUCKET" --project="$PROJECT_ID" --location="$REGION" \
   --uniform-bucket-level-access --public-access-prevention --default-storage-class=STANDARD
@@ -362,7 +394,7 @@ WORK_DIR=".deploy/$PROJECT_ID"
 write_file .deploy/.gitignore "*"
 write_file "$WORK_DIR/lifecycle.json" "{
   \"rule\": [
-    {\"action\": {\"type\": \"Delete\"}, \"condition\": {\"age\": $RETENTION_DAYS}},
+    {\"action\": {\"type\": \"Delete\"}, \"condition\": {\"age\": $JOB_RETENTION_DAYS}},
     {\"action\": {\"type\": \"AbortIncompleteMultipartUpload\"}, \"condition\": {\"age\": 1}}
   ]
 }"
@@ -373,11 +405,22 @@ bind_bucket_role() {
   run gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
     --member="serviceAccount:$1" --role="$2" --format=none
 }
-# legacyBucketReader: bucket metadata (the /readyz check) and listing; objectUser: read/write.
-for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_bucket_role "$gsa" roles/storage.legacyBucketReader; done
-bind_bucket_role "$GSA_HANDLER" roles/storage.objectUser
-bind_bucket_role "$GSA_MANAGER" roles/storage.objectViewer
-bind_bucket_role "$GSA_PROCESSOR" roles/storage.objectUser
+# What each service's code does with the bucket (tests/unit/test_deploy_script.py derives the
+# same from the code): legacyBucketReader for the bucket metadata its /readyz reads;
+# objectUser to write (and overwrite) objects: the handler stores uploads, the processor
+# outputs, the interaction manager the inputs it imports from URLs (imageflow/fetch.py).
+BUCKET_ROLES=(
+  "$GSA_HANDLER roles/storage.legacyBucketReader"
+  "$GSA_MANAGER roles/storage.legacyBucketReader"
+  "$GSA_PROCESSOR roles/storage.legacyBucketReader"
+  "$GSA_HANDLER roles/storage.objectUser"
+  "$GSA_MANAGER roles/storage.objectUser"
+  "$GSA_PROCESSOR roles/storage.objectUser"
+)
+for grant in "${BUCKET_ROLES[@]}"; do
+  read -r gsa role <<<"$grant"
+  bind_bucket_role "$gsa" "$role"
+done
 
 step "7. Firestore (native mode) and the indexes of the job queries"
 ensure gcloud firestore databases describe --database='(default)' --project="$PROJECT_ID" \
@@ -391,29 +434,26 @@ for fields in "status" "owner" "owner status"; do
   index+=(--field-config="field-path=created_at,order=descending" --async)
   run_ok_if_exists "${index[@]}"
 done
-
-step "8. Pub/Sub topics and subscriptions, dead-lettering of failed tasks"
-for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC"; do
-  ensure gcloud pubsub topics describe "$topic" --project="$PROJECT_ID" \
-    -- gcloud pubsub topics create "$topic" --project="$PROJECT_ID"
+# Retention: Firestore deletes job and image documents once their expires_at has passed
+# (written at creation from JOB_RETENTION_DAYS, the value the bucket's lifecycle rule uses).
+for group in jobs images; do
+  run gcloud firestore fields ttls update expires_at --collection-group="$group" --enable-ttl \
+    --database='(default)' --project="$PROJECT_ID" --async --quiet
 done
-ensure_subscription() {  # name topic [extra flags]: create, then converge the settings
-  local name="$1" topic="$2"; shift 2
-  ensure gcloud pubsub subscriptions describe "$name" --project="$PROJECT_ID" \
-    -- gcloud pubsub subscriptions create "$name" --topic="$topic" --project="$PROJECT_ID" \
-    --ack-deadline="$ACK_DEADLINE_SECONDS" "$@"
-  run gcloud pubsub subscriptions update "$name" --project="$PROJECT_ID" \
-    --ack-deadline="$ACK_DEADLINE_SECONDS" "$@"
-}
-ensure_subscription "$JOBS_SUBSCRIPTION" "$JOBS_TOPIC"
-ensure_subscription "$TASKS_SUBSCRIPTION" "$TASKS_TOPIC" \
-  --dead-letter-topic="$TASKS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
-ensure_subscription "$RESULTS_SUBSCRIPTION" "$RESULTS_TOPIC"
-ensure_subscription "$TASKS_DLQ_SUBSCRIPTION" "$TASKS_DLQ_TOPIC"
-if ((DRY_RUN)); then
-  say "# $NOTIFICATIONS_SUBSCRIPTION is the local/emulator push subscription; on GCP the email"
-  say "# function's Eventarc trigger (step 13) creates and owns the subscription of $NOTIFICATIONS_TOPIC."
-fi
+
+step "8. Pub/Sub topics and subscriptions (imageflow/topology.py), dead-lettering of failed tasks"
+# The setup command creates them, or brings existing ones in line, exactly as the code wants
+# them: ack deadline, dead-letter policy, retry backoff, no expiry. The email function's
+# subscription is left to its Eventarc trigger (step 13). It runs as you
+# (gcloud auth application-default login).
+topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
+              ACK_DEADLINE_SECONDS="$ACK_DEADLINE_SECONDS" MAX_DELIVERY_ATTEMPTS="$MAX_DELIVERY_ATTEMPTS"
+              JOBS_TOPIC="$JOBS_TOPIC" TASKS_TOPIC="$TASKS_TOPIC" RESULTS_TOPIC="$RESULTS_TOPIC"
+              NOTIFICATIONS_TOPIC="$NOTIFICATIONS_TOPIC" TASKS_DLQ_TOPIC="$TASKS_DLQ_TOPIC"
+              JOBS_SUBSCRIPTION="$JOBS_SUBSCRIPTION" TASKS_SUBSCRIPTION="$TASKS_SUBSCRIPTION"
+              RESULTS_SUBSCRIPTION="$RESULTS_SUBSCRIPTION" TASKS_DLQ_SUBSCRIPTION="$TASKS_DLQ_SUBSCRIPTION"
+              NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION")
+run "${topology_env[@]}" "$PYTHON" -m imageflow.topology ensure --no-email-subscription
 # Dead-lettering: Pub/Sub's own service agent forwards to the DLQ topic and acks the source.
 run gcloud pubsub topics add-iam-policy-binding "$TASKS_DLQ_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
@@ -463,11 +503,13 @@ step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG)"
 declare -A IMAGE_REF=()
 build_steps="" build_images=""
 for spec in "${IMAGES[@]}"; do
-  read -r name dockerfile context <<<"$spec"
+  read -r name dockerfile context port <<<"$spec"
   IMAGE_REF[$name]="$REGISTRY/$name:$IMAGE_TAG"
+  build_args=""
+  [[ "$port" == - ]] || build_args="--build-arg, SERVICE=$name, --build-arg, PORT=$port, "
   build_steps+="  - id: $name
     name: gcr.io/cloud-builders/docker
-    args: [build, -f, $dockerfile, -t, ${IMAGE_REF[$name]}, $context]
+    args: [build, -f, $dockerfile, ${build_args}-t, ${IMAGE_REF[$name]}, $context]
     waitFor: ['-']
 "
   build_images+="  - ${IMAGE_REF[$name]}
@@ -495,14 +537,22 @@ run helm upgrade --install keda kedacore/keda --version="$KEDA_VERSION" \
   --wait --timeout=10m
 
 step "13. Kubernetes manifests ($OVERLAY) and the email function"
-write_file "k8s/overlays/gke/params.env" "IMAGE_HANDLER_IMAGE=${IMAGE_REF[image-handler]}
+# The overlays hold example values (they render from a clean checkout); this project's
+# values go into a copy under $WORK_DIR, so the checkout stays clean (and the next image
+# tag is not "-dirty").
+MANIFESTS="$WORK_DIR/manifests"
+run rm -rf "$MANIFESTS"
+run mkdir -p "$MANIFESTS"
+run cp -R k8s keda "$MANIFESTS/"
+write_file "$MANIFESTS/k8s/overlays/gke/params.env" "IMAGE_HANDLER_IMAGE=${IMAGE_REF[image-handler]}
 INTERACTION_MANAGER_IMAGE=${IMAGE_REF[interaction-manager]}
 IMAGE_PROCESSOR_IMAGE=${IMAGE_REF[image-processor]}
 FRONTEND_IMAGE=${IMAGE_REF[frontend]}
 GSA_DOMAIN=$GSA_DOMAIN"
-write_file "k8s/overlays/gke/config.env" "GCP_PROJECT=$PROJECT_ID
+write_file "$MANIFESTS/k8s/overlays/gke/config.env" "GCP_PROJECT=$PROJECT_ID
 GCS_BUCKET=$GCS_BUCKET
 PUBLIC_BASE_URL=$PUBLIC_BASE_URL
+JOB_RETENTION_DAYS=$JOB_RETENTION_DAYS
 ACK_DEADLINE_SECONDS=$ACK_DEADLINE_SECONDS
 MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS
 JOBS_TOPIC=$JOBS_TOPIC
@@ -516,21 +566,21 @@ RESULTS_SUBSCRIPTION=$RESULTS_SUBSCRIPTION
 TASKS_DLQ_SUBSCRIPTION=$TASKS_DLQ_SUBSCRIPTION
 NOTIFICATIONS_SUBSCRIPTION=$NOTIFICATIONS_SUBSCRIPTION"
 if [[ -n "$DOMAIN" ]]; then
-  write_file "k8s/overlays/gke-https/params.env" "DOMAIN=$DOMAIN"
+  write_file "$MANIFESTS/k8s/overlays/gke-https/params.env" "DOMAIN=$DOMAIN"
 fi
 ensure kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
-# image-handler's API keys and link-signing key (k8s Secret imageflow-secrets), from the
-# environment when given; otherwise the Secret is left as it is (or absent: an open API).
+# image-handler's API keys and link-signing key (k8s Secret imageflow-secrets, which the
+# pods require), from the environment; empty keys only with --allow-open-api.
 secret_cmd=(kubectl create secret generic imageflow-secrets --namespace="$NAMESPACE"
             --dry-run=client --output=yaml)
 if ((DRY_RUN)); then
-  say "if [[ -n \"\${API_KEYS:-}\${URL_SIGNING_SECRET:-}\" ]]; then $(quote_all "${secret_cmd[@]}") --from-literal=\"API_KEYS=\${API_KEYS:-}\" --from-literal=\"URL_SIGNING_SECRET=\${URL_SIGNING_SECRET:-}\" | kubectl apply -f -; fi"
-elif [[ -n "${API_KEYS:-}${URL_SIGNING_SECRET:-}" ]]; then
+  say "$(quote_all "${secret_cmd[@]}") --from-literal=\"API_KEYS=\${API_KEYS:-}\" --from-literal=\"URL_SIGNING_SECRET=\${URL_SIGNING_SECRET:-}\" | kubectl apply -f -"
+else
   printf '+ %s | kubectl apply -f -   (API_KEYS, URL_SIGNING_SECRET from the environment)\n' "$(quote_all "${secret_cmd[@]}")" >&2
   "${secret_cmd[@]}" --from-literal="API_KEYS=${API_KEYS:-}" --from-literal="URL_SIGNING_SECRET=${URL_SIGNING_SECRET:-}" \
     | kubectl apply -f -
 fi
-run kubectl apply -k "$OVERLAY"
+run kubectl apply -k "$MANIFESTS/$OVERLAY"
 for deployment in image-handler interaction-manager frontend; do
   run kubectl --namespace="$NAMESPACE" rollout status "deployment/$deployment" --timeout=10m
 done
@@ -547,6 +597,43 @@ run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --re
   --memory=256Mi --max-instances=10 \
   --env-vars-file="$WORK_DIR/function-env.yaml" \
   --set-secrets="SENDGRID_API_KEY=$SENDGRID_SECRET:latest"
+# Only the trigger's identity may invoke the function (not every account of the project).
+run gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
+  --member="serviceAccount:$GSA_EMAIL" --format=none
+
+step "14. Monitoring: alert policies on the task backlog's age, dead-lettered tasks, failed emails"
+# Managed Prometheus scrapes /metrics (k8s/base/pod-monitoring.yaml); these alert on what
+# needs a person. Failed emails: the function's error logs, counted by a log-based metric.
+ensure gcloud logging metrics describe imageflow-email-failures --project="$PROJECT_ID" \
+  -- gcloud logging metrics create imageflow-email-failures --project="$PROJECT_ID" \
+  --description="ImageFlow emails that were not sent (the email function logged an error)" \
+  --log-filter="resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"$FUNCTION_NAME\" AND severity>=ERROR"
+alert_policy() {  # id display-name metric-type resource-filter threshold duration-seconds aligner
+  write_file "$WORK_DIR/alert-$1.json" "{
+  \"displayName\": \"$2\",
+  \"userLabels\": {\"imageflow-alert\": \"$1\"},
+  \"combiner\": \"OR\",
+  \"conditions\": [{
+    \"displayName\": \"$2\",
+    \"conditionThreshold\": {
+      \"filter\": \"metric.type=\\\"$3\\\" AND $4\",
+      \"aggregations\": [{\"alignmentPeriod\": \"60s\", \"perSeriesAligner\": \"$7\"}],
+      \"comparison\": \"COMPARISON_GT\",
+      \"thresholdValue\": $5,
+      \"duration\": \"$6s\"
+    }
+  }]
+}"
+  ensure alert_policy_exists "$PROJECT_ID" "$1" \
+    -- gcloud alpha monitoring policies create --project="$PROJECT_ID" --policy-from-file="$WORK_DIR/alert-$1.json"
+}
+sub_filter() { printf 'resource.type=\\"pubsub_subscription\\" AND resource.label.subscription_id=\\"%s\\"' "$1"; }
+alert_policy task-backlog-age "ImageFlow: oldest task waiting over 15 minutes" \
+  pubsub.googleapis.com/subscription/oldest_unacked_message_age "$(sub_filter "$TASKS_SUBSCRIPTION")" 900 300 ALIGN_MAX
+alert_policy dead-lettered-tasks "ImageFlow: tasks dead-lettered" \
+  pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$TASKS_DLQ_SUBSCRIPTION")" 0 60 ALIGN_MAX
+alert_policy failed-emails "ImageFlow: emails not sent" \
+  logging.googleapis.com/user/imageflow-email-failures 'resource.type=\"cloud_run_revision\"' 0 60 ALIGN_SUM
 
 step "Done"
 done_message="ImageFlow: $PUBLIC_BASE_URL (the load balancer takes a few minutes to answer)"

@@ -32,6 +32,9 @@ class SubscriptionConfig:
     max_delivery_attempts: int = 5
     push_endpoint: str | None = None
     retain_acked: bool = False
+    # Redelivery backoff after a nack (Pub/Sub's retry policy; the local bus redelivers at once).
+    min_backoff_seconds: int = 1
+    max_backoff_seconds: int = 60
 
 
 class ReceivedMessage(ABC):

@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 MIN_DEADLINE, MAX_DEADLINE = 10, 600            # Pub/Sub's bounds for ack deadlines
 MIN_ATTEMPTS, MAX_ATTEMPTS = 5, 100             # ... and for max_delivery_attempts
-RETRY_MIN_BACKOFF, RETRY_MAX_BACKOFF = 1, 60    # nack/redelivery backoff (seconds)
 MAX_LEASE_SECONDS = 2 * 60 * 60                 # give up extending a stuck callback after this
 PUBLISH_TIMEOUT = 60.0
 RPC_TIMEOUT = 30.0
@@ -290,8 +289,11 @@ class PubSubBus(MessageBus):
             ack_deadline_seconds=_deadline(config.ack_deadline_seconds),
             retain_acked_messages=config.retain_acked,
             retry_policy=pubsub_types.RetryPolicy(
-                minimum_backoff=duration_pb2.Duration(seconds=RETRY_MIN_BACKOFF),
-                maximum_backoff=duration_pb2.Duration(seconds=RETRY_MAX_BACKOFF)),
+                minimum_backoff=duration_pb2.Duration(seconds=config.min_backoff_seconds),
+                maximum_backoff=duration_pb2.Duration(seconds=config.max_backoff_seconds)),
+            # An empty ttl: never expire. Pub/Sub's default deletes a subscription after 31
+            # days without a pull, and processors scaled to zero for a month would lose tasks.
+            expiration_policy=pubsub_types.ExpirationPolicy(),
         )
         if config.dead_letter_topic:
             spec.dead_letter_policy = pubsub_types.DeadLetterPolicy(
@@ -324,7 +326,7 @@ class PubSubBus(MessageBus):
             raise BusError(f"subscription {config.name} exists on topic {current.topic}, not {spec.topic}: "
                            "delete it first (a subscription cannot change topic)")
         fields = ("ack_deadline_seconds", "retain_acked_messages", "retry_policy",
-                  "dead_letter_policy", "push_config")
+                  "dead_letter_policy", "push_config", "expiration_policy")
         changed = [f for f in fields if getattr(current, f) != getattr(spec, f)]
         if not changed:
             return

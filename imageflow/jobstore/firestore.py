@@ -16,6 +16,7 @@ import hashlib
 import logging
 import threading
 from collections import defaultdict
+from datetime import datetime, timedelta, timezone
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -62,9 +63,13 @@ class FirestoreJobStore(JobStore):
     def create_job(self, job: Job, images: list[Image]) -> None:
         """Write the images first and the job document last (in the same commit when they
         fit), so a visible job always has all its images."""
-        docs = [(self._images(job.job_id).document(image.image_id), {**image.to_dict(), "seq": seq})
+        # Firestore's TTL policy on expires_at (scripts/deploy.sh) deletes the documents
+        # when the bucket's lifecycle rule deletes the files: both after JOB_RETENTION_DAYS.
+        expires_at = datetime.now(timezone.utc) + timedelta(days=self._settings.job_retention_days)
+        docs = [(self._images(job.job_id).document(image.image_id),
+                 {**image.to_dict(), "seq": seq, "expires_at": expires_at})
                 for seq, image in enumerate(images)]
-        docs.append((self._job_ref(job.job_id), job.to_dict()))
+        docs.append((self._job_ref(job.job_id), {**job.to_dict(), "expires_at": expires_at}))
         for start in range(0, len(docs), MAX_BATCH_WRITES):
             batch = self.client.batch()
             for ref, data in docs[start:start + MAX_BATCH_WRITES]:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -68,6 +69,8 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
         settings = settings.with_overrides(**test_config)
     backends = backends or make_backends(settings)
     app = Flask(__name__, static_folder=None)
+    if settings.forwarded_proto_hops:  # behind a TLS-terminating proxy: links keep https://
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=settings.forwarded_proto_hops, x_host=0)
     app.json = _JSONProvider(app)
     # Werkzeug answers 413 before reading a body over the request limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

@@ -20,7 +20,8 @@ log = logging.getLogger("image_processor")
 def create_app(settings: Settings | None = None, backends: Backends | None = None, alive=lambda: True) -> Flask:
     settings = settings or Settings.from_env()
     backends = backends or make_backends(settings)
-    return health_app("image-processor", backends.checks(), alive)
+    # No job store check: the processor never reads job documents (nor may it, on GCP).
+    return health_app("image-processor", {"blobstore": backends.blobs.check, "bus": backends.bus.check}, alive)
 
 
 def main(settings: Settings | None = None, backends: Backends | None = None, render: RenderTask = render_task) -> int:

@@ -36,7 +36,7 @@ class Coordinator:
     bus: MessageBus
     blobs: BlobStore | None = None
     on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # extra completion hook (webhooks), called after the publish
-    importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.fetch)
+    importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.safe_http)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:

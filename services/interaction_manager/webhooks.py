@@ -11,7 +11,7 @@ dedupe on the ``X-ImageFlow-Delivery`` header (the job id).
 Signature: ``X-ImageFlow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
 keyed with the job's webhook secret (given at submission, or generated and returned in the
 202). Receivers recompute it over the raw body and reject old timestamps (replays).
-The request goes through the same SSRF rules as URL import (``imageflow.fetch``).
+The request goes through the same SSRF rules as URL import (``imageflow.safe_http``).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "imageflow"
 
-# What deploy.sh writes into the overlays for one project (see scripts/deploy.sh, step 13).
+# What deploy.sh writes into its copy of the overlays for one project (scripts/deploy.sh, step 13).
 SAMPLE_PARAMS = {
     "IMAGE_HANDLER_IMAGE": "europe-west1-docker.pkg.dev/acme-images/imageflow/image-handler:0123abcd",
     "INTERACTION_MANAGER_IMAGE": "europe-west1-docker.pkg.dev/acme-images/imageflow/interaction-manager:0123abcd",
@@ -42,12 +42,10 @@ def kustomize(directory: Path) -> list[dict]:
 
 
 def copy_deploy_tree(dest: Path) -> Path:
-    """A copy of k8s/ and keda/ (their relative layout kept) to write overlay inputs into."""
-    def generated(directory: str, names: list[str]) -> set[str]:  # deploy.sh's outputs, if any
-        return {n for n in names if n in ("params.env", "config.env")} if "overlays" in directory else set()
-
+    """A copy of k8s/ and keda/ (their relative layout kept) to write overlay inputs into,
+    as deploy.sh does under .deploy/<project>/manifests."""
     for name in ("k8s", "keda"):
-        shutil.copytree(ROOT / name, dest / name, ignore=generated)
+        shutil.copytree(ROOT / name, dest / name)
     return dest
 
 

@@ -16,9 +16,7 @@ from imageflow.settings import ENV_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-DOCKERFILES = [ROOT / "services/image_handler/Dockerfile", ROOT / "services/interaction_manager/Dockerfile",
-               ROOT / "services/image_processor/Dockerfile", ROOT / "functions/email_notifier/Dockerfile",
-               ROOT / "frontend/Dockerfile"]
+DOCKERFILES = [ROOT / "Dockerfile", ROOT / "functions/email_notifier/Dockerfile", ROOT / "frontend/Dockerfile"]
 # Read by the client libraries, the emulators' images or nginx's template, not by our code.
 EXTERNAL_NAMES = {"PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST",
                   "GOOGLE_APPLICATION_CREDENTIALS", "IMAGE_HANDLER_URL"}
@@ -97,7 +95,7 @@ def test_dockerfiles_are_multistage_slim_pinned_and_non_root(dockerfile):
 
 
 def test_python_images_run_as_the_uid_the_k8s_manifests_expect():
-    for dockerfile in DOCKERFILES[:4]:
+    for dockerfile in DOCKERFILES[:2]:
         assert "USER 10001:10001" in final_stage(dockerfile), dockerfile
 
 
@@ -113,9 +111,29 @@ def test_compose_uses_the_configmap_names_and_bus_topology():
     configmap = config_env()
     missing = set(configmap) - set(env)
     assert not missing, f"ConfigMap settings absent from docker-compose.yml: {sorted(missing)}"
-    for key, value in configmap.items():
-        if key.endswith(("_TOPIC", "_SUBSCRIPTION")) or key == "IMAGEFLOW_BACKEND":
-            assert env[key] == value, key
+    assert env["IMAGEFLOW_BACKEND"] == configmap["IMAGEFLOW_BACKEND"]
+    # Topic and subscription names are imageflow/topology.py's: compose does not restate them.
+    from imageflow.topology import Topics
+    for service in compose()["services"].values():
+        assert not set(Topics.ENV.values()) & set(service.get("environment") or {})
+
+
+def test_one_dockerfile_builds_every_service():
+    """The three services are one recipe with ARG SERVICE; compose builds each with its port."""
+    services = compose()["services"]
+    built = {}
+    for name in ("image-handler", "interaction-manager", "image-processor"):
+        build = services[name]["build"]
+        assert build["context"] == "." and build.get("dockerfile", "Dockerfile") == "Dockerfile", name
+        built[name] = build["args"]
+    assert {name: args["SERVICE"] for name, args in built.items()} == {n: n for n in built}
+    assert {name: args["PORT"] for name, args in built.items()} == {
+        "image-handler": services["image-handler"]["environment"]["IMAGEFLOW_PORT"],
+        "interaction-manager": services["interaction-manager"]["environment"]["PORT"],
+        "image-processor": services["image-processor"]["environment"]["PORT"]}
+    assert not list((ROOT / "services").glob("*/Dockerfile")), "no per-service copies"
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG SERVICE$", text, re.M) and "EXPOSE ${PORT}" in text
 
 
 def test_service_ports_and_push_endpoint_follow_the_contract():

@@ -4,11 +4,14 @@ gcloud, kubectl and helm, to show it runs exactly its plan and is idempotent."""
 from __future__ import annotations
 
 import ast
+import functools
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,8 @@ SCRIPT = ROOT / "scripts/deploy.sh"
 PROJECT = "acme-images"
 FAKE_PROJECT_NUMBER = "424242424242"
 FAKE_ADDRESS = "203.0.113.7"
+SENDER = "Acme Images <images@acme.example>"
+MANIFESTS = f".deploy/{PROJECT}/manifests"  # deploy.sh's copy of k8s/ and keda/ with the project's values
 
 
 def run_script(*args, env=None, cwd=ROOT, script=SCRIPT, check=True):
@@ -35,7 +40,8 @@ def run_script(*args, env=None, cwd=ROOT, script=SCRIPT, check=True):
 
 
 def plan(*args, env=None) -> str:
-    return run_script("--project", PROJECT, "--tag", "v1", "--dry-run", *args, env=env).stdout
+    sender = () if "--email-from" in args else ("--email-from", SENDER)
+    return run_script("--project", PROJECT, "--tag", "v1", "--dry-run", *sender, *args, env=env).stdout
 
 
 def commands(plan_text: str) -> list[list[str]]:
@@ -47,7 +53,7 @@ def commands(plan_text: str) -> list[list[str]]:
         if line.startswith("cat > "):
             while lines[i] != "EOF":
                 i += 1
-        elif line.startswith("ok_if_exists ()"):
+        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()")):
             while lines[i] != "}":
                 i += 1
         elif line and not line.startswith("#"):
@@ -67,7 +73,9 @@ def find(cmds, *prefix) -> list[list[str]]:
 
 
 def heredocs(plan_text: str) -> dict[str, str]:
-    return dict(re.findall(r"^cat > (\S+) <<EOF\n(.*?)\nEOF$", plan_text, re.S | re.M))
+    """The files the plan writes (unquoted heredocs: backslashes are escaped in the plan)."""
+    return {path: body.replace("\\\\", "\\")
+            for path, body in re.findall(r"^cat > (\S+) <<EOF\n(.*?)\nEOF$", plan_text, re.S | re.M)}
 
 
 def index_of(cmds, *prefix) -> int:
@@ -123,29 +131,28 @@ def test_plan_enables_the_apis_first():
         assert f"{api}.googleapis.com" in first, api
 
 
-def test_plan_creates_every_topic_and_subscription_of_the_topology():
+def setup_command(cmds) -> tuple[dict[str, str], list[str]]:
+    """The plan's run of the topology setup command: its environment and its arguments."""
+    [command] = [c for c in cmds if c[0] == "env" and "imageflow.topology" in c]
+    split = next(i for i, w in enumerate(command[1:], 1) if "=" not in w)
+    return dict(w.split("=", 1) for w in command[1:split]), command[split:]
+
+
+def test_plan_creates_the_topology_with_the_setup_command():
+    """deploy.sh does not restate the topology in gcloud flags: it runs imageflow/topology.py's
+    setup command (tests/integration/gcp/test_deploy_topology.py runs it on the emulator)."""
     cmds = commands(plan())
-    settings = Settings()
-    created_topics = [c[4] for c in find(cmds, "gcloud", "pubsub", "topics", "create")]
-    assert created_topics == topology.topics(settings)
-    subs = {c[4]: flags(c) for c in find(cmds, "gcloud", "pubsub", "subscriptions", "create")}
-    updates = {c[4]: flags(c) for c in find(cmds, "gcloud", "pubsub", "subscriptions", "update")}
-    for config in topology.subscriptions(settings):
-        if config.name == settings.topics.notifications_sub:
-            assert config.name not in subs, "on GCP the function's Eventarc trigger owns this one"
-            continue
-        got = subs[config.name]
-        assert got["topic"] == config.topic
-        assert int(got["ack-deadline"]) == config.ack_deadline_seconds
-        assert int(updates[config.name]["ack-deadline"]) == config.ack_deadline_seconds
-        for source in (got, updates[config.name]):
-            if config.dead_letter_topic:
-                assert source["dead-letter-topic"] == config.dead_letter_topic
-                assert int(source["max-delivery-attempts"]) == config.max_delivery_attempts
-            else:
-                assert "dead-letter-topic" not in source
-    # Topics exist before their subscriptions.
-    assert index_of(cmds, "gcloud", "pubsub", "topics", "create") < index_of(cmds, "gcloud", "pubsub", "subscriptions", "create")
+    assert not find(cmds, "gcloud", "pubsub", "topics", "create")
+    assert not find(cmds, "gcloud", "pubsub", "subscriptions", "create")
+    env, argv = setup_command(cmds)
+    assert argv == ["python3", "-m", "imageflow.topology", "ensure", "--no-email-subscription"]
+    assert env["IMAGEFLOW_BACKEND"] == "gcp" and env["GCP_PROJECT"] == PROJECT
+    settings = Settings.from_env(env)
+    assert settings.topics == Settings().topics
+    assert (settings.ack_deadline_seconds, settings.max_delivery_attempts) == (60, 5)
+    # The topics exist before any IAM binding on them.
+    assert cmds.index(next(c for c in cmds if c[0] == "env")) < \
+        index_of(cmds, "gcloud", "pubsub", "topics", "add-iam-policy-binding")
 
 
 def test_renamed_topics_and_settings_flow_to_pubsub_and_the_cluster():
@@ -153,12 +160,14 @@ def test_renamed_topics_and_settings_flow_to_pubsub_and_the_cluster():
            "TASKS_DLQ_TOPIC": "acme-dead", "MAX_DELIVERY_ATTEMPTS": "7", "ACK_DEADLINE_SECONDS": "120"}
     text = plan(env=env)
     cmds = commands(text)
-    settings = Settings.from_env(env)
-    tasks = next(c for c in topology.subscriptions(settings) if c.topic == "acme-tasks")
-    got = flags(next(c for c in find(cmds, "gcloud", "pubsub", "subscriptions", "create") if c[4] == tasks.name))
-    assert (got["topic"], got["dead-letter-topic"], got["max-delivery-attempts"], got["ack-deadline"]) == \
-        ("acme-tasks", "acme-dead", "7", "120")
-    config = dict(line.split("=", 1) for line in heredocs(text)["k8s/overlays/gke/config.env"].splitlines())
+    setup_env, _ = setup_command(cmds)
+    tasks = next(c for c in topology.subscriptions(Settings.from_env(setup_env)) if c.topic == "acme-tasks")
+    assert (tasks.name, tasks.dead_letter_topic, tasks.max_delivery_attempts, tasks.ack_deadline_seconds) == \
+        ("acme-tasks-workers", "acme-dead", 7, 120)
+    binding = [c for c in find(cmds, "gcloud", "pubsub", "subscriptions", "add-iam-policy-binding")
+               if "image-processor" in flags(c)["member"]]
+    assert [c[4] for c in binding] == ["acme-tasks-workers"]
+    config = dict(line.split("=", 1) for line in heredocs(text)[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines())
     for var, value in env.items():
         assert config[var] == value, var
 
@@ -229,7 +238,7 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
     files = heredocs(text)
     build = yaml.safe_load(next(body for path, body in files.items() if path.endswith("cloudbuild.yaml")))
     built = {step["id"]: step["args"] for step in build["steps"]}
-    params = dict(line.split("=", 1) for line in files["k8s/overlays/gke/params.env"].splitlines())
+    params = dict(line.split("=", 1) for line in files[f"{MANIFESTS}/k8s/overlays/gke/params.env"].splitlines())
     deployments = by_kind(kustomize(ROOT / "k8s/base"), "Deployment")
     assert set(built) == set(deployments)
     for name, args in built.items():
@@ -237,16 +246,17 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
         assert image == f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/{name}:v1"
         assert params[f"{name.upper().replace('-', '_')}_IMAGE"] == image
         dockerfile = args[args.index("-f") + 1]
-        assert (ROOT / dockerfile).parent.is_dir(), dockerfile
+        assert (ROOT / dockerfile).is_file(), dockerfile
     assert set(build["images"]) == {args[args.index("-t") + 1] for args in built.values()}
 
 
 def test_keda_is_installed_before_the_manifests_are_applied():
     cmds = commands(plan())
-    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", "k8s/overlays/gke")
+    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
     assert index_of(cmds, "gcloud", "builds", "submit") < index_of(cmds, "kubectl", "apply", "-k")
+    assert index_of(cmds, "cp", "-R", "k8s", "keda") < index_of(cmds, "kubectl", "apply", "-k")
     https = commands(plan("--domain", "images.acme.example"))
-    assert find(https, "kubectl", "apply", "-k", "k8s/overlays/gke-https")
+    assert find(https, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
 
 
 def _names_read_by(path: Path) -> set[str]:
@@ -292,10 +302,10 @@ def test_secrets_stay_out_of_the_plan():
 
 def test_public_base_url_is_the_domain_or_the_reserved_address():
     files = heredocs(plan("--domain", "images.acme.example"))
-    assert "PUBLIC_BASE_URL=https://images.acme.example" in files["k8s/overlays/gke/config.env"].splitlines()
-    assert files["k8s/overlays/gke-https/params.env"] == "DOMAIN=images.acme.example"
+    assert "PUBLIC_BASE_URL=https://images.acme.example" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+    assert files[f"{MANIFESTS}/k8s/overlays/gke-https/params.env"] == "DOMAIN=images.acme.example"
     files = heredocs(plan())
-    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files["k8s/overlays/gke/config.env"].splitlines()
+    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
 
 
 # ---------------------------------------------------------------- running it -------------
@@ -317,6 +327,13 @@ if [[ "$*" == *"secrets versions access"* ]]; then cat "$FAKE_STATE/secret_value
 if [[ "$*" == *"secrets versions describe"* ]]; then [[ -e "$FAKE_STATE/secret_value" ]]; exit; fi
 key="$(printf '%s_' "${words[@]}" | tr '/ ' '__')"
 case "$*" in
+  "beta services identity create"*) exit 0 ;;  # returns the agent, existing or new
+  *"monitoring policies list"*)  # found by label: --filter=userLabels.imageflow-alert=ID
+    id="${*##*imageflow-alert=}"; id="${id%% *}"
+    [[ -e "$FAKE_STATE/policy_$id" ]] && echo "projects/p/alertPolicies/$id"; exit 0 ;;
+  *"monitoring policies create"*)
+    file="${*##*--policy-from-file=}"; file="${file%% *}"; id="$(basename "$file" .json)"
+    touch "$FAKE_STATE/policy_${id#alert-}"; exit 0 ;;
   "projects describe"*) echo "$FAKE_PROJECT_NUMBER"; exit 0 ;;
   "compute addresses describe"*--format*) [[ -e "$FAKE_STATE/$key" ]] && echo "$FAKE_ADDRESS"; exit 0 ;;
 esac
@@ -329,16 +346,26 @@ case "$verb" in
 esac
 '''
 FAKE_KUBECTL = r'''#!/usr/bin/env bash
+# The receiving end of a pipe logs once its input is complete, so the log keeps the pipe's order.
+if [[ "$*" == *"apply -f -"* ]]; then cat > "$FAKE_STATE/secret.yaml"; fi
 printf 'kubectl' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
 if [[ "$1 $2" == "apply -k" ]]; then exec "$REAL_KUBECTL" kustomize "$3" > "$FAKE_STATE/applied.yaml"; fi
 if [[ "$1 $2" == "get namespace" ]]; then [[ -e "$FAKE_STATE/ns_$3" ]]; exit; fi
 if [[ "$1 $2" == "create namespace" ]]; then touch "$FAKE_STATE/ns_$3"; fi
-if [[ "$*" == *"apply -f -"* ]]; then cat > "$FAKE_STATE/secret.yaml"; fi
 if [[ "$*" == *"--dry-run=client"* ]]; then echo "kind: Secret"; fi
 exit 0
 '''
 FAKE_HELM = r'''#!/usr/bin/env bash
 printf 'helm' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
+'''
+# python3: reading the topic names runs the real one; the setup command (which talks to
+# Pub/Sub) is logged with the names it was given.
+FAKE_PYTHON = r'''#!/usr/bin/env bash
+if [[ "$*" == *"imageflow.topology ensure"* ]]; then
+  printf 'python3 TASKS_SUBSCRIPTION=%q' "$TASKS_SUBSCRIPTION" >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"
+  echo >> "$FAKE_LOG"; exit 0
+fi
+exec "$REAL_PYTHON" "$@"
 '''
 
 
@@ -349,18 +376,20 @@ def sandbox(tmp_path):
     if real_kubectl is None:
         pytest.skip("kubectl (for its kustomize) is not installed")
     tree = copy_deploy_tree(tmp_path / "repo")
-    for name in ("scripts", "functions"):
+    for name in ("scripts", "functions", "imageflow"):
         shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("gcloud", FAKE_GCLOUD), ("kubectl", FAKE_KUBECTL), ("helm", FAKE_HELM)):
+    for name, body in (("gcloud", FAKE_GCLOUD), ("kubectl", FAKE_KUBECTL), ("helm", FAKE_HELM),
+                       ("python3", FAKE_PYTHON)):
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     state = tmp_path / "state"
     state.mkdir()
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(tmp_path / "calls.log"),
            "FAKE_STATE": str(state), "REAL_KUBECTL": real_kubectl, "FAKE_PROJECT_NUMBER": FAKE_PROJECT_NUMBER,
-           "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "", "URL_SIGNING_SECRET": ""}
+           "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "k-test", "URL_SIGNING_SECRET": "",
+           "REAL_PYTHON": sys.executable, "EMAIL_FROM": SENDER}
     return {"tree": tree, "env": env, "log": tmp_path / "calls.log", "state": state}
 
 
@@ -373,7 +402,8 @@ def test_dry_run_runs_nothing_and_writes_nothing(sandbox):
     run_script("--project", PROJECT, "--tag", "v1", "--dry-run", script=script, env=sandbox["env"])
     assert _calls(sandbox["log"]) == []
     assert not (sandbox["tree"] / ".deploy").exists()
-    assert not (sandbox["tree"] / "k8s/overlays/gke/params.env").exists()
+    assert (sandbox["tree"] / "k8s/overlays/gke/params.env").read_text() == \
+        (ROOT / "k8s/overlays/gke/params.env").read_text(), "the committed example is never rewritten"
 
 
 def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
@@ -395,7 +425,8 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     secret_steps = lambda calls: [c for c in calls if "secrets versions" not in c]  # noqa: E731
     assert secret_steps(first) == secret_steps(planned)
     creates = [c for c in first if re.search(r" (create|create-auto) ", c)]
-    assert len(creates) >= 25, "a fresh project gets every resource"
+    assert len(creates) >= 20, "a fresh project gets every resource"
+    assert any("imageflow.topology ensure" in c and "TASKS_SUBSCRIPTION=imageflow-tasks-processor" in c for c in first)
 
     # What it applied: the project's images, address and subscription in valid manifests.
     applied = [d for d in yaml.safe_load_all((sandbox["state"] / "applied.yaml").read_text()) if d]
@@ -411,9 +442,11 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     run_script(*args, script=tree / "scripts/deploy.sh", env=env)
     again = _calls(log)
     recreated = [c for c in again if re.search(r" (create|create-auto) ", c) and "--dry-run=client" not in c]
-    # Firestore indexes have no cheap existence check: re-creating answers ALREADY_EXISTS, accepted.
-    assert [c for c in recreated if "firestore indexes composite create" not in c] == []
-    assert len(recreated) == 3
+    # Firestore indexes have no cheap existence check: re-creating answers ALREADY_EXISTS, accepted;
+    # asking for Pub/Sub's service agent returns the existing one.
+    idempotent = ("firestore indexes composite create", "services identity create")
+    assert [c for c in recreated if not any(i in c for i in idempotent)] == []
+    assert len(recreated) == 4
     assert any("gcloud functions deploy" in c for c in again), "updates still roll out"
     assert not [c for c in again if "secrets versions add" in c], "an unchanged key adds no version"
     assert (sandbox["state"] / "secret_value").read_text() == env["SENDGRID_API_KEY"]
@@ -421,7 +454,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
 
 # ---------------------------------------------------------------- gcloud flags -----------
 GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding",
-                "get-credentials", "submit", "deploy", "add"}
+                "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
 
 @pytest.mark.slow  # ~25 `gcloud --help` calls: 1-2 minutes on two cores
@@ -453,3 +486,215 @@ def test_every_gcloud_flag_exists_in_the_installed_sdk():
         results = dict(pool.map(unknown, wanted.items()))
     assert len(results) >= 20
     assert {path: flags for path, flags in results.items() if flags} == {}
+
+
+# ---------------------------------------------------------------- IAM vs the code ---------
+# Each service's calls on the ports, found in the code it imports, and the IAM role each
+# kind of call needs. The grants are derived from the code, so when code moves between
+# services (URL fetching into the processor, say) this test names the grants to move.
+SERVICE_ACCOUNTS = {"image-handler": "imageflow-image-handler", "interaction-manager": "imageflow-interaction-manager",
+                    "image-processor": "imageflow-image-processor"}
+# Modules a service imports whose port calls it does not make as itself.
+NOT_THE_SERVICES_CALLS = {
+    "imageflow.topology": "the setup command: deploy.sh runs it as the operator (services only on the local backend)",
+    "imageflow.bootstrap": "builds the adapters; calls topology.ensure on the local backend only",
+}
+PORT_RECEIVERS = {"blobs": {"blobs", "_blobs", "blobstore"}, "jobs": {"jobs", "_jobs", "store", "jobstore"},
+                  "bus": {"bus", "_bus"}}
+BLOB_WRITES, BLOB_READS = {"put", "delete_prefix"}, {"get", "open", "exists", "list", "signed_url"}
+JOB_WRITES = {"create_job", "update_job", "record_results", "mark_notified", "delete_job"}
+JOB_READS = {"get_job", "get_image", "list_images", "list_jobs", "check"}
+BUS_TOPIC_CALLS, BUS_SUBSCRIPTION_CALLS = {"publish"}, {"subscribe", "pull"}
+
+
+def _service_modules(service: str) -> list[Path]:
+    """The project modules a service's process imports (its app and what that pulls in)."""
+    package = "services." + service.replace("-", "_")
+    code = (f"import sys, {package}.app; print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+            "if n.startswith(('imageflow', 'services')) and getattr(m, '__file__', None)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    skipped = {ROOT / (name.replace(".", "/") + ".py") for name in NOT_THE_SERVICES_CALLS}
+    adapters = ("imageflow/bus/", "imageflow/jobstore/", "imageflow/blobstore/", "imageflow/engine/")
+    return [Path(f) for f in out.split() if Path(f) not in skipped
+            and not any(part in f for part in adapters)]
+
+
+def _port_calls(paths: list[Path]) -> dict[str, set]:
+    """{"blobs"|"jobs": {method}, "bus": {(method, topics attribute)}} used in these modules;
+    a readiness check is a reference to `<port>.check` or a call of `backends.checks()`."""
+    from imageflow.topology import Topics
+
+    found = {"blobs": set(), "jobs": set(), "bus": set()}
+    unresolved = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("backends.checks"):
+                found["blobs"].add("check"); found["jobs"].add("check"); found["bus"].add(("check", "jobs"))
+            if not isinstance(node, ast.Attribute):
+                continue
+            receiver = ast.unparse(node.value).split(".")[-1]
+            port = next((p for p, names in PORT_RECEIVERS.items() if receiver in names), None)
+            if port == "bus" and node.attr == "check":
+                found["bus"].add(("check", "jobs"))  # MessageBus.check reads the jobs topic
+            elif port is not None and port != "bus":
+                found[port].add(node.attr)
+        for node in ast.walk(ast.parse(path.read_text())):  # bus calls: the topic is the first argument
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in BUS_TOPIC_CALLS | BUS_SUBSCRIPTION_CALLS
+                    and ast.unparse(node.func.value).split(".")[-1] in PORT_RECEIVERS["bus"]):
+                continue
+            arg = ast.unparse(node.args[0]) if node.args else ""
+            name = arg.split(".")[-1]
+            if not (arg.startswith("topics.") or ".topics." in arg) or name not in Topics.ENV:
+                unresolved.append(f"{path.relative_to(ROOT)}: {ast.unparse(node.func)}({arg})")
+                continue
+            found["bus"].add((node.func.attr, name))
+    assert unresolved == [], "name topics as settings.topics.<name> so the grants can be derived"
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _required_grants(service: str) -> frozenset[tuple[str, str]]:
+    """(resource, role) pairs this service's calls need."""
+    calls = _port_calls(_service_modules(service))
+    topics = Settings().topics
+    need = set()
+    if "check" in calls["blobs"]:
+        need.add(("bucket", "roles/storage.legacyBucketReader"))  # /readyz reads the bucket's metadata
+    if calls["blobs"] & BLOB_WRITES:
+        need.add(("bucket", "roles/storage.objectUser"))  # writes overwrite: create and delete
+    elif calls["blobs"] & BLOB_READS:
+        need.add(("bucket", "roles/storage.objectViewer"))
+    if "signed_url" in calls["blobs"]:
+        need.add(("self", "roles/iam.serviceAccountTokenCreator"))  # signBlob as itself
+    if calls["jobs"] & JOB_WRITES:
+        need.add(("project", "roles/datastore.user"))
+    elif calls["jobs"] & JOB_READS:
+        need.add(("project", "roles/datastore.viewer"))
+    for method, attr in calls["bus"]:
+        name = getattr(topics, attr)
+        if method == "check":
+            need.add((f"topic:{name}", "roles/pubsub.viewer"))
+        elif method in BUS_TOPIC_CALLS:
+            need.add((f"topic:{name}", "roles/pubsub.publisher"))
+        else:
+            need.add((f"subscription:{name}", "roles/pubsub.subscriber"))
+    return frozenset(need)
+
+
+def _granted(cmds, gsa: str) -> set[tuple[str, str]]:
+    member = f"serviceAccount:{gsa}"
+    grants = set()
+    for c in cmds:
+        if len(c) < 5 or c[0] != "gcloud" or not any(w == "add-iam-policy-binding" for w in c):
+            continue
+        f = flags(c)
+        if f.get("member") != member:
+            continue
+        if c[1:3] == ["storage", "buckets"]:
+            grants.add(("bucket", f["role"]))
+        elif c[1] == "projects" and f["role"].startswith("roles/datastore."):
+            grants.add(("project", f["role"]))
+        elif c[1:3] == ["pubsub", "topics"]:
+            grants.add((f"topic:{c[4]}", f["role"]))
+        elif c[1:3] == ["pubsub", "subscriptions"]:
+            grants.add((f"subscription:{c[4]}", f["role"]))
+        elif c[1:3] == ["iam", "service-accounts"] and c[4] == gsa:
+            grants.add(("self", f["role"]))
+    return grants
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_ACCOUNTS))
+def test_each_service_is_granted_exactly_what_its_code_calls(service):
+    """Storage, Firestore and Pub/Sub roles: nothing missing (a 403 on GKE, e.g. URL imports
+    that cannot write their inputs), nothing extra (the processor reading job documents)."""
+    gsa = f"{SERVICE_ACCOUNTS[service]}@{PROJECT}.iam.gserviceaccount.com"
+    assert _granted(commands(plan()), gsa) == _required_grants(service)
+
+
+def test_the_role_map_sees_the_calls_that_need_roles():
+    """The derivation itself: the manager's URL import writes inputs (imageflow/fetch.py), the
+    processor reads no job documents, the handler signs URLs."""
+    assert ("bucket", "roles/storage.objectUser") in _required_grants("interaction-manager")
+    assert not {r for r in _required_grants("image-processor") if r[0] == "project"}
+    assert ("self", "roles/iam.serviceAccountTokenCreator") in _required_grants("image-handler")
+
+
+# ---------------------------------------------------------------- refusals and options ----
+def test_a_deploy_without_api_keys_is_refused_unless_the_api_is_meant_to_be_open(tmp_path):
+    env = {"API_KEYS": "", "EMAIL_FROM": SENDER, "SENDGRID_API_KEY": ""}
+    refused = run_script("--project", PROJECT, check=False, env=env)
+    assert refused.returncode == 2 and "API_KEYS is not set" in refused.stderr
+    # The plan refuses too when it runs without keys.
+    text = plan(env=env)
+    proc = subprocess.run(["bash", "-c", text.split("\n# ---- 1.")[0]], capture_output=True, text=True,
+                          env={**os.environ, "API_KEYS": ""})
+    assert proc.returncode == 2 and "API_KEYS is not set" in proc.stderr
+    assert "API_KEYS is not set" not in plan("--allow-open-api", env=env)
+
+
+def test_email_from_is_required_for_sendgrid():
+    proc = run_script("--project", PROJECT, "--dry-run", check=False,
+                      env={"EMAIL_FROM": "", "SENDGRID_API_KEY": "SG.key", "API_KEYS": "k"})
+    assert proc.returncode == 2 and "--email-from" in proc.stderr
+    proc = run_script("--project", PROJECT, check=False, env={"EMAIL_FROM": "", "API_KEYS": "k"})
+    assert proc.returncode == 2 and "--email-from" in proc.stderr
+    assert "no-reply@imageflow.invalid" not in run_script("--dry-run", env={"EMAIL_FROM": ""}).stdout
+
+
+def test_the_function_is_invoked_only_by_its_trigger_identity():
+    cmds = commands(plan())
+    assert not [c for c in find(cmds, "gcloud", "projects", "add-iam-policy-binding")
+                if flags(c)["role"] == "roles/run.invoker"], "run.invoker project-wide"
+    [invoker] = find(cmds, "gcloud", "functions", "add-invoker-policy-binding")
+    deploy = find(cmds, "gcloud", "functions", "deploy")[0]
+    assert invoker[3] == deploy[3]
+    assert flags(invoker)["member"] == f"serviceAccount:{flags(deploy)['trigger-service-account']}"
+
+
+def test_pubsub_service_agent_is_created_before_its_bindings():
+    cmds = commands(plan())
+    identity = index_of(cmds, "gcloud", "beta", "services", "identity", "create")
+    assert flags(cmds[identity])["service"] == "pubsub.googleapis.com"
+    agent = [i for i, c in enumerate(cmds) if "gcp-sa-pubsub" in flags(c).get("member", "")]
+    assert agent and identity < min(agent)
+
+
+def test_one_retention_setting_drives_the_bucket_and_firestore():
+    text = plan("--retention-days", "9")
+    cmds = commands(text)
+    update = find(cmds, "gcloud", "storage", "buckets", "update")[0]
+    rules = yaml.safe_load(heredocs(text)[flags(update)["lifecycle-file"]])["rule"]
+    assert {"action": {"type": "Delete"}, "condition": {"age": 9}} in rules
+    ttls = find(cmds, "gcloud", "firestore", "fields", "ttls", "update")
+    assert {(c[5], flags(c)["collection-group"]) for c in ttls} == {("expires_at", "jobs"), ("expires_at", "images")}
+    assert all("--enable-ttl" in c for c in ttls)
+    config = heredocs(text)[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+    assert "JOB_RETENTION_DAYS=9" in config
+    assert Settings.from_env({"JOB_RETENTION_DAYS": "9"}).job_retention_days == 9
+
+
+def test_alert_policies_watch_the_backlog_dead_letters_and_emails():
+    text = plan()
+    cmds = commands(text)
+    files = heredocs(text)
+    topics = Settings().topics
+    policies = {}
+    for c in find(cmds, "gcloud", "alpha", "monitoring", "policies", "create"):
+        policy = json.loads(files[flags(c)["policy-from-file"]])
+        policies[policy["userLabels"]["imageflow-alert"]] = policy["conditions"][0]["conditionThreshold"]["filter"]
+    assert set(policies) == {"task-backlog-age", "dead-lettered-tasks", "failed-emails"}
+    assert "oldest_unacked_message_age" in policies["task-backlog-age"]
+    assert f'subscription_id="{topics.tasks_sub}"' in policies["task-backlog-age"]
+    assert f'subscription_id="{topics.tasks_dlq_sub}"' in policies["dead-lettered-tasks"]
+    metric = find(cmds, "gcloud", "logging", "metrics", "create")[0]
+    assert f"logging.googleapis.com/user/{metric[4]}" in policies["failed-emails"]
+    assert 'service_name="imageflow-email"' in flags(metric)["log-filter"]
+    # Each is created only if absent (found by its label).
+    assert len(find(cmds, "alert_policy_exists")) == 3
+
+
+def test_keda_chart_version_is_a_published_release():
+    helm = find(commands(plan()), "helm", "upgrade", "--install", "keda")[0]
+    # github.com/kedacore/charts/releases/tag/v2.21.1 (the newest confirmed release).
+    assert flags(helm)["version"] == "2.21.1"

@@ -23,7 +23,8 @@ from .k8s_support import (NAMESPACE, ROOT, SAMPLE_CONFIG, SAMPLE_PARAMS, by_kind
 
 # GKE release channels span these minors; the manifests must be valid on all of them.
 K8S_VERSIONS = ("1.33.0", "1.35.0", "1.37.0")
-CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ManagedCertificate", "FrontendConfig"}
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ManagedCertificate", "FrontendConfig", "BackendConfig",
+             "PodMonitoring"}
 SERVICES = ("image-handler", "interaction-manager", "image-processor")
 DEPLOYMENTS = SERVICES + ("frontend",)
 
@@ -185,7 +186,8 @@ def test_secrets_come_from_a_secret_never_a_configmap(overlay):
     env = {item["name"]: item for item in container(by_kind(overlay, "Deployment")["image-handler"])["env"]}
     for name in ("API_KEYS", "URL_SIGNING_SECRET"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert (ref["name"], ref["key"], ref["optional"]) == ("imageflow-secrets", name, True)
+        # Not optional: a missing Secret keeps the pod from starting instead of serving an open API.
+        assert (ref["name"], ref["key"], ref["optional"]) == ("imageflow-secrets", name, False)
 
 
 def test_topic_and_subscription_names_are_the_codes(base):
@@ -246,12 +248,21 @@ def _probe_paths(deployment: dict) -> dict[str, str]:
             if kind in spec}
 
 
+def _ingress_backends(docs) -> set[str]:
+    ingress = by_kind(docs, "Ingress")["imageflow"]
+    return {p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+
+
 def test_probes_hit_routes_the_services_serve(overlay, routes):
+    """Pods behind the load balancer are ready on a local check (/healthz): readiness on
+    /readyz, which calls Firestore, GCS and Pub/Sub, would pull every pod out of the load
+    balancer at once during a blip in any of them. The others report their backends."""
     deployments = by_kind(overlay, "Deployment")
+    public = _ingress_backends(overlay)
     for name in SERVICES:
         paths = _probe_paths(deployments[name])
         assert paths["livenessProbe"] == "/healthz"
-        assert paths["readinessProbe"] == "/readyz"
+        assert paths["readinessProbe"] == ("/healthz" if name in public else "/readyz"), name
         assert set(paths.values()) <= routes[name], name
 
 
@@ -277,10 +288,11 @@ def test_ports_agree_between_container_env_service_and_probes(overlay):
 def test_dockerfiles_expose_the_container_ports(overlay):
     """When the Dockerfiles exist (written separately), their ports are the manifests'."""
     checked = 0
-    for name, path in (("image-handler", "services/image_handler/Dockerfile"),
-                       ("interaction-manager", "services/interaction_manager/Dockerfile"),
-                       ("image-processor", "services/image_processor/Dockerfile"),
-                       ("frontend", "frontend/Dockerfile")):
+    for name in SERVICES:  # one Dockerfile, the port a build argument: deploy.sh's build passes it
+        port = container(by_kind(overlay, "Deployment")[name])["ports"][0]["containerPort"]
+        assert f"EXPOSE ${{PORT}}" in (ROOT / "Dockerfile").read_text()
+        assert f"SERVICE={name}, --build-arg, PORT={port}," in _deploy_build_args(), name
+    for name, path in (("frontend", "frontend/Dockerfile"),):
         dockerfile = ROOT / path
         if not dockerfile.exists():
             continue
@@ -291,6 +303,14 @@ def test_dockerfiles_expose_the_container_ports(overlay):
         checked += 1
     if not checked:
         pytest.skip("no Dockerfile written yet")
+
+
+def _deploy_build_args() -> str:
+    import subprocess
+    plan = subprocess.run(["bash", str(ROOT / "scripts/deploy.sh"), "--project", "acme-images", "--tag", "v1",
+                           "--dry-run", "--allow-open-api"], capture_output=True, text=True, check=True,
+                          env={**__import__("os").environ, "EMAIL_FROM": "a@b.example", "SENDGRID_API_KEY": ""})
+    return plan.stdout
 
 
 def test_frontend_matches_its_nginx_image(overlay):
@@ -399,7 +419,12 @@ def test_workload_identity_annotations(overlay):
 
 # ---------------------------------------------------------------- network policies -------
 def _selected(policy: dict, labels: dict) -> bool:
-    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    selector = policy["spec"]["podSelector"]
+    wanted = selector.get("matchLabels", {})
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "only In is modelled here"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
@@ -427,14 +452,19 @@ def test_network_policies_expose_only_the_ingress_backends(overlay):
     assert from_outside == ingress_backends == {"image-handler", "frontend"}
 
 
-def test_only_keda_reaches_the_interaction_manager(overlay):
+MANAGED_PROMETHEUS = {"namespaceSelector": {"matchExpressions": [
+    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["gmp-system", "gke-gmp-system"]}]}}
+
+
+def test_only_keda_and_the_metrics_collectors_reach_the_interaction_manager(overlay):
     policies = by_kind(overlay, "NetworkPolicy")
     labels = by_kind(overlay, "Deployment")["interaction-manager"]["spec"]["template"]["metadata"]["labels"]
     sources = _ingress_sources(policies, labels)
     assert sources == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
-                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "keda-operator"}}}]
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "keda-operator"}}},
+                       MANAGED_PROMETHEUS]
     processor = by_kind(overlay, "Deployment")["image-processor"]["spec"]["template"]["metadata"]["labels"]
-    assert _ingress_sources(policies, processor) == []
+    assert _ingress_sources(policies, processor) == [MANAGED_PROMETHEUS]
 
 
 # ---------------------------------------------------------------- KEDA vs the code ------
@@ -485,3 +515,116 @@ def test_scaling_bounds_suit_a_late_metric():
     assert targets["gcp-pubsub"]["value"] == targets["metrics-api"]["targetValue"], \
         "both triggers count the same tasks: one target per replica"
     assert math.isclose(float(targets["metrics-api"]["activationTargetValue"]), 0)
+
+
+# ---------------------------------------------------------------- from a clean checkout ---
+def test_the_overlays_render_from_a_clean_checkout():
+    """The overlays' inputs are committed (example values), so `kubectl kustomize` works on
+    a fresh clone; deploy.sh renders its own copy with the project's values."""
+    import subprocess
+
+    for overlay_dir in ("k8s/overlays/gke", "k8s/overlays/gke-https"):
+        docs = kustomize(ROOT / overlay_dir)
+        assert by_kind(docs, "Deployment"), overlay_dir
+    inputs = ["k8s/overlays/gke/params.env", "k8s/overlays/gke/config.env", "k8s/overlays/gke-https/params.env",
+              "k8s/base/topology.env"]
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *inputs], capture_output=True, text=True)
+    assert ignored.stdout == "", "committed, not ignored"
+
+
+def test_topology_env_is_generated_from_the_code(base):
+    """k8s/base/topology.env is `python -m imageflow.topology env`: one place for the names."""
+    lines = [line for line in (ROOT / "k8s/base/topology.env").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert dict(line.split("=", 1) for line in lines) == Topics().as_env(), \
+        "regenerate: python -m imageflow.topology env (see the file's header)"
+    assert "TOPIC=" not in (ROOT / "k8s/base/config.env").read_text(), "names only in topology.env"
+    assert "imageflow-tasks" not in (ROOT / "keda/scaledobject.yaml").read_text(), "set by the overlay"
+
+
+# ---------------------------------------------------------------- the load balancer -------
+LOAD_BALANCER_IDLE_SECONDS = 600  # GKE external Application Load Balancer's keep-alive to backends
+
+
+def _backend_config(docs, service_name: str) -> dict:
+    annotation = by_kind(docs, "Service")[service_name]["metadata"]["annotations"]["cloud.google.com/backend-config"]
+    return by_kind(docs, "BackendConfig")[json.loads(annotation)["default"]]
+
+
+def test_every_load_balancer_backend_has_a_backend_config(overlay, routes):
+    deployments = by_kind(overlay, "Deployment")
+    for name in _ingress_backends(overlay):
+        config = _backend_config(overlay, name)
+        assert config["apiVersion"] == "cloud.google.com/v1"
+        spec = config["spec"]
+        # Uploads up to MAX_REQUEST_BYTES and archive.zip downloads outlast the 30 s default.
+        assert spec["timeoutSec"] >= 300, name
+        pod = deployments[name]["spec"]["template"]["spec"]
+        assert 0 < spec["connectionDraining"]["drainingTimeoutSec"] <= pod["terminationGracePeriodSeconds"]
+        check = spec["healthCheck"]
+        assert check["requestPath"] != "/readyz", "a local check: a backend blip must not drain every pod"
+        assert check["requestPath"] == container(deployments[name])["readinessProbe"]["httpGet"]["path"]
+        assert check["port"] == container(deployments[name])["ports"][0]["containerPort"]
+        if name in routes:
+            assert check["requestPath"] in routes[name]
+    assert by_kind(overlay, "BackendConfig")["image-handler"]["spec"]["timeoutSec"] >= 600
+
+
+def test_keep_alives_outlast_the_load_balancer(overlay):
+    """A backend that closes an idle connection before the load balancer does answers the
+    next request on it with a reset: intermittent 502s."""
+    env = {e["name"]: e.get("value") for e in container(by_kind(overlay, "Deployment")["image-handler"])["env"]}
+    keep_alive = re.search(r"--keep-alive[ =](\d+)", env["GUNICORN_CMD_ARGS"])
+    assert keep_alive and int(keep_alive.group(1)) > LOAD_BALANCER_IDLE_SECONDS
+    nginx = (ROOT / "frontend/nginx/default.conf.template").read_text()
+    timeout = re.search(r"^\s*keepalive_timeout\s+(\d+)s?;", nginx, re.M)
+    assert timeout and int(timeout.group(1)) > LOAD_BALANCER_IDLE_SECONDS
+
+
+def test_links_keep_https_behind_the_load_balancer(overlay, tmp_path):
+    """The load balancer terminates TLS and says so in X-Forwarded-Proto; the API's links
+    (self, results page, download all) must stay https://, or browsers block them."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from services.image_handler.app import create_app
+
+    env = container_env(by_kind(overlay, "Deployment")["image-handler"], overlay)
+    hops = Settings.from_env(env).forwarded_proto_hops
+    assert hops >= 1
+    app = create_app({"data_dir": tmp_path, "forwarded_proto_hops": hops, "public_base_url": "https://x.example"})
+    png = io.BytesIO()
+    PILImage.new("RGB", (4, 4)).save(png, "PNG")
+    response = app.test_client().post(
+        "/api/v1/jobs", data={"files": (io.BytesIO(png.getvalue()), "a.png"), "preset": "thumbnail"},
+        headers={"X-Forwarded-Proto": "https"}, base_url="http://images.acme.example")
+    assert response.status_code == 202, response.json
+    assert response.json["links"]["self"].startswith("https://images.acme.example/")
+
+
+# ---------------------------------------------------------------- operations --------------
+def test_managed_prometheus_scrapes_every_services_metrics(overlay, routes):
+    monitor = by_kind(overlay, "PodMonitoring")["imageflow"]
+    assert monitor["apiVersion"] == "monitoring.googleapis.com/v1"
+    [expression] = monitor["spec"]["selector"]["matchExpressions"]
+    assert expression["key"] == "app.kubernetes.io/name" and sorted(expression["values"]) == sorted(SERVICES)
+    [endpoint] = monitor["spec"]["endpoints"]
+    deployments = by_kind(overlay, "Deployment")
+    policy = by_kind(overlay, "NetworkPolicy")["metrics-from-managed-prometheus"]
+    open_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    for name in SERVICES:
+        assert endpoint["path"] in routes[name], name
+        ports = {p["name"]: p["containerPort"] for p in container(deployments[name])["ports"]}
+        assert ports[endpoint["port"]] in open_ports, name
+
+
+def test_pods_spread_over_zones_and_nodes(overlay):
+    for name, deployment in by_kind(overlay, "Deployment").items():
+        pod = deployment["spec"]["template"]
+        constraints = pod["spec"]["topologySpreadConstraints"]
+        keys = {c["topologyKey"] for c in constraints}
+        assert {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= keys, name
+        for c in constraints:
+            assert c["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items(), name
+            assert c["whenUnsatisfiable"] == "ScheduleAnyway", "a single-zone cluster still schedules"

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.emulators
 ROOT = Path(__file__).resolve().parents[3]
 PROJECT = "imageflow-compose"
 SERVICES = {  # compose service -> (Dockerfile, port variable, ready path or None for "port open")
-    "image-handler": ("services/image_handler/Dockerfile", "IMAGEFLOW_PORT", "/readyz"),
-    "interaction-manager": ("services/interaction_manager/Dockerfile", "PORT", "/readyz"),
-    "image-processor": ("services/image_processor/Dockerfile", "PORT", "/readyz"),
+    "image-handler": ("Dockerfile", "IMAGEFLOW_PORT", "/readyz"),
+    "interaction-manager": ("Dockerfile", "PORT", "/readyz"),
+    "image-processor": ("Dockerfile", "PORT", "/readyz"),
     "email-function": ("functions/email_notifier/Dockerfile", "PORT", None),
 }
 
@@ -36,15 +36,23 @@ def dockerfile_cmd(path: str) -> list[str]:
     return json.loads(line[len("CMD "):])
 
 
-def dockerfile_env(path: str) -> dict[str, str]:
-    """ENV of the final stage (the defaults the container starts with)."""
+def dockerfile_env(path: str, build_args: dict[str, str] | None = None) -> dict[str, str]:
+    """ENV of the final stage (the defaults the container starts with), its ${ARG}s filled
+    in from the compose service's build args."""
     text = (ROOT / path).read_text().replace("\\\n", " ")
+    for arg, value in (build_args or {}).items():
+        text = text.replace("${" + arg + "}", str(value))
     final = text[text.rindex("\nFROM "):]
     env = {}
     for line in re.findall(r"^ENV (.*)$", final, re.MULTILINE):
         for key, value in re.findall(r"(\w+)=(\S+)", line):
             env[key] = value
     return env
+
+
+def compose_build_args(service: str) -> dict[str, str]:
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]
+    return dict(spec.get("build", {}).get("args") or {})
 
 
 def compose_env(service: str) -> dict[str, str]:
@@ -100,7 +108,7 @@ def test_container_commands_start_ready_on_the_compose_environment(compose_like_
     try:
         for name, (dockerfile, port_var, _) in SERVICES.items():
             ports[name] = free_port()
-            env = {**dockerfile_env(dockerfile), **compose_env(name), **compose_like_env,
+            env = {**dockerfile_env(dockerfile, compose_build_args(name)), **compose_env(name), **compose_like_env,
                    port_var: str(ports[name])}
             env.pop("PATH", None)
             if name == "email-function":

@@ -63,11 +63,24 @@ def test_setup_command_creates_the_whole_topology_idempotently(pubsub_bus, gcp_s
     assert tasks.ack_deadline_seconds == settings.ack_deadline_seconds
     assert tasks.dead_letter_policy.dead_letter_topic == pubsub_bus.topic_path(t.tasks_dlq)
     assert tasks.dead_letter_policy.max_delivery_attempts == 7
-    assert tasks.retry_policy.minimum_backoff.total_seconds() >= 1
+    assert tasks.retry_policy.minimum_backoff.total_seconds() == topology.RETRY_MIN_BACKOFF_SECONDS
+    assert tasks.retry_policy.maximum_backoff.total_seconds() == topology.RETRY_MAX_BACKOFF_SECONDS
+    # Never deleted for inactivity (Pub/Sub's default is 31 days without a pull).
+    assert "expiration_policy" in tasks and not tasks.expiration_policy.ttl
     email = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(t.notifications_sub)})
     assert email.push_config.push_endpoint == "http://127.0.0.1:9/"
     for name in topology.topics(settings):
         pubsub_bus.publisher.get_topic(request={"topic": pubsub_bus.topic_path(name)})
+
+
+def test_setup_leaves_the_email_subscription_to_eventarc(pubsub_bus, gcp_settings):
+    topology.ensure(pubsub_bus, gcp_settings, email_subscription=False)
+    names = {s.name for s in topology.subscriptions(gcp_settings, email_subscription=False)}
+    assert gcp_settings.topics.notifications_sub not in names
+    from google.api_core import exceptions as gexc
+    with pytest.raises(gexc.NotFound):
+        pubsub_bus.subscriber.get_subscription(
+            request={"subscription": pubsub_bus.subscription_path(gcp_settings.topics.notifications_sub)})
 
 
 def test_setup_updates_an_existing_subscription(pubsub_bus):

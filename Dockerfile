@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# The ImageFlow services, one recipe: the same core package and pinned dependencies, the
+# service chosen at build time (its entrypoint and port). Build from the repository root:
+#   docker build --build-arg SERVICE=image-handler --build-arg PORT=8080 -t imageflow/image-handler .
+#   docker build --build-arg SERVICE=interaction-manager --build-arg PORT=8081 -t imageflow/interaction-manager .
+#   docker build --build-arg SERVICE=image-processor --build-arg PORT=8082 -t imageflow/image-processor .
+# (The email function has its own Dockerfile: it is deployed from its folder alone, without
+# this package, as Cloud Functions builds it.)
+
+# -- build: the core package and its pinned dependencies (pyproject.toml) in a venv --------
+FROM python:3.11.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /venv
+COPY pyproject.toml README.md ./
+COPY imageflow ./imageflow
+COPY services ./services
+RUN /venv/bin/pip install ".[gcp]"
+
+# -- run: slim, non-root (uid 10001, as the k8s securityContext expects) -------------------
+FROM python:3.11.11-slim-bookworm
+ARG SERVICE
+ARG PORT
+RUN case "${SERVICE}:${PORT}" in \
+      image-handler:[0-9]*|interaction-manager:[0-9]*|image-processor:[0-9]*) ;; \
+      *) echo "build with --build-arg SERVICE=image-handler|interaction-manager|image-processor --build-arg PORT=N" >&2; exit 1 ;; \
+    esac \
+ && groupadd --system --gid 10001 imageflow \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin imageflow
+COPY --from=build /venv /venv
+WORKDIR /app
+# dev tooling for docker-compose only (emulator setup, SendGrid stand-in); production code never imports it
+COPY devtools ./devtools
+# image-handler listens on IMAGEFLOW_PORT, the other services on PORT.
+ENV PATH=/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    IMAGEFLOW_SERVICE=${SERVICE} \
+    IMAGEFLOW_BACKEND=gcp \
+    IMAGEFLOW_DATA_DIR=/tmp/imageflow \
+    BIND_HOST=0.0.0.0 \
+    IMAGEFLOW_PORT=${PORT} \
+    PORT=${PORT}
+USER 10001:10001
+EXPOSE ${PORT}
+HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
+  CMD ["sh", "-c", "exec python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/healthz', timeout=2)\""]
+# image-handler under gunicorn (its slow-client-safe worker); the others are their own main.
+CMD ["sh", "-c", "if [ \"$IMAGEFLOW_SERVICE\" = image-handler ]; then exec gunicorn 'services.image_handler.app:create_app()' --worker-class services.image_handler.server.Worker --bind \"${BIND_HOST}:${IMAGEFLOW_PORT}\"; else exec python -m \"services.$(echo \"$IMAGEFLOW_SERVICE\" | tr - _)\"; fi"]
