@@ -33,6 +33,8 @@ RUN case "${SERVICE}:${PORT}" in \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin imageflow
 COPY --from=build /venv /venv
 WORKDIR /app
+# dev tooling for docker-compose only (emulator setup, SendGrid stand-in); production code never imports it
+COPY devtools ./devtools
 # image-handler listens on IMAGEFLOW_PORT, the other services on PORT.
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -4,7 +4,7 @@
 #   ./scripts.sh up [--emulators]   run the whole system on http://127.0.0.1:8080 (Ctrl-C stops it)
 #   ./scripts.sh down               stop a system started with `up` elsewhere
 #   ./scripts.sh test [--slow] [pytest args...]   the whole test suite
-#   ./scripts.sh bench [engine|pipeline]   benchmarks (image engine; end-to-end pipeline)
+#   ./scripts.sh bench [engine|pipeline|peers]   benchmarks (image engine; pipeline; engine vs peers)
 #   ./scripts.sh deploy [--dry-run] deploy to GKE (see docs/deploy.md)
 #
 # Everything needed is installed on first use: a virtualenv in .venv with the pinned
@@ -83,7 +83,7 @@ cmd_up() {
     local envfile
     envfile="$(mktemp)"
     log "starting the Pub/Sub and Firestore emulators and fake-gcs-server"
-    "$PY" -m imageflow.devtools.emulators run --env-file "$envfile" &
+    "$PY" -m devtools.emulators run --env-file "$envfile" &
     local emu_pid=$!
     trap 'kill -TERM $emu_pid 2>/dev/null; wait $emu_pid 2>/dev/null; rm -f "$envfile"' EXIT
     for _ in $(seq 1 120); do [[ -s "$envfile" ]] && break; sleep 1; done
@@ -94,7 +94,7 @@ cmd_up() {
     set +a
     "$PY" -m imageflow.topology --push-endpoint "http://127.0.0.1:$(( ${IMAGEFLOW_PORT:-8080} + 3 ))/"
   fi
-  exec_or_run "$PY" -m imageflow.devtools.stack up "${args[@]}"
+  exec_or_run "$PY" -m devtools.stack up "${args[@]}"
 }
 
 exec_or_run() {
@@ -104,7 +104,7 @@ exec_or_run() {
 
 cmd_down() {
   ensure_venv
-  "$PY" -m imageflow.devtools.stack down
+  "$PY" -m devtools.stack down
 }
 
 cmd_test() {
@@ -128,13 +128,13 @@ cmd_test() {
 }
 
 cmd_bench() {
-  # ./scripts.sh bench [engine|pipeline] [args...]
+  # ./scripts.sh bench [engine|pipeline|peers] [args...]
   ensure_venv
   local which="${1:-engine}"
   [[ $# -gt 0 ]] && shift
   case "$which" in
-    engine|pipeline) "$PY" -m "bench.$which" "$@" ;;
-    *) echo "unknown benchmark: $which (engine, pipeline)" >&2; exit 2 ;;
+    engine|pipeline|peers) "$PY" -m "bench.$which" "$@" ;;
+    *) echo "unknown benchmark: $which (engine, pipeline, peers)" >&2; exit 2 ;;
   esac
 }
 

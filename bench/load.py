@@ -32,8 +32,8 @@ from pathlib import Path
 import requests
 from PIL import Image
 
+from devtools.stack import Stack
 from imageflow.blobstore.local import LocalBlobStore
-from imageflow.devtools.stack import Stack
 
 OPERATIONS = [{"op": "resize", "width": 320}, {"op": "format", "format": "webp", "quality": 80}]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from imageflow.devtools.stack import Stack
+from devtools.stack import Stack
 
 
 def camera_like(size=(1632, 1224), quality=90) -> bytes:

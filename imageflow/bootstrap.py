@@ -14,7 +14,7 @@ def make_blobstore(settings: Settings) -> BlobStore:
         from .blobstore.gcs import GcsBlobStore
         return GcsBlobStore(settings)
     from .blobstore.local import LocalBlobStore
-    return LocalBlobStore(settings.data_dir / "blobs", settings.faults)
+    return LocalBlobStore(settings.data_dir / "blobs")
 
 
 def make_jobstore(settings: Settings) -> JobStore:
@@ -30,7 +30,7 @@ def make_bus(settings: Settings) -> MessageBus:
         from .bus.pubsub import PubSubBus
         return PubSubBus(settings)
     from .bus.sqlite import SqliteBus
-    return SqliteBus(settings.data_dir / "bus.sqlite3")
+    return SqliteBus.in_data_dir(settings.data_dir)
 
 
 @dataclass
@@ -42,7 +42,9 @@ class Backends:
     bus: MessageBus
 
     def checks(self) -> dict:
-        return {"blobstore": self.blobs.check, "jobstore": self.jobs.check, "bus": self.bus.check}
+        # looked up at each call, so a check follows an adapter that was replaced (or wrapped)
+        return {"blobstore": lambda: self.blobs.check(), "jobstore": lambda: self.jobs.check(),
+                "bus": lambda: self.bus.check()}
 
     def close(self) -> None:
         for backend in (self.blobs, self.jobs, self.bus):

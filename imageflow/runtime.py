@@ -35,9 +35,14 @@ def readiness(checks: dict[str, Callable[[], None]]) -> tuple[dict, int]:
 
 
 def health_app(name: str, checks: dict[str, Callable[[], None]], alive: Callable[[], bool] = lambda: True) -> Flask:
-    """A Flask app with /healthz (process alive and its consumers running), /readyz
-    (backends reachable) and /metrics."""
-    app = Flask(name)
+    """A Flask app with only the health routes (the worker services' HTTP side)."""
+    return register_health(Flask(name), name, checks, alive)
+
+
+def register_health(app: Flask, name: str, checks: dict[str, Callable[[], None]],
+                    alive: Callable[[], bool] = lambda: True) -> Flask:
+    """/healthz (process alive and its consumers running), /readyz (backends reachable) and
+    /metrics on ``app``: the same three routes on every service."""
 
     @app.get("/healthz")
     def healthz():

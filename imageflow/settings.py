@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
-from .faults import Faults, FaultsError
 from .topology import Topics
 
 
@@ -49,12 +48,6 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _faults(env: Mapping[str, str]) -> Faults:
-    try:
-        return Faults.parse(env.get("IMAGEFLOW_FAULTS"))
-    except FaultsError as exc:
-        raise SettingsError(str(exc)) from None
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -86,29 +79,27 @@ class Settings:
     drain_seconds: float = 30.0
     frontend_dir: Path | None = None
     notifications_push_endpoint: str | None = None
-    # Callers and quotas (imageflow.auth): keys required only when API_KEYS is set; 0 = no quota.
+    # Callers and quotas (services.image_handler.auth): keys required only when API_KEYS is set; 0 = no quota.
     api_keys: str = ""
     quota_active_jobs: int = 0
     quota_active_images: int = 0
     url_signing_secret: str = ""
-    # Import by URL (imageflow.fetch). FETCH_ALLOW_CIDRS / FETCH_HOSTS_OVERRIDE are for tests only.
+    # Import by URL (imageflow.safe_http). FETCH_ALLOW_CIDRS / FETCH_HOSTS_OVERRIDE are for tests only.
     fetch_timeout_seconds: float = 20.0
     fetch_max_bytes: int = 25 * 1024 * 1024
     fetch_max_redirects: int = 5
     fetch_concurrency: int = 8
     fetch_allow_cidrs: str = ""
     fetch_hosts_override: str = ""
-    # Webhooks (imageflow.webhooks).
+    # Webhooks (services.interaction_manager.webhooks).
     webhook_max_attempts: int = 5
     webhook_backoff_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
-    # Request rate limit per client address on /api/ (image-handler, imageflow.ratelimit); 0 turns it off.
+    # Request rate limit per client address on /api/ (image-handler, services.image_handler.ratelimit); 0 turns it off.
     # RATE_LIMIT_PROXY_HOPS: proxies in front that append to X-Forwarded-For (GKE's load balancer: 2).
     rate_limit_per_second: float = 30.0
     rate_limit_burst: int = 300
     rate_limit_proxy_hops: int = 0
-    # Fault injection for the reliability suites only (imageflow.faults); off unless set.
-    faults: Faults = field(default_factory=Faults)
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -164,7 +155,6 @@ class Settings:
             rate_limit_per_second=max(0.0, _float(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second)),
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
             rate_limit_proxy_hops=_int(env, "RATE_LIMIT_PROXY_HOPS", cls.rate_limit_proxy_hops),
-            faults=_faults(env),
             topics=Topics.from_env(env),
         )
         if backend == "gcp":

@@ -410,7 +410,7 @@ bind_bucket_role() {
 # What each service's code does with the bucket (tests/unit/test_deploy_script.py derives the
 # same from the code): legacyBucketReader for the bucket metadata its /readyz reads;
 # objectUser to write (and overwrite) objects: the handler stores uploads, the processor
-# outputs, the interaction manager the inputs it imports from URLs (imageflow/fetch.py).
+# outputs, the interaction manager the inputs it imports from URLs (services/interaction_manager/url_import.py).
 BUCKET_ROLES=(
   "$GSA_HANDLER roles/storage.legacyBucketReader"
   "$GSA_MANAGER roles/storage.legacyBucketReader"

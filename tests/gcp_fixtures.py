@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from imageflow.devtools.emulators import Emulators, missing_tools
+from devtools.emulators import Emulators, missing_tools
 from imageflow.settings import Settings
 
 PROJECT = "imageflow-test"

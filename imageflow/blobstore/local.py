@@ -7,18 +7,15 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from ..faults import NO_FAULTS, Faults
 from . import BlobNotFound, BlobStore, BlobStoreError, validate_path
-
 
 STALE_TEMP_SECONDS = 900  # a writer that crashed mid-put leaves a temp file; no live put takes this long
 
 
 class LocalBlobStore(BlobStore):
-    def __init__(self, root: Path, faults: Faults = NO_FAULTS):
+    def __init__(self, root: Path):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._faults = faults
 
     def _file(self, path: str) -> Path:
         target = (self.root / validate_path(path)).resolve()
@@ -33,9 +30,6 @@ class LocalBlobStore(BlobStore):
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                if self._faults.storage_write_fails():  # injected: fail half-way (tests only)
-                    fh.write(data[: len(data) // 2])
-                    raise OSError(5, "injected write failure")
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 
 import requests
 
-from ..bootstrap import make_bus
 from ..settings import Settings
-from . import MessageBus, ReceivedMessage
+from . import ReceivedMessage
+from .sqlite import SqliteBus
 
 log = logging.getLogger("imageflow.push")
 
@@ -58,7 +58,7 @@ def deliver(message: ReceivedMessage, subscription: str, endpoint: str, session:
     return ok
 
 
-def run(bus: MessageBus, stop: threading.Event, poll_seconds: float = 0.5) -> None:
+def run(bus: SqliteBus, stop: threading.Event, poll_seconds: float = 0.5) -> None:
     """Deliver every push subscription's messages until ``stop`` is set."""
     session = requests.Session()
     while not stop.is_set():
@@ -73,7 +73,7 @@ def run(bus: MessageBus, stop: threading.Event, poll_seconds: float = 0.5) -> No
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s push %(levelname)s %(message)s")
     settings = Settings.from_env()
-    bus = make_bus(settings)
+    bus = SqliteBus.in_data_dir(settings.data_dir)  # push delivery is the local bus's own
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

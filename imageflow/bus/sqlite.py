@@ -78,6 +78,11 @@ class SqliteBus(MessageBus):
         self.db = SqliteDatabase(path, SCHEMA)
         self._clock = clock
 
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> "SqliteBus":
+        """The local stack's one bus file, shared by every process."""
+        return cls(Path(data_dir) / "bus.sqlite3")
+
     def ensure_topic(self, name: str) -> None:
         with self.db.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO topics (name) VALUES (?)", (name,))

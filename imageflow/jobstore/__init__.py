@@ -27,6 +27,27 @@ class FoldOutcome:
     ignored: int = 0                                            # duplicates and results for unknown jobs
 
 
+@dataclass
+class SavedPreset:
+    """A named list of operations a caller saved (``/api/v1/presets``); ``operations`` are
+    resolved (validated, defaults filled in) before they are stored."""
+
+    owner: str
+    name: str
+    operations: list[dict]
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> dict:
+        return {"owner": self.owner, "name": self.name, "operations": self.operations,
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SavedPreset":
+        return cls(owner=data["owner"], name=data["name"], operations=list(data.get("operations") or []),
+                   created_at=data["created_at"], updated_at=data.get("updated_at") or data["created_at"])
+
+
 class JobStore(ABC):
     @abstractmethod
     def create_job(self, job: Job, images: list[Image]) -> None:
@@ -68,6 +89,21 @@ class JobStore(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise if the store is unreachable (used by /readyz)."""
+
+    # Saved presets: small documents per caller, beside the jobs. Not abstract, so a store
+    # written before them (a test fake, say) still builds; both adapters implement them.
+    def save_preset(self, preset: SavedPreset) -> SavedPreset:
+        """Create or replace the owner's preset of that name; a replaced one keeps its
+        ``created_at``. Returns what is stored."""
+        raise NotImplementedError
+
+    def list_presets(self, owner: str) -> list[SavedPreset]:
+        """The owner's presets, by name."""
+        raise NotImplementedError
+
+    def delete_preset(self, owner: str, name: str) -> bool:
+        """Delete the owner's preset; False when there was none."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release resources."""

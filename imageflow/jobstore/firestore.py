@@ -12,6 +12,7 @@ runs in a transaction; ``mark_notified`` is a conditional update on the document
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import defaultdict
@@ -24,12 +25,13 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import FoldOutcome, JobNotFound, JobStore
+from . import FoldOutcome, JobNotFound, JobStore, SavedPreset
 
 log = logging.getLogger(__name__)
 
 JOBS = "jobs"
 IMAGES = "images"
+PRESETS = "presets"      # presets/<hash of owner and name>: {owner, name, operations, created_at, updated_at}
 MAX_BATCH_WRITES = 450      # Firestore allows 500 writes per commit; keep a margin
 MAX_FOLD_RESULTS = 400      # results of one job per transaction (each may write one image)
 CONDITIONAL_ROUNDS = 10
@@ -194,6 +196,30 @@ class FirestoreJobStore(JobStore):
             self.client.collection(JOBS).document("_readyz").get(timeout=5)
         except Exception as exc:
             raise RuntimeError(f"Firestore unreachable: {exc}") from exc
+
+    def _preset_ref(self, owner: str, name: str):
+        # Owners and names may hold characters a document id cannot ("/"): the id is a hash.
+        key = hashlib.sha256(f"{owner}\0{name}".encode()).hexdigest()[:40]
+        return self.client.collection(PRESETS).document(key)
+
+    def save_preset(self, preset: SavedPreset) -> SavedPreset:
+        ref = self._preset_ref(preset.owner, preset.name)
+        existing = ref.get()
+        if existing.exists:
+            preset = SavedPreset(**{**preset.to_dict(), "created_at": existing.to_dict()["created_at"]})
+        ref.set(preset.to_dict())
+        return preset
+
+    def list_presets(self, owner: str) -> list[SavedPreset]:
+        # Sorted here: ordering by name after an equality filter would need a composite index.
+        query = self.client.collection(PRESETS).where(filter=FieldFilter("owner", "==", owner))
+        return sorted((SavedPreset.from_dict(snap.to_dict()) for snap in query.stream()), key=lambda p: p.name)
+
+    def delete_preset(self, owner: str, name: str) -> bool:
+        ref = self._preset_ref(owner, name)
+        existed = ref.get().exists
+        ref.delete()
+        return existed
 
     def close(self) -> None:
         with self._lock:

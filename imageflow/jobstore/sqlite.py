@@ -8,7 +8,7 @@ from pathlib import Path
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..sqlite_util import SqliteDatabase
-from . import FoldOutcome, JobNotFound, JobStore
+from . import FoldOutcome, JobNotFound, JobStore, SavedPreset
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -25,6 +25,12 @@ CREATE TABLE IF NOT EXISTS images (
     seq INTEGER NOT NULL,
     doc TEXT NOT NULL,
     PRIMARY KEY (job_id, image_id)
+);
+CREATE TABLE IF NOT EXISTS presets (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (owner, name)
 )
 """
 
@@ -143,6 +149,25 @@ class SqliteJobStore(JobStore):
 
     def check(self) -> None:
         self.db.connection().execute("SELECT 1").fetchone()
+
+    def save_preset(self, preset: SavedPreset) -> SavedPreset:
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT doc FROM presets WHERE owner = ? AND name = ?",
+                               (preset.owner, preset.name)).fetchone()
+            if row:
+                preset = SavedPreset(**{**preset.to_dict(), "created_at": json.loads(row["doc"])["created_at"]})
+            conn.execute("INSERT INTO presets (owner, name, doc) VALUES (?, ?, ?) "
+                         "ON CONFLICT (owner, name) DO UPDATE SET doc = excluded.doc",
+                         (preset.owner, preset.name, json.dumps(preset.to_dict())))
+        return preset
+
+    def list_presets(self, owner: str) -> list[SavedPreset]:
+        rows = self.db.connection().execute("SELECT doc FROM presets WHERE owner = ? ORDER BY name", (owner,))
+        return [SavedPreset.from_dict(json.loads(row["doc"])) for row in rows]
+
+    def delete_preset(self, owner: str, name: str) -> bool:
+        with self.db.transaction() as conn:
+            return conn.execute("DELETE FROM presets WHERE owner = ? AND name = ?", (owner, name)).rowcount > 0
 
     def close(self) -> None:
         self.db.close()

@@ -9,14 +9,23 @@ from tempfile import SpooledTemporaryFile
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
 from imageflow import domain
-from imageflow.auth import ANONYMOUS, AuthError
 from imageflow.blobstore import BlobNotFound
-from imageflow.fetch import MAX_CSV_BYTES, FetchError, check_entries, entries_from_csv, entries_from_json
 from imageflow.engine.decoding import KINDS, sniff
-from imageflow.intake import (IntakeError, create_job, create_url_job, validate_email, validate_operations,
-                              validate_webhook_secret)
-from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
 from imageflow.engine.schema import PRESETS, operations_json_schema
+from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
+from imageflow.safe_http import FetchError
+
+from .auth import ANONYMOUS
+from .errors import ClientError
+from .intake import (
+    Intake,
+    JobRequest,
+    validate_email,
+    validate_operations,
+    validate_webhook_secret,
+)
+from .url_lists import MAX_CSV_BYTES, check_entries, entries_from_csv, entries_from_json
+from .views import JobViews
 
 log = logging.getLogger(__name__)
 
@@ -26,36 +35,13 @@ ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/t
                   "image/heic"]
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details=None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-
-def error_response(status: int, code: str, message: str, details=None):
-    body = {"error": {"code": code, "message": message, "details": details}}
-    return jsonify(body), status
-
-
-@api.errorhandler(ApiError)
-@api.errorhandler(IntakeError)
-@api.errorhandler(AuthError)
-def _api_error(exc):
-    response, status = error_response(exc.status, exc.code, exc.message, exc.details)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="imageflow"'
-    elif status == 429:
-        response.headers["Retry-After"] = "30"
-    return response, status
-
-
 PUBLIC_ENDPOINTS = {"api.operations"}
 LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive"}   # may use a signed link instead of a key
 
 
 @api.before_request
 def identify_caller():
-    """Set ``g.caller`` (imageflow.auth): the key's owner, or anyone for a valid signed
+    """Set ``g.caller`` (services.image_handler.auth): the key's owner, or anyone for a valid signed
     download link or while keys are off; 401 otherwise."""
     auth = ctx().auth
     g.caller = ANONYMOUS
@@ -63,7 +49,7 @@ def identify_caller():
         return
     if request.endpoint in LINK_ENDPOINTS and "sig" in request.args:
         if not auth.verify_link(request.path, request.args):
-            raise ApiError(403, "invalid_link", "this download link is invalid or has expired; "
+            raise ClientError(403, "invalid_link", "this download link is invalid or has expired; "
                                                 "get a fresh one from GET /api/v1/jobs/<job_id>")
         return
     g.caller = auth.caller(request.headers)
@@ -88,58 +74,14 @@ class _FormUpload:
 def _job_or_404(job_id: str) -> domain.Job:
     job = ctx().backends.jobs.get_job(job_id) if domain.is_valid_id(job_id) else None
     if job is None or not g.caller.can_access(job):  # another key's job is as unknown as a missing one
-        raise ApiError(404, "job_not_found", f"no job with id {job_id[:64]!r}")
+        raise ClientError(404, "job_not_found", f"no job with id {job_id[:64]!r}")
     return job
 
 
-def _links(job_id: str) -> dict:
-    base = request.host_url.rstrip("/")
-    return {"self": f"{base}/api/v1/jobs/{job_id}",
-            "results_page": f"{ctx().settings.public_base_url}/jobs/{job_id}",
-            "archive": f"{base}/api/v1/jobs/{job_id}/archive.zip"}
-
-
-def _blob_url(path: str | None, api_path: str) -> str | None:
-    if not path:
-        return None
-    try:
-        signed = ctx().backends.blobs.signed_url(path, ctx().settings.signed_url_ttl_seconds)
-    except ValueError:  # a stored path the store refuses: show no link rather than fail the whole view
-        log.error("refusing to link invalid blob path %r", path)
-        return None
-    return signed or ctx().auth.sign_link(f"{request.host_url.rstrip('/')}{api_path}",
-                                          ctx().settings.signed_url_ttl_seconds)
-
-
-def image_view(image: domain.Image) -> dict:
-    base = f"/api/v1/jobs/{image.job_id}/images/{image.image_id}"
-    outputs = [{"variant": o.get("variant", ""),
-                "url": _blob_url(o["path"], f"{base}/output" + (f"?variant={o['variant']}" if o.get("variant") else "")),
-                "width": o.get("width"), "height": o.get("height"), "bytes": o.get("bytes"),
-                "content_type": o.get("content_type")} for o in image.outputs or []]
-    return {
-        "image_id": image.image_id, "filename": image.filename, "status": image.status, "error": image.error,
-        "width": image.width, "height": image.height, "bytes": image.bytes, "content_type": image.content_type,
-        "input_bytes": image.input_bytes, "input_content_type": image.input_content_type,
-        "input_url": _blob_url(image.input_path, f"{base}/input"),
-        "source_url": image.source_url, "meta": image.meta or {},
-        "output_url": _blob_url(image.output_path, f"{base}/output") if image.status == "succeeded" else None,
-        "outputs": outputs,
-    }
-
-
-def job_view(job: domain.Job, images: list[domain.Image] | None = None) -> dict:
-    view = {
-        "job_id": job.job_id, "status": job.status, "name": job.name, "created_at": job.created_at,
-        "updated_at": job.updated_at, "completed_at": job.completed_at, "total": job.total,
-        "succeeded": job.succeeded, "failed": job.failed, "pending": max(0, job.total - job.done),
-        "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
-        "webhook_status": job.webhook_status, "webhook_attempts": job.webhook_attempts or [],
-        "links": _links(job.job_id),
-    }
-    if images is not None:
-        view["images"] = [image_view(i) for i in images]
-    return view
+def views() -> JobViews:
+    """The read model for this request (links use the origin the caller reached us at)."""
+    c = ctx()
+    return JobViews(c.settings, c.backends.blobs, c.backends.jobs, c.auth, request.host_url.rstrip("/"))
 
 
 @api.get("/operations")
@@ -158,33 +100,37 @@ def _form_operations(raw: str | None):
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_operations", f"operations is not valid JSON: {exc.msg} at position {exc.pos}")
+        raise ClientError(400, "malformed_operations", f"operations is not valid JSON: {exc.msg} at position {exc.pos}")
     except RecursionError:  # json.loads gives up on very deep nesting with RecursionError, not a ValueError
-        raise ApiError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
+        raise ClientError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
 
 
 MAX_JSON_BYTES = 1024 * 1024
 
 
-def _job_options(fields, operations) -> dict:
-    """What every way of creating a job shares: validated options, the caller and its quota."""
-    c = ctx()
+def _job_request(fields, operations) -> JobRequest:
+    """What every way of creating a job shares: the validated options and the caller."""
     preset = fields.get("preset") or None
     name = fields.get("name")
-    return dict(operations=validate_operations(preset, operations), preset=preset,
-                email=validate_email(fields.get("email")),
-                webhook_url=c.validate_webhook(fields["webhook_url"]) if fields.get("webhook_url") else None,
-                webhook_secret=validate_webhook_secret(fields.get("webhook_secret")),
-                name=name.strip()[:200] or None if isinstance(name, str) else None,
-                settings=c.settings, blobs=c.backends.blobs, jobs=c.backends.jobs, bus=c.backends.bus,
-                owner=g.caller.owner, admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n))
+    return JobRequest(operations=validate_operations(preset, operations), preset=preset,
+                      email=validate_email(fields.get("email")),
+                      webhook_url=ctx().validate_webhook(fields["webhook_url"]) if fields.get("webhook_url") else None,
+                      webhook_secret=validate_webhook_secret(fields.get("webhook_secret")),
+                      name=name.strip()[:200] or None if isinstance(name, str) else None, owner=g.caller.owner)
+
+
+def _intake() -> Intake:
+    """Job creation for this caller (its quota is checked before anything is stored)."""
+    c = ctx()
+    return Intake(c.settings, c.backends.blobs, c.backends.jobs, c.backends.bus,
+                  admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n))
 
 
 def _url_entries(parse, data):
     try:
         return check_entries(parse(data))
     except FetchError as exc:
-        raise ApiError(400, exc.code, exc.reason)
+        raise ClientError(400, exc.code, exc.reason)
 
 
 @api.post("/jobs")
@@ -194,30 +140,30 @@ def create():
     ``webhook_url``, ``webhook_secret`` and ``name``."""
     if request.is_json:
         if (request.content_length or 0) > MAX_JSON_BYTES:
-            raise ApiError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // 1024} KB")
+            raise ClientError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // 1024} KB")
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or "urls" not in body:  # JSON is for URL imports only
-            raise ApiError(415, "unsupported_media_type", "a JSON body must be an object with a 'urls' list; "
+            raise ClientError(415, "unsupported_media_type", "a JSON body must be an object with a 'urls' list; "
                                                           "send image files as multipart/form-data")
-        options = _job_options(body, body.get("operations"))
+        job_request = _job_request(body, body.get("operations"))
         good, bad = _url_entries(entries_from_json, body["urls"])
-        return _accepted(create_url_job(good, rejected=bad, **options))
+        return _accepted(_intake().create_url_job(good, bad, job_request))
     if not request.content_type or not request.content_type.startswith("multipart/form-data"):
-        raise ApiError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' "
+        raise ClientError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' "
                                                       "field, or a JSON body with a 'urls' list")
     try:
         form, files = request.form, request.files.getlist("files")
         csv_file = request.files.get("csv")
     except ValueError as exc:  # malformed multipart
-        raise ApiError(400, "malformed_request", f"could not read the multipart body: {exc}")
-    options = _job_options(form, _form_operations(form.get("operations")))
+        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}")
+    job_request = _job_request(form, _form_operations(form.get("operations")))
     uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
     if csv_file is not None:
         if uploads:
-            raise ApiError(400, "malformed_request", "send image files or one CSV of URLs, not both")
+            raise ClientError(400, "malformed_request", "send image files or one CSV of URLs, not both")
         good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
-        return _accepted(create_url_job(good, rejected=bad, **options))
-    return _accepted(create_job(uploads, **options))
+        return _accepted(_intake().create_url_job(good, bad, job_request))
+    return _accepted(_intake().create_job(uploads, job_request))
 
 
 def _accepted(created):
@@ -229,7 +175,7 @@ def _accepted(created):
     body = {"job_id": created.job.job_id, "status": created.job.status, "total": created.job.total,
             "images": [{"image_id": i.image_id, "filename": i.filename,
                         **({"source_url": i.source_url} if i.source_url else {})} for i in created.images],
-            "rejected": [r.to_dict() for r in created.rejected], "links": _links(created.job.job_id)}
+            "rejected": [r.to_dict() for r in created.rejected], "links": views().links(created.job.job_id)}
     if created.job.webhook_url:  # shown once: the key to verify the webhook's signature
         body["webhook_secret"] = created.job.webhook_secret
     response = jsonify(body)
@@ -241,14 +187,14 @@ def _accepted(created):
 @api.get("/jobs/<job_id>")
 def status(job_id: str):
     job = _job_or_404(job_id)
-    return jsonify(job_view(job, ctx().backends.jobs.list_images(job_id)))
+    return jsonify(views().job(job, ctx().backends.jobs.list_images(job_id)))
 
 
 def _image_or_404(job_id: str, image_id: str) -> domain.Image:
     _job_or_404(job_id)
     image = ctx().backends.jobs.get_image(job_id, image_id) if domain.is_valid_id(image_id) else None
     if image is None:
-        raise ApiError(404, "image_not_found", f"job {job_id} has no image {image_id[:64]!r}")
+        raise ClientError(404, "image_not_found", f"job {job_id} has no image {image_id[:64]!r}")
     return image
 
 
@@ -260,7 +206,7 @@ def _send_blob(path: str, content_type: str | None, download_name: str):
     try:
         stream = blobs.open(path)
     except BlobNotFound:
-        raise ApiError(404, "blob_not_found", "the file is no longer in storage")
+        raise ClientError(404, "blob_not_found", "the file is no longer in storage")
     return send_file(stream, mimetype=content_type or "application/octet-stream", download_name=download_name,
                      max_age=3600)
 
@@ -274,7 +220,7 @@ def input_bytes(job_id: str, image_id: str):
             with ctx().backends.blobs.open(image.input_path) as fh:
                 kind = sniff(fh.read(256))
         except BlobNotFound:
-            raise ApiError(404, "input_not_ready", f"{image.filename} has not been fetched from its URL")
+            raise ClientError(404, "input_not_ready", f"{image.filename} has not been fetched from its URL")
         content_type = KINDS[kind].mime if kind else None
     return _send_blob(image.input_path, content_type, domain.safe_name(image.filename))
 
@@ -283,15 +229,15 @@ def input_bytes(job_id: str, image_id: str):
 def output_bytes(job_id: str, image_id: str):
     image = _image_or_404(job_id, image_id)
     if image.status == domain.IMAGE_FAILED:
-        raise ApiError(404, "image_failed", f"{image.filename}: processing failed: {image.error}")
+        raise ClientError(404, "image_failed", f"{image.filename}: processing failed: {image.error}")
     if image.status != domain.IMAGE_SUCCEEDED or not image.output_path:
-        raise ApiError(404, "output_not_ready", f"{image.filename} is still being processed")
+        raise ClientError(404, "output_not_ready", f"{image.filename} is still being processed")
     variant = request.args.get("variant")
     path, content_type = image.output_path, image.content_type
     if variant:
         match = next((o for o in image.outputs or [] if o.get("variant") == variant), None)
         if match is None:
-            raise ApiError(404, "variant_not_found", f"{image.filename} has no variant {variant[:64]!r}")
+            raise ClientError(404, "variant_not_found", f"{image.filename} has no variant {variant[:64]!r}")
         path, content_type = match["path"], match["content_type"]
     return _send_blob(path, content_type, path.rsplit("/", 1)[-1].split("-", 1)[-1])
 
@@ -313,7 +259,7 @@ def archive(job_id: str):
     job = _job_or_404(job_id)
     images = [i for i in ctx().backends.jobs.list_images(job_id) if i.status == domain.IMAGE_SUCCEEDED]
     if not images:
-        raise ApiError(404, "no_outputs", "this job has no finished outputs yet")
+        raise ClientError(404, "no_outputs", "this job has no finished outputs yet")
     blobs = ctx().backends.blobs
     spool = SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     used: set[str] = set()

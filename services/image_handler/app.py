@@ -11,22 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, jsonify, request, send_from_directory
+from flask import Flask, Response, g, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from imageflow.auth import Auth
 from imageflow.bootstrap import Backends, make_backends
-from imageflow.intake import IntakeError
 from imageflow.logging_setup import install_request_context
-from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_latest
-from imageflow.ratelimit import RateLimiter, client_address
-from imageflow.runtime import configure_logging, readiness
+from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from imageflow.runtime import configure_logging, register_health
 from imageflow.settings import Settings
+from services.image_handler.auth import Auth
+from services.image_handler.ratelimit import RateLimiter, client_address
 
-from .api import api, error_response
-from .manage import manage
+from .api import api
+from .editor_api import register_editor_api
+from .errors import ClientError, client_error_response, error_response
+from .job_routes import job_routes
 
 log = logging.getLogger("image_handler")
 
@@ -46,7 +47,7 @@ class HandlerContext:
         """A webhook must be an absolute http(s) URL."""
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
-            raise IntakeError(400, "invalid_webhook_url", "webhook_url must be an absolute http(s) URL")
+            raise ClientError(400, "invalid_webhook_url", "webhook_url must be an absolute http(s) URL")
         return url.strip()
 
 
@@ -82,8 +83,9 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     if not app.extensions["imageflow"].auth.enabled and settings.backend == "gcp":
         log.warning("API_KEYS is empty: the API is open to anyone who can reach it")
     app.register_blueprint(api)
-    app.register_blueprint(manage)
-    _register_health(app, backends)
+    app.register_blueprint(job_routes)
+    register_editor_api(app)
+    register_health(app, "image-handler", backends.checks())
     _register_errors(app, settings)
     _register_metrics(app)
     _register_rate_limit(app, settings)
@@ -115,23 +117,9 @@ def _register_rate_limit(app: Flask, settings: Settings) -> None:
         return response, status
 
 
-def _register_health(app: Flask, backends: Backends) -> None:
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok", service="image-handler")
-
-    @app.get("/readyz")
-    def readyz():
-        body, status = readiness(backends.checks())
-        return jsonify(service="image-handler", **body), status
-
-    @app.get("/metrics")
-    def metrics():
-        body, content_type = render_latest()
-        return Response(body, content_type=content_type)
-
-
 def _register_errors(app: Flask, settings: Settings) -> None:
+    app.register_error_handler(ClientError, client_error_response)
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
         return error_response(413, "request_too_large",

@@ -9,9 +9,10 @@ import os
 from flask import Flask
 
 from imageflow.bootstrap import Backends, make_backends
-from imageflow.processing import Processor
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
+
+from .processing import Processor, RenderTask, render_task
 
 log = logging.getLogger("image_processor")
 
@@ -23,11 +24,11 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
     return health_app("image-processor", {"blobstore": backends.blobs.check, "bus": backends.bus.check}, alive)
 
 
-def main() -> int:
+def main(settings: Settings | None = None, backends: Backends | None = None, render: RenderTask = render_task) -> int:
     configure_logging("image-processor")
-    settings = Settings.from_env()
-    backends = make_backends(settings)
-    processor = Processor(settings, backends.blobs, backends.bus)
+    settings = settings or Settings.from_env()
+    backends = backends or make_backends(settings)
+    processor = Processor(settings, backends.blobs, backends.bus, render)
     subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
                                         max_messages=settings.processor_concurrency,
                                         ack_deadline_seconds=settings.ack_deadline_seconds)

@@ -8,12 +8,13 @@ import os
 from flask import Flask, jsonify
 
 from imageflow.bootstrap import Backends, make_backends
-from imageflow.coordinator import Coordinator, ResultBatcher
-from imageflow.fetch import UrlImporter
 from imageflow.metrics import OUTSTANDING
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
-from imageflow.webhooks import WebhookDispatcher
+from services.interaction_manager.coordinator import Coordinator, ResultBatcher
+from services.interaction_manager.webhooks import WebhookDispatcher
+
+from .url_import import UrlImporter
 
 log = logging.getLogger("interaction_manager")
 

@@ -8,7 +8,7 @@ import pytest
 import requests
 from PIL import Image
 
-from imageflow.devtools.stack import Stack
+from devtools.stack import Stack
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageflow.cli import main
+from imageflow_cli import main
 from tests.e2e.conftest import make_image
 from tests.peers_servers import ImageServer, png
 
@@ -26,7 +26,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from imageflow.devtools.stack import Stack
+    from devtools.stack import Stack
     stack = Stack.on_free_ports(tmp_path_factory.mktemp("cli") / "data", env={
         "PROGRESS_FLUSH_SECONDS": "0.2", "ACK_DEADLINE_SECONDS": "10", "FETCH_ALLOW_CIDRS": "127.0.0.1/32",
         "FETCH_TIMEOUT_SECONDS": "3"})
@@ -38,14 +38,14 @@ def stack(tmp_path_factory):
 def run(stack_or_url, *args, timeout=120):
     """Run the command as a user would, in a child process; returns (exit code, stdout, stderr)."""
     server = stack_or_url if isinstance(stack_or_url, str) else stack_or_url.base_url
-    proc = subprocess.run([sys.executable, "-m", "imageflow.cli", "--server", server, *args], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "imageflow_cli", "--server", server, *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_the_command_is_declared_in_the_project():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["imageflow"] == "imageflow.cli:main"
+    assert scripts["imageflow"] == "imageflow_cli:main"
 
 
 def test_submit_wait_and_download_with_progress(stack, tmp_path):

@@ -20,10 +20,10 @@ import pytest
 import requests
 from PIL import Image as PILImage
 
+from devtools.stack import Stack
 from imageflow import domain
 from imageflow.blobstore.gcs import GcsBlobStore
 from imageflow.bus.pubsub import PubSubBus
-from imageflow.devtools.stack import Stack
 from imageflow.domain import Image, Job, new_id
 from imageflow.jobstore.firestore import FirestoreJobStore
 from imageflow.messages import Task

@@ -14,8 +14,8 @@ import time
 import pytest
 import requests
 
-from imageflow.devtools.stack import Stack
-from imageflow.webhooks import SIGNATURE_HEADER, verify
+from devtools.stack import Stack
+from services.interaction_manager.webhooks import SIGNATURE_HEADER, verify
 from tests.peers_servers import ImageServer, WebhookReceiver, jpeg, png
 
 ALICE = "alice-e2e-key-0123456789"

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from imageflow.devtools.stack import Stack
+from devtools.stack import Stack
 from tests.e2e.conftest import make_image, wait_for_job
 
 

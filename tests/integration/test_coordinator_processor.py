@@ -10,10 +10,10 @@ from PIL import Image as PILImage
 
 from imageflow import domain
 from imageflow.bus import ReceivedMessage
-from imageflow.coordinator import Coordinator, ResultBatcher
 from imageflow.domain import Image, Job
 from imageflow.messages import JobCompleted, JobSubmitted, Result, Task
-from imageflow.processing import Processor
+from services.image_processor.processing import Processor
+from services.interaction_manager.coordinator import Coordinator, ResultBatcher
 
 
 @pytest.fixture

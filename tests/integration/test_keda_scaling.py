@@ -21,10 +21,10 @@ import yaml
 from PIL import Image
 
 from imageflow.bootstrap import make_backends
-from imageflow.coordinator import Coordinator
 from imageflow.messages import Result
-from imageflow.processing import Processor
 from imageflow.settings import Settings
+from services.image_processor.processing import Processor
+from services.interaction_manager.coordinator import Coordinator
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBSUB_LAG_SECONDS = 90            # Cloud Monitoring's num_undelivered_messages: 60-120 s late

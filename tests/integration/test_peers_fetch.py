@@ -13,10 +13,12 @@ import pytest
 
 from imageflow import domain
 from imageflow.bootstrap import make_backends
-from imageflow.coordinator import Coordinator
-from imageflow.fetch import FetchError, FetchPolicy, UrlEntry, UrlImporter, fetch, parse_networks
-from imageflow.intake import create_url_job
 from imageflow.messages import JobCompleted, Task
+from imageflow.safe_http import FetchError, FetchPolicy, fetch, parse_networks
+from services.image_handler.intake import Intake, JobRequest
+from services.image_handler.url_lists import UrlEntry
+from services.interaction_manager.coordinator import Coordinator
+from services.interaction_manager.url_import import UrlImporter
 from tests.peers_servers import ImageServer, jpeg, png
 
 HOSTS = {"images.test": ["127.0.0.1"], "internal.test": ["10.20.30.40"], "metadata.test": ["169.254.169.254"],
@@ -118,9 +120,9 @@ def test_fan_out_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_p
                 "private": "http://internal.test/secret.png", "metadata": "http://metadata.test/latest/meta-data/",
                 "redirect": server.url("/redirect?http://10.1.1.1/x.png"), "html": server.url("/page.html"),
                 "disguised": server.url("/fake.png"), "missing": server.url("/nope.png")}
-        created = create_url_job([UrlEntry(url, {"name": key}) for key, url in urls.items()], rejected=[],
-                                 operations=[], preset=None, email=None, webhook_url=None, settings=settings,
-                                 blobs=backends.blobs, jobs=backends.jobs, bus=backends.bus)
+        intake = Intake(settings, backends.blobs, backends.jobs, backends.bus)
+        created = intake.create_url_job([UrlEntry(url, {"name": key}) for key, url in urls.items()], [],
+                                        JobRequest(operations=[]))
         job_id = created.job.job_id
         assert backends.blobs.list(f"{job_id}/") == []          # nothing is fetched by the API
         coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs,
@@ -152,9 +154,8 @@ def test_fan_out_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_p
 def test_a_job_whose_urls_all_fail_completes_as_failed(tmp_path, server, policy, local_settings):
     backends = make_backends(local_settings)
     try:
-        created = create_url_job([UrlEntry("http://internal.test/a.png")], rejected=[], operations=[], preset=None,
-                                 email=None, webhook_url=None, settings=local_settings, blobs=backends.blobs,
-                                 jobs=backends.jobs, bus=backends.bus)
+        intake = Intake(local_settings, backends.blobs, backends.jobs, backends.bus)
+        created = intake.create_url_job([UrlEntry("http://internal.test/a.png")], [], JobRequest(operations=[]))
         coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs,
                                   importer=UrlImporter(local_settings, backends.blobs, policy))
         assert coordinator.fan_out(created.job.job_id) == 0

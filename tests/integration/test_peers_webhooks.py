@@ -8,10 +8,15 @@ import time
 import pytest
 
 from imageflow import domain
-from imageflow.coordinator import Coordinator
-from imageflow.fetch import FetchPolicy, parse_networks
 from imageflow.messages import Result
-from imageflow.webhooks import SIGNATURE_HEADER, WebhookDispatcher, sign, verify
+from imageflow.safe_http import FetchPolicy, parse_networks
+from services.interaction_manager.coordinator import Coordinator
+from services.interaction_manager.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookDispatcher,
+    sign,
+    verify,
+)
 from tests.peers_servers import WebhookReceiver
 
 SECRET = "whsec-test-0123456789abcdef"

@@ -18,8 +18,8 @@ from pathlib import Path
 import requests
 from PIL import Image
 
+from devtools.stack import Stack
 from imageflow.blobstore.local import LocalBlobStore
-from imageflow.devtools.stack import Stack
 
 RESTARTABLE = ("image-handler", "interaction-manager", "image-processor", "email-function", "push-bridge")
 

@@ -56,7 +56,7 @@ def render(data: dict) -> str:
            "- Default subset (CI): `./scripts.sh test tests/reliability`",
            "- With the long runs: `./scripts.sh test --slow tests/reliability` (sets `IMAGEFLOW_SLOW_TESTS=1`)",
            "- Load run on its own: `.venv/bin/python -m bench.load --images 2000`", "",
-           "Each check runs the real processes (`imageflow.devtools.stack`) on 127.0.0.1 and checks what a user would "
+           "Each check runs the real processes (`devtools.stack`) on 127.0.0.1 and checks what a user would "
            "see: every image back exactly once (succeeded with a correct output, or failed with a reason), the job "
            "complete, one email, nothing orphaned or duplicated in storage.", "",
            "## Summary", "", "| Suite | Check | Result | Time (s) | Ran |", "|---|---|---|---|---|"]

@@ -8,10 +8,11 @@ from PIL import Image
 
 from imageflow.blobstore.local import LocalBlobStore
 from imageflow.bus.sqlite import SqliteBus
-from imageflow.intake import IntakeError, create_job
 from imageflow.jobstore.sqlite import SqliteJobStore
 from imageflow.settings import Settings
 from imageflow.topology import ensure
+from services.image_handler.errors import ClientError
+from services.image_handler.intake import Intake, JobRequest
 
 
 class Upload:
@@ -48,9 +49,9 @@ def test_storage_failure_mid_upload_leaves_nothing(tmp_path, failing):
     ensure(bus, settings)
     if failing == "jobs":
         jobs.create_job = lambda *a: (_ for _ in ()).throw(RuntimeError("database is locked"))
-    with pytest.raises(IntakeError) as refused:
-        create_job([Upload(f"p{i}.png", png()) for i in range(4)], operations=[], preset=None, email=None,
-                   webhook_url=None, settings=settings, blobs=blobs, jobs=jobs, bus=bus)
+    with pytest.raises(ClientError) as refused:
+        Intake(settings, blobs, jobs, bus).create_job([Upload(f"p{i}.png", png()) for i in range(4)],
+                                                      JobRequest(operations=[]))
     assert refused.value.status == 503 and "nothing was kept" in refused.value.message
     assert blobs.list("") == [] and [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
     assert jobs.list_jobs() == [] and bus.backlog(settings.topics.jobs_sub) == 0

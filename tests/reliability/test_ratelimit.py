@@ -1,7 +1,7 @@
 """The API's rate limiter: token buckets per client address, not spoofable by a header."""
 from __future__ import annotations
 
-from imageflow.ratelimit import RateLimiter, client_address
+from services.image_handler.ratelimit import RateLimiter, client_address
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""API keys, ownership, quotas and signed links (imageflow.auth), with an in-memory job list."""
+"""API keys, ownership, quotas and signed links (services.image_handler.auth), with an in-memory job list."""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +6,15 @@ import hashlib
 import pytest
 
 from imageflow import domain
-from imageflow.auth import ANONYMOUS, Auth, AuthError, Caller, key_from_headers, parse_keys
 from imageflow.settings import Settings, SettingsError
+from services.image_handler.auth import (
+    ANONYMOUS,
+    Auth,
+    Caller,
+    key_from_headers,
+    parse_keys,
+)
+from services.image_handler.errors import ClientError
 
 ALICE_KEY = "alice-key-0123456789"
 BOB_KEY = "bob-key-0123456789ab"
@@ -44,7 +51,7 @@ def test_a_valid_key_names_its_owner_in_either_header():
                                            ({"Authorization": "Bearer wrong-key-0123456789"}, "invalid_api_key"),
                                            ({"X-API-Key": ALICE_KEY + "x"}, "invalid_api_key")])
 def test_missing_or_wrong_keys_are_401(headers, code):
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(ClientError) as err:
         auth().caller(headers)
     assert err.value.status == 401 and err.value.code == code
 
@@ -85,7 +92,7 @@ def test_quota_of_active_jobs_counts_only_the_callers_queued_and_processing_jobs
                      active("bob", 1)])
     a.check_quota(jobs, alice, 1)                         # one active: room for one more
     jobs.jobs.append(active("alice", 1, status=domain.QUEUED))
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(ClientError) as err:
         a.check_quota(jobs, alice, 1)
     assert err.value.status == 429 and "2 active jobs" in err.value.message and "'alice'" in err.value.message
 
@@ -95,7 +102,7 @@ def test_quota_of_images_counts_unfinished_images():
     alice = Caller("alice", enforced=True)
     jobs = FakeJobs([active("alice", 8, done=3)])        # 5 unfinished
     a.check_quota(jobs, alice, 5)
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(ClientError) as err:
         a.check_quota(jobs, alice, 6)
     assert err.value.status == 429 and err.value.details == {"limit": "active_images", "quota": 10, "active": 5,
                                                              "requested": 6}

@@ -6,9 +6,21 @@ import ipaddress
 
 import pytest
 
-from imageflow.fetch import (FetchError, FetchPolicy, check_entries, entries_from_csv, entries_from_json,
-                             filename_from_url, is_public_address, parse_hosts, parse_networks, validate_url)
+from imageflow.safe_http import (
+    FetchError,
+    FetchPolicy,
+    is_public_address,
+    parse_hosts,
+    parse_networks,
+    validate_url,
+)
 from imageflow.settings import Settings, SettingsError
+from services.image_handler.url_lists import (
+    check_entries,
+    entries_from_csv,
+    entries_from_json,
+    filename_from_url,
+)
 
 
 @pytest.mark.parametrize("address", [

@@ -1,6 +1,11 @@
 import { useRef, useState } from 'react';
 import { filesFromDrop } from '../lib/files.js';
 
+// Phones and tablets cannot drag files onto a page: don't offer it there.
+function canDrag() {
+  return !(typeof window.matchMedia === 'function' && window.matchMedia('(pointer: coarse)').matches);
+}
+
 /**
  * Where photos come in: dropped files or folders, or picked with the two buttons (which
  * keyboard users reach with Tab). Calls `onFiles(File[])`.
@@ -10,6 +15,7 @@ export default function DropZone({ onFiles, accept, disabled, hint }) {
   const folderInput = useRef(null);
   const [dragging, setDragging] = useState(false);
   const depth = useRef(0);
+  const [dragSupported] = useState(canDrag);
 
   const takeInput = (event) => {
     const files = [...event.target.files].filter((file) => !file.name.startsWith('.'));
@@ -53,8 +59,14 @@ export default function DropZone({ onFiles, accept, disabled, hint }) {
         <path d="M9 35l10-12 8 9 5-6 7 9z" fill="currentColor" opacity=".35" />
         <circle cx="33" cy="17" r="4" fill="currentColor" opacity=".5" />
       </svg>
-      <p className="dropzone-title">{dragging ? 'Drop to add them' : 'Drag photos or a folder here'}</p>
-      <p className="dropzone-or">or</p>
+      {dragSupported ? (
+        <>
+          <p className="dropzone-title">{dragging ? 'Drop to add them' : 'Drag photos or a folder here'}</p>
+          <p className="dropzone-or">or</p>
+        </>
+      ) : (
+        <p className="dropzone-title">Add photos from this device</p>
+      )}
       <div className="dropzone-buttons">
         <button type="button" className="button button-primary" onClick={() => filesInput.current.click()} disabled={disabled}>
           Choose photos

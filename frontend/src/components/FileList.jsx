@@ -1,6 +1,6 @@
 import { useState } from 'react';
-import { formatBytes, fileType } from '../lib/files.js';
-import { formatName } from '../lib/jobs.js';
+import { fileType } from '../lib/files.js';
+import { distinctNames, formatBytes, formatName, plural } from '../lib/format.js';
 
 function Thumbnail({ item, onMeasured }) {
   const [broken, setBroken] = useState(false);
@@ -28,24 +28,25 @@ function Thumbnail({ item, onMeasured }) {
 export default function FileList({ items, onRemove, onClear, onMeasured, disabled }) {
   if (!items.length) return null;
   const total = items.reduce((sum, item) => sum + item.file.size, 0);
+  const labels = distinctNames(items.map((item) => item.file.webkitRelativePath || item.file.name));
   return (
     <section className="file-list" aria-labelledby="file-list-title">
       <div className="file-list-head">
         <h3 id="file-list-title">
-          {items.length} {items.length === 1 ? 'photo' : 'photos'} chosen <span className="muted">({formatBytes(total)})</span>
+          {plural(items.length, 'photo')} chosen <span className="muted">({formatBytes(total)})</span>
         </h3>
         <button type="button" className="button button-small button-quiet" onClick={onClear} disabled={disabled}>
           Remove all
         </button>
       </div>
       <ul className="file-grid">
-        {items.map((item) => (
+        {items.map((item, index) => (
           <li key={item.id} className="file-card">
             <Thumbnail item={item} onMeasured={onMeasured} />
             <div className="file-meta">
-              <span className="file-name" title={item.file.name}>{item.file.name}</span>
+              <span className="file-name" title={labels[index]}>{labels[index]}</span>
               <span className="muted">
-                {formatBytes(item.file.size)} · {formatName(fileType(item.file)) || 'unknown type'}
+                {formatBytes(item.file.size)} · {formatName(item.kind || fileType(item.file)) || 'unknown type'}
                 {item.width ? ` · ${item.width}×${item.height}` : ''}
               </span>
             </div>
@@ -53,7 +54,7 @@ export default function FileList({ items, onRemove, onClear, onMeasured, disable
               type="button"
               className="icon-button"
               onClick={() => onRemove(item.id)}
-              aria-label={`Remove ${item.file.name}`}
+              aria-label={`Remove ${labels[index]}`}
               disabled={disabled}
             >
               <span aria-hidden="true">×</span>

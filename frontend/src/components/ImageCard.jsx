@@ -1,6 +1,6 @@
 import { useState } from 'react';
-import { formatBytes } from '../lib/files.js';
-import { explainImageError, formatName, imageStatusText } from '../lib/jobs.js';
+import { formatBytes, formatName, savingText } from '../lib/format.js';
+import { explainImageError, imageStatusText } from '../lib/jobs.js';
 
 const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff' };
 
@@ -12,7 +12,29 @@ export function downloadName(filename, contentType, variant) {
   return `${stem || 'image'}${variant ? `-${variant}` : ''}.${ext}`;
 }
 
-function Picture({ src, alt, className }) {
+/** The image's outputs, one per variant (a job without variants has one, named ''). */
+export function outputsOf(image) {
+  if (image.outputs?.length) return image.outputs;
+  return image.output_url
+    ? [{ variant: '', url: image.output_url, preview_url: image.output_preview_url, width: image.width, height: image.height, bytes: image.bytes, content_type: image.content_type }]
+    : [];
+}
+
+/** The small pictures of a card: the server's previews when it has them, else the files. */
+export function thumbnails(image) {
+  const main = outputsOf(image)[0];
+  return {
+    before: image.input_preview_url || image.input_url,
+    after: main ? main.preview_url || image.output_preview_url || main.url : null,
+  };
+}
+
+/** "800×600 · 50.8 KB · JPEG" for whatever of these is known. */
+export function describeFile({ width, height, bytes, content_type: contentType }) {
+  return [width && height ? `${width}×${height}` : '', formatBytes(bytes ?? NaN), formatName(contentType)].filter(Boolean).join(' · ');
+}
+
+export function Picture({ src, alt, className }) {
   // Signed storage URLs change on every poll; keep showing the first one so the picture
   // does not reload each second, and move to the newest only if the one shown fails
   // (it may have expired).
@@ -33,38 +55,33 @@ function Picture({ src, alt, className }) {
   return <img className={`picture ${className || ''}`} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
 }
 
-function describeOutput(output) {
-  return [output.width && output.height ? `${output.width}×${output.height}` : '', formatBytes(output.bytes ?? NaN), formatName(output.content_type)]
-    .filter(Boolean)
-    .join(' · ');
-}
-
-/** One image of a job: its status, the before and after pictures, downloads or the error. */
-export default function ImageCard({ image }) {
-  const outputs = image.outputs?.length
-    ? image.outputs
-    : image.output_url
-      ? [{ variant: '', url: image.output_url, width: image.width, height: image.height, bytes: image.bytes, content_type: image.content_type }]
-      : [];
+/**
+ * One image of a job: its status, the before and after pictures, downloads or the error.
+ * `name` is its file name made distinct within the job; `onCompare` opens the lightbox.
+ */
+export default function ImageCard({ image, name = image.filename, onCompare }) {
+  const outputs = outputsOf(image);
   const main = outputs[0];
-  const failure = image.status === 'failed' ? explainImageError(image.error) : null;
+  const thumbs = thumbnails(image);
+  const failure = image.status === 'failed' ? explainImageError(image) : null;
+  const saving = image.status === 'succeeded' && main ? savingText(image.input_bytes, main.bytes) : '';
 
   return (
     <li className={`image-card image-${image.status}`} data-image-id={image.image_id}>
       <div className="image-card-head">
-        <h3 className="file-name" title={image.filename}>
-          {image.filename}
+        <h3 className="file-name" title={name}>
+          {name}
         </h3>
         <span className={`badge badge-${image.status}`}>{imageStatusText(image.status)}</span>
       </div>
       <div className="before-after">
         <figure>
-          <Picture src={image.input_url} alt={`${image.filename}, before`} />
+          <Picture src={thumbs.before} alt={`${name}, before`} />
           <figcaption>Before</figcaption>
         </figure>
         <figure>
           {image.status === 'succeeded' && main ? (
-            <Picture src={main.url} alt={`${image.filename}, after`} />
+            <Picture src={thumbs.after} alt={`${name}, after`} />
           ) : image.status === 'failed' ? (
             <div className="picture picture-empty picture-failed">
               <span>No result</span>
@@ -75,9 +92,10 @@ export default function ImageCard({ image }) {
               <span>Working on it…</span>
             </div>
           )}
-          <figcaption>After{main ? ` · ${describeOutput(main)}` : ''}</figcaption>
+          <figcaption>After{main ? ` · ${describeFile(main)}` : ''}</figcaption>
         </figure>
       </div>
+      {saving && <p className="muted image-saving">{saving} than the original</p>}
       {failure && (
         <div className="image-error">
           <p>{failure.summary}</p>
@@ -86,13 +104,18 @@ export default function ImageCard({ image }) {
       )}
       {image.status === 'succeeded' && outputs.length > 0 && (
         <div className="image-downloads">
+          {onCompare && (
+            <button type="button" className="button button-small button-quiet" onClick={() => onCompare(image.image_id)} aria-label={`Compare ${name} before and after`}>
+              Compare
+            </button>
+          )}
           {outputs.map((output, index) => (
             <a
               key={output.variant || index}
               className="button button-small"
               href={output.url}
-              download={downloadName(image.filename, output.content_type, output.variant)}
-              aria-label={`Download ${image.filename}${output.variant ? ` (${output.variant})` : ''}`}
+              download={downloadName(name, output.content_type, output.variant)}
+              aria-label={`Download ${name}${output.variant ? ` (${output.variant})` : ''}`}
             >
               Download{output.variant ? ` ${output.variant}` : ''}
             </a>

@@ -1,12 +1,7 @@
 import { useState } from 'react';
-import { describeOperation, initialValues, rangeText, valuesFromOperation } from '../lib/schema.js';
-
-// Plainer words for a few well-known option values; any other value is shown as it is.
-const OPTION_LABELS = {
-  fit: { contain: 'Fit inside', cover: 'Fill and crop', fill: 'Stretch' },
-  format: { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF' },
-  direction: { horizontal: 'Horizontal (mirror)', vertical: 'Vertical (upside down)' },
-};
+import { capitalize, formatName } from '../lib/format.js';
+import { fieldHelp, fieldLabel, operationHelp, optionLabel } from '../lib/wording.js';
+import { describeOperation, enumAllowsEmpty, initialValues, rangeText, valuesFromOperation } from '../lib/schema.js';
 
 const PRESET_BLURBS = {
   thumbnail: 'Small previews for galleries and lists.',
@@ -16,13 +11,17 @@ const PRESET_BLURBS = {
 
 let nextStepId = 1;
 
+/** Steps read back from storage keep their ids: new ones must not reuse them. */
+export function reserveStepIds(steps) {
+  for (const step of steps) if (Number.isInteger(step.id)) nextStepId = Math.max(nextStepId, step.id + 1);
+}
+
 /** A new step for the custom list, with the operation's default values. */
 export function newStep(operation, op = null) {
   return { id: nextStepId++, op: operation.op, values: op ? valuesFromOperation(operation, op) : initialValues(operation) };
 }
 
 function ListInput({ id, field, value, error, hintId, errorId, onChange }) {
-  const labels = OPTION_LABELS[field.name] || OPTION_LABELS[field.name.replace(/s$/, '')] || {};
   if (field.item.kind === 'enum') {
     const chosen = new Set(value || []);
     const toggle = (option, on) => {
@@ -48,7 +47,7 @@ function ListInput({ id, field, value, error, hintId, errorId, onChange }) {
                   checked={chosen.has(String(option))}
                   onChange={(e) => toggle(String(option), e.target.checked)}
                 />
-                <label htmlFor={optionId}>{labels[option] || String(option)}</label>
+                <label htmlFor={optionId}>{optionLabel(field.name, option, formatName)}</label>
               </span>
             );
           })}
@@ -80,14 +79,22 @@ function ListInput({ id, field, value, error, hintId, errorId, onChange }) {
   );
 }
 
-function FieldInput({ stepId, field, value, error, onChange }) {
+// "1 to 100" as "Between 1 and 100.", "at most 50" as "At most 50.".
+function rangeSentence(range) {
+  if (!range) return '';
+  return range.startsWith('at ') ? `${capitalize(range)}.` : `Between ${range.replace(' to ', ' and ')}.`;
+}
+
+function FieldInput({ stepId, field: schemaField, op, value, error, onChange }) {
+  // The page's words for the field, where it has its own.
+  const field = { ...schemaField, label: fieldLabel(op, schemaField), description: fieldHelp(op, schemaField) };
   const id = `step-${stepId}-${field.name}`;
   const range = field.kind === 'integer' || field.kind === 'number' ? rangeText(field) : '';
   const listHint =
     field.kind === 'list' && field.item.kind !== 'enum'
       ? `Separate values with commas${field.maxItems !== null ? `, up to ${field.maxItems}` : ''}${rangeText(field.item) ? `; each ${rangeText(field.item)}` : ''}.`
       : '';
-  const hint = [field.description, range ? `From ${range}.` : '', listHint].filter(Boolean).join(' ');
+  const hint = [field.description, rangeSentence(range), listHint].filter(Boolean).join(' ');
   const hintId = hint || field.kind === 'list' ? `${id}-hint` : undefined;
   const errorId = error ? `${id}-error` : undefined;
   const describedBy = [hintId, errorId].filter(Boolean).join(' ') || undefined;
@@ -111,14 +118,13 @@ function FieldInput({ stepId, field, value, error, onChange }) {
   if (field.kind === 'list') {
     control = <ListInput id={id} field={field} value={value} error={error} hintId={hintId} errorId={errorId} onChange={onChange} />;
   } else if (field.kind === 'enum') {
-    const labels = OPTION_LABELS[field.name] || {};
-    const allowEmpty = !field.required && (field.default === undefined || field.default === null);
+    const allowEmpty = enumAllowsEmpty(field);
     control = (
       <select {...common} value={value} onChange={(e) => onChange(e.target.value)}>
         {allowEmpty && <option value="">Keep as is</option>}
         {field.options.map((option) => (
           <option key={String(option)} value={String(option)}>
-            {labels[option] || String(option)}
+            {optionLabel(field.name, option, formatName)}
           </option>
         ))}
       </select>
@@ -164,7 +170,7 @@ function FieldInput({ stepId, field, value, error, onChange }) {
 function StepEditor({ step, index, count, operation, errors, onChange, onMove, onRemove }) {
   const titleId = `step-${step.id}-title`;
   return (
-    <li className="step">
+    <li className="step" id={`step-${step.id}`} tabIndex={-1}>
       <fieldset aria-labelledby={titleId}>
         <div className="step-head">
           <h4 id={titleId}>
@@ -182,7 +188,7 @@ function StepEditor({ step, index, count, operation, errors, onChange, onMove, o
             </button>
           </div>
         </div>
-        {operation.description && <p className="field-hint">{operation.description}</p>}
+        {operationHelp(operation) && <p className="field-hint">{operationHelp(operation)}</p>}
         {errors?._step && (
           <p className="field-error" role="alert">
             {errors._step}
@@ -195,6 +201,7 @@ function StepEditor({ step, index, count, operation, errors, onChange, onMove, o
                 key={field.name}
                 stepId={step.id}
                 field={field}
+                op={step.op}
                 value={step.values[field.name]}
                 error={errors?.[field.name]}
                 onChange={(value) => onChange({ ...step, values: { ...step.values, [field.name]: value } })}
@@ -261,7 +268,7 @@ export default function OperationsEditor({ operations, presets, choice, onChange
           {presetNames.map((name) => (
             <label key={name} className={`preset${choice.preset === name ? ' is-selected' : ''}`}>
               <input type="radio" name="preset" value={name} checked={choice.preset === name} onChange={() => onChange({ ...choice, preset: name })} />
-              <span className="preset-name">{name.charAt(0).toUpperCase() + name.slice(1)}</span>
+              <span className="preset-name">{capitalize(name)}</span>
               {PRESET_BLURBS[name] && <span className="preset-blurb">{PRESET_BLURBS[name]}</span>}
               <span className="preset-steps">
                 {(presets[name] || []).map((op, i) => (

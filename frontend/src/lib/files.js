@@ -1,5 +1,6 @@
 // Checks on the chosen files before anything is sent, against the limits the server
 // publishes at GET /api/v1/operations, so a person learns at once what will be refused.
+import { formatBytes, formatName, listInWords } from './format.js';
 
 /** Used only until the server's own limits have loaded. */
 export const DEFAULT_LIMITS = {
@@ -26,20 +27,6 @@ const TYPE_BY_EXTENSION = {
   heif: 'image/heif',
 };
 
-/** "1.5 MB" style sizes (base 1024, as file managers show them). */
-export function formatBytes(bytes) {
-  if (!Number.isFinite(bytes) || bytes < 0) return '';
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value >= 100 ? Math.round(value) : value.toFixed(1).replace(/\.0$/, '')} ${units[unit]}`;
-}
-
 /** The MIME type a file claims, from the browser or else from its extension. */
 export function fileType(file) {
   if (file.type) return file.type.toLowerCase();
@@ -49,10 +36,7 @@ export function fileType(file) {
 
 /** "JPEG, PNG or WebP" from a list of MIME types. */
 export function describeTypes(types) {
-  const names = [...new Set(types.map((t) => t.replace(/^image\//, '').replace('jpeg', 'jpg').toUpperCase()))]
-    .map((name) => (name === 'JPG' ? 'JPEG' : name === 'WEBP' ? 'WebP' : name));
-  if (names.length <= 1) return names.join('');
-  return `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`;
+  return listInWords([...new Set(types.map(formatName))], 'or');
 }
 
 /** A stable identity for a picked file, so the same photo is not added twice. */
@@ -62,9 +46,10 @@ export function fileKey(file) {
 
 /**
  * Split newly picked files into those to add and those refused, given the files already
- * chosen. Returns `{accepted: File[], refused: [{name, reason}], duplicates: number}`.
+ * chosen. `sniffed` maps a file to what its first bytes show (`{kind, reason}`, from
+ * sniff.js). Returns `{accepted: File[], refused: [{name, reason, limit?}], duplicates: number}`.
  */
-export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS) {
+export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS, sniffed = new Map()) {
   const accepted = [];
   const refused = [];
   let duplicates = 0;
@@ -93,6 +78,15 @@ export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS) {
       refused.push({ name: file.name, reason: 'is empty.' });
       continue;
     }
+    const content = sniffed.get(file);
+    if (content && !content.kind) {
+      refused.push({ name: file.name, reason: `is ${content.reason}.` });
+      continue;
+    }
+    if (content && accepts.size && !accepts.has(`image/${content.kind}`)) {
+      refused.push({ name: file.name, reason: `is a ${formatName(content.kind)} image; ImageFlow accepts ${describeTypes([...accepts])} images.` });
+      continue;
+    }
     if (limits.max_upload_bytes && file.size > limits.max_upload_bytes) {
       refused.push({
         name: file.name,
@@ -101,13 +95,14 @@ export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS) {
       continue;
     }
     if (limits.max_files_per_job && count >= limits.max_files_per_job) {
-      refused.push({ name: file.name, reason: `was not added: one job takes at most ${limits.max_files_per_job} files.` });
+      refused.push({ name: file.name, limit: 'files', reason: `One job takes at most ${limits.max_files_per_job} photos.` });
       continue;
     }
     if (limits.max_request_bytes && total + file.size > limits.max_request_bytes) {
       refused.push({
         name: file.name,
-        reason: `was not added: one upload takes at most ${formatBytes(limits.max_request_bytes)} in all.`,
+        limit: 'bytes',
+        reason: `One upload takes at most ${formatBytes(limits.max_request_bytes)} in all.`,
       });
       continue;
     }

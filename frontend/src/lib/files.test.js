@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeFile } from '../test/fakes.js';
-import { checkFiles, describeTypes, fileType, formatBytes, tooManyPixels } from './files.js';
+import { checkFiles, describeTypes, fileType, tooManyPixels } from './files.js';
+import { formatBytes } from './format.js';
 
 const limits = {
   max_upload_bytes: 5000,
@@ -34,7 +35,7 @@ describe('checkFiles', () => {
     expect(accepted.map((f) => f.name)).toEqual(['4.jpg']);
     expect(refused.map((r) => r.name)).toEqual(['3.jpg', '5.jpg']);
     expect(refused[0].reason).toMatch(/at most 11.7 KB in all/);
-    expect(refused[1].reason).toMatch(/at most 3 files/);
+    expect(refused[1].reason).toMatch(/at most 3 photos/);
   });
 
   it('skips a photo already chosen, and empty files', () => {

@@ -3,7 +3,7 @@
 // form's values back into operations. The page offers exactly what the schema allows:
 // an operation whose required fields the editor cannot render is left out.
 
-import { formatBytes } from './files.js';
+import { capitalize, formatBytes, formatName } from './format.js';
 
 const MAX_REF_DEPTH = 20;
 
@@ -30,14 +30,14 @@ export function humanize(name) {
     .replace(/[_-]+/g, ' ')
     .trim()
     .toLowerCase();
-  return words.charAt(0).toUpperCase() + words.slice(1);
+  return capitalize(words);
 }
 
 // pydantic titles a field "max_bytes" as "Max Bytes"; the page says "Max bytes".
 function autoTitle(name) {
   return String(name)
     .split('_')
-    .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
+    .map(capitalize)
     .join(' ');
 }
 
@@ -180,6 +180,11 @@ export function parseOperationsSchema(schema) {
   return operations;
 }
 
+/** Whether a choice may be left empty ("Keep as is"): optional and without a default. */
+export function enumAllowsEmpty(field) {
+  return !field.required && (field.default === undefined || field.default === null);
+}
+
 /** The form values of a fresh step: each field's default, as the inputs hold it. */
 export function initialValues(operation) {
   const values = {};
@@ -187,7 +192,11 @@ export function initialValues(operation) {
     if (field.kind === 'boolean') values[field.name] = field.default === true;
     else if (field.kind === 'const') values[field.name] = field.value;
     else if (field.kind === 'list') values[field.name] = listValue(field, field.default);
-    else if (field.default === undefined || field.default === null) values[field.name] = '';
+    // A select shows its first option when nothing is chosen: hold that option, so what
+    // the step sends is what it shows.
+    else if (field.kind === 'enum' && !enumAllowsEmpty(field) && (field.default === undefined || field.default === null)) {
+      values[field.name] = String(field.options[0] ?? '');
+    } else if (field.default === undefined || field.default === null) values[field.name] = '';
     else values[field.name] = String(field.default);
   }
   return values;
@@ -323,8 +332,6 @@ function safeRegExp(pattern) {
   }
 }
 
-const FORMAT_NAMES = { jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF' };
-
 /** One operation in a few plain words, e.g. "Resize to fit 1600 × 1600". */
 export function describeOperation(op) {
   const size = (w, h) => `${w ?? 'auto'} × ${h ?? 'auto'}`;
@@ -347,7 +354,7 @@ export function describeOperation(op) {
     case 'sharpen':
       return 'Sharpen';
     case 'format': {
-      const name = FORMAT_NAMES[op.format] || String(op.format || '').toUpperCase();
+      const name = formatName(op.format);
       return `Save as ${name}${op.quality ? ` at quality ${op.quality}` : ''}`;
     }
     default: {

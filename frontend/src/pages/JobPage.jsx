@@ -1,10 +1,12 @@
-import { useEffect, useState } from 'react';
-import ImageCard from '../components/ImageCard.jsx';
+import { useEffect, useMemo, useState } from 'react';
 import Notice from '../components/Notice.jsx';
-import ProgressBar from '../components/ProgressBar.jsx';
-import { isTerminal, jobStatusText, formatTime } from '../lib/jobs.js';
-import { linkHandler } from '../lib/router.js';
-import { describeOperation } from '../lib/schema.js';
+import Gallery from '../components/job/Gallery.jsx';
+import JobSummary, { NewBatchLink } from '../components/job/JobSummary.jsx';
+import Lightbox from '../components/job/Lightbox.jsx';
+import StatusFilter, { filterImages } from '../components/job/StatusFilter.jsx';
+import SubmittedNotice from '../components/job/SubmittedNotice.jsx';
+import { distinctNames } from '../lib/format.js';
+import { isTerminal, jobStatusText } from '../lib/jobs.js';
 import useJob from '../lib/useJob.js';
 
 const HEADINGS = {
@@ -15,120 +17,37 @@ const HEADINGS = {
   failed: 'Your photos could not be processed',
 };
 
-function NewBatchLink({ children = 'Process more photos', className = 'button' }) {
+/** The job's photos: a filter by state, the grid of cards, and the lightbox. */
+function Photos({ images }) {
+  const [filter, setFilter] = useState('all');
+  const [open, setOpen] = useState(null); // image id shown in the lightbox
+  const names = useMemo(() => {
+    const distinct = distinctNames(images.map((image) => image.filename));
+    return Object.fromEntries(images.map((image, index) => [image.image_id, distinct[index]]));
+  }, [images]);
+  const shown = filterImages(images, filter);
+  const comparable = images.filter((image) => image.status === 'succeeded');
+  const openIndex = comparable.findIndex((image) => image.image_id === open);
   return (
-    <a href="/" className={className} onClick={linkHandler('/')}>
-      {children}
-    </a>
-  );
-}
-
-function CopyLink() {
-  const [copied, setCopied] = useState(false);
-  const url = window.location.href;
-  const copy = async () => {
-    try {
-      await navigator.clipboard.writeText(url);
-      setCopied(true);
-      setTimeout(() => setCopied(false), 2500);
-    } catch {
-      setCopied(false);
-    }
-  };
-  if (!navigator.clipboard) return null;
-  return (
-    <button type="button" className="button button-small button-quiet" onClick={copy}>
-      {copied ? 'Link copied' : 'Copy link to this page'}
-    </button>
-  );
-}
-
-/** The server's reason for refusing a file, without the file name it starts with. */
-export function refusalReason(entry) {
-  const message = entry.error?.message || 'was refused.';
-  const prefix = `${entry.filename}: `;
-  const reason = message.startsWith(prefix) ? message.slice(prefix.length) : message;
-  return `${reason.charAt(0).toUpperCase()}${reason.slice(1)}${/[.!?]$/.test(reason) ? '' : '.'}`;
-}
-
-function SubmittedNotice({ submitted }) {
-  const rejected = submitted.rejected || [];
-  return (
-    <>
-      <Notice tone="success" title={`Upload complete: ${submitted.count} ${submitted.count === 1 ? 'photo' : 'photos'} sent.`}>
-        <p>
-          This page updates by itself.{' '}
-          {submitted.email ? `We'll also email ${submitted.email} when the results are ready, so you can close it.` : 'Keep its address to come back later.'}
-        </p>
-      </Notice>
-      {rejected.length > 0 && (
-        <Notice tone="warning" title={`The server refused ${rejected.length} ${rejected.length === 1 ? 'file' : 'files'}:`}>
-          <ul className="refused-list">
-            {rejected.map((entry, index) => (
-              <li key={index}>
-                <span className="file-name-inline">{entry.filename}</span>: {refusalReason(entry)}
-              </li>
-            ))}
-          </ul>
-        </Notice>
-      )}
-    </>
-  );
-}
-
-function JobSummary({ job }) {
-  const done = (job.succeeded || 0) + (job.failed || 0);
-  const total = job.total || 0;
-  const pending = job.pending ?? Math.max(0, total - done);
-  const terminal = isTerminal(job.status);
-  return (
-    <section className="card job-summary" aria-labelledby="summary-title">
-      <div className="job-summary-head">
-        <h2 id="summary-title">
-          Status: <span className={`badge badge-job-${job.status}`}>{jobStatusText(job.status)}</span>
+    <section aria-labelledby="gallery-title">
+      <div className="gallery-head">
+        <h2 id="gallery-title" className="gallery-title">
+          Photos <span className="muted">({images.length})</span>
         </h2>
-        {job.succeeded > 0 && job.links?.archive && (
-          <a className="button button-primary" href={job.links.archive} download={`imageflow-${job.job_id}.zip`}>
-            {terminal ? 'Download all (zip)' : `Download the ${job.succeeded} finished (zip)`}
-          </a>
-        )}
+        {images.length > 0 && <StatusFilter images={images} value={filter} onChange={setFilter} />}
       </div>
-      <ProgressBar
-        id="job-progress"
-        label={terminal ? 'Finished' : 'Progress'}
-        value={done}
-        max={total}
-        text={`${done} of ${total} ${total === 1 ? 'photo' : 'photos'} done`}
-      />
-      <p className="visually-hidden" role="status">
-        {jobStatusText(job.status)}: {done} of {total} done.
-      </p>
-      <dl className="counts">
-        <div>
-          <dt>Succeeded</dt>
-          <dd data-testid="count-succeeded">{job.succeeded || 0}</dd>
-        </div>
-        <div>
-          <dt>Failed</dt>
-          <dd data-testid="count-failed">{job.failed || 0}</dd>
-        </div>
-        <div>
-          <dt>Waiting</dt>
-          <dd data-testid="count-pending">{pending}</dd>
-        </div>
-      </dl>
-      <p className="muted job-meta">
-        Started {formatTime(job.created_at)}
-        {job.completed_at ? ` · finished ${formatTime(job.completed_at)}` : ''}
-        {job.email ? ` · results link sent to ${job.email}` : ''}
-      </p>
-      {Array.isArray(job.operations) && job.operations.length > 0 && (
-        <p className="muted job-meta">Steps: {job.operations.map(describeOperation).join(' → ')}</p>
+      {images.length === 0 && <p className="muted">This job has no photos.</p>}
+      {images.length > 0 && shown.length === 0 && <p className="muted">No photos in this state.</p>}
+      {shown.length > 0 && <Gallery images={shown} names={names} onCompare={setOpen} />}
+      {openIndex >= 0 && (
+        <Lightbox
+          images={comparable}
+          names={names}
+          index={openIndex}
+          onIndex={(index) => setOpen(comparable[index]?.image_id ?? null)}
+          onClose={() => setOpen(null)}
+        />
       )}
-      <div className="job-actions">
-        <CopyLink />
-        <NewBatchLink className="button button-small button-quiet" />
-      </div>
     </section>
   );
 }
@@ -196,7 +115,6 @@ export default function JobPage({ jobId, submitted }) {
     );
   }
 
-  const images = job.images || [];
   return (
     <div className="page job-page">
       <h1 tabIndex={-1} id="page-title">{HEADINGS[job.status] || 'Your job'}</h1>
@@ -221,20 +139,7 @@ export default function JobPage({ jobId, submitted }) {
         </Notice>
       )}
       <JobSummary job={job} />
-      <section aria-labelledby="gallery-title">
-        <h2 id="gallery-title" className="gallery-title">
-          Photos <span className="muted">({images.length})</span>
-        </h2>
-        {images.length === 0 ? (
-          <p className="muted">This job has no photos.</p>
-        ) : (
-          <ul className="gallery">
-            {images.map((image) => (
-              <ImageCard key={image.image_id} image={image} />
-            ))}
-          </ul>
-        )}
-      </section>
+      <Photos images={job.images || []} />
     </div>
   );
 }

@@ -1,6 +1,6 @@
 import { act, fireEvent, render, screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import App from '../App.jsx';
 import { jsonResponse, makeJob, mockFetch, networkFailure } from '../test/fakes.js';
 
@@ -37,7 +37,7 @@ const running = makeJob({
   status: 'processing',
   images: [
     { filename: 'beach.jpg', status: 'succeeded' },
-    { filename: 'broken.jpg', status: 'failed', error: 'the file is truncated: the image data ends early' },
+    { filename: 'broken.jpg', status: 'failed', error_code: 'corrupt', error: 'the file is truncated: the image data ends early' },
     { filename: 'dog.png', status: 'queued' },
   ],
 });
@@ -46,7 +46,7 @@ const finished = makeJob({
   status: 'completed_with_errors',
   images: [
     { filename: 'beach.jpg', status: 'succeeded' },
-    { filename: 'broken.jpg', status: 'failed', error: 'the file is truncated: the image data ends early' },
+    { filename: 'broken.jpg', status: 'failed', error_code: 'corrupt', error: 'the file is truncated: the image data ends early' },
     { filename: 'dog.png', status: 'succeeded' },
   ],
 });
@@ -94,6 +94,14 @@ describe('job page', () => {
     expect(within(broken).getByText('This image file is damaged or incomplete, so it could not be read.')).toBeInTheDocument();
     expect(within(broken).getByText('Details: the file is truncated: the image data ends early')).toBeInTheDocument();
     expect(within(broken).queryByRole('link', { name: /Download/ })).not.toBeInTheDocument();
+  });
+
+  it("shows the server's message for an error without a code the page knows", async () => {
+    openJobPage([
+      jsonResponse(200, makeJob({ jobId: JOB_ID, status: 'failed', images: [{ filename: 'odd.jpg', status: 'failed', error_code: 'something_new', error: 'the moon is in the way' }] })),
+    ]);
+    const odd = (await screen.findByRole('heading', { name: 'odd.jpg' })).closest('li');
+    expect(within(odd).getByText('The moon is in the way.')).toBeInTheDocument();
   });
 
   it('says clearly when the job id is unknown', async () => {
@@ -161,5 +169,97 @@ describe('job page', () => {
     expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=1');
     fireEvent.error(screen.getByAltText('a.jpg, before'));
     expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=2');
+  });
+
+  it('says the email is still to come while the job runs, and sent once it is done', async () => {
+    const withEmail = (job) => jsonResponse(200, { ...job, email: 'me@example.com' });
+    openJobPage([withEmail(running), withEmail(finished)]);
+    expect(await screen.findByText("We'll email a link to me@example.com when every photo is done.")).toBeInTheDocument();
+    expect(screen.queryByText(/sent to|emailed to/)).not.toBeInTheDocument();
+    await nextPoll();
+    expect(await screen.findByText('A link to these results was emailed to me@example.com.')).toBeInTheDocument();
+  });
+
+  it('shows and downloads two photos of the same name distinctly', async () => {
+    const job = makeJob({ jobId: JOB_ID, status: 'completed', images: [{ filename: 'IMG_0001.jpg', status: 'succeeded' }, { filename: 'IMG_0001.jpg', status: 'succeeded' }] });
+    job.images.forEach((image) => {
+      image.content_type = 'image/webp';
+      image.outputs[0].content_type = 'image/webp';
+    });
+    openJobPage([jsonResponse(200, job)]);
+    expect(await screen.findByRole('heading', { name: 'IMG_0001.jpg' })).toBeInTheDocument();
+    expect(screen.getByRole('heading', { name: 'IMG_0001 (2).jpg' })).toBeInTheDocument();
+    expect(screen.getByRole('link', { name: 'Download IMG_0001.jpg' })).toHaveAttribute('download', 'IMG_0001.webp');
+    expect(screen.getByRole('link', { name: 'Download IMG_0001 (2).jpg' })).toHaveAttribute('download', 'IMG_0001 (2).webp');
+  });
+
+  it('compares a photo before and after in a lightbox, with sizes and the saving', async () => {
+    openJobPage([jsonResponse(200, finished)]);
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    expect(await screen.findByTestId('job-saving')).toHaveTextContent('406 KB of originals became 102 KB (75% smaller).');
+    await user.click(screen.getByRole('button', { name: 'Compare beach.jpg before and after' }));
+    const dialog = screen.getByRole('dialog', { name: 'beach.jpg' });
+    const id = finished.images[0].image_id;
+    expect(within(dialog).getByAltText('beach.jpg, before')).toHaveAttribute('src', `/api/v1/jobs/${JOB_ID}/images/${id}/input`);
+    expect(within(dialog).getByAltText('beach.jpg, after')).toHaveAttribute('src', `/api/v1/jobs/${JOB_ID}/images/${id}/output`);
+    expect(dialog).toHaveTextContent('Before · 203 KB · JPEG');
+    expect(dialog).toHaveTextContent('After · 800×600 · 50.8 KB · JPEG');
+    expect(within(dialog).getByTestId('lightbox-saving')).toHaveTextContent('75% smaller than the original');
+    expect(within(dialog).getByRole('button', { name: 'Close' })).toHaveFocus();
+    await user.click(within(dialog).getByRole('button', { name: 'Next →' }));
+    expect(screen.getByRole('dialog', { name: 'dog.png' })).toBeInTheDocument();
+    await user.keyboard('{Escape}');
+    expect(screen.queryByRole('dialog')).not.toBeInTheDocument();
+  });
+
+  it('filters the photos by state', async () => {
+    openJobPage([jsonResponse(200, running)]);
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    await screen.findByRole('heading', { name: 'beach.jpg' });
+    await user.click(screen.getByRole('button', { name: 'Failed (1)' }));
+    expect(screen.getByRole('button', { name: 'Failed (1)' })).toHaveAttribute('aria-pressed', 'true');
+    expect(screen.getByRole('heading', { name: 'broken.jpg' })).toBeInTheDocument();
+    expect(screen.queryByRole('heading', { name: 'beach.jpg' })).not.toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Waiting (1)' }));
+    expect(screen.getByRole('heading', { name: 'dog.png' })).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'All (3)' }));
+    expect(screen.getAllByRole('heading', { level: 3 })).toHaveLength(3);
+  });
+
+  it('uses the small previews the server offers for the pictures', async () => {
+    const job = makeJob({ jobId: JOB_ID, status: 'completed', images: [{ filename: 'pic.jpg', status: 'succeeded' }] });
+    job.images[0].input_preview_url = '/previews/in.webp';
+    job.images[0].outputs[0].preview_url = '/previews/out.webp';
+    openJobPage([jsonResponse(200, job)]);
+    expect(await screen.findByAltText('pic.jpg, before')).toHaveAttribute('src', '/previews/in.webp');
+    expect(screen.getByAltText('pic.jpg, after')).toHaveAttribute('src', '/previews/out.webp');
+    // The download is still the full result.
+    expect(screen.getByRole('link', { name: 'Download pic.jpg' })).toHaveAttribute('href', `/api/v1/jobs/${JOB_ID}/images/${job.images[0].image_id}/output`);
+  });
+
+  it('draws only the cards on screen of a big job', async () => {
+    // jsdom lays nothing out: give each row of cards the height a browser would.
+    const offsetHeight = Object.getOwnPropertyDescriptor(HTMLElement.prototype, 'offsetHeight');
+    Object.defineProperty(HTMLElement.prototype, 'offsetHeight', {
+      configurable: true,
+      get() {
+        return this.matches('ul.gallery') ? 430 : 0;
+      },
+    });
+    onTestFinished(() => Object.defineProperty(HTMLElement.prototype, 'offsetHeight', offsetHeight));
+    const images = Array.from({ length: 300 }, (_, i) => ({ filename: `photo-${i + 1}.jpg`, status: 'succeeded' }));
+    openJobPage([jsonResponse(200, makeJob({ jobId: JOB_ID, status: 'completed', images }))]);
+    expect(await screen.findByRole('heading', { name: 'photo-1.jpg' })).toBeInTheDocument();
+    const drawn = document.querySelectorAll('li.image-card').length;
+    expect(drawn).toBeGreaterThan(0);
+    expect(drawn).toBeLessThan(10);
+    expect(screen.queryByRole('heading', { name: 'photo-200.jpg' })).not.toBeInTheDocument();
+    act(() => {
+      Object.defineProperty(window, 'scrollY', { value: 430 * 199, configurable: true });
+      window.dispatchEvent(new Event('scroll'));
+    });
+    expect(await screen.findByRole('heading', { name: 'photo-200.jpg' })).toBeInTheDocument();
+    expect(screen.queryByRole('heading', { name: 'photo-1.jpg' })).not.toBeInTheDocument();
+    Object.defineProperty(window, 'scrollY', { value: 0, configurable: true });
   });
 });

@@ -1,4 +1,4 @@
-import { act, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import App from '../App.jsx';
@@ -15,12 +15,18 @@ function serveOperations(answer = () => jsonResponse(200, operationsFixture)) {
 async function renderReady() {
   const user = userEvent.setup({ applyAccept: false });
   render(<App />);
-  await screen.findByRole('radio', { name: /web/i });
+  await screen.findByRole('radio', { name: 'Build my own steps' });
   return user;
+}
+
+// The page reads each file's first bytes before listing it: let that finish.
+async function settle() {
+  await act(() => new Promise((resolve) => setTimeout(resolve, 30)));
 }
 
 async function addFiles(user, files) {
   await user.upload(screen.getByTestId('file-input'), files);
+  await settle();
 }
 
 beforeEach(() => {
@@ -34,7 +40,10 @@ describe('upload page', () => {
     expect(screen.getByRole('radio', { name: /web/i })).toBeChecked();
     expect(screen.getByRole('radio', { name: /thumbnail/i })).not.toBeChecked();
     expect(screen.getByText('Save as JPEG at quality 50')).toBeInTheDocument();
-    expect(screen.getByText(/JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF or HEIC · up to 25 MB each · up to 100 photos/)).toBeInTheDocument();
+    // Every limit is said before a file is picked.
+    expect(
+      screen.getByText('JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF or HEIC · up to 25 MB each and 200 MB in all · up to 100 photos per batch · up to 50 megapixels each'),
+    ).toBeInTheDocument();
   });
 
   it('lists chosen photos with a thumbnail and size, and explains the ones it refuses', async () => {
@@ -163,9 +172,13 @@ describe('upload page', () => {
         },
       }),
     );
-    const alert = await screen.findByText('The server refused the upload');
-    expect(alert.closest('.notice')).toHaveTextContent('operations[0] (resize): give width, height or both');
-    expect(screen.getByText('Give width, height or both.')).toBeInTheDocument();
+    // Said once, on the step, counting steps from 1 as the page does; the summary links there.
+    expect(await screen.findAllByText('Give width, height or both.')).toHaveLength(1);
+    expect(screen.queryByText(/operations\[0\]/)).not.toBeInTheDocument();
+    expect(screen.queryByText('The server refused the upload')).not.toBeInTheDocument();
+    const link = screen.getByRole('link', { name: 'Check the settings of step 1.' });
+    await user.click(link);
+    expect(document.activeElement).toBe(screen.getByLabelText(/^Width/));
     // The form stays usable for another try.
     expect(screen.getByRole('button', { name: 'Process 1 photo' })).toBeEnabled();
   });
@@ -226,5 +239,105 @@ describe('upload page', () => {
     expect(await screen.findByText('Upload cancelled. Nothing was sent to be processed.')).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Process 1 photo' })).toBeEnabled();
     expect(window.location.pathname).toBe('/');
+  });
+
+  it('sends the format a new "Convert format" step shows', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
+    await user.selectOptions(screen.getByLabelText('Add a step'), 'format');
+    await user.click(screen.getByRole('button', { name: 'Add step' }));
+    const select = screen.getByLabelText(/^Format/);
+    expect(select).toHaveValue('jpeg');
+    expect(within(select).getByRole('option', { selected: true })).toHaveTextContent('JPEG');
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    expect(screen.queryByText('Format is required.')).not.toBeInTheDocument();
+    expect(JSON.parse(FakeXHR.last().body.get('operations'))[0]).toMatchObject({ op: 'format', format: 'jpeg' });
+  });
+
+  it('refuses a renamed PDF before uploading, with the reason the server would give', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('photo.jpg'), makeFile('scan.jpg', 'image/jpeg', 2000, '%PDF-1.7\n'), makeFile('notes.png', 'image/png', 14, 'just some text')]);
+    expect(screen.getByRole('heading', { name: /1 photo chosen/ })).toBeInTheDocument();
+    const warning = screen.getByText('2 files were not added').closest('.notice');
+    expect(warning).toHaveTextContent('scan.jpg is not a supported image: the content is a PDF document.');
+    expect(warning).toHaveTextContent('notes.png is not an image: the content is text.');
+    expect(screen.getByRole('button', { name: 'Process 1 photo' })).toBeInTheDocument();
+  });
+
+  it('names the real format of a photo whose extension is wrong', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('really-a-png.jpg', 'image/jpeg', 2048, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])]);
+    expect(screen.getByText(/2 KB · PNG/)).toBeInTheDocument();
+  });
+
+  it('says a batch limit once, naming the files it left out', async () => {
+    serveOperations(() => jsonResponse(200, { ...operationsFixture, limits: { ...operationsFixture.limits, max_files_per_job: 2 } }));
+    const user = await renderReady();
+    await addFiles(user, ['a', 'b', 'c', 'd', 'e'].map((n) => makeFile(`${n}.jpg`)));
+    const warning = screen.getByText('3 files were not added').closest('.notice');
+    expect(within(warning).getAllByRole('listitem')).toHaveLength(1);
+    expect(warning).toHaveTextContent('One job takes at most 2 photos. Not added: 3 files (c.jpg, d.jpg, e.jpg).');
+  });
+
+  it('shows two photos of the same name distinctly', async () => {
+    serveOperations();
+    const user = await renderReady();
+    const first = makeFile('IMG_0001.jpg', 'image/jpeg', 1000);
+    const second = makeFile('IMG_0001.jpg', 'image/jpeg', 1200);
+    await addFiles(user, [first, second]);
+    expect(screen.getByText('IMG_0001.jpg')).toBeInTheDocument();
+    expect(screen.getByText('IMG_0001 (2).jpg')).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Remove IMG_0001 (2).jpg' })).toBeInTheDocument();
+  });
+
+  it('keeps the photos and steps after leaving the page and coming back', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('kept.jpg')]);
+    await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
+    await user.selectOptions(screen.getByLabelText('Add a step'), 'rotate');
+    await user.click(screen.getByRole('button', { name: 'Add step' }));
+    await user.type(screen.getByLabelText(/^Degrees/), '90');
+    await user.type(screen.getByLabelText('Email address'), 'me@example.com');
+    cleanup(); // the page goes away: Back, "Process more photos" or a reload
+
+    await renderReady();
+    await settle();
+    expect(screen.getByText('kept.jpg')).toBeInTheDocument();
+    expect(screen.getByRole('radio', { name: 'Build my own steps' })).toBeChecked();
+    expect(screen.getByLabelText(/^Degrees/)).toHaveValue(90);
+    expect(screen.getByLabelText('Email address')).toHaveValue('me@example.com');
+    await user.click(screen.getByRole('button', { name: 'Remove kept.jpg' }));
+    cleanup();
+    await renderReady();
+    await settle();
+    expect(screen.queryByText('kept.jpg')).not.toBeInTheDocument();
+  });
+
+  it('asks before leaving while photos are being uploaded', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    const leaving = new Event('beforeunload', { cancelable: true });
+    window.dispatchEvent(leaving);
+    expect(leaving.defaultPrevented).toBe(true);
+    act(() => FakeXHR.last().respond(202, { job_id: 'f'.repeat(32), status: 'queued', images: [], rejected: [] }));
+    await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${'f'.repeat(32)}`));
+    const later = new Event('beforeunload', { cancelable: true });
+    window.dispatchEvent(later);
+    expect(later.defaultPrevented).toBe(false);
+  });
+
+  it('does not offer dragging on a touch screen', async () => {
+    vi.stubGlobal('matchMedia', (query) => ({ matches: query === '(pointer: coarse)', addEventListener() {}, removeEventListener() {} }));
+    serveOperations();
+    await renderReady();
+    expect(screen.queryByText(/Drag/)).not.toBeInTheDocument();
+    expect(screen.getByText('Add photos from this device')).toBeInTheDocument();
   });
 });

@@ -86,9 +86,20 @@ export class FakeXHR {
   }
 }
 
-/** A File of `size` bytes with a name and type. */
-export function makeFile(name, type = 'image/jpeg', size = 1000) {
-  return new File([new Uint8Array(size)], name, { type, lastModified: 1700000000000 });
+// The first bytes of each format, as the page's sniffing (lib/sniff.js) expects them.
+const MAGIC = {
+  'image/jpeg': [0xff, 0xd8, 0xff, 0xe0],
+  'image/png': [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
+  'image/gif': [...'GIF89a'].map((c) => c.charCodeAt(0)),
+  'image/webp': [...'RIFF\0\0\0\0WEBP'].map((c) => c.charCodeAt(0)),
+};
+
+/** A File of `size` bytes with a name and type; `content` (bytes or text) replaces the image header. */
+export function makeFile(name, type = 'image/jpeg', size = 1000, content = null) {
+  const bytes = new Uint8Array(size);
+  const head = typeof content === 'string' ? [...new TextEncoder().encode(content)] : content || MAGIC[type] || [];
+  bytes.set(head.slice(0, size));
+  return new File([bytes], name, { type, lastModified: 1700000000000 });
 }
 
 /** A job as GET /api/v1/jobs/<id> returns it, with `images` given in short form. */
@@ -121,6 +132,9 @@ export function makeJob({ jobId = 'a'.repeat(32), status = 'processing', images 
         filename: image.filename,
         status: image.status,
         error: image.error ?? null,
+        ...(image.error_code ? { error_code: image.error_code } : {}),
+        input_bytes: 208000,
+        input_content_type: 'image/jpeg',
         width: done ? 800 : null,
         height: done ? 600 : null,
         bytes: done ? 52000 : null,

@@ -128,3 +128,28 @@ def test_paging_over_jobs_created_in_the_same_millisecond_skips_and_repeats_none
             break
     assert sorted(seen) == sorted(made) and len(seen) == len(made)
     assert [j.job_id for j in iter_jobs(jobstore, owner=owner, page_size=2)] == seen
+
+
+def _preset(owner, name, operations, now="2024-05-01T10:00:00.000Z"):
+    from imageflow.jobstore import SavedPreset
+    return SavedPreset(owner=owner, name=name, operations=operations, created_at=now, updated_at=now)
+
+
+def test_presets_are_saved_per_owner_listed_by_name_replaced_and_deleted(jobstore):
+    owner, other = f"owner-{new_id()}", f"other-{new_id()}"
+    jobstore.save_preset(_preset(owner, "Web small", [{"op": "resize", "width": 800}]))
+    jobstore.save_preset(_preset(owner, "Archive/2024", [{"op": "format", "format": "png"}]))
+    jobstore.save_preset(_preset(other, "Web small", [{"op": "grayscale"}]))
+    assert [(p.name, p.operations) for p in jobstore.list_presets(owner)] == [
+        ("Archive/2024", [{"op": "format", "format": "png"}]), ("Web small", [{"op": "resize", "width": 800}])]
+    assert [p.operations for p in jobstore.list_presets(other)] == [[{"op": "grayscale"}]]
+
+    replaced = jobstore.save_preset(_preset(owner, "Web small", [{"op": "resize", "width": 640}],
+                                            now="2024-06-01T10:00:00.000Z"))
+    assert (replaced.created_at, replaced.updated_at) == ("2024-05-01T10:00:00.000Z", "2024-06-01T10:00:00.000Z")
+    assert [p.operations for p in jobstore.list_presets(owner) if p.name == "Web small"] == [[{"op": "resize", "width": 640}]]
+
+    assert jobstore.delete_preset(owner, "Web small") is True
+    assert jobstore.delete_preset(owner, "Web small") is False
+    assert [p.name for p in jobstore.list_presets(owner)] == ["Archive/2024"]
+    assert [p.name for p in jobstore.list_presets(other)] == ["Web small"]

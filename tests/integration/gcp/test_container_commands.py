@@ -17,7 +17,7 @@ import pytest
 import requests
 import yaml
 
-from imageflow.devtools.emulators import free_port
+from devtools.emulators import free_port
 
 pytestmark = pytest.mark.emulators
 
@@ -100,7 +100,7 @@ def _port_open(port: int) -> bool:
 
 def test_container_commands_start_ready_on_the_compose_environment(compose_like_env, tmp_path):
     setup_env = {**compose_env("setup"), **compose_like_env}
-    setup = subprocess.run([sys.executable, "-m", "imageflow.devtools.emulators", "setup"], cwd=ROOT,
+    setup = subprocess.run([sys.executable, "-m", "devtools.emulators", "setup"], cwd=ROOT,
                            env={**os.environ, **setup_env}, capture_output=True, text=True, timeout=120)
     assert setup.returncode == 0, setup.stdout + setup.stderr
 
@@ -143,7 +143,7 @@ def test_compose_sendgrid_relay_command_relays_to_smtp(tmp_path, monkeypatch):
     import smtplib
     import threading
 
-    from imageflow.devtools import sendgrid_relay
+    from devtools import sendgrid_relay
 
     sent = []
 
@@ -162,7 +162,7 @@ def test_compose_sendgrid_relay_command_relays_to_smtp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(smtplib, "SMTP", FakeSMTP)
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["sendgrid"]
-    argv = spec["command"][3:]  # after python -m imageflow.devtools.sendgrid_relay
+    argv = spec["command"][3:]  # after python -m devtools.sendgrid_relay
     port = free_port()
     argv[argv.index("--host") + 1] = "127.0.0.1"
     argv[argv.index("--port") + 1] = str(port)

@@ -16,3 +16,32 @@ def test_benchmark_cases_run_on_small_inputs(tmp_path):
         for impl in ("engine", "naive"):
             result = bench.run_worker(case, impl, path, seconds=0, min_runs=1)
             assert result["times"] and result["output_bytes"] > 0 and result["peak_rss_mb"] > 0
+
+
+peers = pytest.importorskip("bench.peers")
+
+
+def test_peers_benchmark_measures_each_local_implementation_on_small_inputs(tmp_path):
+    """The in-process parts of ``bench peers`` (its workers, the ceiling decoders, PSNR) on
+    tiny inputs; thumbor and the peers' own virtualenvs are installed by the benchmark
+    itself, never by the test suite."""
+    inputs = peers.make_inputs(tmp_path, scale=0.02)
+    assert set(inputs) == {"12mp-baseline.jpg", "12mp-progressive.jpg", "4mp.jpg", "5k-render.png", "16mp.webp"}
+    with Image.open(inputs["12mp-progressive.jpg"]) as image:
+        assert image.info.get("progressive") and image.size == (80, 60)
+    impls = ["engine", "pillow-draft", "decode-pillow", "decode-simplejpeg"]
+    pytest.importorskip("pyvips")
+    impls += ["pyvips", "decode-vips"]
+    reference = peers.Reference()
+    for name in ("12mp-baseline.jpg", "5k-render.png", "16mp.webp"):
+        for impl in impls:
+            if impl == "decode-simplejpeg" and not name.endswith(".jpg"):
+                continue
+            out = tmp_path / f"{impl}-{name}.out"
+            result = peers.run_worker(peers.sys.executable, impl, inputs[name], out, 0, 1, max(peers.os.sched_getaffinity(0)),
+                                      peers.ROOT if impl == "engine" else None)
+            assert result["times"] and result["times"][0] > 0 and result["peak_above_idle_mb"] >= 0
+            if not impl.startswith("decode-"):
+                with Image.open(out) as image:
+                    assert image.format == "JPEG"
+                assert 20 < reference.psnr(inputs[name], out.read_bytes()) < 80

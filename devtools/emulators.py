@@ -11,7 +11,7 @@ unchanged against them.
 
 CLI (used by ``./scripts.sh up --emulators``)::
 
-    python -m imageflow.devtools.emulators run --env-file .imageflow/emulators.env
+    python -m devtools.emulators run --env-file .imageflow/emulators.env
 
 starts all three, writes ``KEY=VALUE`` lines to the env file, stays in the foreground until
 SIGTERM/SIGINT, then stops everything and removes the env file.
@@ -447,9 +447,9 @@ def setup_from_env(attempts: int = 60) -> None:
     """Against emulators already running (``*_EMULATOR_HOST`` set): create ``GCS_BUCKET`` and
     every topic and subscription (docker-compose's one-shot ``setup`` service). Retries
     while the emulators are still starting."""
-    from ..bootstrap import make_bus
-    from ..settings import Settings
-    from .. import topology
+    from imageflow import topology
+    from imageflow.bootstrap import make_bus
+    from imageflow.settings import Settings
 
     settings = Settings.from_env()
     if settings.backend != "gcp" or not os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -475,8 +475,8 @@ def setup_from_env(attempts: int = 60) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m imageflow.devtools.emulators run|setup|check``."""
-    parser = argparse.ArgumentParser(prog="python -m imageflow.devtools.emulators",
+    """``python -m devtools.emulators run|setup|check``."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.emulators",
                                      description="Run the Pub/Sub, Firestore and Cloud Storage emulators.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the emulators, write the env file, wait for SIGTERM/SIGINT")

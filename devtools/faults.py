@@ -9,10 +9,14 @@ settings of the process that gets it:
 - ``processor_delay_on=<text>`` and ``processor_delay_seconds=<s>``: the processor spends
   ``<s>`` extra seconds on such a task (a task slower than the ack deadline). Several
   ``<text>:<s>`` pairs separated by ``|`` give each its own delay.
-- ``storage_fail_rate=<0..1>``: that fraction of local blob writes fail half-way through
-  (half the bytes written, then an I/O error), as a full disk or a dropped connection would.
+- ``storage_fail_rate=<0..1>``: that fraction of blob writes fail, as a full disk or a
+  dropped connection would (the object is not written).
 
-Nothing here runs in a normal deployment: with the variable unset every hook is a no-op.
+The faults wrap the production parts from the outside: :class:`FaultyBlobStore` around any
+blob store, and :class:`FaultyRender` as the processor's render function.
+``python -m devtools.faulty_processor`` runs the image processor with both; the local stack
+starts it instead of ``services.image_processor`` for a process whose environment sets
+``IMAGEFLOW_FAULTS``. Production code never imports this module.
 """
 from __future__ import annotations
 
@@ -22,6 +26,12 @@ import random
 import signal
 import time
 from dataclasses import dataclass
+from typing import BinaryIO, Mapping
+
+from imageflow.blobstore import BlobStore, BlobStoreError
+from imageflow.engine import Limits, Rendered
+from imageflow.messages import Task
+from services.image_processor.processing import render_task
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,10 @@ class Faults:
             raise FaultsError("IMAGEFLOW_FAULTS: storage_fail_rate must be between 0 and 1")
         return faults
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Faults":
+        return cls.parse((os.environ if env is None else env).get("IMAGEFLOW_FAULTS"))
+
     @property
     def active(self) -> bool:
         return self != Faults()
@@ -92,3 +106,53 @@ class Faults:
 
 
 NO_FAULTS = Faults()
+
+
+class FaultyBlobStore(BlobStore):
+    """A blob store whose writes fail at ``faults.storage_fail_rate``; everything else is the
+    wrapped store's."""
+
+    def __init__(self, inner: BlobStore, faults: Faults):
+        self.inner = inner
+        self.faults = faults
+
+    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
+        if self.faults.storage_write_fails():
+            raise BlobStoreError(f"could not write {path}: injected write failure")
+        self.inner.put(path, data, content_type, cache_control=cache_control)
+
+    def get(self, path: str) -> bytes:
+        return self.inner.get(path)
+
+    def open(self, path: str) -> BinaryIO:
+        return self.inner.open(path)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def list(self, prefix: str) -> list[str]:
+        return self.inner.list(prefix)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.inner.delete_prefix(prefix)
+
+    def signed_url(self, path: str, expires_seconds: int) -> str | None:
+        return self.inner.signed_url(path, expires_seconds)
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass(frozen=True)
+class FaultyRender:
+    """The processor's render function with the processor faults applied first (picklable, so
+    it also runs in the child process of an isolated render)."""
+
+    faults: Faults
+
+    def __call__(self, task: Task, data: bytes, limits: Limits) -> list[Rendered]:
+        self.faults.before_task(task.input_path)
+        return render_task(task, data, limits)

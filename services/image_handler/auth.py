@@ -21,18 +21,12 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import domain
-from .domain import Job
-from .jobstore import JobStore
-from .settings import Settings, SettingsError
+from imageflow import domain
+from imageflow.domain import Job
+from imageflow.jobstore import JobStore
+from imageflow.settings import Settings, SettingsError
 
-
-class AuthError(Exception):
-    """The caller may not do this: ``status`` is the HTTP status (401, 403, 429)."""
-
-    def __init__(self, status: int, code: str, message: str, details=None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
+from .errors import ClientError
 
 
 @dataclass(frozen=True)
@@ -106,12 +100,12 @@ class Auth:
 
     # -- keys ------------------------------------------------------------------------------
     def caller(self, headers: Mapping[str, str]) -> Caller:
-        """The caller of a request; raises AuthError(401) when keys are on and none is valid."""
+        """The caller of a request; raises ClientError(401) when keys are on and none is valid."""
         if not self.enabled:
             return ANONYMOUS
         presented = key_from_headers(headers)
         if not presented:
-            raise AuthError(401, "api_key_required", "an API key is required: send it as "
+            raise ClientError(401, "api_key_required", "an API key is required: send it as "
                                                      "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
         digest = _digest(presented)
         owner = None
@@ -119,25 +113,25 @@ class Auth:
             if hmac.compare_digest(known, digest):
                 owner = name
         if owner is None:
-            raise AuthError(401, "invalid_api_key", "the API key is not valid")
+            raise ClientError(401, "invalid_api_key", "the API key is not valid")
         return Caller(owner, enforced=True)
 
     # -- quotas ----------------------------------------------------------------------------
     def check_quota(self, jobs: JobStore, caller: Caller, new_images: int) -> None:
-        """Raise AuthError(429) if a new job of ``new_images`` images would exceed the caller's quota."""
+        """Raise ClientError(429) if a new job of ``new_images`` images would exceed the caller's quota."""
         if not (self.quota_jobs or self.quota_images):
             return
         active = [job for status in (domain.QUEUED, domain.PROCESSING)
                   for job in jobs.list_jobs(owner=caller.owner, status=status, limit=1000)]
         who = f"API key {caller.owner!r}" if caller.enforced else "this service"
         if self.quota_jobs and len(active) >= self.quota_jobs:
-            raise AuthError(429, "quota_exceeded",
+            raise ClientError(429, "quota_exceeded",
                             f"quota exceeded: {who} already has {len(active)} active jobs and the limit is "
                             f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
                             {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
         pending = sum(max(0, job.total - job.done) for job in active)
         if self.quota_images and pending + new_images > self.quota_images:
-            raise AuthError(429, "quota_exceeded",
+            raise ClientError(429, "quota_exceeded",
                             f"quota exceeded: {who} has {pending} images waiting and this job adds {new_images}; "
                             f"the limit is {self.quota_images} unfinished images",
                             {"limit": "active_images", "quota": self.quota_images, "active": pending,

@@ -4,7 +4,7 @@ The email function keeps its production path (the SendGrid client, ``SENDGRID_AP
 pointed here) and the mails become readable in Mailpit's web UI. It accepts any bearer key:
 it is a development tool, never exposed beyond the compose network.
 
-    python -m imageflow.devtools.sendgrid_relay --port 8090 --smtp-host mailpit --smtp-port 1025
+    python -m devtools.sendgrid_relay --port 8090 --smtp-host mailpit --smtp-port 1025
 """
 from __future__ import annotations
 

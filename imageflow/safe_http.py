@@ -1,4 +1,5 @@
-"""Import by URL: fetch an image from the web without letting a caller reach our own network.
+"""A hardened HTTP client for URLs that callers give us (image imports, webhooks): it never
+lets a caller reach our own network.
 
 SSRF rules, applied to every URL and again to every redirect:
 
@@ -15,42 +16,28 @@ SSRF rules, applied to every URL and again to every redirect:
 
 Tests run image servers on 127.0.0.1; ``FETCH_ALLOW_CIDRS`` lets them through and
 ``FETCH_HOSTS_OVERRIDE`` maps test names to addresses (both empty by default).
-
-Who fetches: image-handler only validates the URL list and creates the job (one queued
-image per URL, ``source_url`` set, nothing stored yet). The interaction manager fetches
-each URL into ``<job_id>/input/`` while it fans the job out (``UrlImporter``), then
-publishes the task; a URL that fails becomes a failed image with its reason.
 """
 from __future__ import annotations
 
-import csv
 import http.client
-import io
 import ipaddress
 import logging
 import socket
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
-from urllib.parse import unquote, urljoin, urlsplit
+from typing import Callable
+from urllib.parse import urljoin, urlsplit
 
-from .blobstore import BlobStore
-from .domain import Image
-from .engine import ImageError, Limits, probe
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2048
-MAX_CSV_BYTES = 2 * 1024 * 1024
-MAX_META_COLUMNS = 10
-MAX_META_VALUE = 500
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 BLOCKED_NAMES = ("metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal")
-USER_AGENT = "ImageFlow-URL-import/1.0"
+USER_AGENT = "ImageFlow/1.0"
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
@@ -188,104 +175,6 @@ def validate_url(url: str) -> str:
     if port == 0:
         raise FetchError("invalid_url", "port 0 is not a valid port")
     return url
-
-
-def filename_from_url(url: str, default: str = "image") -> str:
-    """The last path segment of the URL (percent-decoded), or ``default``."""
-    segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return segment[:255] or default
-
-
-@dataclass
-class UrlEntry:
-    """One URL to import, with the extra columns of its CSV row (name, product, ...)."""
-
-    url: str
-    meta: dict = field(default_factory=dict)
-    row: int = 0
-
-    @property
-    def filename(self) -> str:
-        return self.meta.get("name") or filename_from_url(self.url)
-
-
-@dataclass
-class RejectedUrl:
-    row: int
-    url: str
-    code: str
-    message: str
-
-    def to_dict(self) -> dict:
-        return {"row": self.row, "url": self.url[:200], "error": {"code": self.code, "message": self.message}}
-
-
-def _clean_meta(meta: dict) -> dict:
-    cleaned = {}
-    for key, value in list(meta.items())[:MAX_META_COLUMNS]:
-        key = "".join(ch for ch in str(key or "").strip().lower() if ch.isalnum() or ch in "_-")[:40]
-        if key and key != "url" and value not in (None, ""):
-            cleaned[key] = str(value).strip()[:MAX_META_VALUE]
-    return cleaned
-
-
-def check_entries(entries: Iterable[UrlEntry]) -> tuple[list[UrlEntry], list[RejectedUrl]]:
-    """Split entries into valid ones (URL normalised) and rejected ones (with the reason)."""
-    good, bad = [], []
-    for entry in entries:
-        try:
-            entry.url = validate_url(entry.url)
-        except FetchError as exc:
-            bad.append(RejectedUrl(entry.row, str(entry.url or ""), exc.code, f"row {entry.row}: {exc.reason}"))
-            continue
-        good.append(entry)
-    return good, bad
-
-
-def entries_from_json(items) -> list[UrlEntry]:
-    """``["https://...", {"url": "https://...", "name": ..., "product": ...}]`` -> entries.
-    Raises FetchError when the list itself is malformed."""
-    if not isinstance(items, list) or not items:
-        raise FetchError("invalid_urls", "'urls' must be a non-empty list of URLs")
-    entries = []
-    for row, item in enumerate(items, start=1):
-        if isinstance(item, str):
-            entries.append(UrlEntry(item, row=row))
-        elif isinstance(item, dict) and isinstance(item.get("url"), str):
-            entries.append(UrlEntry(item["url"], _clean_meta({k: v for k, v in item.items()
-                                                              if isinstance(v, (str, int, float))}), row))
-        else:
-            raise FetchError("invalid_urls", f"urls[{row - 1}] must be a URL string or an object with a 'url'")
-    return entries
-
-
-def entries_from_csv(data: bytes) -> list[UrlEntry]:
-    """A CSV of URLs: either a header row with a ``url`` column (other columns, e.g. ``name``
-    and ``product``, are kept), or no header and the URL in the first column. Blank rows are
-    skipped. Raises FetchError for an unreadable file."""
-    if len(data) > MAX_CSV_BYTES:
-        raise FetchError("csv_too_large", f"the CSV is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise FetchError("invalid_csv", "the CSV is not UTF-8 text") from None
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    try:
-        reader = csv.reader(io.StringIO(text), dialect)
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except csv.Error as exc:
-        raise FetchError("invalid_csv", f"the CSV is malformed: {exc}") from None
-    if not rows:
-        raise FetchError("invalid_csv", "the CSV has no rows")
-    header = [cell.strip().lower() for cell in rows[0][1]]
-    if "url" in header:
-        column = header.index("url")
-        return [UrlEntry(row[column] if column < len(row) else "", _clean_meta(dict(zip(header, row))), number)
-                for number, row in rows[1:]]
-    return [UrlEntry(row[0], {}, number) for number, row in rows]
 
 
 # -- HTTP over a checked address ---------------------------------------------------------
@@ -428,46 +317,3 @@ def post(url: str, body: bytes, headers: dict, policy: FetchPolicy) -> int:
     status, _, _, _ = _request("POST", validate_url(url), policy, deadline, body=body,
                                headers={"Content-Type": "application/json", **headers}, read_limit=64 * 1024)
     return status
-
-
-# -- the interaction manager's side: fetch inputs before publishing tasks ------------------
-class UrlImporter:
-    """Fetches the inputs of URL images into the blob store (several at a time)."""
-
-    def __init__(self, settings: Settings, blobs: BlobStore, policy: FetchPolicy | None = None):
-        self.settings = settings
-        self.blobs = blobs
-        self.policy = policy or FetchPolicy.from_settings(settings)
-        self.limits = Limits.from_settings(settings)
-
-    def fetch_one(self, image: Image) -> str | None:
-        """Store the image's input; None when it is there, else why it failed. Storage errors
-        raise (transient: the job.submitted message is retried)."""
-        if not image.source_url or self.blobs.exists(image.input_path):
-            return None
-        try:
-            fetched = fetch(image.source_url, self.policy)
-        except FetchError as exc:
-            log.info("import of %s for %s/%s failed: %s", image.source_url, image.job_id, image.image_id, exc)
-            return f"could not fetch the URL: {exc.reason}"
-        try:
-            info = probe(fetched.data, self.limits)
-        except ImageError as exc:
-            return f"the URL did not give a usable image: {exc.reason}"
-        self.blobs.put(image.input_path, fetched.data, info.mime)
-        return None
-
-    def fetch_inputs(self, images: list[Image]) -> Iterator[tuple[Image, str | None]]:
-        """Yield ``(image, error)`` for every image as its input becomes ready (or fails);
-        images without a URL are yielded at once."""
-        remote = [i for i in images if i.source_url]
-        for image in images:
-            if not image.source_url:
-                yield image, None
-        if not remote:
-            return
-        with ThreadPoolExecutor(max_workers=min(self.settings.fetch_concurrency, len(remote)),
-                                thread_name_prefix="url-import") as pool:
-            futures = {pool.submit(self.fetch_one, image): image for image in remote}
-            for future in as_completed(futures):
-                yield futures[future], future.result()

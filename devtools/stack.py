@@ -1,8 +1,8 @@
 """Run the whole system as separate OS processes: what ``./scripts.sh up`` runs, and what the
 end-to-end tests start.
 
-    python -m imageflow.devtools.stack up      # foreground; Ctrl-C stops everything
-    python -m imageflow.devtools.stack down    # stop a stack started elsewhere (pid file)
+    python -m devtools.stack up      # foreground; Ctrl-C stops everything
+    python -m devtools.stack down    # stop a stack started elsewhere (pid file)
 
 Processes: image-handler (gunicorn), interaction-manager, image-processor (N of them),
 the email function (functions-framework) and, on the local backend, the push bridge that
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -105,6 +105,8 @@ class Stack:
         log = open(self.log_dir / f"{name}.log", "ab")
         env = self.base_env()
         env.update(extra)
+        if name.startswith("image-processor") and env.get("IMAGEFLOW_FAULTS"):
+            argv = [self.python, "-m", "devtools.faulty_processor"]  # the same service, faults wrapped around it
         proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()

@@ -11,7 +11,7 @@ dedupe on the ``X-ImageFlow-Delivery`` header (the job id).
 Signature: ``X-ImageFlow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
 keyed with the job's webhook secret (given at submission, or generated and returned in the
 202). Receivers recompute it over the raw body and reject old timestamps (replays).
-The request goes through the same SSRF rules as URL import (``imageflow.fetch``).
+The request goes through the same SSRF rules as URL import (``imageflow.safe_http``).
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ import threading
 import time
 from typing import Callable
 
-from . import domain
-from .fetch import FetchError, FetchPolicy, post
-from .jobstore import JobNotFound, JobStore
-from .messages import JobCompleted
-from .settings import Settings
+from imageflow import domain
+from imageflow.jobstore import JobNotFound, JobStore
+from imageflow.messages import JobCompleted
+from imageflow.safe_http import FetchError, FetchPolicy, post
+from imageflow.settings import Settings
 
 log = logging.getLogger(__name__)
 

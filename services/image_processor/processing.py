@@ -19,19 +19,28 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
+from typing import Callable
 
-from . import domain
-from .blobstore import BlobNotFound, BlobStore
-from .bus import MessageBus, ReceivedMessage
-from .faults import Faults
-from .engine import ImageError, Limits, Rendered, render
-from .messages import Output, Result, Task, decode_delivered
-from .metrics import TASK_DURATION, TASKS
-from .settings import Settings
+from imageflow import domain
+from imageflow.blobstore import BlobNotFound, BlobStore
+from imageflow.bus import MessageBus, ReceivedMessage
+from imageflow.engine import ImageError, Limits, Rendered, render
+from imageflow.messages import Output, Result, Task, decode_delivered
+from imageflow.metrics import TASK_DURATION, TASKS
+from imageflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+def render_task(task: Task, data: bytes, limits: Limits) -> list[Rendered]:
+    """The engine's render of one task's input. A module-level function, so a child process
+    can be handed it (and a test harness can hand the processor another one)."""
+    return render(data, task.operations, limits)
+
+
+RenderTask = Callable[[Task, bytes, Limits], list[Rendered]]
 
 
 @dataclass
@@ -39,6 +48,7 @@ class Processor:
     settings: Settings
     blobs: BlobStore
     bus: MessageBus
+    render: RenderTask = render_task
 
     def handle_message(self, message: ReceivedMessage) -> None:
         """Subscriber callback for ``imageflow-tasks-processor``."""
@@ -58,9 +68,9 @@ class Processor:
             data = self.blobs.get(task.input_path)
         except BlobNotFound:
             return self._failed(task, "the original upload is missing from storage", started)
-        args = (data, task.operations, Limits.from_settings(self.settings), self.settings.faults, task.input_path)
+        limits = Limits.from_settings(self.settings)
         try:
-            rendered = render_isolated(*args) if isolate else _render(*args)
+            rendered = render_isolated(self.render, task, data, limits) if isolate else self.render(task, data, limits)
         except ImageError as exc:
             return self._failed(task, exc.reason, started)
         outputs = []
@@ -89,27 +99,22 @@ class WorkerCrash(RuntimeError):
     """The child process rendering a task died (a signal, or out of memory)."""
 
 
-def _render(data: bytes, operations: list, limits: Limits, faults: Faults, input_path: str) -> list[Rendered]:
-    faults.before_task(input_path)  # no-op unless IMAGEFLOW_FAULTS is set
-    return render(data, operations, limits)
-
-
-def _render_in_child(*args) -> list[Rendered] | tuple[str, str]:
+def _render_in_child(render_fn: RenderTask, task: Task, data: bytes, limits: Limits) -> list[Rendered] | tuple[str, str]:
     # ImageError comes back as a value: exceptions with extra constructor arguments do not unpickle.
     try:
-        return _render(*args)
+        return render_fn(task, data, limits)
     except ImageError as exc:
         return exc.code, exc.reason
 
 
-def render_isolated(data: bytes, operations: list, limits: Limits, faults: Faults, input_path: str) -> list[Rendered]:
-    """``render`` in a fresh child process (spawned: forking a threaded worker is unsafe)."""
+def render_isolated(render_fn: RenderTask, task: Task, data: bytes, limits: Limits) -> list[Rendered]:
+    """``render_fn`` in a fresh child process (spawned: forking a threaded worker is unsafe)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         try:
-            outcome = pool.submit(_render_in_child, data, operations, limits, faults, input_path).result()
+            outcome = pool.submit(_render_in_child, render_fn, task, data, limits).result()
         except BrokenProcessPool:
-            log.error("rendering %s crashed its child process", input_path)
-            raise WorkerCrash(f"rendering {input_path} crashed its process") from None
+            log.error("rendering %s crashed its child process", task.input_path)
+            raise WorkerCrash(f"rendering {task.input_path} crashed its process") from None
     if isinstance(outcome, tuple):
         raise ImageError(*outcome)
     return outcome

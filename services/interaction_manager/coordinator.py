@@ -8,16 +8,23 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
 from datetime import datetime
+from typing import Callable
 
-from . import domain
-from .blobstore import BlobStore
-from .bus import MessageBus, ReceivedMessage
-from .fetch import UrlImporter
-from .jobstore import JobStore, iter_jobs
-from .messages import JobCompleted, JobSubmitted, Result, Task, decode_delivered
-from .settings import Settings
+from imageflow import domain
+from imageflow.blobstore import BlobStore
+from imageflow.bus import MessageBus, ReceivedMessage
+from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.messages import (
+    JobCompleted,
+    JobSubmitted,
+    Result,
+    Task,
+    decode_delivered,
+)
+from imageflow.settings import Settings
+
+from .url_import import UrlImporter
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +36,7 @@ class Coordinator:
     bus: MessageBus
     blobs: BlobStore | None = None
     on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # extra completion hook (webhooks), called after the publish
-    importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.fetch)
+    importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.safe_http)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:

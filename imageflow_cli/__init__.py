@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
-from . import domain
+from imageflow import domain
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 TERMINAL = set(domain.TERMINAL_JOB_STATUSES)

@@ -1,0 +1,71 @@
+import { useWindowVirtualizer } from '@tanstack/react-virtual';
+import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import ImageCard from '../ImageCard.jsx';
+
+const CARD_MIN_WIDTH = 300; // as .gallery's grid in styles.css
+const GAP = 16;
+const ROW_ESTIMATE = 430;
+
+/** How many cards fit side by side in the element (1 until it has been measured). */
+function useColumns(ref) {
+  const [width, setWidth] = useState(0);
+  useLayoutEffect(() => {
+    const element = ref.current;
+    if (!element) return undefined;
+    const measure = () => setWidth(element.clientWidth);
+    measure();
+    if (typeof ResizeObserver === 'undefined') {
+      window.addEventListener('resize', measure);
+      return () => window.removeEventListener('resize', measure);
+    }
+    const observer = new ResizeObserver(measure);
+    observer.observe(element);
+    return () => observer.disconnect();
+  }, [ref]);
+  return Math.max(1, Math.floor((width + GAP) / (CARD_MIN_WIDTH + GAP)));
+}
+
+/**
+ * The job's cards in a grid that draws only the rows on screen (and a few around them), so
+ * a job of thousands of photos stays light: the pictures of cards off screen are never
+ * loaded.
+ */
+export default function Gallery({ images, names, onCompare }) {
+  const listRef = useRef(null);
+  const columns = useColumns(listRef);
+  const rows = Math.ceil(images.length / columns);
+  const [offset, setOffset] = useState(0);
+  useEffect(() => setOffset(listRef.current?.offsetTop ?? 0), [rows]);
+  const virtualizer = useWindowVirtualizer({
+    count: rows,
+    estimateSize: () => ROW_ESTIMATE,
+    overscan: 2,
+    scrollMargin: offset,
+    useFlushSync: false, // React 19 warns about flushSync inside a render
+  });
+
+  return (
+    <div ref={listRef} className="gallery-rows" style={{ height: virtualizer.getTotalSize(), position: 'relative' }}>
+      {virtualizer.getVirtualItems().map((row) => (
+        <ul
+          key={row.key}
+          data-index={row.index}
+          ref={virtualizer.measureElement}
+          className="gallery"
+          style={{
+            gridTemplateColumns: `repeat(${columns}, minmax(0, 1fr))`,
+            position: 'absolute',
+            top: 0,
+            left: 0,
+            width: '100%',
+            transform: `translateY(${row.start - virtualizer.options.scrollMargin}px)`,
+          }}
+        >
+          {images.slice(row.index * columns, (row.index + 1) * columns).map((image) => (
+            <ImageCard key={image.image_id} image={image} name={names[image.image_id]} onCompare={onCompare} />
+          ))}
+        </ul>
+      ))}
+    </div>
+  );
+}

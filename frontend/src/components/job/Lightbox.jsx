@@ -1,0 +1,71 @@
+import { useEffect, useRef } from 'react';
+import { savingText } from '../../lib/format.js';
+import { describeFile, outputsOf } from '../ImageCard.jsx';
+
+/**
+ * One photo large, before and after side by side, with their sizes and the saving.
+ * Escape or the close button closes it; the arrows (buttons or keys) go through `images`.
+ */
+export default function Lightbox({ images, names, index, onIndex, onClose }) {
+  const closeRef = useRef(null);
+  const image = images[index];
+  const main = image ? outputsOf(image)[0] : null;
+
+  useEffect(() => {
+    const opener = document.activeElement;
+    closeRef.current?.focus();
+    return () => opener?.focus?.();
+  }, []);
+
+  useEffect(() => {
+    const onKey = (event) => {
+      if (event.key === 'Escape') onClose();
+      else if (event.key === 'ArrowRight' && index < images.length - 1) onIndex(index + 1);
+      else if (event.key === 'ArrowLeft' && index > 0) onIndex(index - 1);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [index, images.length, onClose, onIndex]);
+
+  if (!image) return null;
+  const name = names[image.image_id] || image.filename;
+  const before = { width: image.input_width, height: image.input_height, bytes: image.input_bytes, content_type: image.input_content_type };
+  const saving = main ? savingText(image.input_bytes, main.bytes) : '';
+
+  return (
+    <div className="lightbox-backdrop" onClick={(e) => e.target === e.currentTarget && onClose()}>
+      <div className="lightbox" role="dialog" aria-modal="true" aria-labelledby="lightbox-title">
+        <div className="lightbox-head">
+          <h2 id="lightbox-title" className="file-name">
+            {name}
+          </h2>
+          <button type="button" ref={closeRef} className="button button-small" onClick={onClose}>
+            Close
+          </button>
+        </div>
+        <div className="lightbox-pictures">
+          <figure>
+            <img src={image.input_url} alt={`${name}, before`} />
+            <figcaption>Before · {describeFile(before) || 'original'}</figcaption>
+          </figure>
+          <figure>
+            {main ? <img src={main.url} alt={`${name}, after`} /> : <div className="picture picture-empty"><span>No result</span></div>}
+            <figcaption>After{main ? ` · ${describeFile(main)}` : ''}</figcaption>
+          </figure>
+        </div>
+        {saving && <p className="lightbox-saving" data-testid="lightbox-saving">{saving} than the original</p>}
+        <div className="lightbox-nav">
+          <button type="button" className="button button-small" onClick={() => onIndex(index - 1)} disabled={index === 0}>
+            ← Previous
+          </button>
+          <span className="muted">
+            {index + 1} of {images.length}
+          </span>
+          <button type="button" className="button button-small" onClick={() => onIndex(index + 1)} disabled={index === images.length - 1}>
+            Next →
+          </button>
+        </div>
+      </div>
+    </div>
+  );
+}

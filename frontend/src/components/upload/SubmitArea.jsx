@@ -1,0 +1,47 @@
+import { formatBytes, plural } from '../../lib/format.js';
+import ErrorDetails from '../ErrorDetails.jsx';
+import Notice from '../Notice.jsx';
+import ProgressBar from '../ProgressBar.jsx';
+
+function uploadErrorTitle(error) {
+  if (error.isNetwork) return "Can't reach the ImageFlow server";
+  if (error.status >= 500) return 'The server could not take the upload';
+  return 'The server refused the upload';
+}
+
+/** The send button, the upload's progress with a cancel button, and how the upload ended. */
+export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true }) {
+  const uploading = upload.status === 'uploading';
+  return (
+    <div className="submit-area">
+      {(uploading || upload.status === 'sent') && (
+        <div className="upload-progress">
+          <ProgressBar
+            id="upload-progress"
+            label={upload.loaded >= upload.total && upload.total > 0 ? 'Upload complete, starting the job…' : 'Uploading'}
+            value={upload.loaded}
+            max={upload.total}
+            text={`${formatBytes(upload.loaded)} of ${formatBytes(upload.total)} sent`}
+          />
+          {uploading && (
+            <button type="button" className="button button-quiet" onClick={onCancel}>
+              Cancel upload
+            </button>
+          )}
+        </div>
+      )}
+      {upload.status === 'error' && (
+        <Notice tone="error" title={uploadErrorTitle(upload.error)} focusRef={errorRef}>
+          <p>{upload.error.message}</p>
+          {showErrorDetails && <ErrorDetails details={upload.error.details} />}
+        </Notice>
+      )}
+      {upload.status === 'cancelled' && <Notice tone="info" title="Upload cancelled. Nothing was sent to be processed." />}
+      {!uploading && upload.status !== 'sent' && (
+        <button type="submit" className="button button-primary button-large" disabled={!ready}>
+          {count ? `Process ${plural(count, 'photo')}` : 'Process photos'}
+        </button>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,55 @@
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { submitJob } from '../lib/api.js';
+
+/**
+ * Sends a job and follows its upload: `upload` is {status: idle|uploading|sent|cancelled|error,
+ * loaded, total, error}. `start(request)` resolves with `{job}` (the 202 answer), `{error}`
+ * or `{cancelled: true}`. While bytes are going out,
+ * leaving the page asks first.
+ */
+export default function useUploadQueue() {
+  const [upload, setUpload] = useState({ status: 'idle' });
+  const abortRef = useRef(null);
+  const uploading = upload.status === 'uploading';
+
+  useEffect(() => () => abortRef.current?.abort(), []);
+
+  useEffect(() => {
+    if (!uploading) return undefined;
+    const warn = (event) => {
+      event.preventDefault();
+      event.returnValue = ''; // older browsers need a value to show their dialog
+    };
+    window.addEventListener('beforeunload', warn);
+    return () => window.removeEventListener('beforeunload', warn);
+  }, [uploading]);
+
+  const start = useCallback(async (request) => {
+    const total = request.files.reduce((sum, file) => sum + file.size, 0);
+    const controller = new AbortController();
+    abortRef.current = controller;
+    setUpload({ status: 'uploading', loaded: 0, total });
+    try {
+      const job = await submitJob(request, {
+        signal: controller.signal,
+        onProgress: (loaded, sent) => setUpload({ status: 'uploading', loaded, total: sent }),
+      });
+      setUpload({ status: 'sent', loaded: total, total });
+      return { job };
+    } catch (error) {
+      if (error.name === 'AbortError') {
+        setUpload({ status: 'cancelled' });
+        return { cancelled: true };
+      }
+      setUpload({ status: 'error', error });
+      return { error };
+    } finally {
+      abortRef.current = null;
+    }
+  }, []);
+
+  const cancel = useCallback(() => abortRef.current?.abort(), []);
+  const reset = useCallback(() => setUpload({ status: 'idle' }), []);
+
+  return { upload, uploading, start, cancel, reset };
+}

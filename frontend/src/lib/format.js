@@ -1,0 +1,88 @@
+// The page's formatting helpers, each written once: sizes, counts, format names, times
+// and sentences.
+
+/** "1.5 MB" style sizes (base 1024, as file managers show them). */
+export function formatBytes(bytes) {
+  if (!Number.isFinite(bytes) || bytes < 0) return '';
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value >= 100 ? Math.round(value) : value.toFixed(1).replace(/\.0$/, '')} ${units[unit]}`;
+}
+
+/** "1 photo", "3 photos"; `many` for irregular plurals. */
+export function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+const FORMAT_NAMES = { jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', heic: 'HEIC' };
+
+/** A content type ("image/webp") or format name ("webp") as people write it ("WebP"). */
+export function formatName(typeOrFormat) {
+  const sub = String(typeOrFormat || '').replace(/^image\//, '').toLowerCase();
+  return FORMAT_NAMES[sub] || sub.toUpperCase();
+}
+
+/** A time stamp from the API ("2024-05-01T10:00:00.000Z") in the reader's locale. */
+export function formatTime(iso) {
+  if (!iso) return '';
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? '' : date.toLocaleString();
+}
+
+/** The first letter in capitals. */
+export function capitalize(text) {
+  const value = String(text ?? '');
+  return value.charAt(0).toUpperCase() + value.slice(1);
+}
+
+/** Text as a sentence: a capital first letter and a full stop, unless it has its own. */
+export function sentence(text) {
+  const value = String(text || '').trim();
+  return value ? `${capitalize(value)}${/[.!?]$/.test(value) ? '' : '.'}` : '';
+}
+
+/** "a, b and c". */
+export function listInWords(words, last = 'and') {
+  if (words.length <= 1) return words.join('');
+  return `${words.slice(0, -1).join(', ')} ${last} ${words[words.length - 1]}`;
+}
+
+/** "Saved 62%" style change from `before` to `after` bytes, or '' when either is unknown. */
+export function savingText(before, after) {
+  if (!(before > 0) || !Number.isFinite(after)) return '';
+  const change = Math.round((1 - after / before) * 100);
+  if (change > 0) return `${change}% smaller`;
+  if (change < 0) return `${-change}% larger`;
+  return 'same size';
+}
+
+/**
+ * Names made distinct for showing and saving: the second "IMG_0001.jpg" becomes
+ * "IMG_0001 (2).jpg". Paths are shortened to their last part unless that is what differs.
+ */
+export function distinctNames(paths) {
+  const base = paths.map((p) => String(p || '').split(/[\\/]/).pop());
+  const counts = new Map();
+  base.forEach((name) => counts.set(name, (counts.get(name) || 0) + 1));
+  const seen = new Map();
+  return base.map((name, index) => {
+    if (counts.get(name) === 1) return name;
+    const full = String(paths[index] || '');
+    if (full !== name && paths.filter((p) => p === full).length === 1) return full; // a folder tells them apart
+    const n = (seen.get(name) || 0) + 1;
+    seen.set(name, n);
+    return n === 1 ? name : numbered(name, n);
+  });
+}
+
+/** "IMG_0001.jpg" as "IMG_0001 (2).jpg". */
+export function numbered(name, n) {
+  const dot = name.lastIndexOf('.');
+  return dot > 0 ? `${name.slice(0, dot)} (${n})${name.slice(dot)}` : `${name} (${n})`;
+}

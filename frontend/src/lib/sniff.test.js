@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { makeFile } from '../test/fakes.js';
+import { sniffFile } from './sniff.js';
+
+// The same answers as the server's imageflow/engine/decoding.py (sniff, describe_unknown).
+describe('sniffFile', () => {
+  it('reads the image formats from their first bytes, whatever the name says', async () => {
+    expect(await sniffFile(makeFile('a.jpg'))).toEqual({ kind: 'jpeg', reason: '' });
+    expect((await sniffFile(makeFile('really-a-png.jpg', 'image/jpeg', 100, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).kind).toBe('png');
+    const avif = [0, 0, 0, 0x1c, ...'ftypavif'].map((c) => (typeof c === 'string' ? c.charCodeAt(0) : c));
+    expect((await sniffFile(makeFile('a.avif', 'image/avif', 100, avif))).kind).toBe('avif');
+  });
+
+  it("gives the server's reason for what is not an image", async () => {
+    expect(await sniffFile(makeFile('scan.jpg', 'image/jpeg', 2000, '%PDF-1.7\n'))).toEqual({
+      kind: null,
+      reason: 'not a supported image: the content is a PDF document',
+    });
+    expect((await sniffFile(makeFile('fake.png', 'image/png', 22, 'this is not a picture\n'))).reason).toBe('not an image: the content is text');
+    expect((await sniffFile(makeFile('logo.png', 'image/png', 60, '<?xml version="1.0"?><svg></svg>'))).reason).toMatch(/SVG/);
+    expect((await sniffFile(makeFile('noise.jpg', 'image/jpeg', 20, [1, 2, 3, 0, 0, 200]))).reason).toMatch(/matches no known format/);
+  });
+});

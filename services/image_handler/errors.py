@@ -1,0 +1,27 @@
+"""The one error a request can end in: a ``ClientError`` is answered with its status and the
+contract's JSON body ``{"error": {"code", "message", "details"}}`` by the app-level handler."""
+from __future__ import annotations
+
+from flask import jsonify
+
+
+class ClientError(Exception):
+    """What the caller sent cannot be done: ``status`` is the HTTP status (4xx, or 503 when a
+    backend refused and nothing was kept), ``code`` a stable name clients can branch on."""
+
+    def __init__(self, status: int, code: str, message: str, details=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_response(status: int, code: str, message: str, details=None):
+    return jsonify({"error": {"code": code, "message": message, "details": details}}), status
+
+
+def client_error_response(exc: ClientError):
+    response, status = error_response(exc.status, exc.code, exc.message, exc.details)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="imageflow"'
+    elif status == 429 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = "30"
+    return response, status

@@ -1,0 +1,215 @@
+"""Creating jobs: everything image-handler does between the request and the 202, without Flask.
+
+Validation happens before anything is stored: the operations, the email, the file count,
+each file's size and real type (sniffed from its bytes). A bad file is rejected with its
+reason while the good ones go through; a job is created only if at least one file is good.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+from imageflow import domain
+from imageflow.blobstore import BlobStore
+from imageflow.bus import MessageBus
+from imageflow.domain import Image, Job
+from imageflow.engine import ImageError, Limits, probe
+from imageflow.engine.schema import OperationsError, resolve_operations
+from imageflow.jobstore import JobStore
+from imageflow.messages import JobSubmitted
+from imageflow.settings import Settings
+
+from .errors import ClientError
+from .url_lists import RejectedUrl, UrlEntry
+
+log = logging.getLogger(__name__)
+
+# A single address, no display name, no whitespace or line breaks (header injection).
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+class Upload(Protocol):
+    """One uploaded file: its client-side name and a way to read at most ``limit`` bytes."""
+
+    filename: str | None
+
+    def read(self, limit: int) -> bytes: ...
+
+
+@dataclass
+class Rejected:
+    filename: str
+    code: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"filename": self.filename, "error": {"code": self.code, "message": self.message}}
+
+
+@dataclass
+class Created:
+    job: Job
+    images: list[Image]
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def validate_email(email: str | None) -> str | None:
+    if email is None or not email.strip():
+        return None
+    email = email.strip()
+    if len(email) > 254 or not _EMAIL_RE.match(email):
+        raise ClientError(400, "invalid_email", f"email is not a valid address: {email[:80]!r}")
+    return email
+
+
+def validate_operations(preset: str | None, operations) -> list[dict]:
+    try:
+        return resolve_operations(preset or None, operations)
+    except OperationsError as exc:
+        raise ClientError(422, "invalid_operations", exc.message, exc.details) from None
+
+
+def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[bytes, object] | Rejected:
+    """Read one file within the size limit and sniff it; the bytes and probe info, or why not."""
+    name = domain.display_name(upload.filename, "(unnamed)")
+    data = upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        return Rejected(name, "file_too_large",
+                        f"{name}: file is larger than the {settings.max_upload_bytes // (1024 * 1024)} MB limit")
+    try:
+        info = probe(data, limits)
+    except ImageError as exc:
+        code = "too_large" if exc.code in ("too_large", "too_many_frames") else "unsupported_image"
+        return Rejected(name, code, f"{name}: {exc.reason}")
+    return data, info
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a caller asks for, validated: the same for every way of creating a job."""
+
+    operations: list[dict]
+    preset: str | None = None
+    email: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    name: str | None = None
+    owner: str | None = None
+
+    def new_job(self) -> Job:
+        """A new job document; with a webhook, its delivery is pending from the start (so a
+        restarted interaction manager still delivers it) and it has a signing secret."""
+        secret = (self.webhook_secret or secrets.token_hex(32)) if self.webhook_url else None
+        return Job(job_id=domain.new_id(), operations=self.operations, preset=self.preset, email=self.email,
+                   webhook_url=self.webhook_url, owner=self.owner, name=self.name, webhook_secret=secret,
+                   webhook_status="pending" if self.webhook_url else None)
+
+
+def validate_webhook_secret(secret: str | None) -> str | None:
+    """A caller-chosen webhook secret: 16 to 200 printable ASCII characters."""
+    if secret is None or secret == "":
+        return None
+    if not 16 <= len(secret) <= 200 or not all(33 <= ord(ch) < 127 for ch in secret):
+        raise ClientError(400, "invalid_webhook_secret",
+                          "webhook_secret must be 16 to 200 printable characters without spaces")
+    return secret
+
+
+@dataclass
+class Intake:
+    """Creates jobs: validation before storage, the originals stored, the job recorded and
+    announced with ``job.submitted``. ``admit(n)`` is called before anything is stored (quotas);
+    it raises to refuse."""
+
+    settings: Settings
+    blobs: BlobStore
+    jobs: JobStore
+    bus: MessageBus
+    admit: Callable[[int], None] | None = None
+
+    def create_job(self, uploads: Iterable[Upload], request: JobRequest) -> Created:
+        """A job of uploaded files; a bad file is refused alone, with its reason."""
+        settings = self.settings
+        uploads = list(uploads)
+        if not uploads:
+            raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
+        if len(uploads) > settings.max_files_per_job:
+            raise ClientError(413, "too_many_files",
+                              f"too many files: {len(uploads)} sent, at most {settings.max_files_per_job} per job")
+        if self.admit:
+            self.admit(len(uploads))
+        limits = Limits.from_settings(settings)
+        job = request.new_job()
+        images: list[Image] = []
+        rejected: list[Rejected] = []
+        for upload in uploads:
+            checked = check_file(upload, settings, limits)
+            if isinstance(checked, Rejected):
+                rejected.append(checked)
+                continue
+            data, info = checked
+            image_id = domain.new_id()
+            filename = domain.display_name(upload.filename, f"image.{info.ext}")
+            path = domain.input_path(job.job_id, image_id, filename)
+            try:
+                self.blobs.put(path, data, info.mime)
+            except Exception as exc:
+                self._discard(job, exc, "store the originals (storage is unavailable)")
+            images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
+                                input_content_type=info.mime, input_bytes=len(data)))
+        if not images:
+            status = 413 if all(r.code in ("file_too_large", "too_large") for r in rejected) else 415
+            raise ClientError(status, "no_valid_images", "none of the files could be accepted: "
+                              + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+        return self._record(job, images, rejected)
+
+    def create_url_job(self, entries: list[UrlEntry], rejected: list[RejectedUrl], request: JobRequest) -> Created:
+        """A job whose images are URLs (checked by ``url_lists.check_entries``): one queued image
+        per URL with nothing stored yet; the interaction manager fetches them."""
+        if not entries:
+            raise ClientError(400, "no_valid_urls", "none of the URLs can be imported: "
+                              + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+        if len(entries) + len(rejected) > self.settings.max_files_per_job:
+            raise ClientError(413, "too_many_files", f"too many URLs: {len(entries) + len(rejected)} sent, "
+                                                     f"at most {self.settings.max_files_per_job} per job")
+        if self.admit:
+            self.admit(len(entries))
+        job = request.new_job()
+        images = []
+        for entry in entries:
+            image_id = domain.new_id()
+            filename = domain.display_name(entry.filename)
+            images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename,
+                                input_path=domain.input_path(job.job_id, image_id, filename),
+                                source_url=entry.url, meta=entry.meta))
+        return self._record(job, images, rejected)
+
+    def _discard(self, job: Job, exc: Exception, step: str):
+        """Nothing refers to the originals stored so far: delete them (none is left without a job), then 503."""
+        log.error("could not %s for job %s: %s", step, job.job_id, exc)
+        try:
+            self.blobs.delete_prefix(f"{job.job_id}/")
+        except Exception:
+            log.exception("could not delete the originals of the refused job %s", job.job_id)
+        raise ClientError(503, "unavailable", f"could not {step}; nothing was kept, try again shortly") from exc
+
+    def _record(self, job: Job, images: list[Image], rejected: list) -> Created:
+        """Store the job and its images, then announce it with ``job.submitted``."""
+        job.total = len(images)
+        try:
+            self.jobs.create_job(job, images)
+        except Exception as exc:
+            self._discard(job, exc, "record the job (the job store is unavailable)")
+        try:
+            self.bus.publish(self.settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(),
+                             {"job_id": job.job_id})
+        except Exception as exc:
+            # Without the message nothing would process the job: fail it visibly rather than leave it queued.
+            self.jobs.update_job(job.job_id, status=domain.FAILED, completed_at=domain.utcnow())
+            self._discard(job, exc, "queue the job (the job queue is unavailable)")
+        log.info("job %s created: %d images, %d rejected", job.job_id, len(images), len(rejected))
+        return Created(job, images, rejected)

@@ -1,0 +1,142 @@
+"""The read model of the API: how jobs, images, reports, stats and paging cursors are shown.
+Pure reads over the ports, no Flask: the routes pass in the API's own origin."""
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass
+
+from imageflow import domain
+from imageflow.blobstore import BlobStore
+from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.settings import Settings
+
+from .auth import Auth
+from .errors import ClientError
+
+log = logging.getLogger(__name__)
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def neutralise(value):
+    """A CSV cell that no spreadsheet will run as a formula: text starting with = + - @ or a
+    control character gets a leading apostrophe. Numbers and None pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def encode_cursor(job: domain.Job) -> str:
+    """An opaque paging token for the page that follows ``job`` (newest first)."""
+    return base64.urlsafe_b64encode(json.dumps([job.created_at, job.job_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[str, str]:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(created_at, str) or not domain.is_valid_id(job_id):
+            raise ValueError
+        return created_at, job_id
+    except (ValueError, TypeError, binascii.Error):
+        raise ClientError(400, "invalid_cursor", "cursor is not one this API returned") from None
+
+
+@dataclass
+class JobViews:
+    """Views of one request: ``base_url`` is the API's origin as the caller reached it."""
+
+    settings: Settings
+    blobs: BlobStore
+    jobs: JobStore
+    auth: Auth
+    base_url: str
+
+    def links(self, job_id: str) -> dict:
+        return {"self": f"{self.base_url}/api/v1/jobs/{job_id}",
+                "results_page": f"{self.settings.public_base_url}/jobs/{job_id}",
+                "archive": f"{self.base_url}/api/v1/jobs/{job_id}/archive.zip"}
+
+    def blob_url(self, path: str | None, api_path: str) -> str | None:
+        """A signed storage URL, or else a signed link to the API route that serves the bytes."""
+        if not path:
+            return None
+        ttl = self.settings.signed_url_ttl_seconds
+        try:
+            signed = self.blobs.signed_url(path, ttl)
+        except ValueError:  # a stored path the store refuses: show no link rather than fail the whole view
+            log.error("refusing to link invalid blob path %r", path)
+            return None
+        return signed or self.auth.sign_link(f"{self.base_url}{api_path}", ttl)
+
+    def image(self, image: domain.Image) -> dict:
+        base = f"/api/v1/jobs/{image.job_id}/images/{image.image_id}"
+        outputs = [{"variant": o.get("variant", ""),
+                    "url": self.blob_url(o["path"], f"{base}/output"
+                                         + (f"?variant={o['variant']}" if o.get("variant") else "")),
+                    "width": o.get("width"), "height": o.get("height"), "bytes": o.get("bytes"),
+                    "content_type": o.get("content_type")} for o in image.outputs or []]
+        return {
+            "image_id": image.image_id, "filename": image.filename, "status": image.status, "error": image.error,
+            "width": image.width, "height": image.height, "bytes": image.bytes, "content_type": image.content_type,
+            "input_bytes": image.input_bytes, "input_content_type": image.input_content_type,
+            "input_url": self.blob_url(image.input_path, f"{base}/input"),
+            "source_url": image.source_url, "meta": image.meta or {},
+            "output_url": self.blob_url(image.output_path, f"{base}/output")
+            if image.status == domain.IMAGE_SUCCEEDED else None,
+            "outputs": outputs,
+        }
+
+    def job(self, job: domain.Job, images: list[domain.Image] | None = None) -> dict:
+        view = {
+            "job_id": job.job_id, "status": job.status, "name": job.name, "created_at": job.created_at,
+            "updated_at": job.updated_at, "completed_at": job.completed_at, "total": job.total,
+            "succeeded": job.succeeded, "failed": job.failed, "pending": max(0, job.total - job.done),
+            "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
+            "webhook_status": job.webhook_status, "webhook_attempts": job.webhook_attempts or [],
+            "links": self.links(job.job_id),
+        }
+        if images is not None:
+            view["images"] = [self.image(i) for i in images]
+        return view
+
+    def report_csv(self, job: domain.Job) -> bytes:
+        """One row per image: its CSV columns, source, input and output URLs, status and error."""
+        images = self.jobs.list_images(job.job_id)
+        meta_keys = list(dict.fromkeys(key for image in images for key in (image.meta or {})))
+        columns = ["row", "image_id", "filename", *meta_keys, "source_url", "input_url", "output_url", "status",
+                   "error", "width", "height", "bytes", "content_type"]
+        out = io.StringIO()
+        writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
+        writer.writerow(columns)
+        for number, image in enumerate(images, start=1):
+            view = self.image(image)
+            fetched = not image.source_url or image.status == domain.IMAGE_SUCCEEDED
+            row = [number, image.image_id, image.filename, *[(image.meta or {}).get(k, "") for k in meta_keys],
+                   image.source_url or "", view["input_url"] if fetched else "", view["output_url"] or "",
+                   image.status, image.error or "", image.width or "", image.height or "", image.bytes or "",
+                   image.content_type or ""]
+            writer.writerow([neutralise(cell) for cell in row])
+        return out.getvalue().encode("utf-8-sig")
+
+    def stats(self, owner: str | None) -> dict:
+        """The caller's totals: jobs (by status), images, failures and bytes stored."""
+        jobs = images = succeeded = failed = input_bytes = output_bytes = 0
+        by_status = {status: 0 for status in domain.JOB_STATUSES}
+        for job in iter_jobs(self.jobs, owner=owner):
+            jobs += 1
+            by_status[job.status] = by_status.get(job.status, 0) + 1
+            images += job.total
+            succeeded += job.succeeded
+            failed += job.failed
+            for image in self.jobs.list_images(job.job_id):
+                input_bytes += image.input_bytes or 0
+                output_bytes += sum(o.get("bytes") or 0 for o in image.outputs or []) or (image.bytes or 0)
+        return dict(jobs=jobs, jobs_by_status=by_status, images=images, succeeded=succeeded, failed=failed,
+                    pending=images - succeeded - failed,
+                    bytes={"input": input_bytes, "output": output_bytes, "total": input_bytes + output_bytes})
