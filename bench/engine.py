@@ -98,7 +98,7 @@ CASES = {
                                  [(1024, "JPEG", {"quality": 85})], "the target case"),
     "12mp-jpeg-fit1024-jpeg85-pillow-only": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "jpeg", "quality": 85}],
                                              [(1024, "JPEG", {"quality": 85})],
-                                             "engine without simplejpeg (Pillow draft 1/2 only)"),
+                                             "engine without simplejpeg and libvips (Pillow draft 1/2, Pillow Lanczos)"),
     "12mp-jpeg-fit1024-webp80": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "webp", "quality": 80}],
                                  [(1024, "WEBP", {"quality": 80})], ""),
     "12mp-jpeg-fit1024-avif60": ("12mp.jpg", [FIT_1024, {"op": "format", "format": "avif", "quality": 60}],
@@ -149,16 +149,18 @@ def _reset_peak() -> None:
 
 def run_worker(case: str, impl: str, path: Path, seconds: float, min_runs: int = 3) -> dict:
     """Run one case repeatedly in this process; return timings and memory."""
-    from imageflow.engine import Limits, decoding, render
+    from imageflow.engine import Limits, decoding, render, vips
     from imageflow.engine.schema import resolve_operations
 
     name, operations, steps, _ = CASES[case]
     data = path.read_bytes()
     if case.endswith("pillow-only"):
         decoding.FAST_JPEG = False
+        vips.ENABLED = False
     resolved = resolve_operations(None, operations)
     limits = Limits()
-    decoding._simplejpeg()                  # lazy imports (numpy) are part of idle, not of the work
+    decoding._simplejpeg()                  # lazy imports (numpy, libvips) are part of idle, not of the work
+    vips.pyvips()
     _reset_peak()
     idle_kib = _status_kib("VmRSS")
     if impl == "engine":

@@ -21,7 +21,7 @@ sharing the cores do not inflate. The decode ceiling is the fastest decode of th
 the resize needs, measured in the same run: libjpeg-turbo's DCT scaling (simplejpeg, Pillow
 draft, libvips shrink-on-load) for JPEG, the fastest of Pillow and libvips for PNG and WebP.
 Quality is the PSNR of each output against a full-resolution Lanczos reference of the same
-size; memory is the peak RSS above the process's warmed-up RSS. It prints one table and
+size; memory is the peak RSS above the process's RSS with its libraries loaded. It prints one table and
 judges nothing.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ if __package__ in (None, ""):          # run as a script: make the project impor
 from PIL import Image  # noqa: E402
 
 from bench.engine import photo  # noqa: E402
-from bench.peers_worker import fit  # noqa: E402
+from bench.peers_worker import warmup_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "peers_worker.py"
@@ -224,10 +224,10 @@ class Thumbor:
 
     def measure(self, name: str, warmup: str, seconds: float, min_runs: int) -> dict:
         pid = self.process.pid
-        self.image(warmup)
         with open(f"/proc/{pid}/clear_refs", "w") as refs:
             refs.write("5")
         idle = _proc_status_kib(pid, "VmRSS")
+        self.image(warmup)
         output = self.image(name)
         times = []
         deadline = time.perf_counter() + seconds
@@ -307,38 +307,37 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="imageflow-peers-") as tmp:
         work = Path(tmp)
-        thumbor = Thumbor(ensure_venv(cache, "thumbor"), next(iter(inputs.values())).parent, args.core, work) \
-            if "thumbor" in impls else None
+        thumbor_python = ensure_venv(cache, "thumbor") if "thumbor" in impls else None
         warmups = {}
         for name, path in inputs.items():
-            tiny = work / f"tiny{path.suffix}"
-            if not tiny.exists():
-                Image.new("RGB", (64, 48), (200, 120, 40)).save(tiny)
-                shutil.copy(tiny, path.parent / f"warmup-tiny{path.suffix}")
-            warmups[name] = f"warmup-tiny{path.suffix}"
+            warmup = path.parent / f"warmup{path.suffix}"
+            if not warmup.exists():
+                warmup_image().save(warmup)
+            warmups[name] = warmup.name
         runs: dict[tuple[str, str], list[dict]] = {}
         outputs: dict[tuple[str, str], bytes] = {}
-        try:
-            for round_index in range(args.rounds):
-                for name, path in inputs.items():
-                    decoders = [d for d in DECODERS if d != "decode-simplejpeg" or path.suffix == ".jpg"]
-                    order = impls + decoders
-                    shift = round_index % len(order)
-                    for impl in order[shift:] + order[:shift]:
-                        if impl == "thumbor":
+        for round_index in range(args.rounds):
+            for name, path in inputs.items():
+                decoders = [d for d in DECODERS if d != "decode-simplejpeg" or path.suffix == ".jpg"]
+                order = impls + decoders
+                shift = round_index % len(order)
+                for impl in order[shift:] + order[:shift]:
+                    if impl == "thumbor":
+                        # a fresh server each time, so that its peak memory is this input's
+                        thumbor = Thumbor(thumbor_python, path.parent, args.core, work)
+                        try:
                             result = thumbor.measure(name, warmups[name], args.seconds, args.min_runs)
-                        else:
-                            out = work / f"{impl}-{name}.out"
-                            result = run_worker(pythons[impl], impl, path, out, args.seconds, args.min_runs,
-                                                args.core, engine_roots.get(impl))
-                            result["output"] = out.read_bytes()
-                        outputs[(name, impl)] = result.pop("output")
-                        runs.setdefault((name, impl), []).append(result)
-                        print(f"  round {round_index + 1} {name} {impl}: "
-                              f"{statistics.median(result['times']) * 1000:.1f} ms", file=sys.stderr, flush=True)
-        finally:
-            if thumbor:
-                thumbor.close()
+                        finally:
+                            thumbor.close()
+                    else:
+                        out = work / f"{impl}-{name}.out"
+                        result = run_worker(pythons[impl], impl, path, out, args.seconds, args.min_runs,
+                                            args.core, engine_roots.get(impl))
+                        result["output"] = out.read_bytes()
+                    outputs[(name, impl)] = result.pop("output")
+                    runs.setdefault((name, impl), []).append(result)
+                    print(f"  round {round_index + 1} {name} {impl}: "
+                          f"{statistics.median(result['times']) * 1000:.1f} ms", file=sys.stderr, flush=True)
 
     reference = Reference()
     rows = []
@@ -370,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} interleaved rounds x {args.seconds:g} s; load average {os.getloadavg()[0]:.2f}; "
           f"peers: {', '.join(pin for pins in PEERS.values() for pin in pins)}")
     print("ceiling = the fastest decode of the pixels the resize needs (named in its row); "
-          "PSNR vs a full-resolution Lanczos reference; peak RSS above the warmed-up process")
+          "PSNR vs a full-resolution Lanczos reference; peak RSS above the process with its libraries loaded")
     print()
     print("| input | implementation | CPU ms/img | img/s/core | share of ceiling | PSNR dB | output KB | "
           "out size | peak RSS MB |")

@@ -3,8 +3,9 @@
 ``probe`` checks an upload from its header before anything is stored; ``render`` runs a
 validated operations list (:func:`imageflow.engine.schema.resolve_operations`) and returns
 the encoded outputs. Modules: ``decoding`` (sniffing, limits from the header, shrink-on-
-load, colour), ``operations`` (pixel operations), ``encoding`` (formats, quality,
-max_bytes), ``variants`` (several outputs from one decode), ``render`` (the pipeline).
+load, colour), ``transforms`` (pixel operations), ``vips`` (libvips' Lanczos reduce and
+PNG/WebP decode to size, where it is faster), ``encoding`` (formats, quality, max_bytes),
+``variants`` (several outputs from one decode), ``render`` (the pipeline).
 """
 from .decoding import ProbeInfo, probe
 from .encoding import Rendered

@@ -217,7 +217,12 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
         exif = _exif_to_keep(source, plan)
         frames = _apply_all(frames, plan, limits)
         default = plan.format.format if plan.format else DEFAULT_OUTPUT[source.kind.name]
-        outputs = expand(frames, plan.variants, default, limits) if plan.variants else [Variant("", frames, default)]
+        if plan.variants:
+            # each variant is encoded before the next is scaled, and ``frames`` is handed
+            # over, so that peak memory does not grow with the number of variants
+            outputs, frames = expand(frames, plan.variants, default, limits), None
+        else:
+            outputs = iter([Variant("", frames, default)])
         fmt = plan.format or ops.Format(op="format", format=default)
         results = []
         for output in outputs:
@@ -228,7 +233,9 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
                 quality=fmt.quality if same_format else None,
                 progressive=fmt.progressive, lossless=fmt.lossless,
                 max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
-            results.append(encode(output.frames, output.format, options, limits, durations, loop, output.name))
-        return results
+            results.append((output.order, encode(output.frames, output.format, options, limits, durations, loop,
+                                                 output.name)))
+            output = None       # the generator alone keeps the copy the next width needs
+        return [rendered for _, rendered in sorted(results, key=lambda item: item[0])]
     finally:
         source.image.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from PIL import Image
 
@@ -15,6 +16,7 @@ class Variant:
     name: str
     frames: list[Image.Image]
     format: str
+    order: int = 0          # its place in the outputs (widths x formats, as given)
 
 
 def variant_name(width: int | None, fmt: str) -> str:
@@ -23,20 +25,28 @@ def variant_name(width: int | None, fmt: str) -> str:
     return f"w{width}-{fmt}" if width else fmt
 
 
-def expand(frames: list[Image.Image], spec: ops.Variants, default_format: str, limits: Limits) -> list[Variant]:
-    """One :class:`Variant` per width x format, in the order given. Widths are scaled
-    from the next larger one (largest first), which costs far less than scaling each
-    from the full image and looks the same; a width never enlarges the image."""
+def expand(frames: list[Image.Image], spec: ops.Variants, default_format: str, limits: Limits) -> Iterator[Variant]:
+    """One :class:`Variant` per width x format, largest width first; ``order`` is its
+    place in the order given. Widths are scaled from the next larger one, which costs far
+    less than scaling each from the full image and looks the same; a width never
+    enlarges the image.
+
+    A generator, so that memory does not grow with the number of variants: the caller
+    encodes each variant before asking for the next, and only the copy the next width is
+    scaled from stays alive. It takes over ``frames``: the caller should drop its own
+    reference, or the full-size image stays alive until the last variant."""
     formats = list(spec.formats) or [default_format]
     if not spec.widths:
-        return [Variant(variant_name(None, fmt), frames, fmt) for fmt in formats]
-    scaled: dict[int, list[Image.Image]] = {}
-    current = frames
+        for index, fmt in enumerate(formats):
+            yield Variant(variant_name(None, fmt), frames, fmt, index)
+        return
+    position = {width: index for index, width in enumerate(spec.widths)}
+    current, frames = frames, None
     for width in sorted(spec.widths, reverse=True):
         op = ops.Resize(op="resize", width=width)
-        current = [resize(frame, op, limits) for frame in current]
-        scaled[width] = current
-    return [Variant(variant_name(width, fmt), scaled[width], fmt) for width in spec.widths for fmt in formats]
+        current = [resize(frame, op, limits) for frame in current]    # the larger copy is released here
+        for index, fmt in enumerate(formats):
+            yield Variant(variant_name(width, fmt), current, fmt, position[width] * len(formats) + index)
 
 
 def largest_width(spec: ops.Variants | None) -> int | None:

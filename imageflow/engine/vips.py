@@ -1,0 +1,126 @@
+"""libvips (the pyvips and pyvips-binary wheels) where it is the faster tool: the Lanczos
+reduce, and decoding PNG and WebP straight to the size the resize needs.
+
+The engine's images stay Pillow images: libvips takes pixels in and hands pixels back,
+so every operation, format, metadata and colour rule stays where it was. Each function
+returns None when libvips is missing or declines, and the caller does what it did before.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+from PIL import Image
+
+ENABLED = True
+"""Use libvips when it is installed (tests and the benchmark turn it off to compare)."""
+
+# Box-shrink by whole factors first when the ratio is over 3, as the Pillow path does
+# (transforms.REDUCING_GAP): the same look for far less work, and libvips' reduce refuses
+# very large factors.
+_REDUCING_GAP = 3.0
+
+_BANDS_MODE = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+@functools.cache
+def _load():
+    # one thread per render: the processor runs renders side by side, one per core
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    try:
+        import pyvips
+    except (ImportError, OSError):  # pragma: no cover - a pinned dependency; Pillow is the fallback
+        return None
+    pyvips.cache_set_max(0)         # the operation cache would keep pixels alive between renders
+    return pyvips
+
+
+def pyvips():
+    """The pyvips module, or None when it is unavailable or turned off."""
+    return _load() if ENABLED else None
+
+
+def _reduce(image, size: tuple[int, int]):
+    """Lanczos-3 down to exactly ``size`` (a box shrink first for large ratios); alpha is
+    premultiplied for the resample, as Pillow does, so transparent pixels bleed no colour."""
+    vips = _load()
+    width, height = size
+    shrink_x, shrink_y = int(image.width / width / _REDUCING_GAP), int(image.height / height / _REDUCING_GAP)
+    alpha = image.bands in (2, 4)
+    if alpha:
+        image = image.premultiply()
+    if shrink_x > 1 or shrink_y > 1:
+        image = image.shrink(max(1, shrink_x), max(1, shrink_y))
+    if (image.width, image.height) != size:
+        image = image.reduce(image.width / width, image.height / height, kernel=vips.enums.Kernel.LANCZOS3)
+    if alpha:
+        image = image.unpremultiply().rint()     # cast alone truncates: 254.9999 would be 254
+        # a pixel that ends fully transparent gets no colour, as in Pillow (encoders such
+        # as GIF's tell transparency by the whole pixel)
+        image = (image[image.bands - 1] == 0).ifthenelse(0, image)
+    if image.format != "uchar":
+        image = image.cast("uchar")
+    return image if (image.width, image.height) == size else None
+
+
+def _to_pillow(image) -> Image.Image:
+    return Image.frombytes(_BANDS_MODE[image.bands], (image.width, image.height), image.write_to_memory())
+
+
+def resize(image: Image.Image, size: tuple[int, int], box: tuple[int, int, int, int] | None) -> Image.Image | None:
+    """Pillow's ``image.resize(size, LANCZOS, box=box)`` for a downscale of an 8-bit L,
+    LA, RGB or RGBA image, done by libvips; None for anything else."""
+    vips = pyvips()
+    if vips is None or image.mode not in ("L", "LA", "RGB", "RGBA"):
+        return None
+    left, top, right, bottom = box or (0, 0, *image.size)
+    if size[0] > right - left or size[1] > bottom - top:
+        return None             # an upscale: Pillow's
+    try:
+        source = vips.Image.new_from_memory(image.tobytes(), image.width, image.height, len(image.mode), "uchar")
+        if (left, top, right, bottom) != (0, 0, *image.size):
+            source = source.crop(left, top, right - left, bottom - top)
+        reduced = _reduce(source, size)
+        return None if reduced is None else _to_pillow(reduced)
+    except vips.Error:
+        return None
+
+
+def reduce_array(pixels, size: tuple[int, int]) -> Image.Image | None:
+    """A decoded H x W x bands uint8 array (simplejpeg's scaled JPEG decode) reduced to
+    ``size`` without a copy on the way in; None without libvips."""
+    vips = pyvips()
+    if vips is None:
+        return None
+    rows, cols = pixels.shape[:2]
+    bands = pixels.shape[2] if pixels.ndim == 3 else 1
+    try:
+        source = vips.Image.new_from_memory(pixels.data, cols, rows, bands, "uchar")
+        reduced = _reduce(source, size)
+        return None if reduced is None else _to_pillow(reduced)
+    except vips.Error:
+        return None
+
+
+def decode_scaled(data: bytes, kind: str, size: tuple[int, int], mode: str) -> Image.Image | None:
+    """Decode a still PNG or WebP straight to ``size``, streaming (the full-size image is
+    never held in memory): WebP scaled while decoding by libwebp, as libvips' thumbnail
+    does, PNG decoded row by row through the Lanczos reduce. ``mode`` is the working mode
+    Pillow's decode would give; anything else (16 bits a sample, a transparent colour key)
+    is declined, and so is any file libvips finds fault with, so that Pillow decodes it
+    and reports the problem in its own words."""
+    vips = pyvips()
+    if vips is None or kind not in ("png", "webp"):
+        return None
+    try:
+        options = {}
+        if kind == "webp":
+            header = vips.Image.new_from_buffer(data, "")
+            options["scale"] = min(1.0, max(size[0] / header.width, size[1] / header.height))
+        image = vips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated", **options)
+        if image.format != "uchar" or _BANDS_MODE.get(image.bands) != mode:
+            return None
+        reduced = _reduce(image, size) if (image.width, image.height) != size else image
+        return None if reduced is None else _to_pillow(reduced)
+    except vips.Error:
+        return None
