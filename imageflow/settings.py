@@ -56,11 +56,14 @@ class Topics:
     results: str = "imageflow-results"
     notifications: str = "imageflow-notifications"
     tasks_dlq: str = "imageflow-tasks-dlq"
+    webhooks_dlq: str = "imageflow-notifications-webhooks-dlq"
     jobs_sub: str = "imageflow-jobs-im"
     tasks_sub: str = "imageflow-tasks-processor"
     results_sub: str = "imageflow-results-im"
     tasks_dlq_sub: str = "imageflow-tasks-dlq-im"
     notifications_sub: str = "imageflow-notifications-email"
+    webhooks_sub: str = "imageflow-notifications-webhooks"       # the interaction manager's webhook sender
+    webhooks_dlq_sub: str = "imageflow-notifications-webhooks-dlq-im"
 
     ENV = {
         "jobs": "JOBS_TOPIC",
@@ -68,11 +71,14 @@ class Topics:
         "results": "RESULTS_TOPIC",
         "notifications": "NOTIFICATIONS_TOPIC",
         "tasks_dlq": "TASKS_DLQ_TOPIC",
+        "webhooks_dlq": "WEBHOOKS_DLQ_TOPIC",
         "jobs_sub": "JOBS_SUBSCRIPTION",
         "tasks_sub": "TASKS_SUBSCRIPTION",
         "results_sub": "RESULTS_SUBSCRIPTION",
         "tasks_dlq_sub": "TASKS_DLQ_SUBSCRIPTION",
         "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
+        "webhooks_sub": "WEBHOOKS_SUBSCRIPTION",
+        "webhooks_dlq_sub": "WEBHOOKS_DLQ_SUBSCRIPTION",
     }
 
     @classmethod
@@ -126,6 +132,12 @@ class Settings:
     rate_limit_burst: int = 300
     rate_limit_proxy_hops: int = 0
     topics: Topics = field(default_factory=Topics)
+
+    @property
+    def webhook_delivery_limit(self) -> int:
+        """Deliveries of one job.completed on the webhooks subscription before it is
+        dead-lettered: one per webhook attempt, plus the usual margin for handler failures."""
+        return self.webhook_max_attempts + self.max_delivery_attempts
 
     @property
     def outbox_dir(self) -> Path:

@@ -26,12 +26,17 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None) -> list[
         SubscriptionConfig(t.tasks_dlq_sub, t.tasks_dlq, ack_deadline_seconds=deadline),
         SubscriptionConfig(t.notifications_sub, t.notifications, ack_deadline_seconds=deadline,
                            push_endpoint=push_endpoint),
+        # Webhooks: the second subscriber of the notifications topic (services.interaction_manager.webhooks).
+        SubscriptionConfig(t.webhooks_sub, t.notifications, ack_deadline_seconds=deadline,
+                           dead_letter_topic=t.webhooks_dlq,
+                           max_delivery_attempts=settings.webhook_delivery_limit),
+        SubscriptionConfig(t.webhooks_dlq_sub, t.webhooks_dlq, ack_deadline_seconds=deadline),
     ]
 
 
 def topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq]
+    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq, t.webhooks_dlq]
 
 
 def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None) -> None:

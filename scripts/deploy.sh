@@ -107,11 +107,15 @@ TASKS_TOPIC="${TASKS_TOPIC:-imageflow-tasks}"
 RESULTS_TOPIC="${RESULTS_TOPIC:-imageflow-results}"
 NOTIFICATIONS_TOPIC="${NOTIFICATIONS_TOPIC:-imageflow-notifications}"
 TASKS_DLQ_TOPIC="${TASKS_DLQ_TOPIC:-imageflow-tasks-dlq}"
+WEBHOOKS_DLQ_TOPIC="${WEBHOOKS_DLQ_TOPIC:-imageflow-notifications-webhooks-dlq}"
 JOBS_SUBSCRIPTION="${JOBS_SUBSCRIPTION:-imageflow-jobs-im}"
 TASKS_SUBSCRIPTION="${TASKS_SUBSCRIPTION:-imageflow-tasks-processor}"
 RESULTS_SUBSCRIPTION="${RESULTS_SUBSCRIPTION:-imageflow-results-im}"
 TASKS_DLQ_SUBSCRIPTION="${TASKS_DLQ_SUBSCRIPTION:-imageflow-tasks-dlq-im}"
 NOTIFICATIONS_SUBSCRIPTION="${NOTIFICATIONS_SUBSCRIPTION:-imageflow-notifications-email}"
+WEBHOOKS_SUBSCRIPTION="${WEBHOOKS_SUBSCRIPTION:-imageflow-notifications-webhooks}"
+WEBHOOKS_DLQ_SUBSCRIPTION="${WEBHOOKS_DLQ_SUBSCRIPTION:-imageflow-notifications-webhooks-dlq-im}"
+WEBHOOK_MAX_ATTEMPTS="${WEBHOOK_MAX_ATTEMPTS:-5}"
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 if ! [[ "$ACK_DEADLINE_SECONDS" =~ ^[0-9]+$ ]] || ((ACK_DEADLINE_SECONDS < 10 || ACK_DEADLINE_SECONDS > 600)); then
@@ -393,7 +397,7 @@ for fields in "status" "owner" "owner status"; do
 done
 
 step "8. Pub/Sub topics and subscriptions, dead-lettering of failed tasks"
-for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC"; do
+for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC" "$WEBHOOKS_DLQ_TOPIC"; do
   ensure gcloud pubsub topics describe "$topic" --project="$PROJECT_ID" \
     -- gcloud pubsub topics create "$topic" --project="$PROJECT_ID"
 done
@@ -410,6 +414,10 @@ ensure_subscription "$TASKS_SUBSCRIPTION" "$TASKS_TOPIC" \
   --dead-letter-topic="$TASKS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
 ensure_subscription "$RESULTS_SUBSCRIPTION" "$RESULTS_TOPIC"
 ensure_subscription "$TASKS_DLQ_SUBSCRIPTION" "$TASKS_DLQ_TOPIC"
+# Webhooks: the interaction manager's subscriber of the notifications topic (Settings.webhook_delivery_limit).
+ensure_subscription "$WEBHOOKS_SUBSCRIPTION" "$NOTIFICATIONS_TOPIC" \
+  --dead-letter-topic="$WEBHOOKS_DLQ_TOPIC" --max-delivery-attempts="$((WEBHOOK_MAX_ATTEMPTS + MAX_DELIVERY_ATTEMPTS))"
+ensure_subscription "$WEBHOOKS_DLQ_SUBSCRIPTION" "$WEBHOOKS_DLQ_TOPIC"
 if ((DRY_RUN)); then
   say "# $NOTIFICATIONS_SUBSCRIPTION is the local/emulator push subscription; on GCP the email"
   say "# function's Eventarc trigger (step 13) creates and owns the subscription of $NOTIFICATIONS_TOPIC."
@@ -418,6 +426,10 @@ fi
 run gcloud pubsub topics add-iam-policy-binding "$TASKS_DLQ_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
 run gcloud pubsub subscriptions add-iam-policy-binding "$TASKS_SUBSCRIPTION" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+run gcloud pubsub topics add-iam-policy-binding "$WEBHOOKS_DLQ_TOPIC" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+run gcloud pubsub subscriptions add-iam-policy-binding "$WEBHOOKS_SUBSCRIPTION" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
 bind_topic_role() { run gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
   --member="serviceAccount:$2" --role="$3" --format=none; }
@@ -432,6 +444,8 @@ bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
 bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$RESULTS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$WEBHOOKS_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$WEBHOOKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
 
 step "9. The SendGrid key in Secret Manager, readable by the email function only"
@@ -514,7 +528,10 @@ JOBS_SUBSCRIPTION=$JOBS_SUBSCRIPTION
 TASKS_SUBSCRIPTION=$TASKS_SUBSCRIPTION
 RESULTS_SUBSCRIPTION=$RESULTS_SUBSCRIPTION
 TASKS_DLQ_SUBSCRIPTION=$TASKS_DLQ_SUBSCRIPTION
-NOTIFICATIONS_SUBSCRIPTION=$NOTIFICATIONS_SUBSCRIPTION"
+NOTIFICATIONS_SUBSCRIPTION=$NOTIFICATIONS_SUBSCRIPTION
+WEBHOOKS_DLQ_TOPIC=$WEBHOOKS_DLQ_TOPIC
+WEBHOOKS_SUBSCRIPTION=$WEBHOOKS_SUBSCRIPTION
+WEBHOOKS_DLQ_SUBSCRIPTION=$WEBHOOKS_DLQ_SUBSCRIPTION"
 if [[ -n "$DOMAIN" ]]; then
   write_file "k8s/overlays/gke-https/params.env" "DOMAIN=$DOMAIN"
 fi

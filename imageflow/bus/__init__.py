@@ -52,8 +52,10 @@ class ReceivedMessage(ABC):
         """Give the message back for immediate redelivery."""
 
     @abstractmethod
-    def extend(self, seconds: int) -> None:
-        """Push the ack deadline ``seconds`` from now (lease extension)."""
+    def extend(self, seconds: float) -> None:
+        """Push the ack deadline ``seconds`` from now (lease extension). Returning from a
+        subscriber callback without settling, after this, delays the redelivery by ``seconds``
+        (Pub/Sub rounds up to whole seconds, at most 600)."""
 
 
 class MessageBus(ABC):

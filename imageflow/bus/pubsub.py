@@ -19,6 +19,7 @@ source subscription: the deployment grants those (the emulator needs nothing).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -79,7 +80,7 @@ class PulledMessage(ReceivedMessage):
         self._modify(0)
 
     def extend(self, seconds: int) -> None:
-        self._modify(min(MAX_DEADLINE, max(0, int(seconds))))
+        self._modify(min(MAX_DEADLINE, max(0, math.ceil(seconds))))  # whole seconds, never sooner
 
     def _modify(self, seconds: int) -> None:
         self._settle("modify_ack_deadline", lambda api: api.modify_ack_deadline(
@@ -122,7 +123,7 @@ class StreamedMessage(ReceivedMessage):
 
     def extend(self, seconds: int) -> None:
         if not self.released:
-            self._message.modify_ack_deadline(min(MAX_DEADLINE, max(0, int(seconds))))
+            self._message.modify_ack_deadline(min(MAX_DEADLINE, max(0, math.ceil(seconds))))  # whole seconds, never sooner
 
     def drop(self) -> None:
         """Stop leasing without settling: Pub/Sub redelivers after the ack deadline."""

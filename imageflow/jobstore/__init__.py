@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
-from ..domain import Image, Job
+from ..domain import Image, Job, mark_notified as _mark_notified
 from ..messages import Result
 
 
@@ -53,8 +53,16 @@ class JobStore(ABC):
         Duplicate results and results for finished images change nothing."""
 
     @abstractmethod
+    def transition(self, job_id: str, change: Callable[[Job], dict | None]) -> Job | None:
+        """A conditional update, for state that several processes race on: ``change`` sees the
+        current job and returns the fields to set (or None to leave it); they are written only
+        if the job has not changed since it was read, else ``change`` runs again on the newer
+        job. Returns the job after the write, or None when ``change`` declined. Raises
+        JobNotFound. (``domain`` holds the changes: ``domain.mark_notified`` and the others.)"""
+
     def mark_notified(self, job_id: str, now: str) -> bool:
         """Set ``notified_at`` if it is not set; True when this call set it."""
+        return self.transition(job_id, _mark_notified(now)) is not None
 
     @abstractmethod
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,

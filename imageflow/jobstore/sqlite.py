@@ -108,16 +108,20 @@ class SqliteJobStore(JobStore):
                 outcome.jobs[job_id] = job
         return outcome
 
-    def mark_notified(self, job_id: str, now: str) -> bool:
+    def transition(self, job_id: str, change) -> Job | None:
+        # BEGIN IMMEDIATE holds the write lock from the read to the write: nobody races it.
         with self.db.transaction() as conn:
             job = self._read_job(conn, job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            if job.notified_at:
-                return False
-            job.notified_at = now
+            fields = change(job)
+            if fields is None:
+                return None
+            data = {**job.to_dict(), **fields}
+            data["updated_at"] = fields.get("updated_at") or utcnow()
+            job = Job.from_dict(data)
             self._write_job(conn, job)
-            return True
+            return job
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
                   limit: int = 50, before: str | None = None) -> list[Job]:

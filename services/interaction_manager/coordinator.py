@@ -35,7 +35,7 @@ class Coordinator:
     jobs: JobStore
     bus: MessageBus
     blobs: BlobStore | None = None
-    on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # extra completion hook (webhooks), called after the publish
+    on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # called after the publish (tests, metrics)
     importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.fetch)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
@@ -87,19 +87,18 @@ class Coordinator:
 
     def announce(self, job: domain.Job) -> bool:
         """Publish ``job.completed`` once: the claim (``notified_at``) is recorded first; if the
-        publish fails the claim is released so a redelivered result tries again."""
+        publish fails the claim is released so a redelivered result tries again. Its
+        subscribers (the email function, the webhook sender) reach the user."""
         if not self.jobs.mark_notified(job.job_id, domain.utcnow()):
             return False
-        event = JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
-                             failed=job.failed, email=job.email,
-                             results_url=f"{self.settings.public_base_url}/jobs/{job.job_id}")
+        event = domain.completed_event(job, self.settings.public_base_url)
         try:
             message_id = self.bus.publish(self.settings.topics.notifications, event.encode(),
                                           {"job_id": job.job_id, "status": job.status})
         except Exception:
-            self.jobs.update_job(job.job_id, notified_at=None)
+            self.jobs.transition(job.job_id, domain.release_notified())
             raise
-        self.jobs.update_job(job.job_id, completion_message_id=message_id)
+        self.jobs.transition(job.job_id, domain.record_completion_published(message_id))
         log.info("job %s %s: %d/%d succeeded", job.job_id, job.status, job.succeeded, job.total)
         if self.on_completed:
             try:
