@@ -87,6 +87,41 @@ def test_mark_notified_once(jobstore):
     assert jobstore.get_job(job.job_id).notified_at
 
 
+def test_transition_writes_what_the_change_returns_on_the_current_job(jobstore):
+    job, _ = make_job(jobstore, n=1, webhook_url="https://h.example/x", webhook_status="pending")
+    jobstore.update_job(job.job_id, status="completed")
+    seen = []
+
+    def change(current):
+        seen.append(current.status)
+        return {"webhook_next_at": 123.0} if current.webhook_next_at is None else None
+
+    after = jobstore.transition(job.job_id, change)
+    assert seen == ["completed"] and after.webhook_next_at == 123.0 and after.status == "completed"
+    assert jobstore.get_job(job.job_id).webhook_next_at == 123.0
+    assert jobstore.transition(job.job_id, change) is None            # declined: nothing written
+    with pytest.raises(JobNotFound):
+        jobstore.transition(new_id(), change)
+
+
+def test_racing_transitions_lose_no_update(jobstore):
+    """Each caller appends to a list; a plain read-modify-write would lose some of them."""
+    import threading
+    job, _ = make_job(jobstore, n=1)
+    barrier = threading.Barrier(4)
+
+    def append(i):
+        barrier.wait()
+        jobstore.transition(job.job_id, lambda j: {"webhook_attempts": [*j.webhook_attempts, {"n": i}]})
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a["n"] for a in jobstore.get_job(job.job_id).webhook_attempts) == [0, 1, 2, 3]
+
+
 def test_update_job_fields(jobstore):
     job, _ = make_job(jobstore, n=1)
     updated = jobstore.update_job(job.job_id, status="processing", name="holiday")
