@@ -59,7 +59,7 @@ class JobViews:
 
     def links(self, job_id: str) -> dict:
         return {"self": f"{self.base_url}/api/v1/jobs/{job_id}",
-                "results_page": f"{self.settings.public_base_url}/jobs/{job_id}",
+                "results_page": domain.results_url(self.settings.public_base_url, job_id),
                 "archive": f"{self.base_url}/api/v1/jobs/{job_id}/archive.zip"}
 
     def blob_url(self, path: str | None, api_path: str) -> str | None:

@@ -75,3 +75,13 @@ def test_fold_progress_completes_once():
     (3, 3, 0, "completed"), (3, 2, 1, "completed_with_errors"), (3, 0, 3, "failed")])
 def test_final_status(total, ok, bad, status):
     assert domain.final_status(total, ok, bad) == status
+
+
+def test_the_results_link_and_the_completion_message_come_from_one_place():
+    job = domain.Job(job_id="ab" * 16, status=domain.COMPLETED_WITH_ERRORS, total=3, succeeded=2, failed=1,
+                     email="me@example.com")
+    assert domain.results_url("https://imageflow.example/", job.job_id) == f"https://imageflow.example/jobs/{job.job_id}"
+    event = domain.completed_event(job, "https://imageflow.example")
+    assert (event.status, event.total, event.succeeded, event.failed, event.email) == (
+        "completed_with_errors", 3, 2, 1, "me@example.com")
+    assert event.results_url == f"https://imageflow.example/jobs/{job.job_id}"
