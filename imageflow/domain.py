@@ -26,6 +26,13 @@ IMAGE_SUCCEEDED = "succeeded"
 IMAGE_FAILED = "failed"
 TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED)
 
+# Why an image failed (Image.error_code, Result.error_code): the engine's ImageError.CODES
+# (empty, unsupported, corrupt, too_large, too_many_frames, output_too_large, invalid), plus:
+MISSING_INPUT = "missing_input"      # the original is not in storage
+WORKER_CRASHED = "worker_crashed"    # dead-lettered: the processors gave up on it
+FETCH_FAILED = "fetch_failed"        # imported by URL, and the URL could not be fetched
+ERROR_CODES = (MISSING_INPUT, WORKER_CRASHED, FETCH_FAILED)
+
 # Webhook delivery states (Job.webhook_status; None when the job has no webhook).
 WEBHOOK_PENDING = "pending"
 WEBHOOK_DELIVERED = "delivered"
@@ -117,6 +124,7 @@ class Image:
     height: int | None = None
     bytes: int | None = None
     error: str | None = None
+    error_code: str | None = None       # the machine-readable kind of ``error`` (see ERROR_CODES)
     attempts: int = 0
     input_content_type: str | None = None
     input_bytes: int | None = None
@@ -192,10 +200,10 @@ def apply_result(image: Image, result: Result, now: str) -> Image | None:
     if result.status == IMAGE_SUCCEEDED:
         return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
                        content_type=result.content_type, width=result.width, height=result.height,
-                       bytes=result.bytes, error=None, outputs=list(result.outputs or []),
+                       bytes=result.bytes, error=None, error_code=None, outputs=list(result.outputs or []),
                        attempts=image.attempts + 1, updated_at=now)
     return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
-                   attempts=image.attempts + 1, updated_at=now)
+                   error_code=result.error_code, attempts=image.attempts + 1, updated_at=now)
 
 
 def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:

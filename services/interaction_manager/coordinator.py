@@ -63,7 +63,8 @@ class Coordinator:
         unfetchable: list[Result] = []
         for image, error in ready:
             if error:  # a URL that could not be imported is an image that failed, with its reason
-                unfetchable.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=error))
+                unfetchable.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=error,
+                                          error_code=domain.FETCH_FAILED))
                 continue
             task = Task(job_id=job_id, image_id=image.image_id, input_path=image.input_path,
                         output_path=domain.output_stem(job_id, image.image_id, image.filename),
@@ -115,6 +116,7 @@ class Coordinator:
             return None
         attempts = message.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") or "several"
         return Result(job_id=task.job_id, image_id=task.image_id, status="failed",
+                      error_code=domain.WORKER_CRASHED,
                       error=f"processing failed after {attempts} attempts: the image could not be processed "
                             "(the worker crashed or ran out of time on it)")
 

@@ -104,6 +104,7 @@ def test_dead_lettered_task_marks_the_image_failed(local_settings, backends, coo
     coordinator.fold([coordinator.dead_letter_result(letter)])
     image = backends.jobs.get_image(job.job_id, images[0].image_id)
     assert image.status == "failed" and f"after {local_settings.max_delivery_attempts} attempts" in image.error
+    assert image.error_code == "worker_crashed"
     assert backends.jobs.get_job(job.job_id).status == "failed"
 
 
@@ -176,7 +177,7 @@ def test_processor_reports_a_bad_image_as_failed(local_settings, backends):
     processor.handle_message(message)
     assert message.acked
     result = Result.decode(drain(backends.bus, local_settings.topics.results_sub)[0].data)
-    assert result.status == "failed" and result.error
+    assert result.status == "failed" and result.error and result.error_code == "corrupt"
 
 
 def test_processor_retries_on_storage_trouble(local_settings, backends, monkeypatch):

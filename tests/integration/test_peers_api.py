@@ -52,7 +52,8 @@ def finish(app, job_id, errors=()):
     results = []
     for image in jobs.list_images(job_id):
         if image.filename in errors:
-            results.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=errors[image.filename]))
+            results.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=errors[image.filename],
+                                  error_code="fetch_failed"))
         else:
             path = f"{job_id}/output/{image.image_id}-out.png"
             blobs.put(path, png((8, 6)), "image/png")
@@ -115,6 +116,9 @@ def test_csv_submission_keeps_columns_for_the_report(app, client):
     assert [r["source_url"] for r in rows] == [f"https://images.example/{n}.jpg" for n in (1, 2, 3)]
     assert [r["status"] for r in rows] == ["succeeded", "succeeded", "failed"]
     assert rows[2]["error"].endswith("404 Not Found") and rows[2]["output_url"] == "" and rows[2]["input_url"] == ""
+    assert [r["error_code"] for r in rows] == ["", "", "fetch_failed"]
+    images = client.get(f"/api/v1/jobs/{job_id}", headers=as_(ALICE)).json["images"]
+    assert [i["error_code"] for i in images] == [None, None, "fetch_failed"]
     # The output links work without the key (signed) and only for that file.
     link = urlsplit(rows[0]["output_url"])
     assert client.get(f"{link.path}?{link.query}").status_code == 200

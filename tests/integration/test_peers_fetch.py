@@ -141,6 +141,7 @@ def test_fan_out_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_p
         assert "169.254.169.254" in errors["metadata"] and "10.1.1.1" in errors["redirect"]
         assert "not an image: the content is text" in errors["html"]
         assert "usable image" in errors["disguised"] and "404" in errors["missing"]
+        assert {i.error_code for i in images.values() if i.status == domain.IMAGE_FAILED} == {"fetch_failed"}
         job = backends.jobs.get_job(job_id)
         assert (job.status, job.failed, job.succeeded, job.tasks_published) == ("processing", 6, 0, True)
         # A redelivered job.submitted fetches nothing again and publishes nothing.

@@ -25,8 +25,8 @@ def ok(image, **kw):
                   width=10, height=20, bytes=123, **kw)
 
 
-def bad(image, error="corrupt"):
-    return Result(job_id=image.job_id, image_id=image.image_id, status="failed", error=error)
+def bad(image, error="corrupt", code="corrupt"):
+    return Result(job_id=image.job_id, image_id=image.image_id, status="failed", error=error, error_code=code)
 
 
 def test_create_and_read(jobstore):
@@ -56,7 +56,9 @@ def test_results_fold_into_counts_and_complete_the_job(jobstore):
     assert outcome.jobs[job.job_id].status == "completed_with_errors"
     image = jobstore.get_image(job.job_id, images[0].image_id)
     assert (image.status, image.width, image.height, image.bytes) == ("succeeded", 10, 20, 123)
-    assert jobstore.get_image(job.job_id, images[1].image_id).error == "not an image"
+    failed = jobstore.get_image(job.job_id, images[1].image_id)
+    assert (failed.error, failed.error_code) == ("not an image", "corrupt")
+    assert jobstore.get_image(job.job_id, images[0].image_id).error_code is None
 
 
 def test_duplicate_results_count_once(jobstore):
