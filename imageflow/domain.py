@@ -262,6 +262,17 @@ def start() -> Change:
     return lambda job: {"status": PROCESSING} if job.status == QUEUED else None
 
 
+def record_tasks_published() -> Change:
+    """Every task of the job is on the bus: a redelivered job.submitted publishes none again."""
+    return lambda job: None if job.tasks_published else {"tasks_published": True}
+
+
+def fail(now: str) -> Change:
+    """A job that can never be processed (it could not be queued) -> failed. A job already
+    finished keeps its outcome."""
+    return lambda job: None if job.is_terminal else {"status": FAILED, "completed_at": now}
+
+
 def webhook_wait(job: Job, now: float) -> float | None:
     """Seconds until the job's webhook may be attempted (0: now), or None when there is
     nothing to deliver (no webhook, already delivered or failed, job not finished)."""

@@ -56,7 +56,7 @@ class Coordinator:
         if job.is_terminal or job.tasks_published:
             return 0
         if job.status == domain.QUEUED:
-            self.jobs.update_job(job_id, status=domain.PROCESSING)
+            self.jobs.transition(job_id, domain.start())
         count = 0
         images = [i for i in self.jobs.list_images(job_id) if i.status not in domain.TERMINAL_IMAGE_STATUSES]
         ready = self.importer.fetch_inputs(images) if self.importer else ((i, None) for i in images)
@@ -73,7 +73,7 @@ class Coordinator:
             count += 1
         if unfetchable:  # folded before tasks_published, so a crash here retries them
             self.fold(unfetchable)
-        self.jobs.update_job(job_id, tasks_published=True)
+        self.jobs.transition(job_id, domain.record_tasks_published())
         log.info("job %s: published %d tasks", job_id, count)
         return count
 
@@ -134,7 +134,7 @@ class Coordinator:
             for job in self.jobs.list_jobs(status=status, limit=200):
                 if job.notified_at and not job.completion_message_id \
                         and _age_cutoff(job.notified_at, cutoff):
-                    self.jobs.update_job(job.job_id, notified_at=None)
+                    self.jobs.transition(job.job_id, domain.release_notified())
                     touched += self.announce(self.jobs.get_job(job.job_id))
         for job in self.jobs.list_jobs(status=domain.QUEUED, limit=200):
             if _age_cutoff(job.created_at, cutoff):
