@@ -387,12 +387,13 @@ step "7. Firestore (native mode) and the indexes of the job queries"
 ensure gcloud firestore databases describe --database='(default)' --project="$PROJECT_ID" \
   -- gcloud firestore databases create --database='(default)' --location="$FIRESTORE_LOCATION" \
   --type=firestore-native --project="$PROJECT_ID"
-# JobStore.list_jobs: equality on owner and/or status, newest first (created_at).
-for fields in "status" "owner" "owner status"; do
+# JobStore.list_jobs: equality on owner and/or status (or none), in (created_at, job_id) order, newest first.
+for fields in "" "status" "owner" "owner status"; do
   index=(gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)'
          --collection-group=jobs --query-scope=COLLECTION)
   for field in $fields; do index+=(--field-config="field-path=$field,order=ascending"); done
-  index+=(--field-config="field-path=created_at,order=descending" --async)
+  index+=(--field-config="field-path=created_at,order=descending"
+          --field-config="field-path=job_id,order=descending" --async)
   run_ok_if_exists "${index[@]}"
 done
 

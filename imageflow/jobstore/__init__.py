@@ -27,6 +27,13 @@ class FoldOutcome:
     ignored: int = 0                                            # duplicates and results for unknown jobs
 
 
+Cursor = tuple[str, str]  # (created_at, job_id) of the last job of a page
+
+
+def cursor_of(job: Job) -> Cursor:
+    return (job.created_at, job.job_id)
+
+
 class JobStore(ABC):
     @abstractmethod
     def create_job(self, job: Job, images: list[Image]) -> None:
@@ -66,8 +73,10 @@ class JobStore(ABC):
 
     @abstractmethod
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
-                  limit: int = 50, before: str | None = None) -> list[Job]:
-        """Jobs newest first; ``before`` is a ``created_at`` cursor for the next page."""
+                  limit: int = 50, after: "Cursor | None" = None) -> list[Job]:
+        """Up to ``limit`` jobs in the order ``(created_at, job_id)`` descending (newest first,
+        ties broken by id), starting just after ``after`` (``cursor_of`` the last job of the
+        previous page). Use ``page_jobs``/``iter_jobs`` rather than a bare limit."""
 
     @abstractmethod
     def delete_job(self, job_id: str) -> bool:
@@ -81,28 +90,19 @@ class JobStore(ABC):
         """Release resources."""
 
 
-TIE_SLACK = 100  # jobs created in the same millisecond as a cursor that one page may read again
-
-Cursor = tuple[str, str]  # (created_at, job_id) of the last job of a page
-
-
 def page_jobs(store: JobStore, *, owner: str | None = None, status: str | None = None, limit: int = 50,
               cursor: Cursor | None = None) -> tuple[list[Job], Cursor | None]:
     """One page of jobs, newest first, after ``cursor``; and the cursor of the next page (None
-    at the end). ``list_jobs``'s ``before`` is a bare ``created_at``, so the jobs created in the
-    same millisecond as the cursor are read again and those already returned are dropped here:
-    paging never skips or repeats a job."""
-    before = cursor[0] + " " if cursor else None  # just above cursor[0]: its ties come back
-    batch = store.list_jobs(owner=owner, status=status, limit=limit + 1 + TIE_SLACK, before=before)
-    if cursor:
-        batch = [j for j in batch if not (j.created_at == cursor[0] and j.job_id >= cursor[1])]
+    at the end). The cursor is a position in the store's total order, so paging never skips
+    or repeats a job, even among jobs created in the same millisecond."""
+    batch = store.list_jobs(owner=owner, status=status, limit=limit + 1, after=cursor)
     page = batch[:limit]
-    return page, ((page[-1].created_at, page[-1].job_id) if len(batch) > limit and page else None)
+    return page, (cursor_of(page[-1]) if len(batch) > limit and page else None)
 
 
 def iter_jobs(store: JobStore, *, owner: str | None = None, status: str | None = None,
               page_size: int = 500) -> Iterator[Job]:
-    """Every matching job, newest first, page by page."""
+    """Every matching job, newest first, page by page (every scan of the jobs uses this)."""
     cursor = None
     while True:
         page, cursor = page_jobs(store, owner=owner, status=status, limit=page_size, cursor=cursor)

@@ -23,7 +23,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import FoldOutcome, JobNotFound, JobStore
+from . import Cursor, FoldOutcome, JobNotFound, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +164,17 @@ class FirestoreJobStore(JobStore):
         raise RuntimeError(f"job {job_id} kept changing; could not update it")
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
-                  limit: int = 50, before: str | None = None) -> list[Job]:
+                  limit: int = 50, after: Cursor | None = None) -> list[Job]:
         query = self.client.collection(JOBS)
         if owner is not None:
             query = query.where(filter=FieldFilter("owner", "==", owner))
         if status is not None:
             query = query.where(filter=FieldFilter("status", "==", status))
-        if before is not None:
-            query = query.where(filter=FieldFilter("created_at", "<", before))
-        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING) \
+            .order_by("job_id", direction=firestore.Query.DESCENDING)
+        if after is not None:
+            query = query.start_after({"created_at": after[0], "job_id": after[1]})
+        query = query.limit(limit)
         return [Job.from_dict(snap.to_dict()) for snap in query.stream()]
 
     def delete_job(self, job_id: str) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..sqlite_util import SqliteDatabase
-from . import FoldOutcome, JobNotFound, JobStore
+from . import Cursor, FoldOutcome, JobNotFound, JobStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_created_id ON jobs (created_at DESC, job_id DESC);
 CREATE TABLE IF NOT EXISTS images (
     job_id TEXT NOT NULL,
     image_id TEXT NOT NULL,
@@ -124,7 +125,7 @@ class SqliteJobStore(JobStore):
             return job
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
-                  limit: int = 50, before: str | None = None) -> list[Job]:
+                  limit: int = 50, after: Cursor | None = None) -> list[Job]:
         clauses, params = [], []
         if owner is not None:
             clauses.append("owner = ?")
@@ -132,9 +133,9 @@ class SqliteJobStore(JobStore):
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
-        if before is not None:
-            clauses.append("created_at < ?")
-            params.append(before)
+        if after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
+            params.extend((after[0], after[0], after[1]))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.db.connection().execute(
             f"SELECT doc FROM jobs {where} ORDER BY created_at DESC, job_id DESC LIMIT ?", (*params, limit))

@@ -131,12 +131,12 @@ class Coordinator:
         touched = 0
         cutoff = time.time() - older_than_seconds
         for status in domain.TERMINAL_JOB_STATUSES:
-            for job in self.jobs.list_jobs(status=status, limit=200):
+            for job in iter_jobs(self.jobs, status=status):
                 if job.notified_at and not job.completion_message_id \
                         and _age_cutoff(job.notified_at, cutoff):
                     self.jobs.transition(job.job_id, domain.release_notified())
                     touched += self.announce(self.jobs.get_job(job.job_id))
-        for job in self.jobs.list_jobs(status=domain.QUEUED, limit=200):
+        for job in iter_jobs(self.jobs, status=domain.QUEUED):
             if _age_cutoff(job.created_at, cutoff):
                 touched += bool(self.fan_out(job.job_id))
         return touched

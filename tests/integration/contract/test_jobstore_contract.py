@@ -139,7 +139,7 @@ def test_list_jobs_newest_first_with_filters(jobstore):
     jobs = jobstore.list_jobs(owner=owner)
     assert [j.job_id for j in jobs] == [j.job_id for j in reversed(made)]
     page = jobstore.list_jobs(owner=owner, limit=2)
-    rest = jobstore.list_jobs(owner=owner, limit=2, before=page[-1].created_at)
+    rest = jobstore.list_jobs(owner=owner, limit=2, after=(page[-1].created_at, page[-1].job_id))
     assert [j.job_id for j in page + rest] == [j.job_id for j in reversed(made)]
     assert jobstore.list_jobs(owner=owner, status="completed") == []
 
@@ -165,3 +165,16 @@ def test_paging_over_jobs_created_in_the_same_millisecond_skips_and_repeats_none
             break
     assert sorted(seen) == sorted(made) and len(seen) == len(made)
     assert [j.job_id for j in iter_jobs(jobstore, owner=owner, page_size=2)] == seen
+    # the order is (created_at, job_id) descending, and a cursor starts right after its job
+    assert seen == [j for _, j in sorted(((jobstore.get_job(j).created_at, j) for j in made), reverse=True)]
+    ties = jobstore.list_jobs(owner=owner, limit=100, after=("2026-01-01T00:00:00.000Z", seen[2]))
+    assert [j.job_id for j in ties] == seen[3:]
+
+
+def test_every_scan_reaches_past_any_page_size(jobstore):
+    """More jobs than one page of the scan: iter_jobs reads them all (no silent cap)."""
+    from imageflow.jobstore import iter_jobs
+    owner = new_id()
+    made = {make_job(jobstore, n=0, owner=owner, created_at="2026-02-02T00:00:00.000Z")[0].job_id
+            for _ in range(12)}
+    assert {j.job_id for j in iter_jobs(jobstore, owner=owner, page_size=5)} == made
