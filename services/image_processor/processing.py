@@ -55,7 +55,7 @@ class Processor:
         task = decode_delivered(Task, message)
         if task is None:
             return
-        result = self.process(task, isolate=(message.delivery_attempt or 1) > 1)
+        result = self.process(task, isolate=message.delivery_attempt > 1)
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
         message.ack()
 
