@@ -20,7 +20,7 @@ from services.interaction_manager.webhooks import (
     sign,
     verify,
 )
-from tests.peers_servers import WebhookReceiver
+from tests.http_servers import WebhookReceiver
 
 SECRET = "whsec-test-0123456789abcdef"
 

@@ -19,7 +19,7 @@ from services.image_handler.intake import Intake, JobRequest
 from services.image_handler.url_lists import UrlEntry
 from services.interaction_manager.coordinator import Coordinator
 from services.interaction_manager.url_import import UrlImporter
-from tests.peers_servers import ImageServer, jpeg, png
+from tests.http_servers import ImageServer, jpeg, png
 
 HOSTS = {"images.test": ["127.0.0.1"], "internal.test": ["10.20.30.40"], "metadata.test": ["169.254.169.254"],
          "v6.test": ["::1"], "rebind.test": ["127.0.0.1", "192.168.0.10"]}

@@ -1,6 +1,5 @@
-"""The peers' features over image-handler's HTTP API (Flask test client, real local adapters):
-submission by URL and CSV, API keys and ownership, quotas, listing, renaming, deleting,
-stats and the CSV report."""
+"""Jobs by URL and CSV, API keys and ownership, quotas, listing, renaming, deleting, stats and
+the CSV report, over image-handler's HTTP API (Flask test client, real local adapters)."""
 from __future__ import annotations
 
 import csv
@@ -12,28 +11,16 @@ import pytest
 
 from imageflow import domain
 from imageflow.messages import JobSubmitted, Result
-from services.image_handler.app import create_app
-from tests.peers_servers import png
+from tests.http_servers import png
 
 ALICE = "alice-key-0123456789"
 BOB = "bob-key-0123456789ab"
 
 
-def make_app(tmp_path, **config):
-    return create_app({"data_dir": tmp_path / "data", "max_files_per_job": 10,
-                       "public_base_url": "https://imageflow.example", **config})
-
-
 @pytest.fixture
-def app(tmp_path):
-    app = make_app(tmp_path, api_keys=f"alice={ALICE},bob={BOB}", quota_active_jobs=3, quota_active_images=12)
-    yield app
-    app.extensions["imageflow"].backends.close()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def app_config():
+    return {"max_files_per_job": 10, "api_keys": f"alice={ALICE},bob={BOB}", "quota_active_jobs": 3,
+            "quota_active_images": 12}
 
 
 def as_(key):
@@ -159,8 +146,8 @@ def test_another_key_cannot_see_or_touch_a_job(app, client):
     assert client.get(f"/api/v1/jobs/{job_id}", headers=as_(ALICE)).status_code == 200
 
 
-def test_keys_are_off_by_default(tmp_path):
-    app = make_app(tmp_path)
+def test_keys_are_off_by_default(make_app):
+    app = make_app(max_files_per_job=10)
     try:
         client = app.test_client()
         job_id = client.post("/api/v1/jobs", json={"urls": ["https://a.example/x.jpg"]}).json["job_id"]
@@ -193,8 +180,8 @@ def test_quota_of_images_counts_the_new_job(client):
 
 
 # -- listing, renaming, deleting, stats ------------------------------------------------------
-def test_list_is_paginated_newest_first_and_filters_by_status(tmp_path):
-    app = make_app(tmp_path)
+def test_list_is_paginated_newest_first_and_filters_by_status(make_app):
+    app = make_app(max_files_per_job=10)
     client = app.test_client()
     try:
         ids = [client.post("/api/v1/jobs", json={"urls": ["https://a.example/x.jpg"]}).json["job_id"]
@@ -216,8 +203,8 @@ def test_list_is_paginated_newest_first_and_filters_by_status(tmp_path):
         app.extensions["imageflow"].backends.close()
 
 
-def test_jobs_created_in_the_same_millisecond_are_all_listed(tmp_path):
-    app = make_app(tmp_path)
+def test_jobs_created_in_the_same_millisecond_are_all_listed(make_app):
+    app = make_app(max_files_per_job=10)
     jobs = app.extensions["imageflow"].backends.jobs
     try:
         ids = sorted(domain.new_id() for _ in range(5))
