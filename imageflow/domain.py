@@ -7,9 +7,9 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from .messages import Result
+from .messages import JobCompleted, Result
 
 # Job states (ARCHITECTURE.md).
 QUEUED = "queued"
@@ -25,6 +25,18 @@ IMAGE_QUEUED = "queued"
 IMAGE_SUCCEEDED = "succeeded"
 IMAGE_FAILED = "failed"
 TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED)
+
+# Why an image failed (Image.error_code, Result.error_code): the engine's ImageError.CODES
+# (empty, unsupported, corrupt, too_large, too_many_frames, output_too_large, invalid), plus:
+MISSING_INPUT = "missing_input"      # the original is not in storage
+WORKER_CRASHED = "worker_crashed"    # dead-lettered: the processors gave up on it
+FETCH_FAILED = "fetch_failed"        # imported by URL, and the URL could not be fetched
+ERROR_CODES = (MISSING_INPUT, WORKER_CRASHED, FETCH_FAILED)
+
+# Webhook delivery states (Job.webhook_status; None when the job has no webhook).
+WEBHOOK_PENDING = "pending"
+WEBHOOK_DELIVERED = "delivered"
+WEBHOOK_FAILED = "failed"
 
 
 def utcnow() -> str:
@@ -112,6 +124,7 @@ class Image:
     height: int | None = None
     bytes: int | None = None
     error: str | None = None
+    error_code: str | None = None       # the machine-readable kind of ``error`` (see ERROR_CODES)
     attempts: int = 0
     input_content_type: str | None = None
     input_bytes: int | None = None
@@ -150,7 +163,8 @@ class Job:
     completion_message_id: str | None = None   # job.completed was published (see Coordinator.announce)
     webhook_secret: str | None = None          # HMAC-SHA256 key of the webhook signature (never shown by GET)
     webhook_status: str | None = None          # pending | delivered | failed (None: no webhook)
-    webhook_attempts: list = field(default_factory=list)  # [{at, status_code, error, duration_ms}]
+    webhook_attempts: list = field(default_factory=list)  # [{attempt, at, status_code, error, duration_ms}]
+    webhook_next_at: float | None = None       # unix time before which no replica attempts the webhook
 
     @property
     def done(self) -> int:
@@ -186,10 +200,10 @@ def apply_result(image: Image, result: Result, now: str) -> Image | None:
     if result.status == IMAGE_SUCCEEDED:
         return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
                        content_type=result.content_type, width=result.width, height=result.height,
-                       bytes=result.bytes, error=None, outputs=list(result.outputs or []),
+                       bytes=result.bytes, error=None, error_code=None, outputs=list(result.outputs or []),
                        attempts=image.attempts + 1, updated_at=now)
     return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
-                   attempts=image.attempts + 1, updated_at=now)
+                   error_code=result.error_code, attempts=image.attempts + 1, updated_at=now)
 
 
 def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
@@ -209,3 +223,77 @@ def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
         status = PROCESSING
     return replace(job, succeeded=succeeded, failed=failed, status=status,
                    completed_at=completed_at, updated_at=now)
+
+
+# -- links and the completion message ----------------------------------------------------
+def results_url(public_base_url: str, job_id: str) -> str:
+    """The job's results page (ARCHITECTURE.md): the link in the email, the webhook and the API."""
+    return f"{public_base_url.rstrip('/')}/jobs/{job_id}"
+
+
+def completed_event(job: Job, public_base_url: str) -> JobCompleted:
+    """The ``job.completed`` message of a finished job."""
+    return JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
+                        failed=job.failed, email=job.email, results_url=results_url(public_base_url, job.job_id))
+
+
+# -- job transitions ---------------------------------------------------------------------
+# Each returns a change for ``JobStore.transition``: given the current job, the fields to
+# set, or None when the transition does not apply (already done, or not allowed now).
+Change = Callable[[Job], "dict[str, Any] | None"]
+
+
+def mark_notified(now: str) -> Change:
+    """Claim the one ``job.completed`` of a job (Coordinator.announce)."""
+    return lambda job: None if job.notified_at else {"notified_at": now}
+
+
+def release_notified() -> Change:
+    """Give the claim back when the publish failed, so the next result tries again."""
+    return lambda job: {"notified_at": None} if job.notified_at and not job.completion_message_id else None
+
+
+def record_completion_published(message_id: str) -> Change:
+    return lambda job: {"completion_message_id": message_id}
+
+
+def start() -> Change:
+    """queued -> processing (the fan-out began)."""
+    return lambda job: {"status": PROCESSING} if job.status == QUEUED else None
+
+
+def record_tasks_published() -> Change:
+    """Every task of the job is on the bus: a redelivered job.submitted publishes none again."""
+    return lambda job: None if job.tasks_published else {"tasks_published": True}
+
+
+def fail(now: str) -> Change:
+    """A job that can never be processed (it could not be queued) -> failed. A job already
+    finished keeps its outcome."""
+    return lambda job: None if job.is_terminal else {"status": FAILED, "completed_at": now}
+
+
+def webhook_wait(job: Job, now: float) -> float | None:
+    """Seconds until the job's webhook may be attempted (0: now), or None when there is
+    nothing to deliver (no webhook, already delivered or failed, job not finished)."""
+    if not job.webhook_url or job.webhook_status != WEBHOOK_PENDING or not job.is_terminal:
+        return None
+    return max(0.0, (job.webhook_next_at or 0.0) - now)
+
+
+def claim_webhook_attempt(now: float, lease_seconds: float) -> Change:
+    """Take the next webhook attempt: nobody else attempts before ``now + lease_seconds``
+    (so two interaction-manager replicas never post the same webhook at once)."""
+    return lambda job: {"webhook_next_at": now + lease_seconds} if webhook_wait(job, now) == 0 else None
+
+
+def record_webhook_attempt(attempt: dict, outcome: str, next_at: float | None) -> Change:
+    """Append one attempt to ``webhook_attempts`` and set the outcome (``pending`` with the
+    time of the next attempt, or ``delivered``/``failed``)."""
+    def change(job: Job) -> dict | None:
+        if job.webhook_status != WEBHOOK_PENDING:
+            return None
+        attempts = list(job.webhook_attempts or [])
+        attempts.append({**attempt, "attempt": len(attempts) + 1})
+        return {"webhook_attempts": attempts, "webhook_status": outcome, "webhook_next_at": next_at}
+    return change

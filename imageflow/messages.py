@@ -94,6 +94,9 @@ class Result(Message):
     error: str | None = None
     duration_ms: int | None = None
     outputs: list = field(default_factory=list)  # extension: every variant, as Output dicts
+    # extension: why it failed, for programs (ImageError.CODES or domain.ERROR_CODES); absent
+    # from older producers (None) and ignored by older consumers, so the message stays "v": 1
+    error_code: str | None = None
 
     def __post_init__(self):
         if self.status not in ("succeeded", "failed"):

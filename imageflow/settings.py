@@ -103,6 +103,12 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
 
     @property
+    def webhook_delivery_limit(self) -> int:
+        """Deliveries of one job.completed on the webhooks subscription before it is
+        dead-lettered: one per webhook attempt, plus the usual margin for handler failures."""
+        return self.webhook_max_attempts + self.max_delivery_attempts
+
+    @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 

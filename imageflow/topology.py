@@ -32,11 +32,14 @@ class Topics:
     results: str = "imageflow-results"
     notifications: str = "imageflow-notifications"
     tasks_dlq: str = "imageflow-tasks-dlq"
+    webhooks_dlq: str = "imageflow-notifications-webhooks-dlq"
     jobs_sub: str = "imageflow-jobs-im"
     tasks_sub: str = "imageflow-tasks-processor"
     results_sub: str = "imageflow-results-im"
     tasks_dlq_sub: str = "imageflow-tasks-dlq-im"
     notifications_sub: str = "imageflow-notifications-email"
+    webhooks_sub: str = "imageflow-notifications-webhooks"       # the interaction manager's webhook sender
+    webhooks_dlq_sub: str = "imageflow-notifications-webhooks-dlq-im"
 
     ENV = {
         "jobs": "JOBS_TOPIC",
@@ -44,11 +47,14 @@ class Topics:
         "results": "RESULTS_TOPIC",
         "notifications": "NOTIFICATIONS_TOPIC",
         "tasks_dlq": "TASKS_DLQ_TOPIC",
+        "webhooks_dlq": "WEBHOOKS_DLQ_TOPIC",
         "jobs_sub": "JOBS_SUBSCRIPTION",
         "tasks_sub": "TASKS_SUBSCRIPTION",
         "results_sub": "RESULTS_SUBSCRIPTION",
         "tasks_dlq_sub": "TASKS_DLQ_SUBSCRIPTION",
         "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
+        "webhooks_sub": "WEBHOOKS_SUBSCRIPTION",
+        "webhooks_dlq_sub": "WEBHOOKS_DLQ_SUBSCRIPTION",
     }
 
     @classmethod
@@ -80,6 +86,10 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None, *,
                            max_delivery_attempts=settings.max_delivery_attempts, **common),
         SubscriptionConfig(t.results_sub, t.results, **common),
         SubscriptionConfig(t.tasks_dlq_sub, t.tasks_dlq, **common),
+        # Webhooks: the second subscriber of the notifications topic (services.interaction_manager.webhooks).
+        SubscriptionConfig(t.webhooks_sub, t.notifications, dead_letter_topic=t.webhooks_dlq,
+                           max_delivery_attempts=settings.webhook_delivery_limit, **common),
+        SubscriptionConfig(t.webhooks_dlq_sub, t.webhooks_dlq, **common),
     ]
     if email_subscription:
         configs.append(SubscriptionConfig(t.notifications_sub, t.notifications, push_endpoint=push_endpoint,
@@ -89,7 +99,7 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None, *,
 
 def topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq]
+    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq, t.webhooks_dlq]
 
 
 def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None, *,

@@ -129,6 +129,7 @@ while IFS='=' read -r name value; do
   printf -v "$name" '%s' "$value"
 done < <(cd "$ROOT" && "$PYTHON" -m imageflow.topology env)
 [[ -n "${TASKS_SUBSCRIPTION:-}" ]] || die "cannot read the topic names with $PYTHON -m imageflow.topology env"
+WEBHOOK_MAX_ATTEMPTS="${WEBHOOK_MAX_ATTEMPTS:-5}"
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 if ! [[ "$ACK_DEADLINE_SECONDS" =~ ^[0-9]+$ ]] || ((ACK_DEADLINE_SECONDS < 10 || ACK_DEADLINE_SECONDS > 600)); then
@@ -428,12 +429,13 @@ step "7. Firestore (native mode) and the indexes of the job queries"
 ensure gcloud firestore databases describe --database='(default)' --project="$PROJECT_ID" \
   -- gcloud firestore databases create --database='(default)' --location="$FIRESTORE_LOCATION" \
   --type=firestore-native --project="$PROJECT_ID"
-# JobStore.list_jobs: equality on owner and/or status, newest first (created_at).
-for fields in "status" "owner" "owner status"; do
+# JobStore.list_jobs: equality on owner and/or status (or none), in (created_at, job_id) order, newest first.
+for fields in "" "status" "owner" "owner status"; do
   index=(gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)'
          --collection-group=jobs --query-scope=COLLECTION)
   for field in $fields; do index+=(--field-config="field-path=$field,order=ascending"); done
-  index+=(--field-config="field-path=created_at,order=descending" --async)
+  index+=(--field-config="field-path=created_at,order=descending"
+          --field-config="field-path=job_id,order=descending" --async)
   run_ok_if_exists "${index[@]}"
 done
 # Retention: Firestore deletes job and image documents once their expires_at has passed
@@ -454,12 +456,18 @@ topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$G
               NOTIFICATIONS_TOPIC="$NOTIFICATIONS_TOPIC" TASKS_DLQ_TOPIC="$TASKS_DLQ_TOPIC"
               JOBS_SUBSCRIPTION="$JOBS_SUBSCRIPTION" TASKS_SUBSCRIPTION="$TASKS_SUBSCRIPTION"
               RESULTS_SUBSCRIPTION="$RESULTS_SUBSCRIPTION" TASKS_DLQ_SUBSCRIPTION="$TASKS_DLQ_SUBSCRIPTION"
-              NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION")
+              NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION" WEBHOOKS_DLQ_TOPIC="$WEBHOOKS_DLQ_TOPIC"
+              WEBHOOKS_SUBSCRIPTION="$WEBHOOKS_SUBSCRIPTION" WEBHOOKS_DLQ_SUBSCRIPTION="$WEBHOOKS_DLQ_SUBSCRIPTION"
+              WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS")
 run "${topology_env[@]}" "$PYTHON" -m imageflow.topology ensure --no-email-subscription
 # Dead-lettering: Pub/Sub's own service agent forwards to the DLQ topic and acks the source.
 run gcloud pubsub topics add-iam-policy-binding "$TASKS_DLQ_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
 run gcloud pubsub subscriptions add-iam-policy-binding "$TASKS_SUBSCRIPTION" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+run gcloud pubsub topics add-iam-policy-binding "$WEBHOOKS_DLQ_TOPIC" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+run gcloud pubsub subscriptions add-iam-policy-binding "$WEBHOOKS_SUBSCRIPTION" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
 bind_topic_role() { run gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
   --member="serviceAccount:$2" --role="$3" --format=none; }
@@ -474,6 +482,8 @@ bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
 bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$RESULTS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$WEBHOOKS_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$WEBHOOKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
 
 step "9. The SendGrid key in Secret Manager, readable by the email function only"
@@ -566,7 +576,10 @@ JOBS_SUBSCRIPTION=$JOBS_SUBSCRIPTION
 TASKS_SUBSCRIPTION=$TASKS_SUBSCRIPTION
 RESULTS_SUBSCRIPTION=$RESULTS_SUBSCRIPTION
 TASKS_DLQ_SUBSCRIPTION=$TASKS_DLQ_SUBSCRIPTION
-NOTIFICATIONS_SUBSCRIPTION=$NOTIFICATIONS_SUBSCRIPTION"
+NOTIFICATIONS_SUBSCRIPTION=$NOTIFICATIONS_SUBSCRIPTION
+WEBHOOKS_DLQ_TOPIC=$WEBHOOKS_DLQ_TOPIC
+WEBHOOKS_SUBSCRIPTION=$WEBHOOKS_SUBSCRIPTION
+WEBHOOKS_DLQ_SUBSCRIPTION=$WEBHOOKS_DLQ_SUBSCRIPTION"
 if [[ -n "$DOMAIN" ]]; then
   write_file "$MANIFESTS/k8s/overlays/gke-https/params.env" "DOMAIN=$DOMAIN"
 fi

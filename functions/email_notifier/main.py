@@ -1,20 +1,19 @@
 """Email Cloud Function: on ``job.completed`` (Pub/Sub CloudEvent), mail the results link.
 
 Self-contained (deployed on its own with requirements.txt): it does not import the
-ImageFlow core. Configuration from the environment:
+ImageFlow core. Its two ports sit beside it: ``mailers`` (the outbox and SendGrid) and
+``claims`` (a job is mailed once: files locally, Firestore on GCP), chosen in one place,
+``configure``, from the environment:
 
 - ``SENDGRID_API_KEY`` set: send through SendGrid (``SENDGRID_API_HOST`` points the client
   elsewhere, e.g. a test stand-in); otherwise write an .eml file to
   ``<IMAGEFLOW_DATA_DIR>/outbox/<job_id>.eml`` (local mode).
-- ``EMAIL_FROM``, ``PUBLIC_BASE_URL``.
-- A job is mailed once: a claim per job (a file under the data dir locally, a Firestore
-  document ``email_notifications/<job_id>`` with ``IMAGEFLOW_BACKEND=gcp``) is taken before
-  sending, marked sent after, and released if sending fails. A claim still "sending" after
-  ``EMAIL_CLAIM_LEASE_SECONDS`` (default 300) belongs to an instance that died mid-send:
-  a retry takes it over, so a crash never loses the mail; until then a retry is told to
-  come back later.
-- Raise only for transient failures (network, 429, 5xx), so the trigger retries; a bad
-  message or a permanent SendGrid refusal is logged and dropped.
+- ``IMAGEFLOW_BACKEND=gcp``: claims in Firestore (``GCP_PROJECT``); otherwise files under
+  ``<IMAGEFLOW_DATA_DIR>/email-sent``. ``EMAIL_CLAIM_LEASE_SECONDS`` (default 300).
+- ``EMAIL_FROM``; ``PUBLIC_BASE_URL`` only for a message without ``results_url``.
+- Raise only for what a retry can fix (network, 429, 5xx, a key or sender SendGrid does not
+  accept), so the trigger retries; a bad message is logged and dropped, and a mail SendGrid
+  can never accept is recorded as refused. Nothing is recorded as mailed that was not sent.
 
 Run locally: ``functions-framework --source functions/email_notifier/main.py --target notify
 --signature-type cloudevent --port 8083``.
@@ -27,27 +26,26 @@ import json
 import logging
 import os
 import re
-import tempfile
-import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import Mapping
 
 import functions_framework
+
+# functions-framework loads main.py as a package rooted at its folder, so these resolve there
+# when deployed alone, and as functions.email_notifier.* in the repository's tests.
+from .claims import ClaimStore, FileClaims, FirestoreClaims
+from .mailers import Mailer, OutboxMailer, PermanentError, SendGridMailer, TransientError
+
+__all__ = ["ClaimStore", "FileClaims", "FirestoreClaims", "Mailer", "OutboxMailer", "PermanentError",
+           "SendGridMailer", "TransientError", "configure", "deliver", "notify"]
 
 log = logging.getLogger("email_notifier")
 logging.basicConfig(level=logging.INFO)
 
 _EMAIL_RE = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-class TransientError(RuntimeError):
-    """Sending failed in a way worth retrying."""
-
-
-class PermanentError(RuntimeError):
-    """Sending can never succeed for this message (bad address, bad key)."""
 
 
 # -- the message ------------------------------------------------------------------------
@@ -66,8 +64,12 @@ def parse_event(cloud_event) -> dict | None:
 
 
 def results_url(event: dict) -> str:
+    """The link the interaction manager put in the message (``domain.results_url``); built from
+    ``PUBLIC_BASE_URL`` only for a message without one."""
+    if event.get("results_url"):
+        return str(event["results_url"])
     base = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/")
-    return f"{base}/jobs/{event['job_id']}" if base else event.get("results_url", "")
+    return f"{base}/jobs/{event['job_id']}"
 
 
 def build_email(event: dict, sender: str) -> EmailMessage:
@@ -100,182 +102,51 @@ def build_email(event: dict, sender: str) -> EmailMessage:
     return msg
 
 
-# -- once per job -----------------------------------------------------------------------
-def claim_lease_seconds() -> float:
-    return float(os.environ.get("EMAIL_CLAIM_LEASE_SECONDS") or 300)
+# -- the two ports, chosen in one place --------------------------------------------------
+def data_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("IMAGEFLOW_DATA_DIR") or ".imageflow").resolve()
 
 
-class FileClaims:
-    """Local claims: one file per job holding ``sending <time>`` while a mail is on its way and
-    ``sent`` after (an empty file, from before the states, means sent)."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-
-    def _write(self, job_id: str, state: str, *, exclusive: bool) -> bool:
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(state)
-        try:
-            if exclusive:  # link() fails if the claim exists: only one instance wins it
-                os.link(tmp, self.directory / job_id)
-            else:
-                os.replace(tmp, self.directory / job_id)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-
-    def claim(self, job_id: str) -> bool:
-        """True to send; False if already sent; TransientError while another send may be under way."""
-        if self._write(job_id, f"sending {time.time()}", exclusive=True):
-            return True
-        state = (self.directory / job_id).read_text().split()
-        if not state or state[0] in ("sent", "refused"):
-            return False
-        age = time.time() - float(state[1])
-        if age < claim_lease_seconds():
-            raise TransientError(f"job {job_id}: a send started {age:.0f} s ago has not finished; retry later")
-        log.warning("job %s: taking over a send that started %.0f s ago and never finished", job_id, age)
-        return self._write(job_id, f"sending {time.time()}", exclusive=False)
-
-    def mark_sent(self, job_id: str) -> None:
-        self._write(job_id, "sent", exclusive=False)
-
-    def mark_refused(self, job_id: str, reason: str) -> None:
-        """Not sent and never to be retried (a duplicate delivery does not try again)."""
-        self._write(job_id, f"refused {reason}", exclusive=False)
-
-    def release(self, job_id: str) -> None:
-        (self.directory / job_id).unlink(missing_ok=True)
-
-
-class FirestoreClaims:
-    """GCP claims: ``email_notifications/<job_id>`` created with create() (fails if present),
-    ``state`` "sending" (with ``claimed_at``) then "sent" (documents without a state are sent)."""
-
-    def __init__(self):
-        from google.cloud import firestore  # lazily: only on GCP
-        self._db = firestore.Client(project=os.environ.get("GCP_PROJECT") or None)
-
-    def _doc(self, job_id: str):
-        return self._db.collection("email_notifications").document(job_id)
-
-    def claim(self, job_id: str) -> bool:
-        from google.api_core.exceptions import AlreadyExists, FailedPrecondition
-        try:
-            self._doc(job_id).create({"job_id": job_id, "state": "sending", "claimed_at": time.time()})
-            return True
-        except AlreadyExists:
-            pass
-        snapshot = self._doc(job_id).get()
-        data = snapshot.to_dict() or {}
-        if data.get("state", "sent") in ("sent", "refused"):
-            return False
-        age = time.time() - float(data.get("claimed_at") or 0)
-        if age < claim_lease_seconds():
-            raise TransientError(f"job {job_id}: a send started {age:.0f} s ago has not finished; retry later")
-        try:  # take over only if nobody else did since we read it
-            self._doc(job_id).update({"state": "sending", "claimed_at": time.time()},
-                                     option=self._db.write_option(last_update_time=snapshot.update_time))
-        except FailedPrecondition:
-            raise TransientError(f"job {job_id}: another delivery took the send over") from None
-        log.warning("job %s: taking over a send that started %.0f s ago and never finished", job_id, age)
-        return True
-
-    def mark_sent(self, job_id: str) -> None:
-        from google.cloud import firestore
-        self._doc(job_id).update({"state": "sent", "sent_at": firestore.SERVER_TIMESTAMP})
-
-    def mark_refused(self, job_id: str, reason: str) -> None:
-        from google.cloud import firestore
-        self._doc(job_id).update({"state": "refused", "error": reason[:500], "refused_at": firestore.SERVER_TIMESTAMP})
-
-    def release(self, job_id: str) -> None:
-        self._doc(job_id).delete()
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("IMAGEFLOW_DATA_DIR") or ".imageflow").resolve()
-
-
-def make_claims():
-    if os.environ.get("IMAGEFLOW_BACKEND", "local") == "gcp":
-        return FirestoreClaims()
-    return FileClaims(data_dir() / "email-sent")
+def configure(env: Mapping[str, str] | None = None) -> tuple[ClaimStore, Mailer]:
+    """The claim store and the mailer the environment asks for (see the module docstring)."""
+    env = os.environ if env is None else env
+    lease = float(env.get("EMAIL_CLAIM_LEASE_SECONDS") or 300)
+    if env.get("IMAGEFLOW_BACKEND", "local") == "gcp":
+        claims: ClaimStore = FirestoreClaims(env.get("GCP_PROJECT"), lease_seconds=lease)
+    else:
+        claims = FileClaims(data_dir(env) / "email-sent", lease_seconds=lease)
+    api_key = env.get("SENDGRID_API_KEY")
+    mailer: Mailer = (SendGridMailer(api_key, env.get("SENDGRID_API_HOST") or "https://api.sendgrid.com")
+                      if api_key else OutboxMailer(data_dir(env) / "outbox"))
+    return claims, mailer
 
 
 # -- delivery ---------------------------------------------------------------------------
-def write_outbox(msg: EmailMessage, job_id: str, outbox: Path) -> Path:
-    """Local delivery: ``<outbox>/<job_id>.eml``, written atomically."""
-    outbox.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=outbox, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(bytes(msg))
-    target = outbox / f"{job_id}.eml"
-    os.replace(tmp, target)
-    return target
-
-
-def send_sendgrid(msg: EmailMessage, api_key: str) -> None:
-    """Send through SendGrid's v3 API; TransientError for what is worth retrying."""
-    from python_http_client.exceptions import HTTPError
-    from sendgrid import SendGridAPIClient
-    from sendgrid.helpers.mail import Content, Email, Header, Mail, To
-
-    text = msg.get_body(("plain",)).get_content()
-    body = msg.get_body(("html",)).get_content()
-    mail = Mail(from_email=Email(msg["From"]), to_emails=To(msg["To"]), subject=msg["Subject"])
-    mail.add_content(Content("text/plain", text))
-    mail.add_content(Content("text/html", body))
-    mail.add_header(Header("X-ImageFlow-Job", msg["X-ImageFlow-Job"]))
-    client = SendGridAPIClient(api_key=api_key, host=os.environ.get("SENDGRID_API_HOST") or "https://api.sendgrid.com")
-    try:
-        response = client.send(mail)
-    except HTTPError as exc:
-        status = getattr(exc, "status_code", 0)
-        # 401/403: the key or the sender (not a verified sender identity) is refused; a
-        # configuration fix lets the retries through, so they are not the end of the mail.
-        if status in (401, 403, 429) or status >= 500:
-            raise TransientError(f"SendGrid answered {status}") from exc
-        raise PermanentError(f"SendGrid refused the mail ({status}): {getattr(exc, 'body', b'')[:300]!r}") from exc
-    except OSError as exc:  # connection refused, DNS, timeouts
-        raise TransientError(f"SendGrid unreachable: {exc}") from exc
-    if response.status_code >= 300:
-        raise TransientError(f"SendGrid answered {response.status_code}")
-
-
-def deliver(event: dict) -> str:
-    """Mail one job.completed event; returns what happened ("sent", "duplicate", "no-email")."""
+def deliver(event: dict, claims: ClaimStore, mailer: Mailer, sender: str) -> str:
+    """Mail one job.completed event; returns what happened ("sent", "duplicate", "no-email",
+    "invalid-email", "refused")."""
     email = (event.get("email") or "").strip()
     if not email:
         return "no-email"
     if not _EMAIL_RE.match(email):
         log.error("job %s: refusing to mail invalid address %.80r", event["job_id"], email)
         return "invalid-email"
-    claims = make_claims()
     job_id = event["job_id"]
     if not claims.claim(job_id):
         log.info("job %s already mailed", job_id)
         return "duplicate"
-    msg = build_email({**event, "email": email}, os.environ.get("EMAIL_FROM") or "ImageFlow <no-reply@imageflow.local>")
-    api_key = os.environ.get("SENDGRID_API_KEY")
+    msg = build_email({**event, "email": email}, sender)
     try:
-        if api_key:
-            send_sendgrid(msg, api_key)
-        else:
-            path = write_outbox(msg, job_id, data_dir() / "outbox")
-            log.info("job %s: email written to %s", job_id, path)
+        where = mailer.send(msg)
     except PermanentError as exc:
-        log.error("job %s: email not sent: %s", job_id, exc)
-        claims.mark_refused(job_id, str(exc))  # recorded as not sent; never retried
+        log.error("job %s: %s", job_id, exc)
+        claims.mark_refused(job_id, str(exc))  # never retried, and not recorded as mailed
         return "refused"
-    except Exception:
+    except BaseException:
         claims.release(job_id)  # let the retry send it
         raise
     claims.mark_sent(job_id)
+    log.info("job %s: email sent (%s)", job_id, where)
     return "sent"
 
 
@@ -285,5 +156,6 @@ def notify(cloud_event) -> None:
     event = parse_event(cloud_event)
     if event is None:
         return
-    outcome = deliver(event)
+    claims, mailer = configure()
+    outcome = deliver(event, claims, mailer, os.environ.get("EMAIL_FROM") or "ImageFlow <no-reply@imageflow.local>")
     log.info("job %s: %s", event["job_id"], outcome)

@@ -51,6 +51,10 @@ class ReceivedMessage(ABC):
     message_id: str
     data: bytes
     attributes: dict[str, str]
+    # How many times the message has been delivered on this subscription, this delivery
+    # included: 1 the first time, then one more per redelivery. Pub/Sub counts only on
+    # subscriptions with a dead-letter policy (every one whose handlers read it has one);
+    # elsewhere it does not count, and its adapter says 1.
     delivery_attempt: int
     publish_time: float
 
@@ -62,8 +66,10 @@ class ReceivedMessage(ABC):
         """Give the message back for immediate redelivery."""
 
     @abstractmethod
-    def extend(self, seconds: int) -> None:
-        """Push the ack deadline ``seconds`` from now (lease extension)."""
+    def extend(self, seconds: float) -> None:
+        """Push the ack deadline ``seconds`` from now (lease extension). Returning from a
+        subscriber callback without settling, after this, delays the redelivery by ``seconds``
+        (Pub/Sub rounds up to whole seconds, at most 600)."""
 
 
 class MessageBus(ABC):
@@ -91,9 +97,11 @@ class MessageBus(ABC):
         return PollingSubscriber(self, subscription, callback, max_messages=max_messages,
                                  ack_deadline_seconds=ack_deadline_seconds)
 
+    @abstractmethod
     def backlog(self, subscription: str) -> int:
-        """Messages not yet acked on the subscription (leased ones included)."""
-        raise NotImplementedError
+        """Messages not yet acked on the subscription (leased ones included). Exact on the
+        local bus; on Pub/Sub, Cloud Monitoring's figure, 1-2 minutes late (the emulator has
+        none: BusError). Raises BusError for an unknown subscription."""
 
     @abstractmethod
     def check(self) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
-from ..domain import Image, Job
+from ..domain import Image, Job, mark_notified as _mark_notified
 from ..messages import Result
 
 
@@ -25,6 +25,13 @@ class FoldOutcome:
     jobs: dict[str, Job] = field(default_factory=dict)          # every job touched, after the fold
     changed_images: list[Image] = field(default_factory=list)   # images that reached a terminal state now
     ignored: int = 0                                            # duplicates and results for unknown jobs
+
+
+Cursor = tuple[str, str]  # (created_at, job_id) of the last job of a page
+
+
+def cursor_of(job: Job) -> Cursor:
+    return (job.created_at, job.job_id)
 
 
 @dataclass
@@ -74,13 +81,23 @@ class JobStore(ABC):
         Duplicate results and results for finished images change nothing."""
 
     @abstractmethod
+    def transition(self, job_id: str, change: Callable[[Job], dict | None]) -> Job | None:
+        """A conditional update, for state that several processes race on: ``change`` sees the
+        current job and returns the fields to set (or None to leave it); they are written only
+        if the job has not changed since it was read, else ``change`` runs again on the newer
+        job. Returns the job after the write, or None when ``change`` declined. Raises
+        JobNotFound. (``domain`` holds the changes: ``domain.mark_notified`` and the others.)"""
+
     def mark_notified(self, job_id: str, now: str) -> bool:
         """Set ``notified_at`` if it is not set; True when this call set it."""
+        return self.transition(job_id, _mark_notified(now)) is not None
 
     @abstractmethod
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
-                  limit: int = 50, before: str | None = None) -> list[Job]:
-        """Jobs newest first; ``before`` is a ``created_at`` cursor for the next page."""
+                  limit: int = 50, after: "Cursor | None" = None) -> list[Job]:
+        """Up to ``limit`` jobs in the order ``(created_at, job_id)`` descending (newest first,
+        ties broken by id), starting just after ``after`` (``cursor_of`` the last job of the
+        previous page). Use ``page_jobs``/``iter_jobs`` rather than a bare limit."""
 
     @abstractmethod
     def delete_job(self, job_id: str) -> bool:
@@ -109,28 +126,19 @@ class JobStore(ABC):
         """Release resources."""
 
 
-TIE_SLACK = 100  # jobs created in the same millisecond as a cursor that one page may read again
-
-Cursor = tuple[str, str]  # (created_at, job_id) of the last job of a page
-
-
 def page_jobs(store: JobStore, *, owner: str | None = None, status: str | None = None, limit: int = 50,
               cursor: Cursor | None = None) -> tuple[list[Job], Cursor | None]:
     """One page of jobs, newest first, after ``cursor``; and the cursor of the next page (None
-    at the end). ``list_jobs``'s ``before`` is a bare ``created_at``, so the jobs created in the
-    same millisecond as the cursor are read again and those already returned are dropped here:
-    paging never skips or repeats a job."""
-    before = cursor[0] + " " if cursor else None  # just above cursor[0]: its ties come back
-    batch = store.list_jobs(owner=owner, status=status, limit=limit + 1 + TIE_SLACK, before=before)
-    if cursor:
-        batch = [j for j in batch if not (j.created_at == cursor[0] and j.job_id >= cursor[1])]
+    at the end). The cursor is a position in the store's total order, so paging never skips
+    or repeats a job, even among jobs created in the same millisecond."""
+    batch = store.list_jobs(owner=owner, status=status, limit=limit + 1, after=cursor)
     page = batch[:limit]
-    return page, ((page[-1].created_at, page[-1].job_id) if len(batch) > limit and page else None)
+    return page, (cursor_of(page[-1]) if len(batch) > limit and page else None)
 
 
 def iter_jobs(store: JobStore, *, owner: str | None = None, status: str | None = None,
               page_size: int = 500) -> Iterator[Job]:
-    """Every matching job, newest first, page by page."""
+    """Every matching job, newest first, page by page (every scan of the jobs uses this)."""
     cursor = None
     while True:
         page, cursor = page_jobs(store, owner=owner, status=status, limit=page_size, cursor=cursor)

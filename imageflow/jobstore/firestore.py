@@ -7,8 +7,8 @@ Firestore sustains about one write per second on one document, so the job docume
 never written once per image: ``record_results`` folds a whole batch of results into one
 write per job. That fold is the one place where two writers race (results and dead letters
 arrive on different subscriptions, possibly in several interaction-manager replicas), so it
-runs in a transaction; ``mark_notified`` is a conditional update on the document's
-``update_time``. Everything else is a plain write.
+runs in a transaction; ``transition`` (``mark_notified``, webhook claims) is a conditional
+update on the document's ``update_time``. Everything else is a plain write.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import FoldOutcome, JobNotFound, JobStore, SavedPreset
+from . import Cursor, FoldOutcome, JobNotFound, JobStore, SavedPreset
 
 log = logging.getLogger(__name__)
 
@@ -149,33 +149,39 @@ class FirestoreJobStore(JobStore):
 
         return fold(self.client.transaction())
 
-    def mark_notified(self, job_id: str, now: str) -> bool:
-        """Conditional on the document not having changed since we read it, so of two racing
-        callers exactly one sets ``notified_at``."""
+    def transition(self, job_id: str, change) -> Job | None:
+        """Conditional on the document's ``update_time`` being the one we read, so of two
+        racing callers exactly one writes; the other sees the newer job and decides again."""
         ref = self._job_ref(job_id)
         for _ in range(CONDITIONAL_ROUNDS):
             snap = ref.get()
             if not snap.exists:
                 raise JobNotFound(job_id)
-            if snap.get("notified_at"):
-                return False
+            job = Job.from_dict(snap.to_dict())
+            fields = change(job)
+            if fields is None:
+                return None
+            changes = {k: v for k, v in fields.items() if k != "job_id"}
+            changes["updated_at"] = fields.get("updated_at") or utcnow()
             try:
-                ref.update({"notified_at": now}, option=self.client.write_option(last_update_time=snap.update_time))
-                return True
+                ref.update(changes, option=self.client.write_option(last_update_time=snap.update_time))
             except (gexc.FailedPrecondition, gexc.Aborted):
                 continue  # someone else wrote the job meanwhile: look again
-        raise RuntimeError(f"job {job_id} kept changing; could not mark it notified")
+            return Job.from_dict({**job.to_dict(), **changes})
+        raise RuntimeError(f"job {job_id} kept changing; could not update it")
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
-                  limit: int = 50, before: str | None = None) -> list[Job]:
+                  limit: int = 50, after: Cursor | None = None) -> list[Job]:
         query = self.client.collection(JOBS)
         if owner is not None:
             query = query.where(filter=FieldFilter("owner", "==", owner))
         if status is not None:
             query = query.where(filter=FieldFilter("status", "==", status))
-        if before is not None:
-            query = query.where(filter=FieldFilter("created_at", "<", before))
-        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING) \
+            .order_by("job_id", direction=firestore.Query.DESCENDING)
+        if after is not None:
+            query = query.start_after({"created_at": after[0], "job_id": after[1]})
+        query = query.limit(limit)
         return [Job.from_dict(snap.to_dict()) for snap in query.stream()]
 
     def delete_job(self, job_id: str) -> bool:

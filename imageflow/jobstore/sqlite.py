@@ -8,7 +8,7 @@ from pathlib import Path
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..sqlite_util import SqliteDatabase
-from . import FoldOutcome, JobNotFound, JobStore, SavedPreset
+from . import Cursor, FoldOutcome, JobNotFound, JobStore, SavedPreset
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_created_id ON jobs (created_at DESC, job_id DESC);
 CREATE TABLE IF NOT EXISTS images (
     job_id TEXT NOT NULL,
     image_id TEXT NOT NULL,
@@ -114,19 +115,23 @@ class SqliteJobStore(JobStore):
                 outcome.jobs[job_id] = job
         return outcome
 
-    def mark_notified(self, job_id: str, now: str) -> bool:
+    def transition(self, job_id: str, change) -> Job | None:
+        # BEGIN IMMEDIATE holds the write lock from the read to the write: nobody races it.
         with self.db.transaction() as conn:
             job = self._read_job(conn, job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            if job.notified_at:
-                return False
-            job.notified_at = now
+            fields = change(job)
+            if fields is None:
+                return None
+            data = {**job.to_dict(), **fields}
+            data["updated_at"] = fields.get("updated_at") or utcnow()
+            job = Job.from_dict(data)
             self._write_job(conn, job)
-            return True
+            return job
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
-                  limit: int = 50, before: str | None = None) -> list[Job]:
+                  limit: int = 50, after: Cursor | None = None) -> list[Job]:
         clauses, params = [], []
         if owner is not None:
             clauses.append("owner = ?")
@@ -134,9 +139,9 @@ class SqliteJobStore(JobStore):
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
-        if before is not None:
-            clauses.append("created_at < ?")
-            params.append(before)
+        if after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
+            params.extend((after[0], after[0], after[1]))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.db.connection().execute(
             f"SELECT doc FROM jobs {where} ORDER BY created_at DESC, job_id DESC LIMIT ?", (*params, limit))

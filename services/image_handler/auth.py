@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from imageflow import domain
 from imageflow.domain import Job
-from imageflow.jobstore import JobStore
+from imageflow.jobstore import JobStore, iter_jobs
 from imageflow.settings import Settings, SettingsError
 
 from .errors import ClientError
@@ -122,7 +122,7 @@ class Auth:
         if not (self.quota_jobs or self.quota_images):
             return
         active = [job for status in (domain.QUEUED, domain.PROCESSING)
-                  for job in jobs.list_jobs(owner=caller.owner, status=status, limit=1000)]
+                  for job in iter_jobs(jobs, owner=caller.owner, status=status)]
         who = f"API key {caller.owner!r}" if caller.enforced else "this service"
         if self.quota_jobs and len(active) >= self.quota_jobs:
             raise ClientError(429, "quota_exceeded",

@@ -209,7 +209,7 @@ class Intake:
                              {"job_id": job.job_id})
         except Exception as exc:
             # Without the message nothing would process the job: fail it visibly rather than leave it queued.
-            self.jobs.update_job(job.job_id, status=domain.FAILED, completed_at=domain.utcnow())
+            self.jobs.transition(job.job_id, domain.fail(domain.utcnow()))
             self._discard(job, exc, "queue the job (the job queue is unavailable)")
         log.info("job %s created: %d images, %d rejected", job.job_id, len(images), len(rejected))
         return Created(job, images, rejected)

@@ -59,7 +59,7 @@ class JobViews:
 
     def links(self, job_id: str) -> dict:
         return {"self": f"{self.base_url}/api/v1/jobs/{job_id}",
-                "results_page": f"{self.settings.public_base_url}/jobs/{job_id}",
+                "results_page": domain.results_url(self.settings.public_base_url, job_id),
                 "archive": f"{self.base_url}/api/v1/jobs/{job_id}/archive.zip"}
 
     def blob_url(self, path: str | None, api_path: str) -> str | None:
@@ -83,6 +83,7 @@ class JobViews:
                     "content_type": o.get("content_type")} for o in image.outputs or []]
         return {
             "image_id": image.image_id, "filename": image.filename, "status": image.status, "error": image.error,
+            "error_code": image.error_code,
             "width": image.width, "height": image.height, "bytes": image.bytes, "content_type": image.content_type,
             "input_bytes": image.input_bytes, "input_content_type": image.input_content_type,
             "input_url": self.blob_url(image.input_path, f"{base}/input"),
@@ -110,7 +111,7 @@ class JobViews:
         images = self.jobs.list_images(job.job_id)
         meta_keys = list(dict.fromkeys(key for image in images for key in (image.meta or {})))
         columns = ["row", "image_id", "filename", *meta_keys, "source_url", "input_url", "output_url", "status",
-                   "error", "width", "height", "bytes", "content_type"]
+                   "error", "error_code", "width", "height", "bytes", "content_type"]
         out = io.StringIO()
         writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
         writer.writerow(columns)
@@ -119,7 +120,7 @@ class JobViews:
             fetched = not image.source_url or image.status == domain.IMAGE_SUCCEEDED
             row = [number, image.image_id, image.filename, *[(image.meta or {}).get(k, "") for k in meta_keys],
                    image.source_url or "", view["input_url"] if fetched else "", view["output_url"] or "",
-                   image.status, image.error or "", image.width or "", image.height or "", image.bytes or "",
+                   image.status, image.error or "", image.error_code or "", image.width or "", image.height or "", image.bytes or "",
                    image.content_type or ""]
             writer.writerow([neutralise(cell) for cell in row])
         return out.getvalue().encode("utf-8-sig")

@@ -55,7 +55,7 @@ class Processor:
         task = decode_delivered(Task, message)
         if task is None:
             return
-        result = self.process(task, isolate=(message.delivery_attempt or 1) > 1)
+        result = self.process(task, isolate=message.delivery_attempt > 1)
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
         message.ack()
 
@@ -67,12 +67,12 @@ class Processor:
         try:
             data = self.blobs.get(task.input_path)
         except BlobNotFound:
-            return self._failed(task, "the original upload is missing from storage", started)
+            return self._failed(task, domain.MISSING_INPUT, "the original upload is missing from storage", started)
         limits = Limits.from_settings(self.settings)
         try:
             rendered = render_isolated(self.render, task, data, limits) if isolate else self.render(task, data, limits)
         except ImageError as exc:
-            return self._failed(task, exc.reason, started)
+            return self._failed(task, exc.code, exc.reason, started)
         outputs = []
         for item in rendered:
             path = domain.output_file(task.output_path, item.ext, item.variant)
@@ -88,10 +88,10 @@ class Processor:
                       duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs])
 
     @staticmethod
-    def _failed(task: Task, reason: str, started: float) -> Result:
+    def _failed(task: Task, code: str, reason: str, started: float) -> Result:
         TASKS.labels(status="failed").inc()
-        log.info("image %s/%s failed: %s", task.job_id, task.image_id, reason)
-        return Result(job_id=task.job_id, image_id=task.image_id, status="failed", error=reason,
+        log.info("image %s/%s failed (%s): %s", task.job_id, task.image_id, code, reason)
+        return Result(job_id=task.job_id, image_id=task.image_id, status="failed", error=reason, error_code=code,
                       duration_ms=int((time.monotonic() - started) * 1000))
 
 

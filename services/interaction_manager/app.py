@@ -1,4 +1,4 @@
-"""interaction-manager service: three subscribers over the coordinator, plus health,
+"""interaction-manager service: subscribers over the coordinator and the webhook sender, plus health,
 metrics and the exact outstanding-task count for KEDA, on $PORT (default 8081)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from imageflow.metrics import OUTSTANDING
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
 from services.interaction_manager.coordinator import Coordinator, ResultBatcher
-from services.interaction_manager.webhooks import WebhookDispatcher
+from services.interaction_manager.webhooks import WebhookSender
 
 from .url_import import UrlImporter
 
@@ -40,9 +40,9 @@ def main() -> int:
     configure_logging("interaction-manager")
     settings = Settings.from_env()
     backends = make_backends(settings)
-    webhooks = WebhookDispatcher(settings, backends.jobs).start()
+    webhooks = WebhookSender(settings, backends.jobs)
     coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs,
-                              on_completed=webhooks.on_completed, importer=UrlImporter(settings, backends.blobs))
+                              importer=UrlImporter(settings, backends.blobs))
     batcher = ResultBatcher(coordinator.fold, interval=settings.progress_flush_seconds)
     topics = settings.topics
     deadline = settings.ack_deadline_seconds
@@ -54,24 +54,21 @@ def main() -> int:
         backends.bus.subscribe(topics.tasks_dlq_sub,
                                lambda m: batcher.add(coordinator.dead_letter_result(m), m),
                                max_messages=50, ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.webhooks_sub, webhooks.handle, max_messages=8,
+                               ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.webhooks_dlq_sub, webhooks.handle_dead_letter, max_messages=4,
+                               ack_deadline_seconds=deadline),
     ]
     alive = lambda: all(s.is_alive() for s in subscribers)  # noqa: E731
     port = int(os.environ.get("PORT", "8081"))
     server = HttpServer(create_app(settings, backends, coordinator, alive), settings.bind_host, port).start()
     log.info("interaction-manager running (%s backend), health on :%d", settings.backend, server.port)
     coordinator.sweep()
-    webhooks.recover()
-
-    def tick():
-        coordinator.sweep()
-        webhooks.recover()  # webhooks of jobs finished while no dispatcher ran (a crash)
-
-    signal_name = wait_for_signal(tick=tick, tick_seconds=60)
+    signal_name = wait_for_signal(tick=coordinator.sweep, tick_seconds=60)
     log.info("%s: stopping", signal_name)
     for subscriber in subscribers:
         subscriber.stop(timeout=settings.drain_seconds)
     batcher.stop()
-    webhooks.stop()
     server.stop()
     backends.close()
     return 0

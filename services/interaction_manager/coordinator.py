@@ -35,7 +35,7 @@ class Coordinator:
     jobs: JobStore
     bus: MessageBus
     blobs: BlobStore | None = None
-    on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # extra completion hook (webhooks), called after the publish
+    on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # called after the publish (tests, metrics)
     importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.safe_http)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
@@ -56,14 +56,15 @@ class Coordinator:
         if job.is_terminal or job.tasks_published:
             return 0
         if job.status == domain.QUEUED:
-            self.jobs.update_job(job_id, status=domain.PROCESSING)
+            self.jobs.transition(job_id, domain.start())
         count = 0
         images = [i for i in self.jobs.list_images(job_id) if i.status not in domain.TERMINAL_IMAGE_STATUSES]
         ready = self.importer.fetch_inputs(images) if self.importer else ((i, None) for i in images)
         unfetchable: list[Result] = []
         for image, error in ready:
             if error:  # a URL that could not be imported is an image that failed, with its reason
-                unfetchable.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=error))
+                unfetchable.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=error,
+                                          error_code=domain.FETCH_FAILED))
                 continue
             task = Task(job_id=job_id, image_id=image.image_id, input_path=image.input_path,
                         output_path=domain.output_stem(job_id, image.image_id, image.filename),
@@ -72,7 +73,7 @@ class Coordinator:
             count += 1
         if unfetchable:  # folded before tasks_published, so a crash here retries them
             self.fold(unfetchable)
-        self.jobs.update_job(job_id, tasks_published=True)
+        self.jobs.transition(job_id, domain.record_tasks_published())
         log.info("job %s: published %d tasks", job_id, count)
         return count
 
@@ -87,19 +88,18 @@ class Coordinator:
 
     def announce(self, job: domain.Job) -> bool:
         """Publish ``job.completed`` once: the claim (``notified_at``) is recorded first; if the
-        publish fails the claim is released so a redelivered result tries again."""
+        publish fails the claim is released so a redelivered result tries again. Its
+        subscribers (the email function, the webhook sender) reach the user."""
         if not self.jobs.mark_notified(job.job_id, domain.utcnow()):
             return False
-        event = JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
-                             failed=job.failed, email=job.email,
-                             results_url=f"{self.settings.public_base_url}/jobs/{job.job_id}")
+        event = domain.completed_event(job, self.settings.public_base_url)
         try:
             message_id = self.bus.publish(self.settings.topics.notifications, event.encode(),
                                           {"job_id": job.job_id, "status": job.status})
         except Exception:
-            self.jobs.update_job(job.job_id, notified_at=None)
+            self.jobs.transition(job.job_id, domain.release_notified())
             raise
-        self.jobs.update_job(job.job_id, completion_message_id=message_id)
+        self.jobs.transition(job.job_id, domain.record_completion_published(message_id))
         log.info("job %s %s: %d/%d succeeded", job.job_id, job.status, job.succeeded, job.total)
         if self.on_completed:
             try:
@@ -116,6 +116,7 @@ class Coordinator:
             return None
         attempts = message.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") or "several"
         return Result(job_id=task.job_id, image_id=task.image_id, status="failed",
+                      error_code=domain.WORKER_CRASHED,
                       error=f"processing failed after {attempts} attempts: the image could not be processed "
                             "(the worker crashed or ran out of time on it)")
 
@@ -130,12 +131,12 @@ class Coordinator:
         touched = 0
         cutoff = time.time() - older_than_seconds
         for status in domain.TERMINAL_JOB_STATUSES:
-            for job in self.jobs.list_jobs(status=status, limit=200):
+            for job in iter_jobs(self.jobs, status=status):
                 if job.notified_at and not job.completion_message_id \
                         and _age_cutoff(job.notified_at, cutoff):
-                    self.jobs.update_job(job.job_id, notified_at=None)
+                    self.jobs.transition(job.job_id, domain.release_notified())
                     touched += self.announce(self.jobs.get_job(job.job_id))
-        for job in self.jobs.list_jobs(status=domain.QUEUED, limit=200):
+        for job in iter_jobs(self.jobs, status=domain.QUEUED):
             if _age_cutoff(job.created_at, cutoff):
                 touched += bool(self.fan_out(job.job_id))
         return touched

@@ -1,12 +1,20 @@
 """Webhooks: POST ``job.completed`` to the job's ``webhook_url``, signed, retried with backoff.
 
-The interaction manager runs one ``WebhookDispatcher``: the coordinator's ``on_completed``
-hook schedules a delivery (it never blocks result folding), a background thread makes the
-attempts. Every attempt is recorded on the job (``webhook_attempts``) and the outcome in
-``webhook_status`` (``pending`` from submission, then ``delivered`` or ``failed`` after
-``WEBHOOK_MAX_ATTEMPTS``), so GET /api/v1/jobs/<id> shows it and a restarted interaction
-manager resumes the pending ones (``recover``). Delivery is at least once: receivers
-dedupe on the ``X-ImageFlow-Delivery`` header (the job id).
+The webhook sender is the second subscriber of the notifications topic (the email function
+is the first): it reads ``job.completed`` from ``imageflow-notifications-webhooks``, so
+retries and dead-lettering are the bus's. One delivery of the message makes at most one
+attempt: a failed attempt leaves the message unacked with its deadline pushed to the next
+attempt's time (exponential backoff), and the bus delivers it again then.
+
+Every attempt is claimed on the job first, with a conditional update
+(``domain.claim_webhook_attempt``), so two interaction-manager replicas, or a redelivery
+racing a slow attempt, never post the same webhook at once. Every attempt is recorded on
+the job (``webhook_attempts``) and the outcome in ``webhook_status`` (``pending`` from
+submission, then ``delivered``, or ``failed`` after ``WEBHOOK_MAX_ATTEMPTS``), so GET
+/api/v1/jobs/<id> shows it. A message the handler keeps failing on (the job store is down)
+is dead-lettered by the bus after ``Settings.webhook_delivery_limit`` deliveries, and the
+dead-letter subscriber marks the webhook failed. Delivery is at least once: receivers dedupe
+on the ``X-ImageFlow-Delivery`` header (the job id).
 
 Signature: ``X-ImageFlow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
 keyed with the job's webhook secret (given at submission, or generated and returned in the
@@ -16,18 +24,17 @@ The request goes through the same SSRF rules as URL import (``imageflow.safe_htt
 from __future__ import annotations
 
 import hashlib
-import heapq
 import hmac
 import json
 import logging
 import random
-import threading
 import time
 from typing import Callable
 
 from imageflow import domain
+from imageflow.bus import ReceivedMessage
 from imageflow.jobstore import JobNotFound, JobStore
-from imageflow.messages import JobCompleted
+from imageflow.messages import JobCompleted, decode_delivered
 from imageflow.safe_http import FetchError, FetchPolicy, post
 from imageflow.settings import Settings
 
@@ -35,8 +42,8 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-ImageFlow-Signature"
 EVENT = "job.completed"
-MAX_BACKOFF_SECONDS = 3600.0
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+MAX_BACKOFF_SECONDS = 600.0  # the longest a Pub/Sub message can be held back (its maximum ack deadline)
+PENDING, DELIVERED, FAILED = domain.WEBHOOK_PENDING, domain.WEBHOOK_DELIVERED, domain.WEBHOOK_FAILED
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -58,19 +65,17 @@ def verify(secret: str, body: bytes, header: str, tolerance: float = 300, now: f
     return hmac.compare_digest(sign(secret, body, timestamp), f"t={timestamp},v1={fields.get('v1', '')}")
 
 
-def payload(job: domain.Job, event: JobCompleted | None, settings: Settings) -> bytes:
+def payload(job: domain.Job, event: JobCompleted, settings: Settings) -> bytes:
     """The JSON body: the job.completed message, plus links to the job and its report."""
-    data = event.to_dict() if event else JobCompleted(
-        job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded, failed=job.failed,
-        email=job.email, results_url=f"{settings.public_base_url}/jobs/{job.job_id}").to_dict()
+    data = event.to_dict()
     api = f"{settings.public_base_url}/api/v1/jobs/{job.job_id}"
     data.update(event=EVENT, name=job.name, completed_at=job.completed_at, job_url=api,
                 report_url=f"{api}/report.csv")
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
-class WebhookDispatcher:
-    """Delivers webhooks on one background thread, in due-time order."""
+class WebhookSender:
+    """The handlers of the webhooks subscription and of its dead-letter subscription."""
 
     def __init__(self, settings: Settings, jobs: JobStore, policy: FetchPolicy | None = None,
                  clock: Callable[[], float] = time.time):
@@ -79,78 +84,45 @@ class WebhookDispatcher:
         self.policy = policy or FetchPolicy.from_settings(settings, timeout=settings.webhook_timeout_seconds,
                                                           max_redirects=0)
         self.clock = clock
-        self._queue: list[tuple[float, str]] = []
-        self._queued: set[str] = set()       # scheduled or being attempted: never twice at once
-        self._events: dict[str, JobCompleted] = {}
-        self._lock = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
+        # An attempt holds the job this long: the POST's connect and read timeouts, and a margin.
+        self.lease_seconds = 2 * settings.webhook_timeout_seconds + 1
 
-    def start(self) -> "WebhookDispatcher":
-        self._thread.start()
-        return self
+    def backoff(self, attempts: int) -> float:
+        """The wait after the ``attempts``-th failed attempt: doubling, with 20% jitter."""
+        base = self.settings.webhook_backoff_seconds * 2 ** (attempts - 1)
+        return min(MAX_BACKOFF_SECONDS, base * (1 + 0.2 * random.random()))
 
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    def handle(self, message: ReceivedMessage) -> None:
+        """One delivery of ``job.completed``: make the attempt that is due, if any."""
+        event = decode_delivered(JobCompleted, message)
+        if event is None:
+            return
+        wait = self.deliver(event)
+        if wait is None:
+            message.ack()
+        else:  # come back when the next attempt is due: the bus redelivers after the deadline
+            message.extend(wait)
 
-    def schedule(self, job_id: str, delay: float = 0.0) -> None:
-        with self._lock:
-            if job_id in self._queued:
-                return
-            self._queued.add(job_id)
-            heapq.heappush(self._queue, (self.clock() + delay, job_id))
-            self._lock.notify_all()
-
-    def on_completed(self, job: domain.Job, event: JobCompleted) -> None:
-        """Coordinator hook: called once per job after job.completed is published."""
-        if job.webhook_url and job.webhook_status == PENDING:
-            self._events[job.job_id] = event
-            self.schedule(job.job_id)
-
-    def recover(self, limit: int = 200) -> int:
-        """Schedule the finished jobs whose webhook is still pending (after a restart)."""
-        count = 0
-        for status in domain.TERMINAL_JOB_STATUSES:
-            for job in self.jobs.list_jobs(status=status, limit=limit):
-                if job.webhook_url and job.webhook_status == PENDING:
-                    self.schedule(job.job_id)
-                    count += 1
-        return count
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._queue)
-
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._stopping and (not self._queue or self._queue[0][0] > self.clock()):
-                    wait = self._queue[0][0] - self.clock() if self._queue else None
-                    self._lock.wait(timeout=wait if wait is None else max(0.01, min(wait, 1.0)))
-                if self._stopping:
-                    return
-                _, job_id = heapq.heappop(self._queue)
-            try:
-                delay = self.attempt(job_id)
-            except Exception:  # the job store failed: try again later rather than lose it
-                log.exception("webhook attempt for %s failed unexpectedly", job_id)
-                delay = self.settings.webhook_backoff_seconds
-            with self._lock:
-                self._queued.discard(job_id)
-            if delay is not None:
-                self.schedule(job_id, delay)
-
-    def attempt(self, job_id: str) -> float | None:
-        """Make one delivery attempt and record it; the delay before the next one, or None."""
-        job = self.jobs.get_job(job_id)
-        if job is None or not job.webhook_url or job.webhook_status != PENDING or not job.is_terminal:
-            self._events.pop(job_id, None)
+    def deliver(self, event: JobCompleted) -> float | None:
+        """Attempt the webhook of ``event``'s job if one is due. Returns None when nothing is
+        left to do, else the seconds until the job should be looked at again."""
+        job = self.jobs.get_job(event.job_id)
+        now = self.clock()
+        wait = domain.webhook_wait(job, now) if job else None
+        if wait is None or wait > 0:
+            return wait
+        try:
+            claimed = self.jobs.transition(job.job_id, domain.claim_webhook_attempt(now, self.lease_seconds))
+        except JobNotFound:  # deleted meanwhile
             return None
-        body = payload(job, self._events.get(job_id), self.settings)
+        if claimed is None:  # another replica took this attempt: look again when its lease ends
+            job = self.jobs.get_job(event.job_id)
+            return domain.webhook_wait(job, self.clock()) if job else None
+        return self.attempt(claimed, event)
+
+    def attempt(self, job: domain.Job, event: JobCompleted) -> float | None:
+        """POST the webhook once and record the attempt; the wait before the next one, or None."""
+        body = payload(job, event, self.settings)
         started = time.monotonic()
         headers = {SIGNATURE_HEADER: sign(job.webhook_secret or "", body, int(self.clock())),
                    "X-ImageFlow-Event": EVENT, "X-ImageFlow-Delivery": job.job_id}
@@ -161,21 +133,34 @@ class WebhookDispatcher:
                 error = f"the receiver answered {status_code}"
         except FetchError as exc:
             error = exc.reason
-        attempts = list(job.webhook_attempts or []) + [{
-            "attempt": len(job.webhook_attempts or []) + 1, "at": domain.utcnow(), "status_code": status_code,
-            "error": error, "duration_ms": int((time.monotonic() - started) * 1000)}]
+        made = len(job.webhook_attempts or []) + 1
+        wait = None
         if error is None:
-            outcome, delay = DELIVERED, None
-        elif len(attempts) >= self.settings.webhook_max_attempts:
-            outcome, delay = FAILED, None
+            outcome = DELIVERED
+        elif made >= self.settings.webhook_max_attempts:
+            outcome = FAILED
         else:
-            base = self.settings.webhook_backoff_seconds * 2 ** (len(attempts) - 1)
-            outcome, delay = PENDING, min(MAX_BACKOFF_SECONDS, base * (1 + 0.2 * random.random()))
+            outcome, wait = PENDING, self.backoff(made)
+        record = {"at": domain.utcnow(), "status_code": status_code, "error": error,
+                  "duration_ms": int((time.monotonic() - started) * 1000)}
         try:
-            self.jobs.update_job(job_id, webhook_attempts=attempts, webhook_status=outcome)
+            self.jobs.transition(job.job_id, domain.record_webhook_attempt(
+                record, outcome, None if wait is None else self.clock() + wait))
         except JobNotFound:  # deleted meanwhile
             return None
-        log.info("webhook for %s attempt %d: %s", job_id, len(attempts), error or f"delivered ({status_code})")
-        if delay is None:
-            self._events.pop(job_id, None)
-        return delay
+        log.info("webhook for %s attempt %d: %s", job.job_id, made, error or f"delivered ({status_code})")
+        return wait
+
+    def handle_dead_letter(self, message: ReceivedMessage) -> None:
+        """A job.completed the webhook handler kept failing on: record that it gave up."""
+        event = decode_delivered(JobCompleted, message)
+        if event is None:
+            return
+        deliveries = message.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") or "several"
+        record = {"at": domain.utcnow(), "status_code": None, "duration_ms": 0,
+                  "error": f"gave up after {deliveries} deliveries: the webhook could not be attempted"}
+        try:
+            self.jobs.transition(event.job_id, domain.record_webhook_attempt(record, FAILED, None))
+        except JobNotFound:
+            pass
+        message.ack()

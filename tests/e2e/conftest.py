@@ -1,25 +1,16 @@
-"""End-to-end fixtures: the real processes, started as ./scripts.sh up starts them, on free ports."""
+"""End-to-end helpers; the real processes are the shared ``stack`` fixture (tests/conftest.py)."""
 from __future__ import annotations
 
 import io
 import time
 
-import pytest
 import requests
 from PIL import Image
 
-from devtools.stack import Stack
 
 
-@pytest.fixture(scope="module")
-def local_stack(tmp_path_factory):
-    """The whole system on the local backends; yields the Stack (``.base_url``, ``.data_dir``)."""
-    stack = Stack.on_free_ports(tmp_path_factory.mktemp("stack") / "data",
-                                env={"PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": "10",
-                                     "PROCESSOR_CONCURRENCY": "2"})
-    stack.start()
-    yield stack
-    stack.stop()
+# The system itself is tests/conftest.py's ``stack`` fixture (one per module, configured by
+# ``stack_options``).
 
 
 def make_image(fmt: str, size=(640, 480), color=(180, 40, 40), mode="RGB") -> bytes:

@@ -115,7 +115,7 @@ def email_link(data_dir: Path, job_id: str, timeout: float = 60) -> str:
     return links[0].rstrip(".,)")
 
 
-def test_upload_process_download_and_open_the_email_link(local_stack, tmp_path):
+def test_upload_process_download_and_open_the_email_link(stack, tmp_path):
     photos = [photo(tmp_path / f"holiday-{i}.jpg", seed=i) for i in range(1, 4)]
     good = io.BytesIO()
     Image.new("RGB", (800, 600), (30, 90, 200)).save(good, "JPEG")
@@ -126,13 +126,13 @@ def test_upload_process_download_and_open_the_email_link(local_stack, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("shopping list\n")                                # the page refuses it
 
-    result = run_browser("upload", "--base-url", local_stack.base_url,
+    result = run_browser("upload", "--base-url", stack.base_url,
                          "--photos", ",".join(str(p) for p in photos), "--broken", str(broken),
                          "--refused", str(fake), "--not-image", str(notes))
     job_id = result["job_id"]
 
     # The server holds what the page showed.
-    job = requests.get(f"{local_stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+    job = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
     assert (job["status"], job["succeeded"], job["failed"]) == ("completed_with_errors", 3, 1)
     assert job["email"] == "e2e@example.com"
     assert job["operations"][0]["op"] == "resize" and job["operations"][0]["width"] == 400
@@ -147,30 +147,30 @@ def test_upload_process_download_and_open_the_email_link(local_stack, tmp_path):
     assert len(names) == 3 and all(name.endswith(".jpg") for name in names)
 
     # The email's link opens the results cold, in a fresh browser.
-    link = email_link(local_stack.data_dir, job_id)
-    opened = run_browser("open", "--base-url", local_stack.base_url, "--url", link, "--job-id", job_id)
+    link = email_link(stack.data_dir, job_id)
+    opened = run_browser("open", "--base-url", stack.base_url, "--url", link, "--job-id", job_id)
     assert opened["cards"] == 4
 
 
-def test_a_running_job_opened_cold_follows_progress_live(local_stack, tmp_path):
+def test_a_running_job_opened_cold_follows_progress_live(stack, tmp_path):
     # With the processor stopped the job cannot start, so the page is sure to see it waiting.
-    local_stack.stop_process("image-processor")
+    stack.stop_process("image-processor")
     try:
         files = [("files", (f"street-{i}.jpg", photo(tmp_path / f"s{i}.jpg", seed=10 + i, size=(900, 600)).read_bytes(),
                             "image/jpeg")) for i in range(3)]
-        response = requests.post(f"{local_stack.base_url}/api/v1/jobs", files=files, data={"preset": "thumbnail"},
+        response = requests.post(f"{stack.base_url}/api/v1/jobs", files=files, data={"preset": "thumbnail"},
                                  timeout=30)
         assert response.status_code == 202, response.text
         job_id = response.json()["job_id"]
 
         def resume(line: str) -> None:
             if line == "WAITING":
-                local_stack.start_process("image-processor")
+                stack.start_process("image-processor")
 
-        run_browser("watch", "--base-url", local_stack.base_url,
-                    "--url", f"{local_stack.base_url}/jobs/{job_id}", "--total", "3", on_line=resume)
+        run_browser("watch", "--base-url", stack.base_url,
+                    "--url", f"{stack.base_url}/jobs/{job_id}", "--total", "3", on_line=resume)
     finally:
-        if local_stack.procs["image-processor"].poll() is not None:
-            local_stack.start_process("image-processor")
-    job = requests.get(f"{local_stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+        if stack.procs["image-processor"].poll() is not None:
+            stack.start_process("image-processor")
+    job = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "completed" and job["succeeded"] == 3

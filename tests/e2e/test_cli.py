@@ -12,7 +12,7 @@ from PIL import Image
 
 from imageflow_cli import main
 from tests.e2e.conftest import make_image
-from tests.peers_servers import ImageServer, png
+from tests.http_servers import ImageServer, png
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,14 +25,9 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from devtools.stack import Stack
-    stack = Stack.on_free_ports(tmp_path_factory.mktemp("cli") / "data", env={
-        "PROGRESS_FLUSH_SECONDS": "0.2", "ACK_DEADLINE_SECONDS": "10", "FETCH_ALLOW_CIDRS": "127.0.0.1/32",
-        "FETCH_TIMEOUT_SECONDS": "3"})
-    stack.start()
-    yield stack
-    stack.stop()
+def stack_options():
+    return {"env": {"PROGRESS_FLUSH_SECONDS": "0.2", "ACK_DEADLINE_SECONDS": "10", "FETCH_ALLOW_CIDRS": "127.0.0.1/32",
+                    "FETCH_TIMEOUT_SECONDS": "3"}}
 
 
 def run(stack_or_url, *args, timeout=120):

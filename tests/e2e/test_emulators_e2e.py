@@ -4,8 +4,8 @@ fake-gcs-server): the same processes ./scripts.sh up --emulators runs, over HTTP
 The email function receives its CloudEvent through a Pub/Sub push subscription (the
 emulator POSTs to functions-framework) and sends through a SendGrid stand-in on a local
 port. Also: a processor killed while holding leases, a poison task that ends in the
-dead-letter topic with its image marked failed, and the throughput/latency of the same
-batch on the local backends and on the emulators, measured in this run.
+dead-letter topic with its image marked failed. (The throughput of the local backends
+against the emulators is a benchmark: ``./scripts.sh bench backends``.)
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ pytestmark = pytest.mark.emulators
 
 E2E_PROJECT = "imageflow-e2e"  # its own project and bucket: the adapter tests wipe theirs
 E2E_BUCKET = "imageflow-e2e"
-FIGURES: dict[str, dict] = {}
 
 
 class SendGridStandIn(BaseHTTPRequestHandler):
@@ -75,15 +74,12 @@ def e2e_env(gcp_emulators, gcp_env, tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def gcp_stack(e2e_env, sendgrid, tmp_path_factory):
+def stack_options(e2e_env, sendgrid):
     """Every service on the emulators; one image-processor with two task slots."""
     env = {**e2e_env, "SENDGRID_API_KEY": "SG.test-key", "SENDGRID_API_HOST": f"http://127.0.0.1:{sendgrid.port}",
            "PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": "10", "PROCESSOR_CONCURRENCY": "2",
            "MAX_DELIVERY_ATTEMPTS": "5", "EMAIL_FROM": "ImageFlow <no-reply@imageflow.test>"}
-    stack = Stack.on_free_ports(e2e_env["IMAGEFLOW_DATA_DIR"], env=env)
-    stack.start(timeout=90)
-    yield stack
-    stack.stop()
+    return {"env": env, "data_dir": e2e_env["IMAGEFLOW_DATA_DIR"], "timeout": 90}
 
 
 def settings_for(stack: Stack) -> Settings:
@@ -110,8 +106,8 @@ def submit(base: str, files, operations, email: str | None = None) -> dict:
     return response.json()
 
 
-def test_upload_process_signed_outputs_and_email_through_push(gcp_stack, sendgrid):
-    base = gcp_stack.base_url
+def test_upload_process_signed_outputs_and_email_through_push(stack, sendgrid):
+    base = stack.base_url
     files = [("files", (f"photo {i}.{ext}", make_image(fmt, (500 + 10 * i, 400), (20 * i, 90, 160)), mime))
              for i, (fmt, ext, mime) in enumerate([("JPEG", "jpg", "image/jpeg"), ("PNG", "png", "image/png"),
                                                    ("WEBP", "webp", "image/webp"), ("GIF", "gif", "image/gif")] * 2)]
@@ -120,7 +116,7 @@ def test_upload_process_signed_outputs_and_email_through_push(gcp_stack, sendgri
                      email="user@example.com")
     job = wait_for_job(base, created["job_id"], timeout=90)
     assert (job["status"], job["total"], job["succeeded"], job["failed"]) == ("completed_with_errors", 9, 8, 1)
-    storage_host = urlsplit(gcp_stack.base_env()["STORAGE_EMULATOR_HOST"]).netloc
+    storage_host = urlsplit(stack.base_env()["STORAGE_EMULATOR_HOST"]).netloc
     for image in job["images"]:
         if image["filename"] == "truncated.png":
             assert image["status"] == "failed" and image["output_url"] is None
@@ -140,12 +136,12 @@ def test_upload_process_signed_outputs_and_email_through_push(gcp_stack, sendgri
 
     [mail] = wait_for_mail(sendgrid, job["job_id"])
     assert mail["personalizations"][0]["to"][0]["email"] == "user@example.com"
-    link = f"{gcp_stack.base_env()['PUBLIC_BASE_URL']}/jobs/{job['job_id']}"
+    link = f"{stack.base_env()['PUBLIC_BASE_URL']}/jobs/{job['job_id']}"
     assert all(link in c["value"] for c in mail["content"])
     assert "8 of your 9" in mail["subject"]
 
     # The same job.completed pushed again (a redelivery) is not mailed twice.
-    settings = settings_for(gcp_stack)
+    settings = settings_for(stack)
     bus = PubSubBus(settings)
     try:
         stored = FirestoreJobStore(settings)
@@ -160,8 +156,8 @@ def test_upload_process_signed_outputs_and_email_through_push(gcp_stack, sendgri
     assert len(mails_for(sendgrid, job["job_id"])) == 1
 
 
-def test_processor_killed_holding_leases_loses_and_duplicates_nothing(gcp_stack):
-    base = gcp_stack.base_url
+def test_processor_killed_holding_leases_loses_and_duplicates_nothing(stack):
+    base = stack.base_url
     count = 10
     files = [("files", (f"big {i}.jpg", make_image("JPEG", (2000, 1500), (i * 20 % 255, 60, 90)), "image/jpeg"))
              for i in range(count)]
@@ -176,14 +172,14 @@ def test_processor_killed_holding_leases_loses_and_duplicates_nothing(gcp_stack)
         time.sleep(0.05)
     assert status["succeeded"] < count, "the batch finished before the processor could be killed"
     killed_at = time.monotonic()
-    gcp_stack.kill_process("image-processor")  # SIGKILL: its leases are neither acked nor released
-    gcp_stack.start_process("image-processor")
+    stack.kill_process("image-processor")  # SIGKILL: its leases are neither acked nor released
+    stack.start_process("image-processor")
     job = wait_for_job(base, job_id, timeout=120)
     recovery = time.monotonic() - killed_at
     print(f"\nprocessor killed with {count - status['succeeded']} images to go: job completed "
           f"{recovery:.1f}s later (leases of the dead processor expire after the 10 s ack deadline)")
     assert (job["status"], job["succeeded"], job["failed"]) == ("completed", count, 0)
-    store = GcsBlobStore(settings_for(gcp_stack))
+    store = GcsBlobStore(settings_for(stack))
     try:
         outputs = store.list(f"{job_id}/output/")
     finally:
@@ -193,11 +189,11 @@ def test_processor_killed_holding_leases_loses_and_duplicates_nothing(gcp_stack)
         assert PILImage.open(io.BytesIO(requests.get(image["output_url"], timeout=10).content)).size == (1200, 900)
 
 
-def test_poison_task_is_dead_lettered_and_its_image_marked_failed(gcp_stack):
+def test_poison_task_is_dead_lettered_and_its_image_marked_failed(stack):
     """A task that makes every delivery raise (its output path is refused by the blob
     store): after MAX_DELIVERY_ATTEMPTS it goes to the dead-letter topic, and the interaction
     manager marks its image failed and finishes the job."""
-    settings = settings_for(gcp_stack)
+    settings = settings_for(stack)
     jobs, blobs, bus = FirestoreJobStore(settings), GcsBlobStore(settings), PubSubBus(settings)
     try:
         job = Job(job_id=new_id(), total=2, status=domain.PROCESSING, tasks_published=True,
@@ -216,7 +212,7 @@ def test_poison_task_is_dead_lettered_and_its_image_marked_failed(gcp_stack):
         started = time.monotonic()
         for task in tasks:
             bus.publish(settings.topics.tasks, task.encode(), {"job_id": job.job_id})
-        result = wait_for_job(gcp_stack.base_url, job.job_id, timeout=120)
+        result = wait_for_job(stack.base_url, job.job_id, timeout=120)
         elapsed = time.monotonic() - started
     finally:
         for backend in (jobs, blobs, bus):
@@ -227,37 +223,3 @@ def test_poison_task_is_dead_lettered_and_its_image_marked_failed(gcp_stack):
     assert by_name["good.png"]["status"] == "succeeded"
     assert by_name["poison.png"]["status"] == "failed"
     assert "after 5 attempts" in by_name["poison.png"]["error"]
-
-
-def _throughput(stack: Stack, images: int = 30) -> dict:
-    files = [("files", (f"p{i}.jpg", make_image("JPEG", (800, 600), (i * 8 % 255, 100, 50)), "image/jpeg"))
-             for i in range(images)]
-    started = time.monotonic()
-    created = submit(stack.base_url, files, [{"op": "resize", "width": 320}, {"op": "format", "format": "webp"}])
-    accepted = time.monotonic() - started
-    first_done = None
-    while True:
-        job = requests.get(f"{stack.base_url}/api/v1/jobs/{created['job_id']}", timeout=10).json()
-        if first_done is None and job["succeeded"] + job["failed"] > 0:
-            first_done = time.monotonic() - started
-        if job["status"] not in ("queued", "processing"):
-            break
-        assert time.monotonic() - started < 120, "throughput batch did not finish"
-        time.sleep(0.05)
-    total = time.monotonic() - started
-    assert job["succeeded"] == images
-    return {"images": images, "upload_s": round(accepted, 2), "first_result_s": round(first_done, 2),
-            "completed_s": round(total, 2), "images_per_s": round(images / total, 1)}
-
-
-@pytest.mark.parametrize("backend", ["local", "gcp"])
-def test_throughput_and_latency_local_vs_emulators(backend, request):
-    stack = request.getfixturevalue("local_stack" if backend == "local" else "gcp_stack")
-    _throughput(stack, images=4)  # warm-up: connections, JIT of the emulators
-    FIGURES[backend] = _throughput(stack)
-    print(f"\n{backend:5s} backends: {FIGURES[backend]}")
-    if len(FIGURES) == 2:
-        print("\nsame 30-image batch (800x600 JPEG -> 320 px WebP), one processor with 2 slots:")
-        for name, figures in FIGURES.items():
-            print(f"  {name:5s}: {figures['images_per_s']} images/s, POST {figures['upload_s']} s, "
-                  f"first result {figures['first_result_s']} s, completed {figures['completed_s']} s")

@@ -27,8 +27,8 @@ def batch_of(n: int):
     return files
 
 
-def test_batch_of_mixed_formats_with_bad_files(local_stack):
-    base = local_stack.base_url
+def test_batch_of_mixed_formats_with_bad_files(stack):
+    base = stack.base_url
     files = batch_of(20)
     files.append(("files", ("notes.jpg", b"this is a text file pretending to be a JPEG", "image/jpeg")))
     files.append(("files", ("truncated.png", make_image("PNG", (300, 300))[:60], "image/png")))
@@ -68,7 +68,7 @@ def test_batch_of_mixed_formats_with_bad_files(local_stack):
     names = zipfile.ZipFile(io.BytesIO(archive.content)).namelist()
     assert len(names) == 20 and all(n.endswith(".webp") for n in names)
 
-    eml = local_stack.data_dir / "outbox" / f"{created['job_id']}.eml"
+    eml = stack.data_dir / "outbox" / f"{created['job_id']}.eml"
     deadline = time.monotonic() + 30
     while not eml.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -79,11 +79,11 @@ def test_batch_of_mixed_formats_with_bad_files(local_stack):
     link = f"{base}/jobs/{created['job_id']}"
     assert link in text and link in html
     assert "20 of your 21" in message["Subject"]
-    assert len(list((local_stack.data_dir / "outbox").glob(f"{created['job_id']}*.eml"))) == 1
+    assert len(list((stack.data_dir / "outbox").glob(f"{created['job_id']}*.eml"))) == 1
 
 
-def test_processor_killed_mid_batch_still_completes_every_image_once(local_stack):
-    base = local_stack.base_url
+def test_processor_killed_mid_batch_still_completes_every_image_once(stack):
+    base = stack.base_url
     files = [("files", (f"big {i}.jpg", make_image("JPEG", (2000, 1500), (i * 7 % 255, 50, 90)), "image/jpeg"))
              for i in range(24)]
     operations = [{"op": "resize", "width": 1200}, {"op": "sharpen"}, {"op": "format", "format": "png"}]
@@ -99,12 +99,12 @@ def test_processor_killed_mid_batch_still_completes_every_image_once(local_stack
             break
         time.sleep(0.1)
     assert status["succeeded"] < 24, "the batch finished before the processor could be killed"
-    local_stack.kill_process("image-processor")
+    stack.kill_process("image-processor")
     time.sleep(1)
-    local_stack.start_process("image-processor")
+    stack.start_process("image-processor")
     job = wait_for_job(base, job_id, timeout=180)
     assert (job["status"], job["succeeded"], job["failed"]) == ("completed", 24, 0)
-    blobs = LocalBlobStore(local_stack.data_dir / "blobs")
+    blobs = LocalBlobStore(stack.data_dir / "blobs")
     outputs = blobs.list(f"{job_id}/output/")
     assert len(outputs) == 24, "one output per image: none missing, none duplicated"
     assert all(name.endswith(".png") for name in outputs)
@@ -112,8 +112,8 @@ def test_processor_killed_mid_batch_still_completes_every_image_once(local_stack
         assert Image.open(io.BytesIO(requests.get(image["output_url"], timeout=10).content)).size == (1200, 900)
 
 
-def test_unknown_job_and_bad_requests(local_stack):
-    base = local_stack.base_url
+def test_unknown_job_and_bad_requests(stack):
+    base = stack.base_url
     missing = requests.get(f"{base}/api/v1/jobs/{'0' * 32}", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
     bad_ops = requests.post(f"{base}/api/v1/jobs", files=[("files", ("a.png", make_image("PNG"), "image/png"))],

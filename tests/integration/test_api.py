@@ -9,7 +9,6 @@ from PIL import Image
 
 from imageflow.bus.sqlite import SqliteBus
 from imageflow.messages import JobSubmitted, Result
-from services.image_handler.app import create_app
 
 
 def png(size=(64, 48), color=(0, 128, 255)) -> bytes:
@@ -19,16 +18,8 @@ def png(size=(64, 48), color=(0, 128, 255)) -> bytes:
 
 
 @pytest.fixture
-def app(tmp_path):
-    app = create_app({"data_dir": tmp_path / "data", "max_upload_bytes": 200_000, "max_files_per_job": 5,
-                      "max_request_bytes": 2_000_000, "public_base_url": "https://imageflow.example"})
-    yield app
-    app.extensions["imageflow"].backends.close()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def app_config():
+    return {"max_upload_bytes": 200_000, "max_files_per_job": 5, "max_request_bytes": 2_000_000}
 
 
 def post(client, files, **data):

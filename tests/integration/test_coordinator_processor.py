@@ -9,11 +9,11 @@ import pytest
 from PIL import Image as PILImage
 
 from imageflow import domain
-from imageflow.bus import ReceivedMessage
 from imageflow.domain import Image, Job
 from imageflow.messages import JobCompleted, JobSubmitted, Result, Task
 from services.image_processor.processing import Processor
 from services.interaction_manager.coordinator import Coordinator, ResultBatcher
+from tests.unit.fakes import FakeMessage
 
 
 @pytest.fixture
@@ -104,6 +104,7 @@ def test_dead_lettered_task_marks_the_image_failed(local_settings, backends, coo
     coordinator.fold([coordinator.dead_letter_result(letter)])
     image = backends.jobs.get_image(job.job_id, images[0].image_id)
     assert image.status == "failed" and f"after {local_settings.max_delivery_attempts} attempts" in image.error
+    assert image.error_code == "worker_crashed"
     assert backends.jobs.get_job(job.job_id).status == "failed"
 
 
@@ -113,21 +114,6 @@ def test_sweep_republishes_a_claimed_but_unpublished_completion(local_settings, 
     backends.jobs.mark_notified(job.job_id, "2000-01-01T00:00:00.000Z")  # a crash right after the claim
     assert coordinator.sweep(older_than_seconds=0) == 1
     assert len(drain(backends.bus, local_settings.topics.notifications_sub)) == 1
-
-
-class FakeMessage(ReceivedMessage):
-    def __init__(self, data):
-        self.data, self.message_id, self.attributes, self.delivery_attempt, self.publish_time = data, "m", {}, 1, 0
-        self.acked = self.nacked = False
-
-    def ack(self):
-        self.acked = True
-
-    def nack(self):
-        self.nacked = True
-
-    def extend(self, seconds):
-        pass
 
 
 def test_batcher_acks_after_folding_and_nacks_on_failure():
@@ -176,7 +162,7 @@ def test_processor_reports_a_bad_image_as_failed(local_settings, backends):
     processor.handle_message(message)
     assert message.acked
     result = Result.decode(drain(backends.bus, local_settings.topics.results_sub)[0].data)
-    assert result.status == "failed" and result.error
+    assert result.status == "failed" and result.error and result.error_code == "corrupt"
 
 
 def test_processor_retries_on_storage_trouble(local_settings, backends, monkeypatch):

@@ -25,7 +25,7 @@ def cloud_event(payload: dict) -> CloudEvent:
 
 def completed(**overrides) -> dict:
     event = {"v": 1, "job_id": JOB, "status": "completed_with_errors", "total": 5, "succeeded": 4, "failed": 1,
-             "email": "user@example.com", "results_url": f"http://x/jobs/{JOB}"}
+             "email": "user@example.com", "results_url": f"https://imageflow.example/jobs/{JOB}"}
     event.update(overrides)
     return event
 
@@ -60,8 +60,17 @@ def test_nothing_is_sent_for_no_or_bad_addresses_and_bad_payloads(env, payload):
     assert not list((env / "outbox").glob("*.eml"))
 
 
-def test_garbage_event_is_dropped_without_raising(env):
+def test_garbage_event_is_dropped_without_raising(env, caplog):
     fn.notify(CloudEvent({"type": "t", "source": "s"}, {"message": {"data": "!!!notbase64"}}))
+    assert "not a Pub/Sub job.completed event" in caplog.text
+    assert not (env / "outbox").exists() and not (env / "email-sent").exists()
+
+
+def test_the_link_is_the_one_in_the_message(env, monkeypatch):
+    monkeypatch.delenv("PUBLIC_BASE_URL")
+    fn.notify(cloud_event(completed(results_url=f"https://photos.example/jobs/{JOB}")))
+    message = email.message_from_bytes((env / "outbox" / f"{JOB}.eml").read_bytes(), policy=policy.default)
+    assert f"https://photos.example/jobs/{JOB}" in message.get_body(("plain",)).get_content()
 
 
 class SendGridStandIn:
@@ -129,22 +138,55 @@ def test_sendgrid_outage_raises_for_retry_then_sends(sendgrid):
     assert len(api.requests) == 2
 
 
-def test_sendgrid_refusal_is_not_retried(sendgrid, env):
+def test_sendgrid_refusal_is_not_retried_nor_recorded_as_mailed(sendgrid, env):
     api = sendgrid(400)
     fn.notify(cloud_event(completed()))  # logged and dropped: no exception
     fn.notify(cloud_event(completed()))
     assert len(api.requests) == 1
-    # Recorded as refused, never as mailed.
-    assert (env / "email-sent" / JOB).read_text().startswith("refused ")
+    assert fn.configure()[0].state(JOB) == "refused"
 
 
-def test_a_refused_sender_is_retried_not_marked_mailed(sendgrid, env):
-    """SendGrid answers 403 for a sender that is not verified: that is a configuration to fix,
-    and the trigger's retries deliver the mail once it is; it is never counted as mailed."""
-    api = sendgrid(403, 202)
-    with pytest.raises(fn.TransientError):
-        fn.notify(cloud_event(completed()))
-    assert not (env / "email-sent" / JOB).exists()
-    fn.notify(cloud_event(completed()))  # the retry, after the fix
-    assert len(api.requests) == 2
-    assert (env / "email-sent" / JOB).read_text() == "sent"
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_key_or_sender_sendgrid_refuses_is_retried_until_fixed_never_marked_mailed(sendgrid, status):
+    """A sender SendGrid has not verified (403) is a configuration to fix, not a mail sent:
+    the trigger retries, and once the sender is fixed the mail goes out (issue 14 D11)."""
+    api = sendgrid(status, status, 202)
+    for _ in range(2):
+        with pytest.raises(fn.TransientError, match=f"key or the sender \\({status}\\)"):
+            fn.notify(cloud_event(completed()))
+        assert fn.configure()[0].state(JOB) is None
+    fn.notify(cloud_event(completed()))
+    assert len(api.requests) == 3 and fn.configure()[0].state(JOB) == "sent"
+
+
+def test_the_function_runs_from_its_folder_alone(tmp_path):
+    """Deployed alone (gcloud functions deploy --source, or the Dockerfile's COPY): the files
+    the Dockerfile copies load under functions-framework without the repository."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = Path(fn.__file__).parent
+    copied = re.search(r"^COPY (?!--from|requirements)(.+) \./$", (folder / "Dockerfile").read_text(), re.M)
+    app = tmp_path / "app"
+    app.mkdir()
+    for name in copied.group(1).split():
+        shutil.copy(folder / name, app / name)
+    script = (
+        "import base64, json, sys\n"
+        "from cloudevents.http import CloudEvent\n"
+        "from functions_framework._function_registry import get_user_function, load_function_module\n"
+        "module, spec = load_function_module('main.py')\n"
+        "spec.loader.exec_module(module)\n"
+        "fn = get_user_function('main.py', module, 'notify')\n"
+        f"payload = {json.dumps(completed())!r}\n"
+        "data = {'message': {'data': base64.b64encode(payload.encode()).decode()}}\n"
+        "fn(CloudEvent({'type': 't', 'source': 's'}, data))\n"
+        "assert 'imageflow' not in sys.modules\n")
+    env = {"PATH": "/usr/bin:/bin", "IMAGEFLOW_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=app, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "data" / "outbox" / f"{JOB}.eml").exists()

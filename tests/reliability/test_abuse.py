@@ -35,13 +35,10 @@ SERVER = {"GUNICORN_CMD_ARGS": "--worker-class services.image_handler.server.Wor
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, sendgrid):
-    stack = ChaosStack.on_free_ports(tmp_path_factory.mktemp("abuse") / "data", processors=1,
-                                     env={**sendgrid.env(), **LIMITS, "PROGRESS_FLUSH_SECONDS": "0.3"},
-                                     process_env={"image-handler": SERVER})
-    stack.start()
-    yield stack
-    stack.stop()
+def stack_options(sendgrid):
+    return {"launcher": ChaosStack, "processors": 1,
+            "env": {**sendgrid.env(), **LIMITS, "PROGRESS_FLUSH_SECONDS": "0.3"},
+            "process_env": {"image-handler": SERVER}}
 
 
 @pytest.fixture(scope="module")

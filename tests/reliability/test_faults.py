@@ -28,18 +28,15 @@ PROCESSOR_FAULTS = "processor_crash_on=poison-,processor_delay_on=slowpoke-:10|c
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, sendgrid):
-    stack = ChaosStack.on_free_ports(
-        tmp_path_factory.mktemp("faults") / "data", processors=2,
+def stack_options(sendgrid):
+    return dict(
+        launcher=ChaosStack, processors=2,
         env={**sendgrid.env(), "PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": str(ACK_DEADLINE),
              "EMAIL_CLAIM_LEASE_SECONDS": str(EMAIL_LEASE),
              "PROCESSOR_CONCURRENCY": "2", "DRAIN_SECONDS": "5", "RATE_LIMIT_PER_SECOND": "0",
              "MAX_FILES_PER_JOB": "1000"},
         process_env={"image-processor*": {"IMAGEFLOW_FAULTS": PROCESSOR_FAULTS},
                      "image-handler": {"GUNICORN_CMD_ARGS": "--worker-class services.image_handler.server.Worker"}})
-    stack.start()
-    yield stack
-    stack.stop()
 
 
 def _bus(stack) -> SqliteBus:

@@ -12,17 +12,14 @@ SERVICES = ("image-handler", "interaction-manager", "image-processor", "email-fu
 
 
 @pytest.fixture(scope="module")
-def gcp_stack(gcp_emulators, gcp_env, gcp_settings, sendgrid, tmp_path_factory):
+def stack_options(gcp_emulators, gcp_env, gcp_settings, sendgrid):
     gcp_emulators.wipe(gcp_settings.gcp_project, gcp_settings.gcs_bucket)
-    stack = ChaosStack.on_free_ports(
-        tmp_path_factory.mktemp("gcp-faults") / "data", processors=2,
+    return dict(
+        launcher=ChaosStack, processors=2, timeout=120,
         env={**gcp_env, **sendgrid.env(), "ACK_DEADLINE_SECONDS": "10", "PROCESSOR_CONCURRENCY": "2",
              "PROGRESS_FLUSH_SECONDS": "0.5", "DRAIN_SECONDS": "5", "RATE_LIMIT_PER_SECOND": "0"},
         process_env={"image-processor*": {"IMAGEFLOW_FAULTS": "processor_crash_on=poison-,"
                                                               "processor_delay_on=chaos-:0.8"}})
-    stack.start(timeout=120)
-    yield stack
-    stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -34,25 +31,25 @@ def gcs(gcp_emulators, gcp_settings):
     store.close()
 
 
-def test_kill_every_service_in_two_rounds_during_a_60_image_job_on_the_emulators(gcp_stack, gcs, sendgrid, record):
+def test_kill_every_service_in_two_rounds_during_a_60_image_job_on_the_emulators(stack, gcs, sendgrid, record):
     """SIGKILL image-handler, interaction-manager, a processor and the email function in a random order at random
     moments, 2 rounds, during a 60-image job on Pub/Sub, Firestore and Cloud Storage emulators, while small jobs keep
     arriving; a supervisor restarts each one."""
-    run_chaos(gcp_stack, sendgrid, record, images=60, rounds=2, seed=60, timeout=600, gap=(1.0, 4.0),
+    run_chaos(stack, sendgrid, record, images=60, rounds=2, seed=60, timeout=600, gap=(1.0, 4.0),
               services=SERVICES, blobs=gcs)
 
 
-def test_poison_task_is_dead_lettered_on_pubsub(gcp_stack, gcs, sendgrid, record):
+def test_poison_task_is_dead_lettered_on_pubsub(stack, gcs, sendgrid, record):
     """A task that SIGKILLs the processor on every delivery, in a job of 6 good images, on the Pub/Sub emulator's
     dead-letter policy."""
     from tests.reliability.harness import Supervisor
 
     batch = make_batch(6, prefix="good") + make_batch(1, prefix="poison", start=6)
-    created = submit(gcp_stack.base_url, batch)
-    with Supervisor(gcp_stack, seed=4):
-        job = JobWatcher(gcp_stack.base_url, created["job_id"], len(batch)).wait(600)
-        gcp_stack.wait_ready(120)
-    verdict = verify_job(gcp_stack, job, batch, record, sendgrid=sendgrid, blobs=gcs,
+    created = submit(stack.base_url, batch)
+    with Supervisor(stack, seed=4):
+        job = JobWatcher(stack.base_url, created["job_id"], len(batch)).wait(600)
+        stack.wait_ready(120)
+    verdict = verify_job(stack, job, batch, record, sendgrid=sendgrid, blobs=gcs,
                          expect_failed={batch[-1].filename})
     record.expect("attempts" in verdict.failed[0]["error"], "the poison image is failed with a reason naming the "
                                                              "attempts", verdict.failed[0]["error"])

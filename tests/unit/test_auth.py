@@ -30,7 +30,7 @@ class FakeJobs:
     def __init__(self, jobs):
         self.jobs = jobs
 
-    def list_jobs(self, *, owner=None, status=None, limit=50, before=None):
+    def list_jobs(self, *, owner=None, status=None, limit=50, after=None):
         return [j for j in self.jobs if (owner is None or j.owner == owner) and (status is None or j.status == status)]
 
 

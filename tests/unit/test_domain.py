@@ -75,3 +75,45 @@ def test_fold_progress_completes_once():
     (3, 3, 0, "completed"), (3, 2, 1, "completed_with_errors"), (3, 0, 3, "failed")])
 def test_final_status(total, ok, bad, status):
     assert domain.final_status(total, ok, bad) == status
+
+
+def test_the_results_link_and_the_completion_message_come_from_one_place():
+    job = domain.Job(job_id="ab" * 16, status=domain.COMPLETED_WITH_ERRORS, total=3, succeeded=2, failed=1,
+                     email="me@example.com")
+    assert domain.results_url("https://imageflow.example/", job.job_id) == f"https://imageflow.example/jobs/{job.job_id}"
+    event = domain.completed_event(job, "https://imageflow.example")
+    assert (event.status, event.total, event.succeeded, event.failed, event.email) == (
+        "completed_with_errors", 3, 2, 1, "me@example.com")
+    assert event.results_url == f"https://imageflow.example/jobs/{job.job_id}"
+
+
+def test_job_transitions_apply_once_and_only_from_their_states():
+    job = Job(job_id="j", total=2)
+    assert domain.start()(job) == {"status": domain.PROCESSING}
+    assert domain.start()(Job(job_id="j", status=domain.PROCESSING)) is None
+    assert domain.mark_notified("t1")(job) == {"notified_at": "t1"}
+    assert domain.mark_notified("t2")(Job(job_id="j", notified_at="t1")) is None
+    claimed = Job(job_id="j", notified_at="t1")
+    assert domain.release_notified()(claimed) == {"notified_at": None}
+    assert domain.release_notified()(Job(job_id="j", notified_at="t1", completion_message_id="m")) is None
+    assert domain.record_tasks_published()(job) == {"tasks_published": True}
+    assert domain.record_tasks_published()(Job(job_id="j", tasks_published=True)) is None
+    assert domain.fail("t")(job) == {"status": domain.FAILED, "completed_at": "t"}
+    assert domain.fail("t")(Job(job_id="j", status=domain.COMPLETED)) is None
+
+
+def test_webhook_transitions_claim_one_attempt_at_a_time():
+    job = Job(job_id="j", status=domain.COMPLETED, webhook_url="https://h.example/x", webhook_status="pending")
+    assert domain.webhook_wait(job, 100.0) == 0
+    claim = domain.claim_webhook_attempt(100.0, 30)(job)
+    assert claim == {"webhook_next_at": 130.0}
+    held = Job(**{**job.to_dict(), **claim})
+    assert domain.webhook_wait(held, 110.0) == 20.0
+    assert domain.claim_webhook_attempt(110.0, 30)(held) is None          # another replica is on it
+    recorded = domain.record_webhook_attempt({"status_code": 500}, "pending", 140.0)(held)
+    assert recorded["webhook_attempts"] == [{"status_code": 500, "attempt": 1}]
+    done = Job(**{**held.to_dict(), **domain.record_webhook_attempt({"status_code": 200}, "delivered", None)(held)})
+    assert domain.webhook_wait(done, 1e9) is None
+    assert domain.record_webhook_attempt({}, "failed", None)(done) is None  # finished: no more records
+    assert domain.webhook_wait(Job(job_id="j", status=domain.PROCESSING, webhook_url="u",
+                                   webhook_status="pending"), 0) is None  # not finished yet

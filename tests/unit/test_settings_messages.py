@@ -70,3 +70,12 @@ def test_malformed_messages(raw):
 def test_result_status_is_checked():
     with pytest.raises(MessageError):
         Result(job_id="j", image_id="i", status="done")
+
+
+def test_result_error_code_travels_and_stays_compatible_with_version_1():
+    failed = Result(job_id="j", image_id="i", status="failed", error="cannot read it", error_code="corrupt")
+    wire = json.loads(failed.encode())
+    assert wire["v"] == 1 and wire["error_code"] == "corrupt"
+    assert Result.decode(failed.encode()).error_code == "corrupt"
+    older = {k: v for k, v in wire.items() if k != "error_code"}  # from a processor of before
+    assert Result.decode(older).error_code is None

@@ -25,8 +25,8 @@ def ok(image, **kw):
                   width=10, height=20, bytes=123, **kw)
 
 
-def bad(image, error="corrupt"):
-    return Result(job_id=image.job_id, image_id=image.image_id, status="failed", error=error)
+def bad(image, error="corrupt", code="corrupt"):
+    return Result(job_id=image.job_id, image_id=image.image_id, status="failed", error=error, error_code=code)
 
 
 def test_create_and_read(jobstore):
@@ -56,7 +56,9 @@ def test_results_fold_into_counts_and_complete_the_job(jobstore):
     assert outcome.jobs[job.job_id].status == "completed_with_errors"
     image = jobstore.get_image(job.job_id, images[0].image_id)
     assert (image.status, image.width, image.height, image.bytes) == ("succeeded", 10, 20, 123)
-    assert jobstore.get_image(job.job_id, images[1].image_id).error == "not an image"
+    failed = jobstore.get_image(job.job_id, images[1].image_id)
+    assert (failed.error, failed.error_code) == ("not an image", "corrupt")
+    assert jobstore.get_image(job.job_id, images[0].image_id).error_code is None
 
 
 def test_duplicate_results_count_once(jobstore):
@@ -87,6 +89,41 @@ def test_mark_notified_once(jobstore):
     assert jobstore.get_job(job.job_id).notified_at
 
 
+def test_transition_writes_what_the_change_returns_on_the_current_job(jobstore):
+    job, _ = make_job(jobstore, n=1, webhook_url="https://h.example/x", webhook_status="pending")
+    jobstore.update_job(job.job_id, status="completed")
+    seen = []
+
+    def change(current):
+        seen.append(current.status)
+        return {"webhook_next_at": 123.0} if current.webhook_next_at is None else None
+
+    after = jobstore.transition(job.job_id, change)
+    assert seen == ["completed"] and after.webhook_next_at == 123.0 and after.status == "completed"
+    assert jobstore.get_job(job.job_id).webhook_next_at == 123.0
+    assert jobstore.transition(job.job_id, change) is None            # declined: nothing written
+    with pytest.raises(JobNotFound):
+        jobstore.transition(new_id(), change)
+
+
+def test_racing_transitions_lose_no_update(jobstore):
+    """Each caller appends to a list; a plain read-modify-write would lose some of them."""
+    import threading
+    job, _ = make_job(jobstore, n=1)
+    barrier = threading.Barrier(4)
+
+    def append(i):
+        barrier.wait()
+        jobstore.transition(job.job_id, lambda j: {"webhook_attempts": [*j.webhook_attempts, {"n": i}]})
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a["n"] for a in jobstore.get_job(job.job_id).webhook_attempts) == [0, 1, 2, 3]
+
+
 def test_update_job_fields(jobstore):
     job, _ = make_job(jobstore, n=1)
     updated = jobstore.update_job(job.job_id, status="processing", name="holiday")
@@ -102,7 +139,7 @@ def test_list_jobs_newest_first_with_filters(jobstore):
     jobs = jobstore.list_jobs(owner=owner)
     assert [j.job_id for j in jobs] == [j.job_id for j in reversed(made)]
     page = jobstore.list_jobs(owner=owner, limit=2)
-    rest = jobstore.list_jobs(owner=owner, limit=2, before=page[-1].created_at)
+    rest = jobstore.list_jobs(owner=owner, limit=2, after=(page[-1].created_at, page[-1].job_id))
     assert [j.job_id for j in page + rest] == [j.job_id for j in reversed(made)]
     assert jobstore.list_jobs(owner=owner, status="completed") == []
 
@@ -128,6 +165,19 @@ def test_paging_over_jobs_created_in_the_same_millisecond_skips_and_repeats_none
             break
     assert sorted(seen) == sorted(made) and len(seen) == len(made)
     assert [j.job_id for j in iter_jobs(jobstore, owner=owner, page_size=2)] == seen
+    # the order is (created_at, job_id) descending, and a cursor starts right after its job
+    assert seen == [j for _, j in sorted(((jobstore.get_job(j).created_at, j) for j in made), reverse=True)]
+    ties = jobstore.list_jobs(owner=owner, limit=100, after=("2026-01-01T00:00:00.000Z", seen[2]))
+    assert [j.job_id for j in ties] == seen[3:]
+
+
+def test_every_scan_reaches_past_any_page_size(jobstore):
+    """More jobs than one page of the scan: iter_jobs reads them all (no silent cap)."""
+    from imageflow.jobstore import iter_jobs
+    owner = new_id()
+    made = {make_job(jobstore, n=0, owner=owner, created_at="2026-02-02T00:00:00.000Z")[0].job_id
+            for _ in range(12)}
+    assert {j.job_id for j in iter_jobs(jobstore, owner=owner, page_size=5)} == made
 
 
 def _preset(owner, name, operations, now="2024-05-01T10:00:00.000Z"):

@@ -1,4 +1,4 @@
-"""The peers' features end to end over HTTP, on the whole local stack (one per module):
+"""Import by URL, webhooks, reports and API keys end to end over HTTP, on the whole local stack:
 a CSV of URLs served from 127.0.0.1, SSRF attempts refused, a signed and retried webhook,
 the CSV report, API keys and quotas, listing, renaming, stats and deletion.
 
@@ -14,9 +14,8 @@ import time
 import pytest
 import requests
 
-from devtools.stack import Stack
 from services.interaction_manager.webhooks import SIGNATURE_HEADER, verify
-from tests.peers_servers import ImageServer, WebhookReceiver, jpeg, png
+from tests.http_servers import ImageServer, WebhookReceiver, jpeg, png
 
 ALICE = "alice-e2e-key-0123456789"
 BOB = "bob-e2e-key-0123456789ab"
@@ -32,16 +31,13 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack = Stack.on_free_ports(tmp_path_factory.mktemp("peers") / "data", env={
+def stack_options():
+    return {"env": {
         "API_KEYS": f"alice={ALICE},bob={BOB}", "QUOTA_ACTIVE_JOBS": "1", "QUOTA_ACTIVE_IMAGES": "20",
         "FETCH_ALLOW_CIDRS": "127.0.0.1/32", "FETCH_TIMEOUT_SECONDS": "3",
         "FETCH_HOSTS_OVERRIDE": "images.test=127.0.0.1,internal.test=10.20.30.40,metadata.test=169.254.169.254",
         "WEBHOOK_BACKOFF_SECONDS": "0.3", "WEBHOOK_MAX_ATTEMPTS": "4",
-        "PROGRESS_FLUSH_SECONDS": "0.2", "ACK_DEADLINE_SECONDS": "10"})
-    stack.start()
-    yield stack
-    stack.stop()
+        "PROGRESS_FLUSH_SECONDS": "0.2", "ACK_DEADLINE_SECONDS": "10"}}
 
 
 def api(stack, method, path, key=ALICE, **kwargs):

@@ -19,7 +19,7 @@ from services.image_handler.intake import Intake, JobRequest
 from services.image_handler.url_lists import UrlEntry
 from services.interaction_manager.coordinator import Coordinator
 from services.interaction_manager.url_import import UrlImporter
-from tests.peers_servers import ImageServer, jpeg, png
+from tests.http_servers import ImageServer, jpeg, png
 
 HOSTS = {"images.test": ["127.0.0.1"], "internal.test": ["10.20.30.40"], "metadata.test": ["169.254.169.254"],
          "v6.test": ["::1"], "rebind.test": ["127.0.0.1", "192.168.0.10"]}
@@ -141,6 +141,7 @@ def test_fan_out_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_p
         assert "169.254.169.254" in errors["metadata"] and "10.1.1.1" in errors["redirect"]
         assert "not an image: the content is text" in errors["html"]
         assert "usable image" in errors["disguised"] and "404" in errors["missing"]
+        assert {i.error_code for i in images.values() if i.status == domain.IMAGE_FAILED} == {"fetch_failed"}
         job = backends.jobs.get_job(job_id)
         assert (job.status, job.failed, job.succeeded, job.tasks_published) == ("processing", 6, 0, True)
         # A redelivered job.submitted fetches nothing again and publishes nothing.

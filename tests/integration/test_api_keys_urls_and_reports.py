@@ -1,6 +1,5 @@
-"""The peers' features over image-handler's HTTP API (Flask test client, real local adapters):
-submission by URL and CSV, API keys and ownership, quotas, listing, renaming, deleting,
-stats and the CSV report."""
+"""Jobs by URL and CSV, API keys and ownership, quotas, listing, renaming, deleting, stats and
+the CSV report, over image-handler's HTTP API (Flask test client, real local adapters)."""
 from __future__ import annotations
 
 import csv
@@ -12,28 +11,16 @@ import pytest
 
 from imageflow import domain
 from imageflow.messages import JobSubmitted, Result
-from services.image_handler.app import create_app
-from tests.peers_servers import png
+from tests.http_servers import png
 
 ALICE = "alice-key-0123456789"
 BOB = "bob-key-0123456789ab"
 
 
-def make_app(tmp_path, **config):
-    return create_app({"data_dir": tmp_path / "data", "max_files_per_job": 10,
-                       "public_base_url": "https://imageflow.example", **config})
-
-
 @pytest.fixture
-def app(tmp_path):
-    app = make_app(tmp_path, api_keys=f"alice={ALICE},bob={BOB}", quota_active_jobs=3, quota_active_images=12)
-    yield app
-    app.extensions["imageflow"].backends.close()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def app_config():
+    return {"max_files_per_job": 10, "api_keys": f"alice={ALICE},bob={BOB}", "quota_active_jobs": 3,
+            "quota_active_images": 12}
 
 
 def as_(key):
@@ -52,7 +39,8 @@ def finish(app, job_id, errors=()):
     results = []
     for image in jobs.list_images(job_id):
         if image.filename in errors:
-            results.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=errors[image.filename]))
+            results.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=errors[image.filename],
+                                  error_code="fetch_failed"))
         else:
             path = f"{job_id}/output/{image.image_id}-out.png"
             blobs.put(path, png((8, 6)), "image/png")
@@ -115,6 +103,9 @@ def test_csv_submission_keeps_columns_for_the_report(app, client):
     assert [r["source_url"] for r in rows] == [f"https://images.example/{n}.jpg" for n in (1, 2, 3)]
     assert [r["status"] for r in rows] == ["succeeded", "succeeded", "failed"]
     assert rows[2]["error"].endswith("404 Not Found") and rows[2]["output_url"] == "" and rows[2]["input_url"] == ""
+    assert [r["error_code"] for r in rows] == ["", "", "fetch_failed"]
+    images = client.get(f"/api/v1/jobs/{job_id}", headers=as_(ALICE)).json["images"]
+    assert [i["error_code"] for i in images] == [None, None, "fetch_failed"]
     # The output links work without the key (signed) and only for that file.
     link = urlsplit(rows[0]["output_url"])
     assert client.get(f"{link.path}?{link.query}").status_code == 200
@@ -155,8 +146,8 @@ def test_another_key_cannot_see_or_touch_a_job(app, client):
     assert client.get(f"/api/v1/jobs/{job_id}", headers=as_(ALICE)).status_code == 200
 
 
-def test_keys_are_off_by_default(tmp_path):
-    app = make_app(tmp_path)
+def test_keys_are_off_by_default(make_app):
+    app = make_app(max_files_per_job=10)
     try:
         client = app.test_client()
         job_id = client.post("/api/v1/jobs", json={"urls": ["https://a.example/x.jpg"]}).json["job_id"]
@@ -189,8 +180,8 @@ def test_quota_of_images_counts_the_new_job(client):
 
 
 # -- listing, renaming, deleting, stats ------------------------------------------------------
-def test_list_is_paginated_newest_first_and_filters_by_status(tmp_path):
-    app = make_app(tmp_path)
+def test_list_is_paginated_newest_first_and_filters_by_status(make_app):
+    app = make_app(max_files_per_job=10)
     client = app.test_client()
     try:
         ids = [client.post("/api/v1/jobs", json={"urls": ["https://a.example/x.jpg"]}).json["job_id"]
@@ -212,8 +203,8 @@ def test_list_is_paginated_newest_first_and_filters_by_status(tmp_path):
         app.extensions["imageflow"].backends.close()
 
 
-def test_jobs_created_in_the_same_millisecond_are_all_listed(tmp_path):
-    app = make_app(tmp_path)
+def test_jobs_created_in_the_same_millisecond_are_all_listed(make_app):
+    app = make_app(max_files_per_job=10)
     jobs = app.extensions["imageflow"].backends.jobs
     try:
         ids = sorted(domain.new_id() for _ in range(5))

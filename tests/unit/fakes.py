@@ -1,0 +1,192 @@
+"""In-memory fakes of the ports (cosmicpython's FakeRepository style), for unit tests of the
+services' logic: each keeps its state in plain dicts and lists the test can read, follows the
+port's contract (the same domain rules decide), and can be told to fail."""
+from __future__ import annotations
+
+import copy
+import uuid
+from collections import defaultdict
+
+from imageflow import domain
+from imageflow.blobstore import BlobNotFound, BlobStore, validate_path
+from imageflow.bus import BusError, MessageBus, ReceivedMessage, SubscriptionConfig
+from imageflow.jobstore import FoldOutcome, JobNotFound, JobStore
+
+
+class Outage(RuntimeError):
+    """What a fake raises when the test turned it off."""
+
+
+class FakeJobStore(JobStore):
+    def __init__(self):
+        self.jobs: dict[str, domain.Job] = {}
+        self.images: dict[str, dict[str, domain.Image]] = {}
+        self.down = False
+
+    def _up(self):
+        if self.down:
+            raise Outage("job store unavailable")
+
+    def create_job(self, job, images):
+        self._up()
+        self.jobs[job.job_id] = copy.deepcopy(job)
+        self.images[job.job_id] = {i.image_id: copy.deepcopy(i) for i in images}
+
+    def get_job(self, job_id):
+        self._up()
+        return copy.deepcopy(self.jobs.get(job_id))
+
+    def get_image(self, job_id, image_id):
+        return copy.deepcopy(self.images.get(job_id, {}).get(image_id))
+
+    def list_images(self, job_id):
+        return [copy.deepcopy(i) for i in self.images.get(job_id, {}).values()]
+
+    def _set(self, job_id, fields):
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        data = {**job.to_dict(), **fields, "updated_at": fields.get("updated_at") or domain.utcnow()}
+        self.jobs[job_id] = domain.Job.from_dict(data)
+        return copy.deepcopy(self.jobs[job_id])
+
+    def update_job(self, job_id, **fields):
+        self._up()
+        return self._set(job_id, fields)
+
+    def transition(self, job_id, change):
+        self._up()
+        if job_id not in self.jobs:
+            raise JobNotFound(job_id)
+        fields = change(copy.deepcopy(self.jobs[job_id]))
+        return None if fields is None else self._set(job_id, fields)
+
+    def record_results(self, results):
+        self._up()
+        outcome, now = FoldOutcome(), domain.utcnow()
+        changed = defaultdict(list)
+        for result in results:
+            image = self.images.get(result.job_id, {}).get(result.image_id)
+            updated = domain.apply_result(image, result, now) if image else None
+            if updated is None:
+                outcome.ignored += 1
+                continue
+            self.images[result.job_id][result.image_id] = updated
+            changed[result.job_id].append(updated)
+            outcome.changed_images.append(updated)
+        for job_id in {r.job_id for r in results}:
+            if job_id not in self.jobs:
+                continue
+            if changed[job_id]:
+                self.jobs[job_id] = domain.fold_progress(self.jobs[job_id], changed[job_id], now)
+            outcome.jobs[job_id] = copy.deepcopy(self.jobs[job_id])
+        return outcome
+
+    def list_jobs(self, *, owner=None, status=None, limit=50, after=None):
+        self._up()
+        jobs = sorted((j for j in self.jobs.values() if (owner is None or j.owner == owner)
+                       and (status is None or j.status == status)),
+                      key=lambda j: (j.created_at, j.job_id), reverse=True)
+        if after is not None:
+            jobs = [j for j in jobs if (j.created_at, j.job_id) < tuple(after)]
+        return [copy.deepcopy(j) for j in jobs[:limit]]
+
+    def delete_job(self, job_id):
+        self.images.pop(job_id, None)
+        return self.jobs.pop(job_id, None) is not None
+
+    def check(self):
+        self._up()
+
+
+class FakeBlobStore(BlobStore):
+    def __init__(self):
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.down = False
+
+    def put(self, path, data, content_type, *, cache_control=None):
+        if self.down:
+            raise Outage("storage unavailable")
+        self.objects[validate_path(path)] = (bytes(data), content_type)
+
+    def get(self, path):
+        if self.down:
+            raise Outage("storage unavailable")
+        try:
+            return self.objects[path][0]
+        except KeyError:
+            raise BlobNotFound(path) from None
+
+    def open(self, path):
+        import io
+        return io.BytesIO(self.get(path))
+
+    def exists(self, path):
+        return path in self.objects
+
+    def list(self, prefix):
+        return sorted(p for p in self.objects if p.startswith(prefix))
+
+    def delete_prefix(self, prefix):
+        doomed = self.list(prefix)
+        for path in doomed:
+            del self.objects[path]
+        return len(doomed)
+
+    def check(self):
+        pass
+
+
+class FakeBus(MessageBus):
+    """Records what is published, per topic; ``fail_topics`` refuses publishes to those topics."""
+
+    def __init__(self):
+        self.published: dict[str, list[tuple[bytes, dict]]] = defaultdict(list)
+        self.fail_topics: set[str] = set()
+
+    def ensure_topic(self, name):
+        pass
+
+    def ensure_subscription(self, config: SubscriptionConfig):
+        pass
+
+    def publish(self, topic, data, attributes=None):
+        if topic in self.fail_topics:
+            raise BusError(f"publish to {topic} failed")
+        self.published[topic].append((bytes(data), dict(attributes or {})))
+        return uuid.uuid4().hex
+
+    def messages(self, topic, cls):
+        """What was published to ``topic``, decoded as ``cls``."""
+        return [cls.decode(data) for data, _ in self.published[topic]]
+
+    def pull(self, subscription, max_messages=10, timeout=0.0):
+        return []
+
+    def backlog(self, subscription):
+        return 0
+
+    def check(self):
+        pass
+
+
+class FakeMessage(ReceivedMessage):
+    """A delivered message whose settlement the test reads."""
+
+    def __init__(self, data: bytes, attributes: dict | None = None, delivery_attempt: int = 1):
+        self.message_id = uuid.uuid4().hex
+        self.data = data
+        self.attributes = attributes or {}
+        self.delivery_attempt = delivery_attempt
+        self.publish_time = 0.0
+        self.acked = self.nacked = False
+        self.extended: list[float] = []
+
+    def ack(self):
+        self.acked = True
+
+    def nack(self):
+        self.nacked = True
+
+    def extend(self, seconds):
+        self.extended.append(seconds)

@@ -1,0 +1,127 @@
+"""The coordinator's rules on in-memory ports: fan-out once, fold results, announce once,
+release a failed announcement, repair after a crash, count the outstanding tasks."""
+from __future__ import annotations
+
+import pytest
+
+from imageflow import domain
+from imageflow.messages import JobCompleted, JobSubmitted, Result, Task
+from imageflow.settings import Settings
+from services.interaction_manager.coordinator import Coordinator
+from tests.unit.fakes import FakeBlobStore, FakeBus, FakeJobStore, FakeMessage
+
+SETTINGS = Settings(public_base_url="https://imageflow.example")
+TOPICS = SETTINGS.topics
+
+
+@pytest.fixture
+def jobs():
+    return FakeJobStore()
+
+
+@pytest.fixture
+def bus():
+    return FakeBus()
+
+
+@pytest.fixture
+def coordinator(jobs, bus):
+    return Coordinator(SETTINGS, jobs, bus, FakeBlobStore())
+
+
+def make_job(jobs, n=2, **fields) -> tuple[domain.Job, list[domain.Image]]:
+    job = domain.Job(job_id=domain.new_id(), total=n, operations=[{"op": "grayscale"}], email="me@example.com",
+                     **fields)
+    images = [domain.Image(job_id=job.job_id, image_id=domain.new_id(), filename=f"photo {i}.JPG",
+                           input_path=f"{job.job_id}/input/x{i}") for i in range(n)]
+    jobs.create_job(job, images)
+    return job, images
+
+
+def ok(image):
+    return Result(job_id=image.job_id, image_id=image.image_id, status="succeeded", output_path="o",
+                  content_type="image/png", width=1, height=1, bytes=1)
+
+
+def bad(image):
+    return Result(job_id=image.job_id, image_id=image.image_id, status="failed", error="corrupt",
+                  error_code="corrupt")
+
+
+def test_job_submitted_fans_out_one_task_per_image_once(coordinator, jobs, bus):
+    job, images = make_job(jobs, n=3)
+    message = FakeMessage(JobSubmitted(job_id=job.job_id).encode())
+    coordinator.handle_job_submitted(message)
+    assert message.acked
+    tasks = bus.messages(TOPICS.tasks, Task)
+    assert [t.image_id for t in tasks] == [i.image_id for i in images]
+    assert tasks[0].output_path == f"{job.job_id}/output/{images[0].image_id}-photo_0"
+    assert tasks[0].operations == [{"op": "grayscale"}]
+    assert [attrs for _, attrs in bus.published[TOPICS.tasks]] == [{"job_id": job.job_id}] * 3
+    stored = jobs.get_job(job.job_id)
+    assert (stored.status, stored.tasks_published) == (domain.PROCESSING, True)
+    coordinator.handle_job_submitted(FakeMessage(JobSubmitted(job_id=job.job_id).encode()))  # redelivered
+    assert len(bus.published[TOPICS.tasks]) == 3
+
+
+def test_a_malformed_or_unknown_job_submitted_publishes_nothing(coordinator, bus):
+    garbage = FakeMessage(b"not json")
+    coordinator.handle_job_submitted(garbage)
+    assert garbage.acked and not bus.published
+    assert coordinator.fan_out(domain.new_id()) == 0 and not bus.published
+
+
+def test_results_complete_the_job_and_announce_it_once(coordinator, jobs, bus):
+    job, images = make_job(jobs, n=2)
+    coordinator.fold([ok(images[0])])
+    assert bus.published[TOPICS.notifications] == []
+    coordinator.fold([bad(images[1]), ok(images[0])])
+    coordinator.fold([bad(images[1])])  # a duplicate after completion
+    [event] = bus.messages(TOPICS.notifications, JobCompleted)
+    assert event == JobCompleted(job_id=job.job_id, status=domain.COMPLETED_WITH_ERRORS, total=2, succeeded=1,
+                                 failed=1, email="me@example.com",
+                                 results_url=f"https://imageflow.example/jobs/{job.job_id}")
+    stored = jobs.get_job(job.job_id)
+    assert stored.notified_at and stored.completion_message_id and (stored.succeeded, stored.failed) == (1, 1)
+    assert jobs.get_image(job.job_id, images[1].image_id).error_code == "corrupt"
+
+
+def test_a_failed_announcement_releases_its_claim_for_the_next_try(coordinator, jobs, bus):
+    job, [image] = make_job(jobs, n=1)
+    bus.fail_topics.add(TOPICS.notifications)
+    with pytest.raises(Exception):
+        coordinator.fold([ok(image)])
+    assert jobs.get_job(job.job_id).notified_at is None
+    bus.fail_topics.clear()
+    assert coordinator.announce(jobs.get_job(job.job_id)) is True
+    assert len(bus.published[TOPICS.notifications]) == 1
+
+
+def test_a_dead_lettered_task_becomes_a_failed_image_with_its_code(coordinator, jobs):
+    job, [image] = make_job(jobs, n=1)
+    task = Task(job_id=job.job_id, image_id=image.image_id, input_path=image.input_path, output_path="o")
+    letter = FakeMessage(task.encode(), {"CloudPubSubDeadLetterSourceDeliveryCount": "5"})
+    result = coordinator.dead_letter_result(letter)
+    assert (result.status, result.error_code) == ("failed", "worker_crashed") and "after 5 attempts" in result.error
+    assert not letter.acked  # the batcher acks it once folded
+    coordinator.fold([result])
+    assert jobs.get_job(job.job_id).status == domain.FAILED
+
+
+def test_sweep_republishes_a_claim_never_published_and_fans_out_stuck_jobs(coordinator, jobs, bus):
+    claimed, [image] = make_job(jobs, n=1)
+    jobs.record_results([ok(image)])
+    jobs.transition(claimed.job_id, domain.mark_notified("2000-01-01T00:00:00.000Z"))  # crashed right after
+    stuck, _ = make_job(jobs, n=2, created_at="2000-01-01T00:00:00.000Z")
+    assert coordinator.sweep() == 2
+    assert [e.job_id for e in bus.messages(TOPICS.notifications, JobCompleted)] == [claimed.job_id]
+    assert len(bus.published[TOPICS.tasks]) == 2 and jobs.get_job(stuck.job_id).status == domain.PROCESSING
+    assert coordinator.sweep() == 0
+
+
+def test_outstanding_tasks_count_every_job_in_progress(coordinator, jobs):
+    for _ in range(7):
+        job, images = make_job(jobs, n=3, status=domain.PROCESSING, created_at="2026-01-01T00:00:00.000Z")
+        jobs.record_results([ok(images[0])])
+    make_job(jobs, n=5)  # queued: not published yet
+    assert coordinator.outstanding_tasks() == 7 * 2
