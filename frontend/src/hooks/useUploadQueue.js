@@ -50,6 +50,8 @@ export default function useUploadQueue() {
 
   const cancel = useCallback(() => abortRef.current?.abort(), []);
   const reset = useCallback(() => setUpload({ status: 'idle' }), []);
+  // A failure before any byte went out (the check of the steps), shown as the upload's.
+  const fail = useCallback((error) => setUpload({ status: 'error', error }), []);
 
-  return { upload, uploading, start, cancel, reset };
+  return { upload, uploading, start, cancel, reset, fail };
 }

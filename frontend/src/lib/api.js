@@ -63,14 +63,25 @@ function networkError() {
   return new ApiError({ status: 0, code: 'network' });
 }
 
-async function getJson(path, { signal } = {}) {
+async function requestJson(path, { signal, method = 'GET', body, headers = {}, cache } = {}) {
   let response;
   try {
-    response = await fetch(path, { signal, headers: { Accept: 'application/json' } });
+    response = await fetch(path, {
+      method,
+      signal,
+      cache,
+      headers: { Accept: 'application/json', ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
   } catch (err) {
     if (err?.name === 'AbortError') throw err;
     throw networkError();
   }
+  return response;
+}
+
+async function readJson(response) {
+  if (response.status === 204) return null;
   const text = await response.text();
   if (!response.ok) {
     throw errorFromResponse(response.status, text, response.headers.get('Retry-After'));
@@ -83,14 +94,53 @@ async function getJson(path, { signal } = {}) {
   }
 }
 
+async function getJson(path, options) {
+  return readJson(await requestJson(path, options));
+}
+
 /** GET /api/v1/operations: the operations' JSON Schema, the presets and the upload limits. */
 export function fetchOperations(options) {
   return getJson(`${API}/operations`, options);
 }
 
-/** GET /api/v1/jobs/<job_id>: the job's status, counts and images. */
-export function fetchJob(jobId, options) {
-  return getJson(`${API}/jobs/${encodeURIComponent(jobId)}`, options);
+/**
+ * GET /api/v1/jobs/<job_id>: the job's status, counts and images, as `{job, etag}`. Given
+ * the `etag` of the last answer, an unchanged job comes back as `{notModified: true}`
+ * (the server's 304) and nothing is downloaded.
+ */
+export async function fetchJob(jobId, { etag, ...options } = {}) {
+  const response = await requestJson(`${API}/jobs/${encodeURIComponent(jobId)}`, {
+    ...options,
+    // The page keeps the last answer itself, so the browser's cache stays out of it.
+    cache: 'no-store',
+    headers: etag ? { 'If-None-Match': etag } : {},
+  });
+  if (response.status === 304) return { notModified: true, etag };
+  const job = await readJson(response);
+  return { job, etag: response.headers.get('ETag') };
+}
+
+/**
+ * POST /api/v1/operations/validate: the operations (or preset) resolved, or an ApiError
+ * (422) whose details name each step and field. Creates nothing.
+ */
+export function validateOperations({ operations, preset }, options) {
+  return getJson(`${API}/operations/validate`, { ...options, method: 'POST', body: preset ? { preset } : { operations } });
+}
+
+/** GET /api/v1/presets: the caller's saved presets, `[{name, operations, ...}]`. */
+export async function fetchSavedPresets(options) {
+  return (await getJson(`${API}/presets`, options)).presets || [];
+}
+
+/** POST /api/v1/presets: save (or replace) a named list of operations. */
+export function savePreset(name, operations, options) {
+  return getJson(`${API}/presets`, { ...options, method: 'POST', body: { name, operations } });
+}
+
+/** DELETE /api/v1/presets/<name>. */
+export function deletePreset(name, options) {
+  return getJson(`${API}/presets/${encodeURIComponent(name)}`, { ...options, method: 'DELETE' });
 }
 
 /**

@@ -4,9 +4,32 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 import App from '../App.jsx';
 import { FakeXHR, jsonResponse, makeFile, mockFetch, networkFailure, operationsFixture } from '../test/fakes.js';
 
+// The server's check of the steps before upload: valid unless the test says otherwise.
+let validateAnswer = null;
+// The caller's saved presets, as the server keeps them.
+let savedPresets = [];
+
 function serveOperations(answer = () => jsonResponse(200, operationsFixture)) {
-  return mockFetch((url) => {
+  return mockFetch((url, init) => {
     if (url === '/api/v1/operations') return answer();
+    if (url === '/api/v1/presets') {
+      if (init?.method === 'POST') {
+        const { name, operations } = JSON.parse(init.body);
+        const preset = { name, operations, created_at: '2024-05-01T10:00:00.000Z', updated_at: '2024-05-01T10:00:00.000Z' };
+        savedPresets = [...savedPresets.filter((p) => p.name !== name), preset];
+        return jsonResponse(201, preset);
+      }
+      return jsonResponse(200, { presets: savedPresets });
+    }
+    if (url.startsWith('/api/v1/presets/') && init?.method === 'DELETE') {
+      const name = decodeURIComponent(url.slice('/api/v1/presets/'.length));
+      savedPresets = savedPresets.filter((p) => p.name !== name);
+      return new Response(null, { status: 204 });
+    }
+    if (url === '/api/v1/operations/validate') {
+      const body = JSON.parse(init.body);
+      return validateAnswer ? validateAnswer(body) : jsonResponse(200, { operations: body.operations || operationsFixture.presets[body.preset] });
+    }
     if (url.startsWith('/api/v1/jobs/')) return jsonResponse(200, { job_id: 'f'.repeat(32), status: 'queued', total: 1, succeeded: 0, failed: 0, images: [], links: {} });
     throw new Error(`unexpected fetch ${url}`);
   });
@@ -24,6 +47,12 @@ async function settle() {
   await act(() => new Promise((resolve) => setTimeout(resolve, 30)));
 }
 
+// The upload starts once the server has checked the steps: wait for it.
+async function sent() {
+  await waitFor(() => expect(FakeXHR.instances.length).toBeGreaterThan(0));
+  return FakeXHR.last();
+}
+
 async function addFiles(user, files) {
   await user.upload(screen.getByTestId('file-input'), files);
   await settle();
@@ -31,6 +60,8 @@ async function addFiles(user, files) {
 
 beforeEach(() => {
   FakeXHR.install();
+  validateAnswer = null;
+  savedPresets = [];
 });
 
 describe('upload page', () => {
@@ -163,6 +194,7 @@ describe('upload page', () => {
     await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
     await user.click(screen.getByRole('button', { name: 'Add step' })); // resize, no size given
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     act(() =>
       FakeXHR.last().respond(422, {
         error: {
@@ -201,6 +233,7 @@ describe('upload page', () => {
     const user = await renderReady();
     await addFiles(user, [makeFile('a.jpg')]);
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     act(() => FakeXHR.last().fail());
     expect(await screen.findByRole('alert')).toHaveTextContent(/Can't reach the ImageFlow server/);
   });
@@ -234,6 +267,7 @@ describe('upload page', () => {
     const user = await renderReady();
     await addFiles(user, [makeFile('a.jpg')]);
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     act(() => FakeXHR.last().progress(10, 1000));
     await user.click(screen.getByRole('button', { name: 'Cancel upload' }));
     expect(await screen.findByText('Upload cancelled. Nothing was sent to be processed.')).toBeInTheDocument();
@@ -264,7 +298,12 @@ describe('upload page', () => {
     const warning = screen.getByText('2 files were not added').closest('.notice');
     expect(warning).toHaveTextContent('scan.jpg is not a supported image: the content is a PDF document.');
     expect(warning).toHaveTextContent('notes.png is not an image: the content is text.');
-    expect(screen.getByRole('button', { name: 'Process 1 photo' })).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
+    expect(FakeXHR.last().body.getAll('files').map((f) => f.name)).toEqual(['photo.jpg']);
+    act(() => FakeXHR.last().respond(202, { job_id: 'f'.repeat(32), status: 'queued', images: [{ image_id: '1', filename: 'photo.jpg' }], rejected: [] }));
+    // The job page says what was left out.
+    expect(await screen.findByTestId('left-out')).toHaveTextContent('2 files you picked were not sent');
   });
 
   it('names the real format of a photo whose extension is wrong', async () => {
@@ -323,6 +362,7 @@ describe('upload page', () => {
     const user = await renderReady();
     await addFiles(user, [makeFile('a.jpg')]);
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     const leaving = new Event('beforeunload', { cancelable: true });
     window.dispatchEvent(leaving);
     expect(leaving.defaultPrevented).toBe(true);
@@ -339,5 +379,74 @@ describe('upload page', () => {
     await renderReady();
     expect(screen.queryByText(/Drag/)).not.toBeInTheDocument();
     expect(screen.getByText('Add photos from this device')).toBeInTheDocument();
+  });
+
+  it('has the server check the steps before a byte is uploaded, and puts its answer on the field', async () => {
+    validateAnswer = () =>
+      jsonResponse(422, {
+        error: {
+          code: 'invalid_operations',
+          message: "step 1 (format): background 'blurple' is not a colour",
+          details: [{ step: 1, index: 0, op: 'format', field: 'background', message: "'blurple' is not a colour" }],
+        },
+      });
+    const fetch = serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
+    await user.selectOptions(screen.getByLabelText('Add a step'), 'format');
+    await user.click(screen.getByRole('button', { name: 'Add step' }));
+    await user.clear(screen.getByLabelText(/^Background colour/));
+    await user.type(screen.getByLabelText(/^Background colour/), 'blurple');
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+
+    const check = fetch.mock.calls.find(([url]) => url === '/api/v1/operations/validate');
+    expect(JSON.parse(check[1].body).operations[0]).toMatchObject({ op: 'format', background: 'blurple' });
+    expect(await screen.findAllByText("Background colour 'blurple' is not a colour.")).toHaveLength(1);
+    expect(screen.getByRole('link', { name: 'Check the settings of step 1.' })).toBeInTheDocument();
+    expect(FakeXHR.instances).toHaveLength(0); // nothing was uploaded
+  });
+
+  it('checks a preset with the server too, then uploads', async () => {
+    const fetch = serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(1));
+    const check = fetch.mock.calls.find(([url]) => url === '/api/v1/operations/validate');
+    expect(JSON.parse(check[1].body)).toEqual({ preset: 'web' });
+  });
+
+  it('saves the steps as a named preset, offers it beside the built-in ones, and sends its steps', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
+    await user.selectOptions(screen.getByLabelText('Add a step'), 'grayscale');
+    await user.click(screen.getByRole('button', { name: 'Add step' }));
+    await user.type(screen.getByLabelText('Save these steps as a preset'), 'Shop, grey');
+    await user.click(screen.getByRole('button', { name: 'Save preset' }));
+    expect(await screen.findByText('Saved as “Shop, grey”. It is now among the presets.')).toBeInTheDocument();
+    expect(savedPresets).toEqual([expect.objectContaining({ name: 'Shop, grey', operations: [{ op: 'grayscale' }] })]);
+
+    await user.click(screen.getByRole('radio', { name: 'Use a preset' }));
+    await user.click(screen.getByRole('radio', { name: /Shop, grey/ }));
+    expect(screen.getByRole('radio', { name: /web/i })).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(1));
+    expect(FakeXHR.last().body.get('preset')).toBeNull();
+    expect(JSON.parse(FakeXHR.last().body.get('operations'))).toEqual([{ op: 'grayscale' }]);
+  });
+
+  it('deletes a saved preset', async () => {
+    savedPresets = [{ name: 'Old', operations: [{ op: 'sharpen' }], created_at: 'x', updated_at: 'x' }];
+    serveOperations();
+    const user = await renderReady();
+    await user.click(await screen.findByRole('radio', { name: /Old/ }));
+    await user.click(screen.getByRole('button', { name: 'Delete “Old”' }));
+    await waitFor(() => expect(screen.queryByRole('radio', { name: /Old/ })).not.toBeInTheDocument());
+    expect(savedPresets).toEqual([]);
   });
 });

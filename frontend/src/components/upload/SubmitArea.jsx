@@ -5,6 +5,7 @@ import ProgressBar from '../ProgressBar.jsx';
 
 function uploadErrorTitle(error) {
   if (error.isNetwork) return "Can't reach the ImageFlow server";
+  if (error.status === 422) return 'The server refused the chosen steps';
   if (error.status >= 500) return 'The server could not take the upload';
   return 'The server refused the upload';
 }
