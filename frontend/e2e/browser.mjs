@@ -307,7 +307,7 @@ async function phaseUpload() {
   );
   check(small.length === 0, `touch targets of at least 44 px: ${small.join(', ')}`);
   // A phone cannot drag files: the page does not ask it to.
-  await cdp.send('Emulation.setEmulatedMedia', { features: [{ name: 'pointer', value: 'coarse' }] });
+  await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 1 }); // pointer: coarse
   await page.reload();
   await page.getByRole('heading', { name: `${expected} photos chosen` }).waitFor();
   check((await page.getByText(/Drag photos/).count()) === 0, 'the phone is not told to drag');

@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { submitJob } from '../lib/api.js';
+import { createOpenJob, submitJob } from '../lib/api.js';
+import { fillOpenJob } from '../lib/openJobUpload.js';
 
 /**
  * Sends a job and follows its upload: `upload` is {status: idle|uploading|sent|cancelled|error,
@@ -30,10 +31,18 @@ export default function useUploadQueue() {
     abortRef.current = controller;
     setUpload({ status: 'uploading', loaded: 0, total });
     try {
-      const job = await submitJob(request, {
-        signal: controller.signal,
-        onProgress: (loaded, sent) => setUpload({ status: 'uploading', loaded, total: sent }),
-      });
+      const onProgress = (loaded, sent) => setUpload({ status: 'uploading', loaded, total: sent });
+      // A server with open jobs takes the files in many small requests, each retried on
+      // its own; any other takes the whole batch in one.
+      const created = await createOpenJob(request, { signal: controller.signal });
+      const job = created?.links?.files
+        ? await fillOpenJob(created, request.files, {
+            signal: controller.signal,
+            onProgress,
+            onRetry: (error, ms) =>
+              setUpload((current) => ({ ...current, retrying: { message: error.message, seconds: Math.round(ms / 1000) } })),
+          })
+        : await submitJob(request, { signal: controller.signal, onProgress });
       setUpload({ status: 'sent', loaded: total, total });
       return { job };
     } catch (error) {

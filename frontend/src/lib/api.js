@@ -143,21 +143,11 @@ export function deletePreset(name, options) {
   return getJson(`${API}/presets/${encodeURIComponent(name)}`, { ...options, method: 'DELETE' });
 }
 
-/**
- * POST /api/v1/jobs with XMLHttpRequest, which (unlike fetch) reports upload progress.
- * `onProgress(loaded, total)` is called as the body goes out. Resolves with the 202 body;
- * rejects with an ApiError, or an Error named AbortError when `signal` aborts it.
- */
-export function submitJob({ files, operations, preset, email }, { onProgress, signal } = {}) {
-  const form = new FormData();
-  for (const file of files) form.append('files', file, file.name);
-  if (preset) form.append('preset', preset);
-  else form.append('operations', JSON.stringify(operations));
-  if (email) form.append('email', email);
-
+/** POST a multipart form with XMLHttpRequest, which (unlike fetch) reports upload progress. */
+function postForm(url, form, { onProgress, signal } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', `${API}/jobs`);
+    xhr.open('POST', url);
     xhr.setRequestHeader('Accept', 'application/json');
     xhr.upload.onprogress = (event) => {
       if (onProgress && event.lengthComputable) onProgress(event.loaded, event.total);
@@ -184,4 +174,45 @@ export function submitJob({ files, operations, preset, email }, { onProgress, si
     }
     xhr.send(form);
   });
+}
+
+/**
+ * POST /api/v1/jobs: the whole batch in one multipart request. `onProgress(loaded, total)`
+ * is called as the body goes out. Resolves with the 202 body; rejects with an ApiError, or
+ * an Error named AbortError when `signal` aborts it.
+ */
+export function submitJob({ files, operations, preset, email }, options = {}) {
+  const form = new FormData();
+  for (const file of files) form.append('files', file, file.name);
+  if (preset) form.append('preset', preset);
+  else form.append('operations', JSON.stringify(operations));
+  if (email) form.append('email', email);
+  return postForm(`${API}/jobs`, form, options);
+}
+
+/**
+ * POST /api/v1/jobs `{..., open: true}`: an open job that many uploads fill (ARCHITECTURE.md,
+ * "Large jobs"). Resolves with the 201 body (`links.files`, `links.close`), or with null
+ * when the server has no open jobs (it answers such a body 415, 400 or 404).
+ */
+export async function createOpenJob({ operations, preset, email }, options) {
+  const body = { open: true, ...(preset ? { preset } : { operations }), ...(email ? { email } : {}) };
+  try {
+    return await getJson(`${API}/jobs`, { ...options, method: 'POST', body });
+  } catch (error) {
+    if ([400, 404, 405, 415].includes(error.status)) return null;
+    throw error;
+  }
+}
+
+/** POST <links.files>: some of an open job's files; resolves `{images, rejected}`. */
+export function uploadFiles(url, files, options) {
+  const form = new FormData();
+  for (const file of files) form.append('files', file, file.name);
+  return postForm(url, form, options);
+}
+
+/** POST <links.close>: no more files for this open job. */
+export function closeJob(url, options) {
+  return getJson(url, { ...options, method: 'POST', body: {} });
 }

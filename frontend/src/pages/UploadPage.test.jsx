@@ -8,10 +8,17 @@ import { FakeXHR, jsonResponse, makeFile, mockFetch, networkFailure, operationsF
 let validateAnswer = null;
 // The caller's saved presets, as the server keeps them.
 let savedPresets = [];
+// How the server answers a JSON POST /api/v1/jobs {open: true}: 415, as a server without
+// open jobs does, unless a test serves open jobs.
+let openJobAnswer = null;
 
 function serveOperations(answer = () => jsonResponse(200, operationsFixture)) {
   return mockFetch((url, init) => {
     if (url === '/api/v1/operations') return answer();
+    if (url === '/api/v1/jobs' && init?.method === 'POST') {
+      return openJobAnswer ? openJobAnswer(JSON.parse(init.body)) : jsonResponse(415, { error: { code: 'unsupported_media_type', message: "a JSON body must be an object with a 'urls' list" } });
+    }
+    if (url.endsWith('/close') && init?.method === 'POST') return jsonResponse(200, { status: 'processing' });
     if (url === '/api/v1/presets') {
       if (init?.method === 'POST') {
         const { name, operations } = JSON.parse(init.body);
@@ -62,6 +69,7 @@ beforeEach(() => {
   FakeXHR.install();
   validateAnswer = null;
   savedPresets = [];
+  openJobAnswer = null;
 });
 
 describe('upload page', () => {
@@ -448,5 +456,44 @@ describe('upload page', () => {
     await user.click(screen.getByRole('button', { name: 'Delete “Old”' }));
     await waitFor(() => expect(screen.queryByRole('radio', { name: /Old/ })).not.toBeInTheDocument());
     expect(savedPresets).toEqual([]);
+  });
+
+  it('fills an open job file batch by file batch when the server has open jobs, and closes it', async () => {
+    const jobId = 'e'.repeat(32);
+    const created = [];
+    openJobAnswer = (body) => {
+      created.push(body);
+      return jsonResponse(201, { job_id: jobId, status: 'open', links: { self: `/api/v1/jobs/${jobId}`, files: `/api/v1/jobs/${jobId}/files`, close: `/api/v1/jobs/${jobId}/close`, results_page: `/jobs/${jobId}` } });
+    };
+    const fetch = serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg'), makeFile('b.jpg')]);
+    await user.type(screen.getByLabelText('Email address'), 'me@example.com');
+    await user.click(screen.getByRole('button', { name: 'Process 2 photos' }));
+    const xhr = await sent();
+    expect(created).toEqual([{ open: true, preset: 'web', email: 'me@example.com' }]);
+    expect(xhr.url).toBe(`/api/v1/jobs/${jobId}/files`);
+    expect(xhr.body.getAll('files').map((f) => f.name)).toEqual(['a.jpg', 'b.jpg']);
+    act(() => xhr.progress(500, 2000));
+    expect(screen.getByLabelText('Uploading')).toHaveAttribute('value', '500');
+    act(() => xhr.respond(200, { images: [{ image_id: '1', filename: 'a.jpg' }, { image_id: '2', filename: 'b.jpg' }], rejected: [] }));
+    await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
+    expect(fetch.mock.calls.some(([url, init]) => url === `/api/v1/jobs/${jobId}/close` && init.method === 'POST')).toBe(true);
+    expect(await screen.findByText(/Upload complete: 2 photos sent/)).toBeInTheDocument();
+  });
+
+  it('says it is trying again when the connection drops during an open-job upload', async () => {
+    const jobId = 'e'.repeat(32);
+    openJobAnswer = () => jsonResponse(201, { job_id: jobId, status: 'open', links: { files: `/api/v1/jobs/${jobId}/files`, close: `/api/v1/jobs/${jobId}/close` } });
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    const first = await sent();
+    act(() => first.fail());
+    expect(await screen.findByText(/Can't reach the ImageFlow server.*Trying again in 1 s; what was sent is kept./)).toBeInTheDocument();
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(2), { timeout: 3000 });
+    act(() => FakeXHR.last().respond(200, { images: [{ image_id: '1', filename: 'a.jpg' }], rejected: [] }));
+    await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
   });
 });

@@ -24,6 +24,11 @@ export default function SubmitArea({ upload, count, ready, onCancel, errorRef, s
             max={upload.total}
             text={`${formatBytes(upload.loaded)} of ${formatBytes(upload.total)} sent`}
           />
+          {uploading && upload.retrying && (
+            <p className="upload-retrying" role="status">
+              {upload.retrying.message} Trying again in {upload.retrying.seconds} s; what was sent is kept.
+            </p>
+          )}
           {uploading && (
             <button type="button" className="button button-quiet" onClick={onCancel}>
               Cancel upload
