@@ -221,6 +221,27 @@ async function phaseUpload() {
   await page.getByLabel('Quality (optional)').fill('80');
   await page.getByLabel('Email address').fill('e2e@example.com');
 
+  // A setting only the server can judge is refused before any photo is sent: once,
+  // beside its field, with a summary link that goes to the step.
+  const background = page.getByLabel('Background colour (optional)');
+  await background.fill('blurple');
+  const uploads = [];
+  page.on('request', (request) => {
+    if (request.method() === 'POST' && /\/api\/v1\/jobs/.test(request.url())) uploads.push(request.url());
+  });
+  await page.getByRole('button', { name: `Process ${expected} photos` }).click();
+  const fieldError = page.locator('.field-error', { hasText: "'blurple' is not a colour" });
+  await fieldError.waitFor();
+  check((await page.getByText(/'blurple' is not a colour/).count()) === 1, 'the refused setting is said once');
+  check(uploads.length === 0, `nothing was uploaded: ${uploads.join(', ')}`);
+  check((await page.getByText(/operations\[/).count()) === 0, 'no step is counted from 0');
+  await page.screenshot({ path: path.join(shots, 'upload-error-before-upload.png') });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.getByRole('link', { name: 'Check the settings of step 3.' }).click();
+  await page.waitForFunction(() => document.activeElement?.value === 'blurple');
+  await page.locator('li.step').nth(2).screenshot({ path: path.join(shots, 'upload-error-on-step.png') });
+  await background.fill('#ffffff');
+
   // A reload keeps the photos (IndexedDB) and the steps (localStorage).
   await page.reload();
   await page.getByRole('heading', { name: `${expected} photos chosen` }).waitFor();
@@ -286,7 +307,7 @@ async function phaseUpload() {
   await dialog.waitFor();
   await imagesLoaded(page, '.lightbox img');
   const dialogText = await dialog.textContent();
-  check(/Before · .*KB · JPEG/.test(dialogText) && /After · 400×300 · .* · JPEG/.test(dialogText), `the lightbox gives both sizes: ${dialogText}`);
+  check(/Before · 1600×1200 · .*KB · JPEG/.test(dialogText) && /After · 400×300 · .* · JPEG/.test(dialogText), `the lightbox gives both sizes: ${dialogText}`);
   check(/\d+% smaller than the original/.test(dialogText), 'the lightbox gives the saving');
   await assertAccessible(page, 'the lightbox');
   await page.screenshot({ path: path.join(shots, 'lightbox.png') });
@@ -331,7 +352,8 @@ async function phaseUpload() {
 
   // The page first asks for an open job (ARCHITECTURE.md, "Large jobs"); a server without
   // them answers 415 and the page sends the batch in one request, as it did.
-  consoleWatch.assertClean((p) => /status of 415/.test(p.text));
+  // The 422 is the check of the "blurple" step above.
+  consoleWatch.assertClean((p) => /status of (415|422)/.test(p.text));
   await browser.close();
   return { job_id: jobId, downloads: saved };
 }
