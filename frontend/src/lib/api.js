@@ -120,6 +120,19 @@ export async function fetchJob(jobId, { etag, ...options } = {}) {
   return { job, etag: response.headers.get('ETag') };
 }
 
+/** Every image of a job, following `links.next` page by page (ARCHITECTURE.md, "Large jobs"). */
+export async function fetchAllImages(jobId, options) {
+  const { job } = await fetchJob(jobId, options);
+  const images = [...(job.images || [])];
+  let next = job.links?.next;
+  while (next) {
+    const page = await getJson(next, options);
+    images.push(...(page.images || []));
+    next = page.links?.next;
+  }
+  return images;
+}
+
 /**
  * POST /api/v1/operations/validate: the operations (or preset) resolved, or an ApiError
  * (422) whose details name each step and field. Creates nothing.

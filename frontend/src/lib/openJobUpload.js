@@ -65,10 +65,11 @@ async function withRetries(attempt, { signal, onRetry }) {
 /**
  * Upload `files` into the open job `created` (the 201 answer, with links.files and
  * links.close) and close it. `onProgress(loaded, total)` counts bytes over every batch;
- * `onRetry(error, ms)` tells of a pause before another try. Resolves `{job_id, images,
- * rejected}`; rejects with the error of a batch that failed for good, or an AbortError.
+ * `onRetry(error, ms)` tells of a pause before another try; `onBatch(files, answer)` of a
+ * batch the job now holds. Resolves `{job_id, images, rejected}`; rejects with the error of
+ * a batch that failed for good, or an AbortError.
  */
-export async function fillOpenJob(created, files, { onProgress, onRetry, signal } = {}) {
+export async function fillOpenJob(created, files, { onProgress, onRetry, onBatch, signal } = {}) {
   const total = files.reduce((sum, file) => sum + file.size, 0);
   const loaded = new Map();
   const report = () => onProgress?.([...loaded.values()].reduce((a, b) => a + b, 0), total);
@@ -102,9 +103,27 @@ export async function fillOpenJob(created, files, { onProgress, onRetry, signal 
       report();
       images.push(...(answer.images || []));
       rejected.push(...(answer.rejected || []));
+      onBatch?.(batch, answer);
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL, queue.length) }, worker));
   await withRetries(() => closeJob(created.links.close, { signal }), { signal, onRetry });
   return { job_id: created.job_id, images, rejected, links: created.links };
+}
+
+/**
+ * The files still to send to an open job after an interruption: the `unsent` ones, less any
+ * the job's image list holds beyond the `sentNames` already known to be there (a batch
+ * whose answer was lost on the way). Names are counted, so two photos of one name count twice.
+ */
+export function stillToSend(unsent, heldFilenames, sentNames = []) {
+  const held = new Map();
+  for (const name of heldFilenames) held.set(name, (held.get(name) || 0) + 1);
+  for (const name of sentNames) held.set(name, (held.get(name) || 0) - 1);
+  return unsent.filter((file) => {
+    const count = held.get(file.name) || 0;
+    if (!count) return true;
+    held.set(file.name, count - 1);
+    return false;
+  });
 }

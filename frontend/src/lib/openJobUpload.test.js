@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeXHR, jsonResponse, makeFile, mockFetch } from '../test/fakes.js';
-import { batches, fillOpenJob } from './openJobUpload.js';
+import { batches, fillOpenJob, stillToSend } from './openJobUpload.js';
 
 const created = { job_id: 'j'.repeat(32), status: 'open', links: { files: '/api/v1/jobs/J/files', close: '/api/v1/jobs/J/close' } };
 
@@ -69,5 +69,17 @@ describe('fillOpenJob', () => {
     FakeXHR.last().respond(413, { error: { code: 'too_many_files', message: 'this job already has 10000 files, the most one job takes' } });
     await expect(done).rejects.toMatchObject({ status: 413, message: /10000 files/ });
     expect(FakeXHR.instances).toHaveLength(1);
+  });
+});
+
+describe('stillToSend', () => {
+  it('leaves out what the job holds beyond what is known sent, counting names', () => {
+    const a1 = makeFile('IMG_0001.jpg');
+    const a2 = makeFile('IMG_0001.jpg', 'image/jpeg', 1200);
+    const b = makeFile('b.jpg');
+    // One IMG_0001.jpg was known sent; the job holds two and b.jpg: the second landed too.
+    expect(stillToSend([a2, b], ['IMG_0001.jpg', 'IMG_0001.jpg'], ['IMG_0001.jpg'])).toEqual([b]);
+    expect(stillToSend([a2, b], ['IMG_0001.jpg'], ['IMG_0001.jpg'])).toEqual([a2, b]);
+    expect(stillToSend([a1, a2], [], [])).toEqual([a1, a2]);
   });
 });

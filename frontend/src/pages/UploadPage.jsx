@@ -50,7 +50,7 @@ export default function UploadPage() {
   const [email, setEmail] = useState(kept.email);
   useEffect(() => saveChoice({ ...chosen, email }), [chosen, email]);
   const [problems, setProblems] = useState(NO_PROBLEMS);
-  const { upload, uploading, start, cancel, reset, fail } = useUploadQueue();
+  const { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail } = useUploadQueue();
   const [checking, setChecking] = useState(false);
   const summaryRef = useRef(null);
   const uploadErrorRef = useRef(null);
@@ -72,6 +72,18 @@ export default function UploadPage() {
     setProblems((current) => ({ ...current, summary: stepSummary(choice.steps, steps), steps }));
     requestAnimationFrame(() => summaryRef.current?.focus());
     return true;
+  };
+
+  // An open job whose upload stopped (cancelled, or the page was closed): carry on.
+  const onResume = async () => {
+    const { job, error } = await resume(photos.items);
+    if (job) {
+      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, {
+        submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: interrupted?.email || '', notAdded: 0 },
+      });
+    } else if (error) {
+      requestAnimationFrame(() => uploadErrorRef.current?.focus());
+    }
   };
 
   // "Save these steps as a preset": the steps are checked here, then by the server.
@@ -132,7 +144,7 @@ export default function UploadPage() {
       setChecking(false);
     }
     const { job, error } = await start({
-      files: photos.items.map((item) => item.file),
+      items: photos.items.map(({ id, file }) => ({ id, file })),
       ...request,
       email: checked.trimmedEmail,
     });
@@ -181,7 +193,16 @@ export default function UploadPage() {
           onDeletePreset={saved.available ? onDeletePreset : null}
         />
         <EmailSection email={email} onChange={setEmail} error={problems.email} disabled={uploading} />
-        <SubmitArea upload={upload} count={photos.items.length} ready={server.status === 'ready' && !checking} onCancel={cancel} errorRef={uploadErrorRef} />
+        <SubmitArea
+          upload={upload}
+          count={photos.items.length}
+          ready={server.status === 'ready' && !checking}
+          onCancel={cancel}
+          errorRef={uploadErrorRef}
+          interrupted={!uploading && !photos.restoring ? interrupted : null}
+          onResume={onResume}
+          onDiscard={discard}
+        />
       </form>
     </div>
   );

@@ -11,6 +11,8 @@ let savedPresets = [];
 // How the server answers a JSON POST /api/v1/jobs {open: true}: 415, as a server without
 // open jobs does, unless a test serves open jobs.
 let openJobAnswer = null;
+// The job GET /api/v1/jobs/<id> gives, when a test needs a particular one.
+let jobAnswer = null;
 
 function serveOperations(answer = () => jsonResponse(200, operationsFixture)) {
   return mockFetch((url, init) => {
@@ -37,7 +39,7 @@ function serveOperations(answer = () => jsonResponse(200, operationsFixture)) {
       const body = JSON.parse(init.body);
       return validateAnswer ? validateAnswer(body) : jsonResponse(200, { operations: body.operations || operationsFixture.presets[body.preset] });
     }
-    if (url.startsWith('/api/v1/jobs/')) return jsonResponse(200, { job_id: 'f'.repeat(32), status: 'queued', total: 1, succeeded: 0, failed: 0, images: [], links: {} });
+    if (url.startsWith('/api/v1/jobs/')) return jsonResponse(200, jobAnswer || { job_id: 'f'.repeat(32), status: 'queued', total: 1, succeeded: 0, failed: 0, images: [], links: {} });
     throw new Error(`unexpected fetch ${url}`);
   });
 }
@@ -70,6 +72,7 @@ beforeEach(() => {
   validateAnswer = null;
   savedPresets = [];
   openJobAnswer = null;
+  jobAnswer = null;
 });
 
 describe('upload page', () => {
@@ -495,5 +498,36 @@ describe('upload page', () => {
     await waitFor(() => expect(FakeXHR.instances).toHaveLength(2), { timeout: 3000 });
     act(() => FakeXHR.last().respond(200, { images: [{ image_id: '1', filename: 'a.jpg' }], rejected: [] }));
     await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
+  });
+
+  it('carries on an open-job upload after a reload, sending only what the job does not hold', async () => {
+    const jobId = 'e'.repeat(32);
+    const links = { self: `/api/v1/jobs/${jobId}`, files: `/api/v1/jobs/${jobId}/files`, close: `/api/v1/jobs/${jobId}/close` };
+    openJobAnswer = () => jsonResponse(201, { job_id: jobId, status: 'open', links });
+    const fetch = serveOperations();
+    const user = await renderReady();
+    const files = Array.from({ length: 25 }, (_, i) => makeFile(`p${i}.jpg`));
+    await addFiles(user, files);
+    await user.click(screen.getByRole('button', { name: 'Process 25 photos' }));
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(2)); // batches of 20 and 5
+    const [first, second] = FakeXHR.instances;
+    expect(second.body.getAll('files').map((f) => f.name)).toEqual(['p20.jpg', 'p21.jpg', 'p22.jpg', 'p23.jpg', 'p24.jpg']);
+    act(() => first.respond(200, { images: first.body.getAll('files').map((f, i) => ({ image_id: `a${i}`, filename: f.name })), rejected: [] }));
+    await settle();
+    cleanup(); // the page is closed with the second batch on its way; two of its photos landed
+
+    FakeXHR.install();
+    jobAnswer = { job_id: jobId, status: 'open', total: 22, images: [...files.slice(0, 22)].map((f, i) => ({ image_id: `x${i}`, filename: f.name, status: 'queued' })), links };
+    await renderReady();
+    await settle();
+    expect(await screen.findByText('The upload stopped: 20 of 25 photos are in the job.')).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Continue the upload' }));
+    const again = await sent();
+    expect(again.url).toBe(links.files);
+    expect(again.body.getAll('files').map((f) => f.name)).toEqual(['p22.jpg', 'p23.jpg', 'p24.jpg']);
+    act(() => again.respond(200, { images: again.body.getAll('files').map((f, i) => ({ image_id: `b${i}`, filename: f.name })), rejected: [] }));
+    await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
+    expect(fetch.mock.calls.filter(([url, init]) => url === links.close && init?.method === 'POST')).toHaveLength(1);
+    expect(window.localStorage.getItem('imageflow.open-upload')).toBeNull();
   });
 });

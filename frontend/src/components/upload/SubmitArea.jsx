@@ -11,7 +11,32 @@ function uploadErrorTitle(error) {
 }
 
 /** The send button, the upload's progress with a cancel button, and how the upload ended. */
-export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true }) {
+/** An open job that holds part of an upload, with buttons to carry on or to start over. */
+function Interrupted({ record, onResume, onDiscard }) {
+  return (
+    <Notice
+      tone="warning"
+      title={`The upload stopped: ${record.sent.length} of ${plural(record.ids.length, 'photo')} are in the job.`}
+      actions={
+        <>
+          <button type="button" className="button button-primary" onClick={onResume}>
+            Continue the upload
+          </button>
+          <button type="button" className="button button-quiet" onClick={onDiscard}>
+            Start a new job instead
+          </button>
+        </>
+      }
+    >
+      <p>
+        Continuing sends only the photos the job does not have yet. The ones already sent are being processed (job{' '}
+        <code className="job-id">{record.job_id}</code>).
+      </p>
+    </Notice>
+  );
+}
+
+export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true, interrupted, onResume, onDiscard }) {
   const uploading = upload.status === 'uploading';
   return (
     <div className="submit-area">
@@ -42,7 +67,8 @@ export default function SubmitArea({ upload, count, ready, onCancel, errorRef, s
           {showErrorDetails && <ErrorDetails details={upload.error.details} />}
         </Notice>
       )}
-      {upload.status === 'cancelled' && <Notice tone="info" title="Upload cancelled. Nothing was sent to be processed." />}
+      {upload.status === 'cancelled' && !interrupted && <Notice tone="info" title="Upload cancelled. Nothing was sent to be processed." />}
+      {interrupted && <Interrupted record={interrupted} onResume={onResume} onDiscard={onDiscard} />}
       {!uploading && upload.status !== 'sent' && (
         <button type="submit" className="button button-primary button-large" disabled={!ready}>
           {count ? `Process ${plural(count, 'photo')}` : 'Process photos'}
