@@ -358,6 +358,7 @@ describe('upload page', () => {
     await renderReady();
     await settle();
     expect(screen.getByText('kept.jpg')).toBeInTheDocument();
+    expect(screen.getByTestId('kept-photos')).toHaveTextContent('1 photo kept from your last visit.');
     expect(screen.getByRole('radio', { name: 'Build my own steps' })).toBeChecked();
     expect(screen.getByLabelText(/^Degrees/)).toHaveValue(90);
     expect(screen.getByLabelText('Email address')).toHaveValue('me@example.com');

@@ -1,5 +1,5 @@
 import { describeTypes } from '../../lib/files.js';
-import { formatBytes } from '../../lib/format.js';
+import { formatBytes, plural } from '../../lib/format.js';
 import DropZone from '../DropZone.jsx';
 import FileList from '../FileList.jsx';
 import NotAddedNotice from './NotAddedNotice.jsx';
@@ -25,6 +25,11 @@ export default function PhotosSection({ photos, limits, disabled }) {
       </SectionTitle>
       <DropZone onFiles={photos.add} accept={(limits.accepted_types || []).join(',')} disabled={disabled} hint={limitsText(limits)} />
       <NotAddedNotice notAdded={photos.notAdded} onDismiss={photos.dismissRefused} />
+      {photos.restored > 0 && photos.items.length > 0 && (
+        <p className="muted kept-photos" data-testid="kept-photos">
+          {plural(photos.restored, 'photo')} kept from your last visit. “Remove all” clears the list.
+        </p>
+      )}
       <FileList items={photos.items} onRemove={photos.remove} onClear={photos.clear} onMeasured={photos.measured} disabled={disabled} />
     </section>
   );
