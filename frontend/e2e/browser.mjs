@@ -242,6 +242,11 @@ async function phaseUpload() {
   await page.locator('li.step').nth(2).screenshot({ path: path.join(shots, 'upload-error-on-step.png') });
   await background.fill('#ffffff');
 
+  // The steps saved as a preset of one's own (POST /api/v1/presets).
+  await page.getByLabel('Save these steps as a preset').fill('E2E grey 400');
+  await page.getByRole('button', { name: 'Save preset' }).click();
+  await page.getByText('Saved as “E2E grey 400”. It is now among the presets.').waitFor();
+
   // A reload keeps the photos (IndexedDB) and the steps (localStorage).
   await page.reload();
   await page.getByRole('heading', { name: `${expected} photos chosen` }).waitFor();
@@ -249,6 +254,9 @@ async function phaseUpload() {
   check((await page.locator('li.step').count()) === 3, 'the three steps are kept after a reload');
   check((await page.getByLabel('Width (optional)').inputValue()) === '400', "a step's settings are kept after a reload");
   check((await page.getByLabel('Email address').inputValue()) === 'e2e@example.com', 'the email is kept after a reload');
+  await page.getByRole('radio', { name: 'Use a preset' }).check();
+  check((await page.getByRole('radio', { name: /E2E grey 400/ }).count()) === 1, 'the saved preset is offered beside the built-in ones');
+  await page.getByRole('radio', { name: 'Build my own steps' }).check();
   await imagesLoaded(page, 'img.thumb');
   await assertFitsWidth(page, 'the upload page');
   await assertAccessible(page, 'the upload page');
@@ -271,6 +279,16 @@ async function phaseUpload() {
     return el && el.value > 0 && el.value < el.max;
   });
   await screenshot(page, 'upload-progress.png');
+  // Leaving mid-upload asks first; staying keeps the upload going.
+  const asked = new Promise((resolve) => {
+    page.once('dialog', async (dialog) => {
+      resolve(dialog.type());
+      await dialog.dismiss();
+    });
+  });
+  await page.close({ runBeforeUnload: true });
+  check((await asked) === 'beforeunload', 'leaving mid-upload asks first');
+  check(!page.isClosed(), 'staying keeps the page');
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 
   await page.waitForURL(/\/jobs\/[0-9a-f]{32}$/, { timeout: 60_000 });

@@ -138,6 +138,10 @@ def test_upload_process_download_and_open_the_email_link(local_stack, tmp_path):
     assert (job["status"], job["succeeded"], job["failed"]) == ("completed_with_errors", 3, 1)
     assert job["email"] == "e2e@example.com"
     assert job["operations"][0]["op"] == "resize" and job["operations"][0]["width"] == 400
+    # The steps the page saved as a preset are stored on the server, resolved.
+    presets = requests.get(f"{local_stack.base_url}/api/v1/presets", timeout=10).json()["presets"]
+    assert [(p["name"], [op["op"] for op in p["operations"]]) for p in presets] == [
+        ("E2E grey 400", ["resize", "grayscale", "format"])]
 
     # The downloaded result is what the chosen steps make: 400 wide, grey, JPEG.
     with Image.open(result["downloads"]["one"]) as image:
