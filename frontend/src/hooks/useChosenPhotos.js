@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { checkFiles, tooManyPixels } from '../lib/files.js';
+import { formatMegapixels } from '../lib/format.js';
 import { getPhotoStore, quietly } from '../lib/savedWork.js';
 import { sniffFile } from '../lib/sniff.js';
 
@@ -103,11 +104,10 @@ export default function useChosenPhotos(limits) {
       const item = itemsRef.current.find((i) => i.id === id);
       if (!item) return;
       if (tooManyPixels(width, height, limits)) {
-        const megapixels = Math.round(limits.max_image_pixels / 1e6);
         remove(id);
         setNotAdded((current) => ({
           ...current,
-          refused: [...current.refused, { name: item.file.name, reason: `is ${width}×${height} pixels, over the ${megapixels} megapixel limit.` }],
+          refused: [...current.refused, { name: item.file.name, reason: `is ${width}×${height} pixels, over the limit of ${formatMegapixels(limits.max_image_pixels)}.` }],
         }));
         return;
       }
