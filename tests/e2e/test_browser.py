@@ -25,6 +25,8 @@ import pytest
 import requests
 from PIL import Image, ImageDraw, ImageFilter
 
+from imageflow.devtools.stack import Stack
+
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND = REPO / "frontend"
 ARTIFACTS = REPO / ".test-artifacts"
@@ -136,6 +138,10 @@ def test_upload_process_download_and_open_the_email_link(stack, tmp_path):
     assert (job["status"], job["succeeded"], job["failed"]) == ("completed_with_errors", 3, 1)
     assert job["email"] == "e2e@example.com"
     assert job["operations"][0]["op"] == "resize" and job["operations"][0]["width"] == 400
+    # The steps the page saved as a preset are stored on the server, resolved.
+    presets = requests.get(f"{local_stack.base_url}/api/v1/presets", timeout=10).json()["presets"]
+    assert [(p["name"], [op["op"] for op in p["operations"]]) for p in presets] == [
+        ("E2E grey 400", ["resize", "grayscale", "format"])]
 
     # The downloaded result is what the chosen steps make: 400 wide, grey, JPEG.
     with Image.open(result["downloads"]["one"]) as image:
@@ -174,3 +180,41 @@ def test_a_running_job_opened_cold_follows_progress_live(stack, tmp_path):
             stack.start_process("image-processor")
     job = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "completed" and job["succeeded"] == 3
+
+
+@pytest.fixture(scope="module")
+def big_stack(tmp_path_factory):
+    """A local stack that takes 300 photos in one job (open jobs will lift the limit)."""
+    stack = Stack.on_free_ports(tmp_path_factory.mktemp("bigstack") / "data",
+                                env={"PROGRESS_FLUSH_SECONDS": "0.3", "PROCESSOR_CONCURRENCY": "2",
+                                     "MAX_FILES_PER_JOB": "300"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def small_photo(seed: int, size=(800, 600)) -> bytes:
+    """A quick photo-like JPEG: a colour of its own under noise (about 100 KB)."""
+    rng = random.Random(seed)
+    base = Image.new("RGB", size, (rng.randint(30, 220), rng.randint(30, 220), rng.randint(30, 220)))
+    img = Image.blend(base, Image.effect_noise(size, 60).convert("RGB"), 0.25)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def test_a_300_photo_job_page_draws_and_loads_only_what_is_on_screen(big_stack):
+    files = [("files", (f"photo-{i}.jpg", small_photo(i), "image/jpeg")) for i in range(1, 301)]
+    originals = sum(len(f[1][1]) for f in files)
+    response = requests.post(f"{big_stack.base_url}/api/v1/jobs", files=files, data={"preset": "web"}, timeout=120)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    result = run_browser("bigjob", "--base-url", big_stack.base_url, "--url", f"{big_stack.base_url}/jobs/{job_id}",
+                         "--job-id", job_id, "--total", "300")
+    job = requests.get(f"{big_stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+    outputs = sum(image["bytes"] for image in job["images"])
+    print(f"\n300-photo job page: {result['drawn']} cards drawn, {result['first_view_image_bytes']} B of pictures "
+          f"on first view, {result['after_scroll_image_bytes']} B after scrolling to the end; originals + results "
+          f"{originals + outputs} B; job view {result['job_view_bytes_on_wire']} B on the wire (gzip)")
+    # Only the pictures of the cards drawn are fetched: a small part of everything.
+    assert result["first_view_image_bytes"] < (originals + outputs) / 10

@@ -221,7 +221,47 @@ function StepEditor({ step, index, count, operation, errors, onChange, onMove, o
  * operations the server publishes. `choice` is {mode, preset, steps}; `errors` maps a
  * step id to its fields' problems.
  */
-export default function OperationsEditor({ operations, presets, choice, onChange, errors }) {
+/** Key of a saved preset among the built-in ones. */
+export const SAVED_PREFIX = 'saved:';
+
+function presetTitle(key) {
+  return key.startsWith(SAVED_PREFIX) ? key.slice(SAVED_PREFIX.length) : capitalize(key);
+}
+
+/** "Save these steps as a preset": a name and a button; `onSave(name)` resolves with a message. */
+function SavePresetForm({ onSave }) {
+  const [name, setName] = useState('');
+  const [status, setStatus] = useState({ text: '', tone: '' });
+  const [busy, setBusy] = useState(false);
+  const save = async () => {
+    if (!name.trim()) {
+      setStatus({ text: 'Give the preset a name.', tone: 'error' });
+      return;
+    }
+    setBusy(true);
+    const result = await onSave(name.trim());
+    setBusy(false);
+    setStatus(result.ok ? { text: `Saved as “${name.trim()}”. It is now among the presets.`, tone: 'ok' } : { text: result.message, tone: 'error' });
+  };
+  return (
+    <div className="save-preset">
+      <label htmlFor="save-preset-name">Save these steps as a preset</label>
+      <div className="add-step-row">
+        <input id="save-preset-name" type="text" maxLength={60} value={name} placeholder="e.g. Shop, small" onChange={(e) => setName(e.target.value)} aria-describedby={status.text ? 'save-preset-status' : undefined} />
+        <button type="button" className="button" onClick={save} disabled={busy}>
+          Save preset
+        </button>
+      </div>
+      {status.text && (
+        <p id="save-preset-status" className={status.tone === 'error' ? 'field-error' : 'field-hint'} role="status">
+          {status.text}
+        </p>
+      )}
+    </div>
+  );
+}
+
+export default function OperationsEditor({ operations, presets, choice, onChange, errors, onSavePreset, onDeletePreset }) {
   const byName = Object.fromEntries(operations.map((operation) => [operation.op, operation]));
   const presetNames = Object.keys(presets || {});
   const [toAdd, setToAdd] = useState(operations[0]?.op || '');
@@ -268,8 +308,9 @@ export default function OperationsEditor({ operations, presets, choice, onChange
           {presetNames.map((name) => (
             <label key={name} className={`preset${choice.preset === name ? ' is-selected' : ''}`}>
               <input type="radio" name="preset" value={name} checked={choice.preset === name} onChange={() => onChange({ ...choice, preset: name })} />
-              <span className="preset-name">{capitalize(name)}</span>
+              <span className="preset-name">{presetTitle(name)}</span>
               {PRESET_BLURBS[name] && <span className="preset-blurb">{PRESET_BLURBS[name]}</span>}
+              {name.startsWith(SAVED_PREFIX) && <span className="preset-blurb">Saved by you.</span>}
               <span className="preset-steps">
                 {(presets[name] || []).map((op, i) => (
                   <span key={i} className="preset-step">
@@ -279,9 +320,16 @@ export default function OperationsEditor({ operations, presets, choice, onChange
               </span>
             </label>
           ))}
-          <button type="button" className="button button-small button-quiet" onClick={customise}>
-            Customise this preset
-          </button>
+          <div className="preset-actions">
+            <button type="button" className="button button-small button-quiet" onClick={customise}>
+              Customise this preset
+            </button>
+            {onDeletePreset && choice.preset?.startsWith(SAVED_PREFIX) && (
+              <button type="button" className="button button-small button-quiet" onClick={() => onDeletePreset(choice.preset.slice(SAVED_PREFIX.length))}>
+                Delete “{presetTitle(choice.preset)}”
+              </button>
+            )}
+          </div>
         </fieldset>
       )}
 
@@ -323,6 +371,7 @@ export default function OperationsEditor({ operations, presets, choice, onChange
               </button>
             </div>
           </div>
+          {onSavePreset && choice.steps.length > 0 && <SavePresetForm onSave={onSavePreset} />}
         </div>
       )}
     </div>

@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { checkFiles, tooManyPixels } from '../lib/files.js';
+import { formatMegapixels } from '../lib/format.js';
 import { getPhotoStore, quietly } from '../lib/savedWork.js';
 import { sniffFile } from '../lib/sniff.js';
 
@@ -19,12 +20,14 @@ async function sniffAll(files) {
  * The photos chosen for the next job: each `{id, file, kind, url, width, height}`, checked
  * against the server's limits and sniffed as they come in. `notAdded` says which were
  * refused and why. The list is kept in the photo store (savedWork.js), so it survives
- * leaving the page and reloading it; `restoring` is true until it has been read back.
+ * leaving the page and reloading it; `restoring` is true until it has been read back, and
+ * `restored` counts the photos it gave back.
  */
 export default function useChosenPhotos(limits) {
   const [items, setItems] = useState([]);
   const [notAdded, setNotAdded] = useState(NOTHING_REFUSED);
   const [restoring, setRestoring] = useState(true);
+  const [restored, setRestored] = useState(0);
   const itemsRef = useRef(items);
   itemsRef.current = items;
 
@@ -39,7 +42,11 @@ export default function useChosenPhotos(limits) {
         .filter((r) => r && r.file && Number.isInteger(r.id))
         .map((r) => ({ id: r.id, file: r.file, kind: r.kind || null, url: URL.createObjectURL(r.file) }));
       nextFileId = Math.max(nextFileId, ...restored.map((r) => r.id + 1));
-      if (restored.length) setItems((current) => [...restored, ...current]);
+      if (restored.length) {
+        itemsRef.current = [...restored, ...itemsRef.current];
+        setItems(itemsRef.current);
+      }
+      setRestored(restored.length);
       setRestoring(false);
     });
     return () => {
@@ -84,6 +91,7 @@ export default function useChosenPhotos(limits) {
     itemsRef.current = [];
     setItems([]);
     setNotAdded(NOTHING_REFUSED);
+    setRestored(0);
     quietly(getPhotoStore().clear(ids));
   }, []);
 
@@ -96,11 +104,10 @@ export default function useChosenPhotos(limits) {
       const item = itemsRef.current.find((i) => i.id === id);
       if (!item) return;
       if (tooManyPixels(width, height, limits)) {
-        const megapixels = Math.round(limits.max_image_pixels / 1e6);
         remove(id);
         setNotAdded((current) => ({
           ...current,
-          refused: [...current.refused, { name: item.file.name, reason: `is ${width}×${height} pixels, over the ${megapixels} megapixel limit.` }],
+          refused: [...current.refused, { name: item.file.name, reason: `is ${width}×${height} pixels, over the limit of ${formatMegapixels(limits.max_image_pixels)}.` }],
         }));
         return;
       }
@@ -111,5 +118,5 @@ export default function useChosenPhotos(limits) {
     [limits, remove],
   );
 
-  return { items, notAdded, restoring, add, remove, clear, measured, dismissRefused };
+  return { items, notAdded, restoring, restored, add, remove, clear, measured, dismissRefused };
 }

@@ -1,14 +1,23 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { submitJob } from '../lib/api.js';
+import { createOpenJob, fetchAllImages, submitJob } from '../lib/api.js';
+import { fillOpenJob, stillToSend } from '../lib/openJobUpload.js';
+import { clearOpenUpload, loadOpenUpload, saveOpenUpload } from '../lib/savedWork.js';
 
 /**
- * Sends a job and follows its upload: `upload` is {status: idle|uploading|sent|cancelled|error,
- * loaded, total, error}. `start(request)` resolves with `{job}` (the 202 answer), `{error}`
- * or `{cancelled: true}`. While bytes are going out,
- * leaving the page asks first.
+ * Sends a job and follows its upload: `upload` is {status: idle|uploading|sent|cancelled|
+ * error, loaded, total, retrying, error}. `start(request)` takes `{items: [{id, file}],
+ * operations, preset, email}` and resolves with `{job}` (the create answer, or the open
+ * job's images), `{error}` or `{cancelled: true}`. While bytes are going out, leaving the
+ * page asks first.
+ *
+ * A server with open jobs takes the files in many small requests, each retried on its own,
+ * and the job is remembered (savedWork.js) until it is closed: `interrupted` is such a job
+ * from a cancelled upload or an earlier visit, and `resume(items)` carries on with the
+ * photos it does not hold yet. Any other server takes the whole batch in one request.
  */
 export default function useUploadQueue() {
   const [upload, setUpload] = useState({ status: 'idle' });
+  const [interrupted, setInterrupted] = useState(loadOpenUpload);
   const abortRef = useRef(null);
   const uploading = upload.status === 'uploading';
 
@@ -24,19 +33,35 @@ export default function useUploadQueue() {
     return () => window.removeEventListener('beforeunload', warn);
   }, [uploading]);
 
-  const start = useCallback(async (request) => {
-    const total = request.files.reduce((sum, file) => sum + file.size, 0);
+  // Send `items` into the open job `record`, keeping track of what it holds, then close it.
+  const fill = useCallback(async (record, items, total, controller) => {
+    const idOf = new Map(items.map((item) => [item.file, item.id]));
+    let current = record;
+    const onProgress = (loaded) => setUpload({ status: 'uploading', loaded: total - sumOf(items) + loaded, total });
+    const result = await fillOpenJob(record, items.map((item) => item.file), {
+      signal: controller.signal,
+      onProgress,
+      onRetry: (error, ms) => setUpload((state) => ({ ...state, retrying: { message: error.message, seconds: Math.round(ms / 1000) } })),
+      onBatch: (files) => {
+        current = { ...current, sent: [...current.sent, ...files.map((file) => idOf.get(file))] };
+        saveOpenUpload(current);
+      },
+    });
+    clearOpenUpload();
+    setInterrupted(null);
+    return result;
+  }, []);
+
+  const run = useCallback(async (work, total) => {
     const controller = new AbortController();
     abortRef.current = controller;
     setUpload({ status: 'uploading', loaded: 0, total });
     try {
-      const job = await submitJob(request, {
-        signal: controller.signal,
-        onProgress: (loaded, sent) => setUpload({ status: 'uploading', loaded, total: sent }),
-      });
+      const job = await work(controller);
       setUpload({ status: 'sent', loaded: total, total });
       return { job };
     } catch (error) {
+      setInterrupted(loadOpenUpload());
       if (error.name === 'AbortError') {
         setUpload({ status: 'cancelled' });
         return { cancelled: true };
@@ -48,8 +73,57 @@ export default function useUploadQueue() {
     }
   }, []);
 
+  const start = useCallback(
+    (request) => {
+      const { items, ...options } = request;
+      const files = items.map((item) => item.file);
+      const total = sumOf(items);
+      return run(async (controller) => {
+        const created = await createOpenJob(options, { signal: controller.signal });
+        if (!created?.links?.files) {
+          return submitJob({ ...options, files }, { signal: controller.signal, onProgress: (loaded, sent) => setUpload({ status: 'uploading', loaded, total: sent }) });
+        }
+        const record = { job_id: created.job_id, links: created.links, email: options.email || '', ids: items.map((item) => item.id), sent: [] };
+        saveOpenUpload(record);
+        return fill(record, items, total, controller);
+      }, total);
+    },
+    [fill, run],
+  );
+
+  const resume = useCallback(
+    (allItems) => {
+      const record = loadOpenUpload();
+      if (!record) return Promise.resolve({ error: new Error('There is no upload to continue.') });
+      const sent = new Set(record.sent);
+      const items = allItems.filter((item) => record.ids.includes(item.id));
+      const unsent = items.filter((item) => !sent.has(item.id));
+      const total = sumOf(items);
+      return run(async (controller) => {
+        // The job's own list says what landed after the last answer the page saw.
+        const held = (await fetchAllImages(record.job_id, { signal: controller.signal })).map((image) => image.filename);
+        const sentNames = items.filter((item) => sent.has(item.id)).map((item) => item.file.name);
+        const toSend = new Set(stillToSend(unsent.map((item) => item.file), held, sentNames));
+        const result = await fill(record, unsent.filter((item) => toSend.has(item.file)), total, controller);
+        return { ...result, images: held.map((filename) => ({ filename })).concat(result.images) };
+      }, total);
+    },
+    [fill, run],
+  );
+
+  const discard = useCallback(() => {
+    clearOpenUpload();
+    setInterrupted(null);
+  }, []);
+
   const cancel = useCallback(() => abortRef.current?.abort(), []);
   const reset = useCallback(() => setUpload({ status: 'idle' }), []);
+  // A failure before any byte went out (the check of the steps), shown as the upload's.
+  const fail = useCallback((error) => setUpload({ status: 'error', error }), []);
 
-  return { upload, uploading, start, cancel, reset };
+  return { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail };
+}
+
+function sumOf(items) {
+  return items.reduce((sum, item) => sum + item.file.size, 0);
 }

@@ -63,14 +63,25 @@ function networkError() {
   return new ApiError({ status: 0, code: 'network' });
 }
 
-async function getJson(path, { signal } = {}) {
+async function requestJson(path, { signal, method = 'GET', body, headers = {}, cache } = {}) {
   let response;
   try {
-    response = await fetch(path, { signal, headers: { Accept: 'application/json' } });
+    response = await fetch(path, {
+      method,
+      signal,
+      cache,
+      headers: { Accept: 'application/json', ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
   } catch (err) {
     if (err?.name === 'AbortError') throw err;
     throw networkError();
   }
+  return response;
+}
+
+async function readJson(response) {
+  if (response.status === 204) return null;
   const text = await response.text();
   if (!response.ok) {
     throw errorFromResponse(response.status, text, response.headers.get('Retry-After'));
@@ -83,31 +94,73 @@ async function getJson(path, { signal } = {}) {
   }
 }
 
+async function getJson(path, options) {
+  return readJson(await requestJson(path, options));
+}
+
 /** GET /api/v1/operations: the operations' JSON Schema, the presets and the upload limits. */
 export function fetchOperations(options) {
   return getJson(`${API}/operations`, options);
 }
 
-/** GET /api/v1/jobs/<job_id>: the job's status, counts and images. */
-export function fetchJob(jobId, options) {
-  return getJson(`${API}/jobs/${encodeURIComponent(jobId)}`, options);
+/**
+ * GET /api/v1/jobs/<job_id>: the job's status, counts and images, as `{job, etag}`. Given
+ * the `etag` of the last answer, an unchanged job comes back as `{notModified: true}`
+ * (the server's 304) and nothing is downloaded.
+ */
+export async function fetchJob(jobId, { etag, ...options } = {}) {
+  const response = await requestJson(`${API}/jobs/${encodeURIComponent(jobId)}`, {
+    ...options,
+    // The page keeps the last answer itself, so the browser's cache stays out of it.
+    cache: 'no-store',
+    headers: etag ? { 'If-None-Match': etag } : {},
+  });
+  if (response.status === 304) return { notModified: true, etag };
+  const job = await readJson(response);
+  return { job, etag: response.headers.get('ETag') };
+}
+
+/** Every image of a job, following `links.next` page by page (ARCHITECTURE.md, "Large jobs"). */
+export async function fetchAllImages(jobId, options) {
+  const { job } = await fetchJob(jobId, options);
+  const images = [...(job.images || [])];
+  let next = job.links?.next;
+  while (next) {
+    const page = await getJson(next, options);
+    images.push(...(page.images || []));
+    next = page.links?.next;
+  }
+  return images;
 }
 
 /**
- * POST /api/v1/jobs with XMLHttpRequest, which (unlike fetch) reports upload progress.
- * `onProgress(loaded, total)` is called as the body goes out. Resolves with the 202 body;
- * rejects with an ApiError, or an Error named AbortError when `signal` aborts it.
+ * POST /api/v1/operations/validate: the operations (or preset) resolved, or an ApiError
+ * (422) whose details name each step and field. Creates nothing.
  */
-export function submitJob({ files, operations, preset, email }, { onProgress, signal } = {}) {
-  const form = new FormData();
-  for (const file of files) form.append('files', file, file.name);
-  if (preset) form.append('preset', preset);
-  else form.append('operations', JSON.stringify(operations));
-  if (email) form.append('email', email);
+export function validateOperations({ operations, preset }, options) {
+  return getJson(`${API}/operations/validate`, { ...options, method: 'POST', body: preset ? { preset } : { operations } });
+}
 
+/** GET /api/v1/presets: the caller's saved presets, `[{name, operations, ...}]`. */
+export async function fetchSavedPresets(options) {
+  return (await getJson(`${API}/presets`, options)).presets || [];
+}
+
+/** POST /api/v1/presets: save (or replace) a named list of operations. */
+export function savePreset(name, operations, options) {
+  return getJson(`${API}/presets`, { ...options, method: 'POST', body: { name, operations } });
+}
+
+/** DELETE /api/v1/presets/<name>. */
+export function deletePreset(name, options) {
+  return getJson(`${API}/presets/${encodeURIComponent(name)}`, { ...options, method: 'DELETE' });
+}
+
+/** POST a multipart form with XMLHttpRequest, which (unlike fetch) reports upload progress. */
+function postForm(url, form, { onProgress, signal } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', `${API}/jobs`);
+    xhr.open('POST', url);
     xhr.setRequestHeader('Accept', 'application/json');
     xhr.upload.onprogress = (event) => {
       if (onProgress && event.lengthComputable) onProgress(event.loaded, event.total);
@@ -134,4 +187,45 @@ export function submitJob({ files, operations, preset, email }, { onProgress, si
     }
     xhr.send(form);
   });
+}
+
+/**
+ * POST /api/v1/jobs: the whole batch in one multipart request. `onProgress(loaded, total)`
+ * is called as the body goes out. Resolves with the 202 body; rejects with an ApiError, or
+ * an Error named AbortError when `signal` aborts it.
+ */
+export function submitJob({ files, operations, preset, email }, options = {}) {
+  const form = new FormData();
+  for (const file of files) form.append('files', file, file.name);
+  if (preset) form.append('preset', preset);
+  else form.append('operations', JSON.stringify(operations));
+  if (email) form.append('email', email);
+  return postForm(`${API}/jobs`, form, options);
+}
+
+/**
+ * POST /api/v1/jobs `{..., open: true}`: an open job that many uploads fill (ARCHITECTURE.md,
+ * "Large jobs"). Resolves with the 201 body (`links.files`, `links.close`), or with null
+ * when the server has no open jobs (it answers such a body 415, 400 or 404).
+ */
+export async function createOpenJob({ operations, preset, email }, options) {
+  const body = { open: true, ...(preset ? { preset } : { operations }), ...(email ? { email } : {}) };
+  try {
+    return await getJson(`${API}/jobs`, { ...options, method: 'POST', body });
+  } catch (error) {
+    if ([400, 404, 405, 415].includes(error.status)) return null;
+    throw error;
+  }
+}
+
+/** POST <links.files>: some of an open job's files; resolves `{images, rejected}`. */
+export function uploadFiles(url, files, options) {
+  const form = new FormData();
+  for (const file of files) form.append('files', file, file.name);
+  return postForm(url, form, options);
+}
+
+/** POST <links.close>: no more files for this open job. */
+export function closeJob(url, options) {
+  return getJson(url, { ...options, method: 'POST', body: {} });
 }

@@ -69,3 +69,18 @@ describe('submitJob', () => {
     await expect(cancelled).rejects.toMatchObject({ name: 'AbortError' });
   });
 });
+
+describe('fetchJob with an ETag', () => {
+  it('sends the last ETag and reports a 304 as not modified', async () => {
+    const fetch = mockFetch((url) => (url.endsWith('/jobs/x') ? new Response(null, { status: 304 }) : null));
+    expect(await fetchJob('x', { etag: '"abc:gzip"' })).toEqual({ notModified: true, etag: '"abc:gzip"' });
+    const [, init] = fetch.mock.calls[0];
+    expect(init.headers['If-None-Match']).toBe('"abc:gzip"');
+    expect(init.cache).toBe('no-store');
+  });
+
+  it('returns the job and its new ETag', async () => {
+    mockFetch(() => jsonResponse(200, { job_id: 'x', status: 'queued' }, { ETag: '"v2"' }));
+    expect(await fetchJob('x')).toEqual({ job: { job_id: 'x', status: 'queued' }, etag: '"v2"' });
+  });
+});

@@ -28,6 +28,11 @@ export function formatName(typeOrFormat) {
   return FORMAT_NAMES[sub] || sub.toUpperCase();
 }
 
+/** A pixel count in whole megapixels: 50000000 as "50 megapixels". */
+export function formatMegapixels(pixels) {
+  return `${Math.round(pixels / 1e6)} megapixels`;
+}
+
 /** A time stamp from the API ("2024-05-01T10:00:00.000Z") in the reader's locale. */
 export function formatTime(iso) {
   if (!iso) return '';

@@ -94,3 +94,34 @@ export function saveChoice(choice) {
     // full or disabled: nothing is kept
   }
 }
+
+const OPEN_UPLOAD_KEY = 'imageflow.open-upload';
+
+/**
+ * An open job being filled: `{job_id, links, ids, sent}` (the photo ids of the upload, and
+ * those the job already holds), so the upload can carry on after a reload. Null if none.
+ */
+export function loadOpenUpload() {
+  try {
+    const saved = JSON.parse(window.localStorage.getItem(OPEN_UPLOAD_KEY) || 'null');
+    return saved?.job_id && saved.links?.files && Array.isArray(saved.ids) && Array.isArray(saved.sent) ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+export function saveOpenUpload(record) {
+  try {
+    window.localStorage.setItem(OPEN_UPLOAD_KEY, JSON.stringify(record));
+  } catch {
+    // full or disabled: a reload starts the upload again
+  }
+}
+
+export function clearOpenUpload() {
+  try {
+    window.localStorage.removeItem(OPEN_UPLOAD_KEY);
+  } catch {
+    // nothing kept
+  }
+}

@@ -12,7 +12,8 @@ function retryable(error) {
 
 /**
  * Follows a job: fetches it, then polls while it is still running, backing off while the
- * server cannot be reached and keeping the last answer on screen meanwhile.
+ * server cannot be reached and keeping the last answer on screen meanwhile. Each poll sends
+ * the last answer's ETag, so an unchanged job is a 304 with no body.
  * Returns {status: loading|ready|not-found|error, job, error, retrying, updatedAt, retryNow}.
  */
 export default function useJob(jobId) {
@@ -24,16 +25,25 @@ export default function useJob(jobId) {
     let timer = null;
     let failures = 0;
     let stopped = false;
+    let etag = null; // of the answer on screen: an unchanged job costs a 304 and no body
+    let last = null;
 
     const schedule = (ms) => {
       if (!stopped) timer = setTimeout(poll, ms);
     };
     async function poll() {
       try {
-        const job = await fetchJob(jobId, { signal: controller.signal });
+        const answer = await fetchJob(jobId, { signal: controller.signal, etag: last ? etag : null });
         if (stopped) return;
         failures = 0;
-        setState({ status: 'ready', job, error: null, retrying: false, updatedAt: new Date() });
+        if (answer.notModified) {
+          setState((current) => (current.error ? { ...current, error: null, retrying: false, updatedAt: new Date() } : current));
+        } else {
+          last = answer.job;
+          etag = answer.etag;
+          setState({ status: 'ready', job: last, error: null, retrying: false, updatedAt: new Date() });
+        }
+        const job = last;
         if (!isTerminal(job.status)) schedule(document.hidden ? HIDDEN_POLL_MS : POLL_MS);
       } catch (error) {
         if (stopped || error.name === 'AbortError') return;

@@ -247,6 +247,13 @@ describe('job page', () => {
       },
     });
     onTestFinished(() => Object.defineProperty(HTMLElement.prototype, 'offsetHeight', offsetHeight));
+    // ...and have the grid's top move up as the window scrolls, as it does in a browser.
+    const rect = Element.prototype.getBoundingClientRect;
+    vi.spyOn(Element.prototype, 'getBoundingClientRect').mockImplementation(function moved() {
+      if (!this.matches('.gallery-rows')) return rect.call(this);
+      const top = -window.scrollY;
+      return { x: 0, y: top, top, left: 0, right: 0, bottom: top, width: 0, height: 0, toJSON() {} };
+    });
     const images = Array.from({ length: 300 }, (_, i) => ({ filename: `photo-${i + 1}.jpg`, status: 'succeeded' }));
     openJobPage([jsonResponse(200, makeJob({ jobId: JOB_ID, status: 'completed', images }))]);
     expect(await screen.findByRole('heading', { name: 'photo-1.jpg' })).toBeInTheDocument();
@@ -261,5 +268,24 @@ describe('job page', () => {
     expect(await screen.findByRole('heading', { name: 'photo-200.jpg' })).toBeInTheDocument();
     expect(screen.queryByRole('heading', { name: 'photo-1.jpg' })).not.toBeInTheDocument();
     Object.defineProperty(window, 'scrollY', { value: 0, configurable: true });
+  });
+
+  it('polls with the last ETag, and an unchanged job (304) leaves the page as it is', async () => {
+    let calls = 0;
+    const fetch = mockFetch(() => {
+      calls += 1;
+      if (calls === 1) return jsonResponse(200, running, { ETag: '"one"' });
+      if (calls === 2) return new Response(null, { status: 304 });
+      return jsonResponse(200, finished, { ETag: '"two"' });
+    });
+    window.history.replaceState(null, '', `/jobs/${JOB_ID}`);
+    render(<App />);
+    await screen.findByText('2 of 3 photos done');
+    await nextPoll();
+    expect(fetch.mock.calls[1][1].headers['If-None-Match']).toBe('"one"');
+    expect(screen.getByText('2 of 3 photos done')).toBeInTheDocument();
+    await nextPoll();
+    expect(await screen.findByText('3 of 3 photos done')).toBeInTheDocument();
+    expect(fetch.mock.calls[2][1].headers['If-None-Match']).toBe('"one"');
   });
 });

@@ -1,5 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { reserveStepIds } from '../components/OperationsEditor.jsx';
+import { SAVED_PREFIX, reserveStepIds } from '../components/OperationsEditor.jsx';
+import useSavedPresets from '../hooks/useSavedPresets.js';
 import Notice from '../components/Notice.jsx';
 import EmailSection from '../components/upload/EmailSection.jsx';
 import PhotosSection from '../components/upload/PhotosSection.jsx';
@@ -12,6 +13,7 @@ import useUploadQueue from '../hooks/useUploadQueue.js';
 import { DEFAULT_LIMITS } from '../lib/files.js';
 import { checkForm, stepErrorsFromDetails, stepSummary } from '../lib/formProblems.js';
 import { loadChoice, saveChoice } from '../lib/savedWork.js';
+import { validateOperations } from '../lib/api.js';
 import { navigate } from '../lib/router.js';
 
 const NO_PROBLEMS = { summary: [], steps: {}, email: '' };
@@ -36,13 +38,20 @@ export default function UploadPage() {
   const [server, retry] = useServerOptions();
   const limits = server.limits || DEFAULT_LIMITS;
   const photos = useChosenPhotos(limits);
-  const [saved] = useState(savedChoice);
-  const [chosen, setChoice] = useState({ mode: saved.mode, preset: saved.preset, steps: saved.steps });
-  const choice = withDefaults(chosen, server.presets);
-  const [email, setEmail] = useState(saved.email);
+  const [kept] = useState(savedChoice);
+  const [chosen, setChoice] = useState({ mode: kept.mode, preset: kept.preset, steps: kept.steps });
+  const saved = useSavedPresets();
+  // The built-in presets, then the caller's own.
+  const presets = useMemo(
+    () => ({ ...(server.presets || {}), ...Object.fromEntries(saved.presets.map((p) => [`${SAVED_PREFIX}${p.name}`, p.operations])) }),
+    [server.presets, saved.presets],
+  );
+  const choice = withDefaults(chosen, presets);
+  const [email, setEmail] = useState(kept.email);
   useEffect(() => saveChoice({ ...chosen, email }), [chosen, email]);
   const [problems, setProblems] = useState(NO_PROBLEMS);
-  const { upload, uploading, start, cancel, reset } = useUploadQueue();
+  const { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail } = useUploadQueue();
+  const [checking, setChecking] = useState(false);
   const summaryRef = useRef(null);
   const uploadErrorRef = useRef(null);
 
@@ -55,19 +64,88 @@ export default function UploadPage() {
     if (await photos.add(files)) setProblems((p) => ({ ...p, summary: p.summary.filter((s) => s.key !== 'files') }));
   };
 
+  // The server's reasons for refusing steps go beside those steps, said once, with the
+  // summary linking to them. False when the error is about something else.
+  const showStepErrors = (error) => {
+    const steps = error.status === 422 && choice.mode === 'custom' ? stepErrorsFromDetails(error.details, choice.steps, operationsByName) : {};
+    if (!Object.keys(steps).length) return false;
+    setProblems((current) => ({ ...current, summary: stepSummary(choice.steps, steps), steps }));
+    requestAnimationFrame(() => summaryRef.current?.focus());
+    return true;
+  };
+
+  // An open job whose upload stopped (cancelled, or the page was closed): carry on.
+  const onResume = async () => {
+    const { job, error } = await resume(photos.items);
+    if (job) {
+      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, {
+        submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: interrupted?.email || '', notAdded: 0 },
+      });
+    } else if (error) {
+      requestAnimationFrame(() => uploadErrorRef.current?.focus());
+    }
+  };
+
+  // "Save these steps as a preset": the steps are checked here, then by the server.
+  const onSavePreset = async (name) => {
+    const checked = checkForm({ items: [{}], choice: { ...choice, mode: 'custom' }, email: '', operationsByName });
+    if (Object.keys(checked.steps).length) {
+      setProblems((current) => ({ ...current, steps: checked.steps }));
+      return { ok: false, message: 'Fix the steps marked below first.' };
+    }
+    try {
+      await saved.save(name, checked.operations);
+      return { ok: true };
+    } catch (error) {
+      showStepErrors(error);
+      return { ok: false, message: error.message };
+    }
+  };
+
+  const onDeletePreset = async (name) => {
+    try {
+      await saved.remove(name);
+      setChoice((current) => ({ ...current, preset: null }));
+    } catch {
+      // still listed: the user can try again
+    }
+  };
+
   const onSubmit = async (event) => {
     event.preventDefault();
-    if (uploading) return;
+    if (uploading || checking) return;
     const checked = checkForm({ items: photos.items, choice, email, operationsByName });
+    // A saved preset is sent as its operations; the server knows only the built-in names.
+    const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
+    if (savedPreset && !presets[choice.preset]) checked.summary.push({ key: 'preset', target: 'ops-title', text: 'Choose a preset.' });
+    const request = savedPreset
+      ? { preset: null, operations: presets[choice.preset] }
+      : { preset: choice.mode === 'preset' ? choice.preset : null, operations: checked.operations };
     setProblems(checked);
     if (checked.summary.length) {
       requestAnimationFrame(() => summaryRef.current?.focus());
       return;
     }
+    // The server checks the steps before a byte of the photos goes out.
+    reset();
+    setChecking(true);
+    try {
+      await validateOperations(request);
+    } catch (error) {
+      // A server without the check (404) checks at the upload instead.
+      if (error.status !== 404) {
+        if (!showStepErrors(error)) {
+          fail(error);
+          requestAnimationFrame(() => uploadErrorRef.current?.focus());
+        }
+        return;
+      }
+    } finally {
+      setChecking(false);
+    }
     const { job, error } = await start({
-      files: photos.items.map((item) => item.file),
-      preset: choice.mode === 'preset' ? choice.preset : null,
-      operations: checked.operations,
+      items: photos.items.map(({ id, file }) => ({ id, file })),
+      ...request,
       email: checked.trimmedEmail,
     });
     if (job) {
@@ -75,16 +153,8 @@ export default function UploadPage() {
         submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: checked.trimmedEmail, notAdded: photos.notAdded.refused.length },
       });
     } else if (error) {
-      // Reasons the server gives for steps go beside those steps, said once, with the
-      // summary linking to them; any other refusal is shown by the send button.
-      const steps = error.status === 422 && choice.mode === 'custom' ? stepErrorsFromDetails(error.details, choice.steps, operationsByName) : {};
-      if (Object.keys(steps).length) {
-        reset();
-        setProblems((current) => ({ ...current, summary: stepSummary(choice.steps, steps), steps }));
-        requestAnimationFrame(() => summaryRef.current?.focus());
-      } else {
-        requestAnimationFrame(() => uploadErrorRef.current?.focus());
-      }
+      if (showStepErrors(error)) reset();
+      else requestAnimationFrame(() => uploadErrorRef.current?.focus());
     }
   };
 
@@ -113,9 +183,26 @@ export default function UploadPage() {
       <form onSubmit={onSubmit} noValidate aria-describedby={problems.summary.length ? 'form-problems' : undefined}>
         <ProblemSummary problems={problems.summary} focusRef={summaryRef} />
         <PhotosSection photos={{ ...photos, add: addFiles }} limits={limits} disabled={uploading} />
-        <StepsSection server={server} choice={choice} onChange={setChoice} errors={problems.steps} />
+        <StepsSection
+          server={server}
+          presets={presets}
+          choice={choice}
+          onChange={setChoice}
+          errors={problems.steps}
+          onSavePreset={saved.available ? onSavePreset : null}
+          onDeletePreset={saved.available ? onDeletePreset : null}
+        />
         <EmailSection email={email} onChange={setEmail} error={problems.email} disabled={uploading} />
-        <SubmitArea upload={upload} count={photos.items.length} ready={server.status === 'ready'} onCancel={cancel} errorRef={uploadErrorRef} />
+        <SubmitArea
+          upload={upload}
+          count={photos.items.length}
+          ready={server.status === 'ready' && !checking}
+          onCancel={cancel}
+          errorRef={uploadErrorRef}
+          interrupted={!uploading && !photos.restoring ? interrupted : null}
+          onResume={onResume}
+          onDiscard={discard}
+        />
       </form>
     </div>
   );

@@ -4,10 +4,42 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 import App from '../App.jsx';
 import { FakeXHR, jsonResponse, makeFile, mockFetch, networkFailure, operationsFixture } from '../test/fakes.js';
 
+// The server's check of the steps before upload: valid unless the test says otherwise.
+let validateAnswer = null;
+// The caller's saved presets, as the server keeps them.
+let savedPresets = [];
+// How the server answers a JSON POST /api/v1/jobs {open: true}: 415, as a server without
+// open jobs does, unless a test serves open jobs.
+let openJobAnswer = null;
+// The job GET /api/v1/jobs/<id> gives, when a test needs a particular one.
+let jobAnswer = null;
+
 function serveOperations(answer = () => jsonResponse(200, operationsFixture)) {
-  return mockFetch((url) => {
+  return mockFetch((url, init) => {
     if (url === '/api/v1/operations') return answer();
-    if (url.startsWith('/api/v1/jobs/')) return jsonResponse(200, { job_id: 'f'.repeat(32), status: 'queued', total: 1, succeeded: 0, failed: 0, images: [], links: {} });
+    if (url === '/api/v1/jobs' && init?.method === 'POST') {
+      return openJobAnswer ? openJobAnswer(JSON.parse(init.body)) : jsonResponse(415, { error: { code: 'unsupported_media_type', message: "a JSON body must be an object with a 'urls' list" } });
+    }
+    if (url.endsWith('/close') && init?.method === 'POST') return jsonResponse(200, { status: 'processing' });
+    if (url === '/api/v1/presets') {
+      if (init?.method === 'POST') {
+        const { name, operations } = JSON.parse(init.body);
+        const preset = { name, operations, created_at: '2024-05-01T10:00:00.000Z', updated_at: '2024-05-01T10:00:00.000Z' };
+        savedPresets = [...savedPresets.filter((p) => p.name !== name), preset];
+        return jsonResponse(201, preset);
+      }
+      return jsonResponse(200, { presets: savedPresets });
+    }
+    if (url.startsWith('/api/v1/presets/') && init?.method === 'DELETE') {
+      const name = decodeURIComponent(url.slice('/api/v1/presets/'.length));
+      savedPresets = savedPresets.filter((p) => p.name !== name);
+      return new Response(null, { status: 204 });
+    }
+    if (url === '/api/v1/operations/validate') {
+      const body = JSON.parse(init.body);
+      return validateAnswer ? validateAnswer(body) : jsonResponse(200, { operations: body.operations || operationsFixture.presets[body.preset] });
+    }
+    if (url.startsWith('/api/v1/jobs/')) return jsonResponse(200, jobAnswer || { job_id: 'f'.repeat(32), status: 'queued', total: 1, succeeded: 0, failed: 0, images: [], links: {} });
     throw new Error(`unexpected fetch ${url}`);
   });
 }
@@ -24,6 +56,12 @@ async function settle() {
   await act(() => new Promise((resolve) => setTimeout(resolve, 30)));
 }
 
+// The upload starts once the server has checked the steps: wait for it.
+async function sent() {
+  await waitFor(() => expect(FakeXHR.instances.length).toBeGreaterThan(0));
+  return FakeXHR.last();
+}
+
 async function addFiles(user, files) {
   await user.upload(screen.getByTestId('file-input'), files);
   await settle();
@@ -31,6 +69,10 @@ async function addFiles(user, files) {
 
 beforeEach(() => {
   FakeXHR.install();
+  validateAnswer = null;
+  savedPresets = [];
+  openJobAnswer = null;
+  jobAnswer = null;
 });
 
 describe('upload page', () => {
@@ -163,6 +205,7 @@ describe('upload page', () => {
     await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
     await user.click(screen.getByRole('button', { name: 'Add step' })); // resize, no size given
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     act(() =>
       FakeXHR.last().respond(422, {
         error: {
@@ -201,6 +244,7 @@ describe('upload page', () => {
     const user = await renderReady();
     await addFiles(user, [makeFile('a.jpg')]);
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     act(() => FakeXHR.last().fail());
     expect(await screen.findByRole('alert')).toHaveTextContent(/Can't reach the ImageFlow server/);
   });
@@ -234,6 +278,7 @@ describe('upload page', () => {
     const user = await renderReady();
     await addFiles(user, [makeFile('a.jpg')]);
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     act(() => FakeXHR.last().progress(10, 1000));
     await user.click(screen.getByRole('button', { name: 'Cancel upload' }));
     expect(await screen.findByText('Upload cancelled. Nothing was sent to be processed.')).toBeInTheDocument();
@@ -264,7 +309,12 @@ describe('upload page', () => {
     const warning = screen.getByText('2 files were not added').closest('.notice');
     expect(warning).toHaveTextContent('scan.jpg is not a supported image: the content is a PDF document.');
     expect(warning).toHaveTextContent('notes.png is not an image: the content is text.');
-    expect(screen.getByRole('button', { name: 'Process 1 photo' })).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
+    expect(FakeXHR.last().body.getAll('files').map((f) => f.name)).toEqual(['photo.jpg']);
+    act(() => FakeXHR.last().respond(202, { job_id: 'f'.repeat(32), status: 'queued', images: [{ image_id: '1', filename: 'photo.jpg' }], rejected: [] }));
+    // The job page says what was left out.
+    expect(await screen.findByTestId('left-out')).toHaveTextContent('2 files you picked were not sent');
   });
 
   it('names the real format of a photo whose extension is wrong', async () => {
@@ -308,6 +358,7 @@ describe('upload page', () => {
     await renderReady();
     await settle();
     expect(screen.getByText('kept.jpg')).toBeInTheDocument();
+    expect(screen.getByTestId('kept-photos')).toHaveTextContent('1 photo kept from your last visit.');
     expect(screen.getByRole('radio', { name: 'Build my own steps' })).toBeChecked();
     expect(screen.getByLabelText(/^Degrees/)).toHaveValue(90);
     expect(screen.getByLabelText('Email address')).toHaveValue('me@example.com');
@@ -323,6 +374,7 @@ describe('upload page', () => {
     const user = await renderReady();
     await addFiles(user, [makeFile('a.jpg')]);
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
     const leaving = new Event('beforeunload', { cancelable: true });
     window.dispatchEvent(leaving);
     expect(leaving.defaultPrevented).toBe(true);
@@ -339,5 +391,144 @@ describe('upload page', () => {
     await renderReady();
     expect(screen.queryByText(/Drag/)).not.toBeInTheDocument();
     expect(screen.getByText('Add photos from this device')).toBeInTheDocument();
+  });
+
+  it('has the server check the steps before a byte is uploaded, and puts its answer on the field', async () => {
+    validateAnswer = () =>
+      jsonResponse(422, {
+        error: {
+          code: 'invalid_operations',
+          message: "step 1 (format): background 'blurple' is not a colour",
+          details: [{ step: 1, index: 0, op: 'format', field: 'background', message: "'blurple' is not a colour" }],
+        },
+      });
+    const fetch = serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
+    await user.selectOptions(screen.getByLabelText('Add a step'), 'format');
+    await user.click(screen.getByRole('button', { name: 'Add step' }));
+    await user.clear(screen.getByLabelText(/^Background colour/));
+    await user.type(screen.getByLabelText(/^Background colour/), 'blurple');
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+
+    const check = fetch.mock.calls.find(([url]) => url === '/api/v1/operations/validate');
+    expect(JSON.parse(check[1].body).operations[0]).toMatchObject({ op: 'format', background: 'blurple' });
+    expect(await screen.findAllByText("Background colour 'blurple' is not a colour.")).toHaveLength(1);
+    expect(screen.getByRole('link', { name: 'Check the settings of step 1.' })).toBeInTheDocument();
+    expect(FakeXHR.instances).toHaveLength(0); // nothing was uploaded
+  });
+
+  it('checks a preset with the server too, then uploads', async () => {
+    const fetch = serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(1));
+    const check = fetch.mock.calls.find(([url]) => url === '/api/v1/operations/validate');
+    expect(JSON.parse(check[1].body)).toEqual({ preset: 'web' });
+  });
+
+  it('saves the steps as a named preset, offers it beside the built-in ones, and sends its steps', async () => {
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
+    await user.selectOptions(screen.getByLabelText('Add a step'), 'grayscale');
+    await user.click(screen.getByRole('button', { name: 'Add step' }));
+    await user.type(screen.getByLabelText('Save these steps as a preset'), 'Shop, grey');
+    await user.click(screen.getByRole('button', { name: 'Save preset' }));
+    expect(await screen.findByText('Saved as “Shop, grey”. It is now among the presets.')).toBeInTheDocument();
+    expect(savedPresets).toEqual([expect.objectContaining({ name: 'Shop, grey', operations: [{ op: 'grayscale' }] })]);
+
+    await user.click(screen.getByRole('radio', { name: 'Use a preset' }));
+    await user.click(screen.getByRole('radio', { name: /Shop, grey/ }));
+    expect(screen.getByRole('radio', { name: /web/i })).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    await sent();
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(1));
+    expect(FakeXHR.last().body.get('preset')).toBeNull();
+    expect(JSON.parse(FakeXHR.last().body.get('operations'))).toEqual([{ op: 'grayscale' }]);
+  });
+
+  it('deletes a saved preset', async () => {
+    savedPresets = [{ name: 'Old', operations: [{ op: 'sharpen' }], created_at: 'x', updated_at: 'x' }];
+    serveOperations();
+    const user = await renderReady();
+    await user.click(await screen.findByRole('radio', { name: /Old/ }));
+    await user.click(screen.getByRole('button', { name: 'Delete “Old”' }));
+    await waitFor(() => expect(screen.queryByRole('radio', { name: /Old/ })).not.toBeInTheDocument());
+    expect(savedPresets).toEqual([]);
+  });
+
+  it('fills an open job file batch by file batch when the server has open jobs, and closes it', async () => {
+    const jobId = 'e'.repeat(32);
+    const created = [];
+    openJobAnswer = (body) => {
+      created.push(body);
+      return jsonResponse(201, { job_id: jobId, status: 'open', links: { self: `/api/v1/jobs/${jobId}`, files: `/api/v1/jobs/${jobId}/files`, close: `/api/v1/jobs/${jobId}/close`, results_page: `/jobs/${jobId}` } });
+    };
+    const fetch = serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg'), makeFile('b.jpg')]);
+    await user.type(screen.getByLabelText('Email address'), 'me@example.com');
+    await user.click(screen.getByRole('button', { name: 'Process 2 photos' }));
+    const xhr = await sent();
+    expect(created).toEqual([{ open: true, preset: 'web', email: 'me@example.com' }]);
+    expect(xhr.url).toBe(`/api/v1/jobs/${jobId}/files`);
+    expect(xhr.body.getAll('files').map((f) => f.name)).toEqual(['a.jpg', 'b.jpg']);
+    act(() => xhr.progress(500, 2000));
+    expect(screen.getByLabelText('Uploading')).toHaveAttribute('value', '500');
+    act(() => xhr.respond(200, { images: [{ image_id: '1', filename: 'a.jpg' }, { image_id: '2', filename: 'b.jpg' }], rejected: [] }));
+    await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
+    expect(fetch.mock.calls.some(([url, init]) => url === `/api/v1/jobs/${jobId}/close` && init.method === 'POST')).toBe(true);
+    expect(await screen.findByText(/Upload complete: 2 photos sent/)).toBeInTheDocument();
+  });
+
+  it('says it is trying again when the connection drops during an open-job upload', async () => {
+    const jobId = 'e'.repeat(32);
+    openJobAnswer = () => jsonResponse(201, { job_id: jobId, status: 'open', links: { files: `/api/v1/jobs/${jobId}/files`, close: `/api/v1/jobs/${jobId}/close` } });
+    serveOperations();
+    const user = await renderReady();
+    await addFiles(user, [makeFile('a.jpg')]);
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    const first = await sent();
+    act(() => first.fail());
+    expect(await screen.findByText(/Can't reach the ImageFlow server.*Trying again in 1 s; what was sent is kept./)).toBeInTheDocument();
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(2), { timeout: 3000 });
+    act(() => FakeXHR.last().respond(200, { images: [{ image_id: '1', filename: 'a.jpg' }], rejected: [] }));
+    await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
+  });
+
+  it('carries on an open-job upload after a reload, sending only what the job does not hold', async () => {
+    const jobId = 'e'.repeat(32);
+    const links = { self: `/api/v1/jobs/${jobId}`, files: `/api/v1/jobs/${jobId}/files`, close: `/api/v1/jobs/${jobId}/close` };
+    openJobAnswer = () => jsonResponse(201, { job_id: jobId, status: 'open', links });
+    const fetch = serveOperations();
+    const user = await renderReady();
+    const files = Array.from({ length: 25 }, (_, i) => makeFile(`p${i}.jpg`));
+    await addFiles(user, files);
+    await user.click(screen.getByRole('button', { name: 'Process 25 photos' }));
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(2)); // batches of 20 and 5
+    const [first, second] = FakeXHR.instances;
+    expect(second.body.getAll('files').map((f) => f.name)).toEqual(['p20.jpg', 'p21.jpg', 'p22.jpg', 'p23.jpg', 'p24.jpg']);
+    act(() => first.respond(200, { images: first.body.getAll('files').map((f, i) => ({ image_id: `a${i}`, filename: f.name })), rejected: [] }));
+    await settle();
+    cleanup(); // the page is closed with the second batch on its way; two of its photos landed
+
+    FakeXHR.install();
+    jobAnswer = { job_id: jobId, status: 'open', total: 22, images: [...files.slice(0, 22)].map((f, i) => ({ image_id: `x${i}`, filename: f.name, status: 'queued' })), links };
+    await renderReady();
+    await settle();
+    expect(await screen.findByText('The upload stopped: 20 of 25 photos are in the job.')).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Continue the upload' }));
+    const again = await sent();
+    expect(again.url).toBe(links.files);
+    expect(again.body.getAll('files').map((f) => f.name)).toEqual(['p22.jpg', 'p23.jpg', 'p24.jpg']);
+    act(() => again.respond(200, { images: again.body.getAll('files').map((f, i) => ({ image_id: `b${i}`, filename: f.name })), rejected: [] }));
+    await waitFor(() => expect(window.location.pathname).toBe(`/jobs/${jobId}`));
+    expect(fetch.mock.calls.filter(([url, init]) => url === links.close && init?.method === 'POST')).toHaveLength(1);
+    expect(window.localStorage.getItem('imageflow.open-upload')).toBeNull();
   });
 });

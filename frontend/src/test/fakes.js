@@ -9,12 +9,12 @@ export function jsonResponse(status, body, headers = {}) {
 }
 
 /**
- * Replace global fetch with `routes`: a function (url) => Response | Error | Promise, so a
+ * Replace global fetch with `routes`: a function (url, init) => Response | Error | Promise, so a
  * test says what the server answers. Returns the mock (its .mock.calls list the URLs).
  */
 export function mockFetch(routes) {
-  const mock = vi.fn(async (url) => {
-    const answer = await routes(String(url));
+  const mock = vi.fn(async (url, init) => {
+    const answer = await routes(String(url), init);
     if (answer instanceof Error) throw answer;
     return answer;
   });

@@ -1,5 +1,5 @@
 import { useWindowVirtualizer } from '@tanstack/react-virtual';
-import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { useLayoutEffect, useRef, useState } from 'react';
 import ImageCard from '../ImageCard.jsx';
 
 const CARD_MIN_WIDTH = 300; // as .gallery's grid in styles.css
@@ -35,7 +35,12 @@ export default function Gallery({ images, names, onCompare }) {
   const columns = useColumns(listRef);
   const rows = Math.ceil(images.length / columns);
   const [offset, setOffset] = useState(0);
-  useEffect(() => setOffset(listRef.current?.offsetTop ?? 0), [rows]);
+  // Where the grid starts on the page moves with everything above it (notices, resizes).
+  useLayoutEffect(() => {
+    const element = listRef.current;
+    const top = element ? Math.round(element.getBoundingClientRect().top + window.scrollY) : 0;
+    if (top !== offset) setOffset(top);
+  });
   const virtualizer = useWindowVirtualizer({
     count: rows,
     estimateSize: () => ROW_ESTIMATE,

@@ -1,4 +1,4 @@
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { savingText } from '../../lib/format.js';
 import { describeFile, outputsOf } from '../ImageCard.jsx';
 
@@ -8,6 +8,8 @@ import { describeFile, outputsOf } from '../ImageCard.jsx';
  */
 export default function Lightbox({ images, names, index, onIndex, onClose }) {
   const closeRef = useRef(null);
+  // The API gives the original's bytes and type; its pixel size is read from the picture.
+  const [drawn, setDrawn] = useState({});
   const image = images[index];
   const main = image ? outputsOf(image)[0] : null;
 
@@ -29,7 +31,8 @@ export default function Lightbox({ images, names, index, onIndex, onClose }) {
 
   if (!image) return null;
   const name = names[image.image_id] || image.filename;
-  const before = { width: image.input_width, height: image.input_height, bytes: image.input_bytes, content_type: image.input_content_type };
+  const size = drawn[image.image_id] || {};
+  const before = { width: image.input_width || size.width, height: image.input_height || size.height, bytes: image.input_bytes, content_type: image.input_content_type };
   const saving = main ? savingText(image.input_bytes, main.bytes) : '';
 
   return (
@@ -45,7 +48,14 @@ export default function Lightbox({ images, names, index, onIndex, onClose }) {
         </div>
         <div className="lightbox-pictures">
           <figure>
-            <img src={image.input_url} alt={`${name}, before`} />
+            <img
+              src={image.input_url}
+              alt={`${name}, before`}
+              onLoad={(e) => {
+                const { naturalWidth: width, naturalHeight: height } = e.currentTarget;
+                setDrawn((current) => ({ ...current, [image.image_id]: { width, height } }));
+              }}
+            />
             <figcaption>Before · {describeFile(before) || 'original'}</figcaption>
           </figure>
           <figure>

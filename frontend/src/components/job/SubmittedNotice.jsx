@@ -21,7 +21,7 @@ export default function SubmittedNotice({ submitted }) {
         </p>
         {leftOut > 0 && (
           <p data-testid="left-out">
-            {plural(leftOut, 'file')} you picked {leftOut === 1 ? 'was' : 'were'} not sent: the upload page said why.
+            {plural(leftOut, 'file you picked was', 'files you picked were')} not sent: the upload page said why.
           </p>
         )}
       </Notice>

@@ -1,5 +1,5 @@
 import { describeTypes } from '../../lib/files.js';
-import { formatBytes } from '../../lib/format.js';
+import { formatBytes, formatMegapixels, plural } from '../../lib/format.js';
 import DropZone from '../DropZone.jsx';
 import FileList from '../FileList.jsx';
 import NotAddedNotice from './NotAddedNotice.jsx';
@@ -12,7 +12,7 @@ export function limitsText(limits) {
     `up to ${formatBytes(limits.max_upload_bytes)} each${limits.max_request_bytes ? ` and ${formatBytes(limits.max_request_bytes)} in all` : ''}`,
     `up to ${limits.max_files_per_job} photos per batch`,
   ];
-  if (limits.max_image_pixels) parts.push(`up to ${Math.round(limits.max_image_pixels / 1e6)} megapixels each`);
+  if (limits.max_image_pixels) parts.push(`up to ${formatMegapixels(limits.max_image_pixels)} each`);
   return parts.join(' · ');
 }
 
@@ -25,6 +25,11 @@ export default function PhotosSection({ photos, limits, disabled }) {
       </SectionTitle>
       <DropZone onFiles={photos.add} accept={(limits.accepted_types || []).join(',')} disabled={disabled} hint={limitsText(limits)} />
       <NotAddedNotice notAdded={photos.notAdded} onDismiss={photos.dismissRefused} />
+      {photos.restored > 0 && photos.items.length > 0 && (
+        <p className="muted kept-photos" data-testid="kept-photos">
+          {plural(photos.restored, 'photo')} kept from your last visit. “Remove all” clears the list.
+        </p>
+      )}
       <FileList items={photos.items} onRemove={photos.remove} onClear={photos.clear} onMeasured={photos.measured} disabled={disabled} />
     </section>
   );

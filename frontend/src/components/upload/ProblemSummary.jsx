@@ -5,7 +5,9 @@ export function goTo(targetId) {
   const target = document.getElementById(targetId);
   if (!target) return;
   target.scrollIntoView?.({ behavior: 'smooth', block: 'center' });
-  const focusable = target.matches('input, select, textarea, button') ? target : target.querySelector('input, select, textarea');
+  const focusable = target.matches('input, select, textarea, button')
+    ? target
+    : target.querySelector('[aria-invalid="true"]') || target.querySelector('input, select, textarea');
   (focusable || target).focus({ preventScroll: true });
 }
 

@@ -2,7 +2,7 @@ import OperationsEditor from '../OperationsEditor.jsx';
 import SectionTitle from './SectionTitle.jsx';
 
 /** Section 2: a preset or a list of steps, once the server has said which exist. */
-export default function StepsSection({ server, choice, onChange, errors }) {
+export default function StepsSection({ server, presets, choice, onChange, errors, onSavePreset, onDeletePreset }) {
   return (
     <section className="card" aria-labelledby="ops-title">
       <SectionTitle id="ops-title" number={2}>
@@ -10,7 +10,15 @@ export default function StepsSection({ server, choice, onChange, errors }) {
       </SectionTitle>
       {server.status === 'loading' && <p className="muted" role="status">Loading the available operations…</p>}
       {server.status === 'ready' && (
-        <OperationsEditor operations={server.operations} presets={server.presets} choice={choice} onChange={onChange} errors={errors} />
+        <OperationsEditor
+          operations={server.operations}
+          presets={presets}
+          choice={choice}
+          onChange={onChange}
+          errors={errors}
+          onSavePreset={onSavePreset}
+          onDeletePreset={onDeletePreset}
+        />
       )}
       {server.status === 'error' && <p className="muted">The operations appear here once the server answers.</p>}
     </section>

@@ -5,12 +5,38 @@ import ProgressBar from '../ProgressBar.jsx';
 
 function uploadErrorTitle(error) {
   if (error.isNetwork) return "Can't reach the ImageFlow server";
+  if (error.status === 422) return 'The server refused the chosen steps';
   if (error.status >= 500) return 'The server could not take the upload';
   return 'The server refused the upload';
 }
 
 /** The send button, the upload's progress with a cancel button, and how the upload ended. */
-export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true }) {
+/** An open job that holds part of an upload, with buttons to carry on or to start over. */
+function Interrupted({ record, onResume, onDiscard }) {
+  return (
+    <Notice
+      tone="warning"
+      title={`The upload stopped: ${record.sent.length} of ${plural(record.ids.length, 'photo')} are in the job.`}
+      actions={
+        <>
+          <button type="button" className="button button-primary" onClick={onResume}>
+            Continue the upload
+          </button>
+          <button type="button" className="button button-quiet" onClick={onDiscard}>
+            Start a new job instead
+          </button>
+        </>
+      }
+    >
+      <p>
+        Continuing sends only the photos the job does not have yet. The ones already sent are being processed (job{' '}
+        <code className="job-id">{record.job_id}</code>).
+      </p>
+    </Notice>
+  );
+}
+
+export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true, interrupted, onResume, onDiscard }) {
   const uploading = upload.status === 'uploading';
   return (
     <div className="submit-area">
@@ -23,6 +49,11 @@ export default function SubmitArea({ upload, count, ready, onCancel, errorRef, s
             max={upload.total}
             text={`${formatBytes(upload.loaded)} of ${formatBytes(upload.total)} sent`}
           />
+          {uploading && upload.retrying && (
+            <p className="upload-retrying" role="status">
+              {upload.retrying.message} Trying again in {upload.retrying.seconds} s; what was sent is kept.
+            </p>
+          )}
           {uploading && (
             <button type="button" className="button button-quiet" onClick={onCancel}>
               Cancel upload
@@ -36,7 +67,8 @@ export default function SubmitArea({ upload, count, ready, onCancel, errorRef, s
           {showErrorDetails && <ErrorDetails details={upload.error.details} />}
         </Notice>
       )}
-      {upload.status === 'cancelled' && <Notice tone="info" title="Upload cancelled. Nothing was sent to be processed." />}
+      {upload.status === 'cancelled' && !interrupted && <Notice tone="info" title="Upload cancelled. Nothing was sent to be processed." />}
+      {interrupted && <Interrupted record={interrupted} onResume={onResume} onDiscard={onDiscard} />}
       {!uploading && upload.status !== 'sent' && (
         <button type="submit" className="button button-primary button-large" disabled={!ready}>
           {count ? `Process ${plural(count, 'photo')}` : 'Process photos'}

@@ -1,0 +1,34 @@
+import { useCallback, useEffect, useState } from 'react';
+import { deletePreset, fetchSavedPresets, savePreset } from '../lib/api.js';
+
+/**
+ * The caller's saved presets (GET/POST/DELETE /api/v1/presets): `{available, presets,
+ * save(name, operations), remove(name)}`. A server without them (404) leaves `available`
+ * false and the page offers none.
+ */
+export default function useSavedPresets() {
+  const [state, setState] = useState({ available: false, presets: [] });
+  useEffect(() => {
+    const controller = new AbortController();
+    fetchSavedPresets({ signal: controller.signal })
+      .then((presets) => setState({ available: true, presets }))
+      .catch(() => setState({ available: false, presets: [] }));
+    return () => controller.abort();
+  }, []);
+
+  const save = useCallback(async (name, operations) => {
+    const saved = await savePreset(name, operations);
+    setState((current) => ({
+      available: true,
+      presets: [...current.presets.filter((p) => p.name !== saved.name), saved].sort((a, b) => a.name.localeCompare(b.name)),
+    }));
+    return saved;
+  }, []);
+
+  const remove = useCallback(async (name) => {
+    await deletePreset(name);
+    setState((current) => ({ ...current, presets: current.presets.filter((p) => p.name !== name) }));
+  }, []);
+
+  return { ...state, save, remove };
+}
