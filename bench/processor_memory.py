@@ -6,7 +6,7 @@
 The input is a camera-like JPEG of MAX_IMAGE_PIXELS (k8s/base/config.env; 3:2, quality 85,
 under MAX_UPLOAD_BYTES). Each case runs in a fresh process that first imports what the
 processor imports (its app, the engine, the GCP client libraries), records that resident
-size, renders the case with the engine exactly as the processor does (imageflow.processing's
+size, renders the case with the engine exactly as the processor does (services.image_processor.processing's
 in-process path: every output is held until it is written), and reports its peak
 (ru_maxrss). Per-task cost = peak - idle. The cases are the heaviest operation lists the
 schema accepts for one image: 8 near-full-width variants (every scaled copy is kept until

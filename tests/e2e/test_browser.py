@@ -25,7 +25,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw, ImageFilter
 
-from imageflow.devtools.stack import Stack
+from devtools.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND = REPO / "frontend"

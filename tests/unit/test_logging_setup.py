@@ -37,7 +37,7 @@ def output():
 
 def test_json_lines_carry_severity_job_and_trace(output):
     stream = output({"LOG_FORMAT": "json", "GCP_PROJECT": "acme-images"})
-    log = logging.getLogger("imageflow.processing")
+    log = logging.getLogger("services.image_processor.processing")
     with logging_setup.log_context(job_id="job-1", traceparent=TRACEPARENT):
         log.warning("image %s failed", "img-9", extra={"image_id": "img-9"})
     try:
