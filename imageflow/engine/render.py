@@ -1,8 +1,10 @@
 """The renderer: one decode, the pixel operations in order, then one encode per output.
 
 Speed comes from decoding only what is needed: when the first size-changing operation
-is a downscale (a resize, or the largest variant), a JPEG is decoded straight at 1/2,
-1/4 or 1/8 scale (libjpeg's DCT scaling), never below the size the resize needs.
+is a downscale (a resize, or the largest variant), a JPEG is decoded at the smallest N/8
+scale not below the size the resize needs (libjpeg-turbo's DCT scaling) and a still PNG or
+WebP straight to that size (libvips), see :func:`decoding.load`. Variants are encoded one
+at a time, so memory does not grow with their number.
 """
 from __future__ import annotations
 

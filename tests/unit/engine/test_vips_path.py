@@ -14,7 +14,7 @@ from imageflow.engine.schema import resolve_operations
 from engine_samples import close, encode, gradient, open_output, swapped_profile
 from test_inputs import png16
 
-pytestmark = pytest.mark.skipif(vips.pyvips() is None, reason="pyvips is not installed")
+needs_pyvips = pytest.mark.skipif(vips.pyvips() is None, reason="pyvips is not installed")
 
 
 def run(data: bytes, operations) -> Image.Image:
@@ -53,6 +53,7 @@ def photo_like(size=(640, 480), mode="RGB") -> Image.Image:
 TO_PNG = {"op": "format", "format": "png"}
 
 
+@needs_pyvips
 @pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"),
                                        ("PNG", "L"), ("PNG", "LA"), ("PNG", "P"), ("WEBP", "RGB"), ("WEBP", "RGBA")])
 def test_downscale_matches_the_pillow_path(fmt, mode, monkeypatch):
@@ -67,6 +68,7 @@ def test_downscale_matches_the_pillow_path(fmt, mode, monkeypatch):
     assert mean_difference(fast, slow) < 2.5
 
 
+@needs_pyvips
 def test_cover_crop_and_variants_go_through_the_reduce(monkeypatch):
     data = encode(photo_like((800, 400)), "PNG")
     for operations in ([{"op": "resize", "width": 100, "height": 100, "fit": "cover", "gravity": "west"}, TO_PNG],
@@ -80,6 +82,7 @@ def test_cover_crop_and_variants_go_through_the_reduce(monkeypatch):
             assert mean_difference(open_output(a).convert("RGB"), open_output(b).convert("RGB")) < 2.5
 
 
+@needs_pyvips
 def test_transparent_pixels_stay_colourless_after_the_reduce():
     """A pixel that ends fully transparent has no colour (GIF tells transparency by it)."""
     image = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
@@ -89,6 +92,7 @@ def test_transparent_pixels_stay_colourless_after_the_reduce():
     assert all(color == (0, 0, 0, 0) for _, color in reduced.getcolors() if color[3] == 0)
 
 
+@needs_pyvips
 def test_sixteen_bit_and_colour_keyed_pngs_are_left_to_pillow():
     assert vips.decode_scaled(png16(64, 48, 2, b"\xff\xff\x00\x00\x00\x00"), "png", (32, 24), "RGB") is None
     keyed = Image.new("RGB", (64, 48), (10, 20, 30))
@@ -101,6 +105,7 @@ def test_sixteen_bit_and_colour_keyed_pngs_are_left_to_pillow():
     assert grey.size == (32, 24) and close(grey.getpixel((5, 5)), (128,), 1)
 
 
+@needs_pyvips
 def test_truncated_png_is_still_reported_as_truncated():
     data = encode(photo_like((400, 300)), "PNG")
     assert vips.decode_scaled(data[: len(data) // 2], "png", (100, 75), "RGB") is None
@@ -109,6 +114,7 @@ def test_truncated_png_is_still_reported_as_truncated():
     assert err.value.code == "corrupt" and "truncated" in err.value.reason
 
 
+@needs_pyvips
 def test_icc_conversion_and_orientation_on_the_png_path(monkeypatch):
     exif = Image.Exif()
     exif[0x0112] = 6                          # stored turned: upright it is 300 x 400
@@ -128,3 +134,28 @@ def test_engine_without_libvips(monkeypatch):
     outputs = render(data, resolve_operations(None, [{"op": "resize", "width": 256}]), Limits())
     image = Image.open(io.BytesIO(outputs[0].data))
     assert image.size == (256, 192) and image.format == "JPEG"
+
+
+def test_engine_runs_where_pyvips_cannot_be_imported():
+    """A process without pyvips (import blocked) renders every format as before."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = """
+import io, sys
+sys.modules["pyvips"] = None          # 'import pyvips' now raises ImportError
+from PIL import Image
+from imageflow.engine import Limits, render, vips
+from imageflow.engine.schema import resolve_operations
+assert vips.pyvips() is None
+image = Image.linear_gradient("L").resize((400, 300)).convert("RGBA")
+for fmt in ("JPEG", "PNG", "WEBP"):
+    out = io.BytesIO()
+    (image.convert("RGB") if fmt == "JPEG" else image).save(out, fmt)
+    rendered = render(out.getvalue(), resolve_operations(None, [{"op": "resize", "width": 100}]), Limits())[0]
+    assert (rendered.width, rendered.height) == (100, 75), rendered
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
