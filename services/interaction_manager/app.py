@@ -14,8 +14,6 @@ from imageflow.settings import Settings
 from services.interaction_manager.coordinator import Coordinator, ResultBatcher
 from services.interaction_manager.webhooks import WebhookDispatcher
 
-from .url_import import UrlImporter
-
 log = logging.getLogger("interaction_manager")
 
 
@@ -42,7 +40,7 @@ def main() -> int:
     backends = make_backends(settings)
     webhooks = WebhookDispatcher(settings, backends.jobs).start()
     coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs,
-                              on_completed=webhooks.on_completed, importer=UrlImporter(settings, backends.blobs))
+                              on_completed=webhooks.on_completed)
     batcher = ResultBatcher(coordinator.fold, interval=settings.progress_flush_seconds)
     topics = settings.topics
     deadline = settings.ack_deadline_seconds
