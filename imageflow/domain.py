@@ -102,6 +102,18 @@ def output_path(job_id: str, image_id: str, filename: str, ext: str, variant: st
     return output_file(output_stem(job_id, image_id, filename), ext, variant)
 
 
+def direct_upload_metadata(filename: str) -> dict:
+    """The metadata a directly uploaded original carries, so the object-finalize event that
+    announces it says it is one (and its name as the client gave it)."""
+    return {"imageflow-upload": "direct", "imageflow-filename": filename}
+
+
+def direct_upload_name(metadata: dict | None) -> str | None:
+    """The client's file name when ``metadata`` marks a direct upload, else None."""
+    metadata = metadata or {}
+    return metadata.get("imageflow-filename") or "image" if metadata.get("imageflow-upload") == "direct" else None
+
+
 PREVIEW_INPUT, PREVIEW_OUTPUT = "in", "out"
 
 

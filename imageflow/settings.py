@@ -56,11 +56,13 @@ class Topics:
     results: str = "imageflow-results"
     notifications: str = "imageflow-notifications"
     tasks_dlq: str = "imageflow-tasks-dlq"
+    uploads: str = "imageflow-uploads"            # object-finalize events of the bucket (direct uploads)
     jobs_sub: str = "imageflow-jobs-im"
     tasks_sub: str = "imageflow-tasks-processor"
     results_sub: str = "imageflow-results-im"
     tasks_dlq_sub: str = "imageflow-tasks-dlq-im"
     notifications_sub: str = "imageflow-notifications-email"
+    uploads_sub: str = "imageflow-uploads-im"
 
     ENV = {
         "jobs": "JOBS_TOPIC",
@@ -73,6 +75,8 @@ class Topics:
         "results_sub": "RESULTS_SUBSCRIPTION",
         "tasks_dlq_sub": "TASKS_DLQ_SUBSCRIPTION",
         "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
+        "uploads": "UPLOADS_TOPIC",
+        "uploads_sub": "UPLOADS_SUBSCRIPTION",
     }
 
     @classmethod

@@ -26,12 +26,13 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None) -> list[
         SubscriptionConfig(t.tasks_dlq_sub, t.tasks_dlq, ack_deadline_seconds=deadline),
         SubscriptionConfig(t.notifications_sub, t.notifications, ack_deadline_seconds=deadline,
                            push_endpoint=push_endpoint),
+        SubscriptionConfig(t.uploads_sub, t.uploads, ack_deadline_seconds=deadline),
     ]
 
 
 def topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq]
+    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq, t.uploads]
 
 
 def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None) -> None:

@@ -107,11 +107,13 @@ TASKS_TOPIC="${TASKS_TOPIC:-imageflow-tasks}"
 RESULTS_TOPIC="${RESULTS_TOPIC:-imageflow-results}"
 NOTIFICATIONS_TOPIC="${NOTIFICATIONS_TOPIC:-imageflow-notifications}"
 TASKS_DLQ_TOPIC="${TASKS_DLQ_TOPIC:-imageflow-tasks-dlq}"
+UPLOADS_TOPIC="${UPLOADS_TOPIC:-imageflow-uploads}"
 JOBS_SUBSCRIPTION="${JOBS_SUBSCRIPTION:-imageflow-jobs-im}"
 TASKS_SUBSCRIPTION="${TASKS_SUBSCRIPTION:-imageflow-tasks-processor}"
 RESULTS_SUBSCRIPTION="${RESULTS_SUBSCRIPTION:-imageflow-results-im}"
 TASKS_DLQ_SUBSCRIPTION="${TASKS_DLQ_SUBSCRIPTION:-imageflow-tasks-dlq-im}"
 NOTIFICATIONS_SUBSCRIPTION="${NOTIFICATIONS_SUBSCRIPTION:-imageflow-notifications-email}"
+UPLOADS_SUBSCRIPTION="${UPLOADS_SUBSCRIPTION:-imageflow-uploads-im}"
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 if ! [[ "$ACK_DEADLINE_SECONDS" =~ ^[0-9]+$ ]] || ((ACK_DEADLINE_SECONDS < 10 || ACK_DEADLINE_SECONDS > 600)); then
@@ -391,9 +393,13 @@ for fields in "status" "owner" "owner status"; do
   index+=(--field-config="field-path=created_at,order=descending" --async)
   run_ok_if_exists "${index[@]}"
 done
+# JobStore.page_images with a status filter: equality on status, in upload order (seq).
+run_ok_if_exists gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)' \
+  --collection-group=images --query-scope=COLLECTION --field-config="field-path=status,order=ascending" \
+  --field-config="field-path=seq,order=ascending" --async
 
 step "8. Pub/Sub topics and subscriptions, dead-lettering of failed tasks"
-for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC"; do
+for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC" "$UPLOADS_TOPIC"; do
   ensure gcloud pubsub topics describe "$topic" --project="$PROJECT_ID" \
     -- gcloud pubsub topics create "$topic" --project="$PROJECT_ID"
 done
@@ -410,6 +416,17 @@ ensure_subscription "$TASKS_SUBSCRIPTION" "$TASKS_TOPIC" \
   --dead-letter-topic="$TASKS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
 ensure_subscription "$RESULTS_SUBSCRIPTION" "$RESULTS_TOPIC"
 ensure_subscription "$TASKS_DLQ_SUBSCRIPTION" "$TASKS_DLQ_TOPIC"
+# Direct uploads (issue 12): the bucket announces each finished object on the uploads topic.
+# Cloud Storage has no cheap check for a notification: it is created with the manager's
+# subscription of that topic, the first time (a repeat would send each event twice; the
+# manager ignores repeats, Coordinator.join_uploaded).
+GCS_AGENT="service-$PROJECT_NUMBER@gs-project-accounts.iam.gserviceaccount.com"
+run gcloud pubsub topics add-iam-policy-binding "$UPLOADS_TOPIC" --project="$PROJECT_ID" \
+  --member="serviceAccount:$GCS_AGENT" --role=roles/pubsub.publisher --format=none
+ensure gcloud pubsub subscriptions describe "$UPLOADS_SUBSCRIPTION" --project="$PROJECT_ID" \
+  -- gcloud storage buckets notifications create "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+  --topic="$UPLOADS_TOPIC" --event-types=OBJECT_FINALIZE --payload-format=json
+ensure_subscription "$UPLOADS_SUBSCRIPTION" "$UPLOADS_TOPIC"
 if ((DRY_RUN)); then
   say "# $NOTIFICATIONS_SUBSCRIPTION is the local/emulator push subscription; on GCP the email"
   say "# function's Eventarc trigger (step 13) creates and owns the subscription of $NOTIFICATIONS_TOPIC."
@@ -427,11 +444,13 @@ bind_subscription_role() { run gcloud pubsub subscriptions add-iam-policy-bindin
 for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_topic_role "$JOBS_TOPIC" "$gsa" roles/pubsub.viewer; done
 bind_topic_role "$JOBS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher
 bind_topic_role "$TASKS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
+bind_topic_role "$TASKS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher  # an open job's uploads start at once
 bind_topic_role "$NOTIFICATIONS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
 bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
 bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$RESULTS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$UPLOADS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
 
 step "9. The SendGrid key in Secret Manager, readable by the email function only"

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import mimetypes
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, stream_with_context
 from zipstream import ZIP_STORED, ZipStream
@@ -36,6 +39,7 @@ ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/t
 
 
 PUBLIC_ENDPOINTS = {"api.operations"}
+UPLOAD_ENDPOINTS = {"api.direct_upload"}   # authorised by their own signed link (the file's name and size)
 LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive", "api.preview_bytes"}   # may use a signed link instead of a key
 
 
@@ -46,6 +50,11 @@ def identify_caller():
     auth = ctx().auth
     g.caller = ANONYMOUS
     if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    if request.endpoint in UPLOAD_ENDPOINTS:
+        if not auth.verify_link(request.path, request.args):
+            raise ClientError(403, "invalid_upload_link", "this upload link is invalid or has expired; ask "
+                                                       "POST /api/v1/jobs/<job_id>/files for a new one")
         return
     if request.endpoint in LINK_ENDPOINTS and "sig" in request.args:
         if not auth.verify_link(request.path, request.args):
@@ -203,12 +212,95 @@ def add_files(job_id: str):
     """Files into an open job: multipart ``files`` (any number of requests, in parallel); each
     accepted image is processed at once."""
     job = _job_or_404(job_id)
+    if request.is_json:
+        return _direct_uploads(job, _json_body())
     _form, uploads = _multipart_files("or a JSON body with a 'files' list of direct uploads")
     created = _intake().add_files(job, uploads)
     _count_created(created)
     return jsonify({"job_id": job.job_id, "status": created.job.status, "total": created.job.total,
                     "images": [{"image_id": i.image_id, "filename": i.filename} for i in created.images],
                     "rejected": [r.to_dict() for r in created.rejected]})
+
+
+MAX_DIRECT_UPLOADS = 1000  # upload targets per request
+
+
+def _direct_uploads(job: domain.Job, body: dict | None):
+    """Upload targets for files the client sends itself: a resumable Cloud Storage session on
+    GCP, a signed image-handler URL locally. Nothing joins the job yet: each image does when
+    its object lands (the object-finalize event reaches the interaction manager)."""
+    files = body.get("files") if body else None
+    if not isinstance(files, list) or not files or len(files) > MAX_DIRECT_UPLOADS:
+        raise ClientError(400, "malformed_request", 'send {"files": [{"filename": ..., "bytes": ...}, ...]} '
+                                                    f"with 1 to {MAX_DIRECT_UPLOADS} files")
+    c = ctx()
+    settings, intake = c.settings, _intake()
+    intake.check_open(job)
+    intake.check_room(job.total, len(files))
+    ttl = settings.signed_url_ttl_seconds
+    expires_at = (datetime.now(timezone.utc) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
+    uploads, rejected = [], []
+    for index, item in enumerate(files):
+        if not isinstance(item, dict) or not isinstance(item.get("filename"), str) \
+                or not isinstance(item.get("bytes"), int) or isinstance(item.get("bytes"), bool):
+            raise ClientError(400, "malformed_request", f"files[{index}] needs a 'filename' string and a "
+                                                        "'bytes' integer")
+        name = domain.display_name(item["filename"], "(unnamed)")
+        size = item["bytes"]
+        content_type = item.get("content_type") or mimetypes.guess_type(name)[0] or ""
+        if not 0 < size <= settings.max_upload_bytes:
+            rejected.append({"filename": name, "error": {"code": "file_too_large" if size > 0 else "empty_file",
+                             "message": f"{name}: a file must be 1 byte to "
+                                        f"{settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)"}})
+            continue
+        if content_type not in ACCEPTED_TYPES:
+            rejected.append({"filename": name, "error": {"code": "unsupported_image", "message":
+                             f"{name}: {content_type or 'this type'} is not an image type ImageFlow takes "
+                             f"({', '.join(ACCEPTED_TYPES)})"}})
+            continue
+        image_id = domain.new_id()
+        path = domain.input_path(job.job_id, image_id, name)
+        metadata = domain.direct_upload_metadata(name)
+        try:
+            target = c.backends.blobs.upload_target(path, content_type, size, metadata, ttl,
+                                                    origin=request.headers.get("Origin"))
+        except Exception as exc:
+            raise ClientError(503, "unavailable", "could not prepare the uploads (storage is unavailable); "
+                                                  "try again shortly") from exc
+        if target is None:  # local store: the image-handler takes the bytes, signed for this one file
+            query = urlencode({"name": name, "bytes": size, "type": content_type})
+            url = c.auth.sign_link(f"{request.host_url.rstrip('/')}/api/v1/jobs/{job.job_id}/uploads/{image_id}"
+                                   f"?{query}", ttl, always=True)
+            target_view = {"url": url, "method": "PUT", "headers": {"Content-Type": content_type}}
+        else:
+            target_view = {"url": target.url, "method": target.method, "headers": target.headers}
+        uploads.append({"image_id": image_id, "filename": name, **target_view, "expires_at": expires_at})
+    return jsonify({"job_id": job.job_id, "uploads": uploads, "rejected": rejected})
+
+
+@api.put("/jobs/<job_id>/uploads/<image_id>")
+def direct_upload(job_id: str, image_id: str):
+    """The local stand-in for a Cloud Storage upload session: stores exactly the file the signed
+    link names, with its metadata; the blob store then announces it (object finalize)."""
+    if not (domain.is_valid_id(job_id) and domain.is_valid_id(image_id)):
+        raise ClientError(404, "job_not_found", "no such upload")
+    job = ctx().backends.jobs.get_job(job_id)
+    if job is None:
+        raise ClientError(404, "job_not_found", f"no job with id {job_id}")
+    _intake().check_open(job)
+    name, size, content_type = request.args["name"], int(request.args["bytes"]), request.args["type"]
+    if request.content_length != size:
+        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
+                                             f"{request.content_length} were sent")
+    data = request.stream.read(size + 1)
+    if len(data) != size:
+        raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
+    path = domain.input_path(job_id, image_id, name)
+    try:
+        ctx().backends.blobs.put(path, data, content_type, metadata=domain.direct_upload_metadata(name))
+    except Exception as exc:
+        raise ClientError(503, "unavailable", "could not store the file; send it again shortly") from exc
+    return jsonify({"image_id": image_id, "filename": name, "bytes": size})
 
 
 @api.post("/jobs/<job_id>/close")

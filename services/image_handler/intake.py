@@ -136,7 +136,7 @@ class Intake:
         uploads = list(uploads)
         if not uploads:
             raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
-        self._check_count(0, len(uploads))
+        self.check_room(0, len(uploads))
         if self.admit:
             self.admit(len(uploads))
         job = request.new_job()
@@ -163,8 +163,8 @@ class Intake:
         uploads = list(uploads)
         if not uploads:
             raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
-        self._check_open(job)
-        self._check_count(job.total, len(uploads))
+        self.check_open(job)
+        self.check_room(job.total, len(uploads))
         if self.admit:
             self.admit(len(uploads))
         images, rejected = self._store_files(job, uploads, keep_job=True)
@@ -174,8 +174,8 @@ class Intake:
         except (JobClosed, TooManyImages) as exc:
             self._delete_inputs(images)
             if isinstance(exc, JobClosed):
-                self._check_open(exc.job)
-            self._check_count(exc.job.total, len(images))
+                self.check_open(exc.job)
+            self.check_room(exc.job.total, len(images))
             raise
         except Exception as exc:
             self._delete_inputs(images)
@@ -216,12 +216,12 @@ class Intake:
             log.info("job %s closed with %d images (%s)", job.job_id, job.total, job.status)
         return job
 
-    def _check_open(self, job: Job) -> None:
+    def check_open(self, job: Job) -> None:
         if not job.is_open:
             raise ClientError(409, "job_closed", f"job {job.job_id} takes no more files (it is {job.status}); "
                                                  "create a new job for more")
 
-    def _check_count(self, held: int, adding: int) -> None:
+    def check_room(self, held: int, adding: int) -> None:
         limit = self.settings.max_files_per_job
         if held + adding > limit:
             room = max(0, limit - held)

@@ -49,6 +49,8 @@ def main() -> int:
                                ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.results_sub, batcher.handle_result, max_messages=200,
                                ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.uploads_sub, coordinator.handle_object_event, max_messages=8,
+                               ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.tasks_dlq_sub,
                                lambda m: batcher.add(coordinator.dead_letter_result(m), m),
                                max_messages=50, ack_deadline_seconds=deadline),

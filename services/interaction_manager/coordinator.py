@@ -4,7 +4,9 @@ their own except the result batcher's flusher.
 """
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -12,9 +14,10 @@ from datetime import datetime
 from typing import Callable
 
 from imageflow import domain
-from imageflow.blobstore import BlobStore
+from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
-from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.engine import ImageError, Limits, probe
+from imageflow.jobstore import JobClosed, JobStore, TooManyImages, iter_jobs
 from imageflow.messages import (
     JobCompleted,
     JobSubmitted,
@@ -26,6 +29,7 @@ from imageflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_INPUT_OBJECT = re.compile(r"^(?P<job>[0-9a-f]{32})/input/(?P<image>[0-9a-f]{32})-[^/]+$")
 FAN_OUT_PAGE = 500  # tasks published per page; the images' ``tasked`` flag is where a crashed fan-out resumes
 
 
@@ -77,6 +81,78 @@ class Coordinator:
     def _announce_if_due(self, job: domain.Job) -> None:
         if job.is_terminal and not job.notified_at:
             self.announce(job)
+
+    # -- object finalize -> a directly uploaded image joins its job -----------------------
+    def handle_object_event(self, message: ReceivedMessage) -> None:
+        """A direct upload landed (the bucket's notification, or the local store's): check it
+        like an upload and, if the job is still open, add it and publish its task. Other
+        objects (outputs, the API's own originals) are ignored. Idempotent: a redelivered event
+        finds the image already there."""
+        self.join_uploaded(message.attributes or {}, message.data)
+        message.ack()
+
+    def join_uploaded(self, attributes: dict, data: bytes) -> str | None:
+        """The outcome for one object event: None when ignored, else what happened (for logs and tests)."""
+        if attributes.get("eventType") != OBJECT_FINALIZE:
+            return None
+        path = attributes.get("objectId") or ""
+        match = _INPUT_OBJECT.match(path)
+        if not match:
+            return None
+        try:
+            info = json.loads(data or b"{}")
+        except ValueError:
+            info = {}
+        client_name = domain.direct_upload_name(info.get("metadata"))
+        if client_name is None:
+            return None
+        job_id, image_id = match["job"], match["image"]
+        if self.jobs.get_image(job_id, image_id) is not None:
+            return "duplicate"
+        job = self.jobs.get_job(job_id)
+        if job is None or not job.is_open:
+            log.info("upload %s arrived for a job that is %s: deleting it", path, job.status if job else "gone")
+            self.blobs.delete_prefix(path)
+            return "late"
+        filename = domain.display_name(client_name)
+        error, mime, size = self._check_object(path, info)
+        image = domain.Image(job_id=job_id, image_id=image_id, filename=filename, input_path=path,
+                             input_content_type=mime, input_bytes=size)
+        try:
+            job = self.jobs.add_images(job_id, [image], max_total=self.settings.max_files_per_job,
+                                       now=domain.utcnow())
+        except (JobClosed, TooManyImages) as exc:
+            log.info("upload %s refused: %s", path, exc)
+            self.blobs.delete_prefix(path)
+            return "refused"
+        if error:  # the job shows the file and why it was refused, as a failed image
+            self.fold([Result(job_id=job_id, image_id=image_id, status="failed", error=error)])
+            return "failed"
+        self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(), {"job_id": job_id})
+        self.jobs.mark_tasked(job_id, [image_id])
+        return "joined"
+
+    def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, int | None]:
+        """(why it is refused or None, sniffed type, size): the upload checks, on a stored object."""
+        limit = self.settings.max_upload_bytes
+        try:
+            size = int(info.get("size") or 0)
+        except ValueError:
+            size = 0
+        if size > limit:
+            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, size
+        try:
+            with self.blobs.open(path) as fh:
+                data = fh.read(limit + 1)
+        except BlobNotFound:
+            return "the uploaded file is missing from storage", None, None
+        if len(data) > limit:
+            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, len(data)
+        try:
+            probed = probe(data, Limits.from_settings(self.settings))
+        except ImageError as exc:
+            return exc.reason, None, len(data)
+        return None, probed.mime, len(data)
 
     # -- results -> progress --------------------------------------------------------------
     def fold(self, results: list[Result]) -> None:

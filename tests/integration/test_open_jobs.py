@@ -287,3 +287,67 @@ def test_url_jobs_have_their_own_limit(tmp_path):
         assert json.loads(client.get("/api/v1/operations").data)["limits"]["max_urls_per_job"] == 3
     finally:
         app.extensions["imageflow"].backends.close()
+
+
+# -- direct uploads (local: an image-handler URL, the local store's object-finalize event) ----
+def deliver_object_events(app, stack) -> list[str | None]:
+    coordinator, _ = stack
+    outcomes = []
+    for message in bus(app).pull(topics(app).uploads_sub, max_messages=50):
+        outcomes.append(coordinator.join_uploaded(message.attributes, message.data))
+        message.ack()
+    return outcomes
+
+
+def test_direct_uploads_join_the_job_when_their_object_lands(app, client, stack):
+    job_id = open_job(client, email="me@example.com")["job_id"]
+    good, bad = png((40, 30)), b"definitely not a picture"
+    answer = client.post(f"/api/v1/jobs/{job_id}/files", json={"files": [
+        {"filename": "photos/cat.png", "bytes": len(good), "content_type": "image/png"},
+        {"filename": "fake.png", "bytes": len(bad)},
+        {"filename": "huge.png", "bytes": 10 ** 9},
+        {"filename": "notes.txt", "bytes": 10}]})
+    assert answer.status_code == 200, answer.json
+    uploads = answer.json["uploads"]
+    assert [u["filename"] for u in uploads] == ["cat.png", "fake.png"]
+    assert {r["error"]["code"] for r in answer.json["rejected"]} == {"file_too_large", "unsupported_image"}
+    cat, fake = uploads
+    assert set(cat) == {"image_id", "filename", "url", "method", "headers", "expires_at"} and cat["method"] == "PUT"
+    # Nothing joins the job until its object lands.
+    assert client.get(f"/api/v1/jobs/{job_id}").json["total"] == 0
+    put = client.put(path_of(cat["url"]), data=good, headers=cat["headers"])
+    assert put.status_code == 200, put.json
+    assert client.put(path_of(fake["url"]), data=bad, headers=fake["headers"]).status_code == 200
+    assert sorted(deliver_object_events(app, stack)) == ["failed", "joined"]
+    job = client.get(f"/api/v1/jobs/{job_id}").json
+    assert (job["total"], job["failed"]) == (2, 1)
+    refused = next(i for i in job["images"] if i["filename"] == "fake.png")
+    assert refused["status"] == "failed" and "not an image" in refused["error"]
+    # The task was published when the object landed; a redelivered event changes nothing.
+    [task] = run_tasks(app, stack)
+    assert task.image_id == cat["image_id"]
+    client.put(path_of(cat["url"]), data=good, headers=cat["headers"])
+    assert deliver_object_events(app, stack) == ["duplicate"]
+    client.post(f"/api/v1/jobs/{job_id}/close")
+    deliver_job_messages(app, stack)
+    [event] = completions(app)
+    assert (event.status, event.total, event.succeeded, event.failed) == ("completed_with_errors", 2, 1, 1)
+
+
+def test_direct_upload_links_bind_the_file_and_expire_with_the_job(app, client, stack):
+    job_id = open_job(client)["job_id"]
+    data = png()
+    [target] = client.post(f"/api/v1/jobs/{job_id}/files",
+                           json={"files": [{"filename": "a.png", "bytes": len(data)}]}).json["uploads"]
+    tampered = path_of(target["url"]).replace("name=a.png", "name=b.png")
+    assert client.put(tampered, data=data).json["error"]["code"] == "invalid_upload_link"
+    short = client.put(path_of(target["url"]), data=data[:-1])
+    assert short.status_code == 400 and short.json["error"]["code"] == "wrong_size"
+    assert deliver_object_events(app, stack) == []
+    # An object that lands after close does not join; the link is refused once the job is closed.
+    client.put(path_of(target["url"]), data=data)
+    client.post(f"/api/v1/jobs/{job_id}/close")
+    assert deliver_object_events(app, stack) == ["late"]
+    assert client.put(path_of(target["url"]), data=data).status_code == 409
+    backends = app.extensions["imageflow"].backends
+    assert backends.blobs.list(f"{job_id}/input/") == []
