@@ -235,11 +235,18 @@ class Emulators:
                        "--host=127.0.0.1", f"--port={port}"],
                 port, "/", logs / "firestore.log")
         binary = fake_gcs_binary()
-        return EmulatorProcess(
-            name, [str(binary), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
-                   "-port", str(port), "-public-host", f"127.0.0.1:{port}",
-                   "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn"],
-            port, "/storage/v1/b", logs / "gcs.log")
+        argv = [str(binary), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
+                "-port", str(port), "-public-host", f"127.0.0.1:{port}",
+                "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn"]
+        env = {}
+        if "pubsub" in self.processes:
+            # Object-finalize events on the Pub/Sub emulator, as the bucket's notification does on GCP.
+            from imageflow.settings import Topics
+            argv += ["-event.pubsub-project-id", self.project, "-event.pubsub-topic",
+                     os.environ.get("UPLOADS_TOPIC") or Topics.uploads, "-event.bucket", self.bucket,
+                     "-event.list", "finalize"]
+            env["PUBSUB_EMULATOR_HOST"] = self.processes["pubsub"].host
+        return EmulatorProcess(name, argv, port, "/storage/v1/b", logs / "gcs.log", env=env)
 
     def start(self) -> "Emulators":
         """Start every emulator (in parallel: the JVMs take a few seconds) and wait until all answer."""
@@ -247,10 +254,17 @@ class Emulators:
         if missing:
             raise EmulatorError("cannot start the emulators, missing: " + "; ".join(missing))
         try:
-            for name in self.services:
+            deadline = time.monotonic() + START_TIMEOUT
+            # fake-gcs-server publishes its object events to the Pub/Sub emulator: that one first.
+            first = [n for n in self.services if n != "gcs"]
+            for name in first:
                 self.processes[name] = self._build(name)
                 self.processes[name].start()
-            deadline = time.monotonic() + START_TIMEOUT
+            if "gcs" in self.services:
+                if "pubsub" in first:
+                    self._wait_or_restart("pubsub", deadline)
+                self.processes["gcs"] = self._build("gcs")
+                self.processes["gcs"].start()
             for name in self.services:
                 self._wait_or_restart(name, deadline)
             if "gcs" in self.services:

@@ -1,6 +1,7 @@
 """The one place that chooses adapters from ``IMAGEFLOW_BACKEND``. Nothing connects at import."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .blobstore import BlobStore
@@ -55,6 +56,9 @@ def make_backends(settings: Settings, *, ensure_topology: bool | None = None) ->
     """Build every adapter. On the local backend the topics and subscriptions are created
     here (idempotent); on GCP that is the setup command's job (``imageflow-setup``)."""
     backends = Backends(make_blobstore(settings), make_jobstore(settings), make_bus(settings))
+    if settings.backend == "local":  # the local store announces finished objects as the bucket does on GCP
+        backends.blobs.on_finalize = lambda path, data, attributes: backends.bus.publish(
+            settings.topics.uploads, json.dumps(data).encode(), attributes)
     if ensure_topology if ensure_topology is not None else settings.backend == "local":
         from . import topology
         topology.ensure(backends.bus, settings)

@@ -9,15 +9,17 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, Callable, Iterable
 
-from .messages import JobCompleted, Result
+from .messages import JobCompleted, Result, Task
 
-# Job states (ARCHITECTURE.md).
+# Job states (ARCHITECTURE.md). An open job takes new files (ARCHITECTURE.md "Large jobs") and
+# never completes while open; once closed it is processing until every image has an outcome.
+OPEN = "open"
 QUEUED = "queued"
 PROCESSING = "processing"
 COMPLETED = "completed"
 COMPLETED_WITH_ERRORS = "completed_with_errors"
 FAILED = "failed"
-JOB_STATUSES = (QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
+JOB_STATUSES = (OPEN, QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
 TERMINAL_JOB_STATUSES = (COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
 
 # Image states.
@@ -25,6 +27,7 @@ IMAGE_QUEUED = "queued"
 IMAGE_SUCCEEDED = "succeeded"
 IMAGE_FAILED = "failed"
 TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED)
+IMAGE_STATUSES = (IMAGE_QUEUED, IMAGE_SUCCEEDED, IMAGE_FAILED)
 
 # Why an image failed (Image.error_code, Result.error_code): the engine's ImageError.CODES
 # (empty, unsupported, corrupt, too_large, too_many_frames, output_too_large, invalid), plus:
@@ -111,6 +114,30 @@ def output_path(job_id: str, image_id: str, filename: str, ext: str, variant: st
     return output_file(output_stem(job_id, image_id, filename), ext, variant)
 
 
+def direct_upload_metadata(filename: str) -> dict:
+    """The metadata a directly uploaded original carries, so the object-finalize event that
+    announces it says it is one (and its name as the client gave it)."""
+    return {"imageflow-upload": "direct", "imageflow-filename": filename}
+
+
+def direct_upload_name(metadata: dict | None) -> str | None:
+    """The client's file name when ``metadata`` marks a direct upload, else None."""
+    metadata = metadata or {}
+    return metadata.get("imageflow-filename") or "image" if metadata.get("imageflow-upload") == "direct" else None
+
+
+PREVIEW_INPUT, PREVIEW_OUTPUT = "in", "out"
+
+
+def preview_path(job_id: str, image_id: str, which: str) -> str:
+    """``<job_id>/output/<image_id>.preview-<in|out>.webp``: the small WebP preview of an
+    image's input or output. The dot after the id keeps it apart from every output path,
+    which has a dash there (``<image_id>-<stem>``), whatever the client named its file."""
+    if which not in (PREVIEW_INPUT, PREVIEW_OUTPUT):
+        raise ValueError(f"unknown preview {which!r}")
+    return f"{job_id}/output/{image_id}.preview-{which}.webp"
+
+
 @dataclass
 class Image:
     job_id: str
@@ -130,8 +157,12 @@ class Image:
     input_bytes: int | None = None
     outputs: list = field(default_factory=list)
     updated_at: str | None = None
-    source_url: str | None = None   # imported by URL: the interaction manager fetches it into input_path
+    source_url: str | None = None   # imported by URL: the processor fetches it into input_path
     meta: dict = field(default_factory=dict)  # extra CSV columns (name, product...), kept for the report
+    seq: int = 0                    # position in the job (upload order); the stores page by it
+    tasked: bool = False            # its task is on the bus (fan-out resumes from the images without)
+    preview_path: str | None = None         # small WebP of the input (domain.preview_path)
+    output_preview_path: str | None = None  # small WebP of the (first) output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +196,13 @@ class Job:
     webhook_status: str | None = None          # pending | delivered | failed (None: no webhook)
     webhook_attempts: list = field(default_factory=list)  # [{attempt, at, status_code, error, duration_ms}]
     webhook_next_at: float | None = None       # unix time before which no replica attempts the webhook
+    last_file_at: str | None = None            # open jobs: when a file last joined (idle auto-close)
+    closed_at: str | None = None               # open jobs: when the job stopped taking files
+    meta_keys: list | None = None              # URL jobs: the extra CSV columns, in order (the report's columns)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
 
     @property
     def done(self) -> int:
@@ -192,6 +230,24 @@ def final_status(total: int, succeeded: int, failed: int) -> str:
     return COMPLETED
 
 
+def task_for(job: Job, image: Image) -> Task:
+    """The processor's task for one image: everything it needs, including the URL to fetch."""
+    return Task(job_id=job.job_id, image_id=image.image_id, input_path=image.input_path,
+                output_path=output_stem(job.job_id, image.image_id, image.filename),
+                operations=job.operations, source_url=image.source_url)
+
+
+def close_job(job: Job, now: str) -> Job:
+    """An open job that takes no more files: processing, or finished at once when every image
+    already has an outcome. A job with no image at all fails (there is nothing to deliver)."""
+    if not job.is_open:
+        return job
+    if job.done >= job.total:
+        status = final_status(job.total, job.succeeded, job.failed) if job.total else FAILED
+        return replace(job, status=status, closed_at=now, completed_at=now, updated_at=now)
+    return replace(job, status=PROCESSING, closed_at=now, updated_at=now)
+
+
 def apply_result(image: Image, result: Result, now: str) -> Image | None:
     """The image after ``result``, or None when the result changes nothing (a duplicate,
     or a late result for an image already finished): handlers stay idempotent."""
@@ -201,9 +257,21 @@ def apply_result(image: Image, result: Result, now: str) -> Image | None:
         return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
                        content_type=result.content_type, width=result.width, height=result.height,
                        bytes=result.bytes, error=None, error_code=None, outputs=list(result.outputs or []),
-                       attempts=image.attempts + 1, updated_at=now)
+                       attempts=image.attempts + 1, updated_at=now, **_input_facts(image, result))
     return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
-                   error_code=result.error_code, attempts=image.attempts + 1, updated_at=now)
+                   error_code=result.error_code, attempts=image.attempts + 1, updated_at=now,
+                   **_input_facts(image, result))
+
+
+def _input_facts(image: Image, result: Result) -> dict:
+    """What the processor learnt about the input (a URL's type and size, the previews)."""
+    facts = {"input_content_type": result.input_content_type or image.input_content_type,
+             "input_bytes": result.input_bytes if result.input_bytes is not None else image.input_bytes}
+    if result.preview_path:
+        facts["preview_path"] = result.preview_path
+    if result.output_preview_path:
+        facts["output_preview_path"] = result.output_preview_path
+    return facts
 
 
 def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
@@ -216,7 +284,9 @@ def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
             failed += 1
     status = job.status
     completed_at = job.completed_at
-    if succeeded + failed >= job.total and not job.is_terminal:
+    if job.is_open:  # more files may come: counters only, never complete
+        pass
+    elif succeeded + failed >= job.total and not job.is_terminal:
         status = final_status(job.total, succeeded, failed)
         completed_at = now
     elif status == QUEUED and succeeded + failed:

@@ -66,6 +66,7 @@ class Task(Message):
     input_path: str
     output_path: str
     operations: list = field(default_factory=list)
+    source_url: str | None = None  # imported by URL: the processor fetches it into input_path first
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class Result(Message):
     # extension: why it failed, for programs (ImageError.CODES or domain.ERROR_CODES); absent
     # from older producers (None) and ignored by older consumers, so the message stays "v": 1
     error_code: str | None = None
+    input_content_type: str | None = None        # extension: the input's sniffed type (URL imports)
+    input_bytes: int | None = None
+    preview_path: str | None = None              # extension: small WebP previews of input and output
+    output_preview_path: str | None = None
 
     def __post_init__(self):
         if self.status not in ("succeeded", "failed"):

@@ -61,7 +61,9 @@ class Settings:
     max_upload_bytes: int = 25 * 1024 * 1024          # per file
     max_request_bytes: int = 200 * 1024 * 1024        # whole multipart request
     max_image_pixels: int = 50_000_000
-    max_files_per_job: int = 100
+    max_files_per_job: int = 10_000                   # uploaded files (one request, or many into an open job)
+    max_urls_per_job: int = 100_000                   # URL and CSV jobs
+    open_job_idle_seconds: int = 86_400               # an open job with no new file this long closes itself
     processor_concurrency: int = 2
     ack_deadline_seconds: int = 60
     max_delivery_attempts: int = 5
@@ -132,6 +134,8 @@ class Settings:
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
             max_files_per_job=_int(env, "MAX_FILES_PER_JOB", cls.max_files_per_job),
+            max_urls_per_job=_int(env, "MAX_URLS_PER_JOB", cls.max_urls_per_job),
+            open_job_idle_seconds=_int(env, "OPEN_JOB_IDLE_SECONDS", cls.open_job_idle_seconds),
             processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
             ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
             max_delivery_attempts=max(1, _int(env, "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts)),
@@ -184,7 +188,7 @@ class Settings:
 ENV_NAMES = (
     "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "BIND_HOST", "GCP_PROJECT", "GCS_BUCKET",
     "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_IMAGE_PIXELS",
-    "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
+    "MAX_FILES_PER_JOB", "MAX_URLS_PER_JOB", "OPEN_JOB_IDLE_SECONDS", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
     "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",

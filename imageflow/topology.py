@@ -33,6 +33,7 @@ class Topics:
     notifications: str = "imageflow-notifications"
     tasks_dlq: str = "imageflow-tasks-dlq"
     webhooks_dlq: str = "imageflow-notifications-webhooks-dlq"
+    uploads: str = "imageflow-uploads"            # object-finalize events of the bucket (direct uploads)
     jobs_sub: str = "imageflow-jobs-im"
     tasks_sub: str = "imageflow-tasks-processor"
     results_sub: str = "imageflow-results-im"
@@ -40,6 +41,7 @@ class Topics:
     notifications_sub: str = "imageflow-notifications-email"
     webhooks_sub: str = "imageflow-notifications-webhooks"       # the interaction manager's webhook sender
     webhooks_dlq_sub: str = "imageflow-notifications-webhooks-dlq-im"
+    uploads_sub: str = "imageflow-uploads-im"
 
     ENV = {
         "jobs": "JOBS_TOPIC",
@@ -55,6 +57,8 @@ class Topics:
         "notifications_sub": "NOTIFICATIONS_SUBSCRIPTION",
         "webhooks_sub": "WEBHOOKS_SUBSCRIPTION",
         "webhooks_dlq_sub": "WEBHOOKS_DLQ_SUBSCRIPTION",
+        "uploads": "UPLOADS_TOPIC",
+        "uploads_sub": "UPLOADS_SUBSCRIPTION",
     }
 
     @classmethod
@@ -90,6 +94,7 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None, *,
         SubscriptionConfig(t.webhooks_sub, t.notifications, dead_letter_topic=t.webhooks_dlq,
                            max_delivery_attempts=settings.webhook_delivery_limit, **common),
         SubscriptionConfig(t.webhooks_dlq_sub, t.webhooks_dlq, **common),
+        SubscriptionConfig(t.uploads_sub, t.uploads, **common),
     ]
     if email_subscription:
         configs.append(SubscriptionConfig(t.notifications_sub, t.notifications, push_endpoint=push_endpoint,
@@ -99,7 +104,7 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None, *,
 
 def topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq, t.webhooks_dlq]
+    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq, t.webhooks_dlq, t.uploads]
 
 
 def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None, *,

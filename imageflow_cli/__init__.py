@@ -1,6 +1,8 @@
 """``imageflow``: the command-line client of the ImageFlow REST API.
 
     imageflow submit photos/*.jpg --preset web --wait --out results/
+    imageflow submit shoot/ --recursive --preset web --parallel 8     # thousands of files, into an open job
+    imageflow submit shoot/ --recursive --resume JOB_ID                # carry on after an interruption
     imageflow submit --csv urls.csv --operations '[{"op": "resize", "width": 800}]' --wait
     imageflow status JOB_ID
     imageflow download JOB_ID --out results/
@@ -24,7 +26,10 @@ import mimetypes
 import os
 import secrets
 import sys
+import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +39,10 @@ from tqdm import tqdm
 from imageflow import domain
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".avif", ".heic", ".heif"}
+BATCH_FILES = 8                  # files per upload request into an open job...
+BATCH_BYTES = 32 * 1024 * 1024   # ...and at most this many bytes (one big file goes alone)
+RETRIES = 4
 TERMINAL = set(domain.TERMINAL_JOB_STATUSES)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_IMAGES, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 
@@ -41,9 +50,10 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_IMAGES, EXIT_TIMEOUT = 0, 1, 2, 3, 
 class CliError(Exception):
     """A failure to report on stderr with an exit code."""
 
-    def __init__(self, message: str, code: int = EXIT_ERROR):
+    def __init__(self, message: str, code: int = EXIT_ERROR, status: int | None = None):
         super().__init__(message)
         self.code = code
+        self.status = status  # the HTTP status that caused it, if any
 
 
 # -- the request body: files streamed from disk, with a progress callback ----------------
@@ -51,8 +61,9 @@ class MultipartBody:
     """A multipart/form-data body read from disk as it is sent. Its length is known up front
     (requests sends Content-Length) and ``on_read(n)`` is called as bytes go out."""
 
-    def __init__(self, fields: list[tuple[str, str]], files: list[tuple[str, Path]], on_read=lambda n: None):
-        self.boundary = "imageflow-" + secrets.token_hex(12)
+    def __init__(self, fields: list[tuple[str, str]], files: list[tuple[str, Path]], on_read=lambda n: None,
+                 boundary: str | None = None):
+        self.boundary = boundary or "imageflow-" + secrets.token_hex(12)
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
         self._on_read = on_read
         self._parts: list[bytes | Path] = []
@@ -113,19 +124,33 @@ class Client:
         same_origin = urlsplit(url)[:2] == urlsplit(self.server)[:2]
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key and same_origin else {}
 
-    def request(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
+    def request(self, method: str, path_or_url: str, *, retries: int = 0, body=None, **kwargs) -> requests.Response:
+        """One API call. With ``retries``, a dropped connection, a 429 or a 5xx is tried again
+        after a pause (``body()`` makes a fresh request body for each try)."""
         url = path_or_url if "://" in path_or_url else f"{self.server}{path_or_url}"
         headers = {**self._headers(url), **kwargs.pop("headers", {})}
-        try:
-            response = self.session.request(method, url, headers=headers, timeout=kwargs.pop("timeout", self.timeout),
-                                            **kwargs)
-        except requests.ConnectionError:
-            raise CliError(f"cannot reach ImageFlow at {self.server} (is it running? set --server or IMAGEFLOW_URL)")
-        except requests.Timeout:
-            raise CliError(f"ImageFlow at {self.server} did not answer in time")
-        if response.status_code >= 400:
-            raise CliError(_describe_error(response))
-        return response
+        timeout = kwargs.pop("timeout", self.timeout)
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            if body is not None:
+                kwargs["data"] = body()
+            try:
+                response = self.session.request(method, url, headers=headers, timeout=timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if not last:
+                    time.sleep(min(30, 2 ** attempt))
+                    continue
+                if isinstance(exc, requests.Timeout):
+                    raise CliError(f"ImageFlow at {self.server} did not answer in time")
+                raise CliError(f"cannot reach ImageFlow at {self.server} (is it running? set --server or IMAGEFLOW_URL)")
+            if not last and (response.status_code == 429 or response.status_code >= 500):
+                wait = response.headers.get("Retry-After", "")
+                time.sleep(min(60, int(wait)) if wait.isdigit() else min(30, 2 ** attempt))
+                continue
+            if response.status_code >= 400:
+                raise CliError(_describe_error(response), status=response.status_code)
+            return response
+        raise AssertionError("unreachable")
 
     def json(self, method: str, path: str, **kwargs) -> dict:
         return self.request(method, path, **kwargs).json()
@@ -165,16 +190,45 @@ def _job_fields(args) -> list[tuple[str, str]]:
     return fields
 
 
+def image_files(paths: list[str], recursive: bool) -> list[Path]:
+    """The files to upload: files as given, and the images inside directories (their
+    subdirectories too with ``--recursive``), in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            walk = path.rglob("*") if recursive else path.glob("*")
+            found += sorted(p for p in walk if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not p.name.startswith("."))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise CliError(f"no such file or directory: {raw}", EXIT_USAGE)
+    return found
+
+
 def cmd_submit(client: Client, args) -> int:
     if bool(args.paths) == bool(args.csv):
-        raise CliError("give image files to upload, or --csv FILE of image URLs (not both)", EXIT_USAGE)
-    paths = [Path(p) for p in args.paths] + ([Path(args.csv)] if args.csv else [])
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise CliError(f"no such file: {', '.join(missing)}", EXIT_USAGE)
-    files = [("csv", paths[0])] if args.csv else [("files", p) for p in paths]
+        raise CliError("give image files or directories to upload, or --csv FILE of image URLs (not both)",
+                       EXIT_USAGE)
+    if args.csv:
+        created = _submit_csv(client, args)
+    else:
+        created = _submit_files(client, args)
+    if not args.wait and not args.out:
+        return EXIT_OK
+    job = wait_for(client, created["job_id"], args)
+    if args.out:
+        download(client, job, Path(args.out), args)
+    return _exit_for(job)
+
+
+def _submit_csv(client: Client, args) -> dict:
+    path = Path(args.csv)
+    if not path.is_file():
+        raise CliError(f"no such file: {path}", EXIT_USAGE)
     bar = tqdm(total=0, unit="B", unit_scale=True, desc="upload", disable=args.quiet, file=sys.stderr, leave=False)
-    body = MultipartBody(_job_fields(args), files, on_read=bar.update)
+    body = MultipartBody(_job_fields(args), [("csv", path)], on_read=bar.update)
     bar.total = len(body)
     try:
         created = client.json("POST", "/api/v1/jobs", data=body, headers={"Content-Type": body.content_type},
@@ -184,25 +238,160 @@ def cmd_submit(client: Client, args) -> int:
     for rejected in created.get("rejected", []):
         _say(args, f"rejected: {rejected.get('filename') or rejected.get('url')}: {rejected['error']['message']}")
     _say(args, f"job {created['job_id']}: {created['total']} image(s) queued")
+    _print_created(created, args)
+    return created
+
+
+def _print_created(created: dict, args) -> None:
     if created.get("webhook_secret"):
         _say(args, f"webhook secret (verify the X-ImageFlow-Signature header with it): {created['webhook_secret']}")
-    print(json.dumps(created, indent=2) if args.json else created["job_id"])
-    if not args.wait and not args.out:
-        return EXIT_OK
-    job = wait_for(client, created["job_id"], args)
-    if args.out:
-        download(client, job, Path(args.out), args)
-    return _exit_for(job)
+    print(json.dumps(created, indent=2) if args.json else created["job_id"], flush=True)
+
+
+def _batches(files: list[Path]) -> list[list[Path]]:
+    """Files grouped into upload requests of at most BATCH_FILES files and BATCH_BYTES bytes."""
+    batches, current, size = [], [], 0
+    for path in files:
+        length = path.stat().st_size
+        if current and (len(current) >= BATCH_FILES or size + length > BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(path)
+        size += length
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _submit_files(client: Client, args) -> dict:
+    """Upload into an open job, several requests at a time, then close it. With ``--resume``
+    the job's image list says which files it already holds: those are not sent again."""
+    files = image_files(args.paths, args.recursive)
+    if not files:
+        raise CliError("no image files found" + ("" if args.recursive else " (use --recursive for subdirectories)"),
+                       EXIT_USAGE)
+    if args.resume:
+        job = client.json("GET", f"/api/v1/jobs/{args.resume}")
+        if job["status"] != "open":
+            raise CliError(f"job {args.resume} is {job['status']}: it takes no more files", EXIT_ERROR)
+        held = Counter(image["filename"] for image in iter_images(client, job))
+        pending = []
+        for path in files:  # a name the job holds n times accounts for n local files of that name
+            if held[path.name] > 0:
+                held[path.name] -= 1
+            else:
+                pending.append(path)
+        _say(args, f"job {job['job_id']}: {len(files) - len(pending)} file(s) already there, "
+                   f"{len(pending)} to upload")
+        created = {"job_id": job["job_id"], "links": job["links"]}
+    else:
+        pending = files
+        created = client.json("POST", "/api/v1/jobs", json={**_job_options(args), "open": True}, retries=RETRIES)
+    job_id = created["job_id"]
+    if not args.json:
+        print(job_id, flush=True)  # first, so an interrupted upload can be resumed with it
+    if created.get("webhook_secret"):
+        _say(args, f"webhook secret (verify the X-ImageFlow-Signature header with it): {created['webhook_secret']}")
+    accepted, rejected = _upload_all(client, job_id, pending, args)
+    for item in rejected:
+        _say(args, f"rejected: {item.get('filename')}: {item['error']['message']}")
+    closed = client.json("POST", f"/api/v1/jobs/{job_id}/close", retries=RETRIES)
+    if not closed["total"]:
+        raise CliError("none of the files could be accepted: "
+                       + "; ".join(item["error"]["message"] for item in rejected[:5]))
+    _say(args, f"job {job_id}: {closed['total']} image(s), {accepted} uploaded now, {len(rejected)} rejected")
+    if args.json:
+        print(json.dumps(closed, indent=2))
+    return closed
+
+
+def _job_options(args) -> dict:
+    options = {}
+    for name, value in _job_fields(args):
+        options[name] = json.loads(value) if name == "operations" else value
+    return options
+
+
+def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[int, list[dict]]:
+    """Every file into the job, ``--parallel`` requests at a time, with one progress bar that
+    counts bytes (as they are sent) and files (as the API accepts them)."""
+    total_bytes = sum(p.stat().st_size for p in files)
+    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="upload",
+               disable=args.quiet, file=sys.stderr)
+    lock = threading.Lock()
+    done_files = [0]
+    rejected: list[dict] = []
+
+    def sent(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    def send(batch: list[Path]) -> None:
+        progress = [0]  # bytes of this batch counted so far (a retried request counts again from zero)
+        boundary = "imageflow-" + secrets.token_hex(12)
+
+        def on_read(n: int) -> None:
+            progress[0] += n
+            sent(n)
+
+        def body():
+            sent(-progress[0])
+            progress[0] = 0
+            return MultipartBody([], [("files", p) for p in batch], on_read=on_read, boundary=boundary)
+
+        answer = client.request("POST", f"/api/v1/jobs/{job_id}/files", retries=RETRIES, body=body,
+                                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                                timeout=max(client.timeout, 600))
+        result = answer.json()
+        with lock:
+            # the body counted its multipart framing too: settle on the files' own size
+            bar.update(sum(p.stat().st_size for p in batch) - progress[0])
+            progress[0] = 0
+            done_files[0] += len(result["images"])
+            rejected.extend(result["rejected"])
+            bar.set_postfix_str(f"{done_files[0]}/{len(files)} files", refresh=False)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel), thread_name_prefix="upload") as pool:
+            futures = [pool.submit(send, batch) for batch in _batches(files)]
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except CliError as exc:
+                    if exc.status in (413, 415) and "no_valid_images" in str(exc):  # every file of a batch
+                        rejected.append({"filename": "(a batch)", "error": {"message": str(exc)}})
+                        continue
+                    for other in futures:
+                        other.cancel()
+                    raise CliError(f"{exc} - the files sent so far are in job {job_id}; carry on with "
+                                   f"--resume {job_id}", exc.code)
+    finally:
+        bar.close()
+    return done_files[0], rejected
+
+
+def iter_images(client: Client, job: dict, status: str | None = None):
+    """Every image of a job, page by page (a job view carries only the first page)."""
+    if status is None:
+        yield from job.get("images", [])
+        link = job["links"].get("next")
+    else:
+        link = f"/api/v1/jobs/{job['job_id']}/images?limit=1000&status={status}"
+    while link:
+        page = client.json("GET", link, retries=RETRIES)
+        yield from page["images"]
+        link = page["links"]["next"]
 
 
 def wait_for(client: Client, job_id: str, args) -> dict:
     """Poll the job until it finishes, with a progress bar of finished images."""
     end = time.monotonic() + args.timeout if args.timeout else None
-    job = client.json("GET", f"/api/v1/jobs/{job_id}")
+    job = client.json("GET", f"/api/v1/jobs/{job_id}", retries=RETRIES)
     bar = tqdm(total=job["total"], unit="img", desc="processing", disable=args.quiet, file=sys.stderr)
     try:
         while True:
             done = job["succeeded"] + job["failed"]
+            bar.total = job["total"]
             bar.update(done - bar.n)
             bar.set_postfix(failed=job["failed"], refresh=False)
             if job["status"] in TERMINAL:
@@ -212,12 +401,12 @@ def wait_for(client: Client, job_id: str, args) -> dict:
                                f"({done}/{job['total']} done); check later with: imageflow status {job_id}",
                                EXIT_TIMEOUT)
             time.sleep(args.poll)
-            job = client.json("GET", f"/api/v1/jobs/{job_id}")
+            job = client.json("GET", f"/api/v1/jobs/{job_id}", retries=RETRIES)
     finally:
         bar.close()
     _say(args, f"job {job_id} {job['status']}: {job['succeeded']} succeeded, {job['failed']} failed")
-    for image in job.get("images", []):
-        if image["status"] == "failed":
+    if job["failed"]:
+        for image in iter_images(client, job, status="failed"):
             _say(args, f"  failed: {image.get('source_url') or image['filename']}: {image['error']}")
     return job
 
@@ -236,24 +425,30 @@ def _output_name(image: dict, output: dict, used: set[str]) -> str:
 
 
 def download(client: Client, job: dict, out: Path, args) -> int:
-    """Save every output of the job into ``out``; returns how many files."""
+    """Save every output of the job into ``out``, ``--parallel`` downloads at a time; returns how many."""
     out.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for image in job.get("images", []):
-        if image["status"] != "succeeded":
-            continue
+    used: set[str] = set()
+    jobs = []
+    for image in iter_images(client, job, status="succeeded"):
         items = image.get("outputs") or [{"url": image["output_url"], "content_type": image["content_type"],
                                           "variant": ""}]
-        outputs += [(image, item) for item in items if item.get("url")]
-    used: set[str] = set()
-    for image, item in tqdm(outputs, unit="file", desc="download", disable=args.quiet, file=sys.stderr):
-        response = client.request("GET", item["url"], stream=True)
-        target = out / _output_name(image, item, used)
-        with open(target, "wb") as fh:
+        jobs += [(item["url"], out / _output_name(image, item, used)) for item in items if item.get("url")]
+
+    def fetch(url: str, target: Path) -> None:
+        response = client.request("GET", url, stream=True, retries=RETRIES)
+        partial = target.with_name(target.name + ".part")
+        with open(partial, "wb") as fh:
             for chunk in response.iter_content(1024 * 1024):
                 fh.write(chunk)
-    _say(args, f"{len(outputs)} file(s) saved in {out}")
-    return len(outputs)
+        partial.replace(target)  # a file in ``out`` is always whole
+
+    with ThreadPoolExecutor(max_workers=max(1, getattr(args, "parallel", 4)), thread_name_prefix="download") as pool:
+        futures = [pool.submit(fetch, url, target) for url, target in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), unit="file", desc="download",
+                           disable=args.quiet, file=sys.stderr):
+            future.result()
+    _say(args, f"{len(jobs)} file(s) saved in {out}")
+    return len(jobs)
 
 
 def _exit_for(job: dict) -> int:
@@ -269,7 +464,7 @@ def cmd_status(client: Client, args) -> int:
           f"{job['succeeded']}/{job['total']} succeeded, {job['failed']} failed, created {job['created_at']}")
     if job.get("webhook_url"):
         print(f"webhook: {job['webhook_status']} after {len(job.get('webhook_attempts') or [])} attempt(s)")
-    for image in job.get("images", []):
+    for image in iter_images(client, job):
         detail = image["error"] if image["status"] == "failed" else (
             f"{image['width']}x{image['height']} {image['content_type']}" if image["status"] == "succeeded" else "")
         print(f"  {image['status']:<9} {image.get('source_url') or image['filename']}  {detail}".rstrip())
@@ -338,8 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=0, help="give up waiting after this many seconds")
         p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
 
+    def parallel(p):
+        p.add_argument("--parallel", type=int, default=4, help="requests at a time (default %(default)s)")
+
     p = sub.add_parser("submit", help="upload images (or a CSV of image URLs) as a new job")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="image files")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files, or directories of them")
+    p.add_argument("-r", "--recursive", action="store_true", help="include the images in subdirectories")
+    p.add_argument("--resume", metavar="JOB", help="carry on uploading into this open job: files it holds are "
+                                                   "not sent again")
+    parallel(p)
     p.add_argument("--csv", help="a CSV of image URLs (a 'url' column, optional name/product columns)")
     p.add_argument("--preset", help="named operations: thumbnail, web, compress...")
     p.add_argument("--operations", help="operations as JSON, or @file.json")
@@ -360,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("--out", default=".", help="directory (default: current)")
     waiting(p)
+    parallel(p)
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("list", help="your jobs, newest first")

@@ -445,6 +445,11 @@ for group in jobs images; do
     --database='(default)' --project="$PROJECT_ID" --async --quiet
 done
 
+# JobStore.page_images with a status filter: equality on status, in upload order (seq).
+run_ok_if_exists gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)' \
+  --collection-group=images --query-scope=COLLECTION --field-config="field-path=status,order=ascending" \
+  --field-config="field-path=seq,order=ascending" --async
+
 step "8. Pub/Sub topics and subscriptions (imageflow/topology.py), dead-lettering of failed tasks"
 # The setup command creates them, or brings existing ones in line, exactly as the code wants
 # them: ack deadline, dead-letter policy, retry backoff, no expiry. The email function's
@@ -458,8 +463,20 @@ topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$G
               RESULTS_SUBSCRIPTION="$RESULTS_SUBSCRIPTION" TASKS_DLQ_SUBSCRIPTION="$TASKS_DLQ_SUBSCRIPTION"
               NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION" WEBHOOKS_DLQ_TOPIC="$WEBHOOKS_DLQ_TOPIC"
               WEBHOOKS_SUBSCRIPTION="$WEBHOOKS_SUBSCRIPTION" WEBHOOKS_DLQ_SUBSCRIPTION="$WEBHOOKS_DLQ_SUBSCRIPTION"
-              WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS")
+              WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS" UPLOADS_TOPIC="$UPLOADS_TOPIC"
+              UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION")
 run "${topology_env[@]}" "$PYTHON" -m imageflow.topology ensure --no-email-subscription
+# Direct uploads (issue 12): the bucket announces each finished object on the uploads topic
+# (the manager's subscription of it was created by the setup command just above). A second
+# notification would send each event twice, so it is created only when none names the topic.
+GCS_AGENT="service-$PROJECT_NUMBER@gs-project-accounts.iam.gserviceaccount.com"
+run gcloud pubsub topics add-iam-policy-binding "$UPLOADS_TOPIC" --project="$PROJECT_ID" \
+  --member="serviceAccount:$GCS_AGENT" --role=roles/pubsub.publisher --format=none
+# (the check is one shell command, so the --dry-run plan runs it exactly as deploy.sh does)
+# shellcheck disable=SC2016  # $1..$3 are the inner shell's arguments
+ensure bash -c 'gcloud storage buckets notifications list "gs://$1" --project="$2" --format="value(topic)" | grep -q "/topics/$3\$"' notification-check "$GCS_BUCKET" "$PROJECT_ID" "$UPLOADS_TOPIC" \
+  -- gcloud storage buckets notifications create "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+  --topic="$UPLOADS_TOPIC" --event-types=OBJECT_FINALIZE --payload-format=json
 # Dead-lettering: Pub/Sub's own service agent forwards to the DLQ topic and acks the source.
 run gcloud pubsub topics add-iam-policy-binding "$TASKS_DLQ_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
@@ -477,6 +494,7 @@ bind_subscription_role() { run gcloud pubsub subscriptions add-iam-policy-bindin
 for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_topic_role "$JOBS_TOPIC" "$gsa" roles/pubsub.viewer; done
 bind_topic_role "$JOBS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher
 bind_topic_role "$TASKS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
+bind_topic_role "$TASKS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher  # an open job's uploads start at once
 bind_topic_role "$NOTIFICATIONS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
 bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
 bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"
@@ -484,6 +502,7 @@ bind_subscription_role "$RESULTS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$WEBHOOKS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$WEBHOOKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$UPLOADS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
 
 step "9. The SendGrid key in Secret Manager, readable by the email function only"

@@ -5,7 +5,8 @@ Adapters: ``local`` (filesystem under IMAGEFLOW_DATA_DIR) and ``gcs`` (Cloud Sto
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable
 
 
 class BlobNotFound(KeyError):
@@ -16,10 +17,38 @@ class BlobStoreError(RuntimeError):
     """The store failed (transient or permanent); the message says which object."""
 
 
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where a client sends one file itself (direct upload): ``method`` ``url`` with ``headers``."""
+
+    url: str
+    method: str = "PUT"
+    headers: dict = field(default_factory=dict)
+
+
+# Object-finalize events (Cloud Storage's Pub/Sub notification format, JSON_API_V1): the bucket
+# publishes them on GCP; the local store publishes the same through ``on_finalize``.
+OBJECT_FINALIZE = "OBJECT_FINALIZE"
+
+
 class BlobStore(ABC):
+    on_finalize: Callable[[str, dict, dict], None] | None = None  # (path, data, attributes), local store only
+
     @abstractmethod
-    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
-        """Write the whole object atomically: readers see the old object or the new one, never part."""
+    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
+            metadata: dict | None = None) -> None:
+        """Write the whole object atomically: readers see the old object or the new one, never part.
+        ``metadata``: custom string fields kept with the object (Cloud Storage's ``x-goog-meta-``)."""
+
+    def upload_target(self, path: str, content_type: str, size: int, metadata: dict,
+                      expires_seconds: int, origin: str | None = None) -> UploadTarget | None:
+        """A place a client can upload ``path`` to directly (not through the API), or None when
+        the API must take the bytes itself."""
+        return None
+
+    def metadata(self, path: str) -> dict:
+        """The object's custom metadata (raises BlobNotFound)."""
+        return {}
 
     @abstractmethod
     def get(self, path: str) -> bytes:

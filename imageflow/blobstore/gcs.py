@@ -27,7 +27,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from ..settings import Settings
-from . import BlobNotFound, BlobStore, BlobStoreError, validate_path
+from . import BlobNotFound, BlobStore, BlobStoreError, UploadTarget, validate_path
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ class GcsBlobStore(BlobStore):
 
     # -- port ------------------------------------------------------------------------------
 
-    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
+    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
+            metadata: dict | None = None) -> None:
         """Write ``data`` to ``path``, replacing what is there.
 
         The first attempt expects no object (``if_generation_match=0``), the usual case for
@@ -91,6 +92,8 @@ class GcsBlobStore(BlobStore):
         for _ in range(MAX_PRECONDITION_ROUNDS):
             blob = self.bucket.blob(path)
             blob.cache_control = cache_control
+            if metadata:
+                blob.metadata = metadata
             if len(data) > RESUMABLE_THRESHOLD:
                 blob.chunk_size = RESUMABLE_CHUNK
             try:
@@ -152,6 +155,29 @@ class GcsBlobStore(BlobStore):
             except gexc.GoogleAPIError as exc:
                 raise BlobStoreError(f"could not delete {name}: {exc}") from exc
         return deleted
+
+    def upload_target(self, path: str, content_type: str, size: int, metadata: dict,
+                      expires_seconds: int, origin: str | None = None) -> UploadTarget:
+        """A resumable upload session the client PUTs the bytes to, straight into the bucket
+        (the image bytes never pass through the API). The session URI is the credential: it
+        takes this one object of exactly ``size`` bytes, with this type and metadata, and it
+        resumes part-way after a dropped connection (``Content-Range: bytes */<size>`` asks how
+        far it got). When the object lands, the bucket's notification announces it."""
+        validate_path(path)
+        blob = self.bucket.blob(path)
+        blob.metadata = metadata
+        try:
+            url = blob.create_resumable_upload_session(content_type=content_type, size=size, origin=origin,
+                                                       if_generation_match=0)
+        except gexc.GoogleAPIError as exc:
+            raise BlobStoreError(f"could not start an upload of {path}: {exc}") from exc
+        return UploadTarget(url=url, method="PUT", headers={"Content-Type": content_type})
+
+    def metadata(self, path: str) -> dict:
+        blob = self._metadata(validate_path(path))
+        if blob is None:
+            raise BlobNotFound(path)
+        return dict(blob.metadata or {})
 
     def signed_url(self, path: str, expires_seconds: int) -> str | None:
         """A V4 signed GET URL valid for at least ``expires_seconds``, or None when these

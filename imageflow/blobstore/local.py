@@ -1,13 +1,17 @@
 """Filesystem blob store: the embedded default, under ``<IMAGEFLOW_DATA_DIR>/blobs``."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import BinaryIO
 
-from . import BlobNotFound, BlobStore, BlobStoreError, validate_path
+from . import OBJECT_FINALIZE, BlobNotFound, BlobStore, BlobStoreError, validate_path
+
+log = logging.getLogger(__name__)
 
 STALE_TEMP_SECONDS = 900  # a writer that crashed mid-put leaves a temp file; no live put takes this long
 
@@ -23,7 +27,8 @@ class LocalBlobStore(BlobStore):
             raise ValueError(f"invalid blob path {path!r}")
         return target
 
-    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
+    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
+            metadata: dict | None = None) -> None:
         target = self._file(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename: readers never see a partial object.
@@ -33,10 +38,32 @@ class LocalBlobStore(BlobStore):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if metadata:
+                self._meta_file(target).write_text(json.dumps(metadata))
             os.replace(tmp, target)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise BlobStoreError(f"could not write {path}: {exc}") from exc
+        if self.on_finalize and metadata and "/input/" in path:
+            # Cloud Storage notifies every object; locally only the originals that carry metadata
+            # (direct uploads), the one kind anyone listens for, so other writes cost no bus traffic.
+            self.on_finalize(path, {"name": path, "size": str(len(data)), "contentType": content_type,
+                                    "metadata": metadata or {}},
+                             {"eventType": OBJECT_FINALIZE, "objectId": path, "bucketId": "local",
+                              "payloadFormat": "JSON_API_V1"})
+
+    @staticmethod
+    def _meta_file(target: Path) -> Path:
+        return target.with_name(f".meta-{target.name}.json")
+
+    def metadata(self, path: str) -> dict:
+        target = self._file(path)
+        if not target.is_file():
+            raise BlobNotFound(path)
+        try:
+            return json.loads(self._meta_file(target).read_text())
+        except (OSError, ValueError):
+            return {}
 
     def get(self, path: str) -> bytes:
         with self.open(path) as fh:
@@ -59,6 +86,8 @@ class LocalBlobStore(BlobStore):
         found = []
         stale = time.time() - STALE_TEMP_SECONDS
         for file in start.rglob("*"):
+            if file.name.startswith(".meta-"):
+                continue
             if file.name.startswith(".tmp-"):
                 try:
                     if file.stat().st_mtime < stale:
@@ -76,9 +105,10 @@ class LocalBlobStore(BlobStore):
         paths = self.list(prefix)
         for rel in paths:
             (self.root / rel).unlink(missing_ok=True)
+            self._meta_file(self.root / rel).unlink(missing_ok=True)
         base = self.root / prefix.rstrip("/")
         if base.is_dir():  # partial writes of crashed writers go too
-            for leftover in base.rglob(".tmp-*"):
+            for leftover in [*base.rglob(".tmp-*"), *base.rglob(".meta-*")]:
                 leftover.unlink(missing_ok=True)
         # Remove the now-empty directories under the prefix.
         if base.is_dir():

@@ -18,6 +18,22 @@ class JobNotFound(KeyError):
     """No job with that id."""
 
 
+class JobClosed(RuntimeError):
+    """The job takes no more files (it was never open, or it was closed)."""
+
+    def __init__(self, job: Job):
+        super().__init__(f"job {job.job_id} is {job.status}")
+        self.job = job
+
+
+class TooManyImages(RuntimeError):
+    """Adding the images would take the job over its limit."""
+
+    def __init__(self, job: Job, limit: int):
+        super().__init__(f"job {job.job_id} holds {job.total} images, at most {limit}")
+        self.job, self.limit = job, limit
+
+
 @dataclass
 class FoldOutcome:
     """What one ``record_results`` call changed."""
@@ -69,6 +85,31 @@ class JobStore(ABC):
     @abstractmethod
     def list_images(self, job_id: str) -> list[Image]:
         """The job's images in upload order."""
+
+    @abstractmethod
+    def page_images(self, job_id: str, *, status: str | None = None, after: int | None = None,
+                    limit: int = 100) -> list[Image]:
+        """Up to ``limit`` images in upload order whose ``seq`` is above ``after`` (the last
+        ``seq`` of the previous page), only those in ``status`` when given."""
+
+    @abstractmethod
+    def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str) -> Job:
+        """Add images to an open job in one atomic step: they get the next ``seq`` numbers,
+        the job's ``total`` and ``last_file_at`` move on. Raises JobNotFound, JobClosed when
+        the job is not open, TooManyImages when ``total`` would pass ``max_total`` (then
+        nothing is added)."""
+
+    @abstractmethod
+    def close_job(self, job_id: str, now: str) -> Job:
+        """Close an open job atomically (``domain.close_job``); a job not open is returned as it is."""
+
+    @abstractmethod
+    def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
+        """Up to ``limit`` unfinished images whose task is not on the bus yet (fan-out's resume point)."""
+
+    @abstractmethod
+    def mark_tasked(self, job_id: str, image_ids: list[str]) -> None:
+        """Record that these images' tasks are on the bus."""
 
     @abstractmethod
     def update_job(self, job_id: str, **fields) -> Job:
@@ -134,6 +175,18 @@ def page_jobs(store: JobStore, *, owner: str | None = None, status: str | None =
     batch = store.list_jobs(owner=owner, status=status, limit=limit + 1, after=cursor)
     page = batch[:limit]
     return page, (cursor_of(page[-1]) if len(batch) > limit and page else None)
+
+
+def iter_images(store: JobStore, job_id: str, *, status: str | None = None,
+                page_size: int = 500) -> Iterator[Image]:
+    """Every image of the job in upload order, page by page (never the whole list at once)."""
+    after = None
+    while True:
+        page = store.page_images(job_id, status=status, after=after, limit=page_size)
+        yield from page
+        if len(page) < page_size:
+            return
+        after = page[-1].seq
 
 
 def iter_jobs(store: JobStore, *, owner: str | None = None, status: str | None = None,

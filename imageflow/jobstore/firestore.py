@@ -22,10 +22,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from .. import domain
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import Cursor, FoldOutcome, JobNotFound, JobStore, SavedPreset
+from . import Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore, SavedPreset, TooManyImages
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,11 @@ class FirestoreJobStore(JobStore):
         fit), so a visible job always has all its images."""
         # Firestore's TTL policy on expires_at (scripts/deploy.sh) deletes the documents
         # when the bucket's lifecycle rule deletes the files: both after JOB_RETENTION_DAYS.
-        expires_at = datetime.now(timezone.utc) + timedelta(days=self._settings.job_retention_days)
-        docs = [(self._images(job.job_id).document(image.image_id),
-                 {**image.to_dict(), "seq": seq, "expires_at": expires_at})
-                for seq, image in enumerate(images)]
+        expires_at = self._expires_at()
+        for seq, image in enumerate(images):
+            image.seq = seq
+        docs = [(self._images(job.job_id).document(image.image_id), {**image.to_dict(), "expires_at": expires_at})
+                for image in images]
         docs.append((self._job_ref(job.job_id), {**job.to_dict(), "expires_at": expires_at}))
         for start in range(0, len(docs), MAX_BATCH_WRITES):
             batch = self.client.batch()
@@ -86,6 +88,88 @@ class FirestoreJobStore(JobStore):
 
     def list_images(self, job_id: str) -> list[Image]:
         return [Image.from_dict(snap.to_dict()) for snap in self._images(job_id).order_by("seq").stream()]
+
+    def page_images(self, job_id: str, *, status: str | None = None, after: int | None = None,
+                    limit: int = 100) -> list[Image]:
+        """With ``status``, the query needs the composite index (status, seq) on ``images``."""
+        query = self._images(job_id)
+        if status is not None:
+            query = query.where(filter=FieldFilter("status", "==", status))
+        if after is not None:
+            query = query.where(filter=FieldFilter("seq", ">", after))
+        query = query.order_by("seq").limit(limit)
+        return [Image.from_dict(snap.to_dict()) for snap in query.stream()]
+
+    def _expires_at(self) -> datetime:
+        """When Firestore's TTL policy may delete a document written now (JOB_RETENTION_DAYS)."""
+        return datetime.now(timezone.utc) + timedelta(days=self._settings.job_retention_days)
+
+    def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str) -> Job:
+        """One transaction per chunk of images (Firestore commits at most 500 writes): the job
+        document is read, checked and written with the images, so a close or another upload
+        in between retries it. Chunks before a refusal stay added."""
+        job = None
+        for start in range(0, len(images), MAX_FOLD_RESULTS):
+            job = self._add_chunk(job_id, images[start:start + MAX_FOLD_RESULTS], max_total, now)
+        return job if job is not None else self._existing(job_id)
+
+    def _add_chunk(self, job_id: str, images: list[Image], max_total: int, now: str) -> Job:
+        job_ref = self._job_ref(job_id)
+
+        @firestore.transactional
+        def add(transaction):
+            snap = job_ref.get(transaction=transaction)
+            if not snap.exists:
+                raise JobNotFound(job_id)
+            job = Job.from_dict(snap.to_dict())
+            if not job.is_open:
+                raise JobClosed(job)
+            if job.total + len(images) > max_total:
+                raise TooManyImages(job, max_total)
+            for offset, image in enumerate(images):
+                image.seq = job.total + offset
+                transaction.set(self._images(job_id).document(image.image_id),
+                                {**image.to_dict(), "expires_at": self._expires_at()})
+            job.total += len(images)
+            job.last_file_at = job.updated_at = now
+            transaction.update(job_ref, {"total": job.total, "last_file_at": now, "updated_at": now})
+            return job
+
+        return add(self.client.transaction())
+
+    def close_job(self, job_id: str, now: str) -> Job:
+        job_ref = self._job_ref(job_id)
+
+        @firestore.transactional
+        def close(transaction):
+            snap = job_ref.get(transaction=transaction)
+            if not snap.exists:
+                raise JobNotFound(job_id)
+            job = Job.from_dict(snap.to_dict())
+            if job.is_open:
+                job = domain.close_job(job, now)
+                transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
+            return job
+
+        return close(self.client.transaction())
+
+    def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
+        query = (self._images(job_id).where(filter=FieldFilter("tasked", "==", False))
+                 .where(filter=FieldFilter("status", "==", domain.IMAGE_QUEUED)).limit(limit))
+        return [Image.from_dict(snap.to_dict()) for snap in query.stream()]
+
+    def mark_tasked(self, job_id: str, image_ids: list[str]) -> None:
+        for start in range(0, len(image_ids), MAX_BATCH_WRITES):
+            batch = self.client.batch()
+            for image_id in image_ids[start:start + MAX_BATCH_WRITES]:
+                batch.update(self._images(job_id).document(image_id), {"tasked": True})
+            batch.commit()
+
+    def _existing(self, job_id: str) -> Job:
+        job = self.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
 
     def update_job(self, job_id: str, **fields) -> Job:
         """Set only the given fields (no read-modify-write, so concurrent counters are safe).
@@ -237,6 +321,6 @@ class FirestoreJobStore(JobStore):
 def _image_fields(image: Image) -> dict:
     """The fields a result may change (identity and ``seq`` stay as created)."""
     data = image.to_dict()
-    for key in ("job_id", "image_id", "filename", "input_path"):
+    for key in ("job_id", "image_id", "filename", "input_path", "seq", "tasked"):
         data.pop(key, None)
     return data

@@ -5,10 +5,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from .. import domain
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..sqlite_util import SqliteDatabase
-from . import Cursor, FoldOutcome, JobNotFound, JobStore, SavedPreset
+from . import Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore, SavedPreset, TooManyImages
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -35,10 +36,26 @@ CREATE TABLE IF NOT EXISTS presets (
 )
 """
 
+# Columns added for paging and fan-out (issue 12); a database from before gets them on open.
+IMAGE_COLUMNS = {"status": "TEXT", "tasked": "INTEGER NOT NULL DEFAULT 0"}
+INDEXES = """
+CREATE INDEX IF NOT EXISTS images_by_seq ON images (job_id, seq);
+CREATE INDEX IF NOT EXISTS images_untasked ON images (job_id, tasked, status)
+"""
+
 
 class SqliteJobStore(JobStore):
     def __init__(self, path: Path):
         self.db = SqliteDatabase(path, SCHEMA)
+        with self.db.transaction() as conn:
+            present = {row["name"] for row in conn.execute("PRAGMA table_info(images)")}
+            for name, kind in IMAGE_COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
+                    if name == "status":
+                        conn.execute("UPDATE images SET status = json_extract(doc, '$.status')")
+            for statement in filter(None, (x.strip() for x in INDEXES.split(";"))):
+                conn.execute(statement)
 
     # -- helpers -------------------------------------------------------------------------
     @staticmethod
@@ -55,18 +72,29 @@ class SqliteJobStore(JobStore):
         return Job.from_dict(json.loads(row["doc"])) if row else None
 
     @staticmethod
-    def _read_image(conn, job_id: str, image_id: str) -> Image | None:
-        row = conn.execute("SELECT doc FROM images WHERE job_id = ? AND image_id = ?", (job_id, image_id)).fetchone()
-        return Image.from_dict(json.loads(row["doc"])) if row else None
+    def _image(row) -> Image:
+        image = Image.from_dict(json.loads(row["doc"]))
+        image.seq, image.tasked = row["seq"], bool(row["tasked"])
+        return image
+
+    def _read_image(self, conn, job_id: str, image_id: str) -> Image | None:
+        row = conn.execute("SELECT seq, tasked, doc FROM images WHERE job_id = ? AND image_id = ?",
+                           (job_id, image_id)).fetchone()
+        return self._image(row) if row else None
+
+    @staticmethod
+    def _insert_images(conn, images: list[Image]) -> None:
+        conn.executemany(
+            "INSERT INTO images (job_id, image_id, seq, doc, status, tasked) VALUES (?, ?, ?, ?, ?, ?)",
+            [(i.job_id, i.image_id, i.seq, json.dumps(i.to_dict()), i.status, int(i.tasked)) for i in images])
 
     # -- port ----------------------------------------------------------------------------
     def create_job(self, job: Job, images: list[Image]) -> None:
+        for seq, image in enumerate(images):
+            image.seq = seq
         with self.db.transaction() as conn:
             self._write_job(conn, job)
-            conn.executemany(
-                "INSERT INTO images (job_id, image_id, seq, doc) VALUES (?, ?, ?, ?)",
-                [(job.job_id, image.image_id, seq, json.dumps(image.to_dict())) for seq, image in enumerate(images)],
-            )
+            self._insert_images(conn, images)
 
     def get_job(self, job_id: str) -> Job | None:
         return self._read_job(self.db.connection(), job_id)
@@ -75,8 +103,61 @@ class SqliteJobStore(JobStore):
         return self._read_image(self.db.connection(), job_id, image_id)
 
     def list_images(self, job_id: str) -> list[Image]:
-        rows = self.db.connection().execute("SELECT doc FROM images WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [Image.from_dict(json.loads(row["doc"])) for row in rows]
+        rows = self.db.connection().execute("SELECT seq, tasked, doc FROM images WHERE job_id = ? ORDER BY seq",
+                                            (job_id,))
+        return [self._image(row) for row in rows]
+
+    def page_images(self, job_id: str, *, status: str | None = None, after: int | None = None,
+                    limit: int = 100) -> list[Image]:
+        clauses, params = ["job_id = ?"], [job_id]
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if after is not None:
+            clauses.append("seq > ?")
+            params.append(after)
+        rows = self.db.connection().execute(
+            f"SELECT seq, tasked, doc FROM images WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
+            (*params, limit))
+        return [self._image(row) for row in rows]
+
+    def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str) -> Job:
+        with self.db.transaction() as conn:
+            job = self._read_job(conn, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if not job.is_open:
+                raise JobClosed(job)
+            if job.total + len(images) > max_total:
+                raise TooManyImages(job, max_total)
+            for offset, image in enumerate(images):
+                image.seq = job.total + offset
+            self._insert_images(conn, images)
+            job.total += len(images)
+            job.last_file_at = job.updated_at = now
+            self._write_job(conn, job)
+            return job
+
+    def close_job(self, job_id: str, now: str) -> Job:
+        with self.db.transaction() as conn:
+            job = self._read_job(conn, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.is_open:
+                job = domain.close_job(job, now)
+                self._write_job(conn, job)
+            return job
+
+    def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
+        rows = self.db.connection().execute(
+            "SELECT seq, tasked, doc FROM images WHERE job_id = ? AND tasked = 0 AND status NOT IN (?, ?) "
+            "ORDER BY seq LIMIT ?", (job_id, *domain.TERMINAL_IMAGE_STATUSES, limit))
+        return [self._image(row) for row in rows]
+
+    def mark_tasked(self, job_id: str, image_ids: list[str]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany("UPDATE images SET tasked = 1 WHERE job_id = ? AND image_id = ?",
+                             [(job_id, image_id) for image_id in image_ids])
 
     def update_job(self, job_id: str, **fields) -> Job:
         with self.db.transaction() as conn:
@@ -101,8 +182,8 @@ class SqliteJobStore(JobStore):
                 if updated is None:
                     outcome.ignored += 1
                     continue
-                conn.execute("UPDATE images SET doc = ? WHERE job_id = ? AND image_id = ?",
-                             (json.dumps(updated.to_dict()), updated.job_id, updated.image_id))
+                conn.execute("UPDATE images SET doc = ?, status = ? WHERE job_id = ? AND image_id = ?",
+                             (json.dumps(updated.to_dict()), updated.status, updated.job_id, updated.image_id))
                 changed_by_job[updated.job_id].append(updated)
                 outcome.changed_images.append(updated)
             for job_id in {r.job_id for r in results}:

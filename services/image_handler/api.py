@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
-from tempfile import SpooledTemporaryFile
+import mimetypes
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, stream_with_context
+from zipstream import ZIP_STORED, ZipStream
 
 from imageflow import domain
 from imageflow.blobstore import BlobNotFound
+from imageflow.jobstore import iter_images
 from imageflow.engine.decoding import KINDS, sniff
 from imageflow.engine.schema import PRESETS, operations_json_schema
 from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
@@ -25,7 +28,7 @@ from .intake import (
     validate_webhook_secret,
 )
 from .url_lists import MAX_CSV_BYTES, check_entries, entries_from_csv, entries_from_json
-from .views import JobViews
+from .views import DEFAULT_IMAGE_PAGE, MAX_IMAGE_PAGE, JobViews, decode_image_cursor
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/t
 
 
 PUBLIC_ENDPOINTS = {"api.operations"}
-LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive"}   # may use a signed link instead of a key
+UPLOAD_ENDPOINTS = {"api.direct_upload"}   # authorised by their own signed link (the file's name and size)
+LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive", "api.preview_bytes"}   # may use a signed link instead of a key
 
 
 @api.before_request
@@ -46,6 +50,11 @@ def identify_caller():
     auth = ctx().auth
     g.caller = ANONYMOUS
     if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    if request.endpoint in UPLOAD_ENDPOINTS:
+        if not auth.verify_link(request.path, request.args):
+            raise ClientError(403, "invalid_upload_link", "this upload link is invalid or has expired; ask "
+                                                       "POST /api/v1/jobs/<job_id>/files for a new one")
         return
     if request.endpoint in LINK_ENDPOINTS and "sig" in request.args:
         if not auth.verify_link(request.path, request.args):
@@ -90,7 +99,8 @@ def operations():
     s = ctx().settings
     return jsonify(schema=operations_json_schema(), presets=PRESETS, limits={
         "max_upload_bytes": s.max_upload_bytes, "max_request_bytes": s.max_request_bytes,
-        "max_files_per_job": s.max_files_per_job, "max_image_pixels": s.max_image_pixels,
+        "max_files_per_job": s.max_files_per_job, "max_urls_per_job": s.max_urls_per_job,
+        "max_image_pixels": s.max_image_pixels,
         "accepted_types": ACCEPTED_TYPES})
 
 
@@ -105,7 +115,7 @@ def _form_operations(raw: str | None):
         raise ClientError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
 
 
-MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_BYTES = 16 * 1024 * 1024  # a list of 100,000 URLs (MAX_URLS_PER_JOB)
 
 
 def _job_request(fields, operations) -> JobRequest:
@@ -133,31 +143,32 @@ def _url_entries(parse, data):
         raise ClientError(400, exc.code, exc.reason)
 
 
+def _json_body() -> dict | None:
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise ClientError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // (1024 * 1024)} MB")
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
 @api.post("/jobs")
 def create():
-    """Create a job: a multipart batch of ``files`` (or one ``csv`` file of image URLs), or a
-    JSON body ``{"urls": [...]}``; ``operations`` (JSON) or ``preset``, optional ``email``,
-    ``webhook_url``, ``webhook_secret`` and ``name``."""
+    """Create a job: a multipart batch of ``files`` (or one ``csv`` file of image URLs), a
+    JSON body ``{"urls": [...]}``, or an open job ``{"open": true}`` filled by later requests;
+    ``operations`` (JSON) or ``preset``, optional ``email``, ``webhook_url``, ``webhook_secret``
+    and ``name``."""
     if request.is_json:
-        if (request.content_length or 0) > MAX_JSON_BYTES:
-            raise ClientError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // 1024} KB")
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or "urls" not in body:  # JSON is for URL imports only
-            raise ClientError(415, "unsupported_media_type", "a JSON body must be an object with a 'urls' list; "
-                                                          "send image files as multipart/form-data")
+        body = _json_body()
+        if body is not None and body.get("open") is True:
+            return _opened(_intake().open_job(_job_request(body, body.get("operations"))))
+        if body is None or "urls" not in body:
+            raise ClientError(415, "unsupported_media_type", "a JSON body must be an object with a 'urls' list "
+                                                          "or \"open\": true; send image files as multipart/form-data")
         job_request = _job_request(body, body.get("operations"))
         good, bad = _url_entries(entries_from_json, body["urls"])
         return _accepted(_intake().create_url_job(good, bad, job_request))
-    if not request.content_type or not request.content_type.startswith("multipart/form-data"):
-        raise ClientError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' "
-                                                      "field, or a JSON body with a 'urls' list")
-    try:
-        form, files = request.form, request.files.getlist("files")
-        csv_file = request.files.get("csv")
-    except ValueError as exc:  # malformed multipart
-        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}")
+    form, uploads = _multipart_files("or a JSON body with a 'urls' list")
+    csv_file = request.files.get("csv")
     job_request = _job_request(form, _form_operations(form.get("operations")))
-    uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
     if csv_file is not None:
         if uploads:
             raise ClientError(400, "malformed_request", "send image files or one CSV of URLs, not both")
@@ -166,12 +177,143 @@ def create():
     return _accepted(_intake().create_job(uploads, job_request))
 
 
-def _accepted(created):
-    """The 202 answer for a new job."""
+def _multipart_files(alternative: str):
+    """The form and its ``files`` of a multipart request (415 for any other body)."""
+    if not request.content_type or not request.content_type.startswith("multipart/form-data"):
+        raise ClientError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' "
+                                                      f"field, {alternative}")
+    try:
+        form, files = request.form, request.files.getlist("files")
+    except ValueError as exc:  # malformed multipart
+        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}")
+    return form, [_FormUpload(f) for f in files if f.filename or f.content_length]
+
+
+def _opened(job: domain.Job):
+    """The 201 answer for a new open job: where to send its files and how to close it."""
     JOBS_CREATED.inc()
+    body = {"job_id": job.job_id, "status": job.status, "total": 0, "links": views().links(job.job_id)}
+    if job.webhook_url:
+        body["webhook_secret"] = job.webhook_secret
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = body["links"]["self"]
+    return response
+
+
+def _count_created(created) -> None:
     IMAGES_ACCEPTED.inc(len(created.images))
     for rejected in created.rejected:
         IMAGES_REJECTED.labels(code=rejected.code).inc()
+
+
+@api.post("/jobs/<job_id>/files")
+def add_files(job_id: str):
+    """Files into an open job: multipart ``files`` (any number of requests, in parallel); each
+    accepted image is processed at once."""
+    job = _job_or_404(job_id)
+    if request.is_json:
+        return _direct_uploads(job, _json_body())
+    _form, uploads = _multipart_files("or a JSON body with a 'files' list of direct uploads")
+    created = _intake().add_files(job, uploads)
+    _count_created(created)
+    return jsonify({"job_id": job.job_id, "status": created.job.status, "total": created.job.total,
+                    "images": [{"image_id": i.image_id, "filename": i.filename} for i in created.images],
+                    "rejected": [r.to_dict() for r in created.rejected]})
+
+
+MAX_DIRECT_UPLOADS = 1000  # upload targets per request
+
+
+def _direct_uploads(job: domain.Job, body: dict | None):
+    """Upload targets for files the client sends itself: a resumable Cloud Storage session on
+    GCP, a signed image-handler URL locally. Nothing joins the job yet: each image does when
+    its object lands (the object-finalize event reaches the interaction manager)."""
+    files = body.get("files") if body else None
+    if not isinstance(files, list) or not files or len(files) > MAX_DIRECT_UPLOADS:
+        raise ClientError(400, "malformed_request", 'send {"files": [{"filename": ..., "bytes": ...}, ...]} '
+                                                    f"with 1 to {MAX_DIRECT_UPLOADS} files")
+    c = ctx()
+    settings, intake = c.settings, _intake()
+    intake.check_open(job)
+    intake.check_room(job.total, len(files))
+    ttl = settings.signed_url_ttl_seconds
+    expires_at = (datetime.now(timezone.utc) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
+    uploads, rejected = [], []
+    for index, item in enumerate(files):
+        if not isinstance(item, dict) or not isinstance(item.get("filename"), str) \
+                or not isinstance(item.get("bytes"), int) or isinstance(item.get("bytes"), bool):
+            raise ClientError(400, "malformed_request", f"files[{index}] needs a 'filename' string and a "
+                                                        "'bytes' integer")
+        name = domain.display_name(item["filename"], "(unnamed)")
+        size = item["bytes"]
+        content_type = item.get("content_type") or mimetypes.guess_type(name)[0] or ""
+        if not 0 < size <= settings.max_upload_bytes:
+            rejected.append({"filename": name, "error": {"code": "file_too_large" if size > 0 else "empty_file",
+                             "message": f"{name}: a file must be 1 byte to "
+                                        f"{settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)"}})
+            continue
+        if content_type not in ACCEPTED_TYPES:
+            rejected.append({"filename": name, "error": {"code": "unsupported_image", "message":
+                             f"{name}: {content_type or 'this type'} is not an image type ImageFlow takes "
+                             f"({', '.join(ACCEPTED_TYPES)})"}})
+            continue
+        image_id = domain.new_id()
+        path = domain.input_path(job.job_id, image_id, name)
+        metadata = domain.direct_upload_metadata(name)
+        try:
+            target = c.backends.blobs.upload_target(path, content_type, size, metadata, ttl,
+                                                    origin=request.headers.get("Origin"))
+        except Exception as exc:
+            raise ClientError(503, "unavailable", "could not prepare the uploads (storage is unavailable); "
+                                                  "try again shortly") from exc
+        if target is None:  # local store: the image-handler takes the bytes, signed for this one file
+            query = urlencode({"name": name, "bytes": size, "type": content_type})
+            url = c.auth.sign_link(f"{request.host_url.rstrip('/')}/api/v1/jobs/{job.job_id}/uploads/{image_id}"
+                                   f"?{query}", ttl, always=True)
+            target_view = {"url": url, "method": "PUT", "headers": {"Content-Type": content_type}}
+        else:
+            target_view = {"url": target.url, "method": target.method, "headers": target.headers}
+        uploads.append({"image_id": image_id, "filename": name, **target_view, "expires_at": expires_at})
+    return jsonify({"job_id": job.job_id, "uploads": uploads, "rejected": rejected})
+
+
+@api.put("/jobs/<job_id>/uploads/<image_id>")
+def direct_upload(job_id: str, image_id: str):
+    """The local stand-in for a Cloud Storage upload session: stores exactly the file the signed
+    link names, with its metadata; the blob store then announces it (object finalize)."""
+    if not (domain.is_valid_id(job_id) and domain.is_valid_id(image_id)):
+        raise ClientError(404, "job_not_found", "no such upload")
+    job = ctx().backends.jobs.get_job(job_id)
+    if job is None:
+        raise ClientError(404, "job_not_found", f"no job with id {job_id}")
+    _intake().check_open(job)
+    name, size, content_type = request.args["name"], int(request.args["bytes"]), request.args["type"]
+    if request.content_length != size:
+        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
+                                             f"{request.content_length} were sent")
+    data = request.stream.read(size + 1)
+    if len(data) != size:
+        raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
+    path = domain.input_path(job_id, image_id, name)
+    try:
+        ctx().backends.blobs.put(path, data, content_type, metadata=domain.direct_upload_metadata(name))
+    except Exception as exc:
+        raise ClientError(503, "unavailable", "could not store the file; send it again shortly") from exc
+    return jsonify({"image_id": image_id, "filename": name, "bytes": size})
+
+
+@api.post("/jobs/<job_id>/close")
+def close(job_id: str):
+    """No more files: the job completes (email, webhook) once every image has an outcome."""
+    job = _intake().close(_job_or_404(job_id))
+    return jsonify(views().job(job))
+
+
+def _accepted(created):
+    """The 202 answer for a new job."""
+    JOBS_CREATED.inc()
+    _count_created(created)
     body = {"job_id": created.job.job_id, "status": created.job.status, "total": created.job.total,
             "images": [{"image_id": i.image_id, "filename": i.filename,
                         **({"source_url": i.source_url} if i.source_url else {})} for i in created.images],
@@ -186,8 +328,27 @@ def _accepted(created):
 
 @api.get("/jobs/<job_id>")
 def status(job_id: str):
+    """The job, its counts and the first page of its images (``links.next`` for the rest)."""
     job = _job_or_404(job_id)
-    return jsonify(views().job(job, ctx().backends.jobs.list_images(job_id)))
+    return jsonify(views().job(job, page=views().image_page(job, limit=DEFAULT_IMAGE_PAGE)))
+
+
+@api.get("/jobs/<job_id>/images")
+def images(job_id: str):
+    """A page of the job's images in upload order: ``?status=``, ``?cursor=``, ``?limit=`` (1-1000)."""
+    job = _job_or_404(job_id)
+    status_filter = request.args.get("status") or None
+    if status_filter is not None and status_filter not in domain.IMAGE_STATUSES:
+        raise ClientError(400, "invalid_status", f"status must be one of {', '.join(domain.IMAGE_STATUSES)}")
+    try:
+        limit = int(request.args.get("limit", str(DEFAULT_IMAGE_PAGE)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_IMAGE_PAGE:
+        raise ClientError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_IMAGE_PAGE}")
+    after = decode_image_cursor(request.args["cursor"]) if request.args.get("cursor") else None
+    page = views().image_page(job, status=status_filter, after=after, limit=limit)
+    return jsonify({"job_id": job.job_id, "images": page.images, "links": {"next": page.next}})
 
 
 def _image_or_404(job_id: str, image_id: str) -> domain.Image:
@@ -242,6 +403,16 @@ def output_bytes(job_id: str, image_id: str):
     return _send_blob(path, content_type, path.rsplit("/", 1)[-1].split("-", 1)[-1])
 
 
+@api.get("/jobs/<job_id>/images/<image_id>/<any(input, output):which>/preview")
+def preview_bytes(job_id: str, image_id: str, which: str):
+    """The small WebP preview (about 320 px) of the image's input or output."""
+    image = _image_or_404(job_id, image_id)
+    path = image.preview_path if which == "input" else image.output_preview_path
+    if not path:
+        raise ClientError(404, "preview_not_ready", f"{image.filename} has no {which} preview yet")
+    return _send_blob(path, "image/webp", f"{domain.safe_stem(image.filename)}-preview.webp")
+
+
 def _zip_name(image: domain.Image, path: str, used: set[str]) -> str:
     name = path.rsplit("/", 1)[-1].split("-", 1)[-1]
     candidate, n = name, 1
@@ -255,24 +426,31 @@ def _zip_name(image: domain.Image, path: str, used: set[str]) -> str:
 
 @api.get("/jobs/<job_id>/archive.zip")
 def archive(job_id: str):
-    """Every output of the job in one zip (outputs are already compressed: stored, not deflated)."""
+    """Every output of the job in one zip, streamed as it is written: the images are read page
+    by page and each file is copied through in chunks, so memory stays flat for any job size.
+    Outputs are already compressed: stored, not deflated."""
     job = _job_or_404(job_id)
-    images = [i for i in ctx().backends.jobs.list_images(job_id) if i.status == domain.IMAGE_SUCCEEDED]
-    if not images:
+    jobs, blobs = ctx().backends.jobs, ctx().backends.blobs
+    if not jobs.page_images(job_id, status=domain.IMAGE_SUCCEEDED, limit=1):
         raise ClientError(404, "no_outputs", "this job has no finished outputs yet")
-    blobs = ctx().backends.blobs
-    spool = SpooledTemporaryFile(max_size=32 * 1024 * 1024)
-    used: set[str] = set()
-    with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as zf:
-        for image in images:
-            paths = [o["path"] for o in image.outputs] if image.outputs else [image.output_path]
-            for path in paths:
-                try:
-                    with blobs.open(path) as src, zf.open(_zip_name(image, path, used), "w") as dst:
-                        while chunk := src.read(1024 * 1024):
-                            dst.write(chunk)
-                except BlobNotFound:
-                    log.warning("output %s missing from storage", path)
-    spool.seek(0)
-    return send_file(spool, mimetype="application/zip", as_attachment=True,
-                     download_name=f"imageflow-{job.job_id[:8]}.zip")
+
+    def chunks(path: str):
+        try:
+            with blobs.open(path) as src:
+                while chunk := src.read(1024 * 1024):
+                    yield chunk
+        except BlobNotFound:
+            log.warning("output %s missing from storage", path)
+
+    def entries(stream: ZipStream):
+        used: set[str] = set()
+        for image in iter_images(jobs, job_id, status=domain.IMAGE_SUCCEEDED):
+            for path in [o["path"] for o in image.outputs] if image.outputs else [image.output_path]:
+                stream.add(chunks(path), _zip_name(image, path, used))
+                yield from stream.all_files()  # written now: nothing waits in the queue
+        yield from stream.footer()
+
+    stream = ZipStream(compress_type=ZIP_STORED)
+    return Response(stream_with_context(entries(stream)), mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="imageflow-{job.job_id[:8]}.zip"',
+                             "Cache-Control": "no-store"})

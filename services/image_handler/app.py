@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, request, send_from_directory
+from flask import Flask, Request, Response, g, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -51,6 +51,16 @@ class HandlerContext:
         return url.strip()
 
 
+class _Request(Request):
+    """Counts the file parts as werkzeug parses them, so a 413 can name the limit it hit."""
+
+    file_parts = 0
+
+    def _get_file_stream(self, *args, **kwargs):
+        self.file_parts += 1
+        return super()._get_file_stream(*args, **kwargs)
+
+
 class _JSONProvider(DefaultJSONProvider):
     """Deeply nested JSON makes json.loads raise RecursionError; make it the ValueError that
     request.get_json() turns into a 400 like any other malformed body."""
@@ -70,6 +80,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
         settings = settings.with_overrides(**test_config)
     backends = backends or make_backends(settings)
     app = Flask(__name__, static_folder=None)
+    app.request_class = _Request
     if settings.forwarded_proto_hops:  # behind a TLS-terminating proxy: links keep https://
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=settings.forwarded_proto_hops, x_host=0)
     install_request_context(app)  # log lines name the request's trace and job
@@ -122,9 +133,18 @@ def _register_errors(app: Flask, settings: Settings) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
-        return error_response(413, "request_too_large",
-                              f"the request is larger than the {settings.max_request_bytes // (1024 * 1024)} MB limit"
-                              " (or has too many parts)")
+        """Werkzeug raises the same error for each of its limits: name the one this request hit."""
+        length = request.content_length
+        if length is None or length > settings.max_request_bytes:
+            return error_response(413, "request_too_large", f"the request is larger than the "
+                                  f"{settings.max_request_bytes // (1024 * 1024)} MB limit (MAX_REQUEST_BYTES): "
+                                  "send the files in several requests into an open job")
+        if getattr(request, "file_parts", 0) > settings.max_files_per_job:
+            return error_response(413, "too_many_files", f"too many files in one request: at most "
+                                  f"{settings.max_files_per_job} (MAX_FILES_PER_JOB)")
+        return error_response(413, "form_too_large", f"a form field is larger than "
+                              f"{app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB, or the form has more than "
+                              f"{app.config['MAX_FORM_PARTS']} parts")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -142,9 +142,10 @@ class Auth:
         message = f"{path}?{urlencode(sorted(query))}|{expires}".encode("utf-8")
         return hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
 
-    def sign_link(self, url: str, ttl_seconds: int, now: float | None = None) -> str:
-        """``url`` with ``expires`` and ``sig`` added (unchanged when keys are off)."""
-        if not self.enabled:
+    def sign_link(self, url: str, ttl_seconds: int, now: float | None = None, *, always: bool = False) -> str:
+        """``url`` with ``expires`` and ``sig`` added (unchanged when keys are off, unless ``always``:
+        a direct-upload link binds its file's name and size even on an open API)."""
+        if not self.enabled and not always:
             return url
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)

@@ -18,7 +18,7 @@ from imageflow.bus import MessageBus
 from imageflow.domain import Image, Job
 from imageflow.engine import ImageError, Limits, probe
 from imageflow.engine.schema import OperationsError, resolve_operations
-from imageflow.jobstore import JobStore
+from imageflow.jobstore import JobClosed, JobStore, TooManyImages
 from imageflow.messages import JobSubmitted
 from imageflow.settings import Settings
 
@@ -100,13 +100,13 @@ class JobRequest:
     name: str | None = None
     owner: str | None = None
 
-    def new_job(self) -> Job:
+    def new_job(self, **fields) -> Job:
         """A new job document; with a webhook, its delivery is pending from the start (so a
         restarted interaction manager still delivers it) and it has a signing secret."""
         secret = (self.webhook_secret or secrets.token_hex(32)) if self.webhook_url else None
         return Job(job_id=domain.new_id(), operations=self.operations, preset=self.preset, email=self.email,
                    webhook_url=self.webhook_url, owner=self.owner, name=self.name, webhook_secret=secret,
-                   webhook_status="pending" if self.webhook_url else None)
+                   webhook_status="pending" if self.webhook_url else None, **fields)
 
 
 def validate_webhook_secret(secret: str | None) -> str | None:
@@ -133,17 +133,109 @@ class Intake:
 
     def create_job(self, uploads: Iterable[Upload], request: JobRequest) -> Created:
         """A job of uploaded files; a bad file is refused alone, with its reason."""
-        settings = self.settings
         uploads = list(uploads)
         if not uploads:
             raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
-        if len(uploads) > settings.max_files_per_job:
-            raise ClientError(413, "too_many_files",
-                              f"too many files: {len(uploads)} sent, at most {settings.max_files_per_job} per job")
+        self.check_room(0, len(uploads))
         if self.admit:
             self.admit(len(uploads))
-        limits = Limits.from_settings(settings)
         job = request.new_job()
+        images, rejected = self._store_files(job, uploads)
+        return self._record(job, images, rejected)
+
+    def open_job(self, request: JobRequest) -> Job:
+        """An open job with no image yet: files join it with ``add_files`` until ``close``."""
+        if self.admit:
+            self.admit(0)
+        now = domain.utcnow()
+        job = request.new_job(status=domain.OPEN, last_file_at=now)
+        try:
+            self.jobs.create_job(job, [])
+        except Exception as exc:
+            self._discard(job, exc, "record the job (the job store is unavailable)")
+        log.info("job %s opened", job.job_id)
+        return job
+
+    def add_files(self, job: Job, uploads: Iterable[Upload]) -> Created:
+        """Files into an open job: each accepted image is recorded and its task published at
+        once. If recording fails nothing of this request is kept; if publishing fails the
+        images stay untasked and the interaction manager's fan-out publishes them."""
+        uploads = list(uploads)
+        if not uploads:
+            raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
+        self.check_open(job)
+        self.check_room(job.total, len(uploads))
+        if self.admit:
+            self.admit(len(uploads))
+        images, rejected = self._store_files(job, uploads, keep_job=True)
+        try:
+            job = self.jobs.add_images(job.job_id, images, max_total=self.settings.max_files_per_job,
+                                       now=domain.utcnow())
+        except (JobClosed, TooManyImages) as exc:
+            self._delete_inputs(images)
+            if isinstance(exc, JobClosed):
+                self.check_open(exc.job)
+            self.check_room(exc.job.total, len(images))
+            raise
+        except Exception as exc:
+            self._delete_inputs(images)
+            raise ClientError(503, "unavailable", "could not record the files (the job store is unavailable); "
+                                                  "nothing was kept, try again shortly") from exc
+        self.publish_tasks(job, images)
+        log.info("job %s: %d images added (%d in all), %d rejected", job.job_id, len(images), job.total,
+                 len(rejected))
+        return Created(job, images, rejected)
+
+    def publish_tasks(self, job: Job, images: list[Image]) -> None:
+        """Publish each image's task and record it (``tasked``); a failure leaves the rest to fan-out."""
+        published = []
+        try:
+            for image in images:
+                self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(),
+                                 {"job_id": job.job_id})
+                published.append(image.image_id)
+        except Exception:
+            log.exception("job %s: publishing tasks failed; fan-out will publish the rest", job.job_id)
+        if published:
+            try:
+                self.jobs.mark_tasked(job.job_id, published)
+            except Exception:  # fan-out may publish these again: a redelivered task is harmless
+                log.exception("job %s: could not record %d published tasks", job.job_id, len(published))
+
+    def close(self, job: Job) -> Job:
+        """No more files: the job completes once every image has an outcome. ``job.submitted``
+        tells the interaction manager (it publishes any task still missing and announces a job
+        that closed already finished)."""
+        if job.is_open:
+            job = self.jobs.close_job(job.job_id, domain.utcnow())
+            try:
+                self.bus.publish(self.settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(),
+                                 {"job_id": job.job_id})
+            except Exception:  # the manager's sweep finds closed jobs that were never announced
+                log.exception("job %s closed, but job.submitted could not be published", job.job_id)
+            log.info("job %s closed with %d images (%s)", job.job_id, job.total, job.status)
+        return job
+
+    def check_open(self, job: Job) -> None:
+        if not job.is_open:
+            raise ClientError(409, "job_closed", f"job {job.job_id} takes no more files (it is {job.status}); "
+                                                 "create a new job for more")
+
+    def check_room(self, held: int, adding: int) -> None:
+        limit = self.settings.max_files_per_job
+        if held + adding > limit:
+            room = max(0, limit - held)
+            where = f"the job holds {held}, room for {room} more; " if held else ""
+            raise ClientError(413, "too_many_files", f"too many files: {adding} sent, {where}at most {limit} per job "
+                                                     "(MAX_FILES_PER_JOB)", {"limit": limit, "held": held,
+                                                                             "room": room})
+
+    def _store_files(self, job: Job, uploads: list[Upload], *, keep_job: bool = False) -> tuple[list[Image],
+                                                                                                list[Rejected]]:
+        """Check and store each file under the job: the images to record, and the refusals. When
+        none is good, the refusal is the request's answer (413 if every file was too large)."""
+        settings = self.settings
+        limits = Limits.from_settings(settings)
         images: list[Image] = []
         rejected: list[Rejected] = []
         for upload in uploads:
@@ -158,6 +250,10 @@ class Intake:
             try:
                 self.blobs.put(path, data, info.mime)
             except Exception as exc:
+                if keep_job:
+                    self._delete_inputs(images)
+                    raise ClientError(503, "unavailable", "could not store the files (storage is unavailable); "
+                                                          "nothing was kept, try again shortly") from exc
                 self._discard(job, exc, "store the originals (storage is unavailable)")
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
                                 input_content_type=info.mime, input_bytes=len(data)))
@@ -165,7 +261,14 @@ class Intake:
             status = 413 if all(r.code in ("file_too_large", "too_large") for r in rejected) else 415
             raise ClientError(status, "no_valid_images", "none of the files could be accepted: "
                               + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
-        return self._record(job, images, rejected)
+        return images, rejected
+
+    def _delete_inputs(self, images: list[Image]) -> None:
+        for image in images:
+            try:
+                self.blobs.delete_prefix(image.input_path)
+            except Exception:
+                log.exception("could not delete %s", image.input_path)
 
     def create_url_job(self, entries: list[UrlEntry], rejected: list[RejectedUrl], request: JobRequest) -> Created:
         """A job whose images are URLs (checked by ``url_lists.check_entries``): one queued image
@@ -173,12 +276,13 @@ class Intake:
         if not entries:
             raise ClientError(400, "no_valid_urls", "none of the URLs can be imported: "
                               + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
-        if len(entries) + len(rejected) > self.settings.max_files_per_job:
-            raise ClientError(413, "too_many_files", f"too many URLs: {len(entries) + len(rejected)} sent, "
-                                                     f"at most {self.settings.max_files_per_job} per job")
+        limit = self.settings.max_urls_per_job
+        if len(entries) + len(rejected) > limit:
+            raise ClientError(413, "too_many_urls", f"too many URLs: {len(entries) + len(rejected)} sent, "
+                                                    f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
         if self.admit:
             self.admit(len(entries))
-        job = request.new_job()
+        job = request.new_job(meta_keys=list(dict.fromkeys(key for entry in entries for key in entry.meta or {})))
         images = []
         for entry in entries:
             image_id = domain.new_id()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from imageflow import domain
 from imageflow.jobstore import page_jobs
@@ -91,5 +91,5 @@ def report(job_id: str):
     """One row per image: its CSV columns, source, input and output URLs, status and error."""
     job = _job_or_404(job_id)
     name = f"imageflow-{job.job_id[:8]}-report.csv"
-    return Response(views().report_csv(job), mimetype="text/csv",
+    return Response(stream_with_context(views().report_csv(job)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from imageflow.safe_http import FetchError, validate_url
 
-MAX_CSV_BYTES = 2 * 1024 * 1024
+MAX_CSV_BYTES = 32 * 1024 * 1024  # 100,000 rows (MAX_URLS_PER_JOB) with a few columns each
 MAX_META_COLUMNS = 10
 MAX_META_VALUE = 500
 

@@ -8,11 +8,15 @@ import csv
 import io
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Iterator
 
 from imageflow import domain
 from imageflow.blobstore import BlobStore
-from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.jobstore import JobStore, iter_images, iter_jobs
 from imageflow.settings import Settings
 
 from .auth import Auth
@@ -47,6 +51,60 @@ def decode_cursor(text: str) -> tuple[str, str]:
         raise ClientError(400, "invalid_cursor", "cursor is not one this API returned") from None
 
 
+DEFAULT_IMAGE_PAGE = 100
+MAX_IMAGE_PAGE = 1000
+
+
+def encode_image_cursor(image: domain.Image) -> str:
+    """An opaque token for the images after ``image`` (its place in the job)."""
+    return base64.urlsafe_b64encode(json.dumps({"seq": image.seq}).encode()).decode().rstrip("=")
+
+
+def decode_image_cursor(text: str) -> int:
+    try:
+        seq = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValueError
+        return seq
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise ClientError(400, "invalid_cursor", "cursor is not one this API returned") from None
+
+
+class SignedUrlCache:
+    """Signed links reused while more than half their life is left: a page polled every second
+    signs nothing new, and the browser's cache keeps hitting the same URLs. Bounded (LRU)."""
+
+    def __init__(self, max_entries: int = 50_000):
+        self._entries: OrderedDict[tuple, tuple[str, float]] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, ttl: int, sign) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit and hit[1] - now > ttl / 2:
+                self._entries.move_to_end(key)
+                return hit[0]
+        url = sign()
+        if url is not None:
+            with self._lock:
+                self._entries[key] = (url, now + ttl)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max:
+                    self._entries.popitem(last=False)
+        return url
+
+
+SIGNED_URLS = SignedUrlCache()
+
+
+@dataclass
+class ImagePage:
+    images: list[dict]
+    next: str | None
+
+
 @dataclass
 class JobViews:
     """Views of one request: ``base_url`` is the API's origin as the caller reached it."""
@@ -58,21 +116,37 @@ class JobViews:
     base_url: str
 
     def links(self, job_id: str) -> dict:
-        return {"self": f"{self.base_url}/api/v1/jobs/{job_id}",
-                "results_page": domain.results_url(self.settings.public_base_url, job_id),
-                "archive": f"{self.base_url}/api/v1/jobs/{job_id}/archive.zip"}
+        api = f"{self.base_url}/api/v1/jobs/{job_id}"
+        return {"self": api, "results_page": domain.results_url(self.settings.public_base_url, job_id),
+                "archive": f"{api}/archive.zip", "report": f"{api}/report.csv", "images": f"{api}/images",
+                "files": f"{api}/files", "close": f"{api}/close"}
+
+    def image_page(self, job: domain.Job, *, status: str | None = None, after: int | None = None,
+                   limit: int = DEFAULT_IMAGE_PAGE) -> ImagePage:
+        """One page of image views (URLs signed for this page only) and the link to the next."""
+        batch = self.jobs.page_images(job.job_id, status=status, after=after, limit=limit + 1)
+        page = batch[:limit]
+        next_link = None
+        if len(batch) > limit:
+            query = f"limit={limit}&cursor={encode_image_cursor(page[-1])}" + (f"&status={status}" if status else "")
+            next_link = f"{self.base_url}/api/v1/jobs/{job.job_id}/images?{query}"
+        return ImagePage([self.image(i) for i in page], next_link)
 
     def blob_url(self, path: str | None, api_path: str) -> str | None:
         """A signed storage URL, or else a signed link to the API route that serves the bytes."""
         if not path:
             return None
         ttl = self.settings.signed_url_ttl_seconds
-        try:
-            signed = self.blobs.signed_url(path, ttl)
-        except ValueError:  # a stored path the store refuses: show no link rather than fail the whole view
-            log.error("refusing to link invalid blob path %r", path)
-            return None
-        return signed or self.auth.sign_link(f"{self.base_url}{api_path}", ttl)
+
+        def sign():
+            try:
+                signed = self.blobs.signed_url(path, ttl)
+            except ValueError:  # a stored path the store refuses: show no link rather than fail the whole view
+                log.error("refusing to link invalid blob path %r", path)
+                return None
+            return signed or self.auth.sign_link(f"{self.base_url}{api_path}", ttl)
+
+        return SIGNED_URLS.get((path, self.base_url, api_path, ttl), ttl, sign)
 
     def image(self, image: domain.Image) -> dict:
         base = f"/api/v1/jobs/{image.job_id}/images/{image.image_id}"
@@ -91,31 +165,48 @@ class JobViews:
             "output_url": self.blob_url(image.output_path, f"{base}/output")
             if image.status == domain.IMAGE_SUCCEEDED else None,
             "outputs": outputs,
+            "preview_url": self.blob_url(image.preview_path, f"{base}/input/preview"),
+            "output_preview_url": self.blob_url(image.output_preview_path, f"{base}/output/preview")
+            if image.status == domain.IMAGE_SUCCEEDED else None,
         }
 
-    def job(self, job: domain.Job, images: list[domain.Image] | None = None) -> dict:
+    def job(self, job: domain.Job, images: list[domain.Image] | None = None, page: ImagePage | None = None) -> dict:
         view = {
             "job_id": job.job_id, "status": job.status, "name": job.name, "created_at": job.created_at,
             "updated_at": job.updated_at, "completed_at": job.completed_at, "total": job.total,
             "succeeded": job.succeeded, "failed": job.failed, "pending": max(0, job.total - job.done),
             "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
             "webhook_status": job.webhook_status, "webhook_attempts": job.webhook_attempts or [],
-            "links": self.links(job.job_id),
+            "links": self.links(job.job_id), "closed_at": job.closed_at,
         }
         if images is not None:
             view["images"] = [self.image(i) for i in images]
+        if page is not None:
+            view["images"] = page.images
+            view["links"]["next"] = page.next
         return view
 
-    def report_csv(self, job: domain.Job) -> bytes:
-        """One row per image: its CSV columns, source, input and output URLs, status and error."""
-        images = self.jobs.list_images(job.job_id)
-        meta_keys = list(dict.fromkeys(key for image in images for key in (image.meta or {})))
+    def report_csv(self, job: domain.Job) -> Iterator[bytes]:
+        """One row per image: its CSV columns, source, input and output URLs, status and error.
+        Streamed: the header first, then the rows page by page (flat memory for any job)."""
+        meta_keys = job.meta_keys
+        if meta_keys is None:  # a job from before meta_keys was recorded: one pass to find the columns
+            meta_keys = list(dict.fromkeys(key for image in iter_images(self.jobs, job.job_id)
+                                           for key in (image.meta or {})))
         columns = ["row", "image_id", "filename", *meta_keys, "source_url", "input_url", "output_url", "status",
                    "error", "error_code", "width", "height", "bytes", "content_type"]
         out = io.StringIO()
         writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
+
+        def flush() -> bytes:
+            text = out.getvalue()
+            out.seek(0)
+            out.truncate()
+            return text.encode("utf-8")
+
         writer.writerow(columns)
-        for number, image in enumerate(images, start=1):
+        yield "\ufeff".encode("utf-8") + flush()  # the BOM tells spreadsheets it is UTF-8
+        for number, image in enumerate(iter_images(self.jobs, job.job_id), start=1):
             view = self.image(image)
             fetched = not image.source_url or image.status == domain.IMAGE_SUCCEEDED
             row = [number, image.image_id, image.filename, *[(image.meta or {}).get(k, "") for k in meta_keys],
@@ -123,7 +214,9 @@ class JobViews:
                    image.status, image.error or "", image.error_code or "", image.width or "", image.height or "", image.bytes or "",
                    image.content_type or ""]
             writer.writerow([neutralise(cell) for cell in row])
-        return out.getvalue().encode("utf-8-sig")
+            if number % 200 == 0:
+                yield flush()
+        yield flush()
 
     def stats(self, owner: str | None) -> dict:
         """The caller's totals: jobs (by status), images, failures and bytes stored."""
@@ -135,7 +228,7 @@ class JobViews:
             images += job.total
             succeeded += job.succeeded
             failed += job.failed
-            for image in self.jobs.list_images(job.job_id):
+            for image in iter_images(self.jobs, job.job_id):
                 input_bytes += image.input_bytes or 0
                 output_bytes += sum(o.get("bytes") or 0 for o in image.outputs or []) or (image.bytes or 0)
         return dict(jobs=jobs, jobs_by_status=by_status, images=images, succeeded=succeeded, failed=failed,

@@ -25,13 +25,20 @@ from imageflow import domain
 from imageflow.blobstore import BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.engine import ImageError, Limits, Rendered, render
+from imageflow.engine.schema import resolve_operations
 from imageflow.messages import Output, Result, Task, decode_delivered
 from imageflow.metrics import TASK_DURATION, TASKS
 from imageflow.settings import Settings
 
+from .url_fetch import UrlFetcher
+
 log = logging.getLogger(__name__)
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+PREVIEW_SIZE = 320
+# The thumbnails the job page and the API show: never the originals, never the full outputs.
+PREVIEW_OPERATIONS = resolve_operations(None, [{"op": "resize", "width": PREVIEW_SIZE, "height": PREVIEW_SIZE},
+                                               {"op": "format", "format": "webp", "quality": 70}])
 
 
 def render_task(task: Task, data: bytes, limits: Limits) -> list[Rendered]:
@@ -49,6 +56,12 @@ class Processor:
     blobs: BlobStore
     bus: MessageBus
     render: RenderTask = render_task
+    fetcher: UrlFetcher | None = None  # built from settings on first use: fetches tasks' source URLs
+    previews: bool = True
+
+    def __post_init__(self):
+        if self.fetcher is None:
+            self.fetcher = UrlFetcher(self.settings, self.blobs)
 
     def handle_message(self, message: ReceivedMessage) -> None:
         """Subscriber callback for ``imageflow-tasks-processor``."""
@@ -64,15 +77,23 @@ class Processor:
         Raises on transient trouble (the task will be retried). ``isolate`` renders in a
         child process (a crash there raises WorkerCrash instead of killing this process)."""
         started = time.monotonic()
-        try:
-            data = self.blobs.get(task.input_path)
-        except BlobNotFound:
-            return self._failed(task, domain.MISSING_INPUT, "the original upload is missing from storage", started)
+        input_facts: dict = {}
+        if task.source_url:
+            fetched = self.fetcher.fetch(task)
+            if isinstance(fetched, str):  # why the URL gave no image
+                return self._failed(task, domain.FETCH_FAILED, fetched, started)
+            data, mime = fetched
+            input_facts = {"input_content_type": mime, "input_bytes": len(data)}
+        else:
+            try:
+                data = self.blobs.get(task.input_path)
+            except BlobNotFound:
+                return self._failed(task, domain.MISSING_INPUT, "the original upload is missing from storage", started)
         limits = Limits.from_settings(self.settings)
         try:
             rendered = render_isolated(self.render, task, data, limits) if isolate else self.render(task, data, limits)
         except ImageError as exc:
-            return self._failed(task, exc.code, exc.reason, started)
+            return self._failed(task, exc.code, exc.reason, started, **input_facts)
         outputs = []
         for item in rendered:
             path = domain.output_file(task.output_path, item.ext, item.variant)
@@ -80,19 +101,36 @@ class Processor:
             outputs.append(Output(path=path, content_type=item.content_type, width=item.width,
                                   height=item.height, bytes=len(item.data), variant=item.variant))
         first = outputs[0]
+        previews = {}
+        if self.previews:
+            previews = {"preview_path": self._preview(task, domain.PREVIEW_INPUT, data, limits),
+                        "output_preview_path": self._preview(task, domain.PREVIEW_OUTPUT, rendered[0].data, limits)}
         duration = time.monotonic() - started
         TASKS.labels(status="succeeded").inc()
         TASK_DURATION.observe(duration)
         return Result(job_id=task.job_id, image_id=task.image_id, status="succeeded", output_path=first.path,
                       content_type=first.content_type, width=first.width, height=first.height, bytes=first.bytes,
-                      duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs])
+                      duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs], **input_facts,
+                      **previews)
+
+    def _preview(self, task: Task, which: str, data: bytes, limits: Limits) -> str | None:
+        """Write the small WebP of ``data``; its path, or None when it cannot be made (the
+        image itself is fine: the views then show no preview, never the full file)."""
+        try:
+            [preview] = render(data, PREVIEW_OPERATIONS, limits)[:1]
+        except ImageError as exc:
+            log.warning("no %s preview for %s/%s: %s", which, task.job_id, task.image_id, exc.reason)
+            return None
+        path = domain.preview_path(task.job_id, task.image_id, which)
+        self.blobs.put(path, preview.data, preview.content_type, cache_control=CACHE_CONTROL)
+        return path
 
     @staticmethod
-    def _failed(task: Task, code: str, reason: str, started: float) -> Result:
+    def _failed(task: Task, code: str, reason: str, started: float, **facts) -> Result:
         TASKS.labels(status="failed").inc()
         log.info("image %s/%s failed (%s): %s", task.job_id, task.image_id, code, reason)
         return Result(job_id=task.job_id, image_id=task.image_id, status="failed", error=reason, error_code=code,
-                      duration_ms=int((time.monotonic() - started) * 1000))
+                      duration_ms=int((time.monotonic() - started) * 1000), **facts)
 
 
 class WorkerCrash(RuntimeError):

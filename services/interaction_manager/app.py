@@ -14,8 +14,6 @@ from imageflow.settings import Settings
 from services.interaction_manager.coordinator import Coordinator, ResultBatcher
 from services.interaction_manager.webhooks import WebhookSender
 
-from .url_import import UrlImporter
-
 log = logging.getLogger("interaction_manager")
 
 
@@ -41,8 +39,7 @@ def main() -> int:
     settings = Settings.from_env()
     backends = make_backends(settings)
     webhooks = WebhookSender(settings, backends.jobs)
-    coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs,
-                              importer=UrlImporter(settings, backends.blobs))
+    coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs)
     batcher = ResultBatcher(coordinator.fold, interval=settings.progress_flush_seconds)
     topics = settings.topics
     deadline = settings.ack_deadline_seconds
@@ -50,6 +47,8 @@ def main() -> int:
         backends.bus.subscribe(topics.jobs_sub, coordinator.handle_job_submitted, max_messages=4,
                                ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.results_sub, batcher.handle_result, max_messages=200,
+                               ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.uploads_sub, coordinator.handle_object_event, max_messages=8,
                                ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.tasks_dlq_sub,
                                lambda m: batcher.add(coordinator.dead_letter_result(m), m),

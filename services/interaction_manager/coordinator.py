@@ -4,7 +4,9 @@ their own except the result batcher's flusher.
 """
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -12,9 +14,10 @@ from datetime import datetime
 from typing import Callable
 
 from imageflow import domain
-from imageflow.blobstore import BlobStore
+from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
-from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.engine import ImageError, Limits, probe
+from imageflow.jobstore import JobClosed, JobStore, TooManyImages, iter_jobs
 from imageflow.messages import (
     JobCompleted,
     JobSubmitted,
@@ -24,9 +27,10 @@ from imageflow.messages import (
 )
 from imageflow.settings import Settings
 
-from .url_import import UrlImporter
-
 log = logging.getLogger(__name__)
+
+_INPUT_OBJECT = re.compile(r"^(?P<job>[0-9a-f]{32})/input/(?P<image>[0-9a-f]{32})-[^/]+$")
+FAN_OUT_PAGE = 500  # tasks published per page; the images' ``tasked`` flag is where a crashed fan-out resumes
 
 
 @dataclass
@@ -36,7 +40,6 @@ class Coordinator:
     bus: MessageBus
     blobs: BlobStore | None = None
     on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # called after the publish (tests, metrics)
-    importer: UrlImporter | None = None  # fetches the inputs of images imported by URL (imageflow.safe_http)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:
@@ -47,35 +50,109 @@ class Coordinator:
         message.ack()
 
     def fan_out(self, job_id: str) -> int:
-        """Publish one task per unfinished image of the job; returns how many. Idempotent:
-        once every task is published the job records it and a redelivery publishes nothing."""
+        """Publish the task of every image that has none on the bus yet, a page at a time;
+        returns how many. Each page is recorded (``mark_tasked``) before the next, so after a
+        crash a redelivered ``job.submitted`` goes on where it stopped, and nothing holds the
+        job's whole image list. A closed job records ``tasks_published``; an open one may get
+        more images (image-handler publishes those itself). A job that is already finished
+        (closed after its last result) is announced."""
         job = self.jobs.get_job(job_id)
         if job is None:
             log.warning("job.submitted for unknown job %s", job_id)
             return 0
-        if job.is_terminal or job.tasks_published:
+        if job.is_terminal or (job.tasks_published and not job.is_open):
+            self._announce_if_due(job)
             return 0
         if job.status == domain.QUEUED:
             self.jobs.transition(job_id, domain.start())
         count = 0
-        images = [i for i in self.jobs.list_images(job_id) if i.status not in domain.TERMINAL_IMAGE_STATUSES]
-        ready = self.importer.fetch_inputs(images) if self.importer else ((i, None) for i in images)
-        unfetchable: list[Result] = []
-        for image, error in ready:
-            if error:  # a URL that could not be imported is an image that failed, with its reason
-                unfetchable.append(Result(job_id=job_id, image_id=image.image_id, status="failed", error=error,
-                                          error_code=domain.FETCH_FAILED))
-                continue
-            task = Task(job_id=job_id, image_id=image.image_id, input_path=image.input_path,
-                        output_path=domain.output_stem(job_id, image.image_id, image.filename),
-                        operations=job.operations)
-            self.bus.publish(self.settings.topics.tasks, task.encode(), {"job_id": job_id})
-            count += 1
-        if unfetchable:  # folded before tasks_published, so a crash here retries them
-            self.fold(unfetchable)
-        self.jobs.transition(job_id, domain.record_tasks_published())
-        log.info("job %s: published %d tasks", job_id, count)
+        while page := self.jobs.untasked_images(job_id, limit=FAN_OUT_PAGE):
+            for image in page:
+                self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(), {"job_id": job_id})
+            self.jobs.mark_tasked(job_id, [image.image_id for image in page])
+            count += len(page)
+        if not job.is_open:
+            job = self.jobs.transition(job_id, domain.record_tasks_published()) or self.jobs.get_job(job_id)
+            self._announce_if_due(job)
+        if count:
+            log.info("job %s: published %d tasks", job_id, count)
         return count
+
+    def _announce_if_due(self, job: domain.Job) -> None:
+        if job.is_terminal and not job.notified_at:
+            self.announce(job)
+
+    # -- object finalize -> a directly uploaded image joins its job -----------------------
+    def handle_object_event(self, message: ReceivedMessage) -> None:
+        """A direct upload landed (the bucket's notification, or the local store's): check it
+        like an upload and, if the job is still open, add it and publish its task. Other
+        objects (outputs, the API's own originals) are ignored. Idempotent: a redelivered event
+        finds the image already there."""
+        self.join_uploaded(message.attributes or {}, message.data)
+        message.ack()
+
+    def join_uploaded(self, attributes: dict, data: bytes) -> str | None:
+        """The outcome for one object event: None when ignored, else what happened (for logs and tests)."""
+        if attributes.get("eventType") != OBJECT_FINALIZE:
+            return None
+        path = attributes.get("objectId") or ""
+        match = _INPUT_OBJECT.match(path)
+        if not match:
+            return None
+        try:
+            info = json.loads(data or b"{}")
+        except ValueError:
+            info = {}
+        client_name = domain.direct_upload_name(info.get("metadata"))
+        if client_name is None:
+            return None
+        job_id, image_id = match["job"], match["image"]
+        if self.jobs.get_image(job_id, image_id) is not None:
+            return "duplicate"
+        job = self.jobs.get_job(job_id)
+        if job is None or not job.is_open:
+            log.info("upload %s arrived for a job that is %s: deleting it", path, job.status if job else "gone")
+            self.blobs.delete_prefix(path)
+            return "late"
+        filename = domain.display_name(client_name)
+        error, mime, size = self._check_object(path, info)
+        image = domain.Image(job_id=job_id, image_id=image_id, filename=filename, input_path=path,
+                             input_content_type=mime, input_bytes=size)
+        try:
+            job = self.jobs.add_images(job_id, [image], max_total=self.settings.max_files_per_job,
+                                       now=domain.utcnow())
+        except (JobClosed, TooManyImages) as exc:
+            log.info("upload %s refused: %s", path, exc)
+            self.blobs.delete_prefix(path)
+            return "refused"
+        if error:  # the job shows the file and why it was refused, as a failed image
+            self.fold([Result(job_id=job_id, image_id=image_id, status="failed", error=error)])
+            return "failed"
+        self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(), {"job_id": job_id})
+        self.jobs.mark_tasked(job_id, [image_id])
+        return "joined"
+
+    def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, int | None]:
+        """(why it is refused or None, sniffed type, size): the upload checks, on a stored object."""
+        limit = self.settings.max_upload_bytes
+        try:
+            size = int(info.get("size") or 0)
+        except ValueError:
+            size = 0
+        if size > limit:
+            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, size
+        try:
+            with self.blobs.open(path) as fh:
+                data = fh.read(limit + 1)
+        except BlobNotFound:
+            return "the uploaded file is missing from storage", None, None
+        if len(data) > limit:
+            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, len(data)
+        try:
+            probed = probe(data, Limits.from_settings(self.settings))
+        except ImageError as exc:
+            return exc.reason, None, len(data)
+        return None, probed.mime, len(data)
 
     # -- results -> progress --------------------------------------------------------------
     def fold(self, results: list[Result]) -> None:
@@ -122,13 +199,15 @@ class Coordinator:
 
     # -- exact backlog for autoscaling ----------------------------------------------------
     def outstanding_tasks(self) -> int:
-        """Images of jobs in progress that have no result folded yet (KEDA metrics-api trigger)."""
-        return sum(max(0, job.total - job.done) for job in iter_jobs(self.jobs, status=domain.PROCESSING))
+        """Images of jobs in progress (open ones too) that have no result folded yet (KEDA metrics-api trigger)."""
+        return sum(max(0, job.total - job.done) for status in (domain.PROCESSING, domain.OPEN)
+                   for job in iter_jobs(self.jobs, status=status))
 
     def sweep(self, older_than_seconds: float = 60.0) -> int:
         """Repair after a crash: re-announce jobs claimed but never published, re-fan-out jobs
-        still queued. Returns how many jobs it touched."""
-        touched = 0
+        still queued; close open jobs idle for ``OPEN_JOB_IDLE_SECONDS`` and publish what a
+        crashed upload left untasked. Returns how many jobs it touched."""
+        touched = self._sweep_open_jobs(older_than_seconds)
         cutoff = time.time() - older_than_seconds
         for status in domain.TERMINAL_JOB_STATUSES:
             for job in iter_jobs(self.jobs, status=status):
@@ -139,6 +218,28 @@ class Coordinator:
         for job in iter_jobs(self.jobs, status=domain.QUEUED):
             if _age_cutoff(job.created_at, cutoff):
                 touched += bool(self.fan_out(job.job_id))
+        return touched
+
+    def _sweep_open_jobs(self, older_than_seconds: float) -> int:
+        touched = 0
+        now = time.time()
+        idle_cutoff = now - self.settings.open_job_idle_seconds
+        for job in list(iter_jobs(self.jobs, status=domain.OPEN)):
+            last = job.last_file_at or job.created_at
+            if _age_cutoff(last, idle_cutoff):
+                log.info("job %s: no new file for %d s, closing it", job.job_id, self.settings.open_job_idle_seconds)
+                self.jobs.close_job(job.job_id, domain.utcnow())
+                self.fan_out(job.job_id)
+                touched += 1
+            elif _age_cutoff(last, now - older_than_seconds):
+                touched += bool(self.fan_out(job.job_id))  # images a crashed upload request left untasked
+        # Closed jobs whose job.submitted was lost: publish what is missing, announce what is done.
+        for status in (domain.PROCESSING, *domain.TERMINAL_JOB_STATUSES):
+            for job in self.jobs.list_jobs(status=status, limit=200):
+                if job.closed_at and _age_cutoff(job.closed_at, now - older_than_seconds) \
+                        and not job.notified_at and not (job.tasks_published and not job.is_terminal):
+                    self.fan_out(job.job_id)
+                    touched += 1
         return touched
 
 

@@ -24,7 +24,7 @@ def wait_for_job(base_url: str, job_id: str, timeout: float = 120.0) -> dict:
     end = time.monotonic() + timeout
     while True:
         job = requests.get(f"{base_url}/api/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] not in ("queued", "processing"):
+        if job["status"] not in ("open", "queued", "processing"):
             return job
         if time.monotonic() > end:
             raise AssertionError(f"job {job_id} not finished after {timeout}s: {job['succeeded']}+{job['failed']}"

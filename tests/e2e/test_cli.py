@@ -106,3 +106,35 @@ def test_wait_times_out_with_exit_code_4(stack, images, tmp_path, capsys):
     code = main(["--server", stack.base_url, "-q", "submit", "--csv", str(urls), "--wait", "--timeout", "0.5"])
     assert code == 4
     assert "check later with: imageflow status" in capsys.readouterr().err
+
+
+def test_submit_a_directory_recursively_in_parallel_then_resume(stack, tmp_path):
+    """A folder of photos goes into an open job several requests at a time; an interrupted
+    upload carries on with --resume and sends only the files the job does not hold."""
+    shoot = tmp_path / "shoot"
+    for n in range(12):
+        folder = shoot / ("day1" if n < 6 else "day2/raw")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"img{n:02d}.jpg").write_bytes(make_image("JPEG", (200 + n, 150)))
+    (shoot / "notes.txt").write_text("not a photo")
+    code, stdout, stderr = run(stack, "submit", str(shoot), "--recursive", "--parallel", "4", "--preset",
+                               "thumbnail", "--wait", "--out", str(tmp_path / "out"))
+    assert code == 0, stderr
+    # One bar counts the bytes sent (all of them) and the files accepted.
+    size = sum(p.stat().st_size for p in shoot.rglob("*.jpg")) / 1024
+    assert "upload: 100%" in stderr and f"{size:.1f}k/{size:.1f}k" in stderr and "12/12 files" in stderr
+    assert f"job {stdout.strip()} completed: 12 succeeded, 0 failed" in stderr
+    assert len(list((tmp_path / "out").iterdir())) == 12
+
+    # An open job that already holds 5 of the files: --resume sends the other 7.
+    import requests
+    job = requests.post(f"{stack.base_url}/api/v1/jobs", json={"open": True, "preset": "thumbnail"}, timeout=10).json()
+    held = sorted(shoot.rglob("*.jpg"))[:5]
+    files = [("files", (p.name, p.read_bytes())) for p in held]
+    assert requests.post(job["links"]["files"], files=files, timeout=30).status_code == 200
+    code, stdout, stderr = run(stack, "submit", str(shoot), "-r", "--resume", job["job_id"], "--wait")
+    assert code == 0, stderr
+    assert "5 file(s) already there, 7 to upload" in stderr and "12 image(s), 7 uploaded now" in stderr
+    names = sorted(i["filename"] for i in requests.get(f"{stack.base_url}/api/v1/jobs/{job['job_id']}",
+                                                       timeout=10).json()["images"])
+    assert names == sorted(p.name for p in shoot.rglob("*.jpg"))

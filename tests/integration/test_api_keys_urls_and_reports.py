@@ -19,7 +19,7 @@ BOB = "bob-key-0123456789ab"
 
 @pytest.fixture
 def app_config():
-    return {"max_files_per_job": 10, "api_keys": f"alice={ALICE},bob={BOB}", "quota_active_jobs": 3,
+    return {"max_files_per_job": 10, "max_urls_per_job": 10, "api_keys": f"alice={ALICE},bob={BOB}", "quota_active_jobs": 3,
             "quota_active_images": 12}
 
 
@@ -75,7 +75,7 @@ def test_json_url_submission_creates_queued_images_and_fetches_nothing(app, clie
     ({"urls": []}, 400, "invalid_urls"),
     ({"urls": "https://a.example/x.jpg"}, 400, "invalid_urls"),
     ({"urls": ["https://a.example/x.jpg"], "operations": [{"op": "explode"}]}, 422, "invalid_operations"),
-    ({"urls": [f"https://a.example/{n}.jpg" for n in range(11)]}, 413, "too_many_files"),
+    ({"urls": [f"https://a.example/{n}.jpg" for n in range(11)]}, 413, "too_many_urls"),
 ])
 def test_bad_url_submissions_are_refused(client, payload, status, code):
     response = client.post("/api/v1/jobs", headers=as_(ALICE), json=payload)

@@ -1,5 +1,5 @@
 """Import by URL against real HTTP servers on 127.0.0.1: limits, redirects, SSRF refusals,
-and the interaction manager's fan-out that fetches before publishing tasks.
+and the processor's task that fetches its URL before rendering it.
 
 Every test runs with a guard that fails it if anything tries to connect anywhere but
 127.0.0.1: the refused addresses are refused before any packet is sent."""
@@ -17,8 +17,9 @@ from imageflow.messages import JobCompleted, Task
 from imageflow.safe_http import FetchError, FetchPolicy, fetch, parse_networks
 from services.image_handler.intake import Intake, JobRequest
 from services.image_handler.url_lists import UrlEntry
+from services.image_processor.processing import Processor
+from services.image_processor.url_fetch import UrlFetcher
 from services.interaction_manager.coordinator import Coordinator
-from services.interaction_manager.url_import import UrlImporter
 from tests.http_servers import ImageServer, jpeg, png
 
 HOSTS = {"images.test": ["127.0.0.1"], "internal.test": ["10.20.30.40"], "metadata.test": ["169.254.169.254"],
@@ -111,30 +112,39 @@ def test_http_errors_are_reported(server, policy):
     assert err.value.code == "http_error" and "404" in err.value.reason
 
 
-def test_fan_out_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_path, server, policy, local_settings):
-    settings = local_settings.with_overrides(fetch_concurrency=4)
-    backends = make_backends(settings)
+def run_tasks(settings, backends, processor, coordinator) -> list[Task]:
+    """Process every task on the bus and fold the results, as the services would."""
+    tasks = [Task.decode(m.data) for m in backends.bus.pull(settings.topics.tasks_sub, max_messages=50)]
+    coordinator.fold([processor.process(task) for task in tasks])
+    return tasks
+
+
+def test_the_processor_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_path, server, policy,
+                                                                                  local_settings):
+    backends = make_backends(local_settings)
     completed = []
     try:
         urls = {"good-png": server.url("/a.png"), "good-name": f"http://images.test:{server.port}/b.jpg",
                 "private": "http://internal.test/secret.png", "metadata": "http://metadata.test/latest/meta-data/",
                 "redirect": server.url("/redirect?http://10.1.1.1/x.png"), "html": server.url("/page.html"),
                 "disguised": server.url("/fake.png"), "missing": server.url("/nope.png")}
-        intake = Intake(settings, backends.blobs, backends.jobs, backends.bus)
+        intake = Intake(local_settings, backends.blobs, backends.jobs, backends.bus)
         created = intake.create_url_job([UrlEntry(url, {"name": key}) for key, url in urls.items()], [],
                                         JobRequest(operations=[]))
         job_id = created.job.job_id
         assert backends.blobs.list(f"{job_id}/") == []          # nothing is fetched by the API
-        coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs,
-                                  on_completed=lambda job, event: completed.append(job.job_id),
-                                  importer=UrlImporter(settings, backends.blobs, policy))
-        assert coordinator.fan_out(job_id) == 2
+        coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs,
+                                  on_completed=lambda job, event: completed.append(job.job_id))
+        assert coordinator.fan_out(job_id) == 8                 # ... nor by the interaction manager
+        processor = Processor(local_settings, backends.blobs, backends.bus,
+                              fetcher=UrlFetcher(local_settings, backends.blobs, policy))
+        tasks = run_tasks(local_settings, backends, processor, coordinator)
+        assert {t.source_url for t in tasks} == set(urls.values())   # a task carries its URL
         images = {i.meta["name"]: i for i in backends.jobs.list_images(job_id)}
-        tasks = [Task.decode(m.data) for m in backends.bus.pull(settings.topics.tasks_sub, max_messages=20)]
-        assert sorted(t.image_id for t in tasks) == sorted([images["good-png"].image_id,
-                                                             images["good-name"].image_id])
         assert backends.blobs.get(images["good-png"].input_path) == png()
         assert backends.blobs.get(images["good-name"].input_path) == jpeg()
+        assert images["good-png"].input_content_type == "image/png" and images["good-png"].input_bytes == len(png())
+        assert {n for n, i in images.items() if i.status == domain.IMAGE_SUCCEEDED} == {"good-png", "good-name"}
         errors = {name: image.error for name, image in images.items() if image.status == domain.IMAGE_FAILED}
         assert set(errors) == {"private", "metadata", "redirect", "html", "disguised", "missing"}
         assert "private, loopback, link-local" in errors["private"] and "10.20.30.40" in errors["private"]
@@ -143,13 +153,27 @@ def test_fan_out_fetches_inputs_and_fails_the_urls_that_cannot_be_imported(tmp_p
         assert "usable image" in errors["disguised"] and "404" in errors["missing"]
         assert {i.error_code for i in images.values() if i.status == domain.IMAGE_FAILED} == {"fetch_failed"}
         job = backends.jobs.get_job(job_id)
-        assert (job.status, job.failed, job.succeeded, job.tasks_published) == ("processing", 6, 0, True)
-        # A redelivered job.submitted fetches nothing again and publishes nothing.
+        assert (job.status, job.failed, job.succeeded) == ("completed_with_errors", 6, 2)
+        assert completed == [job_id]
+        # A redelivered task renders from the stored input: the URL is not fetched again.
         hits = len(server.hits)
-        assert coordinator.fan_out(job_id) == 0 and len(server.hits) == hits
-        assert completed == []
+        good = next(t for t in tasks if t.image_id == images["good-png"].image_id)
+        assert processor.process(good).status == "succeeded" and len(server.hits) == hits
     finally:
         backends.close()
+
+
+def test_an_unexpected_error_while_fetching_is_a_failed_image(local_settings, backends, monkeypatch):
+    import services.image_processor.url_fetch as url_fetch
+
+    def broken(url, policy):
+        raise UnicodeError("label too long")
+
+    monkeypatch.setattr(url_fetch, "fetch", broken)
+    task = Task(job_id=domain.new_id(), image_id=domain.new_id(), input_path="j/input/i-x.png",
+                output_path="j/output/i-x", source_url="http://images.test/x.png")
+    result = Processor(local_settings, backends.blobs, backends.bus).process(task)
+    assert result.status == "failed" and result.error == "could not fetch the URL: UnicodeError: label too long"
 
 
 def test_a_job_whose_urls_all_fail_completes_as_failed(tmp_path, server, policy, local_settings):
@@ -157,9 +181,11 @@ def test_a_job_whose_urls_all_fail_completes_as_failed(tmp_path, server, policy,
     try:
         intake = Intake(local_settings, backends.blobs, backends.jobs, backends.bus)
         created = intake.create_url_job([UrlEntry("http://internal.test/a.png")], [], JobRequest(operations=[]))
-        coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs,
-                                  importer=UrlImporter(local_settings, backends.blobs, policy))
-        assert coordinator.fan_out(created.job.job_id) == 0
+        coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs)
+        assert coordinator.fan_out(created.job.job_id) == 1
+        processor = Processor(local_settings, backends.blobs, backends.bus,
+                              fetcher=UrlFetcher(local_settings, backends.blobs, policy))
+        run_tasks(local_settings, backends, processor, coordinator)
         job = backends.jobs.get_job(created.job.job_id)
         assert job.status == domain.FAILED and job.notified_at
         [message] = backends.bus.pull(local_settings.topics.notifications_sub, max_messages=5)

@@ -311,10 +311,20 @@ class JobWatcher:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             job = self.poll()
-            if job and job["status"] not in ("queued", "processing"):
-                return job
+            if job and job["status"] not in ("open", "queued", "processing"):
+                return all_images(self.session, job)
             time.sleep(interval)
         raise AssertionError(f"job {self.job_id} not finished after {timeout}s: {self.last}")
+
+
+def all_images(session, job: dict) -> dict:
+    """The job with every image: the job view carries the first page, ``links.next`` the rest."""
+    link = job["links"].get("next")
+    while link:
+        page = session.get(link, timeout=30).json()
+        job["images"] += page["images"]
+        link = page["links"]["next"]
+    return job
 
 
 def fetch_job(base_url: str, job_id: str, attempts: int = 30) -> dict:
@@ -323,7 +333,7 @@ def fetch_job(base_url: str, job_id: str, attempts: int = 30) -> dict:
         try:
             response = requests.get(f"{base_url}/api/v1/jobs/{job_id}", timeout=10)
             if response.status_code == 200:
-                return response.json()
+                return all_images(requests.Session(), response.json())
         except requests.RequestException:
             pass
         time.sleep(0.5)

@@ -10,7 +10,7 @@ from collections import defaultdict
 from imageflow import domain
 from imageflow.blobstore import BlobNotFound, BlobStore, validate_path
 from imageflow.bus import BusError, MessageBus, ReceivedMessage, SubscriptionConfig
-from imageflow.jobstore import FoldOutcome, JobNotFound, JobStore
+from imageflow.jobstore import FoldOutcome, JobClosed, JobNotFound, JobStore, TooManyImages
 
 
 class Outage(RuntimeError):
@@ -30,7 +30,46 @@ class FakeJobStore(JobStore):
     def create_job(self, job, images):
         self._up()
         self.jobs[job.job_id] = copy.deepcopy(job)
-        self.images[job.job_id] = {i.image_id: copy.deepcopy(i) for i in images}
+        self.images[job.job_id] = {}
+        for seq, image in enumerate(images):
+            image.seq = seq
+            self.images[job.job_id][image.image_id] = copy.deepcopy(image)
+
+    def page_images(self, job_id, *, status=None, after=None, limit=100):
+        images = sorted(self.images.get(job_id, {}).values(), key=lambda i: i.seq)
+        return [copy.deepcopy(i) for i in images if (after is None or i.seq > after)
+                and (status is None or i.status == status)][:limit]
+
+    def add_images(self, job_id, images, *, max_total, now):
+        self._up()
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        if not job.is_open:
+            raise JobClosed(copy.deepcopy(job))
+        if job.total + len(images) > max_total:
+            raise TooManyImages(copy.deepcopy(job), max_total)
+        for offset, image in enumerate(images):
+            image.seq = job.total + offset
+            self.images[job_id][image.image_id] = copy.deepcopy(image)
+        return self._set(job_id, {"total": job.total + len(images), "last_file_at": now, "updated_at": now})
+
+    def close_job(self, job_id, now):
+        self._up()
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        self.jobs[job_id] = domain.close_job(job, now)
+        return copy.deepcopy(self.jobs[job_id])
+
+    def untasked_images(self, job_id, limit=500):
+        images = sorted(self.images.get(job_id, {}).values(), key=lambda i: i.seq)
+        return [copy.deepcopy(i) for i in images
+                if not i.tasked and i.status not in domain.TERMINAL_IMAGE_STATUSES][:limit]
+
+    def mark_tasked(self, job_id, image_ids):
+        for image_id in image_ids:
+            self.images[job_id][image_id].tasked = True
 
     def get_job(self, job_id):
         self._up()

@@ -338,6 +338,9 @@ case "$*" in
     file="${*##*--policy-from-file=}"; file="${file%% *}"; id="$(basename "$file" .json)"
     touch "$FAKE_STATE/policy_${id#alert-}"; exit 0 ;;
   "projects describe"*) echo "$FAKE_PROJECT_NUMBER"; exit 0 ;;
+  "storage buckets notifications list"*)
+    [[ -e "$FAKE_STATE/notification" ]] && echo "//pubsub.googleapis.com/projects/p/topics/imageflow-uploads"; exit 0 ;;
+  "storage buckets notifications create"*) touch "$FAKE_STATE/notification"; exit 0 ;;
   "compute addresses describe"*--format*) [[ -e "$FAKE_STATE/$key" ]] && echo "$FAKE_ADDRESS"; exit 0 ;;
 esac
 case "$verb" in
@@ -449,7 +452,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     # asking for Pub/Sub's service agent returns the existing one.
     idempotent = ("firestore indexes composite create", "services identity create")
     assert [c for c in recreated if not any(i in c for i in idempotent)] == []
-    assert len(recreated) == 5  # the four indexes of list_jobs and the service agent
+    assert len(recreated) == 6  # the four indexes of list_jobs, one of page_images, the service agent
     assert any("gcloud functions deploy" in c for c in again), "updates still roll out"
     assert not [c for c in again if "secrets versions add" in c], "an unchanged key adds no version"
     assert (sandbox["state"] / "secret_value").read_text() == env["SENDGRID_API_KEY"]

@@ -16,6 +16,7 @@ from imageflow.safe_http import (
 )
 from imageflow.settings import Settings, SettingsError
 from services.image_handler.url_lists import (
+    MAX_CSV_BYTES,
     check_entries,
     entries_from_csv,
     entries_from_json,
@@ -144,7 +145,7 @@ def test_csv_with_semicolons_is_read():
 
 
 @pytest.mark.parametrize("data, code", [(b"\xff\xfe\x00bad", "invalid_csv"), (b"\n\n", "invalid_csv"),
-                                        (b"x" * (3 * 1024 * 1024), "csv_too_large")])
+                                        (b"x" * (MAX_CSV_BYTES + 1), "csv_too_large")])
 def test_unreadable_csvs_are_refused(data, code):
     with pytest.raises(FetchError) as err:
         entries_from_csv(data)

@@ -404,35 +404,19 @@ def test_processor_memory_agrees_with_the_measured_worst_case(overlay):
     assert request == limit, "GKE Autopilot sets limits to the requests: size the request"
 
 
-# The subscription whose messages start URL imports, wherever the importer lives.
-IMPORTS_COME_FROM = {"interaction-manager": "jobs_sub", "image-processor": "tasks_sub"}
-
-
-def test_url_imports_fit_in_the_memory_of_the_service_that_runs_them(overlay):
-    """Whichever service constructs the URL importer holds FETCH_CONCURRENCY downloads of up
-    to FETCH_MAX_BYTES, twice each while read (chunks, then joined), per message it handles
-    at once; a 512 MiB interaction manager ran out at four concurrent URL jobs."""
-    import ast
-
+def test_url_imports_fit_in_the_memory_of_the_processor_that_runs_them(overlay):
+    """URL imports run inside the processor's tasks (services/image_processor/url_fetch.py):
+    each of its PROCESSOR_CONCURRENCY tasks may hold a download of up to FETCH_MAX_BYTES twice
+    while it is read (chunks, then joined) beside its worst-case render. (A 512 MiB interaction
+    manager ran out at four concurrent URL jobs when it did the downloads.)"""
+    processing = (ROOT / "services/image_processor/processing.py").read_text()
+    assert "UrlFetcher(" in processing, "the processor no longer fetches URLs: size whoever does"
     settings = Settings.from_env(config_map(overlay))
     measured = json.loads((ROOT / "bench/processor_memory.json").read_text())
-    homes = []
-    for service, subscription in IMPORTS_COME_FROM.items():
-        tree = ast.parse((ROOT / "services" / service.replace("-", "_") / "app.py").read_text())
-        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
-        if not any(ast.unparse(c.func).endswith("UrlImporter") for c in calls):
-            continue
-        [subscribe] = [c for c in calls if ast.unparse(c.func).endswith(".subscribe")
-                       and ast.unparse(c.args[0]).endswith(subscription)]
-        at_once = next(k.value for k in subscribe.keywords if k.arg == "max_messages")
-        at_once = at_once.value if isinstance(at_once, ast.Constant) else getattr(settings, ast.unparse(at_once).split(".")[-1])
-        needed = measured["idle_mib"] + at_once * settings.fetch_concurrency * 2 * settings.fetch_max_bytes / 2**20
-        if service == "image-processor":
-            needed += settings.processor_concurrency * measured["worst_task_mib"]
-        homes.append(service)
-        _, limit = _memory_mib(by_kind(overlay, "Deployment")[service])
-        assert limit >= needed, (service, needed, limit)
-    assert homes, "no service constructs the URL importer: update IMPORTS_COME_FROM"
+    per_task = measured["worst_task_mib"] + 2 * settings.fetch_max_bytes / 2**20
+    needed = measured["idle_mib"] + settings.processor_concurrency * per_task
+    _, limit = _memory_mib(by_kind(overlay, "Deployment")["image-processor"])
+    assert limit >= needed, (needed, limit)
 
 
 def test_termination_grace_covers_the_processor_drain(overlay):

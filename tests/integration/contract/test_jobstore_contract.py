@@ -7,7 +7,7 @@ import pytest
 
 from imageflow import domain
 from imageflow.domain import Image, Job, new_id
-from imageflow.jobstore import JobNotFound
+from imageflow.jobstore import JobClosed, JobNotFound, TooManyImages, iter_images
 from imageflow.messages import Result
 
 
@@ -203,3 +203,81 @@ def test_presets_are_saved_per_owner_listed_by_name_replaced_and_deleted(jobstor
     assert jobstore.delete_preset(owner, "Web small") is False
     assert [p.name for p in jobstore.list_presets(owner)] == ["Archive/2024"]
     assert [p.name for p in jobstore.list_presets(other)] == ["Web small"]
+
+
+# -- open jobs, paging and fan-out's resume point (issue 12) ---------------------------------
+def open_job(store):
+    job = Job(job_id=new_id(), status=domain.OPEN, operations=[{"op": "grayscale"}])
+    store.create_job(job, [])
+    return job
+
+
+def new_images(job, n, prefix="f"):
+    return [Image(job_id=job.job_id, image_id=new_id(), filename=f"{prefix}{i}.jpg",
+                  input_path=domain.input_path(job.job_id, "x", f"{prefix}{i}.jpg")) for i in range(n)]
+
+
+def test_images_join_an_open_job_in_order_until_it_closes(jobstore):
+    job = open_job(jobstore)
+    first, second = new_images(job, 2, "a"), new_images(job, 3, "b")
+    assert jobstore.add_images(job.job_id, first, max_total=10, now=domain.utcnow()).total == 2
+    after = jobstore.add_images(job.job_id, second, max_total=10, now=domain.utcnow())
+    assert after.total == 5 and after.status == "open" and after.last_file_at
+    listed = jobstore.list_images(job.job_id)
+    assert [i.filename for i in listed] == ["a0.jpg", "a1.jpg", "b0.jpg", "b1.jpg", "b2.jpg"]
+    assert [i.seq for i in listed] == [0, 1, 2, 3, 4]
+    closed = jobstore.close_job(job.job_id, domain.utcnow())
+    assert closed.status == "processing" and closed.closed_at and closed.total == 5
+    with pytest.raises(JobClosed):
+        jobstore.add_images(job.job_id, new_images(job, 1, "late"), max_total=10, now=domain.utcnow())
+    assert jobstore.get_job(job.job_id).total == 5
+
+
+def test_adding_past_the_limit_adds_nothing(jobstore):
+    job = open_job(jobstore)
+    jobstore.add_images(job.job_id, new_images(job, 3), max_total=4, now=domain.utcnow())
+    with pytest.raises(TooManyImages):
+        jobstore.add_images(job.job_id, new_images(job, 2, "x"), max_total=4, now=domain.utcnow())
+    assert jobstore.get_job(job.job_id).total == 3 and len(jobstore.list_images(job.job_id)) == 3
+
+
+def test_an_open_job_completes_only_after_close(jobstore):
+    job = open_job(jobstore)
+    images = new_images(job, 2)
+    jobstore.add_images(job.job_id, images, max_total=10, now=domain.utcnow())
+    outcome = jobstore.record_results([ok(images[0]), ok(images[1])])
+    assert outcome.jobs[job.job_id].status == "open" and outcome.jobs[job.job_id].succeeded == 2
+    closed = jobstore.close_job(job.job_id, domain.utcnow())
+    assert closed.status == "completed" and closed.completed_at
+    # closing again changes nothing
+    assert jobstore.close_job(job.job_id, domain.utcnow()).status == "completed"
+
+
+def test_closing_an_empty_open_job_fails_it(jobstore):
+    job = open_job(jobstore)
+    assert jobstore.close_job(job.job_id, domain.utcnow()).status == "failed"
+
+
+def test_images_page_by_seq_and_status(jobstore):
+    job, images = make_job(jobstore, n=7)
+    jobstore.record_results([bad(images[1]), bad(images[4])])
+    page1 = jobstore.page_images(job.job_id, limit=3)
+    page2 = jobstore.page_images(job.job_id, after=page1[-1].seq, limit=3)
+    page3 = jobstore.page_images(job.job_id, after=page2[-1].seq, limit=3)
+    assert [i.image_id for i in page1 + page2 + page3] == [i.image_id for i in images]
+    assert len(page3) == 1
+    failed = jobstore.page_images(job.job_id, status="failed", limit=10)
+    assert [i.image_id for i in failed] == [images[1].image_id, images[4].image_id]
+    assert jobstore.page_images(job.job_id, status="failed", after=failed[0].seq, limit=10)[0].image_id \
+        == images[4].image_id
+    assert [i.image_id for i in iter_images(jobstore, job.job_id, page_size=2)] == [i.image_id for i in images]
+
+
+def test_untasked_images_are_fan_outs_resume_point(jobstore):
+    job, images = make_job(jobstore, n=5)
+    assert {i.image_id for i in jobstore.untasked_images(job.job_id)} == {i.image_id for i in images}
+    jobstore.mark_tasked(job.job_id, [images[0].image_id, images[1].image_id])
+    jobstore.record_results([bad(images[2])])  # finished without a task: nothing to publish
+    assert {i.image_id for i in jobstore.untasked_images(job.job_id)} == {images[3].image_id, images[4].image_id}
+    assert len(jobstore.untasked_images(job.job_id, limit=1)) == 1
+    assert jobstore.get_image(job.job_id, images[0].image_id).tasked
