@@ -619,10 +619,13 @@ run gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PRO
 step "14. Monitoring: alert policies on the task backlog's age, dead letters, failed emails"
 # Managed Prometheus scrapes /metrics (k8s/base/pod-monitoring.yaml); these alert on what
 # needs a person. Failed emails: the function's error logs, counted by a log-based metric.
+# Its plain-text lines have no severity in Cloud Logging, so the filter also matches its
+# error lines by their text (logging's default "ERROR:<logger>:" prefix) and the traceback
+# of a send that raised for a retry.
 ensure gcloud logging metrics describe imageflow-email-failures --project="$PROJECT_ID" \
   -- gcloud logging metrics create imageflow-email-failures --project="$PROJECT_ID" \
   --description="ImageFlow emails that were not sent (the email function logged an error)" \
-  --log-filter="resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"$FUNCTION_NAME\" AND severity>=ERROR"
+  --log-filter="resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"$FUNCTION_NAME\" AND (severity>=ERROR OR textPayload:\"ERROR:email_notifier:\" OR textPayload:\"Traceback\")"
 alert_policy() {  # id display-name metric-type resource-filter threshold duration-seconds aligner
   write_file "$WORK_DIR/alert-$1.json" "{
   \"displayName\": \"$2\",
