@@ -635,13 +635,16 @@ run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --re
 run gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
   --member="serviceAccount:$GSA_EMAIL" --format=none
 
-step "14. Monitoring: alert policies on the task backlog's age, dead-lettered tasks, failed emails"
+step "14. Monitoring: alert policies on the task backlog's age, dead letters, failed emails"
 # Managed Prometheus scrapes /metrics (k8s/base/pod-monitoring.yaml); these alert on what
 # needs a person. Failed emails: the function's error logs, counted by a log-based metric.
+# Its plain-text lines have no severity in Cloud Logging, so the filter also matches its
+# error lines by their text (logging's default "ERROR:<logger>:" prefix) and the traceback
+# of a send that raised for a retry.
 ensure gcloud logging metrics describe imageflow-email-failures --project="$PROJECT_ID" \
   -- gcloud logging metrics create imageflow-email-failures --project="$PROJECT_ID" \
   --description="ImageFlow emails that were not sent (the email function logged an error)" \
-  --log-filter="resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"$FUNCTION_NAME\" AND severity>=ERROR"
+  --log-filter="resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"$FUNCTION_NAME\" AND (severity>=ERROR OR textPayload:\"ERROR:email_notifier:\" OR textPayload:\"Traceback\")"
 alert_policy() {  # id display-name metric-type resource-filter threshold duration-seconds aligner
   write_file "$WORK_DIR/alert-$1.json" "{
   \"displayName\": \"$2\",
@@ -666,6 +669,8 @@ alert_policy task-backlog-age "ImageFlow: oldest task waiting over 15 minutes" \
   pubsub.googleapis.com/subscription/oldest_unacked_message_age "$(sub_filter "$TASKS_SUBSCRIPTION")" 900 300 ALIGN_MAX
 alert_policy dead-lettered-tasks "ImageFlow: tasks dead-lettered" \
   pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$TASKS_DLQ_SUBSCRIPTION")" 0 60 ALIGN_MAX
+alert_policy dead-lettered-webhooks "ImageFlow: webhook deliveries dead-lettered" \
+  pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$WEBHOOKS_DLQ_SUBSCRIPTION")" 0 60 ALIGN_MAX
 alert_policy failed-emails "ImageFlow: emails not sent" \
   logging.googleapis.com/user/imageflow-email-failures 'resource.type=\"cloud_run_revision\"' 0 60 ALIGN_SUM
 

@@ -689,15 +689,26 @@ def test_alert_policies_watch_the_backlog_dead_letters_and_emails():
     for c in find(cmds, "gcloud", "alpha", "monitoring", "policies", "create"):
         policy = json.loads(files[flags(c)["policy-from-file"]])
         policies[policy["userLabels"]["imageflow_alert"]] = policy["conditions"][0]["conditionThreshold"]["filter"]
-    assert set(policies) == {"task-backlog-age", "dead-lettered-tasks", "failed-emails"}
+    assert set(policies) == {"task-backlog-age", "dead-lettered-tasks", "dead-lettered-webhooks", "failed-emails"}
     assert "oldest_unacked_message_age" in policies["task-backlog-age"]
     assert f'subscription_id="{topics.tasks_sub}"' in policies["task-backlog-age"]
     assert f'subscription_id="{topics.tasks_dlq_sub}"' in policies["dead-lettered-tasks"]
+    assert f'subscription_id="{topics.webhooks_dlq_sub}"' in policies["dead-lettered-webhooks"]
     metric = find(cmds, "gcloud", "logging", "metrics", "create")[0]
     assert f"logging.googleapis.com/user/{metric[4]}" in policies["failed-emails"]
-    assert 'service_name="imageflow-email"' in flags(metric)["log-filter"]
+    log_filter = flags(metric)["log-filter"]
+    assert 'service_name="imageflow-email"' in log_filter
+    # The function logs plain text, which Cloud Logging stores without a severity: the
+    # filter must match what it writes when a mail is not sent.
+    import logging
+
+    main = (ROOT / "functions/email_notifier/main.py").read_text()
+    logger = re.search(r'^log = logging.getLogger\("([^"]+)"\)', main, re.M).group(1)
+    assert re.search(r"^logging.basicConfig\(level=logging.INFO\)$", main, re.M), "logging's default line format"
+    error_line = logging.BASIC_FORMAT % {"levelname": "ERROR", "name": logger, "message": ""}
+    assert f'textPayload:"{error_line}"' in log_filter and 'textPayload:"Traceback"' in log_filter
     # Each is created only if absent (found by its label).
-    assert len(find(cmds, "alert_policy_exists")) == 3
+    assert len(find(cmds, "alert_policy_exists")) == 4
 
 
 def test_keda_chart_version_is_a_published_release():
