@@ -128,7 +128,36 @@ class Subscriber(ABC):
 class _Lease:
     message: ReceivedMessage
     started: float = field(default_factory=time.monotonic)
-    settled: bool = False
+    settled: bool = False   # the callback returned: the keeper leaves it alone
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _HandedMessage(ReceivedMessage):
+    """The message as the callback sees it: records the callback's own ``extend`` (and any
+    settling), so a callback that returns without settling keeps the deadline it chose
+    (e.g. a retry delay) instead of the lease keeper's next extension."""
+
+    def __init__(self, inner: ReceivedMessage):
+        self._inner = inner
+        self.message_id, self.data, self.attributes = inner.message_id, inner.data, inner.attributes
+        self.delivery_attempt, self.publish_time = inner.delivery_attempt, inner.publish_time
+        self.settled = False
+        self.chosen_deadline: float | None = None  # monotonic time the callback asked to be redelivered at
+
+    def __getattr__(self, name):  # adapter extras (e.g. ``subscription``)
+        return getattr(self._inner, name)
+
+    def ack(self) -> None:
+        self.settled = True
+        self._inner.ack()
+
+    def nack(self) -> None:
+        self.settled = True
+        self._inner.nack()
+
+    def extend(self, seconds: float) -> None:
+        self.chosen_deadline = time.monotonic() + seconds
+        self._inner.extend(seconds)
 
 
 class PollingSubscriber(Subscriber):
@@ -186,18 +215,28 @@ class PollingSubscriber(Subscriber):
                 self._pool.submit(self._run, message)
 
     def _run(self, message: ReceivedMessage) -> None:
+        handed = _HandedMessage(message)
         try:
             with message_log_context(message):
-                self._callback(message)
+                self._callback(handed)
         except Exception:
             log.exception("handler failed for message %s on %s; nacking", message.message_id, self._subscription)
             try:
-                message.nack()
+                handed.nack()
             except Exception:
                 log.exception("nack failed")
         finally:
             with self._lock:
-                self._leases.pop(message.message_id, None)
+                lease = self._leases.pop(message.message_id, None)
+            if lease is not None:
+                with lease.lock:  # waits for an extension under way; the keeper skips it from now on
+                    lease.settled = True
+            if not handed.settled and handed.chosen_deadline is not None:
+                # the keeper may have extended it after the callback did: the callback's choice wins
+                try:
+                    message.extend(max(0.0, handed.chosen_deadline - time.monotonic()))
+                except Exception:
+                    log.warning("could not set the redelivery time of %s", message.message_id)
             self._slots.release()
 
     def _keep_leases(self) -> None:
@@ -206,10 +245,13 @@ class PollingSubscriber(Subscriber):
             with self._lock:
                 leases = list(self._leases.values())
             for lease in leases:
-                try:
-                    lease.message.extend(self._deadline)
-                except Exception:
-                    log.warning("could not extend lease of %s", lease.message.message_id)
+                with lease.lock:  # a callback that finished meanwhile keeps its own deadline
+                    if lease.settled:
+                        continue
+                    try:
+                        lease.message.extend(self._deadline)
+                    except Exception:
+                        log.warning("could not extend lease of %s", lease.message.message_id)
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()

@@ -213,3 +213,28 @@ def test_stop_releases_unfinished_messages_at_once(local_settings, backends):
     subscriber.stop(timeout=0.2)
     [again] = bus.pull(local_settings.topics.tasks_sub, max_messages=1, timeout=2)
     assert again.data == b"slow" and again.delivery_attempt == 2
+
+
+def test_a_callback_that_holds_its_message_back_keeps_its_delay_despite_the_lease_keeper(local_settings, backends):
+    """Returning unsettled after extend(d) means "redeliver in d" (the webhook sender's backoff):
+    the lease keeper, extending every 0.5 s while the callback runs, must not cut that short."""
+    bus = backends.bus
+    bus.publish(local_settings.topics.tasks, b"later")
+    deliveries = []
+
+    def hold_back(message):
+        deliveries.append(time.monotonic())
+        if len(deliveries) == 1:
+            message.extend(4)
+            time.sleep(1.2)  # the keeper (period 0.5 s, deadline 1 s) runs meanwhile
+        else:
+            message.ack()
+
+    subscriber = bus.subscribe(local_settings.topics.tasks_sub, hold_back, max_messages=1, ack_deadline_seconds=1)
+    try:
+        end = time.monotonic() + 10
+        while len(deliveries) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        subscriber.stop(timeout=2)
+    assert len(deliveries) == 2 and deliveries[1] - deliveries[0] >= 3.9

@@ -15,6 +15,7 @@ from services.image_handler.auth import (
     parse_keys,
 )
 from services.image_handler.errors import ClientError
+from tests.unit.fakes import FakeJobStore
 
 ALICE_KEY = "alice-key-0123456789"
 BOB_KEY = "bob-key-0123456789ab"
@@ -24,14 +25,12 @@ def auth(**env) -> Auth:
     return Auth.from_settings(Settings.from_env({"API_KEYS": f"alice={ALICE_KEY},bob={BOB_KEY}", **env}))
 
 
-class FakeJobs:
-    """Just enough of the JobStore port for quotas: list_jobs by owner and status."""
-
-    def __init__(self, jobs):
-        self.jobs = jobs
-
-    def list_jobs(self, *, owner=None, status=None, limit=50, after=None):
-        return [j for j in self.jobs if (owner is None or j.owner == owner) and (status is None or j.status == status)]
+def jobs_of(jobs):
+    """The in-memory job store holding ``jobs``."""
+    store = FakeJobStore()
+    for job in jobs:
+        store.create_job(job, [])
+    return store
 
 
 def test_keys_are_off_by_default_and_everyone_is_the_anonymous_caller():
@@ -88,10 +87,10 @@ def active(owner, total, done=0, status=domain.PROCESSING):
 def test_quota_of_active_jobs_counts_only_the_callers_queued_and_processing_jobs():
     a = auth(QUOTA_ACTIVE_JOBS="2")
     alice = Caller("alice", enforced=True)
-    jobs = FakeJobs([active("alice", 1), active("alice", 1, status=domain.COMPLETED), active("bob", 1),
+    jobs = jobs_of([active("alice", 1), active("alice", 1, status=domain.COMPLETED), active("bob", 1),
                      active("bob", 1)])
     a.check_quota(jobs, alice, 1)                         # one active: room for one more
-    jobs.jobs.append(active("alice", 1, status=domain.QUEUED))
+    jobs.create_job(active("alice", 1, status=domain.QUEUED), [])
     with pytest.raises(ClientError) as err:
         a.check_quota(jobs, alice, 1)
     assert err.value.status == 429 and "2 active jobs" in err.value.message and "'alice'" in err.value.message
@@ -100,7 +99,7 @@ def test_quota_of_active_jobs_counts_only_the_callers_queued_and_processing_jobs
 def test_quota_of_images_counts_unfinished_images():
     a = auth(QUOTA_ACTIVE_IMAGES="10")
     alice = Caller("alice", enforced=True)
-    jobs = FakeJobs([active("alice", 8, done=3)])        # 5 unfinished
+    jobs = jobs_of([active("alice", 8, done=3)])        # 5 unfinished
     a.check_quota(jobs, alice, 5)
     with pytest.raises(ClientError) as err:
         a.check_quota(jobs, alice, 6)
@@ -109,7 +108,7 @@ def test_quota_of_images_counts_unfinished_images():
 
 
 def test_no_quota_by_default():
-    auth().check_quota(FakeJobs([active("alice", 10_000)] * 50), Caller("alice", enforced=True), 10_000)
+    auth().check_quota(jobs_of([active("alice", 10_000)] * 50), Caller("alice", enforced=True), 10_000)
 
 
 def test_signed_links_verify_only_for_their_path_and_query_until_they_expire():
