@@ -165,7 +165,7 @@ class JobViews:
             "output_url": self.blob_url(image.output_path, f"{base}/output")
             if image.status == domain.IMAGE_SUCCEEDED else None,
             "outputs": outputs,
-            "preview_url": self.blob_url(image.preview_path, f"{base}/input/preview"),
+            "input_preview_url": self.blob_url(image.preview_path, f"{base}/input/preview"),
             "output_preview_url": self.blob_url(image.output_preview_path, f"{base}/output/preview")
             if image.status == domain.IMAGE_SUCCEEDED else None,
         }

@@ -240,9 +240,9 @@ def test_previews_archive_and_report(app, client, stack):
             preview = Image.open(io.BytesIO(client.get(path_of(image[key])).data))
             assert preview.format == "WEBP" and max(preview.size) <= 320
     big = next(i for i in images if i["filename"] == "big.png")
-    assert Image.open(io.BytesIO(client.get(path_of(big["preview_url"])).data)).size == (320, 213)
+    assert Image.open(io.BytesIO(client.get(path_of(big["input_preview_url"])).data)).size == (320, 213)
     # Signed URLs are reused while fresh (a polling page hits the browser's cache).
-    assert client.get(f"/api/v1/jobs/{job_id}").json["images"][0]["preview_url"] == images[0]["preview_url"]
+    assert client.get(f"/api/v1/jobs/{job_id}").json["images"][0]["input_preview_url"] == images[0]["input_preview_url"]
 
     archive = client.get(f"/api/v1/jobs/{job_id}/archive.zip")
     assert archive.status_code == 200 and archive.is_streamed
