@@ -23,7 +23,7 @@ import requests
 from PIL import Image
 
 from devtools.stack import Stack
-from tests.peers_servers import ImageServer
+from tests.http_servers import ImageServer
 from tests.reliability.harness import all_images
 
 REPO = Path(__file__).resolve().parents[2]
