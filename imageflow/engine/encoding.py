@@ -6,7 +6,7 @@ decided to keep (an ICC profile, EXIF), never the decoded image's ``info``.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageColor
 
@@ -54,6 +54,9 @@ class Rendered:
     width: int
     height: int
     variant: str = ""
+    blurhash: str | None = None          # placeholders (see placeholders.py)
+    dominant_color: str | None = None
+    choices: dict = field(default_factory=dict)   # what the render chose (see report.py)
 
 
 @dataclass(frozen=True)

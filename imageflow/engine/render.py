@@ -7,10 +7,12 @@ is a downscale (a resize, or the largest variant), a JPEG is decoded straight at
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from PIL import Image
 
+from . import placeholders, report
 from . import schema as ops
 from .decoding import Source, decode_error, load, open_source, to_working
 from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
@@ -192,14 +194,23 @@ def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits) -> list[Im
     return _same_mode(frames)
 
 
-def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
+def render(data: bytes, operations: list[dict], limits: Limits,
+           assets: Mapping[str, bytes] | None = None) -> list[Rendered]:
     """Apply validated operations (the output of ``resolve_operations``) to an image.
 
     Returns one :class:`Rendered` per output: variants give several, named like
     ``w320-webp``; without variants exactly one, with variant ``""``. Without a format
     operation the output keeps the input's format (BMP becomes PNG, HEIC becomes JPEG).
     EXIF orientation is applied and metadata stripped unless the operations say
-    otherwise. Raises :class:`ImageError` with a clear reason on bad input."""
+    otherwise. ``assets`` holds the files operations name (an overlay's image). Each
+    output carries its placeholders and the ``choices`` made (see :mod:`.report`).
+    Raises :class:`ImageError` with a clear reason on bad input."""
+    with report.recording(assets) as context:
+        results = _render(data, operations, limits)
+        return [replace(result, choices={**context.choices, **result.choices}) for result in results]
+
+
+def _render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
     plan = Plan.from_operations(operations)
     source = open_source(data, limits)
     try:
@@ -229,6 +240,6 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
                 progressive=fmt.progressive, lossless=fmt.lossless,
                 max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
             results.append(encode(output.frames, output.format, options, limits, durations, loop, output.name))
-        return results
+        return [replace(result, **placeholders.of(frames[0])) for result in results]
     finally:
         source.image.close()

@@ -205,6 +205,15 @@ class Pad(_Op):
         return self
 
 
+class Trim(_Op):
+    """Remove uniform borders: every edge row and column whose pixels all lie within
+    ``threshold`` (0-255, per channel) of the ``background`` colour; ``auto`` takes the
+    top-left corner's colour. An image that is all border is left as it is."""
+    op: Literal["trim"]
+    threshold: Annotated[int, Field(ge=0, le=255)] = 10
+    background: Union[Literal["auto"], Color] = "auto"
+
+
 class Watermark(_Op):
     """Draw ``text`` at ``position``; ``size`` is the font height in pixels (default: 5%
     of the shorter side), ``opacity`` from 0 (invisible) to 1."""
@@ -277,7 +286,7 @@ class Variants(_Op):
 OPERATION_MODELS: dict[str, type[_Op]] = {
     model.model_fields["op"].annotation.__args__[0]: model
     for model in (Resize, Crop, Rotate, Flip, Grayscale, Blur, Sharpen, Brightness, Contrast, Saturation,
-                  Pad, Watermark, AutoOrient, Metadata, Frames, Format, Variants)
+                  Pad, Watermark, Trim, AutoOrient, Metadata, Frames, Format, Variants)
 }
 SETTING_OPS = frozenset({"auto_orient", "metadata", "frames", "format"})
 

@@ -50,6 +50,7 @@ PIXEL_OPS = st.one_of(
     st.fixed_dictionaries({"op": st.just("watermark"), "text": st.text(min_size=1, max_size=12)},
                           optional={"position": gravity, "opacity": st.floats(0, 1), "size": st.integers(4, 40),
                                     "color": colour, "margin": st.integers(0, 20)}),
+    op("trim", threshold=st.integers(0, 255), background=st.sampled_from(["auto", "white", "#000", "transparent"])),
 )
 SETTINGS_OPS = st.one_of(
     op("auto_orient", enabled=st.booleans()),
@@ -106,6 +107,7 @@ def test_valid_operations_never_fail_except_by_validation(data, operations):
         assert err.code == "invalid" and "outside" in err.reason, err
         return
     assert outputs and len({o.variant for o in outputs}) == len(outputs)
+    assert all(o.blurhash for o in outputs)
     for output in outputs:
         image = Image.open(io.BytesIO(output.data))
         image.load()
