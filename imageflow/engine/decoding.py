@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from . import jxl
 from .limits import ImageError, Limits
 
 FAST_JPEG = True
@@ -67,6 +68,7 @@ KINDS = {kind.name: kind for kind in (
     Kind("bmp", "image/bmp", "bmp", ("BMP",)),
     Kind("avif", "image/avif", "avif", ("AVIF",)),
     Kind("heic", "image/heic", "heic", ("HEIF",)),
+    Kind("jxl", "image/jxl", "jxl", ("JXL",)),
 )}
 
 _AVIF_BRANDS = {b"avif", b"avis"}
@@ -97,6 +99,8 @@ def sniff(data: bytes) -> str | None:
         return "tiff"
     if head[:2] == b"BM" and len(head) >= 26:
         return "bmp"
+    if jxl.is_jxl(head):
+        return "jxl"
     if head[4:8] == b"ftyp" and len(head) >= 16:
         size = struct.unpack(">I", head[:4])[0]
         brands = {data[i:i + 4] for i in range(16, min(max(size, 16), 256), 4)} | {head[8:12]}
@@ -117,7 +121,7 @@ def describe_unknown(data: bytes) -> str:
         return "not a supported image: SVG (vector) files are not supported"
     if head[:1] in (b"<", b"{", b"[") or _looks_like_text(data[:512]):
         return "not an image: the content is text"
-    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC)"
+    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL)"
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -172,6 +176,8 @@ def open_source(data: bytes, limits: Limits) -> Source:
     kind = KINDS[name]
     if name == "heic" and not heic_available():
         raise ImageError("unsupported", "HEIC images are not supported by this installation (pillow-heif is missing)")
+    if name == "jxl":
+        jxl.check(data, limits)     # its decoder decodes on open: check the size first
     try:
         image = Image.open(io.BytesIO(data), formats=kind.pillow)
     except Image.DecompressionBombError as exc:

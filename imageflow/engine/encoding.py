@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageColor
 
+from . import extra_formats
 from .limits import ImageError, Limits
 
 
@@ -32,12 +33,15 @@ OUTPUT_FORMATS = {fmt.name: fmt for fmt in (
     OutputFormat("avif", "AVIF", "image/avif", "avif", True, True, True, 60),
     OutputFormat("gif", "GIF", "image/gif", "gif", True, True, False, None),
     OutputFormat("tiff", "TIFF", "image/tiff", "tiff", True, False, False, None),
+    OutputFormat("jxl", "JXL", "image/jxl", "jxl", True, False, True, 80),
+    OutputFormat("heic", "HEIF", "image/heic", "heic", True, False, True, 50),
 )}
 
 # Without a format op the output keeps the input's format; BMP (uncompressed, no use on
-# the web) becomes PNG, which is lossless too; HEIC becomes JPEG (what every viewer reads).
+# the web) becomes PNG, which is lossless too; HEIC and JPEG XL (which most browsers do not
+# show) become JPEG (what every viewer reads).
 DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif",
-                  "tiff": "tiff", "bmp": "png", "heic": "jpeg"}
+                  "tiff": "tiff", "bmp": "png", "heic": "jpeg", "jxl": "jpeg"}
 
 # libavif speed 0-10. Measured on a 1024 px photo: 8 encodes in half the time of 7 and a
 # third of 6 for files about 13% larger; 9 is faster still but 50% larger, no better than WebP.
@@ -115,6 +119,8 @@ def _save_args(fmt: OutputFormat, options: EncodeOptions, quality: int | None) -
                     subsampling="4:4:4" if options.lossless else "4:2:0")
     elif fmt.name == "tiff":
         args.update(compression="tiff_adobe_deflate")
+    else:
+        args.update(extra_formats.save_args(fmt.name, quality, options.lossless))
     return args
 
 
@@ -139,6 +145,7 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
     """Encode one output (several frames animate when the format can). With ``max_bytes``,
     lower the quality (binary search) until the output fits. Raises ImageError."""
     fmt = OUTPUT_FORMATS[fmt_name]
+    extra_formats.register(fmt.name)
     if not fmt.animates:
         frames = frames[:1]
     frames = [prepare(frame, fmt, options.background) for frame in frames]
@@ -169,7 +176,7 @@ def _shrink(attempt, data: bytes, quality: int | None, fmt: OutputFormat, option
         kind = "a lossless" if fmt.lossy else f"a {fmt.name.upper()}"
         raise ImageError("output_too_large", f"the {fmt.name.upper()} output is {len(data)} bytes, over max_bytes "
                                              f"{limit}, and {kind} output has no quality to lower; max_bytes "
-                                             f"lowers the quality of JPEG, WebP and AVIF only")
+                                             f"lowers the quality of JPEG, WebP, AVIF, JPEG XL and HEIC only")
     low, high, best, smallest = 1, quality - 1, None, data
     while low <= high:
         middle = (low + high) // 2

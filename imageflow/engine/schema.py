@@ -26,7 +26,7 @@ MAX_DIMENSION = 16384          # the largest side any operation may ask for (Web
 
 GRAVITIES = ("center", "north", "south", "east", "west",
              "northeast", "northwest", "southeast", "southwest")
-FORMATS = ("jpeg", "png", "webp", "avif", "gif", "tiff")
+FORMATS = ("jpeg", "png", "webp", "avif", "gif", "tiff", "jxl", "heic")
 
 
 class OperationsError(ValueError):
@@ -64,7 +64,7 @@ Dimension = Annotated[int, Field(gt=0, le=MAX_DIMENSION)]
 Gravity = Literal["center", "north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"]
 CoverGravity = Literal["center", "north", "south", "east", "west", "northeast", "northwest", "southeast",
                        "southwest", "smart"]
-FormatName = Literal["jpeg", "png", "webp", "avif", "gif", "tiff"]
+FormatName = Literal["jpeg", "png", "webp", "avif", "gif", "tiff", "jxl", "heic"]
 
 _ASPECT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:[:/x]\s*(\d+(?:\.\d+)?))?\s*$")
 
@@ -253,8 +253,8 @@ class Frames(_Op):
 
 
 class Format(_Op):
-    """Output format. ``quality`` 1-100 for JPEG, WebP and AVIF (defaults 85, 80, 60);
-    ``progressive`` JPEG; ``lossless`` WebP/AVIF; ``max_bytes`` lowers the quality until
+    """Output format. ``quality`` 1-100 for JPEG, WebP, AVIF, JPEG XL and HEIC (defaults
+    85, 80, 60, 80, 50); ``progressive`` JPEG; ``lossless`` WebP/AVIF/JPEG XL/HEIC; ``max_bytes`` lowers the quality until
     the output fits; ``background`` flattens transparency for formats without alpha."""
     op: Literal["format"]
     format: FormatName

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp", "image/avif",
-                  "image/heic"]
+                  "image/heic", "image/jxl"]
 
 
 PUBLIC_ENDPOINTS = {"api.operations"}

@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { formatBytes } from '../lib/files.js';
 import { explainImageError, formatName, imageStatusText } from '../lib/jobs.js';
 
-const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff' };
+const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff', 'image/jxl': 'jxl', 'image/heic': 'heic' };
 
 /** The name a downloaded result gets: the original's stem, the variant, the new extension. */
 export function downloadName(filename, contentType, variant) {

@@ -4,7 +4,7 @@ import { describeOperation, initialValues, rangeText, valuesFromOperation } from
 // Plainer words for a few well-known option values; any other value is shown as it is.
 const OPTION_LABELS = {
   fit: { contain: 'Fit inside', cover: 'Fill and crop', fill: 'Stretch' },
-  format: { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF' },
+  format: { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', jxl: 'JPEG XL', heic: 'HEIC' },
   direction: { horizontal: 'Horizontal (mirror)', vertical: 'Vertical (upside down)' },
 };
 

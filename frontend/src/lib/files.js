@@ -24,6 +24,7 @@ const TYPE_BY_EXTENSION = {
   avif: 'image/avif',
   heic: 'image/heic',
   heif: 'image/heif',
+  jxl: 'image/jxl',
 };
 
 /** "1.5 MB" style sizes (base 1024, as file managers show them). */

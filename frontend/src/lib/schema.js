@@ -323,7 +323,7 @@ function safeRegExp(pattern) {
   }
 }
 
-const FORMAT_NAMES = { jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF' };
+const FORMAT_NAMES = { jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', jxl: 'JPEG XL', heic: 'HEIC' };
 
 /** One operation in a few plain words, e.g. "Resize to fit 1600 × 1600". */
 export function describeOperation(op) {

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imageflow.engine import ImageError, Limits, render
+from imageflow.engine import ImageError, Limits, jxl, render
 from imageflow.engine.schema import FORMATS, GRAVITIES, OperationsError, resolve_operations
 
 # IMAGEFLOW_HYPOTHESIS_SCALE=20 runs twenty times the examples (a longer hunt, by hand)
@@ -74,10 +74,10 @@ OPERATIONS = st.tuples(st.lists(st.one_of(PIXEL_OPS, SETTINGS_OPS), max_size=5),
 def images(draw) -> bytes:
     """A small image in a random mode and format, sometimes animated or EXIF-rotated."""
     width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
-    fmt = draw(st.sampled_from(["JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF"]))
+    fmt = draw(st.sampled_from(["JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "JXL"]))
     modes = {"JPEG": ["RGB", "L", "CMYK"], "PNG": ["RGB", "RGBA", "L", "LA", "P", "I;16", "1"],
              "WEBP": ["RGB", "RGBA"], "GIF": ["P", "L", "RGB"], "TIFF": ["RGB", "RGBA", "L", "CMYK"],
-             "BMP": ["RGB", "L", "P", "1"], "AVIF": ["RGB", "RGBA"]}[fmt]
+             "BMP": ["RGB", "L", "P", "1"], "AVIF": ["RGB", "RGBA"], "JXL": ["RGB", "RGBA", "L"]}[fmt]
     mode = draw(st.sampled_from(modes))
     seed = draw(st.integers(0, 255))
     base = Image.radial_gradient("L").resize((width, height)).point(lambda v: (v + seed) % 256)
@@ -91,6 +91,9 @@ def images(draw) -> bytes:
     if fmt in ("GIF", "PNG", "WEBP") and draw(st.booleans()):
         frames = [image.rotate(i * 90) for i in range(draw(st.integers(2, 4)))]
         params.update(save_all=True, append_images=frames[1:], duration=50)
+    if fmt == "JXL":
+        jxl.available()         # registers the plugin that writes it
+        params.update(effort=1)
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
     return buffer.getvalue()
@@ -113,8 +116,8 @@ def test_valid_operations_never_fail_except_by_validation(data, operations):
         image.load()
         assert image.size == (output.width, output.height)
         assert image.format == {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF",
-                                "tiff": "TIFF"}[output.format]
-        assert "exif" not in image.info or any(o.get("op") == "metadata" and o.get("strip") is False
+                                "tiff": "TIFF", "jxl": "JXL", "heic": "HEIF"}[output.format]
+        assert not image.info.get("exif") or any(o.get("op") == "metadata" and o.get("strip") is False
                                                for o in operations)
 
 
