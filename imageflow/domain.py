@@ -1,6 +1,7 @@
 """The domain: jobs, images, their states and the rules that move them. No I/O here."""
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -83,6 +84,15 @@ def input_path(job_id: str, image_id: str, filename: str) -> str:
     return f"{job_id}/input/{image_id}-{safe_name(filename)}"
 
 
+def overlay_path(job_id: str, name: str) -> str:
+    """``<job_id>/input/overlay-<digest>-<safe name>``: an image the job's overlay operations
+    name (an uploaded file or a URL), stored once per job. The digest of the exact name
+    keeps two names that reduce to one safe name apart; not an image id, so it never
+    passes for an input of its own."""
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    return f"{job_id}/input/overlay-{digest}-{safe_name(name)[-60:]}"
+
+
 def output_stem(job_id: str, image_id: str, filename: str) -> str:
     """``<job_id>/output/<image_id>-<safe stem>``: a task's output path, before the processor
     knows the format (and so the extension) of each file it writes."""
@@ -119,6 +129,9 @@ class Image:
     updated_at: str | None = None
     source_url: str | None = None   # imported by URL: the interaction manager fetches it into input_path
     meta: dict = field(default_factory=dict)  # extra CSV columns (name, product...), kept for the report
+    blurhash: str | None = None           # placeholder of the output (BlurHash)
+    dominant_color: str | None = None     # "#rrggbb"
+    choices: dict = field(default_factory=dict)   # what the render chose (see Result.choices)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,7 +200,8 @@ def apply_result(image: Image, result: Result, now: str) -> Image | None:
         return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
                        content_type=result.content_type, width=result.width, height=result.height,
                        bytes=result.bytes, error=None, outputs=list(result.outputs or []),
-                       attempts=image.attempts + 1, updated_at=now)
+                       attempts=image.attempts + 1, updated_at=now, blurhash=result.blurhash,
+                       dominant_color=result.dominant_color, choices=dict(result.choices or {}))
     return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
                    attempts=image.attempts + 1, updated_at=now)
 

@@ -78,6 +78,7 @@ class Output:
     height: int
     bytes: int
     variant: str = ""
+    choices: dict = field(default_factory=dict)   # extension: what this output's encode chose (quality, score)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,11 @@ class Result(Message):
     error: str | None = None
     duration_ms: int | None = None
     outputs: list = field(default_factory=list)  # extension: every variant, as Output dicts
+    # extensions: placeholders of the output, and what the render chose (trim box, faces,
+    # quality and score, colour conversion): see imageflow/engine/report.py
+    blurhash: str | None = None
+    dominant_color: str | None = None
+    choices: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.status not in ("succeeded", "failed"):

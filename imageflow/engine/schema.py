@@ -214,6 +214,31 @@ class Trim(_Op):
     background: Union[Literal["auto"], Color] = "auto"
 
 
+def _overlay_name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("name the overlay: a file sent in the 'overlay' field, or an http(s) URL")
+    if "://" in value and not value.lower().startswith(("http://", "https://")):
+        raise ValueError("an overlay URL must be http or https")
+    return value
+
+
+class Overlay(_Op):
+    """Composite an image (a logo) at ``position``, or repeated over the picture (``tile``).
+    ``image`` is the name of a file uploaded with the job in the ``overlay`` field, or an
+    http(s) URL. Its transparency is kept. ``scale`` (0-1) sets its longer side as a
+    fraction of the picture's shorter side (default: its own size, shrunk to fit);
+    ``opacity`` from 0 to 1; ``margin`` in pixels from the edges, and between tiles
+    (default 2% of the shorter side)."""
+    op: Literal["overlay"]
+    image: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_overlay_name)]
+    position: Gravity = "southeast"
+    opacity: Annotated[float, Field(ge=0, le=1)] = 1.0
+    scale: Annotated[float, Field(gt=0, le=1)] | None = None
+    margin: Annotated[int, Field(ge=0, le=MAX_DIMENSION)] | None = None
+    tile: bool = False
+
+
 class Watermark(_Op):
     """Draw ``text`` at ``position``; ``size`` is the font height in pixels (default: 5%
     of the shorter side), ``opacity`` from 0 (invisible) to 1."""
@@ -286,7 +311,7 @@ class Variants(_Op):
 OPERATION_MODELS: dict[str, type[_Op]] = {
     model.model_fields["op"].annotation.__args__[0]: model
     for model in (Resize, Crop, Rotate, Flip, Grayscale, Blur, Sharpen, Brightness, Contrast, Saturation,
-                  Pad, Watermark, Trim, AutoOrient, Metadata, Frames, Format, Variants)
+                  Pad, Watermark, Trim, Overlay, AutoOrient, Metadata, Frames, Format, Variants)
 }
 SETTING_OPS = frozenset({"auto_orient", "metadata", "frames", "format"})
 

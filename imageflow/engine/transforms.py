@@ -12,7 +12,7 @@ from typing import Callable
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from . import schema as ops
-from . import trim
+from . import overlay, trim
 from .limits import ImageError, Limits
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -247,6 +247,7 @@ OPERATIONS: dict[str, Callable[[Image.Image, object, Limits], Image.Image]] = {
     "resize": resize, "crop": crop, "rotate": rotate, "flip": flip, "grayscale": grayscale, "blur": blur,
     "sharpen": sharpen, "brightness": brightness, "contrast": contrast, "saturation": saturation,
     "pad": pad, "watermark": watermark, "trim": trim.trim,
+    "overlay": overlay.overlay,
 }
 """Pixel operations by op name (settings like ``format`` are handled by the renderer)."""
 

@@ -90,6 +90,7 @@ class JobViews:
             "output_url": self.blob_url(image.output_path, f"{base}/output")
             if image.status == domain.IMAGE_SUCCEEDED else None,
             "outputs": outputs,
+            "blurhash": image.blurhash, "dominant_color": image.dominant_color, "choices": image.choices or {},
         }
 
     def job(self, job: domain.Job, images: list[domain.Image] | None = None) -> dict:
@@ -110,7 +111,7 @@ class JobViews:
         images = self.jobs.list_images(job.job_id)
         meta_keys = list(dict.fromkeys(key for image in images for key in (image.meta or {})))
         columns = ["row", "image_id", "filename", *meta_keys, "source_url", "input_url", "output_url", "status",
-                   "error", "width", "height", "bytes", "content_type"]
+                   "error", "width", "height", "bytes", "content_type", "blurhash", "dominant_color", "choices"]
         out = io.StringIO()
         writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
         writer.writerow(columns)
@@ -120,7 +121,8 @@ class JobViews:
             row = [number, image.image_id, image.filename, *[(image.meta or {}).get(k, "") for k in meta_keys],
                    image.source_url or "", view["input_url"] if fetched else "", view["output_url"] or "",
                    image.status, image.error or "", image.width or "", image.height or "", image.bytes or "",
-                   image.content_type or ""]
+                   image.content_type or "", image.blurhash or "", image.dominant_color or "",
+                   json.dumps(image.choices, sort_keys=True) if image.choices else ""]
             writer.writerow([neutralise(cell) for cell in row])
         return out.getvalue().encode("utf-8-sig")
 

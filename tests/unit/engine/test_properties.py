@@ -50,6 +50,9 @@ PIXEL_OPS = st.one_of(
     st.fixed_dictionaries({"op": st.just("watermark"), "text": st.text(min_size=1, max_size=12)},
                           optional={"position": gravity, "opacity": st.floats(0, 1), "size": st.integers(4, 40),
                                     "color": colour, "margin": st.integers(0, 20)}),
+    st.fixed_dictionaries({"op": st.just("overlay"), "image": st.just("logo.png")},
+                          optional={"position": gravity, "opacity": st.floats(0, 1), "scale": st.floats(0.01, 1),
+                                    "margin": st.integers(0, 20), "tile": st.booleans()}),
     op("trim", threshold=st.integers(0, 255), background=st.sampled_from(["auto", "white", "#000", "transparent"])),
 )
 SETTINGS_OPS = st.one_of(
@@ -68,6 +71,12 @@ VARIANTS = st.fixed_dictionaries(
 
 OPERATIONS = st.tuples(st.lists(st.one_of(PIXEL_OPS, SETTINGS_OPS), max_size=5),
                        st.one_of(st.none(), VARIANTS)).map(lambda pair: pair[0] + ([pair[1]] if pair[1] else []))
+
+
+_logo = Image.new("RGBA", (6, 4), (255, 0, 0, 128))
+_logo_bytes = io.BytesIO()
+_logo.save(_logo_bytes, "PNG")
+LOGO = _logo_bytes.getvalue()
 
 
 @st.composite
@@ -104,7 +113,7 @@ def images(draw) -> bytes:
 def test_valid_operations_never_fail_except_by_validation(data, operations):
     resolved = resolve_operations(None, operations)
     try:
-        outputs = render(data, resolved, Limits())
+        outputs = render(data, resolved, Limits(), assets={"logo.png": LOGO})
     except ImageError as err:
         # the only acceptable failure: an operation that does not fit this image
         assert err.code == "invalid" and "outside" in err.reason, err
