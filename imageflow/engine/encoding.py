@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageColor
 
-from . import extra_formats
+from . import autoquality, extra_formats
 from .limits import ImageError, Limits
 
 
@@ -65,7 +65,8 @@ class Rendered:
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    quality: int | None = None
+    quality: int | str | None = None      # 1-100, or "auto" (see autoquality.py)
+    target: float | None = None           # the SSIMULACRA2 score "auto" aims for
     progressive: bool = False
     lossless: bool = False
     max_bytes: int | None = None
@@ -155,18 +156,22 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
     def attempt(q: int | None) -> bytes:
         try:
             return _encode_once(frames, durations, loop, fmt, _save_args(fmt, options, q))
-        except (OSError, ValueError, MemoryError) as exc:
+        except (OSError, ValueError, MemoryError, RuntimeError) as exc:   # RuntimeError: libjxl's
             raise ImageError("invalid", f"cannot encode a {frames[0].width}x{frames[0].height} image as "
                                         f"{fmt_name.upper()} ({exc})") from None
 
-    data = attempt(quality)
-    if options.max_bytes and len(data) > options.max_bytes:
-        data = _shrink(attempt, data, quality, fmt, options)
+    choices: dict = {}
+    if options.quality == "auto":
+        data, choices = autoquality.choose(attempt, frames[0], fmt, options, _shrink)
+    else:
+        data = attempt(quality)
+        if options.max_bytes and len(data) > options.max_bytes:
+            data = _shrink(attempt, data, quality, fmt, options)
     if len(data) > limits.max_output_bytes:
         raise ImageError("output_too_large", f"the {fmt_name.upper()} output is {len(data)} bytes, over the "
                                              f"limit of {limits.max_output_bytes} bytes")
     width, height = frames[0].size
-    return Rendered(data, fmt.name, fmt.mime, fmt.ext, width, height, variant)
+    return Rendered(data, fmt.name, fmt.mime, fmt.ext, width, height, variant, choices=choices)
 
 
 def _shrink(attempt, data: bytes, quality: int | None, fmt: OutputFormat, options: EncodeOptions) -> bytes:

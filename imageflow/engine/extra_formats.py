@@ -21,6 +21,8 @@ def register(name: str) -> None:
 
 def save_args(name: str, quality: int | None, lossless: bool) -> dict:
     if name == "jxl":
+        # quality 100 is distance 0, which libjxl only encodes as lossless
+        lossless = lossless or (quality or 0) >= 100
         return {"quality": quality, "lossless": lossless, "effort": JXL_EFFORT, "num_threads": 1}
     if name == "heic":
         # pillow-heif: quality -1 is lossless

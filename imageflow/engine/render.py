@@ -236,7 +236,7 @@ def _render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendere
             options = EncodeOptions(
                 # quality and max_bytes were chosen for the format op's format; other
                 # variant formats get their own defaults
-                quality=fmt.quality if same_format else None,
+                quality=fmt.quality if same_format else None, target=fmt.target,
                 progressive=fmt.progressive, lossless=fmt.lossless,
                 max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
             results.append(encode(output.frames, output.format, options, limits, durations, loop, output.name))

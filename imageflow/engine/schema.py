@@ -18,7 +18,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from PIL import ImageColor
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
                       model_validator)
 
 MAX_OPERATIONS = 32
@@ -27,6 +27,7 @@ MAX_DIMENSION = 16384          # the largest side any operation may ask for (Web
 GRAVITIES = ("center", "north", "south", "east", "west",
              "northeast", "northwest", "southeast", "southwest")
 FORMATS = ("jpeg", "png", "webp", "avif", "gif", "tiff", "jxl", "heic")
+LOSSY_FORMATS = ("jpeg", "webp", "avif", "jxl", "heic")
 
 
 class OperationsError(ValueError):
@@ -277,17 +278,48 @@ class Frames(_Op):
     max: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
+def _quality(value):
+    """One clear message for a bad quality (instead of one per member of the union)."""
+    if value == "auto":
+        return value
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise ValueError(f"must be an integer from 1 to 100, or 'auto' (got {value!r})")
+    if not 1 <= number <= 100:
+        raise ValueError("must be >= 1" if number < 1 else "must be <= 100")
+    return number
+
+
 class Format(_Op):
     """Output format. ``quality`` 1-100 for JPEG, WebP, AVIF, JPEG XL and HEIC (defaults
-    85, 80, 60, 80, 50); ``progressive`` JPEG; ``lossless`` WebP/AVIF/JPEG XL/HEIC; ``max_bytes`` lowers the quality until
+    85, 80, 60, 80, 50), or ``auto``: the lowest quality whose SSIMULACRA2 score reaches
+    ``target``; ``progressive`` JPEG; ``lossless`` WebP/AVIF/JPEG XL/HEIC; ``max_bytes`` lowers the quality until
     the output fits; ``background`` flattens transparency for formats without alpha."""
     op: Literal["format"]
     format: FormatName
-    quality: Annotated[int, Field(ge=1, le=100)] | None = None
+    quality: Annotated[Annotated[int, Field(ge=1, le=100)] | Literal["auto"],
+                       BeforeValidator(_quality)] | None = None
+    target: Annotated[float, Field(ge=1, le=100, description="SSIMULACRA2 score for quality 'auto' "
+                                                             "(default 80; 90 is visually lossless)")] | None = None
     progressive: bool = False
     lossless: bool = False
     max_bytes: Annotated[int, Field(ge=512, le=1024 * 1024 * 1024)] | None = None
     background: Color = "#ffffff"
+
+    @model_validator(mode="after")
+    def _auto_quality(self):
+        if self.quality == "auto":
+            if self.format not in LOSSY_FORMATS:
+                raise ValueError(f"quality 'auto' needs a format with a quality ({', '.join(LOSSY_FORMATS)})")
+            if self.lossless:
+                raise ValueError("quality 'auto' and lossless exclude each other")
+        elif self.target is not None:
+            raise ValueError("target is the aim of quality 'auto': give quality 'auto' with it")
+        return self
 
 
 class Variants(_Op):

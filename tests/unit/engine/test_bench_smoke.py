@@ -16,3 +16,12 @@ def test_benchmark_cases_run_on_small_inputs(tmp_path):
         for impl in ("engine", "naive"):
             result = bench.run_worker(case, impl, path, seconds=0, min_runs=1)
             assert result["times"] and result["output_bytes"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_the_auto_quality_benchmark_runs_on_a_small_input(tmp_path):
+    autoquality = pytest.importorskip("bench.autoquality")
+    inputs = bench.make_inputs(tmp_path, scale=0.05)
+    data = autoquality.resized(inputs["2mp.jpg"], 64)
+    row = autoquality.measure(data, "webp", repeats=1)
+    assert row["fixed_ms"] > 0 and row["auto_ms"] > 0 and row["auto_bytes"] > 0
+    assert row["auto_score"] >= autoquality.TARGET or row["auto_by"] != "target"

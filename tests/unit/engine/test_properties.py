@@ -62,6 +62,9 @@ SETTINGS_OPS = st.one_of(
     st.fixed_dictionaries({"op": st.just("format"), "format": st.sampled_from(FORMATS)},
                           optional={"quality": st.integers(1, 100), "progressive": st.booleans(),
                                     "lossless": st.booleans(), "background": colour}),
+    st.fixed_dictionaries({"op": st.just("format"), "format": st.sampled_from(["jpeg", "webp", "avif", "jxl"]),
+                           "quality": st.just("auto")},
+                          optional={"target": st.floats(1, 100)}),
 )
 VARIANTS = st.fixed_dictionaries(
     {"op": st.just("variants")},
