@@ -64,7 +64,7 @@ Color = Annotated[str, Field(max_length=40, description="CSS-like colour: #rgb, 
 Dimension = Annotated[int, Field(gt=0, le=MAX_DIMENSION)]
 Gravity = Literal["center", "north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"]
 CoverGravity = Literal["center", "north", "south", "east", "west", "northeast", "northwest", "southeast",
-                       "southwest", "smart"]
+                       "southwest", "smart", "face"]
 FormatName = Literal["jpeg", "png", "webp", "avif", "gif", "tiff", "jxl", "heic"]
 
 _ASPECT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:[:/x]\s*(\d+(?:\.\d+)?))?\s*$")
@@ -99,7 +99,7 @@ class _Op(BaseModel):
 class Resize(_Op):
     """Scale into a box. ``contain`` fits inside keeping the aspect ratio, ``cover`` fills
     the box and crops the overflow (where ``gravity`` says; ``smart`` keeps the busiest
-    part), ``fill`` stretches. With one side only, the other follows the aspect ratio.
+    part, ``face`` centres on the faces found, else acts as ``smart``), ``fill`` stretches. With one side only, the other follows the aspect ratio.
     Never enlarges unless ``upscale`` is true."""
     op: Literal["resize"]
     width: Dimension | None = None
@@ -118,7 +118,7 @@ class Resize(_Op):
 class Crop(_Op):
     """Cut a box (``x``, ``y``, ``width``, ``height`` in pixels; a box running past the
     edge is clipped to the image), or the largest region of an ``aspect`` ratio placed by
-    ``gravity`` (``smart`` keeps the busiest part)."""
+    ``gravity`` (``smart`` keeps the busiest part, ``face`` centres on the faces found)."""
     op: Literal["crop"]
     x: Annotated[int, Field(ge=0, le=10 * MAX_DIMENSION)] = 0
     y: Annotated[int, Field(ge=0, le=10 * MAX_DIMENSION)] = 0

@@ -12,7 +12,7 @@ from typing import Callable
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from . import schema as ops
-from . import overlay, trim
+from . import faces, overlay, trim
 from .limits import ImageError, Limits
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -81,6 +81,8 @@ def window(image: Image.Image, width: int, height: int, gravity: str) -> tuple[i
     width, height = min(width, image.width), min(height, image.height)
     if gravity == "smart":
         x, y = smart_offset(image, width, height)
+    elif gravity == "face":
+        x, y = faces.face_offset(image, width, height, fallback=smart_offset)
     else:
         x, y = place(image.width - width, image.height - height, gravity)
     return x, y, x + width, y + height

@@ -18,7 +18,7 @@ SCALE = int(os.environ.get("IMAGEFLOW_HYPOTHESIS_SCALE", "1"))
 
 side = st.integers(1, 64)
 gravity = st.sampled_from(GRAVITIES)
-cover_gravity = st.sampled_from(GRAVITIES + ("smart",))
+cover_gravity = st.sampled_from(GRAVITIES + ("smart", "face"))
 colour = st.sampled_from(["#ffffff", "#000", "red", "transparent", "#11223380", "rgb(10,20,30)"])
 factor = st.floats(0, 3, allow_nan=False)
 
