@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import jxl
+from . import jxl, report
 from .limits import ImageError, Limits
 
 FAST_JPEG = True
@@ -371,6 +371,13 @@ def has_alpha(image: Image.Image) -> bool:
     return image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
 
 
+def _profile_name(profile: ImageCms.ImageCmsProfile) -> str:
+    try:
+        return ImageCms.getProfileDescription(profile).strip() or "an unnamed ICC profile"
+    except Exception:
+        return "an unnamed ICC profile"
+
+
 def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
     try:
         return "srgb" in ImageCms.getProfileDescription(profile).lower()
@@ -394,6 +401,7 @@ def to_working(image: Image.Image, icc_policy: str = "srgb") -> tuple[Image.Imag
                     image = image.convert("RGB")
                 out_mode = "RGBA" if mode == "RGBA" else "RGB"
                 image = ImageCms.profileToProfile(image, profile, _SRGB, outputMode=out_mode)
+                report.note("color_converted_from", _profile_name(profile))
         except Exception:   # a broken profile: fall back to the plain conversion below
             pass
         icc = None          # converted to sRGB, or already sRGB: nothing to embed

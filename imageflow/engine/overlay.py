@@ -37,7 +37,8 @@ def _decode(name: str, limits: Limits) -> Image.Image:
     try:
         if source.frames > 1:
             source.image.seek(0)
-        image, _ = to_working(load(source), "srgb")
+        with report.aside():
+            image, _ = to_working(load(source), "srgb")
         return image.convert("RGBA")
     finally:
         source.image.close()

@@ -49,6 +49,18 @@ def note(key: str, value: Any) -> None:
     _context().choices[key] = value
 
 
+@contextlib.contextmanager
+def aside() -> Iterator[None]:
+    """Notes made inside go nowhere: decoding a second image (an overlay) must not report
+    its choices as the picture's."""
+    outer = _context()
+    token = _current.set(RenderContext(assets=outer.assets, memo=outer.memo))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 def choices() -> dict[str, Any]:
     return dict(_context().choices)
 
