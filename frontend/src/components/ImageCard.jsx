@@ -12,7 +12,7 @@ export function downloadName(filename, contentType, variant) {
   return `${stem || 'image'}${variant ? `-${variant}` : ''}.${ext}`;
 }
 
-function Picture({ src, alt, className }) {
+function Picture({ src, alt, className, placeholder }) {
   // Signed storage URLs change on every poll; keep showing the first one so the picture
   // does not reload each second, and move to the newest only if the one shown fails
   // (it may have expired).
@@ -30,7 +30,9 @@ function Picture({ src, alt, className }) {
       </div>
     );
   }
-  return <img className={`picture ${className || ''}`} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
+  // placeholder: the output's dominant colour, seen while the picture loads
+  const style = placeholder ? { backgroundColor: placeholder } : undefined;
+  return <img className={`picture ${className || ''}`} style={style} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
 }
 
 function describeOutput(output) {
@@ -64,7 +66,7 @@ export default function ImageCard({ image }) {
         </figure>
         <figure>
           {image.status === 'succeeded' && main ? (
-            <Picture src={main.url} alt={`${image.filename}, after`} />
+            <Picture src={main.url} alt={`${image.filename}, after`} placeholder={image.dominant_color} />
           ) : image.status === 'failed' ? (
             <div className="picture picture-empty picture-failed">
               <span>No result</span>

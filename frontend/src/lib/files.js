@@ -51,7 +51,7 @@ export function fileType(file) {
 /** "JPEG, PNG or WebP" from a list of MIME types. */
 export function describeTypes(types) {
   const names = [...new Set(types.map((t) => t.replace(/^image\//, '').replace('jpeg', 'jpg').toUpperCase()))]
-    .map((name) => (name === 'JPG' ? 'JPEG' : name === 'WEBP' ? 'WebP' : name));
+    .map((name) => (name === 'JPG' ? 'JPEG' : name === 'WEBP' ? 'WebP' : name === 'JXL' ? 'JPEG XL' : name));
   if (names.length <= 1) return names.join('');
   return `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`;
 }

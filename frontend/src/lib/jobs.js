@@ -60,7 +60,7 @@ export function explainImageError(error) {
 /** A content type like "image/webp" as "WebP". */
 export function formatName(contentType) {
   const sub = String(contentType || '').replace(/^image\//, '').toLowerCase();
-  return { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP' }[sub] || sub.toUpperCase();
+  return { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', jxl: 'JPEG XL' }[sub] || sub.toUpperCase();
 }
 
 /** A time stamp from the API ("2024-05-01T10:00:00.000Z") in the reader's locale. */

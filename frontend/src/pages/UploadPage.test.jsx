@@ -34,7 +34,7 @@ describe('upload page', () => {
     expect(screen.getByRole('radio', { name: /web/i })).toBeChecked();
     expect(screen.getByRole('radio', { name: /thumbnail/i })).not.toBeChecked();
     expect(screen.getByText('Save as JPEG at quality 50')).toBeInTheDocument();
-    expect(screen.getByText(/JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF or HEIC · up to 25 MB each · up to 100 photos/)).toBeInTheDocument();
+    expect(screen.getByText(/JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC or JPEG XL · up to 25 MB each · up to 100 photos/)).toBeInTheDocument();
   });
 
   it('lists chosen photos with a thumbnail and size, and explains the ones it refuses', async () => {
