@@ -92,3 +92,20 @@ def test_auto_quality_misuse_is_refused_with_a_reason(fmt_op, words):
     with pytest.raises(OperationsError) as err:
         resolve_operations(None, [{"op": "format", **fmt_op}])
     assert words in err.value.message
+
+
+def test_a_large_image_is_scored_on_its_most_detailed_512_px_window():
+    big = Image.new("RGB", (900, 700), (90, 140, 200))
+    big.paste(picture((300, 200)), (560, 440))             # the only detail, bottom right
+    data = encode(big, "PNG")
+    output = run({"format": "jpeg", "quality": "auto", "target": 70}, data)
+    left, top, right, bottom = output.choices["scored_window"]
+    assert (right - left, bottom - top) == (512, 512)
+    overlap = (min(right, 860) - max(left, 560)) * (min(bottom, 640) - max(top, 440))
+    assert overlap >= 0.9 * 300 * 200                      # the window is on the detail, not the flat blue
+    # the score reported is the window's, as an independent scorer sees it
+    window = (left, top, right, bottom)
+    reference, decoded = big.crop(window), Image.open(io.BytesIO(output.data)).convert("RGB").crop(window)
+    assert compute_ssimulacra2(io.BytesIO(encode(reference, "PNG")), io.BytesIO(encode(decoded, "PNG"))) == \
+        pytest.approx(output.choices["score"], abs=0.01)
+    assert output.choices["score"] >= 70
