@@ -4,8 +4,8 @@ Faces are found by OpenCV's frontal-face Haar cascade, whose model file ships in
 opencv-python-headless wheel (``cv2.data``): nothing is downloaded at run time. The
 search runs on a copy at most 640 px long. The window is centred on the box around every
 face found (clamped to the image); with no face it falls back to ``smart`` (the busiest
-part). The faces used (``[x, y, width, height]`` in the pixels of the image being cut)
-are reported in ``choices.faces``.
+part). The faces used (in the pixels of the image being cut)
+are reported in ``choices.faces`` as ``{x, y, width, height}``.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def face_offset(image: Image.Image, width: int, height: int,
                 fallback: Callable[[Image.Image, int, int], tuple[int, int]]) -> tuple[int, int]:
     """Top-left corner of a ``width`` x ``height`` window centred on the faces."""
     faces = detect(image)
-    report.note("faces", [list(box) for box in faces])
+    # dicts, not [x, y, w, h]: Firestore stores no array inside an array
+    report.note("faces", [{"x": x, "y": y, "width": w, "height": h} for x, y, w, h in faces])
     if not faces:
         report.note("gravity", "smart (no face found)")
         return fallback(image, width, height)

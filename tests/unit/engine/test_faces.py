@@ -72,7 +72,7 @@ def test_a_square_crop_of_a_wide_picture_contains_the_face():
     assert contains(window, shifted(FACE, at)), window
     assert output.choices["gravity"] == "face"
     [found] = output.choices["faces"]
-    found_box = (found[0], found[1], found[0] + found[2], found[1] + found[3])
+    found_box = (found["x"], found["y"], found["x"] + found["width"], found["y"] + found["height"])
     overlap_w = min(found_box[2], shifted(FACE, at)[2]) - max(found_box[0], shifted(FACE, at)[0])
     assert overlap_w > 0.8 * (FACE[2] - FACE[0])              # the detector found that face
     # a fixed gravity misses it on this picture: the test can tell face gravity from those
@@ -98,7 +98,7 @@ def test_a_scaled_cover_resize_still_centres_on_the_face():
     output, image = run(picture, [{"op": "resize", "width": 64, "height": 64, "fit": "cover", "gravity": "face"}])
     assert image.size == (64, 64)
     [found] = output.choices["faces"]
-    face_centre_y = (found[1] + found[3] / 2)
+    face_centre_y = found["y"] + found["height"] / 2
     assert abs(face_centre_y - (at[1] + (FACE[1] + FACE[3]) / 2)) < 20
 
 
