@@ -7,7 +7,8 @@ For each input (the engine benchmark's camera-like photo and RGBA graphic, resiz
 1024 px first so only the encode differs) and each format, it renders the same image with
 the format's fixed default quality and with ``quality: auto`` (target 80), in this one
 single-threaded process, and prints the median CPU time of each, their ratio, the bytes,
-the quality auto chose and the SSIMULACRA2 score of both outputs. No assertion on timings:
+the quality auto chose and the SSIMULACRA2 score of both outputs (scored as auto scores:
+the 512 px window with the most detail, transparency on mid grey). No assertion on timings:
 it prints figures, it does not judge.
 """
 from __future__ import annotations
@@ -33,13 +34,19 @@ INPUTS = ("2mp.jpg", "1mp-rgba.png")
 
 
 def measure(data: bytes, fmt: str, repeats: int, target: float = TARGET) -> dict:
+    from PIL import Image
+
     from imageflow.engine import Limits, render
-    from imageflow.engine.autoquality import score
-    from imageflow.engine.encoding import OUTPUT_FORMATS
+    from imageflow.engine.autoquality import score_output
+    from imageflow.engine.encoding import OUTPUT_FORMATS, prepare
     from imageflow.engine.schema import resolve_operations
 
     limits = Limits()
-    reference = render(data, resolve_operations(None, [{"op": "format", "format": "png"}]), limits)[0].data
+    # the pixels the encoder is handed (flattened onto white for a format without alpha),
+    # scored the way quality auto scores them (its window, transparency on mid grey)
+    with Image.open(io.BytesIO(data)) as decoded:
+        original = prepare(decoded.convert("RGBA" if "A" in decoded.getbands() else "RGB"),
+                           OUTPUT_FORMATS[fmt], "#ffffff")
     row = {"format": fmt, "fixed_quality": OUTPUT_FORMATS[fmt].default_quality}
     for mode, op in (("fixed", {"op": "format", "format": fmt}),
                      ("auto", {"op": "format", "format": fmt, "quality": "auto", "target": target})):
@@ -52,7 +59,7 @@ def measure(data: bytes, fmt: str, repeats: int, target: float = TARGET) -> dict
             times.append(time.process_time() - start)
         row[f"{mode}_ms"] = statistics.median(times) * 1000
         row[f"{mode}_bytes"] = len(output.data)
-        row[f"{mode}_score"] = score(reference, output.data)
+        row[f"{mode}_score"] = score_output(original, output.data)
         if mode == "auto":
             row["auto_quality"] = output.choices["quality"]
             row["auto_by"] = output.choices["quality_by"]

@@ -32,18 +32,41 @@ def _metric():
 
 
 def score(reference: bytes, candidate: bytes, box: tuple[int, int, int, int] | None = None) -> float:
-    """SSIMULACRA2 of an encoded ``candidate`` against ``reference`` (lossless PNG bytes of
-    the pixels scored); ``box``: the window of the candidate the reference is."""
-    if box is not None:
-        with Image.open(io.BytesIO(candidate)) as decoded:
-            candidate = _png(decoded.convert("RGB").crop(box))
-    return float(_metric()(io.BytesIO(reference), io.BytesIO(candidate)))
+    """SSIMULACRA2 of an encoded ``candidate`` against ``reference`` (see :func:`reference`);
+    ``box``: the window of the candidate the reference is."""
+    with Image.open(io.BytesIO(candidate)) as decoded:
+        pixels = _flat(decoded)
+    return float(_metric()(io.BytesIO(reference), io.BytesIO(_png(pixels.crop(box) if box else pixels))))
+
+
+def _flat(image: Image.Image) -> Image.Image:
+    """RGB for the metric (which reads colour only): transparency composited onto mid grey,
+    so an alpha error shows, and colour hidden under transparent pixels (which encoders
+    may change freely) does not."""
+    if image.mode in ("RGBA", "LA", "PA", "P"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (128, 128, 128))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
 
 
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "PNG", compress_level=1)
+    image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def reference(image: Image.Image, box: tuple[int, int, int, int] | None) -> bytes:
+    """The pixels before encoding, as the metric compares them (PNG bytes)."""
+    flat = _flat(image)
+    return _png(flat.crop(box) if box else flat)
+
+
+def score_output(image: Image.Image, candidate: bytes) -> float:
+    """The score ``choose`` gives an output ``candidate`` of the pre-encode ``image``."""
+    box = scored_window(image)
+    return score(reference(image, box), candidate, box)
 
 
 def scored_window(image: Image.Image) -> tuple[int, int, int, int] | None:
@@ -64,14 +87,14 @@ def choose(attempt: Callable[[int], bytes], image: Image.Image, fmt, options, sh
         data, by = attempt(quality), "too_small_to_score"
         return _fit(attempt, data, quality, fmt, options, shrink, None, {"target": target, "quality_by": by})
     box = scored_window(image)
-    reference = _png(image.crop(box) if box else image)
+    original = reference(image, box)
     encoded: dict[int, bytes] = {}
     scores: dict[int, float] = {}
 
     def measure(quality: int) -> float:
         if quality not in scores:
             encoded[quality] = attempt(quality)
-            scores[quality] = score(reference, encoded[quality], box)
+            scores[quality] = score(original, encoded[quality], box)
         return scores[quality]
 
     low, high, best = 1, 100, None
@@ -88,7 +111,7 @@ def choose(attempt: Callable[[int], bytes], image: Image.Image, fmt, options, sh
     report = {"target": target, "quality_by": by}
     if box:
         report["scored_window"] = list(box)
-    return _fit(attempt, encoded[best], best, fmt, options, shrink, (reference, box, scores[best]), report)
+    return _fit(attempt, encoded[best], best, fmt, options, shrink, (original, box, scores[best]), report)
 
 
 def _fit(attempt, data: bytes, quality: int, fmt, options, shrink, scored, report: dict) -> tuple[bytes, dict]:

@@ -109,3 +109,21 @@ def test_a_large_image_is_scored_on_its_most_detailed_512_px_window():
     assert compute_ssimulacra2(io.BytesIO(encode(reference, "PNG")), io.BytesIO(encode(decoded, "PNG"))) == \
         pytest.approx(output.choices["score"], abs=0.01)
     assert output.choices["score"] >= 70
+
+
+def test_transparency_is_scored_on_grey_so_an_rgba_webp_reaches_its_target():
+    rgba = picture((96, 72)).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((96, 72)))
+    # colour under fully transparent pixels is noise an encoder may discard: it must not count
+    hidden = Image.frombytes("RGB", (96, 8), random.Random(9).randbytes(96 * 8 * 3)).convert("RGBA")
+    hidden.putalpha(0)
+    rgba.paste(hidden, (0, 0))
+    output = run({"format": "webp", "quality": "auto", "target": 70}, encode(rgba, "PNG"))
+    assert output.choices["quality_by"] == "target" and output.choices["score"] >= 70
+    grey = Image.new("RGB", rgba.size, (128, 128, 128))
+    flat_reference, flat_output = grey.copy(), grey.copy()
+    flat_reference.paste(rgba, mask=rgba.getchannel("A"))
+    decoded = Image.open(io.BytesIO(output.data)).convert("RGBA")
+    flat_output.paste(decoded, mask=decoded.getchannel("A"))
+    assert compute_ssimulacra2(io.BytesIO(encode(flat_reference, "PNG")), io.BytesIO(encode(flat_output, "PNG"))) \
+        == pytest.approx(output.choices["score"], abs=0.01)
