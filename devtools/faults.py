@@ -153,6 +153,6 @@ class FaultyRender:
 
     faults: Faults
 
-    def __call__(self, task: Task, data: bytes, limits: Limits) -> list[Rendered]:
+    def __call__(self, task: Task, data: bytes, limits: Limits, assets: dict | None = None) -> list[Rendered]:
         self.faults.before_task(task.input_path)
-        return render_task(task, data, limits)
+        return render_task(task, data, limits, assets)

@@ -1,6 +1,7 @@
 """The domain: jobs, images, their states and the rules that move them. No I/O here."""
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -98,6 +99,15 @@ def input_path(job_id: str, image_id: str, filename: str) -> str:
     return f"{job_id}/input/{image_id}-{safe_name(filename)}"
 
 
+def overlay_path(job_id: str, name: str) -> str:
+    """``<job_id>/input/overlay-<digest>-<safe name>``: an image the job's overlay operations
+    name (an uploaded file or a URL), stored once per job. The digest of the exact name
+    keeps two names that reduce to one safe name apart; not an image id, so it never
+    passes for an input of its own."""
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    return f"{job_id}/input/overlay-{digest}-{safe_name(name)[-60:]}"
+
+
 def output_stem(job_id: str, image_id: str, filename: str) -> str:
     """``<job_id>/output/<image_id>-<safe stem>``: a task's output path, before the processor
     knows the format (and so the extension) of each file it writes."""
@@ -163,6 +173,9 @@ class Image:
     tasked: bool = False            # its task is on the bus (fan-out resumes from the images without)
     preview_path: str | None = None         # small WebP of the input (domain.preview_path)
     output_preview_path: str | None = None  # small WebP of the (first) output
+    blurhash: str | None = None           # placeholder of the output (BlurHash)
+    dominant_color: str | None = None     # "#rrggbb"
+    choices: dict = field(default_factory=dict)   # what the render chose (see Result.choices)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,7 +270,9 @@ def apply_result(image: Image, result: Result, now: str) -> Image | None:
         return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
                        content_type=result.content_type, width=result.width, height=result.height,
                        bytes=result.bytes, error=None, error_code=None, outputs=list(result.outputs or []),
-                       attempts=image.attempts + 1, updated_at=now, **_input_facts(image, result))
+                       attempts=image.attempts + 1, updated_at=now, blurhash=result.blurhash,
+                       dominant_color=result.dominant_color, choices=dict(result.choices or {}),
+                       **_input_facts(image, result))
     return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
                    error_code=result.error_code, attempts=image.attempts + 1, updated_at=now,
                    **_input_facts(image, result))

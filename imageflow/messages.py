@@ -79,6 +79,7 @@ class Output:
     height: int
     bytes: int
     variant: str = ""
+    choices: dict = field(default_factory=dict)   # extension: what this output's encode chose (quality, score)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,11 @@ class Result(Message):
     input_bytes: int | None = None
     preview_path: str | None = None              # extension: small WebP previews of input and output
     output_preview_path: str | None = None
+    # extensions: placeholders of the output, and what the render chose (trim box, faces,
+    # quality and score, colour conversion): see imageflow/engine/report.py
+    blurhash: str | None = None
+    dominant_color: str | None = None
+    choices: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.status not in ("succeeded", "failed"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import vips
+from . import jxl, report, vips
 from .limits import ImageError, Limits
 
 FAST_JPEG = True
@@ -68,6 +68,7 @@ KINDS = {kind.name: kind for kind in (
     Kind("bmp", "image/bmp", "bmp", ("BMP",)),
     Kind("avif", "image/avif", "avif", ("AVIF",)),
     Kind("heic", "image/heic", "heic", ("HEIF",)),
+    Kind("jxl", "image/jxl", "jxl", ("JXL",)),
 )}
 
 _AVIF_BRANDS = {b"avif", b"avis"}
@@ -98,6 +99,8 @@ def sniff(data: bytes) -> str | None:
         return "tiff"
     if head[:2] == b"BM" and len(head) >= 26:
         return "bmp"
+    if jxl.is_jxl(head):
+        return "jxl"
     if head[4:8] == b"ftyp" and len(head) >= 16:
         size = struct.unpack(">I", head[:4])[0]
         brands = {data[i:i + 4] for i in range(16, min(max(size, 16), 256), 4)} | {head[8:12]}
@@ -118,7 +121,7 @@ def describe_unknown(data: bytes) -> str:
         return "not a supported image: SVG (vector) files are not supported"
     if head[:1] in (b"<", b"{", b"[") or _looks_like_text(data[:512]):
         return "not an image: the content is text"
-    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC)"
+    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL)"
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -173,6 +176,8 @@ def open_source(data: bytes, limits: Limits) -> Source:
     kind = KINDS[name]
     if name == "heic" and not heic_available():
         raise ImageError("unsupported", "HEIC images are not supported by this installation (pillow-heif is missing)")
+    if name == "jxl":
+        jxl.check(data, limits)     # its decoder decodes on open: check the size first
     try:
         image = Image.open(io.BytesIO(data), formats=kind.pillow)
     except Image.DecompressionBombError as exc:
@@ -396,6 +401,13 @@ def has_alpha(image: Image.Image) -> bool:
     return image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
 
 
+def _profile_name(profile: ImageCms.ImageCmsProfile) -> str:
+    try:
+        return ImageCms.getProfileDescription(profile).strip() or "an unnamed ICC profile"
+    except Exception:
+        return "an unnamed ICC profile"
+
+
 def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
     try:
         return "srgb" in ImageCms.getProfileDescription(profile).lower()
@@ -419,6 +431,7 @@ def to_working(image: Image.Image, icc_policy: str = "srgb") -> tuple[Image.Imag
                     image = image.convert("RGB")
                 out_mode = "RGBA" if mode == "RGBA" else "RGB"
                 image = ImageCms.profileToProfile(image, profile, _SRGB, outputMode=out_mode)
+                report.note("color_converted_from", _profile_name(profile))
         except Exception:   # a broken profile: fall back to the plain conversion below
             pass
         icc = None          # converted to sRGB, or already sRGB: nothing to embed

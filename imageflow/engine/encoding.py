@@ -6,10 +6,11 @@ decided to keep (an ICC profile, EXIF), never the decoded image's ``info``.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageColor
 
+from . import autoquality, extra_formats
 from .limits import ImageError, Limits
 
 
@@ -32,12 +33,15 @@ OUTPUT_FORMATS = {fmt.name: fmt for fmt in (
     OutputFormat("avif", "AVIF", "image/avif", "avif", True, True, True, 60),
     OutputFormat("gif", "GIF", "image/gif", "gif", True, True, False, None),
     OutputFormat("tiff", "TIFF", "image/tiff", "tiff", True, False, False, None),
+    OutputFormat("jxl", "JXL", "image/jxl", "jxl", True, False, True, 80),
+    OutputFormat("heic", "HEIF", "image/heic", "heic", True, False, True, 50),
 )}
 
 # Without a format op the output keeps the input's format; BMP (uncompressed, no use on
-# the web) becomes PNG, which is lossless too; HEIC becomes JPEG (what every viewer reads).
+# the web) becomes PNG, which is lossless too; HEIC and JPEG XL (which most browsers do not
+# show) become JPEG (what every viewer reads).
 DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif",
-                  "tiff": "tiff", "bmp": "png", "heic": "jpeg"}
+                  "tiff": "tiff", "bmp": "png", "heic": "jpeg", "jxl": "jpeg"}
 
 # libavif speed 0-10. Measured on a 1024 px photo: 8 encodes in half the time of 7 and a
 # third of 6 for files about 13% larger; 9 is faster still but 50% larger, no better than WebP.
@@ -54,11 +58,15 @@ class Rendered:
     width: int
     height: int
     variant: str = ""
+    blurhash: str | None = None          # placeholders (see placeholders.py)
+    dominant_color: str | None = None
+    choices: dict = field(default_factory=dict)   # what the render chose (see report.py)
 
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    quality: int | None = None
+    quality: int | str | None = None      # 1-100, or "auto" (see autoquality.py)
+    target: float | None = None           # the SSIMULACRA2 score "auto" aims for
     progressive: bool = False
     lossless: bool = False
     max_bytes: int | None = None
@@ -112,6 +120,8 @@ def _save_args(fmt: OutputFormat, options: EncodeOptions, quality: int | None) -
                     subsampling="4:4:4" if options.lossless else "4:2:0")
     elif fmt.name == "tiff":
         args.update(compression="tiff_adobe_deflate")
+    else:
+        args.update(extra_formats.save_args(fmt.name, quality, options.lossless))
     return args
 
 
@@ -136,6 +146,7 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
     """Encode one output (several frames animate when the format can). With ``max_bytes``,
     lower the quality (binary search) until the output fits. Raises ImageError."""
     fmt = OUTPUT_FORMATS[fmt_name]
+    extra_formats.register(fmt.name)
     if not fmt.animates:
         frames = frames[:1]
     frames = [prepare(frame, fmt, options.background) for frame in frames]
@@ -145,18 +156,22 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
     def attempt(q: int | None) -> bytes:
         try:
             return _encode_once(frames, durations, loop, fmt, _save_args(fmt, options, q))
-        except (OSError, ValueError, MemoryError) as exc:
+        except (OSError, ValueError, MemoryError, RuntimeError) as exc:   # RuntimeError: libjxl's
             raise ImageError("invalid", f"cannot encode a {frames[0].width}x{frames[0].height} image as "
                                         f"{fmt_name.upper()} ({exc})") from None
 
-    data = attempt(quality)
-    if options.max_bytes and len(data) > options.max_bytes:
-        data = _shrink(attempt, data, quality, fmt, options)
+    choices: dict = {}
+    if options.quality == "auto":
+        data, choices = autoquality.choose(attempt, frames[0], fmt, options, _shrink)
+    else:
+        data = attempt(quality)
+        if options.max_bytes and len(data) > options.max_bytes:
+            data = _shrink(attempt, data, quality, fmt, options)
     if len(data) > limits.max_output_bytes:
         raise ImageError("output_too_large", f"the {fmt_name.upper()} output is {len(data)} bytes, over the "
                                              f"limit of {limits.max_output_bytes} bytes")
     width, height = frames[0].size
-    return Rendered(data, fmt.name, fmt.mime, fmt.ext, width, height, variant)
+    return Rendered(data, fmt.name, fmt.mime, fmt.ext, width, height, variant, choices=choices)
 
 
 def _shrink(attempt, data: bytes, quality: int | None, fmt: OutputFormat, options: EncodeOptions) -> bytes:
@@ -166,7 +181,7 @@ def _shrink(attempt, data: bytes, quality: int | None, fmt: OutputFormat, option
         kind = "a lossless" if fmt.lossy else f"a {fmt.name.upper()}"
         raise ImageError("output_too_large", f"the {fmt.name.upper()} output is {len(data)} bytes, over max_bytes "
                                              f"{limit}, and {kind} output has no quality to lower; max_bytes "
-                                             f"lowers the quality of JPEG, WebP and AVIF only")
+                                             f"lowers the quality of JPEG, WebP, AVIF, JPEG XL and HEIC only")
     low, high, best, smallest = 1, quality - 1, None, data
     while low <= high:
         middle = (low + high) // 2

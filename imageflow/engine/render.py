@@ -9,10 +9,12 @@ at a time, so memory does not grow with their number.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from PIL import Image
 
+from . import placeholders, report
 from . import schema as ops
 from .decoding import Source, decode_error, load, open_source, to_working
 from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
@@ -194,14 +196,23 @@ def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits) -> list[Im
     return _same_mode(frames)
 
 
-def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
+def render(data: bytes, operations: list[dict], limits: Limits,
+           assets: Mapping[str, bytes] | None = None) -> list[Rendered]:
     """Apply validated operations (the output of ``resolve_operations``) to an image.
 
     Returns one :class:`Rendered` per output: variants give several, named like
     ``w320-webp``; without variants exactly one, with variant ``""``. Without a format
     operation the output keeps the input's format (BMP becomes PNG, HEIC becomes JPEG).
     EXIF orientation is applied and metadata stripped unless the operations say
-    otherwise. Raises :class:`ImageError` with a clear reason on bad input."""
+    otherwise. ``assets`` holds the files operations name (an overlay's image). Each
+    output carries its placeholders and the ``choices`` made (see :mod:`.report`).
+    Raises :class:`ImageError` with a clear reason on bad input."""
+    with report.recording(assets) as context:
+        results = _render(data, operations, limits)
+        return [replace(result, choices={**context.choices, **result.choices}) for result in results]
+
+
+def _render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
     plan = Plan.from_operations(operations)
     source = open_source(data, limits)
     try:
@@ -218,6 +229,7 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
             durations, loop = None, None
         exif = _exif_to_keep(source, plan)
         frames = _apply_all(frames, plan, limits)
+        placeholder = placeholders.of(frames[0])  # from the final pixels, before variants take them over
         default = plan.format.format if plan.format else DEFAULT_OUTPUT[source.kind.name]
         if plan.variants:
             # each variant is encoded before the next is scaled, and ``frames`` is handed
@@ -232,12 +244,12 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
             options = EncodeOptions(
                 # quality and max_bytes were chosen for the format op's format; other
                 # variant formats get their own defaults
-                quality=fmt.quality if same_format else None,
+                quality=fmt.quality if same_format else None, target=fmt.target,
                 progressive=fmt.progressive, lossless=fmt.lossless,
                 max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
             results.append((output.order, encode(output.frames, output.format, options, limits, durations, loop,
                                                  output.name)))
             output = None       # the generator alone keeps the copy the next width needs
-        return [rendered for _, rendered in sorted(results, key=lambda item: item[0])]
+        return [replace(rendered, **placeholder) for _, rendered in sorted(results, key=lambda item: item[0])]
     finally:
         source.image.close()

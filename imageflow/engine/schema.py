@@ -18,7 +18,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from PIL import ImageColor
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
                       model_validator)
 
 MAX_OPERATIONS = 32
@@ -26,7 +26,8 @@ MAX_DIMENSION = 16384          # the largest side any operation may ask for (Web
 
 GRAVITIES = ("center", "north", "south", "east", "west",
              "northeast", "northwest", "southeast", "southwest")
-FORMATS = ("jpeg", "png", "webp", "avif", "gif", "tiff")
+FORMATS = ("jpeg", "png", "webp", "avif", "gif", "tiff", "jxl", "heic")
+LOSSY_FORMATS = ("jpeg", "webp", "avif", "jxl", "heic")
 
 
 class OperationsError(ValueError):
@@ -63,8 +64,8 @@ Color = Annotated[str, Field(max_length=40, description="CSS-like colour: #rgb, 
 Dimension = Annotated[int, Field(gt=0, le=MAX_DIMENSION)]
 Gravity = Literal["center", "north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"]
 CoverGravity = Literal["center", "north", "south", "east", "west", "northeast", "northwest", "southeast",
-                       "southwest", "smart"]
-FormatName = Literal["jpeg", "png", "webp", "avif", "gif", "tiff"]
+                       "southwest", "smart", "face"]
+FormatName = Literal["jpeg", "png", "webp", "avif", "gif", "tiff", "jxl", "heic"]
 
 _ASPECT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:[:/x]\s*(\d+(?:\.\d+)?))?\s*$")
 
@@ -98,7 +99,7 @@ class _Op(BaseModel):
 class Resize(_Op):
     """Scale into a box. ``contain`` fits inside keeping the aspect ratio, ``cover`` fills
     the box and crops the overflow (where ``gravity`` says; ``smart`` keeps the busiest
-    part), ``fill`` stretches. With one side only, the other follows the aspect ratio.
+    part, ``face`` centres on the faces found, else acts as ``smart``), ``fill`` stretches. With one side only, the other follows the aspect ratio.
     Never enlarges unless ``upscale`` is true."""
     op: Literal["resize"]
     width: Dimension | None = None
@@ -117,7 +118,7 @@ class Resize(_Op):
 class Crop(_Op):
     """Cut a box (``x``, ``y``, ``width``, ``height`` in pixels; a box running past the
     edge is clipped to the image), or the largest region of an ``aspect`` ratio placed by
-    ``gravity`` (``smart`` keeps the busiest part)."""
+    ``gravity`` (``smart`` keeps the busiest part, ``face`` centres on the faces found)."""
     op: Literal["crop"]
     x: Annotated[int, Field(ge=0, le=10 * MAX_DIMENSION)] = 0
     y: Annotated[int, Field(ge=0, le=10 * MAX_DIMENSION)] = 0
@@ -205,6 +206,40 @@ class Pad(_Op):
         return self
 
 
+class Trim(_Op):
+    """Remove uniform borders: every edge row and column whose pixels all lie within
+    ``threshold`` (0-255, per channel) of the ``background`` colour; ``auto`` takes the
+    top-left corner's colour. An image that is all border is left as it is."""
+    op: Literal["trim"]
+    threshold: Annotated[int, Field(ge=0, le=255)] = 10
+    background: Union[Literal["auto"], Color] = "auto"
+
+
+def _overlay_name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("name the overlay: a file sent in the 'overlay' field, or an http(s) URL")
+    if "://" in value and not value.lower().startswith(("http://", "https://")):
+        raise ValueError("an overlay URL must be http or https")
+    return value
+
+
+class Overlay(_Op):
+    """Composite an image (a logo) at ``position``, or repeated over the picture (``tile``).
+    ``image`` is the name of a file uploaded with the job in the ``overlay`` field, or an
+    http(s) URL. Its transparency is kept. ``scale`` (0-1) sets its longer side as a
+    fraction of the picture's shorter side (default: its own size, shrunk to fit);
+    ``opacity`` from 0 to 1; ``margin`` in pixels from the edges, and between tiles
+    (default 2% of the shorter side)."""
+    op: Literal["overlay"]
+    image: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_overlay_name)]
+    position: Gravity = "southeast"
+    opacity: Annotated[float, Field(ge=0, le=1)] = 1.0
+    scale: Annotated[float, Field(gt=0, le=1)] | None = None
+    margin: Annotated[int, Field(ge=0, le=MAX_DIMENSION)] | None = None
+    tile: bool = False
+
+
 class Watermark(_Op):
     """Draw ``text`` at ``position``; ``size`` is the font height in pixels (default: 5%
     of the shorter side), ``opacity`` from 0 (invisible) to 1."""
@@ -243,17 +278,48 @@ class Frames(_Op):
     max: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
+def _quality(value):
+    """One clear message for a bad quality (instead of one per member of the union)."""
+    if value == "auto":
+        return value
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise ValueError(f"must be an integer from 1 to 100, or 'auto' (got {value!r})")
+    if not 1 <= number <= 100:
+        raise ValueError("must be >= 1" if number < 1 else "must be <= 100")
+    return number
+
+
 class Format(_Op):
-    """Output format. ``quality`` 1-100 for JPEG, WebP and AVIF (defaults 85, 80, 60);
-    ``progressive`` JPEG; ``lossless`` WebP/AVIF; ``max_bytes`` lowers the quality until
+    """Output format. ``quality`` 1-100 for JPEG, WebP, AVIF, JPEG XL and HEIC (defaults
+    85, 80, 60, 80, 50), or ``auto``: the lowest quality whose SSIMULACRA2 score reaches
+    ``target``; ``progressive`` JPEG; ``lossless`` WebP/AVIF/JPEG XL/HEIC; ``max_bytes`` lowers the quality until
     the output fits; ``background`` flattens transparency for formats without alpha."""
     op: Literal["format"]
     format: FormatName
-    quality: Annotated[int, Field(ge=1, le=100)] | None = None
+    quality: Annotated[Annotated[int, Field(ge=1, le=100)] | Literal["auto"],
+                       BeforeValidator(_quality)] | None = None
+    target: Annotated[float, Field(ge=1, le=100, description="SSIMULACRA2 score for quality 'auto' "
+                                                             "(default 80; 90 is visually lossless)")] | None = None
     progressive: bool = False
     lossless: bool = False
     max_bytes: Annotated[int, Field(ge=512, le=1024 * 1024 * 1024)] | None = None
     background: Color = "#ffffff"
+
+    @model_validator(mode="after")
+    def _auto_quality(self):
+        if self.quality == "auto":
+            if self.format not in LOSSY_FORMATS:
+                raise ValueError(f"quality 'auto' needs a format with a quality ({', '.join(LOSSY_FORMATS)})")
+            if self.lossless:
+                raise ValueError("quality 'auto' and lossless exclude each other")
+        elif self.target is not None:
+            raise ValueError("target is the aim of quality 'auto': give quality 'auto' with it")
+        return self
 
 
 class Variants(_Op):
@@ -277,7 +343,7 @@ class Variants(_Op):
 OPERATION_MODELS: dict[str, type[_Op]] = {
     model.model_fields["op"].annotation.__args__[0]: model
     for model in (Resize, Crop, Rotate, Flip, Grayscale, Blur, Sharpen, Brightness, Contrast, Saturation,
-                  Pad, Watermark, AutoOrient, Metadata, Frames, Format, Variants)
+                  Pad, Watermark, Trim, Overlay, AutoOrient, Metadata, Frames, Format, Variants)
 }
 SETTING_OPS = frozenset({"auto_orient", "metadata", "frames", "format"})
 

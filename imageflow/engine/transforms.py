@@ -12,7 +12,7 @@ from typing import Callable
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from . import schema as ops
-from . import vips
+from . import faces, overlay, trim, vips
 from .limits import ImageError, Limits
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -81,6 +81,8 @@ def window(image: Image.Image, width: int, height: int, gravity: str) -> tuple[i
     width, height = min(width, image.width), min(height, image.height)
     if gravity == "smart":
         x, y = smart_offset(image, width, height)
+    elif gravity == "face":
+        x, y = faces.face_offset(image, width, height, fallback=smart_offset)
     else:
         x, y = place(image.width - width, image.height - height, gravity)
     return x, y, x + width, y + height
@@ -250,7 +252,8 @@ def watermark(image: Image.Image, op: ops.Watermark, limits: Limits) -> Image.Im
 OPERATIONS: dict[str, Callable[[Image.Image, object, Limits], Image.Image]] = {
     "resize": resize, "crop": crop, "rotate": rotate, "flip": flip, "grayscale": grayscale, "blur": blur,
     "sharpen": sharpen, "brightness": brightness, "contrast": contrast, "saturation": saturation,
-    "pad": pad, "watermark": watermark,
+    "pad": pad, "watermark": watermark, "trim": trim.trim,
+    "overlay": overlay.overlay,
 }
 """Pixel operations by op name (settings like ``format`` are handled by the renderer)."""
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp", "image/avif",
-                  "image/heic"]
+                  "image/heic", "image/jxl"]
 
 
 PUBLIC_ENDPOINTS = {"api.operations"}
@@ -174,7 +174,8 @@ def create():
             raise ClientError(400, "malformed_request", "send image files or one CSV of URLs, not both")
         good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
         return _accepted(_intake().create_url_job(good, bad, job_request))
-    return _accepted(_intake().create_job(uploads, job_request))
+    overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
+    return _accepted(_intake().create_job(uploads, job_request, overlays))
 
 
 def _multipart_files(alternative: str):

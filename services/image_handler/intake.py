@@ -17,6 +17,7 @@ from imageflow.blobstore import BlobStore
 from imageflow.bus import MessageBus
 from imageflow.domain import Image, Job
 from imageflow.engine import ImageError, Limits, probe
+from imageflow.engine.overlay import is_url, named_overlays
 from imageflow.engine.schema import OperationsError, resolve_operations
 from imageflow.jobstore import JobClosed, JobStore, TooManyImages
 from imageflow.messages import JobSubmitted
@@ -88,6 +89,33 @@ def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[byte
     return data, info
 
 
+def check_overlays(operations: list[dict], uploads: Iterable[Upload], settings: Settings,
+                   limits: Limits) -> dict[str, tuple[bytes, str]]:
+    """The overlay files sent with a job (multipart field ``overlay``), read and sniffed:
+    ``{name: (bytes, mime)}``. Every overlay operation must name one of them or a URL, and
+    every file sent must be named."""
+    named = [name for name in named_overlays(operations) if not is_url(name)]
+    files: dict[str, tuple[bytes, str]] = {}
+    for upload in uploads:
+        checked = check_file(upload, settings, limits)
+        if isinstance(checked, Rejected):
+            raise ClientError(415 if checked.code == "unsupported_image" else 413, "invalid_overlay",
+                              f"overlay {checked.message}")
+        data, info = checked
+        files[domain.display_name(upload.filename, "overlay")] = (data, info.mime)
+    missing = [name for name in named if name not in files]
+    if missing:
+        raise ClientError(422, "invalid_operations",
+                          f"operations: the overlay image {missing[0]!r} was not sent: upload it in the 'overlay' "
+                          f"field (or give an http(s) URL)", [{"index": None, "op": "overlay", "field": "image",
+                                                                "message": f"{name!r} was not sent"} for name in missing])
+    unused = [name for name in files if name not in named]
+    if unused:
+        raise ClientError(422, "invalid_operations", f"the overlay file {unused[0]!r} is not named by any overlay "
+                                                     f"operation ({{\"op\": \"overlay\", \"image\": \"{unused[0]}\"}})")
+    return files
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """What a caller asks for, validated: the same for every way of creating a job."""
@@ -131,9 +159,12 @@ class Intake:
     bus: MessageBus
     admit: Callable[[int], None] | None = None
 
-    def create_job(self, uploads: Iterable[Upload], request: JobRequest) -> Created:
-        """A job of uploaded files; a bad file is refused alone, with its reason."""
+    def create_job(self, uploads: Iterable[Upload], request: JobRequest, overlays: Iterable[Upload] = ()) -> Created:
+        """A job of uploaded files; a bad file is refused alone, with its reason. ``overlays``
+        are the images its overlay operations name, stored once for the job."""
+        settings = self.settings
         uploads = list(uploads)
+        overlay_files = check_overlays(request.operations, overlays, settings, Limits.from_settings(settings))
         if not uploads:
             raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
         self.check_room(0, len(uploads))
@@ -141,10 +172,13 @@ class Intake:
             self.admit(len(uploads))
         job = request.new_job()
         images, rejected = self._store_files(job, uploads)
+        self._store_overlays(job, overlay_files)
         return self._record(job, images, rejected)
 
     def open_job(self, request: JobRequest) -> Job:
-        """An open job with no image yet: files join it with ``add_files`` until ``close``."""
+        """An open job with no image yet: files join it with ``add_files`` until ``close``
+        (its overlay operations may name URLs only: no file comes with the request)."""
+        check_overlays(request.operations, (), self.settings, Limits.from_settings(self.settings))
         if self.admit:
             self.admit(0)
         now = domain.utcnow()
@@ -270,9 +304,17 @@ class Intake:
             except Exception:
                 log.exception("could not delete %s", image.input_path)
 
+    def _store_overlays(self, job: Job, overlay_files: dict[str, tuple[bytes, str]]) -> None:
+        for name, (data, mime) in overlay_files.items():
+            try:
+                self.blobs.put(domain.overlay_path(job.job_id, name), data, mime)
+            except Exception as exc:
+                self._discard(job, exc, "store the overlay (storage is unavailable)")
+
     def create_url_job(self, entries: list[UrlEntry], rejected: list[RejectedUrl], request: JobRequest) -> Created:
         """A job whose images are URLs (checked by ``url_lists.check_entries``): one queued image
         per URL with nothing stored yet; the interaction manager fetches them."""
+        check_overlays(request.operations, (), self.settings, Limits.from_settings(self.settings))
         if not entries:
             raise ClientError(400, "no_valid_urls", "none of the URLs can be imported: "
                               + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])

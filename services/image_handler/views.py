@@ -168,6 +168,7 @@ class JobViews:
             "input_preview_url": self.blob_url(image.preview_path, f"{base}/input/preview"),
             "output_preview_url": self.blob_url(image.output_preview_path, f"{base}/output/preview")
             if image.status == domain.IMAGE_SUCCEEDED else None,
+            "blurhash": image.blurhash, "dominant_color": image.dominant_color, "choices": image.choices or {},
         }
 
     def job(self, job: domain.Job, images: list[domain.Image] | None = None, page: ImagePage | None = None) -> dict:
@@ -194,7 +195,8 @@ class JobViews:
             meta_keys = list(dict.fromkeys(key for image in iter_images(self.jobs, job.job_id)
                                            for key in (image.meta or {})))
         columns = ["row", "image_id", "filename", *meta_keys, "source_url", "input_url", "output_url", "status",
-                   "error", "error_code", "width", "height", "bytes", "content_type"]
+                   "error", "error_code", "width", "height", "bytes", "content_type", "blurhash", "dominant_color",
+                   "choices"]
         out = io.StringIO()
         writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
 
@@ -211,8 +213,9 @@ class JobViews:
             fetched = not image.source_url or image.status == domain.IMAGE_SUCCEEDED
             row = [number, image.image_id, image.filename, *[(image.meta or {}).get(k, "") for k in meta_keys],
                    image.source_url or "", view["input_url"] if fetched else "", view["output_url"] or "",
-                   image.status, image.error or "", image.error_code or "", image.width or "", image.height or "", image.bytes or "",
-                   image.content_type or ""]
+                   image.status, image.error or "", image.error_code or "", image.width or "", image.height or "",
+                   image.bytes or "", image.content_type or "", image.blurhash or "", image.dominant_color or "",
+                   json.dumps(image.choices, sort_keys=True) if image.choices else ""]
             writer.writerow([neutralise(cell) for cell in row])
             if number % 200 == 0:
                 yield flush()

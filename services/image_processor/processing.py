@@ -13,6 +13,7 @@ until they too are dead-lettered.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import time
@@ -26,8 +27,10 @@ from imageflow.blobstore import BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.engine import ImageError, Limits, Rendered, render
 from imageflow.engine.schema import resolve_operations
+from imageflow.engine.overlay import is_url, named_overlays
 from imageflow.messages import Output, Result, Task, decode_delivered
 from imageflow.metrics import TASK_DURATION, TASKS
+from imageflow.safe_http import FetchError, FetchPolicy, fetch
 from imageflow.settings import Settings
 
 from .url_fetch import UrlFetcher
@@ -41,10 +44,11 @@ PREVIEW_OPERATIONS = resolve_operations(None, [{"op": "resize", "width": PREVIEW
                                                {"op": "format", "format": "webp", "quality": 70}])
 
 
-def render_task(task: Task, data: bytes, limits: Limits) -> list[Rendered]:
-    """The engine's render of one task's input. A module-level function, so a child process
-    can be handed it (and a test harness can hand the processor another one)."""
-    return render(data, task.operations, limits)
+def render_task(task: Task, data: bytes, limits: Limits, assets: dict[str, bytes] | None = None) -> list[Rendered]:
+    """The engine's render of one task's input (``assets``: the overlay images its operations
+    name). A module-level function, so a child process can be handed it (and a test harness
+    can hand the processor another one)."""
+    return render(data, task.operations, limits, assets=assets)
 
 
 RenderTask = Callable[[Task, bytes, Limits], list[Rendered]]
@@ -62,6 +66,7 @@ class Processor:
     def __post_init__(self):
         if self.fetcher is None:
             self.fetcher = UrlFetcher(self.settings, self.blobs)
+    fetch_policy: FetchPolicy | None = None     # for overlay URLs; None: from the settings
 
     def handle_message(self, message: ReceivedMessage) -> None:
         """Subscriber callback for ``imageflow-tasks-processor``."""
@@ -91,7 +96,9 @@ class Processor:
                 return self._failed(task, domain.MISSING_INPUT, "the original upload is missing from storage", started)
         limits = Limits.from_settings(self.settings)
         try:
-            rendered = render_isolated(self.render, task, data, limits) if isolate else self.render(task, data, limits)
+            assets = self.overlays(task)
+            render_fn = functools.partial(self.render, assets=assets) if assets else self.render
+            rendered = render_isolated(render_fn, task, data, limits) if isolate else render_fn(task, data, limits)
         except ImageError as exc:
             return self._failed(task, exc.code, exc.reason, started, **input_facts)
         outputs = []
@@ -99,7 +106,8 @@ class Processor:
             path = domain.output_file(task.output_path, item.ext, item.variant)
             self.blobs.put(path, item.data, item.content_type, cache_control=CACHE_CONTROL)
             outputs.append(Output(path=path, content_type=item.content_type, width=item.width,
-                                  height=item.height, bytes=len(item.data), variant=item.variant))
+                                  height=item.height, bytes=len(item.data), variant=item.variant,
+                                  choices=item.choices))
         first = outputs[0]
         previews = {}
         if self.previews:
@@ -111,7 +119,8 @@ class Processor:
         return Result(job_id=task.job_id, image_id=task.image_id, status="succeeded", output_path=first.path,
                       content_type=first.content_type, width=first.width, height=first.height, bytes=first.bytes,
                       duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs], **input_facts,
-                      **previews)
+                      blurhash=rendered[0].blurhash, dominant_color=rendered[0].dominant_color,
+                      choices=rendered[0].choices, **previews)
 
     def _preview(self, task: Task, which: str, data: bytes, limits: Limits) -> str | None:
         """Write the small WebP of ``data``; its path, or None when it cannot be made (the
@@ -124,6 +133,27 @@ class Processor:
         path = domain.preview_path(task.job_id, task.image_id, which)
         self.blobs.put(path, preview.data, preview.content_type, cache_control=CACHE_CONTROL)
         return path
+
+    def overlays(self, task: Task) -> dict[str, bytes]:
+        """The images the task's overlay operations name, from ``<job_id>/input/``. A URL is
+        fetched (under the URL-import rules) by the first task that needs it and stored for the
+        rest of the job. Raises ImageError when one cannot be had."""
+        assets = {}
+        for name in named_overlays(task.operations):
+            path = domain.overlay_path(task.job_id, name)
+            try:
+                assets[name] = self.blobs.get(path)
+                continue
+            except BlobNotFound:
+                if not is_url(name):
+                    raise ImageError("invalid", f"the overlay {name!r} is missing from storage") from None
+            try:
+                fetched = fetch(name, self.fetch_policy or FetchPolicy.from_settings(self.settings))
+            except FetchError as exc:
+                raise ImageError("invalid", f"could not fetch the overlay {name}: {exc.reason}") from None
+            self.blobs.put(path, fetched.data, fetched.content_type or "application/octet-stream")
+            assets[name] = fetched.data
+        return assets
 
     @staticmethod
     def _failed(task: Task, code: str, reason: str, started: float, **facts) -> Result:

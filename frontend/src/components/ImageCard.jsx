@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { formatBytes, formatName, savingText } from '../lib/format.js';
 import { explainImageError, imageStatusText } from '../lib/jobs.js';
 
-const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff' };
+const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff', 'image/jxl': 'jxl', 'image/heic': 'heic' };
 
 /** The name a downloaded result gets: the original's stem, the variant, the new extension. */
 export function downloadName(filename, contentType, variant) {
@@ -34,7 +34,7 @@ export function describeFile({ width, height, bytes, content_type: contentType }
   return [width && height ? `${width}×${height}` : '', formatBytes(bytes ?? NaN), formatName(contentType)].filter(Boolean).join(' · ');
 }
 
-export function Picture({ src, alt, className }) {
+export function Picture({ src, alt, className, placeholder }) {
   // Signed storage URLs change on every poll; keep showing the first one so the picture
   // does not reload each second, and move to the newest only if the one shown fails
   // (it may have expired).
@@ -52,7 +52,9 @@ export function Picture({ src, alt, className }) {
       </div>
     );
   }
-  return <img className={`picture ${className || ''}`} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
+  // placeholder: the output's dominant colour, seen while the picture loads
+  const style = placeholder ? { backgroundColor: placeholder } : undefined;
+  return <img className={`picture ${className || ''}`} style={style} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
 }
 
 /**
@@ -81,7 +83,7 @@ export default function ImageCard({ image, name = image.filename, onCompare }) {
         </figure>
         <figure>
           {image.status === 'succeeded' && main ? (
-            <Picture src={thumbs.after} alt={`${name}, after`} />
+            <Picture src={thumbs.after} alt={`${name}, after`} placeholder={image.dominant_color} />
           ) : image.status === 'failed' ? (
             <div className="picture picture-empty picture-failed">
               <span>No result</span>

@@ -135,13 +135,13 @@ function FieldInput({ stepId, field: schemaField, op, value, error, onChange }) 
     control = (
       <input
         {...common}
-        type="number"
+        type={field.keywords?.length ? 'text' : 'number'}
         inputMode={field.kind === 'integer' ? 'numeric' : 'decimal'}
         min={min}
         max={max}
         step={field.kind === 'integer' ? 1 : field.multipleOf || 'any'}
         value={value}
-        placeholder={field.required ? '' : 'auto'}
+        placeholder={field.keywords?.length ? `a number or ${field.keywords.join(', ')}` : field.required ? '' : 'auto'}
         onChange={(e) => onChange(e.target.value)}
       />
     );

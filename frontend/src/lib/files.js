@@ -25,6 +25,7 @@ const TYPE_BY_EXTENSION = {
   avif: 'image/avif',
   heic: 'image/heic',
   heif: 'image/heif',
+  jxl: 'image/jxl',
 };
 
 /** The MIME type a file claims, from the browser or else from its extension. */

@@ -68,11 +68,18 @@ function scalarItem(root, rawItem) {
 function describeField(root, name, rawProp, required) {
   let prop = resolveRef(root, rawProp);
   let nullable = false;
+  let keywords = [];
   const union = prop.anyOf || prop.oneOf;
   if (union && !prop.type && !prop.enum && prop.const === undefined) {
     const options = union.map((option) => resolveRef(root, option));
-    const nonNull = options.filter((option) => option.type !== 'null');
+    let nonNull = options.filter((option) => option.type !== 'null');
     nullable = nonNull.length < options.length;
+    // a value or a keyword (quality: 1-100 or "auto"): the value's field, which also takes the keywords
+    const isKeyword = (option) => typeof option.const === 'string';
+    if (nonNull.length > 1 && nonNull.filter((option) => !isKeyword(option)).length === 1) {
+      keywords = nonNull.filter(isKeyword).map((option) => option.const);
+      nonNull = nonNull.filter((option) => !isKeyword(option));
+    }
     if (nonNull.length !== 1) {
       return { name, kind: 'unsupported', required };
     }
@@ -91,6 +98,7 @@ function describeField(root, name, rawProp, required) {
     required,
     nullable,
     default: prop.default,
+    keywords,
   };
   if (prop.const !== undefined) return { ...field, kind: 'const', value: prop.const };
   if (Array.isArray(prop.enum)) {
@@ -266,7 +274,9 @@ export function buildOperation(operation, values) {
       if (field.required && field.default === undefined) errors[field.name] = 'is required';
       continue;
     }
-    if (field.kind === 'integer' || field.kind === 'number') {
+    if (field.keywords?.includes(text)) {
+      value[field.name] = text;
+    } else if (field.kind === 'integer' || field.kind === 'number') {
       const { value: number, problem } = numberProblem(field, text);
       if (problem) errors[field.name] = problem;
       else value[field.name] = number;

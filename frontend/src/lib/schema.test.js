@@ -97,6 +97,22 @@ describe('buildOperation', () => {
     expect(buildOperation(byName.rotate, initialValues(byName.rotate)).errors.degrees).toBe('is required');
   });
 
+  it('takes a number or a keyword where the schema allows both (quality 1-100 or "auto")', () => {
+    const quality = byName.format.fields.find((f) => f.name === 'quality');
+    expect(quality).toMatchObject({ kind: 'integer', keywords: ['auto'] });
+    const build = (value) => buildOperation(byName.format, { ...initialValues(byName.format), format: 'jpeg', quality: value });
+    expect(build('auto').value.quality).toBe('auto');
+    expect(build('70').value.quality).toBe(70);
+    expect(build('high').errors.quality).toBe('must be a number');
+  });
+
+  it('offers the new operations: overlay, trim, face gravity, JPEG XL and HEIC', () => {
+    expect(byName.overlay.fields.find((f) => f.name === 'image')).toMatchObject({ kind: 'string', required: true });
+    expect(byName.trim.fields.find((f) => f.name === 'background')).toMatchObject({ kind: 'string', keywords: ['auto'] });
+    expect(byName.resize.fields.find((f) => f.name === 'gravity').options).toContain('face');
+    expect(byName.format.fields.find((f) => f.name === 'format').options).toEqual(expect.arrayContaining(['jxl', 'heic']));
+  });
+
   it('builds list fields from checkboxes and comma-separated numbers', () => {
     const values = { ...initialValues(byName.variants), widths: '400, 800 1600', formats: ['webp', 'jpeg'] };
     const { value, errors } = buildOperation(byName.variants, values);

@@ -13,6 +13,7 @@ const PLACES = {
   southeast: 'Bottom right',
   southwest: 'Bottom left',
   smart: 'The busiest part (automatic)',
+  face: 'The faces (else the busiest part)',
 };
 
 /** Words for option values, by field name; any other value is shown as it is. */

@@ -61,6 +61,17 @@ def test_results_fold_into_counts_and_complete_the_job(jobstore):
     assert jobstore.get_image(job.job_id, images[0].image_id).error_code is None
 
 
+def test_placeholders_and_choices_of_a_result_are_kept_as_given(jobstore):
+    job, images = make_job(jobstore, n=1)
+    choices = {"quality": 62, "score": 80.41, "target": 80.0, "quality_by": "target", "trim": [0, 12, 800, 545],
+               "faces": [{"x": 310, "y": 80, "width": 120, "height": 120}], "gravity": "face",
+               "overlay": {"image": "logo.png", "box": [1, 2, 3, 4], "copies": 1}, "color_converted_from": "Display P3"}
+    jobstore.record_results([ok(images[0], blurhash="LEHV6nWB2yk8pyo0adR*.7kCMdnj", dominant_color="#a4502c",
+                                choices=choices)])
+    image = jobstore.get_image(job.job_id, images[0].image_id)
+    assert (image.blurhash, image.dominant_color, image.choices) == ("LEHV6nWB2yk8pyo0adR*.7kCMdnj", "#a4502c", choices)
+
+
 def test_duplicate_results_count_once(jobstore):
     job, images = make_job(jobstore, n=2)
     jobstore.record_results([ok(images[0]), ok(images[0])])

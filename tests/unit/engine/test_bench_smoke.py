@@ -45,3 +45,12 @@ def test_peers_benchmark_measures_each_local_implementation_on_small_inputs(tmp_
                 with Image.open(out) as image:
                     assert image.format == "JPEG"
                 assert 20 < reference.psnr(inputs[name], out.read_bytes()) < 80
+
+
+def test_the_auto_quality_benchmark_runs_on_a_small_input(tmp_path):
+    autoquality = pytest.importorskip("bench.autoquality")
+    inputs = bench.make_inputs(tmp_path, scale=0.05)
+    data = autoquality.resized(inputs["2mp.jpg"], 64)
+    row = autoquality.measure(data, "webp", repeats=1)
+    assert row["fixed_ms"] > 0 and row["auto_ms"] > 0 and row["auto_bytes"] > 0
+    assert row["auto_score"] >= autoquality.TARGET or row["auto_by"] != "target"

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imageflow.engine import ImageError, Limits, render
+from imageflow.engine import ImageError, Limits, jxl, render
 from imageflow.engine.schema import FORMATS, GRAVITIES, OperationsError, resolve_operations
 
 # IMAGEFLOW_HYPOTHESIS_SCALE=20 runs twenty times the examples (a longer hunt, by hand)
@@ -18,7 +18,7 @@ SCALE = int(os.environ.get("IMAGEFLOW_HYPOTHESIS_SCALE", "1"))
 
 side = st.integers(1, 64)
 gravity = st.sampled_from(GRAVITIES)
-cover_gravity = st.sampled_from(GRAVITIES + ("smart",))
+cover_gravity = st.sampled_from(GRAVITIES + ("smart", "face"))
 colour = st.sampled_from(["#ffffff", "#000", "red", "transparent", "#11223380", "rgb(10,20,30)"])
 factor = st.floats(0, 3, allow_nan=False)
 
@@ -50,6 +50,10 @@ PIXEL_OPS = st.one_of(
     st.fixed_dictionaries({"op": st.just("watermark"), "text": st.text(min_size=1, max_size=12)},
                           optional={"position": gravity, "opacity": st.floats(0, 1), "size": st.integers(4, 40),
                                     "color": colour, "margin": st.integers(0, 20)}),
+    st.fixed_dictionaries({"op": st.just("overlay"), "image": st.just("logo.png")},
+                          optional={"position": gravity, "opacity": st.floats(0, 1), "scale": st.floats(0.01, 1),
+                                    "margin": st.integers(0, 20), "tile": st.booleans()}),
+    op("trim", threshold=st.integers(0, 255), background=st.sampled_from(["auto", "white", "#000", "transparent"])),
 )
 SETTINGS_OPS = st.one_of(
     op("auto_orient", enabled=st.booleans()),
@@ -58,6 +62,9 @@ SETTINGS_OPS = st.one_of(
     st.fixed_dictionaries({"op": st.just("format"), "format": st.sampled_from(FORMATS)},
                           optional={"quality": st.integers(1, 100), "progressive": st.booleans(),
                                     "lossless": st.booleans(), "background": colour}),
+    st.fixed_dictionaries({"op": st.just("format"), "format": st.sampled_from(["jpeg", "webp", "avif", "jxl"]),
+                           "quality": st.just("auto")},
+                          optional={"target": st.floats(1, 100)}),
 )
 VARIANTS = st.fixed_dictionaries(
     {"op": st.just("variants")},
@@ -69,14 +76,20 @@ OPERATIONS = st.tuples(st.lists(st.one_of(PIXEL_OPS, SETTINGS_OPS), max_size=5),
                        st.one_of(st.none(), VARIANTS)).map(lambda pair: pair[0] + ([pair[1]] if pair[1] else []))
 
 
+_logo = Image.new("RGBA", (6, 4), (255, 0, 0, 128))
+_logo_bytes = io.BytesIO()
+_logo.save(_logo_bytes, "PNG")
+LOGO = _logo_bytes.getvalue()
+
+
 @st.composite
 def images(draw) -> bytes:
     """A small image in a random mode and format, sometimes animated or EXIF-rotated."""
     width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
-    fmt = draw(st.sampled_from(["JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF"]))
+    fmt = draw(st.sampled_from(["JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "JXL"]))
     modes = {"JPEG": ["RGB", "L", "CMYK"], "PNG": ["RGB", "RGBA", "L", "LA", "P", "I;16", "1"],
              "WEBP": ["RGB", "RGBA"], "GIF": ["P", "L", "RGB"], "TIFF": ["RGB", "RGBA", "L", "CMYK"],
-             "BMP": ["RGB", "L", "P", "1"], "AVIF": ["RGB", "RGBA"]}[fmt]
+             "BMP": ["RGB", "L", "P", "1"], "AVIF": ["RGB", "RGBA"], "JXL": ["RGB", "RGBA", "L"]}[fmt]
     mode = draw(st.sampled_from(modes))
     seed = draw(st.integers(0, 255))
     base = Image.radial_gradient("L").resize((width, height)).point(lambda v: (v + seed) % 256)
@@ -90,6 +103,9 @@ def images(draw) -> bytes:
     if fmt in ("GIF", "PNG", "WEBP") and draw(st.booleans()):
         frames = [image.rotate(i * 90) for i in range(draw(st.integers(2, 4)))]
         params.update(save_all=True, append_images=frames[1:], duration=50)
+    if fmt == "JXL":
+        jxl.available()         # registers the plugin that writes it
+        params.update(effort=1)
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
     return buffer.getvalue()
@@ -100,19 +116,20 @@ def images(draw) -> bytes:
 def test_valid_operations_never_fail_except_by_validation(data, operations):
     resolved = resolve_operations(None, operations)
     try:
-        outputs = render(data, resolved, Limits())
+        outputs = render(data, resolved, Limits(), assets={"logo.png": LOGO})
     except ImageError as err:
         # the only acceptable failure: an operation that does not fit this image
         assert err.code == "invalid" and "outside" in err.reason, err
         return
     assert outputs and len({o.variant for o in outputs}) == len(outputs)
+    assert all(o.blurhash for o in outputs)
     for output in outputs:
         image = Image.open(io.BytesIO(output.data))
         image.load()
         assert image.size == (output.width, output.height)
         assert image.format == {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF",
-                                "tiff": "TIFF"}[output.format]
-        assert "exif" not in image.info or any(o.get("op") == "metadata" and o.get("strip") is False
+                                "tiff": "TIFF", "jxl": "JXL", "heic": "HEIF"}[output.format]
+        assert not image.info.get("exif") or any(o.get("op") == "metadata" and o.get("strip") is False
                                                for o in operations)
 
 

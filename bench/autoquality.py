@@ -1,0 +1,110 @@
+"""The cost of ``quality: "auto"`` (SSIMULACRA2 search) against a fixed quality, in one run.
+
+    .venv/bin/python -m bench.autoquality             # or: python bench/autoquality.py
+    .venv/bin/python -m bench.autoquality --repeats 5 --json autoquality.json
+
+For each input (the engine benchmark's camera-like photo and RGBA graphic, resized to
+1024 px first so only the encode differs) and each format, it renders the same image with
+the format's fixed default quality and with ``quality: auto`` (target 80), in this one
+single-threaded process, and prints the median CPU time of each, their ratio, the bytes,
+the quality auto chose and the SSIMULACRA2 score of both outputs (scored as auto scores:
+the 512 px window with the most detail, transparency on mid grey). No assertion on timings:
+it prints figures, it does not judge.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):          # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.engine import _cpu_model, make_inputs  # noqa: E402
+
+TARGET = 80
+FORMATS = ("jpeg", "webp", "avif", "jxl")
+INPUTS = ("2mp.jpg", "1mp-rgba.png")
+
+
+def measure(data: bytes, fmt: str, repeats: int, target: float = TARGET) -> dict:
+    from PIL import Image
+
+    from imageflow.engine import Limits, render
+    from imageflow.engine.autoquality import score_output
+    from imageflow.engine.encoding import OUTPUT_FORMATS, prepare
+    from imageflow.engine.schema import resolve_operations
+
+    limits = Limits()
+    # the pixels the encoder is handed (flattened onto white for a format without alpha),
+    # scored the way quality auto scores them (its window, transparency on mid grey)
+    with Image.open(io.BytesIO(data)) as decoded:
+        original = prepare(decoded.convert("RGBA" if "A" in decoded.getbands() else "RGB"),
+                           OUTPUT_FORMATS[fmt], "#ffffff")
+    row = {"format": fmt, "fixed_quality": OUTPUT_FORMATS[fmt].default_quality}
+    for mode, op in (("fixed", {"op": "format", "format": fmt}),
+                     ("auto", {"op": "format", "format": fmt, "quality": "auto", "target": target})):
+        operations = resolve_operations(None, [op])
+        output = render(data, operations, limits)[0]           # warm-up (lazy imports), and the output
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            render(data, operations, limits)
+            times.append(time.process_time() - start)
+        row[f"{mode}_ms"] = statistics.median(times) * 1000
+        row[f"{mode}_bytes"] = len(output.data)
+        row[f"{mode}_score"] = score_output(original, output.data)
+        if mode == "auto":
+            row["auto_quality"] = output.choices["quality"]
+            row["auto_by"] = output.choices["quality_by"]
+    row["ratio"] = row["auto_ms"] / row["fixed_ms"]
+    return row
+
+
+def resized(path: Path, width: int) -> bytes:
+    from imageflow.engine import Limits, render
+    from imageflow.engine.schema import resolve_operations
+    ops = [{"op": "resize", "width": width, "height": width}, {"op": "format", "format": "png"}]
+    return render(path.read_bytes(), resolve_operations(None, ops), Limits())[0].data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed renders per case (median)")
+    parser.add_argument("--width", type=int, default=1024, help="the size the inputs are resized to first")
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with tempfile.TemporaryDirectory(prefix="imageflow-bench-") as tmp:
+        inputs = make_inputs(Path(tmp))
+        print(f"# quality auto (target {TARGET}) vs the fixed default quality  ({time.strftime('%Y-%m-%d %H:%M')})")
+        print(f"cpu: {_cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+              f"one thread, median CPU time of {args.repeats} renders")
+        rows = []
+        for name in INPUTS:
+            data = resized(inputs[name], args.width)
+            for fmt in args.formats.split(","):
+                rows.append({"input": f"{name} at {args.width} px", **measure(data, fmt, args.repeats)})
+    print()
+    print("| input | format | fixed q | fixed ms | auto ms | auto/fixed | auto q | fixed KiB | auto KiB | "
+          "fixed score | auto score |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['input']} | {row['format']} | {row['fixed_quality']} | {row['fixed_ms']:.0f} | "
+              f"{row['auto_ms']:.0f} | {row['ratio']:.1f}x | {row['auto_quality']} ({row['auto_by']}) | "
+              f"{row['fixed_bytes'] / 1024:.0f} | {row['auto_bytes'] / 1024:.0f} | {row['fixed_score']:.1f} | "
+              f"{row['auto_score']:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "cpu": _cpu_model()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

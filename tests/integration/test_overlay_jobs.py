@@ -1,0 +1,139 @@
+"""Overlay through the API and the processor: the logo file is sent with the job in the
+``overlay`` field, stored once under ``<job_id>/input/``, and composited by the processor;
+a URL overlay is fetched under the URL-import rules, once per job."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from imageflow import domain
+from imageflow.messages import Result, Task
+from imageflow.safe_http import FetchPolicy, parse_networks
+from services.image_handler.app import create_app
+from services.image_processor.processing import Processor
+from tests.peers_servers import ImageServer
+
+GREY = (128, 128, 128)
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+PHOTO = png(Image.new("RGB", (100, 80), GREY))
+LOGO = png(Image.new("RGBA", (10, 10), (255, 0, 0, 255)))
+OVERLAY_OP = {"op": "overlay", "image": "logo.png", "position": "northeast", "margin": 4}
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app({"data_dir": tmp_path / "data", "max_upload_bytes": 200_000, "max_files_per_job": 5,
+                      "max_request_bytes": 2_000_000})
+    yield app
+    app.extensions["imageflow"].backends.close()
+
+
+def post(app, operations, overlays=(), files=(("a.png", PHOTO), ("b.png", PHOTO))):
+    payload = {"files": [(io.BytesIO(data), name) for name, data in files],
+               "operations": json.dumps(operations)}
+    if overlays:
+        payload["overlay"] = [(io.BytesIO(data), name) for name, data in overlays]
+    return app.test_client().post("/api/v1/jobs", data=payload, content_type="multipart/form-data")
+
+
+def tasks_of(app, job_id):
+    jobs = app.extensions["imageflow"].backends.jobs
+    return [Task(job_id=job_id, image_id=image.image_id, input_path=image.input_path,
+                 output_path=domain.output_stem(job_id, image.image_id, image.filename),
+                 operations=jobs.get_job(job_id).operations) for image in jobs.list_images(job_id)]
+
+
+def output_image(blobs, result) -> Image.Image:
+    return Image.open(io.BytesIO(blobs.get(result.output_path))).convert("RGB")
+
+
+def test_an_uploaded_logo_is_stored_once_and_lands_on_every_image(app):
+    response = post(app, [OVERLAY_OP], overlays=[("logo.png", LOGO)])
+    assert response.status_code == 202, response.json
+    job_id = response.json["job_id"]
+    context = app.extensions["imageflow"]
+    blobs = context.backends.blobs
+    stored = [path for path in blobs.list(f"{job_id}/input/") if "/input/overlay-" in path]
+    assert stored == [domain.overlay_path(job_id, "logo.png")] and blobs.get(stored[0]) == LOGO
+    assert len(response.json["images"]) == 2                      # the logo is not an image of the job
+    processor = Processor(context.settings, blobs, context.backends.bus)
+    for task in tasks_of(app, job_id):
+        result = processor.process(task)
+        assert result.status == "succeeded", result.error
+        image = output_image(blobs, result)
+        assert image.getpixel((100 - 4 - 5, 4 + 5)) == (255, 0, 0)      # inside the logo, top right
+        assert image.getpixel((100 - 4 - 11, 4 + 5)) == GREY            # just left of it
+        assert result.choices["overlay"]["box"] == [100 - 4 - 10, 4, 100 - 4, 14]
+        context.backends.jobs.record_results([Result.decode(result.encode())])   # as the coordinator folds it
+    # the API and the report show the placeholders and the choices
+    client = app.test_client()
+    view = client.get(f"/api/v1/jobs/{job_id}").json
+    for image in view["images"]:
+        assert image["dominant_color"] == "#808080" and image["blurhash"]
+        assert image["choices"]["overlay"]["image"] == "logo.png"
+    report = client.get(f"/api/v1/jobs/{job_id}/report.csv").data.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(report)))
+    assert rows[0]["dominant_color"] == "#808080" and rows[0]["blurhash"] == view["images"][0]["blurhash"]
+    assert json.loads(rows[0]["choices"])["overlay"]["copies"] == 1
+
+
+def test_an_overlay_named_but_not_sent_is_422_and_nothing_is_stored(app):
+    response = post(app, [OVERLAY_OP])
+    assert response.status_code == 422
+    error = response.json["error"]
+    assert error["code"] == "invalid_operations" and "'logo.png' was not sent" in error["message"]
+    assert error["details"][0]["field"] == "image"
+    assert app.extensions["imageflow"].backends.blobs.list("") == []
+
+
+def test_an_overlay_sent_but_not_named_or_not_an_image_is_refused(app):
+    unused = post(app, [{"op": "grayscale"}], overlays=[("logo.png", LOGO)])
+    assert unused.status_code == 422 and "not named by any overlay operation" in unused.json["error"]["message"]
+    broken = post(app, [OVERLAY_OP], overlays=[("logo.png", b"%PDF-1.4 not a logo")])
+    assert broken.status_code == 415 and broken.json["error"]["code"] == "invalid_overlay"
+    assert "PDF" in broken.json["error"]["message"]
+
+
+@pytest.fixture
+def logo_server():
+    server = ImageServer({"/logo.png": (LOGO, "image/png")})
+    yield server
+    server.stop()
+
+
+def test_a_url_overlay_is_fetched_once_per_job_under_the_import_rules(app, logo_server, loopback_only):
+    url = logo_server.url("/logo.png")
+    response = post(app, [{**OVERLAY_OP, "image": url}])
+    assert response.status_code == 202, response.json
+    job_id = response.json["job_id"]
+    context = app.extensions["imageflow"]
+    policy = FetchPolicy(timeout=5.0, allow=parse_networks("127.0.0.1/32"))
+    processor = Processor(context.settings, context.backends.blobs, context.backends.bus, fetch_policy=policy)
+    for task in tasks_of(app, job_id):
+        result = processor.process(task)
+        assert result.status == "succeeded", result.error
+        assert output_image(context.backends.blobs, result).getpixel((100 - 4 - 5, 9)) == (255, 0, 0)
+    assert logo_server.hits == ["/logo.png"]                   # stored for the job after the first fetch
+    assert context.backends.blobs.get(domain.overlay_path(job_id, url)) == LOGO
+
+
+def test_a_url_overlay_that_cannot_be_fetched_fails_the_image_with_the_reason(app, logo_server):
+    response = post(app, [{**OVERLAY_OP, "image": logo_server.url("/logo.png")}], files=[("a.png", PHOTO)])
+    context = app.extensions["imageflow"]
+    # the default policy: loopback addresses are not public, so the import rules refuse it
+    processor = Processor(context.settings, context.backends.blobs, context.backends.bus)
+    [task] = tasks_of(app, response.json["job_id"])
+    result = processor.process(task)
+    assert result.status == "failed" and "could not fetch the overlay" in result.error
+    assert logo_server.hits == []
