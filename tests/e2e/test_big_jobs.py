@@ -62,7 +62,7 @@ def check_complete(stack: Stack, job: dict, count: int) -> list[dict]:
     images = job["images"]
     assert (job["status"], job["total"], job["succeeded"], job["failed"]) == ("completed", count, count, 0)
     assert len(images) == count and len({i["image_id"] for i in images}) == count
-    assert all(i["status"] == "succeeded" and i["preview_url"] and i["output_preview_url"] for i in images)
+    assert all(i["status"] == "succeeded" and i["input_preview_url"] and i["output_preview_url"] for i in images)
     archive = requests.get(job["links"]["archive"], timeout=300)
     assert archive.status_code == 200
     assert len(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == count
