@@ -91,6 +91,11 @@ class Settings:
     bind_host: str = "127.0.0.1"
     max_upload_bytes: int = 25 * 1024 * 1024          # per file
     max_request_bytes: int = 200 * 1024 * 1024        # whole multipart request
+    max_json_bytes: int = 1024 * 1024                 # any other request body (JSON, PATCH, ...)
+    # A request body must keep arriving: each read waits at most REQUEST_BODY_TIMEOUT seconds, and the
+    # body as a whole may take that long plus its size at REQUEST_BODY_MIN_BYTES_PER_SECOND (slow clients).
+    request_body_timeout_seconds: float = 15.0
+    request_body_min_bytes_per_second: int = 16 * 1024
     max_image_pixels: int = 50_000_000
     max_files_per_job: int = 100
     processor_concurrency: int = 2
@@ -149,6 +154,11 @@ class Settings:
             bind_host=env.get("BIND_HOST") or cls.bind_host,
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_json_bytes=_int(env, "MAX_JSON_BYTES", cls.max_json_bytes),
+            request_body_timeout_seconds=max(0.1, _float(env, "REQUEST_BODY_TIMEOUT",
+                                                         cls.request_body_timeout_seconds)),
+            request_body_min_bytes_per_second=max(1, _int(env, "REQUEST_BODY_MIN_BYTES_PER_SECOND",
+                                                          cls.request_body_min_bytes_per_second)),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
             max_files_per_job=_int(env, "MAX_FILES_PER_JOB", cls.max_files_per_job),
             processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
@@ -200,7 +210,8 @@ class Settings:
 
 ENV_NAMES = (
     "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "BIND_HOST", "GCP_PROJECT", "GCS_BUCKET",
-    "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_IMAGE_PIXELS",
+    "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_JSON_BYTES", "REQUEST_BODY_TIMEOUT",
+    "REQUEST_BODY_MIN_BYTES_PER_SECOND", "MAX_IMAGE_PIXELS",
     "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),

@@ -24,7 +24,7 @@ from .intake import (
     validate_operations,
     validate_webhook_secret,
 )
-from .url_lists import MAX_CSV_BYTES, check_entries, entries_from_csv, entries_from_json
+from .url_lists import MAX_CSV_BYTES, TooManyUrls, check_entries, entries_from_csv, entries_from_json
 from .views import JobViews
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,6 @@ def _form_operations(raw: str | None):
         raise ClientError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
 
 
-MAX_JSON_BYTES = 1024 * 1024
-
-
 def _job_request(fields, operations) -> JobRequest:
     """What every way of creating a job shares: the validated options and the caller."""
     preset = fields.get("preset") or None
@@ -128,7 +125,9 @@ def _intake() -> Intake:
 
 def _url_entries(parse, data):
     try:
-        return check_entries(parse(data))
+        return check_entries(parse(data, max_rows=ctx().settings.max_files_per_job))
+    except TooManyUrls as exc:
+        raise ClientError(413, exc.code, exc.reason)
     except FetchError as exc:
         raise ClientError(400, exc.code, exc.reason)
 
@@ -139,8 +138,6 @@ def create():
     JSON body ``{"urls": [...]}``; ``operations`` (JSON) or ``preset``, optional ``email``,
     ``webhook_url``, ``webhook_secret`` and ``name``."""
     if request.is_json:
-        if (request.content_length or 0) > MAX_JSON_BYTES:
-            raise ClientError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // 1024} KB")
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or "urls" not in body:  # JSON is for URL imports only
             raise ClientError(415, "unsupported_media_type", "a JSON body must be an object with a 'urls' list; "

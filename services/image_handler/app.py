@@ -22,6 +22,7 @@ from imageflow.settings import Settings
 from services.image_handler.auth import Auth
 from services.image_handler.ratelimit import RateLimiter, client_address
 
+from . import body_limits
 from .api import api
 from .errors import ClientError, client_error_response, error_response
 from .job_routes import job_routes
@@ -68,8 +69,6 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     backends = backends or make_backends(settings)
     app = Flask(__name__, static_folder=None)
     app.json = _JSONProvider(app)
-    # Werkzeug answers 413 before reading a body over the request limit.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
     app.config["MAX_FORM_PARTS"] = settings.max_files_per_job + 50
     app.json.sort_keys = False
@@ -79,6 +78,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     app.register_blueprint(api)
     app.register_blueprint(job_routes)
     register_health(app, "image-handler", backends.checks())
+    body_limits.install(app, settings)
     _register_errors(app, settings)
     _register_metrics(app)
     _register_rate_limit(app, settings)
@@ -115,9 +115,9 @@ def _register_errors(app: Flask, settings: Settings) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
-        return error_response(413, "request_too_large",
-                              f"the request is larger than the {settings.max_request_bytes // (1024 * 1024)} MB limit"
-                              " (or has too many parts)")
+        limit = getattr(exc, "limit", None) or request.environ.get(body_limits.LIMIT_KEY) or settings.max_request_bytes
+        return error_response(413, "request_too_large", f"the request is larger than the "
+                              f"{body_limits.describe_limit(limit)} limit (or has too many parts)")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
