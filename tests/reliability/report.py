@@ -17,7 +17,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = REPO_ROOT / ".test-artifacts" / "reliability.json"
 OUTPUT = REPO_ROOT / "docs" / "reliability.md"
-ORDER = ["Fault injection (local stack)", "Fault injection (GCP emulators)", "Load", "Abuse"]
+ORDER = ["Fault injection (local stack)", "Fault injection (GCP emulators)", "Load", "Abuse", "Budgets"]
 OUTCOME = {"passed": "held", "failed": "**FAILED**", "error": "**ERROR**", "skipped": "not run",
            "xfailed": "**known failure**", "xpassed": "passed (unexpectedly)"}
 
