@@ -79,6 +79,32 @@ class Topics:
     def from_env(cls, env: Mapping[str, str]) -> "Topics":
         return cls(**{attr: env.get(var) or getattr(cls, attr) for attr, var in cls.ENV.items()})
 
+    # Dead-letter topics of the jobs, results and notifications subscriptions, named after them, and the
+    # subscriptions that read them (imageflow.topology); the tasks' dead-letter topic has its own names above.
+    @property
+    def jobs_dlq(self) -> str:
+        return f"{self.jobs}-dlq"
+
+    @property
+    def jobs_dlq_sub(self) -> str:
+        return f"{self.jobs_dlq}-im"
+
+    @property
+    def results_dlq(self) -> str:
+        return f"{self.results}-dlq"
+
+    @property
+    def results_dlq_sub(self) -> str:
+        return f"{self.results_dlq}-im"
+
+    @property
+    def notifications_dlq(self) -> str:
+        return f"{self.notifications}-dlq"
+
+    @property
+    def notifications_dlq_sub(self) -> str:
+        return f"{self.notifications_dlq}-hold"  # kept for inspection: nothing consumes it
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -101,6 +127,9 @@ class Settings:
     processor_concurrency: int = 2
     ack_deadline_seconds: int = 60
     max_delivery_attempts: int = 5
+    # A nacked message is redelivered after an exponential backoff between these (every subscription).
+    retry_min_backoff_seconds: float = 1.0
+    retry_max_backoff_seconds: float = 60.0
     sendgrid_api_key: str = ""
     sendgrid_api_host: str = "https://api.sendgrid.com"
     email_from: str = "ImageFlow <no-reply@imageflow.local>"
@@ -164,6 +193,8 @@ class Settings:
             processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
             ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
             max_delivery_attempts=max(1, _int(env, "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts)),
+            retry_min_backoff_seconds=max(0.0, _float(env, "RETRY_MIN_BACKOFF_SECONDS", cls.retry_min_backoff_seconds)),
+            retry_max_backoff_seconds=max(0.0, _float(env, "RETRY_MAX_BACKOFF_SECONDS", cls.retry_max_backoff_seconds)),
             sendgrid_api_key=env.get("SENDGRID_API_KEY", ""),
             sendgrid_api_host=env.get("SENDGRID_API_HOST") or cls.sendgrid_api_host,
             email_from=env.get("EMAIL_FROM") or cls.email_from,
@@ -213,6 +244,7 @@ ENV_NAMES = (
     "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_JSON_BYTES", "REQUEST_BODY_TIMEOUT",
     "REQUEST_BODY_MIN_BYTES_PER_SECOND", "MAX_IMAGE_PIXELS",
     "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
+    "RETRY_MIN_BACKOFF_SECONDS", "RETRY_MAX_BACKOFF_SECONDS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
     "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",

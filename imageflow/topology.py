@@ -16,22 +16,32 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None) -> list[
     given (argument, or NOTIFICATIONS_PUSH_ENDPOINT)."""
     t = settings.topics
     push_endpoint = push_endpoint or settings.notifications_push_endpoint
-    deadline = settings.ack_deadline_seconds
+
+    def sub(name: str, topic: str, dead_letter_topic: str | None = None, **kwargs) -> SubscriptionConfig:
+        # Every work subscription dead-letters after MAX_DELIVERY_ATTEMPTS, and every one backs off between
+        # retries, so no message can be redelivered in a loop (the dead-letter subscriptions back off too).
+        return SubscriptionConfig(name, topic, ack_deadline_seconds=settings.ack_deadline_seconds,
+                                  dead_letter_topic=dead_letter_topic,
+                                  max_delivery_attempts=settings.max_delivery_attempts,
+                                  min_backoff_seconds=settings.retry_min_backoff_seconds,
+                                  max_backoff_seconds=settings.retry_max_backoff_seconds, **kwargs)
+
     return [
-        SubscriptionConfig(t.jobs_sub, t.jobs, ack_deadline_seconds=deadline),
-        SubscriptionConfig(t.tasks_sub, t.tasks, ack_deadline_seconds=deadline,
-                           dead_letter_topic=t.tasks_dlq,
-                           max_delivery_attempts=settings.max_delivery_attempts),
-        SubscriptionConfig(t.results_sub, t.results, ack_deadline_seconds=deadline),
-        SubscriptionConfig(t.tasks_dlq_sub, t.tasks_dlq, ack_deadline_seconds=deadline),
-        SubscriptionConfig(t.notifications_sub, t.notifications, ack_deadline_seconds=deadline,
-                           push_endpoint=push_endpoint),
+        sub(t.jobs_sub, t.jobs, t.jobs_dlq),
+        sub(t.tasks_sub, t.tasks, t.tasks_dlq),
+        sub(t.results_sub, t.results, t.results_dlq),
+        sub(t.notifications_sub, t.notifications, t.notifications_dlq, push_endpoint=push_endpoint),
+        sub(t.jobs_dlq_sub, t.jobs_dlq),
+        sub(t.tasks_dlq_sub, t.tasks_dlq),
+        sub(t.results_dlq_sub, t.results_dlq),
+        sub(t.notifications_dlq_sub, t.notifications_dlq),
     ]
 
 
 def topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq]
+    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq, t.jobs_dlq, t.results_dlq,
+            t.notifications_dlq]
 
 
 def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None) -> None:

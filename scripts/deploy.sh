@@ -112,8 +112,12 @@ TASKS_SUBSCRIPTION="${TASKS_SUBSCRIPTION:-imageflow-tasks-processor}"
 RESULTS_SUBSCRIPTION="${RESULTS_SUBSCRIPTION:-imageflow-results-im}"
 TASKS_DLQ_SUBSCRIPTION="${TASKS_DLQ_SUBSCRIPTION:-imageflow-tasks-dlq-im}"
 NOTIFICATIONS_SUBSCRIPTION="${NOTIFICATIONS_SUBSCRIPTION:-imageflow-notifications-email}"
+# Dead-letter topics of the other subscriptions, named after their topics (Topics.jobs_dlq, ...).
+JOBS_DLQ_TOPIC="$JOBS_TOPIC-dlq" RESULTS_DLQ_TOPIC="$RESULTS_TOPIC-dlq" NOTIFICATIONS_DLQ_TOPIC="$NOTIFICATIONS_TOPIC-dlq"
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
+RETRY_MIN_BACKOFF_SECONDS="${RETRY_MIN_BACKOFF_SECONDS:-1}"
+RETRY_MAX_BACKOFF_SECONDS="${RETRY_MAX_BACKOFF_SECONDS:-60}"
 if ! [[ "$ACK_DEADLINE_SECONDS" =~ ^[0-9]+$ ]] || ((ACK_DEADLINE_SECONDS < 10 || ACK_DEADLINE_SECONDS > 600)); then
   die "ACK_DEADLINE_SECONDS must be 10..600 (Pub/Sub's range)"
 fi
@@ -393,32 +397,43 @@ for fields in "status" "owner" "owner status"; do
 done
 
 step "8. Pub/Sub topics and subscriptions, dead-lettering of failed tasks"
-for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC"; do
+for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC" \
+  "$JOBS_DLQ_TOPIC" "$RESULTS_DLQ_TOPIC" "$NOTIFICATIONS_DLQ_TOPIC"; do
   ensure gcloud pubsub topics describe "$topic" --project="$PROJECT_ID" \
     -- gcloud pubsub topics create "$topic" --project="$PROJECT_ID"
 done
-ensure_subscription() {  # name topic [extra flags]: create, then converge the settings
+ensure_subscription() {  # name topic [extra flags]: create, then converge the settings (retry backoff on all)
   local name="$1" topic="$2"; shift 2
+  set -- --min-retry-delay="${RETRY_MIN_BACKOFF_SECONDS}s" --max-retry-delay="${RETRY_MAX_BACKOFF_SECONDS}s" "$@"
   ensure gcloud pubsub subscriptions describe "$name" --project="$PROJECT_ID" \
     -- gcloud pubsub subscriptions create "$name" --topic="$topic" --project="$PROJECT_ID" \
     --ack-deadline="$ACK_DEADLINE_SECONDS" "$@"
   run gcloud pubsub subscriptions update "$name" --project="$PROJECT_ID" \
     --ack-deadline="$ACK_DEADLINE_SECONDS" "$@"
 }
-ensure_subscription "$JOBS_SUBSCRIPTION" "$JOBS_TOPIC"
-ensure_subscription "$TASKS_SUBSCRIPTION" "$TASKS_TOPIC" \
-  --dead-letter-topic="$TASKS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
-ensure_subscription "$RESULTS_SUBSCRIPTION" "$RESULTS_TOPIC"
+dead_letter() { echo "--dead-letter-topic=$1" "--max-delivery-attempts=$MAX_DELIVERY_ATTEMPTS"; }
+# shellcheck disable=SC2046  # dead_letter's words are flags
+{
+ensure_subscription "$JOBS_SUBSCRIPTION" "$JOBS_TOPIC" $(dead_letter "$JOBS_DLQ_TOPIC")
+ensure_subscription "$TASKS_SUBSCRIPTION" "$TASKS_TOPIC" $(dead_letter "$TASKS_DLQ_TOPIC")
+ensure_subscription "$RESULTS_SUBSCRIPTION" "$RESULTS_TOPIC" $(dead_letter "$RESULTS_DLQ_TOPIC")
+}
+ensure_subscription "$JOBS_DLQ_TOPIC-im" "$JOBS_DLQ_TOPIC"
 ensure_subscription "$TASKS_DLQ_SUBSCRIPTION" "$TASKS_DLQ_TOPIC"
+ensure_subscription "$RESULTS_DLQ_TOPIC-im" "$RESULTS_DLQ_TOPIC"
+ensure_subscription "$NOTIFICATIONS_DLQ_TOPIC-hold" "$NOTIFICATIONS_DLQ_TOPIC"
 if ((DRY_RUN)); then
   say "# $NOTIFICATIONS_SUBSCRIPTION is the local/emulator push subscription; on GCP the email"
   say "# function's Eventarc trigger (step 13) creates and owns the subscription of $NOTIFICATIONS_TOPIC."
 fi
 # Dead-lettering: Pub/Sub's own service agent forwards to the DLQ topic and acks the source.
-run gcloud pubsub topics add-iam-policy-binding "$TASKS_DLQ_TOPIC" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-run gcloud pubsub subscriptions add-iam-policy-binding "$TASKS_SUBSCRIPTION" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+for pair in "$TASKS_DLQ_TOPIC:$TASKS_SUBSCRIPTION" "$JOBS_DLQ_TOPIC:$JOBS_SUBSCRIPTION" \
+  "$RESULTS_DLQ_TOPIC:$RESULTS_SUBSCRIPTION"; do
+  run gcloud pubsub topics add-iam-policy-binding "${pair%%:*}" --project="$PROJECT_ID" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+  run gcloud pubsub subscriptions add-iam-policy-binding "${pair#*:}" --project="$PROJECT_ID" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+done
 bind_topic_role() { run gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
   --member="serviceAccount:$2" --role="$3" --format=none; }
 bind_subscription_role() { run gcloud pubsub subscriptions add-iam-policy-binding "$1" \
@@ -432,6 +447,8 @@ bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
 bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$RESULTS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$JOBS_DLQ_TOPIC-im" "$GSA_MANAGER"
+bind_subscription_role "$RESULTS_DLQ_TOPIC-im" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
 
 step "9. The SendGrid key in Secret Manager, readable by the email function only"

@@ -107,6 +107,49 @@ def test_dead_lettered_task_marks_the_image_failed(local_settings, backends, coo
     assert backends.jobs.get_job(job.job_id).status == "failed"
 
 
+class ExplodingImporter:
+    """A fan-out step that raises something unexpected (as a URL did with UnicodeError from IDNA)."""
+
+    def fetch_inputs(self, images):
+        raise UnicodeError("encoding with 'idna' codec failed")
+
+
+def test_a_job_whose_fan_out_keeps_failing_is_dead_lettered_and_failed_with_its_reason(local_settings, backends):
+    coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs, importer=ExplodingImporter())
+    job, images = make_job(backends, n=2)
+    backends.bus.publish(local_settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(), {"job_id": job.job_id})
+    attempts, letters = 0, []
+    for _ in range(3 * local_settings.max_delivery_attempts):
+        for message in drain(backends.bus, local_settings.topics.jobs_sub):
+            attempts += 1
+            with pytest.raises(UnicodeError):
+                coordinator.handle_job_submitted(message)
+            message.nack()  # what the subscriber does with a handler's exception
+        letters = drain(backends.bus, local_settings.topics.jobs_dlq_sub)
+        if letters:
+            break
+    assert attempts == local_settings.max_delivery_attempts, "retried a bounded number of times, not forever"
+    [letter] = letters
+    coordinator.handle_job_dead_letter(letter)
+    failed = backends.jobs.get_job(job.job_id)
+    assert failed.status == "failed" and failed.failed == 2
+    errors = {i.error for i in backends.jobs.list_images(job.job_id)}
+    assert errors == {f"the job could not be started after {attempts} attempts "
+                      "(UnicodeError: encoding with 'idna' codec failed)"}
+    [note] = drain(backends.bus, local_settings.topics.notifications_sub)
+    assert JobCompleted.decode(note.data).status == "failed"
+    assert drain(backends.bus, local_settings.topics.jobs_sub) == []
+
+
+def test_a_dead_lettered_result_is_folded_on_its_own(local_settings, backends, coordinator):
+    job, images = make_job(backends, n=1)
+    result = Result(job_id=job.job_id, image_id=images[0].image_id, status="failed", error="bad")
+    backends.bus.publish(local_settings.topics.results_dlq, result.encode())
+    [letter] = drain(backends.bus, local_settings.topics.results_dlq_sub)
+    coordinator.handle_result_dead_letter(letter)
+    assert backends.jobs.get_job(job.job_id).status == "failed"
+
+
 def test_sweep_republishes_a_claimed_but_unpublished_completion(local_settings, backends, coordinator):
     job, images = make_job(backends, n=1)
     backends.jobs.record_results([Result(job_id=job.job_id, image_id=images[0].image_id, status="failed", error="x")])
