@@ -125,6 +125,10 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_files_per_job: int = 100
     processor_concurrency: int = 2
+    # Each concurrency slot renders in its own long-lived worker process with this address-space cap (MB; 0: none),
+    # and a render may take RENDER_TIMEOUT_SECONDS (its worker is replaced past that, plus a grace).
+    processor_worker_memory_mb: int = 768
+    render_timeout_seconds: float = 120.0
     ack_deadline_seconds: int = 60
     max_delivery_attempts: int = 5
     # A nacked message is redelivered after an exponential backoff between these (every subscription).
@@ -191,6 +195,8 @@ class Settings:
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
             max_files_per_job=_int(env, "MAX_FILES_PER_JOB", cls.max_files_per_job),
             processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
+            processor_worker_memory_mb=_int(env, "PROCESSOR_WORKER_MEMORY_MB", cls.processor_worker_memory_mb),
+            render_timeout_seconds=max(1.0, _float(env, "RENDER_TIMEOUT_SECONDS", cls.render_timeout_seconds)),
             ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
             max_delivery_attempts=max(1, _int(env, "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts)),
             retry_min_backoff_seconds=max(0.0, _float(env, "RETRY_MIN_BACKOFF_SECONDS", cls.retry_min_backoff_seconds)),
@@ -243,7 +249,8 @@ ENV_NAMES = (
     "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "BIND_HOST", "GCP_PROJECT", "GCS_BUCKET",
     "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_JSON_BYTES", "REQUEST_BODY_TIMEOUT",
     "REQUEST_BODY_MIN_BYTES_PER_SECOND", "MAX_IMAGE_PIXELS",
-    "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
+    "MAX_FILES_PER_JOB", "PROCESSOR_CONCURRENCY", "PROCESSOR_WORKER_MEMORY_MB", "RENDER_TIMEOUT_SECONDS",
+    "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
     "RETRY_MIN_BACKOFF_SECONDS", "RETRY_MAX_BACKOFF_SECONDS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
