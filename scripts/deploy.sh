@@ -395,6 +395,10 @@ for fields in "status" "owner" "owner status"; do
   index+=(--field-config="field-path=created_at,order=descending" --async)
   run_ok_if_exists "${index[@]}"
 done
+# JobStore.iter_repairs: job.completed claimed but never published (the interaction manager's sweep).
+run_ok_if_exists gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)' \
+  --collection-group=jobs --query-scope=COLLECTION --field-config="field-path=completion_message_id,order=ascending" \
+  --field-config="field-path=notified_at,order=ascending" --async
 
 step "8. Pub/Sub topics and subscriptions, dead-lettering of failed tasks"
 for topic in "$JOBS_TOPIC" "$TASKS_TOPIC" "$RESULTS_TOPIC" "$NOTIFICATIONS_TOPIC" "$TASKS_DLQ_TOPIC" \

@@ -14,6 +14,12 @@ from ..domain import Image, Job
 from ..messages import Result
 
 
+# What a repair pass looks for (JobStore.iter_repairs):
+REPAIR_COMPLETION = "completion"  # job.completed claimed (notified_at) but never published (completion_message_id)
+REPAIR_WEBHOOK = "webhook"        # a webhook still to deliver (webhook_status pending)
+REPAIRS = (REPAIR_COMPLETION, REPAIR_WEBHOOK)
+
+
 class JobNotFound(KeyError):
     """No job with that id."""
 
@@ -60,6 +66,11 @@ class JobStore(ABC):
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
                   limit: int = 50, before: str | None = None) -> list[Job]:
         """Jobs newest first; ``before`` is a ``created_at`` cursor for the next page."""
+
+    @abstractmethod
+    def iter_repairs(self, need: str) -> Iterator[Job]:
+        """Every job that needs the repair ``need`` (REPAIR_COMPLETION or REPAIR_WEBHOOK), however
+        old or many: queried directly (an index on each adapter), read page by page."""
 
     @abstractmethod
     def delete_job(self, job_id: str) -> bool:

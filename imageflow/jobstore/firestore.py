@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from typing import Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -23,7 +24,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import FoldOutcome, JobNotFound, JobStore
+from . import REPAIR_COMPLETION, REPAIR_WEBHOOK, FoldOutcome, JobNotFound, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,21 @@ class FirestoreJobStore(JobStore):
             query = query.where(filter=FieldFilter("created_at", "<", before))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
         return [Job.from_dict(snap.to_dict()) for snap in query.stream()]
+
+    def iter_repairs(self, need: str) -> Iterator[Job]:
+        """Streamed (Firestore pages the answer). The completion query needs the composite index
+        jobs (completion_message_id ASC, notified_at ASC); the webhook one, the automatic index of
+        webhook_status."""
+        jobs = self.client.collection(JOBS)
+        if need == REPAIR_COMPLETION:
+            query = jobs.where(filter=FieldFilter("completion_message_id", "==", None)) \
+                .where(filter=FieldFilter("notified_at", ">", ""))
+        elif need == REPAIR_WEBHOOK:
+            query = jobs.where(filter=FieldFilter("webhook_status", "==", "pending"))
+        else:
+            raise ValueError(f"unknown repair {need!r}")
+        for snap in query.stream():
+            yield Job.from_dict(snap.to_dict())
 
     def delete_job(self, job_id: str) -> bool:
         """Delete the image documents, then the job document."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..sqlite_util import SqliteDatabase
-from . import FoldOutcome, JobNotFound, JobStore
+from . import REPAIR_COMPLETION, REPAIR_WEBHOOK, FoldOutcome, JobNotFound, JobStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -19,6 +20,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (job_id) WHERE json_extract(doc, '$.notified_at') IS NOT NULL
+    AND json_extract(doc, '$.completion_message_id') IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_webhook_pending ON jobs (job_id) WHERE json_extract(doc, '$.webhook_status') = 'pending';
 CREATE TABLE IF NOT EXISTS images (
     job_id TEXT NOT NULL,
     image_id TEXT NOT NULL,
@@ -135,6 +139,24 @@ class SqliteJobStore(JobStore):
         rows = self.db.connection().execute(
             f"SELECT doc FROM jobs {where} ORDER BY created_at DESC, job_id DESC LIMIT ?", (*params, limit))
         return [Job.from_dict(json.loads(row["doc"])) for row in rows]
+
+    # the WHERE clauses of the partial indexes above, so each repair query reads only its index
+    _REPAIR_WHERE = {
+        REPAIR_COMPLETION: "json_extract(doc, '$.notified_at') IS NOT NULL "
+                           "AND json_extract(doc, '$.completion_message_id') IS NULL",
+        REPAIR_WEBHOOK: "json_extract(doc, '$.webhook_status') = 'pending'",
+    }
+
+    def iter_repairs(self, need: str, page_size: int = 500) -> Iterator[Job]:
+        where, after = self._REPAIR_WHERE[need], ""
+        while True:
+            rows = self.db.connection().execute(
+                f"SELECT job_id, doc FROM jobs WHERE {where} AND job_id > ? ORDER BY job_id LIMIT ?",
+                (after, page_size)).fetchall()
+            yield from (Job.from_dict(json.loads(row["doc"])) for row in rows)
+            if len(rows) < page_size:
+                return
+            after = rows[-1]["job_id"]
 
     def delete_job(self, job_id: str) -> bool:
         with self.db.transaction() as conn:

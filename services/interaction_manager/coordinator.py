@@ -14,7 +14,7 @@ from typing import Callable
 from imageflow import domain
 from imageflow.blobstore import BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
-from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.jobstore import REPAIR_COMPLETION, JobStore, iter_jobs
 from imageflow.messages import (
     JobCompleted,
     JobSubmitted,
@@ -167,16 +167,15 @@ class Coordinator:
 
     def sweep(self, older_than_seconds: float = 60.0) -> int:
         """Repair after a crash: re-announce jobs claimed but never published, re-fan-out jobs
-        still queued. Returns how many jobs it touched."""
+        still queued. Every such job, however many finished since (queried directly, page by
+        page). Returns how many jobs it touched."""
         touched = 0
         cutoff = time.time() - older_than_seconds
-        for status in domain.TERMINAL_JOB_STATUSES:
-            for job in self.jobs.list_jobs(status=status, limit=200):
-                if job.notified_at and not job.completion_message_id \
-                        and _age_cutoff(job.notified_at, cutoff):
-                    self.jobs.update_job(job.job_id, notified_at=None)
-                    touched += self.announce(self.jobs.get_job(job.job_id))
-        for job in self.jobs.list_jobs(status=domain.QUEUED, limit=200):
+        for job in self.jobs.iter_repairs(REPAIR_COMPLETION):
+            if job.is_terminal and _age_cutoff(job.notified_at, cutoff):
+                self.jobs.update_job(job.job_id, notified_at=None)
+                touched += self.announce(self.jobs.get_job(job.job_id))
+        for job in iter_jobs(self.jobs, status=domain.QUEUED):
             if _age_cutoff(job.created_at, cutoff):
                 touched += bool(self.fan_out(job.job_id))
         return touched

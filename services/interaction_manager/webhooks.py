@@ -26,7 +26,7 @@ import time
 from typing import Callable
 
 from imageflow import domain
-from imageflow.jobstore import JobNotFound, JobStore
+from imageflow.jobstore import REPAIR_WEBHOOK, JobNotFound, JobStore
 from imageflow.messages import JobCompleted
 from imageflow.safe_http import FetchError, FetchPolicy, post
 from imageflow.settings import Settings
@@ -111,14 +111,14 @@ class WebhookDispatcher:
             self._events[job.job_id] = event
             self.schedule(job.job_id)
 
-    def recover(self, limit: int = 200) -> int:
-        """Schedule the finished jobs whose webhook is still pending (after a restart)."""
+    def recover(self) -> int:
+        """Schedule every finished job whose webhook is still pending (after a restart), however many
+        jobs finished since (queried directly, page by page)."""
         count = 0
-        for status in domain.TERMINAL_JOB_STATUSES:
-            for job in self.jobs.list_jobs(status=status, limit=limit):
-                if job.webhook_url and job.webhook_status == PENDING:
-                    self.schedule(job.job_id)
-                    count += 1
+        for job in self.jobs.iter_repairs(REPAIR_WEBHOOK):
+            if job.is_terminal and job.webhook_url:
+                self.schedule(job.job_id)
+                count += 1
         return count
 
     def pending(self) -> int:

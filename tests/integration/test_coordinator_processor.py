@@ -158,6 +158,31 @@ def test_sweep_republishes_a_claimed_but_unpublished_completion(local_settings, 
     assert len(drain(backends.bus, local_settings.topics.notifications_sub)) == 1
 
 
+def test_sweep_and_webhook_recovery_reach_jobs_behind_any_number_of_newer_ones(local_settings, backends, coordinator):
+    """A job whose manager died between the claim and the publish, and one whose webhook was never sent, each
+    with 250 newer finished jobs in front of them (the sweep used to read only the newest 200 per status)."""
+    from services.interaction_manager.webhooks import WebhookDispatcher
+
+    stale, images = make_job(backends, n=1)
+    backends.jobs.record_results([Result(job_id=stale.job_id, image_id=images[0].image_id, status="failed", error="x")])
+    backends.jobs.mark_notified(stale.job_id, "2000-01-01T00:00:00.000Z")
+    hooked, images = make_job(backends, n=1)
+    backends.jobs.update_job(hooked.job_id, webhook_url="https://example.com/hook", webhook_status="pending")
+    backends.jobs.record_results([Result(job_id=hooked.job_id, image_id=images[0].image_id, status="failed",
+                                         error="x")])
+    backends.jobs.update_job(hooked.job_id, notified_at=domain.utcnow(), completion_message_id="m")
+    for _ in range(250):
+        job, images = make_job(backends, n=1)
+        backends.jobs.record_results([Result(job_id=job.job_id, image_id=images[0].image_id, status="failed",
+                                             error="x")])
+        backends.jobs.update_job(job.job_id, notified_at=domain.utcnow(), completion_message_id="m")
+    assert coordinator.sweep(older_than_seconds=0) == 1
+    [note] = drain(backends.bus, local_settings.topics.notifications_sub)
+    assert JobCompleted.decode(note.data).job_id == stale.job_id
+    dispatcher = WebhookDispatcher(local_settings, backends.jobs)
+    assert dispatcher.recover() == 1 and dispatcher.pending() == 1
+
+
 class FakeMessage(ReceivedMessage):
     def __init__(self, data):
         self.data, self.message_id, self.attributes, self.delivery_attempt, self.publish_time = data, "m", {}, 1, 0

@@ -128,3 +128,23 @@ def test_paging_over_jobs_created_in_the_same_millisecond_skips_and_repeats_none
             break
     assert sorted(seen) == sorted(made) and len(seen) == len(made)
     assert [j.job_id for j in iter_jobs(jobstore, owner=owner, page_size=2)] == seen
+
+
+def test_repairs_find_exactly_the_jobs_that_need_them(jobstore):
+    from imageflow.jobstore import REPAIR_COMPLETION, REPAIR_WEBHOOK
+
+    claimed, _ = make_job(jobstore, n=1)
+    jobstore.mark_notified(claimed.job_id, domain.utcnow())               # claimed, never published
+    published, _ = make_job(jobstore, n=1)
+    jobstore.mark_notified(published.job_id, domain.utcnow())
+    jobstore.update_job(published.job_id, completion_message_id="m-1")  # claimed and published
+    untouched, _ = make_job(jobstore, n=1)
+    hook, _ = make_job(jobstore, n=1, webhook_url="https://example.com/h", webhook_status="pending")
+    delivered, _ = make_job(jobstore, n=1, webhook_url="https://example.com/h", webhook_status="delivered")
+    mine = {claimed.job_id, published.job_id, untouched.job_id, hook.job_id, delivered.job_id}
+    assert {j.job_id for j in jobstore.iter_repairs(REPAIR_COMPLETION)} & mine == {claimed.job_id}
+    assert {j.job_id for j in jobstore.iter_repairs(REPAIR_WEBHOOK)} & mine == {hook.job_id}
+    jobstore.update_job(claimed.job_id, completion_message_id="m-2")
+    jobstore.update_job(hook.job_id, webhook_status="delivered")
+    assert not {j.job_id for j in jobstore.iter_repairs(REPAIR_COMPLETION)} & mine
+    assert not {j.job_id for j in jobstore.iter_repairs(REPAIR_WEBHOOK)} & mine
