@@ -12,8 +12,10 @@ runs in a transaction; ``mark_notified`` is a conditional update on the document
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+import time
 from collections import defaultdict
 from typing import Iterator
 
@@ -24,11 +26,12 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import REPAIR_COMPLETION, REPAIR_WEBHOOK, FoldOutcome, JobNotFound, JobStore
+from . import REPAIR_COMPLETION, REPAIR_WEBHOOK, Admit, FoldOutcome, JobNotFound, JobStore, held_reservations
 
 log = logging.getLogger(__name__)
 
 JOBS = "jobs"
+QUOTAS = "quotas"  # quotas/<owner digest>: {"reservations": {job_id: {"images", "at"}}}
 IMAGES = "images"
 MAX_BATCH_WRITES = 450      # Firestore allows 500 writes per commit; keep a margin
 MAX_FOLD_RESULTS = 400      # results of one job per transaction (each may write one image)
@@ -41,6 +44,7 @@ class FirestoreJobStore(JobStore):
     def __init__(self, settings: Settings, *, client: firestore.Client | None = None):
         self._settings = settings
         self._client = client
+        self._quota_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._lock = threading.Lock()
 
     @property
@@ -171,6 +175,36 @@ class FirestoreJobStore(JobStore):
             query = query.where(filter=FieldFilter("created_at", "<", before))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
         return [Job.from_dict(snap.to_dict()) for snap in query.stream()]
+
+    def _quota_ref(self, owner: str | None):
+        return self.client.collection(QUOTAS).document(hashlib.sha256((owner or "").encode()).hexdigest()[:40])
+
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
+        """A transaction on the owner's quota document (and the job documents it names)."""
+        ref = self._quota_ref(owner)
+
+        @firestore.transactional
+        def reserve(transaction) -> None:
+            snap = ref.get(transaction=transaction)
+            stored = (snap.to_dict() or {}).get("reservations", {}) if snap.exists else {}
+            held = {j: (int(e["images"]), float(e["at"])) for j, e in stored.items()}
+            docs = {s.id: Job.from_dict(s.to_dict()) for s in
+                    transaction.get_all([self._job_ref(j) for j in held]) if s.exists} if held else {}
+            active, kept = held_reservations(held, docs, time.time())
+            admit(active, images)
+            kept[job_id] = (images, time.time())
+            transaction.set(ref, {"reservations": {j: {"images": n, "at": at} for j, (n, at) in kept.items()}})
+
+        # One owner's submissions contend on one document: this process's threads queue for it, so only
+        # other processes' transactions can abort ours (and then the client library retries).
+        with self._quota_locks[owner or ""]:
+            reserve(self.client.transaction(max_attempts=10))
+
+    def release_quota(self, owner: str | None, job_id: str) -> None:
+        try:
+            self._quota_ref(owner).update({f"reservations.{job_id}": firestore.DELETE_FIELD})
+        except gexc.NotFound:
+            pass
 
     def iter_repairs(self, need: str) -> Iterator[Job]:
         """Streamed (Firestore pages the answer). The completion query needs the composite index

@@ -120,7 +120,8 @@ def _intake() -> Intake:
     """Job creation for this caller (its quota is checked before anything is stored)."""
     c = ctx()
     return Intake(c.settings, c.backends.blobs, c.backends.jobs, c.backends.bus,
-                  admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n))
+                  admit=lambda job_id, n: c.auth.reserve_quota(c.backends.jobs, g.caller, job_id, n),
+                  release=lambda job_id: c.auth.release_quota(c.backends.jobs, g.caller, job_id))
 
 
 def _url_entries(parse, data):

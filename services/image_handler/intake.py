@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
@@ -122,14 +123,16 @@ def validate_webhook_secret(secret: str | None) -> str | None:
 @dataclass
 class Intake:
     """Creates jobs: validation before storage, the originals stored, the job recorded and
-    announced with ``job.submitted``. ``admit(n)`` is called before anything is stored (quotas);
-    it raises to refuse."""
+    announced with ``job.submitted``. ``admit(job_id, n)`` reserves the caller's quota before
+    anything is stored (it raises to refuse); ``release(job_id)`` gives it back if the job is not
+    created after all."""
 
     settings: Settings
     blobs: BlobStore
     jobs: JobStore
     bus: MessageBus
-    admit: Callable[[int], None] | None = None
+    admit: Callable[[str, int], None] | None = None
+    release: Callable[[str], None] | None = None
 
     def create_job(self, uploads: Iterable[Upload], request: JobRequest) -> Created:
         """A job of uploaded files; a bad file is refused alone, with its reason."""
@@ -140,10 +143,28 @@ class Intake:
         if len(uploads) > settings.max_files_per_job:
             raise ClientError(413, "too_many_files",
                               f"too many files: {len(uploads)} sent, at most {settings.max_files_per_job} per job")
-        if self.admit:
-            self.admit(len(uploads))
-        limits = Limits.from_settings(settings)
         job = request.new_job()
+        with self._reserved(job, len(uploads)):
+            return self._store_uploads(job, uploads)
+
+    @contextmanager
+    def _reserved(self, job: Job, images: int):
+        """The caller's quota held for ``job`` while it is created, given back if that fails."""
+        if self.admit:
+            self.admit(job.job_id, images)
+        try:
+            yield
+        except BaseException:
+            if self.release:
+                try:
+                    self.release(job.job_id)
+                except Exception:  # it lapses on its own (RESERVATION_TTL_SECONDS)
+                    log.exception("could not release the quota reserved for %s", job.job_id)
+            raise
+
+    def _store_uploads(self, job: Job, uploads: list[Upload]) -> Created:
+        settings = self.settings
+        limits = Limits.from_settings(settings)
         images: list[Image] = []
         rejected: list[Rejected] = []
         for upload in uploads:
@@ -176,8 +197,6 @@ class Intake:
         if len(entries) + len(rejected) > self.settings.max_files_per_job:
             raise ClientError(413, "too_many_files", f"too many URLs: {len(entries) + len(rejected)} sent, "
                                                      f"at most {self.settings.max_files_per_job} per job")
-        if self.admit:
-            self.admit(len(entries))
         job = request.new_job()
         images = []
         for entry in entries:
@@ -186,7 +205,8 @@ class Intake:
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename,
                                 input_path=domain.input_path(job.job_id, image_id, filename),
                                 source_url=entry.url, meta=entry.meta))
-        return self._record(job, images, rejected)
+        with self._reserved(job, len(entries)):
+            return self._record(job, images, rejected)
 
     def _discard(self, job: Job, exc: Exception, step: str):
         """Nothing refers to the originals stored so far: delete them (none is left without a job), then 503."""

@@ -89,3 +89,24 @@ def test_error_details_are_cut_to_the_first_entries_with_a_count_of_the_rest(cli
     assert error["code"] == "no_valid_urls"
     assert [d["row"] for d in error["details"]] == list(range(1, 21))
     assert error["details_omitted"] == 30
+
+
+def test_parallel_submissions_cannot_pass_the_quota_together(tmp_path):
+    """QUOTA_ACTIVE_JOBS=2 and 12 submissions at once (3 got through before quotas were reserved atomically)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app({"data_dir": tmp_path / "quota", "quota_active_jobs": 2, "rate_limit_per_second": 0})
+    try:
+        def submit(i):
+            with app.test_client() as client:
+                return client.post("/api/v1/jobs", json={"urls": [f"https://example.com/{i}.png"]}).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(submit, range(12)))
+        assert sorted(codes) == [202, 202] + [429] * 10, codes
+        refused = app.test_client().post("/api/v1/jobs", json={"urls": ["ftp://example.com/x.png"]})
+        assert refused.status_code == 400  # a refused job holds no quota...
+        with app.test_client() as client:
+            assert client.post("/api/v1/jobs", json={"urls": ["https://example.com/z.png"]}).status_code == 429
+    finally:
+        app.extensions["imageflow"].backends.close()

@@ -148,3 +148,35 @@ def test_repairs_find_exactly_the_jobs_that_need_them(jobstore):
     jobstore.update_job(hook.job_id, webhook_status="delivered")
     assert not {j.job_id for j in jobstore.iter_repairs(REPAIR_COMPLETION)} & mine
     assert not {j.job_id for j in jobstore.iter_repairs(REPAIR_WEBHOOK)} & mine
+
+
+def test_quota_reservations_are_atomic_and_lapse_with_their_jobs(jobstore):
+    """Twelve threads reserve against a limit of 2 active jobs: exactly 2 pass. A finished job frees its place."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    owner = f"owner-{new_id()[:8]}"
+
+    class Refused(Exception):
+        pass
+
+    def at_most_two(active, images):
+        if len(active) >= 2:
+            raise Refused(len(active))
+
+    def reserve(_):
+        job_id = new_id()
+        try:
+            jobstore.reserve_quota(owner, job_id, 1, at_most_two)
+        except Refused:
+            return None
+        return job_id
+
+    with ThreadPoolExecutor(12) as pool:
+        granted = [j for j in pool.map(reserve, range(12)) if j]
+    assert len(granted) == 2
+    job = Job(job_id=granted[0], total=1, owner=owner)
+    image = Image(job_id=job.job_id, image_id=new_id(), filename="a.png", input_path="x")
+    jobstore.create_job(job, [image])
+    jobstore.record_results([bad(image)])          # the job finishes: its place is free again
+    jobstore.release_quota(owner, granted[1])      # the other job was never created
+    assert reserve(0) and reserve(0) and not reserve(0)
