@@ -4,15 +4,21 @@ answer them with a JSON error, close them, and keep serving everyone else.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
 import socket
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from PIL import Image
 
 from devtools.stack import Stack
+from imageflow.bus.sqlite import SqliteBus
+from imageflow.settings import Settings
 
 BUDGETS = {"REQUEST_BODY_TIMEOUT": "2", "REQUEST_BODY_MIN_BYTES_PER_SECOND": "1000", "REQUEST_HEADER_TIMEOUT": "3",
            "MAX_JSON_BYTES": str(64 * 1024), "MAX_REQUEST_BYTES": str(2 * 1024 * 1024), "RATE_LIMIT_PER_SECOND": "0"}
@@ -135,3 +141,125 @@ def test_chunked_body_past_the_limit_is_413_on_the_real_server(handler, record):
     renamed = requests.patch(f"{handler.base_url}/api/v1/jobs/{job_id}", data=json.dumps({"name": "ok"}),
                              headers={"Content-Type": "application/json"}, timeout=10)
     record.expect(renamed.status_code == 200 and renamed.json()["name"] == "ok", "a normal PATCH still works")
+
+
+# -- bombs on the whole stack ---------------------------------------------------------------------
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (the processor's render workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _peak_rss_mb(pid: int) -> int:
+    """The largest peak resident memory (VmHWM) of ``pid`` or any process below it."""
+    peaks = [0]
+    for each in _descendants(pid):
+        try:
+            for line in open(f"/proc/{each}/status"):
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) // 1024)
+        except OSError:
+            pass
+    return max(peaks)
+
+
+def _png(size=(16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _gif(frames: int, size=(10, 10), later_size=None) -> bytes:
+    images = [Image.new("RGB", size if i == 0 or not later_size else later_size, ((i * 37) % 256, 90, 50))
+              for i in range(frames)]
+    buf = io.BytesIO()
+    images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=40, loop=0)
+    data = bytearray(buf.getvalue())
+    data[6:10] = struct.pack("<HH", *size)  # the logical screen stays small: the canvas grows on seek
+    return bytes(data)
+
+
+# (name, file bytes, operations): the issue's memory bombs, each valid and far under every input limit
+BOMBS = [
+    ("watermark-1000.png", _png(), [{"op": "watermark", "text": "W" * 200, "size": 1000}]),
+    ("watermark-2000.png", _png(), [{"op": "watermark", "text": "W" * 200, "size": 2000}]),
+    ("upscaled-animation.gif", _gif(100), [{"op": "resize", "width": 7000, "height": 7000, "fit": "fill",
+                                            "upscale": True}, {"op": "format", "format": "gif"}]),
+    ("padded-animation.gif", _gif(100), [{"op": "pad", "width": 7000, "height": 7000},
+                                         {"op": "format", "format": "gif"}]),
+    ("growing-canvas.gif", _gif(20, later_size=(3000, 3000)), [{"op": "format", "format": "gif"}]),
+]
+
+
+@pytest.fixture(scope="module")
+def full_stack(tmp_path_factory):
+    stack = Stack.on_free_ports(tmp_path_factory.mktemp("bombs") / "data", processors=1,
+                                env={"PROGRESS_FLUSH_SECONDS": "0.3", "RATE_LIMIT_PER_SECOND": "0",
+                                     "PROCESSOR_CONCURRENCY": "2"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_memory_bombs_fail_on_their_first_attempt_within_every_process_budget(full_stack, record):
+    """The issue's bombs, one job each, on the whole local stack (the processor at its default budgets: 768 MB per
+    render worker, 100 megapixels per render): a 200-character watermark at 1000 and 2000 px on a 16x16 PNG, a
+    100-frame 10x10 GIF resized (fill, upscale) and padded to 7000x7000, and a GIF whose 19 later frames of
+    3000x3000 grow its 10x10 canvas on seek; then a job with a bad URL host (a..b)."""
+    stack = full_stack
+    started = time.monotonic()
+    jobs = {}
+    for name, data, operations in BOMBS:
+        response = requests.post(f"{stack.base_url}/api/v1/jobs", files=[("files", (name, data, "image/png"))],
+                                 data={"operations": json.dumps(operations)}, timeout=30)
+        record.expect(response.status_code == 202, f"{name} is accepted (valid and under the input limits)",
+                      response.text[:300])
+        jobs[name] = response.json()["job_id"]
+    outcomes = {}
+    for name, job_id in jobs.items():
+        end = time.monotonic() + 240
+        while time.monotonic() < end:
+            job = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+            if job["status"] in ("completed", "completed_with_errors", "failed"):
+                break
+            time.sleep(0.5)
+        outcomes[name] = job
+    record.figure("bombs: time until every job finished (s)", round(time.monotonic() - started, 1))
+    for name, job in outcomes.items():
+        [image] = job["images"]
+        record.expect(job["status"] == "failed" and image["status"] == "failed" and image["error"],
+                      "each bomb is a failed image with a readable reason", (name, job["status"], image.get("error")))
+        record.figure(f"{name}: reason", image["error"])
+        record.expect(requests.delete(f"{stack.base_url}/api/v1/jobs/{job['job_id']}", timeout=10).status_code == 204,
+                      "a finished bomb job can be deleted", name)
+    bus = SqliteBus(stack.data_dir / "bus.sqlite3")
+    try:
+        record.expect(bus.backlog(Settings.from_env({}).topics.tasks_dlq_sub) == 0,
+                      "no bomb was retried to the dead-letter topic: each failed on its first attempt")
+    finally:
+        bus.close()
+    bad_url = requests.post(f"{stack.base_url}/api/v1/jobs", json={"urls": ["http://a..b/x.png"]}, timeout=10)
+    record.expect(bad_url.status_code == 400 and bad_url.json()["error"]["details"][0]["error"]["code"] == "invalid_url",
+                  "a URL whose host no DNS can hold (a..b) is refused at once as invalid_url (it used to jam the "
+                  "job pipeline)", bad_url.text[:300])
+    record.expect(all(proc.poll() is None for proc in stack.procs.values()), "no process died",
+                  {n: p.poll() for n, p in stack.procs.items()})
+    limits_mb = {"image-handler": 768, "interaction-manager": 512, "image-processor": 1536}
+    for name, proc in stack.procs.items():
+        peak = _peak_rss_mb(proc.pid)
+        record.figure(f"peak memory during the bombs: {name} (MB)", peak)
+        if name in limits_mb:
+            record.expect(peak < limits_mb[name], f"{name} stayed under its Kubernetes memory limit "
+                                                  f"({limits_mb[name]} Mi)", peak)
