@@ -4,6 +4,9 @@ end-to-end tests start.
     python -m devtools.stack up      # foreground; Ctrl-C stops everything
     python -m devtools.stack down    # stop a stack started elsewhere (pid file)
 
+Like Kubernetes, ``up`` restarts a process that dies (after 1, 2, 4 ... up to 30 s; the delay
+starts over once it has run for a minute) and says so; only Ctrl-C or ``down`` stops it.
+
 Processes: image-handler (gunicorn), interaction-manager, image-processor (N of them),
 the email function (functions-framework) and, on the local backend, the push bridge that
 delivers the notifications subscription to the function as Pub/Sub push would. Each runs
@@ -25,6 +28,7 @@ from pathlib import Path
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SUPERVISOR = "supervisor"  # its entry in stack.json
 
 
 def free_port() -> int:
@@ -44,6 +48,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     python: str = sys.executable
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    supervisor_pid: int | None = None  # the ``up`` process restarting the others (``down`` stops it first)
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir).resolve()
@@ -187,7 +192,46 @@ class Stack:
         (self.data_dir / "stack.json").unlink(missing_ok=True)
 
     def write_pidfile(self) -> None:
-        (self.data_dir / "stack.json").write_text(json.dumps({n: p.pid for n, p in self.procs.items()}))
+        pids = {n: p.pid for n, p in self.procs.items()}
+        if self.supervisor_pid:
+            pids[SUPERVISOR] = self.supervisor_pid
+        (self.data_dir / "stack.json").write_text(json.dumps(pids))
+
+    def supervise(self, should_stop, poll: float = 0.5, max_backoff: float = 30.0,
+                  healthy_after: float = 60.0) -> dict[str, int]:
+        """Restart every process that exits, as a Deployment's restart policy would: after 1, 2, 4 ...
+        seconds (at most ``max_backoff``), the delay starting over once the process has stayed up for
+        ``healthy_after`` seconds. Returns the restarts per process once ``should_stop()``."""
+        self.supervisor_pid = os.getpid()
+        self.write_pidfile()
+        restarts: dict[str, int] = {}
+        streak: dict[str, int] = {}
+        due: dict[str, float] = {}
+        started = {name: time.monotonic() for name in self.procs}
+        while not should_stop():
+            now = time.monotonic()
+            for name, proc in list(self.procs.items()):
+                if name in due:
+                    if now >= due[name]:
+                        del due[name]
+                        self.start_process(name)
+                        started[name] = now
+                        restarts[name] = restarts.get(name, 0) + 1
+                        self.write_pidfile()
+                        print(f"{name} restarted (pid {self.procs[name].pid}, restart {restarts[name]})", flush=True)
+                    continue
+                code = proc.poll()
+                if code is None:
+                    continue
+                if now - started.get(name, now) >= healthy_after:
+                    streak[name] = 0
+                delay = min(max_backoff, 2.0 ** streak.get(name, 0))
+                streak[name] = streak.get(name, 0) + 1
+                due[name] = now + delay
+                print(f"{name} exited with {code}; restarting it in {delay:g} s (see "
+                      f"{self.log_dir / (name + '.log')})", flush=True)
+            time.sleep(poll)
+        return restarts
 
 
 def _port_open(port: int) -> bool:
@@ -203,6 +247,13 @@ def down(data_dir: Path) -> int:
         print(f"no running stack recorded in {pidfile}")
         return 0
     pids = json.loads(pidfile.read_text())
+    supervisor = pids.pop(SUPERVISOR, None)
+    if supervisor:  # first, so it does not restart what is stopped next
+        try:
+            os.kill(supervisor, signal.SIGTERM)
+            print(f"stopping the supervisor ({supervisor})")
+        except ProcessLookupError:
+            pass
     for name, pid in pids.items():
         try:
             os.killpg(pid, signal.SIGTERM)
@@ -256,13 +307,7 @@ ImageFlow is running ({stack.base_env().get('IMAGEFLOW_BACKEND', 'local')} backe
 Press Ctrl-C (or run ./scripts.sh down) to stop.
 """, flush=True)
     try:
-        while not stop["now"]:
-            for name, proc in stack.procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; see {stack.log_dir / (name + '.log')}. Stopping.")
-                    stop["now"] = True
-                    break
-            time.sleep(0.5)
+        stack.supervise(lambda: stop["now"])
     except KeyboardInterrupt:
         pass
     print("stopping ImageFlow...")

@@ -19,6 +19,7 @@ Tests run image servers on 127.0.0.1; ``FETCH_ALLOW_CIDRS`` lets them through an
 """
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import ipaddress
@@ -29,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from .settings import Settings, SettingsError
 
@@ -76,6 +77,8 @@ def _system_resolver(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise FetchError("dns_error", f"the host name {host!r} does not resolve ({exc.strerror})") from None
+    except (UnicodeError, OSError, ValueError) as exc:  # IDNA refuses the name (empty or long label, ...)
+        raise FetchError("dns_error", f"the host name {host!r} cannot be looked up ({exc})") from None
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
@@ -153,8 +156,38 @@ def parse_hosts(text: str) -> dict:
 
 
 # -- URLs ----------------------------------------------------------------------------------
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def _ascii_host(host: str) -> str:
+    """The host as DNS sees it (IDNA for a non-ASCII name); FetchError for a name no DNS can hold."""
+    if host.startswith("["):
+        return host
+    labels = host.rstrip(".").split(".")
+    if any(not label for label in labels):
+        raise FetchError("invalid_url", f"the host name {host[:100]!r} has an empty label")
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise FetchError("invalid_url", f"the host name {host[:100]!r} is not a valid domain name") from None
+    if len(ascii_host) > 253 or any(len(label) > 63 for label in ascii_host.split(".")):
+        raise FetchError("invalid_url", f"the host name {host[:100]!r} is too long for DNS")
+    return ascii_host
+
+
+def _normalise(url: str) -> str:
+    """The URL with an ASCII host and its non-ASCII path and query percent-encoded (UTF-8), as a
+    browser sends it: http.client can only send ASCII."""
+    parts = urlsplit(url)
+    userinfo_host, _, port = parts.netloc.rpartition(":") if parts.port else (parts.netloc, "", "")
+    netloc = _ascii_host(userinfo_host) + (f":{port}" if port else "")
+    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_URL_SAFE), quote(parts.query, safe=_URL_SAFE),
+                       ""))
+
+
 def validate_url(url: str) -> str:
-    """The URL, stripped, if it may be imported (syntax only, no DNS); raises FetchError."""
+    """The URL, stripped and normalised (ASCII host, non-ASCII path percent-encoded, no fragment),
+    if it may be imported (syntax only, no DNS); raises FetchError, never anything else."""
     if not isinstance(url, str) or not url.strip():
         raise FetchError("invalid_url", "the URL is empty")
     url = url.strip()
@@ -175,7 +208,10 @@ def validate_url(url: str) -> str:
         raise FetchError("invalid_url", "URLs with a user name or password are not accepted")
     if port == 0:
         raise FetchError("invalid_url", "port 0 is not a valid port")
-    return url
+    normalised = _normalise(url)
+    if len(normalised) > MAX_URL_LENGTH:
+        raise FetchError("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters once encoded")
+    return normalised
 
 
 # -- HTTP over a checked address ---------------------------------------------------------
@@ -291,9 +327,25 @@ def _request(method: str, url: str, policy: FetchPolicy, deadline: float, *, bod
         conn.close()
 
 
+def _only_fetch_errors(function):
+    """Whatever goes wrong with a caller's URL is a FetchError with its reason, never another exception
+    (which a message handler would take for a transient failure and retry forever)."""
+    @functools.wraps(function)
+    def guarded(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except FetchError:
+            raise
+        except Exception as exc:
+            log.warning("unexpected %s from %s: %s", type(exc).__name__, function.__name__, exc)
+            raise FetchError("http_error", f"the request failed ({type(exc).__name__}: {exc})") from None
+    return guarded
+
+
+@_only_fetch_errors
 def fetch(url: str, policy: FetchPolicy) -> Fetched:
     """GET ``url`` under ``policy``, following at most ``max_redirects`` redirects (each one
-    checked like the first). Raises FetchError with the reason."""
+    checked like the first). Raises FetchError with the reason, and nothing else."""
     deadline = time.monotonic() + policy.timeout
     current = validate_url(url)
     for _ in range(policy.max_redirects + 1):
@@ -314,6 +366,7 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
     raise FetchError("too_many_redirects", f"more than {policy.max_redirects} redirects")
 
 
+@_only_fetch_errors
 def post(url: str, body: bytes, headers: dict, policy: FetchPolicy) -> int:
     """POST ``body`` to ``url`` under ``policy`` (redirects are not followed); the status code."""
     deadline = time.monotonic() + policy.timeout

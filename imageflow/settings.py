@@ -60,13 +60,25 @@ class Settings:
     bind_host: str = "127.0.0.1"
     max_upload_bytes: int = 25 * 1024 * 1024          # per file
     max_request_bytes: int = 200 * 1024 * 1024        # whole multipart request
+    max_json_bytes: int = 16 * 1024 * 1024            # any other request body (JSON, PATCH...): 100,000 URLs
+    # A request body must keep arriving: each read waits at most REQUEST_BODY_TIMEOUT seconds, and the
+    # body as a whole may take that long plus its size at REQUEST_BODY_MIN_BYTES_PER_SECOND (slow clients).
+    request_body_timeout_seconds: float = 15.0
+    request_body_min_bytes_per_second: int = 16 * 1024
     max_image_pixels: int = 50_000_000
     max_files_per_job: int = 10_000                   # uploaded files (one request, or many into an open job)
     max_urls_per_job: int = 100_000                   # URL and CSV jobs
     open_job_idle_seconds: int = 86_400               # an open job with no new file this long closes itself
     processor_concurrency: int = 2
+    # Each concurrency slot renders in its own long-lived worker process with this address-space cap (MB; 0: none),
+    # and a render may take RENDER_TIMEOUT_SECONDS (its worker is replaced past that, plus a grace).
+    processor_worker_memory_mb: int = 768
+    render_timeout_seconds: float = 120.0
     ack_deadline_seconds: int = 60
     max_delivery_attempts: int = 5
+    # A nacked message is redelivered after an exponential backoff between these (every subscription).
+    retry_min_backoff_seconds: float = 1.0
+    retry_max_backoff_seconds: float = 60.0
     sendgrid_api_key: str = ""
     sendgrid_api_host: str = "https://api.sendgrid.com"
     email_from: str = "ImageFlow <no-reply@imageflow.local>"
@@ -132,13 +144,22 @@ class Settings:
             bind_host=env.get("BIND_HOST") or cls.bind_host,
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_json_bytes=_int(env, "MAX_JSON_BYTES", cls.max_json_bytes),
+            request_body_timeout_seconds=max(0.1, _float(env, "REQUEST_BODY_TIMEOUT",
+                                                         cls.request_body_timeout_seconds)),
+            request_body_min_bytes_per_second=max(1, _int(env, "REQUEST_BODY_MIN_BYTES_PER_SECOND",
+                                                          cls.request_body_min_bytes_per_second)),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
             max_files_per_job=_int(env, "MAX_FILES_PER_JOB", cls.max_files_per_job),
             max_urls_per_job=_int(env, "MAX_URLS_PER_JOB", cls.max_urls_per_job),
             open_job_idle_seconds=_int(env, "OPEN_JOB_IDLE_SECONDS", cls.open_job_idle_seconds),
             processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
+            processor_worker_memory_mb=_int(env, "PROCESSOR_WORKER_MEMORY_MB", cls.processor_worker_memory_mb),
+            render_timeout_seconds=max(1.0, _float(env, "RENDER_TIMEOUT_SECONDS", cls.render_timeout_seconds)),
             ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
             max_delivery_attempts=max(1, _int(env, "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts)),
+            retry_min_backoff_seconds=max(0.0, _float(env, "RETRY_MIN_BACKOFF_SECONDS", cls.retry_min_backoff_seconds)),
+            retry_max_backoff_seconds=max(0.0, _float(env, "RETRY_MAX_BACKOFF_SECONDS", cls.retry_max_backoff_seconds)),
             sendgrid_api_key=env.get("SENDGRID_API_KEY", ""),
             sendgrid_api_host=env.get("SENDGRID_API_HOST") or cls.sendgrid_api_host,
             email_from=env.get("EMAIL_FROM") or cls.email_from,
@@ -187,8 +208,11 @@ class Settings:
 
 ENV_NAMES = (
     "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "BIND_HOST", "GCP_PROJECT", "GCS_BUCKET",
-    "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_IMAGE_PIXELS",
-    "MAX_FILES_PER_JOB", "MAX_URLS_PER_JOB", "OPEN_JOB_IDLE_SECONDS", "PROCESSOR_CONCURRENCY", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
+    "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_JSON_BYTES", "REQUEST_BODY_TIMEOUT",
+    "REQUEST_BODY_MIN_BYTES_PER_SECOND", "MAX_IMAGE_PIXELS",
+    "MAX_FILES_PER_JOB", "MAX_URLS_PER_JOB", "OPEN_JOB_IDLE_SECONDS", "PROCESSOR_CONCURRENCY",
+    "PROCESSOR_WORKER_MEMORY_MB", "RENDER_TIMEOUT_SECONDS", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
+    "RETRY_MIN_BACKOFF_SECONDS", "RETRY_MAX_BACKOFF_SECONDS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
     "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",

@@ -65,14 +65,46 @@ class Topics:
     def from_env(cls, env: Mapping[str, str]) -> "Topics":
         return cls(**{attr: env.get(var) or getattr(cls, attr) for attr, var in cls.ENV.items()})
 
+    # Dead-letter topics of the jobs, results, uploads and notifications subscriptions, named after them, and the
+    # subscriptions that read them (imageflow.topology); the tasks' dead-letter topic has its own names above.
+    @property
+    def jobs_dlq(self) -> str:
+        return f"{self.jobs}-dlq"
+
+    @property
+    def jobs_dlq_sub(self) -> str:
+        return f"{self.jobs_dlq}-im"
+
+    @property
+    def results_dlq(self) -> str:
+        return f"{self.results}-dlq"
+
+    @property
+    def results_dlq_sub(self) -> str:
+        return f"{self.results_dlq}-im"
+
+    @property
+    def notifications_dlq(self) -> str:
+        return f"{self.notifications}-dlq"
+
+    @property
+    def notifications_dlq_sub(self) -> str:
+        return f"{self.notifications_dlq}-hold"  # kept for inspection: nothing consumes it
+
+
+    @property
+    def uploads_dlq(self) -> str:
+        return f"{self.uploads}-dlq"
+
+    @property
+    def uploads_dlq_sub(self) -> str:
+        return f"{self.uploads_dlq}-hold"  # kept for inspection: nothing consumes it
+
     def as_env(self) -> dict[str, str]:
         """The names as environment variables (the ConfigMap's and deploy.sh's spelling)."""
         return {self.ENV[f.name]: getattr(self, f.name) for f in fields(self)}
 
 
-# Redelivery backoff after a nack or an expired lease (Pub/Sub's retry policy): without
-# one, Pub/Sub redelivers at once and a blip burns max_delivery_attempts in seconds.
-RETRY_MIN_BACKOFF_SECONDS, RETRY_MAX_BACKOFF_SECONDS = 1, 60
 
 
 def subscriptions(settings: Settings, push_endpoint: str | None = None, *,
@@ -82,29 +114,40 @@ def subscriptions(settings: Settings, push_endpoint: str | None = None, *,
     left out: on GCP the function's Eventarc trigger creates and owns it."""
     t = settings.topics
     push_endpoint = push_endpoint or settings.notifications_push_endpoint
-    common = dict(ack_deadline_seconds=settings.ack_deadline_seconds,
-                  min_backoff_seconds=RETRY_MIN_BACKOFF_SECONDS, max_backoff_seconds=RETRY_MAX_BACKOFF_SECONDS)
+
+    def sub(name: str, topic: str, dead_letter_topic: str | None = None, max_attempts: int | None = None,
+            **kwargs) -> SubscriptionConfig:
+        # Every work subscription dead-letters after MAX_DELIVERY_ATTEMPTS, and every one backs off between
+        # retries, so no message can be redelivered in a loop (the dead-letter subscriptions back off too).
+        return SubscriptionConfig(name, topic, ack_deadline_seconds=settings.ack_deadline_seconds,
+                                  dead_letter_topic=dead_letter_topic,
+                                  max_delivery_attempts=max_attempts or settings.max_delivery_attempts,
+                                  min_backoff_seconds=settings.retry_min_backoff_seconds,
+                                  max_backoff_seconds=settings.retry_max_backoff_seconds, **kwargs)
+
     configs = [
-        SubscriptionConfig(t.jobs_sub, t.jobs, **common),
-        SubscriptionConfig(t.tasks_sub, t.tasks, dead_letter_topic=t.tasks_dlq,
-                           max_delivery_attempts=settings.max_delivery_attempts, **common),
-        SubscriptionConfig(t.results_sub, t.results, **common),
-        SubscriptionConfig(t.tasks_dlq_sub, t.tasks_dlq, **common),
+        sub(t.jobs_sub, t.jobs, t.jobs_dlq),
+        sub(t.tasks_sub, t.tasks, t.tasks_dlq),
+        sub(t.results_sub, t.results, t.results_dlq),
+        sub(t.uploads_sub, t.uploads, t.uploads_dlq),
         # Webhooks: the second subscriber of the notifications topic (services.interaction_manager.webhooks).
-        SubscriptionConfig(t.webhooks_sub, t.notifications, dead_letter_topic=t.webhooks_dlq,
-                           max_delivery_attempts=settings.webhook_delivery_limit, **common),
-        SubscriptionConfig(t.webhooks_dlq_sub, t.webhooks_dlq, **common),
-        SubscriptionConfig(t.uploads_sub, t.uploads, **common),
+        sub(t.webhooks_sub, t.notifications, t.webhooks_dlq, max_attempts=settings.webhook_delivery_limit),
+        sub(t.jobs_dlq_sub, t.jobs_dlq),
+        sub(t.tasks_dlq_sub, t.tasks_dlq),
+        sub(t.results_dlq_sub, t.results_dlq),
+        sub(t.uploads_dlq_sub, t.uploads_dlq),
+        sub(t.webhooks_dlq_sub, t.webhooks_dlq),
+        sub(t.notifications_dlq_sub, t.notifications_dlq),
     ]
     if email_subscription:
-        configs.append(SubscriptionConfig(t.notifications_sub, t.notifications, push_endpoint=push_endpoint,
-                                          **common))
+        configs.append(sub(t.notifications_sub, t.notifications, t.notifications_dlq, push_endpoint=push_endpoint))
     return configs
 
 
 def topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.jobs, t.tasks, t.results, t.notifications, t.tasks_dlq, t.webhooks_dlq, t.uploads]
+    return [t.jobs, t.tasks, t.results, t.notifications, t.uploads, t.tasks_dlq, t.webhooks_dlq, t.jobs_dlq,
+            t.results_dlq, t.uploads_dlq, t.notifications_dlq]
 
 
 def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None, *,

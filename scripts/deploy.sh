@@ -130,8 +130,12 @@ while IFS='=' read -r name value; do
 done < <(cd "$ROOT" && "$PYTHON" -m imageflow.topology env)
 [[ -n "${TASKS_SUBSCRIPTION:-}" ]] || die "cannot read the topic names with $PYTHON -m imageflow.topology env"
 WEBHOOK_MAX_ATTEMPTS="${WEBHOOK_MAX_ATTEMPTS:-5}"
+# Dead-letter topics of the other subscriptions, named after their topics (Topics.jobs_dlq, ...).
+JOBS_DLQ_TOPIC="$JOBS_TOPIC-dlq" RESULTS_DLQ_TOPIC="$RESULTS_TOPIC-dlq" UPLOADS_DLQ_TOPIC="$UPLOADS_TOPIC-dlq"
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
+RETRY_MIN_BACKOFF_SECONDS="${RETRY_MIN_BACKOFF_SECONDS:-1}"
+RETRY_MAX_BACKOFF_SECONDS="${RETRY_MAX_BACKOFF_SECONDS:-60}"
 if ! [[ "$ACK_DEADLINE_SECONDS" =~ ^[0-9]+$ ]] || ((ACK_DEADLINE_SECONDS < 10 || ACK_DEADLINE_SECONDS > 600)); then
   die "ACK_DEADLINE_SECONDS must be 10..600 (Pub/Sub's range)"
 fi
@@ -450,6 +454,11 @@ run_ok_if_exists gcloud firestore indexes composite create --project="$PROJECT_I
   --collection-group=images --query-scope=COLLECTION --field-config="field-path=status,order=ascending" \
   --field-config="field-path=seq,order=ascending" --async
 
+# JobStore.iter_repairs: job.completed claimed but never published (the interaction manager's sweep).
+run_ok_if_exists gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)' \
+  --collection-group=jobs --query-scope=COLLECTION --field-config="field-path=completion_message_id,order=ascending" \
+  --field-config="field-path=notified_at,order=ascending" --async
+
 step "8. Pub/Sub topics and subscriptions (imageflow/topology.py), dead-lettering of failed tasks"
 # The setup command creates them, or brings existing ones in line, exactly as the code wants
 # them: ack deadline, dead-letter policy, retry backoff, no expiry. The email function's
@@ -464,7 +473,8 @@ topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$G
               NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION" WEBHOOKS_DLQ_TOPIC="$WEBHOOKS_DLQ_TOPIC"
               WEBHOOKS_SUBSCRIPTION="$WEBHOOKS_SUBSCRIPTION" WEBHOOKS_DLQ_SUBSCRIPTION="$WEBHOOKS_DLQ_SUBSCRIPTION"
               WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS" UPLOADS_TOPIC="$UPLOADS_TOPIC"
-              UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION")
+              UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION" RETRY_MIN_BACKOFF_SECONDS="$RETRY_MIN_BACKOFF_SECONDS"
+              RETRY_MAX_BACKOFF_SECONDS="$RETRY_MAX_BACKOFF_SECONDS")
 run "${topology_env[@]}" "$PYTHON" -m imageflow.topology ensure --no-email-subscription
 # Direct uploads (issue 12): the bucket announces each finished object on the uploads topic
 # (the manager's subscription of it was created by the setup command just above). A second
@@ -478,14 +488,14 @@ ensure bash -c 'gcloud storage buckets notifications list "gs://$1" --project="$
   -- gcloud storage buckets notifications create "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
   --topic="$UPLOADS_TOPIC" --event-types=OBJECT_FINALIZE --payload-format=json
 # Dead-lettering: Pub/Sub's own service agent forwards to the DLQ topic and acks the source.
-run gcloud pubsub topics add-iam-policy-binding "$TASKS_DLQ_TOPIC" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-run gcloud pubsub subscriptions add-iam-policy-binding "$TASKS_SUBSCRIPTION" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
-run gcloud pubsub topics add-iam-policy-binding "$WEBHOOKS_DLQ_TOPIC" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-run gcloud pubsub subscriptions add-iam-policy-binding "$WEBHOOKS_SUBSCRIPTION" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+for pair in "$TASKS_DLQ_TOPIC:$TASKS_SUBSCRIPTION" "$JOBS_DLQ_TOPIC:$JOBS_SUBSCRIPTION" \
+  "$RESULTS_DLQ_TOPIC:$RESULTS_SUBSCRIPTION" "$WEBHOOKS_DLQ_TOPIC:$WEBHOOKS_SUBSCRIPTION" \
+  "$UPLOADS_DLQ_TOPIC:$UPLOADS_SUBSCRIPTION"; do
+  run gcloud pubsub topics add-iam-policy-binding "${pair%%:*}" --project="$PROJECT_ID" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+  run gcloud pubsub subscriptions add-iam-policy-binding "${pair#*:}" --project="$PROJECT_ID" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+done
 bind_topic_role() { run gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
   --member="serviceAccount:$2" --role="$3" --format=none; }
 bind_subscription_role() { run gcloud pubsub subscriptions add-iam-policy-binding "$1" \
@@ -503,6 +513,8 @@ bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$WEBHOOKS_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$WEBHOOKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
 bind_subscription_role "$UPLOADS_SUBSCRIPTION" "$GSA_MANAGER"
+bind_subscription_role "$JOBS_DLQ_TOPIC-im" "$GSA_MANAGER"
+bind_subscription_role "$RESULTS_DLQ_TOPIC-im" "$GSA_MANAGER"
 bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
 
 step "9. The SendGrid key in Secret Manager, readable by the email function only"

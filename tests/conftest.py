@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def local_settings(tmp_path) -> Settings:
     """Settings for the local backends in a fresh data directory."""
-    return Settings.from_env({"IMAGEFLOW_DATA_DIR": str(tmp_path / "data"), "ACK_DEADLINE_SECONDS": "60"})
+    return Settings.from_env({"IMAGEFLOW_DATA_DIR": str(tmp_path / "data"), "ACK_DEADLINE_SECONDS": "60",
+                              "RETRY_MIN_BACKOFF_SECONDS": "0"})  # nacked messages come back at once here
 
 
 @pytest.fixture

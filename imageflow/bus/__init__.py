@@ -3,6 +3,9 @@
 At-least-once delivery; a pulled message is leased to one consumer until it is acked,
 nacked or its ack deadline passes, after which it is delivered again with a higher
 ``delivery_attempt``; after ``max_delivery_attempts`` it goes to the dead-letter topic.
+A nacked message waits out the subscription's retry backoff first (exponential, from
+``min_backoff_seconds`` to ``max_backoff_seconds``, Pub/Sub's retry policy), so a handler
+that keeps failing retries a few times a minute, not in a hot loop.
 
 Adapters: ``sqlite`` (durable local queue shared by several processes) and ``pubsub``.
 """
@@ -39,9 +42,13 @@ class SubscriptionConfig:
     max_delivery_attempts: int = 5
     push_endpoint: str | None = None
     retain_acked: bool = False
-    # Redelivery backoff after a nack (Pub/Sub's retry policy; the local bus redelivers at once).
-    min_backoff_seconds: int = 1
-    max_backoff_seconds: int = 60
+    # Redelivery backoff after a nack (Pub/Sub's retry policy; the local bus applies it too).
+    min_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+
+    def backoff(self, delivery_attempt: int) -> float:
+        """Seconds a message nacked on its ``delivery_attempt``-th delivery waits before the next one."""
+        return min(self.max_backoff_seconds, self.min_backoff_seconds * 2 ** max(0, min(delivery_attempt - 1, 30)))
 
 
 class ReceivedMessage(ABC):
@@ -63,7 +70,7 @@ class ReceivedMessage(ABC):
 
     @abstractmethod
     def nack(self) -> None:
-        """Give the message back for immediate redelivery."""
+        """Give the message back for redelivery after the subscription's retry backoff."""
 
     @abstractmethod
     def extend(self, seconds: float) -> None:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MIN_DEADLINE, MAX_DEADLINE = 10, 600            # Pub/Sub's bounds for ack deadlines
 MIN_ATTEMPTS, MAX_ATTEMPTS = 5, 100             # ... and for max_delivery_attempts
+MAX_BACKOFF = 600                               # Pub/Sub's bound for the retry policy's backoffs (seconds)
 MAX_LEASE_SECONDS = 2 * 60 * 60                 # give up extending a stuck callback after this
 PUBLISH_TIMEOUT = 60.0
 RPC_TIMEOUT = 30.0
@@ -50,6 +51,11 @@ RELEASE_PAUSE = 0.2                             # lets the library process a dro
 
 # Deprecated, yet the only way to poll the emulator without blocking (see module docstring).
 warnings.filterwarnings("ignore", message="The return_immediately flag is deprecated", category=DeprecationWarning)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    seconds = min(MAX_BACKOFF, max(0.0, seconds))
+    return duration_pb2.Duration(seconds=int(seconds), nanos=int(round((seconds % 1) * 1e9)))
 
 
 def _deadline(seconds: int | float) -> int:
@@ -291,8 +297,8 @@ class PubSubBus(MessageBus):
             ack_deadline_seconds=_deadline(config.ack_deadline_seconds),
             retain_acked_messages=config.retain_acked,
             retry_policy=pubsub_types.RetryPolicy(
-                minimum_backoff=duration_pb2.Duration(seconds=config.min_backoff_seconds),
-                maximum_backoff=duration_pb2.Duration(seconds=config.max_backoff_seconds)),
+                minimum_backoff=_duration(config.min_backoff_seconds),
+                maximum_backoff=_duration(max(config.min_backoff_seconds, config.max_backoff_seconds))),
             # An empty ttl: never expire. Pub/Sub's default deletes a subscription after 31
             # days without a pull, and processors scaled to zero for a month would lose tasks.
             expiration_policy=pubsub_types.ExpirationPolicy(),

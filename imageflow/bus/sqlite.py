@@ -5,8 +5,8 @@
 - ``pull`` leases a message to one consumer: the lease is a random token and an expiry.
   ack/nack/extend only act while the caller still holds the lease, so a consumer whose
   deadline passed cannot ack a message that has since been leased to another one.
-- A message whose lease expires, or that is nacked, is delivered again with
-  ``delivery_attempt`` one higher; once it has been delivered ``max_delivery_attempts``
+- A message whose lease expires, or that is nacked (after the retry backoff), is delivered
+  again with ``delivery_attempt`` one higher; once it has been delivered ``max_delivery_attempts``
   times, the next redelivery forwards it to the dead-letter topic instead, with the
   attributes Pub/Sub adds (``CloudPubSubDeadLetterSourceSubscription``, ...).
 - Every state change is one ``BEGIN IMMEDIATE`` transaction, so any number of threads and
@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     ack_deadline REAL NOT NULL,
     dead_letter_topic TEXT,
     max_attempts INTEGER NOT NULL,
-    push_endpoint TEXT
+    push_endpoint TEXT,
+    min_backoff REAL NOT NULL DEFAULT 1,
+    max_backoff REAL NOT NULL DEFAULT 60
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,8 +66,10 @@ class SqliteMessage(ReceivedMessage):
         self._bus._settle(self._row_id, self._token, "DELETE FROM messages WHERE id = ? AND lease_token = ?")
 
     def nack(self) -> None:
-        self._bus._settle(self._row_id, self._token,
-                          "UPDATE messages SET lease_token = NULL, lease_expires = 0 WHERE id = ? AND lease_token = ?")
+        config = self._bus.subscription_config(self.subscription)
+        with self._bus.db.transaction() as conn:
+            conn.execute("UPDATE messages SET lease_token = NULL, lease_expires = ? WHERE id = ? AND lease_token = ?",
+                         (self._bus._clock() + config.backoff(self.delivery_attempt), self._row_id, self._token))
 
     def extend(self, seconds: int) -> None:
         with self._bus.db.transaction() as conn:
@@ -77,6 +81,11 @@ class SqliteBus(MessageBus):
     def __init__(self, path: Path, *, clock=time.time):
         self.db = SqliteDatabase(path, SCHEMA)
         self._clock = clock
+        with self.db.transaction() as conn:  # bus files from before the retry backoff
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(subscriptions)")}
+            for column, default in (("min_backoff", 1), ("max_backoff", 60)):
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE subscriptions ADD COLUMN {column} REAL NOT NULL DEFAULT {default}")
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> "SqliteBus":
@@ -92,12 +101,15 @@ class SqliteBus(MessageBus):
             if not conn.execute("SELECT 1 FROM topics WHERE name = ?", (config.topic,)).fetchone():
                 raise BusError(f"topic {config.topic!r} does not exist")
             conn.execute(
-                "INSERT INTO subscriptions (name, topic, ack_deadline, dead_letter_topic, max_attempts, push_endpoint) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET topic = excluded.topic, "
-                "ack_deadline = excluded.ack_deadline, dead_letter_topic = excluded.dead_letter_topic, "
-                "max_attempts = excluded.max_attempts, push_endpoint = excluded.push_endpoint",
+                "INSERT INTO subscriptions (name, topic, ack_deadline, dead_letter_topic, max_attempts, push_endpoint, "
+                "min_backoff, max_backoff) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "topic = excluded.topic, ack_deadline = excluded.ack_deadline, "
+                "dead_letter_topic = excluded.dead_letter_topic, max_attempts = excluded.max_attempts, "
+                "push_endpoint = excluded.push_endpoint, min_backoff = excluded.min_backoff, "
+                "max_backoff = excluded.max_backoff",
                 (config.name, config.topic, config.ack_deadline_seconds, config.dead_letter_topic,
-                 config.max_delivery_attempts, config.push_endpoint),
+                 config.max_delivery_attempts, config.push_endpoint, config.min_backoff_seconds,
+                 config.max_backoff_seconds),
             )
 
     def subscription_config(self, name: str) -> SubscriptionConfig:
@@ -105,7 +117,8 @@ class SqliteBus(MessageBus):
         if row is None:
             raise BusError(f"subscription {name!r} does not exist")
         return SubscriptionConfig(row["name"], row["topic"], row["ack_deadline"], row["dead_letter_topic"],
-                                  row["max_attempts"], row["push_endpoint"])
+                                  row["max_attempts"], row["push_endpoint"], min_backoff_seconds=row["min_backoff"],
+                                  max_backoff_seconds=row["max_backoff"])
 
     def push_subscriptions(self) -> list[SubscriptionConfig]:
         rows = self.db.connection().execute("SELECT name FROM subscriptions WHERE push_endpoint IS NOT NULL")

@@ -18,7 +18,7 @@ from . import placeholders, report
 from . import schema as ops
 from .decoding import Source, decode_error, load, open_source, to_working
 from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
-from .limits import ImageError, Limits
+from .limits import ImageError, Limits, RenderBudget
 from .transforms import apply, resize_target
 from .variants import Variant, expand, largest_width
 
@@ -137,7 +137,8 @@ def _decode_still(source: Source, plan: Plan) -> tuple[list[Image.Image], bytes 
     return [_upright(image, orientation)], icc
 
 
-def _decode_animation(source: Source, plan: Plan, limits: Limits) -> tuple[list[Image.Image], list[int], int | None]:
+def _decode_animation(source: Source, plan: Plan, limits: Limits,
+                      budget: RenderBudget) -> tuple[list[Image.Image], list[int], int | None]:
     count = min(source.frames, plan.frames.max or source.frames, limits.max_frames)
     width, height = source.image.size
     if count * width * height > limits.max_animation_pixels:
@@ -155,6 +156,8 @@ def _decode_animation(source: Source, plan: Plan, limits: Limits) -> tuple[list[
             break
         except Exception as exc:
             raise decode_error(exc, source.kind) from None
+        # a GIF's canvas grows on seek to fit a frame larger than its logical screen: checked before decoding
+        budget.check([f.size for f in frames] + [image.size], f"decoding frame {index + 1}")
         frame = load(source)
         working, _ = to_working(frame, "drop" if plan.metadata.icc == "keep" else plan.metadata.icc)
         if working is frame:
@@ -180,16 +183,19 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode == "RGBX" else image
 
 
-def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits) -> list[Image.Image]:
+def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits, budget: RenderBudget) -> list[Image.Image]:
     for index, op in enumerate(plan.pixel_ops):
+        step = f"operations[{index}] ({op.op})"
         try:
-            frames = [apply(frame, op, limits) for frame in frames]
-            if op.op not in _GRID_NEUTRAL:
-                frames = [_rgb(frame) for frame in frames]
+            for n, frame in enumerate(frames):  # in place, so each input frame is released once replaced
+                frames[n] = apply(frame, op, limits)
+                if op.op not in _GRID_NEUTRAL:
+                    frames[n] = _rgb(frames[n])
+                budget.check([f.size for f in frames], step)
         except ImageError:
             raise
-        except MemoryError:
-            raise ImageError("too_large", f"not enough memory for operations[{index}] ({op.op})") from None
+        except (MemoryError, Image.DecompressionBombError):
+            raise ImageError("too_large", f"not enough memory for {step}") from None
         except (ValueError, OSError, TypeError) as exc:
             raise ImageError("invalid", f"operations[{index}] ({op.op}) failed on a "
                                         f"{frames[0].width}x{frames[0].height} image: {exc}") from None
@@ -208,48 +214,61 @@ def render(data: bytes, operations: list[dict], limits: Limits,
     output carries its placeholders and the ``choices`` made (see :mod:`.report`).
     Raises :class:`ImageError` with a clear reason on bad input."""
     with report.recording(assets) as context:
-        results = _render(data, operations, limits)
+        results = _render_data(data, operations, limits)
         return [replace(result, choices={**context.choices, **result.choices}) for result in results]
 
 
-def _render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
+def _render_data(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
     plan = Plan.from_operations(operations)
+    budget = RenderBudget(limits)
     source = open_source(data, limits)
     try:
-        formats = plan.output_formats(source.kind.name)
-        animate = (source.frames > 1 and source.kind.name in ANIMATED_INPUTS and plan.frames.mode == "all"
-                   and any(OUTPUT_FORMATS[name].animates for name in formats))
-        if animate:
-            frames, durations, loop = _decode_animation(source, plan, limits)
-            icc = None
-        else:
-            if source.frames > 1:
-                source.image.seek(0)
-            frames, icc = _decode_still(source, plan)
-            durations, loop = None, None
-        exif = _exif_to_keep(source, plan)
-        frames = _apply_all(frames, plan, limits)
-        placeholder = placeholders.of(frames[0])  # from the final pixels, before variants take them over
-        default = plan.format.format if plan.format else DEFAULT_OUTPUT[source.kind.name]
-        if plan.variants:
-            # each variant is encoded before the next is scaled, and ``frames`` is handed
-            # over, so that peak memory does not grow with the number of variants
-            outputs, frames = expand(frames, plan.variants, default, limits), None
-        else:
-            outputs = iter([Variant("", frames, default)])
-        fmt = plan.format or ops.Format(op="format", format=default)
-        results = []
-        for output in outputs:
-            same_format = plan.format is not None and output.format == plan.format.format
-            options = EncodeOptions(
-                # quality and max_bytes were chosen for the format op's format; other
-                # variant formats get their own defaults
-                quality=fmt.quality if same_format else None, target=fmt.target,
-                progressive=fmt.progressive, lossless=fmt.lossless,
-                max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
-            results.append((output.order, encode(output.frames, output.format, options, limits, durations, loop,
-                                                 output.name)))
-            output = None       # the generator alone keeps the copy the next width needs
-        return [replace(rendered, **placeholder) for _, rendered in sorted(results, key=lambda item: item[0])]
+        return _render_source(source, plan, limits, budget)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:  # any Pillow size limit: the image is too large, not a glitch
+        raise ImageError("too_large", str(exc)) from None
+    except MemoryError:
+        raise ImageError("too_large", "the render needs more memory than is available") from None
     finally:
         source.image.close()
+
+
+def _render_source(source: Source, plan: Plan, limits: Limits, budget: RenderBudget) -> list[Rendered]:
+    formats = plan.output_formats(source.kind.name)
+    animate = (source.frames > 1 and source.kind.name in ANIMATED_INPUTS and plan.frames.mode == "all"
+               and any(OUTPUT_FORMATS[name].animates for name in formats))
+    if animate:
+        frames, durations, loop = _decode_animation(source, plan, limits, budget)
+        icc = None
+    else:
+        if source.frames > 1:
+            source.image.seek(0)
+        frames, icc = _decode_still(source, plan)
+        durations, loop = None, None
+        budget.check([f.size for f in frames], "decoding")
+    exif = _exif_to_keep(source, plan)
+    frames = _apply_all(frames, plan, limits, budget)
+    placeholder = placeholders.of(frames[0])  # from the final pixels, before variants take them over
+    default = plan.format.format if plan.format else DEFAULT_OUTPUT[source.kind.name]
+    if plan.variants:
+        # each variant is encoded before the next is scaled, and ``frames`` is handed
+        # over, so that peak memory does not grow with the number of variants
+        outputs, frames = expand(frames, plan.variants, default, limits, budget), None
+    else:
+        outputs = iter([Variant("", frames, default)])
+    fmt = plan.format or ops.Format(op="format", format=default)
+    results = []
+    for output in outputs:
+        budget.check_time(f"encoding {output.name or output.format}")
+        same_format = plan.format is not None and output.format == plan.format.format
+        options = EncodeOptions(
+            # quality and max_bytes were chosen for the format op's format; other
+            # variant formats get their own defaults
+            quality=fmt.quality if same_format else None, target=fmt.target,
+            progressive=fmt.progressive, lossless=fmt.lossless,
+            max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
+        results.append((output.order, encode(output.frames, output.format, options, limits, durations, loop,
+                                             output.name)))
+        output = None       # the generator alone keeps the copy the next width needs
+    return [replace(rendered, **placeholder) for _, rendered in sorted(results, key=lambda item: item[0])]

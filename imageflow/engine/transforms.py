@@ -233,6 +233,7 @@ def watermark(image: Image.Image, op: ops.Watermark, limits: Limits) -> Image.Im
         font = ImageFont.load_default(size)
         left, top, right, bottom = font.getbbox(op.text)
     text_w, text_h = max(1, right - left), max(1, bottom - top)
+    check_size(text_w, text_h, limits, "the watermark text")  # before its layer (and glyph mask) are drawn
     red, green, blue, alpha = ImageColor.getcolor(op.color, "RGBA")
     layer = Image.new("RGBA", (text_w, text_h), (red, green, blue, 0))
     ImageDraw.Draw(layer).text((-left, -top), op.text, font=font, fill=(red, green, blue, round(alpha * op.opacity)))

@@ -14,6 +14,18 @@ from ..domain import Image, Job, mark_notified as _mark_notified
 from ..messages import Result
 
 
+# What a repair pass looks for (JobStore.iter_repairs):
+REPAIR_COMPLETION = "completion"  # job.completed claimed (notified_at) but never published (completion_message_id)
+REPAIR_WEBHOOK = "webhook"        # a webhook still to deliver (webhook_status pending)
+REPAIRS = (REPAIR_COMPLETION, REPAIR_WEBHOOK)
+
+
+# A reservation whose job document has not appeared after this long was abandoned (the intake failed).
+RESERVATION_TTL_SECONDS = 120.0
+
+Admit = Callable[[list[Job], int], None]  # (the owner's active jobs, images wanted): raises to refuse
+
+
 class JobNotFound(KeyError):
     """No job with that id."""
 
@@ -141,6 +153,22 @@ class JobStore(ABC):
         previous page). Use ``page_jobs``/``iter_jobs`` rather than a bare limit."""
 
     @abstractmethod
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
+        """In one transaction: the owner's active jobs (reserved and not yet finished, and reserved
+        jobs still being created) are handed to ``admit``, which raises to refuse; if it does not,
+        ``job_id`` is reserved with ``images`` images. Parallel reservations cannot both pass a
+        limit only one of them fits under. Finished and abandoned reservations are dropped here."""
+
+    @abstractmethod
+    def release_quota(self, owner: str | None, job_id: str) -> None:
+        """Drop a reservation whose job was not created after all."""
+
+    @abstractmethod
+    def iter_repairs(self, need: str) -> Iterator[Job]:
+        """Every job that needs the repair ``need`` (REPAIR_COMPLETION or REPAIR_WEBHOOK), however
+        old or many: queried directly (an index on each adapter), read page by page."""
+
+    @abstractmethod
     def delete_job(self, job_id: str) -> bool:
         """Delete the job and its images; False when there was none."""
 
@@ -198,3 +226,21 @@ def iter_jobs(store: JobStore, *, owner: str | None = None, status: str | None =
         yield from page
         if cursor is None:
             return
+
+
+def held_reservations(reservations: dict[str, tuple[int, float]], jobs: dict[str, Job | None],
+                      now: float) -> tuple[list[Job], dict[str, tuple[int, float]]]:
+    """The active jobs behind an owner's reservations ({job_id: (images, reserved_at)}) given their job
+    documents, and the reservations still held: a finished job's is dropped, and so is one whose job never
+    appeared within RESERVATION_TTL_SECONDS (shared by the adapters)."""
+    active, kept = [], {}
+    for job_id, (images, reserved_at) in reservations.items():
+        job = jobs.get(job_id)
+        if job is None:
+            if now - reserved_at <= RESERVATION_TTL_SECONDS:
+                active.append(Job(job_id=job_id, total=images))
+                kept[job_id] = (images, reserved_at)
+        elif not job.is_terminal:
+            active.append(job)
+            kept[job_id] = (images, reserved_at)
+    return active, kept

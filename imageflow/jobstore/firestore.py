@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -26,11 +28,13 @@ from .. import domain
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore, SavedPreset, TooManyImages
+from . import (REPAIR_COMPLETION, REPAIR_WEBHOOK, Admit, Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore,
+                SavedPreset, TooManyImages, held_reservations)
 
 log = logging.getLogger(__name__)
 
 JOBS = "jobs"
+QUOTAS = "quotas"  # quotas/<owner digest>: {"reservations": {job_id: {"images", "at"}}}
 IMAGES = "images"
 PRESETS = "presets"      # presets/<hash of owner and name>: {owner, name, operations, created_at, updated_at}
 MAX_BATCH_WRITES = 450      # Firestore allows 500 writes per commit; keep a margin
@@ -44,6 +48,7 @@ class FirestoreJobStore(JobStore):
     def __init__(self, settings: Settings, *, client: firestore.Client | None = None):
         self._settings = settings
         self._client = client
+        self._quota_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._lock = threading.Lock()
 
     @property
@@ -267,6 +272,51 @@ class FirestoreJobStore(JobStore):
             query = query.start_after({"created_at": after[0], "job_id": after[1]})
         query = query.limit(limit)
         return [Job.from_dict(snap.to_dict()) for snap in query.stream()]
+
+    def _quota_ref(self, owner: str | None):
+        return self.client.collection(QUOTAS).document(hashlib.sha256((owner or "").encode()).hexdigest()[:40])
+
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
+        """A transaction on the owner's quota document (and the job documents it names)."""
+        ref = self._quota_ref(owner)
+
+        @firestore.transactional
+        def reserve(transaction) -> None:
+            snap = ref.get(transaction=transaction)
+            stored = (snap.to_dict() or {}).get("reservations", {}) if snap.exists else {}
+            held = {j: (int(e["images"]), float(e["at"])) for j, e in stored.items()}
+            docs = {s.id: Job.from_dict(s.to_dict()) for s in
+                    transaction.get_all([self._job_ref(j) for j in held]) if s.exists} if held else {}
+            active, kept = held_reservations(held, docs, time.time())
+            admit(active, images)
+            kept[job_id] = (images, time.time())
+            transaction.set(ref, {"reservations": {j: {"images": n, "at": at} for j, (n, at) in kept.items()}})
+
+        # One owner's submissions contend on one document: this process's threads queue for it, so only
+        # other processes' transactions can abort ours (and then the client library retries).
+        with self._quota_locks[owner or ""]:
+            reserve(self.client.transaction(max_attempts=10))
+
+    def release_quota(self, owner: str | None, job_id: str) -> None:
+        try:
+            self._quota_ref(owner).update({f"reservations.{job_id}": firestore.DELETE_FIELD})
+        except gexc.NotFound:
+            pass
+
+    def iter_repairs(self, need: str) -> Iterator[Job]:
+        """Streamed (Firestore pages the answer). The completion query needs the composite index
+        jobs (completion_message_id ASC, notified_at ASC); the webhook one, the automatic index of
+        webhook_status."""
+        jobs = self.client.collection(JOBS)
+        if need == REPAIR_COMPLETION:
+            query = jobs.where(filter=FieldFilter("completion_message_id", "==", None)) \
+                .where(filter=FieldFilter("notified_at", ">", ""))
+        elif need == REPAIR_WEBHOOK:
+            query = jobs.where(filter=FieldFilter("webhook_status", "==", "pending"))
+        else:
+            raise ValueError(f"unknown repair {need!r}")
+        for snap in query.stream():
+            yield Job.from_dict(snap.to_dict())
 
     def delete_job(self, job_id: str) -> bool:
         """Delete the image documents, then the job document."""

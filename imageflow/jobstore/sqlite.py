@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 from .. import domain
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..sqlite_util import SqliteDatabase
-from . import Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore, SavedPreset, TooManyImages
+from . import (REPAIR_COMPLETION, REPAIR_WEBHOOK, Admit, Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore,
+                SavedPreset, TooManyImages, held_reservations)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -21,6 +24,16 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC);
 CREATE INDEX IF NOT EXISTS jobs_by_created_id ON jobs (created_at DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (job_id) WHERE json_extract(doc, '$.notified_at') IS NOT NULL
+    AND json_extract(doc, '$.completion_message_id') IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_webhook_pending ON jobs (job_id) WHERE json_extract(doc, '$.webhook_status') = 'pending';
+CREATE TABLE IF NOT EXISTS quota_reservations (
+    owner TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    images INTEGER NOT NULL,
+    reserved_at REAL NOT NULL,
+    PRIMARY KEY (owner, job_id)
+);
 CREATE TABLE IF NOT EXISTS images (
     job_id TEXT NOT NULL,
     image_id TEXT NOT NULL,
@@ -227,6 +240,41 @@ class SqliteJobStore(JobStore):
         rows = self.db.connection().execute(
             f"SELECT doc FROM jobs {where} ORDER BY created_at DESC, job_id DESC LIMIT ?", (*params, limit))
         return [Job.from_dict(json.loads(row["doc"])) for row in rows]
+
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
+        owner = owner or ""
+        with self.db.transaction() as conn:  # BEGIN IMMEDIATE: reservations are serialised
+            rows = conn.execute("SELECT job_id, images, reserved_at FROM quota_reservations WHERE owner = ?",
+                                (owner,)).fetchall()
+            held = {row["job_id"]: (row["images"], row["reserved_at"]) for row in rows}
+            active, kept = held_reservations(held, {j: self._read_job(conn, j) for j in held}, time.time())
+            for gone in set(held) - set(kept):
+                conn.execute("DELETE FROM quota_reservations WHERE owner = ? AND job_id = ?", (owner, gone))
+            admit(active, images)
+            conn.execute("INSERT OR REPLACE INTO quota_reservations (owner, job_id, images, reserved_at) "
+                         "VALUES (?, ?, ?, ?)", (owner, job_id, images, time.time()))
+
+    def release_quota(self, owner: str | None, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM quota_reservations WHERE owner = ? AND job_id = ?", (owner or "", job_id))
+
+    # the WHERE clauses of the partial indexes above, so each repair query reads only its index
+    _REPAIR_WHERE = {
+        REPAIR_COMPLETION: "json_extract(doc, '$.notified_at') IS NOT NULL "
+                           "AND json_extract(doc, '$.completion_message_id') IS NULL",
+        REPAIR_WEBHOOK: "json_extract(doc, '$.webhook_status') = 'pending'",
+    }
+
+    def iter_repairs(self, need: str, page_size: int = 500) -> Iterator[Job]:
+        where, after = self._REPAIR_WHERE[need], ""
+        while True:
+            rows = self.db.connection().execute(
+                f"SELECT job_id, doc FROM jobs WHERE {where} AND job_id > ? ORDER BY job_id LIMIT ?",
+                (after, page_size)).fetchall()
+            yield from (Job.from_dict(json.loads(row["doc"])) for row in rows)
+            if len(rows) < page_size:
+                return
+            after = rows[-1]["job_id"]
 
     def delete_job(self, job_id: str) -> bool:
         with self.db.transaction() as conn:

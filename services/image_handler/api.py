@@ -27,7 +27,7 @@ from .intake import (
     validate_operations,
     validate_webhook_secret,
 )
-from .url_lists import MAX_CSV_BYTES, check_entries, entries_from_csv, entries_from_json
+from .url_lists import MAX_CSV_BYTES, TooManyUrls, check_entries, entries_from_csv, entries_from_json
 from .views import DEFAULT_IMAGE_PAGE, MAX_IMAGE_PAGE, JobViews, decode_image_cursor
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,6 @@ def _form_operations(raw: str | None):
         raise ClientError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
 
 
-MAX_JSON_BYTES = 16 * 1024 * 1024  # a list of 100,000 URLs (MAX_URLS_PER_JOB)
-
-
 def _job_request(fields, operations) -> JobRequest:
     """What every way of creating a job shares: the validated options and the caller."""
     preset = fields.get("preset") or None
@@ -133,19 +130,21 @@ def _intake() -> Intake:
     """Job creation for this caller (its quota is checked before anything is stored)."""
     c = ctx()
     return Intake(c.settings, c.backends.blobs, c.backends.jobs, c.backends.bus,
-                  admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n))
+                  admit=lambda job_id, n: c.auth.reserve_quota(c.backends.jobs, g.caller, job_id, n),
+                  release=lambda job_id: c.auth.release_quota(c.backends.jobs, g.caller, job_id))
 
 
 def _url_entries(parse, data):
     try:
-        return check_entries(parse(data))
+        return check_entries(parse(data, max_rows=ctx().settings.max_urls_per_job))
+    except TooManyUrls as exc:
+        raise ClientError(413, exc.code, exc.reason)
     except FetchError as exc:
         raise ClientError(400, exc.code, exc.reason)
 
 
 def _json_body() -> dict | None:
-    if (request.content_length or 0) > MAX_JSON_BYTES:
-        raise ClientError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // (1024 * 1024)} MB")
+    """The JSON object of the request, or None (its size is bounded by body_limits: MAX_JSON_BYTES)."""
     body = request.get_json(silent=True)
     return body if isinstance(body, dict) else None
 

@@ -24,6 +24,7 @@ from imageflow.settings import Settings
 from services.image_handler.auth import Auth
 from services.image_handler.ratelimit import RateLimiter, client_address
 
+from . import body_limits
 from .api import api
 from .editor_api import register_editor_api
 from .errors import ClientError, client_error_response, error_response
@@ -85,8 +86,6 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=settings.forwarded_proto_hops, x_host=0)
     install_request_context(app)  # log lines name the request's trace and job
     app.json = _JSONProvider(app)
-    # Werkzeug answers 413 before reading a body over the request limit.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
     app.config["MAX_FORM_PARTS"] = settings.max_files_per_job + 50
     app.json.sort_keys = False
@@ -97,6 +96,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     app.register_blueprint(job_routes)
     register_editor_api(app)
     register_health(app, "image-handler", backends.checks())
+    body_limits.install(app, settings)
     _register_errors(app, settings)
     _register_metrics(app)
     _register_rate_limit(app, settings)
@@ -134,7 +134,11 @@ def _register_errors(app: Flask, settings: Settings) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
         """Werkzeug raises the same error for each of its limits: name the one this request hit."""
+        limit = getattr(exc, "limit", None) or request.environ.get(body_limits.LIMIT_KEY)
         length = request.content_length
+        if (limit and limit != settings.max_request_bytes) and (length is None or length > limit):
+            return error_response(413, "request_too_large", f"the request is larger than the "
+                                  f"{body_limits.describe_limit(limit)} limit of this kind of request")
         if length is None or length > settings.max_request_bytes:
             return error_response(413, "request_too_large", f"the request is larger than the "
                                   f"{settings.max_request_bytes // (1024 * 1024)} MB limit (MAX_REQUEST_BYTES): "

@@ -117,12 +117,32 @@ class Auth:
         return Caller(owner, enforced=True)
 
     # -- quotas ----------------------------------------------------------------------------
+    @property
+    def quotas_on(self) -> bool:
+        return bool(self.quota_jobs or self.quota_images)
+
     def check_quota(self, jobs: JobStore, caller: Caller, new_images: int) -> None:
-        """Raise ClientError(429) if a new job of ``new_images`` images would exceed the caller's quota."""
-        if not (self.quota_jobs or self.quota_images):
+        """Raise ClientError(429) if a new job of ``new_images`` images would exceed the caller's quota
+        (a read-only check; :meth:`reserve_quota` is the atomic one that job creation uses)."""
+        if not self.quotas_on:
             return
         active = [job for status in (domain.QUEUED, domain.PROCESSING)
                   for job in iter_jobs(jobs, owner=caller.owner, status=status)]
+        self.refuse_over_quota(caller, active, new_images)
+
+    def reserve_quota(self, jobs: JobStore, caller: Caller, job_id: str, new_images: int) -> None:
+        """Reserve the caller's quota for the new job ``job_id`` in one job-store transaction, so parallel
+        submissions cannot all pass a limit only some of them fit under; ClientError(429) past it."""
+        if self.quotas_on:
+            jobs.reserve_quota(caller.owner, job_id, new_images,
+                               lambda active, n: self.refuse_over_quota(caller, active, n))
+
+    def release_quota(self, jobs: JobStore, caller: Caller, job_id: str) -> None:
+        if self.quotas_on:
+            jobs.release_quota(caller.owner, job_id)
+
+    def refuse_over_quota(self, caller: Caller, active: list, new_images: int) -> None:
+        """Raise ClientError(429) if ``active`` (the caller's unfinished jobs) leaves no room for ``new_images``."""
         who = f"API key {caller.owner!r}" if caller.enforced else "this service"
         if self.quota_jobs and len(active) >= self.quota_jobs:
             raise ClientError(429, "quota_exceeded",

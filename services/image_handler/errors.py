@@ -14,8 +14,16 @@ class ClientError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
+MAX_DETAILS = 20
+
+
 def error_response(status: int, code: str, message: str, details=None):
-    return jsonify({"error": {"code": code, "message": message, "details": details}}), status
+    """The error body; a list of ``details`` is cut to its first MAX_DETAILS entries and the number left
+    out is given in ``details_omitted`` (an answer stays small whatever the request held)."""
+    error = {"code": code, "message": message, "details": details}
+    if isinstance(details, list) and len(details) > MAX_DETAILS:
+        error.update(details=details[:MAX_DETAILS], details_omitted=len(details) - MAX_DETAILS)
+    return jsonify({"error": error}), status
 
 
 def client_error_response(exc: ClientError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
@@ -150,14 +151,16 @@ def validate_webhook_secret(secret: str | None) -> str | None:
 @dataclass
 class Intake:
     """Creates jobs: validation before storage, the originals stored, the job recorded and
-    announced with ``job.submitted``. ``admit(n)`` is called before anything is stored (quotas);
-    it raises to refuse."""
+    announced with ``job.submitted``. ``admit(job_id, n)`` reserves the caller's quota before
+    anything is stored (it raises to refuse); ``release(job_id)`` gives it back if the job is not
+    created after all."""
 
     settings: Settings
     blobs: BlobStore
     jobs: JobStore
     bus: MessageBus
-    admit: Callable[[int], None] | None = None
+    admit: Callable[[str, int], None] | None = None
+    release: Callable[[str], None] | None = None
 
     def create_job(self, uploads: Iterable[Upload], request: JobRequest, overlays: Iterable[Upload] = ()) -> Created:
         """A job of uploaded files; a bad file is refused alone, with its reason. ``overlays``
@@ -168,25 +171,23 @@ class Intake:
         if not uploads:
             raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
         self.check_room(0, len(uploads))
-        if self.admit:
-            self.admit(len(uploads))
         job = request.new_job()
-        images, rejected = self._store_files(job, uploads)
-        self._store_overlays(job, overlay_files)
-        return self._record(job, images, rejected)
+        with self._reserved(job, len(uploads)):
+            images, rejected = self._store_files(job, uploads)
+            self._store_overlays(job, overlay_files)
+            return self._record(job, images, rejected)
 
     def open_job(self, request: JobRequest) -> Job:
         """An open job with no image yet: files join it with ``add_files`` until ``close``
         (its overlay operations may name URLs only: no file comes with the request)."""
         check_overlays(request.operations, (), self.settings, Limits.from_settings(self.settings))
-        if self.admit:
-            self.admit(0)
         now = domain.utcnow()
         job = request.new_job(status=domain.OPEN, last_file_at=now)
-        try:
-            self.jobs.create_job(job, [])
-        except Exception as exc:
-            self._discard(job, exc, "record the job (the job store is unavailable)")
+        with self._reserved(job, 0):
+            try:
+                self.jobs.create_job(job, [])
+            except Exception as exc:
+                self._discard(job, exc, "record the job (the job store is unavailable)")
         log.info("job %s opened", job.job_id)
         return job
 
@@ -199,8 +200,7 @@ class Intake:
             raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
         self.check_open(job)
         self.check_room(job.total, len(uploads))
-        if self.admit:
-            self.admit(len(uploads))
+        # (the open job's quota was reserved when it was opened; MAX_FILES_PER_JOB bounds what joins it)
         images, rejected = self._store_files(job, uploads, keep_job=True)
         try:
             job = self.jobs.add_images(job.job_id, images, max_total=self.settings.max_files_per_job,
@@ -264,6 +264,21 @@ class Intake:
                                                      "(MAX_FILES_PER_JOB)", {"limit": limit, "held": held,
                                                                              "room": room})
 
+    @contextmanager
+    def _reserved(self, job: Job, images: int):
+        """The caller's quota held for ``job`` while it is created, given back if that fails."""
+        if self.admit:
+            self.admit(job.job_id, images)
+        try:
+            yield
+        except BaseException:
+            if self.release:
+                try:
+                    self.release(job.job_id)
+                except Exception:  # it lapses on its own (RESERVATION_TTL_SECONDS)
+                    log.exception("could not release the quota reserved for %s", job.job_id)
+            raise
+
     def _store_files(self, job: Job, uploads: list[Upload], *, keep_job: bool = False) -> tuple[list[Image],
                                                                                                 list[Rejected]]:
         """Check and store each file under the job: the images to record, and the refusals. When
@@ -322,8 +337,6 @@ class Intake:
         if len(entries) + len(rejected) > limit:
             raise ClientError(413, "too_many_urls", f"too many URLs: {len(entries) + len(rejected)} sent, "
                                                     f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
-        if self.admit:
-            self.admit(len(entries))
         job = request.new_job(meta_keys=list(dict.fromkeys(key for entry in entries for key in entry.meta or {})))
         images = []
         for entry in entries:
@@ -332,7 +345,8 @@ class Intake:
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename,
                                 input_path=domain.input_path(job.job_id, image_id, filename),
                                 source_url=entry.url, meta=entry.meta))
-        return self._record(job, images, rejected)
+        with self._reserved(job, len(entries)):
+            return self._record(job, images, rejected)
 
     def _discard(self, job: Job, exc: Exception, step: str):
         """Nothing refers to the originals stored so far: delete them (none is left without a job), then 503."""

@@ -15,6 +15,14 @@ MAX_META_COLUMNS = 10
 MAX_META_VALUE = 500
 
 
+class TooManyUrls(FetchError):
+    """The list holds more URLs than a job may have (parsing stopped there)."""
+
+    def __init__(self, limit: int):
+        super().__init__("too_many_urls", f"too many URLs: more than {limit} sent, at most {limit} per job "
+                                          "(MAX_URLS_PER_JOB)")
+
+
 def filename_from_url(url: str, default: str = "image") -> str:
     """The last path segment of the URL (percent-decoded), or ``default``."""
     segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
@@ -67,11 +75,13 @@ def check_entries(entries: Iterable[UrlEntry]) -> tuple[list[UrlEntry], list[Rej
     return good, bad
 
 
-def entries_from_json(items) -> list[UrlEntry]:
+def entries_from_json(items, max_rows: int | None = None) -> list[UrlEntry]:
     """``["https://...", {"url": "https://...", "name": ..., "product": ...}]`` -> entries.
-    Raises FetchError when the list itself is malformed."""
+    Raises FetchError when the list itself is malformed, TooManyUrls past ``max_rows`` entries."""
     if not isinstance(items, list) or not items:
         raise FetchError("invalid_urls", "'urls' must be a non-empty list of URLs")
+    if max_rows is not None and len(items) > max_rows:
+        raise TooManyUrls(max_rows)
     entries = []
     for row, item in enumerate(items, start=1):
         if isinstance(item, str):
@@ -84,10 +94,11 @@ def entries_from_json(items) -> list[UrlEntry]:
     return entries
 
 
-def entries_from_csv(data: bytes) -> list[UrlEntry]:
+def entries_from_csv(data: bytes, max_rows: int | None = None) -> list[UrlEntry]:
     """A CSV of URLs: either a header row with a ``url`` column (other columns, e.g. ``name``
     and ``product``, are kept), or no header and the URL in the first column. Blank rows are
-    skipped. Raises FetchError for an unreadable file."""
+    skipped. Raises FetchError for an unreadable file, and TooManyUrls as soon as it has read
+    more than ``max_rows`` URL rows (the rest of the file is not parsed)."""
     if len(data) > MAX_CSV_BYTES:
         raise FetchError("csv_too_large", f"the CSV is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB")
     try:
@@ -98,14 +109,21 @@ def entries_from_csv(data: bytes) -> list[UrlEntry]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
+    rows = []
     try:
         reader = csv.reader(io.StringIO(text), dialect)
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+                if max_rows is not None and len(rows) > max_rows + 1:  # + 1: the first row may be a header
+                    raise TooManyUrls(max_rows)
     except csv.Error as exc:
         raise FetchError("invalid_csv", f"the CSV is malformed: {exc}") from None
     if not rows:
         raise FetchError("invalid_csv", "the CSV has no rows")
     header = [cell.strip().lower() for cell in rows[0][1]]
+    if "url" not in header and max_rows is not None and len(rows) > max_rows:
+        raise TooManyUrls(max_rows)
     if "url" in header:
         column = header.index("url")
         return [UrlEntry(row[column] if column < len(row) else "", _clean_meta(dict(zip(header, row))), number)

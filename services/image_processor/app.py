@@ -40,6 +40,7 @@ def main(settings: Settings | None = None, backends: Backends | None = None, ren
     log.info("%s: draining %d in-flight task(s)", signal_name, subscriber.in_flight())
     subscriber.stop(timeout=settings.drain_seconds)
     server.stop()
+    processor.close()
     abandoned = subscriber.in_flight()
     if abandoned:
         # Their messages were nacked for another processor; the interpreter would otherwise

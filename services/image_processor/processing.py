@@ -6,20 +6,21 @@ Anything else (storage or bus trouble) raises, so the message is nacked and retr
 after ``max_delivery_attempts`` it is dead-lettered and the interaction manager marks the
 image failed. Redelivery rewrites the same output objects, so retries never duplicate.
 
-A redelivered task may be the one that crashed the worker last time (a poison image that
-kills the decoder or exhausts memory). It is rendered in a child process, so it can only
-crash the child: the tasks running beside it are not taken down with it again and again
-until they too are dead-lettered.
+Every render runs in a long-lived worker process (:class:`RenderPool`, one per concurrency
+slot) whose address space is capped: a poison image that kills the decoder or exhausts
+memory takes down only its worker, which is replaced, and only its own task fails, on the
+first attempt and with a reason; the tasks rendering beside it carry on.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import multiprocessing
+import os
+import queue
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from imageflow import domain
@@ -62,25 +63,31 @@ class Processor:
     render: RenderTask = render_task
     fetcher: UrlFetcher | None = None  # built from settings on first use: fetches tasks' source URLs
     previews: bool = True
+    fetch_policy: FetchPolicy | None = None     # for overlay URLs; None: from the settings
+    pool: "RenderPool | None" = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.fetcher is None:
             self.fetcher = UrlFetcher(self.settings, self.blobs)
-    fetch_policy: FetchPolicy | None = None     # for overlay URLs; None: from the settings
+        if self.pool is None:
+            self.pool = RenderPool(self.settings.processor_concurrency, self.settings.processor_worker_memory_mb)
+
+    def close(self) -> None:
+        self.pool.close()
 
     def handle_message(self, message: ReceivedMessage) -> None:
         """Subscriber callback for ``imageflow-tasks-processor``."""
         task = decode_delivered(Task, message)
         if task is None:
             return
-        result = self.process(task, isolate=message.delivery_attempt > 1)
+        result = self.process(task)
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
         message.ack()
 
-    def process(self, task: Task, isolate: bool = False) -> Result:
-        """Render the task's outputs and write them; a failed Result for a bad image.
-        Raises on transient trouble (the task will be retried). ``isolate`` renders in a
-        child process (a crash there raises WorkerCrash instead of killing this process)."""
+    def process(self, task: Task) -> Result:
+        """Render the task's outputs (in a render worker) and write them; a failed Result for a bad
+        image, or one whose render killed its worker. Raises on transient trouble (the task will be
+        retried)."""
         started = time.monotonic()
         input_facts: dict = {}
         if task.source_url:
@@ -98,9 +105,11 @@ class Processor:
         try:
             assets = self.overlays(task)
             render_fn = functools.partial(self.render, assets=assets) if assets else self.render
-            rendered = render_isolated(render_fn, task, data, limits) if isolate else render_fn(task, data, limits)
+            rendered = self.pool.render(render_fn, task, data, limits)
         except ImageError as exc:
             return self._failed(task, exc.code, exc.reason, started, **input_facts)
+        except WorkerCrash as exc:
+            return self._failed(task, domain.WORKER_CRASHED, str(exc), started, **input_facts)
         outputs = []
         for item in rendered:
             path = domain.output_file(task.output_path, item.ext, item.variant)
@@ -164,25 +173,151 @@ class Processor:
 
 
 class WorkerCrash(RuntimeError):
-    """The child process rendering a task died (a signal, or out of memory)."""
+    """The worker process rendering a task died under it (a signal, a native crash, the memory cap)."""
 
 
-def _render_in_child(render_fn: RenderTask, task: Task, data: bytes, limits: Limits) -> list[Rendered] | tuple[str, str]:
-    # ImageError comes back as a value: exceptions with extra constructor arguments do not unpickle.
-    try:
-        return render_fn(task, data, limits)
-    except ImageError as exc:
-        return exc.code, exc.reason
+# -- render workers -----------------------------------------------------------------------------
+def _worker_main(conn, memory_bytes: int) -> None:
+    """A render worker: renders what it is sent until its pipe closes. Its address space is capped, so a
+    bomb that gets past the engine's budgets fails here (MemoryError) or kills only this process. SIGTERM
+    (a stack or pod stopping) lets the render in progress finish and be answered first."""
+    import resource
+    import signal
 
+    from imageflow.runtime import configure_logging
 
-def render_isolated(render_fn: RenderTask, task: Task, data: bytes, limits: Limits) -> list[Rendered]:
-    """``render_fn`` in a fresh child process (spawned: forking a threaded worker is unsafe)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    configure_logging("image-processor")
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    state = {"busy": False, "stopping": False}
+
+    def on_stop(*_):
+        if not state["busy"]:
+            os._exit(0)
+        state["stopping"] = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    while True:
         try:
-            outcome = pool.submit(_render_in_child, render_fn, task, data, limits).result()
-        except BrokenProcessPool:
-            log.error("rendering %s crashed its child process", task.input_path)
-            raise WorkerCrash(f"rendering {task.input_path} crashed its process") from None
-    if isinstance(outcome, tuple):
-        raise ImageError(*outcome)
-    return outcome
+            render_fn, task, data, limits = conn.recv()
+        except (EOFError, OSError):
+            return
+        state["busy"] = True
+        retire = False
+        try:
+            outcome = ["ok", render_fn(task, data, limits)]
+        except ImageError as exc:  # sent as a value: exceptions with extra constructor arguments do not unpickle
+            outcome = ["image_error", (exc.code, exc.reason)]
+        except MemoryError:
+            outcome = ["image_error", ("too_large", f"the render needs more than the {memory_bytes >> 20} MB "
+                                                    "a render worker may use")]
+            retire = True  # start afresh rather than go on with a heap that ran dry
+        except Exception as exc:
+            outcome = ["error", f"{type(exc).__name__}: {exc}"]
+        del data
+        retire = retire or state["stopping"]
+        try:
+            conn.send((*outcome, retire))
+        except MemoryError:
+            conn.send(("image_error", ("too_large", "the render's output does not fit in a worker's memory"), True))
+            retire = True
+        state["busy"] = False
+        if retire or state["stopping"]:
+            return
+
+
+class _Worker:
+    def __init__(self, memory_bytes: int):
+        ctx = multiprocessing.get_context("spawn")  # forking a threaded process is unsafe
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, memory_bytes), daemon=True,
+                                   name="render-worker")
+        self.process.start()
+        child.close()
+
+    def stop(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+
+    def exit_description(self) -> str:
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+
+
+class RenderPool:
+    """Long-lived render worker processes, one per concurrency slot, each with an address-space cap
+    (PROCESSOR_WORKER_MEMORY_MB). A render runs in an idle worker; a worker that dies, or overruns the
+    render time limit, is replaced at once, and only the task it was rendering fails. Rendering in
+    processes also gives one processor's tasks true parallelism across cores (no shared GIL)."""
+
+    GRACE_SECONDS = 15.0  # past the engine's own time limit (RenderBudget), before a worker is killed
+
+    def __init__(self, size: int, memory_mb: int = 0):
+        self.size, self.memory_bytes = max(1, size), max(0, memory_mb) << 20
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._started = 0  # workers that exist (idle or rendering); started on first need
+        self._closed = False
+        self.replaced = 0
+
+    def _take(self) -> _Worker:
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the render pool is closed")
+                start = self._idle.empty() and self._started < self.size
+                if start:
+                    self._started += 1
+            worker = _Worker(self.memory_bytes) if start else self._idle.get()
+            if worker.process.is_alive():
+                return worker
+            self._release(worker, healthy=False)  # died while idle (a stray signal): replaced
+
+    def _release(self, worker: _Worker, healthy: bool) -> None:
+        if healthy and not self._closed:
+            self._idle.put(worker)
+            return
+        worker.stop()
+        with self._lock:
+            if self._closed:
+                self._started -= 1
+                return
+            self.replaced += 1
+        self._idle.put(_Worker(self.memory_bytes))  # the slot's new worker, so no render waits on a dead one
+
+    def render(self, render_fn: RenderTask, task: Task, data: bytes, limits: Limits) -> list[Rendered]:
+        worker = self._take()
+        healthy = False
+        try:
+            worker.conn.send((render_fn, task, data, limits))
+            if not worker.conn.poll(limits.max_render_seconds + self.GRACE_SECONDS):
+                log.error("the render of %s overran its time limit: replacing its worker", task.input_path)
+                raise ImageError("timeout", f"the render did not finish within {limits.max_render_seconds:g} s")
+            kind, payload, retire = worker.conn.recv()
+            healthy = not retire
+        except (EOFError, OSError):
+            how = worker.exit_description()
+            log.error("the render worker for %s died (%s)", task.input_path, how)
+            raise WorkerCrash(f"rendering it crashed its worker process ({how}: out of memory or a decoder "
+                              "crash); the image could not be processed") from None
+        finally:
+            self._release(worker, healthy)
+        if kind == "ok":
+            return payload
+        if kind == "image_error":
+            raise ImageError(*payload)
+        raise RuntimeError(f"rendering {task.input_path} failed: {payload}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            worker.stop()

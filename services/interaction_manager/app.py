@@ -57,6 +57,10 @@ def main() -> int:
                                ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.webhooks_dlq_sub, webhooks.handle_dead_letter, max_messages=4,
                                ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.jobs_dlq_sub, coordinator.handle_job_dead_letter, max_messages=2,
+                               ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.results_dlq_sub, coordinator.handle_result_dead_letter, max_messages=10,
+                               ack_deadline_seconds=deadline),
     ]
     alive = lambda: all(s.is_alive() for s in subscribers)  # noqa: E731
     port = int(os.environ.get("PORT", "8081"))

@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -17,7 +17,7 @@ from imageflow import domain
 from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.engine import ImageError, Limits, probe
-from imageflow.jobstore import JobClosed, JobStore, TooManyImages, iter_jobs
+from imageflow.jobstore import REPAIR_COMPLETION, JobClosed, JobStore, TooManyImages, iter_jobs
 from imageflow.messages import (
     JobCompleted,
     JobSubmitted,
@@ -40,13 +40,54 @@ class Coordinator:
     bus: MessageBus
     blobs: BlobStore | None = None
     on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # called after the publish (tests, metrics)
+    _fan_out_errors: dict = field(default_factory=dict, repr=False)  # job_id -> last fan-out error (for its reason)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:
         submitted = decode_delivered(JobSubmitted, message)
         if submitted is None:
             return
-        self.fan_out(submitted.job_id)
+        try:
+            self.fan_out(submitted.job_id)
+        except Exception as exc:  # retried with backoff, then dead-lettered (handle_job_dead_letter)
+            self._fan_out_errors[submitted.job_id] = f"{type(exc).__name__}: {exc}"[:300]
+            while len(self._fan_out_errors) > 1000:
+                self._fan_out_errors.pop(next(iter(self._fan_out_errors)))
+            raise
+        message.ack()
+
+    def handle_job_dead_letter(self, message: ReceivedMessage) -> None:
+        """A job.submitted whose fan-out kept failing: the job fails, each unfinished image with the
+        reason, and is announced like any finished job (so it can be deleted)."""
+        submitted = decode_delivered(JobSubmitted, message)
+        if submitted is None:
+            return
+        attempts = message.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") or "several"
+        cause = self._fan_out_errors.pop(submitted.job_id, None)
+        self.fail_job(submitted.job_id, f"the job could not be started after {attempts} attempts"
+                      + (f" ({cause})" if cause else ""))
+        message.ack()
+
+    def fail_job(self, job_id: str, reason: str) -> None:
+        job = self.jobs.get_job(job_id)
+        if job is None or job.is_terminal:
+            return
+        unfinished = [i for i in self.jobs.list_images(job_id) if i.status not in domain.TERMINAL_IMAGE_STATUSES]
+        log.error("job %s failed: %s", job_id, reason)
+        self.fold([Result(job_id=job_id, image_id=i.image_id, status="failed", error=reason) for i in unfinished])
+        job = self.jobs.get_job(job_id)
+        if job is not None and not job.is_terminal:  # no image left to fail (a job of none): fail the job itself
+            job = self.jobs.update_job(job_id, status=domain.FAILED, completed_at=domain.utcnow())
+            self.announce(job)
+
+    def handle_result_dead_letter(self, message: ReceivedMessage) -> None:
+        """A result that could not be folded in MAX_DELIVERY_ATTEMPTS batches: folded alone (so one bad
+        result no longer sinks a batch); a failure nacks it, retried at the backoff's slowest."""
+        result = decode_delivered(Result, message)
+        if result is None:
+            return
+        log.warning("folding dead-lettered result of %s/%s on its own", result.job_id, result.image_id)
+        self.fold([result])
         message.ack()
 
     def fan_out(self, job_id: str) -> int:
@@ -205,16 +246,15 @@ class Coordinator:
 
     def sweep(self, older_than_seconds: float = 60.0) -> int:
         """Repair after a crash: re-announce jobs claimed but never published, re-fan-out jobs
-        still queued; close open jobs idle for ``OPEN_JOB_IDLE_SECONDS`` and publish what a
-        crashed upload left untasked. Returns how many jobs it touched."""
+        still queued, however many finished since (queried directly, page by page); close open
+        jobs idle for ``OPEN_JOB_IDLE_SECONDS`` and publish what a crashed upload left untasked.
+        Returns how many jobs it touched."""
         touched = self._sweep_open_jobs(older_than_seconds)
         cutoff = time.time() - older_than_seconds
-        for status in domain.TERMINAL_JOB_STATUSES:
-            for job in iter_jobs(self.jobs, status=status):
-                if job.notified_at and not job.completion_message_id \
-                        and _age_cutoff(job.notified_at, cutoff):
-                    self.jobs.transition(job.job_id, domain.release_notified())
-                    touched += self.announce(self.jobs.get_job(job.job_id))
+        for job in self.jobs.iter_repairs(REPAIR_COMPLETION):
+            if job.is_terminal and _age_cutoff(job.notified_at, cutoff):
+                self.jobs.transition(job.job_id, domain.release_notified())
+                touched += self.announce(self.jobs.get_job(job.job_id))
         for job in iter_jobs(self.jobs, status=domain.QUEUED):
             if _age_cutoff(job.created_at, cutoff):
                 touched += bool(self.fan_out(job.job_id))

@@ -139,7 +139,7 @@ def test_upload_process_download_and_open_the_email_link(stack, tmp_path):
     assert job["email"] == "e2e@example.com"
     assert job["operations"][0]["op"] == "resize" and job["operations"][0]["width"] == 400
     # The steps the page saved as a preset are stored on the server, resolved.
-    presets = requests.get(f"{local_stack.base_url}/api/v1/presets", timeout=10).json()["presets"]
+    presets = requests.get(f"{stack.base_url}/api/v1/presets", timeout=10).json()["presets"]
     assert [(p["name"], [op["op"] for op in p["operations"]]) for p in presets] == [
         ("E2E grey 400", ["resize", "grayscale", "format"])]
 

@@ -108,12 +108,77 @@ def test_dead_lettered_task_marks_the_image_failed(local_settings, backends, coo
     assert backends.jobs.get_job(job.job_id).status == "failed"
 
 
+class ExplodingImporter:
+    """A fan-out step that raises something unexpected (as a URL did with UnicodeError from IDNA)."""
+
+    def fetch_inputs(self, images):
+        raise UnicodeError("encoding with 'idna' codec failed")
+
+
+def test_a_job_whose_fan_out_keeps_failing_is_dead_lettered_and_failed_with_its_reason(local_settings, backends):
+    coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs, importer=ExplodingImporter())
+    job, images = make_job(backends, n=2)
+    backends.bus.publish(local_settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(), {"job_id": job.job_id})
+    attempts, letters = 0, []
+    for _ in range(3 * local_settings.max_delivery_attempts):
+        for message in drain(backends.bus, local_settings.topics.jobs_sub):
+            attempts += 1
+            with pytest.raises(UnicodeError):
+                coordinator.handle_job_submitted(message)
+            message.nack()  # what the subscriber does with a handler's exception
+        letters = drain(backends.bus, local_settings.topics.jobs_dlq_sub)
+        if letters:
+            break
+    assert attempts == local_settings.max_delivery_attempts, "retried a bounded number of times, not forever"
+    [letter] = letters
+    coordinator.handle_job_dead_letter(letter)
+    failed = backends.jobs.get_job(job.job_id)
+    assert failed.status == "failed" and failed.failed == 2
+    errors = {i.error for i in backends.jobs.list_images(job.job_id)}
+    assert errors == {f"the job could not be started after {attempts} attempts "
+                      "(UnicodeError: encoding with 'idna' codec failed)"}
+    [note] = drain(backends.bus, local_settings.topics.notifications_sub)
+    assert JobCompleted.decode(note.data).status == "failed"
+    assert drain(backends.bus, local_settings.topics.jobs_sub) == []
+
+
+def test_a_dead_lettered_result_is_folded_on_its_own(local_settings, backends, coordinator):
+    job, images = make_job(backends, n=1)
+    result = Result(job_id=job.job_id, image_id=images[0].image_id, status="failed", error="bad")
+    backends.bus.publish(local_settings.topics.results_dlq, result.encode())
+    [letter] = drain(backends.bus, local_settings.topics.results_dlq_sub)
+    coordinator.handle_result_dead_letter(letter)
+    assert backends.jobs.get_job(job.job_id).status == "failed"
+
+
 def test_sweep_republishes_a_claimed_but_unpublished_completion(local_settings, backends, coordinator):
     job, images = make_job(backends, n=1)
     backends.jobs.record_results([Result(job_id=job.job_id, image_id=images[0].image_id, status="failed", error="x")])
     backends.jobs.mark_notified(job.job_id, "2000-01-01T00:00:00.000Z")  # a crash right after the claim
     assert coordinator.sweep(older_than_seconds=0) == 1
     assert len(drain(backends.bus, local_settings.topics.notifications_sub)) == 1
+
+
+def test_sweep_reaches_jobs_behind_any_number_of_newer_ones(local_settings, backends, coordinator):
+    """A job whose manager died between the claim and the publish, with 250 newer finished jobs in front
+    of it (the sweep used to read only the newest 200 per status). (Webhooks need no such repair: they
+    are driven by the job.completed message the sweep republishes.)"""
+    stale, images = make_job(backends, n=1)
+    backends.jobs.record_results([Result(job_id=stale.job_id, image_id=images[0].image_id, status="failed", error="x")])
+    backends.jobs.mark_notified(stale.job_id, "2000-01-01T00:00:00.000Z")
+    hooked, images = make_job(backends, n=1)
+    backends.jobs.update_job(hooked.job_id, webhook_url="https://example.com/hook", webhook_status="pending")
+    backends.jobs.record_results([Result(job_id=hooked.job_id, image_id=images[0].image_id, status="failed",
+                                         error="x")])
+    backends.jobs.update_job(hooked.job_id, notified_at=domain.utcnow(), completion_message_id="m")
+    for _ in range(250):
+        job, images = make_job(backends, n=1)
+        backends.jobs.record_results([Result(job_id=job.job_id, image_id=images[0].image_id, status="failed",
+                                             error="x")])
+        backends.jobs.update_job(job.job_id, notified_at=domain.utcnow(), completion_message_id="m")
+    assert coordinator.sweep(older_than_seconds=0) == 1
+    [note] = drain(backends.bus, local_settings.topics.notifications_sub)
+    assert JobCompleted.decode(note.data).job_id == stale.job_id
 
 
 def test_batcher_acks_after_folding_and_nacks_on_failure():

@@ -25,7 +25,8 @@ from tests.reliability.harness import FakeSendGrid
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = REPO_ROOT / ".test-artifacts" / "reliability.json"
 SUITES = {"test_faults": "Fault injection (local stack)", "test_faults_emulators": "Fault injection (GCP emulators)",
-          "test_load": "Load", "test_abuse": "Abuse", "test_fault_hooks": "Fault-injection hooks"}
+          "test_load": "Load", "test_abuse": "Abuse", "test_fault_hooks": "Fault-injection hooks",
+          "test_budgets": "Budgets"}
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = REPO_ROOT / ".test-artifacts" / "reliability.json"
 OUTPUT = REPO_ROOT / "docs" / "reliability.md"
-ORDER = ["Fault injection (local stack)", "Fault injection (GCP emulators)", "Load", "Abuse"]
+ORDER = ["Fault injection (local stack)", "Fault injection (GCP emulators)", "Load", "Abuse", "Budgets"]
 OUTCOME = {"passed": "held", "failed": "**FAILED**", "error": "**ERROR**", "skipped": "not run",
            "xfailed": "**known failure**", "xpassed": "passed (unexpectedly)"}
 
@@ -42,6 +42,38 @@ def _series_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _budgets() -> list[tuple[str, str, str]]:
+    """Each budget with its setting and default, read from the code (imageflow.settings, engine.limits)."""
+    from imageflow.engine.limits import Limits
+    from imageflow.settings import Settings
+
+    s, limits, mib = Settings(), Limits(), 1024 * 1024
+    return [
+        ("multipart request body (any route, chunked too)", "MAX_REQUEST_BYTES", f"{s.max_request_bytes // mib} MiB"),
+        ("any other request body (JSON, PATCH)", "MAX_JSON_BYTES", f"{s.max_json_bytes // mib} MiB"),
+        ("one file", "MAX_UPLOAD_BYTES", f"{s.max_upload_bytes // mib} MiB"),
+        ("files or URLs per job (URL lists stop parsing past it)", "MAX_FILES_PER_JOB", str(s.max_files_per_job)),
+        ("request headers (else 408)", "REQUEST_HEADER_TIMEOUT", "10 s"),
+        ("request body: per read, and in all with the minimum rate (else 408)",
+         "REQUEST_BODY_TIMEOUT, REQUEST_BODY_MIN_BYTES_PER_SECOND",
+         f"{s.request_body_timeout_seconds:g} s, {s.request_body_min_bytes_per_second // 1024} KiB/s"),
+        ("error details listed", "(code)", "20, then details_omitted"),
+        ("one frame, an operation's result, a watermark text layer", "MAX_IMAGE_PIXELS",
+         f"{s.max_image_pixels / 1e6:g} MP"),
+        ("everything a render holds at once (frames, variants)", "(engine Limits)",
+         f"{limits.max_animation_pixels / 1e6:g} MP"),
+        ("a render's time", "RENDER_TIMEOUT_SECONDS", f"{s.render_timeout_seconds:g} s"),
+        ("a render worker's address space (one per PROCESSOR_CONCURRENCY slot)", "PROCESSOR_WORKER_MEMORY_MB",
+         f"{s.processor_worker_memory_mb} MB"),
+        ("deliveries of any message before its dead-letter topic", "MAX_DELIVERY_ATTEMPTS",
+         str(s.max_delivery_attempts)),
+        ("wait before a nacked message comes back", "RETRY_MIN_BACKOFF_SECONDS, RETRY_MAX_BACKOFF_SECONDS",
+         f"{s.retry_min_backoff_seconds:g} s doubling to {s.retry_max_backoff_seconds:g} s"),
+        ("a URL download", "FETCH_MAX_BYTES, FETCH_TIMEOUT_SECONDS",
+         f"{s.fetch_max_bytes // mib} MiB, {s.fetch_timeout_seconds:g} s"),
+    ]
+
+
 def render(data: dict) -> str:
     checks = [c for c in data.get("checks", {}).values() if c["suite"] in ORDER]
     checks.sort(key=lambda c: (ORDER.index(c["suite"]), c["id"]))
@@ -64,6 +96,9 @@ def render(data: dict) -> str:
         slow = " (slow)" if c.get("slow") else ""
         out.append(f"| {c['suite']} | {_cell(c['title'])}{slow} | {OUTCOME.get(c['outcome'], c['outcome'])} | "
                    f"{c['duration_s']:g} | {c['run_at']} |")
+    out += ["", "## Budgets in force", "", "The limits every input is held to (defaults; each is a setting):", "",
+            "| Budget | Setting | Default |", "|---|---|---|"]
+    out += [f"| {what} | `{name}` | {value} |" for what, name, value in _budgets()]
     out += ["", "Runs recorded here:", ""]
     for (commit, machine, command), times in sorted(runs.items(), key=lambda item: min(item[1])):
         span = min(times) if min(times) == max(times) else f"{min(times)} to {max(times)[-9:]}"

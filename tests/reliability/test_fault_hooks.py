@@ -2,6 +2,8 @@
 strictly, off by default, and a failed write leaves no object (visible or hidden) behind."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from devtools.faults import Faults, FaultsError, FaultyBlobStore, FaultyRender
@@ -44,30 +46,86 @@ def test_delay_hook_only_matches_its_tasks(monkeypatch):
     assert slept == [7, 0.5, 10]
 
 
-def test_isolated_render_contains_a_crash_and_keeps_image_errors():
+def _png() -> bytes:
     import io
 
     from PIL import Image
 
-    from imageflow.engine import ImageError, Limits
-    from services.image_processor.processing import (
-        WorkerCrash,
-        render_isolated,
-        render_task,
-    )
-
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 10, 10)).save(buf, "PNG")
+    return buf.getvalue()
 
-    def task(name: str) -> Task:
-        return Task(job_id="j", image_id="i", input_path=f"j/input/i-{name}", output_path="j/output/i",
-                    operations=[{"op": "resize", "width": 32}])
 
-    [out] = render_isolated(render_task, task("fine.png"), buf.getvalue(), Limits())
-    assert (out.width, out.height, out.content_type) == (32, 24, "image/png")
-    with pytest.raises(ImageError) as bad:
-        render_isolated(render_task, task("text.png"), b"not an image at all", Limits())
-    assert bad.value.code == "unsupported"
-    with pytest.raises(WorkerCrash):  # the child is SIGKILLed; this process lives on
-        render_isolated(FaultyRender(Faults(processor_crash_on="poison-")), task("poison-1.png"), buf.getvalue(),
-                        Limits())
+def _task(name: str) -> Task:
+    return Task(job_id="j", image_id="i", input_path=f"j/input/i-{name}", output_path="j/output/i",
+                operations=[{"op": "resize", "width": 32}])
+
+
+def hog_memory(task, data, limits):
+    """A render that allocates 2 GB (what a bomb past the engine's budgets would do)."""
+    hog = bytearray(2 * 1024 ** 3)
+    return [hog]
+
+
+def test_the_render_pool_contains_a_crash_to_its_own_task_and_keeps_image_errors():
+    """Two workers: one task SIGKILLs its worker while a slow task renders in the other; the crash fails only the
+    crashing task (at once), the slow one finishes, the dead worker is replaced and the pool keeps rendering."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imageflow.engine import ImageError, Limits
+    from services.image_processor.processing import RenderPool, WorkerCrash, render_task
+
+    pool = RenderPool(2, memory_mb=768)
+    faulty = FaultyRender(Faults(processor_crash_on="poison-", processor_delay_on="slowpoke-",
+                                 processor_delay_seconds=2))
+    try:
+        [out] = pool.render(render_task, _task("fine.png"), _png(), Limits())
+        assert (out.width, out.height, out.content_type) == (32, 24, "image/png")
+        with pytest.raises(ImageError) as bad:
+            pool.render(render_task, _task("text.png"), b"not an image at all", Limits())
+        assert bad.value.code == "unsupported"
+        with ThreadPoolExecutor(2) as threads:
+            slow = threads.submit(pool.render, faulty, _task("slowpoke-1.png"), _png(), Limits())
+            time.sleep(0.5)
+            with pytest.raises(WorkerCrash) as crash:  # the worker is SIGKILLed; this process lives on
+                pool.render(faulty, _task("poison-1.png"), _png(), Limits())
+            assert "signal 9" in str(crash.value)
+            [slow_out] = slow.result(timeout=60)
+        assert slow_out.width == 32, "the task rendering beside the crash was not taken down with it"
+        assert pool.replaced == 1
+        assert len(pool.render(render_task, _task("after.png"), _png(), Limits())) == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_past_its_memory_cap_fails_the_task_as_too_large():
+    from imageflow.engine import ImageError, Limits
+    from services.image_processor.processing import RenderPool, render_task
+
+    pool = RenderPool(1, memory_mb=768)
+    try:
+        with pytest.raises(ImageError) as err:
+            pool.render(hog_memory, _task("hog.png"), _png(), Limits())
+        assert err.value.code == "too_large" and "768 MB" in err.value.reason
+        assert len(pool.render(render_task, _task("after.png"), _png(), Limits())) == 1
+    finally:
+        pool.close()
+
+
+def test_a_crashing_image_fails_on_its_first_attempt(tmp_path):
+    """The processor: a task whose render kills its worker is a failed image with the reason, on delivery 1."""
+    from imageflow.bootstrap import make_backends
+    from imageflow.settings import Settings
+    from services.image_processor.processing import Processor
+
+    settings = Settings.from_env({"IMAGEFLOW_DATA_DIR": str(tmp_path), "PROCESSOR_CONCURRENCY": "1"})
+    backends = make_backends(settings)
+    processor = Processor(settings, backends.blobs, backends.bus, FaultyRender(Faults(processor_crash_on="poison-")))
+    try:
+        task = _task("poison-2.png")
+        backends.blobs.put(task.input_path, _png(), "image/png")
+        result = processor.process(task)
+        assert result.status == "failed" and "crashed its worker process" in result.error
+    finally:
+        processor.close()
+        backends.close()

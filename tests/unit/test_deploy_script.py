@@ -452,7 +452,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     # asking for Pub/Sub's service agent returns the existing one.
     idempotent = ("firestore indexes composite create", "services identity create")
     assert [c for c in recreated if not any(i in c for i in idempotent)] == []
-    assert len(recreated) == 6  # the four indexes of list_jobs, one of page_images, the service agent
+    assert len(recreated) == 7  # the indexes (four of list_jobs, page_images, iter_repairs) and the service agent
     assert any("gcloud functions deploy" in c for c in again), "updates still roll out"
     assert not [c for c in again if "secrets versions add" in c], "an unchanged key adds no version"
     assert (sandbox["state"] / "secret_value").read_text() == env["SENDGRID_API_KEY"]

@@ -9,9 +9,12 @@ import pytest
 from imageflow.safe_http import (
     FetchError,
     FetchPolicy,
+    _system_resolver,
+    fetch,
     is_public_address,
     parse_hosts,
     parse_networks,
+    post,
     validate_url,
 )
 from imageflow.settings import Settings, SettingsError
@@ -165,3 +168,37 @@ def test_json_url_lists_take_strings_and_objects():
 def test_filename_from_url():
     assert filename_from_url("https://a.example/dir/caf%C3%A9.png?size=2") == "café.png"
     assert filename_from_url("https://a.example/") == "image"
+
+
+@pytest.mark.parametrize("url", ["http://a..b/x.png", "http://.example.com/x.png", "http://" + "a" * 64 + ".com/x.png",
+                                 "http://" + ("abcdefgh." * 30) + "com/x.png"])
+def test_host_names_no_dns_can_hold_are_refused_as_invalid_urls(url):
+    """They used to pass validation and raise UnicodeError (IDNA) inside the fetch."""
+    with pytest.raises(FetchError) as err:
+        validate_url(url)
+    assert err.value.code == "invalid_url"
+
+
+def test_non_ascii_hosts_and_paths_are_normalised_as_a_browser_sends_them():
+    assert validate_url("https://bücher.example/straße/ö.png?q=é") == \
+        "https://xn--bcher-kva.example/stra%C3%9Fe/%C3%B6.png?q=%C3%A9"
+    assert validate_url("http://example.com:8080/a%20b.png#frag") == "http://example.com:8080/a%20b.png"
+    assert validate_url("http://[2606:4700::1111]:8443/x.png") == "http://[2606:4700::1111]:8443/x.png"
+
+
+@pytest.mark.parametrize("url", ["http://a..b/x.png", "http://example.test/ü.png", "http://" + "a" * 64 + ".test/"])
+def test_fetch_and_post_raise_only_fetch_errors(url):
+    """A hostile URL given straight to fetch/post (past validate_url's callers) and a resolver that blows up."""
+    def broken_resolver(host, port):
+        raise UnicodeError("label empty or too long")
+    policy = FetchPolicy(timeout=2, resolver=broken_resolver)
+    with pytest.raises(FetchError):
+        fetch(url, policy)
+    with pytest.raises(FetchError):
+        post(url, b"{}", {}, policy)
+
+
+def test_the_system_resolver_turns_idna_errors_into_fetch_errors():
+    with pytest.raises(FetchError) as err:
+        _system_resolver("a..b", 80)
+    assert err.value.code == "dns_error"

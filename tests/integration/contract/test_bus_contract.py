@@ -107,6 +107,22 @@ def test_nack_redelivers_at_once(bus):
     second.ack()
 
 
+def test_a_nacked_message_waits_out_the_retry_backoff(bus):
+    """No redelivery loop: a handler that fails at once gets the message back only after the backoff."""
+    if type(bus).__name__ == "PubSubBus":
+        pytest.skip("the Pub/Sub emulator ignores retry policies (Pub/Sub applies them); "
+                    "tests/integration/gcp/test_pubsub_bus.py checks every subscription carries one")
+    topic, sub, _ = make(bus, deadline=max(min_deadline(bus), 30), min_backoff_seconds=4, max_backoff_seconds=8)
+    bus.publish(topic, b"failing handler")
+    [first] = pull_until(bus, sub, 1)
+    first.nack()
+    started = time.monotonic()
+    assert bus.pull(sub, max_messages=10, timeout=2.0) == [], "redelivered before the backoff"
+    [second] = pull_until(bus, sub, 1, timeout=30)
+    assert second.data == b"failing handler" and time.monotonic() - started >= 3.5
+    second.ack()
+
+
 def test_extend_keeps_the_lease(bus):
     deadline = min_deadline(bus)
     topic, sub, _ = make(bus, deadline=deadline)
@@ -138,7 +154,8 @@ def test_dead_letter_after_max_attempts(bus):
     dlq_sub = sub + "-dlq"
     bus.ensure_subscription(SubscriptionConfig(dlq_sub, dlq, ack_deadline_seconds=min_deadline(bus)))
     bus.ensure_subscription(SubscriptionConfig(sub, topic, ack_deadline_seconds=max(min_deadline(bus), 30),
-                                               dead_letter_topic=dlq, max_delivery_attempts=5))
+                                               dead_letter_topic=dlq, max_delivery_attempts=5,
+                                               min_backoff_seconds=0.1, max_backoff_seconds=0.5))
     bus.publish(topic, b"poison", {"job_id": "j1"})
     attempts = []
     end = time.monotonic() + 120

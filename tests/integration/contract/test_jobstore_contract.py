@@ -292,3 +292,55 @@ def test_untasked_images_are_fan_outs_resume_point(jobstore):
     assert {i.image_id for i in jobstore.untasked_images(job.job_id)} == {images[3].image_id, images[4].image_id}
     assert len(jobstore.untasked_images(job.job_id, limit=1)) == 1
     assert jobstore.get_image(job.job_id, images[0].image_id).tasked
+
+
+def test_repairs_find_exactly_the_jobs_that_need_them(jobstore):
+    from imageflow.jobstore import REPAIR_COMPLETION, REPAIR_WEBHOOK
+
+    claimed, _ = make_job(jobstore, n=1)
+    jobstore.mark_notified(claimed.job_id, domain.utcnow())               # claimed, never published
+    published, _ = make_job(jobstore, n=1)
+    jobstore.mark_notified(published.job_id, domain.utcnow())
+    jobstore.update_job(published.job_id, completion_message_id="m-1")  # claimed and published
+    untouched, _ = make_job(jobstore, n=1)
+    hook, _ = make_job(jobstore, n=1, webhook_url="https://example.com/h", webhook_status="pending")
+    delivered, _ = make_job(jobstore, n=1, webhook_url="https://example.com/h", webhook_status="delivered")
+    mine = {claimed.job_id, published.job_id, untouched.job_id, hook.job_id, delivered.job_id}
+    assert {j.job_id for j in jobstore.iter_repairs(REPAIR_COMPLETION)} & mine == {claimed.job_id}
+    assert {j.job_id for j in jobstore.iter_repairs(REPAIR_WEBHOOK)} & mine == {hook.job_id}
+    jobstore.update_job(claimed.job_id, completion_message_id="m-2")
+    jobstore.update_job(hook.job_id, webhook_status="delivered")
+    assert not {j.job_id for j in jobstore.iter_repairs(REPAIR_COMPLETION)} & mine
+    assert not {j.job_id for j in jobstore.iter_repairs(REPAIR_WEBHOOK)} & mine
+
+
+def test_quota_reservations_are_atomic_and_lapse_with_their_jobs(jobstore):
+    """Twelve threads reserve against a limit of 2 active jobs: exactly 2 pass. A finished job frees its place."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    owner = f"owner-{new_id()[:8]}"
+
+    class Refused(Exception):
+        pass
+
+    def at_most_two(active, images):
+        if len(active) >= 2:
+            raise Refused(len(active))
+
+    def reserve(_):
+        job_id = new_id()
+        try:
+            jobstore.reserve_quota(owner, job_id, 1, at_most_two)
+        except Refused:
+            return None
+        return job_id
+
+    with ThreadPoolExecutor(12) as pool:
+        granted = [j for j in pool.map(reserve, range(12)) if j]
+    assert len(granted) == 2
+    job = Job(job_id=granted[0], total=1, owner=owner)
+    image = Image(job_id=job.job_id, image_id=new_id(), filename="a.png", input_path="x")
+    jobstore.create_job(job, [image])
+    jobstore.record_results([bad(image)])          # the job finishes: its place is free again
+    jobstore.release_quota(owner, granted[1])      # the other job was never created
+    assert reserve(0) and reserve(0) and not reserve(0)

@@ -13,6 +13,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from imageflow import topology
+from imageflow.settings import Settings
 
 pytestmark = pytest.mark.emulators
 
@@ -39,8 +40,8 @@ def test_deploy_creates_the_subscriptions_the_code_wants(pubsub_bus, gcp_setting
         sub = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(config.name)})
         assert sub.topic == pubsub_bus.topic_path(config.topic)
         assert sub.ack_deadline_seconds == 60  # deploy.sh's ACK_DEADLINE_SECONDS default
-        assert sub.retry_policy.minimum_backoff.total_seconds() == topology.RETRY_MIN_BACKOFF_SECONDS
-        assert sub.retry_policy.maximum_backoff.total_seconds() == topology.RETRY_MAX_BACKOFF_SECONDS
+        assert sub.retry_policy.minimum_backoff.total_seconds() == Settings.retry_min_backoff_seconds
+        assert sub.retry_policy.maximum_backoff.total_seconds() == Settings.retry_max_backoff_seconds
         assert "expiration_policy" in sub and not sub.expiration_policy.ttl, f"{config.name} would expire"
     tasks = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(t.tasks_sub)})
     assert tasks.dead_letter_policy.dead_letter_topic == pubsub_bus.topic_path(t.tasks_dlq)

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from imageflow import topology
+from imageflow.settings import Settings
 from imageflow.bus import SubscriptionConfig
 from imageflow.bus.pubsub import PubSubBus
 
@@ -63,12 +64,20 @@ def test_setup_command_creates_the_whole_topology_idempotently(pubsub_bus, gcp_s
     assert tasks.ack_deadline_seconds == settings.ack_deadline_seconds
     assert tasks.dead_letter_policy.dead_letter_topic == pubsub_bus.topic_path(t.tasks_dlq)
     assert tasks.dead_letter_policy.max_delivery_attempts == 7
-    assert tasks.retry_policy.minimum_backoff.total_seconds() == topology.RETRY_MIN_BACKOFF_SECONDS
-    assert tasks.retry_policy.maximum_backoff.total_seconds() == topology.RETRY_MAX_BACKOFF_SECONDS
+    assert tasks.retry_policy.minimum_backoff.total_seconds() == Settings.retry_min_backoff_seconds
+    assert tasks.retry_policy.maximum_backoff.total_seconds() == Settings.retry_max_backoff_seconds
     # Never deleted for inactivity (Pub/Sub's default is 31 days without a pull).
     assert "expiration_policy" in tasks and not tasks.expiration_policy.ttl
     email = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(t.notifications_sub)})
     assert email.push_config.push_endpoint == "http://127.0.0.1:9/"
+    dead_letter_topics = {t.tasks_dlq, t.jobs_dlq, t.results_dlq, t.notifications_dlq}
+    for config in topology.subscriptions(settings):  # no redelivery loop anywhere
+        current = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(config.name)})
+        assert current.retry_policy.minimum_backoff.total_seconds() == settings.retry_min_backoff_seconds
+        assert current.retry_policy.maximum_backoff.total_seconds() == settings.retry_max_backoff_seconds
+        if config.topic not in dead_letter_topics:
+            assert current.dead_letter_policy.dead_letter_topic == pubsub_bus.topic_path(config.topic + "-dlq"), \
+                config.name
     for name in topology.topics(settings):
         pubsub_bus.publisher.get_topic(request={"topic": pubsub_bus.topic_path(name)})
 

@@ -1,0 +1,265 @@
+"""Request budgets on the real image-handler server (gunicorn with services.image_handler.server.Worker,
+8 threads): bodies that trickle in on every route, and chunked bodies past the limit. The server must
+answer them with a JSON error, close them, and keep serving everyone else.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from PIL import Image
+
+from devtools.stack import Stack
+from imageflow.bus.sqlite import SqliteBus
+from imageflow.settings import Settings
+
+BUDGETS = {"REQUEST_BODY_TIMEOUT": "2", "REQUEST_BODY_MIN_BYTES_PER_SECOND": "1000", "REQUEST_HEADER_TIMEOUT": "3",
+           "MAX_JSON_BYTES": str(64 * 1024), "MAX_REQUEST_BYTES": str(2 * 1024 * 1024), "RATE_LIMIT_PER_SECOND": "0"}
+
+
+@pytest.fixture(scope="module")
+def handler(tmp_path_factory):
+    """image-handler alone, as ./scripts.sh up runs it (its command line from devtools.stack)."""
+    stack = Stack.on_free_ports(tmp_path_factory.mktemp("budgets") / "data", env=BUDGETS)
+    stack.data_dir.mkdir(parents=True)
+    stack.start_process("image-handler")
+    end = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{stack.base_url}/readyz", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < end and stack.procs["image-handler"].poll() is None, \
+            (stack.log_dir / "image-handler.log").read_text()[-2000:]
+        time.sleep(0.2)
+    yield stack
+    stack.stop_process("image-handler")
+
+
+def trickle(port: int, head: bytes, interval: float, limit: float) -> tuple[bytes, float]:
+    """Send ``head`` (request line and headers), then one body byte every ``interval`` s; return what the
+    server answered and after how many seconds it closed the connection (``limit`` if it never did)."""
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as conn:
+        conn.sendall(head)
+        conn.settimeout(interval)
+        while time.monotonic() - started < limit:
+            try:
+                conn.sendall(b"1\r\nx\r\n" if b"chunked" in head else b"x")
+            except OSError:
+                pass  # the server closed its side: read what it said
+            try:
+                data = conn.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                return answer, time.monotonic() - started
+            answer += data
+    return answer, limit
+
+
+def heads(port: int, job_id: str) -> dict[str, bytes]:
+    host = f"Host: 127.0.0.1:{port}\r\n".encode()
+    return {
+        "JSON POST /api/v1/jobs": b"POST /api/v1/jobs HTTP/1.1\r\n" + host
+        + b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
+        "multipart POST /api/v1/jobs": b"POST /api/v1/jobs HTTP/1.1\r\n" + host
+        + b"Content-Type: multipart/form-data; boundary=b0\r\nContent-Length: 100000\r\n\r\n",
+        "chunked POST /api/v1/jobs": b"POST /api/v1/jobs HTTP/1.1\r\n" + host
+        + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "PATCH /api/v1/jobs/<id>": f"PATCH /api/v1/jobs/{job_id} HTTP/1.1\r\n".encode() + host
+        + b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
+        "POST /healthz (a route that never reads its body)": b"POST /healthz HTTP/1.1\r\n" + host
+        + b"Content-Length: 60000\r\n\r\n",
+    }
+
+
+def test_slow_request_bodies_are_answered_408_and_do_not_stall_the_api(handler, record):
+    """Ten connections (against 8 threads) send complete headers, then their bodies one byte every 0.5 s, on every
+    kind of route: a JSON POST, a multipart POST, a chunked POST, a PATCH and a route that ignores its body.
+    The body budget here is 2 s per read and 2 s + size at 1000 bytes/s in all."""
+    job_id = requests.post(f"{handler.base_url}/api/v1/jobs", json={"urls": ["https://example.com/a.png"]},
+                           timeout=10).json()["job_id"]
+    kinds = heads(handler.port, job_id)
+    plan = [name for _ in range(2) for name in kinds]
+    with ThreadPoolExecutor(len(plan)) as pool:
+        futures = [pool.submit(trickle, handler.port, kinds[name], 0.5, 30) for name in plan]
+        time.sleep(1)
+        started = time.monotonic()
+        try:
+            health = requests.get(f"{handler.base_url}/healthz", timeout=15).status_code
+        except requests.RequestException as exc:
+            health = repr(exc)
+        latency = time.monotonic() - started
+        results = [f.result() for f in futures]
+    slowest = max(elapsed for _, elapsed in results)
+    record.figure("slow bodies: connections / server threads", f"{len(plan)} / 8")
+    record.figure("another client's /healthz latency meanwhile (s)", round(latency, 1))
+    record.figure("slow bodies closed by the server after, max (s)", round(slowest, 1))
+    record.expect(health == 200 and latency < 10, "another client is served while slow bodies trickle in",
+                  (health, round(latency, 1)))
+    record.expect(slowest < 15, "the server closes every slow body within its budget (not 30 s later)",
+                  [(name, round(e, 1)) for name, (_, e) in zip(plan, results)])
+    for name, (answer, _) in zip(plan, results):
+        if "healthz" in name:
+            continue  # answered at once (it never reads its body), then closed or drained
+        record.expect(answer.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in answer,
+                      "a slow body gets 408 with the JSON error request_timeout", (name, answer[:200]))
+    record.expect(requests.get(f"{handler.base_url}/api/v1/operations", timeout=5).status_code == 200,
+                  "the API answers normally afterwards")
+
+
+def test_chunked_body_past_the_limit_is_413_on_the_real_server(handler, record):
+    """A chunked JSON body of 1 MB against the 64 KB JSON limit, and a chunked PATCH of 1 MB."""
+    def body():
+        yield b'{"urls": ["https://example.com/a.png"], "name": "'
+        for _ in range(16):
+            yield b"n" * 65536
+        yield b'"}'
+
+    response = requests.post(f"{handler.base_url}/api/v1/jobs", data=body(),
+                             headers={"Content-Type": "application/json"}, timeout=30)
+    record.expect(response.status_code == 413 and response.json()["error"]["code"] == "request_too_large",
+                  "a chunked body past the limit is refused with 413 request_too_large",
+                  f"{response.status_code} {response.text[:200]}")
+    job_id = requests.post(f"{handler.base_url}/api/v1/jobs", json={"urls": ["https://example.com/a.png"]},
+                           timeout=10).json()["job_id"]
+    response = requests.patch(f"{handler.base_url}/api/v1/jobs/{job_id}", data=body(),
+                              headers={"Content-Type": "application/json"}, timeout=30)
+    record.expect(response.status_code == 413, "so is a chunked PATCH", f"{response.status_code} {response.text[:200]}")
+    renamed = requests.patch(f"{handler.base_url}/api/v1/jobs/{job_id}", data=json.dumps({"name": "ok"}),
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    record.expect(renamed.status_code == 200 and renamed.json()["name"] == "ok", "a normal PATCH still works")
+
+
+# -- bombs on the whole stack ---------------------------------------------------------------------
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (the processor's render workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _peak_rss_mb(pid: int) -> int:
+    """The largest peak resident memory (VmHWM) of ``pid`` or any process below it."""
+    peaks = [0]
+    for each in _descendants(pid):
+        try:
+            for line in open(f"/proc/{each}/status"):
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) // 1024)
+        except OSError:
+            pass
+    return max(peaks)
+
+
+def _png(size=(16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _gif(frames: int, size=(10, 10), later_size=None) -> bytes:
+    images = [Image.new("RGB", size if i == 0 or not later_size else later_size, ((i * 37) % 256, 90, 50))
+              for i in range(frames)]
+    buf = io.BytesIO()
+    images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=40, loop=0)
+    data = bytearray(buf.getvalue())
+    data[6:10] = struct.pack("<HH", *size)  # the logical screen stays small: the canvas grows on seek
+    return bytes(data)
+
+
+# (name, file bytes, operations): the issue's memory bombs, each valid and far under every input limit
+BOMBS = [
+    ("watermark-1000.png", _png(), [{"op": "watermark", "text": "W" * 200, "size": 1000}]),
+    ("watermark-2000.png", _png(), [{"op": "watermark", "text": "W" * 200, "size": 2000}]),
+    ("upscaled-animation.gif", _gif(100), [{"op": "resize", "width": 7000, "height": 7000, "fit": "fill",
+                                            "upscale": True}, {"op": "format", "format": "gif"}]),
+    ("padded-animation.gif", _gif(100), [{"op": "pad", "width": 7000, "height": 7000},
+                                         {"op": "format", "format": "gif"}]),
+    ("growing-canvas.gif", _gif(20, later_size=(3000, 3000)), [{"op": "format", "format": "gif"}]),
+]
+
+
+@pytest.fixture(scope="module")
+def full_stack(tmp_path_factory):
+    stack = Stack.on_free_ports(tmp_path_factory.mktemp("bombs") / "data", processors=1,
+                                env={"PROGRESS_FLUSH_SECONDS": "0.3", "RATE_LIMIT_PER_SECOND": "0",
+                                     "PROCESSOR_CONCURRENCY": "2"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_memory_bombs_fail_on_their_first_attempt_within_every_process_budget(full_stack, record):
+    """The issue's bombs, one job each, on the whole local stack (the processor at its default budgets: 768 MB per
+    render worker, 100 megapixels per render): a 200-character watermark at 1000 and 2000 px on a 16x16 PNG, a
+    100-frame 10x10 GIF resized (fill, upscale) and padded to 7000x7000, and a GIF whose 19 later frames of
+    3000x3000 grow its 10x10 canvas on seek; then a job with a bad URL host (a..b)."""
+    stack = full_stack
+    started = time.monotonic()
+    jobs = {}
+    for name, data, operations in BOMBS:
+        response = requests.post(f"{stack.base_url}/api/v1/jobs", files=[("files", (name, data, "image/png"))],
+                                 data={"operations": json.dumps(operations)}, timeout=30)
+        record.expect(response.status_code == 202, f"{name} is accepted (valid and under the input limits)",
+                      response.text[:300])
+        jobs[name] = response.json()["job_id"]
+    outcomes = {}
+    for name, job_id in jobs.items():
+        end = time.monotonic() + 240
+        while time.monotonic() < end:
+            job = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+            if job["status"] in ("completed", "completed_with_errors", "failed"):
+                break
+            time.sleep(0.5)
+        outcomes[name] = job
+    record.figure("bombs: time until every job finished (s)", round(time.monotonic() - started, 1))
+    for name, job in outcomes.items():
+        [image] = job["images"]
+        record.expect(job["status"] == "failed" and image["status"] == "failed" and image["error"],
+                      "each bomb is a failed image with a readable reason", (name, job["status"], image.get("error")))
+        record.figure(f"{name}: reason", image["error"])
+        record.expect(requests.delete(f"{stack.base_url}/api/v1/jobs/{job['job_id']}", timeout=10).status_code == 204,
+                      "a finished bomb job can be deleted", name)
+    bus = SqliteBus(stack.data_dir / "bus.sqlite3")
+    try:
+        record.expect(bus.backlog(Settings.from_env({}).topics.tasks_dlq_sub) == 0,
+                      "no bomb was retried to the dead-letter topic: each failed on its first attempt")
+    finally:
+        bus.close()
+    bad_url = requests.post(f"{stack.base_url}/api/v1/jobs", json={"urls": ["http://a..b/x.png"]}, timeout=10)
+    record.expect(bad_url.status_code == 400 and bad_url.json()["error"]["details"][0]["error"]["code"] == "invalid_url",
+                  "a URL whose host no DNS can hold (a..b) is refused at once as invalid_url (it used to jam the "
+                  "job pipeline)", bad_url.text[:300])
+    record.expect(all(proc.poll() is None for proc in stack.procs.values()), "no process died",
+                  {n: p.poll() for n, p in stack.procs.items()})
+    limits_mb = {"image-handler": 768, "interaction-manager": 512, "image-processor": 1536}
+    for name, proc in stack.procs.items():
+        peak = _peak_rss_mb(proc.pid)
+        record.figure(f"peak memory during the bombs: {name} (MB)", peak)
+        if name in limits_mb:
+            record.expect(peak < limits_mb[name], f"{name} stayed under its Kubernetes memory limit "
+                                                  f"({limits_mb[name]} Mi)", peak)
