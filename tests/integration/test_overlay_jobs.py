@@ -15,7 +15,7 @@ from imageflow.messages import Result, Task
 from imageflow.safe_http import FetchPolicy, parse_networks
 from services.image_handler.app import create_app
 from services.image_processor.processing import Processor
-from tests.peers_servers import ImageServer
+from tests.http_servers import ImageServer
 
 GREY = (128, 128, 128)
 
