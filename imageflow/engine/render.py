@@ -87,6 +87,8 @@ class Plan:
                 continue
             if op.op == "resize":
                 out, region = resize_target((width, height), op)
+                if region is not None and op.gravity == "face":
+                    break   # the face detector needs the faces at full size: no shrink on load
                 if region is None:
                     target = out
                 else:   # cover: the whole image at the scale the kept region needs

@@ -108,16 +108,17 @@ def test_dead_lettered_task_marks_the_image_failed(local_settings, backends, coo
     assert backends.jobs.get_job(job.job_id).status == "failed"
 
 
-class ExplodingImporter:
-    """A fan-out step that raises something unexpected (as a URL did with UnicodeError from IDNA)."""
+def test_a_job_whose_fan_out_keeps_failing_is_dead_lettered_and_failed_with_its_reason(local_settings, backends,
+                                                                                        monkeypatch):
+    """Any exception in fan-out (here the one a bad URL's IDNA encoding once raised) is retried a bounded
+    number of times, then the job fails with the reason instead of being redelivered forever."""
+    coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs)
+    job, images = make_job(backends, n=2)
 
-    def fetch_inputs(self, images):
+    def exploding(*args, **kwargs):
         raise UnicodeError("encoding with 'idna' codec failed")
 
-
-def test_a_job_whose_fan_out_keeps_failing_is_dead_lettered_and_failed_with_its_reason(local_settings, backends):
-    coordinator = Coordinator(local_settings, backends.jobs, backends.bus, backends.blobs, importer=ExplodingImporter())
-    job, images = make_job(backends, n=2)
+    monkeypatch.setattr(backends.jobs, "untasked_images", exploding)
     backends.bus.publish(local_settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(), {"job_id": job.job_id})
     attempts, letters = 0, []
     for _ in range(3 * local_settings.max_delivery_attempts):
@@ -131,6 +132,7 @@ def test_a_job_whose_fan_out_keeps_failing_is_dead_lettered_and_failed_with_its_
             break
     assert attempts == local_settings.max_delivery_attempts, "retried a bounded number of times, not forever"
     [letter] = letters
+    monkeypatch.undo()
     coordinator.handle_job_dead_letter(letter)
     failed = backends.jobs.get_job(job.job_id)
     assert failed.status == "failed" and failed.failed == 2

@@ -13,7 +13,8 @@ from services.image_handler.app import create_app
 
 @pytest.fixture
 def app(tmp_path):
-    app = create_app({"data_dir": tmp_path / "data", "max_files_per_job": 100, "max_request_bytes": 4_000_000,
+    app = create_app({"data_dir": tmp_path / "data", "max_files_per_job": 100, "max_urls_per_job": 100,
+                      "max_request_bytes": 4_000_000,
                       "max_json_bytes": 64 * 1024, "rate_limit_per_second": 0})
     yield app
     app.extensions["imageflow"].backends.close()
@@ -72,14 +73,14 @@ def test_a_huge_csv_stops_parsing_at_the_job_limit(client):
                            content_type="multipart/form-data")
     elapsed = time.monotonic() - started
     assert response.status_code == 413, response.data[:300]
-    assert response.json["error"]["code"] == "too_many_files" and "100" in response.json["error"]["message"]
+    assert response.json["error"]["code"] == "too_many_urls" and "100" in response.json["error"]["message"]
     assert len(response.data) < 2000
     assert elapsed < 10  # a generous bound against parsing and echoing every row (was about 10 s, 139 MB)
 
 
 def test_a_json_url_list_past_the_job_limit_is_413(client):
     response = client.post("/api/v1/jobs", json={"urls": ["https://example.com/a.png"] * 101})
-    assert response.status_code == 413 and response.json["error"]["code"] == "too_many_files"
+    assert response.status_code == 413 and response.json["error"]["code"] == "too_many_urls"
 
 
 def test_error_details_are_cut_to_the_first_entries_with_a_count_of_the_rest(client):

@@ -4,13 +4,23 @@ port's contract (the same domain rules decide), and can be told to fail."""
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from collections import defaultdict
 
 from imageflow import domain
 from imageflow.blobstore import BlobNotFound, BlobStore, validate_path
 from imageflow.bus import BusError, MessageBus, ReceivedMessage, SubscriptionConfig
-from imageflow.jobstore import FoldOutcome, JobClosed, JobNotFound, JobStore, TooManyImages
+from imageflow.jobstore import (
+    REPAIR_COMPLETION,
+    REPAIR_WEBHOOK,
+    FoldOutcome,
+    JobClosed,
+    JobNotFound,
+    JobStore,
+    TooManyImages,
+    held_reservations,
+)
 
 
 class Outage(RuntimeError):
@@ -21,7 +31,23 @@ class FakeJobStore(JobStore):
     def __init__(self):
         self.jobs: dict[str, domain.Job] = {}
         self.images: dict[str, dict[str, domain.Image]] = {}
+        self.reservations: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)  # owner -> job_id -> (n, at)
         self.down = False
+
+    def reserve_quota(self, owner, job_id, images, admit):
+        self._up()
+        held = self.reservations[owner or ""]
+        active, kept = held_reservations(held, {j: self.jobs.get(j) for j in held}, time.time())
+        admit(active, images)
+        self.reservations[owner or ""] = {**kept, job_id: (images, time.time())}
+
+    def release_quota(self, owner, job_id):
+        self.reservations[owner or ""].pop(job_id, None)
+
+    def iter_repairs(self, need):
+        wanted = {REPAIR_COMPLETION: lambda j: j.notified_at and not j.completion_message_id,
+                  REPAIR_WEBHOOK: lambda j: j.webhook_status == "pending"}[need]
+        return iter([copy.deepcopy(j) for j in self.jobs.values() if wanted(j)])
 
     def _up(self):
         if self.down:

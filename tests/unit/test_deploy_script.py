@@ -551,7 +551,7 @@ def _port_calls(paths: list[Path]) -> dict[str, set]:
                 continue
             arg = ast.unparse(node.args[0]) if node.args else ""
             name = arg.split(".")[-1]
-            if not (arg.startswith("topics.") or ".topics." in arg) or name not in Topics.ENV:
+            if not (arg.startswith("topics.") or ".topics." in arg) or not hasattr(Topics(), name):
                 unresolved.append(f"{path.relative_to(ROOT)}: {ast.unparse(node.func)}({arg})")
                 continue
             found["bus"].add((node.func.attr, name))

@@ -61,12 +61,14 @@ def test_gif_frames_larger_than_the_logical_screen_are_counted_before_they_are_d
     assert "decoding frame" in error.reason
 
 
-def test_variants_are_counted_together():
-    """Four variants of a 2000x2000 image held at once: about 20 megapixels against a budget of 10."""
-    limits = Limits(max_pixels=5_000_000, max_animation_pixels=10_000_000)
-    error = refused(png((2000, 2000)), [{"op": "variants", "widths": [1999, 1998, 1997, 1996]}], limits)
+def test_variants_count_the_copies_alive_while_one_is_scaled():
+    """A variant is scaled from the next larger copy, which stays alive until the new one is made: both
+    count against the budget (an encoded variant is released, so variants do not add up)."""
+    limits = Limits(max_pixels=5_000_000, max_animation_pixels=6_000_000)
+    error = refused(png((2000, 2000)), [{"op": "variants", "widths": [1999, 1998]}], limits)
     assert "variant" in error.reason
-    assert len(render(png((2000, 2000)), [{"op": "variants", "widths": [1000, 500]}], limits)) == 2
+    # halving widths keep 4 + 1 MP alive at once, however many variants there are
+    assert len(render(png((2000, 2000)), [{"op": "variants", "widths": [1000, 500, 250, 125]}], limits)) == 4
 
 
 def test_a_watermark_text_layer_past_the_pixel_limit_is_refused_before_it_is_drawn():

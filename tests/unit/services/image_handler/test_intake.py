@@ -82,7 +82,7 @@ def test_the_file_count_is_checked_before_anything_is_read(intake, ports, upload
 def test_a_quota_refusal_stores_nothing(ports):
     blobs, jobs, bus = ports
 
-    def admit(n):
+    def admit(job_id, n):
         raise ClientError(429, "quota_exceeded", f"no room for {n}")
 
     with pytest.raises(ClientError, match="no room for 1"):
