@@ -236,7 +236,7 @@ def test_previews_archive_and_report(app, client, stack):
     run_tasks(app, stack)
     images = client.get(f"/api/v1/jobs/{job_id}").json["images"]
     for image in images:
-        for key in ("preview_url", "output_preview_url"):
+        for key in ("input_preview_url", "output_preview_url"):
             preview = Image.open(io.BytesIO(client.get(path_of(image[key])).data))
             assert preview.format == "WEBP" and max(preview.size) <= 320
     big = next(i for i in images if i["filename"] == "big.png")
