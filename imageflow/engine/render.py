@@ -27,6 +27,10 @@ _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
 # first (primary) image.
 ANIMATED_INPUTS = frozenset({"gif", "webp", "png", "avif"})
 
+# The variant names of the small previews ``render(..., previews=N)`` appends to its outputs.
+INPUT_PREVIEW, OUTPUT_PREVIEW = "preview-in", "preview-out"
+PREVIEW_QUALITY = 70
+
 # Operations that neither read nor change the pixel grid: a draft decode may run before them.
 _GRID_NEUTRAL = {"grayscale", "brightness", "contrast", "saturation", "flip"}
 
@@ -192,14 +196,26 @@ def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits) -> list[Im
     return _same_mode(frames)
 
 
-def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
+def _preview(frame: Image.Image, size: int, limits: Limits, variant: str) -> Rendered:
+    """A WebP of at most ``size`` px a side, from a frame already decoded (no second decode)."""
+    scale = min(1.0, size / max(frame.size))
+    target = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
+    # resize() makes a new image (no copy of the frame); reducing_gap shrinks by whole factors first
+    thumb = frame.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0) if scale < 1 else frame
+    return encode([thumb], "webp", EncodeOptions(quality=PREVIEW_QUALITY), limits, variant=variant)
+
+
+def render(data: bytes, operations: list[dict], limits: Limits, *, previews: int = 0) -> list[Rendered]:
     """Apply validated operations (the output of ``resolve_operations``) to an image.
 
     Returns one :class:`Rendered` per output: variants give several, named like
     ``w320-webp``; without variants exactly one, with variant ``""``. Without a format
     operation the output keeps the input's format (BMP becomes PNG, HEIC becomes JPEG).
     EXIF orientation is applied and metadata stripped unless the operations say
-    otherwise. Raises :class:`ImageError` with a clear reason on bad input."""
+    otherwise. With ``previews``, two more items come last: WebP previews of at most that
+    many pixels of the input (upright, before the operations) and of the first output, made
+    from the frames this render decoded anyway (variants ``preview-in``, ``preview-out``).
+    Raises :class:`ImageError` with a clear reason on bad input."""
     plan = Plan.from_operations(operations)
     source = open_source(data, limits)
     try:
@@ -215,6 +231,7 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
             frames, icc = _decode_still(source, plan)
             durations, loop = None, None
         exif = _exif_to_keep(source, plan)
+        input_preview = _preview(frames[0], previews, limits, INPUT_PREVIEW) if previews else None
         frames = _apply_all(frames, plan, limits)
         default = plan.format.format if plan.format else DEFAULT_OUTPUT[source.kind.name]
         outputs = expand(frames, plan.variants, default, limits) if plan.variants else [Variant("", frames, default)]
@@ -229,6 +246,8 @@ def render(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered
                 progressive=fmt.progressive, lossless=fmt.lossless,
                 max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
             results.append(encode(output.frames, output.format, options, limits, durations, loop, output.name))
+        if previews:
+            results += [input_preview, _preview(outputs[0].frames[0], previews, limits, OUTPUT_PREVIEW)]
         return results
     finally:
         source.image.close()

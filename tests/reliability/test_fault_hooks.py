@@ -63,8 +63,9 @@ def test_isolated_render_contains_a_crash_and_keeps_image_errors():
         return Task(job_id="j", image_id="i", input_path=f"j/input/i-{name}", output_path="j/output/i",
                     operations=[{"op": "resize", "width": 32}])
 
-    [out] = render_isolated(render_task, task("fine.png"), buf.getvalue(), Limits())
+    out, preview_in, preview_out = render_isolated(render_task, task("fine.png"), buf.getvalue(), Limits())
     assert (out.width, out.height, out.content_type) == (32, 24, "image/png")
+    assert (preview_in.variant, preview_out.variant) == ("preview-in", "preview-out")  # from the same decode
     with pytest.raises(ImageError) as bad:
         render_isolated(render_task, task("text.png"), b"not an image at all", Limits())
     assert bad.value.code == "unsupported"
