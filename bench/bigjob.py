@@ -184,7 +184,7 @@ def main() -> int:
     workers = args.processors * args.concurrency
     with tempfile.TemporaryDirectory(prefix="imageflow-bigjob-") as tmp:
         tmp = Path(tmp)
-        warm_files = make_shoot(tmp / "warm", max(24, args.images // 20))
+        make_shoot(tmp / "warm", max(24, args.images // 20))
         files = make_shoot(tmp / "big", args.images)
         sample = files[:max(60, args.engine_sample or args.images // 10)]
         engine_ips = bare_engine(sample, workers)
