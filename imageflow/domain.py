@@ -140,12 +140,12 @@ PREVIEW_INPUT, PREVIEW_OUTPUT = "in", "out"
 
 
 def preview_path(job_id: str, image_id: str, which: str) -> str:
-    """``<job_id>/output/<image_id>.preview-<in|out>.webp``: the small WebP preview of an
-    image's input or output. The dot after the id keeps it apart from every output path,
-    which has a dash there (``<image_id>-<stem>``), whatever the client named its file."""
+    """``<job_id>/preview/<image_id>-<in|out>.webp``: the small WebP preview of an image's input
+    or output. Beside ``output/``, not in it: the outputs stay exactly what the job delivers
+    (archive, listings), and no client file name can collide with a preview."""
     if which not in (PREVIEW_INPUT, PREVIEW_OUTPUT):
         raise ValueError(f"unknown preview {which!r}")
-    return f"{job_id}/output/{image_id}.preview-{which}.webp"
+    return f"{job_id}/preview/{image_id}-{which}.webp"
 
 
 @dataclass

@@ -31,6 +31,10 @@ _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
 # first (primary) image.
 ANIMATED_INPUTS = frozenset({"gif", "webp", "png", "avif"})
 
+# The variant names of the small previews ``render(..., previews=N)`` appends to its outputs.
+INPUT_PREVIEW, OUTPUT_PREVIEW = "preview-in", "preview-out"
+PREVIEW_QUALITY = 70
+
 # Operations that neither read nor change the pixel grid: a draft decode may run before them.
 _GRID_NEUTRAL = {"grayscale", "brightness", "contrast", "saturation", "flip"}
 
@@ -204,8 +208,17 @@ def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits, budget: Re
     return _same_mode(frames)
 
 
+def _preview(frame: Image.Image, size: int, limits: Limits, variant: str) -> Rendered:
+    """A WebP of at most ``size`` px a side, from a frame already decoded (no second decode)."""
+    scale = min(1.0, size / max(frame.size))
+    target = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
+    # resize() makes a new image (no copy of the frame); reducing_gap shrinks by whole factors first
+    thumb = frame.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0) if scale < 1 else frame
+    return encode([thumb], "webp", EncodeOptions(quality=PREVIEW_QUALITY), limits, variant=variant)
+
+
 def render(data: bytes, operations: list[dict], limits: Limits,
-           assets: Mapping[str, bytes] | None = None) -> list[Rendered]:
+           assets: Mapping[str, bytes] | None = None, *, previews: int = 0) -> list[Rendered]:
     """Apply validated operations (the output of ``resolve_operations``) to an image.
 
     Returns one :class:`Rendered` per output: variants give several, named like
@@ -213,19 +226,22 @@ def render(data: bytes, operations: list[dict], limits: Limits,
     operation the output keeps the input's format (BMP becomes PNG, HEIC becomes JPEG).
     EXIF orientation is applied and metadata stripped unless the operations say
     otherwise. ``assets`` holds the files operations name (an overlay's image). Each
-    output carries its placeholders and the ``choices`` made (see :mod:`.report`).
+    output carries its placeholders and the ``choices`` made (see :mod:`.report`). With
+    ``previews``, two more items come last: WebP previews of at most that many pixels of the
+    input (upright, before the operations) and of the first output encoded, made from the
+    frames this render decoded anyway (variants ``preview-in``, ``preview-out``).
     Raises :class:`ImageError` with a clear reason on bad input."""
     with report.recording(assets) as context:
-        results = _render_data(data, operations, limits)
+        results = _render_data(data, operations, limits, previews)
         return [replace(result, choices={**context.choices, **result.choices}) for result in results]
 
 
-def _render_data(data: bytes, operations: list[dict], limits: Limits) -> list[Rendered]:
+def _render_data(data: bytes, operations: list[dict], limits: Limits, previews: int = 0) -> list[Rendered]:
     plan = Plan.from_operations(operations)
     budget = RenderBudget(limits)
     source = open_source(data, limits)
     try:
-        return _render_source(source, plan, limits, budget)
+        return _render_source(source, plan, limits, budget, previews)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:  # any Pillow size limit: the image is too large, not a glitch
@@ -236,7 +252,8 @@ def _render_data(data: bytes, operations: list[dict], limits: Limits) -> list[Re
         source.image.close()
 
 
-def _render_source(source: Source, plan: Plan, limits: Limits, budget: RenderBudget) -> list[Rendered]:
+def _render_source(source: Source, plan: Plan, limits: Limits, budget: RenderBudget,
+                   previews: int = 0) -> list[Rendered]:
     formats = plan.output_formats(source.kind.name)
     animate = (source.frames > 1 and source.kind.name in ANIMATED_INPUTS and plan.frames.mode == "all"
                and any(OUTPUT_FORMATS[name].animates for name in formats))
@@ -250,6 +267,7 @@ def _render_source(source: Source, plan: Plan, limits: Limits, budget: RenderBud
         durations, loop = None, None
         budget.check([f.size for f in frames], "decoding")
     exif = _exif_to_keep(source, plan)
+    input_preview = _preview(frames[0], previews, limits, INPUT_PREVIEW) if previews else None
     frames = _apply_all(frames, plan, limits, budget)
     placeholder = placeholders.of(frames[0])  # from the final pixels, before variants take them over
     default = plan.format.format if plan.format else DEFAULT_OUTPUT[source.kind.name]
@@ -260,7 +278,7 @@ def _render_source(source: Source, plan: Plan, limits: Limits, budget: RenderBud
     else:
         outputs = iter([Variant("", frames, default)])
     fmt = plan.format or ops.Format(op="format", format=default)
-    results = []
+    results, output_preview = [], None
     for output in outputs:
         budget.check_time(f"encoding {output.name or output.format}")
         same_format = plan.format is not None and output.format == plan.format.format
@@ -272,5 +290,8 @@ def _render_source(source: Source, plan: Plan, limits: Limits, budget: RenderBud
             max_bytes=fmt.max_bytes, background=fmt.background, icc_profile=icc, exif=exif)
         results.append((output.order, encode(output.frames, output.format, options, limits, durations, loop,
                                              output.name)))
+        if previews and output_preview is None:  # from the first output's frames, while they are alive
+            output_preview = _preview(output.frames[0], previews, limits, OUTPUT_PREVIEW)
         output = None       # the generator alone keeps the copy the next width needs
-    return [replace(rendered, **placeholder) for _, rendered in sorted(results, key=lambda item: item[0])]
+    ordered = [replace(rendered, **placeholder) for _, rendered in sorted(results, key=lambda item: item[0])]
+    return ordered + [input_preview, output_preview] if previews else ordered

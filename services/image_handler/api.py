@@ -329,8 +329,8 @@ def _accepted(created):
 @api.get("/jobs/<job_id>")
 def status(job_id: str):
     """The job, its counts and the first page of its images (``links.next`` for the rest)."""
-    job = _job_or_404(job_id)
-    return jsonify(views().job(job, page=views().image_page(job, limit=DEFAULT_IMAGE_PAGE)))
+    job, read = _job_or_404(job_id), views()
+    return jsonify(read.job(job, page=read.image_page(job, limit=DEFAULT_IMAGE_PAGE)))
 
 
 @api.get("/jobs/<job_id>/images")

@@ -27,6 +27,7 @@ from imageflow import domain
 from imageflow.blobstore import BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.engine import ImageError, Limits, Rendered, render
+from imageflow.engine.render import INPUT_PREVIEW, OUTPUT_PREVIEW
 from imageflow.engine.schema import resolve_operations
 from imageflow.engine.overlay import is_url, named_overlays
 from imageflow.messages import Output, Result, Task, decode_delivered
@@ -47,9 +48,10 @@ PREVIEW_OPERATIONS = resolve_operations(None, [{"op": "resize", "width": PREVIEW
 
 def render_task(task: Task, data: bytes, limits: Limits, assets: dict[str, bytes] | None = None) -> list[Rendered]:
     """The engine's render of one task's input (``assets``: the overlay images its operations
-    name). A module-level function, so a child process can be handed it (and a test harness
-    can hand the processor another one)."""
-    return render(data, task.operations, limits, assets=assets)
+    name), with the previews made from the same decode. A module-level function, so a worker
+    process can be handed it (and a test harness can hand the processor another one; without
+    previews in what it returns, they are rendered apart)."""
+    return render(data, task.operations, limits, assets=assets, previews=PREVIEW_SIZE)
 
 
 RenderTask = Callable[[Task, bytes, Limits], list[Rendered]]
@@ -110,6 +112,8 @@ class Processor:
             return self._failed(task, exc.code, exc.reason, started, **input_facts)
         except WorkerCrash as exc:
             return self._failed(task, domain.WORKER_CRASHED, str(exc), started, **input_facts)
+        made = {item.variant: item for item in rendered if item.variant in (INPUT_PREVIEW, OUTPUT_PREVIEW)}
+        rendered = [item for item in rendered if item.variant not in made]
         outputs = []
         for item in rendered:
             path = domain.output_file(task.output_path, item.ext, item.variant)
@@ -120,8 +124,10 @@ class Processor:
         first = outputs[0]
         previews = {}
         if self.previews:
-            previews = {"preview_path": self._preview(task, domain.PREVIEW_INPUT, data, limits),
-                        "output_preview_path": self._preview(task, domain.PREVIEW_OUTPUT, rendered[0].data, limits)}
+            previews = {"preview_path": self._preview(task, domain.PREVIEW_INPUT, made.get(INPUT_PREVIEW), data,
+                                                      limits),
+                        "output_preview_path": self._preview(task, domain.PREVIEW_OUTPUT, made.get(OUTPUT_PREVIEW),
+                                                             rendered[0].data, limits)}
         duration = time.monotonic() - started
         TASKS.labels(status="succeeded").inc()
         TASK_DURATION.observe(duration)
@@ -131,14 +137,16 @@ class Processor:
                       blurhash=rendered[0].blurhash, dominant_color=rendered[0].dominant_color,
                       choices=rendered[0].choices, **previews)
 
-    def _preview(self, task: Task, which: str, data: bytes, limits: Limits) -> str | None:
-        """Write the small WebP of ``data``; its path, or None when it cannot be made (the
-        image itself is fine: the views then show no preview, never the full file)."""
-        try:
-            [preview] = render(data, PREVIEW_OPERATIONS, limits)[:1]
-        except ImageError as exc:
-            log.warning("no %s preview for %s/%s: %s", which, task.job_id, task.image_id, exc.reason)
-            return None
+    def _preview(self, task: Task, which: str, preview: Rendered | None, source: bytes, limits: Limits) -> str | None:
+        """Write the small WebP (rendered with the outputs, or else now from ``source``); its
+        path, or None when it cannot be made (the image itself is fine: the views then show no
+        preview, never the full file)."""
+        if preview is None:
+            try:
+                [preview] = render(source, PREVIEW_OPERATIONS, limits)[:1]
+            except ImageError as exc:
+                log.warning("no %s preview for %s/%s: %s", which, task.job_id, task.image_id, exc.reason)
+                return None
         path = domain.preview_path(task.job_id, task.image_id, which)
         self.blobs.put(path, preview.data, preview.content_type, cache_control=CACHE_CONTROL)
         return path

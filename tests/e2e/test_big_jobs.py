@@ -71,9 +71,10 @@ def check_complete(stack: Stack, job: dict, count: int) -> list[dict]:
     assert len(rows) == count and Counter(r["status"] for r in rows) == {"succeeded": count}
     # Exactly one output and two previews per image in storage: nothing rendered under a second name.
     # (A writer killed mid-put leaves a hidden .tmp- file, never a visible object.)
-    outputs = [p for p in (stack.data_dir / "blobs" / job["job_id"] / "output").iterdir()
-               if not p.name.startswith(".tmp-")]
-    assert Counter(".preview-" in p.name for p in outputs) == {False: count, True: 2 * count}
+    for kind, per_image in (("output", 1), ("preview", 2)):
+        stored = [p for p in (stack.data_dir / "blobs" / job["job_id"] / kind).iterdir()
+                  if not p.name.startswith(".tmp-")]
+        assert len(stored) == per_image * count, kind
     return images
 
 

@@ -150,7 +150,8 @@ def test_list_rename_stats_and_delete_leaves_nothing_behind(stack, images):
     assert stats["bytes"]["input"] > 0 or stats["bytes"]["output"] > 0
 
     blob_dir = stack.data_dir / "blobs" / job_id
-    assert len(list(blob_dir.rglob("*.*"))) == 4
+    kinds = sorted(p.parent.name for p in blob_dir.rglob("*.*"))
+    assert kinds == ["input"] * 2 + ["output"] * 2 + ["preview"] * 4  # two images, each with two previews
     assert api(stack, "DELETE", f"/jobs/{job_id}").status_code == 204
     assert not blob_dir.exists()
     assert api(stack, "GET", f"/jobs/{job_id}").status_code == 404

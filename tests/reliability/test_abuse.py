@@ -179,8 +179,8 @@ def test_path_traversal_and_control_characters_in_filenames(stack, canary, recor
     blobs_root = stack.data_dir / "blobs"
     stored = sorted(p.relative_to(blobs_root).as_posix() for p in blobs_root.rglob("*") if p.is_file())
     mine = [p for p in stored if p.startswith((job_id, raw.json()["job_id"]))]
-    record.expect(all(p.split("/")[1] in ("input", "output") and len(p.split("/")) == 3 for p in mine),
-                  "every stored object sits at <job>/input|output/<id>-<safe name>", mine)
+    record.expect(all(p.split("/")[1] in ("input", "output", "preview") and len(p.split("/")) == 3 for p in mine),
+                  "every stored object sits at <job>/input|output|preview/<id>-<safe name>", mine)
     record.expect(all(ch.isalnum() or ch in "._-/" for p in mine for ch in p),
                   "stored names are reduced to [A-Za-z0-9._-]", mine)
     outside = [p for p in stack.data_dir.rglob("*") if p.is_file() and not p.is_relative_to(blobs_root)

@@ -79,8 +79,9 @@ def test_the_render_pool_contains_a_crash_to_its_own_task_and_keeps_image_errors
     faulty = FaultyRender(Faults(processor_crash_on="poison-", processor_delay_on="slowpoke-",
                                  processor_delay_seconds=2))
     try:
-        [out] = pool.render(render_task, _task("fine.png"), _png(), Limits())
+        out, preview_in, preview_out = pool.render(render_task, _task("fine.png"), _png(), Limits())
         assert (out.width, out.height, out.content_type) == (32, 24, "image/png")
+        assert (preview_in.variant, preview_out.variant) == ("preview-in", "preview-out")  # from the same decode
         with pytest.raises(ImageError) as bad:
             pool.render(render_task, _task("text.png"), b"not an image at all", Limits())
         assert bad.value.code == "unsupported"
@@ -90,10 +91,10 @@ def test_the_render_pool_contains_a_crash_to_its_own_task_and_keeps_image_errors
             with pytest.raises(WorkerCrash) as crash:  # the worker is SIGKILLed; this process lives on
                 pool.render(faulty, _task("poison-1.png"), _png(), Limits())
             assert "signal 9" in str(crash.value)
-            [slow_out] = slow.result(timeout=60)
+            slow_out = slow.result(timeout=60)[0]
         assert slow_out.width == 32, "the task rendering beside the crash was not taken down with it"
         assert pool.replaced == 1
-        assert len(pool.render(render_task, _task("after.png"), _png(), Limits())) == 1
+        assert len(pool.render(render_task, _task("after.png"), _png(), Limits())) == 3
     finally:
         pool.close()
 
@@ -107,7 +108,7 @@ def test_a_worker_past_its_memory_cap_fails_the_task_as_too_large():
         with pytest.raises(ImageError) as err:
             pool.render(hog_memory, _task("hog.png"), _png(), Limits())
         assert err.value.code == "too_large" and "768 MB" in err.value.reason
-        assert len(pool.render(render_task, _task("after.png"), _png(), Limits())) == 1
+        assert len(pool.render(render_task, _task("after.png"), _png(), Limits())) == 3
     finally:
         pool.close()
 

@@ -117,3 +117,34 @@ def test_webhook_transitions_claim_one_attempt_at_a_time():
     assert domain.record_webhook_attempt({}, "failed", None)(done) is None  # finished: no more records
     assert domain.webhook_wait(Job(job_id="j", status=domain.PROCESSING, webhook_url="u",
                                    webhook_status="pending"), 0) is None  # not finished yet
+
+
+def test_an_open_job_counts_results_but_completes_only_once_closed():
+    job = Job(job_id=domain.new_id(), status=domain.OPEN, total=2)
+    done = [Image(job_id=job.job_id, image_id=domain.new_id(), filename="a", input_path="x", status="succeeded")
+            for _ in range(2)]
+    folded = domain.fold_progress(job, done, domain.utcnow())
+    assert (folded.status, folded.succeeded, folded.completed_at) == ("open", 2, None)
+    closed = domain.close_job(folded, domain.utcnow())
+    assert closed.status == "completed" and closed.closed_at and closed.completed_at
+    waiting = domain.close_job(Job(job_id=job.job_id, status=domain.OPEN, total=3, succeeded=1), domain.utcnow())
+    assert waiting.status == "processing" and waiting.completed_at is None
+    assert domain.close_job(Job(job_id=job.job_id, status=domain.OPEN), domain.utcnow()).status == "failed"
+    assert domain.close_job(closed, domain.utcnow()) is closed  # not open: unchanged
+
+
+def test_previews_live_beside_the_outputs_and_never_collide_with_them():
+    job_id, image_id = domain.new_id(), domain.new_id()
+    assert domain.preview_path(job_id, image_id, "in") == f"{job_id}/preview/{image_id}-in.webp"
+    assert not domain.preview_path(job_id, image_id, "out").startswith(f"{job_id}/output/")
+    with pytest.raises(ValueError):
+        domain.preview_path(job_id, image_id, "../x")
+
+
+def test_a_task_carries_what_the_processor_needs():
+    job = Job(job_id=domain.new_id(), operations=[{"op": "grayscale"}])
+    image = Image(job_id=job.job_id, image_id=domain.new_id(), filename="shoe.jpg",
+                  input_path=domain.input_path(job.job_id, "i", "shoe.jpg"), source_url="https://a.example/s.jpg")
+    task = domain.task_for(job, image)
+    assert (task.source_url, task.operations, task.output_path) == \
+        ("https://a.example/s.jpg", [{"op": "grayscale"}], domain.output_stem(job.job_id, image.image_id, "shoe.jpg"))
