@@ -11,9 +11,13 @@ settings of the process that gets it:
   ``<text>:<s>`` pairs separated by ``|`` give each its own delay.
 - ``storage_fail_rate=<0..1>``: that fraction of blob writes fail, as a full disk or a
   dropped connection would (the object is not written).
+- ``storage_latency_seconds=<s>`` and ``bus_latency_seconds=<s>``: every blob store call, and
+  every publish, pull, ack, nack and lease extension on the bus, takes ``<s>`` longer (storage
+  and bus far away, as on GCP: devtools.latency).
 
 The faults wrap the production parts from the outside: :class:`FaultyBlobStore` around any
-blob store, and :class:`FaultyRender` as the processor's render function.
+blob store, :class:`FaultyRender` as the processor's render function, and the latency wrappers
+of devtools.latency around the blob store and the bus.
 ``python -m devtools.faulty_processor`` runs the image processor with both; the local stack
 starts it instead of ``services.image_processor`` for a process whose environment sets
 ``IMAGEFLOW_FAULTS``. Production code never imports this module.
@@ -40,12 +44,17 @@ class FaultsError(ValueError):
     """IMAGEFLOW_FAULTS is malformed."""
 
 
+_NUMBERS = ("processor_delay_seconds", "storage_fail_rate", "storage_latency_seconds", "bus_latency_seconds")
+
+
 @dataclass(frozen=True)
 class Faults:
     processor_crash_on: str = ""
     processor_delay_on: str = ""
     processor_delay_seconds: float = 0.0
     storage_fail_rate: float = 0.0
+    storage_latency_seconds: float = 0.0
+    bus_latency_seconds: float = 0.0
 
     @classmethod
     def parse(cls, raw: str | None) -> "Faults":
@@ -56,7 +65,7 @@ class Faults:
             name = name.strip()
             if not sep or name not in cls.__dataclass_fields__:
                 raise FaultsError(f"IMAGEFLOW_FAULTS: unknown or malformed item {item!r}")
-            if name in ("processor_delay_seconds", "storage_fail_rate"):
+            if name in _NUMBERS:
                 try:
                     values[name] = float(value)
                 except ValueError:
@@ -70,6 +79,8 @@ class Faults:
             raise FaultsError(f"IMAGEFLOW_FAULTS: bad processor_delay_on {faults.processor_delay_on!r}") from None
         if not 0.0 <= faults.storage_fail_rate <= 1.0:
             raise FaultsError("IMAGEFLOW_FAULTS: storage_fail_rate must be between 0 and 1")
+        if min(faults.storage_latency_seconds, faults.bus_latency_seconds) < 0:
+            raise FaultsError("IMAGEFLOW_FAULTS: a latency cannot be negative")
         return faults
 
     @classmethod

@@ -70,6 +70,9 @@ class Settings:
     max_urls_per_job: int = 100_000                   # URL and CSV jobs
     open_job_idle_seconds: int = 86_400               # an open job with no new file this long closes itself
     processor_concurrency: int = 2
+    # Tasks a processor holds at once (fetching, waiting for a render slot, rendering, writing, publishing), so
+    # storage and bus round trips overlap the renders; 0: 8 per render slot. Never fewer than the slots.
+    processor_max_in_flight: int = 0
     # Each concurrency slot renders in its own long-lived worker process with this address-space cap (MB; 0: none),
     # and a render may take RENDER_TIMEOUT_SECONDS (its worker is replaced past that, plus a grace).
     processor_worker_memory_mb: int = 768
@@ -126,6 +129,11 @@ class Settings:
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 
+    @property
+    def processor_in_flight(self) -> int:
+        """How many tasks the processor's subscriber leases at once (PROCESSOR_MAX_IN_FLIGHT, resolved)."""
+        return max(self.processor_concurrency, self.processor_max_in_flight or 8 * self.processor_concurrency)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read settings from ``env`` (default: ``os.environ``); fail fast on bad values."""
@@ -154,6 +162,7 @@ class Settings:
             max_urls_per_job=_int(env, "MAX_URLS_PER_JOB", cls.max_urls_per_job),
             open_job_idle_seconds=_int(env, "OPEN_JOB_IDLE_SECONDS", cls.open_job_idle_seconds),
             processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
+            processor_max_in_flight=max(0, _int(env, "PROCESSOR_MAX_IN_FLIGHT", cls.processor_max_in_flight)),
             processor_worker_memory_mb=_int(env, "PROCESSOR_WORKER_MEMORY_MB", cls.processor_worker_memory_mb),
             render_timeout_seconds=max(1.0, _float(env, "RENDER_TIMEOUT_SECONDS", cls.render_timeout_seconds)),
             ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
@@ -211,7 +220,8 @@ ENV_NAMES = (
     "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_JSON_BYTES", "REQUEST_BODY_TIMEOUT",
     "REQUEST_BODY_MIN_BYTES_PER_SECOND", "MAX_IMAGE_PIXELS",
     "MAX_FILES_PER_JOB", "MAX_URLS_PER_JOB", "OPEN_JOB_IDLE_SECONDS", "PROCESSOR_CONCURRENCY",
-    "PROCESSOR_WORKER_MEMORY_MB", "RENDER_TIMEOUT_SECONDS", "ACK_DEADLINE_SECONDS", "MAX_DELIVERY_ATTEMPTS",
+    "PROCESSOR_MAX_IN_FLIGHT", "PROCESSOR_WORKER_MEMORY_MB", "RENDER_TIMEOUT_SECONDS", "ACK_DEADLINE_SECONDS",
+    "MAX_DELIVERY_ATTEMPTS",
     "RETRY_MIN_BACKOFF_SECONDS", "RETRY_MAX_BACKOFF_SECONDS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),

@@ -1,6 +1,8 @@
-"""image-processor service: a pull worker with PROCESSOR_CONCURRENCY tasks at a time, and
-health/metrics on $PORT (default 8082). On SIGTERM it stops pulling, lets in-flight tasks
-finish for up to DRAIN_SECONDS and releases (nacks) the rest."""
+"""image-processor service: a pull worker with PROCESSOR_CONCURRENCY renders at a time and up to
+PROCESSOR_MAX_IN_FLIGHT tasks in flight (so storage and bus calls overlap the renders), and
+health/metrics on $PORT (default 8082). On SIGTERM it stops pulling, releases (nacks) the tasks
+whose render has not started, lets the renders in progress finish for up to DRAIN_SECONDS and
+releases the rest."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +11,7 @@ import os
 from flask import Flask
 
 from imageflow.bootstrap import Backends, make_backends
+from imageflow.bus import Subscriber
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
 
@@ -24,20 +27,29 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
     return health_app("image-processor", {"blobstore": backends.blobs.check, "bus": backends.bus.check}, alive)
 
 
+def start_processing(settings: Settings, backends: Backends,
+                     render: RenderTask = render_task) -> tuple[Processor, Subscriber]:
+    """The processor and its subscription: more tasks leased than render slots, so a task's blob reads
+    and writes and its result's publish happen while other tasks render."""
+    processor = Processor(settings, backends.blobs, backends.bus, render)
+    subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
+                                        max_messages=settings.processor_in_flight,
+                                        ack_deadline_seconds=settings.ack_deadline_seconds)
+    return processor, subscriber
+
+
 def main(settings: Settings | None = None, backends: Backends | None = None, render: RenderTask = render_task) -> int:
     configure_logging("image-processor")
     settings = settings or Settings.from_env()
     backends = backends or make_backends(settings)
-    processor = Processor(settings, backends.blobs, backends.bus, render)
-    subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
-                                        max_messages=settings.processor_concurrency,
-                                        ack_deadline_seconds=settings.ack_deadline_seconds)
+    processor, subscriber = start_processing(settings, backends, render)
     port = int(os.environ.get("PORT", "8082"))
     server = HttpServer(create_app(settings, backends, subscriber.is_alive), settings.bind_host, port).start()
-    log.info("image-processor running (%s backend, concurrency %d), health on :%d",
-             settings.backend, settings.processor_concurrency, server.port)
+    log.info("image-processor running (%s backend, %d render slots, up to %d tasks in flight), health on :%d",
+             settings.backend, settings.processor_concurrency, settings.processor_in_flight, server.port)
     signal_name = wait_for_signal()
     log.info("%s: draining %d in-flight task(s)", signal_name, subscriber.in_flight())
+    processor.release_waiting()  # tasks not yet rendering go back to the bus at once
     subscriber.stop(timeout=settings.drain_seconds)
     server.stop()
     processor.close()

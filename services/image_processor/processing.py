@@ -17,7 +17,6 @@ import functools
 import logging
 import multiprocessing
 import os
-import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -77,12 +76,24 @@ class Processor:
     def close(self) -> None:
         self.pool.close()
 
+    def release_waiting(self) -> None:
+        """Stopping: tasks whose render has not started go back to the bus (nacked) for another
+        processor, instead of being rendered during the drain; renders in progress finish."""
+        self.pool.drain()
+
     def handle_message(self, message: ReceivedMessage) -> None:
-        """Subscriber callback for ``imageflow-tasks-processor``."""
+        """Subscriber callback for ``imageflow-tasks-processor``. It runs on one of the subscriber's
+        PROCESSOR_MAX_IN_FLIGHT threads: the storage and bus calls of the tasks in flight overlap each
+        other and the renders, which wait for one of the PROCESSOR_CONCURRENCY render slots."""
         task = decode_delivered(Task, message)
         if task is None:
             return
-        result = self.process(task)
+        try:
+            result = self.process(task)
+        except RenderPoolDraining:
+            log.info("stopping: task %s/%s released before its render", task.job_id, task.image_id)
+            message.nack()
+            return
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
         message.ack()
 
@@ -184,6 +195,10 @@ class WorkerCrash(RuntimeError):
     """The worker process rendering a task died under it (a signal, a native crash, the memory cap)."""
 
 
+class RenderPoolDraining(RuntimeError):
+    """The processor is stopping: the task never started its render and goes back to the bus."""
+
+
 # -- render workers -----------------------------------------------------------------------------
 def _worker_main(conn, memory_bytes: int) -> None:
     """A render worker: renders what it is sent until its pipe closes. Its address space is capped, so a
@@ -258,44 +273,79 @@ class _Worker:
 
 class RenderPool:
     """Long-lived render worker processes, one per concurrency slot, each with an address-space cap
-    (PROCESSOR_WORKER_MEMORY_MB). A render runs in an idle worker; a worker that dies, or overruns the
-    render time limit, is replaced at once, and only the task it was rendering fails. Rendering in
-    processes also gives one processor's tasks true parallelism across cores (no shared GIL)."""
+    (PROCESSOR_WORKER_MEMORY_MB). A render runs in an idle worker, and waits for one when every slot is
+    busy: the processor may hold more tasks than slots (their storage and bus calls overlap the renders),
+    but never renders more at once than it has slots. A worker that dies, or overruns the render time
+    limit, is replaced at once, and only the task it was rendering fails. Rendering in processes also
+    gives one processor's tasks true parallelism across cores (no shared GIL)."""
 
     GRACE_SECONDS = 15.0  # past the engine's own time limit (RenderBudget), before a worker is killed
 
     def __init__(self, size: int, memory_mb: int = 0):
         self.size, self.memory_bytes = max(1, size), max(0, memory_mb) << 20
-        self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._changed = threading.Condition()
         self._started = 0  # workers that exist (idle or rendering); started on first need
+        self._draining = False  # no new render starts (stopping); the ones in progress finish
         self._closed = False
         self.replaced = 0
+        self.rendering = 0  # renders in progress now, and the most there ever were (never above size)
+        self.peak_rendering = 0
+
+    def drain(self) -> None:
+        """Start no more renders: a render waiting for a slot, or asked for later, raises
+        :class:`RenderPoolDraining`, so its task can be released to another processor at once."""
+        with self._changed:
+            self._draining = True
+            self._changed.notify_all()
 
     def _take(self) -> _Worker:
-        while True:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("the render pool is closed")
-                start = self._idle.empty() and self._started < self.size
-                if start:
-                    self._started += 1
-            worker = _Worker(self.memory_bytes) if start else self._idle.get()
-            if worker.process.is_alive():
-                return worker
-            self._release(worker, healthy=False)  # died while idle (a stray signal): replaced
+        with self._changed:
+            while True:
+                if self._closed or self._draining:
+                    raise RenderPoolDraining("the processor is stopping: no new render starts")
+                if self._idle or self._started < self.size:
+                    break
+                self._changed.wait()
+            worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                self._started += 1
+            self.rendering += 1
+            self.peak_rendering = max(self.peak_rendering, self.rendering)
+        try:
+            if worker is not None and not worker.process.is_alive():  # died while idle (a stray signal)
+                worker.stop()
+                with self._changed:
+                    self.replaced += 1
+                worker = None
+            return worker or _Worker(self.memory_bytes)
+        except BaseException:
+            with self._changed:
+                self._started -= 1
+                self.rendering -= 1
+                self._changed.notify()
+            raise
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
-        if healthy and not self._closed:
-            self._idle.put(worker)
-            return
-        worker.stop()
-        with self._lock:
-            if self._closed:
-                self._started -= 1
+        with self._changed:
+            self.rendering -= 1
+            if healthy and not self._closed:
+                self._idle.append(worker)
+                self._changed.notify()
                 return
-            self.replaced += 1
-        self._idle.put(_Worker(self.memory_bytes))  # the slot's new worker, so no render waits on a dead one
+            if not self._closed:
+                self.replaced += 1
+        worker.stop()
+        # The slot's new worker, started now so no render waits on a dead one's replacement.
+        replacement = None if self._closed else _Worker(self.memory_bytes)
+        with self._changed:
+            if replacement is not None and not self._closed:
+                self._idle.append(replacement)
+                self._changed.notify()
+                return
+            self._started -= 1
+        if replacement is not None:
+            replacement.stop()
 
     def render(self, render_fn: RenderTask, task: Task, data: bytes, limits: Limits) -> list[Rendered]:
         worker = self._take()
@@ -321,11 +371,10 @@ class RenderPool:
         raise RuntimeError(f"rendering {task.input_path} failed: {payload}")
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
             self._closed = True
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
+            idle, self._idle = self._idle, []
+            self._started -= len(idle)
+            self._changed.notify_all()
+        for worker in idle:
             worker.stop()

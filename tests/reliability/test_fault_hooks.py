@@ -7,6 +7,9 @@ import time
 import pytest
 
 from devtools.faults import Faults, FaultsError, FaultyBlobStore, FaultyRender
+from devtools.latency import LatentBlobStore, LatentBus
+from imageflow.bus import SubscriptionConfig
+from imageflow.bus.sqlite import SqliteBus
 from imageflow.blobstore import BlobStoreError
 from imageflow.blobstore.local import LocalBlobStore
 from imageflow.messages import Task
@@ -18,7 +21,29 @@ def test_faults_are_off_unless_configured():
     assert faults.active and faults.processor_crash_on == "poison-" and faults.storage_fail_rate == 0.25
 
 
+def test_latency_wraps_every_storage_and_bus_call_and_changes_nothing_else(tmp_path, monkeypatch):
+    faults = Faults.from_env({"IMAGEFLOW_FAULTS": "storage_latency_seconds=0.05,bus_latency_seconds=0.02"})
+    assert (faults.storage_latency_seconds, faults.bus_latency_seconds) == (0.05, 0.02)
+    waits = []
+    monkeypatch.setattr("devtools.latency.time.sleep", waits.append)
+    store = LatentBlobStore(LocalBlobStore(tmp_path / "blobs"), 0.05)
+    store.put("job/input/a.png", b"png", "image/png")
+    assert store.get("job/input/a.png") == b"png" and store.exists("job/input/a.png")
+    assert waits == [0.05] * 3
+    bus = LatentBus(SqliteBus(tmp_path / "bus.db"), 0.02)
+    bus.ensure_topic("t")
+    bus.ensure_subscription(SubscriptionConfig(name="s", topic="t"))
+    waits.clear()
+    bus.publish("t", b"hello", {"k": "v"})
+    [message] = bus.pull("s", max_messages=5)
+    assert (message.data, message.attributes, message.delivery_attempt) == (b"hello", {"k": "v"}, 1)
+    message.ack()
+    assert bus.pull("s") == [], "the ack reached the real bus"
+    assert waits == [0.02] * 4  # publish, pull, ack, pull
+
+
 @pytest.mark.parametrize("raw", ["crash_everything=1", "storage_fail_rate=lots", "storage_fail_rate=2",
+                                 "storage_latency_seconds=-1",
                                  "processor_crash_on", "processor_delay_on=slow:soon"])
 def test_malformed_faults_fail_fast(raw):
     with pytest.raises(FaultsError, match="IMAGEFLOW_FAULTS"):
