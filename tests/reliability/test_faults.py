@@ -178,8 +178,11 @@ def test_task_slower_than_the_ack_deadline_keeps_its_lease(stack, sendgrid, reco
 # -- storage errors -------------------------------------------------------------------------
 def test_storage_write_failures_are_retried_without_partial_objects(stack, sendgrid, record):
     """30% of the processors' blob writes fail (IMAGEFLOW_FAULTS storage_fail_rate=0.3) during a
-    30-image job, with up to 10 delivery attempts per task."""
-    stack.env["MAX_DELIVERY_ATTEMPTS"] = "10"
+    30-image job, with up to 20 delivery attempts per task."""
+    # Each attempt writes three objects now (the output and its two previews), so one attempt in
+    # three gets through: up to 20 attempts, retried quickly (the subscriptions' backoff, shortened).
+    stack.env.update({"MAX_DELIVERY_ATTEMPTS": "20", "RETRY_MIN_BACKOFF_SECONDS": "0.2",
+                      "RETRY_MAX_BACKOFF_SECONDS": "1"})
     stack.restart_processors("storage_fail_rate=0.3")
     try:
         failures_before = _write_failures(stack)
@@ -193,7 +196,8 @@ def test_storage_write_failures_are_retried_without_partial_objects(stack, sendg
         record.expect(verdict.hidden_temp_files == 0, "a failed write leaves no partial object, not even hidden",
                       verdict.hidden_temp_files)
     finally:
-        stack.env.pop("MAX_DELIVERY_ATTEMPTS")
+        for name in ("MAX_DELIVERY_ATTEMPTS", "RETRY_MIN_BACKOFF_SECONDS", "RETRY_MAX_BACKOFF_SECONDS"):
+            stack.env.pop(name)
         stack.restart_processors(PROCESSOR_FAULTS)
 
 

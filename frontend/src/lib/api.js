@@ -120,9 +120,11 @@ export async function fetchJob(jobId, { etag, ...options } = {}) {
   return { job, etag: response.headers.get('ETag') };
 }
 
-/** Every image of a job, following `links.next` page by page (ARCHITECTURE.md, "Large jobs"). */
-export async function fetchAllImages(jobId, options) {
-  const { job } = await fetchJob(jobId, options);
+/**
+ * The job with every one of its images: the job view holds the first page, and `links.next`
+ * leads page by page to the rest (ARCHITECTURE.md, "Large jobs").
+ */
+export async function withAllImages(job, options) {
   const images = [...(job.images || [])];
   let next = job.links?.next;
   while (next) {
@@ -130,7 +132,13 @@ export async function fetchAllImages(jobId, options) {
     images.push(...(page.images || []));
     next = page.links?.next;
   }
-  return images;
+  return { ...job, images };
+}
+
+/** Every image of a job (see withAllImages). */
+export async function fetchAllImages(jobId, options) {
+  const { job } = await fetchJob(jobId, options);
+  return (await withAllImages(job, options)).images;
 }
 
 /**

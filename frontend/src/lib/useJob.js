@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react';
-import { fetchJob } from './api.js';
+import { fetchJob, withAllImages } from './api.js';
 import { isTerminal } from './jobs.js';
 
 const POLL_MS = 1000;
@@ -39,7 +39,9 @@ export default function useJob(jobId) {
         if (answer.notModified) {
           setState((current) => (current.error ? { ...current, error: null, retrying: false, updatedAt: new Date() } : current));
         } else {
-          last = answer.job;
+          // a changed job: its counts are on the first page, so the rest is read only then
+          last = await withAllImages(answer.job, { signal: controller.signal });
+          if (stopped) return;
           etag = answer.etag;
           setState({ status: 'ready', job: last, error: null, retrying: false, updatedAt: new Date() });
         }

@@ -70,13 +70,14 @@ def test_setup_command_creates_the_whole_topology_idempotently(pubsub_bus, gcp_s
     assert "expiration_policy" in tasks and not tasks.expiration_policy.ttl
     email = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(t.notifications_sub)})
     assert email.push_config.push_endpoint == "http://127.0.0.1:9/"
-    dead_letter_topics = {t.tasks_dlq, t.jobs_dlq, t.results_dlq, t.notifications_dlq}
+    dead_letter_topics = {t.tasks_dlq, t.jobs_dlq, t.results_dlq, t.notifications_dlq, t.uploads_dlq, t.webhooks_dlq}
     for config in topology.subscriptions(settings):  # no redelivery loop anywhere
         current = api.get_subscription(request={"subscription": pubsub_bus.subscription_path(config.name)})
         assert current.retry_policy.minimum_backoff.total_seconds() == settings.retry_min_backoff_seconds
         assert current.retry_policy.maximum_backoff.total_seconds() == settings.retry_max_backoff_seconds
         if config.topic not in dead_letter_topics:
-            assert current.dead_letter_policy.dead_letter_topic == pubsub_bus.topic_path(config.topic + "-dlq"), \
+            assert config.dead_letter_topic, f"{config.name} has no dead-letter topic"
+            assert current.dead_letter_policy.dead_letter_topic == pubsub_bus.topic_path(config.dead_letter_topic), \
                 config.name
     for name in topology.topics(settings):
         pubsub_bus.publisher.get_topic(request={"topic": pubsub_bus.topic_path(name)})
