@@ -5,7 +5,7 @@ import re
 import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any, Iterable
 
@@ -17,14 +17,17 @@ PROCESSING = "processing"
 COMPLETED = "completed"
 COMPLETED_WITH_ERRORS = "completed_with_errors"
 FAILED = "failed"
-JOB_STATUSES = (QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
-TERMINAL_JOB_STATUSES = (COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
+CANCELLED = "cancelled"   # cancelled by its caller: images not started were skipped
+EXPIRED = "expired"       # past JOB_RETENTION_DAYS: a tombstone whose images and files are gone
+JOB_STATUSES = (QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED, EXPIRED)
+TERMINAL_JOB_STATUSES = (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED)
 
 # Image states.
 IMAGE_QUEUED = "queued"
 IMAGE_SUCCEEDED = "succeeded"
 IMAGE_FAILED = "failed"
-TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED)
+IMAGE_SKIPPED = "skipped"  # its job was cancelled before it started
+TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
 
 
 def utcnow() -> str:
@@ -119,6 +122,8 @@ class Image:
     updated_at: str | None = None
     source_url: str | None = None   # imported by URL: the interaction manager fetches it into input_path
     meta: dict = field(default_factory=dict)  # extra CSV columns (name, product...), kept for the report
+    output_bytes: int | None = None  # every output file of the image together (savings)
+    duplicate_of: str | None = None  # "<job_id>/<image_id>" whose output was reused (same bytes, same operations)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,10 +156,23 @@ class Job:
     webhook_secret: str | None = None          # HMAC-SHA256 key of the webhook signature (never shown by GET)
     webhook_status: str | None = None          # pending | delivered | failed (None: no webhook)
     webhook_attempts: list = field(default_factory=list)  # [{at, status_code, error, duration_ms}]
+    # Lifecycle (issue 16): cancel, retry (a new run), rerun (parent/child), retention, savings.
+    skipped: int = 0                           # images a cancel kept from starting
+    cancel_requested_at: str | None = None     # set by cancel: the processors skip the images not started
+    run: int = 0                               # 0 for the first run; each retry starts the next one
+    parent_job_id: str | None = None           # the job this one re-runs (its originals are read, not copied)
+    child_job_ids: list = field(default_factory=list)  # the re-runs of this job
+    bytes_in: int = 0                          # originals of the succeeded images
+    bytes_out: int = 0                         # their outputs
 
     @property
     def done(self) -> int:
-        return self.succeeded + self.failed
+        return self.succeeded + self.failed + self.skipped
+
+    @property
+    def saved_percent(self) -> float | None:
+        """How much smaller the outputs are than their originals, in percent (negative: larger)."""
+        return saved_percent(self.bytes_in, self.bytes_out)
 
     @property
     def is_terminal(self) -> bool:
@@ -178,34 +196,75 @@ def final_status(total: int, succeeded: int, failed: int) -> str:
     return COMPLETED
 
 
+def saved_percent(bytes_in: int, bytes_out: int) -> float | None:
+    if not bytes_in:
+        return None
+    return round(100.0 * (bytes_in - bytes_out) / bytes_in, 1)
+
+
+def retention_expiry(created_at: str, days: int) -> str | None:
+    """When a job created at ``created_at`` expires; None when retention is off (0 days)."""
+    if days <= 0:
+        return None
+    created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    return (created + timedelta(days=days)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_expired(job: "Job", retention_days: int, now: str) -> bool:
+    """Past its retention (or already reduced to a tombstone by the retention sweep)."""
+    if job.status == EXPIRED:
+        return True
+    expiry = retention_expiry(job.created_at, retention_days)
+    return bool(expiry and expiry <= now)
+
+
 def apply_result(image: Image, result: Result, now: str) -> Image | None:
     """The image after ``result``, or None when the result changes nothing (a duplicate,
     or a late result for an image already finished): handlers stay idempotent."""
     if image.status in TERMINAL_IMAGE_STATUSES:
         return None
     if result.status == IMAGE_SUCCEEDED:
+        outputs = list(result.outputs or [])
+        output_bytes = sum(o.get("bytes") or 0 for o in outputs) if outputs else result.bytes
         return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
                        content_type=result.content_type, width=result.width, height=result.height,
-                       bytes=result.bytes, error=None, outputs=list(result.outputs or []),
-                       attempts=image.attempts + 1, updated_at=now)
+                       bytes=result.bytes, error=None, outputs=outputs,
+                       input_bytes=result.input_bytes or image.input_bytes, output_bytes=output_bytes,
+                       duplicate_of=result.duplicate_of, attempts=image.attempts + 1, updated_at=now)
+    if result.status == IMAGE_SKIPPED:
+        return replace(image, status=IMAGE_SKIPPED, error=result.error or "skipped: the job was cancelled",
+                       updated_at=now)
     return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
                    attempts=image.attempts + 1, updated_at=now)
 
 
 def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
     """The job after some of its images reached a terminal state (each counted once)."""
-    succeeded, failed = job.succeeded, job.failed
+    succeeded, failed, skipped = job.succeeded, job.failed, job.skipped
+    bytes_in, bytes_out = job.bytes_in, job.bytes_out
     for image in changed:
         if image.status == IMAGE_SUCCEEDED:
             succeeded += 1
+            bytes_in += image.input_bytes or 0
+            bytes_out += image.output_bytes or 0
         elif image.status == IMAGE_FAILED:
             failed += 1
+        elif image.status == IMAGE_SKIPPED:
+            skipped += 1
     status = job.status
     completed_at = job.completed_at
-    if succeeded + failed >= job.total and not job.is_terminal:
-        status = final_status(job.total, succeeded, failed)
+    if succeeded + failed + skipped >= job.total and not job.is_terminal:
+        status = CANCELLED if job.cancel_requested_at else final_status(job.total, succeeded, failed)
         completed_at = now
-    elif status == QUEUED and succeeded + failed:
+    elif status == QUEUED and succeeded + failed + skipped:
         status = PROCESSING
-    return replace(job, succeeded=succeeded, failed=failed, status=status,
-                   completed_at=completed_at, updated_at=now)
+    return replace(job, succeeded=succeeded, failed=failed, skipped=skipped, bytes_in=bytes_in,
+                   bytes_out=bytes_out, status=status, completed_at=completed_at, updated_at=now)
+
+
+def recount(job: Job, images: Iterable[Image], now: str) -> Job:
+    """The job's counters and savings recomputed from its images (after a retry re-queues some)."""
+    fresh = replace(job, succeeded=0, failed=0, skipped=0, bytes_in=0, bytes_out=0, status=PROCESSING,
+                    completed_at=None)
+    counted = fold_progress(fresh, images, now)
+    return replace(counted, status=PROCESSING, completed_at=None)

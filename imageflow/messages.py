@@ -85,7 +85,7 @@ class Result(Message):
     kind: ClassVar[str] = "result"
     job_id: str
     image_id: str
-    status: str  # "succeeded" | "failed"
+    status: str  # "succeeded" | "failed" | "skipped" (its job was cancelled before it started)
     output_path: str | None = None
     content_type: str | None = None
     width: int | None = None
@@ -94,10 +94,12 @@ class Result(Message):
     error: str | None = None
     duration_ms: int | None = None
     outputs: list = field(default_factory=list)  # extension: every variant, as Output dicts
+    input_bytes: int | None = None   # extension: the original's size (savings)
+    duplicate_of: str | None = None  # extension: "<job_id>/<image_id>" whose output was copied (dedupe)
 
     def __post_init__(self):
-        if self.status not in ("succeeded", "failed"):
-            raise MessageError(f"result: status must be 'succeeded' or 'failed', got {self.status!r}")
+        if self.status not in ("succeeded", "failed", "skipped"):
+            raise MessageError(f"result: status must be 'succeeded', 'failed' or 'skipped', got {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,17 @@ class JobCompleted(Message):
     failed: int
     email: str | None = None
     results_url: str = ""
+    skipped: int = 0            # extension: images a cancel kept from starting
+    run: int = 0                # extension: 0 for the first run, n for the n-th retry (each run notifies once)
+    bytes_in: int = 0           # extension: savings of the succeeded images
+    bytes_out: int = 0
+    saved_percent: float | None = None
+    parent_job_id: str | None = None  # extension: a re-run names the job it re-ran
+
+    @property
+    def delivery_id(self) -> str:
+        """What receivers dedupe a notification on: the job, and its run after a retry."""
+        return self.job_id if not self.run else f"{self.job_id}.{self.run}"
 
 
 def decode_delivered(cls: type[T], delivered, *, ack: bool = True) -> T | None:

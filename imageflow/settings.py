@@ -125,6 +125,9 @@ class Settings:
     rate_limit_per_second: float = 30.0
     rate_limit_burst: int = 300
     rate_limit_proxy_hops: int = 0
+    # Job lifecycle (issue 16): a job, its image records and its files are removed together after
+    # JOB_RETENTION_DAYS (0 keeps them forever); deploy.sh sets the bucket lifecycle and Firestore TTL from it.
+    job_retention_days: int = 30
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -178,6 +181,7 @@ class Settings:
             rate_limit_per_second=max(0.0, _float(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second)),
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
             rate_limit_proxy_hops=_int(env, "RATE_LIMIT_PROXY_HOPS", cls.rate_limit_proxy_hops),
+            job_retention_days=_int(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
             topics=Topics.from_env(env),
         )
         if backend == "gcp":
@@ -208,5 +212,6 @@ ENV_NAMES = (
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
+    "JOB_RETENTION_DAYS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

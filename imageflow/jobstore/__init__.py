@@ -43,6 +43,11 @@ class JobStore(ABC):
         """The job's images in upload order."""
 
     @abstractmethod
+    def update_images(self, job_id: str, images: list[Image]) -> None:
+        """Overwrite some image documents of the job whole (a retry re-queues them); their
+        upload order is kept. Images that are not in the job are ignored."""
+
+    @abstractmethod
     def update_job(self, job_id: str, **fields) -> Job:
         """Set some fields of the job document (raises JobNotFound)."""
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from datetime import datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ..domain import Image, Job, apply_result, fold_progress, utcnow
+from ..domain import Image, Job, apply_result, fold_progress, retention_expiry, utcnow
 from ..messages import Result
 from ..settings import Settings
 from . import FoldOutcome, JobNotFound, JobStore
@@ -60,9 +61,10 @@ class FirestoreJobStore(JobStore):
     def create_job(self, job: Job, images: list[Image]) -> None:
         """Write the images first and the job document last (in the same commit when they
         fit), so a visible job always has all its images."""
-        docs = [(self._images(job.job_id).document(image.image_id), {**image.to_dict(), "seq": seq})
+        ttl = _expire_at(job, self._settings.job_retention_days)
+        docs = [(self._images(job.job_id).document(image.image_id), {**image.to_dict(), "seq": seq, **ttl})
                 for seq, image in enumerate(images)]
-        docs.append((self._job_ref(job.job_id), job.to_dict()))
+        docs.append((self._job_ref(job.job_id), {**job.to_dict(), **ttl}))
         for start in range(0, len(docs), MAX_BATCH_WRITES):
             batch = self.client.batch()
             for ref, data in docs[start:start + MAX_BATCH_WRITES]:
@@ -79,6 +81,22 @@ class FirestoreJobStore(JobStore):
 
     def list_images(self, job_id: str) -> list[Image]:
         return [Image.from_dict(snap.to_dict()) for snap in self._images(job_id).order_by("seq").stream()]
+
+    def update_images(self, job_id: str, images: list[Image]) -> None:
+        """Batched updates of the fields a result may change (``seq`` and identity stay)."""
+        images = [i for i in images if i.job_id == job_id]
+        for start in range(0, len(images), MAX_BATCH_WRITES):
+            batch = self.client.batch()
+            for image in images[start:start + MAX_BATCH_WRITES]:
+                batch.update(self._images(job_id).document(image.image_id), _image_fields(image))
+            try:
+                batch.commit()
+            except gexc.NotFound:  # an image that is not in the job: write the others one by one
+                for image in images[start:start + MAX_BATCH_WRITES]:
+                    try:
+                        self._images(job_id).document(image.image_id).update(_image_fields(image))
+                    except gexc.NotFound:
+                        continue
 
     def update_job(self, job_id: str, **fields) -> Job:
         """Set only the given fields (no read-modify-write, so concurrent counters are safe).
@@ -195,6 +213,15 @@ class FirestoreJobStore(JobStore):
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+TTL_FIELD = "expire_at"  # the Firestore TTL policy's field (deploy.sh), on the jobs and images collection groups
+
+
+def _expire_at(job: Job, retention_days: int) -> dict:
+    """The TTL field: a timestamp (Firestore TTL ignores strings) at created_at + JOB_RETENTION_DAYS."""
+    expiry = retention_expiry(job.created_at, retention_days)
+    return {TTL_FIELD: datetime.fromisoformat(expiry.replace("Z", "+00:00"))} if expiry else {}
 
 
 def _image_fields(image: Image) -> dict:

@@ -71,6 +71,11 @@ class SqliteJobStore(JobStore):
         rows = self.db.connection().execute("SELECT doc FROM images WHERE job_id = ? ORDER BY seq", (job_id,))
         return [Image.from_dict(json.loads(row["doc"])) for row in rows]
 
+    def update_images(self, job_id: str, images: list[Image]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany("UPDATE images SET doc = ? WHERE job_id = ? AND image_id = ?",
+                             [(json.dumps(i.to_dict()), job_id, i.image_id) for i in images if i.job_id == job_id])
+
     def update_job(self, job_id: str, **fields) -> Job:
         with self.db.transaction() as conn:
             job = self._read_job(conn, job_id)

@@ -75,6 +75,10 @@ def _job_or_404(job_id: str) -> domain.Job:
     job = ctx().backends.jobs.get_job(job_id) if domain.is_valid_id(job_id) else None
     if job is None or not g.caller.can_access(job):  # another key's job is as unknown as a missing one
         raise ClientError(404, "job_not_found", f"no job with id {job_id[:64]!r}")
+    if domain.is_expired(job, ctx().settings.job_retention_days, domain.utcnow()):  # JOB_RETENTION_DAYS
+        raise ClientError(410, "job_expired", f"job {job.job_id} has expired: jobs and their files are kept "
+                          f"{ctx().settings.job_retention_days} days after they are created",
+                          {"created_at": job.created_at})
     return job
 
 

@@ -25,6 +25,7 @@ from services.image_handler.ratelimit import RateLimiter, client_address
 from .api import api
 from .errors import ClientError, client_error_response, error_response
 from .job_routes import job_routes
+from .lifecycle_routes import lifecycle_routes
 
 log = logging.getLogger("image_handler")
 
@@ -78,6 +79,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
         log.warning("API_KEYS is empty: the API is open to anyone who can reach it")
     app.register_blueprint(api)
     app.register_blueprint(job_routes)
+    app.register_blueprint(lifecycle_routes)
     register_health(app, "image-handler", backends.checks())
     _register_errors(app, settings)
     _register_metrics(app)

@@ -15,6 +15,7 @@ from imageflow.blobstore import BlobStore
 from imageflow.jobstore import JobStore, iter_jobs
 from imageflow.settings import Settings
 
+from . import lifecycle_views
 from .auth import Auth
 from .errors import ClientError
 
@@ -90,6 +91,7 @@ class JobViews:
             "output_url": self.blob_url(image.output_path, f"{base}/output")
             if image.status == domain.IMAGE_SUCCEEDED else None,
             "outputs": outputs,
+            **lifecycle_views.image_fields(image),
         }
 
     def job(self, job: domain.Job, images: list[domain.Image] | None = None) -> dict:
@@ -100,6 +102,7 @@ class JobViews:
             "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
             "webhook_status": job.webhook_status, "webhook_attempts": job.webhook_attempts or [],
             "links": self.links(job.job_id),
+            **lifecycle_views.job_fields(job, self.settings.job_retention_days),
         }
         if images is not None:
             view["images"] = [self.image(i) for i in images]
@@ -110,7 +113,7 @@ class JobViews:
         images = self.jobs.list_images(job.job_id)
         meta_keys = list(dict.fromkeys(key for image in images for key in (image.meta or {})))
         columns = ["row", "image_id", "filename", *meta_keys, "source_url", "input_url", "output_url", "status",
-                   "error", "width", "height", "bytes", "content_type"]
+                   "error", "width", "height", "bytes", "content_type", *lifecycle_views.REPORT_COLUMNS]
         out = io.StringIO()
         writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
         writer.writerow(columns)
@@ -120,7 +123,7 @@ class JobViews:
             row = [number, image.image_id, image.filename, *[(image.meta or {}).get(k, "") for k in meta_keys],
                    image.source_url or "", view["input_url"] if fetched else "", view["output_url"] or "",
                    image.status, image.error or "", image.width or "", image.height or "", image.bytes or "",
-                   image.content_type or ""]
+                   image.content_type or "", *lifecycle_views.report_cells(image)]
             writer.writerow([neutralise(cell) for cell in row])
         return out.getvalue().encode("utf-8-sig")
 

@@ -29,6 +29,8 @@ from imageflow.messages import Output, Result, Task, decode_delivered
 from imageflow.metrics import TASK_DURATION, TASKS
 from imageflow.settings import Settings
 
+from .job_gate import JobGate
+
 log = logging.getLogger(__name__)
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -49,6 +51,7 @@ class Processor:
     blobs: BlobStore
     bus: MessageBus
     render: RenderTask = render_task
+    gate: JobGate | None = None  # skips the tasks of cancelled jobs (job_gate.py)
 
     def handle_message(self, message: ReceivedMessage) -> None:
         """Subscriber callback for ``imageflow-tasks-processor``."""
@@ -64,6 +67,9 @@ class Processor:
         Raises on transient trouble (the task will be retried). ``isolate`` renders in a
         child process (a crash there raises WorkerCrash instead of killing this process)."""
         started = time.monotonic()
+        skip = self.gate.skip_reason(task.job_id) if self.gate else None
+        if skip:
+            return Result(job_id=task.job_id, image_id=task.image_id, status=domain.IMAGE_SKIPPED, error=skip)
         try:
             data = self.blobs.get(task.input_path)
         except BlobNotFound:
@@ -85,7 +91,8 @@ class Processor:
         TASK_DURATION.observe(duration)
         return Result(job_id=task.job_id, image_id=task.image_id, status="succeeded", output_path=first.path,
                       content_type=first.content_type, width=first.width, height=first.height, bytes=first.bytes,
-                      duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs])
+                      duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs],
+                      input_bytes=len(data))
 
     @staticmethod
     def _failed(task: Task, reason: str, started: float) -> Result:

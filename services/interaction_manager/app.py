@@ -14,6 +14,7 @@ from imageflow.settings import Settings
 from services.interaction_manager.coordinator import Coordinator, ResultBatcher
 from services.interaction_manager.webhooks import WebhookDispatcher
 
+from . import lifecycle
 from .url_import import UrlImporter
 
 log = logging.getLogger("interaction_manager")
@@ -64,6 +65,7 @@ def main() -> int:
 
     def tick():
         coordinator.sweep()
+        lifecycle.expire_jobs(settings, backends.jobs, backends.blobs)  # JOB_RETENTION_DAYS
         webhooks.recover()  # webhooks of jobs finished while no dispatcher ran (a crash)
 
     signal_name = wait_for_signal(tick=tick, tick_seconds=60)

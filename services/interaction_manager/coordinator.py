@@ -24,6 +24,7 @@ from imageflow.messages import (
 )
 from imageflow.settings import Settings
 
+from . import lifecycle
 from .url_import import UrlImporter
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,7 @@ class Coordinator:
         publish fails the claim is released so a redelivered result tries again."""
         if not self.jobs.mark_notified(job.job_id, domain.utcnow()):
             return False
-        event = JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
-                             failed=job.failed, email=job.email,
-                             results_url=f"{self.settings.public_base_url}/jobs/{job.job_id}")
+        event = lifecycle.completed_event(job, self.settings)
         try:
             message_id = self.bus.publish(self.settings.topics.notifications, event.encode(),
                                           {"job_id": job.job_id, "status": job.status})

@@ -31,6 +31,8 @@ from imageflow.messages import JobCompleted
 from imageflow.safe_http import FetchError, FetchPolicy, post
 from imageflow.settings import Settings
 
+from .lifecycle import completed_event
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-ImageFlow-Signature"
@@ -60,9 +62,7 @@ def verify(secret: str, body: bytes, header: str, tolerance: float = 300, now: f
 
 def payload(job: domain.Job, event: JobCompleted | None, settings: Settings) -> bytes:
     """The JSON body: the job.completed message, plus links to the job and its report."""
-    data = event.to_dict() if event else JobCompleted(
-        job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded, failed=job.failed,
-        email=job.email, results_url=f"{settings.public_base_url}/jobs/{job.job_id}").to_dict()
+    data = (event or completed_event(job, settings)).to_dict()
     api = f"{settings.public_base_url}/api/v1/jobs/{job.job_id}"
     data.update(event=EVENT, name=job.name, completed_at=job.completed_at, job_url=api,
                 report_url=f"{api}/report.csv")
@@ -153,7 +153,7 @@ class WebhookDispatcher:
         body = payload(job, self._events.get(job_id), self.settings)
         started = time.monotonic()
         headers = {SIGNATURE_HEADER: sign(job.webhook_secret or "", body, int(self.clock())),
-                   "X-ImageFlow-Event": EVENT, "X-ImageFlow-Delivery": job.job_id}
+                   "X-ImageFlow-Event": EVENT, "X-ImageFlow-Delivery": completed_event(job, self.settings).delivery_id}
         status_code, error = None, None
         try:
             status_code = post(job.webhook_url, body, headers, self.policy)
