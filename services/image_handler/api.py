@@ -35,7 +35,7 @@ ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/t
                   "image/heic"]
 
 
-PUBLIC_ENDPOINTS = {"api.operations"}
+PUBLIC_ENDPOINTS = {"api.operations", "lifecycle_routes.openapi"}
 LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive"}   # may use a signed link instead of a key
 
 

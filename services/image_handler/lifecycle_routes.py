@@ -11,12 +11,15 @@ import logging
 from dataclasses import replace
 
 from flask import Blueprint, g, jsonify, request
+from pydantic import ValidationError
 
 from imageflow import domain
 from imageflow.messages import JobSubmitted
 
 from .api import _intake, _job_or_404, _job_request, ctx, identify_caller, views
 from .errors import ClientError
+from .openapi import RerunRequest
+from .openapi import document as openapi_document
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,12 @@ def _accepted(body: dict):
     response = jsonify(body)
     response.status_code = 202
     return response
+
+
+@lifecycle_routes.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document of this API (services.image_handler.openapi)."""
+    return jsonify(openapi_document(keys_required=ctx().auth.enabled))
 
 
 @lifecycle_routes.post("/jobs/<job_id>/cancel")
@@ -99,9 +108,14 @@ def rerun(job_id: str):
     operations or a preset it runs the parent's again. 202 ``{job_id, parent_job_id, ...}``."""
     parent = _job_or_404(job_id)
     body = _json_body()
-    only = body.get("only", "all")
-    if only not in RERUN_SELECTIONS:
-        raise ClientError(400, "invalid_only", "only must be one of: all, failed, succeeded")
+    try:
+        only = RerunRequest.model_validate(body).only
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = ".".join(str(part) for part in problem["loc"]) or "body"
+        if name == "only":
+            raise ClientError(400, "invalid_only", "only must be one of: all, failed, succeeded") from None
+        raise ClientError(400, "malformed_request", f"{name}: {problem['msg']}") from None
     if not parent.is_terminal:
         raise ClientError(409, "job_active", f"job {parent.job_id} is {parent.status}; re-run it once it has finished")
     if body.get("operations") is None and not body.get("preset"):
