@@ -142,6 +142,9 @@ def create():
     """Create a job: a multipart batch of ``files`` (or one ``csv`` file of image URLs), or a
     JSON body ``{"urls": [...]}``; ``operations`` (JSON) or ``preset``, optional ``email``,
     ``webhook_url``, ``webhook_secret`` and ``name``."""
+    from .lifecycle_routes import estimate_answer, wants_estimate  # issue 16: same body, nothing created
+    if wants_estimate():
+        return estimate_answer()
     if request.is_json:
         if (request.content_length or 0) > MAX_JSON_BYTES:
             raise ClientError(413, "request_too_large", f"a JSON body is limited to {MAX_JSON_BYTES // 1024} KB")

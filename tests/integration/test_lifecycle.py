@@ -266,3 +266,61 @@ def test_the_webhook_body_says_cancelled_and_carries_the_savings_and_run(pipelin
     body = json.loads(payload(job, None, pipeline.settings))
     assert (body["status"], body["skipped"], body["saved_percent"], body["run"]) == ("cancelled", 3, 75.0, 2)
     assert lifecycle.completed_event(job, pipeline.settings).delivery_id == f"{job.job_id}.2"
+
+
+def jpeg_photo(size) -> bytes:
+    """A photo-like JPEG (smooth gradient plus noise) of ``size``."""
+    gradient = Image.linear_gradient("L").resize(size)
+    noise = Image.effect_noise(size, 25)
+    photo = Image.merge("RGB", (gradient, noise, Image.blend(gradient, noise, 0.5)))
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _estimate(pipeline, files, operations):
+    payload = {"files": [(io.BytesIO(data), name) for name, data in files], "operations": operations,
+               "estimate": "true"}
+    return pipeline.client.post("/api/v1/jobs", data=payload, content_type="multipart/form-data")
+
+
+def test_estimate_creates_nothing_and_names_the_refused_files(pipeline):
+    files = [("a.jpg", jpeg_photo((1600, 1200))), ("notes.txt", b"hello, not an image"),
+             ("b.jpg", jpeg_photo((800, 600)))]
+    response = _estimate(pipeline, files, '[{"op": "format", "format": "jpeg", "quality": 40}]')
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["estimate"] is True and body["accepted"] is True and body["reasons"] == []
+    assert [i["filename"] for i in body["images"]] == ["a.jpg", "b.jpg"]
+    assert [r["filename"] for r in body["refused"]] == ["notes.txt"]
+    assert body["refused"][0]["error"]["code"] == "unsupported_image"
+    totals = body["totals"]
+    assert totals["images"] == 2 and totals["cpu_seconds"] > 0 and totals["wall_seconds"] > 0
+    assert 0 < totals["predicted_bytes_out"] < totals["bytes_in"]
+    assert pipeline.backends.jobs.list_jobs() == [] and pipeline.backends.blobs.list("") == []
+    assert pipeline.pull(pipeline.topics.jobs_sub) == []
+
+
+def test_estimated_bytes_follow_a_real_run(pipeline):
+    """The prediction is checked against what the job really produces (within 30 %)."""
+    files = [(f"p{i}.jpg", jpeg_photo(size)) for i, size in enumerate([(2400, 1600), (1200, 900), (640, 480)])]
+    for operations in ('[{"op": "format", "format": "jpeg", "quality": 50}]',
+                       '[{"op": "resize", "width": 400, "height": 400}]'):
+        predicted = _estimate(pipeline, files, operations).get_json()["totals"]["predicted_bytes_out"]
+        payload = {"files": [(io.BytesIO(d), n) for n, d in files], "operations": operations}
+        job_id = pipeline.client.post("/api/v1/jobs", data=payload, content_type="multipart/form-data") \
+            .get_json()["job_id"]
+        pipeline.run()
+        actual = pipeline.job(job_id)["bytes_out"]
+        print(f"estimate {operations}: predicted {predicted} bytes, actual {actual}")
+        assert 0.7 * actual <= predicted <= 1.3 * actual, (operations, predicted, actual)
+
+
+def test_estimate_refuses_with_the_job_level_reasons_and_rejects_bad_operations(pipeline):
+    settings_limited = pipeline.app.extensions["imageflow"]
+    files = [(f"p{i}.jpg", jpeg_photo((64, 48))) for i in range(3)]
+    settings_limited.settings = settings_limited.settings.with_overrides(max_files_per_job=2)
+    body = _estimate(pipeline, files, '[{"op": "grayscale"}]').get_json()
+    assert body["accepted"] is False and body["reasons"][0]["code"] == "too_many_files"
+    invalid = _estimate(pipeline, files, '[{"op": "resize", "width": -5}]')
+    assert invalid.status_code == 422 and invalid.get_json()["error"]["code"] == "invalid_operations"
