@@ -12,6 +12,7 @@ from imageflow.bootstrap import Backends, make_backends
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
 
+from .dedupe import OutputIndex
 from .job_gate import JobGate
 from .processing import Processor, RenderTask, render_task
 
@@ -28,7 +29,9 @@ def main(settings: Settings | None = None, backends: Backends | None = None, ren
     configure_logging("image-processor")
     settings = settings or Settings.from_env()
     backends = backends or make_backends(settings)
-    processor = Processor(settings, backends.blobs, backends.bus, render, gate=JobGate(backends.jobs))
+    gate = JobGate(backends.jobs)
+    processor = Processor(settings, backends.blobs, backends.bus, render, gate=gate,
+                          dedupe=OutputIndex(backends.blobs, gate))
     subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
                                         max_messages=settings.processor_concurrency,
                                         ack_deadline_seconds=settings.ack_deadline_seconds)

@@ -22,17 +22,26 @@ class JobGate:
         self.ttl = ttl
         self.clock = clock
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[float, str | None]] = {}  # job_id -> (read at, skip reason)
+        self._seen: dict[str, tuple[float, domain.Job | None]] = {}  # job_id -> (read at, job)
 
-    def skip_reason(self, job_id: str) -> str | None:
-        """Why the job's tasks should not be rendered now, or None to render them."""
+    def job(self, job_id: str) -> domain.Job | None:
+        """The job document, at most ``ttl`` seconds old (None: no such job). Raises if unreachable."""
         now = self.clock()
         with self._lock:
             seen = self._seen.get(job_id)
             if seen and now - seen[0] < self.ttl:
                 return seen[1]
+        job = self.jobs.get_job(job_id)
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[job_id] = (now, job)
+        return job
+
+    def skip_reason(self, job_id: str) -> str | None:
+        """Why the job's tasks should not be rendered now, or None to render them."""
         try:
-            job = self.jobs.get_job(job_id)
+            job = self.job(job_id)
         except Exception:  # the store is unreachable: rendering is the safe default
             log.exception("could not read job %s; rendering its task", job_id)
             return None
@@ -41,8 +50,4 @@ class JobGate:
             reason = "skipped: the job no longer exists"
         elif job.cancel_requested_at or job.status == domain.CANCELLED:
             reason = "skipped: the job was cancelled before this image started"
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            self._seen[job_id] = (now, reason)
         return reason

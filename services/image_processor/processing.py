@@ -29,6 +29,7 @@ from imageflow.messages import Output, Result, Task, decode_delivered
 from imageflow.metrics import TASK_DURATION, TASKS
 from imageflow.settings import Settings
 
+from .dedupe import OutputIndex
 from .job_gate import JobGate
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Processor:
     bus: MessageBus
     render: RenderTask = render_task
     gate: JobGate | None = None  # skips the tasks of cancelled jobs (job_gate.py)
+    dedupe: OutputIndex | None = None  # copies the outputs of an identical earlier task (dedupe.py)
 
     def handle_message(self, message: ReceivedMessage) -> None:
         """Subscriber callback for ``imageflow-tasks-processor``."""
@@ -74,6 +76,9 @@ class Processor:
             data = self.blobs.get(task.input_path)
         except BlobNotFound:
             return self._failed(task, "the original upload is missing from storage", started)
+        reused = self.dedupe.reuse(task, data) if self.dedupe else None
+        if reused:
+            return self._succeeded(task, reused[0], started, len(data), duplicate_of=reused[1])
         limits = Limits.from_settings(self.settings)
         try:
             rendered = render_isolated(self.render, task, data, limits) if isolate else self.render(task, data, limits)
@@ -85,6 +90,13 @@ class Processor:
             self.blobs.put(path, item.data, item.content_type, cache_control=CACHE_CONTROL)
             outputs.append(Output(path=path, content_type=item.content_type, width=item.width,
                                   height=item.height, bytes=len(item.data), variant=item.variant))
+        if self.dedupe:
+            self.dedupe.remember(task, data, outputs)
+        return self._succeeded(task, outputs, started, len(data))
+
+    @staticmethod
+    def _succeeded(task: Task, outputs: list[Output], started: float, input_bytes: int,
+                   duplicate_of: str | None = None) -> Result:
         first = outputs[0]
         duration = time.monotonic() - started
         TASKS.labels(status="succeeded").inc()
@@ -92,7 +104,7 @@ class Processor:
         return Result(job_id=task.job_id, image_id=task.image_id, status="succeeded", output_path=first.path,
                       content_type=first.content_type, width=first.width, height=first.height, bytes=first.bytes,
                       duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs],
-                      input_bytes=len(data))
+                      input_bytes=input_bytes, duplicate_of=duplicate_of)
 
     @staticmethod
     def _failed(task: Task, reason: str, started: float) -> Result:

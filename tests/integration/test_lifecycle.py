@@ -14,6 +14,7 @@ from imageflow.domain import Job, new_id
 from imageflow.messages import JobCompleted
 from imageflow.settings import Settings
 from services.image_handler.app import create_app
+from services.image_processor.dedupe import OutputIndex
 from services.image_processor.job_gate import JobGate
 from services.image_processor.processing import Processor
 from services.interaction_manager import lifecycle
@@ -36,8 +37,9 @@ class Pipeline:
                               backends=self.backends)
         self.client = self.app.test_client()
         self.coordinator = Coordinator(settings, self.backends.jobs, self.backends.bus, self.backends.blobs)
-        self.processor = Processor(settings, self.backends.blobs, self.backends.bus,
-                                   gate=JobGate(self.backends.jobs, ttl=0))
+        gate = JobGate(self.backends.jobs, ttl=0)
+        self.processor = Processor(settings, self.backends.blobs, self.backends.bus, gate=gate,
+                                   dedupe=OutputIndex(self.backends.blobs, gate))
         self.topics = settings.topics
 
     def pull(self, sub, n=100):
@@ -70,8 +72,8 @@ class Pipeline:
             m.ack()
         return [JobCompleted.decode(m.data) for m in messages]
 
-    def submit(self, n=3, operations='[{"op": "grayscale"}]', **data):
-        files = [(io.BytesIO(png()), f"p{i}.png") for i in range(n)]
+    def submit(self, n=3, operations='[{"op": "grayscale"}]', images=None, **data):
+        files = [(io.BytesIO(data), f"p{i}.png") for i, data in enumerate(images or [png() for _ in range(n)])]
         response = self.client.post("/api/v1/jobs", data={"files": files, "operations": operations, **data},
                                     content_type="multipart/form-data")
         assert response.status_code == 202, response.get_json()
@@ -324,3 +326,50 @@ def test_estimate_refuses_with_the_job_level_reasons_and_rejects_bad_operations(
     assert body["accepted"] is False and body["reasons"][0]["code"] == "too_many_files"
     invalid = _estimate(pipeline, files, '[{"op": "resize", "width": -5}]')
     assert invalid.status_code == 422 and invalid.get_json()["error"]["code"] == "invalid_operations"
+
+
+def test_dedupe_copies_the_output_of_the_same_bytes_with_the_same_operations(pipeline):
+    same, other = png(), png()
+    created = pipeline.submit(images=[same, other, same])
+    job_id = created["job_id"]
+    [first, _, twin] = [i["image_id"] for i in created["images"]]
+    pipeline.fan_out()
+    pipeline.process(n=1)  # one at a time: the first of the twins renders, the second copies
+    pipeline.process(n=1)
+    pipeline.process(n=1)
+    pipeline.fold()
+    job = pipeline.job(job_id)
+    images = {i["image_id"]: i for i in job["images"]}
+    assert images[twin]["duplicate_of"] == f"{job_id}/{first}" and images[first]["duplicate_of"] is None
+    assert pipeline.client.get(images[twin]["output_url"]).data == pipeline.client.get(images[first]["output_url"]).data
+    assert all(o.startswith(f"{job_id}/output/") for o in pipeline.backends.blobs.list(f"{job_id}/output/"))
+    assert len(pipeline.backends.blobs.list(f"{job_id}/output/")) == 3, "the copy is the job's own file"
+    assert job["bytes_in"] == sum(i["input_bytes"] for i in job["images"]), "the duplicate counts in the savings"
+    report = pipeline.client.get(f"/api/v1/jobs/{job_id}/report.csv").data.decode("utf-8-sig")
+    assert f"{job_id}/{first}" in report
+
+    # across the caller's jobs: the same bytes and operations copy, other operations render
+    again = pipeline.submit(images=[same])["job_id"]
+    changed = pipeline.submit(images=[same], operations='[{"op": "rotate", "degrees": 90}]')["job_id"]
+    pipeline.run()
+    assert pipeline.job(again)["images"][0]["duplicate_of"] in (f"{job_id}/{first}", f"{job_id}/{twin}")
+    assert pipeline.job(changed)["images"][0]["duplicate_of"] is None
+
+
+def test_dedupe_renders_again_when_the_source_is_gone(pipeline):
+    same = png()
+    source = pipeline.submit(images=[same])["job_id"]
+    pipeline.run()
+    assert pipeline.client.delete(f"/api/v1/jobs/{source}").status_code == 204
+    later = pipeline.submit(images=[same])["job_id"]
+    pipeline.run()
+    job = pipeline.job(later)
+    assert job["status"] == "completed" and job["images"][0]["duplicate_of"] is None
+
+
+def test_dedupe_never_shares_outputs_between_callers():
+    from services.image_processor.dedupe import dedupe_key
+    ops = [{"op": "grayscale"}]
+    assert dedupe_key("alice", b"same", ops) != dedupe_key("bob", b"same", ops)
+    assert dedupe_key("alice", b"same", ops) == dedupe_key("alice", b"same", [{"op": "grayscale"}])
+    assert dedupe_key("alice", b"same", ops) != dedupe_key("alice", b"same", [{"op": "sharpen"}])
