@@ -128,6 +128,8 @@ class Settings:
     # Job lifecycle (issue 16): a job, its image records and its files are removed together after
     # JOB_RETENTION_DAYS (0 keeps them forever); deploy.sh sets the bucket lifecycle and Firestore TTL from it.
     job_retention_days: int = 30
+    # Dedupe (services.image_processor.dedupe): the same bytes + operations of one caller render once.
+    dedupe_outputs: bool = True
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -182,6 +184,7 @@ class Settings:
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
             rate_limit_proxy_hops=_int(env, "RATE_LIMIT_PROXY_HOPS", cls.rate_limit_proxy_hops),
             job_retention_days=_int(env, "JOB_RETENTION_DAYS", cls.job_retention_days),
+            dedupe_outputs=_bool(env, "DEDUPE_OUTPUTS", cls.dedupe_outputs),
             topics=Topics.from_env(env),
         )
         if backend == "gcp":
@@ -212,6 +215,6 @@ ENV_NAMES = (
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
-    "JOB_RETENTION_DAYS",
+    "JOB_RETENTION_DAYS", "DEDUPE_OUTPUTS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

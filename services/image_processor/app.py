@@ -31,7 +31,7 @@ def main(settings: Settings | None = None, backends: Backends | None = None, ren
     backends = backends or make_backends(settings)
     gate = JobGate(backends.jobs)
     processor = Processor(settings, backends.blobs, backends.bus, render, gate=gate,
-                          dedupe=OutputIndex(backends.blobs, gate))
+                          dedupe=OutputIndex(backends.blobs, gate) if settings.dedupe_outputs else None)
     subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
                                         max_messages=settings.processor_concurrency,
                                         ack_deadline_seconds=settings.ack_deadline_seconds)

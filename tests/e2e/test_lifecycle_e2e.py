@@ -8,10 +8,14 @@ every delivery until it is dead-lettered.
 from __future__ import annotations
 
 import email
+import itertools
 import io
 import json
+import subprocess
+import sys
 import time
 from email import policy
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,6 +24,7 @@ from PIL import Image
 from devtools.stack import Stack
 from tests.e2e.conftest import make_image, wait_for_job
 
+REPO = Path(__file__).resolve().parents[2]
 FAULTS = "processor_crash_on=poison-,processor_delay_on=slow-:1.5"
 
 
@@ -34,8 +39,12 @@ def stack(tmp_path_factory):
     stack.stop()
 
 
+_made = itertools.count()
+
+
 def submit(base, names, operations=None, **data):
-    files = [("files", (name, make_image("PNG", (320 + i, 240), (20 * i, 90, 160)), "image/png"))
+    """A job of distinct PNGs (never the bytes of an earlier job: dedupe would copy instead of render)."""
+    files = [("files", (name, make_image("PNG", (320 + next(_made), 240), (20 * i, 90, 160)), "image/png"))
              for i, name in enumerate(names)]
     response = requests.post(f"{base}/api/v1/jobs", files=files, timeout=60,
                              data={"operations": json.dumps(operations or [{"op": "grayscale"}]), **data})
@@ -95,6 +104,40 @@ def test_rerun_with_new_operations_reads_the_stored_originals(stack):
     assert child["bytes_in"] == again["bytes_in"], "the same originals were read"
 
 
+def cli(stack, *args):
+    proc = subprocess.run([sys.executable, "-m", "imageflow_cli", "--server", stack.base_url, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_cli_estimate_cancel_and_rerun(stack, tmp_path):
+    paths = []
+    for name, size in (("big.png", (1200, 900)), ("small.png", (300, 200))):
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(make_image("PNG", size))
+    (tmp_path / "notes.png").write_text("not an image")
+    before = requests.get(f"{stack.base_url}/api/v1/jobs", timeout=10).json()["jobs"]
+    code, out, err = cli(stack, "estimate", *map(str, paths), str(tmp_path / "notes.png"), "--preset", "web")
+    assert code == 0, err
+    assert "accepted big.png" in out and "refused  notes.png" in out and "2 image(s) accepted, 1 refused" in out
+    assert requests.get(f"{stack.base_url}/api/v1/jobs", timeout=10).json()["jobs"] == before, "created nothing"
+
+    slow = submit(stack.base_url, [f"slow-{i}.png" for i in range(8)])["job_id"]
+    time.sleep(1)
+    code, out, err = cli(stack, "cancel", slow, "--wait")
+    assert code == 0, err
+    assert f"job {slow} cancelled" in err and "skipped" in err
+
+    code, out, err = cli(stack, "rerun", slow, "--only", "succeeded", "--operations",
+                         '[{"op": "format", "format": "jpeg", "quality": 60}]', "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    child = out.strip()
+    job = requests.get(f"{stack.base_url}/api/v1/jobs/{child}", timeout=10).json()
+    assert job["parent_job_id"] == slow and job["status"] == "completed"
+    saved = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(saved) == job["total"] and all(name.endswith(".jpg") for name in saved)
+
+
 def test_retry_after_a_dead_lettered_image(stack):
     base = stack.base_url
     created = submit(base, ["good-1.png", "poison-1.png", "good-2.png"], email="user@example.com")
@@ -117,9 +160,9 @@ def test_retry_after_a_dead_lettered_image(stack):
     stack.stop_process("image-processor")
     stack.start_process("image-processor")
     stack.wait_ready(60)
-    response = requests.post(f"{base}/api/v1/jobs/{job_id}/retry", timeout=10)
-    assert response.status_code == 202, response.text
-    assert response.json()["retried"] == 1
+    code, out, err = cli(stack, "retry", job_id, "--wait")  # the CLI, over the API
+    assert code == 0, err
+    assert "1 image(s) queued again (run 1)" in err
     job = wait_for_job(base, job_id)
     assert (job["status"], job["succeeded"], job["failed"], job["run"]) == ("completed", 3, 0, 1)
     assert requests.get(next(i["output_url"] for i in job["images"] if i["image_id"] == poisoned["image_id"]),
