@@ -37,6 +37,8 @@ class JobOptions(BaseModel):
 
 
 class MultipartJob(JobOptions):
+    estimate: Literal["true", "false"] | None = Field(None, description="true: answer 200 with an estimate, "
+                                                                         "create nothing")
     files: list[bytes] = Field(description="the images (repeat the field)",
                                json_schema_extra={"items": {"type": "string", "contentMediaType":
                                                             "application/octet-stream"}})
@@ -157,6 +159,40 @@ class JobCreated(BaseModel):
     webhook_secret: str | None = Field(None, description="shown once, when a webhook_url was given")
 
 
+class EstimatedImage(BaseModel):
+    filename: str
+    format: str
+    width: int
+    height: int
+    input_bytes: int
+    predicted_output_bytes: int | None
+    cpu_seconds: float | None
+
+
+class EstimateTotals(BaseModel):
+    images: int
+    refused: int
+    bytes_in: int
+    predicted_bytes_out: int | None
+    predicted_saved_percent: float | None
+    cpu_seconds: float | None
+    wall_seconds: float | None = Field(description="at PROCESSOR_CONCURRENCY slots, after the images queued ahead")
+
+
+class EstimateAnswer(BaseModel):
+    """POST /api/v1/jobs with estimate=true: what the job would do; nothing is created."""
+
+    estimate: Literal[True]
+    accepted: bool = Field(description="false: the job would be refused as a whole (see reasons)")
+    reasons: list[ErrorDetail]
+    images: list[EstimatedImage]
+    refused: list[dict]
+    totals: EstimateTotals
+    processor_slots: int
+    images_queued_ahead: int
+    samples: list[dict]
+
+
 class RerunCreated(JobCreated):
     parent_job_id: str
 
@@ -183,6 +219,7 @@ class Route:
     body: dict[str, type[BaseModel]] = field(default_factory=dict)  # media type -> model
     errors: tuple[int, ...] = ()
     public: bool = False            # no API key needed
+    also: tuple[tuple[int, type[BaseModel]], ...] = ()  # other success answers
 
 
 JOB = "/api/v1/jobs/<job_id>"
@@ -191,7 +228,8 @@ ROUTES = [
           (200, OperationsInfo), public=True),
     Route("/api/v1/openapi.json", "get", "This document", (200, "application/json"), public=True),
     Route("/api/v1/jobs", "post", "Create a job (uploads, a CSV of URLs or a JSON list of URLs)", (202, JobCreated),
-          {"multipart/form-data": MultipartJob, "application/json": UrlJob}, (400, 413, 415, 422, 429)),
+          {"multipart/form-data": MultipartJob, "application/json": UrlJob}, (400, 413, 415, 422, 429),
+          also=((200, EstimateAnswer),)),
     Route("/api/v1/jobs", "get", "The caller's jobs, newest first (?status, ?limit, ?cursor)", (200, JobList), {},
           (400,)),
     Route(JOB, "get", "A job: status, counts, savings and every image", (200, JobView), {}, (404, 410)),
@@ -269,6 +307,9 @@ def document(version: str = "1", keys_required: bool = False) -> dict:
         else:
             content = {"application/json": {"schema": _schema(answer, components)}}
         responses = {str(status): {"description": REASONS[status], **({"content": content} if content else {})}}
+        for other, model in route.also:
+            responses[str(other)] = {"description": model.__doc__.strip().splitlines()[0],
+                                     "content": {"application/json": {"schema": _schema(model, components)}}}
         codes = list(route.errors) + ([] if route.public else [401])
         for code in codes:
             responses[str(code)] = {"description": REASONS[code], "content": {"application/json": {"schema": error}}}

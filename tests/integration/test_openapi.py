@@ -72,3 +72,44 @@ def test_rerun_body_schema_matches_the_route(spec):
     answer = spec["paths"]["/api/v1/jobs/{job_id}/rerun"]["post"]["responses"]["202"]["content"]
     created = spec["components"]["schemas"][answer["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]]
     assert {"job_id", "parent_job_id"} <= set(created["required"])
+
+
+def test_the_estimate_answer_is_documented_as_served(app, spec, tmp_path):
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 80), (1, 2, 3)).save(buf, "PNG")
+    client = app.test_client()
+    answer = client.post("/api/v1/jobs", headers={"Authorization": "Bearer k-alice-0123456789abcdef"},
+                         data={"files": [(io.BytesIO(buf.getvalue()), "a.png")], "estimate": "true",
+                               "preset": "web"}, content_type="multipart/form-data")
+    assert answer.status_code == 200, answer.get_json()
+    ref = spec["paths"]["/api/v1/jobs"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(answer.get_json(), {**ref, "components": spec["components"]})
+
+
+def test_a_job_answer_matches_its_documented_schema(app, spec):
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 80), (1, 2, 3)).save(buf, "PNG")
+    client = app.test_client()
+    key = {"Authorization": "Bearer k-alice-0123456789abcdef"}
+    created = client.post("/api/v1/jobs", headers=key, data={"files": [(io.BytesIO(buf.getvalue()), "a.png")]},
+                          content_type="multipart/form-data")
+    paths = spec["paths"]
+
+    def check(body, path, method, status):
+        ref = paths[path][method]["responses"][status]["content"]["application/json"]["schema"]
+        jsonschema.validate(body, {**ref, "components": spec["components"]})
+
+    check(created.get_json(), "/api/v1/jobs", "post", "202")
+    job_id = created.get_json()["job_id"]
+    check(client.get(f"/api/v1/jobs/{job_id}", headers=key).get_json(), "/api/v1/jobs/{job_id}", "get", "200")
+    check(client.get("/api/v1/jobs", headers=key).get_json(), "/api/v1/jobs", "get", "200")
+    cancelled = client.post(f"/api/v1/jobs/{job_id}/cancel", headers=key)
+    check(cancelled.get_json(), "/api/v1/jobs/{job_id}/cancel", "post", "202")
+    missing = client.get(f"/api/v1/jobs/{'0' * 32}", headers=key)
+    check(missing.get_json(), "/api/v1/jobs/{job_id}", "get", "404")
