@@ -254,7 +254,8 @@ def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
     status = job.status
     completed_at = job.completed_at
     if succeeded + failed + skipped >= job.total and not job.is_terminal:
-        status = CANCELLED if job.cancel_requested_at else final_status(job.total, succeeded, failed)
+        # a skip without a cancel (one that raced a retry) is an image not processed: not a success
+        status = CANCELLED if job.cancel_requested_at else final_status(job.total, succeeded, failed + skipped)
         completed_at = now
     elif status == QUEUED and succeeded + failed + skipped:
         status = PROCESSING

@@ -129,7 +129,7 @@ class JobViews:
 
     def stats(self, owner: str | None) -> dict:
         """The caller's totals: jobs (by status), images, failures and bytes stored."""
-        jobs = images = succeeded = failed = input_bytes = output_bytes = 0
+        jobs = images = succeeded = failed = skipped = input_bytes = output_bytes = 0
         by_status = {status: 0 for status in domain.JOB_STATUSES}
         for job in iter_jobs(self.jobs, owner=owner):
             jobs += 1
@@ -137,9 +137,10 @@ class JobViews:
             images += job.total
             succeeded += job.succeeded
             failed += job.failed
+            skipped += job.skipped
             for image in self.jobs.list_images(job.job_id):
                 input_bytes += image.input_bytes or 0
                 output_bytes += sum(o.get("bytes") or 0 for o in image.outputs or []) or (image.bytes or 0)
         return dict(jobs=jobs, jobs_by_status=by_status, images=images, succeeded=succeeded, failed=failed,
-                    pending=images - succeeded - failed,
+                    pending=images - succeeded - failed - skipped,
                     bytes={"input": input_bytes, "output": output_bytes, "total": input_bytes + output_bytes})

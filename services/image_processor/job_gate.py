@@ -2,7 +2,8 @@
 job's images that have not started are skipped (the ones already rendering finish).
 
 The job document is read at most once per ``ttl`` seconds per job, so a big job costs a
-few reads, not one per image; a cancel takes effect within that time.
+few reads, not one per image; a cancel takes effect within that time. A skip is always
+decided on a fresh read, so a task queued again by a retry is never skipped on a stale one.
 """
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ class JobGate:
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[float, domain.Job | None]] = {}  # job_id -> (read at, job)
 
-    def job(self, job_id: str) -> domain.Job | None:
+    def job(self, job_id: str, fresh: bool = False) -> domain.Job | None:
         """The job document, at most ``ttl`` seconds old (None: no such job). Raises if unreachable."""
         now = self.clock()
         with self._lock:
             seen = self._seen.get(job_id)
-            if seen and now - seen[0] < self.ttl:
+            if seen and now - seen[0] < self.ttl and not fresh:
                 return seen[1]
         job = self.jobs.get_job(job_id)
         with self._lock:
@@ -42,6 +43,9 @@ class JobGate:
         """Why the job's tasks should not be rendered now, or None to render them."""
         try:
             job = self.job(job_id)
+            if job is None or job.cancel_requested_at:
+                # a skip is decided on a fresh read: a retry may have lifted the cancel since
+                job = self.job(job_id, fresh=True)
         except Exception:  # the store is unreachable: rendering is the safe default
             log.exception("could not read job %s; rendering its task", job_id)
             return None

@@ -373,3 +373,26 @@ def test_dedupe_never_shares_outputs_between_callers():
     assert dedupe_key("alice", b"same", ops) != dedupe_key("bob", b"same", ops)
     assert dedupe_key("alice", b"same", ops) == dedupe_key("alice", b"same", [{"op": "grayscale"}])
     assert dedupe_key("alice", b"same", ops) != dedupe_key("alice", b"same", [{"op": "sharpen"}])
+
+
+def test_a_retry_right_after_a_cancel_is_not_skipped_on_a_stale_read(pipeline):
+    created = pipeline.submit(n=2)
+    job_id = created["job_id"]
+    pipeline.processor.gate.ttl = 60  # the processor has just seen the job cancelled, and caches it
+    pipeline.client.post(f"/api/v1/jobs/{job_id}/cancel")
+    pipeline.run()
+    assert pipeline.job(job_id)["status"] == "cancelled"
+    assert pipeline.client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
+    pipeline.run()
+    job = pipeline.job(job_id)
+    assert (job["status"], job["succeeded"], job["skipped"]) == ("completed", 2, 0)
+
+
+def test_a_stray_skip_without_a_cancel_is_not_a_success(pipeline):
+    from imageflow.messages import Result
+    created = pipeline.submit(n=2)
+    job_id = created["job_id"]
+    [a, b] = [i["image_id"] for i in created["images"]]
+    pipeline.coordinator.fold([Result(job_id=job_id, image_id=a, status="succeeded", output_path="x", bytes=1),
+                               Result(job_id=job_id, image_id=b, status="skipped", error="skipped")])
+    assert pipeline.job(job_id)["status"] == "completed_with_errors"
