@@ -65,9 +65,9 @@ export default function ImageCard({ image }) {
         <figure>
           {image.status === 'succeeded' && main ? (
             <Picture src={main.url} alt={`${image.filename}, after`} />
-          ) : image.status === 'failed' ? (
+          ) : image.status === 'failed' || image.status === 'skipped' ? (
             <div className="picture picture-empty picture-failed">
-              <span>No result</span>
+              <span>{image.status === 'skipped' ? 'Skipped: the job was cancelled' : 'No result'}</span>
             </div>
           ) : (
             <div className="picture picture-empty picture-waiting">

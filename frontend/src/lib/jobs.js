@@ -1,6 +1,6 @@
 // Words for job and image states, and plain-language explanations of processing errors.
 
-export const TERMINAL_STATUSES = ['completed', 'completed_with_errors', 'failed'];
+export const TERMINAL_STATUSES = ['completed', 'completed_with_errors', 'failed', 'cancelled'];
 
 export function isTerminal(status) {
   return TERMINAL_STATUSES.includes(status);
@@ -12,6 +12,8 @@ const JOB_STATUS_TEXT = {
   completed: 'Done',
   completed_with_errors: 'Done, with some errors',
   failed: 'Failed',
+  cancelled: 'Cancelled',
+  expired: 'Expired',
 };
 
 /** The job's status in words. */
@@ -19,7 +21,7 @@ export function jobStatusText(status) {
   return JOB_STATUS_TEXT[status] || status || 'Unknown';
 }
 
-const IMAGE_STATUS_TEXT = { queued: 'Waiting', succeeded: 'Done', failed: 'Failed' };
+const IMAGE_STATUS_TEXT = { queued: 'Waiting', succeeded: 'Done', failed: 'Failed', skipped: 'Skipped' };
 
 export function imageStatusText(status) {
   return IMAGE_STATUS_TEXT[status] || status || 'Unknown';

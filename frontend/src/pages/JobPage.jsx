@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import ImageCard from '../components/ImageCard.jsx';
+import JobLifecycle from '../components/JobLifecycle.jsx';
 import Notice from '../components/Notice.jsx';
 import ProgressBar from '../components/ProgressBar.jsx';
 import { isTerminal, jobStatusText, formatTime } from '../lib/jobs.js';
@@ -13,6 +14,7 @@ const HEADINGS = {
   completed: 'Your photos are ready',
   completed_with_errors: 'Your photos are ready, with some errors',
   failed: 'Your photos could not be processed',
+  cancelled: 'This job was cancelled',
 };
 
 function NewBatchLink({ children = 'Process more photos', className = 'button' }) {
@@ -180,7 +182,9 @@ export default function JobPage({ jobId, submitted }) {
   if (status === 'error') {
     return (
       <div className="page job-page">
-        <h1 tabIndex={-1} id="page-title">{error.isNetwork ? "Can't reach the ImageFlow server" : 'This job could not be loaded'}</h1>
+        <h1 tabIndex={-1} id="page-title">
+          {error.isNetwork ? "Can't reach the ImageFlow server" : error.status === 410 ? 'This job has expired' : 'This job could not be loaded'}
+        </h1>
         <Notice
           tone="error"
           title={error.message}
@@ -221,6 +225,7 @@ export default function JobPage({ jobId, submitted }) {
         </Notice>
       )}
       <JobSummary job={job} />
+      <JobLifecycle job={job} onChanged={retryNow} />
       <section aria-labelledby="gallery-title">
         <h2 id="gallery-title" className="gallery-title">
           Photos <span className="muted">({images.length})</span>
