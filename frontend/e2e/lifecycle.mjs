@@ -4,7 +4,7 @@
 //   node e2e/lifecycle.mjs --base-url URL --artifacts DIR --job-id ID
 //       Opens a running job, cancels it, waits until the page says it was cancelled, then runs
 //       it again with other steps from the page and follows the new job to the end.
-//       Prints RESULT {"new_job_id", "skipped_text"}.
+//       Then "Your jobs" lists both. Prints RESULT {"new_job_id", "skipped_text"}.
 //
 // Fails (exit 1) on a console error, an uncaught exception or a serious accessibility problem.
 import { chromium } from 'playwright-core';
@@ -72,6 +72,14 @@ try {
   await page.getByRole('heading', { level: 1, name: 'Your photos are ready' }).waitFor({ timeout: 120_000 });
   await page.getByRole('link', { name: 'an earlier job' }).waitFor();
   await page.screenshot({ path: path.join(shots, 'job-rerun.png'), fullPage: true });
+
+  // "Your jobs" lists both, the re-run first, and opens a job.
+  await page.getByRole('link', { name: 'Your jobs' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Your jobs' }).waitFor();
+  const listed = await page.locator('.jobs-row a').evaluateAll((links) => links.map((a) => a.getAttribute('href')));
+  check(listed[0] === `/jobs/${newJobId}` && listed.includes(`/jobs/${opts['job-id']}`), `jobs listed: ${listed}`);
+  await assertAccessible(page, 'your jobs');
+  await page.screenshot({ path: path.join(shots, 'your-jobs.png'), fullPage: true });
   check(problems.length === 0, `console errors: ${problems.join('; ')}`);
   process.stdout.write(`RESULT ${JSON.stringify({ new_job_id: newJobId, skipped_text: skippedText })}\n`);
 } catch (error) {

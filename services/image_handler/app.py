@@ -161,6 +161,7 @@ def _register_frontend(app: Flask, settings: Settings) -> None:
 
     app.add_url_rule("/", "index", index)
     app.add_url_rule("/jobs/<job_id>", "job_page", lambda job_id: index())
+    app.add_url_rule("/jobs", "jobs_page", index)  # "Your jobs"
 
     @app.get("/assets/<path:name>")
     def assets(name: str):

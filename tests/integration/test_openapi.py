@@ -10,7 +10,7 @@ from services.image_handler.app import create_app
 from services.image_handler.openapi import openapi_path
 
 # The web page's routes (served HTML and assets), not the API.
-PAGE_ENDPOINTS = {"index", "job_page", "assets", "top_level_file"}
+PAGE_ENDPOINTS = {"index", "job_page", "jobs_page", "assets", "top_level_file"}
 
 
 @pytest.fixture
