@@ -65,8 +65,8 @@ def main() -> int:
 
     def tick():
         coordinator.sweep()
-        lifecycle.expire_jobs(settings, backends.jobs, backends.blobs)  # JOB_RETENTION_DAYS
         webhooks.recover()  # webhooks of jobs finished while no dispatcher ran (a crash)
+        lifecycle.expire_jobs(settings, backends.jobs, backends.blobs)  # JOB_RETENTION_DAYS
 
     signal_name = wait_for_signal(tick=tick, tick_seconds=60)
     log.info("%s: stopping", signal_name)
