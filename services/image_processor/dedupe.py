@@ -3,7 +3,7 @@ rendered once. Later tasks copy the existing outputs into their own job (no rend
 their result names the source in ``duplicate_of``.
 
 The index is a small JSON object per (caller, input bytes, operations) in the blob store
-itself, under ``dedupe/<sha256>.json`` (so it works on every blob store adapter and goes
+itself, under ``dedupe/index/<sha256>.json`` (so it works on every blob store adapter and goes
 with the bucket's lifecycle). An entry whose outputs are gone (the job was deleted or has
 expired) is ignored and replaced by the next render. Two identical images rendered at the
 same moment are both rendered: the index is a saving, never a lock.
@@ -23,7 +23,7 @@ from .job_gate import JobGate
 
 log = logging.getLogger(__name__)
 
-PREFIX = "dedupe/"
+PREFIX = "dedupe/index/"  # three levels, like the job folders (<job_id>/<kind>/<name>)
 
 
 def dedupe_key(owner: str | None, data: bytes, operations: list) -> str:
