@@ -54,7 +54,9 @@ def run(repeats: int, batch: int) -> dict:
     ops = [{"op": "resize", "width": 1024, "height": 1024}, {"op": "format", "format": "jpeg", "quality": 85}]
     photo = camera_like()
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack.on_free_ports(Path(tmp) / "data", env={"PROGRESS_FLUSH_SECONDS": "0.1"}).start()
+        # the same photo again and again: measure renders, not dedupe's copies
+        stack = Stack.on_free_ports(Path(tmp) / "data", env={"PROGRESS_FLUSH_SECONDS": "0.1",
+                                                             "DEDUPE_OUTPUTS": "0"}).start()
         try:
             base = stack.base_url
             latencies = []

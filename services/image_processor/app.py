@@ -12,6 +12,8 @@ from imageflow.bootstrap import Backends, make_backends
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
 
+from .dedupe import OutputIndex
+from .job_gate import JobGate
 from .processing import Processor, RenderTask, render_task
 
 log = logging.getLogger("image_processor")
@@ -20,7 +22,7 @@ log = logging.getLogger("image_processor")
 def create_app(settings: Settings | None = None, backends: Backends | None = None, alive=lambda: True) -> Flask:
     settings = settings or Settings.from_env()
     backends = backends or make_backends(settings)
-    # No job store check: the processor never reads job documents (nor may it, on GCP).
+    # No job store check: the processor only reads job documents (the cancel gate, dedupe) and renders without them.
     return health_app("image-processor", {"blobstore": backends.blobs.check, "bus": backends.bus.check}, alive)
 
 
@@ -28,7 +30,9 @@ def main(settings: Settings | None = None, backends: Backends | None = None, ren
     configure_logging("image-processor")
     settings = settings or Settings.from_env()
     backends = backends or make_backends(settings)
-    processor = Processor(settings, backends.blobs, backends.bus, render)
+    gate = JobGate(backends.jobs)
+    processor = Processor(settings, backends.blobs, backends.bus, render, gate=gate,
+                          dedupe=OutputIndex(backends.blobs, gate) if settings.dedupe_outputs else None)
     subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
                                         max_messages=settings.processor_concurrency,
                                         ack_deadline_seconds=settings.ack_deadline_seconds)
