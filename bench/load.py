@@ -164,7 +164,8 @@ def run(data_dir: Path, *, images: int = 2000, processors: int = 2, concurrency:
     stack = Stack.on_free_ports(data_dir, processors=processors, env={
         "PROCESSOR_CONCURRENCY": str(concurrency), "MAX_FILES_PER_JOB": str(max(images, side_batch)),
         "MAX_REQUEST_BYTES": str(1024 * 1024 * 1024), "RATE_LIMIT_PER_SECOND": "0",
-        "PROGRESS_FLUSH_SECONDS": "1.0", "ACK_DEADLINE_SECONDS": "60"})
+        "PROGRESS_FLUSH_SECONDS": "1.0", "ACK_DEADLINE_SECONDS": "60",
+        "DEDUPE_OUTPUTS": "0"})  # the corpus repeats: measure renders, not dedupe's copies
     result = LoadResult(images, processors, concurrency)
     corpus = [photo(i) for i in range(64)]  # reused bytes: generating 2000 distinct JPEGs would dominate
     stack.start()

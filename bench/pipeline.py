@@ -357,7 +357,9 @@ def run(repeats: int, batch: int) -> dict:
     ops = OPERATIONS
     photo = camera_like()
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack.on_free_ports(Path(tmp) / "data", env={"PROGRESS_FLUSH_SECONDS": "0.1"}).start()
+        # the same photo again and again: measure renders, not dedupe's copies
+        stack = Stack.on_free_ports(Path(tmp) / "data", env={"PROGRESS_FLUSH_SECONDS": "0.1",
+                                                             "DEDUPE_OUTPUTS": "0"}).start()
         try:
             base = stack.base_url
             latencies = []

@@ -6,7 +6,7 @@ import re
 import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any, Callable, Iterable
 
@@ -20,15 +20,18 @@ PROCESSING = "processing"
 COMPLETED = "completed"
 COMPLETED_WITH_ERRORS = "completed_with_errors"
 FAILED = "failed"
-JOB_STATUSES = (OPEN, QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
-TERMINAL_JOB_STATUSES = (COMPLETED, COMPLETED_WITH_ERRORS, FAILED)
+CANCELLED = "cancelled"   # cancelled by its caller: images not started were skipped
+EXPIRED = "expired"       # past JOB_RETENTION_DAYS: a tombstone whose images and files are gone
+JOB_STATUSES = (OPEN, QUEUED, PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED, EXPIRED)
+TERMINAL_JOB_STATUSES = (COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED)
 
 # Image states.
 IMAGE_QUEUED = "queued"
 IMAGE_SUCCEEDED = "succeeded"
 IMAGE_FAILED = "failed"
-TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED)
-IMAGE_STATUSES = (IMAGE_QUEUED, IMAGE_SUCCEEDED, IMAGE_FAILED)
+IMAGE_SKIPPED = "skipped"  # its job was cancelled before it started
+TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
+IMAGE_STATUSES = (IMAGE_QUEUED, IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
 
 # Why an image failed (Image.error_code, Result.error_code): the engine's ImageError.CODES
 # (empty, unsupported, corrupt, too_large, too_many_frames, output_too_large, invalid), plus:
@@ -176,6 +179,8 @@ class Image:
     blurhash: str | None = None           # placeholder of the output (BlurHash)
     dominant_color: str | None = None     # "#rrggbb"
     choices: dict = field(default_factory=dict)   # what the render chose (see Result.choices)
+    output_bytes: int | None = None  # every output file of the image together (savings)
+    duplicate_of: str | None = None  # "<job_id>/<image_id>" whose output was reused (same bytes, same operations)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,6 +217,14 @@ class Job:
     last_file_at: str | None = None            # open jobs: when a file last joined (idle auto-close)
     closed_at: str | None = None               # open jobs: when the job stopped taking files
     meta_keys: list | None = None              # URL jobs: the extra CSV columns, in order (the report's columns)
+    # Lifecycle (issue 16): cancel, retry (a new run), rerun (parent/child), retention, savings.
+    skipped: int = 0                           # images a cancel kept from starting
+    cancel_requested_at: str | None = None     # set by cancel: the processors skip the images not started
+    run: int = 0                               # 0 for the first run; each retry starts the next one
+    parent_job_id: str | None = None           # the job this one re-runs (its originals are read, not copied)
+    child_job_ids: list = field(default_factory=list)  # the re-runs of this job
+    bytes_in: int = 0                          # originals of the succeeded images
+    bytes_out: int = 0                         # their outputs
 
     @property
     def is_open(self) -> bool:
@@ -219,7 +232,12 @@ class Job:
 
     @property
     def done(self) -> int:
-        return self.succeeded + self.failed
+        return self.succeeded + self.failed + self.skipped
+
+    @property
+    def saved_percent(self) -> float | None:
+        """How much smaller the outputs are than their originals, in percent (negative: larger)."""
+        return saved_percent(self.bytes_in, self.bytes_out)
 
     @property
     def is_terminal(self) -> bool:
@@ -256,9 +274,33 @@ def close_job(job: Job, now: str) -> Job:
     if not job.is_open:
         return job
     if job.done >= job.total:
-        status = final_status(job.total, job.succeeded, job.failed) if job.total else FAILED
+        if not job.total:
+            status = FAILED
+        else:
+            status = CANCELLED if job.cancel_requested_at else final_status(job.total, job.succeeded,
+                                                                              job.failed + job.skipped)
         return replace(job, status=status, closed_at=now, completed_at=now, updated_at=now)
     return replace(job, status=PROCESSING, closed_at=now, updated_at=now)
+def saved_percent(bytes_in: int, bytes_out: int) -> float | None:
+    if not bytes_in:
+        return None
+    return round(100.0 * (bytes_in - bytes_out) / bytes_in, 1)
+
+
+def retention_expiry(created_at: str, days: int) -> str | None:
+    """When a job created at ``created_at`` expires; None when retention is off (0 days)."""
+    if days <= 0:
+        return None
+    created = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    return (created + timedelta(days=days)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_expired(job: "Job", retention_days: int, now: str) -> bool:
+    """Past its retention (or already reduced to a tombstone by the retention sweep)."""
+    if job.status == EXPIRED:
+        return True
+    expiry = retention_expiry(job.created_at, retention_days)
+    return bool(expiry and expiry <= now)
 
 
 def apply_result(image: Image, result: Result, now: str) -> Image | None:
@@ -267,12 +309,18 @@ def apply_result(image: Image, result: Result, now: str) -> Image | None:
     if image.status in TERMINAL_IMAGE_STATUSES:
         return None
     if result.status == IMAGE_SUCCEEDED:
+        outputs = list(result.outputs or [])
+        output_bytes = sum(o.get("bytes") or 0 for o in outputs) if outputs else result.bytes
         return replace(image, status=IMAGE_SUCCEEDED, output_path=result.output_path,
                        content_type=result.content_type, width=result.width, height=result.height,
-                       bytes=result.bytes, error=None, error_code=None, outputs=list(result.outputs or []),
+                       bytes=result.bytes, error=None, error_code=None, outputs=outputs,
+                       output_bytes=output_bytes, duplicate_of=result.duplicate_of,
                        attempts=image.attempts + 1, updated_at=now, blurhash=result.blurhash,
                        dominant_color=result.dominant_color, choices=dict(result.choices or {}),
                        **_input_facts(image, result))
+    if result.status == IMAGE_SKIPPED:
+        return replace(image, status=IMAGE_SKIPPED, error=result.error or "skipped: the job was cancelled",
+                       updated_at=now)
     return replace(image, status=IMAGE_FAILED, error=result.error or "processing failed",
                    error_code=result.error_code, attempts=image.attempts + 1, updated_at=now,
                    **_input_facts(image, result))
@@ -291,23 +339,37 @@ def _input_facts(image: Image, result: Result) -> dict:
 
 def fold_progress(job: Job, changed: Iterable[Image], now: str) -> Job:
     """The job after some of its images reached a terminal state (each counted once)."""
-    succeeded, failed = job.succeeded, job.failed
+    succeeded, failed, skipped = job.succeeded, job.failed, job.skipped
+    bytes_in, bytes_out = job.bytes_in, job.bytes_out
     for image in changed:
         if image.status == IMAGE_SUCCEEDED:
             succeeded += 1
+            bytes_in += image.input_bytes or 0
+            bytes_out += image.output_bytes or 0
         elif image.status == IMAGE_FAILED:
             failed += 1
+        elif image.status == IMAGE_SKIPPED:
+            skipped += 1
     status = job.status
     completed_at = job.completed_at
     if job.is_open:  # more files may come: counters only, never complete
         pass
-    elif succeeded + failed >= job.total and not job.is_terminal:
-        status = final_status(job.total, succeeded, failed)
+    elif succeeded + failed + skipped >= job.total and not job.is_terminal:
+        # a skip without a cancel (one that raced a retry) is an image not processed: not a success
+        status = CANCELLED if job.cancel_requested_at else final_status(job.total, succeeded, failed + skipped)
         completed_at = now
-    elif status == QUEUED and succeeded + failed:
+    elif status == QUEUED and succeeded + failed + skipped:
         status = PROCESSING
-    return replace(job, succeeded=succeeded, failed=failed, status=status,
-                   completed_at=completed_at, updated_at=now)
+    return replace(job, succeeded=succeeded, failed=failed, skipped=skipped, bytes_in=bytes_in,
+                   bytes_out=bytes_out, status=status, completed_at=completed_at, updated_at=now)
+
+
+def recount(job: Job, images: Iterable[Image], now: str) -> Job:
+    """The job's counters and savings recomputed from its images (after a retry re-queues some)."""
+    fresh = replace(job, succeeded=0, failed=0, skipped=0, bytes_in=0, bytes_out=0, status=PROCESSING,
+                    completed_at=None)
+    counted = fold_progress(fresh, images, now)
+    return replace(counted, status=PROCESSING, completed_at=None)
 
 
 # -- links and the completion message ----------------------------------------------------
@@ -317,9 +379,11 @@ def results_url(public_base_url: str, job_id: str) -> str:
 
 
 def completed_event(job: Job, public_base_url: str) -> JobCompleted:
-    """The ``job.completed`` message of a finished job."""
+    """The ``job.completed`` message of a finished job: its counts, run, savings and parent."""
     return JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
-                        failed=job.failed, email=job.email, results_url=results_url(public_base_url, job.job_id))
+                        failed=job.failed, email=job.email, results_url=results_url(public_base_url, job.job_id),
+                        skipped=job.skipped, run=job.run, bytes_in=job.bytes_in, bytes_out=job.bytes_out,
+                        saved_percent=job.saved_percent, parent_job_id=job.parent_job_id)
 
 
 # -- job transitions ---------------------------------------------------------------------
@@ -356,6 +420,47 @@ def fail(now: str) -> Change:
     """A job that can never be processed (it could not be queued) -> failed. A job already
     finished keeps its outcome."""
     return lambda job: None if job.is_terminal else {"status": FAILED, "completed_at": now}
+
+
+def request_cancel(now: str) -> Change:
+    """Cancel (issue 16): the processors skip the images not started. An open job stops taking
+    files too (it is closed; when every image already has an outcome it ends cancelled at once).
+    A finished job, or one already cancelling, is left as it is."""
+    def change(job: Job) -> dict | None:
+        if job.is_terminal or job.cancel_requested_at:
+            return None
+        fields: dict[str, Any] = {"cancel_requested_at": now}
+        if job.is_open:
+            fields["closed_at"] = now
+            if job.done >= job.total:
+                fields.update(status=CANCELLED, completed_at=now)
+            else:
+                fields["status"] = PROCESSING
+        return fields
+    return change
+
+
+def start_retry(counted: Job) -> Change:
+    """A finished job runs again (issue 16 retry): ``counted`` is ``recount`` over its images
+    with the retried ones re-queued. A new run: it notifies again, its webhook is delivered
+    again (under the run's own delivery id). Declined when the job is not finished."""
+    def change(job: Job) -> dict | None:
+        if not job.is_terminal:
+            return None
+        fields: dict[str, Any] = dict(
+            status=QUEUED, succeeded=counted.succeeded, failed=counted.failed, skipped=0,
+            bytes_in=counted.bytes_in, bytes_out=counted.bytes_out, completed_at=None, notified_at=None,
+            completion_message_id=None, tasks_published=False, cancel_requested_at=None, run=job.run + 1)
+        if job.webhook_url:
+            fields.update(webhook_status=WEBHOOK_PENDING, webhook_attempts=[], webhook_next_at=None)
+        return fields
+    return change
+
+
+def add_child(child_job_id: str) -> Change:
+    """Link a re-run to the job it re-runs."""
+    return lambda job: (None if child_job_id in (job.child_job_ids or [])
+                        else {"child_job_ids": [*(job.child_job_ids or []), child_job_id]})
 
 
 def webhook_wait(job: Job, now: float) -> float | None:

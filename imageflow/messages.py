@@ -87,7 +87,7 @@ class Result(Message):
     kind: ClassVar[str] = "result"
     job_id: str
     image_id: str
-    status: str  # "succeeded" | "failed"
+    status: str  # "succeeded" | "failed" | "skipped" (its job was cancelled before it started)
     output_path: str | None = None
     content_type: str | None = None
     width: int | None = None
@@ -100,7 +100,7 @@ class Result(Message):
     # from older producers (None) and ignored by older consumers, so the message stays "v": 1
     error_code: str | None = None
     input_content_type: str | None = None        # extension: the input's sniffed type (URL imports)
-    input_bytes: int | None = None
+    input_bytes: int | None = None               # extension: the original's size (URL imports, savings)
     preview_path: str | None = None              # extension: small WebP previews of input and output
     output_preview_path: str | None = None
     # extensions: placeholders of the output, and what the render chose (trim box, faces,
@@ -108,10 +108,11 @@ class Result(Message):
     blurhash: str | None = None
     dominant_color: str | None = None
     choices: dict = field(default_factory=dict)
+    duplicate_of: str | None = None  # extension: "<job_id>/<image_id>" whose output was copied (dedupe)
 
     def __post_init__(self):
-        if self.status not in ("succeeded", "failed"):
-            raise MessageError(f"result: status must be 'succeeded' or 'failed', got {self.status!r}")
+        if self.status not in ("succeeded", "failed", "skipped"):
+            raise MessageError(f"result: status must be 'succeeded', 'failed' or 'skipped', got {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,17 @@ class JobCompleted(Message):
     failed: int
     email: str | None = None
     results_url: str = ""
+    skipped: int = 0            # extension: images a cancel kept from starting
+    run: int = 0                # extension: 0 for the first run, n for the n-th retry (each run notifies once)
+    bytes_in: int = 0           # extension: savings of the succeeded images
+    bytes_out: int = 0
+    saved_percent: float | None = None
+    parent_job_id: str | None = None  # extension: a re-run names the job it re-ran
+
+    @property
+    def delivery_id(self) -> str:
+        """What receivers dedupe a notification on: the job, and its run after a retry."""
+        return self.job_id if not self.run else f"{self.job_id}.{self.run}"
 
 
 def decode_delivered(cls: type[T], delivered, *, ack: bool = True) -> T | None:

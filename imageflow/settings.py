@@ -87,7 +87,9 @@ class Settings:
     email_from: str = "ImageFlow <no-reply@imageflow.local>"
     signed_url_ttl_seconds: int = 3600
     # Jobs and their files are deleted this many days after creation (Firestore TTL on
-    # expires_at, the bucket's lifecycle rule: scripts/deploy.sh sets both from it).
+    # expires_at, the bucket's lifecycle rule: scripts/deploy.sh sets both from it; locally the
+    # interaction manager's retention sweep, which leaves a tombstone answering 410). 0 keeps
+    # them forever (local only: deploy.sh wants a positive number of days).
     job_retention_days: int = 30
     # Proxies in front that set X-Forwarded-Proto (GKE's load balancer: 1); 0 trusts none.
     # Links the API builds then keep the caller's https:// scheme.
@@ -117,6 +119,8 @@ class Settings:
     rate_limit_per_second: float = 30.0
     rate_limit_burst: int = 300
     rate_limit_proxy_hops: int = 0
+    # Dedupe (services.image_processor.dedupe): the same bytes + operations of one caller render once.
+    dedupe_outputs: bool = True
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -173,7 +177,7 @@ class Settings:
             sendgrid_api_host=env.get("SENDGRID_API_HOST") or cls.sendgrid_api_host,
             email_from=env.get("EMAIL_FROM") or cls.email_from,
             signed_url_ttl_seconds=_int(env, "SIGNED_URL_TTL_SECONDS", cls.signed_url_ttl_seconds),
-            job_retention_days=max(1, _int(env, "JOB_RETENTION_DAYS", cls.job_retention_days)),
+            job_retention_days=max(0, _int(env, "JOB_RETENTION_DAYS", cls.job_retention_days)),
             forwarded_proto_hops=_int(env, "FORWARDED_PROTO_HOPS", cls.forwarded_proto_hops),
             progress_flush_seconds=_float(env, "PROGRESS_FLUSH_SECONDS", cls.progress_flush_seconds),
             drain_seconds=_float(env, "DRAIN_SECONDS", cls.drain_seconds),
@@ -195,6 +199,7 @@ class Settings:
             rate_limit_per_second=max(0.0, _float(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second)),
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", cls.rate_limit_burst),
             rate_limit_proxy_hops=_int(env, "RATE_LIMIT_PROXY_HOPS", cls.rate_limit_proxy_hops),
+            dedupe_outputs=_bool(env, "DEDUPE_OUTPUTS", cls.dedupe_outputs),
             topics=Topics.from_env(env),
         )
         if backend == "gcp":
@@ -229,6 +234,6 @@ ENV_NAMES = (
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_ALLOW_CIDRS", "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
-    "JOB_RETENTION_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT",
+    "JOB_RETENTION_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT", "DEDUPE_OUTPUTS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

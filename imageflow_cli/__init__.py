@@ -9,6 +9,10 @@
     imageflow list --status completed
     imageflow report JOB_ID --out report.csv
     imageflow delete JOB_ID
+    imageflow estimate photos/*.jpg --preset web
+    imageflow cancel JOB_ID
+    imageflow retry JOB_ID --wait
+    imageflow rerun JOB_ID --operations '[{"op": "resize", "width": 400}]' --only failed --wait
 
 The server is ``--server`` or ``$IMAGEFLOW_URL`` (default http://127.0.0.1:8080); the API key
 ``--api-key`` or ``$IMAGEFLOW_API_KEY`` (sent only to that server, never to a signed storage
@@ -390,7 +394,7 @@ def wait_for(client: Client, job_id: str, args) -> dict:
     bar = tqdm(total=job["total"], unit="img", desc="processing", disable=args.quiet, file=sys.stderr)
     try:
         while True:
-            done = job["succeeded"] + job["failed"]
+            done = job["succeeded"] + job["failed"] + job.get("skipped", 0)
             bar.total = job["total"]
             bar.update(done - bar.n)
             bar.set_postfix(failed=job["failed"], refresh=False)
@@ -404,7 +408,10 @@ def wait_for(client: Client, job_id: str, args) -> dict:
             job = client.json("GET", f"/api/v1/jobs/{job_id}", retries=RETRIES)
     finally:
         bar.close()
-    _say(args, f"job {job_id} {job['status']}: {job['succeeded']} succeeded, {job['failed']} failed")
+    _say(args, f"job {job_id} {job['status']}: {job['succeeded']} succeeded, {job['failed']} failed"
+               + (f", {job['skipped']} skipped" if job.get("skipped") else "")
+               + (f"; saved {_human_bytes(job['bytes_in'] - job['bytes_out'])} ({job['saved_percent']:g} %)"
+                  if job.get("saved_percent") is not None else ""))
     if job["failed"]:
         for image in iter_images(client, job, status="failed"):
             _say(args, f"  failed: {image.get('source_url') or image['filename']}: {image['error']}")
@@ -512,6 +519,87 @@ def cmd_delete(client: Client, args) -> int:
     return EXIT_OK
 
 
+def _operations_value(args):
+    """``--operations`` as parsed JSON (or None), read from @file like submit's."""
+    fields = dict(_job_fields(args))
+    return json.loads(fields["operations"]) if "operations" in fields else None
+
+
+def _human_bytes(count) -> str:
+    if count is None:
+        return "?"
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(size) < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{count} B"
+
+
+def _after_action(client: Client, job: dict, args) -> int:
+    """Shared by cancel/retry/rerun: print the job id (or JSON), optionally wait and download."""
+    print(json.dumps(job, indent=2) if args.json else job["job_id"])
+    if not getattr(args, "wait", False) and not getattr(args, "out", None):
+        return EXIT_OK
+    done = wait_for(client, job["job_id"], args)
+    if getattr(args, "out", None):
+        download(client, done, Path(args.out), args)
+    return EXIT_OK if done["status"] in (domain.COMPLETED, domain.CANCELLED) else EXIT_FAILED_IMAGES
+
+
+def cmd_cancel(client: Client, args) -> int:
+    job = client.json("POST", f"/api/v1/jobs/{args.job_id}/cancel")
+    _say(args, f"job {args.job_id}: cancel requested; images not started are skipped, those in flight finish")
+    return _after_action(client, job, args)
+
+
+def cmd_retry(client: Client, args) -> int:
+    job = client.json("POST", f"/api/v1/jobs/{args.job_id}/retry")
+    _say(args, f"job {args.job_id}: {job['retried']} image(s) queued again (run {job['run']})")
+    return _after_action(client, job, args)
+
+
+def cmd_rerun(client: Client, args) -> int:
+    body = {"only": args.only}
+    operations = _operations_value(args)
+    if operations is not None:
+        body["operations"] = operations
+    for name in ("preset", "email", "webhook_url", "name"):
+        if getattr(args, name, None):
+            body[name] = getattr(args, name)
+    created = client.json("POST", f"/api/v1/jobs/{args.job_id}/rerun", json=body)
+    _say(args, f"job {created['job_id']}: re-runs {created['total']} image(s) of {args.job_id} (no upload)")
+    return _after_action(client, created, args)
+
+
+def cmd_estimate(client: Client, args) -> int:
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CliError(f"no such file: {', '.join(missing)}", EXIT_USAGE)
+    body = MultipartBody([*_job_fields(args), ("estimate", "true")], [("files", p) for p in paths])
+    answer = client.json("POST", "/api/v1/jobs", data=body, headers={"Content-Type": body.content_type},
+                         timeout=max(client.timeout, 600))
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        totals = answer["totals"]
+        for image in answer["images"]:
+            print(f"  accepted {image['filename']}  {image['width']}x{image['height']} {image['format']}  "
+                  f"{_human_bytes(image['input_bytes'])} -> ~{_human_bytes(image['predicted_output_bytes'])}")
+        for refused in answer["refused"]:
+            print(f"  refused  {refused['filename']}: {refused['error']['message']}")
+        for reason in answer["reasons"]:
+            print(f"  job refused: {reason['message']}")
+        saved = totals.get("predicted_saved_percent")
+        print(f"{totals['images']} image(s) accepted, {totals['refused']} refused; "
+              f"{_human_bytes(totals['bytes_in'])} in, ~{_human_bytes(totals['predicted_bytes_out'])} out"
+              + (f" (~{saved:g} % saved)" if saved is not None else "")
+              + (f"; ~{totals['cpu_seconds']:.2f} CPU s, ~{totals['wall_seconds']:.1f} s wall on "
+                 f"{answer['processor_slots']} processor slot(s)" if totals.get("cpu_seconds") is not None else ""))
+    return EXIT_OK if answer["accepted"] else EXIT_ERROR
+
+
 def _say(args, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
@@ -579,6 +667,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("delete", help="delete a finished job and its files")
     p.add_argument("job_id")
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("cancel", help="cancel a job: images not started are skipped, those in flight finish")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    waiting(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("retry", help="queue a finished job's failed images again (same operations)")
+    p.add_argument("job_id")
+    p.add_argument("--out", help="download the outputs into this directory (implies --wait)")
+    p.add_argument("--json", action="store_true")
+    waiting(p)
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("rerun", help="a new job over a job's stored originals, with other operations (no upload)")
+    p.add_argument("job_id")
+    p.add_argument("--only", choices=("all", "failed", "succeeded"), default="all",
+                   help="which of its images (default: all)")
+    p.add_argument("--preset", help="named operations (default: the job's own operations)")
+    p.add_argument("--operations", help="operations as JSON, or @file.json")
+    p.add_argument("--email", help="send the results link to this address")
+    p.add_argument("--webhook-url", dest="webhook_url", help="POST job.completed to this URL")
+    p.add_argument("--name", help="a name for the new job")
+    p.add_argument("--out", help="download the outputs into this directory (implies --wait)")
+    p.add_argument("--json", action="store_true")
+    waiting(p)
+    p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("estimate", help="what a job of these files would do: accepted/refused, bytes, time "
+                                        "(creates nothing)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files")
+    p.add_argument("--preset", help="named operations: thumbnail, web, compress...")
+    p.add_argument("--operations", help="operations as JSON, or @file.json")
+    p.add_argument("--json", action="store_true", help="print the API answer as JSON")
+    p.set_defaults(func=cmd_estimate)
     return parser
 
 

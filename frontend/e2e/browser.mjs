@@ -314,7 +314,7 @@ async function phaseUpload() {
   await screenshot(page, 'results.png');
 
   // Filter by state.
-  await page.getByRole('button', { name: 'Failed (1)' }).click();
+  await page.getByRole('button', { name: 'Failed (1)', exact: true }).click();
   check((await page.locator('li.image-card').count()) === 1, 'the failed filter shows the one failed photo');
   await page.getByRole('button', { name: `All (${expected})` }).click();
   check((await page.locator('li.image-card').count()) === expected, 'all the photos are back');

@@ -1,5 +1,6 @@
 import { useEffect, useRef } from 'react';
 import JobPage from './pages/JobPage.jsx';
+import JobsPage from './pages/JobsPage.jsx';
 import UploadPage from './pages/UploadPage.jsx';
 import { linkHandler, matchRoute, useLocation } from './lib/router.js';
 
@@ -43,10 +44,14 @@ export default function App() {
           ImageFlow
         </a>
         <span className="tagline">Batch photo processing</span>
+        <a href="/jobs" className="header-link" onClick={linkHandler('/jobs')}>
+          Your jobs
+        </a>
       </header>
       <main id="main">
         {route.name === 'upload' && <UploadPage />}
         {route.name === 'job' && <JobPage key={route.jobId} jobId={route.jobId} submitted={state?.submitted} />}
+        {route.name === 'jobs' && <JobsPage />}
         {route.name === 'not-found' && <NotFoundPage />}
       </main>
       <footer className="site-footer">

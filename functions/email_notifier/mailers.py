@@ -28,7 +28,8 @@ class Mailer(ABC):
 
 
 class OutboxMailer(Mailer):
-    """Local delivery: ``<outbox>/<job id>.eml`` (from ``X-ImageFlow-Job``), written atomically."""
+    """Local delivery: ``<outbox>/<job id>.eml`` (from ``X-ImageFlow-Delivery``, else ``X-ImageFlow-Job``:
+    ``<job id>.<run>`` for a retried run), written atomically."""
 
     def __init__(self, outbox: Path):
         self.outbox = outbox
@@ -38,7 +39,7 @@ class OutboxMailer(Mailer):
         fd, tmp = tempfile.mkstemp(dir=self.outbox, prefix=".tmp-")
         with os.fdopen(fd, "wb") as fh:
             fh.write(bytes(msg))
-        target = self.outbox / f"{msg['X-ImageFlow-Job']}.eml"
+        target = self.outbox / f"{msg['X-ImageFlow-Delivery'] or msg['X-ImageFlow-Job']}.eml"  # one file per run
         os.replace(tmp, target)
         return str(target)
 

@@ -7,7 +7,7 @@ ImageFlow core. Its two ports sit beside it: ``mailers`` (the outbox and SendGri
 
 - ``SENDGRID_API_KEY`` set: send through SendGrid (``SENDGRID_API_HOST`` points the client
   elsewhere, e.g. a test stand-in); otherwise write an .eml file to
-  ``<IMAGEFLOW_DATA_DIR>/outbox/<job_id>.eml`` (local mode).
+  ``<IMAGEFLOW_DATA_DIR>/outbox/<job_id>.eml`` (``<job_id>.<run>.eml`` for a retried run; local mode).
 - ``IMAGEFLOW_BACKEND=gcp``: claims in Firestore (``GCP_PROJECT``); otherwise files under
   ``<IMAGEFLOW_DATA_DIR>/email-sent``. ``EMAIL_CLAIM_LEASE_SECONDS`` (default 300).
 - ``EMAIL_FROM``; ``PUBLIC_BASE_URL`` only for a message without ``results_url``.
@@ -76,20 +76,26 @@ def build_email(event: dict, sender: str) -> EmailMessage:
     """The completion email: plain text and HTML, with the counts and the results link."""
     total, succeeded, failed = int(event.get("total", 0)), int(event.get("succeeded", 0)), int(event.get("failed", 0))
     url = results_url(event)
-    if failed == 0:
+    skipped = int(event.get("skipped") or 0)
+    if event.get("status") == "cancelled":
+        headline = f"Your job was cancelled: {succeeded} of {total} images are ready"
+    elif failed == 0:
         headline = f"All {total} of your images are ready"
     elif succeeded == 0:
         headline = f"None of your {total} images could be processed"
     else:
         headline = f"{succeeded} of your {total} images are ready ({failed} failed)"
+    counts = f"{succeeded} succeeded, {failed} failed, " + (f"{skipped} skipped, " if skipped else "") + f"{total} in all"
+    savings = savings_line(event)
     text = (f"{headline}.\n\nSee and download the results:\n{url}\n\n"
-            f"Job {event['job_id']}: {succeeded} succeeded, {failed} failed, {total} in all.\n\n"
+            f"Job {event['job_id']}: {counts}.\n" + (f"{savings}.\n" if savings else "") + "\n"
             "-- ImageFlow\n")
     safe_url = html.escape(url, quote=True)
     body = (f"<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{html.escape(headline)}</h2>"
             f"<p><a href=\"{safe_url}\">See and download your results</a></p>"
-            f"<p>Job <code>{html.escape(event['job_id'])}</code>: {succeeded} succeeded, {failed} failed, "
-            f"{total} in all.</p><p style=\"color:#666\">ImageFlow</p></body></html>")
+            f"<p>Job <code>{html.escape(event['job_id'])}</code>: {html.escape(counts)}.</p>"
+            + (f"<p>{html.escape(savings)}.</p>" if savings else "")
+            + "<p style=\"color:#666\">ImageFlow</p></body></html>")
     msg = EmailMessage()
     msg["Subject"] = f"ImageFlow: {headline}"
     msg["From"] = sender
@@ -100,6 +106,26 @@ def build_email(event: dict, sender: str) -> EmailMessage:
     msg.set_content(text)
     msg.add_alternative(body, subtype="html")
     return msg
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if abs(size) < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}".replace(".0 ", " ")
+        size /= 1000
+    return f"{count} bytes"
+
+
+def savings_line(event: dict) -> str:
+    """"Saved 812 MB, 88 %" (or how much larger the outputs are), or "" without sizes."""
+    bytes_in, bytes_out = int(event.get("bytes_in") or 0), int(event.get("bytes_out") or 0)
+    if not bytes_in:
+        return ""
+    percent = round(100.0 * (bytes_in - bytes_out) / bytes_in)
+    if bytes_out <= bytes_in:
+        return f"Saved {human_bytes(bytes_in - bytes_out)}, {percent} %"
+    return f"The outputs are {human_bytes(bytes_out - bytes_in)} larger than the originals ({-percent} %)"
 
 
 # -- the two ports, chosen in one place --------------------------------------------------
@@ -131,11 +157,13 @@ def deliver(event: dict, claims: ClaimStore, mailer: Mailer, sender: str) -> str
     if not _EMAIL_RE.match(email):
         log.error("job %s: refusing to mail invalid address %.80r", event["job_id"], email)
         return "invalid-email"
-    job_id = event["job_id"]
+    run = int(event.get("run") or 0)
+    job_id = event["job_id"] if not run else f"{event['job_id']}.{run}"  # each run (retry) is mailed once
     if not claims.claim(job_id):
         log.info("job %s already mailed", job_id)
         return "duplicate"
     msg = build_email({**event, "email": email}, sender)
+    msg["X-ImageFlow-Delivery"] = job_id  # the run's own delivery: the outbox names its file after it
     try:
         where = mailer.send(msg)
     except PermanentError as exc:

@@ -122,6 +122,9 @@ class JobStore(ABC):
     @abstractmethod
     def mark_tasked(self, job_id: str, image_ids: list[str]) -> None:
         """Record that these images' tasks are on the bus."""
+    def update_images(self, job_id: str, images: list[Image]) -> None:
+        """Overwrite some image documents of the job whole (a retry re-queues them); their
+        upload order is kept. Images that are not in the job are ignored."""
 
     @abstractmethod
     def update_job(self, job_id: str, **fields) -> Job:

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Iterator
 
 from google.api_core import exceptions as gexc
@@ -25,7 +25,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from .. import domain
-from ..domain import Image, Job, apply_result, fold_progress, utcnow
+from ..domain import Image, Job, apply_result, fold_progress, retention_expiry, utcnow
 from ..messages import Result
 from ..settings import Settings
 from . import (REPAIR_COMPLETION, REPAIR_WEBHOOK, Admit, Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore,
@@ -70,13 +70,13 @@ class FirestoreJobStore(JobStore):
         """Write the images first and the job document last (in the same commit when they
         fit), so a visible job always has all its images."""
         # Firestore's TTL policy on expires_at (scripts/deploy.sh) deletes the documents
-        # when the bucket's lifecycle rule deletes the files: both after JOB_RETENTION_DAYS.
-        expires_at = self._expires_at()
+        # when the bucket's lifecycle rule deletes the files: both JOB_RETENTION_DAYS after creation.
+        ttl = _expires_at(job, self._settings.job_retention_days)
         for seq, image in enumerate(images):
             image.seq = seq
-        docs = [(self._images(job.job_id).document(image.image_id), {**image.to_dict(), "expires_at": expires_at})
+        docs = [(self._images(job.job_id).document(image.image_id), {**image.to_dict(), **ttl})
                 for image in images]
-        docs.append((self._job_ref(job.job_id), {**job.to_dict(), "expires_at": expires_at}))
+        docs.append((self._job_ref(job.job_id), {**job.to_dict(), **ttl}))
         for start in range(0, len(docs), MAX_BATCH_WRITES):
             batch = self.client.batch()
             for ref, data in docs[start:start + MAX_BATCH_WRITES]:
@@ -105,10 +105,6 @@ class FirestoreJobStore(JobStore):
         query = query.order_by("seq").limit(limit)
         return [Image.from_dict(snap.to_dict()) for snap in query.stream()]
 
-    def _expires_at(self) -> datetime:
-        """When Firestore's TTL policy may delete a document written now (JOB_RETENTION_DAYS)."""
-        return datetime.now(timezone.utc) + timedelta(days=self._settings.job_retention_days)
-
     def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str) -> Job:
         """One transaction per chunk of images (Firestore commits at most 500 writes): the job
         document is read, checked and written with the images, so a close or another upload
@@ -134,7 +130,7 @@ class FirestoreJobStore(JobStore):
             for offset, image in enumerate(images):
                 image.seq = job.total + offset
                 transaction.set(self._images(job_id).document(image.image_id),
-                                {**image.to_dict(), "expires_at": self._expires_at()})
+                                {**image.to_dict(), **_expires_at(job, self._settings.job_retention_days)})
             job.total += len(images)
             job.last_file_at = job.updated_at = now
             transaction.update(job_ref, {"total": job.total, "last_file_at": now, "updated_at": now})
@@ -175,6 +171,21 @@ class FirestoreJobStore(JobStore):
         if job is None:
             raise JobNotFound(job_id)
         return job
+    def update_images(self, job_id: str, images: list[Image]) -> None:
+        """Batched updates of the fields a result may change (``seq`` and identity stay)."""
+        images = [i for i in images if i.job_id == job_id]
+        for start in range(0, len(images), MAX_BATCH_WRITES):
+            batch = self.client.batch()
+            for image in images[start:start + MAX_BATCH_WRITES]:
+                batch.update(self._images(job_id).document(image.image_id), _requeue_fields(image))
+            try:
+                batch.commit()
+            except gexc.NotFound:  # an image that is not in the job: write the others one by one
+                for image in images[start:start + MAX_BATCH_WRITES]:
+                    try:
+                        self._images(job_id).document(image.image_id).update(_requeue_fields(image))
+                    except gexc.NotFound:
+                        continue
 
     def update_job(self, job_id: str, **fields) -> Job:
         """Set only the given fields (no read-modify-write, so concurrent counters are safe).
@@ -368,9 +379,23 @@ class FirestoreJobStore(JobStore):
             client.close()
 
 
+TTL_FIELD = "expires_at"  # the Firestore TTL policy's field (deploy.sh), on the jobs and images collection groups
+
+
+def _expires_at(job: Job, retention_days: int) -> dict:
+    """The TTL field: a timestamp (Firestore TTL ignores strings) at created_at + JOB_RETENTION_DAYS."""
+    expiry = retention_expiry(job.created_at, retention_days)
+    return {TTL_FIELD: datetime.fromisoformat(expiry.replace("Z", "+00:00"))} if expiry else {}
+
+
 def _image_fields(image: Image) -> dict:
     """The fields a result may change (identity and ``seq`` stay as created)."""
     data = image.to_dict()
     for key in ("job_id", "image_id", "filename", "input_path", "seq", "tasked"):
         data.pop(key, None)
     return data
+
+
+def _requeue_fields(image: Image) -> dict:
+    """What ``update_images`` writes: a result's fields and ``tasked`` (a retried image is fanned out again)."""
+    return {**_image_fields(image), "tasked": image.tasked}

@@ -163,14 +163,21 @@ class SqliteJobStore(JobStore):
 
     def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
         rows = self.db.connection().execute(
-            "SELECT seq, tasked, doc FROM images WHERE job_id = ? AND tasked = 0 AND status NOT IN (?, ?) "
-            "ORDER BY seq LIMIT ?", (job_id, *domain.TERMINAL_IMAGE_STATUSES, limit))
+            "SELECT seq, tasked, doc FROM images WHERE job_id = ? AND tasked = 0 AND status NOT IN "
+            f"({', '.join('?' * len(domain.TERMINAL_IMAGE_STATUSES))}) ORDER BY seq LIMIT ?",
+            (job_id, *domain.TERMINAL_IMAGE_STATUSES, limit))
         return [self._image(row) for row in rows]
 
     def mark_tasked(self, job_id: str, image_ids: list[str]) -> None:
         with self.db.transaction() as conn:
             conn.executemany("UPDATE images SET tasked = 1 WHERE job_id = ? AND image_id = ?",
                              [(job_id, image_id) for image_id in image_ids])
+
+    def update_images(self, job_id: str, images: list[Image]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany("UPDATE images SET doc = ?, status = ?, tasked = ? WHERE job_id = ? AND image_id = ?",
+                             [(json.dumps(i.to_dict()), i.status, int(i.tasked), job_id, i.image_id)
+                              for i in images if i.job_id == job_id])
 
     def update_job(self, job_id: str, **fields) -> Job:
         with self.db.transaction() as conn:

@@ -38,7 +38,7 @@ ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/t
                   "image/heic", "image/jxl"]
 
 
-PUBLIC_ENDPOINTS = {"api.operations"}
+PUBLIC_ENDPOINTS = {"api.operations", "lifecycle_routes.openapi"}
 UPLOAD_ENDPOINTS = {"api.direct_upload"}   # authorised by their own signed link (the file's name and size)
 LINK_ENDPOINTS = {"api.input_bytes", "api.output_bytes", "api.archive", "api.preview_bytes"}   # may use a signed link instead of a key
 
@@ -84,6 +84,10 @@ def _job_or_404(job_id: str) -> domain.Job:
     job = ctx().backends.jobs.get_job(job_id) if domain.is_valid_id(job_id) else None
     if job is None or not g.caller.can_access(job):  # another key's job is as unknown as a missing one
         raise ClientError(404, "job_not_found", f"no job with id {job_id[:64]!r}")
+    if domain.is_expired(job, ctx().settings.job_retention_days, domain.utcnow()):  # JOB_RETENTION_DAYS
+        raise ClientError(410, "job_expired", f"job {job.job_id} has expired: jobs and their files are kept "
+                          f"{ctx().settings.job_retention_days} days after they are created",
+                          {"created_at": job.created_at})
     return job
 
 
@@ -154,7 +158,10 @@ def create():
     """Create a job: a multipart batch of ``files`` (or one ``csv`` file of image URLs), a
     JSON body ``{"urls": [...]}``, or an open job ``{"open": true}`` filled by later requests;
     ``operations`` (JSON) or ``preset``, optional ``email``, ``webhook_url``, ``webhook_secret``
-    and ``name``."""
+    and ``name``. With ``estimate=true`` nothing is created: the answer is an estimate (issue 16)."""
+    from .lifecycle_routes import estimate_answer, wants_estimate  # same body, nothing created
+    if wants_estimate():
+        return estimate_answer()
     if request.is_json:
         body = _json_body()
         if body is not None and body.get("open") is True:

@@ -29,6 +29,7 @@ from .api import api
 from .editor_api import register_editor_api
 from .errors import ClientError, client_error_response, error_response
 from .job_routes import job_routes
+from .lifecycle_routes import lifecycle_routes
 
 log = logging.getLogger("image_handler")
 
@@ -95,6 +96,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     app.register_blueprint(api)
     app.register_blueprint(job_routes)
     register_editor_api(app)
+    app.register_blueprint(lifecycle_routes)
     register_health(app, "image-handler", backends.checks())
     body_limits.install(app, settings)
     _register_errors(app, settings)
@@ -190,6 +192,7 @@ def _register_frontend(app: Flask, settings: Settings) -> None:
 
     app.add_url_rule("/", "index", index)
     app.add_url_rule("/jobs/<job_id>", "job_page", lambda job_id: index())
+    app.add_url_rule("/jobs", "jobs_page", index)  # "Your jobs"
 
     @app.get("/assets/<path:name>")
     def assets(name: str):

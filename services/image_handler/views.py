@@ -19,6 +19,7 @@ from imageflow.blobstore import BlobStore
 from imageflow.jobstore import JobStore, iter_images, iter_jobs
 from imageflow.settings import Settings
 
+from . import lifecycle_views
 from .auth import Auth
 from .errors import ClientError
 
@@ -169,6 +170,7 @@ class JobViews:
             "output_preview_url": self.blob_url(image.output_preview_path, f"{base}/output/preview")
             if image.status == domain.IMAGE_SUCCEEDED else None,
             "blurhash": image.blurhash, "dominant_color": image.dominant_color, "choices": image.choices or {},
+            **lifecycle_views.image_fields(image),
         }
 
     def job(self, job: domain.Job, images: list[domain.Image] | None = None, page: ImagePage | None = None) -> dict:
@@ -179,6 +181,7 @@ class JobViews:
             "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
             "webhook_status": job.webhook_status, "webhook_attempts": job.webhook_attempts or [],
             "links": self.links(job.job_id), "closed_at": job.closed_at,
+            **lifecycle_views.job_fields(job, self.settings.job_retention_days),
         }
         if images is not None:
             view["images"] = [self.image(i) for i in images]
@@ -196,7 +199,7 @@ class JobViews:
                                            for key in (image.meta or {})))
         columns = ["row", "image_id", "filename", *meta_keys, "source_url", "input_url", "output_url", "status",
                    "error", "error_code", "width", "height", "bytes", "content_type", "blurhash", "dominant_color",
-                   "choices"]
+                   "choices", *lifecycle_views.REPORT_COLUMNS]
         out = io.StringIO()
         writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
 
@@ -215,7 +218,8 @@ class JobViews:
                    image.source_url or "", view["input_url"] if fetched else "", view["output_url"] or "",
                    image.status, image.error or "", image.error_code or "", image.width or "", image.height or "",
                    image.bytes or "", image.content_type or "", image.blurhash or "", image.dominant_color or "",
-                   json.dumps(image.choices, sort_keys=True) if image.choices else ""]
+                   json.dumps(image.choices, sort_keys=True) if image.choices else "",
+                   *lifecycle_views.report_cells(image)]
             writer.writerow([neutralise(cell) for cell in row])
             if number % 200 == 0:
                 yield flush()
@@ -223,7 +227,7 @@ class JobViews:
 
     def stats(self, owner: str | None) -> dict:
         """The caller's totals: jobs (by status), images, failures and bytes stored."""
-        jobs = images = succeeded = failed = input_bytes = output_bytes = 0
+        jobs = images = succeeded = failed = skipped = input_bytes = output_bytes = 0
         by_status = {status: 0 for status in domain.JOB_STATUSES}
         for job in iter_jobs(self.jobs, owner=owner):
             jobs += 1
@@ -231,9 +235,10 @@ class JobViews:
             images += job.total
             succeeded += job.succeeded
             failed += job.failed
+            skipped += job.skipped
             for image in iter_images(self.jobs, job.job_id):
                 input_bytes += image.input_bytes or 0
                 output_bytes += sum(o.get("bytes") or 0 for o in image.outputs or []) or (image.bytes or 0)
         return dict(jobs=jobs, jobs_by_status=by_status, images=images, succeeded=succeeded, failed=failed,
-                    pending=images - succeeded - failed,
+                    pending=images - succeeded - failed - skipped,
                     bytes={"input": input_bytes, "output": output_bytes, "total": input_bytes + output_bytes})

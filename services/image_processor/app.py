@@ -15,6 +15,8 @@ from imageflow.bus import Subscriber
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
 
+from .dedupe import OutputIndex
+from .job_gate import JobGate
 from .processing import Processor, RenderTask, render_task
 
 log = logging.getLogger("image_processor")
@@ -23,7 +25,7 @@ log = logging.getLogger("image_processor")
 def create_app(settings: Settings | None = None, backends: Backends | None = None, alive=lambda: True) -> Flask:
     settings = settings or Settings.from_env()
     backends = backends or make_backends(settings)
-    # No job store check: the processor never reads job documents (nor may it, on GCP).
+    # No job store check: the processor only reads job documents (the cancel gate, dedupe) and renders without them.
     return health_app("image-processor", {"blobstore": backends.blobs.check, "bus": backends.bus.check}, alive)
 
 
@@ -31,7 +33,9 @@ def start_processing(settings: Settings, backends: Backends,
                      render: RenderTask = render_task) -> tuple[Processor, Subscriber]:
     """The processor and its subscription: more tasks leased than render slots, so a task's blob reads
     and writes and its result's publish happen while other tasks render."""
-    processor = Processor(settings, backends.blobs, backends.bus, render)
+    gate = JobGate(backends.jobs)
+    processor = Processor(settings, backends.blobs, backends.bus, render, gate=gate,
+                          dedupe=OutputIndex(backends.blobs, gate) if settings.dedupe_outputs else None)
     subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
                                         max_messages=settings.processor_in_flight,
                                         ack_deadline_seconds=settings.ack_deadline_seconds)

@@ -34,6 +34,8 @@ from imageflow.metrics import TASK_DURATION, TASKS
 from imageflow.safe_http import FetchError, FetchPolicy, fetch
 from imageflow.settings import Settings
 
+from .dedupe import OutputIndex
+from .job_gate import JobGate
 from .url_fetch import UrlFetcher
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class Processor:
     previews: bool = True
     fetch_policy: FetchPolicy | None = None     # for overlay URLs; None: from the settings
     pool: "RenderPool | None" = field(default=None, repr=False)
+    gate: JobGate | None = None  # skips the tasks of cancelled jobs (job_gate.py)
+    dedupe: OutputIndex | None = None  # copies the outputs of an identical earlier task (dedupe.py)
 
     def __post_init__(self):
         if self.fetcher is None:
@@ -102,19 +106,34 @@ class Processor:
         image, or one whose render killed its worker. Raises on transient trouble (the task will be
         retried)."""
         started = time.monotonic()
+        skip = self.gate.skip_reason(task.job_id) if self.gate else None
+        if skip:  # cancelled before this image started: no fetch, no render
+            return Result(job_id=task.job_id, image_id=task.image_id, status=domain.IMAGE_SKIPPED, error=skip)
         input_facts: dict = {}
         if task.source_url:
             fetched = self.fetcher.fetch(task)
             if isinstance(fetched, str):  # why the URL gave no image
                 return self._failed(task, domain.FETCH_FAILED, fetched, started)
             data, mime = fetched
-            input_facts = {"input_content_type": mime, "input_bytes": len(data)}
+            input_facts = {"input_content_type": mime}
         else:
             try:
                 data = self.blobs.get(task.input_path)
             except BlobNotFound:
                 return self._failed(task, domain.MISSING_INPUT, "the original upload is missing from storage", started)
+        input_facts["input_bytes"] = len(data)  # savings
         limits = Limits.from_settings(self.settings)
+        # overlays name per-job files (or URLs whose bytes may change): those tasks always render
+        dedupe = self.dedupe if self.dedupe and not named_overlays(task.operations) else None
+        reused = dedupe.reuse(task, data) if dedupe else None
+        if reused:
+            outputs, source, render_facts = reused
+            try:
+                first_data = self.blobs.get(outputs[0].path)
+            except BlobNotFound:  # removed under us: the previews are a nicety, the copies are there
+                first_data = None
+            return self._succeeded(task, outputs, started, data, first_data, limits, input_facts,
+                                   render_facts, duplicate_of=source)
         try:
             assets = self.overlays(task)
             render_fn = functools.partial(self.render, assets=assets) if assets else self.render
@@ -132,21 +151,36 @@ class Processor:
             outputs.append(Output(path=path, content_type=item.content_type, width=item.width,
                                   height=item.height, bytes=len(item.data), variant=item.variant,
                                   choices=item.choices))
+        render_facts = {"blurhash": rendered[0].blurhash, "dominant_color": rendered[0].dominant_color,
+                        "choices": rendered[0].choices}
+        if dedupe:
+            dedupe.remember(task, data, outputs, render_facts)
+        return self._succeeded(task, outputs, started, data, rendered[0].data, limits, input_facts, render_facts,
+                               made=made)
+
+    def _succeeded(self, task: Task, outputs: list[Output], started: float, data: bytes, first_data: bytes | None,
+                   limits: Limits, input_facts: dict, render_facts: dict, duplicate_of: str | None = None,
+                   made: dict[str, Rendered] | None = None) -> Result:
+        """The succeeded Result of rendered (or, with ``duplicate_of``, copied) outputs, with
+        its previews (``made``: those the render made; else from ``data`` and ``first_data``,
+        the first output's bytes)."""
+        made = made or {}
         first = outputs[0]
         previews = {}
         if self.previews:
             previews = {"preview_path": self._preview(task, domain.PREVIEW_INPUT, made.get(INPUT_PREVIEW), data,
-                                                      limits),
-                        "output_preview_path": self._preview(task, domain.PREVIEW_OUTPUT, made.get(OUTPUT_PREVIEW),
-                                                             rendered[0].data, limits)}
+                                                      limits)}
+            if first_data is not None:
+                previews["output_preview_path"] = self._preview(task, domain.PREVIEW_OUTPUT, made.get(OUTPUT_PREVIEW),
+                                                                first_data, limits)
         duration = time.monotonic() - started
         TASKS.labels(status="succeeded").inc()
         TASK_DURATION.observe(duration)
         return Result(job_id=task.job_id, image_id=task.image_id, status="succeeded", output_path=first.path,
                       content_type=first.content_type, width=first.width, height=first.height, bytes=first.bytes,
                       duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs], **input_facts,
-                      blurhash=rendered[0].blurhash, dominant_color=rendered[0].dominant_color,
-                      choices=rendered[0].choices, **previews)
+                      blurhash=render_facts.get("blurhash"), dominant_color=render_facts.get("dominant_color"),
+                      choices=render_facts.get("choices") or {}, duplicate_of=duplicate_of, **previews)
 
     def _preview(self, task: Task, which: str, preview: Rendered | None, source: bytes, limits: Limits) -> str | None:
         """Write the small WebP (rendered with the outputs, or else now from ``source``); its

@@ -14,6 +14,8 @@ from imageflow.settings import Settings
 from services.interaction_manager.coordinator import Coordinator, ResultBatcher
 from services.interaction_manager.webhooks import WebhookSender
 
+from . import lifecycle
+
 log = logging.getLogger("interaction_manager")
 
 
@@ -67,7 +69,12 @@ def main() -> int:
     server = HttpServer(create_app(settings, backends, coordinator, alive), settings.bind_host, port).start()
     log.info("interaction-manager running (%s backend), health on :%d", settings.backend, server.port)
     coordinator.sweep()
-    signal_name = wait_for_signal(tick=coordinator.sweep, tick_seconds=60)
+
+    def tick():
+        coordinator.sweep()  # its repair queries re-publish lost completions and webhooks
+        lifecycle.expire_jobs(settings, backends.jobs, backends.blobs)  # JOB_RETENTION_DAYS, last
+
+    signal_name = wait_for_signal(tick=tick, tick_seconds=60)
     log.info("%s: stopping", signal_name)
     for subscriber in subscribers:
         subscriber.stop(timeout=settings.drain_seconds)

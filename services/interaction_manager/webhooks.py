@@ -65,9 +65,10 @@ def verify(secret: str, body: bytes, header: str, tolerance: float = 300, now: f
     return hmac.compare_digest(sign(secret, body, timestamp), f"t={timestamp},v1={fields.get('v1', '')}")
 
 
-def payload(job: domain.Job, event: JobCompleted, settings: Settings) -> bytes:
-    """The JSON body: the job.completed message, plus links to the job and its report."""
-    data = event.to_dict()
+def payload(job: domain.Job, event: JobCompleted | None, settings: Settings) -> bytes:
+    """The JSON body: the job.completed message (built from the job when not given), plus links
+    to the job and its report."""
+    data = (event or domain.completed_event(job, settings.public_base_url)).to_dict()
     api = f"{settings.public_base_url}/api/v1/jobs/{job.job_id}"
     data.update(event=EVENT, name=job.name, completed_at=job.completed_at, job_url=api,
                 report_url=f"{api}/report.csv")
@@ -108,6 +109,8 @@ class WebhookSender:
         left to do, else the seconds until the job should be looked at again."""
         job = self.jobs.get_job(event.job_id)
         now = self.clock()
+        if job is not None and event.run != job.run:  # an earlier run's message: that run's webhook is done
+            return None
         wait = domain.webhook_wait(job, now) if job else None
         if wait is None or wait > 0:
             return wait
@@ -125,7 +128,7 @@ class WebhookSender:
         body = payload(job, event, self.settings)
         started = time.monotonic()
         headers = {SIGNATURE_HEADER: sign(job.webhook_secret or "", body, int(self.clock())),
-                   "X-ImageFlow-Event": EVENT, "X-ImageFlow-Delivery": job.job_id}
+                   "X-ImageFlow-Event": EVENT, "X-ImageFlow-Delivery": event.delivery_id}  # per run: a retry is a new delivery
         status_code, error = None, None
         try:
             status_code = post(job.webhook_url, body, headers, self.policy)

@@ -84,9 +84,9 @@ export default function ImageCard({ image, name = image.filename, onCompare }) {
         <figure>
           {image.status === 'succeeded' && main ? (
             <Picture src={thumbs.after} alt={`${name}, after`} placeholder={image.dominant_color} />
-          ) : image.status === 'failed' ? (
+          ) : image.status === 'failed' || image.status === 'skipped' ? (
             <div className="picture picture-empty picture-failed">
-              <span>No result</span>
+              <span>{image.status === 'skipped' ? 'Skipped: the job was cancelled' : 'No result'}</span>
             </div>
           ) : (
             <div className="picture picture-empty picture-waiting">

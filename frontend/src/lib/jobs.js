@@ -1,7 +1,7 @@
 // Words for job and image states, and plain-language explanations of processing errors.
 import { sentence } from './format.js';
 
-export const TERMINAL_STATUSES = ['completed', 'completed_with_errors', 'failed'];
+export const TERMINAL_STATUSES = ['completed', 'completed_with_errors', 'failed', 'cancelled'];
 
 export function isTerminal(status) {
   return TERMINAL_STATUSES.includes(status);
@@ -13,6 +13,8 @@ const JOB_STATUS_TEXT = {
   completed: 'Done',
   completed_with_errors: 'Done, with some errors',
   failed: 'Failed',
+  cancelled: 'Cancelled',
+  expired: 'Expired',
 };
 
 /** The job's status in words. */
@@ -20,7 +22,7 @@ export function jobStatusText(status) {
   return JOB_STATUS_TEXT[status] || status || 'Unknown';
 }
 
-const IMAGE_STATUS_TEXT = { queued: 'Waiting', succeeded: 'Done', failed: 'Failed' };
+const IMAGE_STATUS_TEXT = { queued: 'Waiting', succeeded: 'Done', failed: 'Failed', skipped: 'Skipped' };
 
 export function imageStatusText(status) {
   return IMAGE_STATUS_TEXT[status] || status || 'Unknown';

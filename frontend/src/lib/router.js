@@ -35,6 +35,7 @@ export function useLocation() {
 export function matchRoute(path) {
   const trimmed = path.replace(/\/+$/, '') || '/';
   if (trimmed === '/' || trimmed === '/index.html') return { name: 'upload' };
+  if (trimmed === '/jobs') return { name: 'jobs' };
   const job = /^\/jobs\/([^/]+)$/.exec(trimmed);
   if (job) {
     try {

@@ -1,4 +1,5 @@
 import { useEffect, useMemo, useState } from 'react';
+import JobLifecycle from '../components/JobLifecycle.jsx';
 import Notice from '../components/Notice.jsx';
 import Gallery from '../components/job/Gallery.jsx';
 import JobSummary, { NewBatchLink } from '../components/job/JobSummary.jsx';
@@ -15,6 +16,7 @@ const HEADINGS = {
   completed: 'Your photos are ready',
   completed_with_errors: 'Your photos are ready, with some errors',
   failed: 'Your photos could not be processed',
+  cancelled: 'This job was cancelled',
 };
 
 /** The job's photos: a filter by state, the grid of cards, and the lightbox. */
@@ -99,7 +101,9 @@ export default function JobPage({ jobId, submitted }) {
   if (status === 'error') {
     return (
       <div className="page job-page">
-        <h1 tabIndex={-1} id="page-title">{error.isNetwork ? "Can't reach the ImageFlow server" : 'This job could not be loaded'}</h1>
+        <h1 tabIndex={-1} id="page-title">
+          {error.isNetwork ? "Can't reach the ImageFlow server" : error.status === 410 ? 'This job has expired' : 'This job could not be loaded'}
+        </h1>
         <Notice
           tone="error"
           title={error.message}
@@ -139,6 +143,7 @@ export default function JobPage({ jobId, submitted }) {
         </Notice>
       )}
       <JobSummary job={job} />
+      <JobLifecycle job={job} onChanged={retryNow} />
       <Photos images={job.images || []} />
     </div>
   );

@@ -54,7 +54,7 @@ function totalSaving(images) {
 
 /** The job's state, progress, counts, the zip download and what the job does. */
 export default function JobSummary({ job }) {
-  const done = (job.succeeded || 0) + (job.failed || 0);
+  const done = (job.succeeded || 0) + (job.failed || 0) + (job.skipped || 0);
   const total = job.total || 0;
   const pending = job.pending ?? Math.max(0, total - done);
   const terminal = isTerminal(job.status);

@@ -2,7 +2,9 @@ export const FILTERS = [
   { key: 'all', label: 'All', test: () => true },
   { key: 'succeeded', label: 'Done', test: (image) => image.status === 'succeeded' },
   { key: 'failed', label: 'Failed', test: (image) => image.status === 'failed' },
-  { key: 'waiting', label: 'Waiting', test: (image) => image.status !== 'succeeded' && image.status !== 'failed' },
+  // only a cancelled job has skipped photos: the button shows when there are some
+  { key: 'skipped', label: 'Skipped', test: (image) => image.status === 'skipped', optional: true },
+  { key: 'waiting', label: 'Waiting', test: (image) => image.status === 'queued' },
 ];
 
 export function filterImages(images, key) {
@@ -14,7 +16,7 @@ export function filterImages(images, key) {
 export default function StatusFilter({ images, value, onChange }) {
   return (
     <div className="status-filter" role="group" aria-label="Show photos">
-      {FILTERS.map((filter) => (
+      {FILTERS.filter((f) => !f.optional || value === f.key || filterImages(images, f.key).length > 0).map((filter) => (
         <button
           key={filter.key}
           type="button"

@@ -1,0 +1,66 @@
+"""The interaction manager's part of the job lifecycle (issue 16): what ``job.completed``
+says about a job (cancelled, retried, its savings), and the local retention sweep.
+
+Cancel, retry and re-run need nothing else here: the image-handler records them on the job
+and publishes ``job.submitted``, and the usual fan-out and folding do the rest.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from imageflow import domain
+from imageflow.blobstore import BlobStore
+from imageflow.jobstore import JobStore
+from imageflow.messages import JobCompleted
+from imageflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SWEEP_PAGE = 200
+
+
+def completed_event(job: domain.Job, settings: Settings) -> JobCompleted:
+    """The ``job.completed`` message for ``job``: its counts, run, savings and parent."""
+    return domain.completed_event(job, settings.public_base_url)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def tombstone(job: domain.Job, now: str) -> domain.Job:
+    """What is kept of an expired job: enough to answer 410 and list it, nothing personal."""
+    return domain.Job(job_id=job.job_id, status=domain.EXPIRED, created_at=job.created_at, updated_at=now,
+                      completed_at=job.completed_at, total=job.total, succeeded=job.succeeded, failed=job.failed,
+                      skipped=job.skipped, owner=job.owner, name=job.name, notified_at=job.notified_at,
+                      tasks_published=True, completion_message_id=job.completion_message_id,
+                      bytes_in=job.bytes_in, bytes_out=job.bytes_out)
+
+
+def expire_jobs(settings: Settings, jobs: JobStore, blobs: BlobStore, now: datetime | None = None) -> int:
+    """Remove every job created more than ``JOB_RETENTION_DAYS`` ago: its files first, then
+    its image records, leaving a tombstone (status ``expired``) so the API answers 410 rather
+    than 404. Tombstones go after another retention period. Returns how many jobs expired.
+    On GCP the bucket lifecycle and a Firestore TTL do the same from the same setting."""
+    days = settings.job_retention_days
+    if days <= 0:
+        return 0
+    now = now or datetime.now(timezone.utc)
+    cutoff, stamp = _iso(now - timedelta(days=days)), _iso(now)
+    expired = 0
+    for status in domain.JOB_STATUSES:
+        if status == domain.EXPIRED:
+            continue
+        while batch := jobs.list_jobs(status=status, after=(cutoff, ""), limit=SWEEP_PAGE):
+            for job in batch:
+                removed = blobs.delete_prefix(f"{job.job_id}/")
+                jobs.delete_job(job.job_id)
+                jobs.create_job(tombstone(job, stamp), [])
+                expired += 1
+                log.info("job %s expired after %d days: %d files removed", job.job_id, days, removed)
+    old = _iso(now - timedelta(days=2 * days))
+    while batch := jobs.list_jobs(status=domain.EXPIRED, after=(old, ""), limit=SWEEP_PAGE):
+        for job in batch:
+            jobs.delete_job(job.job_id)
+    return expired
