@@ -178,7 +178,9 @@ def test_rerun_reads_the_parent_originals_with_new_operations(pipeline):
     child = pipeline.job(child_id)
     assert child["status"] == "completed" and child["parent_job_id"] == parent_id
     assert all(i["width"] == 50 and i["content_type"] == "image/webp" for i in child["images"])
-    assert all(o.startswith(f"{child_id}/output/") for o in pipeline.backends.blobs.list(f"{child_id}/"))
+    # outputs and their previews only: no original was uploaded or copied
+    assert all(o.startswith((f"{child_id}/output/", f"{child_id}/preview/"))
+               for o in pipeline.backends.blobs.list(f"{child_id}/"))
     assert pipeline.job(parent_id)["child_job_ids"] == [child_id]
     bad = pipeline.client.post(f"/api/v1/jobs/{parent_id}/rerun", json={"only": "some"})
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_only"

@@ -56,15 +56,19 @@ class FetchGate(BlobStore):
 def publish_tasks(settings, backends, n: int, name: str = "photo.png") -> list[Task]:
     buf = io.BytesIO()
     PILImage.new("RGB", (64, 48), (200, 30, 30)).save(buf, "PNG")
-    job_id, tasks = domain.new_id(), []
+    job_id, tasks, images = domain.new_id(), [], []
     for _ in range(n):
         image_id = domain.new_id()
         path = domain.input_path(job_id, image_id, name)
         backends.blobs.put(path, buf.getvalue(), "image/png")
+        images.append(domain.Image(job_id=job_id, image_id=image_id, filename=name, input_path=path))
         task = Task(job_id=job_id, image_id=image_id, input_path=path,
                     output_path=domain.output_stem(job_id, image_id, name), operations=[{"op": "grayscale"}])
         backends.bus.publish(settings.topics.tasks, task.encode(), {"job_id": job_id})
         tasks.append(task)
+    # the job they belong to, running (the processor skips the tasks of a job cancelled or gone)
+    backends.jobs.create_job(domain.Job(job_id=job_id, status=domain.PROCESSING, total=n,
+                                        operations=[{"op": "grayscale"}]), images)
     return tasks
 
 

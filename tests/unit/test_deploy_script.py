@@ -619,10 +619,11 @@ def test_each_service_is_granted_exactly_what_its_code_calls(service):
 
 
 def test_the_role_map_sees_the_calls_that_need_roles():
-    """The derivation itself: the manager's URL import writes inputs (interaction_manager/url_import.py), the
-    processor reads no job documents, the handler signs URLs."""
+    """The derivation itself: the manager writes blobs, the processor only reads job documents (its job
+    gate: a cancelled job's tasks are skipped) and writes none, the handler signs URLs."""
     assert ("bucket", "roles/storage.objectUser") in _required_grants("interaction-manager")
-    assert not {r for r in _required_grants("image-processor") if r[0] == "project"}
+    assert {r for r in _required_grants("image-processor") if r[0] == "project"} == {
+        ("project", "roles/datastore.viewer")}
     assert ("self", "roles/iam.serviceAccountTokenCreator") in _required_grants("image-handler")
 
 
