@@ -92,7 +92,7 @@ cmd_up() {
     # shellcheck disable=SC1090
     source "$envfile"
     set +a
-    "$PY" -m imageflow.topology --push-endpoint "http://127.0.0.1:$(( ${IMAGEFLOW_PORT:-8080} + 3 ))/"
+    "$PY" -m imageflow.setup --push-endpoint "http://127.0.0.1:$(( ${IMAGEFLOW_PORT:-8080} + 3 ))/"
   fi
   exec_or_run "$PY" -m devtools.stack up "${args[@]}"
 }

@@ -146,7 +146,7 @@ class Stack:
     def start(self, timeout: float = 60.0) -> "Stack":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Create the bus topology first, so no process races another to set it up.
-        subprocess.run([self.python, "-m", "imageflow.topology"], cwd=REPO_ROOT, env=self.base_env(), check=True,
+        subprocess.run([self.python, "-m", "imageflow.setup"], cwd=REPO_ROOT, env=self.base_env(), check=True,
                        stdout=subprocess.DEVNULL)
         for name in self.commands():
             self.start_process(name)

@@ -1,18 +1,15 @@
 """Every topic and subscription ImageFlow uses: their names (the one place they are written)
-and an idempotent command that creates them.
+and how to create them (``ensure``).
 
 The names are read by the services (Settings.topics), printed for the deployment
-(``python -m imageflow.topology env``: scripts/deploy.sh reads it, and
+(``python -m imageflow.setup env``: scripts/deploy.sh reads it, and
 k8s/base/topology.env is its output, checked by the tests), and the setup command
-(``imageflow-setup``) is what creates them locally, on the emulators and on GCP.
+(``imageflow-setup``, imageflow/setup.py) creates them locally, on the emulators and on GCP.
 This module imports only the standard library at load time, so deploy.sh can read the
 names with any python3.
 """
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Mapping
 
@@ -157,36 +154,3 @@ def ensure(bus: MessageBus, settings: Settings, push_endpoint: str | None = None
         bus.ensure_topic(name)
     for config in subscriptions(settings, push_endpoint, email_subscription=email_subscription):
         bus.ensure_subscription(config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``imageflow-setup``: create the topics and subscriptions for the configured backend
-    (``env``: print their names as environment variables, touching nothing)."""
-    from .settings import Settings
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("command", nargs="?", choices=("ensure", "env"), default="ensure")
-    parser.add_argument("--push-endpoint", help="push subscription endpoint of the email function")
-    parser.add_argument("--no-email-subscription", action="store_true",
-                        help="leave out the email function's subscription (on GCP its Eventarc trigger owns it)")
-    args = parser.parse_args(argv)
-    if args.command == "env":  # the names only: no other setting needs to be valid for this
-        for name, value in Topics.from_env(os.environ).as_env().items():
-            print(f"{name}={value}")
-        return 0
-    settings = Settings.from_env()
-
-    from .bootstrap import make_bus
-
-    logging.basicConfig(level=logging.INFO)
-    bus = make_bus(settings)
-    try:
-        ensure(bus, settings, args.push_endpoint, email_subscription=not args.no_email_subscription)
-    finally:
-        bus.close()
-    print(f"topology ready on {settings.backend}: {', '.join(topics(settings))}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

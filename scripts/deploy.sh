@@ -127,8 +127,8 @@ fi
 while IFS='=' read -r name value; do
   [[ "$name" =~ ^[A-Z_]+_(TOPIC|SUBSCRIPTION)$ ]] || die "unexpected topology output: $name"
   printf -v "$name" '%s' "$value"
-done < <(cd "$ROOT" && "$PYTHON" -m imageflow.topology env)
-[[ -n "${TASKS_SUBSCRIPTION:-}" ]] || die "cannot read the topic names with $PYTHON -m imageflow.topology env"
+done < <(cd "$ROOT" && "$PYTHON" -m imageflow.setup env)
+[[ -n "${TASKS_SUBSCRIPTION:-}" ]] || die "cannot read the topic names with $PYTHON -m imageflow.setup env"
 WEBHOOK_MAX_ATTEMPTS="${WEBHOOK_MAX_ATTEMPTS:-5}"
 # Dead-letter topics of the other subscriptions, named after their topics (Topics.jobs_dlq, ...).
 JOBS_DLQ_TOPIC="$JOBS_TOPIC-dlq" RESULTS_DLQ_TOPIC="$RESULTS_TOPIC-dlq" UPLOADS_DLQ_TOPIC="$UPLOADS_TOPIC-dlq"
@@ -477,7 +477,7 @@ topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$G
               WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS" UPLOADS_TOPIC="$UPLOADS_TOPIC"
               UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION" RETRY_MIN_BACKOFF_SECONDS="$RETRY_MIN_BACKOFF_SECONDS"
               RETRY_MAX_BACKOFF_SECONDS="$RETRY_MAX_BACKOFF_SECONDS")
-run "${topology_env[@]}" "$PYTHON" -m imageflow.topology ensure --no-email-subscription
+run "${topology_env[@]}" "$PYTHON" -m imageflow.setup ensure --no-email-subscription
 # Direct uploads (issue 12): the bucket announces each finished object on the uploads topic
 # (the manager's subscription of it was created by the setup command just above). A second
 # notification would send each event twice, so it is created only when none names the topic.

@@ -133,7 +133,7 @@ def test_plan_enables_the_apis_first():
 
 def setup_command(cmds) -> tuple[dict[str, str], list[str]]:
     """The plan's run of the topology setup command: its environment and its arguments."""
-    [command] = [c for c in cmds if c[0] == "env" and "imageflow.topology" in c]
+    [command] = [c for c in cmds if c[0] == "env" and "imageflow.setup" in c]
     split = next(i for i, w in enumerate(command[1:], 1) if "=" not in w)
     return dict(w.split("=", 1) for w in command[1:split]), command[split:]
 
@@ -145,7 +145,7 @@ def test_plan_creates_the_topology_with_the_setup_command():
     assert not find(cmds, "gcloud", "pubsub", "topics", "create")
     assert not find(cmds, "gcloud", "pubsub", "subscriptions", "create")
     env, argv = setup_command(cmds)
-    assert argv == ["python3", "-m", "imageflow.topology", "ensure", "--no-email-subscription"]
+    assert argv == ["python3", "-m", "imageflow.setup", "ensure", "--no-email-subscription"]
     assert env["IMAGEFLOW_BACKEND"] == "gcp" and env["GCP_PROJECT"] == PROJECT
     settings = Settings.from_env(env)
     assert settings.topics == Settings().topics
@@ -367,7 +367,7 @@ printf 'helm' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAKE_L
 # python3: reading the topic names runs the real one; the setup command (which talks to
 # Pub/Sub) is logged with the names it was given.
 FAKE_PYTHON = r'''#!/usr/bin/env bash
-if [[ "$*" == *"imageflow.topology ensure"* ]]; then
+if [[ "$*" == *"imageflow.setup ensure"* ]]; then
   printf 'python3 TASKS_SUBSCRIPTION=%q' "$TASKS_SUBSCRIPTION" >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"
   echo >> "$FAKE_LOG"; exit 0
 fi
@@ -432,7 +432,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     assert secret_steps(first) == secret_steps(planned)
     creates = [c for c in first if re.search(r" (create|create-auto) ", c)]
     assert len(creates) >= 20, "a fresh project gets every resource"
-    assert any("imageflow.topology ensure" in c and "TASKS_SUBSCRIPTION=imageflow-tasks-processor" in c for c in first)
+    assert any("imageflow.setup ensure" in c and "TASKS_SUBSCRIPTION=imageflow-tasks-processor" in c for c in first)
 
     # What it applied: the project's images, address and subscription in valid manifests.
     applied = [d for d in yaml.safe_load_all((sandbox["state"] / "applied.yaml").read_text()) if d]
@@ -502,7 +502,7 @@ SERVICE_ACCOUNTS = {"image-handler": "imageflow-image-handler", "interaction-man
                     "image-processor": "imageflow-image-processor"}
 # Modules a service imports whose port calls it does not make as itself.
 NOT_THE_SERVICES_CALLS = {
-    "imageflow.topology": "the setup command: deploy.sh runs it as the operator (services only on the local backend)",
+    "imageflow.topology": "creates the topology: the setup command as the operator, bootstrap on the local backend only",
     "imageflow.bootstrap": "builds the adapters; calls topology.ensure on the local backend only",
 }
 PORT_RECEIVERS = {"blobs": {"blobs", "_blobs", "blobstore"}, "jobs": {"jobs", "_jobs", "store", "jobstore"},

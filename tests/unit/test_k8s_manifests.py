@@ -562,11 +562,11 @@ def test_the_overlays_render_from_a_clean_checkout():
 
 
 def test_topology_env_is_generated_from_the_code(base):
-    """k8s/base/topology.env is `python -m imageflow.topology env`: one place for the names."""
+    """k8s/base/topology.env is `python -m imageflow.setup env`: one place for the names."""
     lines = [line for line in (ROOT / "k8s/base/topology.env").read_text().splitlines()
              if line and not line.startswith("#")]
     assert dict(line.split("=", 1) for line in lines) == Topics().as_env(), \
-        "regenerate: python -m imageflow.topology env (see the file's header)"
+        "regenerate: python -m imageflow.setup env (see the file's header)"
     assert "TOPIC=" not in (ROOT / "k8s/base/config.env").read_text(), "names only in topology.env"
     assert "imageflow-tasks" not in (ROOT / "keda/scaledobject.yaml").read_text(), "set by the overlay"
 

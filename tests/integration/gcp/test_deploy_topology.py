@@ -24,7 +24,7 @@ def planned_setup_command(project: str, env: dict) -> list[str]:
     plan = subprocess.run(["bash", str(ROOT / "scripts/deploy.sh"), "--project", project, "--tag", "v1", "--dry-run",
                            "--allow-open-api", "--email-from", "a@b.example"], capture_output=True, text=True,
                           check=True, env={**os.environ, **env, "SENDGRID_API_KEY": ""}).stdout
-    [line] = [line for line in plan.splitlines() if line.startswith("env ") and "imageflow.topology" in line]
+    [line] = [line for line in plan.splitlines() if line.startswith("env ") and "imageflow.setup" in line]
     return shlex.split(line)
 
 
