@@ -12,6 +12,7 @@ from PIL import Image
 
 from . import report
 from . import schema as ops
+from .geometry import place
 from .limits import ImageError, Limits
 
 MAX_TILES = 10_000      # a 1 px logo tiled over a large picture would be millions of pastes
@@ -28,7 +29,11 @@ def named_overlays(operations: list[dict]) -> list[str]:
 
 
 def _decode(name: str, limits: Limits) -> Image.Image:
-    from .decoding import load, open_source, to_working     # the decoding module imports the engine's formats
+    from .decoding import (  # the decoding module imports the engine's formats
+        load,
+        open_source,
+        to_working,
+    )
     data = report.asset(name)
     try:
         source = open_source(data, limits)
@@ -74,7 +79,6 @@ def positions(image_size: tuple[int, int], logo_size: tuple[int, int], op: ops.O
               margin: int) -> list[tuple[int, int]]:
     """Top-left corners of every copy: one placed by ``position``, or a grid with
     ``margin`` pixels between copies (``tile``)."""
-    from .transforms import place
     width, height = image_size
     logo_w, logo_h = logo_size
     if not op.tile:

@@ -11,8 +11,9 @@ from typing import Callable
 
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from . import schema as ops
 from . import faces, overlay, trim, vips
+from . import schema as ops
+from .geometry import place
 from .limits import ImageError, Limits
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -42,13 +43,6 @@ def fill_color(image: Image.Image, color: str) -> tuple[Image.Image, tuple | int
 
 
 # -- placement ------------------------------------------------------------------------------
-
-def place(free_x: int, free_y: int, gravity: str) -> tuple[int, int]:
-    """Offset of a box inside a larger one with ``free_x``/``free_y`` pixels to spare."""
-    x = 0 if "west" in gravity else free_x if "east" in gravity else free_x // 2
-    y = 0 if "north" in gravity else free_y if "south" in gravity else free_y // 2
-    return x, y
-
 
 def smart_offset(image: Image.Image, width: int, height: int) -> tuple[int, int]:
     """Where a ``width`` x ``height`` window keeps the most detail: the position of

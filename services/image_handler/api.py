@@ -20,6 +20,7 @@ from imageflow.safe_http import FetchError
 
 from .auth import ANONYMOUS
 from .errors import ClientError
+from .estimate import estimate
 from .intake import (
     Intake,
     JobRequest,
@@ -153,14 +154,51 @@ def _json_body() -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+# -- estimates (issue 16): the answer POST /jobs gives with "estimate": true --------------------
+TRUE = {"1", "true", "yes", "on"}
+
+
+def wants_estimate() -> bool:
+    """``"estimate": true`` in the JSON body or the form (or ``?estimate=true``)."""
+    if str(request.args.get("estimate", "")).lower() in TRUE:
+        return True
+    if request.is_json:
+        body = request.get_json(silent=True)
+        return isinstance(body, dict) and body.get("estimate") is True
+    if request.content_type and request.content_type.startswith("multipart/form-data"):
+        try:
+            return str(request.form.get("estimate", "")).lower() in TRUE
+        except ValueError:  # malformed multipart: the real route answers it
+            return False
+    return False
+
+
+def estimate_answer():
+    """200: what the job would do (services.image_handler.estimate); nothing is stored."""
+    if request.is_json:
+        raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files (multipart "
+                          "'files'); the URLs of a URL job are fetched only when the job runs")
+    try:
+        form, files = request.form, request.files.getlist("files")
+    except ValueError as exc:
+        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}")
+    if request.files.get("csv") is not None:
+        raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files, not a CSV of URLs")
+    job_request = _job_request(form, _form_operations(form.get("operations")))
+    uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
+    c = ctx()
+    return jsonify(estimate(c.settings, c.backends.jobs, uploads, job_request.operations,
+                            admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n),  # read-only
+                            owner=g.caller.owner))
+
+
 @api.post("/jobs")
 def create():
     """Create a job: a multipart batch of ``files`` (or one ``csv`` file of image URLs), a
     JSON body ``{"urls": [...]}``, or an open job ``{"open": true}`` filled by later requests;
     ``operations`` (JSON) or ``preset``, optional ``email``, ``webhook_url``, ``webhook_secret``
     and ``name``. With ``estimate=true`` nothing is created: the answer is an estimate (issue 16)."""
-    from .lifecycle_routes import estimate_answer, wants_estimate  # same body, nothing created
-    if wants_estimate():
+    if wants_estimate():  # the same body, and nothing is created
         return estimate_answer()
     if request.is_json:
         body = _json_body()

@@ -16,9 +16,8 @@ from pydantic import ValidationError
 from imageflow import domain
 from imageflow.messages import JobSubmitted
 
-from .api import _FormUpload, _form_operations, _intake, _job_or_404, _job_request, ctx, identify_caller, views
+from .api import _intake, _job_or_404, _job_request, ctx, identify_caller, views
 from .errors import ClientError
-from .estimate import estimate
 from .openapi import RerunRequest
 from .openapi import document as openapi_document
 
@@ -157,43 +156,6 @@ def _rerun_image(job_id: str, source: domain.Image) -> domain.Image:
     return domain.Image(job_id=job_id, image_id=image_id, filename=source.filename, input_path=path,
                         input_content_type=source.input_content_type, input_bytes=source.input_bytes,
                         source_url=source.source_url if unfetched else None, meta=dict(source.meta or {}))
-
-
-TRUE = {"1", "true", "yes", "on"}
-
-
-def wants_estimate() -> bool:
-    """``"estimate": true`` in the JSON body or the form (or ``?estimate=true``)."""
-    if str(request.args.get("estimate", "")).lower() in TRUE:
-        return True
-    if request.is_json:
-        body = request.get_json(silent=True)
-        return isinstance(body, dict) and body.get("estimate") is True
-    if request.content_type and request.content_type.startswith("multipart/form-data"):
-        try:
-            return str(request.form.get("estimate", "")).lower() in TRUE
-        except ValueError:  # malformed multipart: the real route answers it
-            return False
-    return False
-
-
-def estimate_answer():
-    """200: what the job would do (services.image_handler.estimate); nothing is stored."""
-    if request.is_json:
-        raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files (multipart "
-                          "'files'); the URLs of a URL job are fetched only when the job runs")
-    try:
-        form, files = request.form, request.files.getlist("files")
-    except ValueError as exc:
-        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}")
-    if request.files.get("csv") is not None:
-        raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files, not a CSV of URLs")
-    job_request = _job_request(form, _form_operations(form.get("operations")))
-    uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
-    c = ctx()
-    return jsonify(estimate(c.settings, c.backends.jobs, uploads, job_request.operations,
-                            admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n),  # read-only
-                            owner=g.caller.owner))
 
 
 def _announce(job_id: str) -> None:
