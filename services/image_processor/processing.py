@@ -101,6 +101,11 @@ class Processor:
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
         message.ack()
 
+    def _check_gate(self, task: Task) -> None:
+        skip = self.gate.skip_reason(task.job_id) if self.gate else None
+        if skip:
+            raise TaskSkipped(skip)
+
     def process(self, task: Task) -> Result:
         """Render the task's outputs (in a render worker) and write them; a failed Result for a bad
         image, or one whose render killed its worker. Raises on transient trouble (the task will be
@@ -137,7 +142,9 @@ class Processor:
         try:
             assets = self.overlays(task)
             render_fn = functools.partial(self.render, assets=assets) if assets else self.render
-            rendered = self.pool.render(render_fn, task, data, limits)
+            rendered = self.pool.render(render_fn, task, data, limits, before=lambda: self._check_gate(task))
+        except TaskSkipped as exc:  # cancelled while this task waited for a render slot
+            return Result(job_id=task.job_id, image_id=task.image_id, status=domain.IMAGE_SKIPPED, error=str(exc))
         except ImageError as exc:
             return self._failed(task, exc.code, exc.reason, started, **input_facts)
         except WorkerCrash as exc:
@@ -223,6 +230,10 @@ class Processor:
         log.info("image %s/%s failed (%s): %s", task.job_id, task.image_id, code, reason)
         return Result(job_id=task.job_id, image_id=task.image_id, status="failed", error=reason, error_code=code,
                       duration_ms=int((time.monotonic() - started) * 1000), **facts)
+
+
+class TaskSkipped(Exception):
+    """The task's job was cancelled (or is gone) before its render started."""
 
 
 class WorkerCrash(RuntimeError):
@@ -381,10 +392,19 @@ class RenderPool:
         if replacement is not None:
             replacement.stop()
 
-    def render(self, render_fn: RenderTask, task: Task, data: bytes, limits: Limits) -> list[Rendered]:
+    def render(self, render_fn: RenderTask, task: Task, data: bytes, limits: Limits,
+               before: Callable[[], None] | None = None) -> list[Rendered]:
+        """Render in a free worker (waiting for one); ``before`` runs once the slot is ours, just
+        before the render starts, and may raise to give the slot back unused."""
         worker = self._take()
         healthy = False
         try:
+            if before is not None:
+                try:
+                    before()
+                except BaseException:
+                    healthy = True  # the worker was never used
+                    raise
             worker.conn.send((render_fn, task, data, limits))
             if not worker.conn.poll(limits.max_render_seconds + self.GRACE_SECONDS):
                 log.error("the render of %s overran its time limit: replacing its worker", task.input_path)
