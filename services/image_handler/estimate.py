@@ -32,7 +32,7 @@ from imageflow.jobstore import JobStore, iter_jobs
 from imageflow.settings import Settings
 
 from .errors import ClientError
-from .intake import Rejected, Upload, check_file
+from .intake import Rejected, Upload, checked_files
 
 SAMPLES = 3
 SAMPLE_PIXELS = 1_000_000
@@ -151,14 +151,12 @@ def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operatio
             reasons.append({"code": exc.code, "message": exc.message})
     accepted: list[_Accepted] = []
     refused: list[Rejected] = []
-    for upload in uploads:
-        checked = check_file(upload, settings, limits)
+    for checked in checked_files(uploads, settings, limits):  # the same checks as a real job's
         if isinstance(checked, Rejected):
             refused.append(checked)
-            continue
-        data, info = checked
-        accepted.append(_Accepted(domain.display_name(upload.filename, f"image.{info.ext}"), data, info.format,
-                                  info.width, info.height))
+        else:
+            accepted.append(_Accepted(checked.filename, checked.data, checked.info.format, checked.info.width,
+                                      checked.info.height))
     if not accepted:
         reasons.append({"code": "no_valid_images", "message": "none of the files could be accepted"})
     models, samples = [], []

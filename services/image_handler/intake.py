@@ -11,7 +11,7 @@ import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 from imageflow import domain
 from imageflow.blobstore import BlobStore
@@ -88,6 +88,27 @@ def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[byte
         code = "too_large" if exc.code in ("too_large", "too_many_frames") else "unsupported_image"
         return Rejected(name, code, f"{name}: {exc.reason}")
     return data, info
+
+
+@dataclass
+class CheckedFile:
+    """An upload read within its size limit and sniffed: its display name, bytes and probe info."""
+
+    filename: str
+    data: bytes
+    info: object
+
+
+def checked_files(uploads: Iterable[Upload], settings: Settings, limits: Limits) -> Iterator[CheckedFile | Rejected]:
+    """Each upload checked in turn (a generator: only one file's bytes at a time), as a
+    :class:`CheckedFile` or the :class:`Rejected` that says why not."""
+    for upload in uploads:
+        checked = check_file(upload, settings, limits)
+        if isinstance(checked, Rejected):
+            yield checked
+            continue
+        data, info = checked
+        yield CheckedFile(domain.display_name(upload.filename, f"image.{info.ext}"), data, info)
 
 
 def check_overlays(operations: list[dict], uploads: Iterable[Upload], settings: Settings,
@@ -287,14 +308,12 @@ class Intake:
         limits = Limits.from_settings(settings)
         images: list[Image] = []
         rejected: list[Rejected] = []
-        for upload in uploads:
-            checked = check_file(upload, settings, limits)
+        for checked in checked_files(uploads, settings, limits):
             if isinstance(checked, Rejected):
                 rejected.append(checked)
                 continue
-            data, info = checked
+            data, info, filename = checked.data, checked.info, checked.filename
             image_id = domain.new_id()
-            filename = domain.display_name(upload.filename, f"image.{info.ext}")
             path = domain.input_path(job.job_id, image_id, filename)
             try:
                 self.blobs.put(path, data, info.mime)
