@@ -16,7 +16,10 @@ from imageflow.engine.schema import GRAVITIES, MAX_DIMENSION
 # Examples run in the child: IMAGEFLOW_HYPOTHESIS_SCALE multiplies them (a longer hunt, by hand).
 EXAMPLES = 40 * int(os.environ.get("IMAGEFLOW_HYPOTHESIS_SCALE", "1"))
 CAP_MB = 768                  # the processor's default PROCESSOR_WORKER_MEMORY_MB (its render workers' cap)
-M_MB = 200                    # what the property allows above the idle process: the budget below (10 MP, 40 MB) and more
+# What the property allows above the idle process (the engine's libraries loaded): the 10 MP
+# budget below is 40 MB per RGBA copy, a render holds a few copies at once (the decode, an
+# operation's result, a variant or a layer) plus libvips' own buffers. The hard bound is CAP_MB.
+M_MB = 256
 TIME_LIMIT_S = 10.0           # the budget's time limit here (RENDER_TIMEOUT_SECONDS)
 T_SECONDS = 30.0              # what the property allows: the limit, plus one step past it on a shared machine
 LIMITS = {"max_pixels": 4_000_000, "max_animation_pixels": 10_000_000, "max_render_seconds": TIME_LIMIT_S}
