@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..domain import Image, Job, mark_notified as _mark_notified
+from ..domain import Image, Job
+from ..domain import mark_notified as _mark_notified
 from ..messages import Result
-
 
 # What a repair pass looks for (JobStore.iter_repairs):
 REPAIR_COMPLETION = "completion"  # job.completed claimed (notified_at) but never published (completion_message_id)
@@ -44,6 +44,15 @@ class TooManyImages(RuntimeError):
     def __init__(self, job: Job, limit: int):
         super().__init__(f"job {job.job_id} holds {job.total} images, at most {limit}")
         self.job, self.limit = job, limit
+
+
+def check_room_for(job: Job, adding: int, max_total: int) -> None:
+    """The rule of ``JobStore.add_images``, the same on every adapter: raises JobClosed when the
+    job is not open, TooManyImages when ``adding`` more would take it past ``max_total``."""
+    if not job.is_open:
+        raise JobClosed(job)
+    if job.total + adding > max_total:
+        raise TooManyImages(job, max_total)
 
 
 @dataclass

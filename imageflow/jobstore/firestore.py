@@ -28,8 +28,18 @@ from .. import domain
 from ..domain import Image, Job, apply_result, fold_progress, retention_expiry, utcnow
 from ..messages import Result
 from ..settings import Settings
-from . import (REPAIR_COMPLETION, REPAIR_WEBHOOK, Admit, Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore,
-                SavedPreset, TooManyImages, held_reservations)
+from . import (
+    REPAIR_COMPLETION,
+    REPAIR_WEBHOOK,
+    Admit,
+    Cursor,
+    FoldOutcome,
+    JobNotFound,
+    JobStore,
+    SavedPreset,
+    check_room_for,
+    held_reservations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +133,7 @@ class FirestoreJobStore(JobStore):
             if not snap.exists:
                 raise JobNotFound(job_id)
             job = Job.from_dict(snap.to_dict())
-            if not job.is_open:
-                raise JobClosed(job)
-            if job.total + len(images) > max_total:
-                raise TooManyImages(job, max_total)
+            check_room_for(job, len(images), max_total)
             for offset, image in enumerate(images):
                 image.seq = job.total + offset
                 transaction.set(self._images(job_id).document(image.image_id),

@@ -11,8 +11,18 @@ from .. import domain
 from ..domain import Image, Job, apply_result, fold_progress, utcnow
 from ..messages import Result
 from ..sqlite_util import SqliteDatabase
-from . import (REPAIR_COMPLETION, REPAIR_WEBHOOK, Admit, Cursor, FoldOutcome, JobClosed, JobNotFound, JobStore,
-                SavedPreset, TooManyImages, held_reservations)
+from . import (
+    REPAIR_COMPLETION,
+    REPAIR_WEBHOOK,
+    Admit,
+    Cursor,
+    FoldOutcome,
+    JobNotFound,
+    JobStore,
+    SavedPreset,
+    check_room_for,
+    held_reservations,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -139,10 +149,7 @@ class SqliteJobStore(JobStore):
             job = self._read_job(conn, job_id)
             if job is None:
                 raise JobNotFound(job_id)
-            if not job.is_open:
-                raise JobClosed(job)
-            if job.total + len(images) > max_total:
-                raise TooManyImages(job, max_total)
+            check_room_for(job, len(images), max_total)
             for offset, image in enumerate(images):
                 image.seq = job.total + offset
             self._insert_images(conn, images)

@@ -15,10 +15,9 @@ from imageflow.jobstore import (
     REPAIR_COMPLETION,
     REPAIR_WEBHOOK,
     FoldOutcome,
-    JobClosed,
     JobNotFound,
     JobStore,
-    TooManyImages,
+    check_room_for,
     held_reservations,
 )
 
@@ -71,10 +70,7 @@ class FakeJobStore(JobStore):
         job = self.jobs.get(job_id)
         if job is None:
             raise JobNotFound(job_id)
-        if not job.is_open:
-            raise JobClosed(copy.deepcopy(job))
-        if job.total + len(images) > max_total:
-            raise TooManyImages(copy.deepcopy(job), max_total)
+        check_room_for(copy.deepcopy(job), len(images), max_total)
         for offset, image in enumerate(images):
             image.seq = job.total + offset
             self.images[job_id][image.image_id] = copy.deepcopy(image)
