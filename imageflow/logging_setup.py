@@ -8,7 +8,9 @@ eye for ./scripts.sh up and docker-compose.
 
 Context comes from a record's ``extra={"job_id": ...}`` or, for everything logged while a
 message is handled, from :func:`log_context`, which the bus subscribers open around each
-callback with the message's ``job_id`` and W3C ``traceparent`` attributes.
+callback with the message's ``job_id``; the trace is that of the span being worked in
+(:mod:`imageflow.tracing`: a request's, a message's, a render's), the same id the spans are
+exported with.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import os
 import re
 from datetime import datetime, timezone
 from typing import Iterator
+
+from . import tracing
 
 _CONTEXT: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("imageflow_log_context", default={})
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
@@ -34,34 +38,30 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
 
 @contextlib.contextmanager
 def log_context(*, traceparent: str | None = None, **fields: str | None) -> Iterator[None]:
-    """Attach ``job_id`` / ``image_id`` (and a trace) to every record logged inside."""
+    """Attach ``job_id`` / ``image_id`` to every record logged inside, and make the trace of
+    ``traceparent`` (if given) the current one: lines carry the trace id of the span being
+    worked in (:mod:`imageflow.tracing`), so logs and traces agree."""
     context = {**_CONTEXT.get(), **{k: str(v) for k, v in fields.items() if v}}
-    trace = parse_traceparent(traceparent)
-    if trace:
-        context["trace_id"], context["span_id"] = trace
     token = _CONTEXT.set(context)
     try:
-        yield
+        if traceparent and parse_traceparent(traceparent):
+            with tracing.attached(tracing.extract({"traceparent": traceparent})):
+                yield
+        else:
+            yield
     finally:
         _CONTEXT.reset(token)
 
 
 def current_traceparent() -> str | None:
-    """The W3C ``traceparent`` of the request or message being handled, if it has one."""
-    context = _CONTEXT.get()
-    if "trace_id" not in context:
-        return None
-    return f"00-{context['trace_id']}-{context.get('span_id') or '0' * 15 + '1'}-01"
+    """The W3C ``traceparent`` of the span being worked in (a request's or message's), if any."""
+    return tracing.inject().get("traceparent")
 
 
 def with_trace(attributes: dict[str, str] | None) -> dict[str, str]:
-    """Message attributes carrying on the current trace (the bus adapters call it on publish),
-    so one job's lines share a trace id across the services."""
-    attributes = dict(attributes or {})
-    traceparent = current_traceparent()
-    if traceparent and "traceparent" not in attributes:
-        attributes["traceparent"] = traceparent
-    return attributes
+    """Message attributes carrying on the current trace, so one job's lines share a trace id
+    across the services (the bus adapters publish through :func:`imageflow.tracing.publishing`)."""
+    return tracing.inject(attributes)
 
 
 def _cloud_trace_to_traceparent(value: str | None) -> str | None:
@@ -73,16 +73,20 @@ def _cloud_trace_to_traceparent(value: str | None) -> str | None:
 
 
 def install_request_context(app) -> None:
-    """Every line logged while a Flask request is served carries its trace (``traceparent``,
-    or the load balancer's ``X-Cloud-Trace-Context``) and the ``job_id`` / ``image_id`` of
-    its URL; messages it publishes carry the trace on."""
+    """Every line logged while a Flask request is served carries its trace and the ``job_id`` /
+    ``image_id`` of its URL; messages it publishes carry the trace on. With tracing on, the
+    trace is the request's server span (:func:`imageflow.tracing.instrument_flask`, which
+    continues a ``traceparent`` header); with it off, the caller's ``traceparent`` or the load
+    balancer's ``X-Cloud-Trace-Context`` is passed on as it came."""
     from flask import g, request
 
     @app.before_request
     def _open_log_context():
         args = request.view_args or {}
-        traceparent = request.headers.get("traceparent") or \
-            _cloud_trace_to_traceparent(request.headers.get("X-Cloud-Trace-Context"))
+        traceparent = None
+        if not tracing.enabled():
+            traceparent = request.headers.get("traceparent") or \
+                _cloud_trace_to_traceparent(request.headers.get("X-Cloud-Trace-Context"))
         g.imageflow_log_context = log_context(job_id=args.get("job_id"), image_id=args.get("image_id"),
                                               traceparent=traceparent)
         g.imageflow_log_context.__enter__()
@@ -99,6 +103,9 @@ class _ContextFilter(logging.Filter):
         for key, value in _CONTEXT.get().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
+        ids = tracing.trace_ids()  # the span's own ids, the same that are exported
+        if ids and not hasattr(record, "trace_id"):
+            record.trace_id, record.span_id, record.trace_sampled = ids
         return True
 
 
@@ -130,6 +137,8 @@ class JsonFormatter(logging.Formatter):
             entry["logging.googleapis.com/trace"] = (
                 f"projects/{self.project}/traces/{trace_id}" if self.project else trace_id)
             entry["logging.googleapis.com/spanId"] = getattr(record, "span_id", "")
+            # sampled: Cloud Logging links the line to its span in Cloud Trace
+            entry["logging.googleapis.com/trace_sampled"] = bool(getattr(record, "trace_sampled", False))
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 

@@ -10,6 +10,8 @@ import logging
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+from . import tracing
+
 VERSION = 1
 
 T = TypeVar("T", bound="Message")
@@ -142,9 +144,11 @@ def decode_delivered(cls: type[T], delivered, *, ack: bool = True) -> T | None:
     """Decode a message delivered by the bus, or None if it is malformed: it is logged and
     (unless ``ack`` is False) acked, since no redelivery can fix it."""
     try:
-        return cls.decode(delivered.data)
+        decoded = cls.decode(delivered.data)
     except MessageError as exc:
         log.error("dropping malformed %s %s: %s", cls.kind, delivered.message_id, exc)
         if ack:
             delivered.ack()
         return None
+    tracing.annotate(job_id=getattr(decoded, "job_id", None), image_id=getattr(decoded, "image_id", None))
+    return decoded

@@ -37,6 +37,7 @@ import functions_framework
 # when deployed alone, and as functions.email_notifier.* in the repository's tests.
 from .claims import ClaimStore, FileClaims, FirestoreClaims
 from .mailers import Mailer, OutboxMailer, PermanentError, SendGridMailer, TransientError
+from .tracing import handling as traced  # a span per event when OTEL_TRACES_EXPORTER is set
 
 __all__ = ["ClaimStore", "FileClaims", "FirestoreClaims", "Mailer", "OutboxMailer", "PermanentError",
            "SendGridMailer", "TransientError", "configure", "deliver", "notify"]
@@ -181,9 +182,11 @@ def deliver(event: dict, claims: ClaimStore, mailer: Mailer, sender: str) -> str
 @functions_framework.cloud_event
 def notify(cloud_event) -> None:
     """Entry point: Pub/Sub-triggered (topic imageflow-notifications)."""
-    event = parse_event(cloud_event)
-    if event is None:
-        return
-    claims, mailer = configure()
-    outcome = deliver(event, claims, mailer, os.environ.get("EMAIL_FROM") or "ImageFlow <no-reply@imageflow.local>")
-    log.info("job %s: %s", event["job_id"], outcome)
+    with traced(cloud_event) as span:
+        event = parse_event(cloud_event)
+        if event is None:
+            return
+        claims, mailer = configure()
+        outcome = deliver(event, claims, mailer, os.environ.get("EMAIL_FROM") or "ImageFlow <no-reply@imageflow.local>")
+        span.set_attribute("imageflow.email.outcome", outcome)
+        log.info("job %s: %s", event["job_id"], outcome)

@@ -11,22 +11,29 @@ Adapters: ``sqlite`` (durable local queue shared by several processes) and ``pub
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
+
+from .. import tracing
 
 log = logging.getLogger(__name__)
 
 
-def message_log_context(message: "ReceivedMessage"):
-    """Every line logged while a message is handled names its job (and trace)."""
+@contextlib.contextmanager
+def handling(message: "ReceivedMessage", subscription: str) -> Iterator[None]:
+    """Around each subscriber callback: a consumer span continuing the trace of the message's
+    ``traceparent`` attribute, and every line logged meanwhile names its job and that trace."""
     from ..logging_setup import log_context
     attributes = message.attributes or {}
-    return log_context(job_id=attributes.get("job_id"), traceparent=attributes.get("traceparent"))
+    with tracing.consuming(subscription, attributes, message.message_id, message.delivery_attempt), \
+            log_context(job_id=attributes.get("job_id")):
+        yield
 
 
 class BusError(RuntimeError):
@@ -224,7 +231,7 @@ class PollingSubscriber(Subscriber):
     def _run(self, message: ReceivedMessage) -> None:
         handed = _HandedMessage(message)
         try:
-            with message_log_context(message):
+            with handling(message, self._subscription):
                 self._callback(handed)
         except Exception:
             log.exception("handler failed for message %s on %s; nacking", message.message_id, self._subscription)

@@ -34,9 +34,9 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 from google.protobuf import duration_pb2, field_mask_pb2
 from google.pubsub_v1 import types as pubsub_types
 
-from ..logging_setup import with_trace
+from .. import tracing
 from ..settings import Settings
-from . import BusError, MessageBus, ReceivedMessage, Subscriber, SubscriptionConfig, message_log_context
+from . import BusError, MessageBus, ReceivedMessage, Subscriber, SubscriptionConfig, handling
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class StreamingSubscriber(Subscriber):
         with self._lock:
             self._in_flight[id(wrapped)] = wrapped
         try:
-            with message_log_context(wrapped):
+            with handling(wrapped, self._subscription):
                 self._callback(wrapped)
         except Exception:
             log.exception("handler failed for message %s on %s; nacking", wrapped.message_id, self._subscription)
@@ -362,13 +362,14 @@ class PubSubBus(MessageBus):
     # -- messages --------------------------------------------------------------------------
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str] | None = None) -> str:
-        future = self.publisher.publish(self.topic_path(topic), data, **with_trace(attributes))
-        try:
-            return future.result(timeout=PUBLISH_TIMEOUT)
-        except gexc.NotFound as exc:
-            raise BusError(f"topic {topic} does not exist") from exc
-        except Exception as exc:
-            raise BusError(f"publish to {topic} failed: {exc}") from exc
+        with tracing.publishing(topic, attributes) as attributes:  # the trace rides in the attributes
+            future = self.publisher.publish(self.topic_path(topic), data, **attributes)
+            try:
+                return future.result(timeout=PUBLISH_TIMEOUT)
+            except gexc.NotFound as exc:
+                raise BusError(f"topic {topic} does not exist") from exc
+            except Exception as exc:
+                raise BusError(f"publish to {topic} failed: {exc}") from exc
 
     def pull(self, subscription: str, max_messages: int = 10, timeout: float = 0.0) -> list[ReceivedMessage]:
         path = self.subscription_path(subscription)

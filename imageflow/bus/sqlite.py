@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .. import tracing
 from ..sqlite_util import SqliteDatabase
 from . import BusError, MessageBus, ReceivedMessage, SubscriptionConfig
 
@@ -139,8 +140,9 @@ class SqliteBus(MessageBus):
             raise TypeError("message data must be bytes")
         attributes = {str(k): str(v) for k, v in (attributes or {}).items()}
         message_id = uuid.uuid4().hex
-        with self.db.transaction() as conn:
-            self._publish_in(conn, topic, bytes(data), attributes, message_id)
+        with tracing.publishing(topic, attributes) as attributes:  # the trace rides in the attributes
+            with self.db.transaction() as conn:
+                self._publish_in(conn, topic, bytes(data), attributes, message_id)
         return message_id
 
     def pull(self, subscription: str, max_messages: int = 10, timeout: float = 0.0) -> list[ReceivedMessage]:

@@ -16,6 +16,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from imageflow import tracing
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.logging_setup import install_request_context
 from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -77,6 +78,7 @@ class _JSONProvider(DefaultJSONProvider):
 def create_app(test_config: dict | None = None, backends: Backends | None = None) -> Flask:
     """Build the app: settings from the environment (``test_config`` overrides fields)."""
     configure_logging("image-handler")
+    tracing.configure("image-handler")  # off unless OTEL_TRACES_EXPORTER names an exporter
     settings = Settings.from_env()
     if test_config:
         settings = settings.with_overrides(**test_config)
@@ -85,6 +87,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     app.request_class = _Request
     if settings.forwarded_proto_hops:  # behind a TLS-terminating proxy: links keep https://
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=settings.forwarded_proto_hops, x_host=0)
+    tracing.instrument_flask(app)  # a span per request, first, so every hook runs inside it
     install_request_context(app)  # log lines name the request's trace and job
     app.json = _JSONProvider(app)
     app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024

@@ -10,6 +10,7 @@ import os
 
 from flask import Flask
 
+from imageflow import tracing
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.bus import Subscriber
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
@@ -44,6 +45,7 @@ def start_processing(settings: Settings, backends: Backends,
 
 def main(settings: Settings | None = None, backends: Backends | None = None, render: RenderTask = render_task) -> int:
     configure_logging("image-processor")
+    tracing.configure("image-processor")  # off unless OTEL_TRACES_EXPORTER names an exporter
     settings = settings or Settings.from_env()
     backends = backends or make_backends(settings)
     processor, subscriber = start_processing(settings, backends, render)

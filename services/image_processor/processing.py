@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from imageflow import domain
+from imageflow import domain, tracing
 from imageflow.blobstore import BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.engine import ImageError, Limits, Rendered, render
@@ -142,7 +142,8 @@ class Processor:
         try:
             assets = self.overlays(task)
             render_fn = functools.partial(self.render, assets=assets) if assets else self.render
-            rendered = self.pool.render(render_fn, task, data, limits, before=lambda: self._check_gate(task))
+            with tracing.span("render", job_id=task.job_id, image_id=task.image_id):  # in a worker process: timed here
+                rendered = self.pool.render(render_fn, task, data, limits, before=lambda: self._check_gate(task))
         except TaskSkipped as exc:  # cancelled while this task waited for a render slot
             return Result(job_id=task.job_id, image_id=task.image_id, status=domain.IMAGE_SKIPPED, error=str(exc))
         except ImageError as exc:

@@ -7,6 +7,7 @@ import os
 
 from flask import Flask, jsonify
 
+from imageflow import tracing
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.metrics import OUTSTANDING
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
 
 def main() -> int:
     configure_logging("interaction-manager")
+    tracing.configure("interaction-manager")  # off unless OTEL_TRACES_EXPORTER names an exporter
     settings = Settings.from_env()
     backends = make_backends(settings)
     webhooks = WebhookSender(settings, backends.jobs)

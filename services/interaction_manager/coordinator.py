@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from imageflow import domain
+from imageflow import domain, tracing
 from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.engine import ImageError, Limits, probe
@@ -331,7 +331,8 @@ class ResultBatcher:
         results = [r for r, _ in batch if r is not None]
         try:
             if results:
-                self._fold(results)
+                with tracing.batch("fold results", [m for _, m in batch]):  # a job.completed joins its job's trace
+                    self._fold(results)
         except Exception:
             log.exception("folding %d results failed; they will be redelivered", len(results))
             for _, message in batch:
