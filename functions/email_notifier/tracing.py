@@ -56,22 +56,31 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
         return True
 
 
+def _get(cloud_event, key: str):
+    try:
+        return cloud_event[key]
+    except (KeyError, TypeError):
+        return None
+
+
 @contextlib.contextmanager
 def handling(cloud_event) -> Iterator[trace.Span]:
     """The span of one Pub/Sub CloudEvent, a child of the publish that sent it."""
     data = cloud_event.data if isinstance(getattr(cloud_event, "data", None), dict) else {}
     message = data.get("message") if isinstance(data.get("message"), dict) else {}
     attributes = message.get("attributes") if isinstance(message.get("attributes"), dict) else {}
-    subscription = str(data.get("subscription") or "").rsplit("/", 1)[-1] or "notifications"
+    # the topic: in the event's source on GCP (//pubsub.googleapis.com/projects/P/topics/T)
+    source = str(_get(cloud_event, "source") or "")
+    topic = source.rsplit("/topics/", 1)[-1] if "/topics/" in source else os.environ.get("NOTIFICATIONS_TOPIC", "")
     token = otel_context.attach(propagate.extract({str(k): str(v) for k, v in attributes.items()}))
     try:
         if not configure():
             yield trace.get_current_span()
             return
         with trace.get_tracer("imageflow.email").start_as_current_span(
-                f"process {subscription}", kind=trace.SpanKind.CONSUMER,
+                "notify job.completed", kind=trace.SpanKind.CONSUMER,
                 attributes={"messaging.system": "gcp_pubsub", "messaging.operation.name": "process",
-                            "messaging.destination.subscription.name": subscription,
+                            "messaging.destination.name": topic or "imageflow-notifications",
                             "messaging.message.id": str(message.get("messageId") or ""),
                             "imageflow.job_id": str(attributes.get("job_id") or "")}) as span:
             yield span
