@@ -9,7 +9,10 @@ the email function. Chosen with the standard variables:
   lines keep their trace), ``console`` (spans as JSON on stdout), ``otlp`` (OTLP/HTTP
   protobuf to ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``: a
   collector, Jaeger) or ``gcp_trace`` (Cloud Trace, project ``GCP_PROJECT``; the gke
-  overlay sets it).
+  overlay sets it). Cloud Trace is reached as Google recommends since its own exporter was
+  deprecated: OTLP/HTTP to ``telemetry.googleapis.com`` with the pod's credentials
+  (Workload Identity; the role ``roles/cloudtrace.agent``), the project in the
+  ``gcp.project_id`` resource attribute.
 - ``OTEL_SERVICE_NAME`` (default: the deployable's name), ``OTEL_RESOURCE_ATTRIBUTES``,
   ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, ``OTEL_BSP_*``, ``OTEL_SDK_DISABLED``:
   read by the SDK as documented upstream.
@@ -64,33 +67,49 @@ def configure(service: str, env: Mapping[str, str] | None = None) -> bool:
     name = exporter_name(env)
     if _state["enabled"] or name == "none":
         return _state["enabled"]
-    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_NAMESPACE, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or service,
-                                SERVICE_NAMESPACE: "imageflow"})
-    if name == "gcp_trace":
-        from opentelemetry.resourcedetector.gcp_resource_detector import GoogleCloudResourceDetector
-        resource = GoogleCloudResourceDetector(raise_on_error=False).detect().merge(resource)
+    exporter, project = exporter_for(name, env)
+    resource = make_resource(service, env, project)
     provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER (parent-based by default)
-    provider.add_span_processor(BatchSpanProcessor(_exporter(name, env)))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)  # flushed at exit (the provider's atexit hook)
     _state.update(enabled=True, service=service)
-    log.info("tracing on: %s exporter, service.name=%s", name, resource.attributes.get(SERVICE_NAME))
+    log.info("tracing on: %s exporter, service.name=%s", name, resource.attributes.get("service.name"))
     return True
 
 
-def _exporter(name: str, env: Mapping[str, str]):
+def make_resource(service: str, env: Mapping[str, str], project: str | None = None):
+    """service.name (OTEL_SERVICE_NAME, or the deployable's name), service.namespace, what
+    OTEL_RESOURCE_ATTRIBUTES adds, and the project Cloud Trace files the spans under."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_NAMESPACE, Resource
+    attributes = {SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or service, SERVICE_NAMESPACE: "imageflow"}
+    if project:
+        attributes["gcp.project_id"] = project
+    return Resource.create(attributes)
+
+
+CLOUD_TRACE_ENDPOINT = "https://telemetry.googleapis.com/v1/traces"
+
+
+def exporter_for(name: str, env: Mapping[str, str]):
+    """(span exporter, GCP project or None) for an exporter name other than ``none``."""
     if name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-        return ConsoleSpanExporter()
+        return ConsoleSpanExporter(), None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     if name == "otlp":  # endpoint, headers and timeout from the standard OTEL_EXPORTER_OTLP_* variables
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        return OTLPSpanExporter()
-    from opentelemetry.exporter.cloud_trace import CloudTraceSpanExporter
-    # service.* resource attributes become labels, so Cloud Trace can filter by service
-    return CloudTraceSpanExporter(project_id=env.get("GCP_PROJECT") or None, resource_regex=r"service\..*")
+        return OTLPSpanExporter(), None
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    credentials, default_project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    project = env.get("GCP_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or default_project
+    if not project:
+        raise ValueError("OTEL_TRACES_EXPORTER=gcp_trace needs GCP_PROJECT (the project Cloud Trace files spans in)")
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or CLOUD_TRACE_ENDPOINT
+    return OTLPSpanExporter(endpoint=endpoint, session=AuthorizedSession(credentials)), project
 
 
 def tracer() -> trace.Tracer:
@@ -223,8 +242,12 @@ def batch(name: str, messages: Iterable) -> Iterator[None]:
             with attached(last):
                 yield
             return
-        links = [trace.Link(c) for c in {trace.get_current_span(ctx).get_span_context() for _, ctx in contexts[:-1]}
-                 if c.is_valid]
+        seen, links = set(), []
+        for _, ctx in contexts[:-1]:
+            linked = trace.get_current_span(ctx).get_span_context()
+            if linked.is_valid and (linked.trace_id, linked.span_id) not in seen:
+                seen.add((linked.trace_id, linked.span_id))
+                links.append(trace.Link(linked))
         with tracer().start_as_current_span(name, context=last, links=links,
                                             attributes={"imageflow.messages": len(messages)}):
             yield

@@ -18,6 +18,7 @@ KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER
 
 @dataclass(frozen=True)
 class Span:
+    resource: dict = field(hash=False)
     service: str
     name: str
     kind: str
@@ -39,6 +40,7 @@ class Collector:
     def __init__(self):
         self.spans: list[Span] = []
         self.requests = 0
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self._lock = threading.Lock()
         collector = self
 
@@ -48,7 +50,7 @@ class Collector:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 request = ExportTraceServiceRequest.FromString(body)
-                collector._add(request)
+                collector._add(request, self.headers.get("Authorization"))
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -63,19 +65,20 @@ class Collector:
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}/v1/traces"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def _add(self, request: ExportTraceServiceRequest) -> None:
+    def _add(self, request: ExportTraceServiceRequest, authorization: str | None) -> None:
         found = []
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
                 for s in scope_spans.spans:
                     found.append(Span(
-                        service=resource.get("service.name", ""), name=s.name, kind=KINDS.get(s.kind, str(s.kind)),
+                        resource=resource, service=resource.get("service.name", ""), name=s.name, kind=KINDS.get(s.kind, str(s.kind)),
                         trace_id=s.trace_id.hex(), span_id=s.span_id.hex(), parent_id=s.parent_span_id.hex(),
                         attributes={a.key: _value(a.value) for a in s.attributes},
                         links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in s.links)))
         with self._lock:
             self.requests += 1
+            self.authorizations.append(authorization)
             self.spans.extend(found)
 
     def snapshot(self) -> list[Span]:

@@ -1,8 +1,9 @@
 """Traces for the email function, made as the services make theirs (imageflow/tracing.py has
 the whole story; the function is deployed on its own, so it carries these few lines).
 
-Off unless ``OTEL_TRACES_EXPORTER`` is ``console``, ``otlp`` or ``gcp_trace`` (Cloud Trace,
-``GCP_PROJECT``); the standard ``OTEL_*`` variables apply. Each ``job.completed`` handled is a
+Off unless ``OTEL_TRACES_EXPORTER`` is ``console``, ``otlp`` or ``gcp_trace`` (Cloud Trace
+for ``GCP_PROJECT``: OTLP/HTTP to telemetry.googleapis.com with the function's credentials);
+the standard ``OTEL_*`` variables apply. Each ``job.completed`` handled is a
 consumer span continuing the W3C ``traceparent`` the interaction manager put in the message's
 attributes, so the email is the last span of its job's trace.
 """
@@ -36,8 +37,7 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        resource = Resource.create({SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or SERVICE,
-                                    SERVICE_NAMESPACE: "imageflow"})
+        attributes = {SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or SERVICE, SERVICE_NAMESPACE: "imageflow"}
         if name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
             exporter = ConsoleSpanExporter()
@@ -45,11 +45,18 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             exporter = OTLPSpanExporter()
         elif name == "gcp_trace":
-            from opentelemetry.exporter.cloud_trace import CloudTraceSpanExporter
-            exporter = CloudTraceSpanExporter(project_id=env.get("GCP_PROJECT") or None, resource_regex=r"service\..*")
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            credentials, project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            attributes["gcp.project_id"] = env.get("GCP_PROJECT") or project or ""
+            exporter = OTLPSpanExporter(endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                                        or "https://telemetry.googleapis.com/v1/traces",
+                                        session=AuthorizedSession(credentials))
         else:
             raise ValueError(f"OTEL_TRACES_EXPORTER={name!r} is not one of none, console, otlp, gcp_trace")
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=Resource.create(attributes))
         provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
         _configured["enabled"] = True
