@@ -331,7 +331,7 @@ run gcloud services enable \
   cloudbuild.googleapis.com pubsub.googleapis.com firestore.googleapis.com \
   storage.googleapis.com secretmanager.googleapis.com iamcredentials.googleapis.com \
   monitoring.googleapis.com logging.googleapis.com cloudfunctions.googleapis.com \
-  run.googleapis.com eventarc.googleapis.com \
+  run.googleapis.com eventarc.googleapis.com telemetry.googleapis.com cloudtrace.googleapis.com \
   --project="$PROJECT_ID"
 capture PROJECT_NUMBER gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)'
 PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -357,6 +357,11 @@ bind_project_role "serviceAccount:$GSA_EMAIL" roles/datastore.user
 bind_project_role "serviceAccount:$GSA_KEDA" roles/monitoring.viewer
 bind_project_role "serviceAccount:$GSA_NODES" roles/container.defaultNodeServiceAccount
 bind_project_role "serviceAccount:$GSA_BUILD" roles/cloudbuild.builds.builder
+# Traces (OTEL_TRACES_EXPORTER=gcp_trace in the gke overlay and the function's env): every
+# workload that makes spans writes them to Cloud Trace (telemetry.googleapis.com's OTLP).
+for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR" "$GSA_EMAIL"; do
+  bind_project_role "serviceAccount:$gsa" roles/cloudtrace.agent
+done
 # Signed download URLs under Workload Identity are signed by IAM (signBlob) as itself.
 run gcloud iam service-accounts add-iam-policy-binding "$GSA_HANDLER" --project="$PROJECT_ID" \
   --member="serviceAccount:$GSA_HANDLER" --role=roles/iam.serviceAccountTokenCreator --format=none
@@ -637,7 +642,8 @@ yaml_str() { local v="${1//\\/\\\\}"; printf '"%s"' "${v//\"/\\\"}"; }  # a YAML
 write_file "$WORK_DIR/function-env.yaml" "IMAGEFLOW_BACKEND: \"gcp\"
 GCP_PROJECT: $(yaml_str "$PROJECT_ID")
 PUBLIC_BASE_URL: $(yaml_str "$PUBLIC_BASE_URL")
-EMAIL_FROM: $(yaml_str "$EMAIL_FROM")"
+EMAIL_FROM: $(yaml_str "$EMAIL_FROM")
+OTEL_TRACES_EXPORTER: \"gcp_trace\""
 run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
   --runtime="$FUNCTION_RUNTIME" --source="$FUNCTION_SOURCE" --entry-point="$FUNCTION_ENTRY_POINT" \
   --trigger-topic="$NOTIFICATIONS_TOPIC" --trigger-service-account="$GSA_EMAIL" --retry \

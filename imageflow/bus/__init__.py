@@ -20,8 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .. import tracing
-
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +27,7 @@ log = logging.getLogger(__name__)
 def handling(message: "ReceivedMessage", subscription: str) -> Iterator[None]:
     """Around each subscriber callback: a consumer span continuing the trace of the message's
     ``traceparent`` attribute, and every line logged meanwhile names its job and that trace."""
+    from .. import tracing  # here: `imageflow.setup env` (deploy.sh) reads the names without the dependencies
     from ..logging_setup import log_context
     attributes = message.attributes or {}
     with tracing.consuming(subscription, attributes, message.message_id, message.delivery_attempt), \

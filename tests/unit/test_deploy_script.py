@@ -291,6 +291,7 @@ def test_email_function_deploy_matches_the_function():
     assert f["set-secrets"] == "SENDGRID_API_KEY=imageflow-sendgrid:latest"
     env = yaml.safe_load(heredocs(text)[f["env-vars-file"]])
     assert env["EMAIL_FROM"] == "Acme Images <images@acme.example>"
+    assert env["OTEL_TRACES_EXPORTER"] == "gcp_trace", "its span ends each job's trace in Cloud Trace"
     read = set().union(*(_names_read_by(module) for module in source.glob("*.py")))
     assert main.exists() and set(env) | {"SENDGRID_API_KEY"} <= read
 
@@ -625,6 +626,19 @@ def test_the_role_map_sees_the_calls_that_need_roles():
     assert {r for r in _required_grants("image-processor") if r[0] == "project"} == {
         ("project", "roles/datastore.viewer")}
     assert ("self", "roles/iam.serviceAccountTokenCreator") in _required_grants("image-handler")
+
+
+def test_every_workload_that_makes_spans_may_write_them_to_cloud_trace():
+    """The gke overlay and the function's env turn traces on (OTEL_TRACES_EXPORTER=gcp_trace):
+    each of their service accounts needs roles/cloudtrace.agent (telemetry.traces.write) on
+    the project, and the Telemetry API must be on; nothing else gets the role."""
+    cmds = commands(plan())
+    agents = {flags(c)["member"] for c in find(cmds, "gcloud", "projects", "add-iam-policy-binding")
+              if flags(c)["role"] == "roles/cloudtrace.agent"}
+    workloads = {*SERVICE_ACCOUNTS.values(), "imageflow-email"}
+    assert agents == {f"serviceAccount:{name}@{PROJECT}.iam.gserviceaccount.com" for name in workloads}
+    [enable] = find(cmds, "gcloud", "services", "enable")
+    assert {"telemetry.googleapis.com", "cloudtrace.googleapis.com"} <= set(enable)
 
 
 # ---------------------------------------------------------------- refusals and options ----

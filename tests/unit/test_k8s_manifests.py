@@ -190,6 +190,26 @@ def test_secrets_come_from_a_secret_never_a_configmap(overlay):
         assert (ref["name"], ref["key"], ref["optional"]) == ("imageflow-secrets", name, False)
 
 
+def test_the_gke_overlay_sends_every_services_traces_to_cloud_trace(base, overlay, monkeypatch):
+    """imageflow/tracing.py reads the standard OTEL_* names: off in the base (as locally), Cloud
+    Trace in the overlay for each service, with a sampler the SDK knows (whole jobs sampled)."""
+    from opentelemetry.sdk.trace import sampling
+
+    from imageflow import tracing
+
+    assert tracing.exporter_name(config_map(base)) == "none"
+    for name in SERVICES:
+        env = container_env(by_kind(overlay, "Deployment")[name], overlay)
+        assert tracing.exporter_name(env) == "gcp_trace", name
+        for var in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+            monkeypatch.setenv(var, env[var])
+        sampler = sampling._get_from_env_or_default()
+        assert isinstance(sampler, sampling.ParentBased), "a job's spans follow its root's decision"
+        assert sampler.get_description() == "ParentBased{root:TraceIdRatioBased{1.0},remoteParentSampled:" \
+            "AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler," \
+            "localParentNotSampled:AlwaysOffSampler}"
+
+
 def test_topic_and_subscription_names_are_the_codes(base):
     data = config_map(base)
     defaults = Topics()
