@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 EXPORTERS = ("none", "console", "otlp", "gcp_trace")
 TRACER_NAME = "imageflow"
 MESSAGING_SYSTEM = "gcp_pubsub"  # the local bus has Pub/Sub's semantics; the names are the same
-_state = {"enabled": False, "service": None}
+_state = {"enabled": False}
 # job_id -> the context of the message of that job a batch handler is working on (see batch())
 _JOB_PARENTS: contextvars.ContextVar[dict[str, otel_context.Context]] = contextvars.ContextVar(
     "imageflow_job_parents", default={})
@@ -75,7 +75,7 @@ def configure(service: str, env: Mapping[str, str] | None = None) -> bool:
     provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER (parent-based by default)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)  # flushed at exit (the provider's atexit hook)
-    _state.update(enabled=True, service=service)
+    _state["enabled"] = True
     log.info("tracing on: %s exporter, service.name=%s", name, resource.attributes.get("service.name"))
     return True
 

@@ -56,12 +56,24 @@ def log_lines(stack, service: str, job_id: str) -> list[dict]:
     return lines
 
 
+def _exported_whole(spans, job_id: str) -> bool:
+    """The job's email span is in, and every span that ends later (the processors' task spans,
+    the webhook sender's) too: exports from several processes arrive in any order."""
+    mail = [s for s in spans if s.service == "email-function" and s.attributes.get("imageflow.job_id") == job_id]
+    if not mail:
+        return False
+    ours = [s for s in spans if s.trace_id == mail[0].trace_id]
+    names = {s.name for s in ours}
+    ids = {s.span_id for s in ours}
+    return {f"process {sub}" for sub in FEEDS} <= names and all(s.parent_id in ids or not s.parent_id for s in ours) \
+        and len([s for s in ours if s.name == f"process {TOPICS.tasks_sub}"]) >= 2
+
+
 def test_a_job_is_one_trace_across_the_services(stack, collector):
     job_id = submit(stack.base_url, 2)
     assert wait_for_job(stack.base_url, job_id)["status"] == "completed"
     wait_for_email(stack.data_dir, job_id)
-    spans = collector.wait_for(lambda spans: any(
-        s.service == "email-function" and s.attributes.get("imageflow.job_id") == job_id for s in spans))
+    spans = collector.wait_for(lambda spans: _exported_whole(spans, job_id))
 
     [root] = [s for s in spans if s.service == "image-handler" and s.name == "POST /api/v1/jobs"]
     assert root.kind == "SERVER" and root.parent_id == ""
