@@ -1,6 +1,7 @@
-import { useState } from 'react';
+import { useMemo, useState } from 'react';
 import { formatBytes, formatName, savingText } from '../lib/format.js';
 import { explainImageError, imageStatusText } from '../lib/jobs.js';
+import { placeholderOf, placeholderStyle } from '../lib/placeholder.js';
 
 const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff', 'image/jxl': 'jxl', 'image/heic': 'heic' };
 
@@ -34,13 +35,20 @@ export function describeFile({ width, height, bytes, content_type: contentType }
   return [width && height ? `${width}×${height}` : '', formatBytes(bytes ?? NaN), formatName(contentType)].filter(Boolean).join(' · ');
 }
 
+/**
+ * A picture that keeps its first URL (see below). `placeholder` ({blurhash, color, width,
+ * height}, see lib/placeholder.js) is drawn behind it until it has loaded.
+ */
 export function Picture({ src, alt, className, placeholder }) {
   // Signed storage URLs change on every poll; keep showing the first one so the picture
   // does not reload each second, and move to the newest only if the one shown fails
   // (it may have expired).
   const [shown, setShown] = useState(src);
   const [broken, setBroken] = useState(false);
+  const [loaded, setLoaded] = useState(false);
   const current = shown || src;
+  const { blurhash, color, width, height } = placeholder || {};
+  const waiting = useMemo(() => placeholderStyle({ blurhash, color, width, height }), [blurhash, color, width, height]);
   const onError = () => {
     if (src && src !== current) setShown(src);
     else setBroken(true);
@@ -52,9 +60,20 @@ export function Picture({ src, alt, className, placeholder }) {
       </div>
     );
   }
-  // placeholder: the output's dominant colour, seen while the picture loads
-  const style = placeholder ? { backgroundColor: placeholder } : undefined;
-  return <img className={`picture ${className || ''}`} style={style} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
+  // Once drawn, the picture's own background (the checkerboard behind transparency) is back.
+  return (
+    <img
+      className={`picture ${className || ''}`}
+      style={loaded ? undefined : waiting}
+      data-placeholder={!loaded && waiting ? (waiting.backgroundImage !== 'none' ? 'blurhash' : 'color') : undefined}
+      src={current}
+      alt={alt}
+      loading="lazy"
+      decoding="async"
+      onLoad={() => setLoaded(true)}
+      onError={onError}
+    />
+  );
 }
 
 /**
@@ -83,7 +102,7 @@ export default function ImageCard({ image, name = image.filename, onCompare }) {
         </figure>
         <figure>
           {image.status === 'succeeded' && main ? (
-            <Picture src={thumbs.after} alt={`${name}, after`} placeholder={image.dominant_color} />
+            <Picture src={thumbs.after} alt={`${name}, after`} placeholder={placeholderOf(image, main)} />
           ) : image.status === 'failed' || image.status === 'skipped' ? (
             <div className="picture picture-empty picture-failed">
               <span>{image.status === 'skipped' ? 'Skipped: the job was cancelled' : 'No result'}</span>
