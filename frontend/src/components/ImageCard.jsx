@@ -21,11 +21,17 @@ export function outputsOf(image) {
     : [];
 }
 
-/** The small pictures of a card: the server's previews when it has them, else the files. */
+/**
+ * The small pictures of a card: the server's previews. The processor writes the "before"
+ * preview when it takes the image, so a waiting image has none yet and shows no picture
+ * rather than its original (which may be 30 MB). Only a finished image without previews
+ * (a job from before they existed) falls back to the files themselves.
+ */
 export function thumbnails(image) {
   const main = outputsOf(image)[0];
+  const finished = image.status === 'succeeded' || image.status === 'failed' || image.status === 'skipped';
   return {
-    before: image.input_preview_url || image.input_url,
+    before: image.input_preview_url || (finished ? image.input_url : null),
     after: main ? main.preview_url || image.output_preview_url || main.url : null,
   };
 }
@@ -70,6 +76,10 @@ export function Picture({ src, alt, className, placeholder }) {
       alt={alt}
       loading="lazy"
       decoding="async"
+      // a picture from the cache may be drawn before React listens for its load event
+      ref={(img) => {
+        if (img?.complete && img.naturalWidth > 0 && !loaded) setLoaded(true);
+      }}
       onLoad={() => setLoaded(true)}
       onError={onError}
     />
@@ -97,7 +107,8 @@ export default function ImageCard({ image, name = image.filename, onCompare }) {
       </div>
       <div className="before-after">
         <figure>
-          <Picture src={thumbs.before} alt={`${name}, before`} />
+          {/* a new picture (not a re-signed URL of the same one) once the preview comes */}
+          <Picture key={thumbs.before === image.input_preview_url ? 'preview' : 'file'} src={thumbs.before} alt={`${name}, before`} />
           <figcaption>Before</figcaption>
         </figure>
         <figure>

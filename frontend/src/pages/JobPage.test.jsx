@@ -159,16 +159,30 @@ describe('job page', () => {
   it('keeps showing a picture while its signed URL changes, and moves on when it fails', async () => {
     const signed = (sig) => {
       const job = makeJob({ jobId: JOB_ID, status: 'processing', images: [{ filename: 'a.jpg', status: 'queued' }, { filename: 'b.jpg', status: 'queued' }] });
-      job.images[0].input_url = `https://storage.example/a.jpg?sig=${sig}`;
+      job.images[0].input_preview_url = `https://storage.example/a.webp?sig=${sig}`;
       return jsonResponse(200, job);
     };
     openJobPage([signed(1), signed(2)]);
     const before = await screen.findByAltText('a.jpg, before');
-    expect(before).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=1');
+    expect(before).toHaveAttribute('src', 'https://storage.example/a.webp?sig=1');
     await nextPoll();
-    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=1');
+    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.webp?sig=1');
     fireEvent.error(screen.getByAltText('a.jpg, before'));
-    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=2');
+    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.webp?sig=2');
+  });
+
+  it('never shows a waiting photo by its original: its preview once the server has one', async () => {
+    const job = (preview) => {
+      const answer = makeJob({ jobId: JOB_ID, status: 'processing', images: [{ filename: 'big.jpg', status: 'queued' }] });
+      if (preview) answer.images[0].input_preview_url = `/api/v1/jobs/${JOB_ID}/images/${answer.images[0].image_id}/input/preview`;
+      return jsonResponse(200, answer);
+    };
+    openJobPage([job(false), job(true)]);
+    const card = (await screen.findByRole('heading', { name: 'big.jpg' })).closest('li');
+    expect(within(card).queryByAltText('big.jpg, before')).not.toBeInTheDocument();
+    expect(card.querySelector(`img[src$="/input"]`)).toBeNull();
+    await nextPoll();
+    expect(await within(card).findByAltText('big.jpg, before')).toHaveAttribute('src', expect.stringMatching(/\/input\/preview$/));
   });
 
   it('says the email is still to come while the job runs, and sent once it is done', async () => {
