@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
-import { fetchJob, withAllImages } from './api.js';
+import { fetchJob } from './api.js';
+import { imagePages, withImagePages } from './imagePages.js';
 import { isTerminal } from './jobs.js';
 
 const POLL_MS = 1000;
@@ -13,7 +14,8 @@ function retryable(error) {
 /**
  * Follows a job: fetches it, then polls while it is still running, backing off while the
  * server cannot be reached and keeping the last answer on screen meanwhile. Each poll sends
- * the last answer's ETag, so an unchanged job is a 304 with no body.
+ * the last answer's ETag, so an unchanged job is a 304 with no body; a changed one reads
+ * again only the pages of images that can have changed (lib/imagePages.js).
  * Returns {status: loading|ready|not-found|error, job, error, retrying, updatedAt, retryNow}.
  */
 export default function useJob(jobId) {
@@ -27,6 +29,7 @@ export default function useJob(jobId) {
     let stopped = false;
     let etag = null; // of the answer on screen: an unchanged job costs a 304 and no body
     let last = null;
+    const pages = imagePages(); // the job's images page by page: finished pages are not read again
 
     const schedule = (ms) => {
       if (!stopped) timer = setTimeout(poll, ms);
@@ -39,8 +42,9 @@ export default function useJob(jobId) {
         if (answer.notModified) {
           setState((current) => (current.error ? { ...current, error: null, retrying: false, updatedAt: new Date() } : current));
         } else {
-          // a changed job: its counts are on the first page, so the rest is read only then
-          last = await withAllImages(answer.job, { signal: controller.signal });
+          // a changed job: its counts come with the first page, so the rest is read only then,
+          // and only the pages that can have changed
+          last = await withImagePages(answer.job, pages, { signal: controller.signal });
           if (stopped) return;
           etag = answer.etag;
           setState({ status: 'ready', job: last, error: null, retrying: false, updatedAt: new Date() });
