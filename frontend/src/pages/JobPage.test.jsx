@@ -194,6 +194,18 @@ describe('job page', () => {
     expect(await screen.findByText('A link to these results was emailed to me@example.com.')).toBeInTheDocument();
   });
 
+  it('says a job still being filled is receiving photos, and what it waits for', async () => {
+    const open = makeJob({ jobId: JOB_ID, status: 'open', images: [{ filename: 'a.jpg', status: 'succeeded' }, { filename: 'b.jpg', status: 'queued' }] });
+    openJobPage([jsonResponse(200, open), jsonResponse(200, { ...open, status: 'processing' })]);
+    expect(await screen.findByRole('heading', { level: 1, name: 'Receiving your photos' })).toBeInTheDocument();
+    expect(screen.getByText('Receiving photos')).toBeInTheDocument(); // the status badge, in words
+    expect(screen.getByTestId('job-open')).toHaveTextContent('This job is still taking photos: it finishes once their upload is complete.');
+    expect(screen.getByText('1 of 2 photos done')).toBeInTheDocument();
+    await nextPoll();
+    expect(await screen.findByRole('heading', { level: 1, name: 'Processing your photos' })).toBeInTheDocument();
+    expect(screen.queryByTestId('job-open')).not.toBeInTheDocument();
+  });
+
   it('shows and downloads two photos of the same name distinctly', async () => {
     const job = makeJob({ jobId: JOB_ID, status: 'completed', images: [{ filename: 'IMG_0001.jpg', status: 'succeeded' }, { filename: 'IMG_0001.jpg', status: 'succeeded' }] });
     job.images.forEach((image) => {
