@@ -117,7 +117,7 @@ the moment the page moved to `/jobs/<id>` to the end of the scroll:
 | upload through the page | {big['upload_requests']} requests, {big['upload_ms'] / 1000:.1f} s |
 | upload start to all done | {big['done_ms'] / 1000:.1f} s |
 | job view polls while running | {big['polls']} ({big['polls_not_modified']} answered 304), {kb(big['poll_bytes'])} |
-| first screen | {big['first_view_cards']} cards in the DOM, {kb(big['first_view_bytes'])} downloaded since the page opened |
+| first screen | {big['first_view_cards']} cards in the DOM, {kb(big['first_view_picture_bytes'])} of pictures; {kb(big['first_view_bytes'])} in all since the page opened |
 | scrolled top to bottom | {big['scroll_steps']} screens, at most {big['most_cards_in_dom']} cards in the DOM at once, {big['cards_seen']} cards seen |
 | previews loaded | {big['preview_requests']} requests, {kb(big['preview_bytes'])} |
 | originals or full results loaded as thumbnails | {big['full_picture_requests']} |

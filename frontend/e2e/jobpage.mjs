@@ -114,6 +114,7 @@ async function phaseBigJob() {
   const pictures = first.flatMap((card) => card.pictures);
   check(pictures.length > 0 && pictures.every((src) => PREVIEW.test(src)), `every picture is a preview: ${pictures.filter((src) => !PREVIEW.test(src)).slice(0, 3)}`);
   const firstViewBytes = sum(net.since(jobMark));
+  const firstViewPictureBytes = sum(net.since(jobMark).filter((r) => PREVIEW.test(r.url) || FULL_PICTURE.test(r.url)));
   await shoot(page, `job-${total}.jpg`);
 
   // Far down, on a slow network: the BlurHash stands in for each result until its preview comes.
@@ -195,6 +196,7 @@ async function phaseBigJob() {
     bytes_while_running: sum(whileRunning),
     first_view_cards: first.length,
     first_view_bytes: firstViewBytes,
+    first_view_picture_bytes: firstViewPictureBytes,
     most_cards_in_dom: most,
     scroll_steps: steps,
     cards_seen: seen.size,

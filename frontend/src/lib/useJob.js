@@ -5,6 +5,14 @@ import { isTerminal } from './jobs.js';
 
 const POLL_MS = 1000;
 const HIDDEN_POLL_MS = 5000;
+
+/** How often a running job is read: each second, less often for a big one (each changed poll
+ * reads its first page of images and the pages still in progress, ~10 KB each). */
+export function pollInterval(job, hidden = false) {
+  if (hidden) return HIDDEN_POLL_MS;
+  const total = job?.total || 0;
+  return total <= 100 ? POLL_MS : total <= 1000 ? 2 * POLL_MS : 5 * POLL_MS;
+}
 const MAX_BACKOFF_MS = 15000;
 
 function retryable(error) {
@@ -50,7 +58,7 @@ export default function useJob(jobId) {
           setState({ status: 'ready', job: last, error: null, retrying: false, updatedAt: new Date() });
         }
         const job = last;
-        if (!isTerminal(job.status)) schedule(document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+        if (!isTerminal(job.status)) schedule(pollInterval(job, document.hidden));
       } catch (error) {
         if (stopped || error.name === 'AbortError') return;
         if (error.status === 404) {

@@ -296,6 +296,19 @@ describe('job page', () => {
     Object.defineProperty(window, 'scrollY', { value: 0, configurable: true });
   });
 
+  it('polls a big running job every 2 seconds rather than every second', async () => {
+    // (the view's first page only: the count is what sets the pace)
+    const images = Array.from({ length: 12 }, (_, i) => ({ filename: `p${i}.jpg`, status: i < 10 ? 'succeeded' : 'queued' }));
+    const big = { ...makeJob({ jobId: JOB_ID, status: 'processing', images }), total: 300, pending: 290 };
+    const fetch = openJobPage([jsonResponse(200, big)]);
+    await screen.findByText('10 of 300 photos done');
+    const calls = fetch.mock.calls.length;
+    await nextPoll(1100);
+    expect(fetch.mock.calls.length).toBe(calls);
+    await nextPoll(1000);
+    expect(fetch.mock.calls.length).toBe(calls + 1);
+  });
+
   it('polls with the last ETag, and an unchanged job (304) leaves the page as it is', async () => {
     let calls = 0;
     const fetch = mockFetch(() => {
