@@ -103,6 +103,7 @@ local stack started on free ports, two processor threads; {seconds:.0f} s for th
 | `job.jpg` | the job page of those three photos |
 | `lightbox.jpg` | the lightbox: before and after side by side, their sizes and the saving |
 | `job-{total}.jpg` | the job page of a {total}-photo job chosen through the page's file input, first screen |
+| `job-{total}-grid.jpg` | its grid of cards (previews, sizes, saving, Compare and Download) |
 | `job-{total}-placeholders.jpg` | further down on a slow network (1.5 s latency): BlurHash placeholders until the previews come |
 | `job-{total}-end.jpg` | the same job page scrolled to the end |
 
@@ -116,7 +117,7 @@ the moment the page moved to `/jobs/<id>` to the end of the scroll:
 | photos (800x600 JPEG, preset "web": WebP) | {total}: {kb(inputs)} of originals, {kb(outputs)} of results |
 | upload through the page | {big['upload_requests']} requests, {big['upload_ms'] / 1000:.1f} s |
 | upload start to all done | {big['done_ms'] / 1000:.1f} s |
-| job view polls while running | {big['polls']} ({big['polls_not_modified']} answered 304), {kb(big['poll_bytes'])} |
+| polling while it ran (job view and pages of `/images`) | {big['polls']} requests ({big['polls_not_modified']} answered 304), {kb(big['poll_bytes'])} |
 | first screen | {big['first_view_cards']} cards in the DOM, {kb(big['first_view_picture_bytes'])} of pictures; {kb(big['first_view_bytes'])} in all since the page opened |
 | scrolled top to bottom | {big['scroll_steps']} screens, at most {big['most_cards_in_dom']} cards in the DOM at once, {big['cards_seen']} cards seen |
 | previews loaded | {big['preview_requests']} requests, {kb(big['preview_bytes'])} |

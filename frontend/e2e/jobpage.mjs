@@ -116,6 +116,9 @@ async function phaseBigJob() {
   const firstViewBytes = sum(net.since(jobMark));
   const firstViewPictureBytes = sum(net.since(jobMark).filter((r) => PREVIEW.test(r.url) || FULL_PICTURE.test(r.url)));
   await shoot(page, `job-${total}.jpg`);
+  await page.getByRole('heading', { name: `Photos (${total})` }).evaluate((el) => el.scrollIntoView());
+  await visiblePicturesDrawn(page);
+  await shoot(page, `job-${total}-grid.jpg`);
 
   // Far down, on a slow network: the BlurHash stands in for each result until its preview comes.
   await net.cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 1500, downloadThroughput: -1, uploadThroughput: -1 });
