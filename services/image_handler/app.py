@@ -109,17 +109,20 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     return app
 
 
+PICTURES = ("/input", "/output", "/input/preview", "/output/preview")  # an image's bytes, not the API
+
+
 def _register_rate_limit(app: Flask, settings: Settings) -> None:
     """429 for a client past RATE_LIMIT_PER_SECOND (bursts of RATE_LIMIT_BURST) on the API; the
-    image downloads are exempt (a results page loads hundreds at once; on GCS they are redirects)."""
+    image downloads and previews are exempt (a results page loads hundreds at once, more as it
+    is scrolled; on GCS they are redirects)."""
     if settings.rate_limit_per_second <= 0:
         return
     limiter = RateLimiter(settings.rate_limit_per_second, max(1, settings.rate_limit_burst))
 
     @app.before_request
     def rate_limit():
-        if not request.path.startswith("/api/") or (request.method == "GET" and request.path.endswith(("/input",
-                                                                                                    "/output"))):
+        if not request.path.startswith("/api/") or (request.method == "GET" and request.path.endswith(PICTURES)):
             return None
         wait = limiter.acquire(client_address(request.remote_addr, request.headers, settings.rate_limit_proxy_hops))
         if not wait:

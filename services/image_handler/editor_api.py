@@ -27,7 +27,7 @@ editor = Blueprint("editor", __name__, url_prefix="/api/v1")
 
 MAX_PRESETS_PER_CALLER = 100
 PRESET_NAME = re.compile(r"^[\w][\w .,()+&'/-]{0,59}$")   # what a person types: "Web, small (800)"
-LIGHT_POLL_ENDPOINTS = {"api.status"}                       # GET /api/v1/jobs/<job_id>
+LIGHT_POLL_ENDPOINTS = {"api.status", "api.images"}         # GET /api/v1/jobs/<job_id>, and its /images pages
 
 
 def _ctx():

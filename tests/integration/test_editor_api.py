@@ -165,6 +165,17 @@ def test_the_job_view_is_gzipped_for_clients_that_accept_it(client):
                       "If-None-Match": zipped.headers["ETag"]}).status_code == 304
 
 
+def test_the_pages_of_a_job_s_images_are_gzipped_and_revalidate_too(client):
+    # A big job's page polls them while it runs: 100 images are ~50 KB of JSON, ~6 KB gzipped.
+    job = _job(client, n=30)
+    url = f"/api/v1/jobs/{job['job_id']}/images?limit=25"
+    plain = client.get(url)
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip" and len(zipped.data) < len(plain.data) / 3
+    assert json.loads(gzip.decompress(zipped.data)) == plain.json and len(plain.json["images"]) == 25
+    assert client.get(url, headers={"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]}).status_code == 304
+
+
 def test_errors_and_other_routes_keep_their_plain_answers(client):
     missing = client.get("/api/v1/jobs/" + "0" * 32, headers={"Accept-Encoding": "gzip"})
     assert missing.status_code == 404 and "ETag" not in missing.headers and "Content-Encoding" not in missing.headers

@@ -1,6 +1,7 @@
-import { useState } from 'react';
+import { useMemo, useState } from 'react';
 import { formatBytes, formatName, savingText } from '../lib/format.js';
 import { explainImageError, imageStatusText } from '../lib/jobs.js';
+import { placeholderOf, placeholderStyle } from '../lib/placeholder.js';
 
 const EXTENSIONS = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/avif': 'avif', 'image/gif': 'gif', 'image/tiff': 'tiff', 'image/jxl': 'jxl', 'image/heic': 'heic' };
 
@@ -20,11 +21,17 @@ export function outputsOf(image) {
     : [];
 }
 
-/** The small pictures of a card: the server's previews when it has them, else the files. */
+/**
+ * The small pictures of a card: the server's previews. The processor writes the "before"
+ * preview when it takes the image, so a waiting image has none yet and shows no picture
+ * rather than its original (which may be 30 MB). Only a finished image without previews
+ * (a job from before they existed) falls back to the files themselves.
+ */
 export function thumbnails(image) {
   const main = outputsOf(image)[0];
+  const finished = image.status === 'succeeded' || image.status === 'failed' || image.status === 'skipped';
   return {
-    before: image.input_preview_url || image.input_url,
+    before: image.input_preview_url || (finished ? image.input_url : null),
     after: main ? main.preview_url || image.output_preview_url || main.url : null,
   };
 }
@@ -34,13 +41,20 @@ export function describeFile({ width, height, bytes, content_type: contentType }
   return [width && height ? `${width}×${height}` : '', formatBytes(bytes ?? NaN), formatName(contentType)].filter(Boolean).join(' · ');
 }
 
+/**
+ * A picture that keeps its first URL (see below). `placeholder` ({blurhash, color, width,
+ * height}, see lib/placeholder.js) is drawn behind it until it has loaded.
+ */
 export function Picture({ src, alt, className, placeholder }) {
   // Signed storage URLs change on every poll; keep showing the first one so the picture
   // does not reload each second, and move to the newest only if the one shown fails
   // (it may have expired).
   const [shown, setShown] = useState(src);
   const [broken, setBroken] = useState(false);
+  const [loaded, setLoaded] = useState(false);
   const current = shown || src;
+  const { blurhash, color, width, height } = placeholder || {};
+  const waiting = useMemo(() => placeholderStyle({ blurhash, color, width, height }), [blurhash, color, width, height]);
   const onError = () => {
     if (src && src !== current) setShown(src);
     else setBroken(true);
@@ -52,9 +66,24 @@ export function Picture({ src, alt, className, placeholder }) {
       </div>
     );
   }
-  // placeholder: the output's dominant colour, seen while the picture loads
-  const style = placeholder ? { backgroundColor: placeholder } : undefined;
-  return <img className={`picture ${className || ''}`} style={style} src={current} alt={alt} loading="lazy" decoding="async" onError={onError} />;
+  // Once drawn, the picture's own background (the checkerboard behind transparency) is back.
+  return (
+    <img
+      className={`picture ${className || ''}`}
+      style={loaded ? undefined : waiting}
+      data-placeholder={!loaded && waiting ? (waiting.backgroundImage !== 'none' ? 'blurhash' : 'color') : undefined}
+      src={current}
+      alt={alt}
+      loading="lazy"
+      decoding="async"
+      // a picture from the cache may be drawn before React listens for its load event
+      ref={(img) => {
+        if (img?.complete && img.naturalWidth > 0 && !loaded) setLoaded(true);
+      }}
+      onLoad={() => setLoaded(true)}
+      onError={onError}
+    />
+  );
 }
 
 /**
@@ -78,12 +107,13 @@ export default function ImageCard({ image, name = image.filename, onCompare }) {
       </div>
       <div className="before-after">
         <figure>
-          <Picture src={thumbs.before} alt={`${name}, before`} />
+          {/* a new picture (not a re-signed URL of the same one) once the preview comes */}
+          <Picture key={thumbs.before === image.input_preview_url ? 'preview' : 'file'} src={thumbs.before} alt={`${name}, before`} />
           <figcaption>Before</figcaption>
         </figure>
         <figure>
           {image.status === 'succeeded' && main ? (
-            <Picture src={thumbs.after} alt={`${name}, after`} placeholder={image.dominant_color} />
+            <Picture src={thumbs.after} alt={`${name}, after`} placeholder={placeholderOf(image, main)} />
           ) : image.status === 'failed' || image.status === 'skipped' ? (
             <div className="picture picture-empty picture-failed">
               <span>{image.status === 'skipped' ? 'Skipped: the job was cancelled' : 'No result'}</span>

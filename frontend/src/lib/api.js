@@ -94,7 +94,7 @@ async function readJson(response) {
   }
 }
 
-async function getJson(path, options) {
+export async function getJson(path, options) {
   return readJson(await requestJson(path, options));
 }
 

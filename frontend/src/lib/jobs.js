@@ -8,6 +8,7 @@ export function isTerminal(status) {
 }
 
 const JOB_STATUS_TEXT = {
+  open: 'Receiving photos',
   queued: 'Waiting to start',
   processing: 'Processing',
   completed: 'Done',

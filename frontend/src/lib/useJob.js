@@ -1,9 +1,18 @@
 import { useEffect, useState } from 'react';
-import { fetchJob, withAllImages } from './api.js';
+import { fetchJob } from './api.js';
+import { imagePages, withImagePages } from './imagePages.js';
 import { isTerminal } from './jobs.js';
 
 const POLL_MS = 1000;
 const HIDDEN_POLL_MS = 5000;
+
+/** How often a running job is read: each second, less often for a big one (each changed poll
+ * reads its first page of images and the pages still in progress, ~10 KB each). */
+export function pollInterval(job, hidden = false) {
+  if (hidden) return HIDDEN_POLL_MS;
+  const total = job?.total || 0;
+  return total <= 100 ? POLL_MS : total <= 1000 ? 2 * POLL_MS : 5 * POLL_MS;
+}
 const MAX_BACKOFF_MS = 15000;
 
 function retryable(error) {
@@ -13,7 +22,8 @@ function retryable(error) {
 /**
  * Follows a job: fetches it, then polls while it is still running, backing off while the
  * server cannot be reached and keeping the last answer on screen meanwhile. Each poll sends
- * the last answer's ETag, so an unchanged job is a 304 with no body.
+ * the last answer's ETag, so an unchanged job is a 304 with no body; a changed one reads
+ * again only the pages of images that can have changed (lib/imagePages.js).
  * Returns {status: loading|ready|not-found|error, job, error, retrying, updatedAt, retryNow}.
  */
 export default function useJob(jobId) {
@@ -27,6 +37,7 @@ export default function useJob(jobId) {
     let stopped = false;
     let etag = null; // of the answer on screen: an unchanged job costs a 304 and no body
     let last = null;
+    const pages = imagePages(); // the job's images page by page: finished pages are not read again
 
     const schedule = (ms) => {
       if (!stopped) timer = setTimeout(poll, ms);
@@ -39,14 +50,15 @@ export default function useJob(jobId) {
         if (answer.notModified) {
           setState((current) => (current.error ? { ...current, error: null, retrying: false, updatedAt: new Date() } : current));
         } else {
-          // a changed job: its counts are on the first page, so the rest is read only then
-          last = await withAllImages(answer.job, { signal: controller.signal });
+          // a changed job: its counts come with the first page, so the rest is read only then,
+          // and only the pages that can have changed
+          last = await withImagePages(answer.job, pages, { signal: controller.signal });
           if (stopped) return;
           etag = answer.etag;
           setState({ status: 'ready', job: last, error: null, retrying: false, updatedAt: new Date() });
         }
         const job = last;
-        if (!isTerminal(job.status)) schedule(document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+        if (!isTerminal(job.status)) schedule(pollInterval(job, document.hidden));
       } catch (error) {
         if (stopped || error.name === 'AbortError') return;
         if (error.status === 404) {

@@ -11,6 +11,7 @@ import { isTerminal, jobStatusText } from '../lib/jobs.js';
 import useJob from '../lib/useJob.js';
 
 const HEADINGS = {
+  open: 'Receiving your photos',
   queued: 'Your photos are waiting to start',
   processing: 'Processing your photos',
   completed: 'Your photos are ready',

@@ -159,16 +159,30 @@ describe('job page', () => {
   it('keeps showing a picture while its signed URL changes, and moves on when it fails', async () => {
     const signed = (sig) => {
       const job = makeJob({ jobId: JOB_ID, status: 'processing', images: [{ filename: 'a.jpg', status: 'queued' }, { filename: 'b.jpg', status: 'queued' }] });
-      job.images[0].input_url = `https://storage.example/a.jpg?sig=${sig}`;
+      job.images[0].input_preview_url = `https://storage.example/a.webp?sig=${sig}`;
       return jsonResponse(200, job);
     };
     openJobPage([signed(1), signed(2)]);
     const before = await screen.findByAltText('a.jpg, before');
-    expect(before).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=1');
+    expect(before).toHaveAttribute('src', 'https://storage.example/a.webp?sig=1');
     await nextPoll();
-    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=1');
+    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.webp?sig=1');
     fireEvent.error(screen.getByAltText('a.jpg, before'));
-    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.jpg?sig=2');
+    expect(screen.getByAltText('a.jpg, before')).toHaveAttribute('src', 'https://storage.example/a.webp?sig=2');
+  });
+
+  it('never shows a waiting photo by its original: its preview once the server has one', async () => {
+    const job = (preview) => {
+      const answer = makeJob({ jobId: JOB_ID, status: 'processing', images: [{ filename: 'big.jpg', status: 'queued' }] });
+      if (preview) answer.images[0].input_preview_url = `/api/v1/jobs/${JOB_ID}/images/${answer.images[0].image_id}/input/preview`;
+      return jsonResponse(200, answer);
+    };
+    openJobPage([job(false), job(true)]);
+    const card = (await screen.findByRole('heading', { name: 'big.jpg' })).closest('li');
+    expect(within(card).queryByAltText('big.jpg, before')).not.toBeInTheDocument();
+    expect(card.querySelector(`img[src$="/input"]`)).toBeNull();
+    await nextPoll();
+    expect(await within(card).findByAltText('big.jpg, before')).toHaveAttribute('src', expect.stringMatching(/\/input\/preview$/));
   });
 
   it('says the email is still to come while the job runs, and sent once it is done', async () => {
@@ -178,6 +192,18 @@ describe('job page', () => {
     expect(screen.queryByText(/sent to|emailed to/)).not.toBeInTheDocument();
     await nextPoll();
     expect(await screen.findByText('A link to these results was emailed to me@example.com.')).toBeInTheDocument();
+  });
+
+  it('says a job still being filled is receiving photos, and what it waits for', async () => {
+    const open = makeJob({ jobId: JOB_ID, status: 'open', images: [{ filename: 'a.jpg', status: 'succeeded' }, { filename: 'b.jpg', status: 'queued' }] });
+    openJobPage([jsonResponse(200, open), jsonResponse(200, { ...open, status: 'processing' })]);
+    expect(await screen.findByRole('heading', { level: 1, name: 'Receiving your photos' })).toBeInTheDocument();
+    expect(screen.getByText('Receiving photos')).toBeInTheDocument(); // the status badge, in words
+    expect(screen.getByTestId('job-open')).toHaveTextContent('This job is still taking photos: it finishes once their upload is complete.');
+    expect(screen.getByText('1 of 2 photos done')).toBeInTheDocument();
+    await nextPoll();
+    expect(await screen.findByRole('heading', { level: 1, name: 'Processing your photos' })).toBeInTheDocument();
+    expect(screen.queryByTestId('job-open')).not.toBeInTheDocument();
   });
 
   it('shows and downloads two photos of the same name distinctly', async () => {
@@ -268,6 +294,19 @@ describe('job page', () => {
     expect(await screen.findByRole('heading', { name: 'photo-200.jpg' })).toBeInTheDocument();
     expect(screen.queryByRole('heading', { name: 'photo-1.jpg' })).not.toBeInTheDocument();
     Object.defineProperty(window, 'scrollY', { value: 0, configurable: true });
+  });
+
+  it('polls a big running job every 2 seconds rather than every second', async () => {
+    // (the view's first page only: the count is what sets the pace)
+    const images = Array.from({ length: 12 }, (_, i) => ({ filename: `p${i}.jpg`, status: i < 10 ? 'succeeded' : 'queued' }));
+    const big = { ...makeJob({ jobId: JOB_ID, status: 'processing', images }), total: 300, pending: 290 };
+    const fetch = openJobPage([jsonResponse(200, big)]);
+    await screen.findByText('10 of 300 photos done');
+    const calls = fetch.mock.calls.length;
+    await nextPoll(1100);
+    expect(fetch.mock.calls.length).toBe(calls);
+    await nextPoll(1000);
+    expect(fetch.mock.calls.length).toBe(calls + 1);
   });
 
   it('polls with the last ETag, and an unchanged job (304) leaves the page as it is', async () => {

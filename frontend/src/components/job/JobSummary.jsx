@@ -89,6 +89,11 @@ export default function JobSummary({ job }) {
           <dd data-testid="count-pending">{pending}</dd>
         </div>
       </dl>
+      {job.status === 'open' && (
+        <p className="job-meta" data-testid="job-open">
+          This job is still taking photos: it finishes once their upload is complete.
+        </p>
+      )}
       {saving && (
         <p className="job-saving" data-testid="job-saving">
           {saving}

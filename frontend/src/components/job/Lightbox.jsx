@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { savingText } from '../../lib/format.js';
+import { placeholderOf, placeholderStyle } from '../../lib/placeholder.js';
 import { describeFile, outputsOf } from '../ImageCard.jsx';
 
 /**
@@ -10,6 +11,7 @@ export default function Lightbox({ images, names, index, onIndex, onClose }) {
   const closeRef = useRef(null);
   // The API gives the original's bytes and type; its pixel size is read from the picture.
   const [drawn, setDrawn] = useState({});
+  const [afterLoaded, setAfterLoaded] = useState({}); // image id -> its result has been drawn
   const image = images[index];
   const main = image ? outputsOf(image)[0] : null;
 
@@ -59,7 +61,24 @@ export default function Lightbox({ images, names, index, onIndex, onClose }) {
             <figcaption>Before · {describeFile(before) || 'original'}</figcaption>
           </figure>
           <figure>
-            {main ? <img src={main.url} alt={`${name}, after`} /> : <div className="picture picture-empty"><span>No result</span></div>}
+            {main ? (
+              <img
+                key={image.image_id}
+                src={main.url}
+                alt={`${name}, after`}
+                // its placeholder, in the result's proportions, until the result is drawn
+                style={{
+                  ...(main.width && main.height ? { aspectRatio: `${main.width} / ${main.height}` } : {}),
+                  ...(afterLoaded[image.image_id] ? {} : placeholderStyle(placeholderOf(image, main) || {})),
+                }}
+                data-placeholder={afterLoaded[image.image_id] || !placeholderOf(image, main) ? undefined : 'shown'}
+                onLoad={() => setAfterLoaded((current) => ({ ...current, [image.image_id]: true }))}
+              />
+            ) : (
+              <div className="picture picture-empty">
+                <span>No result</span>
+              </div>
+            )}
             <figcaption>After{main ? ` · ${describeFile(main)}` : ''}</figcaption>
           </figure>
         </div>

@@ -1,0 +1,88 @@
+"""In the browser: upload a big job through the page, then scroll its job page (issue 12).
+
+Debian's Chromium, driven by playwright-core (frontend/e2e/jobpage.mjs), chooses the photos
+through the page's file input; the page fills an open job and moves to the job page, which
+follows the job to the end. Then it is scrolled from top to bottom, as a user looking
+through the results would, while Chromium counts what it downloads.
+
+The default run takes 60 photos; IMAGEFLOW_SLOW_TESTS=1 (./scripts.sh test --slow) adds
+the 300 of the issue.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+
+from devtools.screenshots import CHROMIUM, FRONTEND, big_job_photos, run_page_script
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_ready():
+    reason = None
+    if not Path(CHROMIUM).exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    elif not shutil.which("node") or not (FRONTEND / "node_modules" / "playwright-core").is_dir():
+        reason = "node or the frontend packages are missing (cd frontend && npm ci)"
+    elif not (FRONTEND / "dist" / "index.html").is_file():
+        reason = "the web page is not built (cd frontend && npm run build)"
+    if reason:
+        import os
+        if os.environ.get("CI"):
+            pytest.fail(f"browser test cannot run: {reason}")
+        pytest.skip(reason)
+
+
+def all_images(base_url: str, job_id: str) -> list[dict]:
+    images, url = [], f"{base_url}/api/v1/jobs/{job_id}/images?limit=1000"
+    while url:
+        page = requests.get(url, timeout=30).json()
+        images += page["images"]
+        url = page["links"].get("next")
+    return images
+
+
+def upload_and_scroll(stack, tmp_path, count: int) -> None:
+    photos = big_job_photos(tmp_path / "photos", count)
+    result = run_page_script("bigjob", "--base-url", stack.base_url, "--files", str(tmp_path / "photos"),
+                             "--total", str(count))
+    job = requests.get(f"{stack.base_url}/api/v1/jobs/{result['job_id']}", timeout=10).json()
+    images = all_images(stack.base_url, result["job_id"])
+    originals = sum(image["input_bytes"] for image in images)
+    outputs = sum(image["bytes"] for image in images)
+    print(f"\n{count}-photo job through the page: upload {result['upload_ms'] / 1000:.1f} s in "
+          f"{result['upload_requests']} requests, all done after {result['done_ms'] / 1000:.1f} s; "
+          f"{result['polls']} polls ({result['polls_not_modified']} x 304, {result['poll_bytes']} B); "
+          f"first screen {result['first_view_cards']} cards, {result['first_view_picture_bytes']} B of pictures; scrolled "
+          f"{result['scroll_steps']} screens with at most {result['most_cards_in_dom']} cards in the DOM; "
+          f"{result['preview_requests']} previews, {result['preview_bytes']} B; the job page downloaded "
+          f"{result['job_page_bytes']} B in all, against {originals + outputs} B of originals and results")
+
+    # The server holds what the page showed: every photo, done, under the names chosen.
+    assert (job["status"], job["total"], job["succeeded"], job["failed"]) == ("completed", count, count, 0)
+    assert sorted(image["filename"] for image in images) == sorted(p.name for p in photos)
+    # Two photos called IMG_0001.jpg are shown and downloaded apart.
+    assert result["twins"] == ["IMG_0001 (2).jpg->IMG_0001 (2).webp", "IMG_0001.jpg->IMG_0001.webp"]
+    # Everything was seen, yet the DOM held a few screens of cards at a time...
+    assert result["cards_seen"] == count
+    assert result["most_cards_in_dom"] <= 30  # a 1280x800 screen shows about 8
+    # ...and the pictures were the previews: no original or full result, a small part of the bytes.
+    assert result["full_picture_requests"] == 0
+    assert result["preview_requests"] >= count  # the "before" and "after" of each card seen
+    assert result["job_page_bytes"] < (originals + outputs) / 3
+    assert result["first_view_picture_bytes"] < (originals + outputs) / 10
+    # Polling a running job costs far less than its pictures.
+    assert result["poll_bytes"] < (originals + outputs) / 10
+
+
+def test_60_photos_chosen_in_the_page_then_the_job_page_scrolled(stack, tmp_path):
+    upload_and_scroll(stack, tmp_path, 60)
+
+
+@pytest.mark.slow
+def test_300_photos_chosen_in_the_page_then_the_job_page_scrolled(stack, tmp_path):
+    upload_and_scroll(stack, tmp_path, 300)
