@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from 'react';
 import Notice from '../components/Notice.jsx';
-import { errorFromResponse, ApiError } from '../lib/api.js';
+import { authHeaders, errorFromResponse, ApiError } from '../lib/api.js';
 import { formatTime } from '../lib/format.js';
 import { jobStatusText } from '../lib/jobs.js';
 import { savingsText } from '../lib/lifecycle.js';
@@ -22,7 +22,7 @@ async function fetchJobs({ status, cursor }) {
   if (cursor) query.set('cursor', cursor);
   let response;
   try {
-    response = await fetch(`/api/v1/jobs?${query}`, { headers: { Accept: 'application/json' } });
+    response = await fetch(`/api/v1/jobs?${query}`, { headers: { Accept: 'application/json', ...authHeaders() } });
   } catch {
     throw new ApiError({ status: 0, code: 'network' });
   }
