@@ -117,7 +117,7 @@ function OverlayImageInput({ id, label, source, value, file, error, onSource, on
           <label htmlFor={id} className="visually-hidden">
             Address of the logo
           </label>
-          <input id={id} type="url" inputMode="url" placeholder="https://example.com/logo.png" value={value} aria-invalid={error ? true : undefined} aria-describedby={[hintId, errorId].filter(Boolean).join(' ')} onChange={(e) => onText(e.target.value)} />
+          <input key="url" id={id} type="url" inputMode="url" placeholder="https://example.com/logo.png" value={value} aria-invalid={error ? true : undefined} aria-describedby={[hintId, errorId].filter(Boolean).join(' ')} onChange={(e) => onText(e.target.value)} />
           <p className="field-hint" id={hintId}>
             The server downloads it once for the whole job.
           </p>
@@ -127,7 +127,7 @@ function OverlayImageInput({ id, label, source, value, file, error, onSource, on
           <label htmlFor={id} className="visually-hidden">
             Logo file
           </label>
-          <input id={id} type="file" accept={LOGO_TYPES} data-testid="overlay-file" aria-invalid={error ? true : undefined} aria-describedby={[hintId, errorId].filter(Boolean).join(' ')} onChange={(e) => onFile(e.target.files?.[0] || null)} />
+          <input key="file" id={id} type="file" accept={LOGO_TYPES} data-testid="overlay-file" aria-invalid={error ? true : undefined} aria-describedby={[hintId, errorId].filter(Boolean).join(' ')} onChange={(e) => onFile(e.target.files?.[0] || null)} />
           <p className="field-hint" id={hintId}>
             {file ? `Chosen: ${file.name} (${formatBytes(file.size)}). It is sent with the photos.` : 'A PNG or WebP; it is sent with the photos.'}
           </p>
