@@ -43,9 +43,12 @@ export default function UploadPage() {
   const [server, retry] = useServerOptions();
   const limits = server.limits || DEFAULT_LIMITS;
   const photos = useChosenPhotos(limits);
+  const [apiKey, setApiKey] = useApiKey();
+  // The caller's saved presets, read once the server says whether a key is needed and it is there.
+  const saved = useSavedPresets(server.status === 'ready' && (!server.apiKeysRequired || Boolean(apiKey)));
   const [kept] = useState(savedChoice);
   const [chosen, setChoice] = useState({ mode: kept.mode, preset: kept.preset, steps: kept.steps });
-  const saved = useSavedPresets();
+
   // The built-in presets, then the caller's own.
   const presets = useMemo(
     () => ({ ...(server.presets || {}), ...Object.fromEntries(saved.presets.map((p) => [`${SAVED_PREFIX}${p.name}`, p.operations])) }),
@@ -68,7 +71,6 @@ export default function UploadPage() {
   // The logo file of each overlay step, by step id (files cannot be kept with the saved steps).
   const [overlayFiles, setOverlayFiles] = useState({});
   const onOverlayFile = (stepId, file) => setOverlayFiles((current) => ({ ...current, [stepId]: file }));
-  const [apiKey, setApiKey] = useApiKey();
   const [keyRefused, setKeyRefused] = useState('');
   const needsKey = Boolean(server.apiKeysRequired) || Boolean(keyRefused);
   const onKey = (key) => {

@@ -35,7 +35,7 @@ function EstimateAnswer({ estimate }) {
             in all).
           </li>
         )}
-        <li>
+        <li data-testid="estimate-count">
           {plural(totals.images || 0, 'photo')} would be processed{refused.length ? `, ${refused.length} refused` : ''}.
         </li>
       </ul>
