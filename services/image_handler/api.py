@@ -108,6 +108,7 @@ def operations():
     return jsonify(schema=operations_json_schema(), presets=PRESETS, api_keys_required=ctx().auth.enabled, limits={
         "max_upload_bytes": s.max_upload_bytes, "max_request_bytes": s.max_request_bytes,
         "max_files_per_job": s.max_files_per_job, "max_urls_per_job": s.max_urls_per_job, "max_csv_bytes": MAX_CSV_BYTES,
+        "max_fetch_bytes": s.fetch_max_bytes,
         "max_image_pixels": s.max_image_pixels,
         "accepted_types": ACCEPTED_TYPES})
 

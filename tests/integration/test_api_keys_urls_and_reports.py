@@ -132,6 +132,9 @@ def test_keys_are_required_when_configured(client):
     options = client.get("/api/v1/operations")
     assert options.status_code == 200                                     # the schema stays public
     assert options.json["api_keys_required"] is True                      # so the page shows its key field
+    assert options.json["limits"]["max_urls_per_job"] == 10               # the page states the URL import's limits
+    assert options.json["limits"]["max_csv_bytes"] == 32 * 1024 * 1024
+    assert options.json["limits"]["max_fetch_bytes"] > 0
 
 
 def test_another_key_cannot_see_or_touch_a_job(app, client):

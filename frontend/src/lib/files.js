@@ -205,5 +205,5 @@ export function parseUrlList(text) {
 /** The limits of a URL import, said before anything is pasted or picked. */
 export function urlLimitsText(limits) {
   const most = Number(limits.max_urls_per_job || DEFAULT_LIMITS.max_urls_per_job).toLocaleString('en');
-  return `One address a line, or a CSV file with a “url” column (other columns, like “name”, are kept for the report) · up to ${most} addresses per job · a CSV of up to ${formatBytes(limits.max_csv_bytes || DEFAULT_LIMITS.max_csv_bytes)} · each image is downloaded by the server and checked like an upload (up to ${formatBytes(limits.max_upload_bytes)})`;
+  return `One address a line, or a CSV file with a “url” column (other columns, like “name”, are kept for the report) · up to ${most} addresses per job · a CSV of up to ${formatBytes(limits.max_csv_bytes || DEFAULT_LIMITS.max_csv_bytes)} · each image is downloaded by the server and checked like an upload (up to ${formatBytes(limits.max_fetch_bytes || limits.max_upload_bytes)})`;
 }
