@@ -91,7 +91,7 @@ export function errorFromResponse(status, bodyText, retryAfter = null) {
     // Not JSON (a proxy's HTML error page, say): fall back to a message for the status.
   }
   const fallback = FALLBACK_MESSAGES[status] || (status >= 500 ? FALLBACK_MESSAGES[500] : `Request failed (HTTP ${status}).`);
-  const keyMessage = status === 401 ? KEY_MESSAGES[error?.code] || KEY_MESSAGES.api_key_required : null;
+  const keyMessage = status === 401 ? KEY_MESSAGES[error?.code] || (error?.message ? null : KEY_MESSAGES.api_key_required) : null;
   return new ApiError({
     status,
     code: error?.code,

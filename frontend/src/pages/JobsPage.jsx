@@ -88,7 +88,7 @@ export default function JobsPage() {
       </select>
       {error && (
         <Notice tone="error" title={error.message}>
-          {error.status === 401 && <p>This server requires an API key; use the API or the imageflow command with your key.</p>}
+          {error.status === 401 && <p>This server requires an API key: enter it on the upload page (it is kept for this browser tab), or use the API or the imageflow command with your key.</p>}
         </Notice>
       )}
       {!error && !loading && jobs.length === 0 && <p className="muted">No jobs yet.</p>}
