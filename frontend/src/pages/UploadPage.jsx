@@ -119,8 +119,7 @@ export default function UploadPage() {
       requestAnimationFrame(() => summaryRef.current?.focus());
       return;
     }
-    const { overlays, ...rest } = jobRequest(checked);
-    runEstimate({ files: photos.items.map((item) => item.file), request: { ...rest, overlays }, signature: estimateSignature, limits }).then(() => {});
+    runEstimate({ files: photos.items.map((item) => item.file), request: jobRequest(checked), signature: estimateSignature, limits });
   };
   useEffect(() => {
     if (estimate.status === 'error') noteKeyProblem(estimate.error);
@@ -236,7 +235,7 @@ export default function UploadPage() {
   };
 
   // An import by address: one small request; the server fetches the images.
-  const sendUrls = async ({ overlays, ...request }, trimmedEmail) => {
+  const sendUrls = async (request, trimmedEmail) => {
     setSendingUrls(true);
     try {
       const job = await submitUrlJob({ ...request, email: trimmedEmail, ...(csvFile ? { csv: csvFile } : { urls: parsedUrls.urls }) });
@@ -313,7 +312,7 @@ export default function UploadPage() {
           upload={upload}
           count={photos.items.length}
           ready={server.status === 'ready' && !checking && !sendingUrls}
-          label={source === 'urls' ? (csvFile ? 'Import the images of the CSV' : parsedUrls.urls.length ? `Import ${parsedUrls.urls.length === 1 ? '1 image' : `${parsedUrls.urls.length} images`}` : 'Import images') : null}
+          label={sendingUrls ? 'Sending the addresses…' : source === 'urls' ? (csvFile ? 'Import the images of the CSV' : parsedUrls.urls.length ? `Import ${parsedUrls.urls.length === 1 ? '1 image' : `${parsedUrls.urls.length} images`}` : 'Import images') : null}
           showErrorDetails={!urlErrorRows}
           errorExtra={urlErrorRows && <RefusedRows rows={urlErrorRows} title="The server refused these addresses:" testId="server-refused-rows" />}
           onCancel={cancel}
