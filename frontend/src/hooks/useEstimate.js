@@ -40,6 +40,11 @@ export default function useEstimate() {
     const sample = estimateSample(files, limits);
     const bytesOf = (list) => list.reduce((sum, file) => sum + file.size, 0);
     const scale = sample.length ? bytesOf(files) / Math.max(1, bytesOf(sample)) : 1;
+    if (!sample.length) {
+      const error = new Error('the first photo alone is larger than the server takes in one request.');
+      setEstimate({ status: 'error', error, signature, sent: 0, total: files.length });
+      return;
+    }
     setEstimate({ status: 'running', signature, sent: sample.length, total: files.length });
     try {
       const answer = await estimateJob({ files: sample, ...request }, { signal: controller.signal });

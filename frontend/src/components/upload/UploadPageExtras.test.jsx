@@ -300,3 +300,16 @@ describe('overlay logo', () => {
     expect(JSON.parse(xhr.body.get('operations'))[0].image).toBe('https://brand.example/logo.png');
   });
 });
+
+describe('estimate of a photo too large for one request', () => {
+  it('says why there is no estimate and sends nothing', async () => {
+    options = { ...options, limits: { ...options.limits, max_request_bytes: 1024 * 1024 + 500 } };
+    serve();
+    const user = await renderReady();
+    await user.upload(screen.getByTestId('file-input'), [makeFile('big.jpg', 'image/jpeg', 1000)]);
+    await settle();
+    await user.click(screen.getByRole('button', { name: 'Estimate size and time' }));
+    expect(await screen.findByText('No estimate: the first photo alone is larger than the server takes in one request.')).toBeInTheDocument();
+    expect(FakeXHR.instances).toHaveLength(0);
+  });
+});
