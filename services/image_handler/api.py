@@ -13,6 +13,7 @@ from zipstream import ZIP_STORED, ZipStream
 from imageflow import domain
 from imageflow.blobstore import BlobNotFound
 from imageflow.jobstore import iter_images
+from imageflow.engine import Limits
 from imageflow.engine.decoding import KINDS, sniff
 from imageflow.engine.schema import PRESETS, operations_json_schema
 from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
@@ -24,6 +25,7 @@ from .estimate import estimate
 from .intake import (
     Intake,
     JobRequest,
+    check_overlays,
     validate_email,
     validate_operations,
     validate_webhook_secret,
@@ -102,9 +104,11 @@ def views() -> JobViews:
 def operations():
     """The operations' JSON Schema, the presets and the upload limits (for the frontend)."""
     s = ctx().settings
-    return jsonify(schema=operations_json_schema(), presets=PRESETS, limits={
+    # api_keys_required: the page shows its API-key field only when the server asks for keys
+    return jsonify(schema=operations_json_schema(), presets=PRESETS, api_keys_required=ctx().auth.enabled, limits={
         "max_upload_bytes": s.max_upload_bytes, "max_request_bytes": s.max_request_bytes,
-        "max_files_per_job": s.max_files_per_job, "max_urls_per_job": s.max_urls_per_job,
+        "max_files_per_job": s.max_files_per_job, "max_urls_per_job": s.max_urls_per_job, "max_csv_bytes": MAX_CSV_BYTES,
+        "max_fetch_bytes": s.fetch_max_bytes,
         "max_image_pixels": s.max_image_pixels,
         "accepted_types": ACCEPTED_TYPES})
 
@@ -187,15 +191,19 @@ def estimate_answer():
     job_request = _job_request(form, _form_operations(form.get("operations")))
     uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
     c = ctx()
+    overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
+    assets = {name: data for name, (data, _mime) in
+              check_overlays(job_request.operations, overlays, c.settings, Limits.from_settings(c.settings)).items()}
     return jsonify(estimate(c.settings, c.backends.jobs, uploads, job_request.operations,
                             admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n),  # read-only
-                            owner=g.caller.owner))
+                            owner=g.caller.owner, assets=assets))
 
 
 @api.post("/jobs")
 def create():
     """Create a job: a multipart batch of ``files`` (or one ``csv`` file of image URLs), a
-    JSON body ``{"urls": [...]}``, or an open job ``{"open": true}`` filled by later requests;
+    JSON body ``{"urls": [...]}``, or an open job ``{"open": true}`` filled by later requests (as
+    multipart ``open=true`` it may carry the ``overlay`` files its operations name);
     ``operations`` (JSON) or ``preset``, optional ``email``, ``webhook_url``, ``webhook_secret``
     and ``name``. With ``estimate=true`` nothing is created: the answer is an estimate (issue 16)."""
     if wants_estimate():  # the same body, and nothing is created
@@ -213,12 +221,17 @@ def create():
     form, uploads = _multipart_files("or a JSON body with a 'urls' list")
     csv_file = request.files.get("csv")
     job_request = _job_request(form, _form_operations(form.get("operations")))
+    overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
+    if str(form.get("open", "")).lower() in TRUE:  # an open job whose overlay files come with its creation
+        if uploads or csv_file is not None:
+            raise ClientError(400, "malformed_request", "an open job takes its files later, at links.files: "
+                                                        "send only the options and the 'overlay' files here")
+        return _opened(_intake().open_job(job_request, overlays))
     if csv_file is not None:
         if uploads:
             raise ClientError(400, "malformed_request", "send image files or one CSV of URLs, not both")
         good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
         return _accepted(_intake().create_url_job(good, bad, job_request))
-    overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
     return _accepted(_intake().create_job(uploads, job_request, overlays))
 
 

@@ -87,22 +87,24 @@ def _scaled(image: _Accepted, scale: float, crop: bool = False) -> bytes:
         return out.getvalue()
 
 
-def _render_sample(data: bytes, operations: list[dict], limits: Limits) -> tuple[int, int, float, int]:
+def _render_sample(data: bytes, operations: list[dict], limits: Limits,
+                   assets: dict[str, bytes] | None = None) -> tuple[int, int, float, int]:
     """(input pixels, output pixels, CPU seconds, output bytes) of one render (every output counted)."""
     with Image.open(io.BytesIO(data)) as im:
         pixels = im.width * im.height
     started = time.thread_time()
-    outputs = render(data, operations, limits)
+    outputs = render(data, operations, limits, assets)
     cpu = time.thread_time() - started
     return pixels, sum(o.width * o.height for o in outputs), cpu, sum(len(o.data) for o in outputs)
 
 
-def _model(image: _Accepted, operations: list[dict], limits: Limits) -> _Model:
+def _model(image: _Accepted, operations: list[dict], limits: Limits, assets: dict[str, bytes] | None = None) -> _Model:
     scale = min(1.0, math.sqrt(SAMPLE_PIXELS / image.pixels))
-    p1, o1, cpu1, bytes1 = _render_sample(_scaled(image, scale) if scale < 1 else image.data, operations, limits)
+    p1, o1, cpu1, bytes1 = _render_sample(_scaled(image, scale) if scale < 1 else image.data, operations, limits,
+                                       assets)
     e = 1.0
     if min(image.width, image.height) * scale / 2 >= MIN_SAMPLE_SIDE:
-        p2, o2, _, _ = _render_sample(_scaled(image, scale / 2), operations, limits)
+        p2, o2, _, _ = _render_sample(_scaled(image, scale / 2), operations, limits, assets)
         if o1 > 0 and o2 > 0 and p1 > p2:
             e = min(1.0, max(0.0, math.log(o1 / o2) / math.log(p1 / p2)))
     bytes_per_pixel = bytes1 / max(1, o1)
@@ -110,7 +112,7 @@ def _model(image: _Accepted, operations: list[dict], limits: Limits) -> _Model:
         # A downscale is smoother than the original and compresses better: where the output
         # follows the input's size, take the bytes per pixel of a full-resolution crop instead.
         try:
-            _, oc, _, bytes_crop = _render_sample(_scaled(image, scale, crop=True), operations, limits)
+            _, oc, _, bytes_crop = _render_sample(_scaled(image, scale, crop=True), operations, limits, assets)
             if oc > 0:
                 bytes_per_pixel = (bytes_crop / oc) ** e * bytes_per_pixel ** (1 - e)
         except ImageError:  # operations that need the whole frame (a crop box): keep the downscale's figure
@@ -135,8 +137,9 @@ def _pending_images(jobs: JobStore, owner: str | None) -> int:
 
 
 def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operations: list[dict],
-             admit=None, owner: str | None = None) -> dict:
-    """The estimate's answer body (see the module docstring). Creates nothing."""
+             admit=None, owner: str | None = None, assets: dict[str, bytes] | None = None) -> dict:
+    """The estimate's answer body (see the module docstring). Creates nothing. ``assets``: the
+    overlay files sent with it, as a real job's renders get them."""
     limits = Limits.from_settings(settings)
     reasons: list[dict] = []
     if not uploads:
@@ -162,7 +165,7 @@ def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operatio
     models, samples = [], []
     for image in _pick_samples(accepted):
         try:
-            model = _model(image, operations, limits)
+            model = _model(image, operations, limits, assets)
         except ImageError as exc:  # the header passed but the pixels do not: a real job would fail it too
             samples.append({"filename": image.filename, "error": exc.reason})
             continue

@@ -198,13 +198,15 @@ class Intake:
             self._store_overlays(job, overlay_files)
             return self._record(job, images, rejected)
 
-    def open_job(self, request: JobRequest) -> Job:
-        """An open job with no image yet: files join it with ``add_files`` until ``close``
-        (its overlay operations may name URLs only: no file comes with the request)."""
-        check_overlays(request.operations, (), self.settings, Limits.from_settings(self.settings))
+    def open_job(self, request: JobRequest, overlays: Iterable[Upload] = ()) -> Job:
+        """An open job with no image yet: files join it with ``add_files`` until ``close``.
+        The ``overlays`` its operations name come with this request and are stored before the
+        job exists, so no image of it can render without them."""
+        overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         now = domain.utcnow()
         job = request.new_job(status=domain.OPEN, last_file_at=now)
         with self._reserved(job, 0):
+            self._store_overlays(job, overlay_files)
             try:
                 self.jobs.create_job(job, [])
             except Exception as exc:

@@ -43,6 +43,12 @@ class MultipartJob(JobOptions):
                                json_schema_extra={"items": {"type": "string", "contentMediaType":
                                                             "application/octet-stream"}})
     csv: bytes | None = Field(None, description="instead of files: a CSV of image URLs (url column)")
+    overlay: list[bytes] | None = Field(None, description="the logo files the overlay operations name by file name "
+                                                          "(repeat the field)",
+                                        json_schema_extra={"items": {"type": "string", "contentMediaType":
+                                                                     "application/octet-stream"}})
+    open: Literal["true", "false"] | None = Field(None, description="true: open a job (201) with no files yet, "
+                                                                     "only its options and overlay files")
 
 
 class UrlJob(JobOptions):
@@ -214,6 +220,7 @@ class JobList(BaseModel):
 class OperationsInfo(BaseModel):
     schema_: dict = Field(alias="schema")
     presets: dict
+    api_keys_required: bool = Field(description="true: every call but this one needs an API key")
     limits: dict
 
 

@@ -129,7 +129,12 @@ def test_keys_are_required_when_configured(client):
     assert response.status_code == 401 and response.json["error"]["code"] == "api_key_required"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/api/v1/jobs", headers=as_("not-a-key-0123456789")).json["error"]["code"] == "invalid_api_key"
-    assert client.get("/api/v1/operations").status_code == 200           # the schema stays public
+    options = client.get("/api/v1/operations")
+    assert options.status_code == 200                                     # the schema stays public
+    assert options.json["api_keys_required"] is True                      # so the page shows its key field
+    assert options.json["limits"]["max_urls_per_job"] == 10               # the page states the URL import's limits
+    assert options.json["limits"]["max_csv_bytes"] == 32 * 1024 * 1024
+    assert options.json["limits"]["max_fetch_bytes"] > 0
 
 
 def test_another_key_cannot_see_or_touch_a_job(app, client):
@@ -153,6 +158,7 @@ def test_keys_are_off_by_default(make_app):
         job_id = client.post("/api/v1/jobs", json={"urls": ["https://a.example/x.jpg"]}).json["job_id"]
         assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
         assert client.get("/api/v1/jobs").json["jobs"][0]["job_id"] == job_id
+        assert client.get("/api/v1/operations").json["api_keys_required"] is False
     finally:
         app.extensions["imageflow"].backends.close()
 

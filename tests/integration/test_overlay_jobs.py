@@ -137,3 +137,46 @@ def test_a_url_overlay_that_cannot_be_fetched_fails_the_image_with_the_reason(ap
     result = processor.process(task)
     assert result.status == "failed" and "could not fetch the overlay" in result.error
     assert logo_server.hits == []
+
+
+def test_an_open_job_takes_its_logo_when_it_is_opened_and_every_upload_gets_it(app):
+    """Multipart ``open=true`` with the ``overlay`` file: stored before any image can render."""
+    client = app.test_client()
+    opened = client.post("/api/v1/jobs", content_type="multipart/form-data", data={
+        "open": "true", "operations": json.dumps([OVERLAY_OP]), "overlay": [(io.BytesIO(LOGO), "logo.png")]})
+    assert opened.status_code == 201, opened.json
+    assert opened.json["status"] == "open"
+    job_id = opened.json["job_id"]
+    context = app.extensions["imageflow"]
+    blobs = context.backends.blobs
+    assert blobs.get(domain.overlay_path(job_id, "logo.png")) == LOGO
+    added = client.post(opened.json["links"]["files"], content_type="multipart/form-data",
+                        data={"files": [(io.BytesIO(PHOTO), "a.png")]})
+    assert added.status_code == 200 and len(added.json["images"]) == 1
+    processor = Processor(context.settings, blobs, context.backends.bus)
+    [task] = tasks_of(app, job_id)
+    result = processor.process(task)
+    assert result.status == "succeeded", result.error
+    assert output_image(blobs, result).getpixel((100 - 4 - 5, 4 + 5)) == (255, 0, 0)
+
+
+def test_an_open_job_naming_a_logo_it_was_not_sent_is_422_and_takes_no_files_with_it(app):
+    client = app.test_client()
+    missing = client.post("/api/v1/jobs", json={"open": True, "operations": [OVERLAY_OP]})
+    assert missing.status_code == 422 and "'logo.png' was not sent" in missing.json["error"]["message"]
+    with_files = client.post("/api/v1/jobs", content_type="multipart/form-data", data={
+        "open": "true", "operations": json.dumps([OVERLAY_OP]), "overlay": [(io.BytesIO(LOGO), "logo.png")],
+        "files": [(io.BytesIO(PHOTO), "a.png")]})
+    assert with_files.status_code == 400 and "links.files" in with_files.json["error"]["message"]
+    assert app.extensions["imageflow"].backends.blobs.list("") == []
+
+
+def test_an_estimate_renders_its_samples_with_the_logo_sent_with_it(app):
+    payload = {"files": [(io.BytesIO(PHOTO), "a.png")], "operations": json.dumps([OVERLAY_OP]), "estimate": "true",
+               "overlay": [(io.BytesIO(LOGO), "logo.png")]}
+    answer = app.test_client().post("/api/v1/jobs", data=payload, content_type="multipart/form-data")
+    assert answer.status_code == 200, answer.json
+    assert answer.json["accepted"] is True
+    assert "error" not in answer.json["samples"][0], answer.json["samples"]
+    assert answer.json["totals"]["predicted_bytes_out"] > 0
+    assert app.extensions["imageflow"].backends.blobs.list("") == []          # an estimate stores nothing

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import { capitalize, formatName } from '../lib/format.js';
+import { capitalize, formatBytes, formatName } from '../lib/format.js';
 import { fieldHelp, fieldLabel, operationHelp, optionLabel } from '../lib/wording.js';
 import { describeOperation, enumAllowsEmpty, initialValues, rangeText, valuesFromOperation } from '../lib/schema.js';
 
@@ -18,7 +18,10 @@ export function reserveStepIds(steps) {
 
 /** A new step for the custom list, with the operation's default values. */
 export function newStep(operation, op = null) {
-  return { id: nextStepId++, op: operation.op, values: op ? valuesFromOperation(operation, op) : initialValues(operation) };
+  const values = op ? valuesFromOperation(operation, op) : initialValues(operation);
+  // An overlay's logo is a file to pick unless the step already names a web address.
+  if (operation.op === 'overlay') values._source = /^https?:\/\//i.test(values.image || '') ? OVERLAY_SOURCES.url : OVERLAY_SOURCES.file;
+  return { id: nextStepId++, op: operation.op, values };
 }
 
 function ListInput({ id, field, value, error, hintId, errorId, onChange }) {
@@ -83,6 +86,60 @@ function ListInput({ id, field, value, error, hintId, errorId, onChange }) {
 function rangeSentence(range) {
   if (!range) return '';
   return range.startsWith('at ') ? `${capitalize(range)}.` : `Between ${range.replace(' to ', ' and ')}.`;
+}
+
+/** Where an overlay step's logo comes from: a file sent with the photos, or a web address. */
+export const OVERLAY_SOURCES = { file: 'file', url: 'url' };
+const LOGO_TYPES = 'image/png,image/webp';
+
+/**
+ * The overlay step's logo: a file picked here (sent in the job's `overlay` field, named by
+ * its file name) or an http(s) address the server fetches. `source` is the step's `_source`.
+ */
+function OverlayImageInput({ id, label, source, value, file, error, onSource, onText, onFile }) {
+  const errorId = error ? `${id}-error` : undefined;
+  const hintId = `${id}-hint`;
+  return (
+    <fieldset className="field overlay-image" aria-describedby={[hintId, errorId].filter(Boolean).join(' ')}>
+      <legend>{label}</legend>
+      <div className="choice-row">
+        <span className="choice">
+          <input type="radio" id={`${id}-from-file`} name={`${id}-source`} checked={source !== OVERLAY_SOURCES.url} onChange={() => onSource(OVERLAY_SOURCES.file)} />
+          <label htmlFor={`${id}-from-file`}>A file from this computer</label>
+        </span>
+        <span className="choice">
+          <input type="radio" id={`${id}-from-url`} name={`${id}-source`} checked={source === OVERLAY_SOURCES.url} onChange={() => onSource(OVERLAY_SOURCES.url)} />
+          <label htmlFor={`${id}-from-url`}>An address (URL)</label>
+        </span>
+      </div>
+      {source === OVERLAY_SOURCES.url ? (
+        <>
+          <label htmlFor={id} className="visually-hidden">
+            Address of the logo
+          </label>
+          <input key="url" id={id} type="url" inputMode="url" placeholder="https://example.com/logo.png" value={value} aria-invalid={error ? true : undefined} aria-describedby={[hintId, errorId].filter(Boolean).join(' ')} onChange={(e) => onText(e.target.value)} />
+          <p className="field-hint" id={hintId}>
+            The server downloads it once for the whole job.
+          </p>
+        </>
+      ) : (
+        <>
+          <label htmlFor={id} className="visually-hidden">
+            Logo file
+          </label>
+          <input key="file" id={id} type="file" accept={LOGO_TYPES} data-testid="overlay-file" aria-invalid={error ? true : undefined} aria-describedby={[hintId, errorId].filter(Boolean).join(' ')} onChange={(e) => onFile(e.target.files?.[0] || null)} />
+          <p className="field-hint" id={hintId}>
+            {file ? `Chosen: ${file.name} (${formatBytes(file.size)}). It is sent with the photos.` : 'A PNG or WebP; it is sent with the photos.'}
+          </p>
+        </>
+      )}
+      {error && (
+        <p className="field-error" id={errorId}>
+          {label} {error}.
+        </p>
+      )}
+    </fieldset>
+  );
 }
 
 function FieldInput({ stepId, field: schemaField, op, value, error, onChange }) {
@@ -167,7 +224,7 @@ function FieldInput({ stepId, field: schemaField, op, value, error, onChange }) 
   );
 }
 
-function StepEditor({ step, index, count, operation, errors, onChange, onMove, onRemove }) {
+function StepEditor({ step, index, count, operation, errors, onChange, onMove, onRemove, overlayFile, onOverlayFile }) {
   const titleId = `step-${step.id}-title`;
   return (
     <li className="step" id={`step-${step.id}`} tabIndex={-1}>
@@ -196,7 +253,24 @@ function StepEditor({ step, index, count, operation, errors, onChange, onMove, o
         )}
         {operation.fields.some((field) => field.kind !== 'const') ? (
           <div className="step-fields">
-            {operation.fields.map((field) => (
+            {operation.fields.map((field) =>
+              step.op === 'overlay' && field.name === 'image' ? (
+                <OverlayImageInput
+                  key={field.name}
+                  id={`step-${step.id}-image`}
+                  label={fieldLabel(step.op, field)}
+                  source={step.values._source}
+                  value={step.values.image ?? ''}
+                  file={overlayFile}
+                  error={errors?.image}
+                  onSource={(source) => onChange({ ...step, values: { ...step.values, _source: source, image: source === OVERLAY_SOURCES.file ? overlayFile?.name || '' : '' } })}
+                  onText={(text) => onChange({ ...step, values: { ...step.values, image: text } })}
+                  onFile={(file) => {
+                    onOverlayFile?.(step.id, file);
+                    onChange({ ...step, values: { ...step.values, _source: OVERLAY_SOURCES.file, image: file?.name || '' } });
+                  }}
+                />
+              ) : (
               <FieldInput
                 key={field.name}
                 stepId={step.id}
@@ -206,7 +280,8 @@ function StepEditor({ step, index, count, operation, errors, onChange, onMove, o
                 error={errors?.[field.name]}
                 onChange={(value) => onChange({ ...step, values: { ...step.values, [field.name]: value } })}
               />
-            ))}
+              ),
+            )}
           </div>
         ) : (
           <p className="muted">No settings needed.</p>
@@ -261,7 +336,7 @@ function SavePresetForm({ onSave }) {
   );
 }
 
-export default function OperationsEditor({ operations, presets, choice, onChange, errors, onSavePreset, onDeletePreset }) {
+export default function OperationsEditor({ operations, presets, choice, onChange, errors, onSavePreset, onDeletePreset, overlayFiles = {}, onOverlayFile }) {
   const byName = Object.fromEntries(operations.map((operation) => [operation.op, operation]));
   const presetNames = Object.keys(presets || {});
   const [toAdd, setToAdd] = useState(operations[0]?.op || '');
@@ -351,6 +426,8 @@ export default function OperationsEditor({ operations, presets, choice, onChange
                     onChange={(updated) => setSteps(choice.steps.map((s) => (s.id === step.id ? updated : s)))}
                     onMove={(delta) => moveStep(index, delta)}
                     onRemove={() => setSteps(choice.steps.filter((s) => s.id !== step.id))}
+                    overlayFile={overlayFiles[step.id] || null}
+                    onOverlayFile={onOverlayFile}
                   />
                 ) : null,
               )}

@@ -6,7 +6,7 @@ import { parseOperationsSchema } from '../lib/schema.js';
 /**
  * The operations schema, presets and limits from GET /api/v1/operations, with a retry.
  * Returns `[state, retry]`; state is {status: loading|ready|error, operations, presets,
- * limits, error}.
+ * limits, apiKeysRequired, error}.
  */
 export default function useServerOptions() {
   const [state, setState] = useState({ status: 'loading' });
@@ -27,6 +27,7 @@ export default function useServerOptions() {
           status: 'ready',
           operations,
           presets: data.presets || {},
+          apiKeysRequired: data.api_keys_required === true,
           limits: { ...DEFAULT_LIMITS, ...(data.limits || {}) },
         });
       })

@@ -7,6 +7,7 @@ const API = '/api/v1';
 const FALLBACK_MESSAGES = {
   0: "Can't reach the ImageFlow server. Check your connection; if it persists the service may be down.",
   400: 'The server could not understand the request.',
+  403: 'The server refused this request: the link has expired or the API key may not do this.',
   404: 'Not found.',
   413: 'The upload is too large for the server.',
   415: 'The server does not accept this type of file.',
@@ -35,6 +36,52 @@ export class ApiError extends Error {
   }
 }
 
+// -- the API key (issue 16) ------------------------------------------------------------------
+// Kept in sessionStorage: it is a credential, so it lasts as long as the tab (reloads and the
+// job page included) and is gone when the tab closes, rather than staying on a shared computer
+// in localStorage. A link opened in a new tab asks for it again.
+const KEY_STORAGE = 'imageflow.apiKey';
+const keyListeners = new Set();
+
+/** The API key the page sends, or '' when none was given. */
+export function getApiKey() {
+  try {
+    return window.sessionStorage.getItem(KEY_STORAGE) || '';
+  } catch {
+    return '';
+  }
+}
+
+/** Keep `key` for this tab ('' forgets it); every later call sends it. */
+export function setApiKey(key) {
+  const value = String(key || '').trim();
+  try {
+    if (value) window.sessionStorage.setItem(KEY_STORAGE, value);
+    else window.sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // storage refused (private mode): the key is not kept
+  }
+  keyListeners.forEach((listener) => listener(value));
+}
+
+/** Call `listener(key)` when the key changes; returns the unsubscribe function. */
+export function onApiKeyChange(listener) {
+  keyListeners.add(listener);
+  return () => keyListeners.delete(listener);
+}
+
+/** The headers that carry the key, for every call the page makes to the API. */
+export function authHeaders() {
+  const key = getApiKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+// The server's 401/403 said in the page's words: where to put the key.
+const KEY_MESSAGES = {
+  api_key_required: 'This ImageFlow server needs an API key. Enter yours in the “API key” field on the upload page.',
+  invalid_api_key: 'The API key was not accepted. Check it and enter it again in the “API key” field on the upload page.',
+};
+
 /** Build an ApiError from a status and a response body text, using the JSON error if any. */
 export function errorFromResponse(status, bodyText, retryAfter = null) {
   let error = null;
@@ -44,10 +91,11 @@ export function errorFromResponse(status, bodyText, retryAfter = null) {
     // Not JSON (a proxy's HTML error page, say): fall back to a message for the status.
   }
   const fallback = FALLBACK_MESSAGES[status] || (status >= 500 ? FALLBACK_MESSAGES[500] : `Request failed (HTTP ${status}).`);
+  const keyMessage = status === 401 ? KEY_MESSAGES[error?.code] || (error?.message ? null : KEY_MESSAGES.api_key_required) : null;
   return new ApiError({
     status,
     code: error?.code,
-    message: typeof error?.message === 'string' && error.message ? error.message : fallback,
+    message: keyMessage || (typeof error?.message === 'string' && error.message ? error.message : fallback),
     details: error?.details ?? null,
     retryAfter,
   });
@@ -70,7 +118,7 @@ async function requestJson(path, { signal, method = 'GET', body, headers = {}, c
       method,
       signal,
       cache,
-      headers: { Accept: 'application/json', ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+      headers: { Accept: 'application/json', ...authHeaders(), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
   } catch (err) {
@@ -170,6 +218,7 @@ function postForm(url, form, { onProgress, signal } = {}) {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', url);
     xhr.setRequestHeader('Accept', 'application/json');
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => {
       if (onProgress && event.lengthComputable) onProgress(event.loaded, event.total);
     };
@@ -197,33 +246,75 @@ function postForm(url, form, { onProgress, signal } = {}) {
   });
 }
 
-/**
- * POST /api/v1/jobs: the whole batch in one multipart request. `onProgress(loaded, total)`
- * is called as the body goes out. Resolves with the 202 body; rejects with an ApiError, or
- * an Error named AbortError when `signal` aborts it.
- */
-export function submitJob({ files, operations, preset, email }, options = {}) {
+/** The job's options as multipart fields: the steps (or preset), email, and the overlay files. */
+function jobForm({ operations, preset, email, overlays = [] }) {
   const form = new FormData();
-  for (const file of files) form.append('files', file, file.name);
   if (preset) form.append('preset', preset);
   else form.append('operations', JSON.stringify(operations));
   if (email) form.append('email', email);
-  return postForm(`${API}/jobs`, form, options);
+  for (const file of overlays) form.append('overlay', file, file.name);
+  return form;
+}
+
+/**
+ * POST /api/v1/jobs: the whole batch in one multipart request, with the `overlays` (logo
+ * files) the overlay steps name. `onProgress(loaded, total)` is called as the body goes out.
+ * Resolves with the 202 body; rejects with an ApiError, or an Error named AbortError when
+ * `signal` aborts it.
+ */
+export function submitJob({ files, ...options }, requestOptions = {}) {
+  const form = jobForm(options);
+  for (const file of files) form.append('files', file, file.name);
+  return postForm(`${API}/jobs`, form, requestOptions);
 }
 
 /**
  * POST /api/v1/jobs `{..., open: true}`: an open job that many uploads fill (ARCHITECTURE.md,
- * "Large jobs"). Resolves with the 201 body (`links.files`, `links.close`), or with null
- * when the server has no open jobs (it answers such a body 415, 400 or 404).
+ * "Large jobs"). With `overlays` (logo files) it is a multipart request with `open=true`, so
+ * the logos are stored before any photo. Resolves with the 201 body (`links.files`,
+ * `links.close`), or with null when the server has no open jobs (it answers such a body 415,
+ * 400 or 404).
  */
-export async function createOpenJob({ operations, preset, email }, options) {
-  const body = { open: true, ...(preset ? { preset } : { operations }), ...(email ? { email } : {}) };
+export async function createOpenJob({ operations, preset, email, overlays = [] }, options = {}) {
   try {
+    if (overlays.length) {
+      const form = jobForm({ operations, preset, email, overlays });
+      form.append('open', 'true');
+      return await postForm(`${API}/jobs`, form, options);
+    }
+    const body = { open: true, ...(preset ? { preset } : { operations }), ...(email ? { email } : {}) };
     return await getJson(`${API}/jobs`, { ...options, method: 'POST', body });
   } catch (error) {
     if ([400, 404, 405, 415].includes(error.status)) return null;
     throw error;
   }
+}
+
+/**
+ * POST /api/v1/jobs with image URLs instead of files: JSON `{urls, ...}`, or the `csv` file
+ * (multipart) the server reads its `url` column from. Resolves with the 202 body, whose
+ * `rejected` lists each refused row `{row, url, error}`.
+ */
+export function submitUrlJob({ urls, csv, operations, preset, email }, options = {}) {
+  if (csv) {
+    const form = jobForm({ operations, preset, email });
+    form.append('csv', csv, csv.name);
+    return postForm(`${API}/jobs`, form, options);
+  }
+  const body = { urls, ...(preset ? { preset } : { operations }), ...(email ? { email } : {}) };
+  return getJson(`${API}/jobs`, { ...options, method: 'POST', body });
+}
+
+/**
+ * POST /api/v1/jobs with `estimate=true` and the same body as the job: what it would do
+ * (accepted and refused files with reasons, predicted bytes, CPU and wall seconds). Creates
+ * nothing.
+ */
+export function estimateJob({ files, ...options }, requestOptions = {}) {
+  const form = jobForm(options);
+  form.append('estimate', 'true');
+  for (const file of files) form.append('files', file, file.name);
+  return postForm(`${API}/jobs`, form, requestOptions);
 }
 
 /** POST <links.files>: some of an open job's files; resolves `{images, rejected}`. */

@@ -84,3 +84,34 @@ describe('fetchJob with an ETag', () => {
     expect(await fetchJob('x')).toEqual({ job: { job_id: 'x', status: 'queued' }, etag: '"v2"' });
   });
 });
+
+describe('the API key', () => {
+  beforeEach(() => {
+    FakeXHR.install();
+    window.sessionStorage.clear();
+  });
+
+  it('is kept for the tab and sent on fetches, uploads and lifecycle actions', async () => {
+    const { setApiKey, getApiKey } = await import('./api.js');
+    const { cancelJob } = await import('./lifecycle.js');
+    setApiKey('  key-0123456789abcdef ');
+    expect(getApiKey()).toBe('key-0123456789abcdef');
+    expect(window.sessionStorage.getItem('imageflow.apiKey')).toBe('key-0123456789abcdef');
+    expect(window.localStorage.getItem('imageflow.apiKey')).toBeNull();
+    const fetch = mockFetch(() => jsonResponse(200, { job_id: 'x', status: 'cancelled' }));
+    await fetchJob('x');
+    await cancelJob('x');
+    expect(fetch.mock.calls.map(([, init]) => init.headers.Authorization)).toEqual(['Bearer key-0123456789abcdef', 'Bearer key-0123456789abcdef']);
+    submitJob({ files: [makeFile('a.jpg')], preset: 'web' });
+    expect(FakeXHR.last().headers.Authorization).toBe('Bearer key-0123456789abcdef');
+    setApiKey('');
+    expect(window.sessionStorage.getItem('imageflow.apiKey')).toBeNull();
+    submitJob({ files: [makeFile('a.jpg')], preset: 'web' });
+    expect(FakeXHR.last().headers.Authorization).toBeUndefined();
+  });
+
+  it('says where to enter the key on a 401', () => {
+    expect(errorFromResponse(401, JSON.stringify({ error: { code: 'api_key_required', message: 'an API key is required' } })).message).toMatch(/needs an API key. Enter yours in the “API key” field/);
+    expect(errorFromResponse(401, JSON.stringify({ error: { code: 'invalid_api_key', message: 'not valid' } })).message).toMatch(/The API key was not accepted/);
+  });
+});

@@ -7,6 +7,8 @@ export const DEFAULT_LIMITS = {
   max_upload_bytes: 25 * 1024 * 1024,
   max_request_bytes: 200 * 1024 * 1024,
   max_files_per_job: 100,
+  max_urls_per_job: 100000,
+  max_csv_bytes: 32 * 1024 * 1024,
   max_image_pixels: 50_000_000,
   accepted_types: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/bmp'],
 };
@@ -159,4 +161,49 @@ export async function filesFromDrop(dataTransfer) {
     files = [...(dataTransfer.files || [])];
   }
   return files.filter((file) => !file.name.startsWith('.'));
+}
+
+// -- image addresses (URL import, issue 16) --------------------------------------------------
+
+/** The problem with one pasted address, as the server's import rules would see it, or ''. */
+function urlProblem(text) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    return 'is not a web address (it should start with https://)';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'is not an http:// or https:// address';
+  if (!url.hostname) return 'has no server name';
+  return '';
+}
+
+/**
+ * Pasted addresses, one a line (blank lines skipped): `{urls, lines, refused}`. `urls` are
+ * the ones to send, `lines[i]` the line number of `urls[i]`, and `refused` the others as
+ * `{line, url, reason}`.
+ */
+export function parseUrlList(text) {
+  const urls = [];
+  const lines = [];
+  const refused = [];
+  String(text || '')
+    .split(/\r?\n/)
+    .forEach((raw, index) => {
+      const url = raw.trim();
+      if (!url) return;
+      const reason = urlProblem(url);
+      if (reason) refused.push({ line: index + 1, url, reason });
+      else {
+        urls.push(url);
+        lines.push(index + 1);
+      }
+    });
+  return { urls, lines, refused };
+}
+
+/** The limits of a URL import, said before anything is pasted or picked. */
+export function urlLimitsText(limits) {
+  const most = Number(limits.max_urls_per_job || DEFAULT_LIMITS.max_urls_per_job).toLocaleString('en');
+  return `One address a line, or a CSV file with a “url” column (other columns, like “name”, are kept for the report) · up to ${most} addresses per job · a CSV of up to ${formatBytes(limits.max_csv_bytes || DEFAULT_LIMITS.max_csv_bytes)} · each image is downloaded by the server and checked like an upload (up to ${formatBytes(limits.max_fetch_bytes || limits.max_upload_bytes)})`;
 }

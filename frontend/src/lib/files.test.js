@@ -64,3 +64,16 @@ describe('helpers', () => {
     expect(tooManyPixels(1000, 1000, limits)).toBe(false);
   });
 });
+
+describe('parseUrlList', () => {
+  it('keeps the addresses with their line numbers and refuses the rest with a reason', async () => {
+    const { parseUrlList } = await import('./files.js');
+    const parsed = parseUrlList('https://a.example/1.jpg\n\n  mailto:x@y.z \nnot a url\r\nhttp://b.example/2.png\n');
+    expect(parsed.urls).toEqual(['https://a.example/1.jpg', 'http://b.example/2.png']);
+    expect(parsed.lines).toEqual([1, 5]);
+    expect(parsed.refused).toEqual([
+      { line: 3, url: 'mailto:x@y.z', reason: 'is not an http:// or https:// address' },
+      { line: 4, url: 'not a url', reason: 'is not a web address (it should start with https://)' },
+    ]);
+  });
+});

@@ -32,18 +32,62 @@ export function stepSummary(steps, stepErrors) {
 }
 
 /**
- * Checks the form: `{summary: [{key, text, target?}], steps: {stepId: {field: problem}},
- * email, operations}`; `operations` is the list to send for custom steps (null for a preset).
+ * The logo files of the overlay steps (`overlayFiles` maps a step id to its File) as they
+ * are sent: `{files, names: {stepId: name}}`, each file once, under a name no other logo of
+ * the job has (the server tells them apart by name). A step whose logo is a web address or
+ * has no file yet is left out.
  */
-export function checkForm({ items, choice, email, operationsByName }) {
+export function overlayUploads(steps, overlayFiles = {}) {
+  const files = [];
+  const names = {};
+  const used = new Map();
+  for (const step of steps) {
+    const file = step.op === 'overlay' && step.values._source !== 'url' ? overlayFiles[step.id] : null;
+    if (!file) continue;
+    const already = used.get(file);
+    if (already) {
+      names[step.id] = already;
+      continue;
+    }
+    let name = file.name || 'logo.png';
+    for (let n = 2; files.some((f) => f.name === name); n += 1) name = `${n}-${file.name}`;
+    const sent = name === file.name ? file : new File([file], name, { type: file.type });
+    files.push(sent);
+    used.set(file, name);
+    names[step.id] = name;
+  }
+  return { files, names };
+}
+
+/** A logo step's own problem, before the schema's: no file picked, or not a web address. */
+function overlayProblem(step, overlayFiles) {
+  if (step.op !== 'overlay') return '';
+  const image = String(step.values.image || '').trim();
+  if (step.values._source === 'url') return image && !/^https?:\/\/\S+$/i.test(image) ? 'must be a web address starting with https://' : '';
+  if (overlayFiles[step.id]) return '';
+  return image ? `file “${image}” must be chosen again (picked files are not kept after the page is left)` : 'needs a file: choose a PNG or WebP';
+}
+
+/**
+ * Checks the form: `{summary: [{key, text, target?}], steps: {stepId: {field: problem}},
+ * email, operations, overlays}`; `operations` is the list to send for custom steps (null for
+ * a preset), `overlays` the logo files they name.
+ */
+export function checkForm({ items, choice, email, operationsByName, overlayFiles = {}, needsPhotos = true }) {
   const summary = [];
   let steps = {};
   let operations = null;
-  if (!items.length) summary.push({ key: 'files', target: 'photos-title', text: 'Add at least one photo.' });
+  let overlays = [];
+  if (needsPhotos && !items.length) summary.push({ key: 'files', target: 'photos-title', text: 'Add at least one photo.' });
   if (choice.mode === 'custom') {
     if (!choice.steps.length) summary.push({ key: 'steps', target: 'ops-title', text: 'Add at least one step, or use a preset.' });
+    const logos = overlayUploads(choice.steps, overlayFiles);
+    overlays = logos.files;
     operations = choice.steps.map((step) => {
       const { value, errors } = buildOperation(operationsByName[step.op], step.values);
+      const logoProblem = overlayProblem(step, overlayFiles);
+      if (logoProblem) errors.image = logoProblem;
+      if (logos.names[step.id]) value.image = logos.names[step.id];
       if (Object.keys(errors).length) steps[step.id] = errors;
       return value;
     });
@@ -54,5 +98,5 @@ export function checkForm({ items, choice, email, operationsByName }) {
   const trimmed = email.trim();
   const emailError = trimmed && !EMAIL_RE.test(trimmed) ? 'Enter a whole email address, like name@example.com, or leave it empty.' : '';
   if (emailError) summary.push({ key: 'email', target: 'email', text: emailError });
-  return { summary, steps, email: emailError, operations, trimmedEmail: trimmed };
+  return { summary, steps, email: emailError, operations, overlays, trimmedEmail: trimmed };
 }

@@ -1,12 +1,12 @@
 // The job lifecycle routes (issue 16): cancel, retry, re-run. Failures are ApiErrors, as in api.js.
-import { ApiError, errorFromResponse } from './api.js';
+import { ApiError, authHeaders, errorFromResponse } from './api.js';
 
 async function postJson(path, body) {
   let response;
   try {
     response = await fetch(path, {
       method: 'POST',
-      headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+      headers: { Accept: 'application/json', 'Content-Type': 'application/json', ...authHeaders() },
       body: JSON.stringify(body ?? {}),
     });
   } catch {

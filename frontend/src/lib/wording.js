@@ -35,6 +35,7 @@ const FIELD_LABELS = {
   pad: { background: 'Background colour', gravity: 'Where the photo sits' },
   watermark: { color: 'Colour' },
   blur: { radius: 'Radius' },
+  overlay: { image: 'Logo', position: 'Where the logo goes', scale: 'Logo size', tile: 'Repeat the logo over the whole photo' },
 };
 
 /** Page help for fields, by operation then field name. */
@@ -46,6 +47,11 @@ const FIELD_HELP = {
     background: 'Fills transparent areas for formats without transparency: a colour name or a code like #ffffff.',
   },
   rotate: { degrees: 'Clockwise. 90, 180 and 270 turn the photo exactly.' },
+  overlay: {
+    scale: 'A fraction of the photo’s shorter side: 0.2 makes the logo a fifth of it. Empty keeps the logo’s own size.',
+    opacity: '1 is solid, 0.5 half see-through.',
+    margin: 'Pixels between the logo and the edge. Empty leaves a small margin.',
+  },
 };
 
 /** Page help for whole operations. */
@@ -59,6 +65,7 @@ const OPERATION_HELP = {
   grayscale: 'Make each photo black and white.',
   blur: 'Soften each photo.',
   sharpen: 'Make edges crisper.',
+  overlay: 'Put your logo on each photo. A PNG or WebP with a transparent background keeps its see-through parts.',
 };
 
 export function fieldLabel(op, field) {
@@ -77,4 +84,15 @@ export function optionLabel(fieldName, option, formatName) {
   const name = fieldName.replace(/s$/, '');
   if (name === 'format') return formatName(option);
   return OPTION_LABELS[fieldName]?.[option] || OPTION_LABELS[name]?.[option] || String(option);
+}
+
+/** A duration in the words of a person waiting: "under a second", "about 40 seconds", "about 3 minutes". */
+export function durationInWords(seconds) {
+  const s = Number(seconds);
+  if (!Number.isFinite(s) || s < 0) return '';
+  if (s < 1) return 'under a second';
+  if (s < 90) return `about ${Math.round(s)} second${Math.round(s) === 1 ? '' : 's'}`;
+  if (s < 90 * 60) return `about ${Math.round(s / 60)} minutes`;
+  const hours = Math.round(s / 360) / 10;
+  return `about ${hours} hour${hours === 1 ? '' : 's'}`;
 }

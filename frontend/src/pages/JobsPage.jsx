@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from 'react';
 import Notice from '../components/Notice.jsx';
-import { errorFromResponse, ApiError } from '../lib/api.js';
+import { authHeaders, errorFromResponse, ApiError } from '../lib/api.js';
 import { formatTime } from '../lib/format.js';
 import { jobStatusText } from '../lib/jobs.js';
 import { savingsText } from '../lib/lifecycle.js';
@@ -22,7 +22,7 @@ async function fetchJobs({ status, cursor }) {
   if (cursor) query.set('cursor', cursor);
   let response;
   try {
-    response = await fetch(`/api/v1/jobs?${query}`, { headers: { Accept: 'application/json' } });
+    response = await fetch(`/api/v1/jobs?${query}`, { headers: { Accept: 'application/json', ...authHeaders() } });
   } catch {
     throw new ApiError({ status: 0, code: 'network' });
   }
@@ -88,7 +88,7 @@ export default function JobsPage() {
       </select>
       {error && (
         <Notice tone="error" title={error.message}>
-          {error.status === 401 && <p>This server requires an API key; use the API or the imageflow command with your key.</p>}
+          {error.status === 401 && <p>This server requires an API key: enter it on the upload page (it is kept for this browser tab), or use the API or the imageflow command with your key.</p>}
         </Notice>
       )}
       {!error && !loading && jobs.length === 0 && <p className="muted">No jobs yet.</p>}

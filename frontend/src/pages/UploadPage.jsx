@@ -2,18 +2,23 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { SAVED_PREFIX, reserveStepIds } from '../components/OperationsEditor.jsx';
 import useSavedPresets from '../hooks/useSavedPresets.js';
 import Notice from '../components/Notice.jsx';
+import ApiKeySection from '../components/upload/ApiKeySection.jsx';
 import EmailSection from '../components/upload/EmailSection.jsx';
+import EstimatePanel from '../components/upload/EstimatePanel.jsx';
+import RefusedRows, { serverRows } from '../components/upload/RefusedRows.jsx';
 import PhotosSection from '../components/upload/PhotosSection.jsx';
 import ProblemSummary from '../components/upload/ProblemSummary.jsx';
 import StepsSection from '../components/upload/StepsSection.jsx';
 import SubmitArea from '../components/upload/SubmitArea.jsx';
+import useApiKey from '../hooks/useApiKey.js';
 import useChosenPhotos from '../hooks/useChosenPhotos.js';
+import useEstimate from '../hooks/useEstimate.js';
 import useServerOptions from '../hooks/useServerOptions.js';
 import useUploadQueue from '../hooks/useUploadQueue.js';
-import { DEFAULT_LIMITS } from '../lib/files.js';
+import { DEFAULT_LIMITS, parseUrlList } from '../lib/files.js';
 import { checkForm, stepErrorsFromDetails, stepSummary } from '../lib/formProblems.js';
 import { loadChoice, saveChoice } from '../lib/savedWork.js';
-import { validateOperations } from '../lib/api.js';
+import { submitUrlJob, validateOperations } from '../lib/api.js';
 import { navigate } from '../lib/router.js';
 
 const NO_PROBLEMS = { summary: [], steps: {}, email: '' };
@@ -38,9 +43,12 @@ export default function UploadPage() {
   const [server, retry] = useServerOptions();
   const limits = server.limits || DEFAULT_LIMITS;
   const photos = useChosenPhotos(limits);
+  const [apiKey, setApiKey] = useApiKey();
+  // The caller's saved presets, read once the server says whether a key is needed and it is there.
+  const saved = useSavedPresets(server.status === 'ready' && (!server.apiKeysRequired || Boolean(apiKey)));
   const [kept] = useState(savedChoice);
   const [chosen, setChoice] = useState({ mode: kept.mode, preset: kept.preset, steps: kept.steps });
-  const saved = useSavedPresets();
+
   // The built-in presets, then the caller's own.
   const presets = useMemo(
     () => ({ ...(server.presets || {}), ...Object.fromEntries(saved.presets.map((p) => [`${SAVED_PREFIX}${p.name}`, p.operations])) }),
@@ -54,6 +62,22 @@ export default function UploadPage() {
   const [checking, setChecking] = useState(false);
   const summaryRef = useRef(null);
   const uploadErrorRef = useRef(null);
+  // Where the photos come from: files picked here, or image addresses the server imports.
+  const [source, setSource] = useState('files');
+  const [urlText, setUrlText] = useState('');
+  const [csvFile, setCsvFile] = useState(null);
+  const parsedUrls = useMemo(() => parseUrlList(urlText), [urlText]);
+  const [sendingUrls, setSendingUrls] = useState(false);
+  // The logo file of each overlay step, by step id (files cannot be kept with the saved steps).
+  const [overlayFiles, setOverlayFiles] = useState({});
+  const onOverlayFile = (stepId, file) => setOverlayFiles((current) => ({ ...current, [stepId]: file }));
+  const [keyRefused, setKeyRefused] = useState('');
+  const needsKey = Boolean(server.apiKeysRequired) || Boolean(keyRefused);
+  const onKey = (key) => {
+    setApiKey(key);
+    setKeyRefused('');
+  };
+  const { estimate, run: runEstimate } = useEstimate();
 
   const operationsByName = useMemo(
     () => Object.fromEntries((server.operations || []).map((operation) => [operation.op, operation])),
@@ -73,6 +97,33 @@ export default function UploadPage() {
     requestAnimationFrame(() => summaryRef.current?.focus());
     return true;
   };
+
+  // A 401 says the key is missing or wrong: say so beside the key field too.
+  const noteKeyProblem = (error) => {
+    if (error?.status === 401) setKeyRefused(error.message);
+  };
+
+  // The request both the estimate and the job send: the steps (or preset) and the logo files.
+  const jobRequest = (checked) => {
+    const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
+    return savedPreset
+      ? { preset: null, operations: presets[choice.preset], overlays: [] }
+      : { preset: choice.mode === 'preset' ? choice.preset : null, operations: checked.operations, overlays: choice.mode === 'custom' ? checked.overlays : [] };
+  };
+  const estimateSignature = `${photos.items.map((item) => item.id).join(',')}|${JSON.stringify(choice.mode === 'custom' ? choice.steps : choice.preset)}|${Object.values(overlayFiles).map((f) => f?.name).join(',')}`;
+
+  const onEstimate = () => {
+    const checked = checkForm({ items: photos.items, choice, email: '', operationsByName, overlayFiles });
+    if (checked.summary.length) {
+      setProblems(checked);
+      requestAnimationFrame(() => summaryRef.current?.focus());
+      return;
+    }
+    runEstimate({ files: photos.items.map((item) => item.file), request: jobRequest(checked), signature: estimateSignature, limits });
+  };
+  useEffect(() => {
+    if (estimate.status === 'error') noteKeyProblem(estimate.error);
+  }, [estimate]);
 
   // An open job whose upload stopped (cancelled, or the page was closed): carry on.
   const onResume = async () => {
@@ -111,16 +162,35 @@ export default function UploadPage() {
     }
   };
 
+  // The problems of an import by address, added to the form's.
+  const checkUrls = (checked) => {
+    if (!csvFile && !parsedUrls.urls.length) {
+      checked.summary.unshift({ key: 'urls', target: 'url-list', text: 'Paste at least one image address, or choose a CSV file.' });
+    } else if (!csvFile && parsedUrls.urls.length > limits.max_urls_per_job) {
+      checked.summary.unshift({ key: 'urls', target: 'url-list', text: `Import at most ${limits.max_urls_per_job} addresses in one job; there are ${parsedUrls.urls.length}.` });
+    }
+    // The server fetches a URL job's images itself: a logo must be an address too.
+    for (const step of choice.mode === 'custom' ? choice.steps : []) {
+      if (step.op === 'overlay' && step.values._source !== 'url') {
+        checked.steps[step.id] = { ...(checked.steps[step.id] || {}), image: 'must be a web address when the photos come from web addresses' };
+      }
+    }
+    if (Object.keys(checked.steps).length) {
+      checked.summary = [...checked.summary.filter((p) => !p.key.startsWith('step-')), ...stepSummary(choice.steps, checked.steps)];
+    }
+  };
+
   const onSubmit = async (event) => {
     event.preventDefault();
-    if (uploading || checking) return;
-    const checked = checkForm({ items: photos.items, choice, email, operationsByName });
+    if (uploading || checking || sendingUrls) return;
+    const byUrl = source === 'urls';
+    const checked = checkForm({ items: photos.items, choice, email, operationsByName, overlayFiles, needsPhotos: !byUrl });
+    if (byUrl) checkUrls(checked);
+    if (needsKey && !apiKey) checked.summary.unshift({ key: 'api-key', target: 'api-key', text: 'Enter your API key: this server asks for one.' });
     // A saved preset is sent as its operations; the server knows only the built-in names.
     const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
     if (savedPreset && !presets[choice.preset]) checked.summary.push({ key: 'preset', target: 'ops-title', text: 'Choose a preset.' });
-    const request = savedPreset
-      ? { preset: null, operations: presets[choice.preset] }
-      : { preset: choice.mode === 'preset' ? choice.preset : null, operations: checked.operations };
+    const request = jobRequest(checked);
     setProblems(checked);
     if (checked.summary.length) {
       requestAnimationFrame(() => summaryRef.current?.focus());
@@ -135,6 +205,7 @@ export default function UploadPage() {
       // A server without the check (404) checks at the upload instead.
       if (error.status !== 404) {
         if (!showStepErrors(error)) {
+          noteKeyProblem(error);
           fail(error);
           requestAnimationFrame(() => uploadErrorRef.current?.focus());
         }
@@ -142,6 +213,10 @@ export default function UploadPage() {
       }
     } finally {
       setChecking(false);
+    }
+    if (byUrl) {
+      await sendUrls(request, checked.trimmedEmail);
+      return;
     }
     const { job, error } = await start({
       items: photos.items.map(({ id, file }) => ({ id, file })),
@@ -153,10 +228,40 @@ export default function UploadPage() {
         submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: checked.trimmedEmail, notAdded: photos.notAdded.refused.length },
       });
     } else if (error) {
+      noteKeyProblem(error);
       if (showStepErrors(error)) reset();
       else requestAnimationFrame(() => uploadErrorRef.current?.focus());
     }
   };
+
+  // An import by address: one small request; the server fetches the images.
+  const sendUrls = async (request, trimmedEmail) => {
+    setSendingUrls(true);
+    try {
+      const job = await submitUrlJob({ ...request, email: trimmedEmail, ...(csvFile ? { csv: csvFile } : { urls: parsedUrls.urls }) });
+      const lines = csvFile ? null : parsedUrls.lines;
+      const rejected = serverRows(job.rejected, lines).map((row) => ({
+        filename: row.url,
+        error: { message: `${row.line ? `line ${row.line}: ` : ''}${row.reason}` },
+      }));
+      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, {
+        submitted: { count: (job.images || []).length, rejected, email: trimmedEmail, notAdded: csvFile ? 0 : parsedUrls.refused.length },
+      });
+    } catch (error) {
+      noteKeyProblem(error);
+      if (showStepErrors(error)) return;
+      fail(error);
+      requestAnimationFrame(() => uploadErrorRef.current?.focus());
+    } finally {
+      setSendingUrls(false);
+    }
+  };
+
+  // The server's refusals of addresses (400 no_valid_urls), line by line.
+  const urlErrorRows =
+    source === 'urls' && upload.status === 'error' && Array.isArray(upload.error?.details) && upload.error.details.some((d) => d && 'url' in d)
+      ? serverRows(upload.error.details, csvFile ? null : parsedUrls.lines)
+      : null;
 
   return (
     <div className="page upload-page">
@@ -182,7 +287,15 @@ export default function UploadPage() {
 
       <form onSubmit={onSubmit} noValidate aria-describedby={problems.summary.length ? 'form-problems' : undefined}>
         <ProblemSummary problems={problems.summary} focusRef={summaryRef} />
-        <PhotosSection photos={{ ...photos, add: addFiles }} limits={limits} disabled={uploading} />
+        {needsKey && <ApiKeySection apiKey={apiKey} onKey={onKey} refused={keyRefused} />}
+        <PhotosSection
+          photos={{ ...photos, add: addFiles }}
+          limits={limits}
+          disabled={uploading || sendingUrls}
+          source={source}
+          onSource={setSource}
+          urlImport={{ text: urlText, onText: setUrlText, csv: csvFile, onCsv: setCsvFile, parsed: parsedUrls }}
+        />
         <StepsSection
           server={server}
           presets={presets}
@@ -191,18 +304,36 @@ export default function UploadPage() {
           errors={problems.steps}
           onSavePreset={saved.available ? onSavePreset : null}
           onDeletePreset={saved.available ? onDeletePreset : null}
+          overlayFiles={overlayFiles}
+          onOverlayFile={onOverlayFile}
         />
         <EmailSection email={email} onChange={setEmail} error={problems.email} disabled={uploading} />
         <SubmitArea
           upload={upload}
           count={photos.items.length}
-          ready={server.status === 'ready' && !checking}
+          ready={server.status === 'ready' && !checking && !sendingUrls}
+          label={sendingUrls ? 'Sending the addresses…' : source === 'urls' ? (csvFile ? 'Import the images of the CSV' : parsedUrls.urls.length ? `Import ${parsedUrls.urls.length === 1 ? '1 image' : `${parsedUrls.urls.length} images`}` : 'Import images') : null}
+          showErrorDetails={!urlErrorRows}
+          errorExtra={urlErrorRows && <RefusedRows rows={urlErrorRows} title="The server refused these addresses:" testId="server-refused-rows" />}
           onCancel={cancel}
           errorRef={uploadErrorRef}
           interrupted={!uploading && !photos.restoring ? interrupted : null}
           onResume={onResume}
           onDiscard={discard}
-        />
+        >
+          <EstimatePanel
+            estimate={estimate}
+            stale={estimate.signature !== estimateSignature}
+            onEstimate={onEstimate}
+            unavailable={
+              source === 'urls'
+                ? 'An estimate measures photos you send; imported addresses are fetched only when the job runs.'
+                : !photos.items.length
+                  ? 'Add photos to get an estimate.'
+                  : ''
+            }
+          />
+        </SubmitArea>
       </form>
     </div>
   );

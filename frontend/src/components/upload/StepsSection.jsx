@@ -2,7 +2,7 @@ import OperationsEditor from '../OperationsEditor.jsx';
 import SectionTitle from './SectionTitle.jsx';
 
 /** Section 2: a preset or a list of steps, once the server has said which exist. */
-export default function StepsSection({ server, presets, choice, onChange, errors, onSavePreset, onDeletePreset }) {
+export default function StepsSection({ server, presets, choice, onChange, errors, onSavePreset, onDeletePreset, overlayFiles, onOverlayFile }) {
   return (
     <section className="card" aria-labelledby="ops-title">
       <SectionTitle id="ops-title" number={2}>
@@ -18,6 +18,8 @@ export default function StepsSection({ server, presets, choice, onChange, errors
           errors={errors}
           onSavePreset={onSavePreset}
           onDeletePreset={onDeletePreset}
+          overlayFiles={overlayFiles}
+          onOverlayFile={onOverlayFile}
         />
       )}
       {server.status === 'error' && <p className="muted">The operations appear here once the server answers.</p>}

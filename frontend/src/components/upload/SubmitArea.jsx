@@ -36,7 +36,7 @@ function Interrupted({ record, onResume, onDiscard }) {
   );
 }
 
-export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true, interrupted, onResume, onDiscard }) {
+export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true, interrupted, onResume, onDiscard, label, errorExtra, children }) {
   const uploading = upload.status === 'uploading';
   return (
     <div className="submit-area">
@@ -65,13 +65,15 @@ export default function SubmitArea({ upload, count, ready, onCancel, errorRef, s
         <Notice tone="error" title={uploadErrorTitle(upload.error)} focusRef={errorRef}>
           <p>{upload.error.message}</p>
           {showErrorDetails && <ErrorDetails details={upload.error.details} />}
+          {errorExtra}
         </Notice>
       )}
       {upload.status === 'cancelled' && !interrupted && <Notice tone="info" title="Upload cancelled. Nothing was sent to be processed." />}
       {interrupted && <Interrupted record={interrupted} onResume={onResume} onDiscard={onDiscard} />}
+      {!uploading && upload.status !== 'sent' && children}
       {!uploading && upload.status !== 'sent' && (
         <button type="submit" className="button button-primary button-large" disabled={!ready}>
-          {count ? `Process ${plural(count, 'photo')}` : 'Process photos'}
+          {label || (count ? `Process ${plural(count, 'photo')}` : 'Process photos')}
         </button>
       )}
     </div>
