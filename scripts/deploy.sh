@@ -347,12 +347,11 @@ ensure_service_account imageflow-email "ImageFlow email function"
 ensure_service_account keda-operator "KEDA operator (reads Pub/Sub metrics)"
 ensure_service_account imageflow-nodes "ImageFlow GKE nodes"
 ensure_service_account imageflow-build "ImageFlow image and function builds"
-# Firestore: the services that read or write job documents. The processor only reads them
-# (read-only role): its job gate checks a job for a cancel before rendering, and dedupe keys
-# outputs by the job's owner (issue 16). It writes none, and its /readyz does not check Firestore.
+# Firestore: the services that read or write job documents. Not the processor: job documents
+# hold emails and webhook secrets, and it needs none of them (a task carries its caller's digest
+# for dedupe; a cancel reaches it as the marker <job_id>/control/cancelled in the bucket).
 bind_project_role "serviceAccount:$GSA_HANDLER" roles/datastore.user
 bind_project_role "serviceAccount:$GSA_MANAGER" roles/datastore.user
-bind_project_role "serviceAccount:$GSA_PROCESSOR" roles/datastore.viewer
 bind_project_role "serviceAccount:$GSA_EMAIL" roles/datastore.user
 bind_project_role "serviceAccount:$GSA_KEDA" roles/monitoring.viewer
 bind_project_role "serviceAccount:$GSA_NODES" roles/container.defaultNodeServiceAccount

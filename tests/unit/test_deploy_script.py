@@ -619,12 +619,24 @@ def test_each_service_is_granted_exactly_what_its_code_calls(service):
 
 
 def test_the_role_map_sees_the_calls_that_need_roles():
-    """The derivation itself: the manager writes blobs, the processor only reads job documents (its job
-    gate: a cancelled job's tasks are skipped) and writes none, the handler signs URLs."""
+    """The derivation itself: the manager writes blobs, the handler signs URLs and writes job documents,
+    the processor touches no job document (its cancel gate reads the bucket, dedupe the task)."""
     assert ("bucket", "roles/storage.objectUser") in _required_grants("interaction-manager")
-    assert {r for r in _required_grants("image-processor") if r[0] == "project"} == {
-        ("project", "roles/datastore.viewer")}
+    assert ("project", "roles/datastore.user") in _required_grants("image-handler")
+    assert {r for r in _required_grants("image-processor") if r[0] == "project"} == set()
     assert ("self", "roles/iam.serviceAccountTokenCreator") in _required_grants("image-handler")
+
+
+def test_a_job_document_read_in_the_processor_would_need_a_firestore_role(tmp_path):
+    """The derivation would catch the processor regaining a Firestore call: the old job gate's read
+    (``self.jobs.get_job``) maps to roles/datastore.viewer."""
+    module = tmp_path / "gate.py"
+    module.write_text("class JobGate:\n    def job(self, job_id):\n        return self.jobs.get_job(job_id)\n")
+    calls = _port_calls([module])
+    assert calls["jobs"] & JOB_READS == {"get_job"}
+    processor_modules = [p for p in _service_modules("image-processor") if p.parent.name == "image_processor"]
+    assert {p.name for p in processor_modules} >= {"app.py", "job_gate.py", "dedupe.py", "processing.py"}
+    assert _port_calls(processor_modules)["jobs"] == set(), "the processor's own code touches no job store"
 
 
 # ---------------------------------------------------------------- refusals and options ----
