@@ -460,6 +460,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
 
 # ---------------------------------------------------------------- gcloud flags -----------
 GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding",
+                "remove-iam-policy-binding",
                 "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
 
@@ -625,6 +626,17 @@ def test_the_role_map_sees_the_calls_that_need_roles():
     assert ("project", "roles/datastore.user") in _required_grants("image-handler")
     assert {r for r in _required_grants("image-processor") if r[0] == "project"} == set()
     assert ("self", "roles/iam.serviceAccountTokenCreator") in _required_grants("image-handler")
+
+
+def test_a_redeploy_drops_the_processors_firestore_role_an_earlier_deploy_granted():
+    """Adding bindings never removes one: an existing project keeps the processor's old
+    roles/datastore.viewer unless the plan removes it (harmless when it is absent)."""
+    gsa = f"serviceAccount:{SERVICE_ACCOUNTS['image-processor']}@{PROJECT}.iam.gserviceaccount.com"
+    cmds = commands(plan())
+    removed = [flags(c) for c in find(cmds, "gcloud", "projects", "remove-iam-policy-binding")]
+    assert [(f["member"], f["role"]) for f in removed] == [(gsa, "roles/datastore.viewer")]
+    assert "remove-iam-policy-binding" in plan() and ">/dev/null 2>&1 || true" in next(
+        line for line in plan().splitlines() if "remove-iam-policy-binding" in line)
 
 
 def test_a_job_document_read_in_the_processor_would_need_a_firestore_role(tmp_path):
