@@ -3,9 +3,8 @@ the same service, wrapped from the outside, for the reliability suites and the p
 benchmark (storage and bus latency)."""
 from __future__ import annotations
 
-from imageflow.bootstrap import make_backends
 from imageflow.settings import Settings
-from services.image_processor.app import main
+from services.image_processor.app import main, processor_backends
 
 from .faults import Faults, FaultyBlobStore, FaultyRender
 from .latency import LatentBlobStore, LatentBus
@@ -14,7 +13,7 @@ from .latency import LatentBlobStore, LatentBus
 def run() -> int:
     faults = Faults.from_env()
     settings = Settings.from_env()
-    backends = make_backends(settings)
+    backends = processor_backends(settings)
     backends.blobs = FaultyBlobStore(backends.blobs, faults)
     if faults.storage_latency_seconds:
         backends.blobs = LatentBlobStore(backends.blobs, faults.storage_latency_seconds)

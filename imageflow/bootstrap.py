@@ -36,26 +36,31 @@ def make_bus(settings: Settings) -> MessageBus:
 
 @dataclass
 class Backends:
-    """The three ports a service uses, built from settings."""
+    """The three ports a service uses, built from settings (``jobs`` is None for the processor,
+    which has no job store)."""
 
     blobs: BlobStore
-    jobs: JobStore
+    jobs: JobStore | None
     bus: MessageBus
 
     def checks(self) -> dict:
         # looked up at each call, so a check follows an adapter that was replaced (or wrapped)
-        return {"blobstore": lambda: self.blobs.check(), "jobstore": lambda: self.jobs.check(),
-                "bus": lambda: self.bus.check()}
+        checks = {"blobstore": lambda: self.blobs.check(), "jobstore": lambda: self.jobs.check(),
+                  "bus": lambda: self.bus.check()}
+        if self.jobs is None:
+            del checks["jobstore"]
+        return checks
 
     def close(self) -> None:
         for backend in (self.blobs, self.jobs, self.bus):
-            backend.close()
+            if backend is not None:
+                backend.close()
 
 
-def make_backends(settings: Settings, *, ensure_topology: bool | None = None) -> Backends:
-    """Build every adapter. On the local backend the topics and subscriptions are created
-    here (idempotent); on GCP that is the setup command's job (``imageflow-setup``)."""
-    backends = Backends(make_blobstore(settings), make_jobstore(settings), make_bus(settings))
+def make_backends(settings: Settings, *, ensure_topology: bool | None = None, jobstore: bool = True) -> Backends:
+    """Build the adapters (the job store only if ``jobstore``). On the local backend the topics and
+    subscriptions are created here (idempotent); on GCP that is the setup command's job (``imageflow-setup``)."""
+    backends = Backends(make_blobstore(settings), make_jobstore(settings) if jobstore else None, make_bus(settings))
     if settings.backend == "local":  # the local store announces finished objects as the bucket does on GCP
         backends.blobs.on_finalize = lambda path, data, attributes: backends.bus.publish(
             settings.topics.uploads, json.dumps(data).encode(), attributes)

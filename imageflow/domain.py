@@ -102,6 +102,18 @@ def input_path(job_id: str, image_id: str, filename: str) -> str:
     return f"{job_id}/input/{image_id}-{safe_name(filename)}"
 
 
+def cancel_marker(job_id: str) -> str:
+    """``<job_id>/control/cancelled``: written by the cancel route, lifted by a retry, removed with
+    the job's files. The processors read it instead of the job document (they have no job store)."""
+    return f"{job_id}/control/cancelled"
+
+
+def caller_scope(owner: str | None) -> str:
+    """The dedupe scope a task carries for its job's owner: a digest, so tasks never name the key
+    (the anonymous owner of a service without keys is one caller, as in ``Caller``)."""
+    return hashlib.sha256(b"imageflow-caller\x00" + (owner or "").encode("utf-8")).hexdigest()
+
+
 def overlay_path(job_id: str, name: str) -> str:
     """``<job_id>/input/overlay-<digest>-<safe name>``: an image the job's overlay operations
     name (an uploaded file or a URL), stored once per job. The digest of the exact name
@@ -265,7 +277,7 @@ def task_for(job: Job, image: Image) -> Task:
     """The processor's task for one image: everything it needs, including the URL to fetch."""
     return Task(job_id=job.job_id, image_id=image.image_id, input_path=image.input_path,
                 output_path=output_stem(job.job_id, image.image_id, image.filename),
-                operations=job.operations, source_url=image.source_url)
+                operations=job.operations, source_url=image.source_url, caller=caller_scope(job.owner))
 
 
 def close_job(job: Job, now: str) -> Job:

@@ -69,6 +69,10 @@ class Task(Message):
     output_path: str
     operations: list = field(default_factory=list)
     source_url: str | None = None  # imported by URL: the processor fetches it into input_path first
+    # extension: who the job belongs to, as a digest (domain.caller_scope), so the processor's dedupe
+    # stays within one caller without reading the job document; absent from tasks queued before it
+    # (None): such a task is rendered, never deduped
+    caller: str | None = None
 
 
 @dataclass(frozen=True)

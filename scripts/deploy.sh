@@ -298,6 +298,14 @@ bind_project_role() {  # member role: project-level IAM (adding an existing bind
     --condition=None --quiet --format=none
 }
 
+unbind_project_role() {  # member role: drop a binding an earlier deploy granted (usually absent: nothing to do)
+  local cmd=(gcloud projects remove-iam-policy-binding "$PROJECT_ID" --member="$1" --role="$2"
+             --condition=None --quiet --format=none)
+  if ((DRY_RUN)); then say "$(quote_all "${cmd[@]}") >/dev/null 2>&1 || true"; return 0; fi
+  printf '+ %s\n' "$(quote_all "${cmd[@]}")" >&2
+  "${cmd[@]}" >/dev/null 2>&1 || printf '  not bound: %s %s\n' "$1" "$2" >&2
+}
+
 ensure_service_account() {  # name display-name
   ensure gcloud iam service-accounts describe "$1@$GSA_DOMAIN" --project="$PROJECT_ID" \
     -- gcloud iam service-accounts create "$1" --project="$PROJECT_ID" --display-name="$2"
@@ -347,12 +355,12 @@ ensure_service_account imageflow-email "ImageFlow email function"
 ensure_service_account keda-operator "KEDA operator (reads Pub/Sub metrics)"
 ensure_service_account imageflow-nodes "ImageFlow GKE nodes"
 ensure_service_account imageflow-build "ImageFlow image and function builds"
-# Firestore: the services that read or write job documents. The processor only reads them
-# (read-only role): its job gate checks a job for a cancel before rendering, and dedupe keys
-# outputs by the job's owner (issue 16). It writes none, and its /readyz does not check Firestore.
+# Firestore: the services that read or write job documents. Not the processor: job documents
+# hold emails and webhook secrets, and it needs none of them (a task carries its caller's digest
+# for dedupe; a cancel reaches it as the marker <job_id>/control/cancelled in the bucket).
 bind_project_role "serviceAccount:$GSA_HANDLER" roles/datastore.user
 bind_project_role "serviceAccount:$GSA_MANAGER" roles/datastore.user
-bind_project_role "serviceAccount:$GSA_PROCESSOR" roles/datastore.viewer
+unbind_project_role "serviceAccount:$GSA_PROCESSOR" roles/datastore.viewer  # granted by deploys before issue 14
 bind_project_role "serviceAccount:$GSA_EMAIL" roles/datastore.user
 bind_project_role "serviceAccount:$GSA_KEDA" roles/monitoring.viewer
 bind_project_role "serviceAccount:$GSA_NODES" roles/container.defaultNodeServiceAccount

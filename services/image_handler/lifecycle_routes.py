@@ -3,10 +3,14 @@ operations from its stored originals.
 
 The image-handler only records what was asked on the job and announces it with
 ``job.submitted``; the interaction manager's usual fan-out and folding do the rest, and the
-processors skip the tasks of a cancelled job (services.image_processor.job_gate).
+processors skip the tasks of a cancelled job (services.image_processor.job_gate). The
+processors read no job document: a cancel reaches them as the job's cancel marker in the
+blob store (domain.cancel_marker), written here before the job records the cancel and lifted
+by a retry before its tasks are queued again.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
@@ -64,6 +68,8 @@ def cancel(job_id: str):
         raise ClientError(409, "job_finished", f"job {job.job_id} has already finished ({job.status}); "
                                                "there is nothing left to cancel")
     was_open = job.is_open
+    # the marker first: if it cannot be written the job is unchanged and the cancel can be sent again
+    _mark_cancelled(job.job_id)
     changed = ctx().backends.jobs.transition(job.job_id, domain.request_cancel(domain.utcnow()))
     if changed is not None:
         job = changed
@@ -86,6 +92,8 @@ def retry(job_id: str):
     targets = [i for i in images if i.status in RETRYABLE or i.status == domain.IMAGE_QUEUED]
     if not targets:
         raise ClientError(409, "nothing_to_retry", f"job {job.job_id} has no failed images to retry")
+    # lifted before the job runs again, so no task of this run meets a cancel of the last one
+    ctx().backends.blobs.delete_prefix(domain.cancel_marker(job.job_id))
     admit = _intake().admit
     if admit:  # the job becomes active again: its retried images count against the caller's quota
         admit(job.job_id, len(targets))
@@ -156,6 +164,11 @@ def _rerun_image(job_id: str, source: domain.Image) -> domain.Image:
     return domain.Image(job_id=job_id, image_id=image_id, filename=source.filename, input_path=path,
                         input_content_type=source.input_content_type, input_bytes=source.input_bytes,
                         source_url=source.source_url if unfetched else None, meta=dict(source.meta or {}))
+
+
+def _mark_cancelled(job_id: str) -> None:
+    marker = json.dumps({"job_id": job_id, "cancel_requested_at": domain.utcnow()}).encode("utf-8")
+    ctx().backends.blobs.put(domain.cancel_marker(job_id), marker, "application/json", cache_control="no-store")
 
 
 def _announce(job_id: str) -> None:

@@ -23,20 +23,30 @@ from .processing import Processor, RenderTask, render_task
 log = logging.getLogger("image_processor")
 
 
+def processor_backends(settings: Settings) -> Backends:
+    """The blob store and the bus; no job store (its ``jobs`` is None). Job documents hold emails and
+    webhook secrets, so the processor's service account has no Firestore role: what it needs of the
+    job comes in the task (its caller, for dedupe) or from the blob store (the cancel marker)."""
+    return make_backends(settings, jobstore=False)
+
+
 def create_app(settings: Settings | None = None, backends: Backends | None = None, alive=lambda: True) -> Flask:
     settings = settings or Settings.from_env()
-    backends = backends or make_backends(settings)
-    # No job store check: the processor only reads job documents (the cancel gate, dedupe) and renders without them.
+    backends = backends or processor_backends(settings)
     return health_app("image-processor", {"blobstore": backends.blobs.check, "bus": backends.bus.check}, alive)
+
+
+def make_processor(settings: Settings, backends: Backends, render: RenderTask = render_task) -> Processor:
+    """The processor over the blob store and the bus only (``backends.jobs`` is never used)."""
+    return Processor(settings, backends.blobs, backends.bus, render, gate=JobGate(backends.blobs),
+                     dedupe=OutputIndex(backends.blobs) if settings.dedupe_outputs else None)
 
 
 def start_processing(settings: Settings, backends: Backends,
                      render: RenderTask = render_task) -> tuple[Processor, Subscriber]:
     """The processor and its subscription: more tasks leased than render slots, so a task's blob reads
     and writes and its result's publish happen while other tasks render."""
-    gate = JobGate(backends.jobs)
-    processor = Processor(settings, backends.blobs, backends.bus, render, gate=gate,
-                          dedupe=OutputIndex(backends.blobs, gate) if settings.dedupe_outputs else None)
+    processor = make_processor(settings, backends, render)
     subscriber = backends.bus.subscribe(settings.topics.tasks_sub, processor.handle_message,
                                         max_messages=settings.processor_in_flight,
                                         ack_deadline_seconds=settings.ack_deadline_seconds)
@@ -47,7 +57,7 @@ def main(settings: Settings | None = None, backends: Backends | None = None, ren
     configure_logging("image-processor")
     tracing.configure("image-processor")  # off unless OTEL_TRACES_EXPORTER names an exporter
     settings = settings or Settings.from_env()
-    backends = backends or make_backends(settings)
+    backends = backends or processor_backends(settings)
     processor, subscriber = start_processing(settings, backends, render)
     port = int(os.environ.get("PORT", "8082"))
     server = HttpServer(create_app(settings, backends, subscriber.is_alive), settings.bind_host, port).start()

@@ -2,6 +2,10 @@
 rendered once. Later tasks copy the existing outputs into their own job (no render) and
 their result names the source in ``duplicate_of``.
 
+The caller is the task's ``caller`` (a digest of the job's owner, domain.caller_scope): the
+processor reads no job document. A task without one (queued before the field existed) is
+rendered and not recorded.
+
 The index is a small JSON object per (caller, input bytes, operations) in the blob store
 itself, under ``dedupe/index/<sha256>.json`` (so it works on every blob store adapter and goes
 with the bucket's lifecycle). An entry whose outputs are gone (the job was deleted or has
@@ -19,16 +23,14 @@ from imageflow import domain
 from imageflow.blobstore import BlobNotFound, BlobStore
 from imageflow.messages import Output, Task
 
-from .job_gate import JobGate
-
 log = logging.getLogger(__name__)
 
 PREFIX = "dedupe/index/"  # three levels, like the job folders (<job_id>/<kind>/<name>)
 
 
-def dedupe_key(owner: str | None, data: bytes, operations: list) -> str:
+def dedupe_key(caller: str, data: bytes, operations: list) -> str:
     digest = hashlib.sha256()
-    for part in (owner or "", hashlib.sha256(data).hexdigest(),
+    for part in (caller, hashlib.sha256(data).hexdigest(),
                  json.dumps(operations, sort_keys=True, separators=(",", ":"))):
         digest.update(part.encode("utf-8") + b"\x00")
     return digest.hexdigest()
@@ -37,15 +39,11 @@ def dedupe_key(owner: str | None, data: bytes, operations: list) -> str:
 @dataclass
 class OutputIndex:
     blobs: BlobStore
-    gate: JobGate
 
     def _path(self, task: Task, data: bytes) -> str | None:
-        try:
-            job = self.gate.job(task.job_id)
-        except Exception:
-            log.exception("dedupe: could not read job %s; rendering", task.job_id)
+        if not task.caller:  # an older producer's task: whose it is is unknown, so nothing is shared
             return None
-        return f"{PREFIX}{dedupe_key(job.owner if job else None, data, task.operations)}.json"
+        return f"{PREFIX}{dedupe_key(task.caller, data, task.operations)}.json"
 
     def reuse(self, task: Task, data: bytes) -> tuple[list[Output], str, dict] | None:
         """Copy the outputs of an earlier identical task into this task's output paths; the

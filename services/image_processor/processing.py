@@ -125,6 +125,9 @@ class Processor:
             try:
                 data = self.blobs.get(task.input_path)
             except BlobNotFound:
+                gone = self.gate.gone_reason(task) if self.gate else None
+                if gone:  # its job was deleted (or expired) since the task was queued
+                    return Result(job_id=task.job_id, image_id=task.image_id, status=domain.IMAGE_SKIPPED, error=gone)
                 return self._failed(task, domain.MISSING_INPUT, "the original upload is missing from storage", started)
         input_facts["input_bytes"] = len(data)  # savings
         limits = Limits.from_settings(self.settings)

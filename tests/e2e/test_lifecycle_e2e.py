@@ -85,6 +85,28 @@ def test_cancel_during_a_run_skips_what_has_not_started(stack):
     assert f"{job['skipped']} skipped" in message.get_body(("plain",)).get_content()
 
 
+def test_retry_after_a_cancel_renders_the_skipped_images(stack):
+    """The processors read no job document: the cancel reaches them as the marker object
+    ``<job_id>/control/cancelled`` in the blob store, and the retry lifts it before re-queueing."""
+    base = stack.base_url
+    job_id = submit(base, [f"slow-r{i}.png" for i in range(6)])["job_id"]
+    end = time.monotonic() + 60
+    while requests.get(f"{base}/api/v1/jobs/{job_id}", timeout=10).json()["succeeded"] < 1:
+        assert time.monotonic() < end, "the job never got going"
+        time.sleep(0.2)
+    assert requests.post(f"{base}/api/v1/jobs/{job_id}/cancel", timeout=10).status_code == 202
+    marker = stack.data_dir / "blobs" / job_id / "control" / "cancelled"
+    assert marker.is_file()
+    job = wait_for_job(base, job_id, timeout=60)
+    assert job["status"] == "cancelled" and job["skipped"] >= 1, job
+    response = requests.post(f"{base}/api/v1/jobs/{job_id}/retry", timeout=10)
+    assert response.status_code == 202 and response.json()["retried"] == job["skipped"], response.text
+    assert not marker.exists()
+    job = wait_for_job(base, job_id, timeout=90)
+    assert (job["status"], job["succeeded"], job["skipped"], job["run"]) == ("completed", 6, 0, 1)
+    assert all(requests.get(i["output_url"], timeout=10).status_code == 200 for i in job["images"])
+
+
 def test_rerun_with_new_operations_reads_the_stored_originals(stack):
     base = stack.base_url
     parent = submit(base, ["a.png", "b.png"])

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from PIL import Image
 
-from imageflow.bootstrap import make_backends
-from imageflow.domain import Job, new_id
+from imageflow.bootstrap import Backends, make_backends
+from imageflow.domain import Job, cancel_marker, new_id
 from imageflow.messages import JobCompleted
 from imageflow.settings import Settings
 from services.image_handler.app import create_app
-from services.image_processor.dedupe import OutputIndex
-from services.image_processor.job_gate import JobGate
-from services.image_processor.processing import Processor
+from services.image_processor.app import make_processor
 from services.interaction_manager import lifecycle
 from services.interaction_manager.coordinator import Coordinator
 
@@ -27,19 +26,31 @@ def png(size=(200, 150), color=(0, 128, 255)) -> bytes:
     return buf.getvalue()
 
 
-class Pipeline:
-    """The three services' handlers over one set of backends, pumped by hand."""
+class RefusingJobStore:
+    """What the processor gets for a job store: any use is recorded and raises (it must have none)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self):
+        self.used: list[str] = []
+
+    def __getattr__(self, name):
+        self.used.append(name)
+        raise AssertionError(f"the processor used the job store ({name})")
+
+
+class Pipeline:
+    """The three services' handlers over one set of backends, pumped by hand. The processor is
+    built as its service builds it, over the blob store and the bus, with a job store that refuses."""
+
+    def __init__(self, settings: Settings, **app_config):
         self.settings = settings
         self.backends = make_backends(settings)
-        self.app = create_app({"data_dir": settings.data_dir, "public_base_url": "https://imageflow.example"},
-                              backends=self.backends)
+        self.app = create_app({"data_dir": settings.data_dir, "public_base_url": "https://imageflow.example",
+                               **app_config}, backends=self.backends)
         self.client = self.app.test_client()
         self.coordinator = Coordinator(settings, self.backends.jobs, self.backends.bus, self.backends.blobs)
-        gate = JobGate(self.backends.jobs, ttl=0)
-        self.processor = Processor(settings, self.backends.blobs, self.backends.bus, gate=gate,
-                                   dedupe=OutputIndex(self.backends.blobs, gate))
+        self.refusing_jobs = RefusingJobStore()
+        self.processor = make_processor(settings, Backends(self.backends.blobs, self.refusing_jobs, self.backends.bus))
+        self.processor.gate.ttl = 0
         self.topics = settings.topics
 
     def pull(self, sub, n=100):
@@ -72,15 +83,15 @@ class Pipeline:
             m.ack()
         return [JobCompleted.decode(m.data) for m in messages]
 
-    def submit(self, n=3, operations='[{"op": "grayscale"}]', images=None, **data):
+    def submit(self, n=3, operations='[{"op": "grayscale"}]', images=None, headers=None, **data):
         files = [(io.BytesIO(data), f"p{i}.png") for i, data in enumerate(images or [png() for _ in range(n)])]
         response = self.client.post("/api/v1/jobs", data={"files": files, "operations": operations, **data},
-                                    content_type="multipart/form-data")
+                                    content_type="multipart/form-data", headers=headers)
         assert response.status_code == 202, response.get_json()
         return response.get_json()
 
-    def job(self, job_id):
-        return self.client.get(f"/api/v1/jobs/{job_id}").get_json()
+    def job(self, job_id, headers=None):
+        return self.client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
 
 
 @pytest.fixture
@@ -88,6 +99,7 @@ def pipeline(local_settings):
     p = Pipeline(local_settings)
     yield p
     p.backends.close()
+    assert p.refusing_jobs.used == [], "the processor read or wrote job documents"
 
 
 def test_cancel_skips_the_images_not_started_and_ends_cancelled_with_counts(pipeline):
@@ -377,6 +389,116 @@ def test_dedupe_never_shares_outputs_between_callers():
     assert dedupe_key("alice", b"same", ops) != dedupe_key("bob", b"same", ops)
     assert dedupe_key("alice", b"same", ops) == dedupe_key("alice", b"same", [{"op": "grayscale"}])
     assert dedupe_key("alice", b"same", ops) != dedupe_key("alice", b"same", [{"op": "sharpen"}])
+
+
+ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789ab"
+
+
+def test_dedupe_follows_the_caller_the_task_carries_across_jobs_never_across_callers(local_settings):
+    """With API keys: alice's second job of the same bytes copies her first one's output; bob's
+    identical job renders its own. The processor learns the caller from the task alone."""
+    pipeline = Pipeline(local_settings, api_keys=f"alice={ALICE},bob={BOB}")
+    try:
+        alice, bob = {"Authorization": f"Bearer {ALICE}"}, {"Authorization": f"Bearer {BOB}"}
+        same = png()
+        first = pipeline.submit(images=[same], headers=alice)
+        pipeline.run()
+        again = pipeline.submit(images=[same], headers=alice)["job_id"]
+        other = pipeline.submit(images=[same], headers=bob)["job_id"]
+        pipeline.run()
+        source = f"{first['job_id']}/{first['images'][0]['image_id']}"
+        assert pipeline.job(again, alice)["images"][0]["duplicate_of"] == source
+        theirs = pipeline.job(other, bob)
+        assert theirs["status"] == "completed" and theirs["images"][0]["duplicate_of"] is None
+        assert pipeline.refusing_jobs.used == []
+    finally:
+        pipeline.backends.close()
+
+
+def test_a_task_queued_before_tasks_carried_their_caller_renders_without_dedupe(pipeline):
+    """Backward compatible: a task without ``caller`` (an older interaction manager's) is rendered
+    and not recorded, never a crash and never a copy of another caller's output."""
+    from imageflow.messages import Result, Task
+    same = png()
+    first = pipeline.submit(images=[same])
+    pipeline.run()
+    created = pipeline.submit(images=[same])
+    [image] = pipeline.backends.jobs.list_images(created["job_id"])
+    job = pipeline.backends.jobs.get_job(created["job_id"])
+    old_style = {k: v for k, v in Task(job_id=job.job_id, image_id=image.image_id, input_path=image.input_path,
+                                       output_path=f"{job.job_id}/output/{image.image_id}-p0",
+                                       operations=job.operations).to_dict().items() if k != "caller"}
+    pipeline.backends.bus.publish(pipeline.topics.tasks, json.dumps(old_style).encode(), {"job_id": job.job_id})
+    pipeline.process()
+    [message] = pipeline.pull(pipeline.topics.results_sub)
+    result = Result.decode(message.data)
+    message.ack()
+    assert result.status == "succeeded" and result.duplicate_of is None, "rendered, not copied"
+    assert first["job_id"] not in result.output_path
+
+
+def test_cancel_writes_the_marker_the_processor_reads_and_retry_lifts_it(pipeline):
+    """The cancel reaches the processor through the blob store: the marker
+    ``<job_id>/control/cancelled`` skips what has not started; a retry lifts it and the skipped
+    images render; deleting the job removes the marker with its files."""
+    created = pipeline.submit(n=3)
+    job_id = created["job_id"]
+    marker = cancel_marker(job_id)
+    pipeline.fan_out()
+    pipeline.process(n=1)  # one image finished before the cancel
+    assert not pipeline.backends.blobs.exists(marker)
+    assert pipeline.client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 202
+    assert marker.split("/") == [job_id, "control", "cancelled"]
+    assert json.loads(pipeline.backends.blobs.get(marker))["cancel_requested_at"]
+    pipeline.process()
+    pipeline.fold()
+    job = pipeline.job(job_id)
+    assert (job["status"], job["succeeded"], job["skipped"]) == ("cancelled", 1, 2)
+    assert {i["error"] for i in job["images"] if i["status"] == "skipped"} == {
+        "skipped: the job was cancelled before this image started"}
+
+    assert pipeline.client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
+    assert not pipeline.backends.blobs.exists(marker), "the retry lifts the cancel"
+    pipeline.run()
+    job = pipeline.job(job_id)
+    assert (job["status"], job["succeeded"], job["skipped"]) == ("completed", 3, 0)
+    assert all(pipeline.client.get(i["output_url"]).status_code == 200 for i in job["images"])
+
+    pipeline.client.post(f"/api/v1/jobs/{job_id}/cancel")  # finished: refused, and no marker left behind
+    assert not pipeline.backends.blobs.exists(marker)
+    assert pipeline.client.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+    assert pipeline.backends.blobs.list(f"{job_id}/") == []
+
+
+def test_a_cancel_marker_left_by_a_cancel_that_lost_its_race_is_lifted_by_the_retry(pipeline):
+    """A marker on a job that is not cancelled would only skip a later retry's tasks, and the retry
+    lifts it before queueing them."""
+    created = pipeline.submit(n=2, images=[png(), png()[:100]])
+    job_id = created["job_id"]
+    pipeline.run()
+    assert pipeline.job(job_id)["status"] == "completed_with_errors"
+    pipeline.backends.blobs.put(cancel_marker(job_id), b"{}", "application/json")
+    assert pipeline.client.post(f"/api/v1/jobs/{job_id}/retry").status_code == 202
+    pipeline.run()
+    job = pipeline.job(job_id)
+    assert job["skipped"] == 0 and job["failed"] == 1, "the bad file fails again; nothing is skipped"
+
+
+def test_the_task_of_a_deleted_job_is_skipped_from_what_the_blob_store_holds(pipeline):
+    """A task that outlived its job (redelivered after the job was deleted): its files are gone,
+    so it is skipped with the reason, without a render, and nothing is written for the job."""
+    from imageflow.messages import Result
+    created = pipeline.submit(n=1)
+    job_id = created["job_id"]
+    pipeline.fan_out()
+    [message] = pipeline.pull(pipeline.topics.tasks_sub)
+    pipeline.backends.blobs.delete_prefix(f"{job_id}/")  # what DELETE and expiry do to the files
+    pipeline.processor.handle_message(message)
+    [published] = pipeline.pull(pipeline.topics.results_sub)
+    result = Result.decode(published.data)
+    published.ack()
+    assert (result.status, result.error) == ("skipped", "skipped: the job no longer exists (its files were deleted)")
+    assert pipeline.backends.blobs.list(f"{job_id}/") == []
 
 
 def test_a_retry_right_after_a_cancel_is_not_skipped_on_a_stale_read(pipeline):

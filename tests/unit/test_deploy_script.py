@@ -461,6 +461,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
 
 # ---------------------------------------------------------------- gcloud flags -----------
 GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding",
+                "remove-iam-policy-binding",
                 "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
 
@@ -620,11 +621,11 @@ def test_each_service_is_granted_exactly_what_its_code_calls(service):
 
 
 def test_the_role_map_sees_the_calls_that_need_roles():
-    """The derivation itself: the manager writes blobs, the processor only reads job documents (its job
-    gate: a cancelled job's tasks are skipped) and writes none, the handler signs URLs."""
+    """The derivation itself: the manager writes blobs, the handler signs URLs and writes job documents,
+    the processor touches no job document (its cancel gate reads the bucket, dedupe the task)."""
     assert ("bucket", "roles/storage.objectUser") in _required_grants("interaction-manager")
-    assert {r for r in _required_grants("image-processor") if r[0] == "project"} == {
-        ("project", "roles/datastore.viewer")}
+    assert ("project", "roles/datastore.user") in _required_grants("image-handler")
+    assert {r for r in _required_grants("image-processor") if r[0] == "project"} == set()
     assert ("self", "roles/iam.serviceAccountTokenCreator") in _required_grants("image-handler")
 
 
@@ -639,6 +640,29 @@ def test_every_workload_that_makes_spans_may_write_them_to_cloud_trace():
     assert agents == {f"serviceAccount:{name}@{PROJECT}.iam.gserviceaccount.com" for name in workloads}
     [enable] = find(cmds, "gcloud", "services", "enable")
     assert {"telemetry.googleapis.com", "cloudtrace.googleapis.com"} <= set(enable)
+
+
+def test_a_redeploy_drops_the_processors_firestore_role_an_earlier_deploy_granted():
+    """Adding bindings never removes one: an existing project keeps the processor's old
+    roles/datastore.viewer unless the plan removes it (harmless when it is absent)."""
+    gsa = f"serviceAccount:{SERVICE_ACCOUNTS['image-processor']}@{PROJECT}.iam.gserviceaccount.com"
+    cmds = commands(plan())
+    removed = [flags(c) for c in find(cmds, "gcloud", "projects", "remove-iam-policy-binding")]
+    assert [(f["member"], f["role"]) for f in removed] == [(gsa, "roles/datastore.viewer")]
+    assert "remove-iam-policy-binding" in plan() and ">/dev/null 2>&1 || true" in next(
+        line for line in plan().splitlines() if "remove-iam-policy-binding" in line)
+
+
+def test_a_job_document_read_in_the_processor_would_need_a_firestore_role(tmp_path):
+    """The derivation would catch the processor regaining a Firestore call: the old job gate's read
+    (``self.jobs.get_job``) maps to roles/datastore.viewer."""
+    module = tmp_path / "gate.py"
+    module.write_text("class JobGate:\n    def job(self, job_id):\n        return self.jobs.get_job(job_id)\n")
+    calls = _port_calls([module])
+    assert calls["jobs"] & JOB_READS == {"get_job"}
+    processor_modules = [p for p in _service_modules("image-processor") if p.parent.name == "image_processor"]
+    assert {p.name for p in processor_modules} >= {"app.py", "job_gate.py", "dedupe.py", "processing.py"}
+    assert _port_calls(processor_modules)["jobs"] == set(), "the processor's own code touches no job store"
 
 
 # ---------------------------------------------------------------- refusals and options ----
