@@ -40,6 +40,12 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
     return app
 
 
+def batched_object_events(coordinator: Coordinator, batcher: ResultBatcher):
+    """The uploads subscription's callback: each object event goes to ``batcher`` (ignored ones as
+    None, acked with their batch), which joins them with ``coordinator.join_uploads``."""
+    return lambda message: batcher.add(coordinator.upload_event(message.attributes or {}, message.data), message)
+
+
 def main() -> int:
     configure_logging("interaction-manager")
     settings = Settings.from_env()
@@ -57,8 +63,7 @@ def main() -> int:
                                ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.results_sub, batcher.handle_result, max_messages=200,
                                ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.uploads_sub,
-                               lambda m: uploads.add(coordinator.upload_event(m.attributes or {}, m.data), m),
+        backends.bus.subscribe(topics.uploads_sub, batched_object_events(coordinator, uploads),
                                max_messages=UPLOAD_BATCH, ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.tasks_dlq_sub,
                                lambda m: batcher.add(coordinator.dead_letter_result(m), m),
