@@ -146,11 +146,6 @@ class Coordinator:
             self.announce(job)
 
     # -- object finalize -> a directly uploaded image joins its job -----------------------
-    def handle_object_event(self, message: ReceivedMessage) -> None:
-        """One object event on its own (the service batches them: ``upload_event`` + ``join_uploads``)."""
-        self.join_uploaded(message.attributes or {}, message.data)
-        message.ack()
-
     def join_uploaded(self, attributes: dict, data: bytes) -> str | None:
         """The outcome for one object event: None when ignored, else what happened (for logs and tests)."""
         event = self.upload_event(attributes, data)
