@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from imageflow import domain
+from imageflow import domain, topology
 from imageflow.blobstore import OBJECT_FINALIZE
 from imageflow.blobstore.local import LocalBlobStore
 from imageflow.bus.sqlite import SqliteBus
@@ -94,10 +94,10 @@ def outstanding_firestore(jobs: int, settings: Settings) -> dict:
     scanned, old_s = timed(lambda: scan_outstanding(store), repeat=3)
     counter, new_s = timed(store.outstanding_tasks, repeat=3)
     assert counter == scanned == jobs * 5, (counter, scanned)
-    pages = 2 + jobs // 500  # iter_jobs: a query per 500 jobs and per status (processing, open)
+    pages = 2 + jobs // 500  # iter_jobs pages: one query per 500 jobs per status (processing, open)
     store.close()
     return {"backend": "firestore-emulator", "jobs": jobs, "counter_reads": OUTSTANDING_SHARDS,
-            "counter_round_trips": 1, "scan_reads": jobs, "scan_round_trips": pages,
+            "counter_round_trips": 1, "scan_reads": jobs, "scan_queries": pages,
             "counter_ms": round(new_s * 1000, 1), "scan_ms": round(old_s * 1000, 1)}
 
 
@@ -108,15 +108,20 @@ def png(seed: int) -> bytes:
 
 
 class CountingStore:
-    def __init__(self, store: SqliteJobStore):
-        self._store, self.calls, self.transactions = store, Counter(), 0
-        real = store.db.transaction
+    """The job store with its port calls counted, and its transactions on SQLite (on Firestore
+    each join_images call is one transaction per 400 images, each mark_tasked one batched write)."""
 
-        def transaction():
-            self.transactions += 1
-            return real()
+    def __init__(self, store):
+        self._store, self.calls, self.transactions = store, Counter(), None
+        if isinstance(store, SqliteJobStore):
+            self.transactions = 0
+            real = store.db.transaction
 
-        store.db.transaction = transaction
+            def transaction():
+                self.transactions += 1
+                return real()
+
+            store.db.transaction = transaction
 
     def __getattr__(self, name):
         attr = getattr(self._store, name)
@@ -129,14 +134,22 @@ class CountingStore:
         return counted
 
 
-def upload_events(events: int) -> dict:
-    figures = {}
+def upload_events(events: int, settings: Settings | None = None) -> dict:
+    """N events of one open job on SQLite, or on Firestore when ``settings`` points at it."""
+    figures = {"backend": "firestore-emulator" if settings else "sqlite"}
     with tempfile.TemporaryDirectory() as tmp:
+        firestore_settings = settings
         settings = Settings.from_env({"IMAGEFLOW_DATA_DIR": tmp, "MAX_FILES_PER_JOB": str(events * 2)})
         blobs = LocalBlobStore(Path(tmp) / "blobs")
         for mode in ("one_at_a_time", "batch"):
-            store = CountingStore(SqliteJobStore(Path(tmp) / f"{mode}.sqlite3"))
-            coordinator = Coordinator(settings, store, SqliteBus(Path(tmp) / f"{mode}-bus.sqlite3"), blobs)
+            if firestore_settings:
+                from imageflow.jobstore.firestore import FirestoreJobStore
+                store = CountingStore(FirestoreJobStore(firestore_settings))
+            else:
+                store = CountingStore(SqliteJobStore(Path(tmp) / f"{mode}.sqlite3"))
+            bus = SqliteBus(Path(tmp) / f"{mode}-bus.sqlite3")
+            topology.ensure(bus, settings)
+            coordinator = Coordinator(settings, store, bus, blobs)
             job = domain.Job(job_id=domain.new_id(), status=domain.OPEN)
             store._store.create_job(job, [])
             parsed = []
@@ -149,7 +162,7 @@ def upload_events(events: int) -> dict:
                 parsed.append(coordinator.upload_event({"eventType": OBJECT_FINALIZE, "objectId": path},
                                                        json.dumps(info).encode()))
             store.calls.clear()
-            store.transactions = 0
+            store.transactions = 0 if store.transactions is not None else None
             if mode == "batch":
                 coordinator.join_uploads(parsed)
             else:
@@ -159,6 +172,7 @@ def upload_events(events: int) -> dict:
             figures[mode] = {"transactions": store.transactions, "store_calls": sum(store.calls.values()),
                              "calls": dict(store.calls)}
             store._store.close()
+            bus.close()
     return {"events": events, **figures}
 
 
@@ -176,10 +190,13 @@ def main() -> int:
             os.environ.update(emu.env())
             settings = Settings.from_env()
             rows += [outstanding_firestore(n, settings) for n in args.jobs]
+            uploads = [upload_events(args.events, settings)]
+    else:
+        uploads = []
     for row in rows:
         print("GET /outstanding", json.dumps(row))
-    uploads = upload_events(args.events)
-    print("upload events", json.dumps(uploads))
+    for row in [upload_events(args.events), *uploads]:
+        print("upload events", json.dumps(row))
     return 0
 
 

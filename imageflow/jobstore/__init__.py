@@ -238,11 +238,14 @@ class JobStore(ABC):
     @abstractmethod
     def outstanding_tasks(self) -> int:
         """The maintained sum of ``outstanding_of`` over every job, read without a scan (a handful
-        of reads). Every write of a job document changes it in the same transaction."""
+        of reads). Every write of a job document changes it in the same transaction. Read as
+        stored: after a drift it may be below zero (the caller shows 0; the repair needs the truth)."""
 
     @abstractmethod
-    def adjust_outstanding(self, delta: int) -> None:
-        """Add ``delta`` to the counter (repair of a drift found by ``scan_outstanding``)."""
+    def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
+        """Add ``delta`` to the counter (the repair of a drift found by ``scan_outstanding``), only
+        if it still reads ``expected`` when given (so two replicas' repairs cannot both apply);
+        True when it was added."""
 
     @abstractmethod
     def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:

@@ -376,14 +376,18 @@ class FirestoreJobStore(JobStore):
 
     def outstanding_tasks(self) -> int:
         """One batched read of the OUTSTANDING_SHARDS shard documents (never a scan of the jobs)."""
-        return max(0, sum(int((snap.to_dict() or {}).get("count") or 0)
-                          for snap in self.client.get_all(self._shard_refs()) if snap.exists))
+        return _shard_sum(self.client.get_all(self._shard_refs()))
 
-    def adjust_outstanding(self, delta: int) -> None:
-        batch = self.client.batch()
-        self._count(batch, delta)
-        if delta:
-            batch.commit()
+    def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
+        """A transaction that reads every shard (so a write to any of them meanwhile retries it)."""
+        @firestore.transactional
+        def adjust(transaction) -> bool:
+            if expected is not None and _shard_sum(transaction.get_all(self._shard_refs())) != expected:
+                return False
+            self._count(transaction, delta)
+            return True
+
+        return adjust(self.client.transaction())
 
     def _quota_ref(self, owner: str | None):
         return self.client.collection(QUOTAS).document(hashlib.sha256((owner or "").encode()).hexdigest()[:40])
@@ -506,6 +510,10 @@ def _expires_at(job: Job, retention_days: int) -> dict:
     """The TTL field: a timestamp (Firestore TTL ignores strings) at created_at + JOB_RETENTION_DAYS."""
     expiry = retention_expiry(job.created_at, retention_days)
     return {TTL_FIELD: datetime.fromisoformat(expiry.replace("Z", "+00:00"))} if expiry else {}
+
+
+def _shard_sum(snapshots) -> int:
+    return sum(int((snap.to_dict() or {}).get("count") or 0) for snap in snapshots if snap.exists)
 
 
 def _image_fields(image: Image) -> dict:

@@ -288,11 +288,15 @@ class SqliteJobStore(JobStore):
 
     def outstanding_tasks(self) -> int:
         row = self.db.connection().execute("SELECT value FROM counters WHERE name = ?", (OUTSTANDING,)).fetchone()
-        return max(0, row["value"]) if row else 0
+        return row["value"] if row else 0
 
-    def adjust_outstanding(self, delta: int) -> None:
+    def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
         with self.db.transaction() as conn:
+            row = conn.execute("SELECT value FROM counters WHERE name = ?", (OUTSTANDING,)).fetchone()
+            if expected is not None and row["value"] != expected:
+                return False
             self._count(conn, delta)
+            return True
 
     def _active_jobs(self, conn, owner: str | None) -> list[Job]:
         """The owner's active jobs behind its reservations (inside the caller's transaction); drops the

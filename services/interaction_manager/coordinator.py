@@ -307,7 +307,7 @@ class Coordinator:
     def outstanding_tasks(self) -> int:
         """Images of jobs in progress (open ones too) that have no result folded yet (KEDA metrics-api
         trigger): the job store's maintained counter, a handful of reads however many jobs run."""
-        return self.jobs.outstanding_tasks()
+        return max(0, self.jobs.outstanding_tasks())  # below 0 only after a drift the sweep repairs
 
     def repair_outstanding(self) -> int:
         """Compare the counter with a paged scan of the jobs and correct a drift (a Firestore TTL
@@ -325,10 +325,11 @@ class Coordinator:
         if drift != self._outstanding_drift:
             self._outstanding_drift = drift
             return 0
+        self._outstanding_drift = None
+        if not self.jobs.adjust_outstanding(drift, expected=before):  # it moved, or another replica repaired it
+            return 0
         log.warning("outstanding-task counter drifted: it read %d, the jobs add up to %d; corrected",
                     before, scanned)
-        self.jobs.adjust_outstanding(drift)
-        self._outstanding_drift = None
         return drift
 
     def sweep(self, older_than_seconds: float = 60.0) -> int:
@@ -385,7 +386,7 @@ def _within_image_quota(active: list[domain.Job], joining: list[domain.Image], q
                 image = replace(image, status=domain.IMAGE_FAILED,
                                 error=f"quota exceeded: the job's owner already has {unfinished_images(active)} "
                                       f"unfinished images and the limit is {quota} (QUOTA_ACTIVE_IMAGES); "
-                                      "upload it again once some have finished")
+                                      "send it again (a new upload target) once some have finished")
         admitted.append(image)
     return admitted
 

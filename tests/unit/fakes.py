@@ -45,10 +45,13 @@ class FakeJobStore(JobStore):
 
     def outstanding_tasks(self):
         self._up()
-        return max(0, self.outstanding)
+        return self.outstanding
 
-    def adjust_outstanding(self, delta):
+    def adjust_outstanding(self, delta, *, expected=None):
+        if expected is not None and self.outstanding != expected:
+            return False
         self.outstanding += delta
+        return True
 
     def _active(self, owner):
         held = self.reservations[owner or ""]

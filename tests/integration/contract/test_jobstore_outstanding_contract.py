@@ -208,9 +208,11 @@ def test_reading_the_count_never_scans_the_jobs(store, monkeypatch):
 def test_a_drifted_counter_is_adjusted(store):
     job, _ = queued_job(store, 3)
     store.transition(job.job_id, domain.start())
-    store.adjust_outstanding(-3)  # as if a TTL deletion or a hand edit had lost the job's share
-    assert store.outstanding_tasks() == 0 and scan_outstanding(store) == 3
-    store.adjust_outstanding(scan_outstanding(store) - store.outstanding_tasks())
+    store.adjust_outstanding(-5)  # as if a TTL deletion or a hand edit had lost more than the job's share
+    assert store.outstanding_tasks() == -2 and scan_outstanding(store) == 3
+    assert store.adjust_outstanding(5, expected=-1) is False      # it no longer reads what the repair saw
+    assert store.outstanding_tasks() == -2
+    assert store.adjust_outstanding(5, expected=-2) is True
     counts(store, 3)
 
 
