@@ -8,7 +8,9 @@ never written once per image: ``record_results`` folds a whole batch of results 
 write per job. That fold is the one place where two writers race (results and dead letters
 arrive on different subscriptions, possibly in several interaction-manager replicas), so it
 runs in a transaction; ``transition`` (``mark_notified``, webhook claims) is a conditional
-update on the document's ``update_time``. Everything else is a plain write.
+update on the document's ``update_time``. Creating, joining, closing and deleting a job and
+the updates of a counted field are transactions too (they move the outstanding counter below);
+everything else is a plain write.
 
 The outstanding-task count (GET /outstanding, polled by KEDA) is a sharded counter:
 ``counters/outstanding_tasks-NN``, OUTSTANDING_SHARDS documents with a ``count`` each. Every
@@ -36,9 +38,9 @@ from ..domain import Image, Job, apply_result, fold_progress, retention_expiry, 
 from ..messages import Result
 from ..settings import Settings
 from . import (
+    OUTSTANDING_FIELDS,
     REPAIR_COMPLETION,
     REPAIR_WEBHOOK,
-    OUTSTANDING_FIELDS,
     Admit,
     AdmitImages,
     Cursor,
