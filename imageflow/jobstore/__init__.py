@@ -7,9 +7,10 @@ written once per image.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
+from .. import domain
 from ..domain import Image, Job
 from ..domain import mark_notified as _mark_notified
 from ..messages import Result
@@ -24,6 +25,9 @@ REPAIRS = (REPAIR_COMPLETION, REPAIR_WEBHOOK)
 RESERVATION_TTL_SECONDS = 120.0
 
 Admit = Callable[[list[Job], int], None]  # (the owner's active jobs, images wanted): raises to refuse
+# (the owner's active jobs, this job among them, and the images joining it) -> the images to add: the
+# same, some turned into failed images (a per-file refusal), or it raises to refuse them all.
+AdmitImages = Callable[[list[Job], list[Image]], list[Image]]
 
 
 class JobNotFound(KeyError):
@@ -53,6 +57,63 @@ def check_room_for(job: Job, adding: int, max_total: int) -> None:
         raise JobClosed(job)
     if job.total + adding > max_total:
         raise TooManyImages(job, max_total)
+
+
+def outstanding_of(job: Job | None) -> int:
+    """A job's share of the outstanding-task count (GET /outstanding, KEDA's metrics-api trigger):
+    its images without an outcome while it is in progress (processing, or open). Every adapter
+    keeps the sum of this over all jobs in a counter, changed in the same write as the job
+    document, so the count never needs a scan."""
+    if job is None or job.status not in (domain.PROCESSING, domain.OPEN):
+        return 0
+    return max(0, job.total - job.done)
+
+
+# The job fields outstanding_of reads: a write that sets none of them leaves the counter as it is.
+OUTSTANDING_FIELDS = frozenset({"status", "total", "succeeded", "failed", "skipped"})
+
+
+def scan_outstanding(store: "JobStore") -> int:
+    """The outstanding count recomputed from the jobs, page by page: the repair path only
+    (``Coordinator.repair_outstanding``); GET /outstanding reads the maintained counter."""
+    return sum(outstanding_of(job) for status in (domain.PROCESSING, domain.OPEN)
+               for job in iter_jobs(store, status=status))
+
+
+def unfinished_images(active: list[Job]) -> int:
+    """Images of these jobs without an outcome yet: what ``QUOTA_ACTIVE_IMAGES`` limits."""
+    return sum(max(0, job.total - job.done) for job in active)
+
+
+def quota_room(active: list[Job], quota: int) -> int:
+    """How many more unfinished images ``QUOTA_ACTIVE_IMAGES`` (``quota``) leaves the owner of ``active``."""
+    return max(0, quota - unfinished_images(active))
+
+
+def with_job(active: list[Job], job: Job) -> list[Job]:
+    """The owner's active jobs with ``job`` as read now (an open job reserved before quotas were
+    on, or with the totals of an older read, counts as it is)."""
+    return [j for j in active if j.job_id != job.job_id] + [job]
+
+
+@dataclass
+class Joined:
+    """What ``JobStore.join_images`` did."""
+
+    job: Job                                                  # the job after the images joined
+    added: list[Image] = field(default_factory=list)          # the images added now, in ``seq`` order
+    present: list[str] = field(default_factory=list)          # ids of images the job held already (skipped)
+
+
+def place_images(job: Job, images: list[Image], now: str) -> Job:
+    """The job after ``images`` join it (``JobStore.join_images``, on every adapter): each gets the
+    next ``seq``; ``total`` and ``last_file_at`` move on; those joining already finished (refused
+    by a check) are folded into the counters at once."""
+    for offset, image in enumerate(images):
+        image.seq = job.total + offset
+    job = replace(job, total=job.total + len(images), last_file_at=now, updated_at=now)
+    finished = [i for i in images if i.status in domain.TERMINAL_IMAGE_STATUSES]
+    return domain.fold_progress(job, finished, now) if finished else job
 
 
 @dataclass
@@ -113,12 +174,22 @@ class JobStore(ABC):
         """Up to ``limit`` images in upload order whose ``seq`` is above ``after`` (the last
         ``seq`` of the previous page), only those in ``status`` when given."""
 
+    def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str,
+                   admit: AdmitImages | None = None) -> Job:
+        """``join_images``, for callers that only need the job after it."""
+        return self.join_images(job_id, images, max_total=max_total, now=now, admit=admit).job
+
     @abstractmethod
-    def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str) -> Job:
-        """Add images to an open job in one atomic step: they get the next ``seq`` numbers,
-        the job's ``total`` and ``last_file_at`` move on. Raises JobNotFound, JobClosed when
-        the job is not open, TooManyImages when ``total`` would pass ``max_total`` (then
-        nothing is added)."""
+    def join_images(self, job_id: str, images: list[Image], *, max_total: int, now: str,
+                    admit: AdmitImages | None = None) -> Joined:
+        """Add images to an open job in one atomic step (``place_images``): they get the next
+        ``seq`` numbers, the job's ``total`` and ``last_file_at`` move on. Images the job already
+        holds are skipped (a redelivered upload event). Raises JobNotFound, JobClosed when the
+        job is not open, TooManyImages when ``total`` would pass ``max_total`` (then nothing is
+        added). With ``admit`` (quotas), the owner's active jobs are read in the same transaction
+        and ``admit`` decides which images join as they are (``AdmitImages``), so parallel
+        uploads cannot pass a quota together. Large batches may be split into several
+        transactions (Firestore: 400 images each); the chunks before a refusal stay added."""
 
     @abstractmethod
     def close_job(self, job_id: str, now: str) -> Job:
@@ -163,6 +234,18 @@ class JobStore(ABC):
         """Up to ``limit`` jobs in the order ``(created_at, job_id)`` descending (newest first,
         ties broken by id), starting just after ``after`` (``cursor_of`` the last job of the
         previous page). Use ``page_jobs``/``iter_jobs`` rather than a bare limit."""
+
+    @abstractmethod
+    def outstanding_tasks(self) -> int:
+        """The maintained sum of ``outstanding_of`` over every job, read without a scan (a handful
+        of reads). Every write of a job document changes it in the same transaction. Read as
+        stored: after a drift it may be below zero (the caller shows 0; the repair needs the truth)."""
+
+    @abstractmethod
+    def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
+        """Add ``delta`` to the counter (the repair of a drift found by ``scan_outstanding``), only
+        if it still reads ``expected`` when given (so two replicas' repairs cannot both apply);
+        True when it was added."""
 
     @abstractmethod
     def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:

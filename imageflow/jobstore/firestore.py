@@ -8,12 +8,21 @@ never written once per image: ``record_results`` folds a whole batch of results 
 write per job. That fold is the one place where two writers race (results and dead letters
 arrive on different subscriptions, possibly in several interaction-manager replicas), so it
 runs in a transaction; ``transition`` (``mark_notified``, webhook claims) is a conditional
-update on the document's ``update_time``. Everything else is a plain write.
+update on the document's ``update_time``. Creating, joining, closing and deleting a job and
+the updates of a counted field are transactions too (they move the outstanding counter below);
+everything else is a plain write.
+
+The outstanding-task count (GET /outstanding, polled by KEDA) is a sharded counter:
+``counters/outstanding_tasks-NN``, OUTSTANDING_SHARDS documents with a ``count`` each. Every
+write of a job document that changes ``jobstore.outstanding_of`` increments one shard, picked at
+random, in the same transaction or batch (a commit is atomic, so a crash loses neither half),
+and /outstanding sums the shards with one batched read.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import threading
 import time
 from collections import defaultdict
@@ -29,16 +38,22 @@ from ..domain import Image, Job, apply_result, fold_progress, retention_expiry, 
 from ..messages import Result
 from ..settings import Settings
 from . import (
+    OUTSTANDING_FIELDS,
     REPAIR_COMPLETION,
     REPAIR_WEBHOOK,
     Admit,
+    AdmitImages,
     Cursor,
     FoldOutcome,
+    Joined,
     JobNotFound,
     JobStore,
     SavedPreset,
     check_room_for,
     held_reservations,
+    outstanding_of,
+    place_images,
+    with_job,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +65,13 @@ PRESETS = "presets"      # presets/<hash of owner and name>: {owner, name, opera
 MAX_BATCH_WRITES = 450      # Firestore allows 500 writes per commit; keep a margin
 MAX_FOLD_RESULTS = 400      # results of one job per transaction (each may write one image)
 CONDITIONAL_ROUNDS = 10
+COUNTERS = "counters"
+# Firestore sustains about one write per second on one document. The counter moves with every
+# result fold (one per job per batch, about 1/s per busy job and manager replica), every upload
+# request or batch of upload events and every status change: tens per second across many busy jobs.
+# 16 shards take about 16 sustained writes/s (bursts above that only queue), and GET /outstanding
+# stays one batched read of 16 small documents, far inside KEDA's 3 s timeout.
+OUTSTANDING_SHARDS = 16
 
 
 class FirestoreJobStore(JobStore):
@@ -74,6 +96,18 @@ class FirestoreJobStore(JobStore):
     def _images(self, job_id: str):
         return self._job_ref(job_id).collection(IMAGES)
 
+    def _shard_refs(self):
+        return [self.client.collection(COUNTERS).document(f"outstanding_tasks-{n:02d}")
+                for n in range(OUTSTANDING_SHARDS)]
+
+    def _count(self, writer, delta: int) -> None:
+        """Add ``delta`` to one shard of the outstanding counter in ``writer`` (a transaction or a
+        batch, committed with the job document's write). A blind increment: it reads nothing,
+        so it adds no read contention to the transaction."""
+        if delta:
+            shard = self._shard_refs()[random.randrange(OUTSTANDING_SHARDS)]
+            writer.set(shard, {"count": firestore.Increment(delta)}, merge=True)
+
     # -- port ------------------------------------------------------------------------------
 
     def create_job(self, job: Job, images: list[Image]) -> None:
@@ -86,12 +120,24 @@ class FirestoreJobStore(JobStore):
             image.seq = seq
         docs = [(self._images(job.job_id).document(image.image_id), {**image.to_dict(), **ttl})
                 for image in images]
-        docs.append((self._job_ref(job.job_id), {**job.to_dict(), **ttl}))
-        for start in range(0, len(docs), MAX_BATCH_WRITES):
+        job_ref = self._job_ref(job.job_id)
+        last = max(0, len(docs) - (MAX_BATCH_WRITES - 1))  # the last chunk commits with the job document
+        for start in range(0, last, MAX_BATCH_WRITES):
             batch = self.client.batch()
-            for ref, data in docs[start:start + MAX_BATCH_WRITES]:
+            for ref, data in docs[start:min(start + MAX_BATCH_WRITES, last)]:
                 batch.set(ref, data)
             batch.commit()
+
+        @firestore.transactional
+        def create(transaction):
+            snap = job_ref.get(transaction=transaction)  # a job written again (a tombstone) replaces its count
+            before = Job.from_dict(snap.to_dict()) if snap.exists else None
+            for ref, data in docs[last:]:
+                transaction.set(ref, data)
+            transaction.set(job_ref, {**job.to_dict(), **ttl})
+            self._count(transaction, outstanding_of(job) - outstanding_of(before))
+
+        create(self.client.transaction())
 
     def get_job(self, job_id: str) -> Job | None:
         snap = self._job_ref(job_id).get()
@@ -115,33 +161,45 @@ class FirestoreJobStore(JobStore):
         query = query.order_by("seq").limit(limit)
         return [Image.from_dict(snap.to_dict()) for snap in query.stream()]
 
-    def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str) -> Job:
+    def join_images(self, job_id: str, images: list[Image], *, max_total: int, now: str,
+                    admit: AdmitImages | None = None) -> Joined:
         """One transaction per chunk of images (Firestore commits at most 500 writes): the job
-        document is read, checked and written with the images, so a close or another upload
-        in between retries it. Chunks before a refusal stay added."""
-        job = None
+        document and the chunk's image documents are read (one batched read: which are there
+        already), checked and written with the images, so a close or another upload in between
+        retries it. With ``admit``, the owner's quota document and the job documents it names
+        are read in the transaction too. Chunks before a refusal stay added."""
+        joined = None
         for start in range(0, len(images), MAX_FOLD_RESULTS):
-            job = self._add_chunk(job_id, images[start:start + MAX_FOLD_RESULTS], max_total, now)
-        return job if job is not None else self._existing(job_id)
+            chunk = self._join_chunk(job_id, images[start:start + MAX_FOLD_RESULTS], max_total, now, admit)
+            joined = chunk if joined is None else Joined(chunk.job, joined.added + chunk.added,
+                                                         joined.present + chunk.present)
+        return joined if joined is not None else Joined(self._existing(job_id))
 
-    def _add_chunk(self, job_id: str, images: list[Image], max_total: int, now: str) -> Job:
+    def _join_chunk(self, job_id: str, images: list[Image], max_total: int, now: str,
+                    admit: AdmitImages | None) -> Joined:
         job_ref = self._job_ref(job_id)
+        refs = {image.image_id: self._images(job_id).document(image.image_id) for image in images}
 
         @firestore.transactional
         def add(transaction):
             snap = job_ref.get(transaction=transaction)
             if not snap.exists:
                 raise JobNotFound(job_id)
-            job = Job.from_dict(snap.to_dict())
-            check_room_for(job, len(images), max_total)
-            for offset, image in enumerate(images):
-                image.seq = job.total + offset
-                transaction.set(self._images(job_id).document(image.image_id),
-                                {**image.to_dict(), **_expires_at(job, self._settings.job_retention_days)})
-            job.total += len(images)
-            job.last_file_at = job.updated_at = now
-            transaction.update(job_ref, {"total": job.total, "last_file_at": now, "updated_at": now})
-            return job
+            before = Job.from_dict(snap.to_dict())
+            held = sorted(s.id for s in transaction.get_all(list(refs.values())) if s.exists)
+            fresh = [i for i in images if i.image_id not in held]
+            if not fresh:  # all there already (a redelivery): nothing to check or write
+                return Joined(before, [], held)
+            check_room_for(before, len(fresh), max_total)
+            if admit is not None:
+                fresh = admit(with_job(self._active_jobs(transaction, before.owner), before), fresh)
+            job = place_images(before, fresh, now)
+            ttl = _expires_at(job, self._settings.job_retention_days)
+            for image in fresh:
+                transaction.set(refs[image.image_id], {**image.to_dict(), **ttl})
+            transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
+            self._count(transaction, outstanding_of(job) - outstanding_of(before))
+            return Joined(job, fresh, held)
 
         return add(self.client.transaction())
 
@@ -155,8 +213,10 @@ class FirestoreJobStore(JobStore):
                 raise JobNotFound(job_id)
             job = Job.from_dict(snap.to_dict())
             if job.is_open:
-                job = domain.close_job(job, now)
-                transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
+                closed = domain.close_job(job, now)
+                transaction.update(job_ref, {k: v for k, v in closed.to_dict().items() if k != "job_id"})
+                self._count(transaction, outstanding_of(closed) - outstanding_of(job))
+                job = closed
             return job
 
         return close(self.client.transaction())
@@ -200,6 +260,8 @@ class FirestoreJobStore(JobStore):
         known = set(Job.__dataclass_fields__) - {"job_id"}
         changes = {k: v for k, v in fields.items() if k in known}
         changes["updated_at"] = fields.get("updated_at") or utcnow()
+        if OUTSTANDING_FIELDS & set(changes):
+            return self._update_counted(job_id, changes)
         try:
             self._job_ref(job_id).update(changes)
         except gexc.NotFound:
@@ -208,6 +270,24 @@ class FirestoreJobStore(JobStore):
         if job is None:  # deleted between the two calls
             raise JobNotFound(job_id)
         return job
+
+    def _update_counted(self, job_id: str, changes: dict) -> Job:
+        """``update_job`` of a field the outstanding counter follows (a status, a count): read and
+        written in a transaction, with the counter's shard."""
+        ref = self._job_ref(job_id)
+
+        @firestore.transactional
+        def update(transaction):
+            snap = ref.get(transaction=transaction)
+            if not snap.exists:
+                raise JobNotFound(job_id)
+            before = Job.from_dict(snap.to_dict())
+            job = Job.from_dict({**before.to_dict(), **changes})
+            transaction.update(ref, changes)
+            self._count(transaction, outstanding_of(job) - outstanding_of(before))
+            return job
+
+        return update(self.client.transaction())
 
     def record_results(self, results: list[Result]) -> FoldOutcome:
         outcome = FoldOutcome()
@@ -248,10 +328,11 @@ class FirestoreJobStore(JobStore):
                 current[result.image_id] = changed[result.image_id] = updated
             job = Job.from_dict(job_snap.to_dict())
             if changed:
-                job = fold_progress(job, changed.values(), now)
+                before, job = job, fold_progress(job, changed.values(), now)
                 for image_id, image in changed.items():
                     transaction.update(image_refs[image_id], _image_fields(image))
                 transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
+                self._count(transaction, outstanding_of(job) - outstanding_of(before))  # only the images finished now
             return job, list(changed.values()), ignored
 
         return fold(self.client.transaction())
@@ -270,11 +351,15 @@ class FirestoreJobStore(JobStore):
                 return None
             changes = {k: v for k, v in fields.items() if k != "job_id"}
             changes["updated_at"] = fields.get("updated_at") or utcnow()
+            after = Job.from_dict({**job.to_dict(), **changes})
+            batch = self.client.batch()  # one atomic commit: the conditional update and the counter's shard
+            batch.update(ref, changes, option=self.client.write_option(last_update_time=snap.update_time))
+            self._count(batch, outstanding_of(after) - outstanding_of(job))
             try:
-                ref.update(changes, option=self.client.write_option(last_update_time=snap.update_time))
+                batch.commit()
             except (gexc.FailedPrecondition, gexc.Aborted):
                 continue  # someone else wrote the job meanwhile: look again
-            return Job.from_dict({**job.to_dict(), **changes})
+            return after
         raise RuntimeError(f"job {job_id} kept changing; could not update it")
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
@@ -291,8 +376,33 @@ class FirestoreJobStore(JobStore):
         query = query.limit(limit)
         return [Job.from_dict(snap.to_dict()) for snap in query.stream()]
 
+    def outstanding_tasks(self) -> int:
+        """One batched read of the OUTSTANDING_SHARDS shard documents (never a scan of the jobs)."""
+        return _shard_sum(self.client.get_all(self._shard_refs()))
+
+    def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
+        """A transaction that reads every shard (so a write to any of them meanwhile retries it)."""
+        @firestore.transactional
+        def adjust(transaction) -> bool:
+            if expected is not None and _shard_sum(transaction.get_all(self._shard_refs())) != expected:
+                return False
+            self._count(transaction, delta)
+            return True
+
+        return adjust(self.client.transaction())
+
     def _quota_ref(self, owner: str | None):
         return self.client.collection(QUOTAS).document(hashlib.sha256((owner or "").encode()).hexdigest()[:40])
+
+    def _active_jobs(self, transaction, owner: str | None) -> list[Job]:
+        """The owner's active jobs behind its reservations, read in ``transaction`` (so a reservation
+        or another join racing this one retries one of them)."""
+        snap = self._quota_ref(owner).get(transaction=transaction)
+        stored = (snap.to_dict() or {}).get("reservations", {}) if snap.exists else {}
+        held = {j: (int(e["images"]), float(e["at"])) for j, e in stored.items()}
+        docs = {s.id: Job.from_dict(s.to_dict()) for s in
+                transaction.get_all([self._job_ref(j) for j in held]) if s.exists} if held else {}
+        return held_reservations(held, docs, time.time())[0]
 
     def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
         """A transaction on the owner's quota document (and the job documents it names)."""
@@ -337,17 +447,26 @@ class FirestoreJobStore(JobStore):
             yield Job.from_dict(snap.to_dict())
 
     def delete_job(self, job_id: str) -> bool:
-        """Delete the image documents, then the job document."""
+        """Delete the image documents, then the job document (with its unfinished images taken
+        off the outstanding counter, in one transaction)."""
         job_ref = self._job_ref(job_id)
-        existed = job_ref.get().exists
         refs = list(self._images(job_id).list_documents())
         for start in range(0, len(refs), MAX_BATCH_WRITES):
             batch = self.client.batch()
             for ref in refs[start:start + MAX_BATCH_WRITES]:
                 batch.delete(ref)
             batch.commit()
-        job_ref.delete()
-        return existed
+
+        @firestore.transactional
+        def delete(transaction) -> bool:
+            snap = job_ref.get(transaction=transaction)
+            if not snap.exists:
+                return False
+            transaction.delete(job_ref)
+            self._count(transaction, -outstanding_of(Job.from_dict(snap.to_dict())))
+            return True
+
+        return delete(self.client.transaction())
 
     def check(self) -> None:
         try:
@@ -393,6 +512,10 @@ def _expires_at(job: Job, retention_days: int) -> dict:
     """The TTL field: a timestamp (Firestore TTL ignores strings) at created_at + JOB_RETENTION_DAYS."""
     expiry = retention_expiry(job.created_at, retention_days)
     return {TTL_FIELD: datetime.fromisoformat(expiry.replace("Z", "+00:00"))} if expiry else {}
+
+
+def _shard_sum(snapshots) -> int:
+    return sum(int((snap.to_dict() or {}).get("count") or 0) for snap in snapshots if snap.exists)
 
 
 def _image_fields(image: Image) -> dict:

@@ -15,13 +15,18 @@ from . import (
     REPAIR_COMPLETION,
     REPAIR_WEBHOOK,
     Admit,
+    AdmitImages,
     Cursor,
     FoldOutcome,
+    Joined,
     JobNotFound,
     JobStore,
     SavedPreset,
     check_room_for,
     held_reservations,
+    outstanding_of,
+    place_images,
+    with_job,
 )
 
 SCHEMA = """
@@ -51,6 +56,10 @@ CREATE TABLE IF NOT EXISTS images (
     doc TEXT NOT NULL,
     PRIMARY KEY (job_id, image_id)
 );
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS presets (
     owner TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -61,6 +70,7 @@ CREATE TABLE IF NOT EXISTS presets (
 
 # Columns added for paging and fan-out (issue 12); a database from before gets them on open.
 IMAGE_COLUMNS = {"status": "TEXT", "tasked": "INTEGER NOT NULL DEFAULT 0"}
+OUTSTANDING = "outstanding_tasks"  # counters row: the sum of jobstore.outstanding_of over the jobs
 INDEXES = """
 CREATE INDEX IF NOT EXISTS images_by_seq ON images (job_id, seq);
 CREATE INDEX IF NOT EXISTS images_untasked ON images (job_id, tasked, status)
@@ -79,15 +89,28 @@ class SqliteJobStore(JobStore):
                         conn.execute("UPDATE images SET status = json_extract(doc, '$.status')")
             for statement in filter(None, (x.strip() for x in INDEXES.split(";"))):
                 conn.execute(statement)
+            if conn.execute("SELECT 1 FROM counters WHERE name = ?", (OUTSTANDING,)).fetchone() is None:
+                # a database from before the counter: counted once, here, then maintained by every write
+                rows = conn.execute("SELECT doc FROM jobs WHERE status IN (?, ?)", (domain.PROCESSING, domain.OPEN))
+                count = sum(outstanding_of(Job.from_dict(json.loads(row["doc"]))) for row in rows)
+                conn.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (OUTSTANDING, count))
 
     # -- helpers -------------------------------------------------------------------------
-    @staticmethod
-    def _write_job(conn, job: Job) -> None:
+    @classmethod
+    def _write_job(cls, conn, job: Job, before: Job | None) -> None:
+        """Write the job document; ``before`` is the document it replaces (read in the same
+        transaction), so the outstanding counter moves with it."""
+        cls._count(conn, outstanding_of(job) - outstanding_of(before))
         conn.execute(
             "INSERT INTO jobs (job_id, created_at, owner, status, doc) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, owner = excluded.owner, doc = excluded.doc",
             (job.job_id, job.created_at, job.owner, job.status, json.dumps(job.to_dict())),
         )
+
+    @staticmethod
+    def _count(conn, delta: int) -> None:
+        if delta:
+            conn.execute("UPDATE counters SET value = value + ? WHERE name = ?", (delta, OUTSTANDING))
 
     @staticmethod
     def _read_job(conn, job_id: str) -> Job | None:
@@ -116,7 +139,7 @@ class SqliteJobStore(JobStore):
         for seq, image in enumerate(images):
             image.seq = seq
         with self.db.transaction() as conn:
-            self._write_job(conn, job)
+            self._write_job(conn, job, self._read_job(conn, job.job_id))
             self._insert_images(conn, images)
 
     def get_job(self, job_id: str) -> Job | None:
@@ -144,19 +167,25 @@ class SqliteJobStore(JobStore):
             (*params, limit))
         return [self._image(row) for row in rows]
 
-    def add_images(self, job_id: str, images: list[Image], *, max_total: int, now: str) -> Job:
-        with self.db.transaction() as conn:
-            job = self._read_job(conn, job_id)
-            if job is None:
+    def join_images(self, job_id: str, images: list[Image], *, max_total: int, now: str,
+                    admit: AdmitImages | None = None) -> Joined:
+        with self.db.transaction() as conn:  # BEGIN IMMEDIATE: joins, folds and reservations are serialised
+            before = self._read_job(conn, job_id)
+            if before is None:
                 raise JobNotFound(job_id)
-            check_room_for(job, len(images), max_total)
-            for offset, image in enumerate(images):
-                image.seq = job.total + offset
-            self._insert_images(conn, images)
-            job.total += len(images)
-            job.last_file_at = job.updated_at = now
-            self._write_job(conn, job)
-            return job
+            held = {row["image_id"] for row in conn.execute(
+                f"SELECT image_id FROM images WHERE job_id = ? AND image_id IN ({', '.join('?' * len(images))})",
+                (job_id, *(i.image_id for i in images)))} if images else set()
+            fresh = [i for i in images if i.image_id not in held]
+            if not fresh:  # all there already (a redelivery): nothing to check or write
+                return Joined(before, [], sorted(held))
+            check_room_for(before, len(fresh), max_total)
+            if admit is not None:
+                fresh = admit(with_job(self._active_jobs(conn, before.owner), before), fresh)
+            job = place_images(before, fresh, now)
+            self._insert_images(conn, fresh)
+            self._write_job(conn, job, before)
+            return Joined(job, fresh, sorted(held))
 
     def close_job(self, job_id: str, now: str) -> Job:
         with self.db.transaction() as conn:
@@ -164,8 +193,9 @@ class SqliteJobStore(JobStore):
             if job is None:
                 raise JobNotFound(job_id)
             if job.is_open:
-                job = domain.close_job(job, now)
-                self._write_job(conn, job)
+                closed = domain.close_job(job, now)
+                self._write_job(conn, closed, job)
+                job = closed
             return job
 
     def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
@@ -194,9 +224,9 @@ class SqliteJobStore(JobStore):
             data = job.to_dict()
             data.update(fields)
             data["updated_at"] = fields.get("updated_at") or utcnow()
-            job = Job.from_dict(data)
-            self._write_job(conn, job)
-            return job
+            updated = Job.from_dict(data)
+            self._write_job(conn, updated, job)
+            return updated
 
     def record_results(self, results: list[Result]) -> FoldOutcome:
         outcome = FoldOutcome()
@@ -218,8 +248,9 @@ class SqliteJobStore(JobStore):
                 if job is None:
                     continue
                 if changed_by_job.get(job_id):
-                    job = fold_progress(job, changed_by_job[job_id], now)
-                    self._write_job(conn, job)
+                    folded = fold_progress(job, changed_by_job[job_id], now)
+                    self._write_job(conn, folded, job)  # the counter drops by the images that finished now
+                    job = folded
                 outcome.jobs[job_id] = job
         return outcome
 
@@ -234,9 +265,9 @@ class SqliteJobStore(JobStore):
                 return None
             data = {**job.to_dict(), **fields}
             data["updated_at"] = fields.get("updated_at") or utcnow()
-            job = Job.from_dict(data)
-            self._write_job(conn, job)
-            return job
+            changed = Job.from_dict(data)
+            self._write_job(conn, changed, job)
+            return changed
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
                   limit: int = 50, after: Cursor | None = None) -> list[Job]:
@@ -255,16 +286,34 @@ class SqliteJobStore(JobStore):
             f"SELECT doc FROM jobs {where} ORDER BY created_at DESC, job_id DESC LIMIT ?", (*params, limit))
         return [Job.from_dict(json.loads(row["doc"])) for row in rows]
 
+    def outstanding_tasks(self) -> int:
+        row = self.db.connection().execute("SELECT value FROM counters WHERE name = ?", (OUTSTANDING,)).fetchone()
+        return row["value"] if row else 0
+
+    def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT value FROM counters WHERE name = ?", (OUTSTANDING,)).fetchone()
+            if expected is not None and row["value"] != expected:
+                return False
+            self._count(conn, delta)
+            return True
+
+    def _active_jobs(self, conn, owner: str | None) -> list[Job]:
+        """The owner's active jobs behind its reservations (inside the caller's transaction); drops the
+        reservations no longer held."""
+        owner = owner or ""
+        rows = conn.execute("SELECT job_id, images, reserved_at FROM quota_reservations WHERE owner = ?",
+                            (owner,)).fetchall()
+        held = {row["job_id"]: (row["images"], row["reserved_at"]) for row in rows}
+        active, kept = held_reservations(held, {j: self._read_job(conn, j) for j in held}, time.time())
+        for gone in set(held) - set(kept):
+            conn.execute("DELETE FROM quota_reservations WHERE owner = ? AND job_id = ?", (owner, gone))
+        return active
+
     def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
         owner = owner or ""
         with self.db.transaction() as conn:  # BEGIN IMMEDIATE: reservations are serialised
-            rows = conn.execute("SELECT job_id, images, reserved_at FROM quota_reservations WHERE owner = ?",
-                                (owner,)).fetchall()
-            held = {row["job_id"]: (row["images"], row["reserved_at"]) for row in rows}
-            active, kept = held_reservations(held, {j: self._read_job(conn, j) for j in held}, time.time())
-            for gone in set(held) - set(kept):
-                conn.execute("DELETE FROM quota_reservations WHERE owner = ? AND job_id = ?", (owner, gone))
-            admit(active, images)
+            admit(self._active_jobs(conn, owner), images)
             conn.execute("INSERT OR REPLACE INTO quota_reservations (owner, job_id, images, reserved_at) "
                          "VALUES (?, ?, ?, ?)", (owner, job_id, images, time.time()))
 
@@ -292,6 +341,7 @@ class SqliteJobStore(JobStore):
 
     def delete_job(self, job_id: str) -> bool:
         with self.db.transaction() as conn:
+            self._count(conn, -outstanding_of(self._read_job(conn, job_id)))  # its unfinished images go too
             conn.execute("DELETE FROM images WHERE job_id = ?", (job_id,))
             return conn.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,)).rowcount > 0
 

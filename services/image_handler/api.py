@@ -140,7 +140,8 @@ def _intake() -> Intake:
     c = ctx()
     return Intake(c.settings, c.backends.blobs, c.backends.jobs, c.backends.bus,
                   admit=lambda job_id, n: c.auth.reserve_quota(c.backends.jobs, g.caller, job_id, n),
-                  release=lambda job_id: c.auth.release_quota(c.backends.jobs, g.caller, job_id))
+                  release=lambda job_id: c.auth.release_quota(c.backends.jobs, g.caller, job_id),
+                  admit_images=c.auth.images_admission(g.caller))
 
 
 def _url_entries(parse, data):
@@ -295,6 +296,9 @@ def _direct_uploads(job: domain.Job, body: dict | None):
     settings, intake = c.settings, _intake()
     intake.check_open(job)
     intake.check_room(job.total, len(files))
+    # the quota as far as this job shows it; each upload is checked again, atomically, when it
+    # lands (the interaction manager refuses one past QUOTA_ACTIVE_IMAGES as a failed image)
+    intake.check_quota_room(job, len(files))
     ttl = settings.signed_url_ttl_seconds
     expires_at = (datetime.now(timezone.utc) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
     uploads, rejected = [], []

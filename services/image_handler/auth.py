@@ -7,7 +7,8 @@
 - A job belongs to the name of the key that created it (``Job.owner``); no other key can
   see, list, download, rename or delete it (it answers 404, as for an unknown job).
 - Quotas (``QUOTA_ACTIVE_JOBS``, ``QUOTA_ACTIVE_IMAGES``, 0 = none) count one caller's jobs
-  that are queued or processing and their unfinished images.
+  that are open, queued or processing and their unfinished images. Images that join an open
+  job later count too: checked in the same job-store transaction that adds them.
 - With keys on, the download URLs in API answers carry an expiring HMAC signature
   (``expires`` and ``sig`` query parameters), so an ``<img src>`` or a CSV report link works
   without the key, for that one file only, until it expires (like a signed GCS URL).
@@ -22,8 +23,8 @@ from typing import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from imageflow import domain
-from imageflow.domain import Job
-from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.domain import Image, Job
+from imageflow.jobstore import AdmitImages, JobStore, iter_jobs, unfinished_images
 from imageflow.settings import Settings, SettingsError
 
 from .errors import ClientError
@@ -149,13 +150,32 @@ class Auth:
                             f"quota exceeded: {who} already has {len(active)} active jobs and the limit is "
                             f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
                             {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
-        pending = sum(max(0, job.total - job.done) for job in active)
-        if self.quota_images and pending + new_images > self.quota_images:
+        self._refuse_over_image_quota(caller, unfinished_images(active), new_images, "this job adds")
+
+    def _refuse_over_image_quota(self, caller: Caller, pending: int, adding: int, what: str) -> None:
+        if self.quota_images and pending + adding > self.quota_images:
+            who = f"API key {caller.owner!r}" if caller.enforced else "this service"
+            room = max(0, self.quota_images - pending)
             raise ClientError(429, "quota_exceeded",
-                            f"quota exceeded: {who} has {pending} images waiting and this job adds {new_images}; "
-                            f"the limit is {self.quota_images} unfinished images",
-                            {"limit": "active_images", "quota": self.quota_images, "active": pending,
-                             "requested": new_images})
+                              f"quota exceeded: {who} has {pending} images waiting and {what} {adding}; "
+                              f"the limit is {self.quota_images} unfinished images (QUOTA_ACTIVE_IMAGES), "
+                              f"room for {room} more now",
+                              {"limit": "active_images", "quota": self.quota_images, "active": pending,
+                               "requested": adding, "room": room})
+
+    def images_admission(self, caller: Caller) -> AdmitImages | None:
+        """The check of ``QUOTA_ACTIVE_IMAGES`` for files joining an open job (``JobStore.join_images``
+        runs it in the transaction that adds them, over the caller's active jobs as stored then):
+        ClientError(429) naming the quota when the request's images do not all fit; nothing joins."""
+        if not self.quota_images:
+            return None
+
+        def admit(active: list[Job], joining: list[Image]) -> list[Image]:
+            unfinished = sum(1 for image in joining if image.status not in domain.TERMINAL_IMAGE_STATUSES)
+            self._refuse_over_image_quota(caller, unfinished_images(active), unfinished, "these files add")
+            return joining
+
+        return admit
 
     # -- signed links ----------------------------------------------------------------------
     def _signature(self, path: str, query: list[tuple[str, str]], expires: int) -> str:

@@ -20,7 +20,7 @@ from imageflow.domain import Image, Job
 from imageflow.engine import ImageError, Limits, probe
 from imageflow.engine.overlay import is_url, named_overlays
 from imageflow.engine.schema import OperationsError, resolve_operations
-from imageflow.jobstore import JobClosed, JobStore, TooManyImages
+from imageflow.jobstore import AdmitImages, JobClosed, JobStore, TooManyImages
 from imageflow.messages import JobSubmitted
 from imageflow.settings import Settings
 
@@ -174,7 +174,8 @@ class Intake:
     """Creates jobs: validation before storage, the originals stored, the job recorded and
     announced with ``job.submitted``. ``admit(job_id, n)`` reserves the caller's quota before
     anything is stored (it raises to refuse); ``release(job_id)`` gives it back if the job is not
-    created after all."""
+    created after all. ``admit_images`` checks the quota of files joining an open job, in the
+    job store's transaction that adds them (``JobStore.join_images``)."""
 
     settings: Settings
     blobs: BlobStore
@@ -182,6 +183,7 @@ class Intake:
     bus: MessageBus
     admit: Callable[[str, int], None] | None = None
     release: Callable[[str], None] | None = None
+    admit_images: AdmitImages | None = None
 
     def create_job(self, uploads: Iterable[Upload], request: JobRequest, overlays: Iterable[Upload] = ()) -> Created:
         """A job of uploaded files; a bad file is refused alone, with its reason. ``overlays``
@@ -223,11 +225,14 @@ class Intake:
             raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
         self.check_open(job)
         self.check_room(job.total, len(uploads))
-        # (the open job's quota was reserved when it was opened; MAX_FILES_PER_JOB bounds what joins it)
+        self.check_quota_room(job, len(uploads))
         images, rejected = self._store_files(job, uploads, keep_job=True)
         try:
             job = self.jobs.add_images(job.job_id, images, max_total=self.settings.max_files_per_job,
-                                       now=domain.utcnow())
+                                       now=domain.utcnow(), admit=self.admit_images)
+        except ClientError:  # over the caller's quota (admit_images): nothing joined
+            self._delete_inputs(images)
+            raise
         except (JobClosed, TooManyImages) as exc:
             self._delete_inputs(images)
             if isinstance(exc, JobClosed):
@@ -277,6 +282,13 @@ class Intake:
         if not job.is_open:
             raise ClientError(409, "job_closed", f"job {job.job_id} takes no more files (it is {job.status}); "
                                                  "create a new job for more")
+
+    def check_quota_room(self, job: Job, adding: int) -> None:
+        """Before any byte is stored: refused (429) when this job's own unfinished images already
+        leave no room for ``adding`` under the caller's image quota. The exact check, over all the
+        caller's active jobs, runs when the images join (``admit_images``, atomic)."""
+        if self.admit_images is not None and adding:
+            self.admit_images([job], [Image(job_id=job.job_id, image_id="", filename="", input_path="")] * adding)
 
     def check_room(self, held: int, adding: int) -> None:
         limit = self.settings.max_files_per_job

@@ -19,6 +19,9 @@ from . import lifecycle
 
 log = logging.getLogger("interaction_manager")
 
+UPLOAD_BATCH = 100            # object events joined together (and the subscription's flow control)
+UPLOAD_BATCH_SECONDS = 0.25   # the longest an event waits for others
+
 
 def create_app(settings: Settings | None = None, backends: Backends | None = None,
                coordinator: Coordinator | None = None, alive=lambda: True) -> Flask:
@@ -29,12 +32,19 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
 
     @app.get("/outstanding")
     def outstanding():
-        """Tasks published and not yet finished, across all jobs (KEDA metrics-api)."""
+        """Tasks published and not yet finished, across all jobs (KEDA metrics-api, 3 s timeout): the job
+        store's maintained counter (a handful of reads), never a scan of the jobs."""
         count = coordinator.outstanding_tasks()
         OUTSTANDING.set(count)
         return jsonify(outstanding_tasks=count)
 
     return app
+
+
+def batched_object_events(coordinator: Coordinator, batcher: ResultBatcher):
+    """The uploads subscription's callback: each object event goes to ``batcher`` (ignored ones as
+    None, acked with their batch), which joins them with ``coordinator.join_uploads``."""
+    return lambda message: batcher.add(coordinator.upload_event(message.attributes or {}, message.data), message)
 
 
 def main() -> int:
@@ -45,6 +55,9 @@ def main() -> int:
     webhooks = WebhookSender(settings, backends.jobs)
     coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs)
     batcher = ResultBatcher(coordinator.fold, interval=settings.progress_flush_seconds)
+    # Direct uploads land in bursts: their events are joined a batch at a time (one store
+    # transaction per job per batch), after a short wait so a burst shares one.
+    uploads = ResultBatcher(coordinator.join_uploads, interval=UPLOAD_BATCH_SECONDS, max_batch=UPLOAD_BATCH)
     topics = settings.topics
     deadline = settings.ack_deadline_seconds
     subscribers = [
@@ -52,8 +65,8 @@ def main() -> int:
                                ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.results_sub, batcher.handle_result, max_messages=200,
                                ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.uploads_sub, coordinator.handle_object_event, max_messages=8,
-                               ack_deadline_seconds=deadline),
+        backends.bus.subscribe(topics.uploads_sub, batched_object_events(coordinator, uploads),
+                               max_messages=UPLOAD_BATCH, ack_deadline_seconds=deadline),
         backends.bus.subscribe(topics.tasks_dlq_sub,
                                lambda m: batcher.add(coordinator.dead_letter_result(m), m),
                                max_messages=50, ack_deadline_seconds=deadline),
@@ -81,6 +94,7 @@ def main() -> int:
     for subscriber in subscribers:
         subscriber.stop(timeout=settings.drain_seconds)
     batcher.stop()
+    uploads.stop()
     server.stop()
     backends.close()
     return 0

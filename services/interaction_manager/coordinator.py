@@ -9,7 +9,8 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable
 
@@ -17,7 +18,16 @@ from imageflow import domain, tracing
 from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.engine import ImageError, Limits, probe
-from imageflow.jobstore import REPAIR_COMPLETION, JobClosed, JobStore, TooManyImages, iter_jobs
+from imageflow.jobstore import (
+    REPAIR_COMPLETION,
+    JobClosed,
+    JobStore,
+    TooManyImages,
+    iter_jobs,
+    quota_room,
+    scan_outstanding,
+    unfinished_images,
+)
 from imageflow.messages import (
     JobCompleted,
     JobSubmitted,
@@ -34,6 +44,17 @@ FAN_OUT_PAGE = 500  # tasks published per page; the images' ``tasked`` flag is w
 
 
 @dataclass
+class UploadEvent:
+    """An object-finalize event of a direct upload: the object, where it goes, and its facts."""
+
+    job_id: str
+    image_id: str
+    path: str
+    info: dict          # the event's object resource (size, metadata)
+    filename: str       # the client's name, cleaned for display
+
+
+@dataclass
 class Coordinator:
     settings: Settings
     jobs: JobStore
@@ -41,6 +62,7 @@ class Coordinator:
     blobs: BlobStore | None = None
     on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # called after the publish (tests, metrics)
     _fan_out_errors: dict = field(default_factory=dict, repr=False)  # job_id -> last fan-out error (for its reason)
+    _outstanding_drift: int | None = field(default=None, repr=False)  # drift the last repair pass saw
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:
@@ -124,16 +146,14 @@ class Coordinator:
             self.announce(job)
 
     # -- object finalize -> a directly uploaded image joins its job -----------------------
-    def handle_object_event(self, message: ReceivedMessage) -> None:
-        """A direct upload landed (the bucket's notification, or the local store's): check it
-        like an upload and, if the job is still open, add it and publish its task. Other
-        objects (outputs, the API's own originals) are ignored. Idempotent: a redelivered event
-        finds the image already there."""
-        self.join_uploaded(message.attributes or {}, message.data)
-        message.ack()
-
     def join_uploaded(self, attributes: dict, data: bytes) -> str | None:
         """The outcome for one object event: None when ignored, else what happened (for logs and tests)."""
+        event = self.upload_event(attributes, data)
+        return None if event is None else self.join_uploads([event])[event.image_id]
+
+    def upload_event(self, attributes: dict, data: bytes) -> UploadEvent | None:
+        """The direct upload an object event announces, or None for other objects (outputs, the
+        API's own originals) and other events."""
         if attributes.get("eventType") != OBJECT_FINALIZE:
             return None
         path = attributes.get("objectId") or ""
@@ -144,34 +164,79 @@ class Coordinator:
             info = json.loads(data or b"{}")
         except ValueError:
             info = {}
-        client_name = domain.direct_upload_name(info.get("metadata"))
+        client_name = domain.direct_upload_name(info.get("metadata") if isinstance(info, dict) else None)
         if client_name is None:
             return None
-        job_id, image_id = match["job"], match["image"]
-        if self.jobs.get_image(job_id, image_id) is not None:
-            return "duplicate"
+        return UploadEvent(match["job"], match["image"], path, info, domain.display_name(client_name))
+
+    def join_uploads(self, events: list[UploadEvent]) -> dict[str, str]:
+        """Direct uploads that landed (the bucket's notifications, or the local store's), a batch
+        at a time: each is checked like an upload, then each job's images join it in one store
+        transaction (``JobStore.join_images``: the quota and MAX_FILES_PER_JOB checked there too)
+        and their tasks are published. Idempotent: a redelivered event finds its image in the
+        job, and only the images added now get a task. Returns {image_id: outcome}: joined,
+        failed (refused by a check: the job shows it with the reason), duplicate, late (the job
+        is closed or gone: the object is deleted) or refused (no room: deleted)."""
+        by_job: dict[str, dict[str, UploadEvent]] = defaultdict(dict)
+        for event in events:
+            by_job[event.job_id].setdefault(event.image_id, event)
+        outcomes: dict[str, str] = {}
+        for job_id, job_events in by_job.items():
+            outcomes.update(self._join_job_uploads(job_id, list(job_events.values())))
+        return outcomes
+
+    def _join_job_uploads(self, job_id: str, events: list[UploadEvent]) -> dict[str, str]:
         job = self.jobs.get_job(job_id)
         if job is None or not job.is_open:
-            log.info("upload %s arrived for a job that is %s: deleting it", path, job.status if job else "gone")
-            self.blobs.delete_prefix(path)
-            return "late"
-        filename = domain.display_name(client_name)
-        error, mime, size = self._check_object(path, info)
-        image = domain.Image(job_id=job_id, image_id=image_id, filename=filename, input_path=path,
-                             input_content_type=mime, input_bytes=size)
+            return self._late_uploads(job, events)
+        now = domain.utcnow()
+        images = []
+        for event in events:
+            error, mime, size = self._check_object(event.path, event.info)
+            image = domain.Image(job_id=job_id, image_id=event.image_id, filename=event.filename,
+                                 input_path=event.path, input_content_type=mime, input_bytes=size)
+            # a file refused by a check joins as failed, with the reason, in the same transaction
+            images.append(replace(image, status=domain.IMAGE_FAILED, error=error, updated_at=now) if error else image)
+        quota = self.settings.quota_active_images
+        admit = (lambda active, joining: _within_image_quota(active, joining, quota)) if quota else None
         try:
-            job = self.jobs.add_images(job_id, [image], max_total=self.settings.max_files_per_job,
-                                       now=domain.utcnow())
-        except (JobClosed, TooManyImages) as exc:
-            log.info("upload %s refused: %s", path, exc)
-            self.blobs.delete_prefix(path)
-            return "refused"
-        if error:  # the job shows the file and why it was refused, as a failed image
-            self.fold([Result(job_id=job_id, image_id=image_id, status="failed", error=error)])
-            return "failed"
-        self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(), {"job_id": job_id})
-        self.jobs.mark_tasked(job_id, [image_id])
-        return "joined"
+            joined = self.jobs.join_images(job_id, images, max_total=self.settings.max_files_per_job, now=now,
+                                           admit=admit)
+        except JobClosed as exc:  # closed meanwhile
+            return self._late_uploads(exc.job, events)
+        except TooManyImages as exc:  # no room for all: those that fit join, one by one
+            room = max(0, exc.limit - exc.job.total)
+            outcomes = {}
+            for event in events[room:]:
+                log.info("upload %s refused: %s", event.path, exc)
+                self.blobs.delete_prefix(event.path)
+                outcomes[event.image_id] = "refused"
+            return {**self.join_uploads(events[:room]), **outcomes} if room else outcomes
+        outcomes = {image_id: "duplicate" for image_id in joined.present}
+        queued = [i for i in joined.added if i.status == domain.IMAGE_QUEUED]
+        outcomes.update({i.image_id: "failed" for i in joined.added if i.status != domain.IMAGE_QUEUED})
+        for image in queued:
+            self.bus.publish(self.settings.topics.tasks, domain.task_for(joined.job, image).encode(),
+                             {"job_id": job_id})
+            outcomes[image.image_id] = "joined"
+        if queued:
+            self.jobs.mark_tasked(job_id, [i.image_id for i in queued])
+        if joined.added:
+            log.info("job %s: %d direct uploads joined (%d refused by a check)", job_id, len(joined.added),
+                     len(joined.added) - len(queued))
+        return outcomes
+
+    def _late_uploads(self, job: domain.Job | None, events: list[UploadEvent]) -> dict[str, str]:
+        """Uploads for a job that is closed or gone: deleted, unless the job holds them already."""
+        outcomes = {}
+        for event in events:
+            if job is not None and self.jobs.get_image(event.job_id, event.image_id) is not None:
+                outcomes[event.image_id] = "duplicate"
+                continue
+            log.info("upload %s arrived for a job that is %s: deleting it", event.path, job.status if job else "gone")
+            self.blobs.delete_prefix(event.path)
+            outcomes[event.image_id] = "late"
+        return outcomes
 
     def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, int | None]:
         """(why it is refused or None, sniffed type, size): the upload checks, on a stored object."""
@@ -240,9 +305,32 @@ class Coordinator:
 
     # -- exact backlog for autoscaling ----------------------------------------------------
     def outstanding_tasks(self) -> int:
-        """Images of jobs in progress (open ones too) that have no result folded yet (KEDA metrics-api trigger)."""
-        return sum(max(0, job.total - job.done) for status in (domain.PROCESSING, domain.OPEN)
-                   for job in iter_jobs(self.jobs, status=status))
+        """Images of jobs in progress (open ones too) that have no result folded yet (KEDA metrics-api
+        trigger): the job store's maintained counter, a handful of reads however many jobs run."""
+        return max(0, self.jobs.outstanding_tasks())  # below 0 only after a drift the sweep repairs
+
+    def repair_outstanding(self) -> int:
+        """Compare the counter with a paged scan of the jobs and correct a drift (a Firestore TTL
+        deletion, a database edited by hand); returns the correction made. A scan is not atomic
+        with the writes it races, so the counter is read before and after it (a change meanwhile:
+        try next time), and only a drift seen the same on two passes in a row is corrected."""
+        before = self.jobs.outstanding_tasks()
+        scanned = scan_outstanding(self.jobs)
+        if self.jobs.outstanding_tasks() != before:
+            return 0
+        drift = scanned - before
+        if not drift:
+            self._outstanding_drift = None
+            return 0
+        if drift != self._outstanding_drift:
+            self._outstanding_drift = drift
+            return 0
+        self._outstanding_drift = None
+        if not self.jobs.adjust_outstanding(drift, expected=before):  # it moved, or another replica repaired it
+            return 0
+        log.warning("outstanding-task counter drifted: it read %d, the jobs add up to %d; corrected",
+                    before, scanned)
+        return drift
 
     def sweep(self, older_than_seconds: float = 60.0) -> int:
         """Repair after a crash: re-announce jobs claimed but never published, re-fan-out jobs
@@ -258,6 +346,7 @@ class Coordinator:
         for job in iter_jobs(self.jobs, status=domain.QUEUED):
             if _age_cutoff(job.created_at, cutoff):
                 touched += bool(self.fan_out(job.job_id))
+        self.repair_outstanding()
         return touched
 
     def _sweep_open_jobs(self, older_than_seconds: float) -> int:
@@ -283,6 +372,25 @@ class Coordinator:
         return touched
 
 
+def _within_image_quota(active: list[domain.Job], joining: list[domain.Image], quota: int) -> list[domain.Image]:
+    """``QUOTA_ACTIVE_IMAGES`` for direct uploads (an ``AdmitImages``, run in the join's transaction):
+    the images that fit join as they are; the rest join as failed images whose reason names the
+    quota (the client sees them in the job's image list)."""
+    room = quota_room(active, quota)
+    admitted = []
+    for image in joining:
+        if image.status == domain.IMAGE_QUEUED:
+            if room > 0:
+                room -= 1
+            else:
+                image = replace(image, status=domain.IMAGE_FAILED,
+                                error=f"quota exceeded: the job's owner already has {unfinished_images(active)} "
+                                      f"unfinished images and the limit is {quota} (QUOTA_ACTIVE_IMAGES); "
+                                      "send it again (a new upload target) once some have finished")
+        admitted.append(image)
+    return admitted
+
+
 def _age_cutoff(timestamp: str, cutoff: float) -> bool:
     try:
         return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() < cutoff
@@ -292,7 +400,8 @@ def _age_cutoff(timestamp: str, cutoff: float) -> bool:
 
 class ResultBatcher:
     """Collects result messages and folds them in batches (every ``interval`` seconds or
-    ``max_batch`` messages), acking them only once their batch is recorded."""
+    ``max_batch`` messages), acking them only once their batch is recorded. Any item with its
+    message batches the same way (the interaction manager's upload events do)."""
 
     def __init__(self, fold, *, interval: float = 1.0, max_batch: int = 200):
         self._fold = fold

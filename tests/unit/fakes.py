@@ -7,6 +7,7 @@ import copy
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 
 from imageflow import domain
 from imageflow.blobstore import BlobNotFound, BlobStore, validate_path
@@ -15,10 +16,14 @@ from imageflow.jobstore import (
     REPAIR_COMPLETION,
     REPAIR_WEBHOOK,
     FoldOutcome,
+    Joined,
     JobNotFound,
     JobStore,
     check_room_for,
     held_reservations,
+    outstanding_of,
+    place_images,
+    with_job,
 )
 
 
@@ -31,14 +36,33 @@ class FakeJobStore(JobStore):
         self.jobs: dict[str, domain.Job] = {}
         self.images: dict[str, dict[str, domain.Image]] = {}
         self.reservations: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)  # owner -> job_id -> (n, at)
+        self.outstanding = 0  # the maintained counter: every job write below moves it (_store_job)
         self.down = False
+
+    def _store_job(self, job):
+        self.outstanding += outstanding_of(job) - outstanding_of(self.jobs.get(job.job_id))
+        self.jobs[job.job_id] = job
+
+    def outstanding_tasks(self):
+        self._up()
+        return self.outstanding
+
+    def adjust_outstanding(self, delta, *, expected=None):
+        if expected is not None and self.outstanding != expected:
+            return False
+        self.outstanding += delta
+        return True
+
+    def _active(self, owner):
+        held = self.reservations[owner or ""]
+        active, kept = held_reservations(held, {j: self.jobs.get(j) for j in held}, time.time())
+        self.reservations[owner or ""] = kept
+        return active
 
     def reserve_quota(self, owner, job_id, images, admit):
         self._up()
-        held = self.reservations[owner or ""]
-        active, kept = held_reservations(held, {j: self.jobs.get(j) for j in held}, time.time())
-        admit(active, images)
-        self.reservations[owner or ""] = {**kept, job_id: (images, time.time())}
+        admit(self._active(owner), images)
+        self.reservations[owner or ""][job_id] = (images, time.time())
 
     def release_quota(self, owner, job_id):
         self.reservations[owner or ""].pop(job_id, None)
@@ -54,7 +78,7 @@ class FakeJobStore(JobStore):
 
     def create_job(self, job, images):
         self._up()
-        self.jobs[job.job_id] = copy.deepcopy(job)
+        self._store_job(copy.deepcopy(job))
         self.images[job.job_id] = {}
         for seq, image in enumerate(images):
             image.seq = seq
@@ -65,29 +89,42 @@ class FakeJobStore(JobStore):
         return [copy.deepcopy(i) for i in images if (after is None or i.seq > after)
                 and (status is None or i.status == status)][:limit]
 
-    def add_images(self, job_id, images, *, max_total, now):
+    def join_images(self, job_id, images, *, max_total, now, admit=None):
         self._up()
-        job = self.jobs.get(job_id)
-        if job is None:
+        before = self.jobs.get(job_id)
+        if before is None:
             raise JobNotFound(job_id)
-        check_room_for(copy.deepcopy(job), len(images), max_total)
-        for offset, image in enumerate(images):
-            image.seq = job.total + offset
+        held = sorted(i.image_id for i in images if i.image_id in self.images[job_id])
+        fresh = [i for i in images if i.image_id not in self.images[job_id]]
+        if not fresh:
+            return Joined(copy.deepcopy(before), [], held)
+        check_room_for(copy.deepcopy(before), len(fresh), max_total)
+        if admit is not None:
+            fresh = admit(with_job(self._active(before.owner), copy.deepcopy(before)), fresh)
+        job = place_images(copy.deepcopy(before), fresh, now)
+        for image in fresh:
             self.images[job_id][image.image_id] = copy.deepcopy(image)
-        return self._set(job_id, {"total": job.total + len(images), "last_file_at": now, "updated_at": now})
+        self._store_job(job)
+        return Joined(copy.deepcopy(job), fresh, held)
 
     def close_job(self, job_id, now):
         self._up()
         job = self.jobs.get(job_id)
         if job is None:
             raise JobNotFound(job_id)
-        self.jobs[job_id] = domain.close_job(job, now)
+        self._store_job(domain.close_job(job, now))
         return copy.deepcopy(self.jobs[job_id])
 
     def untasked_images(self, job_id, limit=500):
         images = sorted(self.images.get(job_id, {}).values(), key=lambda i: i.seq)
         return [copy.deepcopy(i) for i in images
                 if not i.tasked and i.status not in domain.TERMINAL_IMAGE_STATUSES][:limit]
+
+    def update_images(self, job_id, images):
+        for image in images:
+            current = self.images.get(job_id, {}).get(image.image_id)
+            if current is not None and image.job_id == job_id:
+                self.images[job_id][image.image_id] = replace(copy.deepcopy(image), seq=current.seq)
 
     def mark_tasked(self, job_id, image_ids):
         for image_id in image_ids:
@@ -108,7 +145,7 @@ class FakeJobStore(JobStore):
         if job is None:
             raise JobNotFound(job_id)
         data = {**job.to_dict(), **fields, "updated_at": fields.get("updated_at") or domain.utcnow()}
-        self.jobs[job_id] = domain.Job.from_dict(data)
+        self._store_job(domain.Job.from_dict(data))
         return copy.deepcopy(self.jobs[job_id])
 
     def update_job(self, job_id, **fields):
@@ -139,7 +176,7 @@ class FakeJobStore(JobStore):
             if job_id not in self.jobs:
                 continue
             if changed[job_id]:
-                self.jobs[job_id] = domain.fold_progress(self.jobs[job_id], changed[job_id], now)
+                self._store_job(domain.fold_progress(self.jobs[job_id], changed[job_id], now))
             outcome.jobs[job_id] = copy.deepcopy(self.jobs[job_id])
         return outcome
 
@@ -153,6 +190,7 @@ class FakeJobStore(JobStore):
         return [copy.deepcopy(j) for j in jobs[:limit]]
 
     def delete_job(self, job_id):
+        self.outstanding -= outstanding_of(self.jobs.get(job_id))
         self.images.pop(job_id, None)
         return self.jobs.pop(job_id, None) is not None
 

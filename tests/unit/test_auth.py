@@ -104,7 +104,7 @@ def test_quota_of_images_counts_unfinished_images():
     with pytest.raises(ClientError) as err:
         a.check_quota(jobs, alice, 6)
     assert err.value.status == 429 and err.value.details == {"limit": "active_images", "quota": 10, "active": 5,
-                                                             "requested": 6}
+                                                             "requested": 6, "room": 5}
 
 
 def test_no_quota_by_default():

@@ -126,3 +126,40 @@ def test_outstanding_tasks_count_every_job_in_progress(coordinator, jobs):
         jobs.record_results([ok(images[0])])
     make_job(jobs, n=5)  # queued: not published yet
     assert coordinator.outstanding_tasks() == 7 * 2
+
+
+def test_outstanding_tasks_read_the_counter_without_listing_jobs(coordinator, jobs, monkeypatch):
+    job, images = make_job(jobs, n=4, status=domain.PROCESSING)
+    jobs.record_results([ok(images[0]), ok(images[0])])
+    monkeypatch.setattr(jobs, "list_jobs", lambda **kw: pytest.fail("/outstanding listed the jobs"))
+    assert coordinator.outstanding_tasks() == 3
+
+
+def test_the_sweep_corrects_a_drift_seen_twice_and_logs_it(coordinator, jobs, caplog):
+    job, images = make_job(jobs, n=4, status=domain.PROCESSING)
+    jobs.outstanding -= 4  # the job's share lost (say, its document deleted by a Firestore TTL and restored)
+    assert coordinator.repair_outstanding() == 0       # seen once: it may be a write racing the scan
+    assert coordinator.outstanding_tasks() == 0
+    assert coordinator.repair_outstanding() == 4       # seen again, the same: corrected
+    assert coordinator.outstanding_tasks() == 4
+    assert "outstanding-task counter drifted: it read 0, the jobs add up to 4" in caplog.text
+    assert coordinator.repair_outstanding() == 0 and coordinator.repair_outstanding() == 0
+
+
+def test_the_sweep_leaves_a_counter_that_moves_during_its_scan(coordinator, jobs, monkeypatch):
+    job, images = make_job(jobs, n=2, status=domain.PROCESSING)
+    jobs.outstanding += 5                              # reads 7, the jobs add up to 2
+    assert coordinator.repair_outstanding() == 0       # drift -5, seen once
+    real_scan = jobs.list_jobs
+
+    def scan_while_results_arrive(**kw):
+        jobs.outstanding -= 1  # a result folded meanwhile
+        return real_scan(**kw)
+
+    monkeypatch.setattr(jobs, "list_jobs", scan_while_results_arrive)
+    assert coordinator.repair_outstanding() == 0       # the counter moved: not trusted this time
+    monkeypatch.setattr(jobs, "list_jobs", real_scan)
+    assert jobs.outstanding == 5                       # the scan read the jobs twice (processing, open)
+    assert coordinator.repair_outstanding() == 0       # drift -3 now: not the one seen before
+    assert coordinator.repair_outstanding() == -3      # seen twice: corrected
+    assert coordinator.outstanding_tasks() == 2
