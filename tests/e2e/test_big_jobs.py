@@ -19,6 +19,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import requests
 from PIL import Image
 
@@ -30,6 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 SLOW = os.environ.get("IMAGEFLOW_SLOW_TESTS") == "1"
 UPLOADED = 2000 if SLOW else 200
 URLS = 20_000 if SLOW else 300
+# the sizes take many minutes on 2 cores: past pytest's default 300 s for a test
+pytestmark = pytest.mark.timeout(3600 if SLOW else 600)
 
 
 def jpeg(n: int, size=(1200, 900)) -> bytes:
