@@ -213,12 +213,18 @@ def create():
     form, uploads = _multipart_files("or a JSON body with a 'urls' list")
     csv_file = request.files.get("csv")
     job_request = _job_request(form, _form_operations(form.get("operations")))
+    # The overlay files its overlay operations name come with any multipart job: of files, of a
+    # CSV of URLs, or an open job (form field open=true, no files: they follow on /files).
+    overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
     if csv_file is not None:
         if uploads:
             raise ClientError(400, "malformed_request", "send image files or one CSV of URLs, not both")
         good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
-        return _accepted(_intake().create_url_job(good, bad, job_request))
-    overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
+        return _accepted(_intake().create_url_job(good, bad, job_request, overlays))
+    if form.get("open") == "true":
+        if uploads:
+            raise ClientError(400, "malformed_request", "an open job takes its files on POST /api/v1/jobs/<job_id>/files")
+        return _opened(_intake().open_job(job_request, overlays))
     return _accepted(_intake().create_job(uploads, job_request, overlays))
 
 

@@ -198,13 +198,14 @@ class Intake:
             self._store_overlays(job, overlay_files)
             return self._record(job, images, rejected)
 
-    def open_job(self, request: JobRequest) -> Job:
-        """An open job with no image yet: files join it with ``add_files`` until ``close``
-        (its overlay operations may name URLs only: no file comes with the request)."""
-        check_overlays(request.operations, (), self.settings, Limits.from_settings(self.settings))
+    def open_job(self, request: JobRequest, overlays: Iterable[Upload] = ()) -> Job:
+        """An open job with no image yet: files join it with ``add_files`` until ``close``.
+        ``overlays`` (a multipart open job) are the images its overlay operations name."""
+        overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         now = domain.utcnow()
         job = request.new_job(status=domain.OPEN, last_file_at=now)
         with self._reserved(job, 0):
+            self._store_overlays(job, overlay_files)
             try:
                 self.jobs.create_job(job, [])
             except Exception as exc:
@@ -345,10 +346,12 @@ class Intake:
             except Exception as exc:
                 self._discard(job, exc, "store the overlay (storage is unavailable)")
 
-    def create_url_job(self, entries: list[UrlEntry], rejected: list[RejectedUrl], request: JobRequest) -> Created:
+    def create_url_job(self, entries: list[UrlEntry], rejected: list[RejectedUrl], request: JobRequest,
+                       overlays: Iterable[Upload] = ()) -> Created:
         """A job whose images are URLs (checked by ``url_lists.check_entries``): one queued image
-        per URL with nothing stored yet; the interaction manager fetches them."""
-        check_overlays(request.operations, (), self.settings, Limits.from_settings(self.settings))
+        per URL with nothing stored yet; the interaction manager fetches them. ``overlays`` (a CSV
+        job) are the images its overlay operations name."""
+        overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         if not entries:
             raise ClientError(400, "no_valid_urls", "none of the URLs can be imported: "
                               + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
@@ -365,6 +368,7 @@ class Intake:
                                 input_path=domain.input_path(job.job_id, image_id, filename),
                                 source_url=entry.url, meta=entry.meta))
         with self._reserved(job, len(entries)):
+            self._store_overlays(job, overlay_files)
             return self._record(job, images, rejected)
 
     def _discard(self, job: Job, exc: Exception, step: str):

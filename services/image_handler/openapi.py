@@ -39,10 +39,18 @@ class JobOptions(BaseModel):
 class MultipartJob(JobOptions):
     estimate: Literal["true", "false"] | None = Field(None, description="true: answer 200 with an estimate, "
                                                                          "create nothing")
-    files: list[bytes] = Field(description="the images (repeat the field)",
+    files: list[bytes] = Field(default_factory=list,
+                               description="the images (repeat the field); none with open=true",
                                json_schema_extra={"items": {"type": "string", "contentMediaType":
                                                             "application/octet-stream"}})
     csv: bytes | None = Field(None, description="instead of files: a CSV of image URLs (url column)")
+    open: Literal["true"] | None = Field(None, description="instead of files: an open job (201), whose files "
+                                                           "follow on /jobs/<job_id>/files")
+    overlay: list[bytes] = Field(default_factory=list,
+                                 description="the images the overlay operations name, by file name (repeat "
+                                             "the field); with files, a csv or open=true",
+                                 json_schema_extra={"items": {"type": "string", "contentMediaType":
+                                                              "application/octet-stream"}})
 
 
 class UrlJob(JobOptions):

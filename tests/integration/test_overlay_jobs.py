@@ -137,3 +137,42 @@ def test_a_url_overlay_that_cannot_be_fetched_fails_the_image_with_the_reason(ap
     result = processor.process(task)
     assert result.status == "failed" and "could not fetch the overlay" in result.error
     assert logo_server.hits == []
+
+
+def test_an_open_job_opened_as_multipart_keeps_its_logo_for_the_files_that_follow(app):
+    """POST /jobs multipart with open=true and the overlay: the logo is stored at opening and
+    lands on the files sent later on /files (the CLI's big flow)."""
+    client = app.test_client()
+    opened = client.post("/api/v1/jobs", content_type="multipart/form-data",
+                         data={"open": "true", "operations": json.dumps([OVERLAY_OP]),
+                               "overlay": [(io.BytesIO(LOGO), "logo.png")]})
+    assert opened.status_code == 201, opened.json
+    job_id = opened.json["job_id"]
+    context = app.extensions["imageflow"]
+    blobs = context.backends.blobs
+    assert blobs.get(domain.overlay_path(job_id, "logo.png")) == LOGO
+    added = client.post(f"/api/v1/jobs/{job_id}/files", content_type="multipart/form-data",
+                        data={"files": [(io.BytesIO(PHOTO), "a.png")]})
+    assert added.status_code == 200, added.json
+    [task] = tasks_of(app, job_id)
+    result = Processor(context.settings, blobs, context.backends.bus).process(task)
+    assert result.status == "succeeded", result.error
+    assert output_image(blobs, result).getpixel((100 - 4 - 5, 4 + 5)) == (255, 0, 0)
+    # The same checks as any job: a logo no op names, or files sent with the opening, are refused.
+    unused = client.post("/api/v1/jobs", content_type="multipart/form-data",
+                         data={"open": "true", "operations": json.dumps([{"op": "grayscale"}]),
+                               "overlay": [(io.BytesIO(LOGO), "logo.png")]})
+    assert unused.status_code == 422 and "not named by any overlay operation" in unused.json["error"]["message"]
+    with_files = client.post("/api/v1/jobs", content_type="multipart/form-data",
+                             data={"open": "true", "files": [(io.BytesIO(PHOTO), "a.png")]})
+    assert with_files.status_code == 400 and "/files" in with_files.json["error"]["message"]
+
+
+def test_a_csv_job_takes_its_logo_in_the_same_request(app, logo_server):
+    response = app.test_client().post(
+        "/api/v1/jobs", content_type="multipart/form-data",
+        data={"csv": (io.BytesIO(f"url\n{logo_server.url('/logo.png')}\n".encode()), "urls.csv"),
+              "operations": json.dumps([OVERLAY_OP]), "overlay": [(io.BytesIO(LOGO), "logo.png")]})
+    assert response.status_code == 202, response.json
+    assert app.extensions["imageflow"].backends.blobs.get(domain.overlay_path(response.json["job_id"],
+                                                                               "logo.png")) == LOGO
