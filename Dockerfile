@@ -7,8 +7,10 @@
 # (The email function has its own Dockerfile: it is deployed from its folder alone, without
 # this package, as Cloud Functions builds it.)
 
+# Base images are pinned by digest (image:tag@sha256:...); Dependabot (.github/dependabot.yml)
+# proposes each new digest, and tests/unit/test_image_pins.py refuses an unpinned FROM.
 # -- build: the core package and its locked dependencies (requirements.lock) in a venv -----
-FROM python:3.11.11-slim-bookworm AS build
+FROM python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5 AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /venv
@@ -22,7 +24,7 @@ COPY services ./services
 RUN /venv/bin/pip install --no-deps ".[gcp]"
 
 # -- run: slim, non-root (uid 10001, as the k8s securityContext expects) -------------------
-FROM python:3.11.11-slim-bookworm
+FROM python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 ARG SERVICE
 ARG PORT
 RUN case "${SERVICE}:${PORT}" in \

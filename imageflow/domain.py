@@ -390,12 +390,26 @@ def results_url(public_base_url: str, job_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/jobs/{job_id}"
 
 
-def completed_event(job: Job, public_base_url: str) -> JobCompleted:
-    """The ``job.completed`` message of a finished job: its counts, run, savings and parent."""
+def job_api_url(base_url: str, job_id: str) -> str:
+    """The job's REST resource, ``<base>/api/v1/jobs/<job_id>``: its downloads hang under it."""
+    return f"{base_url.rstrip('/')}/api/v1/jobs/{job_id}"
+
+
+def archive_url(base_url: str, job_id: str) -> str:
+    """Every output of the job in one zip (``GET /api/v1/jobs/<job_id>/archive.zip``)."""
+    return f"{job_api_url(base_url, job_id)}/archive.zip"
+
+
+def completed_event(job: Job, public_base_url: str, retention_days: int = 0) -> JobCompleted:
+    """The ``job.completed`` message of a finished job: its counts, run, savings and parent, its
+    links (results page, and the zip when something succeeded) and when it is deleted
+    (``retention_days``: JOB_RETENTION_DAYS, 0 when kept until deleted)."""
     return JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
                         failed=job.failed, email=job.email, results_url=results_url(public_base_url, job.job_id),
                         skipped=job.skipped, run=job.run, bytes_in=job.bytes_in, bytes_out=job.bytes_out,
-                        saved_percent=job.saved_percent, parent_job_id=job.parent_job_id)
+                        saved_percent=job.saved_percent, parent_job_id=job.parent_job_id,
+                        archive_url=archive_url(public_base_url, job.job_id) if job.succeeded else "",
+                        expires_at=retention_expiry(job.created_at, retention_days))
 
 
 # -- job transitions ---------------------------------------------------------------------

@@ -137,6 +137,9 @@ class JobCompleted(Message):
     bytes_out: int = 0
     saved_percent: float | None = None
     parent_job_id: str | None = None  # extension: a re-run names the job it re-ran
+    archive_url: str = ""             # extension: every output in one zip ("" when none succeeded)
+    expires_at: str | None = None     # extension: created_at + JOB_RETENTION_DAYS, when the job and its
+                                      # files are deleted (None: kept until deleted)
 
     @property
     def delivery_id(self) -> str:

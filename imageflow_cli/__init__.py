@@ -4,6 +4,7 @@
     imageflow submit shoot/ --recursive --preset web --parallel 8     # thousands of files, into an open job
     imageflow submit shoot/ --recursive --resume JOB_ID                # carry on after an interruption
     imageflow submit --csv urls.csv --operations '[{"op": "resize", "width": 800}]' --wait
+    imageflow submit photos/ --overlay logo.png --operations '[{"op": "overlay", "image": "logo.png"}]'
     imageflow status JOB_ID
     imageflow download JOB_ID --out results/
     imageflow list --status completed
@@ -63,9 +64,10 @@ class CliError(Exception):
 # -- the request body: files streamed from disk, with a progress callback ----------------
 class MultipartBody:
     """A multipart/form-data body read from disk as it is sent. Its length is known up front
-    (requests sends Content-Length) and ``on_read(n)`` is called as bytes go out."""
+    (requests sends Content-Length) and ``on_read(n)`` is called as bytes go out. Each file is
+    ``(field, path)``, or ``(field, path, filename)`` to send it under another name."""
 
-    def __init__(self, fields: list[tuple[str, str]], files: list[tuple[str, Path]], on_read=lambda n: None,
+    def __init__(self, fields: list[tuple[str, str]], files: list[tuple], on_read=lambda n: None,
                  boundary: str | None = None):
         self.boundary = boundary or "imageflow-" + secrets.token_hex(12)
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
@@ -73,9 +75,10 @@ class MultipartBody:
         self._parts: list[bytes | Path] = []
         for name, value in fields:
             self._parts.append(self._head(name) + value.encode("utf-8") + b"\r\n")
-        for name, path in files:
-            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            self._parts.append(self._head(name, path.name, mime))
+        for name, path, *sent_as in files:
+            filename = sent_as[0] if sent_as else path.name
+            mime = mimetypes.guess_type(filename)[0] or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            self._parts.append(self._head(name, filename, mime))
             self._parts.append(path)
             self._parts.append(b"\r\n")
         self._parts.append(f"--{self.boundary}--\r\n".encode())
@@ -194,6 +197,29 @@ def _job_fields(args) -> list[tuple[str, str]]:
     return fields
 
 
+def overlay_files(values: list[str] | None) -> list[tuple[str, Path, str]]:
+    """``--overlay FILE`` or ``--overlay NAME=FILE`` as multipart parts ``("overlay", path, name)``:
+    the API knows an overlay file by the name it is uploaded under, which the overlay op's
+    ``image`` names (FILE's own name unless NAME is given)."""
+    parts, names = [], set()
+    for value in values or []:
+        name, sep, file = value.partition("=")
+        path = Path(value)
+        if path.is_file() or not sep:  # a file whose name holds "=" is still a file
+            name = path.name
+        else:
+            path = Path(file)
+        if not name:
+            raise CliError(f"--overlay {value}: give FILE or NAME=FILE", EXIT_USAGE)
+        if not path.is_file():
+            raise CliError(f"--overlay: no such file: {path}", EXIT_USAGE)
+        if name in names:
+            raise CliError(f"--overlay: two overlays named {name!r} (use NAME=FILE to tell them apart)", EXIT_USAGE)
+        names.add(name)
+        parts.append(("overlay", path, name))
+    return parts
+
+
 def image_files(paths: list[str], recursive: bool) -> list[Path]:
     """The files to upload: files as given, and the images inside directories (their
     subdirectories too with ``--recursive``), in a stable order."""
@@ -232,7 +258,7 @@ def _submit_csv(client: Client, args) -> dict:
     if not path.is_file():
         raise CliError(f"no such file: {path}", EXIT_USAGE)
     bar = tqdm(total=0, unit="B", unit_scale=True, desc="upload", disable=args.quiet, file=sys.stderr, leave=False)
-    body = MultipartBody(_job_fields(args), [("csv", path)], on_read=bar.update)
+    body = MultipartBody(_job_fields(args), [("csv", path), *overlay_files(args.overlay)], on_read=bar.update)
     bar.total = len(body)
     try:
         created = client.json("POST", "/api/v1/jobs", data=body, headers={"Content-Type": body.content_type},
@@ -271,6 +297,7 @@ def _submit_files(client: Client, args) -> dict:
     """Upload into an open job, several requests at a time, then close it. With ``--resume``
     the job's image list says which files it already holds: those are not sent again."""
     files = image_files(args.paths, args.recursive)
+    overlays = overlay_files(args.overlay)
     if not files:
         raise CliError("no image files found" + ("" if args.recursive else " (use --recursive for subdirectories)"),
                        EXIT_USAGE)
@@ -287,7 +314,16 @@ def _submit_files(client: Client, args) -> dict:
                 pending.append(path)
         _say(args, f"job {job['job_id']}: {len(files) - len(pending)} file(s) already there, "
                    f"{len(pending)} to upload")
+        if overlays:
+            _say(args, "--overlay: the job's overlays were stored when it was opened; not sent again")
         created = {"job_id": job["job_id"], "links": job["links"]}
+    elif overlays:  # the overlay files go with the job's opening (a multipart open job)
+        pending = files
+        boundary = "imageflow-" + secrets.token_hex(12)
+        created = client.request(
+            "POST", "/api/v1/jobs", retries=RETRIES, timeout=max(client.timeout, 600),
+            body=lambda: MultipartBody([*_job_fields(args), ("open", "true")], overlays, boundary=boundary),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}).json()
     else:
         pending = files
         created = client.json("POST", "/api/v1/jobs", json={**_job_options(args), "open": True}, retries=RETRIES)
@@ -636,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", help="send the results link to this address")
     p.add_argument("--webhook-url", dest="webhook_url", help="POST job.completed to this URL")
     p.add_argument("--name", help="a name for the job")
+    p.add_argument("--overlay", action="append", metavar="FILE|NAME=FILE",
+                   help="an image for the overlay operations (a logo), stored once for the job; the op's "
+                        "\"image\" names it by its file name, or by NAME (repeatable)")
     p.add_argument("--out", help="download the outputs into this directory (implies --wait)")
     p.add_argument("--json", action="store_true", help="print the API answer as JSON")
     waiting(p)

@@ -132,6 +132,7 @@ done < <(cd "$ROOT" && "$PYTHON" -m imageflow.setup env)
 WEBHOOK_MAX_ATTEMPTS="${WEBHOOK_MAX_ATTEMPTS:-5}"
 # Dead-letter topics of the other subscriptions, named after their topics (Topics.jobs_dlq, ...).
 JOBS_DLQ_TOPIC="$JOBS_TOPIC-dlq" RESULTS_DLQ_TOPIC="$RESULTS_TOPIC-dlq" UPLOADS_DLQ_TOPIC="$UPLOADS_TOPIC-dlq"
+NOTIFICATIONS_DLQ_TOPIC="$NOTIFICATIONS_TOPIC-dlq"  # the email trigger's (Topics.notifications_dlq)
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 RETRY_MIN_BACKOFF_SECONDS="${RETRY_MIN_BACKOFF_SECONDS:-1}"
@@ -193,7 +194,7 @@ fi
 # and nothing is executed. Values only known while deploying (the project number, the
 # Ingress address) appear in the plan as shell variables assigned by the command that
 # reads them.
-RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP)
+RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP EMAIL_TRIGGER EMAIL_TRIGGER_SUBSCRIPTION)
 
 quote() {  # one word, quoted for the printed plan
   local w="$1" e v
@@ -477,7 +478,8 @@ run_ok_if_exists gcloud firestore indexes composite create --project="$PROJECT_I
 step "8. Pub/Sub topics and subscriptions (imageflow/topology.py), dead-lettering of failed tasks"
 # The setup command creates them, or brings existing ones in line, exactly as the code wants
 # them: ack deadline, dead-letter policy, retry backoff, no expiry. The email function's
-# subscription is left to its Eventarc trigger (step 13). It runs as you
+# subscription is left to its Eventarc trigger, and given the same policy in step 13 (its
+# dead-letter topic is created here, with the others). It runs as you
 # (gcloud auth application-default login).
 topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
               ACK_DEADLINE_SECONDS="$ACK_DEADLINE_SECONDS" MAX_DELIVERY_ATTEMPTS="$MAX_DELIVERY_ATTEMPTS"
@@ -662,6 +664,29 @@ run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --re
 # Only the trigger's identity may invoke the function (not every account of the project).
 run gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
   --member="serviceAccount:$GSA_EMAIL" --format=none
+# The trigger's Pub/Sub subscription is created by Eventarc with no dead-letter topic: a mail
+# that keeps failing would be retried for the topic's whole retention. Give it the policy every
+# other subscription has (imageflow/topology.py): dead-letter after MAX_DELIVERY_ATTEMPTS into
+# the notifications DLQ topic (kept for inspection on its -hold subscription), exponential
+# backoff between retries, no expiry. Run after every deploy, since a new trigger gets a new
+# subscription.
+capture EMAIL_TRIGGER gcloud functions describe "$FUNCTION_NAME" --v2 --project="$PROJECT_ID" --region="$REGION" \
+  --format='value(eventTrigger.trigger)'
+capture EMAIL_TRIGGER_SUBSCRIPTION gcloud eventarc triggers describe "$EMAIL_TRIGGER" --project="$PROJECT_ID" \
+  --location="$REGION" --format='value(transport.pubsub.subscription)'
+if ((DRY_RUN)); then
+  say "[[ -n \"\${EMAIL_TRIGGER_SUBSCRIPTION}\" ]] || { echo 'the email function has no Eventarc subscription' >&2; exit 1; }"
+elif [[ -z "$EMAIL_TRIGGER_SUBSCRIPTION" ]]; then
+  echo "deploy.sh: the email function $FUNCTION_NAME has no Eventarc subscription" >&2; exit 1
+fi
+run gcloud pubsub topics add-iam-policy-binding "$NOTIFICATIONS_DLQ_TOPIC" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+run gcloud pubsub subscriptions add-iam-policy-binding "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+run gcloud pubsub subscriptions update "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
+  --dead-letter-topic="$NOTIFICATIONS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" \
+  --min-retry-delay="${RETRY_MIN_BACKOFF_SECONDS}s" --max-retry-delay="${RETRY_MAX_BACKOFF_SECONDS}s" \
+  --expiration-period=never --format=none
 
 step "14. Monitoring: alert policies on the task backlog's age, dead letters, failed emails"
 # Managed Prometheus scrapes /metrics (k8s/base/pod-monitoring.yaml); these alert on what
@@ -699,6 +724,8 @@ alert_policy dead-lettered-tasks "ImageFlow: tasks dead-lettered" \
   pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$TASKS_DLQ_SUBSCRIPTION")" 0 60 ALIGN_MAX
 alert_policy dead-lettered-webhooks "ImageFlow: webhook deliveries dead-lettered" \
   pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$WEBHOOKS_DLQ_SUBSCRIPTION")" 0 60 ALIGN_MAX
+alert_policy dead-lettered-emails "ImageFlow: emails dead-lettered" \
+  pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$NOTIFICATIONS_DLQ_TOPIC-hold")" 0 60 ALIGN_MAX
 alert_policy failed-emails "ImageFlow: emails not sent" \
   logging.googleapis.com/user/imageflow-email-failures 'resource.type=\"cloud_run_revision\"' 0 60 ALIGN_SUM
 

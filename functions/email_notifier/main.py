@@ -10,7 +10,9 @@ ImageFlow core. Its two ports sit beside it: ``mailers`` (the outbox and SendGri
   ``<IMAGEFLOW_DATA_DIR>/outbox/<job_id>.eml`` (``<job_id>.<run>.eml`` for a retried run; local mode).
 - ``IMAGEFLOW_BACKEND=gcp``: claims in Firestore (``GCP_PROJECT``); otherwise files under
   ``<IMAGEFLOW_DATA_DIR>/email-sent``. ``EMAIL_CLAIM_LEASE_SECONDS`` (default 300).
-- ``EMAIL_FROM``; ``PUBLIC_BASE_URL`` only for a message without ``results_url``.
+- ``EMAIL_FROM``; ``PUBLIC_BASE_URL`` only for a message without ``results_url``. The zip link
+  (``archive_url``) and the deletion date (``expires_at``, from the manager's JOB_RETENTION_DAYS)
+  come from the message (``domain.completed_event``); an older message without them gets neither.
 - Raise only for what a retry can fix (network, 429, 5xx, a key or sender SendGrid does not
   accept), so the trigger retries; a bad message is logged and dropped, and a mail SendGrid
   can never accept is recorded as refused. Nothing is recorded as mailed that was not sent.
@@ -26,6 +28,7 @@ import json
 import logging
 import os
 import re
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -73,8 +76,9 @@ def results_url(event: dict) -> str:
     return f"{base}/jobs/{event['job_id']}"
 
 
-def build_email(event: dict, sender: str) -> EmailMessage:
-    """The completion email: plain text and HTML, with the counts and the results link."""
+def build_email(event: dict, sender: str, now: datetime | None = None) -> EmailMessage:
+    """The completion email: plain text and HTML, with the counts, the results link, the zip
+    link and how long the results are kept (when any image succeeded)."""
     total, succeeded, failed = int(event.get("total", 0)), int(event.get("succeeded", 0)), int(event.get("failed", 0))
     url = results_url(event)
     skipped = int(event.get("skipped") or 0)
@@ -88,13 +92,21 @@ def build_email(event: dict, sender: str) -> EmailMessage:
         headline = f"{succeeded} of your {total} images are ready ({failed} failed)"
     counts = f"{succeeded} succeeded, {failed} failed, " + (f"{skipped} skipped, " if skipped else "") + f"{total} in all"
     savings = savings_line(event)
+    # The zip and the deletion date only mean something when there are outputs to download.
+    zip_url = str(event.get("archive_url") or "") if succeeded else ""
+    kept = retention_line(event.get("expires_at"), now) if succeeded else ""
     text = (f"{headline}.\n\nSee and download the results:\n{url}\n\n"
-            f"Job {event['job_id']}: {counts}.\n" + (f"{savings}.\n" if savings else "") + "\n"
+            + (f"Download them all in one zip file:\n{zip_url}\n\n" if zip_url else "")
+            + (f"{kept}\n\n" if kept else "")
+            + f"Job {event['job_id']}: {counts}.\n" + (f"{savings}.\n" if savings else "") + "\n"
             "-- ImageFlow\n")
     safe_url = html.escape(url, quote=True)
     body = (f"<!doctype html><html><body style=\"font-family:sans-serif\"><h2>{html.escape(headline)}</h2>"
             f"<p><a href=\"{safe_url}\">See and download your results</a></p>"
-            f"<p>Job <code>{html.escape(event['job_id'])}</code>: {html.escape(counts)}.</p>"
+            + (f"<p><a href=\"{html.escape(zip_url, quote=True)}\">Download them all in one zip file</a></p>"
+               if zip_url else "")
+            + (f"<p>{html.escape(kept)}</p>" if kept else "")
+            + f"<p>Job <code>{html.escape(event['job_id'])}</code>: {html.escape(counts)}.</p>"
             + (f"<p>{html.escape(savings)}.</p>" if savings else "")
             + "<p style=\"color:#666\">ImageFlow</p></body></html>")
     msg = EmailMessage()
@@ -107,6 +119,27 @@ def build_email(event: dict, sender: str) -> EmailMessage:
     msg.set_content(text)
     msg.add_alternative(body, subtype="html")
     return msg
+
+
+def retention_line(expires_at: str | None, now: datetime | None = None) -> str:
+    """"Your results are kept for 30 days, until 31 December 2026." from the message's
+    ``expires_at`` (created_at + JOB_RETENTION_DAYS); "" when the job is kept until deleted.
+    The days are those left, so a retried run mailed a week later still tells the truth."""
+    if not expires_at:
+        return ""
+    try:
+        expires = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
+    except ValueError:
+        log.warning("ignoring unreadable expires_at %.40r", expires_at)
+        return ""
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)
+    left = (expires - (now or datetime.now(timezone.utc))).total_seconds() / 86400
+    date = f"{expires.day} {expires:%B %Y}"
+    if left < 1:
+        return f"Your results are kept until {date} (UTC): download them before then."
+    days = round(left)
+    return f"Your results are kept for {days} day{'s' if days != 1 else ''}, until {date}."
 
 
 def human_bytes(count: int) -> str:

@@ -222,8 +222,10 @@ def create():
     form, uploads = _multipart_files("or a JSON body with a 'urls' list")
     csv_file = request.files.get("csv")
     job_request = _job_request(form, _form_operations(form.get("operations")))
+    # The overlay files its overlay operations name come with any multipart job: of files, of a
+    # CSV of URLs, or an open job (form field open=true, no files: they follow on /files).
     overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
-    if str(form.get("open", "")).lower() in TRUE:  # an open job whose overlay files come with its creation
+    if str(form.get("open", "")).lower() in TRUE:
         if uploads or csv_file is not None:
             raise ClientError(400, "malformed_request", "an open job takes its files later, at links.files: "
                                                         "send only the options and the 'overlay' files here")
@@ -232,7 +234,7 @@ def create():
         if uploads:
             raise ClientError(400, "malformed_request", "send image files or one CSV of URLs, not both")
         good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
-        return _accepted(_intake().create_url_job(good, bad, job_request))
+        return _accepted(_intake().create_url_job(good, bad, job_request, overlays))
     return _accepted(_intake().create_job(uploads, job_request, overlays))
 
 

@@ -359,10 +359,12 @@ class Intake:
             except Exception as exc:
                 self._discard(job, exc, "store the overlay (storage is unavailable)")
 
-    def create_url_job(self, entries: list[UrlEntry], rejected: list[RejectedUrl], request: JobRequest) -> Created:
+    def create_url_job(self, entries: list[UrlEntry], rejected: list[RejectedUrl], request: JobRequest,
+                       overlays: Iterable[Upload] = ()) -> Created:
         """A job whose images are URLs (checked by ``url_lists.check_entries``): one queued image
-        per URL with nothing stored yet; the interaction manager fetches them."""
-        check_overlays(request.operations, (), self.settings, Limits.from_settings(self.settings))
+        per URL with nothing stored yet; the interaction manager fetches them. ``overlays`` (a CSV
+        job) are the images its overlay operations name."""
+        overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         if not entries:
             raise ClientError(400, "no_valid_urls", "none of the URLs can be imported: "
                               + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
@@ -379,6 +381,7 @@ class Intake:
                                 input_path=domain.input_path(job.job_id, image_id, filename),
                                 source_url=entry.url, meta=entry.meta))
         with self._reserved(job, len(entries)):
+            self._store_overlays(job, overlay_files)
             return self._record(job, images, rejected)
 
     def _discard(self, job: Job, exc: Exception, step: str):

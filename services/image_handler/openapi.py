@@ -39,16 +39,18 @@ class JobOptions(BaseModel):
 class MultipartJob(JobOptions):
     estimate: Literal["true", "false"] | None = Field(None, description="true: answer 200 with an estimate, "
                                                                          "create nothing")
-    files: list[bytes] = Field(description="the images (repeat the field)",
+    files: list[bytes] = Field(default_factory=list,
+                               description="the images (repeat the field); none with open=true",
                                json_schema_extra={"items": {"type": "string", "contentMediaType":
                                                             "application/octet-stream"}})
     csv: bytes | None = Field(None, description="instead of files: a CSV of image URLs (url column)")
     overlay: list[bytes] | None = Field(None, description="the logo files the overlay operations name by file name "
-                                                          "(repeat the field)",
+                                                          "(repeat the field); with files, a csv or open=true",
                                         json_schema_extra={"items": {"type": "string", "contentMediaType":
                                                                      "application/octet-stream"}})
     open: Literal["true", "false"] | None = Field(None, description="true: open a job (201) with no files yet, "
-                                                                     "only its options and overlay files")
+                                                                     "only its options and overlay files; its files "
+                                                                     "follow on /jobs/<job_id>/files")
 
 
 class UrlJob(JobOptions):

@@ -117,9 +117,9 @@ class JobViews:
     base_url: str
 
     def links(self, job_id: str) -> dict:
-        api = f"{self.base_url}/api/v1/jobs/{job_id}"
+        api = domain.job_api_url(self.base_url, job_id)
         return {"self": api, "results_page": domain.results_url(self.settings.public_base_url, job_id),
-                "archive": f"{api}/archive.zip", "report": f"{api}/report.csv", "images": f"{api}/images",
+                "archive": domain.archive_url(self.base_url, job_id), "report": f"{api}/report.csv", "images": f"{api}/images",
                 "files": f"{api}/files", "close": f"{api}/close"}
 
     def image_page(self, job: domain.Job, *, status: str | None = None, after: int | None = None,

@@ -275,7 +275,7 @@ class Coordinator:
         subscribers (the email function, the webhook sender) reach the user."""
         if not self.jobs.mark_notified(job.job_id, domain.utcnow()):
             return False
-        event = domain.completed_event(job, self.settings.public_base_url)
+        event = domain.completed_event(job, self.settings.public_base_url, self.settings.job_retention_days)
         try:
             message_id = self.bus.publish(self.settings.topics.notifications, event.encode(),
                                           {"job_id": job.job_id, "status": job.status})

@@ -22,7 +22,7 @@ SWEEP_PAGE = 200
 
 def completed_event(job: domain.Job, settings: Settings) -> JobCompleted:
     """The ``job.completed`` message for ``job``: its counts, run, savings and parent."""
-    return domain.completed_event(job, settings.public_base_url)
+    return domain.completed_event(job, settings.public_base_url, settings.job_retention_days)
 
 
 def _iso(moment: datetime) -> str:

@@ -68,8 +68,8 @@ def verify(secret: str, body: bytes, header: str, tolerance: float = 300, now: f
 def payload(job: domain.Job, event: JobCompleted | None, settings: Settings) -> bytes:
     """The JSON body: the job.completed message (built from the job when not given), plus links
     to the job and its report."""
-    data = (event or domain.completed_event(job, settings.public_base_url)).to_dict()
-    api = f"{settings.public_base_url}/api/v1/jobs/{job.job_id}"
+    data = (event or domain.completed_event(job, settings.public_base_url, settings.job_retention_days)).to_dict()
+    api = domain.job_api_url(settings.public_base_url, job.job_id)
     data.update(event=EVENT, name=job.name, completed_at=job.completed_at, job_url=api,
                 report_url=f"{api}/report.csv")
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")

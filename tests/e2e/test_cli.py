@@ -138,3 +138,71 @@ def test_submit_a_directory_recursively_in_parallel_then_resume(stack, tmp_path)
     names = sorted(i["filename"] for i in requests.get(f"{stack.base_url}/api/v1/jobs/{job['job_id']}",
                                                        timeout=10).json()["images"])
     assert names == sorted(p.name for p in shoot.rglob("*.jpg"))
+
+
+# -- --overlay (issue 17): the logo goes with the job, in both ways the CLI creates one ----
+BLUE = (0, 0, 255)
+
+
+def _corner_and_centre(path: Path) -> tuple[tuple, tuple]:
+    """The pixel inside a 12 px logo placed northeast with a 2 px margin, and the centre."""
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+        return rgb.getpixel((rgb.width - 8, 8)), rgb.getpixel((rgb.width // 2, rgb.height // 2))
+
+
+def _is_blue(pixel) -> bool:
+    return pixel[2] > 200 and pixel[0] < 60 and pixel[1] < 60  # JPEG keeps it close, not exact
+
+
+def test_submit_a_folder_with_an_overlay_named_on_the_command_line(stack, tmp_path):
+    """The big flow: the logo is sent when the open job is opened (multipart), then the photos
+    follow in parallel; every output carries it. NAME=FILE uploads it under the op's name."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(5):
+        (photos / f"p{n}.jpg").write_bytes(make_image("JPEG", (200, 150), color=(128, 128, 128)))
+    logo = tmp_path / "brand-final-v3.png"
+    Image.new("RGBA", (12, 12), BLUE + (255,)).save(logo, "PNG")
+    ops = '[{"op": "overlay", "image": "logo", "position": "northeast", "margin": 2}]'
+    code, stdout, stderr = run(stack, "submit", str(photos), "--parallel", "3", "--overlay", f"logo={logo}",
+                               "--operations", ops, "--wait", "--out", str(tmp_path / "out"))
+    assert code == 0, stderr
+    assert f"job {stdout.strip()} completed: 5 succeeded, 0 failed" in stderr
+    outputs = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in outputs] == [f"p{n}.jpg" for n in range(5)]   # the logo is not an image of the job
+    for path in outputs:
+        corner, centre = _corner_and_centre(path)
+        assert _is_blue(corner) and not _is_blue(centre), (path.name, corner, centre)
+
+
+def test_submit_a_csv_with_an_overlay_file(stack, images, tmp_path):
+    """The one-request flow: the CSV of URLs and the logo in one multipart request; the op
+    names the logo by its file name."""
+    urls = tmp_path / "urls.csv"
+    urls.write_text(f"url,name\n{images.url('/a.png')},hero\n")
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (12, 12), BLUE + (255,)).save(logo, "PNG")
+    code, stdout, stderr = run(stack, "submit", "--csv", str(urls), "--overlay", str(logo), "--operations",
+                               '[{"op": "overlay", "image": "logo.png", "position": "northeast", "margin": 2}]',
+                               "--wait", "--out", str(tmp_path / "o"))
+    assert code == 0, stderr
+    corner, centre = _corner_and_centre(tmp_path / "o" / "hero.png")
+    assert corner == BLUE and centre == (200, 40, 40)
+
+
+def test_overlay_mistakes_are_clear(stack, tmp_path):
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(make_image("JPEG", (60, 40)))
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (8, 8), BLUE + (255,)).save(logo, "PNG")
+    ops = '[{"op": "overlay", "image": "logo.png"}]'
+    code, _, stderr = run(stack, "submit", str(photo), "--overlay", str(tmp_path / "nope.png"), "--operations", ops)
+    assert code == 2 and "--overlay: no such file" in stderr
+    code, _, stderr = run(stack, "submit", str(photo), "--overlay", str(logo), "--overlay", f"logo.png={photo}",
+                          "--operations", ops)
+    assert code == 2 and "two overlays named 'logo.png'" in stderr
+    # The server's own check reaches the user: a logo under a name no op uses, before any photo is sent.
+    code, stdout, stderr = run(stack, "submit", str(photo), "--overlay", f"brand.png={logo}", "--operations", ops)
+    assert code == 1 and stdout == ""
+    assert "'logo.png' was not sent" in stderr and "HTTP 422" in stderr

@@ -180,3 +180,13 @@ def test_an_estimate_renders_its_samples_with_the_logo_sent_with_it(app):
     assert "error" not in answer.json["samples"][0], answer.json["samples"]
     assert answer.json["totals"]["predicted_bytes_out"] > 0
     assert app.extensions["imageflow"].backends.blobs.list("") == []          # an estimate stores nothing
+
+
+def test_a_csv_job_takes_its_logo_in_the_same_request(app, logo_server):
+    response = app.test_client().post(
+        "/api/v1/jobs", content_type="multipart/form-data",
+        data={"csv": (io.BytesIO(f"url\n{logo_server.url('/logo.png')}\n".encode()), "urls.csv"),
+              "operations": json.dumps([OVERLAY_OP]), "overlay": [(io.BytesIO(LOGO), "logo.png")]})
+    assert response.status_code == 202, response.json
+    assert app.extensions["imageflow"].backends.blobs.get(domain.overlay_path(response.json["job_id"],
+                                                                               "logo.png")) == LOGO

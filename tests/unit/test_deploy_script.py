@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from imageflow import topology
+from imageflow.bus import SubscriptionConfig
 from imageflow.settings import Settings
 
 from .k8s_support import ROOT, by_kind, config_map, copy_deploy_tree, kustomize
@@ -186,6 +187,69 @@ def test_dead_letter_iam_for_the_pubsub_service_agent():
         'PROJECT_NUMBER="$(gcloud projects describe' in plan()
 
 
+AGENT = "serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+def deployed_subscriptions(cmds) -> list[SubscriptionConfig]:
+    """Every subscription the deploy leaves on GCP, as configured: those of the setup command
+    (imageflow/topology.py, with the environment the plan gives it), and the email function's
+    Eventarc subscription as the plan's `subscriptions update` leaves it."""
+    setup_env, argv = setup_command(cmds)
+    settings = Settings.from_env(setup_env)
+    made = topology.subscriptions(settings, email_subscription="--no-email-subscription" not in argv)
+    [deploy] = find(cmds, "gcloud", "functions", "deploy")
+    updates = {c[4]: flags(c) for c in find(cmds, "gcloud", "pubsub", "subscriptions", "update")}
+    trigger = updates.get("${EMAIL_TRIGGER_SUBSCRIPTION}", {})
+    made.append(SubscriptionConfig(
+        "${EMAIL_TRIGGER_SUBSCRIPTION}", flags(deploy)["trigger-topic"],
+        dead_letter_topic=trigger.get("dead-letter-topic"),
+        max_delivery_attempts=int(trigger.get("max-delivery-attempts", 0)),
+        min_backoff_seconds=float(trigger.get("min-retry-delay", "0s").rstrip("s")),
+        max_backoff_seconds=float(trigger.get("max-retry-delay", "0s").rstrip("s"))))
+    assert [c for c in updates if c != "${EMAIL_TRIGGER_SUBSCRIPTION}"] == [], "only the trigger's is set by gcloud"
+    return made
+
+
+def test_every_subscription_dead_letters_and_backs_off_with_the_agents_grants():
+    """Issue 13: no message is redelivered in a loop on GCP. Every subscription of a work topic
+    (anything but a dead-letter topic) has a dead-letter topic, a bounded number of attempts and
+    a retry backoff, and Pub/Sub's service agent may publish to the DLQ and ack the source.
+    A subscription added without one, here or in topology.py, fails this test."""
+    text = plan()
+    cmds = commands(text)
+    subs = deployed_subscriptions(cmds)
+    dead_letter_topics = {s.dead_letter_topic for s in subs if s.dead_letter_topic}
+    work = [s for s in subs if s.topic not in dead_letter_topics]
+    assert {s.topic for s in work} >= {"imageflow-jobs", "imageflow-tasks", "imageflow-results",
+                                       "imageflow-notifications", "imageflow-uploads"}
+    assert "${EMAIL_TRIGGER_SUBSCRIPTION}" in {s.name for s in work}
+    for sub in work:
+        assert sub.dead_letter_topic, f"{sub.name} has no dead-letter topic"
+        assert 5 <= sub.max_delivery_attempts <= 100, sub.name
+        assert 0 < sub.min_backoff_seconds <= sub.max_backoff_seconds <= 600, f"{sub.name} has no retry backoff"
+    grants = {(c[2], c[4], flags(c)["role"]) for c in cmds
+              if c[:2] == ["gcloud", "pubsub"] and c[3] == "add-iam-policy-binding" and flags(c).get("member") == AGENT}
+    for sub in work:
+        assert ("topics", sub.dead_letter_topic, "roles/pubsub.publisher") in grants, sub.dead_letter_topic
+        assert ("subscriptions", sub.name, "roles/pubsub.subscriber") in grants, sub.name
+    # Each dead-letter topic is created by the setup command, and kept on a subscription.
+    settings = Settings.from_env(setup_command(cmds)[0])
+    assert dead_letter_topics <= set(topology.topics(settings))
+    assert dead_letter_topics <= {s.topic for s in subs}
+    # The trigger's subscription is found after the function is deployed, before it is updated.
+    deploy = index_of(cmds, "gcloud", "functions", "deploy")
+    found = next(i for i, c in enumerate(cmds) if c[0].startswith("EMAIL_TRIGGER_SUBSCRIPTION="))
+    assert deploy < found < index_of(cmds, "gcloud", "pubsub", "subscriptions", "update")
+    assert 'EMAIL_TRIGGER="$(gcloud functions describe imageflow-email --v2' in text
+    assert "'--format=value(transport.pubsub.subscription)')\"" in text
+
+
+def test_renamed_notifications_topic_moves_the_email_dead_letter_topic_too():
+    cmds = commands(plan(env={"NOTIFICATIONS_TOPIC": "acme-done"}))
+    [update] = find(cmds, "gcloud", "pubsub", "subscriptions", "update")
+    assert flags(update)["dead-letter-topic"] == Settings.from_env({"NOTIFICATIONS_TOPIC": "acme-done"}).topics.notifications_dlq
+
+
 def test_workload_identity_bindings_match_the_manifests(tmp_path):
     cmds = commands(plan())
     accounts = by_kind(kustomize(ROOT / "k8s/base"), "ServiceAccount")
@@ -339,6 +403,12 @@ case "$*" in
     file="${*##*--policy-from-file=}"; file="${file%% *}"; id="$(basename "$file" .json)"
     touch "$FAKE_STATE/policy_${id#alert-}"; exit 0 ;;
   "projects describe"*) echo "$FAKE_PROJECT_NUMBER"; exit 0 ;;
+  "functions describe"*eventTrigger*)
+    [[ -e "$FAKE_STATE/function" ]] && echo "projects/p/locations/us-central1/triggers/imageflow-email-758210"; exit 0 ;;
+  "eventarc triggers describe"*)
+    [[ -e "$FAKE_STATE/function" ]] && echo "projects/p/subscriptions/eventarc-us-central1-imageflow-email-758210-sub-001"
+    exit 0 ;;
+  "functions deploy"*) touch "$FAKE_STATE/function"; exit 0 ;;
   "storage buckets notifications list"*)
     [[ -e "$FAKE_STATE/notification" ]] && echo "//pubsub.googleapis.com/projects/p/topics/imageflow-uploads"; exit 0 ;;
   "storage buckets notifications create"*) touch "$FAKE_STATE/notification"; exit 0 ;;
@@ -728,11 +798,13 @@ def test_alert_policies_watch_the_backlog_dead_letters_and_emails():
     for c in find(cmds, "gcloud", "alpha", "monitoring", "policies", "create"):
         policy = json.loads(files[flags(c)["policy-from-file"]])
         policies[policy["userLabels"]["imageflow_alert"]] = policy["conditions"][0]["conditionThreshold"]["filter"]
-    assert set(policies) == {"task-backlog-age", "dead-lettered-tasks", "dead-lettered-webhooks", "failed-emails"}
+    assert set(policies) == {"task-backlog-age", "dead-lettered-tasks", "dead-lettered-webhooks", "dead-lettered-emails",
+                             "failed-emails"}
     assert "oldest_unacked_message_age" in policies["task-backlog-age"]
     assert f'subscription_id="{topics.tasks_sub}"' in policies["task-backlog-age"]
     assert f'subscription_id="{topics.tasks_dlq_sub}"' in policies["dead-lettered-tasks"]
     assert f'subscription_id="{topics.webhooks_dlq_sub}"' in policies["dead-lettered-webhooks"]
+    assert f'subscription_id="{topics.notifications_dlq_sub}"' in policies["dead-lettered-emails"]
     metric = find(cmds, "gcloud", "logging", "metrics", "create")[0]
     assert f"logging.googleapis.com/user/{metric[4]}" in policies["failed-emails"]
     log_filter = flags(metric)["log-filter"]
@@ -747,7 +819,7 @@ def test_alert_policies_watch_the_backlog_dead_letters_and_emails():
     error_line = logging.BASIC_FORMAT % {"levelname": "ERROR", "name": logger, "message": ""}
     assert f'textPayload:"{error_line}"' in log_filter and 'textPayload:"Traceback"' in log_filter
     # Each is created only if absent (found by its label).
-    assert len(find(cmds, "alert_policy_exists")) == 4
+    assert len(find(cmds, "alert_policy_exists")) == 5
 
 
 def test_keda_chart_version_is_a_published_release():

@@ -85,6 +85,12 @@ def test_the_results_link_and_the_completion_message_come_from_one_place():
     assert (event.status, event.total, event.succeeded, event.failed, event.email) == (
         "completed_with_errors", 3, 2, 1, "me@example.com")
     assert event.results_url == f"https://imageflow.example/jobs/{job.job_id}"
+    assert event.archive_url == f"https://imageflow.example/api/v1/jobs/{job.job_id}/archive.zip"
+    assert event.expires_at is None, "no retention given: kept until deleted"
+    kept = domain.completed_event(job, "https://imageflow.example", retention_days=7)
+    assert kept.expires_at == domain.retention_expiry(job.created_at, 7)
+    nothing = domain.completed_event(domain.Job(job_id=job.job_id, status=domain.FAILED, total=1, failed=1), "https://x")
+    assert nothing.archive_url == "", "no zip link when no image succeeded (archive.zip answers 404)"
 
 
 def test_job_transitions_apply_once_and_only_from_their_states():

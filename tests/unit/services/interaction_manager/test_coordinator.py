@@ -81,7 +81,9 @@ def test_results_complete_the_job_and_announce_it_once(coordinator, jobs, bus):
     assert event == JobCompleted(job_id=job.job_id, status=domain.COMPLETED_WITH_ERRORS, total=2, succeeded=1,
                                  failed=1, email="me@example.com",
                                  results_url=f"https://imageflow.example/jobs/{job.job_id}",
-                                 bytes_out=1)  # the savings: one output of 1 byte, inputs of unknown size
+                                 bytes_out=1,  # the savings: one output of 1 byte, inputs of unknown size
+                                 archive_url=f"https://imageflow.example/api/v1/jobs/{job.job_id}/archive.zip",
+                                 expires_at=domain.retention_expiry(job.created_at, 30))  # JOB_RETENTION_DAYS
     stored = jobs.get_job(job.job_id)
     assert stored.notified_at and stored.completion_message_id and (stored.succeeded, stored.failed) == (1, 1)
     assert jobs.get_image(job.job_id, images[1].image_id).error_code == "corrupt"
