@@ -11,6 +11,9 @@ SSRF rules, applied to every URL and again to every redirect:
   answer (rebinding) cannot swap it for another;
 - size (``FETCH_MAX_BYTES``) and time (``FETCH_TIMEOUT_SECONDS`` for the whole fetch,
   redirects included, enforced by a watchdog that closes the socket) are bounded;
+- ``download`` streams a body in chunks (URL imports go straight to storage) under a
+  per-process :class:`ByteBudget` (``FETCH_MAX_IN_FLIGHT_BYTES``); ``fetch`` reads a small
+  body (an overlay) into memory;
 - no ``Accept-Encoding`` is sent, so nothing is decompressed; the content is sniffed
   from its bytes by the image engine (``probe``), never trusted from Content-Type.
 
