@@ -403,9 +403,11 @@ class _Exchange:
         while True:
             reserved = 0
             if self.budget is not None:
-                waited = time.monotonic()
+                asked = time.monotonic()
                 reserved = self.budget.reserve(CHUNK_BYTES)
-                self.watchdog.extend(time.monotonic() - waited)  # waiting for budget is not the server's time
+                waited = time.monotonic() - asked
+                if waited > 0.05:  # waiting for budget is not the server's time
+                    self.watchdog.extend(waited)
             try:
                 with self._errors():
                     chunk = self.response.read1(reserved or CHUNK_BYTES)
