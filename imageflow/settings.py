@@ -110,7 +110,8 @@ class Settings:
     fetch_concurrency: int = 8
     # URL download bytes one processor holds in memory at once, over all its downloads (each streams to the
     # blob store a 256 KiB chunk at a time and reserves each chunk before reading it; a download that finds
-    # the budget spent waits). 32 MiB is 2 % of the processor's 1536 Mi limit.
+    # the budget spent waits). 32 MiB: under 1 % of the processor's 4608Mi limit, and 128 downloads' chunks,
+    # far more than the 16 tasks it holds by default (PROCESSOR_MAX_IN_FLIGHT), so it bites only when that is raised.
     fetch_max_in_flight_bytes: int = 32 * 1024 * 1024
     fetch_allow_cidrs: str = ""
     fetch_hosts_override: str = ""

@@ -89,7 +89,9 @@ class GcsBlobStore(BlobStore):
                    cache_control: str | None = None, metadata: dict | None = None) -> int:
         """Spool ``chunks`` to a temporary file on disk (never in memory), then upload it like
         ``put``: resumable, RESUMABLE_CHUNK at a time, past RESUMABLE_THRESHOLD. A stream that fails
-        while spooling uploads nothing (Cloud Storage never sees a partial object)."""
+        while spooling uploads nothing (Cloud Storage never sees a partial object). The spool is in
+        the temp directory (the processor's 1 GiB emptyDir /tmp holds PROCESSOR_MAX_IN_FLIGHT x
+        FETCH_MAX_BYTES = 400 MiB at worst) and is deleted once uploaded."""
         validate_path(path)
         digest = _Digest()
         with tempfile.TemporaryFile(prefix="imageflow-upload-") as spool:
