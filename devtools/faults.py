@@ -132,6 +132,11 @@ class FaultyBlobStore(BlobStore):
             raise BlobStoreError(f"could not write {path}: injected write failure")
         self.inner.put(path, data, content_type, cache_control=cache_control)
 
+    def put_stream(self, path: str, chunks, content_type: str, *, cache_control: str | None = None) -> int:
+        if self.faults.storage_write_fails():
+            raise BlobStoreError(f"could not write {path}: injected write failure")
+        return self.inner.put_stream(path, chunks, content_type, cache_control=cache_control)
+
     def get(self, path: str) -> bytes:
         return self.inner.get(path)
 

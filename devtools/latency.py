@@ -33,6 +33,10 @@ class LatentBlobStore(BlobStore):
         self._wait()
         self.inner.put(path, data, content_type, cache_control=cache_control)
 
+    def put_stream(self, path: str, chunks, content_type: str, *, cache_control: str | None = None) -> int:
+        self._wait()
+        return self.inner.put_stream(path, chunks, content_type, cache_control=cache_control)
+
     def get(self, path: str) -> bytes:
         self._wait()
         return self.inner.get(path)

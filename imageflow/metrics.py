@@ -14,6 +14,8 @@ TASK_DURATION = Histogram("imageflow_task_seconds", "Time to process one task",
 RESULTS_FOLDED = Counter("imageflow_results_folded_total", "Results recorded by the interaction manager")
 JOBS_COMPLETED = Counter("imageflow_jobs_completed_total", "Jobs announced as finished", ["status"])
 OUTSTANDING = Gauge("imageflow_outstanding_tasks", "Tasks published and not yet finished")
+FETCH_BYTES_IN_FLIGHT = Gauge("imageflow_fetch_bytes_in_flight",
+                              "URL download bytes held in memory now (under FETCH_MAX_IN_FLIGHT_BYTES)")
 IN_FLIGHT = Gauge("imageflow_in_flight_messages", "Messages being handled by this process", ["subscription"])
 
 

@@ -11,6 +11,9 @@ SSRF rules, applied to every URL and again to every redirect:
   answer (rebinding) cannot swap it for another;
 - size (``FETCH_MAX_BYTES``) and time (``FETCH_TIMEOUT_SECONDS`` for the whole fetch,
   redirects included, enforced by a watchdog that closes the socket) are bounded;
+- ``download`` streams a body in chunks (URL imports go straight to storage) under a
+  per-process :class:`ByteBudget` (``FETCH_MAX_IN_FLIGHT_BYTES``); ``fetch`` reads a small
+  body (an overlay) into memory;
 - no ``Accept-Encoding`` is sent, so nothing is decompressed; the content is sniffed
   from its bytes by the image engine (``probe``), never trusted from Content-Type.
 
@@ -28,10 +31,12 @@ import socket
 import ssl
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
+from .metrics import FETCH_BYTES_IN_FLIGHT
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -214,6 +219,48 @@ def validate_url(url: str) -> str:
     return normalised
 
 
+# -- the download byte budget ------------------------------------------------------------
+class ByteBudget:
+    """The bytes all downloads of one process may hold in memory at once (FETCH_MAX_IN_FLIGHT_BYTES).
+
+    A download reserves each chunk before reading it and gives it back once the chunk has gone to
+    storage, so N concurrent downloads never hold more than ``limit`` bytes between them, however
+    large their files. A download that finds the budget spent waits for a chunk to come back (its
+    time limit stops while it waits): it never fails for want of budget. A reservation larger than
+    the whole budget is cut to it, so one chunk always fits."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, int(limit))
+        self._changed = threading.Condition()
+        self.in_flight = 0   # bytes reserved now, and the most there ever were (never above ``limit``)
+        self.peak = 0
+        self.waits = 0       # reservations that had to wait for budget, and those waiting now
+        self.waiting = 0
+
+    def reserve(self, size: int) -> int:
+        """Block until ``size`` bytes (at most ``limit``) are free, take them and return how many."""
+        size = max(1, min(int(size), self.limit))
+        with self._changed:
+            if self.in_flight + size > self.limit:
+                self.waits += 1
+                self.waiting += 1
+                try:
+                    while self.in_flight + size > self.limit:
+                        self._changed.wait()
+                finally:
+                    self.waiting -= 1
+            self.in_flight += size
+            self.peak = max(self.peak, self.in_flight)
+            FETCH_BYTES_IN_FLIGHT.set(self.in_flight)
+        return size
+
+    def release(self, size: int) -> None:
+        with self._changed:
+            self.in_flight -= size
+            FETCH_BYTES_IN_FLIGHT.set(self.in_flight)
+            self._changed.notify_all()
+
+
 # -- HTTP over a checked address ---------------------------------------------------------
 @dataclass
 class Fetched:
@@ -222,25 +269,52 @@ class Fetched:
     url: str                  # the final URL, after redirects
 
 
-class _Watchdog:
-    """Closes the socket when the deadline passes, so no slow server can hold a fetch."""
+CHUNK_BYTES = 256 * 1024      # one read of a download: the unit the byte budget reserves
 
-    def __init__(self, sock: socket.socket, seconds: float):
+
+class _Watchdog:
+    """Closes the socket when the deadline passes, so no slow server can hold a fetch. The deadline
+    moves out by the time a download spends waiting for the byte budget (``extend``)."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
         self._sock = sock
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
+        self._lock = threading.Lock()
+        self.deadline = deadline
         self.fired = False
-        self._timer.start()
+        self._timer = self._start()
+
+    def _start(self) -> threading.Timer:
+        timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._fire)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _fire(self) -> None:
-        self.fired = True
+        with self._lock:
+            if time.monotonic() < self.deadline - 0.01:  # extended meanwhile: the new timer fires later
+                return
+            self.fired = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
+    def extend(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            if self.fired:
+                return
+            self._timer.cancel()
+            self.deadline += seconds
+            self._timer = self._start()
+
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() >= self.deadline
+
     def cancel(self) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self._timer.cancel()
 
 
 def _connect(url: str, policy: FetchPolicy, deadline: float) -> tuple[http.client.HTTPConnection, str, str]:
@@ -283,48 +357,93 @@ def _connect(url: str, policy: FetchPolicy, deadline: float) -> tuple[http.clien
     return conn, host_header, path
 
 
+class _Exchange:
+    """One request on its own connection (no redirect handling): ``status``, ``reason``, lower-cased
+    ``headers``, and ``body()``, the response body as it arrives, at most ``read_limit`` bytes.
+    ``close()`` releases the connection and the watchdog; every error is a FetchError."""
+
+    def __init__(self, method: str, url: str, policy: FetchPolicy, deadline: float, *, body: bytes | None,
+                 headers: dict | None, read_limit: int, budget: ByteBudget | None):
+        self.policy, self.read_limit, self.budget, self.method = policy, read_limit, budget, method
+        self.conn, host_header, path = _connect(url, policy, deadline)
+        self.watchdog = _Watchdog(self.conn.sock, deadline)
+        try:
+            with self._errors():
+                self.conn.request(method, path, body=body, headers={"Host": host_header, "User-Agent": USER_AGENT,
+                                                                    "Connection": "close", **(headers or {})})
+                self.response = self.conn.getresponse()
+            self.status, self.reason = self.response.status, self.response.reason
+            self.headers = {k.lower(): v for k, v in self.response.getheaders()}
+            declared = self.headers.get("content-length", "")
+            self.length = int(declared) if declared.isdigit() else None
+            if method == "GET" and self.status not in REDIRECT_STATUSES and self.length is not None \
+                    and self.length > read_limit:
+                raise FetchError("too_large", f"the file is {self.length // 1024} KB, over the "
+                                              f"{read_limit // 1024} KB limit")
+        except BaseException:
+            self.close()
+            raise
+
+    @contextmanager
+    def _errors(self):
+        try:
+            yield
+        except FetchError:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            if self.watchdog.expired():
+                raise FetchError("timeout", f"the download did not finish within {self.policy.timeout:g} s") from None
+            raise FetchError("http_error", f"the request failed ({type(exc).__name__}: {exc})") from None
+
+    def body(self) -> Iterator[bytes]:
+        """The body in chunks of at most CHUNK_BYTES, each read under a reservation of the byte
+        budget that is held until the consumer asks for the next chunk (by then it has stored this
+        one). Raises FetchError past the limit, on a timeout, or when the body stops short."""
+        size = 0
+        while True:
+            reserved = 0
+            if self.budget is not None:
+                asked = time.monotonic()
+                reserved = self.budget.reserve(CHUNK_BYTES)
+                waited = time.monotonic() - asked
+                if waited > 0.05:  # waiting for budget is not the server's time
+                    self.watchdog.extend(waited)
+            try:
+                with self._errors():
+                    chunk = self.response.read1(reserved or CHUNK_BYTES)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.read_limit:
+                    raise FetchError("too_large", f"the file is larger than the {self.read_limit // 1024} KB limit")
+                yield chunk
+            finally:
+                if reserved:
+                    self.budget.release(reserved)
+        if self.watchdog.fired:  # the socket was closed under the read: what came is partial
+            raise FetchError("timeout", f"the download did not finish within {self.policy.timeout:g} s")
+        if self.method == "GET" and self.length is not None and size < self.length:
+            raise FetchError("http_error", f"the connection closed after {size} of {self.length} bytes")
+
+    def close(self) -> None:
+        self.watchdog.cancel()
+        self.conn.close()
+
+
 def _request(method: str, url: str, policy: FetchPolicy, deadline: float, *, body: bytes | None = None,
              headers: dict | None = None, read_limit: int) -> tuple[int, str, dict, bytes]:
     """One request (no redirect handling): status, reason, lower-cased headers and at most
     ``read_limit`` bytes of body; raises FetchError (``too_large`` past the limit)."""
-    conn, host_header, path = _connect(url, policy, deadline)
-    watchdog = _Watchdog(conn.sock, deadline - time.monotonic())
+    exchange = _Exchange(method, url, policy, deadline, body=body, headers=headers, read_limit=read_limit,
+                         budget=None)
     try:
-        conn.request(method, path, body=body, headers={"Host": host_header, "User-Agent": USER_AGENT,
-                                                        "Connection": "close", **(headers or {})})
-        response = conn.getresponse()
-        response_headers = {k.lower(): v for k, v in response.getheaders()}
-        if method == "GET" and response.status not in REDIRECT_STATUSES:
-            declared = response_headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > read_limit:
-                raise FetchError("too_large", f"the file is {int(declared) // 1024} KB, over the "
-                                              f"{read_limit // 1024} KB limit")
-        # One growing buffer, handed over without a copy (a list of chunks joined at the end
-        # would hold the file twice).
-        body, size = io.BytesIO(), 0
-        while True:
-            chunk = response.read1(64 * 1024)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > read_limit:
-                raise FetchError("too_large", f"the file is larger than the {read_limit // 1024} KB limit")
-            body.write(chunk)
-        if watchdog.fired:  # the socket was closed under the read: what came is partial
-            raise FetchError("timeout", f"the download did not finish within {policy.timeout:g} s")
-        declared = response_headers.get("content-length", "")
-        if method == "GET" and declared.isdigit() and size < int(declared):
-            raise FetchError("http_error", f"the connection closed after {size} of {declared} bytes")
-        return response.status, response.reason, response_headers, body.getvalue()
-    except FetchError:
-        raise
-    except (OSError, http.client.HTTPException) as exc:
-        if watchdog.fired or time.monotonic() >= deadline:
-            raise FetchError("timeout", f"the download did not finish within {policy.timeout:g} s") from None
-        raise FetchError("http_error", f"the request failed ({type(exc).__name__}: {exc})") from None
+        # One growing buffer (a list of chunks joined at the end would hold the body twice).
+        buffer = io.BytesIO()
+        for chunk in exchange.body():
+            buffer.write(chunk)
+        return exchange.status, exchange.reason, exchange.headers, buffer.getvalue()
     finally:
-        watchdog.cancel()
-        conn.close()
+        exchange.close()
 
 
 def _only_fetch_errors(function):
@@ -342,28 +461,79 @@ def _only_fetch_errors(function):
     return guarded
 
 
+@dataclass
+class Download:
+    """A response being downloaded: ``chunks`` yields its body as it arrives (see ``download``)."""
+
+    content_type: str | None
+    url: str                  # the final URL, after redirects
+    length: int | None        # the declared Content-Length, if any
+    chunks: Iterator[bytes]
+
+
+@contextmanager
+def download(url: str, policy: FetchPolicy, budget: ByteBudget | None = None) -> Iterator[Download]:
+    """GET ``url`` under ``policy`` and stream its body: following at most ``max_redirects``
+    redirects (each one checked like the first), it yields a :class:`Download` once a 200 has
+    answered; its ``chunks`` come under ``budget`` (the process's download byte budget) and stop
+    with FetchError past ``max_bytes``, on a timeout or when the body is cut short. Every failure
+    is a FetchError with its reason (errors raised by the consumer of the chunks pass unchanged)."""
+    try:
+        deadline = time.monotonic() + policy.timeout
+        current = validate_url(url)
+        for _ in range(policy.max_redirects + 1):
+            exchange = _Exchange("GET", current, policy, deadline, body=None, headers={"Accept": "image/*"},
+                                 read_limit=policy.max_bytes, budget=budget)
+            if exchange.status in REDIRECT_STATUSES:
+                exchange.close()  # its body is never read
+                location = exchange.headers.get("location")
+                if not location:
+                    raise FetchError("http_error", f"the server answered {exchange.status} without a Location")
+                try:
+                    current = validate_url(urljoin(current, location))
+                except FetchError as exc:
+                    raise FetchError("bad_redirect", f"redirected to a URL that cannot be fetched: {exc.reason}") \
+                        from None
+                deadline = exchange.watchdog.deadline  # budget waits of the redirect response count as extended
+                continue
+            if exchange.status != 200:
+                exchange.close()
+                raise FetchError("http_error", f"the server answered {exchange.status} {exchange.reason}".strip())
+            break
+        else:
+            raise FetchError("too_many_redirects", f"more than {policy.max_redirects} redirects")
+    except FetchError:
+        raise
+    except Exception as exc:
+        log.warning("unexpected %s from download: %s", type(exc).__name__, exc)
+        raise FetchError("http_error", f"the request failed ({type(exc).__name__}: {exc})") from None
+    try:
+        yield Download(exchange.headers.get("content-type"), current, exchange.length,
+                       _only_fetch_errors_gen(exchange.body()))
+    finally:
+        exchange.close()
+
+
+def _only_fetch_errors_gen(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, with any exception of the download itself turned into a FetchError."""
+    try:
+        yield from chunks
+    except FetchError:
+        raise
+    except Exception as exc:
+        log.warning("unexpected %s while downloading: %s", type(exc).__name__, exc)
+        raise FetchError("http_error", f"the request failed ({type(exc).__name__}: {exc})") from None
+
+
 @_only_fetch_errors
 def fetch(url: str, policy: FetchPolicy) -> Fetched:
-    """GET ``url`` under ``policy``, following at most ``max_redirects`` redirects (each one
-    checked like the first). Raises FetchError with the reason, and nothing else."""
-    deadline = time.monotonic() + policy.timeout
-    current = validate_url(url)
-    for _ in range(policy.max_redirects + 1):
-        status, reason, headers, body = _request("GET", current, policy, deadline,
-                                                 headers={"Accept": "image/*"}, read_limit=policy.max_bytes)
-        if status in REDIRECT_STATUSES:
-            location = headers.get("location")
-            if not location:
-                raise FetchError("http_error", f"the server answered {status} without a Location")
-            try:
-                current = validate_url(urljoin(current, location))
-            except FetchError as exc:
-                raise FetchError("bad_redirect", f"redirected to a URL that cannot be fetched: {exc.reason}") from None
-            continue
-        if status != 200:
-            raise FetchError("http_error", f"the server answered {status} {reason}".strip())
-        return Fetched(body, headers.get("content-type"), current)
-    raise FetchError("too_many_redirects", f"more than {policy.max_redirects} redirects")
+    """GET ``url`` under ``policy`` into memory (small files: overlays), following redirects as
+    ``download`` does. Raises FetchError with the reason, and nothing else."""
+    with download(url, policy) as response:
+        buffer = io.BytesIO()  # one growing buffer, never a list of chunks joined (two copies)
+        for chunk in response.chunks:
+            buffer.write(chunk)
+        return Fetched(buffer.getvalue(), response.content_type, response.url)
 
 
 @_only_fetch_errors

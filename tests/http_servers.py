@@ -16,6 +16,16 @@ def png(size=(40, 30), color=(200, 40, 40)) -> bytes:
     return buf.getvalue()
 
 
+def noise_png(size: tuple[int, int], seed: int = 0) -> bytes:
+    """A PNG of random pixels: about 3 bytes a pixel (noise does not compress), cheap to render."""
+    import random
+
+    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    buf = io.BytesIO()
+    Image.frombytes("RGB", size, pixels).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def jpeg(size=(64, 48), color=(10, 120, 200)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, "JPEG", quality=90)
@@ -71,15 +81,38 @@ class _ImageHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(10 ** 9))
             self.end_headers()
             return
-        if path == "/huge-chunked":                     # no length, keeps streaming
+        if path == "/huge-chunked":                     # no length, starts like a PNG, keeps streaming
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             chunk = b"\0" * 65536
             try:
+                head = png()[:16] + chunk
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(head), head))
                 for _ in range(200):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+            return
+        if path == "/truncated":                        # a PNG that stops after 300 KB of the 2 MB it declares
+            self.send_response(200)
+            self.send_header("Content-Length", str(2_000_000))
+            self.end_headers()
+            self.wfile.write(png()[:16] + b"\0" * 300_000)
+            return
+        if path.startswith("/held/") and path[5:] in server.files:  # a file whose last 64 KiB wait for ``release``
+            body = server.files[path[5:]][0]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body[:-HELD_BYTES])
+                self.wfile.flush()
+                with server.lock:
+                    server.holding += 1
+                server.release.wait(120)
+                self.wfile.write(body[-HELD_BYTES:])
             except OSError:
                 pass
             return
@@ -98,13 +131,20 @@ class _ImageHandler(BaseHTTPRequestHandler):
         return self._send(404, b"not found", "text/plain")
 
 
+HELD_BYTES = 64 * 1024
+
+
 class ImageServer(_Server):
     """Serves ``files`` (path -> (bytes, content type)) and a few hostile routes; ``hits``
-    lists every path requested."""
+    lists every path requested. ``/held/<path>`` serves a file but its last HELD_BYTES only once
+    ``release`` is set; ``holding`` counts the responses that got that far."""
 
     def __init__(self, files: dict[str, tuple[bytes, str]] | None = None):
         self.files = dict(files or {})
         self.hits: list[str] = []
+        self.lock = threading.Lock()
+        self.holding = 0
+        self.release = threading.Event()
         super().__init__(_ImageHandler)
 
 

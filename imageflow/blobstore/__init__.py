@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
 
 
 class BlobNotFound(KeyError):
@@ -39,6 +39,22 @@ class BlobStore(ABC):
             metadata: dict | None = None) -> None:
         """Write the whole object atomically: readers see the old object or the new one, never part.
         ``metadata``: custom string fields kept with the object (Cloud Storage's ``x-goog-meta-``)."""
+
+    def put_stream(self, path: str, chunks: Iterable[bytes], content_type: str, *,
+                   cache_control: str | None = None, metadata: dict | None = None) -> int:
+        """Write the object from ``chunks`` as they come (a download), never holding it whole; the
+        size written. Atomic like ``put``. If iterating ``chunks`` raises (the download was aborted:
+        too large, cut short, timed out), nothing is left behind (no partial object, and an object
+        already at ``path`` stays as it was) and the exception propagates.
+
+        The filesystem and Cloud Storage adapters stream; this fallback (wrappers, test doubles)
+        gathers the chunks into one buffer and calls ``put``."""
+        buffer = bytearray()
+        for chunk in chunks:
+            buffer += chunk
+        extra = {"metadata": metadata} if metadata else {}
+        self.put(path, bytes(buffer), content_type, cache_control=cache_control, **extra)
+        return len(buffer)
 
     def upload_target(self, path: str, content_type: str, size: int, metadata: dict,
                       expires_seconds: int, origin: str | None = None) -> UploadTarget | None:

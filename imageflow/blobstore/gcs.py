@@ -16,11 +16,12 @@ import base64
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from datetime import timedelta
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 import google_crc32c
 from google.api_core import exceptions as gexc
@@ -78,7 +79,36 @@ class GcsBlobStore(BlobStore):
 
     def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
             metadata: dict | None = None) -> None:
-        """Write ``data`` to ``path``, replacing what is there.
+        """Write ``data`` to ``path``, replacing what is there (see ``_write`` for the preconditions)."""
+        validate_path(path)
+        self._write(path, lambda blob, expected: blob.upload_from_string(
+            data, content_type=content_type, if_generation_match=expected),
+            _Digest.of(data), cache_control, metadata)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes], content_type: str, *,
+                   cache_control: str | None = None, metadata: dict | None = None) -> int:
+        """Spool ``chunks`` to a temporary file on disk (never in memory), then upload it like
+        ``put``: resumable, RESUMABLE_CHUNK at a time, past RESUMABLE_THRESHOLD. A stream that fails
+        while spooling uploads nothing (Cloud Storage never sees a partial object). The spool is in
+        the temp directory (the processor's 1 GiB emptyDir /tmp holds PROCESSOR_MAX_IN_FLIGHT x
+        FETCH_MAX_BYTES = 400 MiB at worst) and is deleted once uploaded."""
+        validate_path(path)
+        digest = _Digest()
+        with tempfile.TemporaryFile(prefix="imageflow-upload-") as spool:
+            for chunk in chunks:
+                spool.write(chunk)
+                digest.update(chunk)
+
+            def upload(blob: storage.Blob, expected: int) -> None:
+                spool.seek(0)
+                blob.upload_from_file(spool, size=digest.size, content_type=content_type,
+                                      if_generation_match=expected)
+
+            self._write(path, upload, digest, cache_control, metadata)
+        return digest.size
+
+    def _write(self, path: str, upload, digest: "_Digest", cache_control: str | None, metadata: dict | None) -> None:
+        """Run ``upload(blob, if_generation_match)`` until the object holds our bytes.
 
         The first attempt expects no object (``if_generation_match=0``), the usual case for
         originals and first outputs. When one exists we read its generation and write over
@@ -86,7 +116,6 @@ class GcsBlobStore(BlobStore):
         now holds our bytes, an earlier attempt of ours landed (a retried request); if not,
         somebody wrote a newer object, which we leave alone.
         """
-        validate_path(path)
         expected = 0
         observed: int | None = None  # a generation we saw and decided to replace
         for _ in range(MAX_PRECONDITION_ROUNDS):
@@ -94,10 +123,10 @@ class GcsBlobStore(BlobStore):
             blob.cache_control = cache_control
             if metadata:
                 blob.metadata = metadata
-            if len(data) > RESUMABLE_THRESHOLD:
+            if digest.size > RESUMABLE_THRESHOLD:
                 blob.chunk_size = RESUMABLE_CHUNK
             try:
-                blob.upload_from_string(data, content_type=content_type, if_generation_match=expected)
+                upload(blob, expected)
                 return
             except gexc.PreconditionFailed:
                 current = self._metadata(path)
@@ -106,7 +135,7 @@ class GcsBlobStore(BlobStore):
             if current is None:
                 expected, observed = 0, None
                 continue
-            if _same_content(current, data):
+            if digest.matches(current):
                 return
             if observed is not None and current.generation != observed:
                 log.warning("not overwriting %s: a newer generation %s was written meanwhile",
@@ -275,12 +304,31 @@ def _find_signer() -> tuple:
     return ("none", None)
 
 
-def _same_content(blob: storage.Blob, data: bytes) -> bool:
-    """Whether the stored object holds exactly ``data`` (by CRC32C, else MD5, and size)."""
-    if blob.size is not None and int(blob.size) != len(data):
+class _Digest:
+    """Size, CRC32C and MD5 of the bytes written, taken as they pass: to tell whether a stored
+    object holds exactly them (by CRC32C, else MD5, and size)."""
+
+    def __init__(self):
+        self.size = 0
+        self._crc = google_crc32c.Checksum()
+        self._md5 = hashlib.md5()
+
+    @classmethod
+    def of(cls, data: bytes) -> "_Digest":
+        digest = cls()
+        digest.update(data)
+        return digest
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._crc.update(chunk)
+        self._md5.update(chunk)
+
+    def matches(self, blob: storage.Blob) -> bool:
+        if blob.size is not None and int(blob.size) != self.size:
+            return False
+        if blob.crc32c:
+            return blob.crc32c == base64.b64encode(self._crc.digest()).decode()
+        if blob.md5_hash:
+            return blob.md5_hash == base64.b64encode(self._md5.digest()).decode()
         return False
-    if blob.crc32c:
-        return blob.crc32c == base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
-    if blob.md5_hash:
-        return blob.md5_hash == base64.b64encode(hashlib.md5(data).digest()).decode()
-    return False

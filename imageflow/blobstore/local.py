@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 from . import OBJECT_FINALIZE, BlobNotFound, BlobStore, BlobStoreError, validate_path
 
@@ -29,13 +29,21 @@ class LocalBlobStore(BlobStore):
 
     def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
             metadata: dict | None = None) -> None:
+        self.put_stream(path, (data,), content_type, cache_control=cache_control, metadata=metadata)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes], content_type: str, *,
+                   cache_control: str | None = None, metadata: dict | None = None) -> int:
         target = self._file(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target and rename: readers never see a partial object.
+        # Write beside the target and rename: readers never see a partial object, and an aborted
+        # stream leaves only its temp file, removed here (or, after a crash, by the stale sweep in list).
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for chunk in chunks:
+                    fh.write(chunk)
+                    size += len(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
             if metadata:
@@ -44,13 +52,17 @@ class LocalBlobStore(BlobStore):
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise BlobStoreError(f"could not write {path}: {exc}") from exc
+        except BaseException:  # the stream itself failed (a download aborted): nothing is kept
+            Path(tmp).unlink(missing_ok=True)
+            raise
         if self.on_finalize and metadata and "/input/" in path:
             # Cloud Storage notifies every object; locally only the originals that carry metadata
             # (direct uploads), the one kind anyone listens for, so other writes cost no bus traffic.
-            self.on_finalize(path, {"name": path, "size": str(len(data)), "contentType": content_type,
+            self.on_finalize(path, {"name": path, "size": str(size), "contentType": content_type,
                                     "metadata": metadata or {}},
                              {"eventType": OBJECT_FINALIZE, "objectId": path, "bucketId": "local",
                               "payloadFormat": "JSON_API_V1"})
+        return size
 
     @staticmethod
     def _meta_file(target: Path) -> Path:

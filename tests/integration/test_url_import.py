@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from imageflow import domain
+from imageflow.blobstore.local import LocalBlobStore
 from imageflow.bootstrap import make_backends
 from imageflow.messages import JobCompleted, Task
-from imageflow.safe_http import FetchError, FetchPolicy, fetch, parse_networks
+from imageflow.safe_http import CHUNK_BYTES, ByteBudget, FetchError, FetchPolicy, fetch, parse_networks
 from services.image_handler.intake import Intake, JobRequest
 from services.image_handler.url_lists import UrlEntry
 from services.image_processor.processing import Processor
 from services.image_processor.url_fetch import UrlFetcher
 from services.interaction_manager.coordinator import Coordinator
-from tests.http_servers import ImageServer, jpeg, png
+from tests.http_servers import HELD_BYTES, ImageServer, jpeg, noise_png, png
 
 HOSTS = {"images.test": ["127.0.0.1"], "internal.test": ["10.20.30.40"], "metadata.test": ["169.254.169.254"],
          "v6.test": ["::1"], "rebind.test": ["127.0.0.1", "192.168.0.10"]}
@@ -43,7 +46,8 @@ pytestmark = pytest.mark.usefixtures("loopback_only")
 def server():
     srv = ImageServer({"/a.png": (png(), "image/png"), "/b.jpg": (jpeg(), "image/jpeg"),
                        "/page.html": (b"<html><body>not an image</body></html>", "text/html"),
-                       "/fake.png": (b"<?php echo 'x'; ?>", "image/png")})
+                       "/fake.png": (b"<?php echo 'x'; ?>", "image/png"),
+                       **{f"/noise-{i}.png": (noise_png((420, 420), seed=i), "image/png") for i in range(8)}})
     yield srv
     srv.stop()
 
@@ -166,10 +170,10 @@ def test_the_processor_fetches_inputs_and_fails_the_urls_that_cannot_be_imported
 def test_an_unexpected_error_while_fetching_is_a_failed_image(local_settings, backends, monkeypatch):
     import services.image_processor.url_fetch as url_fetch
 
-    def broken(url, policy):
+    def broken(url, policy, budget=None):
         raise UnicodeError("label too long")
 
-    monkeypatch.setattr(url_fetch, "fetch", broken)
+    monkeypatch.setattr(url_fetch, "download", broken)
     task = Task(job_id=domain.new_id(), image_id=domain.new_id(), input_path="j/input/i-x.png",
                 output_path="j/output/i-x", source_url="http://images.test/x.png")
     result = Processor(local_settings, backends.blobs, backends.bus).process(task)
@@ -196,3 +200,100 @@ def test_a_job_whose_urls_all_fail_completes_as_failed(tmp_path, server, policy,
 
 def test_the_allow_list_is_exact(server):
     assert not any(ipaddress.ip_address("127.0.0.2") in net for net in parse_networks("127.0.0.1/32"))
+
+
+class CountingStore(LocalBlobStore):
+    """The filesystem store, counting the bytes each streamed write has taken so far."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.lock = threading.Lock()
+        self.streamed: dict[str, int] = {}
+
+    def put_stream(self, path, chunks, content_type, **kwargs):
+        def counted():
+            for chunk in chunks:
+                yield chunk
+                with self.lock:
+                    self.streamed[path] = self.streamed.get(path, 0) + len(chunk)
+        return super().put_stream(path, counted(), content_type, **kwargs)
+
+
+def url_task(url: str, name: str = "x.png") -> Task:
+    job_id, image_id = domain.new_id(), domain.new_id()
+    return Task(job_id=job_id, image_id=image_id, input_path=domain.input_path(job_id, image_id, name),
+                output_path=domain.output_stem(job_id, image_id, name), operations=[{"op": "grayscale"}],
+                source_url=url)
+
+
+def leftovers(settings, job_id: str) -> list[str]:
+    """Every file under the job's folder on disk, temp files included (the blob listing hides those)."""
+    folder = settings.data_dir / "blobs" / job_id
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/huge-chunked", "larger than the 292 KB limit"),            # no length: stopped while streaming
+    ("/huge-declared", "over the 292 KB limit"),                   # refused from its Content-Length
+    ("/truncated", "closed after 300016 of 2000000 bytes"),        # cut short after 300 KB
+    ("/page.html", "not an image: the content is text"),           # sniffed from the first bytes
+])
+def test_an_aborted_download_is_a_failed_image_and_leaves_no_input_object(server, policy, local_settings, backends,
+                                                                           path, reason):
+    task = url_task(server.url(path))
+    big_policy = FetchPolicy(**{**policy.__dict__, "max_bytes": 3_000_000}) if path == "/truncated" else policy
+    processor = Processor(local_settings, backends.blobs, backends.bus,
+                          fetcher=UrlFetcher(local_settings, backends.blobs, big_policy))
+    result = processor.process(task)
+    assert result.status == "failed" and result.error_code == domain.FETCH_FAILED
+    assert reason in result.error, result.error
+    assert not backends.blobs.exists(task.input_path) and backends.blobs.list(f"{task.job_id}/") == []
+    assert leftovers(local_settings, task.job_id) == []   # no partial object, no temp file
+
+
+def test_a_download_streams_into_storage_a_chunk_at_a_time(server, policy, local_settings, backends):
+    """The stored input is the file, byte for byte, and the download never held more than one chunk."""
+    budget = ByteBudget(64 * 1024 * 1024)
+    fetcher = UrlFetcher(local_settings, backends.blobs, FetchPolicy(**{**policy.__dict__, "max_bytes": 2_000_000}),
+                         budget)
+    task = url_task(server.url("/noise-0.png"))
+    result = Processor(local_settings, backends.blobs, backends.bus, fetcher=fetcher).process(task)
+    assert result.status == "succeeded", result.error
+    expected = server.files["/noise-0.png"][0]
+    assert len(expected) > 2 * CHUNK_BYTES
+    assert backends.blobs.get(task.input_path) == expected and result.input_bytes == len(expected)
+    assert 0 < budget.peak <= CHUNK_BYTES and budget.in_flight == 0
+
+
+def test_concurrent_downloads_share_the_byte_budget_and_wait_for_it(server, policy, local_settings, backends):
+    """Eight downloads of 530 KB at once against a budget of two chunks: two read, six wait (none fails),
+    and the bytes in flight never pass the budget; once the server lets them finish, all eight succeed."""
+    budget = ByteBudget(2 * CHUNK_BYTES)
+    blobs = CountingStore(local_settings.data_dir / "blobs")
+    fetcher = UrlFetcher(local_settings, blobs,
+                         FetchPolicy(**{**policy.__dict__, "max_bytes": 2_000_000, "timeout": 60}), budget)
+    processor = Processor(local_settings, blobs, backends.bus, fetcher=fetcher)
+    tasks = [url_task(server.url(f"/held/noise-{i}.png")) for i in range(8)]
+    available = {t.input_path: len(server.files[f"/noise-{i}.png"][0]) - HELD_BYTES for i, t in enumerate(tasks)}
+    server.release.clear()
+
+    def at_hold() -> int:  # downloads that have stored all the server sent and wait on it, holding a chunk each
+        with blobs.lock:
+            return sum(blobs.streamed.get(path) == size for path, size in available.items())
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(processor.process, task) for task in tasks]
+            end = time.monotonic() + 60
+            while not (at_hold() == 2 and budget.waiting == 6) and time.monotonic() < end:
+                time.sleep(0.05)
+            state = (at_hold(), budget.waiting, budget.in_flight)
+            server.release.set()
+            results = [f.result(timeout=120) for f in futures]
+    finally:
+        server.release.set()
+    assert state == (2, 6, budget.limit), "two downloads hold the whole budget while six wait for it"
+    assert [r.status for r in results] == ["succeeded"] * 8, [r.error for r in results]
+    for i, task in enumerate(tasks):
+        assert backends.blobs.get(task.input_path) == server.files[f"/noise-{i}.png"][0]
+    assert budget.peak == budget.limit and budget.in_flight == 0 and budget.waits >= 6

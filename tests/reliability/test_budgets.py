@@ -263,3 +263,112 @@ def test_memory_bombs_fail_on_their_first_attempt_within_every_process_budget(fu
         if name in limits_mb:
             record.expect(peak < limits_mb[name], f"{name} stayed under its Kubernetes memory limit "
                                                   f"({limits_mb[name]} Mi)", peak)
+
+
+# -- URL downloads on the whole stack --------------------------------------------------------------
+def _rss_mb(pid: int) -> float:
+    """The current resident memory (VmRSS) of ``pid`` alone, in MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _unread_bytes_from(port: int) -> tuple[int, int]:
+    """(connections, bytes received and not yet read) of the sockets connected to 127.0.0.1:``port``
+    (from /proc/net/tcp: the downloads' side of the image server's connections)."""
+    connections = unread = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        remote, state, queues = fields[2], fields[3], fields[4]
+        if remote == f"0100007F:{port:04X}" and state == "01":  # ESTABLISHED, to the server
+            connections += 1
+            unread += int(queues.split(":")[1], 16)
+    return connections, unread
+
+
+URL_DOWNLOADS = 8
+URL_FILE_SIZE = (2880, 2880)  # a noise PNG of about 24.9 MB, under FETCH_MAX_BYTES (25 MiB)
+
+
+@pytest.fixture(scope="module")
+def image_server():
+    from tests.http_servers import ImageServer, noise_png
+
+    server = ImageServer({f"/big-{i}.png": (noise_png(URL_FILE_SIZE, seed=i), "image/png")
+                          for i in range(URL_DOWNLOADS)})
+    yield server
+    server.release.set()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def url_stack(tmp_path_factory):
+    stack = Stack.on_free_ports(tmp_path_factory.mktemp("urls") / "data", processors=1,
+                                env={"PROGRESS_FLUSH_SECONDS": "0.3", "RATE_LIMIT_PER_SECOND": "0",
+                                     "PROCESSOR_CONCURRENCY": "2", "FETCH_ALLOW_CIDRS": "127.0.0.1/32",
+                                     "FETCH_TIMEOUT_SECONDS": "120", "DEDUPE_OUTPUTS": "0"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_concurrent_large_url_downloads_stream_to_storage(url_stack, image_server, record):
+    """A job of 8 URLs of 24.9 MB each (noise PNGs, cheap to render) on the whole local stack, from an image server
+    on 127.0.0.1 that sends each file but its last 64 KiB, then holds them: all 8 downloads are in flight in one
+    processor at once, with nearly all their bytes received. The processor's resident memory is taken then (after
+    the processor has read every byte the server sent), and its peak over the whole job once the server lets the
+    downloads finish."""
+    from tests.http_servers import HELD_BYTES
+
+    stack, server = url_stack, image_server
+    processor = stack.procs["image-processor"]
+    server.release.clear()
+    baseline = _rss_mb(processor.pid)
+    urls = [server.url(f"/held/big-{i}.png") for i in range(URL_DOWNLOADS)]
+    response = requests.post(f"{stack.base_url}/api/v1/jobs", timeout=30,
+                             json={"urls": urls, "operations": [{"op": "resize", "width": 256}]})
+    record.expect(response.status_code == 202, "the URL job is accepted", response.text[:300])
+    job_id = response.json()["job_id"]
+    sent = URL_DOWNLOADS * (len(server.files["/big-0.png"][0]) - HELD_BYTES)
+    try:
+        end = time.monotonic() + 240
+        state = (0, 0, 0)
+        while time.monotonic() < end:
+            connections, unread = _unread_bytes_from(server.port)
+            state = (server.holding, connections, unread)
+            if state == (URL_DOWNLOADS, URL_DOWNLOADS, 0):
+                break
+            time.sleep(0.2)
+        record.expect(state == (URL_DOWNLOADS, URL_DOWNLOADS, 0),
+                      "all 8 downloads are in flight at once in one processor, every byte sent so far read", state)
+        during = _rss_mb(processor.pid)
+    finally:
+        server.release.set()
+    record.figure("URL downloads in flight at once (one processor)", URL_DOWNLOADS)
+    record.figure("bytes received by the processor when sampled (MB)", round(sent / 1e6, 1))
+    record.figure("processor resident memory before the job (MB)", round(baseline))
+    record.figure("processor resident memory with 8 x 24.9 MB downloads in flight (MB)", round(during))
+    end = time.monotonic() + 300
+    while time.monotonic() < end:
+        job = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("completed", "completed_with_errors", "failed"):
+            break
+        time.sleep(0.5)
+    main_peak = _peak_rss_mb_of(processor.pid)
+    record.figure("processor main process peak memory over the job (MB)", main_peak)
+    for name, proc in stack.procs.items():
+        record.figure(f"peak memory during the URL job: {name} (MB)", _peak_rss_mb(proc.pid))
+    record.expect(job["status"] == "completed" and job["succeeded"] == URL_DOWNLOADS,
+                  "every download is stored and rendered", (job["status"], [i.get("error") for i in job["images"]]))
+    record.expect(during - baseline < 48, "the downloads in flight add less than 48 MB to the processor's memory "
+                  f"(holding them would take {sent / 1e6:.0f} MB): they stream to storage",
+                  f"{during - baseline:.0f} MB more")
+
+
+def _peak_rss_mb_of(pid: int) -> int:
+    """The peak resident memory (VmHWM) of ``pid`` alone."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return 0

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from imageflow.safe_http import (
+    ByteBudget,
     FetchError,
     FetchPolicy,
     _system_resolver,
@@ -202,3 +203,31 @@ def test_the_system_resolver_turns_idna_errors_into_fetch_errors():
     with pytest.raises(FetchError) as err:
         _system_resolver("a..b", 80)
     assert err.value.code == "dns_error"
+
+
+def test_the_byte_budget_makes_a_download_wait_and_never_exceeds_its_limit():
+    import threading
+    import time
+
+    from imageflow.metrics import FETCH_BYTES_IN_FLIGHT
+
+    budget = ByteBudget(100)
+    assert budget.reserve(300) == 100          # a chunk larger than the budget is cut to it: it always fits
+    assert FETCH_BYTES_IN_FLIGHT._value.get() == 100
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(budget.reserve(10)))
+    waiter.start()
+    end = time.monotonic() + 10
+    while budget.waiting != 1 and time.monotonic() < end:
+        time.sleep(0.01)
+    assert budget.waiting == 1 and got == []    # the second download waits; it does not fail
+    budget.release(100)
+    waiter.join(10)
+    assert got == [10] and budget.in_flight == 10 and budget.peak == 100 and budget.waits == 1
+    budget.release(10)
+    assert budget.in_flight == 0 and FETCH_BYTES_IN_FLIGHT._value.get() == 0
+
+
+def test_the_in_flight_budget_setting():
+    assert Settings.from_env({}).fetch_max_in_flight_bytes == 32 * 1024 * 1024
+    assert Settings.from_env({"FETCH_MAX_IN_FLIGHT_BYTES": "1048576"}).fetch_max_in_flight_bytes == 1048576

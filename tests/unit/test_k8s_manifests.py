@@ -425,16 +425,17 @@ def test_processor_memory_agrees_with_the_measured_worst_case(overlay):
 
 
 def test_url_imports_fit_in_the_memory_of_the_processor_that_runs_them(overlay):
-    """URL imports run inside the processor's tasks (services/image_processor/url_fetch.py):
-    each of its PROCESSOR_CONCURRENCY tasks may hold a download of up to FETCH_MAX_BYTES twice
-    while it is read (chunks, then joined) beside its worst-case render. (A 512 MiB interaction
-    manager ran out at four concurrent URL jobs when it did the downloads.)"""
+    """URL imports run inside the processor's tasks (services/image_processor/url_fetch.py): each
+    download streams into the blob store, and all of a processor's downloads hold at most
+    FETCH_MAX_IN_FLIGHT_BYTES between them; the stored input is then read once, as an upload's is,
+    beside its worst-case render. (A 512 MiB interaction manager ran out at four concurrent URL jobs
+    when it did the downloads, holding each one twice.)"""
     processing = (ROOT / "services/image_processor/processing.py").read_text()
     assert "UrlFetcher(" in processing, "the processor no longer fetches URLs: size whoever does"
     settings = Settings.from_env(config_map(overlay))
     measured = json.loads((ROOT / "bench/processor_memory.json").read_text())
-    per_task = measured["worst_task_mib"] + 2 * settings.fetch_max_bytes / 2**20
-    needed = measured["idle_mib"] + settings.processor_concurrency * per_task
+    per_task = measured["worst_task_mib"] + settings.fetch_max_bytes / 2**20
+    needed = measured["idle_mib"] + settings.processor_concurrency * per_task + settings.fetch_max_in_flight_bytes / 2**20
     _, limit = _memory_mib(by_kind(overlay, "Deployment")["image-processor"])
     assert limit >= needed, (needed, limit)
 

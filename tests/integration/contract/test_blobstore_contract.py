@@ -51,3 +51,37 @@ def test_paths_never_escape(blobstore, bad):
 
 def test_check_passes(blobstore):
     blobstore.check()
+
+
+def test_put_stream_writes_the_chunks_as_one_object(blobstore, prefix):
+    """A download streamed in: past the resumable threshold on Cloud Storage (9 MiB in 64 KiB chunks)."""
+    path = f"{prefix}/input/a-big.png"
+    chunk = bytes(range(256)) * 256
+    size = blobstore.put_stream(path, (chunk for _ in range(144)), "image/png")
+    assert size == 144 * len(chunk) == 9 * 1024 * 1024
+    data = blobstore.get(path)
+    assert len(data) == size and data == chunk * 144
+    assert blobstore.list(f"{prefix}/") == [path]
+
+
+class Aborted(Exception):
+    pass
+
+
+def test_an_aborted_stream_leaves_nothing_behind(blobstore, prefix):
+    """A download that fails half-way (too large, cut short): no partial object, and an object already
+    at the path (an earlier write) stays whole."""
+    def chunks():
+        yield b"\x89PNG\r\n\x1a\n" + b"x" * 70_000
+        yield b"y" * 70_000
+        raise Aborted("the file is larger than the limit")
+
+    path = f"{prefix}/input/b-cut.png"
+    with pytest.raises(Aborted):
+        blobstore.put_stream(path, chunks(), "image/png")
+    assert not blobstore.exists(path) and blobstore.list(f"{prefix}/") == []
+    blobstore.put(f"{prefix}/output/c.png", b"the earlier object", "image/png")
+    with pytest.raises(Aborted):
+        blobstore.put_stream(f"{prefix}/output/c.png", chunks(), "image/png")
+    assert blobstore.get(f"{prefix}/output/c.png") == b"the earlier object"
+    assert blobstore.list(f"{prefix}/") == [f"{prefix}/output/c.png"]

@@ -168,6 +168,22 @@ def test_a_write_that_already_landed_counts_as_done(gcp_settings, gcs_blobstore,
     racing.close()
 
 
+def test_a_streamed_write_keeps_the_same_preconditions(gcp_settings, gcs_blobstore, path):
+    """put_stream (URL downloads) replaces an object, never clobbers a newer generation, and knows its own
+    landed write by the checksum it took while spooling."""
+    gcs_blobstore.put(path, b"v1", "text/plain")
+    assert gcs_blobstore.put_stream(path, iter([b"v2 ", b"streamed"]), "text/plain") == 11
+    assert gcs_blobstore.get(path) == b"v2 streamed"
+    racing = _RacingStore(gcp_settings)
+    racing.racer_data = b"v4 written meanwhile"
+    racing.put_stream(path, iter([b"v3 from a ", b"slow retry"]), "text/plain")
+    assert gcs_blobstore.get(path) == b"v4 written meanwhile"
+    racing.racer_data = b"v5 same bytes"
+    racing.put_stream(path, iter([b"v5 same", b" bytes"]), "text/plain")
+    assert gcs_blobstore.get(path) == b"v5 same bytes"
+    racing.close()
+
+
 def test_list_is_by_prefix_and_delete_counts(gcs_blobstore):
     job = uuid.uuid4().hex
     for name in ("input/1-a.jpg", "inputs-not-this/1.jpg", "output/1-a.webp"):
