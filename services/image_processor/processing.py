@@ -251,8 +251,11 @@ class RenderPoolDraining(RuntimeError):
 # -- render workers -----------------------------------------------------------------------------
 def _worker_main(conn, memory_bytes: int) -> None:
     """A render worker: renders what it is sent until its pipe closes. Its address space is capped, so a
-    bomb that gets past the engine's budgets fails here (MemoryError) or kills only this process. SIGTERM
-    (a stack or pod stopping) lets the render in progress finish and be answered first."""
+    bomb that gets past the engine's budgets fails here (MemoryError) or kills only this process.
+    SIGTERM and SIGINT are ignored: the processor decides when its workers stop (it drains, then
+    closes their pipes, and a worker returns on EOF; if the processor dies, the pipe closes too).
+    A worker that exited on a signal sent to the whole process group, as a local stack's stop is,
+    would fail a task the draining processor was just handing it."""
     import resource
     import signal
 
@@ -261,21 +264,13 @@ def _worker_main(conn, memory_bytes: int) -> None:
     configure_logging("image-processor")
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    state = {"busy": False, "stopping": False}
-
-    def on_stop(*_):
-        if not state["busy"]:
-            os._exit(0)
-        state["stopping"] = True
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             render_fn, task, data, limits = conn.recv()
         except (EOFError, OSError):
             return
-        state["busy"] = True
         retire = False
         try:
             outcome = ["ok", render_fn(task, data, limits)]
@@ -288,14 +283,12 @@ def _worker_main(conn, memory_bytes: int) -> None:
         except Exception as exc:
             outcome = ["error", f"{type(exc).__name__}: {exc}"]
         del data
-        retire = retire or state["stopping"]
         try:
             conn.send((*outcome, retire))
         except MemoryError:
             conn.send(("image_error", ("too_large", "the render's output does not fit in a worker's memory"), True))
             retire = True
-        state["busy"] = False
-        if retire or state["stopping"]:
+        if retire:
             return
 
 

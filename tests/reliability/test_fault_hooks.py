@@ -155,3 +155,28 @@ def test_a_crashing_image_fails_on_its_first_attempt(tmp_path):
     finally:
         processor.close()
         backends.close()
+
+
+def test_a_stop_signal_to_the_whole_process_group_does_not_fail_the_task_being_handed_over():
+    """A local stack stops a processor with SIGTERM to its process group, so its render workers get
+    it too. A worker that is idle at that moment must stay: the draining processor may be handing it
+    the task it just took (that race failed the image as ``worker_crashed``)."""
+    import os
+    import signal
+
+    from imageflow.engine import Limits
+    from services.image_processor.processing import RenderPool, render_task
+
+    pool = RenderPool(1, memory_mb=768)
+    try:
+        assert len(pool.render(render_task, _task("warm.png"), _png(), Limits())) == 3  # the worker exists, idle
+        [worker] = pool._idle
+
+        def signal_the_group_now():  # runs after the slot is taken, just before the task is sent
+            os.kill(worker.process.pid, signal.SIGTERM)
+            worker.process.join(timeout=1)
+
+        out = pool.render(render_task, _task("handed-over.png"), _png(), Limits(), before=signal_the_group_now)
+        assert out[0].width == 32 and worker.process.is_alive() and pool.replaced == 0
+    finally:
+        pool.close()
