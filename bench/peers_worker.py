@@ -110,7 +110,7 @@ def decode_simplejpeg():
     import simplejpeg
 
     def once(data: bytes) -> bytes:
-        width, height = simplejpeg.decode_jpeg_header(data)[:2]
+        height, width = simplejpeg.decode_jpeg_header(data)[:2]     # (height, width, colorspace, subsampling)
         target = fit(width, height)
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=target[0], min_height=target[1],
                                         fastdct=True, fastupsample=True)
