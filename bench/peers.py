@@ -48,7 +48,7 @@ if __package__ in (None, ""):          # run as a script: make the project impor
 
 from PIL import Image  # noqa: E402
 
-from bench.engine import photo  # noqa: E402
+from bench.engine import _cpu_model, photo  # noqa: E402
 from bench.peers_worker import warmup_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cache = Path(args.cache).expanduser()
-    started = time.time()
+    started, load_start = time.time(), os.getloadavg()[0]
     impls = [name.strip() for name in args.impls.split(",") if name.strip()]
     pythons = {"engine": sys.executable, "pillow-draft": sys.executable, "decode-simplejpeg": sys.executable,
                "decode-pillow": sys.executable}
@@ -365,8 +365,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# ImageFlow engine vs peers: fit 1024x1024 -> JPEG q85  ({time.strftime('%Y-%m-%d %H:%M')})")
     print(f"command: ./scripts.sh bench peers {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores; load average at the start {load_start:.2f}, "
+          f"at the end {os.getloadavg()[0]:.2f} (other work on the machine)")
     print(f"one core each (core {args.core}), CPU time per image (thumbor: its server's CPU per request), "
-          f"{args.rounds} interleaved rounds x {args.seconds:g} s; load average {os.getloadavg()[0]:.2f}; "
+          f"{args.rounds} interleaved rounds x {args.seconds:g} s; "
           f"peers: {', '.join(pin for pins in PEERS.values() for pin in pins)}")
     print("ceiling = the fastest decode of the pixels the resize needs (named in its row); "
           "PSNR vs a full-resolution Lanczos reference; peak RSS above the process with its libraries loaded")

@@ -104,14 +104,21 @@ def vips_thumbnail():
     return once
 
 
+def jpeg_target(data: bytes) -> tuple[int, int]:
+    """The (width, height) a JPEG is fitted to, from simplejpeg's header, which gives
+    (height, width, colourspace, subsampling)."""
+    import simplejpeg
+    height, width = simplejpeg.decode_jpeg_header(data)[:2]
+    return fit(width, height)
+
+
 def decode_simplejpeg():
     """libjpeg-turbo's DCT scaling by N/8 to the smallest size not below the target, with
     the fast IDCT and upsampling (the cheapest decode of the pixels the resize needs)."""
     import simplejpeg
 
     def once(data: bytes) -> bytes:
-        width, height = simplejpeg.decode_jpeg_header(data)[:2]
-        target = fit(width, height)
+        target = jpeg_target(data)
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=target[0], min_height=target[1],
                                         fastdct=True, fastupsample=True)
         return pixels[:1, :16].tobytes()         # a decoder's output is not compared

@@ -1,6 +1,6 @@
 """Placeholders a page shows while an output loads: a BlurHash and the dominant colour.
 
-Both come from a 64 px copy of the final pixels (before encoding), so they cost about a
+Both come from a 32 px copy of the final pixels (before encoding), so they cost about a
 millisecond whatever the image's size. Transparent pixels take no part in the dominant
 colour; the BlurHash (which has no alpha) sees the image flattened onto white.
 """
@@ -14,15 +14,19 @@ from PIL import Image
 
 from .encoding import flatten
 
-SAMPLE = 64
+SAMPLE = 32    # BlurHash needs no more for 4x3 components; 64 px cost 6 ms in its pure-Python pixel copy
 # components across the longer and the shorter side: 4x3 is BlurHash's usual choice
 COMPONENTS = (4, 3)
 
 
 def _sample(image: Image.Image) -> Image.Image:
-    small = image.convert("RGBA") if image.mode != "RGBA" else image.copy()
-    small.thumbnail((SAMPLE, SAMPLE), Image.Resampling.BOX)
-    return small
+    """The image at most SAMPLE px a side, as RGBA: shrunk first, in its own mode (the
+    box filter premultiplies alpha), so that only the small copy is converted; converting
+    the whole output first cost more than the rest of the placeholders together."""
+    scale = min(1.0, SAMPLE / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.resize(size, Image.Resampling.BOX, reducing_gap=2.0) if scale < 1 else image
+    return small.convert("RGBA") if small.mode != "RGBA" else small.copy()
 
 
 def dominant_color(small: Image.Image) -> str | None:

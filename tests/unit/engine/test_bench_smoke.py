@@ -54,3 +54,16 @@ def test_the_auto_quality_benchmark_runs_on_a_small_input(tmp_path):
     row = autoquality.measure(data, "webp", repeats=1)
     assert row["fixed_ms"] > 0 and row["auto_ms"] > 0 and row["auto_bytes"] > 0
     assert row["auto_score"] >= autoquality.TARGET or row["auto_by"] != "target"
+
+
+def test_the_simplejpeg_ceiling_decodes_for_the_size_the_resize_needs():
+    """A landscape JPEG is fitted to a landscape box (the header gives height first: read
+    the other way round, the ceiling decoded a 4 MP photo at 5/8 instead of 1/2)."""
+    import io
+
+    from PIL import Image
+
+    from bench.peers_worker import fit, jpeg_target
+    out = io.BytesIO()
+    Image.new("RGB", (2304, 1728), (90, 120, 200)).save(out, "JPEG")
+    assert jpeg_target(out.getvalue()) == fit(2304, 1728) == (1024, 768)
