@@ -197,29 +197,20 @@ class FirestoreJobStore(JobStore):
             ttl = _expires_at(job, self._settings.job_retention_days)
             for image in fresh:
                 transaction.set(refs[image.image_id], {**image.to_dict(), **ttl})
-            transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
+            transaction.update(job_ref, _job_fields(job))
             self._count(transaction, outstanding_of(job) - outstanding_of(before))
             return Joined(job, fresh, held)
 
         return add(self.client.transaction())
 
     def close_job(self, job_id: str, now: str) -> Job:
-        job_ref = self._job_ref(job_id)
+        def close(job: Job):
+            if not job.is_open:
+                return None
+            closed = domain.close_job(job, now)
+            return closed, _job_fields(closed)
 
-        @firestore.transactional
-        def close(transaction):
-            snap = job_ref.get(transaction=transaction)
-            if not snap.exists:
-                raise JobNotFound(job_id)
-            job = Job.from_dict(snap.to_dict())
-            if job.is_open:
-                closed = domain.close_job(job, now)
-                transaction.update(job_ref, {k: v for k, v in closed.to_dict().items() if k != "job_id"})
-                self._count(transaction, outstanding_of(closed) - outstanding_of(job))
-                job = closed
-            return job
-
-        return close(self.client.transaction())
+        return self._rewrite_job(job_id, close)
 
     def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
         query = (self._images(job_id).where(filter=FieldFilter("tasked", "==", False))
@@ -238,6 +229,7 @@ class FirestoreJobStore(JobStore):
         if job is None:
             raise JobNotFound(job_id)
         return job
+
     def update_images(self, job_id: str, images: list[Image]) -> None:
         """Batched updates of the fields a result may change (``seq`` and identity stay)."""
         images = [i for i in images if i.job_id == job_id]
@@ -274,20 +266,29 @@ class FirestoreJobStore(JobStore):
     def _update_counted(self, job_id: str, changes: dict) -> Job:
         """``update_job`` of a field the outstanding counter follows (a status, a count): read and
         written in a transaction, with the counter's shard."""
+        return self._rewrite_job(job_id, lambda before: (Job.from_dict({**before.to_dict(), **changes}), changes))
+
+    def _rewrite_job(self, job_id: str, change) -> Job:
+        """Reads the job in a transaction and writes what ``change(job)`` gives back, the job after
+        and the fields to write (None: nothing to write), moving the outstanding counter's shard by
+        the difference in the same transaction. Returns the job as it is then."""
         ref = self._job_ref(job_id)
 
         @firestore.transactional
-        def update(transaction):
+        def rewrite(transaction):
             snap = ref.get(transaction=transaction)
             if not snap.exists:
                 raise JobNotFound(job_id)
             before = Job.from_dict(snap.to_dict())
-            job = Job.from_dict({**before.to_dict(), **changes})
-            transaction.update(ref, changes)
+            changed = change(before)
+            if changed is None:
+                return before
+            job, fields = changed
+            transaction.update(ref, fields)
             self._count(transaction, outstanding_of(job) - outstanding_of(before))
             return job
 
-        return update(self.client.transaction())
+        return rewrite(self.client.transaction())
 
     def record_results(self, results: list[Result]) -> FoldOutcome:
         outcome = FoldOutcome()
@@ -331,7 +332,7 @@ class FirestoreJobStore(JobStore):
                 before, job = job, fold_progress(job, changed.values(), now)
                 for image_id, image in changed.items():
                     transaction.update(image_refs[image_id], _image_fields(image))
-                transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
+                transaction.update(job_ref, _job_fields(job))
                 self._count(transaction, outstanding_of(job) - outstanding_of(before))  # only the images finished now
             return job, list(changed.values()), ignored
 
@@ -516,6 +517,11 @@ def _expires_at(job: Job, retention_days: int) -> dict:
 
 def _shard_sum(snapshots) -> int:
     return sum(int((snap.to_dict() or {}).get("count") or 0) for snap in snapshots if snap.exists)
+
+
+def _job_fields(job: Job) -> dict:
+    """A job's document fields (its id is the document's name)."""
+    return {k: v for k, v in job.to_dict().items() if k != "job_id"}
 
 
 def _image_fields(image: Image) -> dict:
