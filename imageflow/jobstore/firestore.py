@@ -177,19 +177,13 @@ class FirestoreJobStore(JobStore):
 
     def _join_chunk(self, job_id: str, images: list[Image], max_total: int, now: str,
                     admit: AdmitImages | None) -> Joined:
-        job_ref = self._job_ref(job_id)
         refs = {image.image_id: self._images(job_id).document(image.image_id) for image in images}
 
-        @firestore.transactional
-        def add(transaction):
-            snap = job_ref.get(transaction=transaction)
-            if not snap.exists:
-                raise JobNotFound(job_id)
-            before = Job.from_dict(snap.to_dict())
+        def add(transaction, before: Job):
             held = sorted(s.id for s in transaction.get_all(list(refs.values())) if s.exists)
             fresh = [i for i in images if i.image_id not in held]
             if not fresh:  # all there already (a redelivery): nothing to check or write
-                return Joined(before, [], held)
+                return None, Joined(before, [], held)
             check_room_for(before, len(fresh), max_total)
             if admit is not None:
                 fresh = admit(with_job(self._active_jobs(transaction, before.owner), before), fresh)
@@ -197,20 +191,16 @@ class FirestoreJobStore(JobStore):
             ttl = _expires_at(job, self._settings.job_retention_days)
             for image in fresh:
                 transaction.set(refs[image.image_id], {**image.to_dict(), **ttl})
-            transaction.update(job_ref, _job_fields(job))
-            self._count(transaction, outstanding_of(job) - outstanding_of(before))
-            return Joined(job, fresh, held)
+            return job, Joined(job, fresh, held)
 
-        return add(self.client.transaction())
+        return self._change_job(job_id, add)
 
     def close_job(self, job_id: str, now: str) -> Job:
-        def close(job: Job):
-            if not job.is_open:
-                return None
-            closed = domain.close_job(job, now)
-            return closed, _job_fields(closed)
+        def close(transaction, job: Job):
+            closed = domain.close_job(job, now) if job.is_open else None
+            return closed, closed or job
 
-        return self._rewrite_job(job_id, close)
+        return self._change_job(job_id, close)
 
     def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
         query = (self._images(job_id).where(filter=FieldFilter("tasked", "==", False))
@@ -266,29 +256,32 @@ class FirestoreJobStore(JobStore):
     def _update_counted(self, job_id: str, changes: dict) -> Job:
         """``update_job`` of a field the outstanding counter follows (a status, a count): read and
         written in a transaction, with the counter's shard."""
-        return self._rewrite_job(job_id, lambda before: (Job.from_dict({**before.to_dict(), **changes}), changes))
+        def update(transaction, before: Job):
+            job = Job.from_dict({**before.to_dict(), **changes})
+            return job, job
 
-    def _rewrite_job(self, job_id: str, change) -> Job:
-        """Reads the job in a transaction and writes what ``change(job)`` gives back, the job after
-        and the fields to write (None: nothing to write), moving the outstanding counter's shard by
-        the difference in the same transaction. Returns the job as it is then."""
+        return self._change_job(job_id, update)
+
+    def _change_job(self, job_id: str, change):
+        """One transaction: read the job (JobNotFound if it is not there), then ``change(transaction,
+        job)`` (which may write other documents in it) gives back the job to write, or None for no
+        change, and what to return; the job is written with the outstanding counter's shard moved
+        by the difference. Retried as a whole on contention."""
         ref = self._job_ref(job_id)
 
         @firestore.transactional
-        def rewrite(transaction):
+        def run(transaction):
             snap = ref.get(transaction=transaction)
             if not snap.exists:
                 raise JobNotFound(job_id)
             before = Job.from_dict(snap.to_dict())
-            changed = change(before)
-            if changed is None:
-                return before
-            job, fields = changed
-            transaction.update(ref, fields)
-            self._count(transaction, outstanding_of(job) - outstanding_of(before))
-            return job
+            after, answer = change(transaction, before)
+            if after is not None:
+                transaction.update(ref, _job_fields(after))
+                self._count(transaction, outstanding_of(after) - outstanding_of(before))
+            return answer
 
-        return rewrite(self.client.transaction())
+        return run(self.client.transaction())
 
     def record_results(self, results: list[Result]) -> FoldOutcome:
         outcome = FoldOutcome()
