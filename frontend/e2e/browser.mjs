@@ -16,22 +16,7 @@
 // violation (axe-core, serious or critical) or a page wider than a phone's screen.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import {
-  assertAccessible,
-  check,
-  chooseFiles,
-  jobIdOnceSent,
-  launch,
-  log,
-  parseOptions,
-  recordNetwork,
-  runPhase,
-  smallTouchTargets,
-  sum,
-  untilDone,
-  visiblePicturesDrawn,
-  watchConsole,
-} from './harness.mjs';
+import { assertAccessible, check, chooseFiles, jobIdOnceSent, launch, log, parseOptions, recordNetwork, runPhase, smallTouchTargets, sum, untilDone, visiblePicturesDrawn, watchConsole } from './harness.mjs';
 
 const JOB_DONE_TIMEOUT = 120_000;
 

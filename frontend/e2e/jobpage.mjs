@@ -13,21 +13,7 @@
 // A phase fails (exit 1) on a failed check or a console error.
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import {
-  check,
-  chooseFiles,
-  jobIdOnceSent,
-  launch,
-  log,
-  parseOptions,
-  recordNetwork,
-  runPhase,
-  smallTouchTargets,
-  sum,
-  untilDone,
-  visiblePicturesDrawn,
-  watchConsole,
-} from './harness.mjs';
+import { check, chooseFiles, jobIdOnceSent, launch, log, parseOptions, recordNetwork, runPhase, smallTouchTargets, sum, untilDone, visiblePicturesDrawn, watchConsole } from './harness.mjs';
 
 const { positionals, values: opts, baseUrl } = parseOptions(
   {
