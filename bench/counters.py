@@ -26,6 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from devtools.counting_store import CountingStore
 from imageflow import domain, topology
 from imageflow.blobstore import OBJECT_FINALIZE
 from imageflow.blobstore.local import LocalBlobStore
@@ -107,33 +108,6 @@ def png(seed: int) -> bytes:
     return buf.getvalue()
 
 
-class CountingStore:
-    """The job store with its port calls counted, and its transactions on SQLite (on Firestore
-    each join_images call is one transaction per 400 images, each mark_tasked one batched write)."""
-
-    def __init__(self, store):
-        self._store, self.calls, self.transactions = store, Counter(), None
-        if isinstance(store, SqliteJobStore):
-            self.transactions = 0
-            real = store.db.transaction
-
-            def transaction():
-                self.transactions += 1
-                return real()
-
-            store.db.transaction = transaction
-
-    def __getattr__(self, name):
-        attr = getattr(self._store, name)
-        if not callable(attr) or name.startswith("_"):
-            return attr
-
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return attr(*args, **kwargs)
-        return counted
-
-
 def upload_events(events: int, settings: Settings | None = None) -> dict:
     """N events of one open job on SQLite, or on Firestore when ``settings`` points at it."""
     figures = {"backend": "firestore-emulator" if settings else "sqlite"}
@@ -151,7 +125,7 @@ def upload_events(events: int, settings: Settings | None = None) -> dict:
             topology.ensure(bus, settings)
             coordinator = Coordinator(settings, store, bus, blobs)
             job = domain.Job(job_id=domain.new_id(), status=domain.OPEN)
-            store._store.create_job(job, [])
+            store.uncounted.create_job(job, [])
             parsed = []
             for i in range(events):
                 name = f"shot-{i}.png"
@@ -161,17 +135,16 @@ def upload_events(events: int, settings: Settings | None = None) -> dict:
                 info = {"size": len(data), "metadata": domain.direct_upload_metadata(name)}
                 parsed.append(coordinator.upload_event({"eventType": OBJECT_FINALIZE, "objectId": path},
                                                        json.dumps(info).encode()))
-            store.calls.clear()
-            store.transactions = 0 if store.transactions is not None else None
+            store.reset()
             if mode == "batch":
                 coordinator.join_uploads(parsed)
             else:
                 for event in parsed:
                     coordinator.join_uploads([event])
-            assert store._store.get_job(job.job_id).total == events
+            assert store.uncounted.get_job(job.job_id).total == events
             figures[mode] = {"transactions": store.transactions, "store_calls": sum(store.calls.values()),
                              "calls": dict(store.calls)}
-            store._store.close()
+            store.uncounted.close()
             bus.close()
     return {"events": events, **figures}
 

@@ -7,81 +7,19 @@ starts the whole system on free ports (a fresh data dir), then with Debian's Chr
 a setting refused before upload, the job page and the lightbox, and the job page of a
 300-photo job chosen through the page's file input, scrolled from top to bottom. It writes
 JPEGs (1280x800 or 375x800, quality 80) and README.md with what the job page downloaded.
-
-Also the shared part of tests/e2e/test_browser_big_job.py: the photos it makes and the way
-it runs a phase of the browser script.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter
+from devtools.browser_scripts import all_images, big_job_photos, landscape, missing, run_script
 
-REPO = Path(__file__).resolve().parents[1]
-FRONTEND = REPO / "frontend"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 STACK_ENV = {"PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": "10", "PROCESSOR_CONCURRENCY": "2"}
-
-
-def landscape(path: Path, seed: int, size=(1600, 1200)) -> Path:
-    """A photo-like JPEG (sky, sun, hills, grain), different for each seed."""
-    rng = random.Random(seed)
-    width, height = size
-    img = Image.new("RGB", size)
-    draw = ImageDraw.Draw(img)
-    top, bottom = (rng.randint(40, 90), rng.randint(110, 170), rng.randint(200, 250)), (250, 220, 180)
-    for y in range(height):
-        t = y / height
-        draw.line([(0, y), (width, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
-    cx, cy, r = rng.randint(width // 8, width - width // 8), rng.randint(height // 10, height // 3), rng.randint(
-        height // 20, height // 10)
-    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(255, 214, 90))
-    for layer in range(3):
-        base = int(height * (0.55 + 0.13 * layer))
-        step = max(40, width // 8)
-        points = [(0, height)] + [(x, base + rng.randint(-height // 13, height // 20))
-                                  for x in range(0, width + step, step)] + [(width, height)]
-        shade = 110 - layer * 30
-        draw.polygon(points, fill=(shade // 3, shade, shade // 2))
-    img = Image.blend(img, Image.effect_noise(size, 40).convert("RGB"), 0.12).filter(ImageFilter.SMOOTH)
-    img.save(path, "JPEG", quality=88)
-    return path
-
-
-def big_job_photos(directory: Path, count: int, size=(800, 600)) -> list[Path]:
-    """``count`` small photos under ``directory``: photo-001.jpg ..., and two called
-    IMG_0001.jpg in different folders (the page must tell them apart)."""
-    paths = [directory / "a" / "IMG_0001.jpg", directory / "b" / "IMG_0001.jpg"]
-    paths += [directory / f"photo-{i:03d}.jpg" for i in range(1, count - 1)]
-    for seed, path in enumerate(paths[:count]):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        landscape(path, seed, size)
-    return paths[:count]
-
-
-def run_page_script(phase: str, *args: str, timeout: float = 900) -> dict:
-    """Run one phase of frontend/e2e/jobpage.mjs; returns its RESULT (raises with its stderr)."""
-    cmd = ["node", "e2e/jobpage.mjs", phase, "--chromium", CHROMIUM, *args]
-    proc = subprocess.Popen(cmd, cwd=FRONTEND, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, err = proc.communicate()
-    results = [line[len("RESULT "):] for line in out.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not results:
-        raise RuntimeError(f"browser phase {phase} failed (exit {proc.returncode}):\n{err[-4000:]}")
-    return json.loads(results[-1])
 
 
 def kb(n: float) -> str:
@@ -131,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--photos", type=int, default=300, help="photos in the big job (default 300)")
     args = parser.parse_args(argv)
-    if not (FRONTEND / "dist" / "index.html").is_file():
-        parser.error("the web page is not built (cd frontend && npm run build)")
-    import requests
-
+    reason = missing()
+    if reason:
+        parser.error(reason)
     from devtools.stack import Stack
 
     outdir = args.outdir.resolve()
@@ -147,16 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             photos = [landscape(tmp / name, seed, (1600, 1200)) for seed, name in
                       enumerate(["harbour.jpg", "meadow.jpg", "dunes.jpg"], start=7)]
-            run_page_script("tour", "--base-url", stack.base_url, "--photos", ",".join(map(str, photos)),
-                            "--shots", str(outdir))
+            run_script("jobpage.mjs", "tour", "--base-url", stack.base_url, "--photos", ",".join(map(str, photos)),
+                       "--shots", str(outdir), timeout=900)
             big_job_photos(tmp / "big", args.photos)
-            big = run_page_script("bigjob", "--base-url", stack.base_url, "--files", str(tmp / "big"),
-                                  "--total", str(args.photos), "--shots", str(outdir))
-            images, url = [], f"{stack.base_url}/api/v1/jobs/{big['job_id']}/images?limit=1000"
-            while url:
-                page = requests.get(url, timeout=30).json()
-                images += page["images"]
-                url = page["links"].get("next")
+            big = run_script("jobpage.mjs", "bigjob", "--base-url", stack.base_url, "--files", str(tmp / "big"),
+                             "--total", str(args.photos), "--shots", str(outdir), timeout=900)
+            images = all_images(stack.base_url, big["job_id"])
         finally:
             stack.stop()
     inputs = sum(image["input_bytes"] or 0 for image in images)

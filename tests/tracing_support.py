@@ -23,24 +23,25 @@ def _installed() -> InMemorySpanExporter:
     return _exporter[0]
 
 
+def _spans(monkeypatch, enabled: bool):
+    """The exporter, empty, with tracing on or off for the test; emptied again after it."""
+    exporter = _installed()
+    exporter.clear()
+    monkeypatch.setitem(tracing._state, "enabled", enabled)
+    yield exporter
+    exporter.clear()
+
+
 @pytest.fixture
 def recorded_spans(monkeypatch):
     """Tracing on (as OTEL_TRACES_EXPORTER would turn it on), into an in-memory exporter."""
-    exporter = _installed()
-    exporter.clear()
-    monkeypatch.setitem(tracing._state, "enabled", True)
-    yield exporter
-    exporter.clear()
+    yield from _spans(monkeypatch, True)
 
 
 @pytest.fixture
 def tracing_off(monkeypatch):
     """Tracing off, as by default; the exporter shows that nothing was recorded."""
-    exporter = _installed()
-    exporter.clear()
-    monkeypatch.setitem(tracing._state, "enabled", False)
-    yield exporter
-    exporter.clear()
+    yield from _spans(monkeypatch, False)
 
 
 def hex_ids(span) -> tuple[str, str]:

@@ -14,21 +14,14 @@
 //
 // Each phase fails (exit 1) on a console error, an uncaught exception, an accessibility
 // violation (axe-core, serious or critical) or a page wider than a phone's screen.
-import { chromium } from 'playwright-core';
-import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { assertAccessible, check, chooseFiles, jobIdOnceSent, launch, log, parseOptions, recordNetwork, runPhase, smallTouchTargets, sum, untilDone, visiblePicturesDrawn, watchConsole } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const JOB_DONE_TIMEOUT = 120_000;
 
-const { positionals, values: opts } = parseArgs({
-  allowPositionals: true,
-  options: {
-    'base-url': { type: 'string' },
+const { positionals, values: opts, baseUrl } = parseOptions(
+  {
     artifacts: { type: 'string' },
     photos: { type: 'string', default: '' },
     broken: { type: 'string' },
@@ -37,84 +30,16 @@ const { positionals, values: opts } = parseArgs({
     url: { type: 'string' },
     'job-id': { type: 'string' },
     total: { type: 'string' },
-    chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
   },
-});
+  { allowPositionals: true },
+);
 const phase = positionals[0];
-const baseUrl = opts['base-url'].replace(/\/$/, '');
 const shots = path.join(opts.artifacts, 'screenshots');
 const downloads = path.join(opts.artifacts, 'downloads');
 mkdirSync(shots, { recursive: true });
 mkdirSync(downloads, { recursive: true });
 
-function check(condition, message) {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
-
-function log(message) {
-  process.stderr.write(`[browser] ${message}\n`);
-}
-
-let currentPage = null; // for a screenshot when a check fails
-
-async function launch() {
-  // A fresh profile each run: nothing cached or remembered from an earlier one.
-  const profile = mkdtempSync(path.join(tmpdir(), 'imageflow-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: opts.chromium,
-    headless: true,
-    acceptDownloads: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  context.on('page', (page) => {
-    currentPage = page;
-  });
-  return {
-    context,
-    async close() {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Collect console errors and uncaught exceptions; `allow` filters expected ones. */
-function watchConsole(page) {
-  const problems = [];
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') problems.push({ text: msg.text(), url: page.url() });
-  });
-  page.on('pageerror', (error) => problems.push({ text: `uncaught: ${error.message}`, url: page.url() }));
-  return {
-    assertClean(allow = () => false) {
-      const bad = problems.filter((p) => !allow(p));
-      check(bad.length === 0, `console errors:\n${bad.map((p) => `  ${p.url}: ${p.text}`).join('\n')}`);
-    },
-  };
-}
-
-async function assertAccessible(page, label) {
-  // Evaluated rather than added as a <script>: the page's Content-Security-Policy
-  // (nginx container) rightly refuses inline scripts.
-  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(AXE_SOURCE);
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const { violations } = await axe.run(document, { resultTypes: ['violations'] });
-    return violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id} (${v.impact}): ${v.help} -> ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
-  });
-  check(result.length === 0, `accessibility problems on ${label}:\n  ${result.join('\n  ')}`);
-}
+const open = () => launch(opts.chromium, { viewport: { width: 1280, height: 900 } });
 
 async function assertFitsWidth(page, label) {
   const { scroll, client, wide } = await page.evaluate(() => {
@@ -147,21 +72,6 @@ async function imagesLoaded(page, selector) {
   return page.evaluate((sel) => [...document.querySelectorAll(sel)].map((img) => img.naturalWidth), selector);
 }
 
-/** Wait until every picture on screen has been drawn (lazy ones start only once in view). */
-async function visiblePicturesDrawn(page) {
-  await page.waitForFunction(
-    () =>
-      [...document.querySelectorAll('img.picture')]
-        .filter((img) => {
-          const r = img.getBoundingClientRect();
-          return r.bottom > 0 && r.top < window.innerHeight;
-        })
-        .every((img) => img.complete && img.naturalWidth > 0),
-    null,
-    { timeout: 30_000 },
-  );
-}
-
 async function countOf(page, testId) {
   return Number(await page.getByTestId(testId).textContent());
 }
@@ -169,7 +79,7 @@ async function countOf(page, testId) {
 async function phaseUpload() {
   const photos = opts.photos.split(',').filter(Boolean);
   const names = photos.map((p) => path.basename(p));
-  const browser = await launch();
+  const browser = await open();
   const page = await browser.context.newPage();
   const consoleWatch = watchConsole(page);
 
@@ -191,11 +101,10 @@ async function phaseUpload() {
   check(/each and .* in all · up to \d+ photos per batch · up to \d+ megapixels each/.test(hint), `the limits are stated: ${hint}`);
 
   const picked = [...photos, opts.broken, opts.refused, opts['not-image']];
-  await page.getByTestId('file-input').setInputFiles(picked);
   // The photos and the broken one (a real JPEG header); the page reads the first bytes of
   // the text file named .png and refuses it with the server's reason, as it does the .txt.
   const expected = photos.length + 1;
-  await page.getByRole('heading', { name: `${expected} photos chosen` }).waitFor();
+  await chooseFiles(page, picked, { count: expected });
   const warning = page.locator('.notice', { hasText: '2 files were not added' });
   const warningText = await warning.textContent();
   check(warningText.includes(path.basename(opts['not-image'])), 'the text file is named as not added');
@@ -291,15 +200,12 @@ async function phaseUpload() {
   check(!page.isClosed(), 'staying keeps the page');
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 
-  await page.waitForURL(/\/jobs\/[0-9a-f]{32}$/, { timeout: 60_000 });
-  const jobId = page.url().split('/').pop();
+  const jobId = await jobIdOnceSent(page);
   log(`job ${jobId}`);
   await page.getByText(`Upload complete: ${expected} photos sent.`).waitFor();
   check((await page.getByText(/We'll email a link to e2e@example.com when every photo is done|A link to these results was emailed/).count()) === 1, 'the email sentence is there');
 
-  await page
-    .getByRole('heading', { level: 1, name: 'Your photos are ready, with some errors' })
-    .waitFor({ timeout: JOB_DONE_TIMEOUT });
+  await untilDone(page, { name: 'Your photos are ready, with some errors', timeout: JOB_DONE_TIMEOUT });
   check((await countOf(page, 'count-succeeded')) === photos.length, `${photos.length} photos succeeded`);
   check((await countOf(page, 'count-failed')) === 1, 'one photo failed');
   const brokenCard = page.locator('li.image-card', { hasText: path.basename(opts.broken) });
@@ -352,13 +258,7 @@ async function phaseUpload() {
   await page.goto(`${baseUrl}/`);
   await page.getByRole('heading', { name: `${expected} photos chosen` }).waitFor(); // kept for "Process more photos"
   await assertFitsWidth(page, 'the upload page at 375px');
-  const small = await page.evaluate(() =>
-    [...document.querySelectorAll('button, a.button, select, input[type="number"], input[type="text"], input[type="email"]')]
-      .filter((el) => el.offsetParent !== null)
-      .map((el) => ({ el: el.getAttribute('aria-label') || el.textContent.trim() || el.id, rect: el.getBoundingClientRect() }))
-      .filter(({ rect }) => rect.height < 44 || (rect.width < 44 && rect.width > 0))
-      .map(({ el, rect }) => `${el} ${Math.round(rect.width)}x${Math.round(rect.height)}`),
-  );
+  const small = await smallTouchTargets(page);
   check(small.length === 0, `touch targets of at least 44 px: ${small.join(', ')}`);
   // A phone cannot drag files: the page does not ask it to.
   await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 1 }); // pointer: coarse
@@ -377,12 +277,12 @@ async function phaseUpload() {
 }
 
 async function phaseOpen() {
-  const browser = await launch();
+  const browser = await open();
   const page = await browser.context.newPage();
   const consoleWatch = watchConsole(page);
 
   await page.goto(opts.url);
-  await page.getByRole('heading', { level: 1, name: /Your photos are ready/ }).waitFor();
+  await untilDone(page);
   check(page.url().endsWith(`/jobs/${opts['job-id']}`), 'the email link opens the job page');
   check((await page.locator('.notice-success').count()) === 0, 'no upload notice when opened from a link');
   const cards = await page.locator('li.image-card').count();
@@ -404,7 +304,7 @@ async function phaseOpen() {
 
 async function phaseWatch() {
   const total = Number(opts.total);
-  const browser = await launch();
+  const browser = await open();
   const page = await browser.context.newPage();
   const consoleWatch = watchConsole(page);
 
@@ -417,7 +317,7 @@ async function phaseWatch() {
   await screenshot(page, 'results-running.png');
   process.stdout.write('WAITING\n'); // the test starts the processor now
 
-  await page.getByRole('heading', { level: 1, name: 'Your photos are ready' }).waitFor({ timeout: JOB_DONE_TIMEOUT });
+  await untilDone(page, { timeout: JOB_DONE_TIMEOUT });
   check((await countOf(page, 'count-succeeded')) === total, 'every photo succeeded');
   await imagesLoaded(page, 'img.picture');
   await screenshot(page, 'results-after-wait.png');
@@ -428,21 +328,15 @@ async function phaseWatch() {
 
 async function phaseBigJob() {
   const total = Number(opts.total);
-  const browser = await launch();
+  const browser = await open();
   const page = await browser.context.newPage();
   const consoleWatch = watchConsole(page);
   // What the page downloads, as Chromium counts it on the wire.
-  const cdp = await browser.context.newCDPSession(page);
-  await cdp.send('Network.enable');
-  const sizes = new Map();
-  cdp.on('Network.responseReceived', ({ requestId, type, response }) => sizes.set(requestId, { type, url: response.url, status: response.status, bytes: 0 }));
-  cdp.on('Network.loadingFinished', ({ requestId, encodedDataLength }) => {
-    if (sizes.has(requestId)) sizes.get(requestId).bytes = encodedDataLength;
-  });
-  const bytesOf = (test) => [...sizes.values()].filter(test).reduce((sum, r) => sum + r.bytes, 0);
+  const net = await recordNetwork(browser.context, page);
+  const bytesOf = (test) => sum(net.since().filter(test));
 
   await page.goto(opts.url);
-  await page.getByRole('heading', { level: 1, name: 'Your photos are ready' }).waitFor({ timeout: JOB_DONE_TIMEOUT });
+  await untilDone(page, { timeout: JOB_DONE_TIMEOUT });
   await page.getByRole('heading', { name: `Photos (${total})` }).waitFor();
   await visiblePicturesDrawn(page);
   const drawn = await page.locator('li.image-card').count();
@@ -471,7 +365,7 @@ async function phaseBigJob() {
   }, `${baseUrl}/api/v1/jobs/${opts['job-id']}`);
   check(poll.etag && poll.status === 304, `an unchanged job answers 304 to its ETag (${JSON.stringify(poll)})`);
   check(poll.encoding === 'gzip', 'the job view comes gzipped');
-  const jobView = [...sizes.values()].find((r) => r.url.endsWith(`/api/v1/jobs/${opts['job-id']}`) && r.status === 200);
+  const jobView = net.since().find((r) => r.url.endsWith(`/api/v1/jobs/${opts['job-id']}`) && r.status === 200);
 
   consoleWatch.assertClean();
   await browser.close();
@@ -479,18 +373,4 @@ async function phaseBigJob() {
 }
 
 const phases = { upload: phaseUpload, open: phaseOpen, watch: phaseWatch, bigjob: phaseBigJob };
-if (!phases[phase]) {
-  console.error(`unknown phase ${phase}; use one of ${Object.keys(phases).join(', ')}`);
-  process.exit(2);
-}
-try {
-  const result = await phases[phase]();
-  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-} catch (error) {
-  console.error(error.stack || String(error));
-  if (currentPage && !currentPage.isClosed()) {
-    await currentPage.screenshot({ path: path.join(shots, `failed-${phase}.png`), fullPage: true }).catch(() => {});
-    console.error(`page at failure: ${currentPage.url()} (screenshot failed-${phase}.png)`);
-  }
-  process.exit(1);
-}
+await runPhase(phases, phase, { failureShot: path.join(shots, `failed-${phase}.png`) });

@@ -1,10 +1,30 @@
 // What the browser scripts share: Debian's Chromium through playwright-core (no browser is
-// ever downloaded), checks that fail the run, console watching, and a count of the bytes
-// the page downloads as Chromium sees them on the wire.
+// ever downloaded), their options, checks that fail the run, console watching, accessibility
+// checks (axe-core), a count of the bytes the page downloads as Chromium sees them on the
+// wire, the steps every script takes (choose files, wait for the job page and its end) and
+// the way a script hands back its RESULT line.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+const require = createRequire(import.meta.url);
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+/** The command line: `--base-url` and `--chromium` for every script, then its own `options`. */
+export function parseOptions(options, { allowPositionals = false } = {}) {
+  const parsed = parseArgs({
+    allowPositionals,
+    options: {
+      'base-url': { type: 'string' },
+      chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
+      ...options,
+    },
+  });
+  return { ...parsed, baseUrl: (parsed.values['base-url'] || '').replace(/\/$/, '') };
+}
 
 export function check(condition, message) {
   if (!condition) throw new Error(`check failed: ${message}`);
@@ -13,6 +33,8 @@ export function check(condition, message) {
 export function log(message) {
   process.stderr.write(`[browser] ${message}\n`);
 }
+
+let lastPage = null; // the page to screenshot when a script fails
 
 /** A fresh Chromium profile (nothing cached or remembered from an earlier run). */
 export async function launch(executablePath, { viewport = { width: 1280, height: 800 } } = {}) {
@@ -23,6 +45,9 @@ export async function launch(executablePath, { viewport = { width: 1280, height:
     acceptDownloads: true,
     viewport,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  context.on('page', (page) => {
+    lastPage = page;
   });
   return {
     context,
@@ -46,6 +71,21 @@ export function watchConsole(page) {
       check(bad.length === 0, `console errors:\n${bad.map((p) => `  ${p.url}: ${p.text}`).join('\n')}`);
     },
   };
+}
+
+/** Fails on a serious or critical axe-core violation on the page as it is. */
+export async function assertAccessible(page, label) {
+  // Evaluated rather than added as a <script>: the page's Content-Security-Policy
+  // (nginx container) rightly refuses inline scripts.
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(AXE_SOURCE);
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const { violations } = await axe.run(document, { resultTypes: ['violations'] });
+    return violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.help} -> ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  check(result.length === 0, `accessibility problems on ${label}:\n  ${result.join('\n  ')}`);
 }
 
 /**
@@ -103,4 +143,49 @@ export async function smallTouchTargets(page) {
       .filter(({ rect }) => rect.height < 44 || (rect.width < 44 && rect.width > 0))
       .map(({ el, rect }) => `${el} ${Math.round(rect.width)}x${Math.round(rect.height)}`),
   );
+}
+
+/** Chooses `files` through the page's file input; waits until it lists `count` of them. */
+export async function chooseFiles(page, files, { count = files.length, timeout = 30_000 } = {}) {
+  await page.getByTestId('file-input').setInputFiles(files);
+  await page.getByRole('heading', { name: `${count} photo${count === 1 ? '' : 's'} chosen` }).waitFor({ timeout });
+}
+
+/** Once the page has sent a job and moved to its page: the job's id. */
+export async function jobIdOnceSent(page, timeout = 60_000) {
+  await page.waitForURL(/\/jobs\/[0-9a-f]{32}$/, { timeout });
+  return new URL(page.url()).pathname.split('/').pop();
+}
+
+/** Waits until the job page says the job is done (`name`: its heading, or a part of it). */
+export async function untilDone(page, { name = 'Your photos are ready', timeout = 120_000 } = {}) {
+  await page.getByRole('heading', { level: 1, name }).waitFor({ timeout });
+}
+
+/**
+ * Runs a script's `main` and prints its result as `RESULT {...}` on stdout, which the
+ * Python drivers read; on a failure prints the error, saves a screenshot of the last page
+ * as `failureShot` (a path) when given, and exits 1.
+ */
+export async function runMain(main, { failureShot = null } = {}) {
+  try {
+    const result = await main();
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  } catch (error) {
+    console.error(error.stack || String(error));
+    if (failureShot && lastPage && !lastPage.isClosed()) {
+      await lastPage.screenshot({ path: failureShot, fullPage: true }).catch(() => {});
+      console.error(`page at failure: ${lastPage.url()} (screenshot ${failureShot})`);
+    }
+    process.exit(1);
+  }
+}
+
+/** Runs the phase named on the command line, one of `phases` (name: async function). */
+export async function runPhase(phases, phase, options = {}) {
+  if (!phases[phase]) {
+    console.error(`unknown phase ${phase}; use one of ${Object.keys(phases).join(', ')}`);
+    process.exit(2);
+  }
+  await runMain(phases[phase], options);
 }

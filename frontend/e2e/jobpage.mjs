@@ -13,24 +13,20 @@
 // A phase fails (exit 1) on a failed check or a console error.
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { check, launch, log, recordNetwork, smallTouchTargets, sum, visiblePicturesDrawn, watchConsole } from './harness.mjs';
+import { check, chooseFiles, jobIdOnceSent, launch, log, parseOptions, recordNetwork, runPhase, smallTouchTargets, sum, untilDone, visiblePicturesDrawn, watchConsole } from './harness.mjs';
 
-const { positionals, values: opts } = parseArgs({
-  allowPositionals: true,
-  options: {
-    'base-url': { type: 'string' },
+const { positionals, values: opts, baseUrl } = parseOptions(
+  {
     files: { type: 'string' },
     photos: { type: 'string', default: '' },
     total: { type: 'string' },
     shots: { type: 'string' },
-    chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
   },
-});
+  { allowPositionals: true },
+);
 const phase = positionals[0];
 // A 1280x800 screen shows two rows of three or four cards; the grid adds two above and below.
 const MAX_CARDS = 30;
-const baseUrl = (opts['base-url'] || '').replace(/\/$/, '');
 if (opts.shots) mkdirSync(opts.shots, { recursive: true });
 
 /** A viewport screenshot as JPEG (quality 80), small enough to commit. */
@@ -81,22 +77,20 @@ async function phaseBigJob() {
   await web.waitFor();
   check(await web.isChecked(), 'the web preset is chosen by default');
   const picking = Date.now();
-  await page.getByTestId('file-input').setInputFiles(files);
-  await page.getByRole('heading', { name: `${total} photos chosen` }).waitFor({ timeout: 120_000 });
+  await chooseFiles(page, files, { timeout: 120_000 });
   const pickedMs = Date.now() - picking;
 
   const uploadMark = net.mark();
   const started = Date.now();
   await page.getByRole('button', { name: `Process ${total} photos` }).click();
-  await page.waitForURL(/\/jobs\/[0-9a-f]{32}$/, { timeout: 300_000 });
+  const jobId = await jobIdOnceSent(page, 300_000);
   const uploadedMs = Date.now() - started;
-  const jobId = page.url().split('/').pop();
   const jobMark = net.mark(); // from here on, what the job page downloads
   const uploads = net.since(uploadMark).filter((r) => r.method === 'POST' && r.url.includes(`/api/v1/jobs`));
   log(`job ${jobId}: ${uploads.length} upload requests in ${uploadedMs} ms`);
   await page.getByText(`Upload complete: ${total} photos sent.`).waitFor();
 
-  await page.getByRole('heading', { level: 1, name: 'Your photos are ready' }).waitFor({ timeout: 600_000 });
+  await untilDone(page, { timeout: 600_000 });
   const doneMs = Date.now() - started;
   check(Number(await page.getByTestId('count-succeeded').textContent()) === total, `all ${total} succeeded`);
   check(Number(await page.getByTestId('count-failed').textContent()) === 0, 'none failed');
@@ -222,8 +216,7 @@ async function phaseTour() {
   // The upload page on a desktop, photos chosen.
   await page.goto(`${baseUrl}/`);
   await page.getByRole('radio', { name: /web/i }).waitFor();
-  await page.getByTestId('file-input').setInputFiles(photos);
-  await page.getByRole('heading', { name: `${photos.length} photos chosen` }).waitFor();
+  await chooseFiles(page, photos);
   await page.waitForFunction(() => [...document.querySelectorAll('img.thumb')].every((img) => img.complete && img.naturalWidth > 0));
   await shoot(page, 'upload.jpg');
 
@@ -251,8 +244,8 @@ async function phaseTour() {
 
   // Processed, then the lightbox: before and after, their sizes and the saving.
   await page.getByRole('button', { name: `Process ${photos.length} photos` }).click();
-  await page.waitForURL(/\/jobs\/[0-9a-f]{32}$/, { timeout: 120_000 });
-  await page.getByRole('heading', { level: 1, name: 'Your photos are ready' }).waitFor({ timeout: 180_000 });
+  await jobIdOnceSent(page, 120_000);
+  await untilDone(page, { timeout: 180_000 });
   await visiblePicturesDrawn(page);
   await shoot(page, 'job.jpg');
   await page.getByRole('button', { name: `Compare ${names[0]} before and after` }).click();
@@ -281,14 +274,4 @@ async function phaseTour() {
 }
 
 const phases = { bigjob: phaseBigJob, tour: phaseTour };
-if (!phases[phase]) {
-  console.error(`unknown phase ${phase}; use one of ${Object.keys(phases).join(', ')}`);
-  process.exit(2);
-}
-try {
-  const result = await phases[phase]();
-  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-} catch (error) {
-  console.error(error.stack || String(error));
-  process.exit(1);
-}
+await runPhase(phases, phase);

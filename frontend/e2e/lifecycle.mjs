@@ -7,54 +7,22 @@
 //       Then "Your jobs" lists both. Prints RESULT {"new_job_id", "skipped_text"}.
 //
 // Fails (exit 1) on a console error, an uncaught exception or a serious accessibility problem.
-import { chromium } from 'playwright-core';
-import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { assertAccessible, check, launch, parseOptions, runMain, untilDone, watchConsole } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const { values: opts } = parseArgs({
-  options: {
-    'base-url': { type: 'string' },
-    artifacts: { type: 'string' },
-    'job-id': { type: 'string' },
-    steps: { type: 'string', default: '[{"op": "resize", "width": 120}, {"op": "format", "format": "webp"}]' },
-    chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
-  },
+const { values: opts, baseUrl: base } = parseOptions({
+  artifacts: { type: 'string' },
+  'job-id': { type: 'string' },
+  steps: { type: 'string', default: '[{"op": "resize", "width": 120}, {"op": "format", "format": "webp"}]' },
 });
 const shots = path.join(opts.artifacts, 'screenshots');
 mkdirSync(shots, { recursive: true });
 
-function check(condition, message) {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
-
-async function assertAccessible(page, label) {
-  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(AXE_SOURCE);
-  const problems = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const { violations } = await axe.run(document, { resultTypes: ['violations'] });
-    return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`);
-  });
-  check(problems.length === 0, `accessibility problems on ${label}: ${problems.join('; ')}`);
-}
-
-const profile = mkdtempSync(path.join(tmpdir(), 'imageflow-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: opts.chromium,
-  headless: true,
-  viewport: { width: 1280, height: 900 },
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-});
-const page = await context.newPage();
-const problems = [];
-page.on('console', (msg) => msg.type() === 'error' && problems.push(msg.text()));
-page.on('pageerror', (error) => problems.push(`uncaught: ${error.message}`));
-try {
-  const base = opts['base-url'].replace(/\/$/, '');
+await runMain(async () => {
+  const browser = await launch(opts.chromium, { viewport: { width: 1280, height: 900 } });
+  const page = await browser.context.newPage();
+  const consoleWatch = watchConsole(page);
   await page.goto(`${base}/jobs/${opts['job-id']}`);
   await page.getByRole('button', { name: 'Cancel' }).click();
   await page.getByRole('heading', { level: 1, name: 'This job was cancelled' }).waitFor({ timeout: 60_000 });
@@ -69,7 +37,7 @@ try {
   await page.getByRole('button', { name: 'Run again (no upload)' }).click();
   await page.waitForURL((url) => !url.pathname.endsWith(opts['job-id']), { timeout: 30_000 });
   const newJobId = new URL(page.url()).pathname.split('/').pop();
-  await page.getByRole('heading', { level: 1, name: 'Your photos are ready' }).waitFor({ timeout: 120_000 });
+  await untilDone(page);
   await page.getByRole('link', { name: 'an earlier job' }).waitFor();
   await page.screenshot({ path: path.join(shots, 'job-rerun.png'), fullPage: true });
 
@@ -80,13 +48,7 @@ try {
   check(listed[0] === `/jobs/${newJobId}` && listed.includes(`/jobs/${opts['job-id']}`), `jobs listed: ${listed}`);
   await assertAccessible(page, 'your jobs');
   await page.screenshot({ path: path.join(shots, 'your-jobs.png'), fullPage: true });
-  check(problems.length === 0, `console errors: ${problems.join('; ')}`);
-  process.stdout.write(`RESULT ${JSON.stringify({ new_job_id: newJobId, skipped_text: skippedText })}\n`);
-} catch (error) {
-  await page.screenshot({ path: path.join(shots, 'failed-lifecycle.png'), fullPage: true }).catch(() => {});
-  console.error(error);
-  process.exitCode = 1;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+  consoleWatch.assertClean();
+  await browser.close();
+  return { new_job_id: newJobId, skipped_text: skippedText };
+}, { failureShot: path.join(shots, 'failed-lifecycle.png') });

@@ -12,46 +12,22 @@
 // Fails (exit 1) on a console error, a failed answer (but a 401 before the right key is in,
 // and an imported image's input asked for before the server fetched it), an uncaught
 // exception or a serious accessibility problem.
-import { chromium } from 'playwright-core';
-import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { assertAccessible, check, chooseFiles, jobIdOnceSent, launch, parseOptions, runMain, untilDone, watchConsole } from './harness.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const { values: opts } = parseArgs({
-  options: {
-    'base-url': { type: 'string' },
-    artifacts: { type: 'string' },
-    scenario: { type: 'string' },
-    key: { type: 'string' },
-    photos: { type: 'string', default: '[]' },
-    urls: { type: 'string', default: '[]' },
-    csv: { type: 'string' },
-    logo: { type: 'string' },
-    chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
-  },
+const { values: opts, baseUrl: base } = parseOptions({
+  artifacts: { type: 'string' },
+  scenario: { type: 'string' },
+  key: { type: 'string' },
+  photos: { type: 'string', default: '[]' },
+  urls: { type: 'string', default: '[]' },
+  csv: { type: 'string' },
+  logo: { type: 'string' },
 });
 const shots = path.join(opts.artifacts, 'screenshots');
 mkdirSync(shots, { recursive: true });
 const photos = JSON.parse(opts.photos);
-const base = opts['base-url'].replace(/\/$/, '');
-
-function check(condition, message) {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
-
-async function assertAccessible(page, label) {
-  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(AXE_SOURCE);
-  const problems = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const { violations } = await axe.run(document, { resultTypes: ['violations'] });
-    return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`);
-  });
-  check(problems.length === 0, `accessibility problems on ${label}: ${problems.join('; ')}`);
-}
 
 // 401s are expected (the browser logs each) only until the right key is in.
 let rightKeyGiven = false;
@@ -63,20 +39,11 @@ async function useKey(page, key) {
   rightKeyGiven = key === opts.key;
 }
 
-async function jobIdOnceSent(page) {
-  await page.waitForURL(/\/jobs\/[0-9a-f]{32}$/, { timeout: 60_000 });
-  return new URL(page.url()).pathname.split('/').pop();
-}
-
-async function untilDone(page) {
-  await page.getByRole('heading', { level: 1, name: /Your photos are ready/ }).waitFor({ timeout: 120_000 });
-}
-
 const scenarios = {
   async key(page) {
     await page.getByRole('heading', { name: 'API key' }).waitFor();
     const hint = await page.locator('#api-key-hint').textContent();
-    await page.getByTestId('file-input').setInputFiles(photos);
+    await chooseFiles(page, photos);
     await page.getByRole('button', { name: /^Process 1 photo$/ }).click();
     const missing = await page.getByRole('link', { name: /Enter your API key/ }).textContent();
     await useKey(page, 'not-the-key-0123456789');
@@ -105,7 +72,7 @@ const scenarios = {
     await page.getByRole('button', { name: /^Import \d+ images?$/ }).click();
     const jobId = await jobIdOnceSent(page);
     const refusedAfter = await page.locator('.notice', { hasText: 'The server refused' }).textContent({ timeout: 30_000 });
-    await page.getByRole('heading', { level: 1, name: /Your photos are ready/ }).waitFor({ timeout: 120_000 });
+    await untilDone(page);
     // then a CSV of addresses
     await page.goto(base);
     await page.getByRole('radio', { name: /From image addresses/ }).check();
@@ -118,7 +85,7 @@ const scenarios = {
 
   async estimate(page) {
     await useKey(page, opts.key);
-    await page.getByTestId('file-input').setInputFiles(photos);
+    await chooseFiles(page, photos);
     await page.getByRole('button', { name: 'Estimate size and time' }).click();
     const size = await page.getByTestId('estimate-size').textContent({ timeout: 60_000 });
     const time = await page.getByTestId('estimate-time').textContent();
@@ -135,7 +102,7 @@ const scenarios = {
 
   async overlay(page) {
     await useKey(page, opts.key);
-    await page.getByTestId('file-input').setInputFiles(photos);
+    await chooseFiles(page, photos);
     await page.getByRole('radio', { name: 'Build my own steps' }).check();
     await page.getByLabel('Add a step').selectOption('overlay');
     await page.getByRole('button', { name: 'Add step' }).click();
@@ -153,36 +120,25 @@ const scenarios = {
   },
 };
 
-const profile = mkdtempSync(path.join(tmpdir(), 'imageflow-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: opts.chromium,
-  headless: true,
-  viewport: { width: 1280, height: 900 },
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-});
-const page = await context.newPage();
-const problems = [];
-page.on('console', (msg) => msg.type() === 'error' && !/^Failed to load resource/.test(msg.text()) && problems.push(msg.text()));
-// Failed answers are checked by their address: a 401 before the right key is expected, and
-// so is an imported image's 404 while the server has not fetched it yet (its tile waits).
-const notYetFetched = (url) => opts.scenario === 'urls' && /\/images\/[0-9a-f]{32}\/input(\/preview)?$/.test(new URL(url).pathname);
-page.on('response', (response) => {
-  const status = response.status();
-  if (status < 400 || (status === 401 && !rightKeyGiven) || (status === 404 && notYetFetched(response.url()))) return;
-  problems.push(`${status} from ${response.request().method()} ${new URL(response.url()).pathname}`);
-});
-page.on('pageerror', (error) => problems.push(`uncaught: ${error.message}`));
-try {
+await runMain(async () => {
+  const browser = await launch(opts.chromium, { viewport: { width: 1280, height: 900 } });
+  const page = await browser.context.newPage();
+  const consoleWatch = watchConsole(page);
+  // Failed answers are checked by their address: a 401 before the right key is expected, and
+  // so is an imported image's 404 while the server has not fetched it yet (its tile waits).
+  const failedAnswers = [];
+  const notYetFetched = (url) => opts.scenario === 'urls' && /\/images\/[0-9a-f]{32}\/input(\/preview)?$/.test(new URL(url).pathname);
+  page.on('response', (response) => {
+    const status = response.status();
+    if (status < 400 || (status === 401 && !rightKeyGiven) || (status === 404 && notYetFetched(response.url()))) return;
+    failedAnswers.push(`${status} from ${response.request().method()} ${new URL(response.url()).pathname}`);
+  });
   await page.goto(base);
   await page.getByRole('radio', { name: 'Build my own steps' }).waitFor();
   const result = await scenarios[opts.scenario](page);
-  check(problems.length === 0, `console errors: ${problems.join('; ')}`);
-  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-} catch (error) {
-  await page.screenshot({ path: path.join(shots, `failed-upload-${opts.scenario}.png`), fullPage: true }).catch(() => {});
-  console.error(error);
-  process.exitCode = 1;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+  check(failedAnswers.length === 0, `failed answers: ${failedAnswers.join('; ')}`);
+  // Chromium logs each failed answer as well; those are judged above.
+  consoleWatch.assertClean((p) => /^Failed to load resource/.test(p.text));
+  await browser.close();
+  return result;
+}, { failureShot: path.join(shots, `failed-upload-${opts.scenario}.png`) });

@@ -177,19 +177,13 @@ class FirestoreJobStore(JobStore):
 
     def _join_chunk(self, job_id: str, images: list[Image], max_total: int, now: str,
                     admit: AdmitImages | None) -> Joined:
-        job_ref = self._job_ref(job_id)
         refs = {image.image_id: self._images(job_id).document(image.image_id) for image in images}
 
-        @firestore.transactional
-        def add(transaction):
-            snap = job_ref.get(transaction=transaction)
-            if not snap.exists:
-                raise JobNotFound(job_id)
-            before = Job.from_dict(snap.to_dict())
+        def add(transaction, before: Job):
             held = sorted(s.id for s in transaction.get_all(list(refs.values())) if s.exists)
             fresh = [i for i in images if i.image_id not in held]
             if not fresh:  # all there already (a redelivery): nothing to check or write
-                return Joined(before, [], held)
+                return None, Joined(before, [], held)
             check_room_for(before, len(fresh), max_total)
             if admit is not None:
                 fresh = admit(with_job(self._active_jobs(transaction, before.owner), before), fresh)
@@ -197,29 +191,16 @@ class FirestoreJobStore(JobStore):
             ttl = _expires_at(job, self._settings.job_retention_days)
             for image in fresh:
                 transaction.set(refs[image.image_id], {**image.to_dict(), **ttl})
-            transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
-            self._count(transaction, outstanding_of(job) - outstanding_of(before))
-            return Joined(job, fresh, held)
+            return job, Joined(job, fresh, held)
 
-        return add(self.client.transaction())
+        return self._change_job(job_id, add)
 
     def close_job(self, job_id: str, now: str) -> Job:
-        job_ref = self._job_ref(job_id)
+        def close(transaction, job: Job):
+            closed = domain.close_job(job, now) if job.is_open else None
+            return closed, closed or job
 
-        @firestore.transactional
-        def close(transaction):
-            snap = job_ref.get(transaction=transaction)
-            if not snap.exists:
-                raise JobNotFound(job_id)
-            job = Job.from_dict(snap.to_dict())
-            if job.is_open:
-                closed = domain.close_job(job, now)
-                transaction.update(job_ref, {k: v for k, v in closed.to_dict().items() if k != "job_id"})
-                self._count(transaction, outstanding_of(closed) - outstanding_of(job))
-                job = closed
-            return job
-
-        return close(self.client.transaction())
+        return self._change_job(job_id, close)
 
     def untasked_images(self, job_id: str, limit: int = 500) -> list[Image]:
         query = (self._images(job_id).where(filter=FieldFilter("tasked", "==", False))
@@ -238,6 +219,7 @@ class FirestoreJobStore(JobStore):
         if job is None:
             raise JobNotFound(job_id)
         return job
+
     def update_images(self, job_id: str, images: list[Image]) -> None:
         """Batched updates of the fields a result may change (``seq`` and identity stay)."""
         images = [i for i in images if i.job_id == job_id]
@@ -274,20 +256,32 @@ class FirestoreJobStore(JobStore):
     def _update_counted(self, job_id: str, changes: dict) -> Job:
         """``update_job`` of a field the outstanding counter follows (a status, a count): read and
         written in a transaction, with the counter's shard."""
+        def update(transaction, before: Job):
+            job = Job.from_dict({**before.to_dict(), **changes})
+            return job, job
+
+        return self._change_job(job_id, update)
+
+    def _change_job(self, job_id: str, change):
+        """One transaction: read the job (JobNotFound if it is not there), then ``change(transaction,
+        job)`` (which may write other documents in it) gives back the job to write, or None for no
+        change, and what to return; the job is written with the outstanding counter's shard moved
+        by the difference. Retried as a whole on contention."""
         ref = self._job_ref(job_id)
 
         @firestore.transactional
-        def update(transaction):
+        def run(transaction):
             snap = ref.get(transaction=transaction)
             if not snap.exists:
                 raise JobNotFound(job_id)
             before = Job.from_dict(snap.to_dict())
-            job = Job.from_dict({**before.to_dict(), **changes})
-            transaction.update(ref, changes)
-            self._count(transaction, outstanding_of(job) - outstanding_of(before))
-            return job
+            after, answer = change(transaction, before)
+            if after is not None:
+                transaction.update(ref, _job_fields(after))
+                self._count(transaction, outstanding_of(after) - outstanding_of(before))
+            return answer
 
-        return update(self.client.transaction())
+        return run(self.client.transaction())
 
     def record_results(self, results: list[Result]) -> FoldOutcome:
         outcome = FoldOutcome()
@@ -331,7 +325,7 @@ class FirestoreJobStore(JobStore):
                 before, job = job, fold_progress(job, changed.values(), now)
                 for image_id, image in changed.items():
                     transaction.update(image_refs[image_id], _image_fields(image))
-                transaction.update(job_ref, {k: v for k, v in job.to_dict().items() if k != "job_id"})
+                transaction.update(job_ref, _job_fields(job))
                 self._count(transaction, outstanding_of(job) - outstanding_of(before))  # only the images finished now
             return job, list(changed.values()), ignored
 
@@ -516,6 +510,11 @@ def _expires_at(job: Job, retention_days: int) -> dict:
 
 def _shard_sum(snapshots) -> int:
     return sum(int((snap.to_dict() or {}).get("count") or 0) for snap in snapshots if snap.exists)
+
+
+def _job_fields(job: Job) -> dict:
+    """A job's document fields (its id is the document's name)."""
+    return {k: v for k, v in job.to_dict().items() if k != "job_id"}
 
 
 def _image_fields(image: Image) -> dict:

@@ -155,16 +155,9 @@ class SqliteJobStore(JobStore):
 
     def page_images(self, job_id: str, *, status: str | None = None, after: int | None = None,
                     limit: int = 100) -> list[Image]:
-        clauses, params = ["job_id = ?"], [job_id]
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if after is not None:
-            clauses.append("seq > ?")
-            params.append(after)
+        where, params = _where(("job_id = ?", job_id), ("status = ?", status), ("seq > ?", after))
         rows = self.db.connection().execute(
-            f"SELECT seq, tasked, doc FROM images WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
-            (*params, limit))
+            f"SELECT seq, tasked, doc FROM images {where} ORDER BY seq LIMIT ?", (*params, limit))
         return [self._image(row) for row in rows]
 
     def join_images(self, job_id: str, images: list[Image], *, max_total: int, now: str,
@@ -271,17 +264,9 @@ class SqliteJobStore(JobStore):
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
                   limit: int = 50, after: Cursor | None = None) -> list[Job]:
-        clauses, params = [], []
-        if owner is not None:
-            clauses.append("owner = ?")
-            params.append(owner)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if after is not None:
-            clauses.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
-            params.extend((after[0], after[0], after[1]))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(("owner = ?", owner), ("status = ?", status),
+                               ("(created_at < ? OR (created_at = ? AND job_id < ?))",
+                                None if after is None else (after[0], after[0], after[1])))
         rows = self.db.connection().execute(
             f"SELECT doc FROM jobs {where} ORDER BY created_at DESC, job_id DESC LIMIT ?", (*params, limit))
         return [Job.from_dict(json.loads(row["doc"])) for row in rows]
@@ -369,3 +354,15 @@ class SqliteJobStore(JobStore):
 
     def close(self) -> None:
         self.db.close()
+
+
+def _where(*conditions: tuple[str, object]) -> tuple[str, list]:
+    """``WHERE`` and the AND of the ``(clause, value)`` conditions whose value is not None (a
+    tuple: the values of a clause with several ``?``), with the parameters in order; "" for none."""
+    clauses, params = [], []
+    for clause, value in conditions:
+        if value is None:
+            continue
+        clauses.append(clause)
+        params.extend(value if isinstance(value, tuple) else (value,))
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params

@@ -4,17 +4,12 @@ Debian's Chromium (/usr/bin/chromium) is driven by playwright-core from frontend
 (frontend/e2e/browser.mjs does the clicking; this file prepares the files, starts and stops
 processes and checks what came back). Screenshots land in .test-artifacts/screenshots/.
 
-Needs: `apt-get install chromium`, `npm ci` and `npm run build` in frontend/ (./scripts.sh test
-does all three). Without them the tests skip, except under CI=true, where they fail.
+Needs what tests/e2e/browser_support.py says (Chromium, frontend packages and build).
 """
 from __future__ import annotations
 
 import io
-import json
-import os
 import random
-import shutil
-import subprocess
 import time
 import zipfile
 from email import policy
@@ -23,84 +18,23 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
+from devtools.browser_scripts import ARTIFACTS, landscape, run_script
 from devtools.stack import Stack
-
-REPO = Path(__file__).resolve().parents[2]
-FRONTEND = REPO / "frontend"
-ARTIFACTS = REPO / ".test-artifacts"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+from tests.e2e.browser_support import require_browser
 
 pytestmark = pytest.mark.browser
 
 
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    if not shutil.which("node"):
-        return "node is not installed"
-    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
-        return "frontend packages are not installed (cd frontend && npm ci)"
-    if not (FRONTEND / "dist" / "index.html").is_file():
-        return "the web page is not built (cd frontend && npm run build)"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def browser_ready():
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser test cannot run: {reason}")
-        pytest.skip(reason)
-
-
-def photo(path: Path, seed: int, size=(1600, 1200)) -> Path:
-    """A landscape-like JPEG (sky, sun, hills, texture): real photo-sized data the
-    screenshots can show, different for each seed."""
-    rng = random.Random(seed)
-    width, height = size
-    img = Image.new("RGB", size)
-    draw = ImageDraw.Draw(img)
-    top, bottom = (rng.randint(40, 90), rng.randint(110, 170), rng.randint(200, 250)), (250, 220, 180)
-    for y in range(height):
-        t = y / height
-        draw.line([(0, y), (width, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
-    cx, cy, r = rng.randint(200, width - 200), rng.randint(120, 400), rng.randint(60, 120)
-    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(255, 214, 90))
-    for layer in range(3):
-        base = int(height * (0.55 + 0.13 * layer))
-        points = [(0, height)] + [(x, base + rng.randint(-90, 60)) for x in range(0, width + 200, 200)] + [(width, height)]
-        shade = 110 - layer * 30
-        draw.polygon(points, fill=(shade // 3, shade, shade // 2))
-    noise = Image.effect_noise(size, 40).convert("RGB")
-    img = Image.blend(img, noise, 0.12).filter(ImageFilter.SMOOTH)
-    img.save(path, "JPEG", quality=90)
-    return path
+    require_browser()
 
 
 def run_browser(phase: str, *args: str, on_line=None, timeout: float = 300) -> dict:
-    """Run one phase of frontend/e2e/browser.mjs; returns its RESULT. ``on_line`` sees each
-    stdout line as it comes (for phases that hand over mid-way)."""
-    cmd = ["node", "e2e/browser.mjs", phase, "--artifacts", str(ARTIFACTS), "--chromium", CHROMIUM, *args]
-    proc = subprocess.Popen(cmd, cwd=FRONTEND, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    result = None
-    try:
-        for line in proc.stdout:
-            if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
-            elif on_line:
-                on_line(line.strip())
-        proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-    stderr = proc.stderr.read()
-    assert proc.returncode == 0 and result is not None, f"browser phase {phase} failed:\n{stderr[-4000:]}"
-    return result
+    """Run one phase of frontend/e2e/browser.mjs; returns its RESULT."""
+    return run_script("browser.mjs", phase, "--artifacts", str(ARTIFACTS), *args, on_line=on_line, timeout=timeout)
 
 
 def email_link(data_dir: Path, job_id: str, timeout: float = 60) -> str:
@@ -118,7 +52,7 @@ def email_link(data_dir: Path, job_id: str, timeout: float = 60) -> str:
 
 
 def test_upload_process_download_and_open_the_email_link(stack, tmp_path):
-    photos = [photo(tmp_path / f"holiday-{i}.jpg", seed=i) for i in range(1, 4)]
+    photos = [landscape(tmp_path / f"holiday-{i}.jpg", seed=i) for i in range(1, 4)]
     good = io.BytesIO()
     Image.new("RGB", (800, 600), (30, 90, 200)).save(good, "JPEG")
     broken = tmp_path / "broken.jpg"
@@ -162,7 +96,7 @@ def test_a_running_job_opened_cold_follows_progress_live(stack, tmp_path):
     # With the processor stopped the job cannot start, so the page is sure to see it waiting.
     stack.stop_process("image-processor")
     try:
-        files = [("files", (f"street-{i}.jpg", photo(tmp_path / f"s{i}.jpg", seed=10 + i, size=(900, 600)).read_bytes(),
+        files = [("files", (f"street-{i}.jpg", landscape(tmp_path / f"s{i}.jpg", seed=10 + i, size=(900, 600)).read_bytes(),
                             "image/jpeg")) for i in range(3)]
         response = requests.post(f"{stack.base_url}/api/v1/jobs", files=files, data={"preset": "thumbnail"},
                                  timeout=30)

@@ -10,46 +10,24 @@ the 300 of the issue.
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 import requests
 
-from devtools.screenshots import CHROMIUM, FRONTEND, big_job_photos, run_page_script
+from devtools.browser_scripts import all_images, big_job_photos, run_script
+from tests.e2e.browser_support import require_browser
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module", autouse=True)
 def browser_ready():
-    reason = None
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    elif not shutil.which("node") or not (FRONTEND / "node_modules" / "playwright-core").is_dir():
-        reason = "node or the frontend packages are missing (cd frontend && npm ci)"
-    elif not (FRONTEND / "dist" / "index.html").is_file():
-        reason = "the web page is not built (cd frontend && npm run build)"
-    if reason:
-        import os
-        if os.environ.get("CI"):
-            pytest.fail(f"browser test cannot run: {reason}")
-        pytest.skip(reason)
-
-
-def all_images(base_url: str, job_id: str) -> list[dict]:
-    images, url = [], f"{base_url}/api/v1/jobs/{job_id}/images?limit=1000"
-    while url:
-        page = requests.get(url, timeout=30).json()
-        images += page["images"]
-        url = page["links"].get("next")
-    return images
+    require_browser()
 
 
 def upload_and_scroll(stack, tmp_path, count: int) -> None:
     photos = big_job_photos(tmp_path / "photos", count)
-    result = run_page_script("bigjob", "--base-url", stack.base_url, "--files", str(tmp_path / "photos"),
-                             "--total", str(count))
+    result = run_script("jobpage.mjs", "bigjob", "--base-url", stack.base_url, "--files", str(tmp_path / "photos"),
+                        "--total", str(count), timeout=900)
     job = requests.get(f"{stack.base_url}/api/v1/jobs/{result['job_id']}", timeout=10).json()
     images = all_images(stack.base_url, result["job_id"])
     originals = sum(image["input_bytes"] for image in images)

@@ -1,30 +1,25 @@
 """The job page's lifecycle actions in a real browser against the running stack: Cancel on a
 running job, then "Run again with other steps" (frontend/e2e/lifecycle.mjs does the clicking).
 
-Needs what tests/e2e/test_browser.py needs (Chromium, frontend packages and build)."""
+Needs what tests/e2e/browser_support.py says (Chromium, frontend packages and build)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 import requests
 
+from devtools.browser_scripts import ARTIFACTS, run_script
 from devtools.stack import Stack
 from tests.e2e.conftest import make_image
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, FRONTEND, _missing
+from tests.e2e.browser_support import require_browser
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser test cannot run: {reason}")
-        pytest.skip(reason)
+    require_browser()
     stack = Stack.on_free_ports(tmp_path_factory.mktemp("browser-lifecycle") / "data",
                                 env={"PROGRESS_FLUSH_SECONDS": "0.3", "PROCESSOR_CONCURRENCY": "1",
                                      "RATE_LIMIT_PER_SECOND": "0",
@@ -41,11 +36,7 @@ def test_cancel_then_run_again_with_other_steps_from_the_page(stack):
                              data={"operations": json.dumps([{"op": "grayscale"}])})
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
-    proc = subprocess.run(["node", "e2e/lifecycle.mjs", "--base-url", stack.base_url, "--artifacts", str(ARTIFACTS),
-                           "--job-id", job_id, "--chromium", CHROMIUM], cwd=FRONTEND, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    result = run_script("lifecycle.mjs", "--base-url", stack.base_url, "--artifacts", str(ARTIFACTS), "--job-id", job_id)
     job = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "cancelled" and job["skipped"] >= 1
     assert f"{job['skipped']} photo" in result["skipped_text"]

@@ -2,23 +2,22 @@
 real browser against the running stack with API keys on (frontend/e2e/upload_page.mjs does the
 clicking; this file prepares the files, starts the processes and checks what the jobs hold).
 
-Needs what tests/e2e/test_browser.py needs (Chromium, frontend packages and build)."""
+Needs what tests/e2e/browser_support.py says (Chromium, frontend packages and build)."""
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 import re
-import subprocess
 
 import pytest
 import requests
 from PIL import Image
 
+from devtools.browser_scripts import ARTIFACTS, landscape, run_script
 from devtools.stack import Stack
 from tests.e2e.conftest import make_image
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, FRONTEND, _missing, photo
+from tests.e2e.browser_support import require_browser
 from tests.http_servers import ImageServer
 
 pytestmark = pytest.mark.browser
@@ -29,11 +28,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser test cannot run: {reason}")
-        pytest.skip(reason)
+    require_browser()
     stack = Stack.on_free_ports(tmp_path_factory.mktemp("browser-upload-page") / "data",
                                 env={"PROGRESS_FLUSH_SECONDS": "0.3", "RATE_LIMIT_PER_SECOND": "0",
                                      "API_KEYS": f"studio={KEY}", "FETCH_ALLOW_CIDRS": "127.0.0.1/32"})
@@ -51,13 +46,10 @@ def image_server():
 
 
 def run_page(stack, tmp_path, scenario, **args) -> dict:
-    argv = ["node", "e2e/upload_page.mjs", "--base-url", stack.base_url, "--artifacts", str(ARTIFACTS),
-            "--scenario", scenario, "--key", KEY, "--chromium", CHROMIUM]
+    argv = ["--base-url", stack.base_url, "--artifacts", str(ARTIFACTS), "--scenario", scenario, "--key", KEY]
     for name, value in args.items():
         argv += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
-    proc = subprocess.run(argv, cwd=FRONTEND, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    return run_script("upload_page.mjs", *argv, timeout=400)
 
 
 def photo_file(tmp_path, name, size=(640, 480), colour=(90, 140, 200)) -> str:
@@ -106,7 +98,7 @@ def test_pasted_addresses_and_a_csv_become_jobs_with_the_refusals_shown(stack, t
 
 
 def test_the_estimate_is_shown_in_words_before_process_and_process_still_runs(stack, tmp_path):
-    photos = [str(photo(tmp_path / f"p{i}.jpg", seed=i, size=(1200 + 100 * i, 900))) for i in range(3)]
+    photos = [str(landscape(tmp_path / f"p{i}.jpg", seed=i, size=(1200 + 100 * i, 900))) for i in range(3)]
     result = run_page(stack, tmp_path, "estimate", photos=photos)
     assert re.fullmatch(r"Results of about [\d.]+ (KB|MB) from [\d.]+ (KB|MB) of photos: \d+ % (smaller|larger)\.",
                         result["size"]), result["size"]

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
+from devtools.counting_store import CountingStore
 from imageflow.messages import Task
 from services.image_handler.app import create_app
 from services.interaction_manager.app import batched_object_events
@@ -24,37 +25,6 @@ def png(seed: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (20, 14), (seed * 9 % 256, 60, 120)).save(buf, "PNG")
     return buf.getvalue()
-
-
-class CountingStore:
-    """The job store with every port call and every SQLite transaction counted."""
-
-    def __init__(self, store):
-        self._store = store
-        self.calls: Counter = Counter()
-        self.transactions = 0
-        real = store.db.transaction
-
-        def transaction():
-            self.transactions += 1
-            return real()
-
-        store.db.transaction = transaction
-
-    def __getattr__(self, name):
-        attr = getattr(self._store, name)
-        if not callable(attr) or name.startswith("_"):
-            return attr
-
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return attr(*args, **kwargs)
-
-        return counted
-
-    def reset(self):
-        self.calls.clear()
-        self.transactions = 0
 
 
 @pytest.fixture

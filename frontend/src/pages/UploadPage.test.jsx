@@ -3,6 +3,7 @@ import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import App from '../App.jsx';
 import { FakeXHR, jsonResponse, makeFile, mockFetch, networkFailure, operationsFixture } from '../test/fakes.js';
+import { renderReady, settle } from '../test/uploadPage.jsx';
 
 // The server's check of the steps before upload: valid unless the test says otherwise.
 let validateAnswer = null;
@@ -42,18 +43,6 @@ function serveOperations(answer = () => jsonResponse(200, operationsFixture)) {
     if (url.startsWith('/api/v1/jobs/')) return jsonResponse(200, jobAnswer || { job_id: 'f'.repeat(32), status: 'queued', total: 1, succeeded: 0, failed: 0, images: [], links: {} });
     throw new Error(`unexpected fetch ${url}`);
   });
-}
-
-async function renderReady() {
-  const user = userEvent.setup({ applyAccept: false });
-  render(<App />);
-  await screen.findByRole('radio', { name: 'Build my own steps' });
-  return user;
-}
-
-// The page reads each file's first bytes before listing it: let that finish.
-async function settle() {
-  await act(() => new Promise((resolve) => setTimeout(resolve, 30)));
 }
 
 // The upload starts once the server has checked the steps: wait for it.

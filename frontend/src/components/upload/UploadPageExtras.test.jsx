@@ -1,10 +1,9 @@
 // The upload page's import by address, API key, estimate and overlay logo (issues 16 and 17),
 // against a scripted server: what a person sees, and what the page sends.
-import { act, render, screen, waitFor, within } from '@testing-library/react';
-import userEvent from '@testing-library/user-event';
+import { act, screen, waitFor, within } from '@testing-library/react';
 import { beforeEach, describe, expect, it } from 'vitest';
-import App from '../../App.jsx';
 import { FakeXHR, jsonResponse, makeFile, mockFetch, operationsFixture } from '../../test/fakes.js';
+import { renderReady, settle } from '../../test/uploadPage.jsx';
 
 const JOB_ID = 'c'.repeat(32);
 let options;          // what GET /api/v1/operations answers
@@ -35,17 +34,6 @@ function serve() {
     if (url.startsWith('/api/v1/jobs/')) return jsonResponse(200, { job_id: JOB_ID, status: 'queued', total: 1, succeeded: 0, failed: 0, images: [], links: {} });
     throw new Error(`unexpected fetch ${url}`);
   });
-}
-
-async function renderReady() {
-  const user = userEvent.setup({ applyAccept: false });
-  render(<App />);
-  await screen.findByRole('radio', { name: 'Build my own steps' });
-  return user;
-}
-
-async function settle() {
-  await act(() => new Promise((resolve) => setTimeout(resolve, 30)));
 }
 
 async function sentXhr(count = 1) {
