@@ -116,16 +116,22 @@ async function phaseBigJob() {
 
   // Far down, on a slow network: the BlurHash stands in for each result until its preview comes.
   await net.cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 1500, downloadThroughput: -1, uploadThroughput: -1 });
-  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight / 2));
-  await page.waitForFunction(() => document.querySelectorAll('img.picture[data-placeholder="blurhash"]').length > 0, null, { timeout: 10_000 });
-  const placeholders = await page.evaluate(() =>
-    [...document.querySelectorAll('img.picture[data-placeholder="blurhash"]')]
-      .filter((img) => {
-        const r = img.getBoundingClientRect();
-        return r.bottom > 0 && r.top < window.innerHeight && !img.complete;
-      })
-      .map((img) => getComputedStyle(img).backgroundImage),
-  );
+  // Cards the grid drew ahead of the screen (its overscan) may have their previews already, so
+  // look further down until a screen shows results still loading (a small job is short).
+  let placeholders = [];
+  for (const depth of [0.5, 0.7, 0.85, 1]) {
+    await page.evaluate((d) => window.scrollTo(0, document.documentElement.scrollHeight * d), depth);
+    await page.waitForTimeout(300); // the newly drawn cards asked for their previews (1.5 s away)
+    placeholders = await page.evaluate(() =>
+      [...document.querySelectorAll('img.picture[data-placeholder="blurhash"]')]
+        .filter((img) => {
+          const r = img.getBoundingClientRect();
+          return r.bottom > 0 && r.top < window.innerHeight && !img.complete;
+        })
+        .map((img) => getComputedStyle(img).backgroundImage),
+    );
+    if (placeholders.length > 0) break;
+  }
   check(placeholders.length > 0 && placeholders.every((bg) => bg.startsWith('url("data:image/png;base64,')), `results still loading show their BlurHash (${placeholders.length})`);
   await shoot(page, `job-${total}-placeholders.jpg`);
   await net.cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
