@@ -107,7 +107,6 @@ class Settings:
     fetch_timeout_seconds: float = 20.0
     fetch_max_bytes: int = 25 * 1024 * 1024
     fetch_max_redirects: int = 5
-    fetch_concurrency: int = 8
     # URL download bytes one processor holds in memory at once, over all its downloads (each streams to the
     # blob store a 256 KiB chunk at a time and reserves each chunk before reading it; a download that finds
     # the budget spent waits). 32 MiB: under 1 % of the processor's 4608Mi limit, and 128 downloads' chunks,
@@ -195,7 +194,6 @@ class Settings:
             fetch_timeout_seconds=_float(env, "FETCH_TIMEOUT_SECONDS", cls.fetch_timeout_seconds),
             fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", _int(env, "MAX_UPLOAD_BYTES", cls.fetch_max_bytes)),
             fetch_max_redirects=_int(env, "FETCH_MAX_REDIRECTS", cls.fetch_max_redirects),
-            fetch_concurrency=max(1, _int(env, "FETCH_CONCURRENCY", cls.fetch_concurrency)),
             fetch_max_in_flight_bytes=max(1, _int(env, "FETCH_MAX_IN_FLIGHT_BYTES", cls.fetch_max_in_flight_bytes)),
             fetch_allow_cidrs=env.get("FETCH_ALLOW_CIDRS", "").strip(),
             fetch_hosts_override=env.get("FETCH_HOSTS_OVERRIDE", "").strip(),
@@ -237,7 +235,7 @@ ENV_NAMES = (
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
     "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",
-    "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_CONCURRENCY", "FETCH_MAX_IN_FLIGHT_BYTES", "FETCH_ALLOW_CIDRS",
+    "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_MAX_IN_FLIGHT_BYTES", "FETCH_ALLOW_CIDRS",
     "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",

@@ -237,7 +237,7 @@ def test_the_settings_load_from_the_rendered_configmap(overlay):
                       "processor_concurrency", "ack_deadline_seconds", "max_delivery_attempts",
                       "signed_url_ttl_seconds", "progress_flush_seconds", "drain_seconds",
                       "quota_active_jobs", "quota_active_images", "fetch_timeout_seconds", "fetch_max_bytes",
-                      "fetch_max_redirects", "fetch_concurrency", "webhook_max_attempts",
+                      "fetch_max_redirects", "webhook_max_attempts",
                       "webhook_backoff_seconds", "webhook_timeout_seconds", "rate_limit_per_second",
                       "rate_limit_burst"):
             assert getattr(settings, field) == getattr(code, field), field
