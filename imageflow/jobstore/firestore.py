@@ -72,6 +72,13 @@ COUNTERS = "counters"
 # 16 shards take about 16 sustained writes/s (bursts above that only queue), and GET /outstanding
 # stays one batched read of 16 small documents, far inside KEDA's 3 s timeout.
 OUTSTANDING_SHARDS = 16
+# Transactions of this process on one document queue behind one of these locks (keyed by the job or
+# owner), so its own threads never abort each other; only other processes' transactions contend.
+TRANSACTION_LOCKS = 64
+# When the client library's own attempts all abort (the emulator's "Transaction lock timeout", or a
+# hot document on Firestore), the whole transaction runs again after a jittered, growing pause.
+TRANSACTION_ROUNDS = 6
+TRANSACTION_PAUSE_S = 0.05
 
 
 class FirestoreJobStore(JobStore):
@@ -80,7 +87,7 @@ class FirestoreJobStore(JobStore):
     def __init__(self, settings: Settings, *, client: firestore.Client | None = None):
         self._settings = settings
         self._client = client
-        self._quota_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._transaction_locks = [threading.RLock() for _ in range(TRANSACTION_LOCKS)]
         self._lock = threading.Lock()
 
     @property
@@ -99,6 +106,22 @@ class FirestoreJobStore(JobStore):
     def _shard_refs(self):
         return [self.client.collection(COUNTERS).document(f"outstanding_tasks-{n:02d}")
                 for n in range(OUTSTANDING_SHARDS)]
+
+    def _transact(self, body, *, key: str, max_attempts: int = 5):
+        """``body(transaction)`` in a Firestore transaction, retried as a whole on contention. The
+        transaction holds this process's lock for ``key`` (the document it is about) while it runs."""
+        run = firestore.transactional(body)
+        lock = self._transaction_locks[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % TRANSACTION_LOCKS]
+        for round_ in range(TRANSACTION_ROUNDS):
+            try:
+                with lock:
+                    return run(self.client.transaction(max_attempts=max_attempts))
+            except ValueError as exc:  # the library's "Failed to commit transaction in N attempts"
+                if not isinstance(exc.__cause__, gexc.Aborted) or round_ == TRANSACTION_ROUNDS - 1:
+                    raise
+                log.info("transaction on %s aborted %d times; running it again", key, max_attempts)
+                time.sleep(random.uniform(0.5, 1.0) * TRANSACTION_PAUSE_S * 2 ** round_)
+        raise AssertionError("unreachable")
 
     def _count(self, writer, delta: int) -> None:
         """Add ``delta`` to one shard of the outstanding counter in ``writer`` (a transaction or a
@@ -128,7 +151,6 @@ class FirestoreJobStore(JobStore):
                 batch.set(ref, data)
             batch.commit()
 
-        @firestore.transactional
         def create(transaction):
             snap = job_ref.get(transaction=transaction)  # a job written again (a tombstone) replaces its count
             before = Job.from_dict(snap.to_dict()) if snap.exists else None
@@ -137,7 +159,7 @@ class FirestoreJobStore(JobStore):
             transaction.set(job_ref, {**job.to_dict(), **ttl})
             self._count(transaction, outstanding_of(job) - outstanding_of(before))
 
-        create(self.client.transaction())
+        self._transact(create, key=job.job_id)
 
     def get_job(self, job_id: str) -> Job | None:
         snap = self._job_ref(job_id).get()
@@ -269,7 +291,6 @@ class FirestoreJobStore(JobStore):
         by the difference. Retried as a whole on contention."""
         ref = self._job_ref(job_id)
 
-        @firestore.transactional
         def run(transaction):
             snap = ref.get(transaction=transaction)
             if not snap.exists:
@@ -281,7 +302,7 @@ class FirestoreJobStore(JobStore):
                 self._count(transaction, outstanding_of(after) - outstanding_of(before))
             return answer
 
-        return run(self.client.transaction())
+        return self._transact(run, key=job_id)
 
     def record_results(self, results: list[Result]) -> FoldOutcome:
         outcome = FoldOutcome()
@@ -304,7 +325,6 @@ class FirestoreJobStore(JobStore):
         job_ref = self._job_ref(job_id)
         image_refs = {r.image_id: self._images(job_id).document(r.image_id) for r in results}
 
-        @firestore.transactional
         def fold(transaction):
             job_snap = job_ref.get(transaction=transaction)
             if not job_snap.exists:
@@ -329,7 +349,7 @@ class FirestoreJobStore(JobStore):
                 self._count(transaction, outstanding_of(job) - outstanding_of(before))  # only the images finished now
             return job, list(changed.values()), ignored
 
-        return fold(self.client.transaction())
+        return self._transact(fold, key=job_id)
 
     def transition(self, job_id: str, change) -> Job | None:
         """Conditional on the document's ``update_time`` being the one we read, so of two
@@ -376,14 +396,13 @@ class FirestoreJobStore(JobStore):
 
     def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
         """A transaction that reads every shard (so a write to any of them meanwhile retries it)."""
-        @firestore.transactional
         def adjust(transaction) -> bool:
             if expected is not None and _shard_sum(transaction.get_all(self._shard_refs())) != expected:
                 return False
             self._count(transaction, delta)
             return True
 
-        return adjust(self.client.transaction())
+        return self._transact(adjust, key=COUNTERS)
 
     def _quota_ref(self, owner: str | None):
         return self.client.collection(QUOTAS).document(hashlib.sha256((owner or "").encode()).hexdigest()[:40])
@@ -402,7 +421,6 @@ class FirestoreJobStore(JobStore):
         """A transaction on the owner's quota document (and the job documents it names)."""
         ref = self._quota_ref(owner)
 
-        @firestore.transactional
         def reserve(transaction) -> None:
             snap = ref.get(transaction=transaction)
             stored = (snap.to_dict() or {}).get("reservations", {}) if snap.exists else {}
@@ -414,10 +432,8 @@ class FirestoreJobStore(JobStore):
             kept[job_id] = (images, time.time())
             transaction.set(ref, {"reservations": {j: {"images": n, "at": at} for j, (n, at) in kept.items()}})
 
-        # One owner's submissions contend on one document: this process's threads queue for it, so only
-        # other processes' transactions can abort ours (and then the client library retries).
-        with self._quota_locks[owner or ""]:
-            reserve(self.client.transaction(max_attempts=10))
+        # One owner's submissions contend on one document.
+        self._transact(reserve, key=f"quota:{owner or ''}", max_attempts=10)
 
     def release_quota(self, owner: str | None, job_id: str) -> None:
         try:
@@ -451,7 +467,6 @@ class FirestoreJobStore(JobStore):
                 batch.delete(ref)
             batch.commit()
 
-        @firestore.transactional
         def delete(transaction) -> bool:
             snap = job_ref.get(transaction=transaction)
             if not snap.exists:
@@ -460,7 +475,7 @@ class FirestoreJobStore(JobStore):
             self._count(transaction, -outstanding_of(Job.from_dict(snap.to_dict())))
             return True
 
-        return delete(self.client.transaction())
+        return self._transact(delete, key=job_id)
 
     def check(self) -> None:
         try:

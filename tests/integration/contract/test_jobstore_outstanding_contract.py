@@ -174,10 +174,10 @@ def test_racing_folds_and_joins_count_exactly(store):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    def join(prefix):
+    def join(joiner, prefix):
         barrier.wait()
         try:
-            store.add_images(opened.job_id, images_of(opened, 2, prefix), max_total=100, now=domain.utcnow())
+            joiner.add_images(opened.job_id, images_of(opened, 2, prefix), max_total=100, now=domain.utcnow())
         except Exception as exc:  # pragma: no cover
             errors.append(exc)
 
@@ -240,9 +240,32 @@ def test_a_join_sees_the_owners_active_jobs_and_may_refuse_the_excess(store):
     counts(store, 4)
 
 
-def test_parallel_joins_cannot_pass_a_quota_together(store):
+@pytest.fixture
+def replicas(request, store, tmp_path):
+    """Three more handles on ``store``'s data, as three replicas of a service hold (their own
+    connection or client, none of this process's locks shared), or None for the in-memory store."""
+    if isinstance(store, FakeJobStore):
+        yield None
+        return
+    if isinstance(store, SqliteJobStore):
+        handles = [SqliteJobStore(tmp_path / "jobs.sqlite3") for _ in range(3)]
+    else:
+        from imageflow.jobstore.firestore import FirestoreJobStore
+        handles = [FirestoreJobStore(request.getfixturevalue("gcp_settings")) for _ in range(3)]
+    yield handles
+    for handle in handles:
+        handle.close()
+
+
+@pytest.mark.parametrize("across", ["threads", "replicas"])
+def test_parallel_joins_cannot_pass_a_quota_together(store, replicas, across):
     """Each join may add 2 images while the owner's unfinished images stay under 4: of three
-    parallel joins of 2, exactly two fit (a check outside the transaction lets all three in)."""
+    parallel joins of 2, exactly two fit (a check outside the transaction lets all three in),
+    whether the joins come from one process's threads or from three replicas (whose
+    transactions abort each other on Firestore and must be run again, not lost)."""
+    if across == "replicas" and replicas is None:
+        pytest.skip("the in-memory store lives in one process")
+    joiners = replicas if across == "replicas" else [store] * 3
     owner = "shop"
     job = open_job(store, owner)
     store.reserve_quota(owner, job.job_id, 0, lambda active, n: None)
@@ -258,15 +281,15 @@ def test_parallel_joins_cannot_pass_a_quota_together(store):
     barrier = threading.Barrier(3)
     outcomes = []
 
-    def join(prefix):
+    def join(joiner, prefix):
         barrier.wait()
         try:
-            store.add_images(job.job_id, images_of(job, 2, prefix), max_total=100, now=domain.utcnow(), admit=admit)
+            joiner.add_images(job.job_id, images_of(job, 2, prefix), max_total=100, now=domain.utcnow(), admit=admit)
             outcomes.append("joined")
         except OverQuota:
             outcomes.append("refused")
 
-    threads = [threading.Thread(target=join, args=(p,)) for p in "abc"]
+    threads = [threading.Thread(target=join, args=(j, p)) for j, p in zip(joiners, "abc")]
     for t in threads:
         t.start()
     for t in threads:
