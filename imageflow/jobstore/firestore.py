@@ -65,6 +65,7 @@ PRESETS = "presets"      # presets/<hash of owner and name>: {owner, name, opera
 MAX_BATCH_WRITES = 450      # Firestore allows 500 writes per commit; keep a margin
 MAX_FOLD_RESULTS = 400      # results of one job per transaction (each may write one image)
 CONDITIONAL_ROUNDS = 10
+_CHANGED_MEANWHILE = object()
 COUNTERS = "counters"
 # Firestore sustains about one write per second on one document. The counter moves with every
 # result fold (one per job per batch, about 1/s per busy job and manager replica), every upload
@@ -107,11 +108,14 @@ class FirestoreJobStore(JobStore):
         return [self.client.collection(COUNTERS).document(f"outstanding_tasks-{n:02d}")
                 for n in range(OUTSTANDING_SHARDS)]
 
+    def _lock_for(self, key: str) -> threading.RLock:
+        return self._transaction_locks[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % TRANSACTION_LOCKS]
+
     def _transact(self, body, *, key: str, max_attempts: int = 5):
         """``body(transaction)`` in a Firestore transaction, retried as a whole on contention. The
         transaction holds this process's lock for ``key`` (the document it is about) while it runs."""
         run = firestore.transactional(body)
-        lock = self._transaction_locks[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % TRANSACTION_LOCKS]
+        lock = self._lock_for(key)
         for round_ in range(TRANSACTION_ROUNDS):
             try:
                 with lock:
@@ -355,26 +359,36 @@ class FirestoreJobStore(JobStore):
         """Conditional on the document's ``update_time`` being the one we read, so of two
         racing callers exactly one writes; the other sees the newer job and decides again."""
         ref = self._job_ref(job_id)
-        for _ in range(CONDITIONAL_ROUNDS):
-            snap = ref.get()
-            if not snap.exists:
-                raise JobNotFound(job_id)
-            job = Job.from_dict(snap.to_dict())
-            fields = change(job)
-            if fields is None:
-                return None
-            changes = {k: v for k, v in fields.items() if k != "job_id"}
-            changes["updated_at"] = fields.get("updated_at") or utcnow()
-            after = Job.from_dict({**job.to_dict(), **changes})
-            batch = self.client.batch()  # one atomic commit: the conditional update and the counter's shard
-            batch.update(ref, changes, option=self.client.write_option(last_update_time=snap.update_time))
-            self._count(batch, outstanding_of(after) - outstanding_of(job))
-            try:
-                batch.commit()
-            except (gexc.FailedPrecondition, gexc.Aborted):
-                continue  # someone else wrote the job meanwhile: look again
-            return after
+        for round_ in range(CONDITIONAL_ROUNDS):
+            if round_:  # another writer (or a transaction holding the document) got there first
+                time.sleep(random.uniform(0.5, 1.0) * TRANSACTION_PAUSE_S * 2 ** min(round_, TRANSACTION_ROUNDS))
+            with self._lock_for(job_id):
+                after = self._transition_once(ref, change)
+            if after is not _CHANGED_MEANWHILE:
+                return after
         raise RuntimeError(f"job {job_id} kept changing; could not update it")
+
+    def _transition_once(self, ref, change):
+        """One conditional write of ``transition``: the job after it, None for no change wanted,
+        or _CHANGED_MEANWHILE when someone else wrote the document since it was read."""
+        snap = ref.get()
+        if not snap.exists:
+            raise JobNotFound(ref.id)
+        job = Job.from_dict(snap.to_dict())
+        fields = change(job)
+        if fields is None:
+            return None
+        changes = {k: v for k, v in fields.items() if k != "job_id"}
+        changes["updated_at"] = fields.get("updated_at") or utcnow()
+        after = Job.from_dict({**job.to_dict(), **changes})
+        batch = self.client.batch()  # one atomic commit: the conditional update and the counter's shard
+        batch.update(ref, changes, option=self.client.write_option(last_update_time=snap.update_time))
+        self._count(batch, outstanding_of(after) - outstanding_of(job))
+        try:
+            batch.commit()
+        except (gexc.FailedPrecondition, gexc.Aborted):
+            return _CHANGED_MEANWHILE
+        return after
 
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,
                   limit: int = 50, after: Cursor | None = None) -> list[Job]:

@@ -145,7 +145,10 @@ def test_cli_estimate_cancel_and_rerun(stack, tmp_path):
     assert requests.get(f"{stack.base_url}/api/v1/jobs", timeout=10).json()["jobs"] == before, "created nothing"
 
     slow = submit(stack.base_url, [f"slow-{i}.png" for i in range(8)])["job_id"]
-    time.sleep(1)
+    end = time.monotonic() + 60  # one must have finished, for the re-run of the succeeded ones
+    while requests.get(f"{stack.base_url}/api/v1/jobs/{slow}", timeout=10).json()["succeeded"] < 1:
+        assert time.monotonic() < end, "the job never got going"
+        time.sleep(0.2)
     code, out, err = cli(stack, "cancel", slow, "--wait")
     assert code == 0, err
     assert f"job {slow} cancelled" in err and "skipped" in err

