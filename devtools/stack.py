@@ -143,7 +143,7 @@ class Stack:
         self.signal_process(name, signal.SIGKILL)
         self.procs[name].wait(timeout=10)
 
-    def start(self, timeout: float = 60.0) -> "Stack":
+    def start(self, timeout: float = 120.0) -> "Stack":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Create the bus topology first, so no process races another to set it up.
         subprocess.run([self.python, "-m", "imageflow.setup"], cwd=REPO_ROOT, env=self.base_env(), check=True,

@@ -85,7 +85,7 @@ def stack(request, tmp_path_factory, stack_options):
     from devtools.stack import Stack
     options = dict(stack_options)
     launcher = options.pop("launcher", Stack)
-    timeout = options.pop("timeout", 60.0)
+    timeout = options.pop("timeout", 120.0)  # six processes starting on a busy 2-core machine
     data_dir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]) / "data"
     stack = launcher.on_free_ports(options.pop("data_dir", data_dir), **options)
     stack.start(timeout=timeout)
