@@ -174,10 +174,10 @@ def test_racing_folds_and_joins_count_exactly(store):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    def join(joiner, prefix):
+    def join(prefix):
         barrier.wait()
         try:
-            joiner.add_images(opened.job_id, images_of(opened, 2, prefix), max_total=100, now=domain.utcnow())
+            store.add_images(opened.job_id, images_of(opened, 2, prefix), max_total=100, now=domain.utcnow())
         except Exception as exc:  # pragma: no cover
             errors.append(exc)
 
