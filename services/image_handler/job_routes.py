@@ -76,6 +76,8 @@ def delete(job_id: str):
         raise ClientError(409, "job_active", f"job {job.job_id} is {job.status}; it can be deleted once it has finished")
     removed = ctx().backends.blobs.delete_prefix(f"{job.job_id}/")
     ctx().backends.jobs.delete_job(job.job_id)
+    # a reservation whose job is gone counts as a job still being created (for a while): drop it
+    ctx().auth.release_quota(ctx().backends.jobs, g.caller, job.job_id)
     log.info("job %s deleted by %s: %d files", job.job_id, g.caller.owner or "anonymous", removed)
     return Response(status=204)
 

@@ -175,6 +175,17 @@ def test_quota_of_active_jobs_is_429_with_a_clear_message(app, client):
     assert upload(client, ALICE).status_code == 202                    # a finished job frees a slot
 
 
+def test_deleting_finished_jobs_gives_their_quota_back_at_once(app, client):
+    """A job deleted soon after it was submitted must not count as active (its reservation would
+    otherwise look like a job still being created, for RESERVATION_TTL_SECONDS)."""
+    ids = [upload(client, ALICE).json["job_id"] for _ in range(3)]
+    for job_id in ids:
+        finish(app, job_id)
+        assert client.delete(f"/api/v1/jobs/{job_id}", headers=as_(ALICE)).status_code == 204
+    response = upload(client, ALICE)
+    assert response.status_code == 202, response.json
+
+
 def test_quota_of_images_counts_the_new_job(client):
     response = client.post("/api/v1/jobs", headers=as_(ALICE),
                            json={"urls": [f"https://a.example/{n}.jpg" for n in range(10)]})
