@@ -403,7 +403,8 @@ def archive_url(base_url: str, job_id: str) -> str:
 def completed_event(job: Job, public_base_url: str, retention_days: int = 0) -> JobCompleted:
     """The ``job.completed`` message of a finished job: its counts, run, savings and parent, its
     links (results page, and the zip when something succeeded) and when it is deleted
-    (``retention_days``: JOB_RETENTION_DAYS, 0 when kept until deleted)."""
+    (``retention_days``: JOB_RETENTION_DAYS, 0 when kept until deleted). The interaction manager
+    signs ``archive_url`` when API keys are on (``services.interaction_manager.lifecycle``)."""
     return JobCompleted(job_id=job.job_id, status=job.status, total=job.total, succeeded=job.succeeded,
                         failed=job.failed, email=job.email, results_url=results_url(public_base_url, job.job_id),
                         skipped=job.skipped, run=job.run, bytes_in=job.bytes_in, bytes_out=job.bytes_out,

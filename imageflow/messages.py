@@ -137,7 +137,8 @@ class JobCompleted(Message):
     bytes_out: int = 0
     saved_percent: float | None = None
     parent_job_id: str | None = None  # extension: a re-run names the job it re-ran
-    archive_url: str = ""             # extension: every output in one zip ("" when none succeeded)
+    archive_url: str = ""             # extension: every output in one zip ("" when none succeeded);
+                                      # a signed link (imageflow.links) when API keys are on
     expires_at: str | None = None     # extension: created_at + JOB_RETENTION_DAYS, when the job and its
                                       # files are deleted (None: kept until deleted)
 

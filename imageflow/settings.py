@@ -91,6 +91,10 @@ class Settings:
     # interaction manager's retention sweep, which leaves a tombstone answering 410). 0 keeps
     # them forever (local only: deploy.sh wants a positive number of days).
     job_retention_days: int = 30
+    # With keys on, the zip link in job.completed (the email, the webhook) is signed to work until
+    # the job's files are deleted (JOB_RETENTION_DAYS after creation); when retention is 0, for
+    # this many days after the job completes (imageflow.links, interaction manager).
+    notification_link_days: int = 30
     # Proxies in front that set X-Forwarded-Proto (GKE's load balancer: 1); 0 trusts none.
     # Links the API builds then keep the caller's https:// scheme.
     forwarded_proto_hops: int = 0
@@ -182,6 +186,7 @@ class Settings:
             email_from=env.get("EMAIL_FROM") or cls.email_from,
             signed_url_ttl_seconds=_int(env, "SIGNED_URL_TTL_SECONDS", cls.signed_url_ttl_seconds),
             job_retention_days=max(0, _int(env, "JOB_RETENTION_DAYS", cls.job_retention_days)),
+            notification_link_days=max(1, _int(env, "NOTIFICATION_LINK_DAYS", cls.notification_link_days)),
             forwarded_proto_hops=_int(env, "FORWARDED_PROTO_HOPS", cls.forwarded_proto_hops),
             progress_flush_seconds=_float(env, "PROGRESS_FLUSH_SECONDS", cls.progress_flush_seconds),
             drain_seconds=_float(env, "DRAIN_SECONDS", cls.drain_seconds),
@@ -239,6 +244,6 @@ ENV_NAMES = (
     "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
-    "JOB_RETENTION_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT", "DEDUPE_OUTPUTS",
+    "JOB_RETENTION_DAYS", "NOTIFICATION_LINK_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT", "DEDUPE_OUTPUTS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

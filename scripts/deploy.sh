@@ -45,7 +45,8 @@ Options (each also read from the environment variable in brackets):
 
 Secrets come from the environment only: SENDGRID_API_KEY (stored in Secret Manager; needed on
 the first deploy), API_KEYS (required unless --allow-open-api) and URL_SIGNING_SECRET (the
-Kubernetes Secret imageflow-secrets). Topic and subscription names come from
+Kubernetes Secret imageflow-secrets, read by image-handler and interaction-manager: one
+signs the emailed zip links, the other verifies them). Topic and subscription names come from
 imageflow/topology.py (overridable by the same variables as the services), and the topics
 and subscriptions are created by its setup command, run with PYTHON [python3] and your
 application-default credentials; ACK_DEADLINE_SECONDS and MAX_DELIVERY_ATTEMPTS are the
@@ -632,8 +633,9 @@ if [[ -n "$DOMAIN" ]]; then
   write_file "$MANIFESTS/k8s/overlays/gke-https/params.env" "DOMAIN=$DOMAIN"
 fi
 ensure kubectl get namespace "$NAMESPACE" -- kubectl create namespace "$NAMESPACE"
-# image-handler's API keys and link-signing key (k8s Secret imageflow-secrets, which the
-# pods require), from the environment; empty keys only with --allow-open-api.
+# The API keys and link-signing key (k8s Secret imageflow-secrets, which the image-handler and
+# interaction-manager pods require: the manager signs the zip link in job.completed, the
+# handler verifies it), from the environment; empty keys only with --allow-open-api.
 secret_cmd=(kubectl create secret generic imageflow-secrets --namespace="$NAMESPACE"
             --dry-run=client --output=yaml)
 if ((DRY_RUN)); then

@@ -12,7 +12,8 @@ ImageFlow core. Its two ports sit beside it: ``mailers`` (the outbox and SendGri
   ``<IMAGEFLOW_DATA_DIR>/email-sent``. ``EMAIL_CLAIM_LEASE_SECONDS`` (default 300).
 - ``EMAIL_FROM``; ``PUBLIC_BASE_URL`` only for a message without ``results_url``. The zip link
   (``archive_url``) and the deletion date (``expires_at``, from the manager's JOB_RETENTION_DAYS)
-  come from the message (``domain.completed_event``); an older message without them gets neither.
+  come from the message (``domain.completed_event``; the manager signs the zip link when API keys
+  are on, so it opens without one); an older message without them gets neither.
 - Raise only for what a retry can fix (network, 429, 5xx, a key or sender SendGrid does not
   accept), so the trigger retries; a bad message is logged and dropped, and a mail SendGrid
   can never accept is recorded as refused. Nothing is recorded as mailed that was not sent.

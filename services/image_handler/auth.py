@@ -11,20 +11,21 @@
   job later count too: checked in the same job-store transaction that adds them.
 - With keys on, the download URLs in API answers carry an expiring HMAC signature
   (``expires`` and ``sig`` query parameters), so an ``<img src>`` or a CSV report link works
-  without the key, for that one file only, until it expires (like a signed GCS URL).
+  without the key, for that one file only, until it expires (like a signed GCS URL). The
+  signer is ``imageflow.links``, shared with the interaction manager, which signs the zip
+  link of ``job.completed``.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from dataclasses import dataclass, field
 from typing import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from imageflow import domain
 from imageflow.domain import Image, Job
 from imageflow.jobstore import AdmitImages, JobStore, iter_jobs, unfinished_images
+from imageflow.links import LinkSigner
 from imageflow.settings import Settings, SettingsError
 
 from .errors import ClientError
@@ -83,16 +84,13 @@ class Auth:
     """The keys, the link signer and the quotas of one image-handler process."""
 
     keys: dict[str, str] = field(default_factory=dict)     # sha256(key) -> owner name
-    signing_key: bytes = b""
+    links: LinkSigner = LinkSigner(b"")
     quota_jobs: int = 0
     quota_images: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Auth":
-        keys = parse_keys(settings.api_keys)
-        # Links must verify on every replica: the secret is configured, or derived from the keys.
-        secret = settings.url_signing_secret or ("imageflow-links:" + settings.api_keys)
-        return cls(keys, hashlib.sha256(secret.encode("utf-8")).digest(), settings.quota_active_jobs,
+        return cls(parse_keys(settings.api_keys), LinkSigner.from_settings(settings), settings.quota_active_jobs,
                    settings.quota_active_images)
 
     @property
@@ -177,29 +175,14 @@ class Auth:
 
         return admit
 
-    # -- signed links ----------------------------------------------------------------------
-    def _signature(self, path: str, query: list[tuple[str, str]], expires: int) -> str:
-        message = f"{path}?{urlencode(sorted(query))}|{expires}".encode("utf-8")
-        return hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
-
+    # -- signed links (imageflow.links) ---------------------------------------------------
     def sign_link(self, url: str, ttl_seconds: int, now: float | None = None, *, always: bool = False) -> str:
         """``url`` with ``expires`` and ``sig`` added (unchanged when keys are off, unless ``always``:
         a direct-upload link binds its file's name and size even on an open API)."""
         if not self.enabled and not always:
             return url
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        expires = int((now or time.time()) + ttl_seconds)
-        signed = query + [("expires", str(expires)), ("sig", self._signature(parts.path, query, expires))]
-        return urlunsplit(parts._replace(query=urlencode(signed)))
+        return self.links.sign_for(url, ttl_seconds, now)
 
     def verify_link(self, path: str, args: Mapping[str, str], now: float | None = None) -> bool:
         """True when ``args`` carry a valid, unexpired signature for ``path`` and the other args."""
-        try:
-            expires = int(args.get("expires", ""))
-        except ValueError:
-            return False
-        if expires < (now or time.time()):
-            return False
-        query = [(k, v) for k, v in args.items() if k not in ("expires", "sig")]
-        return hmac.compare_digest(self._signature(path, query, expires), str(args.get("sig", "")))
+        return self.links.verify(path, args, now)

@@ -37,6 +37,8 @@ from imageflow.messages import (
 )
 from imageflow.settings import Settings
 
+from . import lifecycle
+
 log = logging.getLogger(__name__)
 
 _INPUT_OBJECT = re.compile(r"^(?P<job>[0-9a-f]{32})/input/(?P<image>[0-9a-f]{32})-[^/]+$")
@@ -275,7 +277,7 @@ class Coordinator:
         subscribers (the email function, the webhook sender) reach the user."""
         if not self.jobs.mark_notified(job.job_id, domain.utcnow()):
             return False
-        event = domain.completed_event(job, self.settings.public_base_url, self.settings.job_retention_days)
+        event = lifecycle.completed_event(job, self.settings)
         try:
             message_id = self.bus.publish(self.settings.topics.notifications, event.encode(),
                                           {"job_id": job.job_id, "status": job.status})

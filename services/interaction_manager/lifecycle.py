@@ -1,5 +1,6 @@
 """The interaction manager's part of the job lifecycle (issue 16): what ``job.completed``
-says about a job (cancelled, retried, its savings), and the local retention sweep.
+says about a job (cancelled, retried, its savings, its signed zip link), and the local
+retention sweep.
 
 Cancel, retry and re-run need nothing else here: the image-handler records them on the job
 and publishes ``job.submitted``, and the usual fan-out and folding do the rest.
@@ -7,9 +8,10 @@ and publishes ``job.submitted``, and the usual fan-out and folding do the rest.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from imageflow import domain
+from imageflow import domain, links
 from imageflow.blobstore import BlobStore
 from imageflow.jobstore import JobStore
 from imageflow.messages import JobCompleted
@@ -21,8 +23,29 @@ SWEEP_PAGE = 200
 
 
 def completed_event(job: domain.Job, settings: Settings) -> JobCompleted:
-    """The ``job.completed`` message for ``job``: its counts, run, savings and parent."""
-    return domain.completed_event(job, settings.public_base_url, settings.job_retention_days)
+    """The ``job.completed`` message for ``job``: its counts, run, savings and parent. With keys
+    on, its zip link is signed (imageflow.links): whoever gets the email or the webhook opens it
+    without a key, until :func:`archive_link_expiry`."""
+    event = domain.completed_event(job, settings.public_base_url, settings.job_retention_days)
+    if event.archive_url and links.keys_on(settings):
+        signer = links.LinkSigner.from_settings(settings)
+        event = replace(event, archive_url=signer.sign(event.archive_url, archive_link_expiry(job, settings)))
+    return event
+
+
+def archive_link_expiry(job: domain.Job, settings: Settings) -> int:
+    """When the zip link of ``job.completed`` stops working (Unix seconds): when the job's files
+    are deleted (created_at + JOB_RETENTION_DAYS); NOTIFICATION_LINK_DAYS after completion when
+    they are kept until deleted. From the job alone, so every copy of the event has one link."""
+    expiry = domain.retention_expiry(job.created_at, settings.job_retention_days)
+    if expiry:
+        return int(_parse_iso(expiry).timestamp())
+    completed = _parse_iso(job.completed_at) if job.completed_at else datetime.now(timezone.utc)
+    return int((completed + timedelta(days=settings.notification_link_days)).timestamp())
+
+
+def _parse_iso(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _iso(moment: datetime) -> str:

@@ -38,6 +38,8 @@ from imageflow.messages import JobCompleted, decode_delivered
 from imageflow.safe_http import FetchError, FetchPolicy, post
 from imageflow.settings import Settings
 
+from . import lifecycle
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-ImageFlow-Signature"
@@ -68,7 +70,7 @@ def verify(secret: str, body: bytes, header: str, tolerance: float = 300, now: f
 def payload(job: domain.Job, event: JobCompleted | None, settings: Settings) -> bytes:
     """The JSON body: the job.completed message (built from the job when not given), plus links
     to the job and its report."""
-    data = (event or domain.completed_event(job, settings.public_base_url, settings.job_retention_days)).to_dict()
+    data = (event or lifecycle.completed_event(job, settings)).to_dict()
     api = domain.job_api_url(settings.public_base_url, job.job_id)
     data.update(event=EVENT, name=job.name, completed_at=job.completed_at, job_url=api,
                 report_url=f"{api}/report.csv")

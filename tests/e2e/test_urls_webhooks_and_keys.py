@@ -1,6 +1,7 @@
 """Import by URL, webhooks, reports and API keys end to end over HTTP, on the whole local stack:
 a CSV of URLs served from 127.0.0.1, SSRF attempts refused, a signed and retried webhook,
-the CSV report, API keys and quotas, listing, renaming, stats and deletion.
+the CSV report, API keys and quotas, listing, renaming, stats and deletion, and the signed zip
+link the completion email and webhook carry with keys on.
 
 The stack lets 127.0.0.1 through the SSRF rules (FETCH_ALLOW_CIDRS, test only) and maps
 test names with FETCH_HOSTS_OVERRIDE: internal.test and metadata.test resolve to private
@@ -8,17 +9,26 @@ addresses, which the interaction manager refuses before connecting."""
 from __future__ import annotations
 
 import csv
+import email
+import html
 import io
+import json
 import time
+import zipfile
+from datetime import datetime
+from email import policy
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests
+from PIL import Image
 
 from services.interaction_manager.webhooks import SIGNATURE_HEADER, verify
 from tests.http_servers import ImageServer, WebhookReceiver, jpeg, png
 
 ALICE = "alice-e2e-key-0123456789"
 BOB = "bob-e2e-key-0123456789ab"
+CAROL = "carol-e2e-key-0123456789"   # the signed-link test's own caller: its quota and stats stay apart
 SECRET = "e2e-webhook-secret-0123456789"
 
 
@@ -33,7 +43,7 @@ def images():
 @pytest.fixture(scope="module")
 def stack_options():
     return {"env": {
-        "API_KEYS": f"alice={ALICE},bob={BOB}", "QUOTA_ACTIVE_JOBS": "1", "QUOTA_ACTIVE_IMAGES": "20",
+        "API_KEYS": f"alice={ALICE},bob={BOB},carol={CAROL}", "QUOTA_ACTIVE_JOBS": "1", "QUOTA_ACTIVE_IMAGES": "20",
         "FETCH_ALLOW_CIDRS": "127.0.0.1/32", "FETCH_TIMEOUT_SECONDS": "3",
         "FETCH_HOSTS_OVERRIDE": "images.test=127.0.0.1,internal.test=10.20.30.40,metadata.test=169.254.169.254",
         "WEBHOOK_BACKOFF_SECONDS": "0.3", "WEBHOOK_MAX_ATTEMPTS": "4",
@@ -157,3 +167,58 @@ def test_list_rename_stats_and_delete_leaves_nothing_behind(stack, images):
     assert api(stack, "GET", f"/jobs/{job_id}").status_code == 404
     assert job_id not in [j["job_id"] for j in api(stack, "GET", "/jobs").json()["jobs"]]
     assert api(stack, "GET", "/stats").json()["jobs"] == 1
+
+
+def test_the_emailed_and_webhooked_zip_link_opens_without_a_key(stack):
+    """With keys on, the person who gets the completion email (or the webhook's receiver) opens the
+    zip link as it is, with no key: the interaction manager signed it, the image-handler verifies
+    it. A tampered signature is refused; the bare URL still needs a key."""
+    files = [("files", (f"link-{i}.png", png((48 + i, 32), (30 * i, 200, 90)), "image/png")) for i in range(2)]
+    hook = WebhookReceiver()
+    try:
+        created = api(stack, "POST", "/jobs", key=CAROL, files=files, data={
+            "operations": json.dumps([{"op": "grayscale"}]), "email": "someone@example.com",
+            "webhook_url": hook.url("/done")})
+        assert created.status_code == 202, created.text
+        job_id = created.json()["job_id"]
+        job = wait_done(stack, job_id, key=CAROL)
+        assert job["status"] == "completed"
+        [call] = hook.wait_for(1)
+    finally:
+        hook.stop()
+    webhook_link = json.loads(call["body"])["archive_url"]
+
+    eml = stack.data_dir / "outbox" / f"{job_id}.eml"
+    end = time.monotonic() + 30
+    while not eml.exists():
+        assert time.monotonic() < end, f"no email for {job_id}"
+        time.sleep(0.2)
+    mail = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    text = mail.get_body(("plain",)).get_content()
+    [mailed_link] = [word for word in text.split() if "/archive.zip" in word]
+    assert mailed_link == webhook_link, "the email and the webhook carry the same link"
+    assert f'<a href="{html.escape(mailed_link, quote=True)}">' in mail.get_body(("html",)).get_content()
+    link = urlsplit(mailed_link)
+    assert f"{link.scheme}://{link.netloc}{link.path}" == f"{stack.base_url}/api/v1/jobs/{job_id}/archive.zip"
+    args = dict(parse_qsl(link.query))
+    assert set(args) == {"expires", "sig"}
+    deleted_at = datetime.fromisoformat(job["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert int(args["expires"]) == int(deleted_at), "valid until the files go (JOB_RETENTION_DAYS after creation)"
+
+    opened = requests.get(mailed_link, timeout=30)        # a browser opening the email's link: no key
+    assert opened.status_code == 200, opened.text
+    assert opened.headers["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(opened.content))
+    assert len(archive.namelist()) == 2
+    sizes = sorted(Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist())
+    assert sizes == [(48, 32), (49, 32)]
+    assert all(Image.open(io.BytesIO(archive.read(name))).mode in ("L", "LA") for name in archive.namelist())
+
+    sig = args["sig"]
+    tampered = urlunsplit(link._replace(query=urlencode({**args, "sig": sig[:-1] + ("1" if sig[-1] == "0" else "0")})))
+    refused = requests.get(tampered, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "invalid_link"
+    extended = urlunsplit(link._replace(query=urlencode({**args, "expires": str(int(args["expires"]) + 86400)})))
+    assert requests.get(extended, timeout=10).status_code == 403
+    bare = requests.get(urlunsplit(link._replace(query="")), timeout=10)
+    assert bare.status_code == 401 and bare.json()["error"]["code"] == "api_key_required"

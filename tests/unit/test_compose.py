@@ -118,6 +118,19 @@ def test_compose_uses_the_configmap_names_and_bus_topology():
         assert not set(Topics.ENV.values()) & set(service.get("environment") or {})
 
 
+def test_the_link_signer_and_verifier_get_the_same_keys():
+    """The interaction manager signs the emailed zip link, the image-handler verifies it: both read
+    API_KEYS and URL_SIGNING_SECRET from the same shell variables (nothing else gets them)."""
+    services = compose()["services"]
+    keys = ("API_KEYS", "URL_SIGNING_SECRET")
+    handler, manager = ({key: (services[name].get("environment") or {}).get(key) for key in keys}
+                        for name in ("image-handler", "interaction-manager"))
+    assert handler == manager == {key: f"${{{key}:-}}" for key in keys}
+    for name, service in services.items():
+        if name not in ("image-handler", "interaction-manager"):
+            assert not set(keys) & set(service.get("environment") or {}), name
+
+
 def test_one_dockerfile_builds_every_service():
     """The three services are one recipe with ARG SERVICE; compose builds each with its port."""
     services = compose()["services"]

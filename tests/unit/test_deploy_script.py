@@ -513,6 +513,17 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     assert image == f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/image-processor:v1"
     assert f"--member=serviceAccount:service-{FAKE_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com" in \
         " ".join(first)
+    # The one Secret it creates holds every key the pods read from it: the manager signs the zip
+    # link of job.completed with API_KEYS / URL_SIGNING_SECRET, the handler verifies it with the same.
+    [created] = [c for c in first if "create secret generic" in c]
+    secret = (re.search(r"create secret generic (\S+)", created).group(1),
+              set(re.findall(r"--from-literal=([A-Z_]+)=", created)))
+    for service in ("image-handler", "interaction-manager"):
+        spec = by_kind(applied, "Deployment")[service]["spec"]["template"]["spec"]["containers"][0]
+        refs = {(item["valueFrom"]["secretKeyRef"]["name"], item["valueFrom"]["secretKeyRef"]["key"])
+                for item in spec["env"] if "secretKeyRef" in item.get("valueFrom", {})}
+        assert {(secret[0], key) for key in ("API_KEYS", "URL_SIGNING_SECRET")} <= refs, service
+        assert {key for name, key in refs if name == secret[0]} <= secret[1], service
 
     # A second run finds everything in place: it creates nothing.
     log.unlink()

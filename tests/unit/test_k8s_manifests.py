@@ -35,8 +35,9 @@ NOT_IN_CONFIGMAP = {
     "PORT": "per container (interaction-manager, image-processor)",
     "SENDGRID_API_KEY": "read by the email function only, from Secret Manager (deploy.sh --set-secrets)",
     "SENDGRID_API_HOST": "email function only (a test stand-in); its default is SendGrid's",
-    "API_KEYS": "a secret: image-handler reads it from the Secret imageflow-secrets",
-    "URL_SIGNING_SECRET": "a secret: image-handler reads it from the Secret imageflow-secrets",
+    "API_KEYS": "a secret: image-handler and interaction-manager read it from the Secret imageflow-secrets",
+    "URL_SIGNING_SECRET": "a secret: image-handler and interaction-manager read it from the Secret imageflow-secrets",
+    "NOTIFICATION_LINK_DAYS": "applies only when JOB_RETENTION_DAYS is 0, which deploy.sh refuses (local only)",
     "FETCH_ALLOW_CIDRS": "tests only (imageflow/settings.py)",
     "FETCH_HOSTS_OVERRIDE": "tests only (imageflow/settings.py)",
     "IMAGEFLOW_FAULTS": "fault injection for the reliability suites only",
@@ -183,11 +184,17 @@ def test_secrets_come_from_a_secret_never_a_configmap(overlay):
         assert doc["kind"] != "Secret", "secret values are never committed: deploy.sh creates the Secret"
         if doc["kind"] == "ConfigMap":
             assert not SECRET_SETTINGS & set(doc.get("data", {}))
-    env = {item["name"]: item for item in container(by_kind(overlay, "Deployment")["image-handler"])["env"]}
-    for name in ("API_KEYS", "URL_SIGNING_SECRET"):
-        ref = env[name]["valueFrom"]["secretKeyRef"]
-        # Not optional: a missing Secret keeps the pod from starting instead of serving an open API.
-        assert (ref["name"], ref["key"], ref["optional"]) == ("imageflow-secrets", name, False)
+    deployments = by_kind(overlay, "Deployment")
+    # The manager signs the zip link of job.completed, the handler verifies it: one Secret for both.
+    for service in ("image-handler", "interaction-manager"):
+        env = {item["name"]: item for item in container(deployments[service])["env"]}
+        for name in ("API_KEYS", "URL_SIGNING_SECRET"):
+            ref = env[name]["valueFrom"]["secretKeyRef"]
+            # Not optional: a missing Secret keeps the pod from starting instead of serving an open API.
+            assert (ref["name"], ref["key"], ref["optional"]) == ("imageflow-secrets", name, False), (service, name)
+    for service in ("image-processor", "frontend"):   # they sign nothing: the keys stay out of them
+        names = {item["name"] for item in container(deployments[service]).get("env", [])}
+        assert not SECRET_SETTINGS & names, service
 
 
 def test_the_gke_overlay_sends_every_services_traces_to_cloud_trace(base, overlay, monkeypatch):

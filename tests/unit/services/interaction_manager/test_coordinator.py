@@ -165,3 +165,27 @@ def test_the_sweep_leaves_a_counter_that_moves_during_its_scan(coordinator, jobs
     assert coordinator.repair_outstanding() == 0       # drift -3 now: not the one seen before
     assert coordinator.repair_outstanding() == -3      # seen twice: corrected
     assert coordinator.outstanding_tasks() == 2
+
+
+def test_with_keys_on_the_announced_zip_link_is_signed_until_the_files_are_deleted(jobs, bus):
+    """What the email and the webhook pass on opens without a key, at the image-handler, until
+    JOB_RETENTION_DAYS after creation; a link that is not the job's zip does not verify."""
+    from datetime import datetime
+    from urllib.parse import parse_qsl, urlsplit
+
+    from services.image_handler.auth import Auth
+
+    keyed = Settings.from_env({"PUBLIC_BASE_URL": "https://imageflow.example", "API_KEYS": "alice=alice-key-0123456789"})
+    job, [image] = make_job(jobs, n=1)
+    Coordinator(keyed, jobs, bus, FakeBlobStore()).fold([ok(image)])
+    [event] = bus.messages(TOPICS.notifications, JobCompleted)
+    link = urlsplit(event.archive_url)
+    args = dict(parse_qsl(link.query))
+    assert f"{link.scheme}://{link.netloc}{link.path}" == f"https://imageflow.example/api/v1/jobs/{job.job_id}/archive.zip"
+    expiry = datetime.fromisoformat(domain.retention_expiry(job.created_at, 30).replace("Z", "+00:00")).timestamp()
+    assert int(args["expires"]) == int(expiry)
+    handler = Auth.from_settings(keyed)
+    assert handler.verify_link(link.path, args)
+    assert not handler.verify_link(f"/api/v1/jobs/{domain.new_id()}/archive.zip", args)
+    assert not handler.verify_link(link.path, args, now=expiry + 1)
+    assert event.results_url == f"https://imageflow.example/jobs/{job.job_id}"  # the page is not a download
