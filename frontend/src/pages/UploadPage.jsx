@@ -2,7 +2,7 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { SAVED_PREFIX, reserveStepIds } from '../components/OperationsEditor.jsx';
 import useSavedPresets from '../hooks/useSavedPresets.js';
 import Notice from '../components/Notice.jsx';
-import ApiKeySection from '../components/upload/ApiKeySection.jsx';
+import ApiKeySection from '../components/ApiKeySection.jsx';
 import EmailSection from '../components/upload/EmailSection.jsx';
 import EstimatePanel from '../components/upload/EstimatePanel.jsx';
 import RefusedRows, { serverRows } from '../components/upload/RefusedRows.jsx';
