@@ -3,10 +3,13 @@
 // tests/e2e/test_browser_upload_page.py against the running stack (API_KEYS set):
 //
 //   node e2e/upload_page.mjs --base-url URL --artifacts DIR --scenario NAME --key KEY [...]
-//     key       a photo, Process without a key, then a wrong key, then the right one
+//     key       a photo, Process without a key, then a wrong key, then the right one; then the
+//               job page opened in a new tab (as from the email: no key there), the key entered
+//               in place
 //     urls      pasted addresses (--urls, JSON list; one not an address), then a CSV (--csv)
 //     estimate  photos (--photos, JSON list of paths), Estimate, then Process
-//     overlay   a photo and a logo file (--logo) in an overlay step, then Process
+//     overlay   a photo and a logo file (--logo) in an overlay step, then Process; then the
+//               steps saved as a preset, the preset chosen, the logo asked for and given again
 //   Each follows the job to its page and prints RESULT {...} with what the page showed.
 //
 // Fails (exit 1) on a console error, a failed answer (but a 401 before the right key is in,
@@ -58,7 +61,23 @@ const scenarios = {
     const jobId = await jobIdOnceSent(page);
     await untilDone(page); // the job page polls with the key
     const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('imageflow.apiKey'), local: localStorage.getItem('imageflow.apiKey') }));
-    return { job_id: jobId, hint, missing, refused, stored };
+    // The job page in a new tab, as opened from the email: that tab has no key yet.
+    const tab = await page.context().newPage();
+    const tabConsole = watchConsole(tab);
+    await tab.goto(`${base}/jobs/${jobId}`);
+    const field = tab.getByLabel('Your API key');
+    await field.waitFor();
+    const jobPageHeading = await tab.getByRole('heading', { level: 1 }).textContent();
+    check(await field.evaluate((input) => input === document.activeElement), 'the key field has the focus');
+    await assertAccessible(tab, 'the job page asking for the key');
+    await tab.screenshot({ path: path.join(shots, 'job-page-api-key.png'), fullPage: true });
+    await field.fill(opts.key);
+    await field.press('Enter');
+    await untilDone(tab);
+    check(tab.url() === `${base}/jobs/${jobId}`, 'the job shows in place, with no navigation');
+    tabConsole.assertClean((p) => /^Failed to load resource/.test(p.text)); // the 401 before the key
+    await tab.close();
+    return { job_id: jobId, hint, missing, refused, stored, job_page_heading: jobPageHeading };
   },
 
   async urls(page) {
@@ -116,7 +135,23 @@ const scenarios = {
     await page.getByRole('button', { name: /^Process 1 photo$/ }).click();
     const jobId = await jobIdOnceSent(page);
     await untilDone(page);
-    return { job_id: jobId, missing, chosen };
+    // The steps (kept by the page, the logo by its name) saved as a preset, then used.
+    await page.goto(base);
+    await page.getByLabel('Save these steps as a preset').fill('E2E logo');
+    await page.getByRole('button', { name: 'Save preset' }).click();
+    await page.getByText('Saved as “E2E logo”. It is now among the presets.').waitFor();
+    await page.getByRole('radio', { name: 'Use a preset' }).check();
+    await page.getByRole('radio', { name: /E2E logo/ }).check();
+    await chooseFiles(page, photos);
+    await page.getByRole('button', { name: /^Process 1 photo$/ }).click();
+    const presetMissing = await page.locator('.preset-logos .field-error').textContent();
+    await page.getByLabel('Logo file “logo.png”').setInputFiles(opts.logo);
+    await assertAccessible(page, 'the preset asking for its logo');
+    await page.screenshot({ path: path.join(shots, 'upload-preset-logo.png'), fullPage: true });
+    await page.getByRole('button', { name: /^Process 1 photo$/ }).click();
+    const presetJobId = await jobIdOnceSent(page);
+    await untilDone(page);
+    return { job_id: jobId, missing, chosen, preset_job_id: presetJobId, preset_missing: presetMissing };
   },
 };
 

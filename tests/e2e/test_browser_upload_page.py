@@ -73,6 +73,8 @@ def test_the_page_asks_for_the_key_says_when_it_is_wrong_and_works_with_the_righ
     done = job(stack, result["job_id"])
     assert done["status"] == "completed" and done["total"] == 1
     assert requests.get(f"{stack.base_url}/api/v1/jobs/{result['job_id']}", timeout=10).status_code == 401
+    # the job page in a new tab (no key there) asked for the key in place, then showed the job
+    assert result["job_page_heading"] == "Enter your API key to see this job"
 
 
 def test_pasted_addresses_and_a_csv_become_jobs_with_the_refusals_shown(stack, tmp_path, image_server):
@@ -129,3 +131,8 @@ def test_a_logo_file_from_the_editor_lands_on_the_photo(stack, tmp_path):
     red = picture.getpixel(((left + right) // 2, (top + bottom) // 2))
     assert red[0] > 200 and red[1] < 60 and red[2] < 60, red
     assert picture.getpixel((350, 250))[0] < 160                       # the rest stays grey
+    # the same steps saved as a preset: the logo is asked for again when it is used, then sent
+    assert result["preset_missing"].startswith("Choose the logo file for “logo.png”")
+    again = job(stack, result["preset_job_id"])
+    assert again["status"] == "completed", again
+    assert again["images"][0]["choices"]["overlay"]["image"] == "logo.png"

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { capitalize, formatBytes, formatName } from '../lib/format.js';
 import { fieldHelp, fieldLabel, operationHelp, optionLabel } from '../lib/wording.js';
 import { describeOperation, enumAllowsEmpty, initialValues, rangeText, valuesFromOperation } from '../lib/schema.js';
+import { presetLogoInputId, presetLogoNames } from '../lib/formProblems.js';
 
 const PRESET_BLURBS = {
   thumbnail: 'Small previews for galleries and lists.',
@@ -139,6 +140,43 @@ function OverlayImageInput({ id, label, source, value, file, error, onSource, on
         </p>
       )}
     </fieldset>
+  );
+}
+
+/**
+ * The logo files a preset's overlay operations name by file name (a saved preset keeps the
+ * name, not the file): one file input each, labelled with that name. `files` maps a name
+ * to the File picked for it, `errors` a name to its problem.
+ */
+function PresetLogoInputs({ preset, names, files = {}, errors = {}, onFile }) {
+  return (
+    <div className="preset-logos" role="group" aria-labelledby="preset-logos-title">
+      <p className="preset-logos-title" id="preset-logos-title">
+        “{preset}” puts {names.length === 1 ? 'a logo' : 'logos'} on the photos: choose {names.length === 1 ? 'its file' : 'their files'} to send with them.
+      </p>
+      {names.map((name, index) => {
+        const id = presetLogoInputId(index);
+        const file = files[name];
+        const error = errors[name];
+        const describedBy = [`${id}-hint`, error ? `${id}-error` : null].filter(Boolean).join(' ');
+        return (
+          <div className="field" key={name}>
+            <label htmlFor={id}>Logo file “{name}”</label>
+            <input id={id} type="file" accept={LOGO_TYPES} aria-invalid={error ? true : undefined} aria-describedby={describedBy} onChange={(e) => onFile(name, e.target.files?.[0] || null)} />
+            <p className="field-hint" id={`${id}-hint`}>
+              {file
+                ? `Chosen: ${file.name} (${formatBytes(file.size)}). It is sent with the photos as “${name}”, the name the preset uses.`
+                : 'A PNG or WebP. The preset keeps only the name, so the file is asked for each time the page is opened.'}
+            </p>
+            {error && (
+              <p className="field-error" id={`${id}-error`}>
+                {error}
+              </p>
+            )}
+          </div>
+        );
+      })}
+    </div>
   );
 }
 
@@ -336,10 +374,24 @@ function SavePresetForm({ onSave }) {
   );
 }
 
-export default function OperationsEditor({ operations, presets, choice, onChange, errors, onSavePreset, onDeletePreset, overlayFiles = {}, onOverlayFile }) {
+export default function OperationsEditor({
+  operations,
+  presets,
+  choice,
+  onChange,
+  errors,
+  onSavePreset,
+  onDeletePreset,
+  overlayFiles = {},
+  onOverlayFile,
+  presetLogoFiles = {},
+  presetLogoErrors = {},
+  onPresetLogo,
+}) {
   const byName = Object.fromEntries(operations.map((operation) => [operation.op, operation]));
   const presetNames = Object.keys(presets || {});
   const [toAdd, setToAdd] = useState(operations[0]?.op || '');
+  const logoNames = choice.mode === 'preset' ? presetLogoNames(presets?.[choice.preset]) : [];
 
   const setMode = (mode) => onChange({ ...choice, mode });
   const setSteps = (steps) => onChange({ ...choice, steps });
@@ -347,6 +399,14 @@ export default function OperationsEditor({ operations, presets, choice, onChange
   const customise = () => {
     const ops = presets[choice.preset] || [];
     const steps = ops.filter((op) => byName[op.op]).map((op) => newStep(byName[op.op], op));
+    // a logo file already picked for the preset goes on with its steps
+    for (const step of steps) {
+      const file = step.op === 'overlay' ? presetLogoFiles[step.values.image] : null;
+      if (file) {
+        onOverlayFile?.(step.id, file);
+        step.values = { ...step.values, image: file.name };
+      }
+    }
     onChange({ ...choice, mode: 'custom', steps });
   };
 
@@ -395,6 +455,9 @@ export default function OperationsEditor({ operations, presets, choice, onChange
               </span>
             </label>
           ))}
+          {logoNames.length > 0 && onPresetLogo && (
+            <PresetLogoInputs preset={presetTitle(choice.preset)} names={logoNames} files={presetLogoFiles} errors={presetLogoErrors || {}} onFile={onPresetLogo} />
+          )}
           <div className="preset-actions">
             <button type="button" className="button button-small button-quiet" onClick={customise}>
               Customise this preset

@@ -76,10 +76,11 @@ export function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-// The server's 401/403 said in the page's words: where to put the key.
+// The server's 401 said in the page's words: where to put the key (every page that reads
+// the API shows the “API key” field after a 401, see components/ApiKeySection.jsx).
 const KEY_MESSAGES = {
-  api_key_required: 'This ImageFlow server needs an API key. Enter yours in the “API key” field on the upload page.',
-  invalid_api_key: 'The API key was not accepted. Check it and enter it again in the “API key” field on the upload page.',
+  api_key_required: 'This ImageFlow server needs an API key. Enter yours in the “API key” field.',
+  invalid_api_key: 'The API key was not accepted. Check it and enter it again in the “API key” field.',
 };
 
 /** Build an ApiError from a status and a response body text, using the JSON error if any. */

@@ -1,4 +1,5 @@
 import { useEffect, useMemo, useState } from 'react';
+import ApiKeySection from '../components/ApiKeySection.jsx';
 import JobLifecycle from '../components/JobLifecycle.jsx';
 import Notice from '../components/Notice.jsx';
 import Gallery from '../components/job/Gallery.jsx';
@@ -6,6 +7,7 @@ import JobSummary, { NewBatchLink } from '../components/job/JobSummary.jsx';
 import Lightbox from '../components/job/Lightbox.jsx';
 import StatusFilter, { filterImages } from '../components/job/StatusFilter.jsx';
 import SubmittedNotice from '../components/job/SubmittedNotice.jsx';
+import useApiKey from '../hooks/useApiKey.js';
 import { distinctNames } from '../lib/format.js';
 import { isTerminal, jobStatusText } from '../lib/jobs.js';
 import useJob from '../lib/useJob.js';
@@ -58,6 +60,17 @@ function Photos({ images }) {
 /** The page at /jobs/<job_id>: live progress, per-image results and downloads. */
 export default function JobPage({ jobId, submitted }) {
   const { status, job, error, retrying, updatedAt, retryNow } = useJob(jobId);
+  // A 401 (no key in this tab, as in a new tab opened from the email, or a key refused): the
+  // key is asked for here, and the job read again with it at once.
+  const [apiKey, setApiKey] = useApiKey();
+  const needsKey = error?.status === 401;
+  const onKey = (key) => {
+    setApiKey(key);
+    retryNow();
+  };
+  const keySection = (focusField) => (
+    <ApiKeySection apiKey={apiKey} onKey={onKey} refused={apiKey ? error.message : ''} focusField={focusField} />
+  );
 
   useEffect(() => {
     if (job) {
@@ -99,6 +112,18 @@ export default function JobPage({ jobId, submitted }) {
     );
   }
 
+  if (status === 'error' && needsKey) {
+    return (
+      <div className="page job-page">
+        <h1 tabIndex={-1} id="page-title">Enter your API key to see this job</h1>
+        <p className="muted job-id-line">
+          Job <code className="job-id">{jobId}</code>
+        </p>
+        {keySection(true)}
+      </div>
+    );
+  }
+
   if (status === 'error') {
     return (
       <div className="page job-page">
@@ -127,7 +152,8 @@ export default function JobPage({ jobId, submitted }) {
         Job <code className="job-id">{job.job_id}</code>
       </p>
       {submitted && <SubmittedNotice submitted={submitted} />}
-      {error && (
+      {needsKey && keySection(false)}
+      {error && !needsKey && (
         <Notice
           tone="warning"
           title={error.isNetwork ? 'Lost contact with the server.' : error.message}

@@ -328,3 +328,61 @@ describe('job page', () => {
     expect(fetch.mock.calls[2][1].headers['If-None-Match']).toBe('"one"');
   });
 });
+
+describe('job page on a server with API keys', () => {
+  const KEY = 'studio-key-0123456789';
+  const authorization = (init) => (init?.headers || {}).Authorization ?? null;
+
+  beforeEach(() => window.sessionStorage.clear());
+  afterEach(() => window.sessionStorage.clear());
+
+  // The server of API_KEYS=studio=KEY: the job is read only with that key.
+  function keyedServer() {
+    return mockFetch((url, init) => {
+      expect(url).toBe(`/api/v1/jobs/${JOB_ID}`);
+      const auth = authorization(init);
+      if (!auth) return jsonResponse(401, { error: { code: 'api_key_required', message: 'an API key is required' } });
+      if (auth !== `Bearer ${KEY}`) return jsonResponse(401, { error: { code: 'invalid_api_key', message: 'the API key is not valid' } });
+      return jsonResponse(200, finished);
+    });
+  }
+
+  it('opened from the email in a new tab (no key), asks for the key in place and shows the job once it is given', async () => {
+    const fetch = keyedServer();
+    window.history.replaceState(null, '', `/jobs/${JOB_ID}`);
+    render(<App />);
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    const field = await screen.findByLabelText('Your API key');
+    expect(field).toHaveFocus();
+    expect(screen.getByRole('heading', { level: 1, name: 'Enter your API key to see this job' })).toBeInTheDocument();
+    expect(screen.getByText(JOB_ID)).toBeInTheDocument();
+    expect(screen.queryByRole('alert')).toBeNull(); // no key was given yet: nothing was refused
+
+    await user.type(field, `${KEY}{Enter}`);
+    expect(await screen.findByRole('heading', { level: 1, name: 'Your photos are ready, with some errors' })).toBeInTheDocument();
+    expect(screen.getByRole('heading', { name: 'beach.jpg' })).toBeInTheDocument();
+    expect(screen.queryByLabelText('Your API key')).toBeNull();
+    expect(authorization(fetch.mock.calls.at(-1)[1])).toBe(`Bearer ${KEY}`);
+    expect(window.location.pathname).toBe(`/jobs/${JOB_ID}`); // no navigation, no reload
+    expect(window.sessionStorage.getItem('imageflow.apiKey')).toBe(KEY); // kept for the tab
+  });
+
+  it('says when the key given is refused, keeps the field focused, and takes the right one', async () => {
+    const fetch = keyedServer();
+    window.history.replaceState(null, '', `/jobs/${JOB_ID}`);
+    render(<App />);
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    await user.type(await screen.findByLabelText('Your API key'), 'not-the-key-0123456789');
+    await user.click(screen.getByRole('button', { name: 'Use this key' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent('The API key was not accepted. Check it and enter it again in the “API key” field.');
+    const field = screen.getByLabelText('Your API key');
+    expect(field).toHaveFocus();
+    expect(field).toHaveAttribute('aria-invalid', 'true');
+    expect(authorization(fetch.mock.calls.at(-1)[1])).toBe('Bearer not-the-key-0123456789');
+
+    await user.type(field, KEY);
+    await user.click(screen.getByRole('button', { name: 'Use this key' }));
+    expect(await screen.findByRole('heading', { level: 1, name: 'Your photos are ready, with some errors' })).toBeInTheDocument();
+    expect(authorization(fetch.mock.calls.at(-1)[1])).toBe(`Bearer ${KEY}`);
+  });
+});

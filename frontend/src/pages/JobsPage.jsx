@@ -1,5 +1,7 @@
 import { useCallback, useEffect, useState } from 'react';
+import ApiKeySection from '../components/ApiKeySection.jsx';
 import Notice from '../components/Notice.jsx';
+import useApiKey from '../hooks/useApiKey.js';
 import { authHeaders, errorFromResponse, ApiError } from '../lib/api.js';
 import { formatTime } from '../lib/format.js';
 import { jobStatusText } from '../lib/jobs.js';
@@ -75,6 +77,13 @@ export default function JobsPage() {
     load(null, status, false);
   }, [status, load]);
 
+  // A 401: the key is asked for here, and the list read again with it at once.
+  const [apiKey, setApiKey] = useApiKey();
+  const onKey = (key) => {
+    setApiKey(key);
+    load(null, status, false);
+  };
+
   return (
     <div className="page jobs-page">
       <h1 tabIndex={-1} id="page-title">Your jobs</h1>
@@ -86,11 +95,8 @@ export default function JobsPage() {
           </option>
         ))}
       </select>
-      {error && (
-        <Notice tone="error" title={error.message}>
-          {error.status === 401 && <p>This server requires an API key: enter it on the upload page (it is kept for this browser tab), or use the API or the imageflow command with your key.</p>}
-        </Notice>
-      )}
+      {error?.status === 401 && <ApiKeySection apiKey={apiKey} onKey={onKey} refused={apiKey ? error.message : ''} focusField />}
+      {error && error.status !== 401 && <Notice tone="error" title={error.message} />}
       {!error && !loading && jobs.length === 0 && <p className="muted">No jobs yet.</p>}
       <ul className="jobs-list">
         {jobs.map((job) => (

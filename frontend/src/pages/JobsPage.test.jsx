@@ -33,10 +33,30 @@ it('lists the caller\'s jobs page by page and filters them by status', async () 
   expect(fetch.mock.calls.map(([url]) => url)).toContain('/api/v1/jobs?limit=20&status=cancelled');
 });
 
-it('says when the server wants an API key', async () => {
-  mockFetch(() => jsonResponse(401, { error: { code: 'unauthorized', message: 'an API key is required' } }));
+it('says why the list could not be read', async () => {
+  mockFetch(() => jsonResponse(503, { error: { code: 'unavailable', message: 'the job store is not answering' } }));
   window.history.replaceState(null, '', '/jobs');
   render(<App />);
-  expect(await screen.findByRole('alert')).toHaveTextContent('an API key is required');
-  expect(screen.getByText(/requires an API key/)).toBeInTheDocument();
+  expect(await screen.findByRole('alert')).toHaveTextContent('the job store is not answering');
+  expect(screen.queryByLabelText('Your API key')).toBeNull();
+});
+
+it('asks for the API key in place when the server wants one, then lists the jobs read with it', async () => {
+  window.sessionStorage.clear();
+  const fetch = mockFetch((url, init) => {
+    if ((init?.headers || {}).Authorization !== 'Bearer studio-key-0123456789') {
+      return jsonResponse(401, { error: { code: 'api_key_required', message: 'an API key is required' } });
+    }
+    return jsonResponse(200, { jobs: [job(1)], next_cursor: null, links: {} });
+  });
+  window.history.replaceState(null, '', '/jobs');
+  render(<App />);
+  const field = await screen.findByLabelText('Your API key');
+  expect(field).toHaveFocus();
+  await userEvent.type(field, 'studio-key-0123456789');
+  await userEvent.click(screen.getByRole('button', { name: 'Use this key' }));
+  expect(await screen.findByRole('link', { name: 'batch 1' })).toBeInTheDocument();
+  expect(screen.queryByLabelText('Your API key')).toBeNull();
+  expect(fetch.mock.calls.at(-1)[1].headers.Authorization).toBe('Bearer studio-key-0123456789');
+  window.sessionStorage.clear();
 });

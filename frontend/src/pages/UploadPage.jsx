@@ -2,7 +2,7 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { SAVED_PREFIX, reserveStepIds } from '../components/OperationsEditor.jsx';
 import useSavedPresets from '../hooks/useSavedPresets.js';
 import Notice from '../components/Notice.jsx';
-import ApiKeySection from '../components/upload/ApiKeySection.jsx';
+import ApiKeySection from '../components/ApiKeySection.jsx';
 import EmailSection from '../components/upload/EmailSection.jsx';
 import EstimatePanel from '../components/upload/EstimatePanel.jsx';
 import RefusedRows, { serverRows } from '../components/upload/RefusedRows.jsx';
@@ -16,12 +16,12 @@ import useEstimate from '../hooks/useEstimate.js';
 import useServerOptions from '../hooks/useServerOptions.js';
 import useUploadQueue from '../hooks/useUploadQueue.js';
 import { DEFAULT_LIMITS, parseUrlList } from '../lib/files.js';
-import { checkForm, stepErrorsFromDetails, stepSummary } from '../lib/formProblems.js';
+import { checkForm, presetLogoInputId, presetLogoNames, stepErrorsFromDetails, stepSummary } from '../lib/formProblems.js';
 import { loadChoice, saveChoice } from '../lib/savedWork.js';
 import { submitUrlJob, validateOperations } from '../lib/api.js';
 import { navigate } from '../lib/router.js';
 
-const NO_PROBLEMS = { summary: [], steps: {}, email: '' };
+const NO_PROBLEMS = { summary: [], steps: {}, presetLogos: {}, email: '' };
 
 /** The choice with the server's defaults filled in: the "web" preset if there is one. */
 function withDefaults(choice, presets) {
@@ -71,6 +71,22 @@ export default function UploadPage() {
   // The logo file of each overlay step, by step id (files cannot be kept with the saved steps).
   const [overlayFiles, setOverlayFiles] = useState({});
   const onOverlayFile = (stepId, file) => setOverlayFiles((current) => ({ ...current, [stepId]: file }));
+  // The logo files of a preset's overlay operations, by preset and the file name they use: a
+  // saved preset keeps the name only, so the file is asked for again when the preset is used.
+  const [presetLogos, setPresetLogos] = useState({});
+  const chosenPresetLogos = (choice.mode === 'preset' && presetLogos[choice.preset]) || {};
+  const onPresetLogo = (name, file) => {
+    const preset = choice.preset;
+    setPresetLogos((current) => ({ ...current, [preset]: { ...(current[preset] || {}), [name]: file } }));
+    // the problem said beside this logo (and in the summary) is solved once a file is picked
+    const index = presetLogoNames(presets[preset]).indexOf(name);
+    if (file) {
+      setProblems((current) => {
+        const { [name]: solved, ...others } = current.presetLogos || {};
+        return { ...current, presetLogos: others, summary: current.summary.filter((p) => p.key !== `preset-logo-${index}`) };
+      });
+    }
+  };
   const [keyRefused, setKeyRefused] = useState('');
   const needsKey = Boolean(server.apiKeysRequired) || Boolean(keyRefused);
   const onKey = (key) => {
@@ -103,17 +119,27 @@ export default function UploadPage() {
     if (error?.status === 401) setKeyRefused(error.message);
   };
 
-  // The request both the estimate and the job send: the steps (or preset) and the logo files.
+  // What checkForm needs besides the photos and email: the steps' or the preset's logo files.
+  const logoInputs = {
+    operationsByName,
+    overlayFiles,
+    presetOperations: choice.mode === 'preset' ? presets[choice.preset] : null,
+    presetLogoFiles: chosenPresetLogos,
+  };
+
+  // The request both the estimate and the job send: the steps (or preset) and the logo files
+  // (checked.overlays: the custom steps' or the preset's, under the names the operations use).
   const jobRequest = (checked) => {
     const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
     return savedPreset
-      ? { preset: null, operations: presets[choice.preset], overlays: [] }
-      : { preset: choice.mode === 'preset' ? choice.preset : null, operations: checked.operations, overlays: choice.mode === 'custom' ? checked.overlays : [] };
+      ? { preset: null, operations: presets[choice.preset], overlays: checked.overlays }
+      : { preset: choice.mode === 'preset' ? choice.preset : null, operations: checked.operations, overlays: checked.overlays };
   };
-  const estimateSignature = `${photos.items.map((item) => item.id).join(',')}|${JSON.stringify(choice.mode === 'custom' ? choice.steps : choice.preset)}|${Object.values(overlayFiles).map((f) => f?.name).join(',')}`;
+  const logoSignature = [...Object.values(overlayFiles), ...Object.values(chosenPresetLogos)].map((f) => f?.name).join(',');
+  const estimateSignature = `${photos.items.map((item) => item.id).join(',')}|${JSON.stringify(choice.mode === 'custom' ? choice.steps : choice.preset)}|${logoSignature}`;
 
   const onEstimate = () => {
-    const checked = checkForm({ items: photos.items, choice, email: '', operationsByName, overlayFiles });
+    const checked = checkForm({ items: photos.items, choice, email: '', ...logoInputs });
     if (checked.summary.length) {
       setProblems(checked);
       requestAnimationFrame(() => summaryRef.current?.focus());
@@ -137,9 +163,10 @@ export default function UploadPage() {
     }
   };
 
-  // "Save these steps as a preset": the steps are checked here, then by the server.
+  // "Save these steps as a preset": the steps are checked here, then by the server. A logo
+  // file is kept by its name only: the preset asks for the file again when it is used.
   const onSavePreset = async (name) => {
-    const checked = checkForm({ items: [{}], choice: { ...choice, mode: 'custom' }, email: '', operationsByName });
+    const checked = checkForm({ items: [{}], choice: { ...choice, mode: 'custom' }, email: '', operationsByName, overlayFiles, needLogoFiles: false });
     if (Object.keys(checked.steps).length) {
       setProblems((current) => ({ ...current, steps: checked.steps }));
       return { ok: false, message: 'Fix the steps marked below first.' };
@@ -178,13 +205,21 @@ export default function UploadPage() {
     if (Object.keys(checked.steps).length) {
       checked.summary = [...checked.summary.filter((p) => !p.key.startsWith('step-')), ...stepSummary(choice.steps, checked.steps)];
     }
+    // likewise a preset's logo file
+    if (choice.mode === 'preset') {
+      checked.overlays = [];
+      presetLogoNames(presets[choice.preset]).forEach((name, index) => {
+        checked.presetLogos[name] = `“${name}” is a file, and a job of web addresses cannot send one. Send photos from this computer, or choose “Customise this preset” and give the logo's web address.`;
+        checked.summary = [...checked.summary.filter((p) => p.key !== `preset-logo-${index}`), { key: `preset-logo-${index}`, target: presetLogoInputId(index), text: `The preset's logo “${name}” is a file: use its web address to import by address.` }];
+      });
+    }
   };
 
   const onSubmit = async (event) => {
     event.preventDefault();
     if (uploading || checking || sendingUrls) return;
     const byUrl = source === 'urls';
-    const checked = checkForm({ items: photos.items, choice, email, operationsByName, overlayFiles, needsPhotos: !byUrl });
+    const checked = checkForm({ items: photos.items, choice, email, ...logoInputs, needsPhotos: !byUrl });
     if (byUrl) checkUrls(checked);
     if (needsKey && !apiKey) checked.summary.unshift({ key: 'api-key', target: 'api-key', text: 'Enter your API key: this server asks for one.' });
     // A saved preset is sent as its operations; the server knows only the built-in names.
@@ -306,6 +341,9 @@ export default function UploadPage() {
           onDeletePreset={saved.available ? onDeletePreset : null}
           overlayFiles={overlayFiles}
           onOverlayFile={onOverlayFile}
+          presetLogoFiles={chosenPresetLogos}
+          presetLogoErrors={problems.presetLogos}
+          onPresetLogo={onPresetLogo}
         />
         <EmailSection email={email} onChange={setEmail} error={problems.email} disabled={uploading} />
         <SubmitArea

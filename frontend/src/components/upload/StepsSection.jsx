@@ -2,7 +2,7 @@ import OperationsEditor from '../OperationsEditor.jsx';
 import SectionTitle from './SectionTitle.jsx';
 
 /** Section 2: a preset or a list of steps, once the server has said which exist. */
-export default function StepsSection({ server, presets, choice, onChange, errors, onSavePreset, onDeletePreset, overlayFiles, onOverlayFile }) {
+export default function StepsSection({ server, presets, choice, onChange, errors, onSavePreset, onDeletePreset, overlayFiles, onOverlayFile, presetLogoFiles, presetLogoErrors, onPresetLogo }) {
   return (
     <section className="card" aria-labelledby="ops-title">
       <SectionTitle id="ops-title" number={2}>
@@ -20,6 +20,9 @@ export default function StepsSection({ server, presets, choice, onChange, errors
           onDeletePreset={onDeletePreset}
           overlayFiles={overlayFiles}
           onOverlayFile={onOverlayFile}
+          presetLogoFiles={presetLogoFiles}
+          presetLogoErrors={presetLogoErrors}
+          onPresetLogo={onPresetLogo}
         />
       )}
       {server.status === 'error' && <p className="muted">The operations appear here once the server answers.</p>}

@@ -10,6 +10,7 @@ let options;          // what GET /api/v1/operations answers
 let urlJobAnswer;     // (body) => Response for a JSON POST /api/v1/jobs {urls}
 let openJobAnswer;    // (body) => Response for a JSON POST /api/v1/jobs {open: true}
 let requiredKey;      // the key the server wants (null: keys off)
+let savedPresets;     // the caller's presets, as the server keeps them
 
 function headerOf(init, name) {
   const headers = init?.headers || {};
@@ -22,7 +23,12 @@ function serve() {
       return jsonResponse(401, { error: { code: headerOf(init, 'Authorization') ? 'invalid_api_key' : 'api_key_required', message: 'an API key is required' } });
     }
     if (url === '/api/v1/operations') return jsonResponse(200, options);
-    if (url === '/api/v1/presets') return jsonResponse(200, { presets: [] });
+    if (url === '/api/v1/presets' && init?.method === 'POST') {
+      const { name, operations } = JSON.parse(init.body);
+      savedPresets = [...savedPresets.filter((p) => p.name !== name), { name, operations, created_at: 'x', updated_at: 'x' }];
+      return jsonResponse(201, savedPresets.at(-1));
+    }
+    if (url === '/api/v1/presets') return jsonResponse(200, { presets: savedPresets });
     if (url === '/api/v1/operations/validate') return jsonResponse(200, { operations: JSON.parse(init.body).operations || [] });
     if (url === '/api/v1/jobs' && init?.method === 'POST') {
       const body = JSON.parse(init.body);
@@ -48,6 +54,7 @@ beforeEach(() => {
   urlJobAnswer = null;
   openJobAnswer = null;
   requiredKey = null;
+  savedPresets = [];
 });
 
 describe('import by address', () => {
@@ -286,6 +293,95 @@ describe('overlay logo', () => {
     expect(xhr.body.get('open')).toBeNull();
     expect(xhr.body.getAll('overlay')).toEqual([]);
     expect(JSON.parse(xhr.body.get('operations'))[0].image).toBe('https://brand.example/logo.png');
+  });
+});
+
+describe('a saved preset with a logo', () => {
+  const shopLogo = [
+    { op: 'resize', width: 800, fit: 'contain' },
+    { op: 'overlay', image: 'logo.png', position: 'northwest', opacity: 0.8 },
+  ];
+  const jobPosts = (fetch) => fetch.mock.calls.filter(([url, init]) => url === '/api/v1/jobs' && init?.method === 'POST');
+
+  it('saves the steps with the logo file by its name', async () => {
+    serve();
+    const user = await renderReady();
+    await user.click(screen.getByRole('radio', { name: 'Build my own steps' }));
+    await user.selectOptions(screen.getByLabelText('Add a step'), 'overlay');
+    await user.click(screen.getByRole('button', { name: 'Add step' }));
+    await user.upload(screen.getByTestId('overlay-file'), makeFile('logo.png', 'image/png', 500));
+    await user.type(screen.getByLabelText('Save these steps as a preset'), 'Shop logo');
+    await user.click(screen.getByRole('button', { name: 'Save preset' }));
+    expect(await screen.findByText('Saved as “Shop logo”. It is now among the presets.')).toBeInTheDocument();
+    expect(savedPresets).toEqual([expect.objectContaining({ name: 'Shop logo', operations: [expect.objectContaining({ op: 'overlay', image: 'logo.png' })] })]);
+  });
+
+  it('asks for the logo file when the preset is chosen, blocks Process until it is given, then sends it under the name the preset uses', async () => {
+    savedPresets = [{ name: 'Shop logo', operations: shopLogo, created_at: 'x', updated_at: 'x' }];
+    const fetch = serve();
+    const user = await renderReady();
+    await user.upload(screen.getByTestId('file-input'), [makeFile('a.jpg')]);
+    await settle();
+    await user.click(await screen.findByRole('radio', { name: /Shop logo/ }));
+    const logoInput = screen.getByLabelText('Logo file “logo.png”');
+    expect(logoInput).toHaveAttribute('type', 'file');
+    expect(screen.getByText('“Shop logo” puts a logo on the photos: choose its file to send with them.')).toBeInTheDocument();
+
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    const problem = 'Choose the logo file for “logo.png”: this preset puts it on every photo, and a picked file is not kept with the preset.';
+    expect(await screen.findByText(problem)).toHaveAttribute('id', `${logoInput.id}-error`);
+    expect(logoInput).toHaveAttribute('aria-invalid', 'true');
+    const summaryLink = screen.getByRole('link', { name: 'Choose the logo file “logo.png” the preset uses.' });
+    expect(summaryLink).toHaveAttribute('href', `#${logoInput.id}`);
+    expect(FakeXHR.instances).toHaveLength(0);   // nothing was sent
+    expect(jobPosts(fetch)).toHaveLength(0);
+
+    await user.upload(logoInput, makeFile('brand-2024.png', 'image/png', 700));
+    expect(screen.queryByText(problem)).toBeNull();
+    expect(screen.getByText('Chosen: brand-2024.png (700 B). It is sent with the photos as “logo.png”, the name the preset uses.')).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
+    // the logo goes in the opening request of the open job, named as the preset's overlay names it
+    const opening = await sentXhr();
+    expect(opening.body.get('open')).toBe('true');
+    expect(opening.body.get('preset')).toBeNull();
+    expect(JSON.parse(opening.body.get('operations'))).toEqual(shopLogo);
+    const [logo] = opening.body.getAll('overlay');
+    expect(logo.name).toBe('logo.png');
+    expect(logo.size).toBe(700);
+    act(() => opening.respond(415, { error: { code: 'unsupported_media_type', message: 'no open jobs' } }));
+    const xhr = await sentXhr(2);   // a server without open jobs: all in one request, the logo too
+    expect(xhr.body.getAll('overlay').map((f) => f.name)).toEqual(['logo.png']);
+    expect(xhr.body.getAll('files').map((f) => f.name)).toEqual(['a.jpg']);
+  });
+
+  it('sends the logo with the estimate too, and carries it into "Customise this preset"', async () => {
+    savedPresets = [{ name: 'Shop logo', operations: shopLogo, created_at: 'x', updated_at: 'x' }];
+    serve();
+    const user = await renderReady();
+    await user.upload(screen.getByTestId('file-input'), [makeFile('a.jpg')]);
+    await settle();
+    await user.click(await screen.findByRole('radio', { name: /Shop logo/ }));
+    await user.upload(screen.getByLabelText('Logo file “logo.png”'), makeFile('brand.png', 'image/png', 700));
+    await user.click(screen.getByRole('button', { name: 'Estimate size and time' }));
+    const estimate = await sentXhr();
+    expect(estimate.body.get('estimate')).toBe('true');
+    expect(estimate.body.getAll('overlay').map((f) => f.name)).toEqual(['logo.png']);
+
+    await user.click(screen.getByRole('button', { name: 'Customise this preset' }));
+    expect(screen.getByText(/Chosen: brand.png \(700 B\)/)).toBeInTheDocument();
+  });
+
+  it('refuses a logo file when the photos come from web addresses, saying so beside the preset', async () => {
+    savedPresets = [{ name: 'Shop logo', operations: shopLogo, created_at: 'x', updated_at: 'x' }];
+    const fetch = serve();
+    const user = await renderReady();
+    await user.click(await screen.findByRole('radio', { name: /Shop logo/ }));
+    await user.click(screen.getByRole('radio', { name: /From image addresses/ }));
+    await user.type(screen.getByLabelText('Image addresses', { exact: true }), 'https://cdn.example.com/a.jpg');
+    await user.upload(screen.getByLabelText('Logo file “logo.png”'), makeFile('logo.png', 'image/png', 700));
+    await user.click(screen.getByRole('button', { name: 'Import 1 image' }));
+    expect(await screen.findByText(/“logo.png” is a file, and a job of web addresses cannot send one/)).toBeInTheDocument();
+    expect(jobPosts(fetch)).toHaveLength(0);
   });
 });
 

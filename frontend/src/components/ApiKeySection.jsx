@@ -1,14 +1,21 @@
-import { useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 
 /**
  * The API key, for a server that asks for one (GET /api/v1/operations says
- * `api_keys_required`). The key is kept for this tab only (sessionStorage, see api.js) and
- * sent with every call the page makes. `refused` is the server's message after a 401.
+ * `api_keys_required`, or a page's read answered 401). The key is kept for this tab only
+ * (sessionStorage, see api.js) and sent with every call the page makes. `refused` is the
+ * server's message after a 401. `focusField` moves the focus to the field whenever it shows
+ * (or the key is refused again): on a page the key is all it waits for (the job page opened
+ * from an email in a new tab).
  */
-export default function ApiKeySection({ apiKey, onKey, refused }) {
+export default function ApiKeySection({ apiKey, onKey, refused, focusField = false }) {
   const [draft, setDraft] = useState('');
   const [editing, setEditing] = useState(!apiKey);
   const showInput = editing || !apiKey || Boolean(refused);
+  const inputRef = useRef(null);
+  useEffect(() => {
+    if (focusField && showInput) inputRef.current?.focus();
+  }, [focusField, showInput, refused]);
   const use = () => {
     if (!draft.trim()) return;
     onKey(draft.trim());
@@ -40,6 +47,7 @@ export default function ApiKeySection({ apiKey, onKey, refused }) {
           <label htmlFor="api-key">Your API key</label>
           <div className="add-step-row">
             <input
+              ref={inputRef}
               id="api-key"
               type="password"
               autoComplete="off"
