@@ -21,6 +21,8 @@ from PIL import ImageColor
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
                       model_validator)
 
+from ..domain import display_name
+
 MAX_OPERATIONS = 32
 MAX_DIMENSION = 16384          # the largest side any operation may ask for (WebP's own limit is 16383)
 
@@ -221,6 +223,10 @@ def _overlay_name(value: str) -> str:
         raise ValueError("name the overlay: a file sent in the 'overlay' field, or an http(s) URL")
     if "://" in value and not value.lower().startswith(("http://", "https://")):
         raise ValueError("an overlay URL must be http or https")
+    if "://" not in value and display_name(value) != value:
+        # an uploaded file is known by its bare name (domain.display_name): 'logos/a.png' could never match
+        raise ValueError(f"must be the file's bare name, without folders or control characters "
+                         f"(uploaded, it is known as {display_name(value)!r})")
     return value
 
 

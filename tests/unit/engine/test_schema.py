@@ -139,3 +139,14 @@ def test_json_schema_lists_every_operation():
     assert names == set(ops.OPERATION_MODELS)
     resize = schema["$defs"]["Resize"]["properties"]
     assert resize["fit"]["enum"] == ["contain", "cover", "fill"] and resize["width"]["anyOf"][0]["maximum"] == 16384
+
+
+@pytest.mark.parametrize("name, known_as", [("logos/a.png", "a.png"), ("C:\\art\\logo.webp", "logo.webp")])
+def test_an_overlay_file_named_with_a_folder_is_refused_with_the_name_it_would_have(name, known_as):
+    """An uploaded overlay is known by its bare name, so a name with a folder could never match
+    a file sent with the job: refused when the operations are checked (a saved preset too)."""
+    with pytest.raises(OperationsError) as refused:
+        ops.parse_operations([{"op": "overlay", "image": name}])
+    assert "without folders" in str(refused.value) and repr(known_as) in str(refused.value)
+    assert ops.parse_operations([{"op": "overlay", "image": known_as}])
+    assert ops.parse_operations([{"op": "overlay", "image": "https://cdn.example/logos/a.png"}])
