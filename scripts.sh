@@ -4,7 +4,7 @@
 #   ./scripts.sh up [--emulators]   run the whole system on http://127.0.0.1:8080 (Ctrl-C stops it)
 #   ./scripts.sh down               stop a system started with `up` elsewhere
 #   ./scripts.sh test [--slow] [pytest args...]   the whole test suite
-#   ./scripts.sh bench [engine|pipeline|peers|backends|bigjob]   benchmarks (image engine; pipeline; engine vs peers; local vs emulators; a big open job)
+#   ./scripts.sh bench [engine|pipeline|peers|backends|bigjob|jpeg_budget]   benchmarks (image engine; pipeline; engine vs peers; local vs emulators; a big open job; a JPEG render step by step)
 #   ./scripts.sh deploy [--dry-run] deploy to GKE (see docs/deploy.md)
 #
 # Everything needed is installed on first use: a virtualenv in .venv with the pinned
@@ -128,13 +128,13 @@ cmd_test() {
 }
 
 cmd_bench() {
-  # ./scripts.sh bench [engine|pipeline|peers|backends] [args...]
+  # ./scripts.sh bench [engine|pipeline|peers|backends|bigjob|jpeg_budget] [args...]
   ensure_venv
   local which="${1:-engine}"
   [[ $# -gt 0 ]] && shift
   case "$which" in
-    engine|pipeline|peers|backends|bigjob) "$PY" -m "bench.$which" "$@" ;;
-    *) echo "unknown benchmark: $which (engine, pipeline, peers, backends, bigjob)" >&2; exit 2 ;;
+    engine|pipeline|peers|backends|bigjob|jpeg_budget) "$PY" -m "bench.$which" "$@" ;;
+    *) echo "unknown benchmark: $which (engine, pipeline, peers, backends, bigjob, jpeg_budget)" >&2; exit 2 ;;
   esac
 }
 

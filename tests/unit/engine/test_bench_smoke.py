@@ -67,3 +67,13 @@ def test_the_simplejpeg_ceiling_decodes_for_the_size_the_resize_needs():
     out = io.BytesIO()
     Image.new("RGB", (2304, 1728), (90, 120, 200)).save(out, "JPEG")
     assert jpeg_target(out.getvalue()) == fit(2304, 1728) == (1024, 768)
+
+
+def test_the_jpeg_budget_benchmark_prints_each_step_and_the_budget(tmp_path, capsys):
+    from bench import jpeg_budget
+    assert jpeg_budget.main(["--rounds", "2", "--scale", "0.2", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for step in ("decode (the ceiling)", "resample: libvips Lanczos-3", "encode, standard Huffman", "placeholders",
+                 "whole engine render"):
+        assert f"| {step}" in out
+    assert "% of the ceiling at best" in out
