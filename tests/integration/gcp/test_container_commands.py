@@ -56,8 +56,14 @@ def compose_build_args(service: str) -> dict[str, str]:
 
 
 def compose_env(service: str) -> dict[str, str]:
+    """The service's environment as compose gives it, ``${VAR:-default}`` filled in from this
+    process's environment as compose fills it from the shell."""
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]
-    return {k: str(v) for k, v in (spec.get("environment") or {}).items()}
+    return {k: _interpolate(str(v)) for k, v in (spec.get("environment") or {}).items()}
+
+
+def _interpolate(value: str) -> str:
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m[1]) or (m[2] or ""), value)
 
 
 @pytest.fixture
