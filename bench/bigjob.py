@@ -191,7 +191,10 @@ def main() -> int:
         stack = Stack.on_free_ports(tmp / "data", processors=args.processors, env={
             "PROGRESS_FLUSH_SECONDS": "0.5", "PROCESSOR_CONCURRENCY": str(args.concurrency),
             "RATE_LIMIT_PER_SECOND": "0", "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
-            "MAX_FILES_PER_JOB": str(max(10_000, args.images))}).start()
+            "MAX_FILES_PER_JOB": str(max(10_000, args.images)),
+            # the shoot repeats a small pool of pictures: with dedupe most photos would be copies,
+            # not renders, and the comparison with the bare engine would not be like for like
+            "DEDUPE_OUTPUTS": "0"}).start()
         sampler = RssSampler({name: proc.pid for name, proc in stack.procs.items()}).start()
         try:
             sampler.phase = "warm-up job"

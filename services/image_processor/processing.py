@@ -136,12 +136,8 @@ class Processor:
         reused = dedupe.reuse(task, data) if dedupe else None
         if reused:
             outputs, source, render_facts = reused
-            try:
-                first_data = self.blobs.get(outputs[0].path)
-            except BlobNotFound:  # removed under us: the previews are a nicety, the copies are there
-                first_data = None
-            return self._succeeded(task, outputs, started, data, first_data, limits, input_facts,
-                                   render_facts, duplicate_of=source)
+            return self._succeeded(task, outputs, started, data, None, limits, input_facts,
+                                   render_facts, duplicate_of=source, previews=self._copied_previews(task, source))
         try:
             assets = self.overlays(task)
             render_fn = functools.partial(self.render, assets=assets) if assets else self.render
@@ -171,14 +167,15 @@ class Processor:
 
     def _succeeded(self, task: Task, outputs: list[Output], started: float, data: bytes, first_data: bytes | None,
                    limits: Limits, input_facts: dict, render_facts: dict, duplicate_of: str | None = None,
-                   made: dict[str, Rendered] | None = None) -> Result:
+                   made: dict[str, Rendered] | None = None, previews: dict | None = None) -> Result:
         """The succeeded Result of rendered (or, with ``duplicate_of``, copied) outputs, with
-        its previews (``made``: those the render made; else from ``data`` and ``first_data``,
-        the first output's bytes)."""
+        its previews (given, as a copy's are; else ``made``: those the render made; else from
+        ``data`` and ``first_data``, the first output's bytes)."""
         made = made or {}
         first = outputs[0]
-        previews = {}
-        if self.previews:
+        if previews is None:
+            previews = {}
+        if not previews and self.previews:
             previews = {"preview_path": self._preview(task, domain.PREVIEW_INPUT, made.get(INPUT_PREVIEW), data,
                                                       limits)}
             if first_data is not None:
@@ -192,6 +189,27 @@ class Processor:
                       duration_ms=int(duration * 1000), outputs=[asdict(o) for o in outputs], **input_facts,
                       blurhash=render_facts.get("blurhash"), dominant_color=render_facts.get("dominant_color"),
                       choices=render_facts.get("choices") or {}, duplicate_of=duplicate_of, **previews)
+
+    def _copied_previews(self, task: Task, source: str) -> dict:
+        """A copy's previews: the source image's, copied (the same input bytes, the same outputs).
+        Rendering them here decoded every copy's input in this process, in as many handler
+        threads as tasks in flight, past the render workers' concurrency and memory cap (a job
+        of many identical photos kept this process at 1-2 cores and 760 MB). None for one the
+        source has not got."""
+        if not self.previews:
+            return {}
+        source_job, source_image = source.split("/", 1)
+        fields = {domain.PREVIEW_INPUT: "preview_path", domain.PREVIEW_OUTPUT: "output_preview_path"}
+        copied = {}
+        for which, name in fields.items():
+            path = domain.preview_path(task.job_id, task.image_id, which)
+            try:
+                self.blobs.put(path, self.blobs.get(domain.preview_path(source_job, source_image, which)),
+                               "image/webp", cache_control=CACHE_CONTROL)
+                copied[name] = path
+            except BlobNotFound:  # the source got no preview (or is being deleted): show none
+                copied[name] = None
+        return copied
 
     def _preview(self, task: Task, which: str, preview: Rendered | None, source: bytes, limits: Limits) -> str | None:
         """Write the small WebP (rendered with the outputs, or else now from ``source``); its

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from PIL import Image
 
+from imageflow import domain
 from imageflow.bootstrap import Backends, make_backends
 from imageflow.domain import Job, cancel_marker, new_id
 from imageflow.messages import JobCompleted
@@ -350,11 +351,19 @@ def test_dedupe_copies_the_output_of_the_same_bytes_with_the_same_operations(pip
     pipeline.fan_out()
     pipeline.process(n=1)  # one at a time: the first of the twins renders, the second copies
     pipeline.process(n=1)
+    # mark the source's previews: a copy must copy them, not render its own in the processor's
+    # main process (past the render workers' concurrency and memory cap)
+    blobs = pipeline.backends.blobs
+    marks = {which: f"preview {which} of the source".encode() for which in (domain.PREVIEW_INPUT, domain.PREVIEW_OUTPUT)}
+    for which, mark in marks.items():
+        blobs.put(domain.preview_path(job_id, first, which), mark, "image/webp")
     pipeline.process(n=1)
     pipeline.fold()
     job = pipeline.job(job_id)
     images = {i["image_id"]: i for i in job["images"]}
     assert images[twin]["duplicate_of"] == f"{job_id}/{first}" and images[first]["duplicate_of"] is None
+    for which, mark in marks.items():
+        assert blobs.get(domain.preview_path(job_id, twin, which)) == mark, f"the copy's {which} preview is copied"
     assert pipeline.client.get(images[twin]["output_url"]).data == pipeline.client.get(images[first]["output_url"]).data
     assert all(o.startswith(f"{job_id}/output/") for o in pipeline.backends.blobs.list(f"{job_id}/output/"))
     outputs = [o for o in pipeline.backends.blobs.list(f"{job_id}/output/") if ".preview-" not in o]
