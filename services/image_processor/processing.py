@@ -160,10 +160,11 @@ class Processor:
                                   choices=item.choices))
         render_facts = {"blurhash": rendered[0].blurhash, "dominant_color": rendered[0].dominant_color,
                         "choices": rendered[0].choices}
-        if dedupe:
+        result = self._succeeded(task, outputs, started, data, rendered[0].data, limits, input_facts, render_facts,
+                                 made=made)
+        if dedupe:  # once the previews are written too: a copy copies them
             dedupe.remember(task, data, outputs, render_facts)
-        return self._succeeded(task, outputs, started, data, rendered[0].data, limits, input_facts, render_facts,
-                               made=made)
+        return result
 
     def _succeeded(self, task: Task, outputs: list[Output], started: float, data: bytes, first_data: bytes | None,
                    limits: Limits, input_facts: dict, render_facts: dict, duplicate_of: str | None = None,
