@@ -6,6 +6,7 @@
 #   ./scripts.sh test [--slow] [pytest args...]   the whole test suite
 #   ./scripts.sh bench [engine|pipeline|peers|backends|bigjob|jpeg_budget]   benchmarks (image engine; pipeline; engine vs peers; local vs emulators; a big open job; a JPEG render step by step)
 #   ./scripts.sh deploy [--dry-run] deploy to GKE (see docs/deploy.md)
+#   ./scripts.sh lock               re-resolve requirements.lock and requirements-dev.lock
 #
 # Everything needed is installed on first use: a virtualenv in .venv with the pinned
 # Python dependencies, the frontend's npm packages and build, and (for `test`) the Debian
@@ -20,18 +21,34 @@ PY="$VENV/bin/python"
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_venv() {
+  # The same locked, hashed versions the images install (requirements.lock is a subset of
+  # requirements-dev.lock): a release upstream cannot change what the tests run on.
   local stamp="$VENV/.installed" want
-  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  want="$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -d' ' -f1)"
   if [[ ! -x "$PY" ]]; then
     log "creating virtualenv in .venv"
     python3 -m venv "$VENV"
   fi
   if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    log "installing Python dependencies (pinned in pyproject.toml)"
-    "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e ".[gcp,test]"
+    log "installing Python dependencies (locked in requirements-dev.lock)"
+    "$PY" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+    "$PY" -m pip check >&2 || { log "the locked environment is inconsistent (pip check)"; exit 1; }
     echo "$want" > "$stamp"
   fi
+}
+
+cmd_lock() {
+  # Re-resolve both locks from pyproject.toml's pins (a deliberate commit, never at install time).
+  local tools
+  tools="$(mktemp -d)"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet pip-tools==7.7.0
+  local common=(--quiet --allow-unsafe --generate-hashes --no-emit-find-links --no-emit-index-url --strip-extras)
+  "$tools/bin/pip-compile" "${common[@]}" --extra=gcp --output-file=requirements.lock pyproject.toml
+  "$tools/bin/pip-compile" "${common[@]}" --extra=gcp --extra=test --constraint=requirements.lock \
+    --output-file=requirements-dev.lock pyproject.toml requirements-dev.in
+  rm -rf "$tools"
 }
 
 ensure_frontend() {
@@ -144,7 +161,7 @@ cmd_deploy() {
 }
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -156,6 +173,7 @@ main() {
     test) cmd_test "$@" ;;
     bench) cmd_bench "$@" ;;
     deploy) cmd_deploy "$@" ;;
+    lock) cmd_lock "$@" ;;
     -h|--help|help|"") usage ;;
     *) echo "unknown command: $cmd" >&2; usage; exit 2 ;;
   esac

@@ -160,14 +160,14 @@ def test_service_ports_and_push_endpoint_follow_the_contract():
     assert "--target notify --signature-type cloudevent" in function_cmd
 
 
-def _locked() -> dict[str, tuple[str, int]]:
-    """requirements.lock: name -> (version, number of hashes)."""
-    text = (ROOT / "requirements.lock").read_text()
+def _locked(lock: str = "requirements.lock") -> dict[str, tuple[str, int]]:
+    """A pip-compile lock: name -> (version, number of hashes)."""
+    text = (ROOT / lock).read_text()
     entries = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         match = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", block)
         if match:
-            entries[match.group(1).lower().replace("_", "-")] = (match.group(2), block.count("--hash=sha256:"))
+            entries[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = (match.group(2), block.count("--hash=sha256:"))
     return entries
 
 
@@ -192,3 +192,29 @@ def test_the_images_install_a_hashed_lock_of_every_dependency():
     text = (ROOT / "Dockerfile").read_text()
     assert "pip install --require-hashes --no-deps -r requirements.lock" in text
     assert 'pip install --no-deps ".[gcp]"' in text, "the project itself adds nothing unlocked"
+
+
+def test_the_tests_run_on_the_same_hashed_lock_as_the_images():
+    """requirements-dev.lock (what ./scripts.sh installs) keeps every version of requirements.lock
+    and pyproject.toml's test pins, and every package in the test environment comes from it: a
+    release upstream cannot change what the tests run on."""
+    import tomllib
+    from importlib import metadata
+
+    images, dev = _locked(), _locked("requirements-dev.lock")
+    assert all(hashes for _, hashes in dev.values()), "every requirement has its hashes"
+    for name, (version, _) in images.items():
+        assert dev[name][0] == version, f"{name}: requirements-dev.lock has {dev[name][0]}, the images {version}"
+    test_pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    for requirement in test_pins:
+        name, _, version = requirement.partition("==")
+        assert dev[name.lower()][0] == version, f"requirements-dev.lock is stale for {name}: ./scripts.sh lock"
+    for dist in metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+        if name in ("imageflow", "pip"):
+            continue
+        assert name in dev, f"{name} is installed but not locked in requirements-dev.lock"
+        assert dist.version == dev[name][0], f"{name}: tests run {dist.version}, the lock says {dev[name][0]}"
+    script = (ROOT / "scripts.sh").read_text()
+    assert "--require-hashes --no-deps -r requirements-dev.lock" in script
+    assert "--no-deps --no-build-isolation -e ." in script
