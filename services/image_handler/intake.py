@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 from imageflow import domain
 from imageflow.blobstore import BlobStore
 from imageflow.bus import MessageBus
+from imageflow.direct_uploads import DirectUploads
 from imageflow.domain import Image, Job
 from imageflow.engine import ImageError, Limits, probe
 from imageflow.engine.overlay import is_url, named_overlays
@@ -267,8 +268,15 @@ class Intake:
     def close(self, job: Job) -> Job:
         """No more files: the job completes once every image has an outcome. ``job.submitted``
         tells the interaction manager (it publishes any task still missing and announces a job
-        that closed already finished)."""
+        that closed already finished). Close loses nothing: the direct uploads that have landed
+        but whose finalize event has not joined them yet join first."""
         if job.is_open:
+            try:
+                DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
+            except Exception as exc:  # closing now could lose them: the client closes again later
+                raise ClientError(503, "unavailable", "could not gather the job's uploaded files (storage is "
+                                                      "unavailable); the job is still open: close it again shortly"
+                                  ) from exc
             job = self.jobs.close_job(job.job_id, domain.utcnow())
             try:
                 self.bus.publish(self.settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(),

@@ -4,29 +4,22 @@ their own except the result batcher's flusher.
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
 from imageflow import domain, tracing
-from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
+from imageflow.blobstore import BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
-from imageflow.engine import ImageError, Limits, probe
+from imageflow.direct_uploads import DirectUploads, UploadEvent, upload_event
 from imageflow.jobstore import (
     REPAIR_COMPLETION,
-    JobClosed,
     JobStore,
-    TooManyImages,
     iter_jobs,
-    quota_room,
     scan_outstanding,
-    unfinished_images,
 )
 from imageflow.messages import (
     JobCompleted,
@@ -41,19 +34,7 @@ from . import lifecycle
 
 log = logging.getLogger(__name__)
 
-_INPUT_OBJECT = re.compile(r"^(?P<job>[0-9a-f]{32})/input/(?P<image>[0-9a-f]{32})-[^/]+$")
 FAN_OUT_PAGE = 500  # tasks published per page; the images' ``tasked`` flag is where a crashed fan-out resumes
-
-
-@dataclass
-class UploadEvent:
-    """An object-finalize event of a direct upload: the object, where it goes, and its facts."""
-
-    job_id: str
-    image_id: str
-    path: str
-    info: dict          # the event's object resource (size, metadata)
-    filename: str       # the client's name, cleaned for display
 
 
 @dataclass
@@ -153,114 +134,18 @@ class Coordinator:
         event = self.upload_event(attributes, data)
         return None if event is None else self.join_uploads([event])[event.image_id]
 
-    def upload_event(self, attributes: dict, data: bytes) -> UploadEvent | None:
-        """The direct upload an object event announces, or None for other objects (outputs, the
-        API's own originals) and other events."""
-        if attributes.get("eventType") != OBJECT_FINALIZE:
-            return None
-        path = attributes.get("objectId") or ""
-        match = _INPUT_OBJECT.match(path)
-        if not match:
-            return None
-        try:
-            info = json.loads(data or b"{}")
-        except ValueError:
-            info = {}
-        client_name = domain.direct_upload_name(info.get("metadata") if isinstance(info, dict) else None)
-        if client_name is None:
-            return None
-        return UploadEvent(match["job"], match["image"], path, info, domain.display_name(client_name))
+    @staticmethod
+    def upload_event(attributes: dict, data: bytes) -> UploadEvent | None:
+        """The direct upload an object event announces (``direct_uploads.upload_event``)."""
+        return upload_event(attributes, data)
 
     def join_uploads(self, events: list[UploadEvent]) -> dict[str, str]:
-        """Direct uploads that landed (the bucket's notifications, or the local store's), a batch
-        at a time: each is checked like an upload, then each job's images join it in one store
-        transaction (``JobStore.join_images``: the quota and MAX_FILES_PER_JOB checked there too)
-        and their tasks are published. Idempotent: a redelivered event finds its image in the
-        job, and only the images added now get a task. Returns {image_id: outcome}: joined,
-        failed (refused by a check: the job shows it with the reason), duplicate, late (the job
-        is closed or gone: the object is deleted) or refused (no room: deleted)."""
-        by_job: dict[str, dict[str, UploadEvent]] = defaultdict(dict)
-        for event in events:
-            by_job[event.job_id].setdefault(event.image_id, event)
-        outcomes: dict[str, str] = {}
-        for job_id, job_events in by_job.items():
-            outcomes.update(self._join_job_uploads(job_id, list(job_events.values())))
-        return outcomes
+        """A batch of landed direct uploads joins their jobs (``DirectUploads.join``)."""
+        return self.direct_uploads.join(events)
 
-    def _join_job_uploads(self, job_id: str, events: list[UploadEvent]) -> dict[str, str]:
-        job = self.jobs.get_job(job_id)
-        if job is None or not job.is_open:
-            return self._late_uploads(job, events)
-        now = domain.utcnow()
-        images = []
-        for event in events:
-            error, mime, size = self._check_object(event.path, event.info)
-            image = domain.Image(job_id=job_id, image_id=event.image_id, filename=event.filename,
-                                 input_path=event.path, input_content_type=mime, input_bytes=size)
-            # a file refused by a check joins as failed, with the reason, in the same transaction
-            images.append(replace(image, status=domain.IMAGE_FAILED, error=error, updated_at=now) if error else image)
-        quota = self.settings.quota_active_images
-        admit = (lambda active, joining: _within_image_quota(active, joining, quota)) if quota else None
-        try:
-            joined = self.jobs.join_images(job_id, images, max_total=self.settings.max_files_per_job, now=now,
-                                           admit=admit)
-        except JobClosed as exc:  # closed meanwhile
-            return self._late_uploads(exc.job, events)
-        except TooManyImages as exc:  # no room for all: those that fit join, one by one
-            room = max(0, exc.limit - exc.job.total)
-            outcomes = {}
-            for event in events[room:]:
-                log.info("upload %s refused: %s", event.path, exc)
-                self.blobs.delete_prefix(event.path)
-                outcomes[event.image_id] = "refused"
-            return {**self.join_uploads(events[:room]), **outcomes} if room else outcomes
-        outcomes = {image_id: "duplicate" for image_id in joined.present}
-        queued = [i for i in joined.added if i.status == domain.IMAGE_QUEUED]
-        outcomes.update({i.image_id: "failed" for i in joined.added if i.status != domain.IMAGE_QUEUED})
-        for image in queued:
-            self.bus.publish(self.settings.topics.tasks, domain.task_for(joined.job, image).encode(),
-                             {"job_id": job_id})
-            outcomes[image.image_id] = "joined"
-        if queued:
-            self.jobs.mark_tasked(job_id, [i.image_id for i in queued])
-        if joined.added:
-            log.info("job %s: %d direct uploads joined (%d refused by a check)", job_id, len(joined.added),
-                     len(joined.added) - len(queued))
-        return outcomes
-
-    def _late_uploads(self, job: domain.Job | None, events: list[UploadEvent]) -> dict[str, str]:
-        """Uploads for a job that is closed or gone: deleted, unless the job holds them already."""
-        outcomes = {}
-        for event in events:
-            if job is not None and self.jobs.get_image(event.job_id, event.image_id) is not None:
-                outcomes[event.image_id] = "duplicate"
-                continue
-            log.info("upload %s arrived for a job that is %s: deleting it", event.path, job.status if job else "gone")
-            self.blobs.delete_prefix(event.path)
-            outcomes[event.image_id] = "late"
-        return outcomes
-
-    def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, int | None]:
-        """(why it is refused or None, sniffed type, size): the upload checks, on a stored object."""
-        limit = self.settings.max_upload_bytes
-        try:
-            size = int(info.get("size") or 0)
-        except ValueError:
-            size = 0
-        if size > limit:
-            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, size
-        try:
-            with self.blobs.open(path) as fh:
-                data = fh.read(limit + 1)
-        except BlobNotFound:
-            return "the uploaded file is missing from storage", None, None
-        if len(data) > limit:
-            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, len(data)
-        try:
-            probed = probe(data, Limits.from_settings(self.settings))
-        except ImageError as exc:
-            return exc.reason, None, len(data)
-        return None, probed.mime, len(data)
+    @property
+    def direct_uploads(self) -> DirectUploads:
+        return DirectUploads(self.settings, self.jobs, self.bus, self.blobs)
 
     # -- results -> progress --------------------------------------------------------------
     def fold(self, results: list[Result]) -> None:
@@ -359,6 +244,7 @@ class Coordinator:
             last = job.last_file_at or job.created_at
             if _age_cutoff(last, idle_cutoff):
                 log.info("job %s: no new file for %d s, closing it", job.job_id, self.settings.open_job_idle_seconds)
+                self.direct_uploads.join_landed(job.job_id)  # close loses nothing: see Intake.close
                 self.jobs.close_job(job.job_id, domain.utcnow())
                 self.fan_out(job.job_id)
                 touched += 1
@@ -372,25 +258,6 @@ class Coordinator:
                     self.fan_out(job.job_id)
                     touched += 1
         return touched
-
-
-def _within_image_quota(active: list[domain.Job], joining: list[domain.Image], quota: int) -> list[domain.Image]:
-    """``QUOTA_ACTIVE_IMAGES`` for direct uploads (an ``AdmitImages``, run in the join's transaction):
-    the images that fit join as they are; the rest join as failed images whose reason names the
-    quota (the client sees them in the job's image list)."""
-    room = quota_room(active, quota)
-    admitted = []
-    for image in joining:
-        if image.status == domain.IMAGE_QUEUED:
-            if room > 0:
-                room -= 1
-            else:
-                image = replace(image, status=domain.IMAGE_FAILED,
-                                error=f"quota exceeded: the job's owner already has {unfinished_images(active)} "
-                                      f"unfinished images and the limit is {quota} (QUOTA_ACTIVE_IMAGES); "
-                                      "send it again (a new upload target) once some have finished")
-        admitted.append(image)
-    return admitted
 
 
 def _age_cutoff(timestamp: str, cutoff: float) -> bool:

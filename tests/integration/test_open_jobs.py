@@ -13,6 +13,7 @@ import zipfile
 import pytest
 from PIL import Image
 
+from imageflow import domain
 from imageflow.messages import JobCompleted, Task
 from services.image_handler.app import create_app
 from services.image_processor.processing import Processor
@@ -344,10 +345,49 @@ def test_direct_upload_links_bind_the_file_and_expire_with_the_job(app, client, 
     short = client.put(path_of(target["url"]), data=data[:-1])
     assert short.status_code == 400 and short.json["error"]["code"] == "wrong_size"
     assert deliver_object_events(app, stack) == []
-    # An object that lands after close does not join; the link is refused once the job is closed.
-    client.put(path_of(target["url"]), data=data)
+    # The link is refused once the job is closed; an object that still lands after the close (an
+    # upload under way while the client closed) does not join and is deleted.
     client.post(f"/api/v1/jobs/{job_id}/close")
-    assert deliver_object_events(app, stack) == ["late"]
     assert client.put(path_of(target["url"]), data=data).status_code == 409
     backends = app.extensions["imageflow"].backends
+    backends.blobs.put(domain.input_path(job_id, target["image_id"], "a.png"), data, "image/png",
+                       metadata=domain.direct_upload_metadata("a.png"))
+    assert deliver_object_events(app, stack) == ["late"]
     assert backends.blobs.list(f"{job_id}/input/") == []
+    assert client.get(f"/api/v1/jobs/{job_id}").json["total"] == 0
+
+
+def test_close_right_after_the_last_direct_upload_loses_nothing(app, client, stack):
+    """A client that does what docs/api.md says (ask for targets, PUT every file, close at once)
+    gets every file in the job, although no finalize event has been handled yet; the events
+    that arrive after the close find their images there and delete nothing."""
+    job_id = open_job(client, email="me@example.com")["job_id"]
+    files = {f"p{i}.png": png((40 + i, 30), (i * 40, 90, 200)) for i in range(5)}
+    targets = client.post(f"/api/v1/jobs/{job_id}/files", json={"files": [
+        {"filename": name, "bytes": len(data)} for name, data in files.items()]}).json["uploads"]
+    for target in targets:
+        assert client.put(path_of(target["url"]), data=files[target["filename"]],
+                          headers=target["headers"]).status_code == 200
+    closed = client.post(f"/api/v1/jobs/{job_id}/close")
+    assert closed.status_code == 200 and closed.json["total"] == 5
+    assert sorted(deliver_object_events(app, stack)) == ["duplicate"] * 5
+    assert sorted(t.image_id for t in run_tasks(app, stack)) == sorted(t["image_id"] for t in targets)
+    deliver_job_messages(app, stack)
+    [event] = completions(app)
+    assert (event.status, event.total, event.succeeded) == ("completed", 5, 5)
+    backends = app.extensions["imageflow"].backends
+    assert len(backends.blobs.list(f"{job_id}/input/")) == 5
+
+
+def test_an_idle_open_job_that_closes_itself_keeps_its_landed_uploads(app, client, stack):
+    job_id = open_job(client)["job_id"]
+    data = png()
+    [target] = client.post(f"/api/v1/jobs/{job_id}/files",
+                           json={"files": [{"filename": "a.png", "bytes": len(data)}]}).json["uploads"]
+    assert client.put(path_of(target["url"]), data=data).status_code == 200
+    coordinator, _ = stack
+    coordinator.settings = coordinator.settings.with_overrides(open_job_idle_seconds=0)
+    coordinator.sweep(older_than_seconds=0)
+    job = client.get(f"/api/v1/jobs/{job_id}").json
+    assert job["status"] != "open" and job["total"] == 1
+    assert deliver_object_events(app, stack) == ["duplicate"]
