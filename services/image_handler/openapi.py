@@ -270,7 +270,7 @@ ROUTES = [
     Route(f"{JOB}/files", "post", "Add files (or URLs) to an open job", (202, "application/json"),
           {}, (400, 404, 409, 410, 413, 415, 422, 429)),
     Route(f"{JOB}/close", "post", "Close an open job: it takes no more files and finishes when they are done",
-          (200, JobView), {}, (404, 410)),
+          (200, JobView), {}, (404, 410, 503)),
     Route(f"{JOB}/uploads/<image_id>", "put", "Upload one file of an open job to its signed link (no API key)",
           (204, None), {}, (400, 403, 404, 409, 413, 415), public=True),
     Route(f"{JOB}/images/<image_id>/<any(input, output):which>/preview", "get",
