@@ -19,6 +19,14 @@ from tests.e2e.browser_support import require_browser
 pytestmark = pytest.mark.browser
 
 
+@pytest.fixture(scope="module")
+def stack_options():
+    """A server that takes at most 2 MB a request: the 60 photos (3.4 MB) weigh more than one
+    request, so the page must send them all in smaller ones (it kept the first 2 MB before)."""
+    return {"env": {"PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": "10", "PROCESSOR_CONCURRENCY": "2",
+                    "MAX_REQUEST_BYTES": str(2 * 1024 * 1024), "MAX_UPLOAD_BYTES": str(1024 * 1024)}}
+
+
 @pytest.fixture(scope="module", autouse=True)
 def browser_ready():
     require_browser()
@@ -26,6 +34,7 @@ def browser_ready():
 
 def upload_and_scroll(stack, tmp_path, count: int) -> None:
     photos = big_job_photos(tmp_path / "photos", count)
+    assert sum(p.stat().st_size for p in photos) > 2 * 1024 * 1024  # more than one request takes
     result = run_script("jobpage.mjs", "bigjob", "--base-url", stack.base_url, "--files", str(tmp_path / "photos"),
                         "--total", str(count), timeout=900)
     job = requests.get(f"{stack.base_url}/api/v1/jobs/{result['job_id']}", timeout=10).json()

@@ -1,15 +1,13 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { estimateJob } from '../lib/api.js';
-
-// Room left in the request for the form's other fields.
-const FORM_MARGIN = 1024 * 1024;
+import { REQUEST_MARGIN } from '../lib/openJobUpload.js';
 
 /**
  * The photos an estimate can send in one request (at most `max_request_bytes` and
  * `max_files_per_job`), in order: all of them, or the first ones that fit.
  */
 export function estimateSample(files, limits) {
-  const maxBytes = limits.max_request_bytes ? limits.max_request_bytes - FORM_MARGIN : Infinity;
+  const maxBytes = limits.max_request_bytes ? limits.max_request_bytes - REQUEST_MARGIN : Infinity;
   const maxFiles = limits.max_files_per_job || Infinity;
   const sample = [];
   let bytes = 0;

@@ -13,9 +13,12 @@ import { clearOpenUpload, loadOpenUpload, saveOpenUpload } from '../lib/savedWor
  * A server with open jobs takes the files in many small requests, each retried on its own,
  * and the job is remembered (savedWork.js) until it is closed: `interrupted` is such a job
  * from a cancelled upload or an earlier visit, and `resume(items)` carries on with the
- * photos it does not hold yet. Any other server takes the whole batch in one request.
+ * photos it does not hold yet; each request stays within the server's `max_request_bytes`
+ * (from `limits`), whatever the selection weighs. Any other server takes the whole batch in
+ * one request.
  */
-export default function useUploadQueue() {
+export default function useUploadQueue(limits = {}) {
+  const maxRequestBytes = limits.max_request_bytes;
   const [upload, setUpload] = useState({ status: 'idle' });
   const [interrupted, setInterrupted] = useState(loadOpenUpload);
   const abortRef = useRef(null);
@@ -40,6 +43,7 @@ export default function useUploadQueue() {
     const onProgress = (loaded) => setUpload({ status: 'uploading', loaded: total - sumOf(items) + loaded, total });
     const result = await fillOpenJob(record, items.map((item) => item.file), {
       signal: controller.signal,
+      maxRequestBytes,
       onProgress,
       onRetry: (error, ms) => setUpload((state) => ({ ...state, retrying: { message: error.message, seconds: Math.round(ms / 1000) } })),
       onBatch: (files) => {
@@ -50,7 +54,7 @@ export default function useUploadQueue() {
     clearOpenUpload();
     setInterrupted(null);
     return result;
-  }, []);
+  }, [maxRequestBytes]);
 
   const run = useCallback(async (work, total) => {
     const controller = new AbortController();

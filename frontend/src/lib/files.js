@@ -47,6 +47,13 @@ export function fileKey(file) {
   return `${file.webkitRelativePath || file.name}|${file.size}|${file.lastModified}`;
 }
 
+const nameOrder = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
+
+/** Files in the order a person reads their names ("IMG_2" before "IMG_10"), folder paths first. */
+export function byName(a, b) {
+  return nameOrder.compare(a.webkitRelativePath || a.name, b.webkitRelativePath || b.name);
+}
+
 /**
  * Split newly picked files into those to add and those refused, given the files already
  * chosen. `sniffed` maps a file to what its first bytes show (`{kind, reason}`, from
@@ -59,9 +66,11 @@ export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS, sniffed 
   const seen = new Set(existing.map(fileKey));
   const accepts = new Set((limits.accepted_types || []).map((t) => t.toLowerCase()));
   let count = existing.length;
-  let total = existing.reduce((sum, file) => sum + file.size, 0);
 
-  for (const file of incoming) {
+  // No limit on the selection's bytes: the page sends an open job's files in small requests
+  // (openJobUpload.js), so only the job's file count bounds a shoot. Name order, so a folder
+  // goes up (and is cut at MAX_FILES_PER_JOB) as a person lists it, not in file-system order.
+  for (const file of [...incoming].sort(byName)) {
     const key = fileKey(file);
     if (seen.has(key)) {
       duplicates += 1;
@@ -101,18 +110,9 @@ export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS, sniffed 
       refused.push({ name: file.name, limit: 'files', reason: `One job takes at most ${limits.max_files_per_job} photos.` });
       continue;
     }
-    if (limits.max_request_bytes && total + file.size > limits.max_request_bytes) {
-      refused.push({
-        name: file.name,
-        limit: 'bytes',
-        reason: `One upload takes at most ${formatBytes(limits.max_request_bytes)} in all.`,
-      });
-      continue;
-    }
     seen.add(key);
     accepted.push(file);
     count += 1;
-    total += file.size;
   }
   return { accepted, refused, duplicates };
 }

@@ -28,14 +28,19 @@ describe('checkFiles', () => {
     expect(refused[0].reason).toBe('is 5.9 KB, over the 4.9 KB limit per file.');
   });
 
-  it('stops at the request size and at the number of files per job', () => {
+  it('takes a selection of any total size and stops at the number of files per job', () => {
     const existing = [makeFile('1.jpg', 'image/jpeg', 4000), makeFile('2.jpg', 'image/jpeg', 4000)];
     const incoming = [makeFile('3.jpg', 'image/jpeg', 4500), makeFile('4.jpg'), makeFile('5.jpg')];
     const { accepted, refused } = checkFiles(existing, incoming, limits);
-    expect(accepted.map((f) => f.name)).toEqual(['4.jpg']);
-    expect(refused.map((r) => r.name)).toEqual(['3.jpg', '5.jpg']);
-    expect(refused[0].reason).toMatch(/at most 11.7 KB in all/);
-    expect(refused[1].reason).toMatch(/at most 3 photos/);
+    expect(accepted.map((f) => f.name)).toEqual(['3.jpg']); // 12.2 KB in all, over max_request_bytes
+    expect(refused.map((r) => r.name)).toEqual(['4.jpg', '5.jpg']);
+    expect(refused[0].reason).toMatch(/at most 3 photos/);
+  });
+
+  it('adds a folder in name order, so the same photos make the cut each time', () => {
+    const names = ['IMG_10.jpg', 'IMG_2.jpg', 'IMG_1.jpg', 'b.jpg', 'A.jpg'];
+    const { accepted } = checkFiles([], names.map((name) => makeFile(name)), { ...limits, max_files_per_job: 10 });
+    expect(accepted.map((f) => f.name)).toEqual(['A.jpg', 'b.jpg', 'IMG_1.jpg', 'IMG_2.jpg', 'IMG_10.jpg']);
   });
 
   it('skips a photo already chosen, and empty files', () => {

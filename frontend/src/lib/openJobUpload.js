@@ -5,10 +5,17 @@
 import { closeJob, uploadFiles } from './api.js';
 
 export const BATCH_BYTES = 16 * 1024 * 1024;
+// Room for a multipart request's own bytes (boundaries, headers) within max_request_bytes.
+export const REQUEST_MARGIN = 1024 * 1024;
 export const BATCH_FILES = 20;
 export const PARALLEL = 3;
 export const RETRIES = 4;
 const RETRY_MS = [1000, 3000, 8000, 15000];
+
+/** The bytes one batch may hold on a server that takes at most `maxRequestBytes` a request. */
+export function batchBytes(maxRequestBytes) {
+  return maxRequestBytes ? Math.max(1, Math.min(BATCH_BYTES, maxRequestBytes - REQUEST_MARGIN)) : BATCH_BYTES;
+}
 
 /** The files in batches of at most BATCH_FILES files and about BATCH_BYTES bytes. */
 export function batches(files, maxBytes = BATCH_BYTES, maxFiles = BATCH_FILES) {
@@ -66,16 +73,17 @@ async function withRetries(attempt, { signal, onRetry }) {
  * Upload `files` into the open job `created` (the 201 answer, with links.files and
  * links.close) and close it. `onProgress(loaded, total)` counts bytes over every batch;
  * `onRetry(error, ms)` tells of a pause before another try; `onBatch(files, answer)` of a
- * batch the job now holds. Resolves `{job_id, images, rejected}`; rejects with the error of
+ * batch the job now holds; `maxRequestBytes` is the server's per-request limit (each batch
+ * stays within it, whatever the whole selection weighs). Resolves `{job_id, images, rejected}`; rejects with the error of
  * a batch that failed for good, or an AbortError.
  */
-export async function fillOpenJob(created, files, { onProgress, onRetry, onBatch, signal } = {}) {
+export async function fillOpenJob(created, files, { onProgress, onRetry, onBatch, signal, maxRequestBytes } = {}) {
   const total = files.reduce((sum, file) => sum + file.size, 0);
   const loaded = new Map();
   const report = () => onProgress?.([...loaded.values()].reduce((a, b) => a + b, 0), total);
   const images = [];
   const rejected = [];
-  const queue = batches(files).map((batch, index) => ({ batch, index }));
+  const queue = batches(files, batchBytes(maxRequestBytes)).map((batch, index) => ({ batch, index }));
 
   const worker = async () => {
     while (queue.length) {

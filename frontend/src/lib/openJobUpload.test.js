@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeXHR, jsonResponse, makeFile, mockFetch } from '../test/fakes.js';
-import { batches, fillOpenJob, stillToSend } from './openJobUpload.js';
+import { batchBytes, batches, fillOpenJob, REQUEST_MARGIN, stillToSend } from './openJobUpload.js';
 
 const created = { job_id: 'j'.repeat(32), status: 'open', links: { files: '/api/v1/jobs/J/files', close: '/api/v1/jobs/J/close' } };
 
@@ -26,7 +26,35 @@ describe('batches', () => {
   });
 });
 
+describe('batchBytes', () => {
+  it("keeps every request within the server's max_request_bytes, whatever the selection weighs", () => {
+    expect(batchBytes(undefined)).toBe(16 * 1024 * 1024);
+    expect(batchBytes(200 * 1024 * 1024)).toBe(16 * 1024 * 1024);
+    expect(batchBytes(3 * 1024 * 1024)).toBe(3 * 1024 * 1024 - REQUEST_MARGIN);
+  });
+});
+
 describe('fillOpenJob', () => {
+  it("sends a selection many times the server's request limit in requests within it", async () => {
+    mockFetch(() => jsonResponse(200, { status: 'processing' }));
+    const files = Array.from({ length: 12 }, (_, i) => makeFile(`p${i}.jpg`, 'image/jpeg', 400 * 1024));
+    const done = fillOpenJob(created, files, { maxRequestBytes: REQUEST_MARGIN + 1024 * 1024 });
+    const sent = [];
+    while (sent.length < 12) {
+      await vi.waitFor(() => expect(FakeXHR.instances.some((xhr) => !xhr.answered)).toBe(true));
+      for (const xhr of FakeXHR.instances.filter((x) => !x.answered)) {
+        const batch = xhr.body.getAll('files');
+        expect(batch.reduce((sum, file) => sum + file.size, 0)).toBeLessThanOrEqual(1024 * 1024);
+        sent.push(...batch.map((file) => file.name));
+        xhr.answered = true;
+        answer(xhr);
+      }
+    }
+    const job = await done;
+    expect(job.images).toHaveLength(12);
+    expect(sent.sort()).toEqual(files.map((file) => file.name).sort());
+  });
+
   it('sends the batches in parallel, counts the bytes of all of them, then closes the job', async () => {
     const fetch = mockFetch(() => jsonResponse(200, { status: 'processing' }));
     const files = Array.from({ length: 45 }, (_, i) => makeFile(`p${i}.jpg`, 'image/jpeg', 100));

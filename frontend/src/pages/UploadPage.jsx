@@ -58,7 +58,7 @@ export default function UploadPage() {
   const [email, setEmail] = useState(kept.email);
   useEffect(() => saveChoice({ ...chosen, email }), [chosen, email]);
   const [problems, setProblems] = useState(NO_PROBLEMS);
-  const { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail } = useUploadQueue();
+  const { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail } = useUploadQueue(limits);
   const [checking, setChecking] = useState(false);
   const summaryRef = useRef(null);
   const uploadErrorRef = useRef(null);

@@ -73,7 +73,7 @@ describe('upload page', () => {
     expect(screen.getByText('Save as JPEG at quality 50')).toBeInTheDocument();
     // Every limit is said before a file is picked.
     expect(
-      screen.getByText('JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC or JPEG XL · up to 25 MB each and 200 MB in all · up to 100 photos per batch · up to 50 megapixels each'),
+      screen.getByText('JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC or JPEG XL · up to 25 MB each · up to 100 photos per job, of any total size · up to 50 megapixels each'),
     ).toBeInTheDocument();
   });
 

@@ -33,7 +33,7 @@ export default function NotAddedNotice({ notAdded, onDismiss }) {
             <li key={limit}>
               {entries[0].reason} Not added: {plural(entries.length, 'file')} (
               <span className="file-name-inline">{entries.slice(0, 5).map((e) => e.name).join(', ')}</span>
-              {entries.length > 5 ? `, and ${entries.length - 5} more` : ''}). Send them in another batch.
+              {entries.length > 5 ? `, and ${entries.length - 5} more` : ''}). Send them in another job.
             </li>
           ))}
         </ul>

@@ -10,8 +10,8 @@ import UrlImport from './UrlImport.jsx';
 export function limitsText(limits) {
   const parts = [
     describeTypes(limits.accepted_types || []),
-    `up to ${formatBytes(limits.max_upload_bytes)} each${limits.max_request_bytes ? ` and ${formatBytes(limits.max_request_bytes)} in all` : ''}`,
-    `up to ${limits.max_files_per_job} photos per batch`,
+    `up to ${formatBytes(limits.max_upload_bytes)} each`,
+    `up to ${limits.max_files_per_job.toLocaleString('en')} photos per job, of any total size`,
   ];
   if (limits.max_image_pixels) parts.push(`up to ${formatMegapixels(limits.max_image_pixels)} each`);
   return parts.join(' · ');
