@@ -44,6 +44,7 @@ ERROR_CODES = (MISSING_INPUT, WORKER_CRASHED, FETCH_FAILED)
 WEBHOOK_PENDING = "pending"
 WEBHOOK_DELIVERED = "delivered"
 WEBHOOK_FAILED = "failed"
+WEBHOOK_SUPERSEDED = "superseded"  # an earlier run's webhook a retry left with nothing to deliver it (see reason)
 
 
 def utcnow() -> str:
@@ -224,8 +225,12 @@ class Job:
     completion_message_id: str | None = None   # job.completed was published (see Coordinator.announce)
     webhook_secret: str | None = None          # HMAC-SHA256 key of the webhook signature (never shown by GET)
     webhook_status: str | None = None          # pending | delivered | failed (None: no webhook)
-    webhook_attempts: list = field(default_factory=list)  # [{attempt, at, status_code, error, duration_ms}]
+    # every run's attempts, oldest first: [{run, attempt (within its run), at, status_code, error, duration_ms}]
+    webhook_attempts: list = field(default_factory=list)
     webhook_next_at: float | None = None       # unix time before which no replica attempts the webhook
+    # the webhooks of the runs before a retry, which the retry does not stop: [{run, status, next_at,
+    # completed_at, reason}] (webhook_status and webhook_next_at are the current run's)
+    webhook_earlier_runs: list = field(default_factory=list)
     last_file_at: str | None = None            # open jobs: when a file last joined (idle auto-close)
     closed_at: str | None = None               # open jobs: when the job stopped taking files
     meta_keys: list | None = None              # URL jobs: the extra CSV columns, in order (the report's columns)
@@ -470,7 +475,9 @@ def request_cancel(now: str) -> Change:
 def start_retry(counted: Job) -> Change:
     """A finished job runs again (issue 16 retry): ``counted`` is ``recount`` over its images
     with the retried ones re-queued. A new run: it notifies again, its webhook is delivered
-    again (under the run's own delivery id). Declined when the job is not finished."""
+    again (under the run's own delivery id). The run being retired keeps its webhook: still
+    pending, it goes on being delivered (``webhook_earlier_runs``); its attempts stay in
+    ``webhook_attempts``. Declined when the job is not finished."""
     def change(job: Job) -> dict | None:
         if not job.is_terminal:
             return None
@@ -479,7 +486,16 @@ def start_retry(counted: Job) -> Change:
             bytes_in=counted.bytes_in, bytes_out=counted.bytes_out, completed_at=None, notified_at=None,
             completion_message_id=None, tasks_published=False, cancel_requested_at=None, run=job.run + 1)
         if job.webhook_url:
-            fields.update(webhook_status=WEBHOOK_PENDING, webhook_attempts=[], webhook_next_at=None)
+            retired = {"run": job.run, "status": job.webhook_status, "next_at": job.webhook_next_at,
+                       "completed_at": job.completed_at, "reason": None}
+            if job.webhook_status == WEBHOOK_PENDING and not job.completion_message_id:
+                # its job.completed was not published (yet), and the retry ends its announcement: nothing
+                # would deliver it, so say so rather than leave it pending forever
+                retired.update(status=WEBHOOK_SUPERSEDED, next_at=None,
+                               reason=f"run {job.run + 1} started before run {job.run}'s job.completed was published")
+            fields.update(webhook_status=WEBHOOK_PENDING, webhook_next_at=None,
+                          webhook_attempts=labelled_webhook_attempts(job),
+                          webhook_earlier_runs=[*(job.webhook_earlier_runs or []), retired])
         return fields
     return change
 
@@ -490,27 +506,79 @@ def add_child(child_job_id: str) -> Change:
                         else {"child_job_ids": [*(job.child_job_ids or []), child_job_id]})
 
 
-def webhook_wait(job: Job, now: float) -> float | None:
-    """Seconds until the job's webhook may be attempted (0: now), or None when there is
-    nothing to deliver (no webhook, already delivered or failed, job not finished)."""
-    if not job.webhook_url or job.webhook_status != WEBHOOK_PENDING or not job.is_terminal:
+def attempt_run(job: Job, attempt: dict) -> int:
+    """The run an entry of ``webhook_attempts`` belongs to (entries recorded before attempts
+    were labelled belong to the current run: a retry used to clear them)."""
+    return attempt.get("run", job.run)
+
+
+def labelled_webhook_attempts(job: Job) -> list[dict]:
+    """``webhook_attempts`` with every entry's run (entries from before runs were recorded get theirs)."""
+    return [{**a, "run": attempt_run(job, a)} for a in job.webhook_attempts or []]
+
+
+def webhook_run(job: Job, run: int) -> dict | None:
+    """The state of ``run``'s webhook: ``{run, status, next_at, completed_at, finished}``, or
+    None when the job has no webhook or no such run."""
+    if not job.webhook_url:
         return None
-    return max(0.0, (job.webhook_next_at or 0.0) - now)
+    if run == job.run:
+        return {"run": run, "status": job.webhook_status, "next_at": job.webhook_next_at,
+                "completed_at": job.completed_at, "finished": job.is_terminal}
+    for entry in job.webhook_earlier_runs or []:
+        if entry.get("run") == run:
+            return {**entry, "finished": True}  # an earlier run finished before the retry began
+    return None
 
 
-def claim_webhook_attempt(now: float, lease_seconds: float) -> Change:
-    """Take the next webhook attempt: nobody else attempts before ``now + lease_seconds``
-    (so two interaction-manager replicas never post the same webhook at once)."""
-    return lambda job: {"webhook_next_at": now + lease_seconds} if webhook_wait(job, now) == 0 else None
+def _set_webhook_run(job: Job, run: int, **state: Any) -> dict[str, Any]:
+    """The job fields that set ``run``'s webhook ``state`` (status, next_at)."""
+    if run == job.run:
+        return {f"webhook_{name}": value for name, value in state.items()}
+    return {"webhook_earlier_runs": [{**entry, **state} if entry.get("run") == run else entry
+                                     for entry in job.webhook_earlier_runs or []]}
 
 
-def record_webhook_attempt(attempt: dict, outcome: str, next_at: float | None) -> Change:
-    """Append one attempt to ``webhook_attempts`` and set the outcome (``pending`` with the
-    time of the next attempt, or ``delivered``/``failed``)."""
+def webhook_runs(job: Job) -> list[dict]:
+    """Every run's webhook outcome, oldest first (the API's ``webhook_runs``)."""
+    if not job.webhook_url:
+        return []
+    runs = [*(job.webhook_earlier_runs or []), {"run": job.run, "status": job.webhook_status, "reason": None}]
+    return [{"run": r["run"], "status": r["status"], "reason": r.get("reason"),
+             "attempts": webhook_attempts_made(job, r["run"])} for r in runs]
+
+
+def webhook_wait(job: Job, now: float, run: int | None = None) -> float | None:
+    """Seconds until the webhook of ``run`` (default: the current run) may be attempted (0: now),
+    or None when there is nothing to deliver (no webhook, already delivered, failed or
+    superseded, run not finished)."""
+    state = webhook_run(job, job.run if run is None else run)
+    if state is None or state["status"] != WEBHOOK_PENDING or not state["finished"]:
+        return None
+    return max(0.0, (state["next_at"] or 0.0) - now)
+
+
+def claim_webhook_attempt(now: float, lease_seconds: float, run: int) -> Change:
+    """Take the next webhook attempt of ``run``: nobody else attempts it before ``now +
+    lease_seconds`` (so two interaction-manager replicas never post the same webhook at once).
+    The run is named, never taken from the job: a retry may start the next run meanwhile."""
+    return lambda job: (_set_webhook_run(job, run, next_at=now + lease_seconds)
+                        if webhook_wait(job, now, run) == 0 else None)
+
+
+def record_webhook_attempt(attempt: dict, outcome: str, next_at: float | None, run: int) -> Change:
+    """Append one attempt of ``run`` to ``webhook_attempts``, numbered within its run, and set
+    that run's outcome (``pending`` with the time of the next attempt, or ``delivered``/``failed``)."""
     def change(job: Job) -> dict | None:
-        if job.webhook_status != WEBHOOK_PENDING:
+        state = webhook_run(job, run)
+        if state is None or state["status"] != WEBHOOK_PENDING:
             return None
-        attempts = list(job.webhook_attempts or [])
-        attempts.append({**attempt, "attempt": len(attempts) + 1})
-        return {"webhook_attempts": attempts, "webhook_status": outcome, "webhook_next_at": next_at}
+        attempts = [*(job.webhook_attempts or []),
+                    {**attempt, "run": run, "attempt": webhook_attempts_made(job, run) + 1}]
+        return {"webhook_attempts": attempts, **_set_webhook_run(job, run, status=outcome, next_at=next_at)}
     return change
+
+
+def webhook_attempts_made(job: Job, run: int) -> int:
+    """How many attempts ``run``'s webhook has had."""
+    return sum(1 for a in job.webhook_attempts or [] if attempt_run(job, a) == run)

@@ -124,6 +124,26 @@ class ImageView(BaseModel):
     choices: dict = Field(description="what the engine chose for this image (docs/engine.md)")
 
 
+WebhookStatus = Literal["pending", "delivered", "failed", "superseded"]
+
+
+class WebhookAttempt(BaseModel):
+    run: int = Field(description="the run the attempt delivers (0, then 1, 2... after each retry)")
+    attempt: int = Field(description="1, 2... within its run")
+    at: str
+    status_code: int | None = Field(description="the receiver's answer; null when there was none")
+    error: str | None = Field(description="why the attempt failed; null when it delivered")
+    duration_ms: int
+
+
+class WebhookRun(BaseModel):
+    run: int
+    status: WebhookStatus = Field(description="superseded: a retry began before the run's job.completed "
+                                              "was published, so it is never sent (see reason)")
+    reason: str | None
+    attempts: int
+
+
 class JobView(BaseModel):
     job_id: str
     status: JobStatus
@@ -149,8 +169,10 @@ class JobView(BaseModel):
     preset: str | None
     email: str | None
     webhook_url: str | None
-    webhook_status: str | None
-    webhook_attempts: list[dict]
+    webhook_status: WebhookStatus | None = Field(description="the current run's webhook; null without a webhook")
+    webhook_attempts: list[WebhookAttempt] = Field(description="every run's attempts, oldest first")
+    webhook_runs: list[WebhookRun] = Field(description="each run's webhook: a retry does not stop the earlier "
+                                                       "run's delivery")
     links: Links
     images: list[ImageView] | None = None
 

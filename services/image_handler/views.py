@@ -179,7 +179,8 @@ class JobViews:
             "updated_at": job.updated_at, "completed_at": job.completed_at, "total": job.total,
             "succeeded": job.succeeded, "failed": job.failed, "pending": max(0, job.total - job.done),
             "operations": job.operations, "preset": job.preset, "email": job.email, "webhook_url": job.webhook_url,
-            "webhook_status": job.webhook_status, "webhook_attempts": job.webhook_attempts or [],
+            "webhook_status": job.webhook_status, "webhook_attempts": domain.labelled_webhook_attempts(job),
+            "webhook_runs": domain.webhook_runs(job),
             "links": self.links(job.job_id), "closed_at": job.closed_at,
             **lifecycle_views.job_fields(job, self.settings.job_retention_days),
         }

@@ -9,12 +9,15 @@ attempt's time (exponential backoff), and the bus delivers it again then.
 Every attempt is claimed on the job first, with a conditional update
 (``domain.claim_webhook_attempt``), so two interaction-manager replicas, or a redelivery
 racing a slow attempt, never post the same webhook at once. Every attempt is recorded on
-the job (``webhook_attempts``) and the outcome in ``webhook_status`` (``pending`` from
-submission, then ``delivered``, or ``failed`` after ``WEBHOOK_MAX_ATTEMPTS``), so GET
-/api/v1/jobs/<id> shows it. A message the handler keeps failing on (the job store is down)
-is dead-lettered by the bus after ``Settings.webhook_delivery_limit`` deliveries, and the
-dead-letter subscriber marks the webhook failed. Delivery is at least once: receivers dedupe
-on the ``X-ImageFlow-Delivery`` header (the job id).
+the job (``webhook_attempts``, labelled with its run) and the outcome in ``webhook_status``
+(``pending`` from submission, then ``delivered``, or ``failed`` after ``WEBHOOK_MAX_ATTEMPTS``),
+so GET /api/v1/jobs/<id> shows it. Each run of a job (a retry starts the next) has its own
+webhook, claimed and recorded by its run number: a retry does not stop the earlier run's
+delivery, whose state moves to ``webhook_earlier_runs`` (domain.start_retry). A message the
+handler keeps failing on (the job store is down) is dead-lettered by the bus after
+``Settings.webhook_delivery_limit`` deliveries, and the dead-letter subscriber marks that
+run's webhook failed. Delivery is at least once: receivers dedupe on the
+``X-ImageFlow-Delivery`` header (the job id, ``<job_id>.<run>`` after a retry).
 
 Signature: ``X-ImageFlow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
 keyed with the job's webhook secret (given at submission, or generated and returned in the
@@ -69,10 +72,13 @@ def verify(secret: str, body: bytes, header: str, tolerance: float = 300, now: f
 
 def payload(job: domain.Job, event: JobCompleted | None, settings: Settings) -> bytes:
     """The JSON body: the job.completed message (built from the job when not given), plus links
-    to the job and its report."""
-    data = (event or lifecycle.completed_event(job, settings)).to_dict()
+    to the job and its report. ``completed_at`` is when the event's run finished (an earlier
+    run's webhook may go out after a retry)."""
+    event = event or lifecycle.completed_event(job, settings)
+    data = event.to_dict()
     api = domain.job_api_url(settings.public_base_url, job.job_id)
-    data.update(event=EVENT, name=job.name, completed_at=job.completed_at, job_url=api,
+    completed_at = (domain.webhook_run(job, event.run) or {}).get("completed_at", job.completed_at)
+    data.update(event=EVENT, name=job.name, completed_at=completed_at, job_url=api,
                 report_url=f"{api}/report.csv")
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
@@ -107,26 +113,26 @@ class WebhookSender:
             message.extend(wait)
 
     def deliver(self, event: JobCompleted) -> float | None:
-        """Attempt the webhook of ``event``'s job if one is due. Returns None when nothing is
-        left to do, else the seconds until the job should be looked at again."""
+        """Attempt the webhook of ``event``'s run if one is due. Returns None when nothing is
+        left to do, else the seconds until the job should be looked at again. Each run has its
+        own webhook: a retry starts the next run's without ending this one's."""
         job = self.jobs.get_job(event.job_id)
         now = self.clock()
-        if job is not None and event.run != job.run:  # an earlier run's message: that run's webhook is done
-            return None
-        wait = domain.webhook_wait(job, now) if job else None
+        wait = domain.webhook_wait(job, now, event.run) if job else None
         if wait is None or wait > 0:
             return wait
         try:
-            claimed = self.jobs.transition(job.job_id, domain.claim_webhook_attempt(now, self.lease_seconds))
+            claimed = self.jobs.transition(job.job_id, domain.claim_webhook_attempt(now, self.lease_seconds, event.run))
         except JobNotFound:  # deleted meanwhile
             return None
         if claimed is None:  # another replica took this attempt: look again when its lease ends
             job = self.jobs.get_job(event.job_id)
-            return domain.webhook_wait(job, self.clock()) if job else None
+            return domain.webhook_wait(job, self.clock(), event.run) if job else None
         return self.attempt(claimed, event)
 
     def attempt(self, job: domain.Job, event: JobCompleted) -> float | None:
-        """POST the webhook once and record the attempt; the wait before the next one, or None."""
+        """POST ``event``'s webhook once and record the attempt on its run; the wait before the
+        next one, or None."""
         body = payload(job, event, self.settings)
         started = time.monotonic()
         headers = {SIGNATURE_HEADER: sign(job.webhook_secret or "", body, int(self.clock())),
@@ -138,7 +144,7 @@ class WebhookSender:
                 error = f"the receiver answered {status_code}"
         except FetchError as exc:
             error = exc.reason
-        made = len(job.webhook_attempts or []) + 1
+        made = domain.webhook_attempts_made(job, event.run) + 1
         wait = None
         if error is None:
             outcome = DELIVERED
@@ -150,10 +156,11 @@ class WebhookSender:
                   "duration_ms": int((time.monotonic() - started) * 1000)}
         try:
             self.jobs.transition(job.job_id, domain.record_webhook_attempt(
-                record, outcome, None if wait is None else self.clock() + wait))
+                record, outcome, None if wait is None else self.clock() + wait, event.run))
         except JobNotFound:  # deleted meanwhile
             return None
-        log.info("webhook for %s attempt %d: %s", job.job_id, made, error or f"delivered ({status_code})")
+        log.info("webhook for %s run %d attempt %d: %s", job.job_id, event.run, made,
+                 error or f"delivered ({status_code})")
         return wait
 
     def handle_dead_letter(self, message: ReceivedMessage) -> None:
@@ -165,7 +172,7 @@ class WebhookSender:
         record = {"at": domain.utcnow(), "status_code": None, "duration_ms": 0,
                   "error": f"gave up after {deliveries} deliveries: the webhook could not be attempted"}
         try:
-            self.jobs.transition(event.job_id, domain.record_webhook_attempt(record, FAILED, None))
+            self.jobs.transition(event.job_id, domain.record_webhook_attempt(record, FAILED, None, event.run))
         except JobNotFound:
             pass
         message.ack()

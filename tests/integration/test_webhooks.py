@@ -254,3 +254,94 @@ def test_signature_rejects_old_timestamps():
     assert not verify(SECRET, b"{}", header, now=1000 + 301)
     assert not verify(SECRET, b"{ }", header, now=1100)
     assert not verify(SECRET, b"{}", "garbage", now=1100)
+
+
+# -- a retry while the previous run's webhook is still being delivered (issue 22) ------------
+@pytest.fixture(params=["local", pytest.param("gcp", marks=pytest.mark.emulators)])
+def stack(request, local_settings, tmp_path):
+    """Settings, backends, the image-handler app and the coordinator over the local adapters or
+    the emulators (Firestore, Pub/Sub, fake-gcs-server). Run 0's second webhook attempt waits
+    2 s (Pub/Sub holds a message back in whole seconds), time enough to retry before it."""
+    from imageflow import topology
+    from imageflow.bootstrap import Backends, make_backends
+    from services.image_handler.app import create_app
+
+    overrides = dict(webhook_backoff_seconds=2.0, webhook_max_attempts=3, webhook_timeout_seconds=2.0,
+                     public_base_url="https://imageflow.example")
+    if request.param == "gcp":
+        settings = request.getfixturevalue("gcp_settings").with_overrides(data_dir=tmp_path / "data", **overrides)
+        backends = Backends(request.getfixturevalue("gcs_blobstore"), request.getfixturevalue("firestore_jobstore"),
+                            request.getfixturevalue("pubsub_bus"))
+        topology.ensure(backends.bus, settings)
+    else:
+        settings = local_settings.with_overrides(**overrides)
+        backends = make_backends(settings)
+    app = create_app({"data_dir": settings.data_dir, "public_base_url": settings.public_base_url}, backends=backends)
+    yield settings, backends, app.test_client(), Coordinator(settings, backends.jobs, backends.bus, backends.blobs)
+    if request.param == "local":
+        backends.close()
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_retry_keeps_delivering_the_previous_runs_webhook_once_per_run(stack):
+    """Run 0's webhook gets a 500; the client retries the job at once. Run 0's delivery goes on
+    until the receiver takes it, run 1's is delivered too: one delivery per run (two sender
+    replicas), and the job's webhook_attempts show both runs' attempts, labelled by run."""
+    settings, backends, client, coordinator = stack
+    receiver = WebhookReceiver(statuses=[500])
+    try:
+        with running_sender(settings, backends, replicas=2):
+            job = domain.Job(job_id=domain.new_id(), status=domain.PROCESSING, total=1, webhook_url=receiver.url("/h"),
+                             webhook_secret=SECRET, webhook_status="pending", name="spring catalogue")
+            image = domain.Image(job_id=job.job_id, image_id=domain.new_id(), filename="a.png",
+                                 input_path=f"{job.job_id}/input/a.png")
+            backends.jobs.create_job(job, [image])
+            coordinator.fold([Result(job_id=job.job_id, image_id=image.image_id, status="failed", error="corrupt")])
+            run0_completed_at = backends.jobs.get_job(job.job_id).completed_at
+            wait_for(lambda: backends.jobs.get_job(job.job_id).webhook_attempts, "run 0's first attempt")
+
+            answer = client.post(f"/api/v1/jobs/{job.job_id}/retry")     # at once, run 0's webhook still pending
+            assert answer.status_code == 202, answer.get_json()
+            assert answer.get_json()["run"] == 1
+            coordinator.fan_out(job.job_id)
+            coordinator.fold([Result(job_id=job.job_id, image_id=image.image_id, status="succeeded",
+                                     output_path=f"{job.job_id}/output/a.webp", content_type="image/webp",
+                                     width=10, height=10, bytes=10)])
+
+            def delivered_runs():
+                with receiver.lock:
+                    return {c["headers"]["X-ImageFlow-Delivery"] for c in receiver.received if c["status"] == 200}
+            wait_for(lambda: delivered_runs() >= {job.job_id, f"{job.job_id}.1"},
+                     "run 0's and run 1's webhooks to be delivered", timeout=45)
+
+            def both_settled():
+                view = client.get(f"/api/v1/jobs/{job.job_id}").get_json()
+                return view if all(r["status"] != "pending" for r in view["webhook_runs"]) else None
+            view = wait_for(both_settled, "both runs' webhooks to settle")
+            time.sleep(0.5)  # a duplicate would be posted now, if a claim let one through
+            calls = list(receiver.received)
+    finally:
+        receiver.stop()
+    assert view["run"] == 1 and view["status"] == "completed"
+    assert view["webhook_runs"] == [{"run": 0, "status": "delivered", "reason": None, "attempts": 2},
+                                    {"run": 1, "status": "delivered", "reason": None, "attempts": 1}]
+    assert view["webhook_status"] == "delivered"
+    attempts = sorted((a["run"], a["attempt"], a["status_code"]) for a in view["webhook_attempts"])
+    assert attempts == [(0, 1, 500), (0, 2, 200), (1, 1, 200)]
+    delivered = sorted((c["headers"]["X-ImageFlow-Delivery"], c["status"]) for c in calls)
+    assert delivered == sorted([(job.job_id, 500), (job.job_id, 200), (f"{job.job_id}.1", 200)])
+    bodies = {c["headers"]["X-ImageFlow-Delivery"]: json.loads(c["body"]) for c in calls if c["status"] == 200}
+    for call in calls:
+        assert verify(SECRET, call["body"], call["headers"][SIGNATURE_HEADER])
+    run0, run1 = bodies[job.job_id], bodies[f"{job.job_id}.1"]
+    assert (run0["run"], run0["status"], run0["failed"], run0["completed_at"]) == (0, "failed", 1, run0_completed_at)
+    assert (run1["run"], run1["status"], run1["succeeded"]) == (1, "completed", 1)

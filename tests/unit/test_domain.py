@@ -1,6 +1,8 @@
 """Domain rules: names, paths, result folding."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from imageflow import domain
@@ -111,18 +113,59 @@ def test_job_transitions_apply_once_and_only_from_their_states():
 def test_webhook_transitions_claim_one_attempt_at_a_time():
     job = Job(job_id="j", status=domain.COMPLETED, webhook_url="https://h.example/x", webhook_status="pending")
     assert domain.webhook_wait(job, 100.0) == 0
-    claim = domain.claim_webhook_attempt(100.0, 30)(job)
+    claim = domain.claim_webhook_attempt(100.0, 30, 0)(job)
     assert claim == {"webhook_next_at": 130.0}
     held = Job(**{**job.to_dict(), **claim})
     assert domain.webhook_wait(held, 110.0) == 20.0
-    assert domain.claim_webhook_attempt(110.0, 30)(held) is None          # another replica is on it
-    recorded = domain.record_webhook_attempt({"status_code": 500}, "pending", 140.0)(held)
-    assert recorded["webhook_attempts"] == [{"status_code": 500, "attempt": 1}]
-    done = Job(**{**held.to_dict(), **domain.record_webhook_attempt({"status_code": 200}, "delivered", None)(held)})
+    assert domain.claim_webhook_attempt(110.0, 30, 0)(held) is None          # another replica is on it
+    recorded = domain.record_webhook_attempt({"status_code": 500}, "pending", 140.0, 0)(held)
+    assert recorded["webhook_attempts"] == [{"status_code": 500, "run": 0, "attempt": 1}]
+    done = Job(**{**held.to_dict(), **domain.record_webhook_attempt({"status_code": 200}, "delivered", None, 0)(held)})
     assert domain.webhook_wait(done, 1e9) is None
-    assert domain.record_webhook_attempt({}, "failed", None)(done) is None  # finished: no more records
+    assert domain.record_webhook_attempt({}, "failed", None, 0)(done) is None  # finished: no more records
     assert domain.webhook_wait(Job(job_id="j", status=domain.PROCESSING, webhook_url="u",
                                    webhook_status="pending"), 0) is None  # not finished yet
+
+
+def apply(job: Job, change) -> Job:
+    fields = change(job)
+    assert fields is not None
+    return Job(**{**job.to_dict(), **fields})
+
+
+def test_a_retry_keeps_the_earlier_runs_pending_webhook_apart_from_the_new_runs():
+    job = Job(job_id="j", status=domain.COMPLETED, webhook_url="https://h.example/x", webhook_status="pending",
+              completed_at="t0", notified_at="t0", completion_message_id="m0")
+    job = apply(job, domain.claim_webhook_attempt(100.0, 30, 0))
+    job = apply(job, domain.record_webhook_attempt({"status_code": 500}, "pending", 105.0, 0))
+    job = apply(job, domain.claim_webhook_attempt(106.0, 30, 0))           # run 0's second attempt is in flight
+    job = apply(job, domain.start_retry(replace(job, status=domain.PROCESSING)))
+    assert (job.run, job.status, job.webhook_status, job.webhook_next_at) == (1, "queued", "pending", None)
+    assert domain.webhook_wait(job, 200.0, 1) is None                         # run 1 has not finished
+    assert domain.webhook_wait(job, 120.0, 0) == 16.0                         # run 0's claim still holds
+    # the in-flight attempt lands on run 0, not on the run the job is now at
+    job = apply(job, domain.record_webhook_attempt({"status_code": 500}, "pending", 140.0, 0))
+    assert job.webhook_status == "pending" and domain.webhook_wait(job, 140.0, 0) == 0
+    job = apply(job, domain.record_webhook_attempt({"status_code": 200}, "delivered", None, 0))
+    assert domain.record_webhook_attempt({}, "delivered", None, 0)(job) is None   # run 0 is done: once only
+    job = replace(job, status=domain.COMPLETED, completed_at="t1")
+    job = apply(job, domain.record_webhook_attempt({"status_code": 200}, "delivered", None, 1))
+    assert [(a["run"], a["attempt"], a["status_code"]) for a in job.webhook_attempts] == \
+        [(0, 1, 500), (0, 2, 500), (0, 3, 200), (1, 1, 200)]
+    assert domain.webhook_runs(job) == [{"run": 0, "status": "delivered", "reason": None, "attempts": 3},
+                                        {"run": 1, "status": "delivered", "reason": None, "attempts": 1}]
+    assert domain.webhook_run(job, 0)["completed_at"] == "t0"
+
+
+def test_a_retry_before_the_runs_completion_was_published_supersedes_its_webhook_explicitly():
+    job = Job(job_id="j", status=domain.COMPLETED, webhook_url="https://h.example/x", webhook_status="pending",
+              run=2, webhook_attempts=[{"attempt": 1, "status_code": 500}])   # recorded before runs were labelled
+    job = apply(job, domain.start_retry(job))
+    [superseded, current] = domain.webhook_runs(job)
+    assert superseded == {"run": 2, "status": "superseded", "attempts": 1,
+                          "reason": "run 3 started before run 2's job.completed was published"}
+    assert current["run"] == 3 and current["status"] == "pending"
+    assert domain.webhook_wait(job, 1e9, 2) is None
 
 
 def test_an_open_job_counts_results_but_completes_only_once_closed():
