@@ -73,7 +73,7 @@ class Settings:
     # Tasks a processor holds at once (fetching, waiting for a render slot, rendering, writing, publishing), so
     # storage and bus round trips overlap the renders; 0: 8 per render slot. Never fewer than the slots.
     processor_max_in_flight: int = 0
-    # Each concurrency slot renders in its own long-lived worker process with this address-space cap (MB; 0: none),
+    # Each concurrency slot renders in its own long-lived worker process with this cap on its resident memory (RSS, MB; 0: none),
     # and a render may take RENDER_TIMEOUT_SECONDS (its worker is replaced past that, plus a grace).
     processor_worker_memory_mb: int = 768
     render_timeout_seconds: float = 120.0

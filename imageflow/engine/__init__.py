@@ -12,4 +12,19 @@ from .encoding import Rendered
 from .limits import ImageError, Limits
 from .render import render
 
-__all__ = ["ImageError", "Limits", "ProbeInfo", "Rendered", "probe", "render"]
+
+def load_libraries() -> None:
+    """Load now every library the engine otherwise loads on first use (OpenCV and its face cascade,
+    SciPy for SSIMULACRA2, numpy for simplejpeg, the HEIC and JPEG XL plugins). A render worker calls
+    this before its first render, so every render starts from the same process, whatever the worker
+    rendered before (services/image_processor/processing.py)."""
+    from . import autoquality, decoding, faces, jxl
+
+    faces._cascade()
+    autoquality._metric()
+    decoding._simplejpeg()
+    decoding.heic_available()
+    jxl.available()
+
+
+__all__ = ["ImageError", "Limits", "ProbeInfo", "Rendered", "load_libraries", "probe", "render"]

@@ -7,7 +7,7 @@ after ``max_delivery_attempts`` it is dead-lettered and the interaction manager 
 image failed. Redelivery rewrites the same output objects, so retries never duplicate.
 
 Every render runs in a long-lived worker process (:class:`RenderPool`, one per concurrency
-slot) whose address space is capped: a poison image that kills the decoder or exhausts
+slot) whose resident memory is capped: a poison image that kills the decoder or exhausts
 memory takes down only its worker, which is replaced, and only its own task fails, on the
 first attempt and with a reason; the tasks rendering beside it carry on.
 """
@@ -268,23 +268,62 @@ class RenderPoolDraining(RuntimeError):
 
 
 # -- render workers -----------------------------------------------------------------------------
+# Renders never use BLAS, but OpenBLAS (loaded with numpy and SciPy for SSIMULACRA2, and again inside
+# OpenCV for face gravity) starts a thread and reserves buffers for every core of the machine when it
+# loads: 180 MB more address space on 2 cores, more on a bigger node. The workers inherit this.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+# A worker that, after a render, keeps this much more resident than when it was ready (a leak, a
+# library's cache) is replaced before its next task: what a render may use does not shrink with a
+# worker's history (issue 22).
+RECYCLE_GROWTH_BYTES = 64 << 20
+
+
+def resident_bytes(pid: int | str = "self") -> int:
+    """A process's resident memory (RSS: what a node's memory accounting and OOM killer count);
+    0 once it is gone, or where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _release_free_heap() -> None:
+    """Give the heap a render freed back to the system (glibc keeps it otherwise), so a worker's
+    resident size after a render is what it still holds."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+def _too_large(memory_bytes: int) -> tuple[str, str]:
+    return "too_large", f"the render needs more than the {memory_bytes >> 20} MB a render worker may use"
+
+
 def _worker_main(conn, memory_bytes: int) -> None:
-    """A render worker: renders what it is sent until its pipe closes. Its address space is capped, so a
-    bomb that gets past the engine's budgets fails here (MemoryError) or kills only this process.
-    SIGTERM and SIGINT are ignored: the processor decides when its workers stop (it drains, then
-    closes their pipes, and a worker returns on EOF; if the processor dies, the pipe closes too).
-    A worker that exited on a signal sent to the whole process group, as a local stack's stop is,
-    would fail a task the draining processor was just handing it."""
-    import resource
+    """A render worker: renders what it is sent until its pipe closes. The pool watches its resident
+    memory against the cap (:meth:`RenderPool.render`). Every library the engine loads on first use
+    is loaded before the first render, so a render finds the same process whatever the worker did
+    before: a face crop's OpenCV is not charged to the next task. SIGTERM and SIGINT are ignored:
+    the processor decides when its workers stop (it drains, then closes their pipes, and a worker
+    returns on EOF; if the processor dies, the pipe closes too). A worker that exited on a signal
+    sent to the whole process group, as a local stack's stop is, would fail a task the draining
+    processor was just handing it."""
     import signal
 
+    from imageflow.engine import load_libraries
     from imageflow.runtime import configure_logging
 
     configure_logging("image-processor")
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    load_libraries()
+    _release_free_heap()
+    ready = resident_bytes()
     while True:
         try:
             render_fn, task, data, limits = conn.recv()
@@ -295,9 +334,8 @@ def _worker_main(conn, memory_bytes: int) -> None:
             outcome = ["ok", render_fn(task, data, limits)]
         except ImageError as exc:  # sent as a value: exceptions with extra constructor arguments do not unpickle
             outcome = ["image_error", (exc.code, exc.reason)]
-        except MemoryError:
-            outcome = ["image_error", ("too_large", f"the render needs more than the {memory_bytes >> 20} MB "
-                                                    "a render worker may use")]
+        except MemoryError:  # the system refused an allocation outright (larger than the machine)
+            outcome = ["image_error", _too_large(memory_bytes)]
             retire = True  # start afresh rather than go on with a heap that ran dry
         except Exception as exc:
             outcome = ["error", f"{type(exc).__name__}: {exc}"]
@@ -309,6 +347,14 @@ def _worker_main(conn, memory_bytes: int) -> None:
             retire = True
         if retire:
             return
+        # Settle after answering (off the render's time): the pool reads this before the next task.
+        del outcome
+        _release_free_heap()
+        grown = resident_bytes() - ready
+        conn.send(("settled", grown <= RECYCLE_GROWTH_BYTES))
+        if grown > RECYCLE_GROWTH_BYTES:
+            log.info("a render worker holds %d MB more than when it started: replacing it", grown >> 20)
+            return
 
 
 class _Worker:
@@ -319,6 +365,21 @@ class _Worker:
                                    name="render-worker")
         self.process.start()
         child.close()
+        self.settling = False  # it answered a render and has yet to say whether it stays
+
+    def fit_for_next(self) -> bool:
+        """Alive, and not grown past RECYCLE_GROWTH_BYTES by what it rendered last."""
+        if self.settling:
+            try:
+                if not self.conn.poll(30):
+                    return False
+                _, keep = self.conn.recv()
+            except (EOFError, OSError):
+                return False
+            self.settling = False
+            if not keep:
+                return False
+        return self.process.is_alive()
 
     def stop(self) -> None:
         self.conn.close()
@@ -333,14 +394,22 @@ class _Worker:
 
 
 class RenderPool:
-    """Long-lived render worker processes, one per concurrency slot, each with an address-space cap
-    (PROCESSOR_WORKER_MEMORY_MB). A render runs in an idle worker, and waits for one when every slot is
+    """Long-lived render worker processes, one per concurrency slot, each with a cap on its resident
+    memory (PROCESSOR_WORKER_MEMORY_MB). A render runs in an idle worker, and waits for one when every slot is
     busy: the processor may hold more tasks than slots (their storage and bus calls overlap the renders),
-    but never renders more at once than it has slots. A worker that dies, or overruns the render time
-    limit, is replaced at once, and only the task it was rendering fails. Rendering in processes also
-    gives one processor's tasks true parallelism across cores (no shared GIL)."""
+    but never renders more at once than it has slots. A worker that dies, overruns the render time
+    limit or its memory cap, is replaced at once, and only the task it was rendering fails. Rendering in
+    processes also gives one processor's tasks true parallelism across cores (no shared GIL).
+
+    The cap is on resident memory (RSS), sampled every WATCH_SECONDS while a render runs, not on
+    address space (RLIMIT_AS): address space is mostly reservations no render uses (library code,
+    thread stacks, OpenBLAS' buffers), and it grows for good with what a worker has loaded, so an
+    address-space cap failed a render in a worker that had done face crops and passed it in a fresh
+    one (issue 22). Sampling lets a render pass the cap by what it can fault in between two samples
+    (tens of MB); a single allocation larger than the machine still fails at once (MemoryError)."""
 
     GRACE_SECONDS = 15.0  # past the engine's own time limit (RenderBudget), before a worker is killed
+    WATCH_SECONDS = 0.01  # how often a rendering worker's resident memory is checked against the cap
 
     def __init__(self, size: int, memory_mb: int = 0):
         self.size, self.memory_bytes = max(1, size), max(0, memory_mb) << 20
@@ -374,7 +443,7 @@ class RenderPool:
             self.rendering += 1
             self.peak_rendering = max(self.peak_rendering, self.rendering)
         try:
-            if worker is not None and not worker.process.is_alive():  # died while idle (a stray signal)
+            if worker is not None and not worker.fit_for_next():  # grown, or died while idle (a stray signal)
                 worker.stop()
                 with self._changed:
                     self.replaced += 1
@@ -422,11 +491,10 @@ class RenderPool:
                     healthy = True  # the worker was never used
                     raise
             worker.conn.send((render_fn, task, data, limits))
-            if not worker.conn.poll(limits.max_render_seconds + self.GRACE_SECONDS):
-                log.error("the render of %s overran its time limit: replacing its worker", task.input_path)
-                raise ImageError("timeout", f"the render did not finish within {limits.max_render_seconds:g} s")
+            self._await(worker, task, limits)
             kind, payload, retire = worker.conn.recv()
             healthy = not retire
+            worker.settling = healthy
         except (EOFError, OSError):
             how = worker.exit_description()
             log.error("the render worker for %s died (%s)", task.input_path, how)
@@ -439,6 +507,23 @@ class RenderPool:
         if kind == "image_error":
             raise ImageError(*payload)
         raise RuntimeError(f"rendering {task.input_path} failed: {payload}")
+
+    def _await(self, worker: _Worker, task: Task, limits: Limits) -> None:
+        """Wait for the worker's answer; a render past its time limit or its memory cap raises (and the
+        worker is replaced)."""
+        deadline = time.monotonic() + limits.max_render_seconds + self.GRACE_SECONDS
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error("the render of %s overran its time limit: replacing its worker", task.input_path)
+                raise ImageError("timeout", f"the render did not finish within {limits.max_render_seconds:g} s")
+            if worker.conn.poll(min(left, self.WATCH_SECONDS) if self.memory_bytes else left):
+                return
+            if self.memory_bytes and resident_bytes(worker.process.pid) > self.memory_bytes:
+                worker.process.kill()  # at once: it is still allocating
+                log.error("the render of %s passed the %d MB memory cap: replacing its worker", task.input_path,
+                          self.memory_bytes >> 20)
+                raise ImageError(*_too_large(self.memory_bytes))
 
     def close(self) -> None:
         with self._changed:

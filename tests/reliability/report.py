@@ -68,7 +68,7 @@ def _budgets() -> list[tuple[str, str, str]]:
         ("everything a render holds at once (frames, variants)", "(engine Limits)",
          f"{limits.max_animation_pixels / 1e6:g} MP"),
         ("a render's time", "RENDER_TIMEOUT_SECONDS", f"{s.render_timeout_seconds:g} s"),
-        ("a render worker's address space (one per PROCESSOR_CONCURRENCY slot)", "PROCESSOR_WORKER_MEMORY_MB",
+        ("a render worker's resident memory (one per PROCESSOR_CONCURRENCY slot)", "PROCESSOR_WORKER_MEMORY_MB",
          f"{s.processor_worker_memory_mb} MB"),
         ("deliveries of any message before its dead-letter topic", "MAX_DELIVERY_ATTEMPTS",
          str(s.max_delivery_attempts)),

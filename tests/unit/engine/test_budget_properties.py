@@ -1,8 +1,9 @@
 """The render budget as a property: for any valid operations list, however hostile (sizes up to the schema's
 16384 px, upscales, pads, rotations, big watermarks, many variants), and any small input, ``render`` returns
 within T seconds or raises ImageError, and never needs more than M MB (its peak resident memory). It runs in a
-child process with the render workers' address-space cap (RLIMIT_AS), so a bomb cannot hide behind a big test
-machine: past the cap the child fails (killed, or an error that is not an ImageError) and so does the test."""
+child process with an address-space cap (RLIMIT_AS) of the render workers' memory cap (which is on resident memory,
+so this is stricter), so a bomb cannot hide behind a big test machine: past the cap the child fails (killed, or an
+error that is not an ImageError) and so does the test."""
 from __future__ import annotations
 
 import multiprocessing
