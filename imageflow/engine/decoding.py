@@ -146,19 +146,49 @@ class ProbeInfo:
     frames: int
 
 
+# EXIF orientation -> the transpose that turns the stored pixels upright.
+ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}
+# the orientation whose transpose undoes that one's (each is its own inverse but the quarter turns)
+_INVERSE = {6: 8, 8: 6}
+
+
+def turn(image: Image.Image, orientation: int) -> Image.Image:
+    """``image`` transposed as EXIF ``orientation`` says (1 or unknown: unchanged)."""
+    return image.transpose(ORIENT[orientation]) if orientation in ORIENT else image
+
+
 @dataclass
 class Source:
-    """An opened (not yet decoded) image and what the engine learnt from its header."""
+    """An opened (not yet decoded) image and what the engine learnt from its header.
+
+    ``orientation`` is the file's orientation as a tag describing the stored pixels (1-8);
+    ``upright`` says the decoder itself turns the pixels upright when it loads them, so
+    :meth:`correction` knows whether the engine still has to."""
     image: Image.Image
     kind: Kind
     frames: int
     orientation: int
     data: bytes
+    upright: bool = False
+
+    def correction(self, auto_orient: bool = True) -> int:
+        """The orientation transform the engine applies to the decoded pixels: the file's
+        orientation when the decoder left the pixels as stored; with ``auto_orient`` off,
+        the inverse of what the decoder applied, to give back the stored pixel order."""
+        if auto_orient:
+            return 1 if self.upright else self.orientation
+        return _INVERSE.get(self.orientation, self.orientation) if self.upright else 1
+
+    def size_after(self, correction: int) -> tuple[int, int]:
+        """The size once ``correction`` is applied (``image.size`` is what the decoder gives)."""
+        width, height = self.image.size
+        return (height, width) if correction in (5, 6, 7, 8) else (width, height)
 
     @property
     def oriented_size(self) -> tuple[int, int]:
-        width, height = self.image.size
-        return (height, width) if self.orientation in (5, 6, 7, 8) else (width, height)
+        return self.size_after(self.correction())
 
 
 def _megapixels(pixels: int) -> str:
@@ -201,7 +231,8 @@ def open_source(data: bytes, limits: Limits) -> Source:
     if frames > limits.max_frames:
         raise ImageError("too_many_frames", f"the image has more than {limits.max_frames} frames "
                                             f"(the limit is {limits.max_frames})")
-    return Source(image, kind, frames, _orientation(image), data)
+    orientation, upright = _orientation(image, name)
+    return Source(image, kind, frames, orientation, data, upright)
 
 
 def probe(data: bytes, limits: Limits) -> ProbeInfo:
@@ -276,21 +307,52 @@ def _skip_sub_blocks(data: bytes, pos: int) -> int:
             return pos
 
 
-def _orientation(image: Image.Image) -> int:
-    """EXIF orientation (1-8) read from the header only; 1 when absent or unreadable."""
+def _orientation(image: Image.Image, name: str) -> tuple[int, bool]:
+    """(orientation, upright): the orientation (1-8) the header gives for the stored pixels,
+    read from the header only (1 when absent or unreadable), and whether the decoder turns
+    the pixels upright itself on load. Per decode path:
+
+    - JPEG, PNG (eXIf), WebP: EXIF; Pillow, simplejpeg and libvips decode the stored order.
+    - AVIF: Pillow reports the irot/imir transforms as the EXIF orientation and decodes the
+      stored order.
+    - TIFF: the Orientation tag; Pillow 13 turns the pixels on load (and reports the upright
+      size from the header), earlier versions did not (see :func:`_pillow_turns_tiff`).
+    - HEIC: libheif applies irot/imir and pillow-heif resets the EXIF orientation to 1:
+      nothing is left to apply (or known to undo).
+    - JPEG XL: the orientation is in the codestream header, which libjxl applies; an EXIF
+      orientation is ignored, as the format says. A JPEG rebuilt from its reconstruction
+      data, though, is the original JPEG: its pixels are stored order, its EXIF says how.
+    """
+    if name == "heic" or (name == "jxl" and not getattr(image, "jpeg", False)):
+        return 1, True
     try:
-        if image.format == "TIFF":
+        if name == "tiff":
             value = image.getexif().get(0x0112, 1)
         elif image.info.get("exif"):
             exif = Image.Exif()
             exif.load(image.info["exif"])
             value = exif.get(0x0112, 1)
         else:
-            return 1
+            return 1, False
         value = int(value)
     except Exception:
-        return 1
-    return value if 1 <= value <= 8 else 1
+        return 1, False
+    value = value if 1 <= value <= 8 else 1
+    return value, name == "tiff" and value != 1 and _pillow_turns_tiff()
+
+
+@functools.cache
+def _pillow_turns_tiff() -> bool:
+    """Whether this Pillow applies a TIFF's Orientation tag when it loads the pixels (13 does),
+    found out from a 2x1 TIFF flipped left to right rather than from the version number."""
+    out = io.BytesIO()
+    image = Image.new("L", (2, 1))
+    image.putpixel((1, 0), 255)
+    exif = Image.Exif()
+    exif[0x0112] = 2
+    image.save(out, "TIFF", exif=exif.tobytes())
+    with Image.open(out) as tiff:
+        return tiff.getpixel((0, 0)) == 255
 
 
 def _short(exc: BaseException) -> str:

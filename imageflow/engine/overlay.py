@@ -33,6 +33,7 @@ def _decode(name: str, limits: Limits) -> Image.Image:
         load,
         open_source,
         to_working,
+        turn,
     )
     data = report.asset(name)
     try:
@@ -44,7 +45,8 @@ def _decode(name: str, limits: Limits) -> Image.Image:
             source.image.seek(0)
         with report.aside():
             image, _ = to_working(load(source), "srgb")
-        return image.convert("RGBA")
+        # upright, as the input is: turned by the engine unless the decoder already did
+        return turn(image, source.correction()).convert("RGBA")
     finally:
         source.image.close()
 

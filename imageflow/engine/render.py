@@ -16,16 +16,11 @@ from PIL import Image
 
 from . import placeholders, report
 from . import schema as ops
-from .decoding import Source, decode_error, load, open_source, to_working
+from .decoding import Source, decode_error, load, open_source, to_working, turn
 from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
 from .limits import ImageError, Limits, RenderBudget
 from .transforms import apply, resize_target
 from .variants import Variant, expand, largest_width
-
-# EXIF orientation -> the transpose that turns the stored pixels upright.
-_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-           8: Image.Transpose.ROTATE_90}
 
 # Inputs whose frames are an animation; a multi-page TIFF or a HEIC collection gives its
 # first (primary) image.
@@ -108,10 +103,6 @@ class Plan:
         return (target[1], target[0]) if turned else target
 
 
-def _upright(image: Image.Image, orientation: int) -> Image.Image:
-    return image.transpose(_ORIENT[orientation]) if orientation in _ORIENT else image
-
-
 # TIFF tags that describe how the pixels are stored, not the picture: a TIFF's getexif()
 # returns them with its EXIF, and copied into another file they would describe it wrongly.
 _LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 284, 317, 320, 322,
@@ -126,21 +117,25 @@ def _exif_to_keep(source: Source, plan: Plan) -> bytes | None:
         exif = source.image.getexif()
         for tag in _LAYOUT_TAGS & set(exif):
             del exif[tag]
-        if plan.auto_orient and 0x0112 in exif:
-            exif[0x0112] = 1        # the pixels are upright now
+        # the tag says what the output pixels still need: nothing once they are upright, the
+        # file's orientation when they keep the stored order (a decoder that turned them
+        # itself, as Pillow does a TIFF, has already dropped it)
+        pending = 1 if plan.auto_orient else source.orientation
+        if pending != 1 or 0x0112 in exif:
+            exif[0x0112] = pending
         return exif.tobytes() if len(exif) else None
     except Exception:               # unreadable EXIF is dropped, not fatal
         return None
 
 
 def _decode_still(source: Source, plan: Plan) -> tuple[list[Image.Image], bytes | None]:
-    orientation = source.orientation if plan.auto_orient else 1
-    draft = plan.draft_size(source.oriented_size if plan.auto_orient else source.image.size)
-    if draft and orientation in (5, 6, 7, 8):
+    correction = source.correction(plan.auto_orient)
+    draft = plan.draft_size(source.size_after(correction))
+    if draft and correction in (5, 6, 7, 8):
         draft = (draft[1], draft[0])
     image = load(source, draft)
     image, icc = to_working(image, plan.metadata.icc)
-    return [_upright(image, orientation)], icc
+    return [turn(image, correction)], icc
 
 
 def _decode_animation(source: Source, plan: Plan, limits: Limits,
@@ -154,7 +149,7 @@ def _decode_animation(source: Source, plan: Plan, limits: Limits,
     image = source.image
     loop = image.info.get("loop")
     frames, durations = [], []
-    orientation = source.orientation if plan.auto_orient else 1
+    correction = source.correction(plan.auto_orient)
     for index in range(count):
         try:
             image.seek(index)
@@ -168,7 +163,7 @@ def _decode_animation(source: Source, plan: Plan, limits: Limits,
         working, _ = to_working(frame, "drop" if plan.metadata.icc == "keep" else plan.metadata.icc)
         if working is frame:
             working = frame.copy()     # the next seek reuses the decoder's buffer
-        frames.append(_upright(working, orientation))
+        frames.append(turn(working, correction))
         durations.append(int(image.info.get("duration") or 100))
     return frames, durations, loop
 

@@ -24,10 +24,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from imageflow import domain
 from imageflow.engine import ImageError, Limits, render
+from imageflow.engine.decoding import open_source, turn
 from imageflow.jobstore import JobStore, iter_jobs
 from imageflow.settings import Settings
 
@@ -66,14 +67,18 @@ class _Model:
         return self.a * pixels ** self.e
 
 
-def _scaled(image: _Accepted, scale: float, crop: bool = False) -> bytes:
+def _scaled(image: _Accepted, scale: float, limits: Limits, crop: bool = False) -> bytes:
     """The image at ``scale`` of its side (or, with ``crop``, its centre at full resolution
     and that size), upright, re-encoded in its own format."""
-    with Image.open(io.BytesIO(image.data)) as im:
+    # the engine's open: it knows per format whether the decoder already turns the pixels
+    # upright (Pillow does a TIFF's, libheif a HEIC's), so the sample is turned exactly once
+    source = open_source(image.data, limits)
+    with source.image as im:
         size = (max(MIN_SAMPLE_SIDE, round(image.width * scale)), max(MIN_SAMPLE_SIDE, round(image.height * scale)))
+        correction = source.correction()
         if im.format == "JPEG" and not crop:
-            im.draft("RGB", size)
-        upright = ImageOps.exif_transpose(im)
+            im.draft("RGB", (size[1], size[0]) if correction in (5, 6, 7, 8) else size)   # in stored pixels
+        upright = turn(im, correction)
         if crop:
             left, top = (upright.width - size[0]) // 2, (upright.height - size[1]) // 2
             small = upright.crop((left, top, left + size[0], top + size[1]))
@@ -100,11 +105,11 @@ def _render_sample(data: bytes, operations: list[dict], limits: Limits,
 
 def _model(image: _Accepted, operations: list[dict], limits: Limits, assets: dict[str, bytes] | None = None) -> _Model:
     scale = min(1.0, math.sqrt(SAMPLE_PIXELS / image.pixels))
-    p1, o1, cpu1, bytes1 = _render_sample(_scaled(image, scale) if scale < 1 else image.data, operations, limits,
-                                       assets)
+    p1, o1, cpu1, bytes1 = _render_sample(_scaled(image, scale, limits) if scale < 1 else image.data, operations,
+                                          limits, assets)
     e = 1.0
     if min(image.width, image.height) * scale / 2 >= MIN_SAMPLE_SIDE:
-        p2, o2, _, _ = _render_sample(_scaled(image, scale / 2), operations, limits, assets)
+        p2, o2, _, _ = _render_sample(_scaled(image, scale / 2, limits), operations, limits, assets)
         if o1 > 0 and o2 > 0 and p1 > p2:
             e = min(1.0, max(0.0, math.log(o1 / o2) / math.log(p1 / p2)))
     bytes_per_pixel = bytes1 / max(1, o1)
@@ -112,7 +117,8 @@ def _model(image: _Accepted, operations: list[dict], limits: Limits, assets: dic
         # A downscale is smoother than the original and compresses better: where the output
         # follows the input's size, take the bytes per pixel of a full-resolution crop instead.
         try:
-            _, oc, _, bytes_crop = _render_sample(_scaled(image, scale, crop=True), operations, limits, assets)
+            _, oc, _, bytes_crop = _render_sample(_scaled(image, scale, limits, crop=True), operations, limits,
+                                                  assets)
             if oc > 0:
                 bytes_per_pixel = (bytes_crop / oc) ** e * bytes_per_pixel ** (1 - e)
         except ImageError:  # operations that need the whole frame (a crop box): keep the downscale's figure

@@ -2,6 +2,8 @@
 transparency honoured; tiles cover the picture."""
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image, ImageChops
 
@@ -119,3 +121,16 @@ def test_bad_overlay_parameters_name_the_field(bad, field):
     with pytest.raises(OperationsError) as err:
         resolve_operations(None, [{"op": "overlay", **bad}])
     assert err.value.details[0]["field"] == field
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_a_logo_stored_turned_is_placed_upright(fmt):
+    """A logo with an orientation (PNG eXIf, the TIFF tag, which Pillow 13 applies itself on
+    load) is used upright, turned exactly once, like any input."""
+    upright = Image.open(io.BytesIO(logo())).convert("RGBA")
+    exif = Image.Exif()
+    exif[0x0112] = 6                                    # stored turned: viewers rotate it 90 clockwise
+    stored = upright.transpose(Image.Transpose.ROTATE_90)   # 10 x 20, the opaque half at the bottom
+    _, image = run([{"op": "overlay", "image": "l", "position": "northwest", "margin": 5}],
+                   {"l": encode(stored, fmt, exif=exif.tobytes())})
+    assert red_box(image) == (5, 5, 15, 15)

@@ -1,0 +1,44 @@
+"""The estimate (``"estimate": true``) sees every input upright, turned exactly once: the
+sizes it answers and the downscaled samples it renders to fit its model."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from imageflow.settings import Settings
+from services.image_handler import estimate as estimate_module
+from tests.unit.engine.orientation_samples import LOSSY, WRITERS, assert_upright, sample, stored_pixels, upright
+from tests.unit.fakes import FakeJobStore
+
+
+class Upload:
+    def __init__(self, filename, data):
+        self.filename, self._data = filename, data
+
+    def read(self, limit):
+        return self._data[:limit]
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("kind", WRITERS)
+def test_estimate_sees_the_input_upright(kind, orientation, monkeypatch):
+    # the stored picture is 192x96: a sample limit below that makes the estimate downscale it
+    monkeypatch.setattr(estimate_module, "SAMPLE_PIXELS", 4000)
+    samples = []
+    render_sample = estimate_module._render_sample
+    monkeypatch.setattr(estimate_module, "_render_sample",
+                        lambda data, *args, **kwargs: samples.append(data) or render_sample(data, *args, **kwargs))
+    answer = estimate_module.estimate(Settings(), FakeJobStore(), [Upload(f"photo.{kind}", sample(kind, orientation))],
+                                      [{"op": "resize", "width": 40}])
+    width, height = upright(stored_pixels(), orientation).shape[1::-1]
+    assert answer["accepted"], answer["reasons"]
+    row = answer["images"][0]
+    assert (row["width"], row["height"]) == (width, height)
+    assert answer["samples"][0].get("exponent") is not None, answer["samples"]
+    assert len(samples) >= 2
+    for data in samples:        # each sample an upright picture of the input (no orientation left in it)
+        image = Image.open(io.BytesIO(data))
+        assert image.getexif().get(0x0112, 1) == 1
+        assert_upright(image, orientation, 40 if kind in LOSSY else 2, f"{kind} {orientation} sample {image.size}")
