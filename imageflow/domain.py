@@ -424,9 +424,11 @@ def completed_event(job: Job, public_base_url: str, retention_days: int = 0) -> 
 Change = Callable[[Job], "dict[str, Any] | None"]
 
 
-def mark_notified(now: str) -> Change:
-    """Claim the one ``job.completed`` of a job (Coordinator.announce)."""
-    return lambda job: None if job.notified_at else {"notified_at": now}
+def mark_notified(now: str, run: int | None = None) -> Change:
+    """Claim the one ``job.completed`` of a job's run (Coordinator.announce). With ``run``, a
+    claim for a run that a retry has since replaced is declined: it would otherwise mark the
+    new run notified before it even started, and the new run would never be announced."""
+    return lambda job: None if job.notified_at or (run is not None and job.run != run) else {"notified_at": now}
 
 
 def release_notified() -> Change:

@@ -224,9 +224,10 @@ class JobStore(ABC):
         job. Returns the job after the write, or None when ``change`` declined. Raises
         JobNotFound. (``domain`` holds the changes: ``domain.mark_notified`` and the others.)"""
 
-    def mark_notified(self, job_id: str, now: str) -> bool:
-        """Set ``notified_at`` if it is not set; True when this call set it."""
-        return self.transition(job_id, _mark_notified(now)) is not None
+    def mark_notified(self, job_id: str, now: str, run: int | None = None) -> bool:
+        """Set ``notified_at`` if it is not set (and the job is still on ``run``, when given);
+        True when this call set it."""
+        return self.transition(job_id, _mark_notified(now, run)) is not None
 
     @abstractmethod
     def list_jobs(self, *, owner: str | None = None, status: str | None = None,

@@ -160,7 +160,7 @@ class Coordinator:
         """Publish ``job.completed`` once: the claim (``notified_at``) is recorded first; if the
         publish fails the claim is released so a redelivered result tries again. Its
         subscribers (the email function, the webhook sender) reach the user."""
-        if not self.jobs.mark_notified(job.job_id, domain.utcnow()):
+        if not self.jobs.mark_notified(job.job_id, domain.utcnow(), run=job.run):
             return False
         event = lifecycle.completed_event(job, self.settings)
         try:

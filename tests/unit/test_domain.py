@@ -101,6 +101,9 @@ def test_job_transitions_apply_once_and_only_from_their_states():
     assert domain.start()(Job(job_id="j", status=domain.PROCESSING)) is None
     assert domain.mark_notified("t1")(job) == {"notified_at": "t1"}
     assert domain.mark_notified("t2")(Job(job_id="j", notified_at="t1")) is None
+    # a run that a retry replaced cannot claim the new run's announcement
+    assert domain.mark_notified("t1", run=0)(Job(job_id="j", run=1)) is None
+    assert domain.mark_notified("t1", run=1)(Job(job_id="j", run=1)) == {"notified_at": "t1"}
     claimed = Job(job_id="j", notified_at="t1")
     assert domain.release_notified()(claimed) == {"notified_at": None}
     assert domain.release_notified()(Job(job_id="j", notified_at="t1", completion_message_id="m")) is None

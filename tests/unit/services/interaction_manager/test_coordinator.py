@@ -2,6 +2,8 @@
 release a failed announcement, repair after a crash, count the outstanding tasks."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from imageflow import domain
@@ -189,3 +191,22 @@ def test_with_keys_on_the_announced_zip_link_is_signed_until_the_files_are_delet
     assert not handler.verify_link(f"/api/v1/jobs/{domain.new_id()}/archive.zip", args)
     assert not handler.verify_link(link.path, args, now=expiry + 1)
     assert event.results_url == f"https://imageflow.example/jobs/{job.job_id}"  # the page is not a download
+
+
+def test_a_retry_between_a_runs_end_and_its_announcement_leaves_the_new_run_announceable(coordinator, jobs, bus):
+    """Run 0 finishes; a retry starts run 1 before the manager announces run 0. The stale
+    announcement must not claim run 1's ``notified_at`` (run 1 would never be announced)."""
+    job, [image] = make_job(jobs, n=1)
+    finished = jobs.record_results([bad(image)]).jobs[job.job_id]
+    assert finished.is_terminal and finished.run == 0
+    requeued = replace(image, status=domain.IMAGE_QUEUED)  # as POST /retry does
+    jobs.update_images(job.job_id, [requeued])
+    jobs.transition(job.job_id, domain.start_retry(domain.recount(finished, [requeued], domain.utcnow())))
+    assert coordinator.announce(finished) is False  # run 0's moment passed
+    assert jobs.get_job(job.job_id).notified_at is None
+    jobs.record_results([ok(image)])
+    run_1 = jobs.get_job(job.job_id)
+    assert (run_1.run, run_1.status) == (1, domain.COMPLETED)
+    assert coordinator.announce(run_1) is True
+    assert [(e.job_id, e.status) for e in bus.messages(TOPICS.notifications, JobCompleted)] == \
+        [(job.job_id, domain.COMPLETED)]
