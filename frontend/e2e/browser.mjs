@@ -98,7 +98,7 @@ async function phaseUpload() {
 
   // Every limit is said before a file is picked.
   const hint = await page.locator('.dropzone-hint').textContent();
-  check(/each and .* in all · up to \d+ photos per batch · up to \d+ megapixels each/.test(hint), `the limits are stated: ${hint}`);
+  check(/up to [\d.]+ MB each · up to [\d,]+ photos per job, of any total size · up to \d+ megapixels each/.test(hint), `the limits are stated: ${hint}`);
 
   const picked = [...photos, opts.broken, opts.refused, opts['not-image']];
   // The photos and the broken one (a real JPEG header); the page reads the first bytes of

@@ -106,6 +106,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     _register_metrics(app)
     _register_rate_limit(app, settings)
     _register_frontend(app, settings)
+    _register_security_headers(app)
     return app
 
 
@@ -180,6 +181,27 @@ def _register_metrics(app: Flask) -> None:
         HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         if "started" in g:
             HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - g.started)
+        return response
+
+
+# The page's policy: the same as frontend/nginx/security-headers.conf (a test keeps them equal).
+# img-src allows https: for signed Cloud Storage URLs of the pictures.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: https:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+# Everything else (JSON, an uploaded original, an output): nothing in it runs, even opened directly.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+
+
+def _register_security_headers(app: Flask) -> None:
+    """On every response, whichever path reached the image-handler (on GKE /api/ bypasses
+    nginx): a served file is never sniffed into HTML, and nothing is framed."""
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Content-Security-Policy", PAGE_CSP if response.mimetype == "text/html" else API_CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
 

@@ -64,7 +64,7 @@ def encode_image_cursor(image: domain.Image) -> str:
 def decode_image_cursor(text: str) -> int:
     try:
         seq = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))["seq"]
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2 ** 63:  # SQLite's integers
             raise ValueError
         return seq
     except (ValueError, TypeError, KeyError, binascii.Error):
