@@ -20,7 +20,7 @@ LIBRARY_WORDS = (
     "decoder error", "encoder error", "PngImagePlugin", "ERROR", "Image.", "cannot identify", "errno",
     "exceeds limit of", "could be decompression bomb", "MAX_TEXT_CHUNK", "broken PNG", "image file is truncated",
     "bytes not processed", "Invalid frame dimensions", "not a TIFF", "Traceback", "NoneType", "unpack",
-    "index out of range", "tile", "buffer", "libtiff", "libwebp", "zlib", "the content is text",
+    "index out of range", "tile", "buffer", "libtiff", "libwebp", "zlib",
 )
 # Python exception class names (ValueError, SyntaxError, UnidentifiedImageError, struct.error...)
 _EXCEPTION_NAME = re.compile(r"\b[A-Z]?[a-z]*(Error|Exception|Warning)\b|struct\.error")
@@ -277,35 +277,34 @@ static char *pixel[] = {
 };
 """
 
+# Images in formats we do not read: their file, and the name the reason gives them.
 UNSUPPORTED_IMAGES = {
-    # name shown to the user: the file
-    "XPM": XPM,
-    "XBM": encode(picture(mode="1"), "XBM"),
-    "PBM": b"P1\n# plain bitmap\n4 2\n0 1 0 1\n1 0 1 0\n",
-    "PGM": b"P2\n2 2\n255\n0 64\n128 255\n",
-    "PPM": b"P3\n2 1\n255\n255 0 0  0 0 255\n",
-    "binary PPM": encode(picture(), "PPM"),
-    "EPS": encode(picture(), "EPS"),
-    "FITS": fits(),
-    "PCX": encode(picture(), "PCX"),
-    "ICO": encode(picture(), "ICO"),
-    "JPEG 2000": encode(picture(), "JPEG2000"),
-    "JPEG 2000 codestream": encode(picture(), "JPEG2000", no_jp2=True),
-    "QOI": encode(picture(), "QOI"),
-    "DDS": encode(picture(mode="RGBA"), "DDS"),
-    "SGI": encode(picture(), "SGI"),
-    "Photoshop": b"8BPS\x00\x01" + bytes(40),
+    "XPM": (XPM, "XPM"),
+    "XBM": (encode(picture(mode="1"), "XBM"), "XBM"),
+    "plain PBM": (b"P1\n# plain bitmap\n4 2\n0 1 0 1\n1 0 1 0\n", "PBM"),
+    "plain PGM": (b"P2\n2 2\n255\n0 64\n128 255\n", "PGM"),
+    "plain PPM": (b"P3\n2 1\n255\n255 0 0  0 0 255\n", "PPM"),
+    "binary PPM": (encode(picture(), "PPM"), "PPM"),
+    "EPS": (encode(picture(), "EPS"), "EPS (PostScript)"),
+    "FITS": (fits(), "FITS"),
+    "PCX": (encode(picture(), "PCX"), "PCX"),
+    "ICO": (encode(picture(), "ICO"), "ICO (Windows icon)"),
+    "JPEG 2000": (encode(picture(), "JPEG2000"), "JPEG 2000"),
+    "JPEG 2000 codestream": (encode(picture(), "JPEG2000", no_jp2=True), "JPEG 2000"),
+    "QOI": (encode(picture(), "QOI"), "QOI"),
+    "DDS": (encode(picture(mode="RGBA"), "DDS"), "DDS"),
+    "SGI": (encode(picture(), "SGI"), "SGI"),
+    "Photoshop": (b"8BPS\x00\x01" + bytes(40), "PSD (Photoshop)"),
 }
 
 
-def broken_files() -> dict[str, bytes]:
-    """Every broken file: each valid one truncated and scribbled over, then the damage particular
-    to each format, zero bytes, and images in formats we do not read."""
-    files: dict[str, bytes] = {"zero bytes": b""}
+def broken_files() -> dict[str, dict[str, bytes]]:
+    """Every broken file, in groups: each valid file truncated and scribbled over, the damage
+    particular to each format, and images in formats we do not read (zero bytes among them)."""
+    groups: dict[str, dict[str, bytes]] = {}
     for name, data in valid_files().items():
-        files.update({f"{name} {what}": broken for what, broken in truncations(data).items()})
-        files.update({f"{name} {what}": broken for what, broken in scribbles(data).items()})
+        groups[name] = {f"{name} {what}": broken for what, broken in {**truncations(data), **scribbles(data)}.items()}
     for damage in (png_damage, gif_damage, jpeg_damage, tiff_damage, bmp_damage, webp_damage):
-        files.update(damage())
-    files.update({f"unsupported {name}": data for name, data in UNSUPPORTED_IMAGES.items()})
-    return files
+        groups[damage.__name__] = damage()
+    groups["unsupported"] = {"zero bytes": b"", **{name: data for name, (data, _) in UNSUPPORTED_IMAGES.items()}}
+    return groups
