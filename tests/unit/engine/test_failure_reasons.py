@@ -14,7 +14,7 @@ from PIL import Image
 from imageflow.engine import ImageError, Limits, probe, render
 from imageflow.engine.failures import unsupported_tiff_compression
 
-from broken_files import (ENGINE_CODES, UNSUPPORTED_IMAGES, broken_files, gif_frame_past_canvas, library_words,
+from tests.broken_images import (ENGINE_CODES, UNSUPPORTED_IMAGES, broken_files, gif_frame_past_canvas, library_words,
                           png_damage, tiff_damage, tiff_webp, truncations, valid_files)
 
 GROUPS = broken_files()
