@@ -105,7 +105,8 @@ def tiff_compression(data: bytes) -> int | None:
         for entry in range(ifd + 2, ifd + 2 + 12 * min(count, 4096), 12):
             tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
             if tag == 259:
-                return struct.unpack(order + ("H" if kind == 3 else "I"), data[entry + 8:entry + (10 if kind == 3 else 12)])[0]
+                short = kind == 3
+                return struct.unpack(order + ("H" if short else "I"), data[entry + 8:entry + (10 if short else 12)])[0]
     except struct.error:     # the directory is cut short
         return None
     return None
@@ -177,7 +178,8 @@ def decoder_error(exc: BaseException, kind: str, data: bytes | None = None, limi
         return ImageError("corrupt", "the file is truncated: the image data ends early")
     if "crc" in text or "checksum" in text:
         return ImageError("corrupt", f"the {label(kind)} file is corrupt: a checksum does not match its data")
-    if kind == "tiff" and data is not None and tiff_compression(data) not in (None, 1):
-        compression = TIFF_COMPRESSIONS.get(tiff_compression(data), "unknown")
-        return ImageError("corrupt", f"the TIFF {where} ({compression} compression) is corrupt")
+    compression = tiff_compression(data) if kind == "tiff" and data is not None else None
+    if compression not in (None, 1):
+        return ImageError("corrupt", f"the TIFF {where} ({TIFF_COMPRESSIONS.get(compression, 'unknown')} "
+                                     "compression) is corrupt")
     return ImageError("corrupt", f"the {label(kind)} {where} is corrupt")
