@@ -34,7 +34,8 @@ TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
 IMAGE_STATUSES = (IMAGE_QUEUED, IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
 
 # Why an image failed (Image.error_code, Result.error_code): the engine's ImageError.CODES
-# (empty, unsupported, corrupt, too_large, too_many_frames, output_too_large, invalid), plus:
+# (empty, unsupported, unsupported_compression, corrupt, too_large, too_many_frames,
+# output_too_large, invalid, timeout), plus (docs/api.md lists them all with their meaning):
 MISSING_INPUT = "missing_input"      # the original is not in storage
 WORKER_CRASHED = "worker_crashed"    # dead-lettered: the processors gave up on it
 FETCH_FAILED = "fetch_failed"        # imported by URL, and the URL could not be fetched

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from . import jxl, report, vips
+from .failures import cut_short, decoder_error, label, megapixels, unsupported_format, unsupported_tiff_compression
 from .limits import ImageError, Limits
 
 FAST_JPEG = True
@@ -74,13 +74,13 @@ KINDS = {kind.name: kind for kind in (
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
-# Recognisable non-images, so the user learns what they actually uploaded.
+# Recognisable non-images, so the user learns what they actually uploaded (images in formats
+# we do not read are named by failures.unsupported_format).
 _OTHER_MAGIC = (
     (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
     (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
-    (b"8BPS", "a Photoshop document"), (b"\x00\x00\x01\x00", "a Windows icon"),
     (b"\x7fELF", "a program"), (b"MZ", "a Windows program"), (b"ID3", "an MP3 file"),
-    (b"OggS", "an Ogg media file"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image (not supported)"),
+    (b"OggS", "an Ogg media file"),
 )
 
 
@@ -112,7 +112,10 @@ def sniff(data: bytes) -> str | None:
 
 
 def describe_unknown(data: bytes) -> str:
-    """A sentence saying what a non-image looks like."""
+    """A sentence saying what a file in no format we read looks like."""
+    unsupported = unsupported_format(data)
+    if unsupported:
+        return unsupported
     for magic, what in _OTHER_MAGIC:
         if data.startswith(magic):
             return f"not a supported image: the content is {what}"
@@ -131,7 +134,7 @@ def _looks_like_text(head: bytes) -> bool:
         if exc.start < len(head) - 3:
             return False
         text = head[:exc.start].decode("utf-8")     # a character cut at the end of the sample
-    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return bool(text) and all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
 @dataclass(frozen=True)
@@ -191,10 +194,6 @@ class Source:
         return self.size_after(self.correction())
 
 
-def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f}".rstrip("0").rstrip(".")
-
-
 def open_source(data: bytes, limits: Limits) -> Source:
     """Open the header only, check the pixel and frame limits, and return the source.
     Raises :class:`ImageError` (empty, unsupported, corrupt, too_large, too_many_frames)."""
@@ -202,31 +201,31 @@ def open_source(data: bytes, limits: Limits) -> Source:
         raise ImageError("empty", "the file is empty (0 bytes)")
     name = sniff(data)
     if name is None:
-        raise ImageError("unsupported", describe_unknown(data))
+        short = cut_short(data)
+        raise ImageError("corrupt", short) if short else ImageError("unsupported", describe_unknown(data))
     kind = KINDS[name]
     if name == "heic" and not heic_available():
         raise ImageError("unsupported", "HEIC images are not supported by this installation (pillow-heif is missing)")
     if name == "jxl":
         jxl.check(data, limits)     # its decoder decodes on open: check the size first
+    if name == "tiff":
+        unsupported = unsupported_tiff_compression(data)     # refused at upload, not at render
+        if unsupported:
+            raise unsupported
     try:
         image = Image.open(io.BytesIO(data), formats=kind.pillow)
-    except Image.DecompressionBombError as exc:
-        # Pillow's own hard stop (far above the usual limit) fired before ours could
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{_megapixels(int(found.group(1)))} megapixels" if found else "more pixels"
-        raise ImageError("too_large", f"the image is {size}, over the limit of "
-                                      f"{_megapixels(limits.max_pixels)} megapixels") from None
     except UnidentifiedImageError:
-        raise ImageError("corrupt", f"the file starts like a {name.upper()} image but its header is unreadable "
-                                    f"(truncated or corrupt)") from None
+        raise ImageError("corrupt", f"the {label(name)} header is unreadable: the file is truncated or "
+                                    "corrupt") from None
     except Exception as exc:  # every decoder error is the file's fault, never the process's
-        raise ImageError("corrupt", f"the {name.upper()} header is corrupt ({_short(exc)})") from None
+        # (Pillow's own decompression-bomb stop, far above the usual limit, included)
+        raise decoder_error(exc, name, data, limits, where="header") from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError("corrupt", f"the {name.upper()} header gives an empty size ({width}x{height})")
     if width * height > limits.max_pixels:
-        raise ImageError("too_large", f"the image is {width}x{height} ({_megapixels(width * height)} megapixels), "
-                                      f"over the limit of {_megapixels(limits.max_pixels)} megapixels")
+        raise ImageError("too_large", f"the image is {width}x{height} ({megapixels(width * height)} megapixels), "
+                                      f"over the limit of {megapixels(limits.max_pixels)} megapixels")
     frames = count_frames(image, name, data, limits.max_frames)
     if frames > limits.max_frames:
         raise ImageError("too_many_frames", f"the image has more than {limits.max_frames} frames "
@@ -262,13 +261,13 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
         except EOFError:
             pass
         except Exception as exc:
-            raise ImageError("corrupt", f"the TIFF directory chain is corrupt ({_short(exc)})") from None
+            raise decoder_error(exc, name, where="directory chain") from None
         image.seek(0)
         return count
     try:
         return int(getattr(image, "n_frames", 1) or 1)
     except Exception as exc:
-        raise ImageError("corrupt", f"the {name.upper()} frame table is corrupt ({_short(exc)})") from None
+        raise decoder_error(exc, name, where="frame table") from None
 
 
 def _count_gif_frames(data: bytes, stop: int) -> int:
@@ -355,23 +354,9 @@ def _pillow_turns_tiff() -> bool:
         return tiff.getpixel((0, 0)) == 255
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def decode_error(exc: BaseException, kind: Kind) -> ImageError:
-    """Map a decoder exception to a specific, readable ImageError."""
-    if isinstance(exc, ImageError):
-        return exc
-    if isinstance(exc, Image.DecompressionBombError):
-        return ImageError("too_large", str(exc))
-    if isinstance(exc, MemoryError):
-        return ImageError("too_large", "the image needs more memory to decode than is available")
-    text = str(exc).lower()
-    if "truncated" in text or isinstance(exc, EOFError) or "end of file" in text or "ends early" in text:
-        return ImageError("corrupt", "the file is truncated: the image data ends early")
-    return ImageError("corrupt", f"the {kind.name.upper()} image data is corrupt ({_short(exc)})")
+def decode_error(exc: BaseException, source: Source, limits: Limits | None = None) -> ImageError:
+    """Map an exception decoding ``source``'s pixels to a specific, readable ImageError."""
+    return decoder_error(exc, source.kind.name, source.data, limits)
 
 
 def load(source: Source, draft_size: tuple[int, int] | None = None) -> Image.Image:
@@ -396,7 +381,7 @@ def load(source: Source, draft_size: tuple[int, int] | None = None) -> Image.Ima
             image.draft(image.mode, draft_size)
         image.load()
     except Exception as exc:
-        raise decode_error(exc, source.kind) from None
+        raise decode_error(exc, source) from None
     return image
 
 

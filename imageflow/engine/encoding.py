@@ -6,6 +6,7 @@ decided to keep (an ICC profile, EXIF), never the decoded image's ``info``.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageColor
@@ -42,6 +43,11 @@ OUTPUT_FORMATS = {fmt.name: fmt for fmt in (
 # show) become JPEG (what every viewer reads).
 DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif",
                   "tiff": "tiff", "bmp": "png", "heic": "jpeg", "jxl": "jpeg"}
+
+log = logging.getLogger(__name__)
+
+# The largest side each format can store (the others store more than the pixel limit allows).
+MAX_SIDE = {"jpeg": 65_500, "webp": 16_383, "gif": 65_535}
 
 # libavif speed 0-10. Measured on a 1024 px photo: 8 encodes in half the time of 7 and a
 # third of 6 for files about 13% larger; 9 is faster still but 50% larger, no better than WebP.
@@ -152,13 +158,18 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
     frames = [prepare(frame, fmt, options.background) for frame in frames]
     durations = (durations or [100] * len(frames))[:len(frames)]
     quality = options.quality or fmt.default_quality
+    width, height = frames[0].size
+    if max(width, height) > MAX_SIDE.get(fmt.name, width + height):
+        raise ImageError("output_too_large", f"the output would be {width}x{height}, and a {fmt_name.upper()} image "
+                                             f"can be at most {MAX_SIDE[fmt.name]} pixels a side")
 
     def attempt(q: int | None) -> bytes:
         try:
             return _encode_once(frames, durations, loop, fmt, _save_args(fmt, options, q))
         except (OSError, ValueError, MemoryError, RuntimeError) as exc:   # RuntimeError: libjxl's
-            raise ImageError("invalid", f"cannot encode a {frames[0].width}x{frames[0].height} image as "
-                                        f"{fmt_name.upper()} ({exc})") from None
+            log.warning("the %s encoder failed on a %dx%d image: %s: %s", fmt_name, width, height,
+                        type(exc).__name__, exc)
+            raise ImageError("invalid", f"a {width}x{height} image could not be encoded as {fmt_name.upper()}") from None
 
     choices: dict = {}
     if options.quality == "auto":
@@ -170,7 +181,6 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
     if len(data) > limits.max_output_bytes:
         raise ImageError("output_too_large", f"the {fmt_name.upper()} output is {len(data)} bytes, over the "
                                              f"limit of {limits.max_output_bytes} bytes")
-    width, height = frames[0].size
     return Rendered(data, fmt.name, fmt.mime, fmt.ext, width, height, variant, choices=choices)
 
 

@@ -36,12 +36,13 @@ class Limits:
 
 class ImageError(ValueError):
     """The image cannot be processed. ``code`` is one of ``empty``, ``unsupported``,
-    ``corrupt``, ``too_large``, ``too_many_frames``, ``output_too_large``, ``invalid``,
-    ``timeout``;
-    ``reason`` is a sentence for the user."""
+    ``unsupported_compression``, ``corrupt``, ``too_large``, ``too_many_frames``,
+    ``output_too_large``, ``invalid``, ``timeout`` (docs/api.md says what each means);
+    ``reason`` is a sentence for the user, in our words: never a library's message, which
+    is logged where the exception is mapped."""
 
-    CODES = ("empty", "unsupported", "corrupt", "too_large", "too_many_frames", "output_too_large", "invalid",
-             "timeout")
+    CODES = ("empty", "unsupported", "unsupported_compression", "corrupt", "too_large", "too_many_frames",
+             "output_too_large", "invalid", "timeout")
 
     def __init__(self, code: str, reason: str):
         assert code in self.CODES, code

@@ -8,6 +8,7 @@ at a time, so memory does not grow with their number.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from typing import Mapping
@@ -17,10 +18,13 @@ from PIL import Image
 from . import placeholders, report
 from . import schema as ops
 from .decoding import Source, decode_error, load, open_source, to_working, turn
+from .failures import too_large
 from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
 from .limits import ImageError, Limits, RenderBudget
 from .transforms import apply, resize_target
 from .variants import Variant, expand, largest_width
+
+log = logging.getLogger(__name__)
 
 # Inputs whose frames are an animation; a multi-page TIFF or a HEIC collection gives its
 # first (primary) image.
@@ -150,16 +154,23 @@ def _decode_animation(source: Source, plan: Plan, limits: Limits,
     loop = image.info.get("loop")
     frames, durations = [], []
     correction = source.correction(plan.auto_orient)
+    canvas = image.size     # the first frame's, once decoded
     for index in range(count):
         try:
             image.seek(index)
         except EOFError:
             break
         except Exception as exc:
-            raise decode_error(exc, source.kind) from None
+            raise decode_error(exc, source, limits) from None
         # a GIF's canvas grows on seek to fit a frame larger than its logical screen: checked before decoding
         budget.check([f.size for f in frames] + [image.size], f"decoding frame {index + 1}")
         frame = load(source)
+        if not frames:
+            canvas = frame.size
+        elif frame.size != canvas:
+            # a frame placed partly outside the canvas (Pillow grows the canvas to fit it): shown
+            # clipped to the canvas, as browsers do; an animation's encoder wants one size for all
+            frame = frame.crop((0, 0, *canvas))
         working, _ = to_working(frame, "drop" if plan.metadata.icc == "keep" else plan.metadata.icc)
         if working is frame:
             working = frame.copy()     # the next seek reuses the decoder's buffer
@@ -198,8 +209,9 @@ def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits, budget: Re
         except (MemoryError, Image.DecompressionBombError):
             raise ImageError("too_large", f"not enough memory for {step}") from None
         except (ValueError, OSError, TypeError) as exc:
-            raise ImageError("invalid", f"operations[{index}] ({op.op}) failed on a "
-                                        f"{frames[0].width}x{frames[0].height} image: {exc}") from None
+            log.info("%s failed: %s: %s", step, type(exc).__name__, exc)
+            raise ImageError("invalid", f"operations[{index}] ({op.op}) cannot be applied to this "
+                                        f"{frames[0].width}x{frames[0].height} image") from None
     return _same_mode(frames)
 
 
@@ -240,7 +252,7 @@ def _render_data(data: bytes, operations: list[dict], limits: Limits, previews: 
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:  # any Pillow size limit: the image is too large, not a glitch
-        raise ImageError("too_large", str(exc)) from None
+        raise too_large(exc, limits) from None
     except MemoryError:
         raise ImageError("too_large", "the render needs more memory than is available") from None
     finally:

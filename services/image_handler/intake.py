@@ -48,9 +48,13 @@ class Rejected:
     filename: str
     code: str
     message: str
+    error_code: str | None = None    # the engine's code (ImageError.CODES), as a failed image carries it
 
     def to_dict(self) -> dict:
-        return {"filename": self.filename, "error": {"code": self.code, "message": self.message}}
+        error = {"code": self.code, "message": self.message}
+        if self.error_code:
+            error["details"] = {"error_code": self.error_code}
+        return {"filename": self.filename, "error": error}
 
 
 @dataclass
@@ -87,7 +91,7 @@ def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[byte
         info = probe(data, limits)
     except ImageError as exc:
         code = "too_large" if exc.code in ("too_large", "too_many_frames") else "unsupported_image"
-        return Rejected(name, code, f"{name}: {exc.reason}")
+        return Rejected(name, code, f"{name}: {exc.reason}", exc.code)
     return data, info
 
 

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from imageflow.domain import JOB_STATUSES, TERMINAL_IMAGE_STATUSES
+from imageflow.domain import ERROR_CODES, JOB_STATUSES, TERMINAL_IMAGE_STATUSES
+from imageflow.engine.limits import ImageError
 from imageflow.engine.schema import MAX_OPERATIONS, PRESETS, Operation
 
 REF = "#/components/schemas/{model}"
@@ -22,6 +23,8 @@ _OPERATIONS_MARK = "x-imageflow-operations"
 OperationsRef = Annotated[list[dict] | None, WithJsonSchema({_OPERATIONS_MARK: True})]
 JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 ImageStatus = Literal[("queued", *TERMINAL_IMAGE_STATUSES)]  # type: ignore[valid-type]
+# why an image failed: the engine's codes and the pipeline's own (docs/api.md says what each means)
+ErrorCode = Literal[(*ImageError.CODES, *ERROR_CODES)]  # type: ignore[valid-type]
 
 
 # -- request bodies ------------------------------------------------------------------------
@@ -101,8 +104,8 @@ class ImageView(BaseModel):
     filename: str
     status: ImageStatus
     error: str | None
-    error_code: str | None = Field(description="why it failed, for programs (ImageError codes, missing_input, "
-                                               "worker_crashed, fetch_failed)")
+    error_code: ErrorCode | None = Field(description="why it failed, for programs (docs/api.md lists each code "
+                                                     "and its meaning); error says it for people")
     width: int | None
     height: int | None
     bytes: int | None

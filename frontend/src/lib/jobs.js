@@ -34,6 +34,7 @@ export function imageStatusText(status) {
 const ERROR_WORDS = {
   empty: 'This file is empty.',
   unsupported: "This file isn't an image ImageFlow can read, or its format isn't supported.",
+  unsupported_compression: "This image's format is supported, but the way its pixels are compressed isn't.",
   corrupt: 'This image file is damaged or incomplete, so it could not be read.',
   too_large: 'This image is too big (too many pixels) to process. Try a smaller version of it.',
   too_many_frames: 'This animation has too many frames to process.',
@@ -41,7 +42,7 @@ const ERROR_WORDS = {
   invalid: "The chosen steps don't fit this image (a crop outside it, say). Check the steps against the image's size.",
   missing_input: 'The uploaded original is no longer stored, so it could not be processed.',
   timeout: 'Processing this image took too long and was stopped.',
-  dead_lettered: 'Processing this image failed repeatedly, so ImageFlow gave up on it.',
+  worker_crashed: 'Processing this image failed repeatedly, so ImageFlow gave up on it.',
   fetch_failed: 'The image could not be downloaded from its address.',
 };
 

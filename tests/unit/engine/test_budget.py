@@ -52,13 +52,17 @@ def test_a_padded_animation_is_stopped_too():
 
 
 def test_gif_frames_larger_than_the_logical_screen_are_counted_before_they_are_decoded():
-    """A GIF whose header says 10x10 and whose 19 later frames are 500x500 (4.75 megapixels in all)."""
-    limits = Limits(max_pixels=1_000_000, max_animation_pixels=1_000_000)
+    """A GIF whose header says 10x10 and whose 19 later frames are 500x500 (4.75 megapixels in all):
+    each frame is checked at its own size before it is decoded; once decoded it is clipped to the
+    canvas, so the frames held stay 10x10."""
     data = gif(20, later_size=(500, 500))
     with Image.open(io.BytesIO(data)) as probe:
         assert probe.size == (10, 10), "the header check alone would let it through"
-    error = refused(data, [{"op": "format", "format": "gif"}], limits)
-    assert "decoding frame" in error.reason
+    error = refused(data, [{"op": "format", "format": "gif"}], Limits(max_pixels=100_000))
+    assert "decoding frame" in error.reason and "500x500" in error.reason
+    limits = Limits(max_pixels=1_000_000, max_animation_pixels=1_000_000)
+    [out] = render(data, [{"op": "format", "format": "gif"}], limits)
+    assert (out.width, out.height) == (10, 10)
 
 
 def test_variants_count_the_copies_alive_while_one_is_scaled():
