@@ -126,8 +126,16 @@ def _form_operations(raw: str | None):
         raise ClientError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
 
 
+TEXT_OPTIONS = ("preset", "email", "webhook_url", "webhook_secret", "name")
+
+
 def _job_request(fields, operations) -> JobRequest:
     """What every way of creating a job shares: the validated options and the caller."""
+    for option in TEXT_OPTIONS:  # a JSON body may hold anything; a form's values are strings
+        value = fields.get(option)
+        if value is not None and not isinstance(value, str):
+            raise ClientError(400, "malformed_request", f"{option} must be a string (or null), not "
+                                                        f"{json.dumps(value)[:40]}", [{"field": option}])
     preset = fields.get("preset") or None
     name = fields.get("name")
     return JobRequest(operations=validate_operations(preset, operations), preset=preset,

@@ -120,7 +120,7 @@ def rerun(job_id: str):
         name = ".".join(str(part) for part in problem["loc"]) or "body"
         if name == "only":
             raise ClientError(400, "invalid_only", "only must be one of: all, failed, succeeded") from None
-        raise ClientError(400, "malformed_request", f"{name}: {problem['msg']}") from None
+        raise ClientError(400, "malformed_request", f"{name}: {problem['msg']}", [{"field": name}]) from None
     if not parent.is_terminal:
         raise ClientError(409, "job_active", f"job {parent.job_id} is {parent.status}; re-run it once it has finished")
     if body.get("operations") is None and not body.get("preset"):

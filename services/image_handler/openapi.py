@@ -362,6 +362,7 @@ class Route:
 JOB = "/api/v1/jobs/<job_id>"
 IMAGE = f"{JOB}/images/<image_id>"
 REDIRECT = (302, None)   # GCS: a redirect to a signed URL instead of the bytes
+IMAGE_BYTES = ("image/*", "application/octet-stream")  # the image's own type, when it is known
 NOT_MODIFIED = (304, None)   # If-None-Match matched the ETag (the light polling of a job)
 ROUTES = [
     Route("/api/v1/operations", "get", "The operations' JSON Schema, the presets and the limits",
@@ -376,10 +377,10 @@ ROUTES = [
           also=(NOT_MODIFIED,)),
     Route(JOB, "patch", "Rename a job", (200, JobView), {"application/json": RenameRequest}, (400, 404, 410)),
     Route(JOB, "delete", "Delete a finished job and its files", (204, None), {}, (404, 409, 410)),
-    Route(f"{IMAGE}/input", "get", "An original's bytes (or a redirect to a signed URL)",
-          (200, "application/octet-stream"), {}, (403, 404, 410), also=(REDIRECT,)),
-    Route(f"{IMAGE}/output", "get", "An output's bytes (?variant=)",
-          (200, "application/octet-stream"), {}, (403, 404, 410), also=(REDIRECT,)),
+    Route(f"{IMAGE}/input", "get", "An original's bytes (or a redirect to a signed URL)", (200, IMAGE_BYTES), {},
+          (403, 404, 410), also=(REDIRECT,)),
+    Route(f"{IMAGE}/output", "get", "An output's bytes (?variant=)", (200, IMAGE_BYTES), {}, (403, 404, 410),
+          also=(REDIRECT,)),
     Route(f"{JOB}/archive.zip", "get", "Every output in one zip", (200, "application/zip"), {}, (403, 404, 410)),
     Route(f"{JOB}/report.csv", "get", "One CSV row per image, with sizes and savings", (200, "text/csv"), {},
           (404, 410)),
@@ -427,6 +428,8 @@ REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 302: "
 def _content(answer, components: dict) -> dict | None:
     if isinstance(answer, str):
         return {answer: {"schema": {}}}
+    if isinstance(answer, tuple):  # one of several media types
+        return {media: {"schema": {}} for media in answer}
     if answer is None:
         return None
     return {"application/json": {"schema": _schema(answer, components)}}

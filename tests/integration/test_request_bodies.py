@@ -121,3 +121,16 @@ def test_what_the_cli_and_the_page_send_is_accepted(client, open_job):
     assert client.post(f"{job}/files", content_type="multipart/form-data",
                        data={"files": [(io.BytesIO(png()), "a.png")]}).status_code == 200
     assert client.post(f"{job}/close", json={}).status_code == 200
+
+
+# -- what Schemathesis found (tests/e2e/test_api_contract.py), kept as explicit cases ------------
+@pytest.mark.parametrize("option", ["webhook_secret", "email", "webhook_url", "name", "preset"])
+def test_a_job_option_of_the_wrong_type_is_400_not_500(client, open_job, option):
+    """{"open": true, "webhook_secret": false} was a 500: the options were used as strings unchecked."""
+    for path, body in [("/api/v1/jobs", {"open": True}), ("/api/v1/jobs", {"urls": ["https://example.com/a.jpg"]}),
+                       (f"/api/v1/jobs/{open_job}/rerun", {})]:
+        response = client.post(path, json={**body, option: False})
+        assert response.status_code == 400, (path, response.json)
+        error = response.json["error"]
+        assert error["code"] == "malformed_request" and error["details"] == [{"field": option}]
+        assert error["message"].startswith(option)
