@@ -418,9 +418,9 @@ PICTURES = ("/input", "/output", "/preview")  # GETs the rate limit leaves alone
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 302: "Redirect to a signed URL",
            304: "Not modified since the ETag given in If-None-Match",
            400: "Malformed request: invalid_json, unknown_field, malformed_request...",
-           401: "API key missing or wrong",
-           404: "No such job or image", 409: "Not possible in the job's current state", 410: "The job has expired",
-           403: "Link expired or signature wrong", 413: "Too large",
+           401: "API key missing or wrong", 403: "Link expired or signature wrong",
+           404: "No such job or image", 408: "The request's headers or body arrived too slowly",
+           409: "Not possible in the job's current state", 410: "The job has expired", 413: "Too large",
            415: "Not an image / wrong media type / a Content-Encoding", 422: "Invalid operations",
            429: "Over quota or rate limit", 503: "A backend is unavailable"}
 
@@ -438,8 +438,9 @@ def _content(answer, components: dict) -> dict | None:
 def _errors(route: Route) -> list[int]:
     """The route's own errors, and those any route of its kind can answer: a body's (400 unreadable,
     413 past MAX_JSON_BYTES/MAX_REQUEST_BYTES, 415 a Content-Encoding, services.image_handler.body_limits),
-    401 without a key, 429 past the rate limit (on /api/, but for the pictures)."""
-    codes = set(route.errors)
+    401 without a key, 429 past the rate limit (on /api/, but for the pictures), and 408 on any route
+    to a client whose headers or body trickle in too slowly (services.image_handler.server)."""
+    codes = set(route.errors) | {408}
     if route.body:
         codes.add(400)
     if route.method in ("post", "put", "patch"):

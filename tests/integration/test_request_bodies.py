@@ -134,3 +134,23 @@ def test_a_job_option_of_the_wrong_type_is_400_not_500(client, open_job, option)
         error = response.json["error"]
         assert error["code"] == "malformed_request" and error["details"] == [{"field": option}]
         assert error["message"].startswith(option)
+
+
+def test_the_fields_in_the_readme_and_api_docs_are_ones_the_server_takes():
+    """Every `-F name=` and every key of a one-line `-d '{...}'` in README.md and docs/api.md is a field
+    of some request body (the docs' own unknown-field example excepted)."""
+    import re
+    from pathlib import Path
+
+    from services.image_handler import openapi
+    from services.image_handler.bodies import field_names
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text() + (root / "docs" / "api.md").read_text()
+    multipart = field_names(openapi.MultipartJob) | field_names(openapi.MultipartFiles)
+    json_fields = set().union(*(field_names(m) for m in (openapi.JsonJob, openapi.RerunRequest, openapi.RenameRequest,
+                                                          openapi.ValidateRequest, openapi.PresetRequest,
+                                                          openapi.DirectUploadRequest)))
+    form_names = set(re.findall(r"-F '?([a-z_]+)=", text)) - {"operation"}
+    assert form_names and form_names <= multipart, form_names - multipart
+    bodies = [json.loads(body) for body in re.findall(r"-d '(\{.*\})'", text)]
+    assert bodies and all(set(body) <= json_fields for body in bodies), bodies
