@@ -20,6 +20,7 @@ from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
 from imageflow.safe_http import FetchError
 
 from .auth import ANONYMOUS
+from .bodies import form_fields, json_body, refuse_unknown
 from .errors import ClientError
 from .estimate import estimate
 from .intake import (
@@ -30,6 +31,7 @@ from .intake import (
     validate_operations,
     validate_webhook_secret,
 )
+from .openapi import DirectUploadFile, DirectUploadRequest, JsonJob, MultipartFiles, MultipartJob
 from .url_lists import MAX_CSV_BYTES, TooManyUrls, check_entries, entries_from_csv, entries_from_json
 from .views import DEFAULT_IMAGE_PAGE, MAX_IMAGE_PAGE, JobViews, decode_image_cursor
 
@@ -124,8 +126,16 @@ def _form_operations(raw: str | None):
         raise ClientError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
 
 
+TEXT_OPTIONS = ("preset", "email", "webhook_url", "webhook_secret", "name")
+
+
 def _job_request(fields, operations) -> JobRequest:
     """What every way of creating a job shares: the validated options and the caller."""
+    for option in TEXT_OPTIONS:  # a JSON body may hold anything; a form's values are strings
+        value = fields.get(option)
+        if value is not None and not isinstance(value, str):
+            raise ClientError(400, "malformed_request", f"{option} must be a string (or null), not "
+                                                        f"{json.dumps(value)[:40]}", [{"field": option}])
     preset = fields.get("preset") or None
     name = fields.get("name")
     return JobRequest(operations=validate_operations(preset, operations), preset=preset,
@@ -153,44 +163,23 @@ def _url_entries(parse, data):
         raise ClientError(400, exc.code, exc.reason)
 
 
-def _json_body() -> dict | None:
-    """The JSON object of the request, or None (its size is bounded by body_limits: MAX_JSON_BYTES)."""
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else None
-
-
 # -- estimates (issue 16): the answer POST /jobs gives with "estimate": true --------------------
 TRUE = {"1", "true", "yes", "on"}
 
 
-def wants_estimate() -> bool:
-    """``"estimate": true`` in the JSON body or the form (or ``?estimate=true``)."""
+def wants_estimate(fields) -> bool:
+    """``"estimate": true`` in the JSON body or the form ``fields`` (or ``?estimate=true``)."""
     if str(request.args.get("estimate", "")).lower() in TRUE:
         return True
-    if request.is_json:
-        body = request.get_json(silent=True)
-        return isinstance(body, dict) and body.get("estimate") is True
-    if request.content_type and request.content_type.startswith("multipart/form-data"):
-        try:
-            return str(request.form.get("estimate", "")).lower() in TRUE
-        except ValueError:  # malformed multipart: the real route answers it
-            return False
-    return False
+    value = fields.get("estimate")
+    return value is True if request.is_json else str(value or "").lower() in TRUE
 
 
-def estimate_answer():
+def estimate_answer(form, uploads):
     """200: what the job would do (services.image_handler.estimate); nothing is stored."""
-    if request.is_json:
-        raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files (multipart "
-                          "'files'); the URLs of a URL job are fetched only when the job runs")
-    try:
-        form, files = request.form, request.files.getlist("files")
-    except ValueError as exc:
-        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}")
     if request.files.get("csv") is not None:
         raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files, not a CSV of URLs")
     job_request = _job_request(form, _form_operations(form.get("operations")))
-    uploads = [_FormUpload(f) for f in files if f.filename or f.content_length]
     c = ctx()
     overlays = [_FormUpload(f) for f in request.files.getlist("overlay") if f.filename or f.content_length]
     assets = {name: data for name, (data, _mime) in
@@ -206,20 +195,24 @@ def create():
     JSON body ``{"urls": [...]}``, or an open job ``{"open": true}`` filled by later requests (as
     multipart ``open=true`` it may carry the ``overlay`` files its operations name);
     ``operations`` (JSON) or ``preset``, optional ``email``, ``webhook_url``, ``webhook_secret``
-    and ``name``. With ``estimate=true`` nothing is created: the answer is an estimate (issue 16)."""
-    if wants_estimate():  # the same body, and nothing is created
-        return estimate_answer()
+    and ``name``. With ``estimate=true`` nothing is created: the answer is an estimate (issue 16).
+    A field none of these is refused (400 unknown_field), as is the whole request."""
     if request.is_json:
-        body = _json_body()
-        if body is not None and body.get("open") is True:
+        body = json_body(JsonJob, example='{"urls": [...]} or {"open": true}')
+        if wants_estimate(body):
+            raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files (multipart "
+                              "'files'); the URLs of a URL job are fetched only when the job runs")
+        if body.get("open") is True:
             return _opened(_intake().open_job(_job_request(body, body.get("operations"))))
-        if body is None or "urls" not in body:
-            raise ClientError(415, "unsupported_media_type", "a JSON body must be an object with a 'urls' list "
-                                                          "or \"open\": true; send image files as multipart/form-data")
+        if "urls" not in body:
+            raise ClientError(400, "malformed_request", "a JSON body must be an object with a 'urls' list "
+                                                        "or \"open\": true; send image files as multipart/form-data")
         job_request = _job_request(body, body.get("operations"))
         good, bad = _url_entries(entries_from_json, body["urls"])
         return _accepted(_intake().create_url_job(good, bad, job_request))
-    form, uploads = _multipart_files("or a JSON body with a 'urls' list")
+    form, uploads = _multipart_files(MultipartJob, "or a JSON body with a 'urls' list")
+    if wants_estimate(form):  # the same body, and nothing is created
+        return estimate_answer(form, uploads)
     csv_file = request.files.get("csv")
     job_request = _job_request(form, _form_operations(form.get("operations")))
     # The overlay files its overlay operations name come with any multipart job: of files, of a
@@ -238,15 +231,14 @@ def create():
     return _accepted(_intake().create_job(uploads, job_request, overlays))
 
 
-def _multipart_files(alternative: str):
-    """The form and its ``files`` of a multipart request (415 for any other body)."""
+def _multipart_files(model, alternative: str):
+    """The form and its ``files`` of a multipart request whose fields ``model`` knows (415 for any
+    other body, 400 for a field it does not know)."""
     if not request.content_type or not request.content_type.startswith("multipart/form-data"):
         raise ClientError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' "
                                                       f"field, {alternative}")
-    try:
-        form, files = request.form, request.files.getlist("files")
-    except ValueError as exc:  # malformed multipart
-        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}")
+    form_fields(model)
+    form, files = request.form, request.files.getlist("files")
     return form, [_FormUpload(f) for f in files if f.filename or f.content_length]
 
 
@@ -274,8 +266,8 @@ def add_files(job_id: str):
     accepted image is processed at once."""
     job = _job_or_404(job_id)
     if request.is_json:
-        return _direct_uploads(job, _json_body())
-    _form, uploads = _multipart_files("or a JSON body with a 'files' list of direct uploads")
+        return _direct_uploads(job, json_body(DirectUploadRequest, example='{"files": [{"filename", "bytes"}]}'))
+    _form, uploads = _multipart_files(MultipartFiles, "or a JSON body with a 'files' list of direct uploads")
     created = _intake().add_files(job, uploads)
     _count_created(created)
     return jsonify({"job_id": job.job_id, "status": created.job.status, "total": created.job.total,
@@ -284,13 +276,14 @@ def add_files(job_id: str):
 
 
 MAX_DIRECT_UPLOADS = 1000  # upload targets per request
+DIRECT_UPLOAD_FIELDS = set(DirectUploadFile.model_fields)
 
 
-def _direct_uploads(job: domain.Job, body: dict | None):
+def _direct_uploads(job: domain.Job, body: dict):
     """Upload targets for files the client sends itself: a resumable Cloud Storage session on
     GCP, a signed image-handler URL locally. Nothing joins the job yet: each image does when
     its object lands (the object-finalize event reaches the interaction manager)."""
-    files = body.get("files") if body else None
+    files = body.get("files")
     if not isinstance(files, list) or not files or len(files) > MAX_DIRECT_UPLOADS:
         raise ClientError(400, "malformed_request", 'send {"files": [{"filename": ..., "bytes": ...}, ...]} '
                                                     f"with 1 to {MAX_DIRECT_UPLOADS} files")
@@ -309,6 +302,7 @@ def _direct_uploads(job: domain.Job, body: dict | None):
                 or not isinstance(item.get("bytes"), int) or isinstance(item.get("bytes"), bool):
             raise ClientError(400, "malformed_request", f"files[{index}] needs a 'filename' string and a "
                                                         "'bytes' integer")
+        refuse_unknown(item, DIRECT_UPLOAD_FIELDS, where=f"files[{index}].")
         name = domain.display_name(item["filename"], "(unnamed)")
         size = item["bytes"]
         content_type = item.get("content_type") or mimetypes.guess_type(name)[0] or ""

@@ -21,7 +21,9 @@ from imageflow.domain import utcnow
 from imageflow.engine.schema import OperationsError, resolve_operations
 from imageflow.jobstore import SavedPreset
 
+from .bodies import json_body
 from .errors import ClientError
+from .openapi import PresetRequest, ValidateRequest
 
 editor = Blueprint("editor", __name__, url_prefix="/api/v1")
 
@@ -32,13 +34,6 @@ LIGHT_POLL_ENDPOINTS = {"api.status", "api.images"}         # GET /api/v1/jobs/<
 
 def _ctx():
     return current_app.extensions["imageflow"]
-
-
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ClientError(400, "malformed_request", "send a JSON object, like {\"operations\": [...]}")
-    return body
 
 
 def _steps(details: list[dict]) -> list[dict]:
@@ -70,7 +65,7 @@ def _resolve(preset, operations) -> list[dict]:
 @editor.post("/operations/validate")
 def validate_operations():
     """Check operations (or a preset) the way job creation will, without creating anything."""
-    body = _json_body()
+    body = json_body(ValidateRequest, example='{"operations": [...]}')
     if body.get("operations") is None and not body.get("preset"):
         raise ClientError(400, "malformed_request", "give \"operations\" (a list) or \"preset\" (a name)")
     return jsonify(operations=_resolve(body.get("preset"), body.get("operations")))
@@ -94,7 +89,7 @@ def list_presets():
 @editor.post("/presets")
 def save_preset():
     owner = _owner()
-    body = _json_body()
+    body = json_body(PresetRequest, example='{"name": "...", "operations": [...]}')
     name = body.get("name").strip() if isinstance(body.get("name"), str) else ""
     if not PRESET_NAME.match(name):
         raise ClientError(400, "invalid_preset_name", "name a preset with 1 to 60 letters, digits, spaces or "

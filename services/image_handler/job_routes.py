@@ -13,7 +13,9 @@ from imageflow import domain
 from imageflow.jobstore import page_jobs
 
 from .api import _job_or_404, ctx, identify_caller, views
+from .bodies import json_body
 from .errors import ClientError
+from .openapi import RenameRequest
 from .views import decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,8 @@ def list_jobs():
 def rename(job_id: str):
     """Rename a job: ``{"name": "..."}`` (null or "" clears it)."""
     job = _job_or_404(job_id)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or "name" not in body or not isinstance(body["name"], (str, type(None))):
+    body = json_body(RenameRequest, example='{"name": "new name"}')
+    if "name" not in body or not isinstance(body["name"], (str, type(None))):
         raise ClientError(400, "malformed_request", 'send a JSON object {"name": "new name"}')
     name = "".join(ch for ch in (body["name"] or "") if ch.isprintable()).strip()
     if len(name) > MAX_NAME:

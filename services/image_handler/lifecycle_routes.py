@@ -14,13 +14,14 @@ import json
 import logging
 from dataclasses import replace
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify
 from pydantic import ValidationError
 
 from imageflow import domain
 from imageflow.messages import JobSubmitted
 
 from .api import _intake, _job_or_404, _job_request, ctx, identify_caller, views
+from .bodies import json_body
 from .errors import ClientError
 from .openapi import RerunRequest
 from .openapi import document as openapi_document
@@ -36,15 +37,6 @@ RERUN_SELECTIONS = {
     "succeeded": (domain.IMAGE_SUCCEEDED,),
 }
 RETRYABLE = (domain.IMAGE_FAILED, domain.IMAGE_SKIPPED)
-
-
-def _json_body() -> dict:
-    if not request.get_data(cache=True):
-        return {}
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ClientError(400, "malformed_request", "send a JSON object (or no body)")
-    return body
 
 
 def _accepted(body: dict):
@@ -120,7 +112,7 @@ def rerun(job_id: str):
     "only": "all" | "failed" | "succeeded", "email"?, "webhook_url"?, "name"?}``; without
     operations or a preset it runs the parent's again. 202 ``{job_id, parent_job_id, ...}``."""
     parent = _job_or_404(job_id)
-    body = _json_body()
+    body = json_body(RerunRequest, optional=True, example='{"operations": [...], "only": "failed"}')
     try:
         only = RerunRequest.model_validate(body).only
     except ValidationError as exc:
@@ -128,7 +120,7 @@ def rerun(job_id: str):
         name = ".".join(str(part) for part in problem["loc"]) or "body"
         if name == "only":
             raise ClientError(400, "invalid_only", "only must be one of: all, failed, succeeded") from None
-        raise ClientError(400, "malformed_request", f"{name}: {problem['msg']}") from None
+        raise ClientError(400, "malformed_request", f"{name}: {problem['msg']}", [{"field": name}]) from None
     if not parent.is_terminal:
         raise ClientError(409, "job_active", f"job {parent.job_id} is {parent.status}; re-run it once it has finished")
     if body.get("operations") is None and not body.get("preset"):

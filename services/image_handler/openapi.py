@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
 from imageflow.domain import ERROR_CODES, JOB_STATUSES, TERMINAL_IMAGE_STATUSES
 from imageflow.engine.limits import ImageError
@@ -28,7 +28,13 @@ ErrorCode = Literal[(*ImageError.CODES, *ERROR_CODES)]  # type: ignore[valid-typ
 
 
 # -- request bodies ------------------------------------------------------------------------
-class JobOptions(BaseModel):
+class Body(BaseModel):
+    """A request body: a field it does not name is refused (400 unknown_field, services.image_handler.bodies)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobOptions(Body):
     """What every way of creating a job shares (multipart form fields or JSON keys)."""
 
     operations: OperationsRef = Field(None, description="the steps, applied in order (or a preset)")
@@ -57,20 +63,56 @@ class MultipartJob(JobOptions):
 
 
 class UrlJob(JobOptions):
-    urls: list[Any] = Field(description="image URLs, or objects {url, filename?, ...columns kept for the report}")
+    urls: list[Any] = Field(description="image URLs, or objects {url, name?, ...columns kept for the report}")
+    estimate: bool | None = Field(None, description="true is refused (400 estimate_needs_files): an estimate "
+                                                    "is made from uploaded files")
 
 
-class RerunRequest(BaseModel):
+class OpenJob(JobOptions):
+    open: Literal[True] = Field(description="open a job (201) with no files yet; they follow on "
+                                            "/jobs/<job_id>/files")
+
+
+class JsonJob(RootModel[UrlJob | OpenJob]):
+    """POST /jobs as JSON: a list of image URLs, or an open job."""
+
+
+class RerunRequest(JobOptions):
     """POST /jobs/<id>/rerun: without operations or a preset, the parent's operations run again."""
 
-    model_config = ConfigDict(extra="allow")  # email, webhook_url, name: as when creating a job
-    operations: OperationsRef = None
-    preset: str | None = None
     only: Literal["all", "failed", "succeeded"] = Field("all", description="which of the parent's images")
 
 
-class RenameRequest(BaseModel):
+class RenameRequest(Body):
     name: str | None = Field(max_length=200)
+
+
+class ValidateRequest(Body):
+    operations: OperationsRef = None
+    preset: str | None = None
+
+
+class PresetRequest(Body):
+    name: str = Field(description="1-60 letters, digits, spaces or - _ . , ( ) + & ' /")
+    operations: OperationsRef
+
+
+class MultipartFiles(Body):
+    files: list[bytes] = Field(description="the images (repeat the field)",
+                               json_schema_extra={"items": {"type": "string", "contentMediaType":
+                                                            "application/octet-stream"}})
+
+
+class DirectUploadFile(Body):
+    filename: str
+    bytes: int
+    content_type: str | None = None
+
+
+class DirectUploadRequest(Body):
+    """Ask for upload links instead of sending the bytes here."""
+
+    files: list[DirectUploadFile] = Field(min_length=1, max_length=1000)
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -88,6 +130,10 @@ class Links(BaseModel):
     self: str
     results_page: str
     archive: str
+    report: str
+    images: str
+    files: str = Field(description="open jobs: where their files go")
+    close: str = Field(description="open jobs: close the job")
 
 
 class OutputView(BaseModel):
@@ -238,6 +284,80 @@ class RerunCreated(JobCreated):
     parent_job_id: str
 
 
+class OpenedJob(BaseModel):
+    """An open job: its files follow on links.files, links.close ends it"""
+
+    job_id: str
+    status: JobStatus
+    total: int
+    links: Links
+    webhook_secret: str | None = Field(None, description="shown once, when a webhook_url was given")
+
+
+class FilesAdded(BaseModel):
+    job_id: str
+    status: JobStatus
+    total: int
+    images: list[CreatedImage]
+    rejected: list[dict]
+
+
+class UploadTarget(BaseModel):
+    image_id: str
+    filename: str
+    url: str
+    method: str
+    headers: dict[str, str]
+    expires_at: str
+
+
+class DirectUploads(BaseModel):
+    job_id: str
+    uploads: list[UploadTarget]
+    rejected: list[dict]
+
+
+class FilesAnswer(RootModel[FilesAdded | DirectUploads]):
+    """The files taken (multipart), or where to upload each one (JSON)."""
+
+
+class UploadStored(BaseModel):
+    image_id: str
+    filename: str
+    bytes: int
+
+
+class ImagePage(BaseModel):
+    job_id: str
+    images: list[ImageView]
+    links: dict
+
+
+class ValidatedOperations(BaseModel):
+    operations: list[dict] = Field(description="resolved: defaults filled in")
+
+
+class PresetView(BaseModel):
+    """The saved preset"""
+
+    name: str
+    operations: list[dict]
+    created_at: str
+    updated_at: str
+
+
+class PresetList(BaseModel):
+    presets: list[PresetView]
+
+
+class Health(BaseModel):
+    """A backend is unreachable (which one: checks)"""
+
+    model_config = ConfigDict(extra="allow")
+    service: str
+    status: str
+
+
 class JobList(BaseModel):
     jobs: list[JobView]
     next_cursor: str | None
@@ -257,31 +377,36 @@ class Route:
     path: str                       # Flask's rule (``<job_id>``)
     method: str
     summary: str
-    answer: tuple[int, type[BaseModel] | str | None] = (200, None)  # status, model / media type
+    answer: tuple[int, Any] = (200, None)  # status, model / media type / None
     body: dict[str, type[BaseModel]] = field(default_factory=dict)  # media type -> model
-    errors: tuple[int, ...] = ()
+    errors: tuple[int, ...] = ()    # answered with the ErrorBody
     public: bool = False            # no API key needed
-    also: tuple[tuple[int, type[BaseModel]], ...] = ()  # other success answers
+    also: tuple[tuple[int, Any], ...] = ()  # other answers, as ``answer``
 
 
 JOB = "/api/v1/jobs/<job_id>"
+IMAGE = f"{JOB}/images/<image_id>"
+REDIRECT = (302, None)   # GCS: a redirect to a signed URL instead of the bytes
+IMAGE_BYTES = ("image/*", "application/octet-stream")  # the image's own type, when it is known
+NOT_MODIFIED = (304, None)   # If-None-Match matched the ETag (the light polling of a job)
 ROUTES = [
     Route("/api/v1/operations", "get", "The operations' JSON Schema, the presets and the limits",
           (200, OperationsInfo), public=True),
     Route("/api/v1/openapi.json", "get", "This document", (200, "application/json"), public=True),
     Route("/api/v1/jobs", "post", "Create a job (uploads, a CSV of URLs or a JSON list of URLs)", (202, JobCreated),
-          {"multipart/form-data": MultipartJob, "application/json": UrlJob}, (400, 413, 415, 422, 429),
-          also=((200, EstimateAnswer),)),
+          {"multipart/form-data": MultipartJob, "application/json": JsonJob}, (400, 413, 415, 422, 429, 503),
+          also=((200, EstimateAnswer), (201, OpenedJob))),
     Route("/api/v1/jobs", "get", "The caller's jobs, newest first (?status, ?limit, ?cursor)", (200, JobList), {},
           (400,)),
-    Route(JOB, "get", "A job: status, counts, savings and every image", (200, JobView), {}, (404, 410)),
+    Route(JOB, "get", "A job: status, counts, savings and every image", (200, JobView), {}, (404, 410),
+          also=(NOT_MODIFIED,)),
     Route(JOB, "patch", "Rename a job", (200, JobView), {"application/json": RenameRequest}, (400, 404, 410)),
     Route(JOB, "delete", "Delete a finished job and its files", (204, None), {}, (404, 409, 410)),
-    Route(f"{JOB}/images/<image_id>/input", "get", "An original's bytes (or a redirect to a signed URL)",
-          (200, "application/octet-stream"), {}, (404, 410)),
-    Route(f"{JOB}/images/<image_id>/output", "get", "An output's bytes (?variant=)",
-          (200, "application/octet-stream"), {}, (404, 410)),
-    Route(f"{JOB}/archive.zip", "get", "Every output in one zip", (200, "application/zip"), {}, (404, 410)),
+    Route(f"{IMAGE}/input", "get", "An original's bytes (or a redirect to a signed URL)", (200, IMAGE_BYTES), {},
+          (403, 404, 410), also=(REDIRECT,)),
+    Route(f"{IMAGE}/output", "get", "An output's bytes (?variant=)", (200, IMAGE_BYTES), {}, (403, 404, 410),
+          also=(REDIRECT,)),
+    Route(f"{JOB}/archive.zip", "get", "Every output in one zip", (200, "application/zip"), {}, (403, 404, 410)),
     Route(f"{JOB}/report.csv", "get", "One CSV row per image, with sizes and savings", (200, "text/csv"), {},
           (404, 410)),
     Route(f"{JOB}/cancel", "post", "Cancel: images not started are skipped, those in flight finish",
@@ -289,33 +414,67 @@ ROUTES = [
     Route(f"{JOB}/retry", "post", "Queue the failed (and dead-lettered, and skipped) images again",
           (202, RetryAnswer), {}, (404, 409, 410, 429)),
     Route(f"{JOB}/rerun", "post", "A new job over this job's stored originals, with other operations",
-          (202, RerunCreated), {"application/json": RerunRequest}, (400, 404, 409, 410, 422, 429)),
+          (202, RerunCreated), {"application/json": RerunRequest}, (400, 404, 409, 410, 422, 429, 503)),
     Route(f"{JOB}/images", "get", "The job's images, a page at a time (?status, ?limit, ?cursor)",
-          (200, "application/json"), {}, (400, 404, 410)),
-    Route(f"{JOB}/files", "post", "Add files (or URLs) to an open job", (202, "application/json"),
-          {}, (400, 404, 409, 410, 413, 415, 422, 429)),
+          (200, ImagePage), {}, (400, 404, 410), also=(NOT_MODIFIED,)),
+    Route(f"{JOB}/files", "post", "Add files to an open job (multipart), or ask for upload links for them (JSON)",
+          (200, FilesAnswer), {"multipart/form-data": MultipartFiles, "application/json": DirectUploadRequest},
+          (400, 404, 409, 410, 413, 415, 422, 429, 503)),
     Route(f"{JOB}/close", "post", "Close an open job: it takes no more files and finishes when they are done",
           (200, JobView), {}, (404, 410, 503)),
     Route(f"{JOB}/uploads/<image_id>", "put", "Upload one file of an open job to its signed link (no API key)",
-          (204, None), {}, (400, 403, 404, 409, 413, 415), public=True),
-    Route(f"{JOB}/images/<image_id>/<any(input, output):which>/preview", "get",
-          "The small WebP preview of the original (input) or the output", (200, "image/webp"), {}, (404, 410)),
+          (200, UploadStored), {}, (400, 403, 404, 409, 413, 415, 503), public=True),
+    Route(f"{IMAGE}/<any(input, output):which>/preview", "get",
+          "The small WebP preview of the original (input) or the output", (200, "image/webp"), {}, (403, 404, 410),
+          also=(REDIRECT,)),
     Route("/api/v1/operations/validate", "post", "Check operations (or a preset) before any upload; creates nothing",
-          (200, "application/json"), {}, (400, 422), public=True),
-    Route("/api/v1/presets", "get", "The caller's saved presets, by name", (200, "application/json")),
-    Route("/api/v1/presets", "post", "Save a preset (201 new, 200 replaced)", (201, "application/json"), {},
-          (400, 409, 422), also=()),
-    Route("/api/v1/presets/<name>", "delete", "Delete a saved preset", (204, None), {}, (404,)),
+          (200, ValidatedOperations), {"application/json": ValidateRequest}, (400, 422), public=True),
+    Route("/api/v1/presets", "get", "The caller's saved presets, by name", (200, PresetList)),
+    Route("/api/v1/presets", "post", "Save a preset (201 new, 200 replaced)", (201, PresetView),
+          {"application/json": PresetRequest}, (400, 409, 422), also=((200, PresetView),)),
+    Route("/api/v1/presets/<path:name>", "delete", "Delete a saved preset", (204, None), {}, (404,)),
     Route("/api/v1/stats", "get", "The caller's totals", (200, "application/json")),
-    Route("/healthz", "get", "Alive", (200, "application/json"), public=True),
-    Route("/readyz", "get", "Backends reachable (503 if not)", (200, "application/json"), (), (503,), public=True),
+    Route("/healthz", "get", "Alive", (200, Health), public=True),
+    Route("/readyz", "get", "Backends reachable (503 if not)", (200, Health), public=True, also=((503, Health),)),
     Route("/metrics", "get", "Prometheus metrics", (200, "text/plain"), public=True),
 ]
+PICTURES = ("/input", "/output", "/preview")  # GETs the rate limit leaves alone (app._register_rate_limit)
 
-REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 400: "Malformed request", 401: "API key missing or wrong",
-           404: "No such job or image", 409: "Not possible in the job's current state", 410: "The job has expired",
-           403: "Link expired or signature wrong", 413: "Too large", 415: "Not an image / wrong media type", 422: "Invalid operations",
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 302: "Redirect to a signed URL",
+           304: "Not modified since the ETag given in If-None-Match",
+           400: "Malformed request: invalid_json, unknown_field, malformed_request...",
+           401: "API key missing or wrong", 403: "Link expired or signature wrong",
+           404: "No such job or image", 408: "The request's headers or body arrived too slowly",
+           409: "Not possible in the job's current state", 410: "The job has expired", 413: "Too large",
+           415: "Not an image / wrong media type / a Content-Encoding", 422: "Invalid operations",
            429: "Over quota or rate limit", 503: "A backend is unavailable"}
+
+
+def _content(answer, components: dict) -> dict | None:
+    if isinstance(answer, str):
+        return {answer: {"schema": {}}}
+    if isinstance(answer, tuple):  # one of several media types
+        return {media: {"schema": {}} for media in answer}
+    if answer is None:
+        return None
+    return {"application/json": {"schema": _schema(answer, components)}}
+
+
+def _errors(route: Route) -> list[int]:
+    """The route's own errors, and those any route of its kind can answer: a body's (400 unreadable,
+    413 past MAX_JSON_BYTES/MAX_REQUEST_BYTES, 415 a Content-Encoding, services.image_handler.body_limits),
+    401 without a key, 429 past the rate limit (on /api/, but for the pictures), and 408 on any route
+    to a client whose headers or body trickle in too slowly (services.image_handler.server)."""
+    codes = set(route.errors) | {408}
+    if route.body:
+        codes.add(400)
+    if route.method in ("post", "put", "patch"):
+        codes |= {413, 415}
+    if not route.public:
+        codes.add(401)
+    if route.path.startswith("/api/") and not (route.method == "get" and route.path.endswith(PICTURES)):
+        codes.add(429)
+    return sorted(codes)
 
 
 def openapi_path(rule: str) -> str:
@@ -357,19 +516,13 @@ def document(version: str = "1", keys_required: bool = False) -> dict:
     paths: dict[str, dict] = {}
     for route in ROUTES:
         path = openapi_path(route.path)
-        status, answer = route.answer
-        if isinstance(answer, str):
-            content = {answer: {"schema": {}}}
-        elif answer is None:
-            content = None
-        else:
-            content = {"application/json": {"schema": _schema(answer, components)}}
-        responses = {str(status): {"description": REASONS[status], **({"content": content} if content else {})}}
-        for other, model in route.also:
-            responses[str(other)] = {"description": model.__doc__.strip().splitlines()[0],
-                                     "content": {"application/json": {"schema": _schema(model, components)}}}
-        codes = list(route.errors) + ([] if route.public else [401])
-        for code in codes:
+        responses = {}
+        for status, answer in (route.answer, *route.also):
+            content = _content(answer, components)
+            doc = answer.__doc__ if isinstance(answer, type) and (status, answer) in route.also else None
+            description = doc.strip().splitlines()[0] if doc else REASONS[status]
+            responses[str(status)] = {"description": description, **({"content": content} if content else {})}
+        for code in _errors(route):
             responses[str(code)] = {"description": REASONS[code], "content": {"application/json": {"schema": error}}}
         operation: dict[str, Any] = {"summary": route.summary, "operationId": f"{route.method}_{path}",
                                      "responses": responses}

@@ -108,7 +108,9 @@ def test_request_over_the_limit_is_413(client):
 
 
 def test_not_multipart_and_no_files(client):
-    assert client.post("/api/v1/jobs", json={"files": []}).status_code == 415
+    files_as_json = client.post("/api/v1/jobs", json={"files": []})  # a field only multipart has
+    assert files_as_json.status_code == 400 and files_as_json.json["error"]["code"] == "unknown_field"
+    assert client.post("/api/v1/jobs", data=b"files", content_type="text/plain").status_code == 415
     response = client.post("/api/v1/jobs", data={"preset": "web"}, content_type="multipart/form-data")
     assert response.status_code == 400 and response.json["error"]["code"] == "no_files"
 

@@ -113,3 +113,46 @@ def test_a_job_answer_matches_its_documented_schema(app, spec):
     check(cancelled.get_json(), "/api/v1/jobs/{job_id}/cancel", "post", "202")
     missing = client.get(f"/api/v1/jobs/{'0' * 32}", headers=key)
     check(missing.get_json(), "/api/v1/jobs/{job_id}", "get", "404")
+
+
+def test_an_images_bytes_are_documented_with_their_own_type(app, spec):
+    """Schemathesis (tests/e2e/test_api_contract.py) found GET .../output answering image/png where
+    the document said application/octet-stream only."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 8), (1, 2, 3)).save(buf, "PNG")
+    client = app.test_client()
+    key = {"Authorization": "Bearer k-alice-0123456789abcdef"}
+    created = client.post("/api/v1/jobs", headers=key, data={"files": [(io.BytesIO(buf.getvalue()), "a.png")]},
+                          content_type="multipart/form-data").get_json()
+    answer = client.get(f"/api/v1/jobs/{created['job_id']}/images/{created['images'][0]['image_id']}/input",
+                        headers=key)
+    assert answer.status_code == 200 and answer.mimetype == "image/png"
+    for which in ("input", "output"):
+        content = spec["paths"][f"/api/v1/jobs/{{job_id}}/images/{{image_id}}/{which}"]["get"]["responses"]["200"]
+        assert set(content["content"]) == {"image/*", "application/octet-stream"}
+
+
+def test_every_request_body_refuses_fields_it_does_not_name(spec):
+    """The document says what the server does: a field no model names is a 400 unknown_field."""
+    schemas = spec["components"]["schemas"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                model = schemas[media["schema"]["$ref"].rsplit("/", 1)[-1]]
+                for member in [schemas[ref["$ref"].rsplit("/", 1)[-1]] for ref in model.get("anyOf", [])] or [model]:
+                    assert member["additionalProperties"] is False, (method, path)
+                assert "400" in operation["responses"], (method, path)
+
+
+def test_the_answers_the_server_gives_are_documented(spec):
+    """201 for an open job, 200 (not 202) for /files, 200 with a body for an upload PUT (issue 22)."""
+    paths = spec["paths"]
+    assert paths["/api/v1/jobs"]["post"]["responses"]["201"]["content"]["application/json"]["schema"] == \
+        {"$ref": "#/components/schemas/OpenedJob"}
+    assert set(paths["/api/v1/jobs/{job_id}/files"]["post"]["responses"]) >= {"200", "400", "409"}
+    assert "202" not in paths["/api/v1/jobs/{job_id}/files"]["post"]["responses"]
+    assert "200" in paths["/api/v1/jobs/{job_id}/uploads/{image_id}"]["put"]["responses"]
+    assert "304" in paths["/api/v1/jobs/{job_id}"]["get"]["responses"]
