@@ -60,7 +60,7 @@ TERMINAL = set(domain.TERMINAL_JOB_STATUSES)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_IMAGES, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130           # 128 + SIGINT, as shells report it
 STOP_GRACE_SECONDS = 2.0         # after the first Ctrl-C the requests in flight may finish this long...
-STOP_CANCEL_SECONDS = 2.0        # ...then they are cut; one still waiting for its answer is left after this
+STOP_CANCEL_SECONDS = 1.0        # ...then they are cut; one still waiting for its answer is left after this
 
 
 class CliError(Exception):
