@@ -460,6 +460,7 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
     rejected: list[dict] = []
     errors: list[CliError] = []
     halt = threading.Event()  # a request failed for good: start no more
+    cut = [0]                 # requests cut short after Ctrl-C
     batches: queue.SimpleQueue = queue.SimpleQueue()
     for batch in _batches(files):
         batches.put(batch)
@@ -508,6 +509,8 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
             try:
                 send(batch)
             except _Cancelled:
+                with lock:
+                    cut[0] += 1
                 return
             except CliError as exc:
                 if exc.status in (413, 415) and "no_valid_images" in str(exc):  # every file of a batch
@@ -548,7 +551,11 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
         interruption.cooperative = False
         bar.close()
     if interruption.stop.is_set():
-        raise Interrupted(f"{done_files[0]} of {len(files)} file(s) sent now.\n{interruption.advice}")
+        left = sum(thread.is_alive() for thread in workers)
+        raise Interrupted(f"{done_files[0]} of {len(files)} file(s) sent now"
+                          + (f"; {cut[0]} request(s) cut short (their files were not kept)" if cut[0] else "")
+                          + (f"; {left} request(s) left unfinished (the job may yet get their files: --resume checks)"
+                             if left else "") + f".\n{interruption.advice}")
     if errors:
         raise CliError(f"{errors[0]} - the files sent so far are in job {job_id}; carry on with "
                        f"--resume {job_id}", errors[0].code)

@@ -215,13 +215,16 @@ def test_overlay_mistakes_are_clear(stack, tmp_path):
 SHOOT_FILES = 40
 
 
-def _shoot(tmp_path: Path) -> list[Path]:
+def _shoot(tmp_path: Path, large: int | None = None) -> list[Path]:
+    """The shoot; file number ``large`` is a 12 MP photo (~9 MB), more than the sender's socket
+    buffer (at most 4 MB here) and the proxy's hold: its request is still being sent at Ctrl-C."""
     from tests.http_servers import noise_png
 
     shoot = tmp_path / "shoot"
     shoot.mkdir()
     for n in range(SHOOT_FILES):
-        (shoot / f"img{n:03d}.png").write_bytes(noise_png((200, 200), seed=n))
+        size = (1700, 1700) if n == large else (200, 200)
+        (shoot / f"img{n:03d}.png").write_bytes(noise_png(size, seed=n))
     return sorted(shoot.iterdir())
 
 
@@ -238,7 +241,7 @@ def _wait_until(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def _stalled_upload(stack, tmp_path, files: list[Path]):
+def _stalled_upload(stack, tmp_path, files: list[Path], parallel: int = 2, trickle: int = 0):
     """The CLI uploading the shoot into a new job through a stalling proxy, stuck after the first
     two batches were acknowledged: (process, proxy, job id, stderr file, the CLI's arguments)."""
     from imageflow_cli import BATCH_FILES
@@ -246,8 +249,8 @@ def _stalled_upload(stack, tmp_path, files: list[Path]):
 
     # two whole batches, then less than one more: the two in flight next never finish
     budget = sum(p.stat().st_size for p in files[:2 * BATCH_FILES]) + 100_000
-    proxy = StallingProxy(stack.port, budget)
-    args = ["--server", proxy.base_url, "submit", str(files[0].parent), "--parallel", "2",
+    proxy = StallingProxy(stack.port, budget, trickle)
+    args = ["--server", proxy.base_url, "submit", str(files[0].parent), "--parallel", str(parallel),
             "--preset", "thumbnail", "--wait"]
     stderr = tmp_path / "stderr.txt"
     with open(stderr, "w") as err:
@@ -267,8 +270,12 @@ def test_ctrl_c_stops_the_upload_and_prints_the_resume_command(stack, tmp_path):
     import time
     from collections import Counter
 
-    files = _shoot(tmp_path)
-    proc, proxy, job_id, stderr, args = _stalled_upload(stack, tmp_path, files)
+    from imageflow_cli import BATCH_FILES
+
+    # One request at a time: the third, with the large photo, is the one in flight at Ctrl-C,
+    # crawling at ~1.3 MB/s (7 s for its 9 MB): the CLI cuts it rather than wait.
+    files = _shoot(tmp_path, large=2 * BATCH_FILES)
+    proc, proxy, job_id, stderr, args = _stalled_upload(stack, tmp_path, files, parallel=1, trickle=65536)
     try:
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
@@ -281,8 +288,9 @@ def test_ctrl_c_stops_the_upload_and_prints_the_resume_command(stack, tmp_path):
     output = stderr.read_text()
     print(f"first Ctrl-C to exit: {elapsed:.2f} s")
     assert code == 130, output
-    assert elapsed < 15, elapsed   # the design: at most STOP_GRACE_SECONDS + STOP_CANCEL_SECONDS (3 s) + start-up
+    assert elapsed < 15, elapsed   # the design: STOP_GRACE_SECONDS (2 s), then the request is cut
     assert "stopping: no new files" in output
+    assert f"{2 * BATCH_FILES} of {SHOOT_FILES} file(s) sent now; 1 request(s) cut short" in output, output
     expected = "imageflow " + shlex.join([*args, "--resume", job_id])
     assert f"\n  {expected}\n" in output, output
     assert f"imageflow close {job_id}" in output and f"imageflow cancel {job_id}" in output
