@@ -11,6 +11,7 @@
     imageflow report JOB_ID --out report.csv
     imageflow delete JOB_ID
     imageflow estimate photos/*.jpg --preset web
+    imageflow close JOB_ID                                              # an open job: no more files
     imageflow cancel JOB_ID
     imageflow retry JOB_ID --wait
     imageflow rerun JOB_ID --operations '[{"op": "resize", "width": 400}]' --only failed --wait
@@ -22,6 +23,10 @@ URL). ``submit`` prints the job id on stdout; progress bars and messages go to s
 Exit codes: 0 done; 1 the request failed or was refused (message on stderr); 2 bad usage
 (arguments, missing files); 3 the job finished but some or all images failed; 4 ``--wait``
 timed out; 130 interrupted.
+
+Ctrl-C during an upload stops starting new files, lets the requests in flight finish for a
+moment (then cuts them), leaves the job open and prints the command that sends the rest
+(``--resume``); a second Ctrl-C quits at once.
 """
 from __future__ import annotations
 
@@ -29,7 +34,10 @@ import argparse
 import json
 import mimetypes
 import os
+import queue
 import secrets
+import shlex
+import signal
 import sys
 import threading
 import time
@@ -50,6 +58,9 @@ BATCH_BYTES = 32 * 1024 * 1024   # ...and at most this many bytes (one big file 
 RETRIES = 4
 TERMINAL = set(domain.TERMINAL_JOB_STATUSES)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_IMAGES, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130           # 128 + SIGINT, as shells report it
+STOP_GRACE_SECONDS = 2.0         # after the first Ctrl-C the requests in flight may finish this long...
+STOP_CANCEL_SECONDS = 1.0        # ...then they are cut; one still waiting for its answer is left after this
 
 
 class CliError(Exception):
@@ -59,6 +70,74 @@ class CliError(Exception):
         super().__init__(message)
         self.code = code
         self.status = status  # the HTTP status that caused it, if any
+
+
+class Interrupted(CliError):
+    """The user stopped the upload (Ctrl-C); the message says how to carry on."""
+
+    def __init__(self, message: str):
+        super().__init__(message, EXIT_INTERRUPTED)
+
+
+class _Cancelled(Exception):
+    """An upload request cut short after Ctrl-C (nothing of it joins the job: the server
+    keeps a request's files only once its whole body has arrived)."""
+
+
+class Interruption:
+    """Ctrl-C as people expect it. The first one, during an upload, only sets ``stop`` (the
+    upload loop winds down, see ``_upload_all``); elsewhere it raises KeyboardInterrupt as
+    usual. A second one quits at once, printing ``advice`` (the resume command) first:
+    waiting for threads or requests is exactly what it must not do."""
+
+    def __init__(self):
+        self.count = 0
+        self.stop = threading.Event()    # start no more files
+        self.abort = threading.Event()   # cut the requests in flight
+        self.cooperative = False         # an upload loop is watching ``stop``
+        self.advice = ""                 # what a user needs to know if the process ends now
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # main() called from a thread: leave it be
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            # os.write, not print: the main thread may be inside a write to stderr right now
+            os.write(2, ("\nimageflow: interrupted again, quitting now"
+                         + (f"\n{self.advice}" if self.advice else "") + "\n").encode("utf-8", "replace"))
+            os._exit(EXIT_INTERRUPTED)
+        if not self.cooperative:
+            raise KeyboardInterrupt
+        self.stop.set()
+
+
+def _header_filename(name: str) -> str:
+    """A file name as the multipart header carries it (and so as the server records it)."""
+    return name.replace('"', "%22").replace("\r", " ").replace("\n", " ")
+
+
+def resume_command(argv: list[str], job_id: str) -> tuple[str, bool]:
+    """The command line that carries on this upload: the same arguments, any ``--resume``
+    replaced by this job. An ``--api-key`` given on the command line is not echoed: the
+    command reads it from $IMAGEFLOW_API_KEY (the second value says so)."""
+    parts, hidden_key = ["imageflow"], False
+    args = iter(argv)
+    for arg in args:
+        name, eq, _value = arg.partition("=")
+        if len(name) >= 5 and "--resume".startswith(name):        # argparse takes unique prefixes
+            if not eq:
+                next(args, None)
+            continue
+        if len(name) >= 3 and "--api-key".startswith(name):
+            if not eq:
+                next(args, None)
+            parts.append('--api-key "$IMAGEFLOW_API_KEY"')
+            hidden_key = True
+            continue
+        parts.append(shlex.quote(arg))
+    return " ".join([*parts, "--resume", job_id]), hidden_key
 
 
 # -- the request body: files streamed from disk, with a progress callback ----------------
@@ -88,8 +167,7 @@ class MultipartBody:
     def _head(self, name: str, filename: str | None = None, mime: str | None = None) -> bytes:
         disposition = f'form-data; name="{name}"'
         if filename is not None:
-            clean = filename.replace('"', "%22").replace("\r", " ").replace("\n", " ")
-            disposition += f'; filename="{clean}"'
+            disposition += f'; filename="{_header_filename(filename)}"'
         head = f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\n"
         if mime:
             head += f"Content-Type: {mime}\r\n"
@@ -305,11 +383,14 @@ def _submit_files(client: Client, args) -> dict:
         job = client.json("GET", f"/api/v1/jobs/{args.resume}")
         if job["status"] != "open":
             raise CliError(f"job {args.resume} is {job['status']}: it takes no more files", EXIT_ERROR)
-        held = Counter(image["filename"] for image in iter_images(client, job))
+        # by name and size: a file of that name but another size (a cut-off copy, another photo
+        # under the same name) is not the local file; a pair the job holds n times accounts for n
+        held = Counter((image["filename"], image.get("input_bytes")) for image in iter_images(client, job))
         pending = []
-        for path in files:  # a name the job holds n times accounts for n local files of that name
-            if held[path.name] > 0:
-                held[path.name] -= 1
+        for path in files:
+            key = (domain.display_name(_header_filename(path.name), "(unnamed)"), path.stat().st_size)
+            if held[key] > 0:
+                held[key] -= 1
             else:
                 pending.append(path)
         _say(args, f"job {job['job_id']}: {len(files) - len(pending)} file(s) already there, "
@@ -328,6 +409,13 @@ def _submit_files(client: Client, args) -> dict:
         pending = files
         created = client.json("POST", "/api/v1/jobs", json={**_job_options(args), "open": True}, retries=RETRIES)
     job_id = created["job_id"]
+    interruption: Interruption = args.interruption
+    command, hidden_key = resume_command(args.argv, job_id)
+    interruption.advice = (f"job {job_id} is still open with the files sent so far; send the rest with:\n"
+                           f"  {command}\n"
+                           + ("  (with IMAGEFLOW_API_KEY set to the key you gave: it is not printed)\n"
+                              if hidden_key else "")
+                           + f"or close it as it is: imageflow close {job_id}; or drop it: imageflow cancel {job_id}")
     if not args.json:
         print(job_id, flush=True)  # first, so an interrupted upload can be resumed with it
     if created.get("webhook_secret"):
@@ -336,6 +424,8 @@ def _submit_files(client: Client, args) -> dict:
     for item in rejected:
         _say(args, f"rejected: {item.get('filename')}: {item['error']['message']}")
     closed = client.json("POST", f"/api/v1/jobs/{job_id}/close", retries=RETRIES)
+    interruption.advice = (f"job {job_id} is closed and carries on without this command: "
+                           f"imageflow status {job_id}, imageflow download {job_id} --wait")
     if not closed["total"]:
         raise CliError("none of the files could be accepted: "
                        + "; ".join(item["error"]["message"] for item in rejected[:5]))
@@ -354,13 +444,26 @@ def _job_options(args) -> dict:
 
 def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[int, list[dict]]:
     """Every file into the job, ``--parallel`` requests at a time, with one progress bar that
-    counts bytes (as they are sent) and files (as the API accepts them)."""
+    counts bytes (as they are sent) and files (as the API accepts them).
+
+    The senders are daemon threads taking batches from a queue, so that Ctrl-C can end the
+    upload without waiting for them all: after the first one no batch starts, the requests in
+    flight get STOP_GRACE_SECONDS to finish, then are cut (their files do not join the job),
+    and one still waiting for its answer after STOP_CANCEL_SECONDS more is left behind.
+    Raises :class:`Interrupted`, saying what the job holds and how to carry on."""
+    interruption: Interruption = args.interruption
     total_bytes = sum(p.stat().st_size for p in files)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="upload",
                disable=args.quiet, file=sys.stderr)
     lock = threading.Lock()
     done_files = [0]
     rejected: list[dict] = []
+    errors: list[CliError] = []
+    halt = threading.Event()  # a request failed for good: start no more
+    cut = [0]                 # requests cut short after Ctrl-C
+    batches: queue.SimpleQueue = queue.SimpleQueue()
+    for batch in _batches(files):
+        batches.put(batch)
 
     def sent(n: int) -> None:
         with lock:
@@ -371,6 +474,8 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
         boundary = "imageflow-" + secrets.token_hex(12)
 
         def on_read(n: int) -> None:
+            if interruption.abort.is_set():
+                raise _Cancelled()
             progress[0] += n
             sent(n)
 
@@ -379,9 +484,13 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
             progress[0] = 0
             return MultipartBody([], [("files", p) for p in batch], on_read=on_read, boundary=boundary)
 
-        answer = client.request("POST", f"/api/v1/jobs/{job_id}/files", retries=RETRIES, body=body,
-                                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-                                timeout=max(client.timeout, 600))
+        try:
+            answer = client.request("POST", f"/api/v1/jobs/{job_id}/files", retries=RETRIES, body=body,
+                                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                                    timeout=max(client.timeout, 600))
+        except BaseException:
+            sent(-progress[0])  # not sent after all
+            raise
         result = answer.json()
         with lock:
             # the body counted its multipart framing too: settle on the files' own size
@@ -391,22 +500,65 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
             rejected.extend(result["rejected"])
             bar.set_postfix_str(f"{done_files[0]}/{len(files)} files", refresh=False)
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, args.parallel), thread_name_prefix="upload") as pool:
-            futures = [pool.submit(send, batch) for batch in _batches(files)]
-            for future in as_completed(futures):
-                try:
-                    future.result()
-                except CliError as exc:
-                    if exc.status in (413, 415) and "no_valid_images" in str(exc):  # every file of a batch
+    def worker() -> None:
+        while not (halt.is_set() or interruption.stop.is_set()):
+            try:
+                batch = batches.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                send(batch)
+            except _Cancelled:
+                with lock:
+                    cut[0] += 1
+                return
+            except CliError as exc:
+                if exc.status in (413, 415) and "no_valid_images" in str(exc):  # every file of a batch
+                    with lock:
                         rejected.append({"filename": "(a batch)", "error": {"message": str(exc)}})
-                        continue
-                    for other in futures:
-                        other.cancel()
-                    raise CliError(f"{exc} - the files sent so far are in job {job_id}; carry on with "
-                                   f"--resume {job_id}", exc.code)
+                    continue
+                with lock:
+                    errors.append(exc)
+                halt.set()
+            except Exception as exc:  # a bug or an unreadable file: reported, not lost in a thread
+                with lock:
+                    errors.append(CliError(f"{type(exc).__name__}: {exc}"))
+                halt.set()
+
+    workers = [threading.Thread(target=worker, name=f"upload-{n}", daemon=True)
+               for n in range(max(1, min(args.parallel, batches.qsize())))]
+    stopping_since = None
+    interruption.cooperative = True
+    try:
+        for thread in workers:
+            thread.start()
+        while alive := [thread for thread in workers if thread.is_alive()]:
+            alive[0].join(0.1)  # wakes for Ctrl-C too (the handler runs in this thread)
+            if not interruption.stop.is_set():
+                continue
+            now = time.monotonic()
+            if stopping_since is None:
+                stopping_since = now
+                with lock:
+                    bar.write("imageflow: stopping: no new files; the requests in flight finish or are cut "
+                              f"within {STOP_GRACE_SECONDS + STOP_CANCEL_SECONDS:g} s (Ctrl-C again to quit now)",
+                              file=sys.stderr)
+            elif now - stopping_since > STOP_GRACE_SECONDS + STOP_CANCEL_SECONDS:
+                break  # a request whose body is all sent, still waiting for its answer: left behind
+            elif now - stopping_since > STOP_GRACE_SECONDS:
+                interruption.abort.set()
     finally:
+        interruption.cooperative = False
         bar.close()
+    if interruption.stop.is_set():
+        left = sum(thread.is_alive() for thread in workers)
+        raise Interrupted(f"{done_files[0]} of {len(files)} file(s) sent now"
+                          + (f"; {cut[0]} request(s) cut short (their files were not kept)" if cut[0] else "")
+                          + (f"; {left} request(s) left unfinished (the job may yet get their files: --resume checks)"
+                             if left else "") + f".\n{interruption.advice}")
+    if errors:
+        raise CliError(f"{errors[0]} - the files sent so far are in job {job_id}; carry on with "
+                       f"--resume {job_id}", errors[0].code)
     return done_files[0], rejected
 
 
@@ -573,7 +725,7 @@ def _human_bytes(count) -> str:
 
 
 def _after_action(client: Client, job: dict, args) -> int:
-    """Shared by cancel/retry/rerun: print the job id (or JSON), optionally wait and download."""
+    """Shared by close/cancel/retry/rerun: print the job id (or JSON), optionally wait and download."""
     print(json.dumps(job, indent=2) if args.json else job["job_id"])
     if not getattr(args, "wait", False) and not getattr(args, "out", None):
         return EXIT_OK
@@ -581,6 +733,13 @@ def _after_action(client: Client, job: dict, args) -> int:
     if getattr(args, "out", None):
         download(client, done, Path(args.out), args)
     return EXIT_OK if done["status"] in (domain.COMPLETED, domain.CANCELLED) else EXIT_FAILED_IMAGES
+
+
+def cmd_close(client: Client, args) -> int:
+    job = client.json("POST", f"/api/v1/jobs/{args.job_id}/close", retries=RETRIES)
+    _say(args, f"job {args.job_id}: closed with {job['total']} image(s); it completes (email, webhook) once "
+               "every image has an outcome")
+    return _after_action(client, job, args)
 
 
 def cmd_cancel(client: Client, args) -> int:
@@ -707,6 +866,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.set_defaults(func=cmd_delete)
 
+    p = sub.add_parser("close", help="close an open job as it is: it takes no more files and completes "
+                                     "(email, webhook) once its images are done")
+    p.add_argument("job_id")
+    p.add_argument("--out", help="download the outputs into this directory (implies --wait)")
+    p.add_argument("--json", action="store_true")
+    waiting(p)
+    p.set_defaults(func=cmd_close)
+
     p = sub.add_parser("cancel", help="cancel a job: images not started are skipped, those in flight finish")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
@@ -746,16 +913,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``imageflow`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    args.interruption = interruption = Interruption()
+    previous = signal.getsignal(signal.SIGINT)
+    interruption.install()
     client = Client(args.server, args.api_key)
     try:
         return args.func(client, args)
+    except Interrupted as exc:
+        print(f"imageflow: interrupted: {exc}", file=sys.stderr)
+        return exc.code
     except CliError as exc:
         print(f"imageflow: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print("imageflow: interrupted", file=sys.stderr)
-        return 130
+        print("imageflow: interrupted" + (f"\n{interruption.advice}" if interruption.advice else ""),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -181,3 +181,100 @@ class WebhookReceiver(_Server):
                     return list(self.received)
             time.sleep(0.05)
         raise AssertionError(f"expected {count} webhook calls, got {len(self.received)}")
+
+
+class StallingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a local server whose uplink stalls: it forwards the
+    first ``budget`` bytes clients send (answers always pass), then holds everything they send
+    (or lets ``trickle`` bytes through every 50 ms) until :meth:`release`. A client mid-upload is then stuck as behind a dead or very slow
+    link, without any timing in the test. ``release()`` closes the connections it held (the
+    server sees their requests cut off) and forwards everything from then on."""
+
+    def __init__(self, target_port: int, budget: int, trickle: int = 0):
+        import socket
+
+        self.target_port = target_port
+        self.trickle = trickle      # once the budget is spent: this many bytes a connection every 50 ms
+        self.budget: int | None = budget
+        self.forwarded = 0          # client bytes passed on so far
+        self.generation = 0         # connections of an older generation are cut
+        self.cond = threading.Condition()
+        self.connections: list[tuple[int, object, object]] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        # a fixed small receive buffer (no autotuning): a stalled client cannot park megabytes here
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.port = self.listener.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.cond:
+                generation = self.generation
+                self.connections.append((generation, client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream, generation, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, generation, False), daemon=True).start()
+
+    def _pump(self, src, dst, generation: int, metered: bool) -> None:
+        try:
+            while True:
+                want = 65536
+                if metered:
+                    with self.cond:
+                        while (self.budget is not None and self.budget <= 0 and generation == self.generation
+                               and not self.trickle):
+                            self.cond.wait()
+                        if generation != self.generation:
+                            return
+                        slow = self.budget is not None and self.budget <= 0
+                        if self.budget is not None and not slow:
+                            want = min(want, self.budget)
+                    if slow:  # a crawling uplink, not a dead one
+                        time.sleep(0.05)
+                        want = self.trickle
+                data = src.recv(want)
+                if not data:
+                    return
+                if metered:
+                    with self.cond:
+                        self.forwarded += len(data)
+                        if self.budget is not None:
+                            self.budget -= len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                _hang_up(sock)
+
+    def release(self) -> None:
+        with self.cond:
+            self.generation += 1
+            self.budget = None
+            held, self.connections = self.connections, []
+            self.cond.notify_all()
+        for _generation, client, upstream in held:
+            for sock in (client, upstream):
+                _hang_up(sock)
+
+    def stop(self) -> None:
+        self.listener.close()
+        self.release()
+
+
+def _hang_up(sock) -> None:
+    """Shut down first: that wakes a thread blocked reading the socket, a plain close does not."""
+    import socket
+
+    for step in (lambda: sock.shutdown(socket.SHUT_RDWR), sock.close):
+        try:
+            step()
+        except OSError:
+            pass

@@ -206,3 +206,141 @@ def test_overlay_mistakes_are_clear(stack, tmp_path):
     code, stdout, stderr = run(stack, "submit", str(photo), "--overlay", f"brand.png={logo}", "--operations", ops)
     assert code == 1 and stdout == ""
     assert "'logo.png' was not sent" in stderr and "HTTP 422" in stderr
+
+
+# -- Ctrl-C during an upload (issue 25) ------------------------------------------------------
+# The CLI uploads through a proxy whose uplink stalls after the first two batches: the upload is
+# then in flight for as long as the test wants, without any timing. SHOOT_FILES noise PNGs of
+# ~120 KB go 8 to a request (BATCH_FILES), --parallel 2.
+SHOOT_FILES = 40
+
+
+def _shoot(tmp_path: Path, large: int | None = None) -> list[Path]:
+    """The shoot; file number ``large`` is a 12 MP photo (~9 MB), more than the sender's socket
+    buffer (at most 4 MB here) and the proxy's hold: its request is still being sent at Ctrl-C."""
+    from tests.http_servers import noise_png
+
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    for n in range(SHOOT_FILES):
+        size = (1700, 1700) if n == large else (200, 200)
+        (shoot / f"img{n:03d}.png").write_bytes(noise_png(size, seed=n))
+    return sorted(shoot.iterdir())
+
+
+def _job(stack, job_id: str) -> dict:
+    import requests
+    return requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+
+
+def _wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    import time
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _stalled_upload(stack, tmp_path, files: list[Path], parallel: int = 2, trickle: int = 0):
+    """The CLI uploading the shoot into a new job through a stalling proxy, stuck after the first
+    two batches were acknowledged: (process, proxy, job id, stderr file, the CLI's arguments)."""
+    from imageflow_cli import BATCH_FILES
+    from tests.http_servers import StallingProxy
+
+    # two whole batches, then less than one more: the two in flight next never finish
+    budget = sum(p.stat().st_size for p in files[:2 * BATCH_FILES]) + 100_000
+    proxy = StallingProxy(stack.port, budget, trickle)
+    args = ["--server", proxy.base_url, "submit", str(files[0].parent), "--parallel", str(parallel),
+            "--preset", "thumbnail", "--wait"]
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "imageflow_cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=err, text=True)
+    job_id = proc.stdout.readline().strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", job_id), stderr.read_text()
+    # the first files are acknowledged (in the job) and the uplink has stalled
+    _wait_until(lambda: _job(stack, job_id)["total"] >= 2 * BATCH_FILES and proxy.budget <= 0,
+                "the first batches to land and the upload to stall")
+    return proc, proxy, job_id, stderr, args
+
+
+def test_ctrl_c_stops_the_upload_and_prints_the_resume_command(stack, tmp_path):
+    import shlex
+    import signal
+    import time
+    from collections import Counter
+
+    from imageflow_cli import BATCH_FILES
+
+    # One request at a time: the third, with the large photo, is the one in flight at Ctrl-C,
+    # crawling at ~1.3 MB/s (7 s for its 9 MB): the CLI cuts it rather than wait.
+    files = _shoot(tmp_path, large=2 * BATCH_FILES)
+    proc, proxy, job_id, stderr, args = _stalled_upload(stack, tmp_path, files, parallel=1, trickle=65536)
+    try:
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = proc.wait(timeout=15)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = stderr.read_text()
+    print(f"first Ctrl-C to exit: {elapsed:.2f} s")
+    assert code == 130, output
+    assert elapsed < 15, elapsed   # the design: STOP_GRACE_SECONDS (2 s), then the request is cut
+    assert "stopping: no new files" in output
+    assert f"{2 * BATCH_FILES} of {SHOOT_FILES} file(s) sent now; 1 request(s) cut short" in output, output
+    expected = "imageflow " + shlex.join([*args, "--resume", job_id])
+    assert f"\n  {expected}\n" in output, output
+    assert f"imageflow close {job_id}" in output and f"imageflow cancel {job_id}" in output
+
+    proxy.release()  # the stalled requests are cut off at the server: their files never join
+    job = _job(stack, job_id)
+    assert job["status"] == "open"
+    assert 0 < job["total"] < SHOOT_FILES, job["total"]
+    held = job["total"]
+
+    # The printed command, run as printed (through the proxy, now passing everything).
+    resumed = subprocess.run([sys.executable, "-m", "imageflow_cli", *shlex.split(expected)[1:]], cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{held} file(s) already there, {SHOOT_FILES - held} to upload" in resumed.stderr
+    assert f"job {job_id} completed: {SHOOT_FILES} succeeded, 0 failed" in resumed.stderr
+    import requests
+    images = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}/images?limit=1000", timeout=10).json()["images"]
+    assert Counter(i["filename"] for i in images) == Counter(p.name for p in files)   # each exactly once
+    proxy.stop()
+
+
+def test_a_second_ctrl_c_quits_at_once_and_close_finishes_the_job(stack, tmp_path):
+    import signal
+    import time
+
+    files = _shoot(tmp_path)
+    proc, proxy, job_id, stderr, _args = _stalled_upload(stack, tmp_path, files)
+    try:
+        proc.send_signal(signal.SIGINT)
+        _wait_until(lambda: "stopping: no new files" in stderr.read_text(), "the first Ctrl-C to be heard", 15)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = proc.wait(timeout=15)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proxy.stop()
+    output = stderr.read_text()
+    print(f"second Ctrl-C to exit: {elapsed:.2f} s")
+    assert code == 130, output
+    assert "interrupted again, quitting now" in output and "file(s) sent now" not in output
+    assert f"--resume {job_id}\n" in output
+    held = _job(stack, job_id)["total"]
+    assert 0 < held < SHOOT_FILES
+
+    # The job is left open; `imageflow close` finishes it with what it holds.
+    code, stdout, err = run(stack, "close", job_id, "--wait")
+    assert code == 0, err
+    assert stdout.strip() == job_id and f"job {job_id}: closed with {held} image(s)" in err
+    assert f"job {job_id} completed: {held} succeeded, 0 failed" in err
