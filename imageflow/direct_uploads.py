@@ -118,11 +118,12 @@ class DirectUploads:
         now = domain.utcnow()
         images = []
         for event in events:
-            error, mime, size = self._check_object(event.path, event.info)
+            code, error, mime, size = self._check_object(event.path, event.info)
             image = domain.Image(job_id=job_id, image_id=event.image_id, filename=event.filename,
                                  input_path=event.path, input_content_type=mime, input_bytes=size)
             # a file refused by a check joins as failed, with the reason, in the same transaction
-            images.append(replace(image, status=domain.IMAGE_FAILED, error=error, updated_at=now) if error else image)
+            images.append(replace(image, status=domain.IMAGE_FAILED, error=error, error_code=code, updated_at=now)
+                          if error else image)
         quota = self.settings.quota_active_images
         admit = (lambda active, joining: within_image_quota(active, joining, quota)) if quota else None
         try:
@@ -164,27 +165,29 @@ class DirectUploads:
             outcomes[event.image_id] = "late"
         return outcomes
 
-    def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, int | None]:
-        """(why it is refused or None, sniffed type, size): the upload checks, on a stored object."""
+    def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, str | None, int | None]:
+        """(error code and why it is refused, or None twice; sniffed type; size): the upload
+        checks, on a stored object."""
         limit = self.settings.max_upload_bytes
+        too_big = f"file is larger than the {limit // (1024 * 1024)} MB limit (MAX_UPLOAD_BYTES)"
         try:
             size = int(info.get("size") or 0)
         except ValueError:
             size = 0
         if size > limit:
-            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, size
+            return domain.FILE_TOO_LARGE, too_big, None, size
         try:
             with self.blobs.open(path) as fh:
                 data = fh.read(limit + 1)
         except BlobNotFound:
-            return "the uploaded file is missing from storage", None, None
+            return domain.MISSING_INPUT, "the uploaded file is missing from storage", None, None
         if len(data) > limit:
-            return f"file is larger than the {limit // (1024 * 1024)} MB limit", None, len(data)
+            return domain.FILE_TOO_LARGE, too_big, None, len(data)
         try:
             probed = probe(data, Limits.from_settings(self.settings))
         except ImageError as exc:
-            return exc.reason, None, len(data)
-        return None, probed.mime, len(data)
+            return exc.code, exc.reason, None, len(data)
+        return None, None, probed.mime, len(data)
 
 
 def within_image_quota(active: list[domain.Job], joining: list[domain.Image], quota: int) -> list[domain.Image]:
@@ -198,7 +201,7 @@ def within_image_quota(active: list[domain.Job], joining: list[domain.Image], qu
             if room > 0:
                 room -= 1
             else:
-                image = replace(image, status=domain.IMAGE_FAILED,
+                image = replace(image, status=domain.IMAGE_FAILED, error_code=domain.QUOTA_EXCEEDED,
                                 error=f"quota exceeded: the job's owner already has {unfinished_images(active)} "
                                       f"unfinished images and the limit is {quota} (QUOTA_ACTIVE_IMAGES); "
                                       "send it again (a new upload target) once some have finished")

@@ -39,7 +39,9 @@ IMAGE_STATUSES = (IMAGE_QUEUED, IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
 MISSING_INPUT = "missing_input"      # the original is not in storage
 WORKER_CRASHED = "worker_crashed"    # dead-lettered: the processors gave up on it
 FETCH_FAILED = "fetch_failed"        # imported by URL, and the URL could not be fetched
-ERROR_CODES = (MISSING_INPUT, WORKER_CRASHED, FETCH_FAILED)
+FILE_TOO_LARGE = "file_too_large"    # a direct upload over MAX_UPLOAD_BYTES
+QUOTA_EXCEEDED = "quota_exceeded"    # a direct upload past the owner's QUOTA_ACTIVE_IMAGES
+ERROR_CODES = (MISSING_INPUT, WORKER_CRASHED, FETCH_FAILED, FILE_TOO_LARGE, QUOTA_EXCEEDED)
 
 # Webhook delivery states (Job.webhook_status; None when the job has no webhook).
 WEBHOOK_PENDING = "pending"

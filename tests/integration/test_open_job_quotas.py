@@ -137,5 +137,5 @@ def test_direct_uploads_past_the_quota_are_refused_by_name(app, base_url, coordi
     assert list(outcomes.values()) == ["failed"]
     job = requests.get(f"{base_url}/jobs/{job_id}?limit=50", timeout=30).json()
     joined = next(i for i in job["images"] if i["filename"] == "direct.png")
-    assert joined["status"] == "failed" and "QUOTA_ACTIVE_IMAGES" in joined["error"]
+    assert joined["status"] == "failed" and joined["error_code"] == "quota_exceeded" and "QUOTA_ACTIVE_IMAGES" in joined["error"]
     assert (job["total"], job["failed"]) == (6, 1)

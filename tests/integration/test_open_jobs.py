@@ -323,7 +323,7 @@ def test_direct_uploads_join_the_job_when_their_object_lands(app, client, stack)
     job = client.get(f"/api/v1/jobs/{job_id}").json
     assert (job["total"], job["failed"]) == (2, 1)
     refused = next(i for i in job["images"] if i["filename"] == "fake.png")
-    assert refused["status"] == "failed" and "not an image" in refused["error"]
+    assert refused["status"] == "failed" and refused["error_code"] == "unsupported" and "not an image" in refused["error"]
     # The task was published when the object landed; a redelivered event changes nothing.
     [task] = run_tasks(app, stack)
     assert task.image_id == cat["image_id"]

@@ -44,6 +44,8 @@ const ERROR_WORDS = {
   timeout: 'Processing this image took too long and was stopped.',
   worker_crashed: 'Processing this image failed repeatedly, so ImageFlow gave up on it.',
   fetch_failed: 'The image could not be downloaded from its address.',
+  file_too_large: 'This file is larger than the server takes for one photo.',
+  quota_exceeded: 'Your account had too many photos in progress when this one arrived. Send it again once some have finished.',
 };
 
 /**
