@@ -295,8 +295,43 @@ run_ok_if_exists() {
   ok_if_exists "$@"
 }
 
+# retry_propagation CMD...: run CMD; while it fails because a permission or identity is not yet
+# visible everywhere (a service account or agent created seconds ago, Eventarc's service agent
+# on a project that just enabled Eventarc: terraform-provider-google #25294), wait and run it
+# again, with doubling delays (DEPLOY_RETRY_DELAY_SECONDS, 10, up to 180), DEPLOY_RETRY_ATTEMPTS
+# times at most (10: about 17 minutes). Any other error fails at once. The dry run prints the
+# function so the plan retries too.
+retry_propagation() {
+  local attempts="${DEPLOY_RETRY_ATTEMPTS:-10}" delay="${DEPLOY_RETRY_DELAY_SECONDS:-10}" attempt=1 out status
+  out="$(mktemp)"
+  while :; do
+    status=0
+    "$@" 2>&1 | tee "$out" >&2 || status=$?
+    if ((status == 0)); then rm -f "$out"; return 0; fi
+    if ! grep -qiE '(service ?account|identity pool).*does not exist|eventarc service agent|propagat' "$out"; then
+      rm -f "$out"; return "$status"
+    fi
+    if ((attempt >= attempts)); then
+      rm -f "$out"
+      printf 'deploy.sh: still failing after %s attempts, waiting for new permissions to propagate: %s\n' "$attempt" "$*" >&2
+      printf 'deploy.sh: on a new project this can take up to 25 minutes; run the deploy again later, it resumes where it stopped (docs/deploy.md, "When a step fails")\n' >&2
+      return "$status"
+    fi
+    printf '  waiting for permissions to propagate (attempt %s of %s failed; next in %ss): %s\n' \
+      "$attempt" "$attempts" "$delay" "$1 ${2:-} ${3:-}" >&2
+    sleep "$delay"
+    attempt=$((attempt + 1)) delay=$((delay * 2 > 180 ? 180 : delay * 2))
+  done
+}
+
+run_retry() {  # run CMD (or print it) under retry_propagation
+  if ((DRY_RUN)); then say "retry_propagation $(quote_all "$@")"; return 0; fi
+  printf '+ %s\n' "$(quote_all "$@")" >&2
+  retry_propagation "$@"
+}
+
 bind_project_role() {  # member role: project-level IAM (adding an existing binding is a no-op)
-  run gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$1" --role="$2" \
+  run_retry gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$1" --role="$2" \
     --condition=None --quiet --format=none
 }
 
@@ -322,6 +357,7 @@ if ((DRY_RUN)); then
   say "set -euo pipefail"
   say "$(declare -f ok_if_exists)"
   say "$(declare -f alert_policy_exists)"
+  say "$(declare -f retry_propagation)"
   if ! ((ALLOW_OPEN_API)); then
     say "[[ -n \"\${API_KEYS:-}\" ]] || { echo 'API_KEYS is not set: set it (comma-separated keys) or plan with --allow-open-api' >&2; exit 2; }"
   fi
@@ -348,6 +384,9 @@ PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
 # On a fresh project Pub/Sub's service agent (it forwards dead letters) exists only once
 # asked for; the IAM bindings of step 8 would fail on a member that does not exist.
 run gcloud beta services identity create --service=pubsub.googleapis.com --project="$PROJECT_ID" --format=none
+# Cloud Storage's service agent (it publishes the bucket's upload notifications, step 8) is
+# created lazily too: this command creates it if absent and prints it (the same on a re-run).
+run gcloud storage service-agent --project="$PROJECT_ID" --format=none
 
 step "2. Google service accounts and their project roles"
 ensure_service_account imageflow-image-handler "ImageFlow image-handler (REST API)"
@@ -373,14 +412,14 @@ for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR" "$GSA_EMAIL"; do
   bind_project_role "serviceAccount:$gsa" roles/cloudtrace.agent
 done
 # Signed download URLs under Workload Identity are signed by IAM (signBlob) as itself.
-run gcloud iam service-accounts add-iam-policy-binding "$GSA_HANDLER" --project="$PROJECT_ID" \
+run_retry gcloud iam service-accounts add-iam-policy-binding "$GSA_HANDLER" --project="$PROJECT_ID" \
   --member="serviceAccount:$GSA_HANDLER" --role=roles/iam.serviceAccountTokenCreator --format=none
 
 step "3. Artifact Registry repository for the images"
 ensure gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" --project="$PROJECT_ID" \
   -- gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
   --location="$REGION" --project="$PROJECT_ID" --description="ImageFlow images"
-run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location="$REGION" \
+run_retry gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location="$REGION" \
   --project="$PROJECT_ID" --member="serviceAccount:$GSA_NODES" --role=roles/artifactregistry.reader --format=none
 
 step "4. GKE cluster ($CLUSTER_MODE) with Workload Identity"
@@ -402,10 +441,10 @@ run gcloud container clusters get-credentials "$CLUSTER" --region="$REGION" --pr
 step "5. Workload Identity: each Kubernetes service account acts as its Google one"
 for pair in "image-handler $GSA_HANDLER" "interaction-manager $GSA_MANAGER" "image-processor $GSA_PROCESSOR"; do
   read -r ksa gsa <<<"$pair"
-  run gcloud iam service-accounts add-iam-policy-binding "$gsa" --project="$PROJECT_ID" \
+  run_retry gcloud iam service-accounts add-iam-policy-binding "$gsa" --project="$PROJECT_ID" \
     --role=roles/iam.workloadIdentityUser --member="serviceAccount:${WI_POOL}[$NAMESPACE/$ksa]" --format=none
 done
-run gcloud iam service-accounts add-iam-policy-binding "$GSA_KEDA" --project="$PROJECT_ID" \
+run_retry gcloud iam service-accounts add-iam-policy-binding "$GSA_KEDA" --project="$PROJECT_ID" \
   --role=roles/iam.workloadIdentityUser --member="serviceAccount:${WI_POOL}[keda/keda-operator]" --format=none
 
 step "6. Cloud Storage bucket: uniform access, no public access, delete after $JOB_RETENTION_DAYS days"
@@ -426,7 +465,7 @@ write_file "$WORK_DIR/lifecycle.json" "{
 run gcloud storage buckets update "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
   --lifecycle-file="$WORK_DIR/lifecycle.json" --clear-soft-delete
 bind_bucket_role() {
-  run gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+  run_retry gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
     --member="serviceAccount:$1" --role="$2" --format=none
 }
 # What each service's code does with the bucket (tests/unit/test_deploy_script.py derives the
@@ -498,7 +537,7 @@ run "${topology_env[@]}" "$PYTHON" -m imageflow.setup ensure --no-email-subscrip
 # (the manager's subscription of it was created by the setup command just above). A second
 # notification would send each event twice, so it is created only when none names the topic.
 GCS_AGENT="service-$PROJECT_NUMBER@gs-project-accounts.iam.gserviceaccount.com"
-run gcloud pubsub topics add-iam-policy-binding "$UPLOADS_TOPIC" --project="$PROJECT_ID" \
+run_retry gcloud pubsub topics add-iam-policy-binding "$UPLOADS_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$GCS_AGENT" --role=roles/pubsub.publisher --format=none
 # (the check is one shell command, so the --dry-run plan runs it exactly as deploy.sh does)
 # shellcheck disable=SC2016  # $1..$3 are the inner shell's arguments
@@ -509,14 +548,14 @@ ensure bash -c 'gcloud storage buckets notifications list "gs://$1" --project="$
 for pair in "$TASKS_DLQ_TOPIC:$TASKS_SUBSCRIPTION" "$JOBS_DLQ_TOPIC:$JOBS_SUBSCRIPTION" \
   "$RESULTS_DLQ_TOPIC:$RESULTS_SUBSCRIPTION" "$WEBHOOKS_DLQ_TOPIC:$WEBHOOKS_SUBSCRIPTION" \
   "$UPLOADS_DLQ_TOPIC:$UPLOADS_SUBSCRIPTION"; do
-  run gcloud pubsub topics add-iam-policy-binding "${pair%%:*}" --project="$PROJECT_ID" \
+  run_retry gcloud pubsub topics add-iam-policy-binding "${pair%%:*}" --project="$PROJECT_ID" \
     --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-  run gcloud pubsub subscriptions add-iam-policy-binding "${pair#*:}" --project="$PROJECT_ID" \
+  run_retry gcloud pubsub subscriptions add-iam-policy-binding "${pair#*:}" --project="$PROJECT_ID" \
     --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
 done
-bind_topic_role() { run gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
+bind_topic_role() { run_retry gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
   --member="serviceAccount:$2" --role="$3" --format=none; }
-bind_subscription_role() { run gcloud pubsub subscriptions add-iam-policy-binding "$1" \
+bind_subscription_role() { run_retry gcloud pubsub subscriptions add-iam-policy-binding "$1" \
   --project="$PROJECT_ID" --member="serviceAccount:$2" --role=roles/pubsub.subscriber --format=none; }
 # Every service's /readyz reads the jobs topic (MessageBus.check).
 for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_topic_role "$JOBS_TOPIC" "$gsa" roles/pubsub.viewer; done
@@ -550,7 +589,7 @@ elif [[ -n "${SENDGRID_API_KEY:-}" ]]; then
 elif ! gcloud secrets versions describe latest --secret="$SENDGRID_SECRET" --project="$PROJECT_ID" >/dev/null 2>&1; then
   die "the secret $SENDGRID_SECRET has no version yet: set SENDGRID_API_KEY for the first deploy"
 fi
-run gcloud secrets add-iam-policy-binding "$SENDGRID_SECRET" --project="$PROJECT_ID" \
+run_retry gcloud secrets add-iam-policy-binding "$SENDGRID_SECRET" --project="$PROJECT_ID" \
   --member="serviceAccount:$GSA_EMAIL" --role=roles/secretmanager.secretAccessor --format=none
 
 step "10. Static address of the load balancer"
@@ -656,7 +695,7 @@ GCP_PROJECT: $(yaml_str "$PROJECT_ID")
 PUBLIC_BASE_URL: $(yaml_str "$PUBLIC_BASE_URL")
 EMAIL_FROM: $(yaml_str "$EMAIL_FROM")
 OTEL_TRACES_EXPORTER: \"gcp_trace\""
-run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
+run_retry gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
   --runtime="$FUNCTION_RUNTIME" --source="$FUNCTION_SOURCE" --entry-point="$FUNCTION_ENTRY_POINT" \
   --trigger-topic="$NOTIFICATIONS_TOPIC" --trigger-service-account="$GSA_EMAIL" --retry \
   --service-account="$GSA_EMAIL" --build-service-account="projects/$PROJECT_ID/serviceAccounts/$GSA_BUILD" \
@@ -664,7 +703,7 @@ run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --re
   --env-vars-file="$WORK_DIR/function-env.yaml" \
   --set-secrets="SENDGRID_API_KEY=$SENDGRID_SECRET:latest"
 # Only the trigger's identity may invoke the function (not every account of the project).
-run gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
+run_retry gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
   --member="serviceAccount:$GSA_EMAIL" --format=none
 # The trigger's Pub/Sub subscription is created by Eventarc with no dead-letter topic: a mail
 # that keeps failing would be retried for the topic's whole retention. Give it the policy every
@@ -681,9 +720,9 @@ if ((DRY_RUN)); then
 elif [[ -z "$EMAIL_TRIGGER_SUBSCRIPTION" ]]; then
   echo "deploy.sh: the email function $FUNCTION_NAME has no Eventarc subscription" >&2; exit 1
 fi
-run gcloud pubsub topics add-iam-policy-binding "$NOTIFICATIONS_DLQ_TOPIC" --project="$PROJECT_ID" \
+run_retry gcloud pubsub topics add-iam-policy-binding "$NOTIFICATIONS_DLQ_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-run gcloud pubsub subscriptions add-iam-policy-binding "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
+run_retry gcloud pubsub subscriptions add-iam-policy-binding "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
 run gcloud pubsub subscriptions update "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
   --dead-letter-topic="$NOTIFICATIONS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" \

@@ -54,12 +54,12 @@ def commands(plan_text: str) -> list[list[str]]:
         if line.startswith("cat > "):
             while lines[i] != "EOF":
                 i += 1
-        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()")):
+        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()", "retry_propagation ()")):
             while lines[i] != "}":
                 i += 1
         elif line and not line.startswith("#"):
             for part in line.split(" >/dev/null 2>&1 || "):
-                words = shlex.split(part.removeprefix("ok_if_exists "))
+                words = shlex.split(part.removeprefix("ok_if_exists ").removeprefix("retry_propagation "))
                 out.append(words)
         i += 1
     return out
@@ -390,6 +390,23 @@ for a in "$@"; do
     *) words+=("$a") ;;
   esac
 done
+# FAKE_FLAKY: calls whose arguments contain it fail FAKE_FLAKY_TIMES times with FAKE_FLAKY_ERROR
+# (a permission that has not propagated yet), then behave.
+if [[ -n "${FAKE_FLAKY:-}" && "$*" == *"$FAKE_FLAKY"* ]]; then
+  failed="$(cat "$FAKE_STATE/flaky" 2>/dev/null || echo 0)"
+  if ((failed < FAKE_FLAKY_TIMES)); then
+    echo $((failed + 1)) > "$FAKE_STATE/flaky"; echo "$FAKE_FLAKY_ERROR" >&2; exit 1
+  fi
+fi
+# Service agents exist once asked for (a fresh project has none): a grant to one that was
+# never created fails, as on GCP.
+if [[ "$*" == *"beta services identity create --service=pubsub.googleapis.com"* ]]; then touch "$FAKE_STATE/agent_gcp-sa-pubsub"; fi
+if [[ "$*" == "storage service-agent"* ]]; then touch "$FAKE_STATE/agent_gs-project-accounts"; exit 0; fi
+for agent in gcp-sa-pubsub gs-project-accounts; do
+  if [[ "$*" == *"add-iam-policy-binding"*"@$agent.iam.gserviceaccount.com"* && ! -e "$FAKE_STATE/agent_$agent" ]]; then
+    echo "ERROR: INVALID_ARGUMENT: Service account service-1@$agent.iam.gserviceaccount.com does not exist." >&2; exit 1
+  fi
+done
 if [[ "$*" == *"secrets versions add"* ]]; then cat > "$FAKE_STATE/secret_value"; exit 0; fi
 if [[ "$*" == *"secrets versions access"* ]]; then cat "$FAKE_STATE/secret_value" 2>/dev/null; exit; fi
 if [[ "$*" == *"secrets versions describe"* ]]; then [[ -e "$FAKE_STATE/secret_value" ]]; exit; fi
@@ -466,7 +483,7 @@ def sandbox(tmp_path):
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(tmp_path / "calls.log"),
            "FAKE_STATE": str(state), "REAL_KUBECTL": real_kubectl, "FAKE_PROJECT_NUMBER": FAKE_PROJECT_NUMBER,
            "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "k-test", "URL_SIGNING_SECRET": "",
-           "REAL_PYTHON": sys.executable, "EMAIL_FROM": SENDER}
+           "REAL_PYTHON": sys.executable, "EMAIL_FROM": SENDER, "DEPLOY_RETRY_DELAY_SECONDS": "0"}
     return {"tree": tree, "env": env, "log": tmp_path / "calls.log", "state": state}
 
 
@@ -540,8 +557,54 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     assert (sandbox["state"] / "secret_value").read_text() == env["SENDGRID_API_KEY"]
 
 
+EVENTARC_NOT_READY = ("ERROR: (gcloud.functions.deploy) Invalid resource state for \"\": Permission denied while "
+                     "using the Eventarc Service Agent. If you recently started to use Eventarc, it may take a few "
+                     "minutes before all necessary permissions are propagated to the Service Agent.")
+
+
+def test_deploy_waits_for_eventarc_and_iam_propagation(sandbox):
+    """Issue 27 H2: on a project that just enabled Eventarc the function's deploy fails for a
+    while, and a grant right after an account's creation may not see it yet: the deploy says
+    it is waiting, tries again, and finishes."""
+    env = {**sandbox["env"], "FAKE_FLAKY": "functions deploy", "FAKE_FLAKY_TIMES": "2", "FAKE_FLAKY_ERROR": EVENTARC_NOT_READY}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env)
+    assert len([c for c in _calls(sandbox["log"]) if c.startswith("gcloud functions deploy")]) == 3
+    assert "waiting for permissions to propagate (attempt 1 of 10 failed; next in 0s): gcloud functions deploy" in proc.stderr
+    assert "attempt 2 of 10 failed" in proc.stderr and "attempt 3" not in proc.stderr
+
+    sandbox["log"].unlink(); shutil.rmtree(sandbox["state"]); sandbox["state"].mkdir()
+    member = "imageflow-email@acme-images.iam.gserviceaccount.com"
+    env = {**sandbox["env"], "FAKE_FLAKY": f"--member=serviceAccount:{member}", "FAKE_FLAKY_TIMES": "1",
+           "FAKE_FLAKY_ERROR": f"ERROR: INVALID_ARGUMENT: Service account {member} does not exist."}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env)
+    grants = [c for c in _calls(sandbox["log"]) if f"--member=serviceAccount:{member}" in c]
+    assert grants[0] == grants[1], "the first grant naming the new account is made again"
+    assert "attempt 1 of 10 failed" in proc.stderr
+
+
+def test_a_propagation_that_never_comes_stops_with_a_clear_message(sandbox):
+    env = {**sandbox["env"], "FAKE_FLAKY": "functions deploy", "FAKE_FLAKY_TIMES": "99",
+           "FAKE_FLAKY_ERROR": EVENTARC_NOT_READY, "DEPLOY_RETRY_ATTEMPTS": "3"}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env,
+                      check=False)
+    assert proc.returncode != 0
+    assert len([c for c in _calls(sandbox["log"]) if c.startswith("gcloud functions deploy")]) == 3
+    assert "still failing after 3 attempts, waiting for new permissions to propagate: gcloud functions deploy" in proc.stderr
+    assert "run the deploy again later, it resumes where it stopped" in proc.stderr
+
+
+def test_other_errors_are_not_retried(sandbox):
+    env = {**sandbox["env"], "FAKE_FLAKY": "functions deploy", "FAKE_FLAKY_TIMES": "99",
+           "FAKE_FLAKY_ERROR": "ERROR: (gcloud.functions.deploy) INVALID_ARGUMENT: runtime python311 is not supported"}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env,
+                      check=False)
+    assert proc.returncode != 0 and "runtime python311 is not supported" in proc.stderr
+    assert len([c for c in _calls(sandbox["log"]) if c.startswith("gcloud functions deploy")]) == 1
+    assert "waiting for permissions" not in proc.stderr
+
+
 # ---------------------------------------------------------------- gcloud flags -----------
-GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding",
+GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding", "service-agent",
                 "remove-iam-policy-binding",
                 "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
@@ -784,6 +847,34 @@ def test_pubsub_service_agent_is_created_before_its_bindings():
     assert flags(cmds[identity])["service"] == "pubsub.googleapis.com"
     agent = [i for i, c in enumerate(cmds) if "gcp-sa-pubsub" in flags(c).get("member", "")]
     assert agent and identity < min(agent)
+
+
+def test_every_service_agent_is_created_before_it_is_granted():
+    """Issue 27 H1: Google's service agents exist only once asked for; a grant to one that does
+    not exist fails, on the first deploy and on every re-run."""
+    cmds = commands(plan())
+    created = {"gcp-sa-pubsub": index_of(cmds, "gcloud", "beta", "services", "identity", "create"),
+               "gs-project-accounts": index_of(cmds, "gcloud", "storage", "service-agent")}
+    assert flags(cmds[created["gcp-sa-pubsub"]])["service"] == "pubsub.googleapis.com"
+    assert flags(cmds[created["gs-project-accounts"]])["project"] == PROJECT
+    granted = [c for c in cmds if "-${PROJECT_NUMBER}@" in flags(c).get("member", "")]
+    agents = {re.search(r"@([a-z-]+)\.iam\.gserviceaccount\.com", flags(c)["member"]).group(1) for c in granted}
+    assert agents == set(created), "every agent granted a role is created by the plan"
+    for c in granted:
+        agent = re.search(r"@([a-z-]+)\.iam", flags(c)["member"]).group(1)
+        assert created[agent] < cmds.index(c), c
+
+
+def test_propagation_sensitive_steps_are_retried():
+    """Issue 27 H2: every IAM grant (it may name an account created seconds before) and the email
+    function's deploy (Eventarc's service agent on a new project) run under retry_propagation."""
+    text = plan()
+    lines = [line for line in text.splitlines() if not line.startswith((" ", "#"))]
+    sensitive = [line for line in lines if re.search(r"^(retry_propagation )?gcloud .*"
+                                                     r"(add-iam-policy-binding|add-invoker-policy-binding|functions deploy)", line)]
+    assert len(sensitive) >= 30
+    assert [line for line in sensitive if not line.startswith("retry_propagation ")] == []
+    assert "\nretry_propagation () \n" in text, "the plan defines the function it calls"
 
 
 def test_one_retention_setting_drives_the_bucket_and_firestore():
