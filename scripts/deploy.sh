@@ -32,8 +32,12 @@ Options (each also read from the environment variable in brackets):
   --retention-days N      delete jobs and their images after N days: the bucket's lifecycle
                           rule and Firestore's TTL policy [JOB_RETENTION_DAYS] (30)
   --domain NAME           serve HTTPS on NAME with a managed certificate [DOMAIN]
+                          (default: <address-with-dashes>.sslip.io, a name that resolves
+                          to the reserved address, so HTTPS works without a domain)
+  --insecure-http         no certificate: serve plain HTTP on the address (API keys and
+                          signed links travel in clear; for a throwaway test only)
   --public-base-url URL   base of the links in emails [PUBLIC_BASE_URL]
-                          (https://DOMAIN, or http://<the Ingress address>)
+                          (https://DOMAIN, or http://<the address> with --insecure-http)
   --email-from ADDRESS    sender of the emails, a SendGrid verified sender [EMAIL_FROM]
                           (required: SendGrid refuses any other sender)
   --allow-open-api        deploy without API_KEYS: anyone can list, read and delete every job
@@ -72,6 +76,7 @@ IMAGE_TAG="${IMAGE_TAG:-}"
 KEDA_VERSION="${KEDA_VERSION:-2.21.1}"
 PYTHON="${PYTHON:-python3}"
 ALLOW_OPEN_API=0
+INSECURE_HTTP=0
 DRY_RUN="${DRY_RUN:-0}"
 SKIP_BUILD=0
 
@@ -90,6 +95,7 @@ while (($#)); do
     --tag) IMAGE_TAG="${2:?--tag needs a value}"; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --allow-open-api) ALLOW_OPEN_API=1; shift ;;
+    --insecure-http) INSECURE_HTTP=1; shift ;;
     --keda-version) KEDA_VERSION="${2:?--keda-version needs a value}"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -183,11 +189,17 @@ if [[ -z "$IMAGE_TAG" ]]; then
   fi
 fi
 
-if [[ -n "$DOMAIN" ]]; then
-  OVERLAY=k8s/overlays/gke-https
-  PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-https://$DOMAIN}"
-else
+# HTTPS by default: API keys and the signed zip links must not travel in clear. Without
+# --domain the certificate is for <address-with-dashes>.sslip.io (known once the address is
+# reserved, step 10); plain HTTP only when asked for.
+if [[ -n "$DOMAIN" ]] && ((INSECURE_HTTP)); then
+  die "--domain and --insecure-http contradict each other: a domain is served over HTTPS"
+fi
+if ((INSECURE_HTTP)); then
   OVERLAY=k8s/overlays/gke
+  echo "deploy.sh: --insecure-http: the API takes its keys, and sends signed download links, over plain HTTP" >&2
+else
+  OVERLAY=k8s/overlays/gke-https
 fi
 
 # ---------------------------------------------------------------- plan machinery ---------
@@ -195,7 +207,7 @@ fi
 # and nothing is executed. Values only known while deploying (the project number, the
 # Ingress address) appear in the plan as shell variables assigned by the command that
 # reads them.
-RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP EMAIL_TRIGGER EMAIL_TRIGGER_SUBSCRIPTION)
+RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP INGRESS_HOST EMAIL_TRIGGER EMAIL_TRIGGER_SUBSCRIPTION)
 
 quote() {  # one word, quoted for the printed plan
   local w="$1" e v
@@ -596,7 +608,22 @@ step "10. Static address of the load balancer"
 ensure gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
   -- gcloud compute addresses create "$STATIC_IP_NAME" --global --project="$PROJECT_ID"
 capture INGRESS_IP gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" --format='value(address)'
-PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$INGRESS_IP}"
+# Without --domain: a name that resolves to the address (sslip.io answers a.b.c.d for
+# a-b-c-d.sslip.io), so the managed certificate can be issued with no DNS of one's own.
+if ((DRY_RUN)); then
+  say "INGRESS_HOST=\"\${INGRESS_IP//./-}.sslip.io\""
+  # shellcheck disable=SC2016  # a literal ${INGRESS_HOST}: the plan assigns it when it runs
+  INGRESS_HOST='${INGRESS_HOST}'
+else
+  INGRESS_HOST="${INGRESS_IP//./-}.sslip.io"
+fi
+SSLIP_DOMAIN=0
+if [[ -z "$DOMAIN" ]] && ! ((INSECURE_HTTP)); then DOMAIN="$INGRESS_HOST" SSLIP_DOMAIN=1; fi
+if [[ -n "$DOMAIN" ]]; then
+  PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-https://$DOMAIN}"
+else
+  PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$INGRESS_IP}"
+fi
 PUBLIC_BASE_URL="${PUBLIC_BASE_URL%/}"
 
 step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG)"
@@ -772,7 +799,9 @@ alert_policy failed-emails "ImageFlow: emails not sent" \
 
 step "Done"
 done_message="ImageFlow: $PUBLIC_BASE_URL (the load balancer takes a few minutes to answer)"
-if [[ -n "$DOMAIN" ]]; then
+if ((SSLIP_DOMAIN)); then
+  done_message+="; its certificate becomes active 15-60 minutes after the first deploy (until then HTTPS fails)"
+elif [[ -n "$DOMAIN" ]]; then
   done_message+="; point the DNS A record of $DOMAIN at $INGRESS_IP for its certificate"
 fi
 if ((DRY_RUN)); then say "echo $(quote "$done_message")"; else log "$done_message"; fi

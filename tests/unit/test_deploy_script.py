@@ -318,7 +318,7 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
 
 def test_keda_is_installed_before_the_manifests_are_applied():
     cmds = commands(plan())
-    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
+    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
     assert index_of(cmds, "gcloud", "builds", "submit") < index_of(cmds, "kubectl", "apply", "-k")
     assert index_of(cmds, "cp", "-R", "k8s", "keda") < index_of(cmds, "kubectl", "apply", "-k")
     https = commands(plan("--domain", "images.acme.example"))
@@ -368,12 +368,33 @@ def test_secrets_stay_out_of_the_plan():
     assert '"$SENDGRID_API_KEY" | gcloud secrets versions add imageflow-sendgrid' in text
 
 
-def test_public_base_url_is_the_domain_or_the_reserved_address():
-    files = heredocs(plan("--domain", "images.acme.example"))
-    assert "PUBLIC_BASE_URL=https://images.acme.example" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+def test_https_by_default_on_the_domain_or_a_name_of_the_reserved_address():
+    """Issue 27 H3: API keys and signed links never travel in clear unless asked for. With
+    --domain the certificate is for it; without, for <address-with-dashes>.sslip.io (a name
+    that resolves to the reserved address); plain HTTP only with --insecure-http."""
+    config = f"{MANIFESTS}/k8s/overlays/gke/config.env"
+    text = plan("--domain", "images.acme.example")
+    files = heredocs(text)
+    assert "PUBLIC_BASE_URL=https://images.acme.example" in files[config].splitlines()
     assert files[f"{MANIFESTS}/k8s/overlays/gke-https/params.env"] == "DOMAIN=images.acme.example"
-    files = heredocs(plan())
-    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+    assert find(commands(text), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
+
+    text = plan()
+    files = heredocs(text)
+    assert 'INGRESS_HOST="${INGRESS_IP//./-}.sslip.io"' in text.splitlines()
+    assert "PUBLIC_BASE_URL=https://${INGRESS_HOST}" in files[config].splitlines()
+    assert files[f"{MANIFESTS}/k8s/overlays/gke-https/params.env"] == "DOMAIN=${INGRESS_HOST}"
+    assert find(commands(text), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
+    assert not find(commands(text), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
+    assert "http://" not in files[config]
+
+    proc = run_script("--project", PROJECT, "--tag", "v1", "--dry-run", "--email-from", SENDER, "--insecure-http")
+    files = heredocs(proc.stdout)
+    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files[config].splitlines()
+    assert find(commands(proc.stdout), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
+    assert "over plain HTTP" in proc.stderr
+    both = run_script("--project", PROJECT, "--dry-run", "--insecure-http", "--domain", "a.example", check=False)
+    assert both.returncode == 2 and "--domain and --insecure-http contradict" in both.stderr
 
 
 # ---------------------------------------------------------------- running it -------------
@@ -524,7 +545,12 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
 
     # What it applied: the project's images, address and subscription in valid manifests.
     applied = [d for d in yaml.safe_load_all((sandbox["state"] / "applied.yaml").read_text()) if d]
-    assert config_map(applied)["PUBLIC_BASE_URL"] == f"http://{FAKE_ADDRESS}"
+    host = FAKE_ADDRESS.replace(".", "-") + ".sslip.io"
+    assert config_map(applied)["PUBLIC_BASE_URL"] == f"https://{host}"
+    assert by_kind(applied, "ManagedCertificate")["imageflow-cert"]["spec"]["domains"] == [host]
+    assert by_kind(applied, "FrontendConfig")["imageflow-https-redirect"]["spec"]["redirectToHttps"]["enabled"] is True
+    ingress = by_kind(applied, "Ingress")["imageflow"]["metadata"]["annotations"]
+    assert ingress["networking.gke.io/managed-certificates"] == "imageflow-cert"
     assert config_map(applied)["GCP_PROJECT"] == PROJECT
     image = by_kind(applied, "Deployment")["image-processor"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/image-processor:v1"
