@@ -532,8 +532,9 @@ step "8. Pub/Sub topics and subscriptions (imageflow/topology.py), dead-letterin
 # them: ack deadline, dead-letter policy, retry backoff, no expiry. The email function's
 # subscription is left to its Eventarc trigger, and given the same policy in step 13 (its
 # dead-letter topic is created here, with the others). It runs as you
-# (gcloud auth application-default login).
-topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
+# (gcloud auth application-default login), billed to this project: the application-default
+# credentials' own quota project may be another one, where Pub/Sub is not even enabled.
+topology_env=(env GOOGLE_CLOUD_QUOTA_PROJECT="$PROJECT_ID" IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
               ACK_DEADLINE_SECONDS="$ACK_DEADLINE_SECONDS" MAX_DELIVERY_ATTEMPTS="$MAX_DELIVERY_ATTEMPTS"
               JOBS_TOPIC="$JOBS_TOPIC" TASKS_TOPIC="$TASKS_TOPIC" RESULTS_TOPIC="$RESULTS_TOPIC"
               NOTIFICATIONS_TOPIC="$NOTIFICATIONS_TOPIC" TASKS_DLQ_TOPIC="$TASKS_DLQ_TOPIC"

@@ -148,6 +148,11 @@ def test_plan_creates_the_topology_with_the_setup_command():
     env, argv = setup_command(cmds)
     assert argv == ["python3", "-m", "imageflow.setup", "ensure", "--no-email-subscription"]
     assert env["IMAGEFLOW_BACKEND"] == "gcp" and env["GCP_PROJECT"] == PROJECT
+    # Issue 27 M4: billed to the project it sets up, not to the credentials' quota project
+    # (google.auth reads GOOGLE_CLOUD_QUOTA_PROJECT for application-default credentials).
+    assert env["GOOGLE_CLOUD_QUOTA_PROJECT"] == PROJECT
+    from google.auth import environment_vars
+    assert environment_vars.GOOGLE_CLOUD_QUOTA_PROJECT == "GOOGLE_CLOUD_QUOTA_PROJECT"
     settings = Settings.from_env(env)
     assert settings.topics == Settings().topics
     assert (settings.ack_deadline_seconds, settings.max_delivery_attempts) == (60, 5)
