@@ -7,6 +7,7 @@
 #
 #   ./scripts.sh deploy --project my-project [options]      (or: bash scripts/deploy.sh ...)
 #   ./scripts.sh deploy --project my-project --dry-run      print the plan, run nothing
+#   ./scripts.sh teardown --project my-project [--keep-data] remove what the deploy created
 #
 # docs/deploy.md is the operator's guide. Run with --help for the options.
 set -euo pipefail
@@ -45,6 +46,9 @@ Options (each also read from the environment variable in brackets):
   --skip-build            deploy images already pushed with --tag
   --keda-version V        KEDA Helm chart version [KEDA_VERSION] (2.21.1)
   --dry-run               print every command, in order, and run none [DRY_RUN=1]
+  --teardown              remove everything the deploy created, in an order that leaks
+                          nothing (./scripts.sh teardown); irreversible
+  --keep-data             with --teardown: keep the bucket and the Firestore database
   -h, --help              this help
 
 Secrets come from the environment only: SENDGRID_API_KEY (stored in Secret Manager; needed on
@@ -77,6 +81,8 @@ KEDA_VERSION="${KEDA_VERSION:-2.21.1}"
 PYTHON="${PYTHON:-python3}"
 ALLOW_OPEN_API=0
 INSECURE_HTTP=0
+TEARDOWN=0
+KEEP_DATA=0
 DRY_RUN="${DRY_RUN:-0}"
 SKIP_BUILD=0
 
@@ -96,6 +102,8 @@ while (($#)); do
     --skip-build) SKIP_BUILD=1; shift ;;
     --allow-open-api) ALLOW_OPEN_API=1; shift ;;
     --insecure-http) INSECURE_HTTP=1; shift ;;
+    --teardown) TEARDOWN=1; shift ;;
+    --keep-data) KEEP_DATA=1; shift ;;
     --keda-version) KEDA_VERSION="${2:?--keda-version needs a value}"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -113,19 +121,20 @@ fi
 [[ "$CLUSTER_MODE" == autopilot || "$CLUSTER_MODE" == standard ]] || die "--cluster-mode: autopilot or standard"
 [[ "$JOB_RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]] || die "--retention-days must be a positive integer"
 [[ "$DRY_RUN" == 1 || "$DRY_RUN" == 0 ]] || die "DRY_RUN must be 0 or 1"
+((KEEP_DATA <= TEARDOWN)) || die "--keep-data goes with --teardown"
 GCS_BUCKET="${GCS_BUCKET:-$PROJECT_ID-imageflow}"
 FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-$REGION}"
 # The email function always sends through SendGrid, which answers 403 for a sender that is
 # not verified: a default sender would drop every email.
 if [[ -z "$EMAIL_FROM" ]]; then
-  if ! ((DRY_RUN)) || [[ -n "${SENDGRID_API_KEY:-}" ]]; then
+  if ! ((TEARDOWN)) && { ! ((DRY_RUN)) || [[ -n "${SENDGRID_API_KEY:-}" ]]; }; then
     die "--email-from (or EMAIL_FROM) is required: a sender verified in SendGrid"
   fi
   EMAIL_FROM="ImageFlow <no-reply@your-domain.example>" PLACEHOLDER_EMAIL_FROM=1
 fi
 # Without API keys every caller is the same anonymous owner: anyone could list every job
 # (with its email address), download and delete it.
-if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API)) && ! ((DRY_RUN)); then
+if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API || DRY_RUN || TEARDOWN)); then
   die "API_KEYS is not set: set it (comma-separated keys) or pass --allow-open-api"
 fi
 
@@ -171,6 +180,32 @@ GSA_EMAIL="imageflow-email@$GSA_DOMAIN"
 GSA_KEDA="keda-operator@$GSA_DOMAIN"
 GSA_NODES="imageflow-nodes@$GSA_DOMAIN"
 GSA_BUILD="imageflow-build@$GSA_DOMAIN"
+SERVICE_ACCOUNTS=(  # name, display name
+  "imageflow-image-handler|ImageFlow image-handler (REST API)"
+  "imageflow-interaction-manager|ImageFlow interaction-manager"
+  "imageflow-image-processor|ImageFlow image-processor"
+  "imageflow-email|ImageFlow email function"
+  "keda-operator|KEDA operator (reads Pub/Sub metrics)"
+  "imageflow-nodes|ImageFlow GKE nodes"
+  "imageflow-build|ImageFlow image and function builds"
+)
+# Project roles. Firestore: the services that read or write job documents. Not the processor:
+# job documents hold emails and webhook secrets, and it needs none of them (a task carries its
+# caller's digest for dedupe; a cancel reaches it as the marker <job_id>/control/cancelled in
+# the bucket). Traces (OTEL_TRACES_EXPORTER=gcp_trace in the gke overlay and the function's
+# env): every workload that makes spans writes them to Cloud Trace (telemetry.googleapis.com's OTLP).
+PROJECT_ROLES=(
+  "$GSA_HANDLER roles/datastore.user"
+  "$GSA_MANAGER roles/datastore.user"
+  "$GSA_EMAIL roles/datastore.user"
+  "$GSA_KEDA roles/monitoring.viewer"
+  "$GSA_NODES roles/container.defaultNodeServiceAccount"
+  "$GSA_BUILD roles/cloudbuild.builds.builder"
+  "$GSA_HANDLER roles/cloudtrace.agent"
+  "$GSA_MANAGER roles/cloudtrace.agent"
+  "$GSA_PROCESSOR roles/cloudtrace.agent"
+  "$GSA_EMAIL roles/cloudtrace.agent"
+)
 
 # Images: name, Dockerfile, build context, container port (one per deployable). The three
 # services share the root Dockerfile (ARG SERVICE, PORT); the ports are k8s/base's.
@@ -197,7 +232,7 @@ if [[ -n "$DOMAIN" ]] && ((INSECURE_HTTP)); then
 fi
 if ((INSECURE_HTTP)); then
   OVERLAY=k8s/overlays/gke
-  echo "deploy.sh: --insecure-http: the API takes its keys, and sends signed download links, over plain HTTP" >&2
+  ((TEARDOWN)) || echo "deploy.sh: --insecure-http: the API takes its keys, and sends signed download links, over plain HTTP" >&2
 else
   OVERLAY=k8s/overlays/gke-https
 fi
@@ -360,6 +395,49 @@ ensure_service_account() {  # name display-name
     -- gcloud iam service-accounts create "$1" --project="$PROJECT_ID" --display-name="$2"
 }
 
+# The environment of the topology setup command (imageflow/topology.py): the names and
+# settings deploy.sh uses, billed to this project (GOOGLE_CLOUD_QUOTA_PROJECT: the
+# application-default credentials' own quota project may be another one, where Pub/Sub is
+# not even enabled).
+topology_env=(env GOOGLE_CLOUD_QUOTA_PROJECT="$PROJECT_ID" IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
+              ACK_DEADLINE_SECONDS="$ACK_DEADLINE_SECONDS" MAX_DELIVERY_ATTEMPTS="$MAX_DELIVERY_ATTEMPTS"
+              JOBS_TOPIC="$JOBS_TOPIC" TASKS_TOPIC="$TASKS_TOPIC" RESULTS_TOPIC="$RESULTS_TOPIC"
+              NOTIFICATIONS_TOPIC="$NOTIFICATIONS_TOPIC" TASKS_DLQ_TOPIC="$TASKS_DLQ_TOPIC"
+              JOBS_SUBSCRIPTION="$JOBS_SUBSCRIPTION" TASKS_SUBSCRIPTION="$TASKS_SUBSCRIPTION"
+              RESULTS_SUBSCRIPTION="$RESULTS_SUBSCRIPTION" TASKS_DLQ_SUBSCRIPTION="$TASKS_DLQ_SUBSCRIPTION"
+              NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION" WEBHOOKS_DLQ_TOPIC="$WEBHOOKS_DLQ_TOPIC"
+              WEBHOOKS_SUBSCRIPTION="$WEBHOOKS_SUBSCRIPTION" WEBHOOKS_DLQ_SUBSCRIPTION="$WEBHOOKS_DLQ_SUBSCRIPTION"
+              WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS" UPLOADS_TOPIC="$UPLOADS_TOPIC"
+              UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION" RETRY_MIN_BACKOFF_SECONDS="$RETRY_MIN_BACKOFF_SECONDS"
+              RETRY_MAX_BACKOFF_SECONDS="$RETRY_MAX_BACKOFF_SECONDS")
+
+remove() {  # remove CHECK... -- DELETE...: run DELETE if CHECK succeeds (already gone: nothing to do)
+  local check=() delete=()
+  while (($#)) && [[ "$1" != -- ]]; do check+=("$1"); shift; done
+  shift
+  delete=("$@")
+  if ((DRY_RUN)); then say "if $(quote_all "${check[@]}") >/dev/null 2>&1; then $(quote_all "${delete[@]}"); fi"; return 0; fi
+  if "${check[@]}" >/dev/null 2>&1; then
+    run "${delete[@]}"
+  else
+    printf '  absent: %s\n' "$(quote_all "${check[@]}")" >&2
+  fi
+}
+
+# delete_alert_policies PROJECT ID...: the alert policies labelled imageflow_alert=ID (their
+# names are chosen by the server). The dry run prints the function so the plan runs too.
+delete_alert_policies() {
+  local project="$1" id name
+  shift
+  for id in "$@"; do
+    for name in $(gcloud alpha monitoring policies list --project="$project" \
+                  --filter="userLabels.imageflow_alert=$id" --format='value(name)'); do
+      gcloud alpha monitoring policies delete "$name" --project="$project" --quiet
+    done
+  done
+}
+ALERT_IDS=(task-backlog-age dead-lettered-tasks dead-lettered-webhooks dead-lettered-emails failed-emails)
+
 # ---------------------------------------------------------------- the plan ---------------
 cd "$ROOT"
 if ((DRY_RUN)); then
@@ -370,7 +448,7 @@ if ((DRY_RUN)); then
   say "$(declare -f ok_if_exists)"
   say "$(declare -f alert_policy_exists)"
   say "$(declare -f retry_propagation)"
-  if ! ((ALLOW_OPEN_API)); then
+  if ! ((ALLOW_OPEN_API || TEARDOWN)); then
     say "[[ -n \"\${API_KEYS:-}\" ]] || { echo 'API_KEYS is not set: set it (comma-separated keys) or plan with --allow-open-api' >&2; exit 2; }"
   fi
   if ((PLACEHOLDER_EMAIL_FROM)); then say "# No --email-from given: $EMAIL_FROM stands for your SendGrid verified sender."; fi
@@ -381,6 +459,70 @@ else
   done
   "$PYTHON" -c 'import google.cloud.pubsub_v1' 2>/dev/null \
     || die "$PYTHON lacks the project's dependencies (./scripts.sh deploy uses .venv; or set PYTHON)"
+fi
+
+if ((TEARDOWN)); then
+  # Back to nothing, in the order that leaks nothing: the Ingress while its controller still
+  # runs (deleting the cluster first leaves the forwarding rules, backend services, NEGs and
+  # certificate behind, billed), then the cluster, then what nothing uses any more. Every
+  # step deletes only what exists, so a teardown that stopped part-way is run again.
+  step "Teardown 1. The load balancer (delete the Ingress, wait for its controller), then the workloads"
+  cluster_check=(gcloud container clusters describe "$CLUSTER" --region="$REGION" --project="$PROJECT_ID")
+  if ((DRY_RUN)); then say "if $(quote_all "${cluster_check[@]}") >/dev/null 2>&1; then"; fi
+  if ((DRY_RUN)) || "${cluster_check[@]}" >/dev/null 2>&1; then
+    run gcloud container clusters get-credentials "$CLUSTER" --region="$REGION" --project="$PROJECT_ID"
+    run kubectl --namespace="$NAMESPACE" delete ingress imageflow --ignore-not-found --wait=true --timeout=15m
+    run kubectl delete namespace "$NAMESPACE" --ignore-not-found --wait=true --timeout=15m
+  fi
+  if ((DRY_RUN)); then say "fi"; fi
+  step "Teardown 2. The cluster (KEDA with it), the email function (its Eventarc trigger and subscription with it), the address"
+  remove "${cluster_check[@]}" -- gcloud container clusters delete "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" --quiet
+  remove gcloud functions describe "$FUNCTION_NAME" --region="$REGION" --project="$PROJECT_ID" \
+    -- gcloud functions delete "$FUNCTION_NAME" --region="$REGION" --project="$PROJECT_ID" --quiet
+  remove gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
+    -- gcloud compute addresses delete "$STATIC_IP_NAME" --global --project="$PROJECT_ID" --quiet
+  step "Teardown 3. Alert policies and the log-based metric"
+  if ((DRY_RUN)); then say "$(declare -f delete_alert_policies)"; say "delete_alert_policies $(quote_all "$PROJECT_ID" "${ALERT_IDS[@]}")"
+  else run delete_alert_policies "$PROJECT_ID" "${ALERT_IDS[@]}"; fi
+  remove gcloud logging metrics describe imageflow-email-failures --project="$PROJECT_ID" \
+    -- gcloud logging metrics delete imageflow-email-failures --project="$PROJECT_ID" --quiet
+  if ((KEEP_DATA)); then
+    step "Teardown 4. --keep-data: the bucket $GCS_BUCKET and Firestore stay; only the bucket's upload notifications go"
+    remove gcloud storage buckets describe "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+      -- gcloud storage buckets notifications delete "gs://$GCS_BUCKET" --project="$PROJECT_ID"
+  else
+    step "Teardown 4. The data: the bucket $GCS_BUCKET (every job's images) and the Firestore database"
+    remove gcloud storage buckets describe "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+      -- gcloud storage rm --recursive "gs://$GCS_BUCKET" --project="$PROJECT_ID"
+    remove gcloud firestore databases describe --database='(default)' --project="$PROJECT_ID" \
+      -- gcloud firestore databases delete --database='(default)' --project="$PROJECT_ID" --quiet
+  fi
+  step "Teardown 5. Pub/Sub subscriptions, then topics (imageflow/topology.py's names)"
+  while read -r kind name; do
+    [[ "$kind" == subscription || "$kind" == topic ]] || die "unexpected topology output: $kind $name"
+    remove gcloud pubsub "${kind}s" describe "$name" --project="$PROJECT_ID" \
+      -- gcloud pubsub "${kind}s" delete "$name" --project="$PROJECT_ID"
+  done < <("${topology_env[@]}" "$PYTHON" -m imageflow.setup names --no-email-subscription)
+  step "Teardown 6. The SendGrid secret and the image repository (every image with it)"
+  remove gcloud secrets describe "$SENDGRID_SECRET" --project="$PROJECT_ID" \
+    -- gcloud secrets delete "$SENDGRID_SECRET" --project="$PROJECT_ID" --quiet
+  remove gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" --project="$PROJECT_ID" \
+    -- gcloud artifacts repositories delete "$REPOSITORY" --location="$REGION" --project="$PROJECT_ID" --quiet
+  step "Teardown 7. The project roles, then the service accounts (their other bindings go with them)"
+  for grant in "${PROJECT_ROLES[@]}"; do
+    read -r gsa role <<<"$grant"
+    unbind_project_role "serviceAccount:$gsa" "$role"
+  done
+  for account in "${SERVICE_ACCOUNTS[@]}"; do
+    remove gcloud iam service-accounts describe "${account%%|*}@$GSA_DOMAIN" --project="$PROJECT_ID" \
+      -- gcloud iam service-accounts delete "${account%%|*}@$GSA_DOMAIN" --project="$PROJECT_ID" --quiet
+  done
+  step "Done"
+  done_message="ImageFlow removed from $PROJECT_ID (the APIs stay enabled"
+  if ((KEEP_DATA)); then done_message+="; kept: gs://$GCS_BUCKET and the Firestore database"; fi
+  done_message+=")"
+  if ((DRY_RUN)); then say "echo $(quote "$done_message")"; else log "$done_message"; fi
+  exit 0
 fi
 
 step "1. Enable the Google APIs"
@@ -401,27 +543,11 @@ run gcloud beta services identity create --service=pubsub.googleapis.com --proje
 run gcloud storage service-agent --project="$PROJECT_ID" --format=none
 
 step "2. Google service accounts and their project roles"
-ensure_service_account imageflow-image-handler "ImageFlow image-handler (REST API)"
-ensure_service_account imageflow-interaction-manager "ImageFlow interaction-manager"
-ensure_service_account imageflow-image-processor "ImageFlow image-processor"
-ensure_service_account imageflow-email "ImageFlow email function"
-ensure_service_account keda-operator "KEDA operator (reads Pub/Sub metrics)"
-ensure_service_account imageflow-nodes "ImageFlow GKE nodes"
-ensure_service_account imageflow-build "ImageFlow image and function builds"
-# Firestore: the services that read or write job documents. Not the processor: job documents
-# hold emails and webhook secrets, and it needs none of them (a task carries its caller's digest
-# for dedupe; a cancel reaches it as the marker <job_id>/control/cancelled in the bucket).
-bind_project_role "serviceAccount:$GSA_HANDLER" roles/datastore.user
-bind_project_role "serviceAccount:$GSA_MANAGER" roles/datastore.user
+for account in "${SERVICE_ACCOUNTS[@]}"; do ensure_service_account "${account%%|*}" "${account#*|}"; done
 unbind_project_role "serviceAccount:$GSA_PROCESSOR" roles/datastore.viewer  # granted by deploys before issue 14
-bind_project_role "serviceAccount:$GSA_EMAIL" roles/datastore.user
-bind_project_role "serviceAccount:$GSA_KEDA" roles/monitoring.viewer
-bind_project_role "serviceAccount:$GSA_NODES" roles/container.defaultNodeServiceAccount
-bind_project_role "serviceAccount:$GSA_BUILD" roles/cloudbuild.builds.builder
-# Traces (OTEL_TRACES_EXPORTER=gcp_trace in the gke overlay and the function's env): every
-# workload that makes spans writes them to Cloud Trace (telemetry.googleapis.com's OTLP).
-for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR" "$GSA_EMAIL"; do
-  bind_project_role "serviceAccount:$gsa" roles/cloudtrace.agent
+for grant in "${PROJECT_ROLES[@]}"; do
+  read -r gsa role <<<"$grant"
+  bind_project_role "serviceAccount:$gsa" "$role"
 done
 # Signed download URLs under Workload Identity are signed by IAM (signBlob) as itself.
 run_retry gcloud iam service-accounts add-iam-policy-binding "$GSA_HANDLER" --project="$PROJECT_ID" \
@@ -534,17 +660,6 @@ step "8. Pub/Sub topics and subscriptions (imageflow/topology.py), dead-letterin
 # dead-letter topic is created here, with the others). It runs as you
 # (gcloud auth application-default login), billed to this project: the application-default
 # credentials' own quota project may be another one, where Pub/Sub is not even enabled.
-topology_env=(env GOOGLE_CLOUD_QUOTA_PROJECT="$PROJECT_ID" IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
-              ACK_DEADLINE_SECONDS="$ACK_DEADLINE_SECONDS" MAX_DELIVERY_ATTEMPTS="$MAX_DELIVERY_ATTEMPTS"
-              JOBS_TOPIC="$JOBS_TOPIC" TASKS_TOPIC="$TASKS_TOPIC" RESULTS_TOPIC="$RESULTS_TOPIC"
-              NOTIFICATIONS_TOPIC="$NOTIFICATIONS_TOPIC" TASKS_DLQ_TOPIC="$TASKS_DLQ_TOPIC"
-              JOBS_SUBSCRIPTION="$JOBS_SUBSCRIPTION" TASKS_SUBSCRIPTION="$TASKS_SUBSCRIPTION"
-              RESULTS_SUBSCRIPTION="$RESULTS_SUBSCRIPTION" TASKS_DLQ_SUBSCRIPTION="$TASKS_DLQ_SUBSCRIPTION"
-              NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION" WEBHOOKS_DLQ_TOPIC="$WEBHOOKS_DLQ_TOPIC"
-              WEBHOOKS_SUBSCRIPTION="$WEBHOOKS_SUBSCRIPTION" WEBHOOKS_DLQ_SUBSCRIPTION="$WEBHOOKS_DLQ_SUBSCRIPTION"
-              WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS" UPLOADS_TOPIC="$UPLOADS_TOPIC"
-              UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION" RETRY_MIN_BACKOFF_SECONDS="$RETRY_MIN_BACKOFF_SECONDS"
-              RETRY_MAX_BACKOFF_SECONDS="$RETRY_MAX_BACKOFF_SECONDS")
 run "${topology_env[@]}" "$PYTHON" -m imageflow.setup ensure --no-email-subscription
 # Direct uploads (issue 12): the bucket announces each finished object on the uploads topic
 # (the manager's subscription of it was created by the setup command just above). A second

@@ -54,9 +54,17 @@ def commands(plan_text: str) -> list[list[str]]:
         if line.startswith("cat > "):
             while lines[i] != "EOF":
                 i += 1
-        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()", "retry_propagation ()")):
+        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()", "retry_propagation ()",
+                              "delete_alert_policies ()")):
             while lines[i] != "}":
                 i += 1
+        elif line.startswith("if ") and " >/dev/null 2>&1; then" in line:  # teardown: `if CHECK; then DELETE; fi`
+            check, _, rest = line.removeprefix("if ").partition(" >/dev/null 2>&1; then")
+            out.append(shlex.split(check))
+            if rest.strip():
+                out.append(shlex.split(rest.strip().removesuffix("; fi")))
+        elif line == "fi":
+            pass
         elif line and not line.startswith("#"):
             for part in line.split(" >/dev/null 2>&1 || "):
                 words = shlex.split(part.removeprefix("ok_if_exists ").removeprefix("retry_propagation "))
@@ -411,7 +419,7 @@ for a in "$@"; do
   case "$a" in
     --field-config=*) words+=("$a") ;;
     -*) ;;
-    describe|create|create-auto) verb="$a" ;;
+    describe|create|create-auto|delete) verb="$a" ;;
     *@*.iam.gserviceaccount.com) words+=("${a%%@*}") ;;  # describe takes the email, create the name
     *) words+=("$a") ;;
   esac
@@ -452,6 +460,13 @@ case "$*" in
     [[ -e "$FAKE_STATE/function" ]] && echo "projects/p/subscriptions/eventarc-us-central1-imageflow-email-758210-sub-001"
     exit 0 ;;
   "functions deploy"*) touch "$FAKE_STATE/function"; exit 0 ;;
+  "functions describe"*) [[ -e "$FAKE_STATE/function" ]]; exit ;;
+  "functions delete"*) rm "$FAKE_STATE/function"; exit 0 ;;
+  "storage rm --recursive gs://"*) b="${4#gs://}"; rm "$FAKE_STATE/storage_buckets_gs:__${b}_" "$FAKE_STATE/notification"; exit 0 ;;
+  "firestore databases delete"*) rm -f "$FAKE_STATE"/firestore_indexes_* ;;
+  "storage buckets notifications delete"*) rm -f "$FAKE_STATE/notification"; exit 0 ;;
+  "secrets delete"*) rm -f "$FAKE_STATE/secret_value" ;;
+  *"monitoring policies delete"*) rm "$FAKE_STATE/policy_${5##*/}"; exit 0 ;;
   "storage buckets notifications list"*)
     [[ -e "$FAKE_STATE/notification" ]] && echo "//pubsub.googleapis.com/projects/p/topics/imageflow-uploads"; exit 0 ;;
   "storage buckets notifications create"*) touch "$FAKE_STATE/notification"; exit 0 ;;
@@ -462,6 +477,9 @@ case "$verb" in
   create|create-auto)
     if [[ -e "$FAKE_STATE/$key" ]]; then echo "ERROR: ALREADY_EXISTS: $key" >&2; exit 1; fi
     touch "$FAKE_STATE/$key" ;;
+  delete)
+    if [[ ! -e "$FAKE_STATE/$key" ]]; then echo "ERROR: NOT_FOUND: $key" >&2; exit 1; fi
+    rm "$FAKE_STATE/$key" ;;
   *) exit 0 ;;
 esac
 '''
@@ -472,6 +490,7 @@ printf 'kubectl' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAK
 if [[ "$1 $2" == "apply -k" ]]; then exec "$REAL_KUBECTL" kustomize "$3" > "$FAKE_STATE/applied.yaml"; fi
 if [[ "$1 $2" == "get namespace" ]]; then [[ -e "$FAKE_STATE/ns_$3" ]]; exit; fi
 if [[ "$1 $2" == "create namespace" ]]; then touch "$FAKE_STATE/ns_$3"; fi
+if [[ "$1 $2" == "delete namespace" ]]; then rm -f "$FAKE_STATE/ns_$3" "$FAKE_STATE/applied.yaml" "$FAKE_STATE/secret.yaml"; fi
 if [[ "$*" == *"--dry-run=client"* ]]; then echo "kind: Secret"; fi
 exit 0
 '''
@@ -634,8 +653,113 @@ def test_other_errors_are_not_retried(sandbox):
     assert "waiting for permissions" not in proc.stderr
 
 
+# ---------------------------------------------------------------- teardown ---------------
+def _resource(c: list[str]) -> tuple[str, str] | None:
+    """(kind, name) of a command that creates or deletes one resource of the deploy."""
+    words = [w for w in c if not w.startswith("-")]
+    name = lambda i: words[i].split("@")[0] if i < len(words) else flags(c).get("database")  # noqa: E731
+    if c[:1] == ["kubectl"] and words[1:3] in (["create", "namespace"], ["delete", "namespace"]):
+        return ("namespace", words[3])
+    if c[:3] == ["gcloud", "functions", "deploy"] or c[:3] == ["gcloud", "functions", "delete"]:
+        return ("function", words[3])
+    if c[:3] == ["gcloud", "storage", "rm"] and "--recursive" in c:
+        return ("storage buckets", words[3])
+    if c[:1] != ["gcloud"]:
+        return None
+    for verb in ("create", "create-auto", "delete"):
+        if verb in words[1:5]:
+            i = words.index(verb)
+            kind = " ".join(w for w in words[1:i] if w != "alpha")
+            return (kind, name(i + 1))
+    return None
+
+
+def test_teardown_deletes_everything_the_deploy_creates():
+    """Issue 27: back to nothing. Every resource a deploy plan creates has its delete in the
+    teardown plan (Firestore indexes go with the database, the bucket's notification with the
+    bucket, KEDA with the cluster), the topology's topics and subscriptions included."""
+    deploy, teardown = commands(plan()), commands(plan("--teardown"))
+    created = {_resource(c) for c in deploy if _resource(c) and "delete" not in c}
+    # Gone with what holds them: indexes with the database, the notification with the bucket;
+    # alert policies are deleted by label (below); Pub/Sub's service agent is Google's.
+    with_others = {"firestore indexes composite", "storage buckets notifications", "monitoring policies",
+                   "beta services identity"}
+    created = {r for r in created if r[0] not in with_others}
+    setup_env, _ = setup_command(deploy)
+    settings = Settings.from_env(setup_env)
+    created |= {("pubsub topics", t) for t in topology.topics(settings)}
+    created |= {("pubsub subscriptions", sub.name) for sub in topology.subscriptions(settings, email_subscription=False)}
+    deleted = {_resource(c) for c in teardown if _resource(c) and "delete" in c or c[:3] == ["gcloud", "storage", "rm"]}
+    assert created - deleted == set()
+    assert len(created) >= 35
+    # Alert policies (found by label) and project roles.
+    [alerts] = find(teardown, "delete_alert_policies")
+    ids = {json.loads(body)["userLabels"]["imageflow_alert"] for path, body in heredocs(plan()).items() if "/alert-" in path}
+    assert set(alerts[2:]) == ids
+    granted = {(flags(c)["member"], flags(c)["role"]) for c in find(deploy, "gcloud", "projects", "add-iam-policy-binding")}
+    removed = {(flags(c)["member"], flags(c)["role"]) for c in find(teardown, "gcloud", "projects", "remove-iam-policy-binding")}
+    assert granted == removed
+    # Only what exists is deleted (a teardown that stopped is run again), and nothing is created.
+    assert not [c for c in teardown if _resource(c) and "delete" not in c and c[:3] != ["gcloud", "storage", "rm"]
+                and "describe" not in c]
+
+
+def test_teardown_order_leaks_nothing():
+    cmds = commands(plan("--teardown"))
+    at = lambda *prefix: index_of(cmds, *prefix)  # noqa: E731
+    # The Ingress goes while its controller runs, so the load balancer's resources go with it;
+    # the address only once no forwarding rule uses it.
+    assert at("kubectl", "--namespace=imageflow", "delete", "ingress", "imageflow") \
+        < at("kubectl", "delete", "namespace", "imageflow") < at("gcloud", "container", "clusters", "delete") \
+        < at("gcloud", "compute", "addresses", "delete")
+    assert "--wait=true" in cmds[at("kubectl", "--namespace=imageflow", "delete", "ingress")]
+    subs = [i for i, c in enumerate(cmds) if c[:4] == ["gcloud", "pubsub", "subscriptions", "delete"]]
+    topics = [i for i, c in enumerate(cmds) if c[:4] == ["gcloud", "pubsub", "topics", "delete"]]
+    assert max(subs) < min(topics)
+    roles = [i for i, c in enumerate(cmds) if c[:3] == ["gcloud", "projects", "remove-iam-policy-binding"]]
+    accounts = [i for i, c in enumerate(cmds) if c[:4] == ["gcloud", "iam", "service-accounts", "delete"]]
+    assert max(roles) < min(accounts) and len(accounts) == 7
+    assert at("gcloud", "functions", "delete") < min(topics), "the trigger's subscription goes with the function first"
+
+
+def test_teardown_keep_data_keeps_the_bucket_and_firestore():
+    kept = commands(plan("--teardown", "--keep-data"))
+    assert not find(kept, "gcloud", "storage", "rm") and not find(kept, "gcloud", "firestore", "databases", "delete")
+    [notify] = find(kept, "gcloud", "storage", "buckets", "notifications", "delete")
+    assert notify[5] == f"gs://{PROJECT}-imageflow", "its topic is deleted: the bucket stops announcing uploads"
+    full = commands(plan("--teardown"))
+    assert find(full, "gcloud", "storage", "rm", "--recursive", f"gs://{PROJECT}-imageflow")
+    assert find(full, "gcloud", "firestore", "databases", "delete")
+    bad = run_script("--project", PROJECT, "--dry-run", "--keep-data", check=False)
+    assert bad.returncode == 2 and "--keep-data goes with --teardown" in bad.stderr
+
+
+def test_teardown_after_a_deploy_leaves_nothing_and_runs_again(sandbox):
+    tree, env, state = sandbox["tree"], sandbox["env"], sandbox["state"]
+    script = tree / "scripts/deploy.sh"
+    run_script("--project", PROJECT, "--tag", "v1", script=script, env=env)
+    made = {p.name for p in state.iterdir()}
+    assert len(made) >= 20
+    sandbox["log"].unlink()
+    proc = run_script("--project", PROJECT, "--teardown", script=script, env={**env, "API_KEYS": "", "EMAIL_FROM": ""})
+    left = {p.name for p in state.iterdir()}
+    # Left: Google's service agents (created by Google's services, not the deploy's).
+    assert {name for name in left if not name.startswith("agent_")} == set(), left
+    calls = _calls(sandbox["log"])
+    assert index_of([c.split() for c in calls], "kubectl", "--namespace=imageflow", "delete", "ingress") \
+        < index_of([c.split() for c in calls], "gcloud", "container", "clusters", "delete")
+    assert f"ImageFlow removed from {PROJECT}" in proc.stderr
+    # A second teardown finds nothing to delete.
+    sandbox["log"].unlink()
+    run_script("--project", PROJECT, "--teardown", script=script, env=env)
+    again = _calls(sandbox["log"])
+    assert [c for c in again if re.search(r" (delete|rm) ", c) and "remove-iam-policy-binding" not in c] == []
+    assert not [c for c in again if c.startswith("kubectl")], "no cluster: no kubectl"
+
+
 # ---------------------------------------------------------------- gcloud flags -----------
 GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding", "service-agent",
+                "delete", "rm",
                 "remove-iam-policy-binding",
                 "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
@@ -650,7 +774,8 @@ def test_every_gcloud_flag_exists_in_the_installed_sdk():
     if shutil.which("gcloud") is None:
         pytest.skip("the Google Cloud CLI is not installed")
     wanted: dict[tuple, set] = {}
-    for c in commands(plan("--domain", "images.acme.example")):
+    for c in commands(plan("--domain", "images.acme.example")) + commands(plan("--teardown")) \
+            + commands(plan("--teardown", "--keep-data")):
         if c[0] != "gcloud":
             continue
         words = [w for w in c[1:] if not w.startswith("-")]
