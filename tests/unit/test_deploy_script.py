@@ -312,6 +312,19 @@ def test_firestore_database_and_the_indexes_of_list_jobs():
         assert [f"--field-config=field-path={f},order=ascending" for f in equalities] + order in indexes
 
 
+def test_monotonic_image_fields_nobody_queries_are_exempt_from_indexing():
+    """Issue 27 M3: an indexed, monotonically increasing field caps writes near 500/s. The images'
+    expires_at (TTL) and updated_at are exempt; seq, which page_images orders by, is not."""
+    cmds = commands(plan())
+    exempt = {(c[5], flags(c)["collection-group"]) for c in find(cmds, "gcloud", "firestore", "indexes", "fields", "update")
+              if "--disable-indexes" in c}
+    assert exempt == {("expires_at", "images"), ("updated_at", "images")}
+    store = (ROOT / "imageflow/jobstore/firestore.py").read_text()
+    for field, _ in exempt:
+        assert not re.search(rf'(FieldFilter|order_by)\("{field}"', store), f"{field} is queried: it needs its index"
+    assert 'order_by("seq")' in store
+
+
 def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
     text = plan()
     files = heredocs(text)
