@@ -6,6 +6,7 @@
 #   ./scripts.sh test [--slow] [pytest args...]   the whole test suite
 #   ./scripts.sh bench [engine|pipeline|peers|backends|bigjob|jpeg_budget]   benchmarks (image engine; pipeline; engine vs peers; local vs emulators; a big open job; a JPEG render step by step)
 #   ./scripts.sh deploy [--dry-run] deploy to GKE (see docs/deploy.md)
+#   ./scripts.sh teardown [--keep-data] [--dry-run]   remove everything the deploy created
 #   ./scripts.sh lock               re-resolve requirements.lock and requirements-dev.lock
 #
 # Everything needed is installed on first use: a virtualenv in .venv with the pinned
@@ -160,8 +161,10 @@ cmd_deploy() {
   PYTHON="${PYTHON:-$PY}" exec bash "$ROOT/scripts/deploy.sh" "$@"
 }
 
+cmd_teardown() { cmd_deploy --teardown "$@"; }
+
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -173,6 +176,7 @@ main() {
     test) cmd_test "$@" ;;
     bench) cmd_bench "$@" ;;
     deploy) cmd_deploy "$@" ;;
+    teardown) cmd_teardown "$@" ;;
     lock) cmd_lock "$@" ;;
     -h|--help|help|"") usage ;;
     *) echo "unknown command: $cmd" >&2; usage; exit 2 ;;

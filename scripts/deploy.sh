@@ -7,6 +7,7 @@
 #
 #   ./scripts.sh deploy --project my-project [options]      (or: bash scripts/deploy.sh ...)
 #   ./scripts.sh deploy --project my-project --dry-run      print the plan, run nothing
+#   ./scripts.sh teardown --project my-project [--keep-data] remove what the deploy created
 #
 # docs/deploy.md is the operator's guide. Run with --help for the options.
 set -euo pipefail
@@ -32,8 +33,12 @@ Options (each also read from the environment variable in brackets):
   --retention-days N      delete jobs and their images after N days: the bucket's lifecycle
                           rule and Firestore's TTL policy [JOB_RETENTION_DAYS] (30)
   --domain NAME           serve HTTPS on NAME with a managed certificate [DOMAIN]
+                          (default: <address-with-dashes>.sslip.io, a name that resolves
+                          to the reserved address, so HTTPS works without a domain)
+  --insecure-http         no certificate: serve plain HTTP on the address (API keys and
+                          signed links travel in clear; for a throwaway test only)
   --public-base-url URL   base of the links in emails [PUBLIC_BASE_URL]
-                          (https://DOMAIN, or http://<the Ingress address>)
+                          (https://DOMAIN, or http://<the address> with --insecure-http)
   --email-from ADDRESS    sender of the emails, a SendGrid verified sender [EMAIL_FROM]
                           (required: SendGrid refuses any other sender)
   --allow-open-api        deploy without API_KEYS: anyone can list, read and delete every job
@@ -41,6 +46,9 @@ Options (each also read from the environment variable in brackets):
   --skip-build            deploy images already pushed with --tag
   --keda-version V        KEDA Helm chart version [KEDA_VERSION] (2.21.1)
   --dry-run               print every command, in order, and run none [DRY_RUN=1]
+  --teardown              remove everything the deploy created, in an order that leaks
+                          nothing (./scripts.sh teardown); irreversible
+  --keep-data             with --teardown: keep the bucket and the Firestore database
   -h, --help              this help
 
 Secrets come from the environment only: SENDGRID_API_KEY (stored in Secret Manager; needed on
@@ -72,6 +80,9 @@ IMAGE_TAG="${IMAGE_TAG:-}"
 KEDA_VERSION="${KEDA_VERSION:-2.21.1}"
 PYTHON="${PYTHON:-python3}"
 ALLOW_OPEN_API=0
+INSECURE_HTTP=0
+TEARDOWN=0
+KEEP_DATA=0
 DRY_RUN="${DRY_RUN:-0}"
 SKIP_BUILD=0
 
@@ -90,6 +101,9 @@ while (($#)); do
     --tag) IMAGE_TAG="${2:?--tag needs a value}"; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --allow-open-api) ALLOW_OPEN_API=1; shift ;;
+    --insecure-http) INSECURE_HTTP=1; shift ;;
+    --teardown) TEARDOWN=1; shift ;;
+    --keep-data) KEEP_DATA=1; shift ;;
     --keda-version) KEDA_VERSION="${2:?--keda-version needs a value}"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -107,19 +121,20 @@ fi
 [[ "$CLUSTER_MODE" == autopilot || "$CLUSTER_MODE" == standard ]] || die "--cluster-mode: autopilot or standard"
 [[ "$JOB_RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]] || die "--retention-days must be a positive integer"
 [[ "$DRY_RUN" == 1 || "$DRY_RUN" == 0 ]] || die "DRY_RUN must be 0 or 1"
+((KEEP_DATA <= TEARDOWN)) || die "--keep-data goes with --teardown"
 GCS_BUCKET="${GCS_BUCKET:-$PROJECT_ID-imageflow}"
 FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-$REGION}"
 # The email function always sends through SendGrid, which answers 403 for a sender that is
 # not verified: a default sender would drop every email.
 if [[ -z "$EMAIL_FROM" ]]; then
-  if ! ((DRY_RUN)) || [[ -n "${SENDGRID_API_KEY:-}" ]]; then
+  if ! ((TEARDOWN)) && { ! ((DRY_RUN)) || [[ -n "${SENDGRID_API_KEY:-}" ]]; }; then
     die "--email-from (or EMAIL_FROM) is required: a sender verified in SendGrid"
   fi
   EMAIL_FROM="ImageFlow <no-reply@your-domain.example>" PLACEHOLDER_EMAIL_FROM=1
 fi
 # Without API keys every caller is the same anonymous owner: anyone could list every job
 # (with its email address), download and delete it.
-if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API)) && ! ((DRY_RUN)); then
+if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API || DRY_RUN || TEARDOWN)); then
   die "API_KEYS is not set: set it (comma-separated keys) or pass --allow-open-api"
 fi
 
@@ -165,6 +180,32 @@ GSA_EMAIL="imageflow-email@$GSA_DOMAIN"
 GSA_KEDA="keda-operator@$GSA_DOMAIN"
 GSA_NODES="imageflow-nodes@$GSA_DOMAIN"
 GSA_BUILD="imageflow-build@$GSA_DOMAIN"
+SERVICE_ACCOUNTS=(  # name, display name
+  "imageflow-image-handler|ImageFlow image-handler (REST API)"
+  "imageflow-interaction-manager|ImageFlow interaction-manager"
+  "imageflow-image-processor|ImageFlow image-processor"
+  "imageflow-email|ImageFlow email function"
+  "keda-operator|KEDA operator (reads Pub/Sub metrics)"
+  "imageflow-nodes|ImageFlow GKE nodes"
+  "imageflow-build|ImageFlow image and function builds"
+)
+# Project roles. Firestore: the services that read or write job documents. Not the processor:
+# job documents hold emails and webhook secrets, and it needs none of them (a task carries its
+# caller's digest for dedupe; a cancel reaches it as the marker <job_id>/control/cancelled in
+# the bucket). Traces (OTEL_TRACES_EXPORTER=gcp_trace in the gke overlay and the function's
+# env): every workload that makes spans writes them to Cloud Trace (telemetry.googleapis.com's OTLP).
+PROJECT_ROLES=(
+  "$GSA_HANDLER roles/datastore.user"
+  "$GSA_MANAGER roles/datastore.user"
+  "$GSA_EMAIL roles/datastore.user"
+  "$GSA_KEDA roles/monitoring.viewer"
+  "$GSA_NODES roles/container.defaultNodeServiceAccount"
+  "$GSA_BUILD roles/cloudbuild.builds.builder"
+  "$GSA_HANDLER roles/cloudtrace.agent"
+  "$GSA_MANAGER roles/cloudtrace.agent"
+  "$GSA_PROCESSOR roles/cloudtrace.agent"
+  "$GSA_EMAIL roles/cloudtrace.agent"
+)
 
 # Images: name, Dockerfile, build context, container port (one per deployable). The three
 # services share the root Dockerfile (ARG SERVICE, PORT); the ports are k8s/base's.
@@ -183,11 +224,17 @@ if [[ -z "$IMAGE_TAG" ]]; then
   fi
 fi
 
-if [[ -n "$DOMAIN" ]]; then
-  OVERLAY=k8s/overlays/gke-https
-  PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-https://$DOMAIN}"
-else
+# HTTPS by default: API keys and the signed zip links must not travel in clear. Without
+# --domain the certificate is for <address-with-dashes>.sslip.io (known once the address is
+# reserved, step 10); plain HTTP only when asked for.
+if [[ -n "$DOMAIN" ]] && ((INSECURE_HTTP)); then
+  die "--domain and --insecure-http contradict each other: a domain is served over HTTPS"
+fi
+if ((INSECURE_HTTP)); then
   OVERLAY=k8s/overlays/gke
+  ((TEARDOWN)) || echo "deploy.sh: --insecure-http: the API takes its keys, and sends signed download links, over plain HTTP" >&2
+else
+  OVERLAY=k8s/overlays/gke-https
 fi
 
 # ---------------------------------------------------------------- plan machinery ---------
@@ -195,7 +242,7 @@ fi
 # and nothing is executed. Values only known while deploying (the project number, the
 # Ingress address) appear in the plan as shell variables assigned by the command that
 # reads them.
-RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP EMAIL_TRIGGER EMAIL_TRIGGER_SUBSCRIPTION)
+RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP INGRESS_HOST EMAIL_TRIGGER EMAIL_TRIGGER_SUBSCRIPTION)
 
 quote() {  # one word, quoted for the printed plan
   local w="$1" e v
@@ -295,8 +342,43 @@ run_ok_if_exists() {
   ok_if_exists "$@"
 }
 
+# retry_propagation CMD...: run CMD; while it fails because a permission or identity is not yet
+# visible everywhere (a service account or agent created seconds ago, Eventarc's service agent
+# on a project that just enabled Eventarc: terraform-provider-google #25294), wait and run it
+# again, with doubling delays (DEPLOY_RETRY_DELAY_SECONDS, 10, up to 180), DEPLOY_RETRY_ATTEMPTS
+# times at most (10: about 17 minutes). Any other error fails at once. The dry run prints the
+# function so the plan retries too.
+retry_propagation() {
+  local attempts="${DEPLOY_RETRY_ATTEMPTS:-10}" delay="${DEPLOY_RETRY_DELAY_SECONDS:-10}" attempt=1 out status
+  out="$(mktemp)"
+  while :; do
+    status=0
+    "$@" 2>&1 | tee "$out" >&2 || status=$?
+    if ((status == 0)); then rm -f "$out"; return 0; fi
+    if ! grep -qiE '(service ?account|identity pool).*does not exist|eventarc service agent|propagat' "$out"; then
+      rm -f "$out"; return "$status"
+    fi
+    if ((attempt >= attempts)); then
+      rm -f "$out"
+      printf 'deploy.sh: still failing after %s attempts, waiting for new permissions to propagate: %s\n' "$attempt" "$*" >&2
+      printf 'deploy.sh: on a new project this can take up to 25 minutes; run the deploy again later, it resumes where it stopped (docs/deploy.md, "When a step fails")\n' >&2
+      return "$status"
+    fi
+    printf '  waiting for permissions to propagate (attempt %s of %s failed; next in %ss): %s\n' \
+      "$attempt" "$attempts" "$delay" "$1 ${2:-} ${3:-}" >&2
+    sleep "$delay"
+    attempt=$((attempt + 1)) delay=$((delay * 2 > 180 ? 180 : delay * 2))
+  done
+}
+
+run_retry() {  # run CMD (or print it) under retry_propagation
+  if ((DRY_RUN)); then say "retry_propagation $(quote_all "$@")"; return 0; fi
+  printf '+ %s\n' "$(quote_all "$@")" >&2
+  retry_propagation "$@"
+}
+
 bind_project_role() {  # member role: project-level IAM (adding an existing binding is a no-op)
-  run gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$1" --role="$2" \
+  run_retry gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="$1" --role="$2" \
     --condition=None --quiet --format=none
 }
 
@@ -313,6 +395,49 @@ ensure_service_account() {  # name display-name
     -- gcloud iam service-accounts create "$1" --project="$PROJECT_ID" --display-name="$2"
 }
 
+# The environment of the topology setup command (imageflow/topology.py): the names and
+# settings deploy.sh uses, billed to this project (GOOGLE_CLOUD_QUOTA_PROJECT: the
+# application-default credentials' own quota project may be another one, where Pub/Sub is
+# not even enabled).
+topology_env=(env GOOGLE_CLOUD_QUOTA_PROJECT="$PROJECT_ID" IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
+              ACK_DEADLINE_SECONDS="$ACK_DEADLINE_SECONDS" MAX_DELIVERY_ATTEMPTS="$MAX_DELIVERY_ATTEMPTS"
+              JOBS_TOPIC="$JOBS_TOPIC" TASKS_TOPIC="$TASKS_TOPIC" RESULTS_TOPIC="$RESULTS_TOPIC"
+              NOTIFICATIONS_TOPIC="$NOTIFICATIONS_TOPIC" TASKS_DLQ_TOPIC="$TASKS_DLQ_TOPIC"
+              JOBS_SUBSCRIPTION="$JOBS_SUBSCRIPTION" TASKS_SUBSCRIPTION="$TASKS_SUBSCRIPTION"
+              RESULTS_SUBSCRIPTION="$RESULTS_SUBSCRIPTION" TASKS_DLQ_SUBSCRIPTION="$TASKS_DLQ_SUBSCRIPTION"
+              NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION" WEBHOOKS_DLQ_TOPIC="$WEBHOOKS_DLQ_TOPIC"
+              WEBHOOKS_SUBSCRIPTION="$WEBHOOKS_SUBSCRIPTION" WEBHOOKS_DLQ_SUBSCRIPTION="$WEBHOOKS_DLQ_SUBSCRIPTION"
+              WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS" UPLOADS_TOPIC="$UPLOADS_TOPIC"
+              UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION" RETRY_MIN_BACKOFF_SECONDS="$RETRY_MIN_BACKOFF_SECONDS"
+              RETRY_MAX_BACKOFF_SECONDS="$RETRY_MAX_BACKOFF_SECONDS")
+
+remove() {  # remove CHECK... -- DELETE...: run DELETE if CHECK succeeds (already gone: nothing to do)
+  local check=() delete=()
+  while (($#)) && [[ "$1" != -- ]]; do check+=("$1"); shift; done
+  shift
+  delete=("$@")
+  if ((DRY_RUN)); then say "if $(quote_all "${check[@]}") >/dev/null 2>&1; then $(quote_all "${delete[@]}"); fi"; return 0; fi
+  if "${check[@]}" >/dev/null 2>&1; then
+    run "${delete[@]}"
+  else
+    printf '  absent: %s\n' "$(quote_all "${check[@]}")" >&2
+  fi
+}
+
+# delete_alert_policies PROJECT ID...: the alert policies labelled imageflow_alert=ID (their
+# names are chosen by the server). The dry run prints the function so the plan runs too.
+delete_alert_policies() {
+  local project="$1" id name
+  shift
+  for id in "$@"; do
+    for name in $(gcloud alpha monitoring policies list --project="$project" \
+                  --filter="userLabels.imageflow_alert=$id" --format='value(name)'); do
+      gcloud alpha monitoring policies delete "$name" --project="$project" --quiet
+    done
+  done
+}
+ALERT_IDS=(task-backlog-age dead-lettered-tasks dead-lettered-webhooks dead-lettered-emails failed-emails)
+
 # ---------------------------------------------------------------- the plan ---------------
 cd "$ROOT"
 if ((DRY_RUN)); then
@@ -322,7 +447,8 @@ if ((DRY_RUN)); then
   say "set -euo pipefail"
   say "$(declare -f ok_if_exists)"
   say "$(declare -f alert_policy_exists)"
-  if ! ((ALLOW_OPEN_API)); then
+  say "$(declare -f retry_propagation)"
+  if ! ((ALLOW_OPEN_API || TEARDOWN)); then
     say "[[ -n \"\${API_KEYS:-}\" ]] || { echo 'API_KEYS is not set: set it (comma-separated keys) or plan with --allow-open-api' >&2; exit 2; }"
   fi
   if ((PLACEHOLDER_EMAIL_FROM)); then say "# No --email-from given: $EMAIL_FROM stands for your SendGrid verified sender."; fi
@@ -333,6 +459,70 @@ else
   done
   "$PYTHON" -c 'import google.cloud.pubsub_v1' 2>/dev/null \
     || die "$PYTHON lacks the project's dependencies (./scripts.sh deploy uses .venv; or set PYTHON)"
+fi
+
+if ((TEARDOWN)); then
+  # Back to nothing, in the order that leaks nothing: the Ingress while its controller still
+  # runs (deleting the cluster first leaves the forwarding rules, backend services, NEGs and
+  # certificate behind, billed), then the cluster, then what nothing uses any more. Every
+  # step deletes only what exists, so a teardown that stopped part-way is run again.
+  step "Teardown 1. The load balancer (delete the Ingress, wait for its controller), then the workloads"
+  cluster_check=(gcloud container clusters describe "$CLUSTER" --region="$REGION" --project="$PROJECT_ID")
+  if ((DRY_RUN)); then say "if $(quote_all "${cluster_check[@]}") >/dev/null 2>&1; then"; fi
+  if ((DRY_RUN)) || "${cluster_check[@]}" >/dev/null 2>&1; then
+    run gcloud container clusters get-credentials "$CLUSTER" --region="$REGION" --project="$PROJECT_ID"
+    run kubectl --namespace="$NAMESPACE" delete ingress imageflow --ignore-not-found --wait=true --timeout=15m
+    run kubectl delete namespace "$NAMESPACE" --ignore-not-found --wait=true --timeout=15m
+  fi
+  if ((DRY_RUN)); then say "fi"; fi
+  step "Teardown 2. The cluster (KEDA with it), the email function (its Eventarc trigger and subscription with it), the address"
+  remove "${cluster_check[@]}" -- gcloud container clusters delete "$CLUSTER" --region="$REGION" --project="$PROJECT_ID" --quiet
+  remove gcloud functions describe "$FUNCTION_NAME" --region="$REGION" --project="$PROJECT_ID" \
+    -- gcloud functions delete "$FUNCTION_NAME" --region="$REGION" --project="$PROJECT_ID" --quiet
+  remove gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
+    -- gcloud compute addresses delete "$STATIC_IP_NAME" --global --project="$PROJECT_ID" --quiet
+  step "Teardown 3. Alert policies and the log-based metric"
+  if ((DRY_RUN)); then say "$(declare -f delete_alert_policies)"; say "delete_alert_policies $(quote_all "$PROJECT_ID" "${ALERT_IDS[@]}")"
+  else run delete_alert_policies "$PROJECT_ID" "${ALERT_IDS[@]}"; fi
+  remove gcloud logging metrics describe imageflow-email-failures --project="$PROJECT_ID" \
+    -- gcloud logging metrics delete imageflow-email-failures --project="$PROJECT_ID" --quiet
+  if ((KEEP_DATA)); then
+    step "Teardown 4. --keep-data: the bucket $GCS_BUCKET and Firestore stay; only the bucket's upload notifications go"
+    remove gcloud storage buckets describe "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+      -- gcloud storage buckets notifications delete "gs://$GCS_BUCKET" --project="$PROJECT_ID"
+  else
+    step "Teardown 4. The data: the bucket $GCS_BUCKET (every job's images) and the Firestore database"
+    remove gcloud storage buckets describe "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+      -- gcloud storage rm --recursive "gs://$GCS_BUCKET" --project="$PROJECT_ID"
+    remove gcloud firestore databases describe --database='(default)' --project="$PROJECT_ID" \
+      -- gcloud firestore databases delete --database='(default)' --project="$PROJECT_ID" --quiet
+  fi
+  step "Teardown 5. Pub/Sub subscriptions, then topics (imageflow/topology.py's names)"
+  while read -r kind name; do
+    [[ "$kind" == subscription || "$kind" == topic ]] || die "unexpected topology output: $kind $name"
+    remove gcloud pubsub "${kind}s" describe "$name" --project="$PROJECT_ID" \
+      -- gcloud pubsub "${kind}s" delete "$name" --project="$PROJECT_ID"
+  done < <("${topology_env[@]}" "$PYTHON" -m imageflow.setup names --no-email-subscription)
+  step "Teardown 6. The SendGrid secret and the image repository (every image with it)"
+  remove gcloud secrets describe "$SENDGRID_SECRET" --project="$PROJECT_ID" \
+    -- gcloud secrets delete "$SENDGRID_SECRET" --project="$PROJECT_ID" --quiet
+  remove gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" --project="$PROJECT_ID" \
+    -- gcloud artifacts repositories delete "$REPOSITORY" --location="$REGION" --project="$PROJECT_ID" --quiet
+  step "Teardown 7. The project roles, then the service accounts (their other bindings go with them)"
+  for grant in "${PROJECT_ROLES[@]}"; do
+    read -r gsa role <<<"$grant"
+    unbind_project_role "serviceAccount:$gsa" "$role"
+  done
+  for account in "${SERVICE_ACCOUNTS[@]}"; do
+    remove gcloud iam service-accounts describe "${account%%|*}@$GSA_DOMAIN" --project="$PROJECT_ID" \
+      -- gcloud iam service-accounts delete "${account%%|*}@$GSA_DOMAIN" --project="$PROJECT_ID" --quiet
+  done
+  step "Done"
+  done_message="ImageFlow removed from $PROJECT_ID (the APIs stay enabled"
+  if ((KEEP_DATA)); then done_message+="; kept: gs://$GCS_BUCKET and the Firestore database"; fi
+  done_message+=")"
+  if ((DRY_RUN)); then say "echo $(quote "$done_message")"; else log "$done_message"; fi
+  exit 0
 fi
 
 step "1. Enable the Google APIs"
@@ -348,39 +538,26 @@ PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
 # On a fresh project Pub/Sub's service agent (it forwards dead letters) exists only once
 # asked for; the IAM bindings of step 8 would fail on a member that does not exist.
 run gcloud beta services identity create --service=pubsub.googleapis.com --project="$PROJECT_ID" --format=none
+# Cloud Storage's service agent (it publishes the bucket's upload notifications, step 8) is
+# created lazily too: this command creates it if absent and prints it (the same on a re-run).
+run gcloud storage service-agent --project="$PROJECT_ID" --format=none
 
 step "2. Google service accounts and their project roles"
-ensure_service_account imageflow-image-handler "ImageFlow image-handler (REST API)"
-ensure_service_account imageflow-interaction-manager "ImageFlow interaction-manager"
-ensure_service_account imageflow-image-processor "ImageFlow image-processor"
-ensure_service_account imageflow-email "ImageFlow email function"
-ensure_service_account keda-operator "KEDA operator (reads Pub/Sub metrics)"
-ensure_service_account imageflow-nodes "ImageFlow GKE nodes"
-ensure_service_account imageflow-build "ImageFlow image and function builds"
-# Firestore: the services that read or write job documents. Not the processor: job documents
-# hold emails and webhook secrets, and it needs none of them (a task carries its caller's digest
-# for dedupe; a cancel reaches it as the marker <job_id>/control/cancelled in the bucket).
-bind_project_role "serviceAccount:$GSA_HANDLER" roles/datastore.user
-bind_project_role "serviceAccount:$GSA_MANAGER" roles/datastore.user
+for account in "${SERVICE_ACCOUNTS[@]}"; do ensure_service_account "${account%%|*}" "${account#*|}"; done
 unbind_project_role "serviceAccount:$GSA_PROCESSOR" roles/datastore.viewer  # granted by deploys before issue 14
-bind_project_role "serviceAccount:$GSA_EMAIL" roles/datastore.user
-bind_project_role "serviceAccount:$GSA_KEDA" roles/monitoring.viewer
-bind_project_role "serviceAccount:$GSA_NODES" roles/container.defaultNodeServiceAccount
-bind_project_role "serviceAccount:$GSA_BUILD" roles/cloudbuild.builds.builder
-# Traces (OTEL_TRACES_EXPORTER=gcp_trace in the gke overlay and the function's env): every
-# workload that makes spans writes them to Cloud Trace (telemetry.googleapis.com's OTLP).
-for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR" "$GSA_EMAIL"; do
-  bind_project_role "serviceAccount:$gsa" roles/cloudtrace.agent
+for grant in "${PROJECT_ROLES[@]}"; do
+  read -r gsa role <<<"$grant"
+  bind_project_role "serviceAccount:$gsa" "$role"
 done
 # Signed download URLs under Workload Identity are signed by IAM (signBlob) as itself.
-run gcloud iam service-accounts add-iam-policy-binding "$GSA_HANDLER" --project="$PROJECT_ID" \
+run_retry gcloud iam service-accounts add-iam-policy-binding "$GSA_HANDLER" --project="$PROJECT_ID" \
   --member="serviceAccount:$GSA_HANDLER" --role=roles/iam.serviceAccountTokenCreator --format=none
 
 step "3. Artifact Registry repository for the images"
 ensure gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" --project="$PROJECT_ID" \
   -- gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
   --location="$REGION" --project="$PROJECT_ID" --description="ImageFlow images"
-run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location="$REGION" \
+run_retry gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location="$REGION" \
   --project="$PROJECT_ID" --member="serviceAccount:$GSA_NODES" --role=roles/artifactregistry.reader --format=none
 
 step "4. GKE cluster ($CLUSTER_MODE) with Workload Identity"
@@ -402,10 +579,10 @@ run gcloud container clusters get-credentials "$CLUSTER" --region="$REGION" --pr
 step "5. Workload Identity: each Kubernetes service account acts as its Google one"
 for pair in "image-handler $GSA_HANDLER" "interaction-manager $GSA_MANAGER" "image-processor $GSA_PROCESSOR"; do
   read -r ksa gsa <<<"$pair"
-  run gcloud iam service-accounts add-iam-policy-binding "$gsa" --project="$PROJECT_ID" \
+  run_retry gcloud iam service-accounts add-iam-policy-binding "$gsa" --project="$PROJECT_ID" \
     --role=roles/iam.workloadIdentityUser --member="serviceAccount:${WI_POOL}[$NAMESPACE/$ksa]" --format=none
 done
-run gcloud iam service-accounts add-iam-policy-binding "$GSA_KEDA" --project="$PROJECT_ID" \
+run_retry gcloud iam service-accounts add-iam-policy-binding "$GSA_KEDA" --project="$PROJECT_ID" \
   --role=roles/iam.workloadIdentityUser --member="serviceAccount:${WI_POOL}[keda/keda-operator]" --format=none
 
 step "6. Cloud Storage bucket: uniform access, no public access, delete after $JOB_RETENTION_DAYS days"
@@ -426,7 +603,7 @@ write_file "$WORK_DIR/lifecycle.json" "{
 run gcloud storage buckets update "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
   --lifecycle-file="$WORK_DIR/lifecycle.json" --clear-soft-delete
 bind_bucket_role() {
-  run gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
+  run_retry gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
     --member="serviceAccount:$1" --role="$2" --format=none
 }
 # What each service's code does with the bucket (tests/unit/test_deploy_script.py derives the
@@ -466,6 +643,15 @@ for group in jobs images; do
     --database='(default)' --project="$PROJECT_ID" --async --quiet
 done
 
+# An index on a monotonically increasing field caps its collection group's writes near 500/s;
+# on images, the TTL field expires_at and updated_at are never queried (imageflow/jobstore/
+# firestore.py), so they are exempt from single-field indexing (TTL works without it). seq stays
+# indexed: page_images orders by it.
+for field in expires_at updated_at; do
+  run gcloud firestore indexes fields update "$field" --collection-group=images --disable-indexes \
+    --database='(default)' --project="$PROJECT_ID" --async --quiet
+done
+
 # JobStore.page_images with a status filter: equality on status, in upload order (seq).
 run_ok_if_exists gcloud firestore indexes composite create --project="$PROJECT_ID" --database='(default)' \
   --collection-group=images --query-scope=COLLECTION --field-config="field-path=status,order=ascending" \
@@ -481,24 +667,14 @@ step "8. Pub/Sub topics and subscriptions (imageflow/topology.py), dead-letterin
 # them: ack deadline, dead-letter policy, retry backoff, no expiry. The email function's
 # subscription is left to its Eventarc trigger, and given the same policy in step 13 (its
 # dead-letter topic is created here, with the others). It runs as you
-# (gcloud auth application-default login).
-topology_env=(env IMAGEFLOW_BACKEND=gcp GCP_PROJECT="$PROJECT_ID" GCS_BUCKET="$GCS_BUCKET"
-              ACK_DEADLINE_SECONDS="$ACK_DEADLINE_SECONDS" MAX_DELIVERY_ATTEMPTS="$MAX_DELIVERY_ATTEMPTS"
-              JOBS_TOPIC="$JOBS_TOPIC" TASKS_TOPIC="$TASKS_TOPIC" RESULTS_TOPIC="$RESULTS_TOPIC"
-              NOTIFICATIONS_TOPIC="$NOTIFICATIONS_TOPIC" TASKS_DLQ_TOPIC="$TASKS_DLQ_TOPIC"
-              JOBS_SUBSCRIPTION="$JOBS_SUBSCRIPTION" TASKS_SUBSCRIPTION="$TASKS_SUBSCRIPTION"
-              RESULTS_SUBSCRIPTION="$RESULTS_SUBSCRIPTION" TASKS_DLQ_SUBSCRIPTION="$TASKS_DLQ_SUBSCRIPTION"
-              NOTIFICATIONS_SUBSCRIPTION="$NOTIFICATIONS_SUBSCRIPTION" WEBHOOKS_DLQ_TOPIC="$WEBHOOKS_DLQ_TOPIC"
-              WEBHOOKS_SUBSCRIPTION="$WEBHOOKS_SUBSCRIPTION" WEBHOOKS_DLQ_SUBSCRIPTION="$WEBHOOKS_DLQ_SUBSCRIPTION"
-              WEBHOOK_MAX_ATTEMPTS="$WEBHOOK_MAX_ATTEMPTS" UPLOADS_TOPIC="$UPLOADS_TOPIC"
-              UPLOADS_SUBSCRIPTION="$UPLOADS_SUBSCRIPTION" RETRY_MIN_BACKOFF_SECONDS="$RETRY_MIN_BACKOFF_SECONDS"
-              RETRY_MAX_BACKOFF_SECONDS="$RETRY_MAX_BACKOFF_SECONDS")
+# (gcloud auth application-default login), billed to this project: the application-default
+# credentials' own quota project may be another one, where Pub/Sub is not even enabled.
 run "${topology_env[@]}" "$PYTHON" -m imageflow.setup ensure --no-email-subscription
 # Direct uploads (issue 12): the bucket announces each finished object on the uploads topic
 # (the manager's subscription of it was created by the setup command just above). A second
 # notification would send each event twice, so it is created only when none names the topic.
 GCS_AGENT="service-$PROJECT_NUMBER@gs-project-accounts.iam.gserviceaccount.com"
-run gcloud pubsub topics add-iam-policy-binding "$UPLOADS_TOPIC" --project="$PROJECT_ID" \
+run_retry gcloud pubsub topics add-iam-policy-binding "$UPLOADS_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$GCS_AGENT" --role=roles/pubsub.publisher --format=none
 # (the check is one shell command, so the --dry-run plan runs it exactly as deploy.sh does)
 # shellcheck disable=SC2016  # $1..$3 are the inner shell's arguments
@@ -509,14 +685,14 @@ ensure bash -c 'gcloud storage buckets notifications list "gs://$1" --project="$
 for pair in "$TASKS_DLQ_TOPIC:$TASKS_SUBSCRIPTION" "$JOBS_DLQ_TOPIC:$JOBS_SUBSCRIPTION" \
   "$RESULTS_DLQ_TOPIC:$RESULTS_SUBSCRIPTION" "$WEBHOOKS_DLQ_TOPIC:$WEBHOOKS_SUBSCRIPTION" \
   "$UPLOADS_DLQ_TOPIC:$UPLOADS_SUBSCRIPTION"; do
-  run gcloud pubsub topics add-iam-policy-binding "${pair%%:*}" --project="$PROJECT_ID" \
+  run_retry gcloud pubsub topics add-iam-policy-binding "${pair%%:*}" --project="$PROJECT_ID" \
     --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-  run gcloud pubsub subscriptions add-iam-policy-binding "${pair#*:}" --project="$PROJECT_ID" \
+  run_retry gcloud pubsub subscriptions add-iam-policy-binding "${pair#*:}" --project="$PROJECT_ID" \
     --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
 done
-bind_topic_role() { run gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
+bind_topic_role() { run_retry gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
   --member="serviceAccount:$2" --role="$3" --format=none; }
-bind_subscription_role() { run gcloud pubsub subscriptions add-iam-policy-binding "$1" \
+bind_subscription_role() { run_retry gcloud pubsub subscriptions add-iam-policy-binding "$1" \
   --project="$PROJECT_ID" --member="serviceAccount:$2" --role=roles/pubsub.subscriber --format=none; }
 # Every service's /readyz reads the jobs topic (MessageBus.check).
 for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_topic_role "$JOBS_TOPIC" "$gsa" roles/pubsub.viewer; done
@@ -550,14 +726,29 @@ elif [[ -n "${SENDGRID_API_KEY:-}" ]]; then
 elif ! gcloud secrets versions describe latest --secret="$SENDGRID_SECRET" --project="$PROJECT_ID" >/dev/null 2>&1; then
   die "the secret $SENDGRID_SECRET has no version yet: set SENDGRID_API_KEY for the first deploy"
 fi
-run gcloud secrets add-iam-policy-binding "$SENDGRID_SECRET" --project="$PROJECT_ID" \
+run_retry gcloud secrets add-iam-policy-binding "$SENDGRID_SECRET" --project="$PROJECT_ID" \
   --member="serviceAccount:$GSA_EMAIL" --role=roles/secretmanager.secretAccessor --format=none
 
 step "10. Static address of the load balancer"
 ensure gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
   -- gcloud compute addresses create "$STATIC_IP_NAME" --global --project="$PROJECT_ID"
 capture INGRESS_IP gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" --format='value(address)'
-PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$INGRESS_IP}"
+# Without --domain: a name that resolves to the address (sslip.io answers a.b.c.d for
+# a-b-c-d.sslip.io), so the managed certificate can be issued with no DNS of one's own.
+if ((DRY_RUN)); then
+  say "INGRESS_HOST=\"\${INGRESS_IP//./-}.sslip.io\""
+  # shellcheck disable=SC2016  # a literal ${INGRESS_HOST}: the plan assigns it when it runs
+  INGRESS_HOST='${INGRESS_HOST}'
+else
+  INGRESS_HOST="${INGRESS_IP//./-}.sslip.io"
+fi
+SSLIP_DOMAIN=0
+if [[ -z "$DOMAIN" ]] && ! ((INSECURE_HTTP)); then DOMAIN="$INGRESS_HOST" SSLIP_DOMAIN=1; fi
+if [[ -n "$DOMAIN" ]]; then
+  PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-https://$DOMAIN}"
+else
+  PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$INGRESS_IP}"
+fi
 PUBLIC_BASE_URL="${PUBLIC_BASE_URL%/}"
 
 step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG)"
@@ -656,7 +847,7 @@ GCP_PROJECT: $(yaml_str "$PROJECT_ID")
 PUBLIC_BASE_URL: $(yaml_str "$PUBLIC_BASE_URL")
 EMAIL_FROM: $(yaml_str "$EMAIL_FROM")
 OTEL_TRACES_EXPORTER: \"gcp_trace\""
-run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
+run_retry gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
   --runtime="$FUNCTION_RUNTIME" --source="$FUNCTION_SOURCE" --entry-point="$FUNCTION_ENTRY_POINT" \
   --trigger-topic="$NOTIFICATIONS_TOPIC" --trigger-service-account="$GSA_EMAIL" --retry \
   --service-account="$GSA_EMAIL" --build-service-account="projects/$PROJECT_ID/serviceAccounts/$GSA_BUILD" \
@@ -664,7 +855,7 @@ run gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --re
   --env-vars-file="$WORK_DIR/function-env.yaml" \
   --set-secrets="SENDGRID_API_KEY=$SENDGRID_SECRET:latest"
 # Only the trigger's identity may invoke the function (not every account of the project).
-run gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
+run_retry gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
   --member="serviceAccount:$GSA_EMAIL" --format=none
 # The trigger's Pub/Sub subscription is created by Eventarc with no dead-letter topic: a mail
 # that keeps failing would be retried for the topic's whole retention. Give it the policy every
@@ -681,9 +872,9 @@ if ((DRY_RUN)); then
 elif [[ -z "$EMAIL_TRIGGER_SUBSCRIPTION" ]]; then
   echo "deploy.sh: the email function $FUNCTION_NAME has no Eventarc subscription" >&2; exit 1
 fi
-run gcloud pubsub topics add-iam-policy-binding "$NOTIFICATIONS_DLQ_TOPIC" --project="$PROJECT_ID" \
+run_retry gcloud pubsub topics add-iam-policy-binding "$NOTIFICATIONS_DLQ_TOPIC" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-run gcloud pubsub subscriptions add-iam-policy-binding "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
+run_retry gcloud pubsub subscriptions add-iam-policy-binding "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
 run gcloud pubsub subscriptions update "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
   --dead-letter-topic="$NOTIFICATIONS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" \
@@ -733,7 +924,9 @@ alert_policy failed-emails "ImageFlow: emails not sent" \
 
 step "Done"
 done_message="ImageFlow: $PUBLIC_BASE_URL (the load balancer takes a few minutes to answer)"
-if [[ -n "$DOMAIN" ]]; then
+if ((SSLIP_DOMAIN)); then
+  done_message+="; its certificate becomes active 15-60 minutes after the first deploy (until then HTTPS fails)"
+elif [[ -n "$DOMAIN" ]]; then
   done_message+="; point the DNS A record of $DOMAIN at $INGRESS_IP for its certificate"
 fi
 if ((DRY_RUN)); then say "echo $(quote "$done_message")"; else log "$done_message"; fi

@@ -54,12 +54,20 @@ def commands(plan_text: str) -> list[list[str]]:
         if line.startswith("cat > "):
             while lines[i] != "EOF":
                 i += 1
-        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()")):
+        elif line.startswith(("ok_if_exists ()", "alert_policy_exists ()", "retry_propagation ()",
+                              "delete_alert_policies ()")):
             while lines[i] != "}":
                 i += 1
+        elif line.startswith("if ") and " >/dev/null 2>&1; then" in line:  # teardown: `if CHECK; then DELETE; fi`
+            check, _, rest = line.removeprefix("if ").partition(" >/dev/null 2>&1; then")
+            out.append(shlex.split(check))
+            if rest.strip():
+                out.append(shlex.split(rest.strip().removesuffix("; fi")))
+        elif line == "fi":
+            pass
         elif line and not line.startswith("#"):
             for part in line.split(" >/dev/null 2>&1 || "):
-                words = shlex.split(part.removeprefix("ok_if_exists "))
+                words = shlex.split(part.removeprefix("ok_if_exists ").removeprefix("retry_propagation "))
                 out.append(words)
         i += 1
     return out
@@ -148,6 +156,11 @@ def test_plan_creates_the_topology_with_the_setup_command():
     env, argv = setup_command(cmds)
     assert argv == ["python3", "-m", "imageflow.setup", "ensure", "--no-email-subscription"]
     assert env["IMAGEFLOW_BACKEND"] == "gcp" and env["GCP_PROJECT"] == PROJECT
+    # Issue 27 M4: billed to the project it sets up, not to the credentials' quota project
+    # (google.auth reads GOOGLE_CLOUD_QUOTA_PROJECT for application-default credentials).
+    assert env["GOOGLE_CLOUD_QUOTA_PROJECT"] == PROJECT
+    from google.auth import environment_vars
+    assert environment_vars.GOOGLE_CLOUD_QUOTA_PROJECT == "GOOGLE_CLOUD_QUOTA_PROJECT"
     settings = Settings.from_env(env)
     assert settings.topics == Settings().topics
     assert (settings.ack_deadline_seconds, settings.max_delivery_attempts) == (60, 5)
@@ -299,6 +312,19 @@ def test_firestore_database_and_the_indexes_of_list_jobs():
         assert [f"--field-config=field-path={f},order=ascending" for f in equalities] + order in indexes
 
 
+def test_monotonic_image_fields_nobody_queries_are_exempt_from_indexing():
+    """Issue 27 M3: an indexed, monotonically increasing field caps writes near 500/s. The images'
+    expires_at (TTL) and updated_at are exempt; seq, which page_images orders by, is not."""
+    cmds = commands(plan())
+    exempt = {(c[5], flags(c)["collection-group"]) for c in find(cmds, "gcloud", "firestore", "indexes", "fields", "update")
+              if "--disable-indexes" in c}
+    assert exempt == {("expires_at", "images"), ("updated_at", "images")}
+    store = (ROOT / "imageflow/jobstore/firestore.py").read_text()
+    for field, _ in exempt:
+        assert not re.search(rf'(FieldFilter|order_by)\("{field}"', store), f"{field} is queried: it needs its index"
+    assert 'order_by("seq")' in store
+
+
 def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
     text = plan()
     files = heredocs(text)
@@ -318,7 +344,7 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
 
 def test_keda_is_installed_before_the_manifests_are_applied():
     cmds = commands(plan())
-    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
+    assert index_of(cmds, "helm", "upgrade") < index_of(cmds, "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
     assert index_of(cmds, "gcloud", "builds", "submit") < index_of(cmds, "kubectl", "apply", "-k")
     assert index_of(cmds, "cp", "-R", "k8s", "keda") < index_of(cmds, "kubectl", "apply", "-k")
     https = commands(plan("--domain", "images.acme.example"))
@@ -368,12 +394,33 @@ def test_secrets_stay_out_of_the_plan():
     assert '"$SENDGRID_API_KEY" | gcloud secrets versions add imageflow-sendgrid' in text
 
 
-def test_public_base_url_is_the_domain_or_the_reserved_address():
-    files = heredocs(plan("--domain", "images.acme.example"))
-    assert "PUBLIC_BASE_URL=https://images.acme.example" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+def test_https_by_default_on_the_domain_or_a_name_of_the_reserved_address():
+    """Issue 27 H3: API keys and signed links never travel in clear unless asked for. With
+    --domain the certificate is for it; without, for <address-with-dashes>.sslip.io (a name
+    that resolves to the reserved address); plain HTTP only with --insecure-http."""
+    config = f"{MANIFESTS}/k8s/overlays/gke/config.env"
+    text = plan("--domain", "images.acme.example")
+    files = heredocs(text)
+    assert "PUBLIC_BASE_URL=https://images.acme.example" in files[config].splitlines()
     assert files[f"{MANIFESTS}/k8s/overlays/gke-https/params.env"] == "DOMAIN=images.acme.example"
-    files = heredocs(plan())
-    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files[f"{MANIFESTS}/k8s/overlays/gke/config.env"].splitlines()
+    assert find(commands(text), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
+
+    text = plan()
+    files = heredocs(text)
+    assert 'INGRESS_HOST="${INGRESS_IP//./-}.sslip.io"' in text.splitlines()
+    assert "PUBLIC_BASE_URL=https://${INGRESS_HOST}" in files[config].splitlines()
+    assert files[f"{MANIFESTS}/k8s/overlays/gke-https/params.env"] == "DOMAIN=${INGRESS_HOST}"
+    assert find(commands(text), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke-https")
+    assert not find(commands(text), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
+    assert "http://" not in files[config]
+
+    proc = run_script("--project", PROJECT, "--tag", "v1", "--dry-run", "--email-from", SENDER, "--insecure-http")
+    files = heredocs(proc.stdout)
+    assert "PUBLIC_BASE_URL=http://${INGRESS_IP}" in files[config].splitlines()
+    assert find(commands(proc.stdout), "kubectl", "apply", "-k", f"{MANIFESTS}/k8s/overlays/gke")
+    assert "over plain HTTP" in proc.stderr
+    both = run_script("--project", PROJECT, "--dry-run", "--insecure-http", "--domain", "a.example", check=False)
+    assert both.returncode == 2 and "--domain and --insecure-http contradict" in both.stderr
 
 
 # ---------------------------------------------------------------- running it -------------
@@ -385,10 +432,27 @@ for a in "$@"; do
   case "$a" in
     --field-config=*) words+=("$a") ;;
     -*) ;;
-    describe|create|create-auto) verb="$a" ;;
+    describe|create|create-auto|delete) verb="$a" ;;
     *@*.iam.gserviceaccount.com) words+=("${a%%@*}") ;;  # describe takes the email, create the name
     *) words+=("$a") ;;
   esac
+done
+# FAKE_FLAKY: calls whose arguments contain it fail FAKE_FLAKY_TIMES times with FAKE_FLAKY_ERROR
+# (a permission that has not propagated yet), then behave.
+if [[ -n "${FAKE_FLAKY:-}" && "$*" == *"$FAKE_FLAKY"* ]]; then
+  failed="$(cat "$FAKE_STATE/flaky" 2>/dev/null || echo 0)"
+  if ((failed < FAKE_FLAKY_TIMES)); then
+    echo $((failed + 1)) > "$FAKE_STATE/flaky"; echo "$FAKE_FLAKY_ERROR" >&2; exit 1
+  fi
+fi
+# Service agents exist once asked for (a fresh project has none): a grant to one that was
+# never created fails, as on GCP.
+if [[ "$*" == *"beta services identity create --service=pubsub.googleapis.com"* ]]; then touch "$FAKE_STATE/agent_gcp-sa-pubsub"; fi
+if [[ "$*" == "storage service-agent"* ]]; then touch "$FAKE_STATE/agent_gs-project-accounts"; exit 0; fi
+for agent in gcp-sa-pubsub gs-project-accounts; do
+  if [[ "$*" == *"add-iam-policy-binding"*"@$agent.iam.gserviceaccount.com"* && ! -e "$FAKE_STATE/agent_$agent" ]]; then
+    echo "ERROR: INVALID_ARGUMENT: Service account service-1@$agent.iam.gserviceaccount.com does not exist." >&2; exit 1
+  fi
 done
 if [[ "$*" == *"secrets versions add"* ]]; then cat > "$FAKE_STATE/secret_value"; exit 0; fi
 if [[ "$*" == *"secrets versions access"* ]]; then cat "$FAKE_STATE/secret_value" 2>/dev/null; exit; fi
@@ -409,6 +473,13 @@ case "$*" in
     [[ -e "$FAKE_STATE/function" ]] && echo "projects/p/subscriptions/eventarc-us-central1-imageflow-email-758210-sub-001"
     exit 0 ;;
   "functions deploy"*) touch "$FAKE_STATE/function"; exit 0 ;;
+  "functions describe"*) [[ -e "$FAKE_STATE/function" ]]; exit ;;
+  "functions delete"*) rm "$FAKE_STATE/function"; exit 0 ;;
+  "storage rm --recursive gs://"*) b="${4#gs://}"; rm "$FAKE_STATE/storage_buckets_gs:__${b}_" "$FAKE_STATE/notification"; exit 0 ;;
+  "firestore databases delete"*) rm -f "$FAKE_STATE"/firestore_indexes_* ;;
+  "storage buckets notifications delete"*) rm -f "$FAKE_STATE/notification"; exit 0 ;;
+  "secrets delete"*) rm -f "$FAKE_STATE/secret_value" ;;
+  *"monitoring policies delete"*) rm "$FAKE_STATE/policy_${5##*/}"; exit 0 ;;
   "storage buckets notifications list"*)
     [[ -e "$FAKE_STATE/notification" ]] && echo "//pubsub.googleapis.com/projects/p/topics/imageflow-uploads"; exit 0 ;;
   "storage buckets notifications create"*) touch "$FAKE_STATE/notification"; exit 0 ;;
@@ -419,6 +490,9 @@ case "$verb" in
   create|create-auto)
     if [[ -e "$FAKE_STATE/$key" ]]; then echo "ERROR: ALREADY_EXISTS: $key" >&2; exit 1; fi
     touch "$FAKE_STATE/$key" ;;
+  delete)
+    if [[ ! -e "$FAKE_STATE/$key" ]]; then echo "ERROR: NOT_FOUND: $key" >&2; exit 1; fi
+    rm "$FAKE_STATE/$key" ;;
   *) exit 0 ;;
 esac
 '''
@@ -429,6 +503,7 @@ printf 'kubectl' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAK
 if [[ "$1 $2" == "apply -k" ]]; then exec "$REAL_KUBECTL" kustomize "$3" > "$FAKE_STATE/applied.yaml"; fi
 if [[ "$1 $2" == "get namespace" ]]; then [[ -e "$FAKE_STATE/ns_$3" ]]; exit; fi
 if [[ "$1 $2" == "create namespace" ]]; then touch "$FAKE_STATE/ns_$3"; fi
+if [[ "$1 $2" == "delete namespace" ]]; then rm -f "$FAKE_STATE/ns_$3" "$FAKE_STATE/applied.yaml" "$FAKE_STATE/secret.yaml"; fi
 if [[ "$*" == *"--dry-run=client"* ]]; then echo "kind: Secret"; fi
 exit 0
 '''
@@ -466,7 +541,7 @@ def sandbox(tmp_path):
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(tmp_path / "calls.log"),
            "FAKE_STATE": str(state), "REAL_KUBECTL": real_kubectl, "FAKE_PROJECT_NUMBER": FAKE_PROJECT_NUMBER,
            "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "k-test", "URL_SIGNING_SECRET": "",
-           "REAL_PYTHON": sys.executable, "EMAIL_FROM": SENDER}
+           "REAL_PYTHON": sys.executable, "EMAIL_FROM": SENDER, "DEPLOY_RETRY_DELAY_SECONDS": "0"}
     return {"tree": tree, "env": env, "log": tmp_path / "calls.log", "state": state}
 
 
@@ -507,7 +582,12 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
 
     # What it applied: the project's images, address and subscription in valid manifests.
     applied = [d for d in yaml.safe_load_all((sandbox["state"] / "applied.yaml").read_text()) if d]
-    assert config_map(applied)["PUBLIC_BASE_URL"] == f"http://{FAKE_ADDRESS}"
+    host = FAKE_ADDRESS.replace(".", "-") + ".sslip.io"
+    assert config_map(applied)["PUBLIC_BASE_URL"] == f"https://{host}"
+    assert by_kind(applied, "ManagedCertificate")["imageflow-cert"]["spec"]["domains"] == [host]
+    assert by_kind(applied, "FrontendConfig")["imageflow-https-redirect"]["spec"]["redirectToHttps"]["enabled"] is True
+    ingress = by_kind(applied, "Ingress")["imageflow"]["metadata"]["annotations"]
+    assert ingress["networking.gke.io/managed-certificates"] == "imageflow-cert"
     assert config_map(applied)["GCP_PROJECT"] == PROJECT
     image = by_kind(applied, "Deployment")["image-processor"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/image-processor:v1"
@@ -540,8 +620,159 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     assert (sandbox["state"] / "secret_value").read_text() == env["SENDGRID_API_KEY"]
 
 
+EVENTARC_NOT_READY = ("ERROR: (gcloud.functions.deploy) Invalid resource state for \"\": Permission denied while "
+                     "using the Eventarc Service Agent. If you recently started to use Eventarc, it may take a few "
+                     "minutes before all necessary permissions are propagated to the Service Agent.")
+
+
+def test_deploy_waits_for_eventarc_and_iam_propagation(sandbox):
+    """Issue 27 H2: on a project that just enabled Eventarc the function's deploy fails for a
+    while, and a grant right after an account's creation may not see it yet: the deploy says
+    it is waiting, tries again, and finishes."""
+    env = {**sandbox["env"], "FAKE_FLAKY": "functions deploy", "FAKE_FLAKY_TIMES": "2", "FAKE_FLAKY_ERROR": EVENTARC_NOT_READY}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env)
+    assert len([c for c in _calls(sandbox["log"]) if c.startswith("gcloud functions deploy")]) == 3
+    assert "waiting for permissions to propagate (attempt 1 of 10 failed; next in 0s): gcloud functions deploy" in proc.stderr
+    assert "attempt 2 of 10 failed" in proc.stderr and "attempt 3" not in proc.stderr
+
+    sandbox["log"].unlink(); shutil.rmtree(sandbox["state"]); sandbox["state"].mkdir()
+    member = "imageflow-email@acme-images.iam.gserviceaccount.com"
+    env = {**sandbox["env"], "FAKE_FLAKY": f"--member=serviceAccount:{member}", "FAKE_FLAKY_TIMES": "1",
+           "FAKE_FLAKY_ERROR": f"ERROR: INVALID_ARGUMENT: Service account {member} does not exist."}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env)
+    grants = [c for c in _calls(sandbox["log"]) if f"--member=serviceAccount:{member}" in c]
+    assert grants[0] == grants[1], "the first grant naming the new account is made again"
+    assert "attempt 1 of 10 failed" in proc.stderr
+
+
+def test_a_propagation_that_never_comes_stops_with_a_clear_message(sandbox):
+    env = {**sandbox["env"], "FAKE_FLAKY": "functions deploy", "FAKE_FLAKY_TIMES": "99",
+           "FAKE_FLAKY_ERROR": EVENTARC_NOT_READY, "DEPLOY_RETRY_ATTEMPTS": "3"}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env,
+                      check=False)
+    assert proc.returncode != 0
+    assert len([c for c in _calls(sandbox["log"]) if c.startswith("gcloud functions deploy")]) == 3
+    assert "still failing after 3 attempts, waiting for new permissions to propagate: gcloud functions deploy" in proc.stderr
+    assert "run the deploy again later, it resumes where it stopped" in proc.stderr
+
+
+def test_other_errors_are_not_retried(sandbox):
+    env = {**sandbox["env"], "FAKE_FLAKY": "functions deploy", "FAKE_FLAKY_TIMES": "99",
+           "FAKE_FLAKY_ERROR": "ERROR: (gcloud.functions.deploy) INVALID_ARGUMENT: runtime python311 is not supported"}
+    proc = run_script("--project", PROJECT, "--tag", "v1", script=sandbox["tree"] / "scripts/deploy.sh", env=env,
+                      check=False)
+    assert proc.returncode != 0 and "runtime python311 is not supported" in proc.stderr
+    assert len([c for c in _calls(sandbox["log"]) if c.startswith("gcloud functions deploy")]) == 1
+    assert "waiting for permissions" not in proc.stderr
+
+
+# ---------------------------------------------------------------- teardown ---------------
+def _resource(c: list[str]) -> tuple[str, str] | None:
+    """(kind, name) of a command that creates or deletes one resource of the deploy."""
+    words = [w for w in c if not w.startswith("-")]
+    name = lambda i: words[i].split("@")[0] if i < len(words) else flags(c).get("database")  # noqa: E731
+    if c[:1] == ["kubectl"] and words[1:3] in (["create", "namespace"], ["delete", "namespace"]):
+        return ("namespace", words[3])
+    if c[:3] == ["gcloud", "functions", "deploy"] or c[:3] == ["gcloud", "functions", "delete"]:
+        return ("function", words[3])
+    if c[:3] == ["gcloud", "storage", "rm"] and "--recursive" in c:
+        return ("storage buckets", words[3])
+    if c[:1] != ["gcloud"]:
+        return None
+    for verb in ("create", "create-auto", "delete"):
+        if verb in words[1:5]:
+            i = words.index(verb)
+            kind = " ".join(w for w in words[1:i] if w != "alpha")
+            return (kind, name(i + 1))
+    return None
+
+
+def test_teardown_deletes_everything_the_deploy_creates():
+    """Issue 27: back to nothing. Every resource a deploy plan creates has its delete in the
+    teardown plan (Firestore indexes go with the database, the bucket's notification with the
+    bucket, KEDA with the cluster), the topology's topics and subscriptions included."""
+    deploy, teardown = commands(plan()), commands(plan("--teardown"))
+    created = {_resource(c) for c in deploy if _resource(c) and "delete" not in c}
+    # Gone with what holds them: indexes with the database, the notification with the bucket;
+    # alert policies are deleted by label (below); Pub/Sub's service agent is Google's.
+    with_others = {"firestore indexes composite", "storage buckets notifications", "monitoring policies",
+                   "beta services identity"}
+    created = {r for r in created if r[0] not in with_others}
+    setup_env, _ = setup_command(deploy)
+    settings = Settings.from_env(setup_env)
+    created |= {("pubsub topics", t) for t in topology.topics(settings)}
+    created |= {("pubsub subscriptions", sub.name) for sub in topology.subscriptions(settings, email_subscription=False)}
+    deleted = {_resource(c) for c in teardown if _resource(c) and "delete" in c or c[:3] == ["gcloud", "storage", "rm"]}
+    assert created - deleted == set()
+    assert len(created) >= 35
+    # Alert policies (found by label) and project roles.
+    [alerts] = find(teardown, "delete_alert_policies")
+    ids = {json.loads(body)["userLabels"]["imageflow_alert"] for path, body in heredocs(plan()).items() if "/alert-" in path}
+    assert set(alerts[2:]) == ids
+    granted = {(flags(c)["member"], flags(c)["role"]) for c in find(deploy, "gcloud", "projects", "add-iam-policy-binding")}
+    removed = {(flags(c)["member"], flags(c)["role"]) for c in find(teardown, "gcloud", "projects", "remove-iam-policy-binding")}
+    assert granted == removed
+    # Only what exists is deleted (a teardown that stopped is run again), and nothing is created.
+    assert not [c for c in teardown if _resource(c) and "delete" not in c and c[:3] != ["gcloud", "storage", "rm"]
+                and "describe" not in c]
+
+
+def test_teardown_order_leaks_nothing():
+    cmds = commands(plan("--teardown"))
+    at = lambda *prefix: index_of(cmds, *prefix)  # noqa: E731
+    # The Ingress goes while its controller runs, so the load balancer's resources go with it;
+    # the address only once no forwarding rule uses it.
+    assert at("kubectl", "--namespace=imageflow", "delete", "ingress", "imageflow") \
+        < at("kubectl", "delete", "namespace", "imageflow") < at("gcloud", "container", "clusters", "delete") \
+        < at("gcloud", "compute", "addresses", "delete")
+    assert "--wait=true" in cmds[at("kubectl", "--namespace=imageflow", "delete", "ingress")]
+    subs = [i for i, c in enumerate(cmds) if c[:4] == ["gcloud", "pubsub", "subscriptions", "delete"]]
+    topics = [i for i, c in enumerate(cmds) if c[:4] == ["gcloud", "pubsub", "topics", "delete"]]
+    assert max(subs) < min(topics)
+    roles = [i for i, c in enumerate(cmds) if c[:3] == ["gcloud", "projects", "remove-iam-policy-binding"]]
+    accounts = [i for i, c in enumerate(cmds) if c[:4] == ["gcloud", "iam", "service-accounts", "delete"]]
+    assert max(roles) < min(accounts) and len(accounts) == 7
+    assert at("gcloud", "functions", "delete") < min(topics), "the trigger's subscription goes with the function first"
+
+
+def test_teardown_keep_data_keeps_the_bucket_and_firestore():
+    kept = commands(plan("--teardown", "--keep-data"))
+    assert not find(kept, "gcloud", "storage", "rm") and not find(kept, "gcloud", "firestore", "databases", "delete")
+    [notify] = find(kept, "gcloud", "storage", "buckets", "notifications", "delete")
+    assert notify[5] == f"gs://{PROJECT}-imageflow", "its topic is deleted: the bucket stops announcing uploads"
+    full = commands(plan("--teardown"))
+    assert find(full, "gcloud", "storage", "rm", "--recursive", f"gs://{PROJECT}-imageflow")
+    assert find(full, "gcloud", "firestore", "databases", "delete")
+    bad = run_script("--project", PROJECT, "--dry-run", "--keep-data", check=False)
+    assert bad.returncode == 2 and "--keep-data goes with --teardown" in bad.stderr
+
+
+def test_teardown_after_a_deploy_leaves_nothing_and_runs_again(sandbox):
+    tree, env, state = sandbox["tree"], sandbox["env"], sandbox["state"]
+    script = tree / "scripts/deploy.sh"
+    run_script("--project", PROJECT, "--tag", "v1", script=script, env=env)
+    made = {p.name for p in state.iterdir()}
+    assert len(made) >= 20
+    sandbox["log"].unlink()
+    proc = run_script("--project", PROJECT, "--teardown", script=script, env={**env, "API_KEYS": "", "EMAIL_FROM": ""})
+    left = {p.name for p in state.iterdir()}
+    # Left: Google's service agents (created by Google's services, not the deploy's).
+    assert {name for name in left if not name.startswith("agent_")} == set(), left
+    calls = _calls(sandbox["log"])
+    assert index_of([c.split() for c in calls], "kubectl", "--namespace=imageflow", "delete", "ingress") \
+        < index_of([c.split() for c in calls], "gcloud", "container", "clusters", "delete")
+    assert f"ImageFlow removed from {PROJECT}" in proc.stderr
+    # A second teardown finds nothing to delete.
+    sandbox["log"].unlink()
+    run_script("--project", PROJECT, "--teardown", script=script, env=env)
+    again = _calls(sandbox["log"])
+    assert [c for c in again if re.search(r" (delete|rm) ", c) and "remove-iam-policy-binding" not in c] == []
+    assert not [c for c in again if c.startswith("kubectl")], "no cluster: no kubectl"
+
+
 # ---------------------------------------------------------------- gcloud flags -----------
-GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding",
+GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding", "service-agent",
+                "delete", "rm",
                 "remove-iam-policy-binding",
                 "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
@@ -556,7 +787,8 @@ def test_every_gcloud_flag_exists_in_the_installed_sdk():
     if shutil.which("gcloud") is None:
         pytest.skip("the Google Cloud CLI is not installed")
     wanted: dict[tuple, set] = {}
-    for c in commands(plan("--domain", "images.acme.example")):
+    for c in commands(plan("--domain", "images.acme.example")) + commands(plan("--teardown")) \
+            + commands(plan("--teardown", "--keep-data")):
         if c[0] != "gcloud":
             continue
         words = [w for w in c[1:] if not w.startswith("-")]
@@ -784,6 +1016,34 @@ def test_pubsub_service_agent_is_created_before_its_bindings():
     assert flags(cmds[identity])["service"] == "pubsub.googleapis.com"
     agent = [i for i, c in enumerate(cmds) if "gcp-sa-pubsub" in flags(c).get("member", "")]
     assert agent and identity < min(agent)
+
+
+def test_every_service_agent_is_created_before_it_is_granted():
+    """Issue 27 H1: Google's service agents exist only once asked for; a grant to one that does
+    not exist fails, on the first deploy and on every re-run."""
+    cmds = commands(plan())
+    created = {"gcp-sa-pubsub": index_of(cmds, "gcloud", "beta", "services", "identity", "create"),
+               "gs-project-accounts": index_of(cmds, "gcloud", "storage", "service-agent")}
+    assert flags(cmds[created["gcp-sa-pubsub"]])["service"] == "pubsub.googleapis.com"
+    assert flags(cmds[created["gs-project-accounts"]])["project"] == PROJECT
+    granted = [c for c in cmds if "-${PROJECT_NUMBER}@" in flags(c).get("member", "")]
+    agents = {re.search(r"@([a-z-]+)\.iam\.gserviceaccount\.com", flags(c)["member"]).group(1) for c in granted}
+    assert agents == set(created), "every agent granted a role is created by the plan"
+    for c in granted:
+        agent = re.search(r"@([a-z-]+)\.iam", flags(c)["member"]).group(1)
+        assert created[agent] < cmds.index(c), c
+
+
+def test_propagation_sensitive_steps_are_retried():
+    """Issue 27 H2: every IAM grant (it may name an account created seconds before) and the email
+    function's deploy (Eventarc's service agent on a new project) run under retry_propagation."""
+    text = plan()
+    lines = [line for line in text.splitlines() if not line.startswith((" ", "#"))]
+    sensitive = [line for line in lines if re.search(r"^(retry_propagation )?gcloud .*"
+                                                     r"(add-iam-policy-binding|add-invoker-policy-binding|functions deploy)", line)]
+    assert len(sensitive) >= 30
+    assert [line for line in sensitive if not line.startswith("retry_propagation ")] == []
+    assert "\nretry_propagation () \n" in text, "the plan defines the function it calls"
 
 
 def test_one_retention_setting_drives_the_bucket_and_firestore():
