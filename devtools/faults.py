@@ -140,6 +140,9 @@ class FaultyBlobStore(BlobStore):
     def get(self, path: str) -> bytes:
         return self.inner.get(path)
 
+    def transition(self, path, change, content_type) -> bool:
+        return self.inner.transition(path, change, content_type)
+
     def open(self, path: str) -> BinaryIO:
         return self.inner.open(path)
 

@@ -41,6 +41,10 @@ class LatentBlobStore(BlobStore):
         self._wait()
         return self.inner.get(path)
 
+    def transition(self, path, change, content_type) -> bool:
+        self._wait()
+        return self.inner.transition(path, change, content_type)
+
     def open(self, path: str) -> BinaryIO:
         self._wait()
         return self.inner.open(path)

@@ -26,6 +26,10 @@ class UploadTarget:
     headers: dict = field(default_factory=dict)
 
 
+# What a ``BlobStore.transition`` change returns to remove the object.
+DELETE = b"\x00imageflow-delete\x00"
+
+
 # Object-finalize events (Cloud Storage's Pub/Sub notification format, JSON_API_V1): the bucket
 # publishes them on GCP; the local store publishes the same through ``on_finalize``.
 OBJECT_FINALIZE = "OBJECT_FINALIZE"
@@ -69,6 +73,14 @@ class BlobStore(ABC):
     @abstractmethod
     def get(self, path: str) -> bytes:
         """The object's bytes; raises BlobNotFound."""
+
+    @abstractmethod
+    def transition(self, path: str, change: Callable[[bytes | None], bytes | None], content_type: str) -> bool:
+        """A conditional write of a small object, for state several processes race on (a claim):
+        ``change`` sees the object's bytes (None when there is none) and returns the bytes to write,
+        ``DELETE`` to remove it, or None to leave it. The write happens only if the object has not
+        changed since it was read, else ``change`` runs again on what is there now, so of two
+        handles (or processes) racing, exactly one write wins. True when this call wrote or deleted."""
 
     @abstractmethod
     def open(self, path: str) -> BinaryIO:

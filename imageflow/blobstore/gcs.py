@@ -28,7 +28,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from ..settings import Settings
-from . import BlobNotFound, BlobStore, BlobStoreError, UploadTarget, validate_path
+from . import DELETE, BlobNotFound, BlobStore, BlobStoreError, UploadTarget, validate_path
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ RESUMABLE_THRESHOLD = 8 * 1024 * 1024   # above this, a resumable upload...
 RESUMABLE_CHUNK = 4 * 1024 * 1024       # ...in chunks of this size (a multiple of 256 KiB)
 READ_CHUNK = 1024 * 1024
 MAX_PRECONDITION_ROUNDS = 5
+MAX_TRANSITION_ROUNDS = 20  # racers of one claim: each lost round means another handle wrote
 
 
 # Signed URLs are reused within a window, so a page polling every second costs one IAM
@@ -152,6 +153,36 @@ class GcsBlobStore(BlobStore):
             raise BlobNotFound(path) from None
         except gexc.GoogleAPIError as exc:
             raise BlobStoreError(f"could not read {path}: {exc}") from exc
+
+    def transition(self, path, change, content_type) -> bool:
+        """Read the object and its generation, then write (or delete) on that generation only
+        (``if_generation_match``; 0 when there was none): a 412 means another handle wrote first,
+        and ``change`` runs again on what it wrote."""
+        validate_path(path)
+        for _ in range(MAX_TRANSITION_ROUNDS):
+            try:
+                blob = self.bucket.get_blob(path)
+                current = blob.download_as_bytes(if_generation_match=blob.generation) if blob else None
+            except (gexc.NotFound, gexc.PreconditionFailed):  # changed between the stat and the read
+                continue
+            except gexc.GoogleAPIError as exc:
+                raise BlobStoreError(f"could not read {path}: {exc}") from exc
+            new = change(current)
+            if new is None or (new is DELETE and blob is None):
+                return False
+            generation = blob.generation if blob else 0
+            try:
+                if new is DELETE:
+                    self.bucket.blob(path).delete(if_generation_match=generation)
+                else:
+                    self.bucket.blob(path).upload_from_string(new, content_type=content_type,
+                                                              if_generation_match=generation)
+                return True
+            except (gexc.PreconditionFailed, gexc.NotFound):
+                continue
+            except gexc.GoogleAPIError as exc:
+                raise BlobStoreError(f"could not write {path}: {exc}") from exc
+        raise BlobStoreError(f"could not write {path}: it kept changing under us")
 
     def open(self, path: str) -> BinaryIO:
         """Stream the object in 1 MiB ranges, all from the generation current at open."""

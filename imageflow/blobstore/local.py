@@ -1,6 +1,7 @@
 """Filesystem blob store: the embedded default, under ``<IMAGEFLOW_DATA_DIR>/blobs``."""
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from . import OBJECT_FINALIZE, BlobNotFound, BlobStore, BlobStoreError, validate_path
+from . import DELETE, OBJECT_FINALIZE, BlobNotFound, BlobStore, BlobStoreError, validate_path
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,28 @@ class LocalBlobStore(BlobStore):
         with self.open(path) as fh:
             return fh.read()
 
+    def transition(self, path, change, content_type) -> bool:
+        """Under an exclusive flock on a lock file beside the object: every handle and process on
+        this data directory takes the same lock (flock, not lockf: it excludes threads too)."""
+        target = self._file(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.with_name(f".lock-{target.name}"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = target.read_bytes() if target.is_file() else None
+                new = change(current)
+                if new is None:
+                    return False
+                if new is DELETE:
+                    if current is None:
+                        return False
+                    target.unlink()
+                    return True
+                self.put(path, new, content_type)
+                return True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def open(self, path: str) -> BinaryIO:
         try:
             return open(self._file(path), "rb")
@@ -98,7 +121,7 @@ class LocalBlobStore(BlobStore):
         found = []
         stale = time.time() - STALE_TEMP_SECONDS
         for file in start.rglob("*"):
-            if file.name.startswith(".meta-"):
+            if file.name.startswith((".meta-", ".lock-")):
                 continue
             if file.name.startswith(".tmp-"):
                 try:
@@ -120,7 +143,7 @@ class LocalBlobStore(BlobStore):
             self._meta_file(self.root / rel).unlink(missing_ok=True)
         base = self.root / prefix.rstrip("/")
         if base.is_dir():  # partial writes of crashed writers go too
-            for leftover in [*base.rglob(".tmp-*"), *base.rglob(".meta-*")]:
+            for leftover in [*base.rglob(".tmp-*"), *base.rglob(".meta-*"), *base.rglob(".lock-*")]:
                 leftover.unlink(missing_ok=True)
         # Remove the now-empty directories under the prefix.
         if base.is_dir():

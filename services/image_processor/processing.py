@@ -34,7 +34,7 @@ from imageflow.metrics import TASK_DURATION, TASKS
 from imageflow.safe_http import FetchError, FetchPolicy, fetch
 from imageflow.settings import Settings
 
-from .dedupe import OutputIndex
+from .dedupe import Key, OutputIndex
 from .job_gate import JobGate
 from .url_fetch import UrlFetcher
 
@@ -57,6 +57,15 @@ def render_task(task: Task, data: bytes, limits: Limits, assets: dict[str, bytes
 
 RenderTask = Callable[[Task, bytes, Limits], list[Rendered]]
 
+# A copy waiting for the claimant of its dedupe key (dedupe.py) looks again after these many
+# seconds, doubling up to the last (a release in this process wakes it at once), for at most
+# COPY_WAIT_LIMIT_SECONDS: past that it renders itself (a claimant that is alive, renewing its
+# claim, but never finishes: a render slot queue that long is the only way).
+COPY_POLL_SECONDS = (0.25, 2.0)
+COPY_WAIT_LIMIT_SECONDS = 300.0
+# A copy that finds every waiting place taken comes back (is redelivered) this much later.
+COPY_DEFER_SECONDS = 5.0
+
 
 @dataclass
 class Processor:
@@ -72,6 +81,12 @@ class Processor:
     dedupe: OutputIndex | None = None  # copies the outputs of an identical earlier task (dedupe.py)
 
     def __post_init__(self):
+        # Copies may wait for their claimant on the handler threads the render slots do not need:
+        # however many wait, PROCESSOR_CONCURRENCY tasks can still be fetched and rendered.
+        self.max_waiting = max(0, self.settings.processor_in_flight - self.settings.processor_concurrency)
+        self.waiting = 0
+        self.peak_waiting = 0
+        self._waiting_lock = threading.Lock()
         if self.fetcher is None:
             self.fetcher = UrlFetcher(self.settings, self.blobs)
         if self.pool is None:
@@ -92,11 +107,17 @@ class Processor:
         task = decode_delivered(Task, message)
         if task is None:
             return
+        # a copy may be put off to a later delivery, but never into the last two, which the
+        # dead-letter policy leaves for real retries
+        may_defer = message.delivery_attempt < self.settings.max_delivery_attempts - 1
         try:
-            result = self.process(task)
+            result = self.process(task, may_defer=may_defer)
         except RenderPoolDraining:
             log.info("stopping: task %s/%s released before its render", task.job_id, task.image_id)
             message.nack()
+            return
+        except CopyDeferred as exc:  # the bus redelivers it after the deadline it chose
+            message.extend(exc.seconds)
             return
         self.bus.publish(self.settings.topics.results, result.encode(), {"job_id": task.job_id})
         message.ack()
@@ -106,10 +127,11 @@ class Processor:
         if skip:
             raise TaskSkipped(skip)
 
-    def process(self, task: Task) -> Result:
-        """Render the task's outputs (in a render worker) and write them; a failed Result for a bad
-        image, or one whose render killed its worker. Raises on transient trouble (the task will be
-        retried)."""
+    def process(self, task: Task, may_defer: bool = False) -> Result:
+        """Render the task's outputs (in a render worker) and write them, or copy those of an
+        identical task (dedupe); a failed Result for a bad image, or one whose render killed its
+        worker. Raises on transient trouble (the task will be retried), and CopyDeferred when
+        ``may_defer`` and a copy should come back later (see ``_copy_or_claim``)."""
         started = time.monotonic()
         skip = self.gate.skip_reason(task.job_id) if self.gate else None
         if skip:  # cancelled before this image started: no fetch, no render
@@ -133,11 +155,21 @@ class Processor:
         limits = Limits.from_settings(self.settings)
         # overlays name per-job files (or URLs whose bytes may change): those tasks always render
         dedupe = self.dedupe if self.dedupe and not named_overlays(task.operations) else None
-        reused = dedupe.reuse(task, data) if dedupe else None
-        if reused:
-            outputs, source, render_facts = reused
-            return self._succeeded(task, outputs, started, data, None, limits, input_facts,
-                                   render_facts, duplicate_of=source, previews=self._copied_previews(task, source))
+        key = dedupe.key(task, data) if dedupe else None
+        if key:
+            reused = self._copy_or_claim(task, key, may_defer)
+            if reused:
+                outputs, source, render_facts = reused
+                return self._succeeded(task, outputs, started, data, None, limits, input_facts, render_facts,
+                                       duplicate_of=source, previews=self._copied_previews(task, source))
+        try:
+            return self._render(task, data, limits, input_facts, started, key)
+        finally:
+            if key:  # succeeded, failed or raised: a copy waiting for this render goes on now
+                dedupe.release(key)
+
+    def _render(self, task: Task, data: bytes, limits: Limits, input_facts: dict, started: float,
+                key: Key | None) -> Result:
         try:
             assets = self.overlays(task)
             render_fn = functools.partial(self.render, assets=assets) if assets else self.render
@@ -162,9 +194,52 @@ class Processor:
                         "choices": rendered[0].choices}
         result = self._succeeded(task, outputs, started, data, rendered[0].data, limits, input_facts, render_facts,
                                  made=made)
-        if dedupe:  # once the previews are written too: a copy copies them
-            dedupe.remember(task, data, outputs, render_facts)
+        if key:  # once the previews are written too: a copy copies them
+            self.dedupe.remember(task, key, outputs, render_facts)
         return result
+
+    def _copy_or_claim(self, task: Task, key: Key, may_defer: bool) -> tuple[list[Output], str, dict] | None:
+        """The copied outputs of an identical task rendered before (``OutputIndex.reuse``), or None
+        once this task holds the key's claim and is to render. While another task holds it, this
+        one waits for that render (on a waiting place: ``max_waiting``); with none free it raises
+        CopyDeferred when ``may_defer``, else waits beyond them."""
+        poll, longest = COPY_POLL_SECONDS
+        give_up = time.monotonic() + COPY_WAIT_LIMIT_SECONDS
+        seated = None  # whether this task took a waiting place (None: it has not waited yet)
+        try:
+            while True:
+                reused = self.dedupe.reuse(task, key)
+                if reused:
+                    return reused
+                if self.dedupe.claim(key):
+                    reused = self.dedupe.reuse(task, key)  # the claimant finished between the two reads
+                    if reused:
+                        self.dedupe.release(key)
+                    return reused
+                if time.monotonic() > give_up:
+                    log.warning("dedupe: %s waited %.0f s for the claimant of its key: rendering it",
+                                key.holder, COPY_WAIT_LIMIT_SECONDS)
+                    return None
+                if self.pool.draining:
+                    raise RenderPoolDraining("the processor is stopping: the copy goes back to the bus")
+                if seated is None:
+                    seated = self._take_waiting_place()
+                    if not seated and may_defer:
+                        raise CopyDeferred(COPY_DEFER_SECONDS)
+                self.dedupe.wait(poll)
+                poll = min(longest, poll * 2)
+        finally:
+            if seated:
+                with self._waiting_lock:
+                    self.waiting -= 1
+
+    def _take_waiting_place(self) -> bool:
+        with self._waiting_lock:
+            if self.waiting >= self.max_waiting:
+                return False
+            self.waiting += 1
+            self.peak_waiting = max(self.peak_waiting, self.waiting)
+            return True
 
     def _succeeded(self, task: Task, outputs: list[Output], started: float, data: bytes, first_data: bytes | None,
                    limits: Limits, input_facts: dict, render_facts: dict, duplicate_of: str | None = None,
@@ -265,6 +340,14 @@ class WorkerCrash(RuntimeError):
 
 class RenderPoolDraining(RuntimeError):
     """The processor is stopping: the task never started its render and goes back to the bus."""
+
+
+class CopyDeferred(Exception):
+    """A copy waiting for its dedupe claimant found no free waiting place: it is redelivered in ``seconds``."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"deferred {seconds:g} s")
+        self.seconds = seconds
 
 
 # -- render workers -----------------------------------------------------------------------------
@@ -421,6 +504,10 @@ class RenderPool:
         self.replaced = 0
         self.rendering = 0  # renders in progress now, and the most there ever were (never above size)
         self.peak_rendering = 0
+
+    @property
+    def draining(self) -> bool:
+        return self._draining or self._closed
 
     def drain(self) -> None:
         """Start no more renders: a render waiting for a slot, or asked for later, raises

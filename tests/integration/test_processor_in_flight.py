@@ -34,6 +34,9 @@ class FetchGate(BlobStore):
     def put(self, path, data, content_type, *, cache_control=None):
         self.inner.put(path, data, content_type, cache_control=cache_control)
 
+    def transition(self, path, change, content_type):
+        return self.inner.transition(path, change, content_type)
+
     def open(self, path):
         return self.inner.open(path)
 

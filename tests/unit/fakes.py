@@ -4,6 +4,7 @@ port's contract (the same domain rules decide), and can be told to fail."""
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -200,6 +201,7 @@ class FakeJobStore(JobStore):
 
 class FakeBlobStore(BlobStore):
     def __init__(self):
+        self._lock = threading.Lock()
         self.objects: dict[str, tuple[bytes, str]] = {}
         self.down = False
 
@@ -219,6 +221,19 @@ class FakeBlobStore(BlobStore):
     def open(self, path):
         import io
         return io.BytesIO(self.get(path))
+
+    def transition(self, path, change, content_type):
+        from imageflow.blobstore import DELETE
+        with self._lock:
+            current = self.objects.get(path, (None, ""))[0]
+            new = change(current)
+            if new is None or (new is DELETE and current is None):
+                return False
+            if new is DELETE:
+                del self.objects[path]
+            else:
+                self.put(path, new, content_type)
+            return True
 
     def exists(self, path):
         return path in self.objects

@@ -13,9 +13,14 @@ ADAPTERS = ["local", "gcp"]
 @pytest.fixture(params=ADAPTERS)
 def blobstore(request, tmp_path):
     if request.param == "gcp":
-        yield request.getfixturevalue("gcs_blobstore")
+        from imageflow.blobstore.gcs import GcsBlobStore
+        store = request.getfixturevalue("gcs_blobstore")
+        store.reopen_spec = (GcsBlobStore, (request.getfixturevalue("gcp_settings"),))
+        yield store
         return
     store = LocalBlobStore(tmp_path / "blobs")
+    # How another handle, or another OS process, opens the same store (the racing tests need it).
+    store.reopen_spec = (LocalBlobStore, (tmp_path / "blobs",))
     yield store
     store.close()
 

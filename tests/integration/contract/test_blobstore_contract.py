@@ -1,11 +1,14 @@
 """Blob store contract, for every adapter."""
 from __future__ import annotations
 
+import multiprocessing
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from imageflow.blobstore import BlobNotFound
+from imageflow.blobstore import DELETE, BlobNotFound
 
 
 @pytest.fixture
@@ -85,3 +88,75 @@ def test_an_aborted_stream_leaves_nothing_behind(blobstore, prefix):
         blobstore.put_stream(f"{prefix}/output/c.png", chunks(), "image/png")
     assert blobstore.get(f"{prefix}/output/c.png") == b"the earlier object"
     assert blobstore.list(f"{prefix}/") == [f"{prefix}/output/c.png"]
+
+
+# -- transition: the conditional write that claims are built on ---------------------------------
+
+def _reopen(spec):
+    cls, args = spec
+    return cls(*args)
+
+
+def test_transition_writes_deletes_or_leaves_what_change_decides(blobstore, prefix):
+    path = f"{prefix}/claims/a.json"
+    seen = []
+
+    def create(current):
+        seen.append(current)
+        return b"mine" if current is None else None
+
+    assert blobstore.transition(path, create, "application/json") is True
+    assert blobstore.get(path) == b"mine"
+    assert blobstore.transition(path, create, "application/json") is False, "change declined: nothing written"
+    assert seen == [None, b"mine"], "change sees what is stored"
+    assert blobstore.get(path) == b"mine"
+    assert blobstore.transition(path, lambda current: current + b", again", "application/json") is True
+    assert blobstore.get(path) == b"mine, again"
+    assert blobstore.transition(path, lambda current: DELETE, "application/json") is True
+    assert not blobstore.exists(path)
+    assert blobstore.transition(path, lambda current: DELETE, "application/json") is False, "nothing to delete"
+    assert blobstore.list(f"{prefix}/") == [], "no lock or temporary files are listed"
+
+
+def test_one_of_many_handles_racing_for_a_claim_wins(blobstore, prefix):
+    """Twelve separate handles (as many processor replicas) claim the same path at once: exactly one
+    write happens, and what is stored is the winner's."""
+    path = f"{prefix}/claims/b.json"
+    handles = [_reopen(blobstore.reopen_spec) for _ in range(12)]
+    start = threading.Barrier(len(handles))
+
+    def claim(index: int) -> bool:
+        start.wait(timeout=60)
+        return handles[index].transition(path, lambda current: None if current else f"{index}".encode(),
+                                         "application/json")
+
+    try:
+        with ThreadPoolExecutor(len(handles)) as pool:
+            won = list(pool.map(claim, range(len(handles))))
+    finally:
+        for handle in handles:
+            handle.close()
+    assert won.count(True) == 1, won
+    assert blobstore.get(path) == str(won.index(True)).encode()
+
+
+def _count(spec, path: str, times: int, ready) -> None:
+    store = _reopen(spec)
+    ready.wait(timeout=120)
+    for _ in range(times):
+        store.transition(path, lambda current: str(int(current or b"0") + 1).encode(), "text/plain")
+    store.close()
+
+
+def test_transitions_from_separate_processes_never_lose_an_update(blobstore, prefix):
+    """Three OS processes each add 1 ten times to the same object: every read-change-write counts."""
+    path = f"{prefix}/claims/counter"
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Barrier(3)
+    workers = [ctx.Process(target=_count, args=(blobstore.reopen_spec, path, 10, ready)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=180)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert blobstore.get(path) == b"30"
