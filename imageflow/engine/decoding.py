@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import jxl, report, vips
+from . import jxl, pillow_inputs, report, vips
 from .failures import cut_short, decoder_error, label, megapixels, unsupported_format, unsupported_tiff_compression
 from .limits import ImageError, Limits
 
@@ -57,6 +57,8 @@ class Kind:
     mime: str
     ext: str
     pillow: tuple[str, ...]     # Pillow plugins allowed to open it (never "try every plugin")
+    also: tuple[str, ...] = ()  # other MIME types browsers and systems give such files
+    exts: tuple[str, ...] = ()  # other file name extensions
 
 
 KINDS = {kind.name: kind for kind in (
@@ -69,7 +71,32 @@ KINDS = {kind.name: kind for kind in (
     Kind("avif", "image/avif", "avif", ("AVIF",)),
     Kind("heic", "image/heic", "heic", ("HEIF",)),
     Kind("jxl", "image/jxl", "jxl", ("JXL",)),
+    Kind("tga", "image/x-tga", "tga", ("TGA",), ("image/x-targa", "image/tga"), ("icb", "vda", "vst")),
+    Kind("jpeg2000", "image/jp2", "jp2", ("JPEG2000",), ("image/jpx", "image/j2k", "image/jpm"), ("j2k", "jpx", "jpf", "j2c")),
+    Kind("ico", "image/x-icon", "ico", ("ICO", "CUR"), ("image/vnd.microsoft.icon",), ("cur",)),
+    Kind("pnm", "image/x-portable-anymap", "pnm", ("PPM", "IF_PAM"),
+         ("image/x-portable-bitmap", "image/x-portable-graymap", "image/x-portable-pixmap",
+          "image/x-portable-arbitrarymap"), ("pbm", "pgm", "ppm", "pam", "pfm")),
+    Kind("sgi", "image/sgi", "sgi", ("SGI",), ("image/x-sgi", "image/x-rgb"), ("rgb", "rgba", "bw")),
+    Kind("dds", "image/vnd-ms.dds", "dds", ("DDS",), ("image/vnd.ms-dds", "image/x-dds")),
+    Kind("psd", "image/vnd.adobe.photoshop", "psd", ("PSD", "IF_PSB"),
+         ("image/x-photoshop", "application/x-photoshop", "application/photoshop"), ("psb",)),
 )}
+
+
+def accepted_types() -> list[str]:
+    """Every MIME type of a format we read (the main one of each first), for GET /operations."""
+    return [kind.mime for kind in KINDS.values()] + [mime for kind in KINDS.values() for mime in kind.also]
+
+
+def type_for_name(filename: str) -> str | None:
+    """The MIME type a file name's extension claims, for formats we read (None otherwise)."""
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    for kind in KINDS.values():
+        if ext == kind.ext or ext in kind.exts or (kind.name == "jpeg" and ext in ("jpeg", "jpe")) \
+                or (kind.name == "tiff" and ext == "tif") or (kind.name == "heic" and ext == "heif"):
+            return kind.mime
+    return None
 
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
@@ -108,7 +135,7 @@ def sniff(data: bytes) -> str | None:
             return "avif"
         if brands & _HEIC_BRANDS:
             return "heic"
-    return None
+    return pillow_inputs.sniff(head)
 
 
 def describe_unknown(data: bytes) -> str:
@@ -124,7 +151,8 @@ def describe_unknown(data: bytes) -> str:
         return "not a supported image: SVG (vector) files are not supported"
     if head[:1] in (b"<", b"{", b"[") or _looks_like_text(data[:512]):
         return "not an image: the content is text"
-    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL)"
+    return ("not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, "
+            "HEIC, JPEG XL, TGA, JPEG 2000, ICO, PBM/PGM/PPM/PAM, SGI, DDS, PSD)")
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -212,6 +240,10 @@ def open_source(data: bytes, limits: Limits) -> Source:
         unsupported = unsupported_tiff_compression(data)     # refused at upload, not at render
         if unsupported:
             raise unsupported
+    if name == "psd":
+        missing = pillow_inputs.psd_composite_problem(data)  # a layered file without its flattened image
+        if missing:
+            raise missing
     try:
         image = Image.open(io.BytesIO(data), formats=kind.pillow)
     except UnidentifiedImageError:
@@ -250,6 +282,8 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
     count itself expensive."""
     if name == "gif":
         return _count_gif_frames(data, cap + 1)
+    if name in _SINGLE_IMAGE:
+        return 1
     if name == "tiff":
         # step through the directories (none is decoded); Pillow's n_frames would walk
         # them all, and after a failed far seek it reports a wrong count
@@ -268,6 +302,11 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
         return int(getattr(image, "n_frames", 1) or 1)
     except Exception as exc:
         raise decoder_error(exc, name, where="frame table") from None
+
+
+# Formats read as one picture: a PSD's "frames" are its layers (we read the flattened image), an
+# ICO gives its largest image, a DDS its first surface.
+_SINGLE_IMAGE = frozenset({"tga", "jpeg2000", "ico", "pnm", "sgi", "dds", "psd"})
 
 
 def _count_gif_frames(data: bytes, stop: int) -> int:

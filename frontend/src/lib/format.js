@@ -20,7 +20,14 @@ export function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }
 
-const FORMAT_NAMES = { jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', heic: 'HEIC', jxl: 'JPEG XL' };
+const FORMAT_NAMES = {
+  jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', heic: 'HEIC', jxl: 'JPEG XL',
+  'x-tga': 'TGA', 'x-targa': 'TGA', tga: 'TGA', jp2: 'JPEG 2000', jpx: 'JPEG 2000', j2k: 'JPEG 2000', jpm: 'JPEG 2000', jpeg2000: 'JPEG 2000',
+  'x-icon': 'ICO', 'vnd.microsoft.icon': 'ICO', ico: 'ICO', 'x-portable-anymap': 'Netpbm', 'x-portable-bitmap': 'Netpbm',
+  'x-portable-graymap': 'Netpbm', 'x-portable-pixmap': 'Netpbm', 'x-portable-arbitrarymap': 'Netpbm', pnm: 'Netpbm',
+  sgi: 'SGI', 'x-sgi': 'SGI', 'x-rgb': 'SGI', 'vnd-ms.dds': 'DDS', 'vnd.ms-dds': 'DDS', 'x-dds': 'DDS', dds: 'DDS',
+  'vnd.adobe.photoshop': 'PSD', 'x-photoshop': 'PSD', psd: 'PSD', 'application/x-photoshop': 'PSD', 'application/photoshop': 'PSD',
+};
 
 /** A content type ("image/webp") or format name ("webp") as people write it ("WebP"). */
 export function formatName(typeOrFormat) {

@@ -13,14 +13,59 @@ const OTHER_MAGIC = [
   ['\x1f\x8b', 'a gzip archive'],
   ['Rar!', 'a RAR archive'],
   ['7z\xbc\xaf', 'a 7-Zip archive'],
-  ['8BPS', 'a Photoshop document'],
-  ['\x00\x00\x01\x00', 'a Windows icon'],
   ['\x7fELF', 'a program'],
   ['MZ', 'a Windows program'],
   ['ID3', 'an MP3 file'],
   ['OggS', 'an Ogg media file'],
-  ['\x00\x00\x00\x0cjP  ', 'a JPEG 2000 image (not supported)'],
 ];
+
+/** The MIME type the server lists (accepted_types) for each format sniffBytes names. */
+export const KIND_TYPES = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  tiff: 'image/tiff',
+  bmp: 'image/bmp',
+  avif: 'image/avif',
+  heic: 'image/heic',
+  jxl: 'image/jxl',
+  tga: 'image/x-tga',
+  jpeg2000: 'image/jp2',
+  ico: 'image/x-icon',
+  pnm: 'image/x-portable-anymap',
+  sgi: 'image/sgi',
+  dds: 'image/vnd-ms.dds',
+  psd: 'image/vnd.adobe.photoshop',
+};
+
+// imageflow/engine/pillow_inputs.py: sniff. TGA has no signature: a header whose every field
+// has one of its few legal values (text never passes: its second byte would be 0 or 1).
+function isTga(bytes) {
+  if (bytes.length < 18) return false;
+  const [, colormap, kind] = bytes;
+  const cmapLength = bytes[5] | (bytes[6] << 8);
+  const cmapDepth = bytes[7];
+  const width = bytes[12] | (bytes[13] << 8);
+  const height = bytes[14] | (bytes[15] << 8);
+  const depth = bytes[16];
+  const descriptor = bytes[17];
+  if (![1, 2, 3, 9, 10, 11].includes(kind) || colormap > 1 || !width || !height) return false;
+  if (kind === 1 || kind === 9) return colormap === 1 && cmapLength > 0 && [15, 16, 24, 32].includes(cmapDepth) && [8, 16].includes(depth);
+  if (colormap === 1 && ![15, 16, 24, 32].includes(cmapDepth)) return false;
+  return ((kind === 3 || kind === 11) ? [8, 16] : [15, 16, 24, 32]).includes(depth) && (descriptor & 0xc0) === 0;
+}
+
+function sniffMore(bytes, head) {
+  if (head.startsWith('\x00\x00\x00\x0cjP  \r\n\x87\n') || head.startsWith('\xff\x4f\xff\x51')) return 'jpeg2000';
+  if (head.startsWith('8BPS') && ['\x00\x01', '\x00\x02'].includes(head.slice(4, 6))) return 'psd';
+  if (['\x00\x00\x01\x00', '\x00\x00\x02\x00'].includes(head.slice(0, 4)) && bytes.length >= 22 && head.slice(4, 6) !== '\x00\x00') return 'ico';
+  if (head.startsWith('DDS ')) return 'dds';
+  if (head.startsWith('\x01\xda') && bytes[2] <= 1 && (bytes[3] === 1 || bytes[3] === 2)) return 'sgi';
+  if (/^P[1-7f]\s/.test(head)) return 'pnm';
+  if (isTga(bytes)) return 'tga';
+  return null;
+}
 
 // Bytes as a "binary string" (one char per byte), so magic numbers compare as text.
 function latin1(bytes) {
@@ -29,7 +74,7 @@ function latin1(bytes) {
   return text;
 }
 
-/** The image format of these first bytes (jpeg, png, gif, webp, tiff, bmp, avif, heic), or null. */
+/** The image format of these first bytes (a key of KIND_TYPES), or null. */
 export function sniffBytes(bytes) {
   const head = latin1(bytes.subarray(0, 64));
   if (head.startsWith('\xff\xd8\xff')) return 'jpeg';
@@ -46,7 +91,7 @@ export function sniffBytes(bytes) {
     if ([...brands].some((brand) => AVIF_BRANDS.has(brand))) return 'avif';
     if ([...brands].some((brand) => HEIC_BRANDS.has(brand))) return 'heic';
   }
-  return null;
+  return sniffMore(bytes, head);
 }
 
 function looksLikeText(bytes) {
@@ -83,7 +128,7 @@ export function describeUnknown(bytes) {
   if (['<', '{', '['].includes(start.charAt(0)) || looksLikeText(bytes.subarray(0, SNIFF_BYTES))) {
     return 'not an image: the content is text';
   }
-  return 'not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC)';
+  return 'not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL, TGA, JPEG 2000, ICO, PBM/PGM/PPM/PAM, SGI, DDS, PSD)';
 }
 
 async function headOf(file) {
