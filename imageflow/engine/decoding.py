@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import jxl, pillow_inputs, report, vips
+from . import documents, jxl, pillow_inputs, report, vips
 from .failures import cut_short, decoder_error, label, megapixels, unsupported_format, unsupported_tiff_compression
 from .limits import ImageError, Limits
 
@@ -79,6 +79,8 @@ KINDS = {kind.name: kind for kind in (
           "image/x-portable-arbitrarymap"), ("pbm", "pgm", "ppm", "pam", "pfm")),
     Kind("sgi", "image/sgi", "sgi", ("SGI",), ("image/x-sgi", "image/x-rgb"), ("rgb", "rgba", "bw")),
     Kind("dds", "image/vnd-ms.dds", "dds", ("DDS",), ("image/vnd.ms-dds", "image/x-dds")),
+    Kind("svg", "image/svg+xml", "svg", ("IF_SVG",)),
+    Kind("pdf", "application/pdf", "pdf", ("IF_PDF",), ("application/x-pdf",)),
     Kind("psd", "image/vnd.adobe.photoshop", "psd", ("PSD", "IF_PSB"),
          ("image/x-photoshop", "application/x-photoshop", "application/photoshop"), ("psb",)),
 )}
@@ -104,7 +106,7 @@ _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 # Recognisable non-images, so the user learns what they actually uploaded (images in formats
 # we do not read are named by failures.unsupported_format).
 _OTHER_MAGIC = (
-    (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
     (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
     (b"\x7fELF", "a program"), (b"MZ", "a Windows program"), (b"ID3", "an MP3 file"),
     (b"OggS", "an Ogg media file"),
@@ -135,7 +137,7 @@ def sniff(data: bytes) -> str | None:
             return "avif"
         if brands & _HEIC_BRANDS:
             return "heic"
-    return pillow_inputs.sniff(head)
+    return documents.sniff(data[:4096]) or pillow_inputs.sniff(head)
 
 
 def describe_unknown(data: bytes) -> str:
@@ -147,12 +149,10 @@ def describe_unknown(data: bytes) -> str:
         if data.startswith(magic):
             return f"not a supported image: the content is {what}"
     head = data[:512].lstrip()
-    if head[:5].lower() in (b"<?xml", b"<svg ") or b"<svg" in head[:256].lower():
-        return "not a supported image: SVG (vector) files are not supported"
     if head[:1] in (b"<", b"{", b"[") or _looks_like_text(data[:512]):
         return "not an image: the content is text"
     return ("not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, "
-            "HEIC, JPEG XL, TGA, JPEG 2000, ICO, PBM/PGM/PPM/PAM, SGI, DDS, PSD)")
+            "HEIC, JPEG XL, TGA, JPEG 2000, ICO, PBM/PGM/PPM/PAM, SGI, DDS, PSD, SVG, PDF)")
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -252,6 +252,8 @@ def open_source(data: bytes, limits: Limits) -> Source:
     except Exception as exc:  # every decoder error is the file's fault, never the process's
         # (Pillow's own decompression-bomb stop, far above the usual limit, included)
         raise decoder_error(exc, name, data, limits, where="header") from None
+    if isinstance(image, documents.ScalableImageFile):
+        image.limits = limits           # checked again at the size the operations draw it
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError("corrupt", f"the {name.upper()} header gives an empty size ({width}x{height})")
@@ -306,7 +308,9 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
 
 # Formats read as one picture: a PSD's "frames" are its layers (we read the flattened image), an
 # ICO gives its largest image, a DDS its first surface.
-_SINGLE_IMAGE = frozenset({"tga", "jpeg2000", "ico", "pnm", "sgi", "dds", "psd"})
+_SINGLE_IMAGE = frozenset({"tga", "jpeg2000", "ico", "pnm", "sgi", "dds", "psd", "svg", "pdf"})
+# Formats drawn at the size asked for (larger than their natural size too), see documents.py.
+SCALABLE = frozenset({"svg", "pdf"})
 
 
 def _count_gif_frames(data: bytes, stop: int) -> int:
@@ -406,6 +410,8 @@ def load(source: Source, draft_size: tuple[int, int] | None = None) -> Image.Ima
     to ``draft_size``. The result is never smaller than ``draft_size``, and exactly that
     size when libvips did the reduce."""
     image = source.image
+    if isinstance(image, documents.ScalableImageFile):
+        image.wanted = draft_size
     if draft_size and FAST_JPEG and source.kind.name == "jpeg" and image.mode in ("RGB", "L") and _simplejpeg():
         fast = _load_scaled_jpeg(source, draft_size)
         if fast is not None:

@@ -45,7 +45,8 @@ OUTPUT_FORMATS = {fmt.name: fmt for fmt in (
 # which keeps their alpha and every pixel.
 DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif",
                   "tiff": "tiff", "bmp": "png", "heic": "jpeg", "jxl": "jpeg", "jpeg2000": "jpeg",
-                  "tga": "png", "ico": "png", "pnm": "png", "sgi": "png", "dds": "png", "psd": "png"}
+                  "tga": "png", "ico": "png", "pnm": "png", "sgi": "png", "dds": "png", "psd": "png",
+                  "svg": "png", "pdf": "png"}
 
 log = logging.getLogger(__name__)
 

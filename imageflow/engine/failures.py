@@ -150,7 +150,7 @@ def too_large(exc: BaseException, limits: Limits | None) -> ImageError:
 def label(kind: str) -> str:
     """A format key (:data:`decoding.KINDS`) as people write it."""
     return {"jxl": "JPEG XL", "webp": "WebP", "heic": "HEIC", "jpeg2000": "JPEG 2000", "pnm": "Netpbm",
-            "psd": "Photoshop"}.get(kind, kind.upper())
+            "psd": "Photoshop", "pdf": "PDF", "svg": "SVG"}.get(kind, kind.upper())
 
 
 def _unread_variant(kind: str, data: bytes | None) -> str:

@@ -53,6 +53,8 @@ const TYPE_BY_EXTENSION = {
   dds: 'image/vnd-ms.dds',
   psd: 'image/vnd.adobe.photoshop',
   psb: 'image/vnd.adobe.photoshop',
+  svg: 'image/svg+xml',
+  pdf: 'application/pdf',
 };
 
 /** The MIME type a file claims, from the browser or else from its extension (a browser that

@@ -27,6 +27,7 @@ const FORMAT_NAMES = {
   'x-portable-graymap': 'Netpbm', 'x-portable-pixmap': 'Netpbm', 'x-portable-arbitrarymap': 'Netpbm', pnm: 'Netpbm',
   sgi: 'SGI', 'x-sgi': 'SGI', 'x-rgb': 'SGI', 'vnd-ms.dds': 'DDS', 'vnd.ms-dds': 'DDS', 'x-dds': 'DDS', dds: 'DDS',
   'vnd.adobe.photoshop': 'PSD', 'x-photoshop': 'PSD', psd: 'PSD', 'application/x-photoshop': 'PSD', 'application/photoshop': 'PSD',
+  'svg+xml': 'SVG', svg: 'SVG', 'application/pdf': 'PDF', 'application/x-pdf': 'PDF', pdf: 'PDF',
 };
 
 /** A content type ("image/webp") or format name ("webp") as people write it ("WebP"). */

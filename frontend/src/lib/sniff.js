@@ -8,7 +8,6 @@ const AVIF_BRANDS = new Set(['avif', 'avis']);
 const HEIC_BRANDS = new Set(['heic', 'heix', 'heim', 'heis', 'hevc', 'hevx', 'mif1', 'msf1']);
 
 const OTHER_MAGIC = [
-  ['%PDF', 'a PDF document'],
   ['PK\x03\x04', 'a ZIP archive (or an Office document)'],
   ['\x1f\x8b', 'a gzip archive'],
   ['Rar!', 'a RAR archive'],
@@ -37,6 +36,8 @@ export const KIND_TYPES = {
   sgi: 'image/sgi',
   dds: 'image/vnd-ms.dds',
   psd: 'image/vnd.adobe.photoshop',
+  svg: 'image/svg+xml',
+  pdf: 'application/pdf',
 };
 
 // imageflow/engine/pillow_inputs.py: sniff. TGA has no signature: a header whose every field
@@ -57,6 +58,10 @@ function isTga(bytes) {
 }
 
 function sniffMore(bytes, head) {
+  // imageflow/engine/documents.py: sniff
+  if (head.startsWith('%PDF-')) return 'pdf';
+  const start = latin1(bytes.subarray(0, 4096)).replace(/^(\xef\xbb\xbf|[ \t\r\n])+/, '');
+  if (start.startsWith('<') && latin1(bytes.subarray(0, 4096)).toLowerCase().includes('<svg')) return 'svg';
   if (head.startsWith('\x00\x00\x00\x0cjP  \r\n\x87\n') || head.startsWith('\xff\x4f\xff\x51')) return 'jpeg2000';
   if (head.startsWith('8BPS') && ['\x00\x01', '\x00\x02'].includes(head.slice(4, 6))) return 'psd';
   if (['\x00\x00\x01\x00', '\x00\x00\x02\x00'].includes(head.slice(0, 4)) && bytes.length >= 22 && head.slice(4, 6) !== '\x00\x00') return 'ico';
@@ -122,13 +127,10 @@ export function describeUnknown(bytes) {
     if (head.startsWith(magic)) return `not a supported image: the content is ${what}`;
   }
   const start = head.trimStart();
-  if (start.slice(0, 5).toLowerCase() === '<?xml' || start.slice(0, 5).toLowerCase() === '<svg ' || start.slice(0, 256).toLowerCase().includes('<svg')) {
-    return 'not a supported image: SVG (vector) files are not supported';
-  }
   if (['<', '{', '['].includes(start.charAt(0)) || looksLikeText(bytes.subarray(0, SNIFF_BYTES))) {
     return 'not an image: the content is text';
   }
-  return 'not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL, TGA, JPEG 2000, ICO, PBM/PGM/PPM/PAM, SGI, DDS, PSD)';
+  return 'not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL, TGA, JPEG 2000, ICO, PBM/PGM/PPM/PAM, SGI, DDS, PSD, SVG, PDF)';
 }
 
 async function headOf(file) {

@@ -25,6 +25,8 @@ describe('sniffFile', () => {
       ['a.dds', 'DDS |\x00\x00\x00', 'dds'],
       ['design.psd', '8BPS\x00\x01\x00\x00\x00\x00\x00\x00', 'psd'],
       ['big.psb', '8BPS\x00\x02\x00\x00\x00\x00\x00\x00', 'psd'],
+      ['logo.svg', '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>', 'svg'],
+      ['proof.pdf', '%PDF-1.7\n', 'pdf'],
     ];
     for (const [name, bytes, kind] of cases) {
       expect((await sniffFile(makeFile(name, '', 100, bytes))).kind, name).toBe(kind);
@@ -33,12 +35,12 @@ describe('sniffFile', () => {
   });
 
   it("gives the server's reason for what is not an image", async () => {
-    expect(await sniffFile(makeFile('scan.jpg', 'image/jpeg', 2000, '%PDF-1.7\n'))).toEqual({
+    expect(await sniffFile(makeFile('scan.jpg', 'image/jpeg', 2000, 'PK\x03\x04'))).toEqual({
       kind: null,
-      reason: 'not a supported image: the content is a PDF document',
+      reason: 'not a supported image: the content is a ZIP archive (or an Office document)',
     });
     expect((await sniffFile(makeFile('fake.png', 'image/png', 22, 'this is not a picture\n'))).reason).toBe('not an image: the content is text');
-    expect((await sniffFile(makeFile('logo.png', 'image/png', 60, '<?xml version="1.0"?><svg></svg>'))).reason).toMatch(/SVG/);
+    expect((await sniffFile(makeFile('page.html', 'text/html', 60, '<!doctype html><p>hi</p>'))).reason).toBe('not an image: the content is text');
     expect((await sniffFile(makeFile('noise.jpg', 'image/jpeg', 20, [1, 2, 3, 0, 0, 200]))).reason).toMatch(/matches no known format/);
   });
 });
