@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import documents, jxl, pillow_inputs, report, vips
+from . import camera_raw, documents, jxl, pillow_inputs, report, vips
 from .failures import cut_short, decoder_error, label, megapixels, unsupported_format, unsupported_tiff_compression
 from .limits import ImageError, Limits
 
@@ -79,6 +79,10 @@ KINDS = {kind.name: kind for kind in (
           "image/x-portable-arbitrarymap"), ("pbm", "pgm", "ppm", "pam", "pfm")),
     Kind("sgi", "image/sgi", "sgi", ("SGI",), ("image/x-sgi", "image/x-rgb"), ("rgb", "rgba", "bw")),
     Kind("dds", "image/vnd-ms.dds", "dds", ("DDS",), ("image/vnd.ms-dds", "image/x-dds")),
+    Kind("raw", "image/x-adobe-dng", "dng", ("IF_RAW",),
+         ("image/x-canon-cr2", "image/x-canon-cr3", "image/x-nikon-nef", "image/x-sony-arw", "image/x-fuji-raf",
+          "image/x-olympus-orf", "image/x-panasonic-rw2", "image/x-pentax-pef", "image/x-samsung-srw"),
+         ("cr2", "cr3", "nef", "arw", "raf", "orf", "rw2", "pef", "srw")),
     Kind("svg", "image/svg+xml", "svg", ("IF_SVG",)),
     Kind("pdf", "application/pdf", "pdf", ("IF_PDF",), ("application/x-pdf",)),
     Kind("psd", "image/vnd.adobe.photoshop", "psd", ("PSD", "IF_PSB"),
@@ -116,6 +120,8 @@ _OTHER_MAGIC = (
 def sniff(data: bytes) -> str | None:
     """The input format from the first bytes (a key of :data:`KINDS`), or None."""
     head = data[:64]
+    if camera_raw.sniff(data):           # before TIFF and ISOBMFF: DNG, CR2, NEF... are TIFFs, CR3 is ISOBMFF
+        return "raw"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -308,7 +314,7 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
 
 # Formats read as one picture: a PSD's "frames" are its layers (we read the flattened image), an
 # ICO gives its largest image, a DDS its first surface.
-_SINGLE_IMAGE = frozenset({"tga", "jpeg2000", "ico", "pnm", "sgi", "dds", "psd", "svg", "pdf"})
+_SINGLE_IMAGE = frozenset({"tga", "jpeg2000", "ico", "pnm", "sgi", "dds", "psd", "svg", "pdf", "raw"})
 # Formats drawn at the size asked for (larger than their natural size too), see documents.py.
 SCALABLE = frozenset({"svg", "pdf"})
 
@@ -367,6 +373,8 @@ def _orientation(image: Image.Image, name: str) -> tuple[int, bool]:
     """
     if name == "heic" or (name == "jxl" and not getattr(image, "jpeg", False)):
         return 1, True
+    if name == "raw":                   # turned upright on load as the RAW's own flip tag says
+        return camera_raw.FLIP_TO_ORIENTATION.get(image.flip, 1), True
     try:
         if name == "tiff":
             value = image.getexif().get(0x0112, 1)
@@ -410,8 +418,8 @@ def load(source: Source, draft_size: tuple[int, int] | None = None) -> Image.Ima
     to ``draft_size``. The result is never smaller than ``draft_size``, and exactly that
     size when libvips did the reduce."""
     image = source.image
-    if isinstance(image, documents.ScalableImageFile):
-        image.wanted = draft_size
+    if isinstance(image, (documents.ScalableImageFile, camera_raw.RawImageFile)):
+        image.wanted = draft_size       # drawn, or a RAW's preview or demosaic chosen, for this size
     if draft_size and FAST_JPEG and source.kind.name == "jpeg" and image.mode in ("RGB", "L") and _simplejpeg():
         fast = _load_scaled_jpeg(source, draft_size)
         if fast is not None:

@@ -46,7 +46,7 @@ OUTPUT_FORMATS = {fmt.name: fmt for fmt in (
 DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif",
                   "tiff": "tiff", "bmp": "png", "heic": "jpeg", "jxl": "jpeg", "jpeg2000": "jpeg",
                   "tga": "png", "ico": "png", "pnm": "png", "sgi": "png", "dds": "png", "psd": "png",
-                  "svg": "png", "pdf": "png"}
+                  "svg": "png", "pdf": "png", "raw": "jpeg"}
 
 log = logging.getLogger(__name__)
 

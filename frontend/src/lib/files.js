@@ -55,6 +55,16 @@ const TYPE_BY_EXTENSION = {
   psb: 'image/vnd.adobe.photoshop',
   svg: 'image/svg+xml',
   pdf: 'application/pdf',
+  dng: 'image/x-adobe-dng',
+  cr2: 'image/x-adobe-dng',
+  cr3: 'image/x-adobe-dng',
+  nef: 'image/x-adobe-dng',
+  arw: 'image/x-adobe-dng',
+  raf: 'image/x-adobe-dng',
+  orf: 'image/x-adobe-dng',
+  rw2: 'image/x-adobe-dng',
+  pef: 'image/x-adobe-dng',
+  srw: 'image/x-adobe-dng',
 };
 
 /** The MIME type a file claims, from the browser or else from its extension (a browser that

@@ -28,6 +28,9 @@ const FORMAT_NAMES = {
   sgi: 'SGI', 'x-sgi': 'SGI', 'x-rgb': 'SGI', 'vnd-ms.dds': 'DDS', 'vnd.ms-dds': 'DDS', 'x-dds': 'DDS', dds: 'DDS',
   'vnd.adobe.photoshop': 'PSD', 'x-photoshop': 'PSD', psd: 'PSD', 'application/x-photoshop': 'PSD', 'application/photoshop': 'PSD',
   'svg+xml': 'SVG', svg: 'SVG', 'application/pdf': 'PDF', 'application/x-pdf': 'PDF', pdf: 'PDF',
+  'x-adobe-dng': 'camera RAW', 'x-canon-cr2': 'camera RAW', 'x-canon-cr3': 'camera RAW', 'x-nikon-nef': 'camera RAW',
+  'x-sony-arw': 'camera RAW', 'x-fuji-raf': 'camera RAW', 'x-olympus-orf': 'camera RAW', 'x-panasonic-rw2': 'camera RAW',
+  'x-pentax-pef': 'camera RAW', 'x-samsung-srw': 'camera RAW', raw: 'camera RAW',
 };
 
 /** A content type ("image/webp") or format name ("webp") as people write it ("WebP"). */

@@ -38,6 +38,7 @@ export const KIND_TYPES = {
   psd: 'image/vnd.adobe.photoshop',
   svg: 'image/svg+xml',
   pdf: 'application/pdf',
+  raw: 'image/x-adobe-dng',
 };
 
 // imageflow/engine/pillow_inputs.py: sniff. TGA has no signature: a header whose every field
@@ -58,6 +59,8 @@ function isTga(bytes) {
 }
 
 function sniffMore(bytes, head) {
+  // imageflow/engine/camera_raw.py: sniff (a DNG, CR2 or NEF sniffs as TIFF here, also accepted)
+  if (['IIRO', 'IIRS', 'MMOR', 'IIU\x00'].includes(head.slice(0, 4)) || head.startsWith('FUJIFILMCCD-RAW') || head.slice(4, 12) === 'ftypcrx ') return 'raw';
   // imageflow/engine/documents.py: sniff
   if (head.startsWith('%PDF-')) return 'pdf';
   const start = latin1(bytes.subarray(0, 4096)).replace(/^(\xef\xbb\xbf|[ \t\r\n])+/, '');
@@ -88,6 +91,7 @@ export function sniffBytes(bytes) {
   if (head.slice(0, 4) === 'RIFF' && head.slice(8, 12) === 'WEBP') return 'webp';
   if (['II*\x00', 'MM\x00*', 'II+\x00', 'MM\x00+'].includes(head.slice(0, 4))) return 'tiff';
   if (head.startsWith('BM') && head.length >= 26) return 'bmp';
+  if (head.slice(4, 12) === 'ftypcrx ') return 'raw';
   if (head.slice(4, 8) === 'ftyp' && head.length >= 16) {
     const size = ((bytes[0] << 24) >>> 0) + (bytes[1] << 16) + (bytes[2] << 8) + bytes[3];
     const all = latin1(bytes.subarray(0, 256));

@@ -27,6 +27,8 @@ describe('sniffFile', () => {
       ['big.psb', '8BPS\x00\x02\x00\x00\x00\x00\x00\x00', 'psd'],
       ['logo.svg', '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>', 'svg'],
       ['proof.pdf', '%PDF-1.7\n', 'pdf'],
+      ['IMG_1.CR3', '\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01', 'raw'],
+      ['DSC_1.RAF', 'FUJIFILMCCD-RAW 0201', 'raw'],
     ];
     for (const [name, bytes, kind] of cases) {
       expect((await sniffFile(makeFile(name, '', 100, bytes))).kind, name).toBe(kind);
