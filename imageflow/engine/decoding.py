@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from . import jxl, report, vips
+from . import camera_raw, documents, jxl, pillow_inputs, report, vips
 from .failures import cut_short, decoder_error, label, megapixels, unsupported_format, unsupported_tiff_compression
 from .limits import ImageError, Limits
 
@@ -57,6 +57,8 @@ class Kind:
     mime: str
     ext: str
     pillow: tuple[str, ...]     # Pillow plugins allowed to open it (never "try every plugin")
+    also: tuple[str, ...] = ()  # other MIME types browsers and systems give such files
+    exts: tuple[str, ...] = ()  # other file name extensions
 
 
 KINDS = {kind.name: kind for kind in (
@@ -69,7 +71,38 @@ KINDS = {kind.name: kind for kind in (
     Kind("avif", "image/avif", "avif", ("AVIF",)),
     Kind("heic", "image/heic", "heic", ("HEIF",)),
     Kind("jxl", "image/jxl", "jxl", ("JXL",)),
+    Kind("tga", "image/x-tga", "tga", ("TGA",), ("image/x-targa", "image/tga"), ("icb", "vda", "vst")),
+    Kind("jpeg2000", "image/jp2", "jp2", ("JPEG2000",), ("image/jpx", "image/j2k", "image/jpm"), ("j2k", "jpx", "jpf", "j2c")),
+    Kind("ico", "image/x-icon", "ico", ("ICO", "CUR"), ("image/vnd.microsoft.icon",), ("cur",)),
+    Kind("pnm", "image/x-portable-anymap", "pnm", ("PPM", "IF_PAM"),
+         ("image/x-portable-bitmap", "image/x-portable-graymap", "image/x-portable-pixmap",
+          "image/x-portable-arbitrarymap"), ("pbm", "pgm", "ppm", "pam", "pfm")),
+    Kind("sgi", "image/sgi", "sgi", ("SGI",), ("image/x-sgi", "image/x-rgb"), ("rgb", "rgba", "bw")),
+    Kind("dds", "image/vnd-ms.dds", "dds", ("DDS",), ("image/vnd.ms-dds", "image/x-dds")),
+    Kind("raw", "image/x-adobe-dng", "dng", ("IF_RAW",),
+         ("image/x-canon-cr2", "image/x-canon-cr3", "image/x-nikon-nef", "image/x-sony-arw", "image/x-fuji-raf",
+          "image/x-olympus-orf", "image/x-panasonic-rw2", "image/x-pentax-pef", "image/x-samsung-srw"),
+         ("cr2", "cr3", "nef", "arw", "raf", "orf", "rw2", "pef", "srw")),
+    Kind("svg", "image/svg+xml", "svg", ("IF_SVG",)),
+    Kind("pdf", "application/pdf", "pdf", ("IF_PDF",), ("application/x-pdf",)),
+    Kind("psd", "image/vnd.adobe.photoshop", "psd", ("PSD", "IF_PSB"),
+         ("image/x-photoshop", "application/x-photoshop", "application/photoshop"), ("psb",)),
 )}
+
+
+def accepted_types() -> list[str]:
+    """Every MIME type of a format we read (the main one of each first), for GET /operations."""
+    return [kind.mime for kind in KINDS.values()] + [mime for kind in KINDS.values() for mime in kind.also]
+
+
+def type_for_name(filename: str) -> str | None:
+    """The MIME type a file name's extension claims, for formats we read (None otherwise)."""
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    for kind in KINDS.values():
+        if ext == kind.ext or ext in kind.exts or (kind.name == "jpeg" and ext in ("jpeg", "jpe")) \
+                or (kind.name == "tiff" and ext == "tif") or (kind.name == "heic" and ext == "heif"):
+            return kind.mime
+    return None
 
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
@@ -77,7 +110,7 @@ _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 # Recognisable non-images, so the user learns what they actually uploaded (images in formats
 # we do not read are named by failures.unsupported_format).
 _OTHER_MAGIC = (
-    (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
     (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
     (b"\x7fELF", "a program"), (b"MZ", "a Windows program"), (b"ID3", "an MP3 file"),
     (b"OggS", "an Ogg media file"),
@@ -87,6 +120,8 @@ _OTHER_MAGIC = (
 def sniff(data: bytes) -> str | None:
     """The input format from the first bytes (a key of :data:`KINDS`), or None."""
     head = data[:64]
+    if camera_raw.sniff(data):           # before TIFF and ISOBMFF: DNG, CR2, NEF... are TIFFs, CR3 is ISOBMFF
+        return "raw"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -108,7 +143,7 @@ def sniff(data: bytes) -> str | None:
             return "avif"
         if brands & _HEIC_BRANDS:
             return "heic"
-    return None
+    return documents.sniff(data[:4096]) or pillow_inputs.sniff(head)
 
 
 def describe_unknown(data: bytes) -> str:
@@ -120,11 +155,10 @@ def describe_unknown(data: bytes) -> str:
         if data.startswith(magic):
             return f"not a supported image: the content is {what}"
     head = data[:512].lstrip()
-    if head[:5].lower() in (b"<?xml", b"<svg ") or b"<svg" in head[:256].lower():
-        return "not a supported image: SVG (vector) files are not supported"
     if head[:1] in (b"<", b"{", b"[") or _looks_like_text(data[:512]):
         return "not an image: the content is text"
-    return "not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL)"
+    return ("not a supported image: the content matches no known format (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, "
+            "HEIC, JPEG XL, TGA, JPEG 2000, ICO, PBM/PGM/PPM/PAM, SGI, DDS, PSD, SVG, PDF)")
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -212,6 +246,10 @@ def open_source(data: bytes, limits: Limits) -> Source:
         unsupported = unsupported_tiff_compression(data)     # refused at upload, not at render
         if unsupported:
             raise unsupported
+    if name == "psd":
+        missing = pillow_inputs.psd_composite_problem(data)  # a layered file without its flattened image
+        if missing:
+            raise missing
     try:
         image = Image.open(io.BytesIO(data), formats=kind.pillow)
     except UnidentifiedImageError:
@@ -220,6 +258,8 @@ def open_source(data: bytes, limits: Limits) -> Source:
     except Exception as exc:  # every decoder error is the file's fault, never the process's
         # (Pillow's own decompression-bomb stop, far above the usual limit, included)
         raise decoder_error(exc, name, data, limits, where="header") from None
+    if isinstance(image, documents.ScalableImageFile):
+        image.limits = limits           # checked again at the size the operations draw it
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError("corrupt", f"the {name.upper()} header gives an empty size ({width}x{height})")
@@ -250,6 +290,8 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
     count itself expensive."""
     if name == "gif":
         return _count_gif_frames(data, cap + 1)
+    if name in _SINGLE_IMAGE:
+        return 1
     if name == "tiff":
         # step through the directories (none is decoded); Pillow's n_frames would walk
         # them all, and after a failed far seek it reports a wrong count
@@ -268,6 +310,13 @@ def count_frames(image: Image.Image, name: str, data: bytes, cap: int) -> int:
         return int(getattr(image, "n_frames", 1) or 1)
     except Exception as exc:
         raise decoder_error(exc, name, where="frame table") from None
+
+
+# Formats read as one picture: a PSD's "frames" are its layers (we read the flattened image), an
+# ICO gives its largest image, a DDS its first surface.
+_SINGLE_IMAGE = frozenset({"tga", "jpeg2000", "ico", "pnm", "sgi", "dds", "psd", "svg", "pdf", "raw"})
+# Formats drawn at the size asked for (larger than their natural size too), see documents.py.
+SCALABLE = frozenset({"svg", "pdf"})
 
 
 def _count_gif_frames(data: bytes, stop: int) -> int:
@@ -324,6 +373,8 @@ def _orientation(image: Image.Image, name: str) -> tuple[int, bool]:
     """
     if name == "heic" or (name == "jxl" and not getattr(image, "jpeg", False)):
         return 1, True
+    if name == "raw":                   # turned upright on load as the RAW's own flip tag says
+        return camera_raw.FLIP_TO_ORIENTATION.get(image.flip, 1), True
     try:
         if name == "tiff":
             value = image.getexif().get(0x0112, 1)
@@ -367,6 +418,8 @@ def load(source: Source, draft_size: tuple[int, int] | None = None) -> Image.Ima
     to ``draft_size``. The result is never smaller than ``draft_size``, and exactly that
     size when libvips did the reduce."""
     image = source.image
+    if isinstance(image, (documents.ScalableImageFile, camera_raw.RawImageFile)):
+        image.wanted = draft_size       # drawn, or a RAW's preview or demosaic chosen, for this size
     if draft_size and FAST_JPEG and source.kind.name == "jpeg" and image.mode in ("RGB", "L") and _simplejpeg():
         fast = _load_scaled_jpeg(source, draft_size)
         if fast is not None:

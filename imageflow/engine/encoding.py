@@ -39,10 +39,14 @@ OUTPUT_FORMATS = {fmt.name: fmt for fmt in (
 )}
 
 # Without a format op the output keeps the input's format; BMP (uncompressed, no use on
-# the web) becomes PNG, which is lossless too; HEIC and JPEG XL (which most browsers do not
-# show) become JPEG (what every viewer reads).
+# the web) becomes PNG, which is lossless too; HEIC, JPEG XL and JPEG 2000 (which most
+# browsers do not show, and are mostly photographs) become JPEG (what every viewer reads);
+# the other formats browsers do not show (graphics, icons, textures, designs) become PNG,
+# which keeps their alpha and every pixel.
 DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif",
-                  "tiff": "tiff", "bmp": "png", "heic": "jpeg", "jxl": "jpeg"}
+                  "tiff": "tiff", "bmp": "png", "heic": "jpeg", "jxl": "jpeg", "jpeg2000": "jpeg",
+                  "tga": "png", "ico": "png", "pnm": "png", "sgi": "png", "dds": "png", "psd": "png",
+                  "svg": "png", "pdf": "png", "raw": "jpeg"}
 
 log = logging.getLogger(__name__)
 

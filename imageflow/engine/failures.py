@@ -31,13 +31,9 @@ def megapixels(pixels: int) -> str:
 _UNSUPPORTED_MAGIC = (
     (b"/* XPM */", "XPM"), (b"! XPM2", "XPM"),
     (b"%!PS-Adobe", "EPS (PostScript)"), (b"\xc5\xd0\xd3\xc6", "EPS (PostScript)"), (b"%!", "PostScript"),
-    (b"SIMPLE  =", "FITS"),
-    (b"8BPS", "PSD (Photoshop)"), (b"gimp xcf", "XCF (GIMP)"),
-    (b"\x00\x00\x01\x00", "ICO (Windows icon)"), (b"\x00\x00\x02\x00", "CUR (Windows cursor)"),
-    (b"icns", "ICNS (Apple icon)"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
-    (b"qoif", "QOI"), (b"DDS ", "DDS"), (b"\x59\xa6\x6a\x95", "Sun raster"), (b"v/1\x01", "OpenEXR"),
-    (b"#?RADIANCE", "Radiance HDR"), (b"#?RGBE", "Radiance HDR"), (b"\x01\xda\x00", "SGI"), (b"\x01\xda\x01", "SGI"),
+    (b"SIMPLE  =", "FITS"), (b"gimp xcf", "XCF (GIMP)"), (b"icns", "ICNS (Apple icon)"),
+    (b"qoif", "QOI"), (b"\x59\xa6\x6a\x95", "Sun raster"), (b"v/1\x01", "OpenEXR"),
+    (b"#?RADIANCE", "Radiance HDR"), (b"#?RGBE", "Radiance HDR"),
 )
 _NETPBM = re.compile(rb"\AP([1-7fF])\s")
 _NETPBM_NAMES = {b"1": "PBM", b"4": "PBM", b"2": "PGM", b"5": "PGM", b"3": "PPM", b"6": "PPM", b"7": "PAM",
@@ -66,7 +62,8 @@ def unsupported_format(data: bytes) -> str | None:
 # need their header too): a file shorter than that which starts with them was cut short.
 _SIGNATURES = ((b"\xff\xd8\xff", 3, "JPEG"), (b"\x89PNG\r\n\x1a\n", 8, "PNG"), (b"GIF87a", 6, "GIF"),
                (b"GIF89a", 6, "GIF"), (b"RIFF", 12, "WebP"), (b"II*\x00", 4, "TIFF"), (b"MM\x00*", 4, "TIFF"),
-               (b"BM", 26, "BMP"), (b"\xff\x0a", 2, "JPEG XL"), (b"\x00\x00\x00\x0cJXL \r\n\x87\n", 12, "JPEG XL"))
+               (b"BM", 26, "BMP"), (b"\xff\x0a", 2, "JPEG XL"), (b"\x00\x00\x00\x0cJXL \r\n\x87\n", 12, "JPEG XL"),
+               (b"\x00\x00\x00\x0cjP  \r\n\x87\n", 12, "JPEG 2000"), (b"8BPS", 6, "Photoshop"), (b"DDS ", 4, "DDS"))
 
 
 def cut_short(data: bytes) -> str | None:
@@ -152,7 +149,20 @@ def too_large(exc: BaseException, limits: Limits | None) -> ImageError:
 
 def label(kind: str) -> str:
     """A format key (:data:`decoding.KINDS`) as people write it."""
-    return {"jxl": "JPEG XL", "webp": "WebP", "heic": "HEIC"}.get(kind, kind.upper())
+    return {"jxl": "JPEG XL", "webp": "WebP", "heic": "HEIC", "jpeg2000": "JPEG 2000", "pnm": "Netpbm",
+            "psd": "Photoshop", "pdf": "PDF", "svg": "SVG"}.get(kind, kind.upper())
+
+
+def _unread_variant(kind: str, data: bytes | None) -> str:
+    """A format we read, stored in a variant this installation does not decode."""
+    if kind == "dds" and data is not None and len(data) >= 88:
+        fourcc = data[84:88]
+        if fourcc == b"DX10" and len(data) >= 132:
+            return f"unsupported DDS pixel format (DXGI format {struct.unpack('<I', data[128:132])[0]})"
+        if fourcc.strip(b"\x00").isalnum():
+            return f"unsupported DDS pixel format ({fourcc.decode('ascii').strip()})"
+        return "unsupported DDS pixel format"
+    return f"this {label(kind)} variant is not supported"
 
 
 def decoder_error(exc: BaseException, kind: str, data: bytes | None = None, limits: Limits | None = None,
@@ -170,6 +180,8 @@ def decoder_error(exc: BaseException, kind: str, data: bytes | None = None, limi
         unsupported = unsupported_tiff_compression(data)
         if unsupported is not None:
             return unsupported
+    if isinstance(exc, NotImplementedError) or (kind == "dds" and "unsupported" in str(exc).lower()):
+        return ImageError("unsupported_compression" if kind == "dds" else "unsupported", _unread_variant(kind, data))
     text = str(exc).lower()
     if "max_text_chunk" in text or "text chunks" in text:
         return ImageError("too_large", f"the {label(kind)} carries metadata (text or a colour profile) that "

@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import placeholders, report
 from . import schema as ops
-from .decoding import Source, decode_error, load, open_source, to_working, turn
+from .decoding import SCALABLE, Source, decode_error, load, open_source, to_working, turn
 from .failures import too_large
 from .encoding import DEFAULT_OUTPUT, OUTPUT_FORMATS, EncodeOptions, Rendered, encode
 from .limits import ImageError, Limits, RenderBudget
@@ -79,6 +79,15 @@ class Plan:
     def draft_size(self, size: tuple[int, int]) -> tuple[int, int] | None:
         """The smallest decode size (in upright pixels) the operations allow, or None
         when the first grid-changing operation needs full resolution."""
+        target = self.target_size(size)
+        if target is None or target[0] >= size[0] or target[1] >= size[1]:
+            return None
+        return target
+
+    def target_size(self, size: tuple[int, int], vector: bool = False) -> tuple[int, int] | None:
+        """The size (in decode pixels) the first grid-changing operation resizes the image to,
+        or None. With ``vector`` (a drawing, which loses nothing when made larger), a resize or a
+        variant wider than ``size`` counts as if ``upscale`` were on."""
         width, height = size
         target, turned = None, False
         for op in self.pixel_ops:
@@ -89,7 +98,7 @@ class Plan:
                     width, height, turned = height, width, not turned
                 continue
             if op.op == "resize":
-                out, region = resize_target((width, height), op)
+                out, region = resize_target((width, height), op.model_copy(update={"upscale": True}) if vector else op)
                 if region is not None and op.gravity == "face":
                     break   # the face detector needs the faces at full size: no shrink on load
                 if region is None:
@@ -99,9 +108,9 @@ class Plan:
             break
         else:
             wanted = largest_width(self.variants)
-            if wanted and wanted < width:
+            if wanted and (wanted < width or vector):
                 target = (wanted, math.ceil(height * wanted / width))
-        if target is None or target[0] >= width or target[1] >= height:
+        if target is None:
             return None
         # quarter turns before the resize: the decode happens before them
         return (target[1], target[0]) if turned else target
@@ -134,7 +143,10 @@ def _exif_to_keep(source: Source, plan: Plan) -> bytes | None:
 
 def _decode_still(source: Source, plan: Plan) -> tuple[list[Image.Image], bytes | None]:
     correction = source.correction(plan.auto_orient)
-    draft = plan.draft_size(source.size_after(correction))
+    if source.kind.name in SCALABLE:    # drawn at the size the operations need, up or down
+        draft = plan.target_size(source.size_after(correction), vector=True)
+    else:
+        draft = plan.draft_size(source.size_after(correction))
     if draft and correction in (5, 6, 7, 8):
         draft = (draft[1], draft[0])
     image = load(source, draft)

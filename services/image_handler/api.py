@@ -14,7 +14,7 @@ from imageflow import domain
 from imageflow.blobstore import BlobNotFound
 from imageflow.jobstore import iter_images
 from imageflow.engine import Limits
-from imageflow.engine.decoding import KINDS, sniff
+from imageflow.engine.decoding import KINDS, accepted_types, sniff, type_for_name
 from imageflow.engine.schema import PRESETS, operations_json_schema
 from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED, JOBS_CREATED
 from imageflow.safe_http import FetchError
@@ -39,8 +39,7 @@ log = logging.getLogger(__name__)
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
-ACCEPTED_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp", "image/avif",
-                  "image/heic", "image/jxl"]
+ACCEPTED_TYPES = accepted_types()
 
 
 PUBLIC_ENDPOINTS = {"api.operations", "lifecycle_routes.openapi"}
@@ -305,7 +304,11 @@ def _direct_uploads(job: domain.Job, body: dict):
         refuse_unknown(item, DIRECT_UPLOAD_FIELDS, where=f"files[{index}].")
         name = domain.display_name(item["filename"], "(unnamed)")
         size = item["bytes"]
-        content_type = item.get("content_type") or mimetypes.guess_type(name)[0] or ""
+        # our own extension table first: the system's has no TGA or DDS, and calls .sgi a sealed GIF
+        declared = item.get("content_type")
+        if declared in (None, "", "application/octet-stream"):   # no type said: the name's extension
+            declared = type_for_name(name) or mimetypes.guess_type(name)[0]
+        content_type = declared or ""
         if not 0 < size <= settings.max_upload_bytes:
             rejected.append({"filename": name, "error": {"code": "file_too_large" if size > 0 else "empty_file",
                              "message": f"{name}: a file must be 1 byte to "

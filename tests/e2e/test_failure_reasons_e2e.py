@@ -36,7 +36,7 @@ def fails_only_in_processing(files: dict[str, bytes], count: int) -> dict[str, b
 
 def test_refused_and_failed_images_say_why_in_our_words(stack):
     groups = broken_files()
-    refused = {"icon.xpm": UNSUPPORTED_IMAGES["XPM"][0], "plain.pgm": UNSUPPORTED_IMAGES["plain PGM"][0],
+    refused = {"icon.xpm": UNSUPPORTED_IMAGES["XPM"][0], "paint.pcx": UNSUPPORTED_IMAGES["PCX"][0],
                "scan.tiff": tiff_damage()["tiff JPEG 2000 compression"],
                "bomb.png": png_damage()["png text chunk bomb"]}
     failing = {}
@@ -55,7 +55,7 @@ def test_refused_and_failed_images_say_why_in_our_words(stack):
     assert set(rejected) == set(refused), rejected
     assert rejected["icon.xpm"] == {"code": "unsupported_image", "message": "icon.xpm: unsupported format: XPM",
                                     "details": {"error_code": "unsupported"}}
-    assert rejected["plain.pgm"]["message"] == "plain.pgm: unsupported format: PGM"
+    assert rejected["paint.pcx"]["message"] == "paint.pcx: unsupported format: PCX"
     assert rejected["scan.tiff"]["message"] == "scan.tiff: unsupported TIFF compression (JPEG 2000)"
     assert rejected["scan.tiff"]["details"] == {"error_code": "unsupported_compression"}
     assert rejected["bomb.png"]["code"] == "too_large"

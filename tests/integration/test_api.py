@@ -167,3 +167,19 @@ def test_readyz_names_a_broken_backend(app, client):
 def test_unknown_routes_and_methods_are_json(client):
     assert client.delete("/healthz").status_code == 405
     assert client.get("/api/v1/nothing").json["error"]["code"] == "not_found"
+
+
+def test_the_formats_pillow_reads_are_taken_and_listed(client):
+    """Issue 26: TGA, JPEG 2000, ICO/CUR, Netpbm, SGI, DDS and PSD/PSB uploads are accepted with
+    their sniffed type, and GET /operations lists their types for the page."""
+    from tests.format_samples import samples
+    files = [(f"file.{name}", data) for name, (data, _, _) in samples().items()]
+    for start in range(0, len(files), 5):      # the app_config's MAX_FILES_PER_JOB
+        chosen = dict(files[start:start + 5])
+        response = post(client, list(chosen.items()))
+        assert response.status_code == 202 and response.json["rejected"] == [], response.json
+        assert {image["filename"] for image in response.json["images"]} == set(chosen)
+    accepted = client.get("/api/v1/operations").json["limits"]["accepted_types"]
+    for mime in ("image/x-tga", "image/jp2", "image/x-icon", "image/x-portable-anymap", "image/sgi",
+                 "image/vnd-ms.dds", "image/vnd.adobe.photoshop"):
+        assert mime in accepted

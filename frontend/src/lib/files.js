@@ -1,6 +1,7 @@
 // Checks on the chosen files before anything is sent, against the limits the server
 // publishes at GET /api/v1/operations, so a person learns at once what will be refused.
 import { formatBytes, formatName, listInWords } from './format.js';
+import { KIND_TYPES } from './sniff.js';
 
 /** Used only until the server's own limits have loaded. */
 export const DEFAULT_LIMITS = {
@@ -28,13 +29,59 @@ const TYPE_BY_EXTENSION = {
   heic: 'image/heic',
   heif: 'image/heif',
   jxl: 'image/jxl',
+  tga: 'image/x-tga',
+  icb: 'image/x-tga',
+  vda: 'image/x-tga',
+  vst: 'image/x-tga',
+  jp2: 'image/jp2',
+  j2k: 'image/jp2',
+  jpx: 'image/jp2',
+  jpf: 'image/jp2',
+  j2c: 'image/jp2',
+  ico: 'image/x-icon',
+  cur: 'image/x-icon',
+  pbm: 'image/x-portable-anymap',
+  pgm: 'image/x-portable-anymap',
+  ppm: 'image/x-portable-anymap',
+  pnm: 'image/x-portable-anymap',
+  pam: 'image/x-portable-anymap',
+  pfm: 'image/x-portable-anymap',
+  sgi: 'image/sgi',
+  rgb: 'image/sgi',
+  rgba: 'image/sgi',
+  bw: 'image/sgi',
+  dds: 'image/vnd-ms.dds',
+  psd: 'image/vnd.adobe.photoshop',
+  psb: 'image/vnd.adobe.photoshop',
+  svg: 'image/svg+xml',
+  pdf: 'application/pdf',
+  dng: 'image/x-adobe-dng',
+  cr2: 'image/x-adobe-dng',
+  cr3: 'image/x-adobe-dng',
+  nef: 'image/x-adobe-dng',
+  arw: 'image/x-adobe-dng',
+  raf: 'image/x-adobe-dng',
+  orf: 'image/x-adobe-dng',
+  rw2: 'image/x-adobe-dng',
+  pef: 'image/x-adobe-dng',
+  srw: 'image/x-adobe-dng',
 };
 
-/** The MIME type a file claims, from the browser or else from its extension. */
+/** The MIME type a file claims, from the browser or else from its extension (a browser that
+ * does not know the type says "" or application/octet-stream). */
 export function fileType(file) {
-  if (file.type) return file.type.toLowerCase();
+  const type = (file.type || '').toLowerCase();
+  if (type && type !== 'application/octet-stream') return type;
   const ext = (file.name || '').split('.').pop().toLowerCase();
-  return TYPE_BY_EXTENSION[ext] || '';
+  return TYPE_BY_EXTENSION[ext] || type;
+}
+
+/** The file picker's `accept`: the accepted types, and the extensions of those browsers may
+ * not know (TGA, DDS...), so such files are not hidden. */
+export function acceptAttribute(types) {
+  const accepted = new Set((types || []).map((t) => t.toLowerCase()));
+  const exts = Object.keys(TYPE_BY_EXTENSION).filter((ext) => accepted.has(TYPE_BY_EXTENSION[ext]));
+  return [...accepted, ...exts.map((ext) => `.${ext}`)].join(',');
 }
 
 /** "JPEG, PNG or WebP" from a list of MIME types. */
@@ -95,7 +142,7 @@ export function checkFiles(existing, incoming, limits = DEFAULT_LIMITS, sniffed 
       refused.push({ name: file.name, reason: `is ${content.reason}.` });
       continue;
     }
-    if (content && accepts.size && !accepts.has(`image/${content.kind}`)) {
+    if (content && accepts.size && !accepts.has(KIND_TYPES[content.kind] || `image/${content.kind}`)) {
       refused.push({ name: file.name, reason: `is a ${formatName(content.kind)} image; ImageFlow accepts ${describeTypes([...accepts])} images.` });
       continue;
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { makeFile } from '../test/fakes.js';
-import { checkFiles, describeTypes, fileType, tooManyPixels } from './files.js';
+import { acceptAttribute, checkFiles, describeTypes, fileType, tooManyPixels } from './files.js';
 import { formatBytes } from './format.js';
 
 const limits = {
@@ -10,6 +10,21 @@ const limits = {
   max_image_pixels: 1000000,
   accepted_types: ['image/jpeg', 'image/png'],
 };
+
+describe('the formats browsers do not name', () => {
+  it('are known by their extension, and the picker offers them', () => {
+    expect(fileType(makeFile('sky.TGA', ''))).toBe('image/x-tga');
+    expect(fileType(makeFile('design.psb', 'application/octet-stream'))).toBe('image/vnd.adobe.photoshop');
+    expect(acceptAttribute(['image/x-tga', 'image/jpeg'])).toBe('image/x-tga,image/jpeg,.jpg,.jpeg,.jpe,.tga,.icb,.vda,.vst');
+    expect(describeTypes(['image/x-tga', 'image/jp2', 'image/x-icon', 'image/vnd.microsoft.icon', 'image/vnd.adobe.photoshop'])).toBe('TGA, JPEG 2000, ICO or PSD');
+  });
+
+  it('a sniffed TGA is checked against the type the server lists for it', () => {
+    const file = makeFile('sky.tga', '');
+    const { accepted } = checkFiles([], [file], { ...limits, accepted_types: ['image/x-tga'] }, new Map([[file, { kind: 'tga', reason: '' }]]));
+    expect(accepted).toEqual([file]);
+  });
+});
 
 describe('checkFiles', () => {
   it('accepts images of an accepted type within the limits', () => {

@@ -20,7 +20,18 @@ export function plural(count, one, many = `${one}s`) {
   return `${count} ${count === 1 ? one : many}`;
 }
 
-const FORMAT_NAMES = { jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', heic: 'HEIC', jxl: 'JPEG XL' };
+const FORMAT_NAMES = {
+  jpeg: 'JPEG', jpg: 'JPEG', png: 'PNG', webp: 'WebP', avif: 'AVIF', gif: 'GIF', tiff: 'TIFF', bmp: 'BMP', heic: 'HEIC', jxl: 'JPEG XL',
+  'x-tga': 'TGA', 'x-targa': 'TGA', tga: 'TGA', jp2: 'JPEG 2000', jpx: 'JPEG 2000', j2k: 'JPEG 2000', jpm: 'JPEG 2000', jpeg2000: 'JPEG 2000',
+  'x-icon': 'ICO', 'vnd.microsoft.icon': 'ICO', ico: 'ICO', 'x-portable-anymap': 'Netpbm', 'x-portable-bitmap': 'Netpbm',
+  'x-portable-graymap': 'Netpbm', 'x-portable-pixmap': 'Netpbm', 'x-portable-arbitrarymap': 'Netpbm', pnm: 'Netpbm',
+  sgi: 'SGI', 'x-sgi': 'SGI', 'x-rgb': 'SGI', 'vnd-ms.dds': 'DDS', 'vnd.ms-dds': 'DDS', 'x-dds': 'DDS', dds: 'DDS',
+  'vnd.adobe.photoshop': 'PSD', 'x-photoshop': 'PSD', psd: 'PSD', 'application/x-photoshop': 'PSD', 'application/photoshop': 'PSD',
+  'svg+xml': 'SVG', svg: 'SVG', 'application/pdf': 'PDF', 'application/x-pdf': 'PDF', pdf: 'PDF',
+  'x-adobe-dng': 'camera RAW', 'x-canon-cr2': 'camera RAW', 'x-canon-cr3': 'camera RAW', 'x-nikon-nef': 'camera RAW',
+  'x-sony-arw': 'camera RAW', 'x-fuji-raf': 'camera RAW', 'x-olympus-orf': 'camera RAW', 'x-panasonic-rw2': 'camera RAW',
+  'x-pentax-pef': 'camera RAW', 'x-samsung-srw': 'camera RAW', raw: 'camera RAW',
+};
 
 /** A content type ("image/webp") or format name ("webp") as people write it ("WebP"). */
 export function formatName(typeOrFormat) {

@@ -61,10 +61,10 @@ def test_truncated_file(fmt):
 
 
 @pytest.mark.parametrize("content, what", [
-    (b"%PDF-1.7\n...", "PDF"),
+    (b"Rar!\x1a\x07\x00" + b"\0" * 40, "RAR"),
     (b"PK\x03\x04" + b"\0" * 40, "ZIP"),
     (b"hello, this is plain text\n", "text"),
-    (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "SVG"),
+    (b"<!doctype html><html><body>not a picture</body></html>", "text"),
     (bytes(range(256)) * 4, "no known format"),
 ])
 def test_mislabelled_non_image(content, what):

@@ -1,4 +1,4 @@
-import { describeTypes } from '../../lib/files.js';
+import { acceptAttribute, describeTypes } from '../../lib/files.js';
 import { formatBytes, formatMegapixels, plural } from '../../lib/format.js';
 import DropZone from '../DropZone.jsx';
 import FileList from '../FileList.jsx';
@@ -44,7 +44,7 @@ export default function PhotosSection({ photos, limits, disabled, source = 'file
         <UrlImport {...urlImport} limits={limits} disabled={disabled} />
       ) : (
         <>
-          <DropZone onFiles={photos.add} accept={(limits.accepted_types || []).join(',')} disabled={disabled} hint={limitsText(limits)} />
+          <DropZone onFiles={photos.add} accept={acceptAttribute(limits.accepted_types)} disabled={disabled} hint={limitsText(limits)} />
           <NotAddedNotice notAdded={photos.notAdded} onDismiss={photos.dismissRefused} />
           {photos.restored > 0 && photos.items.length > 0 && (
             <p className="muted kept-photos" data-testid="kept-photos">
