@@ -94,7 +94,7 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])      # utime, stime
+        total += sum(int(f) for f in fields[11:15])      # utime, stime, and of reaped children (a replaced worker)
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -126,17 +126,24 @@ def post_estimate(base_url: str, files: list[tuple[str, bytes]], operations, hea
                          data={"estimate": "true", "operations": json.dumps(operations)})
 
 
-def run(base_url: str, handler_pid: int, headers: dict) -> dict:
+def run(base_url: str, handler_pid: int, headers: dict, cpu_only: bool = False) -> dict:
     png, jpeg = big_png(), photo_jpeg()
     figures = {"png_bytes": len(png), "jpeg_bytes": len(jpeg), "handler_rss_mb_before": status_kb(handler_pid, "VmRSS") // 1024}
     # 1. memory
+    if cpu_only:
+        return cpu_figures(base_url, handler_pid, headers, jpeg, figures)
     with TreeWatch(handler_pid) as watch, ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda i: post_estimate(base_url, [(f"big{i}-{k}.png", png) for k in range(3)],
                                                         [{"op": "format", "format": "webp"}], headers), range(3)))
     figures["memory_attack_statuses"] = sorted(a.status_code for a in answers)
     figures["handler_peak_rss_mb"] = status_kb(handler_pid, "VmHWM") // 1024
     figures["handler_tree_peak_rss_mb"] = watch.peak // 1024
-    # 2. CPU of one estimate, alone
+    cpu_figures(base_url, handler_pid, headers, jpeg, figures)
+    return parallel_figures(base_url, handler_pid, headers, jpeg, figures)
+
+
+def cpu_figures(base_url: str, handler_pid: int, headers: dict, jpeg: bytes, figures: dict) -> dict:
+    """2. CPU of one estimate, alone."""
     before = cpu_seconds(tree(handler_pid))
     started = time.monotonic()
     answer = post_estimate(base_url, [("photo.jpg", jpeg)], VARIANTS, headers)
@@ -145,7 +152,11 @@ def run(base_url: str, handler_pid: int, headers: dict) -> dict:
     figures["cpu_estimate_wall_seconds"] = round(time.monotonic() - started, 2)
     if answer.ok:
         figures["cpu_estimate_samples"] = answer.json()["samples"]
-    # 3. eight at once, and GETs meanwhile
+    return figures
+
+
+def parallel_figures(base_url: str, handler_pid: int, headers: dict, jpeg: bytes, figures: dict) -> dict:
+    """3. eight at once, and GETs meanwhile."""
     latencies, done = [], threading.Event()
 
     def poll():
@@ -180,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url")
     parser.add_argument("--handler-pid", type=int, help="the image-handler's gunicorn worker (with --base-url)")
     parser.add_argument("--api-key", default="")
+    parser.add_argument("--cpu-only", action="store_true", help="only the one estimate's CPU seconds (2.)")
     args = parser.parse_args(argv)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     if args.base_url:
-        print(json.dumps(run(args.base_url, args.handler_pid, headers), indent=1))
+        print(json.dumps(run(args.base_url, args.handler_pid, headers, args.cpu_only), indent=1))
         return 0
     from devtools.stack import Stack
 
@@ -191,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = Stack.on_free_ports(Path(tmp), env={"RATE_LIMIT_PER_SECOND": "0"}).start()
         try:
             [worker] = children(stack.procs["image-handler"].pid)   # gunicorn's one worker
-            print(json.dumps(run(stack.base_url, worker, headers), indent=1))
+            print(json.dumps(run(stack.base_url, worker, headers, args.cpu_only), indent=1))
         finally:
             stack.stop()
     return 0

@@ -194,35 +194,40 @@ def measure(sample: Sample, data: bytes, limits: Limits) -> Model:
     first = _encoded(decode_scaled(data, limits, size), sample.format) if scale < 1 else data
     p1, o1, cpu1, bytes1 = _run(first, geometry, limits, sample.assets)
     e = 1.0
+    half = (_side(sample.width * scale / 2), _side(sample.height * scale / 2))
+    second = None
     if min(sample.width, sample.height) * scale / 2 >= MIN_SAMPLE_SIDE:
-        half = (_side(sample.width * scale / 2), _side(sample.height * scale / 2))
-        p2, o2, _, _ = _run(_encoded(decode_scaled(data, limits, half), sample.format), geometry, limits,
-                            sample.assets)
+        second = _encoded(decode_scaled(data, limits, half), sample.format)
+        p2, o2, _, _ = _run(second, geometry, limits, sample.assets)
         if o1 > 0 and o2 > 0 and p1 > p2:
             e = min(1.0, max(0.0, math.log(o1 / o2) / math.log(p1 / p2)))
     formats = rendered  # the formats each width is encoded in
     same = measured == geometry   # nothing to extrapolate: the geometry render was the real one
+    # The real encodings (every format, an auto quality's search) on a quarter of the sample's
+    # pixels when they differ from the geometry render: their bytes and time go by pixels.
+    small = not same and second is not None
     crop = None
     if scale < 1 and e >= 0.5:   # the output follows the input's size: a crop's bytes per pixel
         try:
-            crop = _encoded(decode_crop(data, limits, size), sample.format)
+            crop = _encoded(decode_crop(data, limits, half if small else size), sample.format)
         except ImageError:   # a format without a sequential decode: keep the downscale
             crop = None
+    first_measured = second if small else first
     ob, cpu_b, bytes_b = o1, cpu1, bytes1
     if crop is not None or not same:
         try:
-            _, ob, cpu_b, bytes_b = _run(crop or first, measured, limits, sample.assets)
+            _, ob, cpu_b, bytes_b = _run(crop or first_measured, measured, limits, sample.assets)
         except ImageError:
             if not same:   # operations that need the whole frame (a crop box): the downscale's figure
-                _, ob, cpu_b, bytes_b = _run(first, measured, limits, sample.assets)
+                _, ob, cpu_b, bytes_b = _run(first_measured, measured, limits, sample.assets)
     bytes_per_pixel = bytes_b / max(1, ob)
     if same:
         if crop is not None:   # as the output follows the input's size, from the crop to the downscale
             bytes_per_pixel = bytes_per_pixel ** e * (bytes1 / max(1, o1)) ** (1 - e)
         cpu = cpu1
     else:
-        # every width's encodings cost as the largest one's, by their pixels (o1 counts every
-        # width in one format, ob the largest width in every format)
+        # every output's encodings cost as the measured ones, by their pixels (o1 counts every
+        # width in one format at the sample's scale, ob the largest width in every format)
         cpu = cpu1 + cpu_b * (o1 * formats / max(1, ob))
     return Model(pixels=pixels, a=o1 * formats / p1 ** e, e=e, bytes_per_pixel=bytes_per_pixel,
                  cpu_per_pixel=cpu / max(1, p1), outputs=outputs, rendered_outputs=rendered,

@@ -206,7 +206,9 @@ class EstimateAnswer(BaseModel):
     totals: EstimateTotals
     processor_slots: int
     images_queued_ahead: int
-    samples: list[dict]
+    samples: list[dict] = Field(description="the images measured: filename, width, height, exponent, outputs, "
+                                            "rendered_outputs and extrapolated (what was predicted rather than "
+                                            "rendered, or null); or filename and error")
 
 
 class RerunCreated(JobCreated):
@@ -245,7 +247,7 @@ ROUTES = [
           (200, OperationsInfo), public=True),
     Route("/api/v1/openapi.json", "get", "This document", (200, "application/json"), public=True),
     Route("/api/v1/jobs", "post", "Create a job (uploads, a CSV of URLs or a JSON list of URLs)", (202, JobCreated),
-          {"multipart/form-data": MultipartJob, "application/json": UrlJob}, (400, 413, 415, 422, 429),
+          {"multipart/form-data": MultipartJob, "application/json": UrlJob}, (400, 413, 415, 422, 429, 503),
           also=((200, EstimateAnswer),)),
     Route("/api/v1/jobs", "get", "The caller's jobs, newest first (?status, ?limit, ?cursor)", (200, JobList), {},
           (400,)),
