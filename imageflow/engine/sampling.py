@@ -207,7 +207,9 @@ def measure(sample: Sample, data: bytes, limits: Limits) -> Model:
     # pixels when they differ from the geometry render: their bytes and time go by pixels.
     small = not same and second is not None
     crop = None
-    if scale < 1 and e >= 0.5:   # the output follows the input's size: a crop's bytes per pixel
+    # As far as the output follows the input's size (e), a crop's bytes per pixel, blended with the
+    # downscale's (a downscale compresses better than the original).
+    if scale < 1 and e >= 0.5:
         try:
             crop = _encoded(decode_crop(data, limits, half if small else size), sample.format)
         except ImageError:   # a format without a sequential decode: keep the downscale
@@ -221,9 +223,14 @@ def measure(sample: Sample, data: bytes, limits: Limits) -> Model:
             if not same:   # operations that need the whole frame (a crop box): the downscale's figure
                 _, ob, cpu_b, bytes_b = _run(first_measured, measured, limits, sample.assets)
     bytes_per_pixel = bytes_b / max(1, ob)
+    if crop is not None and e < 1:   # from the crop to the downscale, as far as the output follows the input
+        if same:
+            down = bytes1 / max(1, o1)
+        else:   # the real encodings of the downscale too (on a quarter of the sample as well)
+            _, od, cpu_d, bytes_d = _run(first_measured, measured, limits, sample.assets)
+            down = bytes_d / max(1, od)
+        bytes_per_pixel = bytes_per_pixel ** e * down ** (1 - e)
     if same:
-        if crop is not None:   # as the output follows the input's size, from the crop to the downscale
-            bytes_per_pixel = bytes_per_pixel ** e * (bytes1 / max(1, o1)) ** (1 - e)
         cpu = cpu1
     else:
         # every output's encodings cost as the measured ones, by their pixels (o1 counts every
