@@ -77,6 +77,15 @@ class Settings:
     # and a render may take RENDER_TIMEOUT_SECONDS (its worker is replaced past that, plus a grace).
     processor_worker_memory_mb: int = 768
     render_timeout_seconds: float = 120.0
+    # Estimates (services.image_handler.estimate): their samples render in ESTIMATE_CONCURRENCY worker processes of
+    # the image-handler, each capped at ESTIMATE_WORKER_MEMORY_MB of address space; an estimate's samples may take
+    # ESTIMATE_TIMEOUT_SECONDS in all. At most ESTIMATE_MAX_IN_FLIGHT estimates at once per image-handler process
+    # (more: 503) and, with API keys on, ESTIMATE_MAX_IN_FLIGHT_PER_KEY per key (more: 429); 0: no bound.
+    estimate_concurrency: int = 1
+    estimate_worker_memory_mb: int = 640
+    estimate_timeout_seconds: float = 20.0
+    estimate_max_in_flight: int = 2
+    estimate_max_in_flight_per_key: int = 1
     ack_deadline_seconds: int = 60
     max_delivery_attempts: int = 5
     # A nacked message is redelivered after an exponential backoff between these (every subscription).
@@ -176,6 +185,12 @@ class Settings:
             processor_concurrency=max(1, _int(env, "PROCESSOR_CONCURRENCY", cls.processor_concurrency)),
             processor_max_in_flight=max(0, _int(env, "PROCESSOR_MAX_IN_FLIGHT", cls.processor_max_in_flight)),
             processor_worker_memory_mb=_int(env, "PROCESSOR_WORKER_MEMORY_MB", cls.processor_worker_memory_mb),
+            estimate_concurrency=max(1, _int(env, "ESTIMATE_CONCURRENCY", cls.estimate_concurrency)),
+            estimate_worker_memory_mb=_int(env, "ESTIMATE_WORKER_MEMORY_MB", cls.estimate_worker_memory_mb),
+            estimate_timeout_seconds=max(1.0, _float(env, "ESTIMATE_TIMEOUT_SECONDS", cls.estimate_timeout_seconds)),
+            estimate_max_in_flight=_int(env, "ESTIMATE_MAX_IN_FLIGHT", cls.estimate_max_in_flight),
+            estimate_max_in_flight_per_key=_int(env, "ESTIMATE_MAX_IN_FLIGHT_PER_KEY",
+                                                cls.estimate_max_in_flight_per_key),
             render_timeout_seconds=max(1.0, _float(env, "RENDER_TIMEOUT_SECONDS", cls.render_timeout_seconds)),
             ack_deadline_seconds=max(1, _int(env, "ACK_DEADLINE_SECONDS", cls.ack_deadline_seconds)),
             max_delivery_attempts=max(1, _int(env, "MAX_DELIVERY_ATTEMPTS", cls.max_delivery_attempts)),

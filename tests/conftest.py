@@ -51,6 +51,7 @@ def make_app(tmp_path):
 
     yield make
     for app in made:
+        app.extensions["imageflow"].estimator.close()   # its estimate render workers, if any started
         app.extensions["imageflow"].backends.close()
 
 

@@ -146,3 +146,43 @@ def decode_scaled(data: bytes, kind: str, size: tuple[int, int], mode: str) -> I
         return None if reduced is None else _to_pillow(reduced)
     except vips.Error:
         return None
+
+
+def thumbnail(data: bytes, size: tuple[int, int]) -> Image.Image | None:
+    """Any image libvips reads, reduced to ``size`` as its thumbnail does: shrink-on-load
+    where the format has it (JPEG, WebP, TIFF pyramids), else a sequential decode through
+    the reduce (the full-size image is never held, except where the decoder itself needs it
+    whole: HEIC and AVIF). 16-bit images come out as 8 bits. No orientation is applied.
+    None without libvips or for a file it declines."""
+    vips = pyvips()
+    if vips is None:
+        return None
+    try:
+        image = vips.Image.thumbnail_buffer(data, size[0], height=size[1], size="force", no_rotate=True,
+                                            fail_on="truncated")
+        if image.format != "uchar":
+            image = image.colourspace("b-w" if image.bands <= 2 else "srgb")
+        if image.format != "uchar" or image.bands not in _BANDS_MODE:
+            return None
+        return _to_pillow(image)
+    except vips.Error:
+        return None
+
+
+def crop(data: bytes, box: tuple[int, int, int, int]) -> Image.Image | None:
+    """The region ``(left, top, width, height)`` of a still image libvips reads, at full
+    resolution, decoded sequentially: only the rows down to the region's bottom are decoded
+    and only the region is kept. None without libvips or for a file it declines."""
+    vips = pyvips()
+    if vips is None:
+        return None
+    try:
+        image = vips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated")
+        image = image.crop(*box)
+        if image.format != "uchar":
+            image = image.colourspace("b-w" if image.bands <= 2 else "srgb")
+        if image.format != "uchar" or image.bands not in _BANDS_MODE:
+            return None
+        return _to_pillow(image)
+    except vips.Error:
+        return None

@@ -83,6 +83,10 @@ class _FormUpload:
     def read(self, limit: int) -> bytes:
         return self._storage.stream.read(limit)
 
+    def rewind(self) -> None:
+        """To read it again (werkzeug keeps each part in memory when small, else in a temporary file)."""
+        self._storage.stream.seek(0)
+
 
 def _job_or_404(job_id: str) -> domain.Job:
     job = ctx().backends.jobs.get_job(job_id) if domain.is_valid_id(job_id) else None
@@ -175,7 +179,13 @@ def wants_estimate(fields) -> bool:
 
 
 def estimate_answer(form, uploads):
-    """200: what the job would do (services.image_handler.estimate); nothing is stored."""
+    """200: what the job would do (services.image_handler.estimate); nothing is stored. 503 when
+    the process makes as many estimates as it may at once, 429 when this key does."""
+    with ctx().estimator.admitted(g.caller.owner if g.caller.enforced else None):
+        return _estimate_answer(form, uploads)
+
+
+def _estimate_answer(form, uploads):
     if request.files.get("csv") is not None:
         raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files, not a CSV of URLs")
     job_request = _job_request(form, _form_operations(form.get("operations")))
@@ -185,7 +195,7 @@ def estimate_answer(form, uploads):
               check_overlays(job_request.operations, overlays, c.settings, Limits.from_settings(c.settings)).items()}
     return jsonify(estimate(c.settings, c.backends.jobs, uploads, job_request.operations,
                             admit=lambda n: c.auth.check_quota(c.backends.jobs, g.caller, n),  # read-only
-                            owner=g.caller.owner, assets=assets))
+                            owner=g.caller.owner, assets=assets, estimator=c.estimator))
 
 
 @api.post("/jobs")

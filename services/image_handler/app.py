@@ -23,6 +23,7 @@ from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from imageflow.runtime import configure_logging, register_health
 from imageflow.settings import Settings
 from services.image_handler.auth import Auth
+from services.image_handler.estimate import Estimator
 from services.image_handler.ratelimit import RateLimiter, client_address
 
 from . import body_limits
@@ -42,9 +43,11 @@ class HandlerContext:
     settings: Settings
     backends: Backends
     auth: Auth | None = None
+    estimator: Estimator | None = None   # estimates: their bound and render workers
 
     def __post_init__(self):
         self.auth = self.auth or Auth.from_settings(self.settings)
+        self.estimator = self.estimator or Estimator(self.settings)
 
     def validate_webhook(self, url: str) -> str:
         """A webhook must be an absolute http(s) URL."""

@@ -30,6 +30,8 @@ def client_error_response(exc: ClientError):
     response, status = error_response(exc.status, exc.code, exc.message, exc.details)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="imageflow"'
+    elif status in (429, 503) and isinstance(exc.details, dict) and exc.details.get("retry_after_seconds"):
+        response.headers["Retry-After"] = str(exc.details["retry_after_seconds"])
     elif status == 429 and "Retry-After" not in response.headers:
         response.headers["Retry-After"] = "30"
     return response, status

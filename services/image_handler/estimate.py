@@ -2,129 +2,127 @@
 
 Nothing is stored or published. Every upload goes through the same checks as a real job
 (size, sniffed type, the header's pixel and frame limits), so the answer says which images
-would be accepted and which refused, with the same reasons. A few of the accepted ones are
-then rendered with the job's operations at reduced scale (at most ``SAMPLE_PIXELS``, and
-again at half that side) and the two renders give a model per sample:
+would be accepted and which refused, with the same reasons. The files are checked one at a
+time and only their header facts kept; a few of the accepted ones are then read again and
+measured (imageflow.engine.sampling: a scaled decode of at most ``SAMPLE_PIXELS``, the
+geometry again at half that side, and the real encodings once per format) and give a model
+per sample:
 
 - output pixels = A * input pixels ^ e  (e is 1 when the output follows the input's size,
   0 when a resize pins it to a box), fitted on the two scales;
 - output bytes = bytes per output pixel * output pixels, the bytes per pixel taken from the
-  larger render, or (as far as the output follows the input's size) from a render of a
-  full-resolution centre crop, since a downscale compresses better than the original;
-- CPU seconds = CPU seconds per input pixel * input pixels (thread CPU time of the render).
+  render of the real encodings: of a full-resolution centre crop where the output follows
+  the input's size (a downscale compresses better than the original), else of the sample;
+- CPU seconds = CPU seconds per input pixel * input pixels.
 
 Each image is predicted with the model of the sample nearest to it in size. The wall time
 is the CPU time of the images queued ahead (the pending images of jobs in progress, at
 this job's mean cost) and of this job, spread over ``PROCESSOR_CONCURRENCY`` render slots.
+
+The cost of an estimate is small and fixed: its samples render in a pool of render workers of
+the image-handler's own (imageflow.render_pool: ``ESTIMATE_CONCURRENCY`` processes, each
+capped at ``ESTIMATE_WORKER_MEMORY_MB``, each render held to ``ESTIMATE_TIMEOUT_SECONDS``),
+never in a request thread; at most ``ESTIMATE_MAX_IN_FLIGHT`` estimates run in one process
+(more answer 503 ``estimates_busy``) and, with API keys on, ``ESTIMATE_MAX_IN_FLIGHT_PER_KEY``
+per key (more answer 429 ``too_many_estimates``).
 """
 from __future__ import annotations
 
-import io
 import math
+import threading
 import time
-from dataclasses import dataclass
-
-from PIL import Image
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 from imageflow import domain
-from imageflow.engine import ImageError, Limits, render
-from imageflow.engine.decoding import open_source, turn
+from imageflow.engine import ImageError, Limits
+from imageflow.engine.sampling import SAMPLE_PIXELS, Model, Sample, measure
 from imageflow.jobstore import JobStore, iter_jobs
+from imageflow.render_pool import RenderPool, WorkerCrash
 from imageflow.settings import Settings
 
 from .errors import ClientError
 from .intake import Rejected, Upload, checked_files
 
 SAMPLES = 3
-SAMPLE_PIXELS = 1_000_000
-MIN_SAMPLE_SIDE = 16
-_SAVE = {"jpeg": ("JPEG", {"quality": 92}), "png": ("PNG", {}), "webp": ("WEBP", {"quality": 92}),
-         "gif": ("GIF", {}), "tiff": ("TIFF", {}), "bmp": ("BMP", {})}
+__all__ = ["SAMPLES", "SAMPLE_PIXELS", "Estimator", "estimate"]
 
 
 @dataclass
 class _Accepted:
+    """An accepted file's header facts; its bytes are not kept (read again if it is a sample)."""
     filename: str
-    data: bytes
+    index: int            # its place among the uploads
     format: str
     width: int
     height: int
+    input_bytes: int
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
 
-@dataclass
-class _Model:
-    pixels: int          # the full image the sample came from
-    a: float
-    e: float
-    bytes_per_pixel: float
-    cpu_per_pixel: float
+class Estimator:
+    """The image-handler's estimates: the bound on those in flight (per process and per key) and
+    the render workers their samples run in (started on the first estimate)."""
 
-    def output_pixels(self, pixels: int) -> float:
-        return self.a * pixels ** self.e
+    GRACE_SECONDS = 5.0   # past the sample's own time limit, before its worker is replaced
 
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._running = 0
+        self._per_key: dict[str, int] = {}
+        self._pool: RenderPool | None = None
 
-def _scaled(image: _Accepted, scale: float, limits: Limits, crop: bool = False) -> bytes:
-    """The image at ``scale`` of its side (or, with ``crop``, its centre at full resolution
-    and that size), upright, re-encoded in its own format."""
-    # the engine's open: it knows per format whether the decoder already turns the pixels
-    # upright (Pillow does a TIFF's, libheif a HEIC's), so the sample is turned exactly once
-    source = open_source(image.data, limits)
-    with source.image as im:
-        size = (max(MIN_SAMPLE_SIDE, round(image.width * scale)), max(MIN_SAMPLE_SIDE, round(image.height * scale)))
-        correction = source.correction()
-        if im.format == "JPEG" and not crop:
-            im.draft("RGB", (size[1], size[0]) if correction in (5, 6, 7, 8) else size)   # in stored pixels
-        upright = turn(im, correction)
-        if crop:
-            left, top = (upright.width - size[0]) // 2, (upright.height - size[1]) // 2
-            small = upright.crop((left, top, left + size[0], top + size[1]))
-        else:
-            small = upright.resize(size, Image.Resampling.LANCZOS) if scale < 1 else upright
-        name, options = _SAVE.get(image.format, ("PNG", {}))
-        if name == "JPEG" and small.mode not in ("RGB", "L"):
-            small = small.convert("RGB")
-        out = io.BytesIO()
-        small.save(out, name, **options)
-        return out.getvalue()
-
-
-def _render_sample(data: bytes, operations: list[dict], limits: Limits,
-                   assets: dict[str, bytes] | None = None) -> tuple[int, int, float, int]:
-    """(input pixels, output pixels, CPU seconds, output bytes) of one render (every output counted)."""
-    with Image.open(io.BytesIO(data)) as im:
-        pixels = im.width * im.height
-    started = time.thread_time()
-    outputs = render(data, operations, limits, assets)
-    cpu = time.thread_time() - started
-    return pixels, sum(o.width * o.height for o in outputs), cpu, sum(len(o.data) for o in outputs)
-
-
-def _model(image: _Accepted, operations: list[dict], limits: Limits, assets: dict[str, bytes] | None = None) -> _Model:
-    scale = min(1.0, math.sqrt(SAMPLE_PIXELS / image.pixels))
-    p1, o1, cpu1, bytes1 = _render_sample(_scaled(image, scale, limits) if scale < 1 else image.data, operations,
-                                          limits, assets)
-    e = 1.0
-    if min(image.width, image.height) * scale / 2 >= MIN_SAMPLE_SIDE:
-        p2, o2, _, _ = _render_sample(_scaled(image, scale / 2, limits), operations, limits, assets)
-        if o1 > 0 and o2 > 0 and p1 > p2:
-            e = min(1.0, max(0.0, math.log(o1 / o2) / math.log(p1 / p2)))
-    bytes_per_pixel = bytes1 / max(1, o1)
-    if scale < 1 and e > 0:
-        # A downscale is smoother than the original and compresses better: where the output
-        # follows the input's size, take the bytes per pixel of a full-resolution crop instead.
+    @contextmanager
+    def admitted(self, owner: str | None):
+        """Hold one of the process's (and the key's) estimate slots for the block, or refuse."""
+        s = self.settings
+        with self._lock:
+            if owner is not None and s.estimate_max_in_flight_per_key and \
+                    self._per_key.get(owner, 0) >= s.estimate_max_in_flight_per_key:
+                raise ClientError(429, "too_many_estimates", f"too many estimates at once for this API key: at most "
+                                  f"{s.estimate_max_in_flight_per_key} in flight; retry when one has answered",
+                                  {"retry_after_seconds": 5})
+            if s.estimate_max_in_flight and self._running >= s.estimate_max_in_flight:
+                raise ClientError(503, "estimates_busy", f"this server is making {self._running} estimates already "
+                                  f"(at most {s.estimate_max_in_flight} at once); retry in a few seconds",
+                                  {"retry_after_seconds": 5})
+            self._running += 1
+            if owner is not None:
+                self._per_key[owner] = self._per_key.get(owner, 0) + 1
         try:
-            _, oc, _, bytes_crop = _render_sample(_scaled(image, scale, limits, crop=True), operations, limits,
-                                                  assets)
-            if oc > 0:
-                bytes_per_pixel = (bytes_crop / oc) ** e * bytes_per_pixel ** (1 - e)
-        except ImageError:  # operations that need the whole frame (a crop box): keep the downscale's figure
-            pass
-    return _Model(pixels=image.pixels, a=o1 / p1 ** e, e=e, bytes_per_pixel=bytes_per_pixel,
-                  cpu_per_pixel=cpu1 / max(1, p1))
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if owner is not None:
+                    left = self._per_key.pop(owner) - 1
+                    if left:
+                        self._per_key[owner] = left
+
+    @property
+    def pool(self) -> RenderPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = RenderPool(self.settings.estimate_concurrency, self.settings.estimate_worker_memory_mb,
+                                        grace_seconds=self.GRACE_SECONDS, service="image-handler")
+            return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    def measure(self, sample: Sample, data: bytes, limits: Limits) -> Model:
+        """The sample's model, measured in a render worker. Raises ImageError (also for a sample
+        whose render killed its worker or overran the time limit)."""
+        try:
+            return self.pool.render(measure, sample, data, limits)
+        except WorkerCrash:
+            raise ImageError("too_large", f"measuring it needs more than the "
+                                          f"{self.settings.estimate_worker_memory_mb} MB an estimate may use") from None
 
 
 def _pick_samples(images: list[_Accepted]) -> list[_Accepted]:
@@ -143,10 +141,14 @@ def _pending_images(jobs: JobStore, owner: str | None) -> int:
 
 
 def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operations: list[dict],
-             admit=None, owner: str | None = None, assets: dict[str, bytes] | None = None) -> dict:
-    """The estimate's answer body (see the module docstring). Creates nothing. ``assets``: the
-    overlay files sent with it, as a real job's renders get them."""
+             admit=None, owner: str | None = None, assets: dict[str, bytes] | None = None,
+             estimator: Estimator | None = None) -> dict:
+    """The estimate's answer body (see the module docstring). Creates nothing. ``uploads`` are read
+    once to check them and again (after ``rewind()``) for the few that are measured, so only one
+    file's bytes are held at a time. ``assets``: the overlay files sent with it, as a real job's
+    renders get them. ``estimator``: the render workers (the caller holds its admission)."""
     limits = Limits.from_settings(settings)
+    estimator = estimator or Estimator(settings)
     reasons: list[dict] = []
     if not uploads:
         raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
@@ -160,28 +162,44 @@ def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operatio
             reasons.append({"code": exc.code, "message": exc.message})
     accepted: list[_Accepted] = []
     refused: list[Rejected] = []
-    for checked in checked_files(uploads, settings, limits):  # the same checks as a real job's
+    for index, upload in enumerate(uploads):  # the same checks as a real job's, one file at a time
+        [checked] = checked_files([upload], settings, limits)
         if isinstance(checked, Rejected):
             refused.append(checked)
         else:
-            accepted.append(_Accepted(checked.filename, checked.data, checked.info.format, checked.info.width,
-                                      checked.info.height))
+            info = checked.info
+            accepted.append(_Accepted(checked.filename, index, info.format, info.width, info.height,
+                                      len(checked.data)))
+        del checked
     if not accepted:
         reasons.append({"code": "no_valid_images", "message": "none of the files could be accepted"})
     models, samples = [], []
+    deadline = time.monotonic() + settings.estimate_timeout_seconds
     for image in _pick_samples(accepted):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            samples.append({"filename": image.filename, "error": f"not measured: the estimate's time limit "
+                            f"({settings.estimate_timeout_seconds:g} s) was spent on the other samples"})
+            continue
+        upload = uploads[image.index]
+        upload.rewind()
+        data = upload.read(settings.max_upload_bytes + 1)
+        sample = Sample(image.filename, image.format, image.width, image.height, operations, assets)
         try:
-            model = _model(image, operations, limits, assets)
+            model = estimator.measure(sample, data, replace(limits, max_render_seconds=left))
         except ImageError as exc:  # the header passed but the pixels do not: a real job would fail it too
             samples.append({"filename": image.filename, "error": exc.reason})
             continue
+        finally:
+            del data
         models.append(model)
         samples.append({"filename": image.filename, "width": image.width, "height": image.height,
-                        "exponent": round(model.e, 2)})
+                        "exponent": round(model.e, 2), "outputs": model.outputs,
+                        "rendered_outputs": model.rendered_outputs, "extrapolated": model.extrapolated})
     rows, total_cpu, total_out = [], 0.0, 0
     for image in accepted:
         row = {"filename": image.filename, "format": image.format, "width": image.width, "height": image.height,
-               "input_bytes": len(image.data), "predicted_output_bytes": None, "cpu_seconds": None}
+               "input_bytes": image.input_bytes, "predicted_output_bytes": None, "cpu_seconds": None}
         if models:
             model = min(models, key=lambda m: abs(math.log(m.pixels / image.pixels)))
             out_bytes = round(model.bytes_per_pixel * model.output_pixels(image.pixels))
@@ -190,7 +208,7 @@ def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operatio
             total_cpu += cpu
             total_out += out_bytes
         rows.append(row)
-    bytes_in = sum(len(i.data) for i in accepted)
+    bytes_in = sum(i.input_bytes for i in accepted)
     slots = max(1, settings.processor_concurrency)
     ahead = _pending_images(jobs, owner)
     mean_cpu = total_cpu / len(accepted) if accepted else 0.0

@@ -277,7 +277,9 @@ class EstimateAnswer(BaseModel):
     totals: EstimateTotals
     processor_slots: int
     images_queued_ahead: int
-    samples: list[dict]
+    samples: list[dict] = Field(description="the images measured: filename, width, height, exponent, outputs, "
+                                            "rendered_outputs and extrapolated (what was predicted rather than "
+                                            "rendered, or null); or filename and error")
 
 
 class RerunCreated(JobCreated):

@@ -99,6 +99,7 @@ class Pipeline:
 def pipeline(local_settings):
     p = Pipeline(local_settings)
     yield p
+    p.app.extensions["imageflow"].estimator.close()
     p.backends.close()
     assert p.refusing_jobs.used == [], "the processor read or wrote job documents"
 
