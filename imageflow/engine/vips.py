@@ -158,13 +158,8 @@ def thumbnail(data: bytes, size: tuple[int, int]) -> Image.Image | None:
     if vips is None:
         return None
     try:
-        image = vips.Image.thumbnail_buffer(data, size[0], height=size[1], size="force", no_rotate=True,
-                                            fail_on="truncated")
-        if image.format != "uchar":
-            image = image.colourspace("b-w" if image.bands <= 2 else "srgb")
-        if image.format != "uchar" or image.bands not in _BANDS_MODE:
-            return None
-        return _to_pillow(image)
+        return _eight_bit_pillow(vips.Image.thumbnail_buffer(data, size[0], height=size[1], size="force",
+                                                             no_rotate=True, fail_on="truncated"))
     except vips.Error:
         return None
 
@@ -178,11 +173,16 @@ def crop(data: bytes, box: tuple[int, int, int, int]) -> Image.Image | None:
         return None
     try:
         image = vips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated")
-        image = image.crop(*box)
-        if image.format != "uchar":
-            image = image.colourspace("b-w" if image.bands <= 2 else "srgb")
-        if image.format != "uchar" or image.bands not in _BANDS_MODE:
-            return None
-        return _to_pillow(image)
+        return _eight_bit_pillow(image.crop(*box))
     except vips.Error:
         return None
+
+
+def _eight_bit_pillow(image) -> Image.Image | None:
+    """A libvips image as 8-bit Pillow pixels (16-bit and float brought to 8 bits), or None for a
+    band layout Pillow has no mode for."""
+    if image.format != "uchar":
+        image = image.colourspace("b-w" if image.bands <= 2 else "srgb")
+    if image.format != "uchar" or image.bands not in _BANDS_MODE:
+        return None
+    return _to_pillow(image)

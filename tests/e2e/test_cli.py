@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -234,11 +236,23 @@ def _job(stack, job_id: str) -> dict:
 
 
 def _wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    import time
     end = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def _interrupt(proc) -> tuple[int, float]:
+    """Ctrl-C the CLI: its exit code and the seconds it took to exit (killed past 15 s)."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = proc.wait(timeout=15)
+        return code, time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _stalled_upload(stack, tmp_path, files: list[Path], parallel: int = 2, trickle: int = 0):
@@ -266,8 +280,6 @@ def _stalled_upload(stack, tmp_path, files: list[Path], parallel: int = 2, trick
 
 def test_ctrl_c_stops_the_upload_and_prints_the_resume_command(stack, tmp_path):
     import shlex
-    import signal
-    import time
     from collections import Counter
 
     from imageflow_cli import BATCH_FILES
@@ -276,15 +288,7 @@ def test_ctrl_c_stops_the_upload_and_prints_the_resume_command(stack, tmp_path):
     # crawling at ~1.3 MB/s (7 s for its 9 MB): the CLI cuts it rather than wait.
     files = _shoot(tmp_path, large=2 * BATCH_FILES)
     proc, proxy, job_id, stderr, args = _stalled_upload(stack, tmp_path, files, parallel=1, trickle=65536)
-    try:
-        proc.send_signal(signal.SIGINT)
-        started = time.monotonic()
-        code = proc.wait(timeout=15)
-        elapsed = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    code, elapsed = _interrupt(proc)
     output = stderr.read_text()
     print(f"first Ctrl-C to exit: {elapsed:.2f} s")
     assert code == 130, output
@@ -314,22 +318,14 @@ def test_ctrl_c_stops_the_upload_and_prints_the_resume_command(stack, tmp_path):
 
 
 def test_a_second_ctrl_c_quits_at_once_and_close_finishes_the_job(stack, tmp_path):
-    import signal
-    import time
 
     files = _shoot(tmp_path)
     proc, proxy, job_id, stderr, _args = _stalled_upload(stack, tmp_path, files)
     try:
         proc.send_signal(signal.SIGINT)
         _wait_until(lambda: "stopping: no new files" in stderr.read_text(), "the first Ctrl-C to be heard", 15)
-        proc.send_signal(signal.SIGINT)
-        started = time.monotonic()
-        code = proc.wait(timeout=15)
-        elapsed = time.monotonic() - started
+        code, elapsed = _interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         proxy.stop()
     output = stderr.read_text()
     print(f"second Ctrl-C to exit: {elapsed:.2f} s")
