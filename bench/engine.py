@@ -118,6 +118,7 @@ def make_inputs(directory: Path, scale: float = 1.0, names=None) -> dict[str, Pa
 
 FIT_1024 = {"op": "resize", "width": 1024, "height": 1024}
 JPEG_85 = {"op": "format", "format": "jpeg", "quality": 85}
+WEBP_80 = {"op": "format", "format": "webp", "quality": 80}
 
 CASES = {
     # name: (input, engine operations, naive steps [(box, pillow format, save params)], note)
@@ -146,7 +147,7 @@ CASES = {
     "14mp-png-la-fit1024-jpeg85": ("14mp-cutout-la.png", [FIT_1024, JPEG_85], [(1024, "JPEG", {"quality": 85})], ""),
     "14mp-png-palette-fit1024-jpeg85": ("14mp-cutout-palette.png", [FIT_1024, JPEG_85],
                                         [(1024, "JPEG", {"quality": 85})], "palette with a tRNS chunk"),
-    "14mp-png-rgba-fit1024-webp80": ("14mp-cutout-rgba.png", [FIT_1024, {"op": "format", "format": "webp", "quality": 80}],
+    "14mp-png-rgba-fit1024-webp80": ("14mp-cutout-rgba.png", [FIT_1024, WEBP_80],
                                      [(1024, "WEBP", {"quality": 80})], "alpha kept"),
 }
 

@@ -88,8 +88,9 @@ def test_the_png_alpha_cases_run_beside_pyvips_on_small_inputs(tmp_path, capsys)
     for name, path in inputs.items():
         with Image.open(path) as image:
             modes[name] = (image.mode, "transparency" in image.info, image.size)
-    assert modes == {"14mp-cutout-rgba.png": ("RGBA", False, (225, 163)), "14mp-cutout-opaque.png": ("RGB", False, (225, 163)),
-                     "14mp-cutout-la.png": ("LA", False, (225, 163)), "14mp-cutout-palette.png": ("P", True, (225, 163))}
+    size = (225, 163)
+    assert modes == {"14mp-cutout-rgba.png": ("RGBA", False, size), "14mp-cutout-opaque.png": ("RGB", False, size),
+                     "14mp-cutout-la.png": ("LA", False, size), "14mp-cutout-palette.png": ("P", True, size)}
     results = {}
     for case in sorted(bench.PYVIPS_CASES):
         for impl in bench._impls(case):

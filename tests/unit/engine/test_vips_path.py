@@ -172,7 +172,8 @@ def cut_out(size=(720, 480)) -> Image.Image:
     colour is black (as most tools store it): resampled without premultiplying, the black
     bleeds into the edge and a dark fringe appears once flattened onto white."""
     mask = Image.new("L", (size[0] * 4, size[1] * 4), 0)
-    ImageDraw.Draw(mask).ellipse((size[0] * 4 // 6, size[1] * 4 // 6, size[0] * 4 * 5 // 6, size[1] * 4 * 5 // 6), fill=255)
+    width, height = mask.size
+    ImageDraw.Draw(mask).ellipse((width // 6, height // 6, width * 5 // 6, height * 5 // 6), fill=255)
     mask = mask.resize(size, Image.Resampling.BOX)           # 4x4 supersampled: a 1-2 px soft edge
     product = Image.blend(Image.new("RGB", size, PRODUCT), gradient(size), 0.15)
     image = Image.new("RGBA", size, (0, 0, 0, 0))
