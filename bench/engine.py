@@ -4,8 +4,11 @@
     .venv/bin/python -m bench.engine --seconds 5 --rounds 3 --json bench-result.json
 
 It generates the test images (a camera-like 12 MP JPEG at quality 90, about 3.5 MB; a
-2 MP JPEG; a 1 MP RGBA PNG), then runs every case twice, with the engine and with the
-naive way (open, LANCZOS resize at full resolution, save), each in a fresh single-threaded
+2 MP JPEG; a 1 MP RGBA PNG; a 14.7 MP product cut-out as RGBA, LA and palette PNGs and,
+opaque, its colours alone), then runs every case twice, with the engine and with the
+naive way (open, LANCZOS resize at full resolution, save), and the 14 MP PNG cases a third
+time with libvips' thumbnail (pyvips), reported against the opaque PNG of the same pixels
+and against pyvips in a table of their own; each in a fresh single-threaded
 process so that images/s is per core and the peak memory (ru_maxrss) belongs to that case
 alone. Times are the CPU time of that process (the cost on one core; other programs
 competing for the cores inflate wall time, not this); engine and naive runs alternate, and
@@ -15,6 +18,7 @@ the report gives the ratio of the two. It also times the encoders (JPEG, WebP, A
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -69,14 +73,36 @@ def graphic_rgba(size: tuple[int, int], seed: int = 99) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(1.5))
 
 
-def make_inputs(directory: Path, scale: float = 1.0) -> dict[str, Path]:
-    """Write the test images (``scale`` < 1 makes small ones for a smoke test)."""
+def cut_out(size: tuple[int, int], seed: int = 5) -> Image.Image:
+    """A product cut-out as shops send it: a photo-like object with an anti-aliased edge on
+    a transparent background (whose hidden colour is black, as most tools store it)."""
+    width, height = size
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    draw.ellipse((width * 2 // 15, height // 11, width * 13 // 15, height * 10 // 11), fill=255)
+    draw.rectangle((width * 2 // 5, height * 3 // 5, width * 3 // 5, height * 49 // 50), fill=255)
+    image = photo(size, seed)
+    image.putalpha(mask.filter(ImageFilter.GaussianBlur(max(1.0, 2 * width / 4500))))
+    return image.convert("RGBA")
+
+
+def make_inputs(directory: Path, scale: float = 1.0, names=None) -> dict[str, Path]:
+    """Write the test images (``scale`` < 1 makes small ones for a smoke test; ``names``
+    only those)."""
     def sized(width, height):
         return max(16, int(width * scale)), max(16, int(height * scale))
+    # a 14.7 MP cut-out in each form a PNG carries alpha, and its colours without the alpha
+    # (the same pixels, opaque): what the alpha path costs beyond the opaque one
+    cutout = functools.cache(lambda: cut_out(sized(4500, 3264)))
     files = {"12mp.jpg": lambda: photo(sized(4000, 3000)), "2mp.jpg": lambda: photo(sized(1632, 1224), seed=7),
-             "1mp-rgba.png": lambda: graphic_rgba(sized(1000, 1000))}
+             "1mp-rgba.png": lambda: graphic_rgba(sized(1000, 1000)),
+             "14mp-cutout-rgba.png": cutout, "14mp-cutout-opaque.png": lambda: cutout().convert("RGB"),
+             "14mp-cutout-la.png": lambda: cutout().convert("LA"),
+             "14mp-cutout-palette.png": lambda: cutout().quantize(255)}       # mode P, alpha in a tRNS chunk
     paths = {}
     for name, make in files.items():
+        if names is not None and name not in names:
+            continue
         path = directory / name
         if not path.exists():
             image = make()
@@ -91,6 +117,8 @@ def make_inputs(directory: Path, scale: float = 1.0) -> dict[str, Path]:
 # -- cases ---------------------------------------------------------------------------------
 
 FIT_1024 = {"op": "resize", "width": 1024, "height": 1024}
+JPEG_85 = {"op": "format", "format": "jpeg", "quality": 85}
+WEBP_80 = {"op": "format", "format": "webp", "quality": 80}
 
 CASES = {
     # name: (input, engine operations, naive steps [(box, pillow format, save params)], note)
@@ -112,7 +140,36 @@ CASES = {
                                 [(1024, "JPEG", {"quality": 85})], ""),
     "1mp-png-rgba-fit512-png": ("1mp-rgba.png", [{"op": "resize", "width": 512, "height": 512}],
                                 [(512, "PNG", {"compress_level": 6})], ""),
+    "14mp-png-opaque-fit1024-jpeg85": ("14mp-cutout-opaque.png", [FIT_1024, JPEG_85], [(1024, "JPEG", {"quality": 85})],
+                                       "the cut-out's colours without alpha: the cost the alpha paths compare to"),
+    "14mp-png-rgba-fit1024-jpeg85": ("14mp-cutout-rgba.png", [FIT_1024, JPEG_85], [(1024, "JPEG", {"quality": 85})],
+                                     "a product cut-out, flattened onto white"),
+    "14mp-png-la-fit1024-jpeg85": ("14mp-cutout-la.png", [FIT_1024, JPEG_85], [(1024, "JPEG", {"quality": 85})], ""),
+    "14mp-png-palette-fit1024-jpeg85": ("14mp-cutout-palette.png", [FIT_1024, JPEG_85],
+                                        [(1024, "JPEG", {"quality": 85})], "palette with a tRNS chunk"),
+    "14mp-png-rgba-fit1024-webp80": ("14mp-cutout-rgba.png", [FIT_1024, WEBP_80],
+                                     [(1024, "WEBP", {"quality": 80})], "alpha kept"),
 }
+
+# The PNG cases also run libvips' own thumbnail of the same file (pyvips' fastest path:
+# premultiply, box shrink, Lanczos reduce, unpremultiply), interleaved with the others.
+ALPHA_BASE = "14mp-png-opaque-fit1024-jpeg85"
+PYVIPS_CASES = {case for case in CASES if case.startswith("14mp-png-")}
+
+
+def pyvips_once(data: bytes, steps) -> int:
+    """libvips' thumbnail, flattened onto white for JPEG as the engine does, encoded by libvips."""
+    import pyvips
+    total = 0
+    for box, fmt, params in steps:
+        image = pyvips.Image.thumbnail_buffer(data, box, height=box, size="down")
+        if fmt == "JPEG":
+            if image.hasalpha():
+                image = image.flatten(background=[255] * (image.bands - 1))
+            total += len(image.jpegsave_buffer(Q=params["quality"], optimize_coding=True, keep="none"))
+        else:
+            total += len(image.write_to_buffer("." + fmt.lower(), Q=params["quality"], keep="none"))
+    return total
 
 
 def naive_once(data: bytes, steps) -> int:
@@ -123,6 +180,10 @@ def naive_once(data: bytes, steps) -> int:
         ratio = min(box / image.width, box / image.height, 1.0)
         size = (max(1, round(image.width * ratio)), max(1, round(image.height * ratio)))
         resized = image.resize(size, Image.Resampling.LANCZOS)
+        if fmt == "JPEG" and resized.mode not in ("RGB", "L"):
+            rgba = resized.convert("RGBA")              # flattened onto white, as the engine does
+            resized = Image.new("RGB", size, (255, 255, 255))
+            resized.paste(rgba, mask=rgba.getchannel("A"))
         out = io.BytesIO()
         resized.save(out, fmt, **params)
         total += out.tell()
@@ -166,6 +227,9 @@ def run_worker(case: str, impl: str, path: Path, seconds: float, min_runs: int =
     if impl == "engine":
         def once():
             return sum(len(output.data) for output in render(data, resolved, limits))
+    elif impl == "pyvips":
+        def once():
+            return pyvips_once(data, steps)
     else:
         def once():
             return naive_once(data, steps)
@@ -219,6 +283,38 @@ def _spawn(case: str, impl: str, path: Path, seconds: float) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def alpha_table(cases: list[str], results: dict) -> list[dict]:
+    """Print the PNG cases against the opaque PNG of the same pixels and against libvips'
+    thumbnail of the same file (all measured interleaved in this run); return the figures."""
+    def median_ms(case, impl):
+        return 1000 * statistics.median(t for run in results[(case, impl)] for t in run["times"])
+    png = [case for case in cases if case in PYVIPS_CASES]
+    if not png:
+        return []
+    base, base_vips = median_ms(ALPHA_BASE, "engine"), median_ms(ALPHA_BASE, "pyvips")
+    print()
+    print(f"PNG paths (CPU ms per image, median) against the opaque PNG of the same pixels ({ALPHA_BASE}) "
+          "and libvips' thumbnail of the same file:")
+    print("| case | engine ms | pyvips thumbnail ms | engine / opaque engine | pyvips / opaque pyvips | "
+          "engine / pyvips | engine KiB | pyvips KiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for case in png:
+        engine, vips_ms = median_ms(case, "engine"), median_ms(case, "pyvips")
+        row = {"case": case, "pyvips_ms": vips_ms, "engine_vs_opaque": engine / base,
+               "pyvips_vs_opaque": vips_ms / base_vips, "engine_vs_pyvips": engine / vips_ms,
+               "pyvips_output_bytes": results[(case, "pyvips")][0]["output_bytes"]}
+        rows.append(row)
+        print(f"| {case} | {engine:.0f} | {vips_ms:.0f} | {row['engine_vs_opaque']:.2f}x | "
+              f"{row['pyvips_vs_opaque']:.2f}x | {row['engine_vs_pyvips']:.2f}x | "
+              f"{results[(case, 'engine')][0]['output_bytes'] / 1024:.0f} | {row['pyvips_output_bytes'] / 1024:.0f} |")
+    return rows
+
+
+def _impls(case: str) -> tuple[str, ...]:
+    return ("engine", "naive", "pyvips") if case in PYVIPS_CASES else ("engine", "naive")
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -248,11 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    if any(case in PYVIPS_CASES for case in cases) and ALPHA_BASE not in cases:
+        cases.insert(0, ALPHA_BASE)         # the alpha paths are reported as ratios to it
     with tempfile.TemporaryDirectory(prefix="imageflow-bench-") as tmp:
         directory = Path(args.dir) if args.dir else Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        inputs = make_inputs(directory)
+        inputs = make_inputs(directory, names={CASES[case][0] for case in cases} | {"12mp.jpg"})
         print(f"# ImageFlow engine benchmark  ({time.strftime('%Y-%m-%d %H:%M')})")
         print(f"command: {' '.join([Path(sys.executable).name, '-m', 'bench.engine', *(argv or sys.argv[1:])])}")
         print(f"cpu: {_cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
@@ -264,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for case in cases:
                 path = inputs[CASES[case][0]]
-                for impl in ("engine", "naive"):
+                for impl in _impls(case):
                     results.setdefault((case, impl), []).append(_spawn(case, impl, path, args.seconds))
         rows = []
         for case in cases:
@@ -297,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             if row["note"]:
                 print(f"- {row['case']}: {row['note']}")
+        alpha_rows = alpha_table(cases, results)
+        if alpha_rows:
+            rows_by_case = {row["case"]: row for row in rows}
+            for row in alpha_rows:
+                rows_by_case[row["case"]].update(row)
         encoders = encode_costs(inputs["12mp.jpg"])
         print()
         print("encode cost of the 1024x768 output (one thread, median CPU time):")

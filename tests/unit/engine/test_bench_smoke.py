@@ -77,3 +77,27 @@ def test_the_jpeg_budget_benchmark_prints_each_step_and_the_budget(tmp_path, cap
                  "whole engine render"):
         assert f"| {step}" in out
     assert "% of the ceiling at best" in out
+
+
+def test_the_png_alpha_cases_run_beside_pyvips_on_small_inputs(tmp_path, capsys):
+    """The cut-out cases (RGBA, LA, palette, and the same pixels opaque) run with the
+    engine, naive Pillow and libvips' thumbnail, and the alpha table reports their ratios."""
+    pytest.importorskip("pyvips")
+    inputs = bench.make_inputs(tmp_path, scale=0.05, names={bench.CASES[case][0] for case in bench.PYVIPS_CASES})
+    modes = {}
+    for name, path in inputs.items():
+        with Image.open(path) as image:
+            modes[name] = (image.mode, "transparency" in image.info, image.size)
+    size = (225, 163)
+    assert modes == {"14mp-cutout-rgba.png": ("RGBA", False, size), "14mp-cutout-opaque.png": ("RGB", False, size),
+                     "14mp-cutout-la.png": ("LA", False, size), "14mp-cutout-palette.png": ("P", True, size)}
+    results = {}
+    for case in sorted(bench.PYVIPS_CASES):
+        for impl in bench._impls(case):
+            result = bench.run_worker(case, impl, inputs[bench.CASES[case][0]], seconds=0, min_runs=1)
+            assert result["times"] and result["output_bytes"] > 0
+            results[(case, impl)] = [result]
+    rows = bench.alpha_table(sorted(bench.PYVIPS_CASES), results)
+    assert {row["case"] for row in rows} == bench.PYVIPS_CASES
+    assert all(row["engine_vs_opaque"] > 0 and row["engine_vs_pyvips"] > 0 for row in rows)
+    assert "14mp-png-rgba-fit1024-jpeg85" in capsys.readouterr().out
