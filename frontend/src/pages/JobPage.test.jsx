@@ -353,7 +353,7 @@ describe('job page on a server with API keys', () => {
     render(<App />);
     const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
     const field = await screen.findByLabelText('Your API key');
-    expect(field).toHaveFocus();
+    await vi.waitFor(() => expect(field).toHaveFocus()); // focused by an effect once the 401 is read
     expect(screen.getByRole('heading', { level: 1, name: 'Enter your API key to see this job' })).toBeInTheDocument();
     expect(screen.getByText(JOB_ID)).toBeInTheDocument();
     expect(screen.queryByRole('alert')).toBeNull(); // no key was given yet: nothing was refused
@@ -376,7 +376,7 @@ describe('job page on a server with API keys', () => {
     await user.click(screen.getByRole('button', { name: 'Use this key' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('The API key was not accepted. Check it and enter it again in the “API key” field.');
     const field = screen.getByLabelText('Your API key');
-    expect(field).toHaveFocus();
+    await vi.waitFor(() => expect(field).toHaveFocus());
     expect(field).toHaveAttribute('aria-invalid', 'true');
     expect(authorization(fetch.mock.calls.at(-1)[1])).toBe('Bearer not-the-key-0123456789');
 

@@ -73,7 +73,7 @@ describe('upload page', () => {
     expect(screen.getByText('Save as JPEG at quality 50')).toBeInTheDocument();
     // Every limit is said before a file is picked.
     expect(
-      screen.getByText('JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC or JPEG XL · up to 25 MB each · up to 100 photos per job, of any total size · up to 50 megapixels each'),
+      screen.getByText('JPEG, PNG, GIF, WebP, TIFF, BMP, AVIF, HEIC, JPEG XL, TGA, JPEG 2000, ICO, Netpbm, SGI, DDS, camera RAW, SVG, PDF or PSD · up to 25 MB each · up to 100 photos per job, of any total size · up to 50 megapixels each'),
     ).toBeInTheDocument();
   });
 
@@ -290,13 +290,13 @@ describe('upload page', () => {
     expect(JSON.parse(FakeXHR.last().body.get('operations'))[0]).toMatchObject({ op: 'format', format: 'jpeg' });
   });
 
-  it('refuses a renamed PDF before uploading, with the reason the server would give', async () => {
+  it('refuses a renamed ZIP before uploading, with the reason the server would give', async () => {
     serveOperations();
     const user = await renderReady();
-    await addFiles(user, [makeFile('photo.jpg'), makeFile('scan.jpg', 'image/jpeg', 2000, '%PDF-1.7\n'), makeFile('notes.png', 'image/png', 14, 'just some text')]);
+    await addFiles(user, [makeFile('photo.jpg'), makeFile('scan.jpg', 'image/jpeg', 2000, 'PK\x03\x04'), makeFile('notes.png', 'image/png', 14, 'just some text')]);
     expect(screen.getByRole('heading', { name: /1 photo chosen/ })).toBeInTheDocument();
     const warning = screen.getByText('2 files were not added').closest('.notice');
-    expect(warning).toHaveTextContent('scan.jpg is not a supported image: the content is a PDF document.');
+    expect(warning).toHaveTextContent('scan.jpg is not a supported image: the content is a ZIP archive (or an Office document).');
     expect(warning).toHaveTextContent('notes.png is not an image: the content is text.');
     await user.click(screen.getByRole('button', { name: 'Process 1 photo' }));
     await sent();
