@@ -6,6 +6,7 @@ processor run in-process on the same data directory, driven message by message."
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import threading
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image
 
 from imageflow import domain
+from imageflow.links import LinkSigner
 from imageflow.messages import JobCompleted, Task
 from services.image_handler.app import create_app
 from services.image_processor.processing import Processor
@@ -460,3 +462,17 @@ def test_a_direct_upload_may_be_as_large_as_max_upload_bytes(tmp_path):
             {"filename": "x" * 70_000, "bytes": 1}]}).status_code == 413
     finally:
         app.extensions["imageflow"].backends.close()
+
+
+def test_nobody_can_mint_an_upload_link(app, client, tmp_path):
+    """With URL_SIGNING_SECRET unset (and keys off) the signing key was sha256("imageflow-links:"), a
+    public constant: anyone could sign a PUT into any open job. Now such a link is refused; the
+    secret is the data directory's generated one."""
+    job_id = open_job(client)["job_id"]
+    data = png()
+    forged = LinkSigner(hashlib.sha256(b"imageflow-links:").digest()).sign_for(
+        f"https://imageflow.example/api/v1/jobs/{job_id}/uploads/{domain.new_id()}?"
+        f"name=x.png&bytes={len(data)}&type=image%2Fpng", 600)
+    refused = client.put(path_of(forged), data=data)
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "invalid_upload_link"
+    assert (tmp_path / "data" / "url-signing-secret").is_file()
