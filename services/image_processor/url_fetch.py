@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Iterator
@@ -121,25 +122,33 @@ class UrlFetcher:
             raise ImageError("invalid", f"the overlay {url} is not a usable image: {exc.reason}") from None
 
 
+OVERLAY_FAILURE_SECONDS = 60.0
+
+
 class OnePerJob:
     """At most one fetch of each (job, overlay URL) at a time in this process, and a failure is
     remembered: the job's tasks that need it meanwhile wait for that one fetch, and later ones get
     its reason without another request (a logo URL answering 404 cost one request per image, a
-    large one one download per task in flight). ``limit`` failures are remembered (oldest go)."""
+    large one one download per task in flight). A failure is remembered for ``remember_seconds``
+    (a retried job, once its logo host is fixed, fetches again; a long job costs the host one
+    request a minute), ``limit`` of them at most (the oldest go)."""
 
-    def __init__(self, limit: int = 1024):
+    def __init__(self, limit: int = 1024, remember_seconds: float = OVERLAY_FAILURE_SECONDS,
+                 clock=time.monotonic):
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str], Future] = {}
-        self._failed: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()   # key -> (code, reason)
-        self._limit = limit
+        # key -> (code, reason, when)
+        self._failed: OrderedDict[tuple[str, str], tuple[str, str, float]] = OrderedDict()
+        self._limit, self._remember, self._clock = limit, remember_seconds, clock
         self.waiting = 0  # tasks waiting for another's fetch (tests watch it)
 
     def run(self, key: tuple[str, str], fetch) -> None:
         """Call ``fetch()`` unless a fetch of ``key`` is under way (then wait for its outcome) or
         failed before (then raise its ImageError). Other exceptions (transient) are not remembered."""
         with self._lock:
-            if key in self._failed:
-                raise ImageError(*self._failed[key])
+            failed = self._failed.get(key)
+            if failed and self._clock() - failed[2] < self._remember:
+                raise ImageError(failed[0], failed[1])
             flight = self._flights.get(key)
             owner = flight is None
             if owner:
@@ -152,7 +161,8 @@ class OnePerJob:
                 flight.set_result(None)
             except ImageError as exc:
                 with self._lock:
-                    self._failed[key] = (exc.code, exc.reason)
+                    self._failed.pop(key, None)
+                    self._failed[key] = (exc.code, exc.reason, self._clock())
                     while len(self._failed) > self._limit:
                         self._failed.popitem(last=False)
                 flight.set_exception(exc)
