@@ -127,15 +127,15 @@ class FaultyBlobStore(BlobStore):
         self.inner = inner
         self.faults = faults
 
-    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
+    def put(self, path: str, data: bytes, content_type: str, **options) -> None:
         if self.faults.storage_write_fails():
             raise BlobStoreError(f"could not write {path}: injected write failure")
-        self.inner.put(path, data, content_type, cache_control=cache_control)
+        self.inner.put(path, data, content_type, **options)  # cache_control, metadata, if_absent
 
-    def put_stream(self, path: str, chunks, content_type: str, *, cache_control: str | None = None) -> int:
+    def put_stream(self, path: str, chunks, content_type: str, **options) -> int:
         if self.faults.storage_write_fails():
             raise BlobStoreError(f"could not write {path}: injected write failure")
-        return self.inner.put_stream(path, chunks, content_type, cache_control=cache_control)
+        return self.inner.put_stream(path, chunks, content_type, **options)
 
     def get(self, path: str) -> bytes:
         return self.inner.get(path)

@@ -29,13 +29,13 @@ class LatentBlobStore(BlobStore):
     def _wait(self) -> None:
         time.sleep(self.seconds)
 
-    def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None) -> None:
+    def put(self, path: str, data: bytes, content_type: str, **options) -> None:
         self._wait()
-        self.inner.put(path, data, content_type, cache_control=cache_control)
+        self.inner.put(path, data, content_type, **options)  # cache_control, metadata, if_absent
 
-    def put_stream(self, path: str, chunks, content_type: str, *, cache_control: str | None = None) -> int:
+    def put_stream(self, path: str, chunks, content_type: str, **options) -> int:
         self._wait()
-        return self.inner.put_stream(path, chunks, content_type, cache_control=cache_control)
+        return self.inner.put_stream(path, chunks, content_type, **options)
 
     def get(self, path: str) -> bytes:
         self._wait()

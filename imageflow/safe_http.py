@@ -116,6 +116,30 @@ class FetchPolicy:
             raw = [str(ipaddress.ip_address(name))]       # a literal address needs no lookup
         except ValueError:
             raw = self.hosts.get(name) or self.resolver(name, port)
+        return self._checked(host, raw)
+
+    def check_without_lookup(self, url: str) -> None:
+        """The rules of ``resolve`` applied now to every address the URL names without a DNS
+        lookup: a metadata host name, an address in any notation the resolver takes (127.0.0.2,
+        127.1, 2130706433, [::1], ::ffff:10.0.0.1), localhost, a FETCH_HOSTS_OVERRIDE name. Raises
+        FetchError like ``resolve``. A name that needs DNS passes: only a lookup at the time of the
+        request can tell where it points (``resolve`` checks it then)."""
+        host = urlsplit(url).hostname or ""
+        name = host.lower().rstrip(".")
+        if name in BLOCKED_NAMES:
+            raise FetchError("blocked_address", f"{host} is a cloud metadata host")
+        if name == "localhost" or name.endswith(".localhost"):
+            raw = self.hosts.get(name) or ["127.0.0.1", "::1"]   # loopback by definition (RFC 6761)
+        else:
+            try:
+                infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+                raw = list(dict.fromkeys(info[4][0] for info in infos))
+            except (socket.gaierror, UnicodeError, ValueError):   # not a numeric address
+                raw = self.hosts.get(name)
+        if raw:
+            self._checked(host, raw)
+
+    def _checked(self, host: str, raw: list[str]) -> list[Address]:
         addresses = []
         for text in raw:
             try:

@@ -18,6 +18,12 @@ class SettingsError(ValueError):
     """A required setting is missing or malformed."""
 
 
+URL_SIGNING_SECRET_REQUIRED = (
+    "URL_SIGNING_SECRET is required with API_KEYS on the gcp backend: the image-handler and the "
+    "interaction manager must sign links with the same unguessable secret (e.g. `openssl rand -base64 48`), "
+    "and there is no shared data directory to keep a generated one in (imageflow/links.py)")
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -115,6 +121,8 @@ class Settings:
     api_keys: str = ""
     quota_active_jobs: int = 0
     quota_active_images: int = 0
+    # The key of signed links; unset: a random one kept in <data_dir>/url-signing-secret (local backend;
+    # required with API_KEYS on gcp). imageflow.links.
     url_signing_secret: str = ""
     # Import by URL (imageflow.safe_http). FETCH_ALLOW_CIDRS / FETCH_HOSTS_OVERRIDE are for tests only.
     fetch_timeout_seconds: float = 20.0
@@ -145,6 +153,11 @@ class Settings:
         """Deliveries of one job.completed on the webhooks subscription before it is
         dead-lettered: one per webhook attempt, plus the usual margin for handler failures."""
         return self.webhook_max_attempts + self.max_delivery_attempts
+
+    @property
+    def api_keys_on(self) -> bool:
+        """``API_KEYS`` lists at least one key."""
+        return any(part.strip() for part in (self.api_keys or "").split(","))
 
     @property
     def outbox_dir(self) -> Path:
@@ -231,6 +244,9 @@ class Settings:
                                                 ("GCS_BUCKET", settings.gcs_bucket)) if not value]
             if missing:
                 raise SettingsError(f"IMAGEFLOW_BACKEND=gcp needs {', '.join(missing)}")
+            if settings.api_keys_on and not settings.url_signing_secret:
+                # never a secret derived from other settings; no shared data dir to keep a generated one
+                raise SettingsError(URL_SIGNING_SECRET_REQUIRED)
         return settings
 
     def with_overrides(self, **changes) -> "Settings":

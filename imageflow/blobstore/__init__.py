@@ -17,6 +17,10 @@ class BlobStoreError(RuntimeError):
     """The store failed (transient or permanent); the message says which object."""
 
 
+class BlobExists(BlobStoreError):
+    """A write-once put (``if_absent=True``) found an object already at the path."""
+
+
 @dataclass(frozen=True)
 class UploadTarget:
     """Where a client sends one file itself (direct upload): ``method`` ``url`` with ``headers``."""
@@ -40,14 +44,17 @@ class BlobStore(ABC):
 
     @abstractmethod
     def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
-            metadata: dict | None = None) -> None:
+            metadata: dict | None = None, if_absent: bool = False) -> None:
         """Write the whole object atomically: readers see the old object or the new one, never part.
-        ``metadata``: custom string fields kept with the object (Cloud Storage's ``x-goog-meta-``)."""
+        ``metadata``: custom string fields kept with the object (Cloud Storage's ``x-goog-meta-``).
+        ``if_absent``: write once: raise BlobExists when an object is already at ``path`` and leave it
+        as it is; of writers racing for one path exactly one succeeds (Cloud Storage also counts an
+        object holding exactly these bytes as this write's own: a retried request that landed)."""
 
     def put_stream(self, path: str, chunks: Iterable[bytes], content_type: str, *,
-                   cache_control: str | None = None, metadata: dict | None = None) -> int:
+                   cache_control: str | None = None, metadata: dict | None = None, if_absent: bool = False) -> int:
         """Write the object from ``chunks`` as they come (a download), never holding it whole; the
-        size written. Atomic like ``put``. If iterating ``chunks`` raises (the download was aborted:
+        size written. Atomic, and write-once with ``if_absent``, like ``put``. If iterating ``chunks`` raises (the download was aborted:
         too large, cut short, timed out), nothing is left behind (no partial object, and an object
         already at ``path`` stays as it was) and the exception propagates.
 
@@ -57,6 +64,8 @@ class BlobStore(ABC):
         for chunk in chunks:
             buffer += chunk
         extra = {"metadata": metadata} if metadata else {}
+        if if_absent:
+            extra["if_absent"] = True
         self.put(path, bytes(buffer), content_type, cache_control=cache_control, **extra)
         return len(buffer)
 

@@ -28,7 +28,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from ..settings import Settings
-from . import DELETE, BlobNotFound, BlobStore, BlobStoreError, UploadTarget, validate_path
+from . import DELETE, BlobExists, BlobNotFound, BlobStore, BlobStoreError, UploadTarget, validate_path
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +79,16 @@ class GcsBlobStore(BlobStore):
     # -- port ------------------------------------------------------------------------------
 
     def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
-            metadata: dict | None = None) -> None:
-        """Write ``data`` to ``path``, replacing what is there (see ``_write`` for the preconditions)."""
+            metadata: dict | None = None, if_absent: bool = False) -> None:
+        """Write ``data`` to ``path``, replacing what is there unless ``if_absent`` (see ``_write``
+        for the preconditions)."""
         validate_path(path)
         self._write(path, lambda blob, expected: blob.upload_from_string(
             data, content_type=content_type, if_generation_match=expected),
-            _Digest.of(data), cache_control, metadata)
+            _Digest.of(data), cache_control, metadata, if_absent)
 
     def put_stream(self, path: str, chunks: Iterable[bytes], content_type: str, *,
-                   cache_control: str | None = None, metadata: dict | None = None) -> int:
+                   cache_control: str | None = None, metadata: dict | None = None, if_absent: bool = False) -> int:
         """Spool ``chunks`` to a temporary file on disk (never in memory), then upload it like
         ``put``: resumable, RESUMABLE_CHUNK at a time, past RESUMABLE_THRESHOLD. A stream that fails
         while spooling uploads nothing (Cloud Storage never sees a partial object). The spool is in
@@ -105,10 +106,11 @@ class GcsBlobStore(BlobStore):
                 blob.upload_from_file(spool, size=digest.size, content_type=content_type,
                                       if_generation_match=expected)
 
-            self._write(path, upload, digest, cache_control, metadata)
+            self._write(path, upload, digest, cache_control, metadata, if_absent)
         return digest.size
 
-    def _write(self, path: str, upload, digest: "_Digest", cache_control: str | None, metadata: dict | None) -> None:
+    def _write(self, path: str, upload, digest: "_Digest", cache_control: str | None, metadata: dict | None,
+               if_absent: bool = False) -> None:
         """Run ``upload(blob, if_generation_match)`` until the object holds our bytes.
 
         The first attempt expects no object (``if_generation_match=0``), the usual case for
@@ -116,6 +118,9 @@ class GcsBlobStore(BlobStore):
         exactly that generation. A 412 then means the object changed after we looked: if it
         now holds our bytes, an earlier attempt of ours landed (a retried request); if not,
         somebody wrote a newer object, which we leave alone.
+
+        ``if_absent``: only ever ``if_generation_match=0``; an object that is there and does not
+        hold our bytes raises BlobExists (one that does is our own retried request).
         """
         expected = 0
         observed: int | None = None  # a generation we saw and decided to replace
@@ -138,6 +143,8 @@ class GcsBlobStore(BlobStore):
                 continue
             if digest.matches(current):
                 return
+            if if_absent:
+                raise BlobExists(f"{path} already exists")
             if observed is not None and current.generation != observed:
                 log.warning("not overwriting %s: a newer generation %s was written meanwhile",
                             path, current.generation)

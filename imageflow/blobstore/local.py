@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from . import DELETE, OBJECT_FINALIZE, BlobNotFound, BlobStore, BlobStoreError, validate_path
+from . import DELETE, OBJECT_FINALIZE, BlobExists, BlobNotFound, BlobStore, BlobStoreError, validate_path
 
 log = logging.getLogger(__name__)
 
 STALE_TEMP_SECONDS = 900  # a writer that crashed mid-put leaves a temp file; no live put takes this long
+WRITE_ONCE_LOCK = ".lock-write-once"  # per directory: if_absent puts check and publish under it
 
 
 class LocalBlobStore(BlobStore):
@@ -29,11 +30,12 @@ class LocalBlobStore(BlobStore):
         return target
 
     def put(self, path: str, data: bytes, content_type: str, *, cache_control: str | None = None,
-            metadata: dict | None = None) -> None:
-        self.put_stream(path, (data,), content_type, cache_control=cache_control, metadata=metadata)
+            metadata: dict | None = None, if_absent: bool = False) -> None:
+        self.put_stream(path, (data,), content_type, cache_control=cache_control, metadata=metadata,
+                        if_absent=if_absent)
 
     def put_stream(self, path: str, chunks: Iterable[bytes], content_type: str, *,
-                   cache_control: str | None = None, metadata: dict | None = None) -> int:
+                   cache_control: str | None = None, metadata: dict | None = None, if_absent: bool = False) -> int:
         target = self._file(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename: readers never see a partial object, and an aborted
@@ -47,9 +49,10 @@ class LocalBlobStore(BlobStore):
                     size += len(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
-            if metadata:
-                self._meta_file(target).write_text(json.dumps(metadata))
-            os.replace(tmp, target)
+            if if_absent:
+                self._publish_once(tmp, target, metadata)
+            else:
+                self._publish(tmp, target, metadata)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise BlobStoreError(f"could not write {path}: {exc}") from exc
@@ -64,6 +67,23 @@ class LocalBlobStore(BlobStore):
                              {"eventType": OBJECT_FINALIZE, "objectId": path, "bucketId": "local",
                               "payloadFormat": "JSON_API_V1"})
         return size
+
+    def _publish(self, tmp: str, target: Path, metadata: dict | None) -> None:
+        if metadata:
+            self._meta_file(target).write_text(json.dumps(metadata))
+        os.replace(tmp, target)
+
+    def _publish_once(self, tmp: str, target: Path, metadata: dict | None) -> None:
+        """Publish ``tmp`` at ``target`` only if nothing is there. The check, the metadata and the
+        rename happen under an exclusive lock on the directory's lock file (flock: every process
+        on this data directory, released if one dies), so of racing writers exactly one publishes,
+        and its metadata is in place before its object appears (a close that lists the landed
+        uploads reads both)."""
+        with open(target.parent / WRITE_ONCE_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if target.exists():
+                raise BlobExists(f"{target.relative_to(self.root).as_posix()} already exists")
+            self._publish(tmp, target, metadata)
 
     @staticmethod
     def _meta_file(target: Path) -> Path:

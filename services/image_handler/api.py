@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, send_fi
 from zipstream import ZIP_STORED, ZipStream
 
 from imageflow import domain
-from imageflow.blobstore import BlobNotFound
+from imageflow.blobstore import BlobExists, BlobNotFound
 from imageflow.jobstore import iter_images
 from imageflow.engine import Limits
 from imageflow.engine.decoding import KINDS, accepted_types, sniff, type_for_name
@@ -360,18 +360,35 @@ def direct_upload(job_id: str, image_id: str):
         raise ClientError(404, "job_not_found", f"no job with id {job_id}")
     _intake().check_open(job)
     name, size, content_type = request.args["name"], int(request.args["bytes"]), request.args["type"]
+    path = domain.input_path(job_id, image_id, name)
+    blobs = ctx().backends.blobs
+    # Write-once, like a Cloud Storage session: a replayed link must not swap the bytes of a file
+    # that was accepted (and maybe rendered) for others. Checked before the body is read; the
+    # store's atomic if_absent put settles two PUTs racing for the same target.
+    if ctx().backends.jobs.get_image(job_id, image_id) is not None or blobs.exists(path):
+        raise _already_uploaded(name, image_id)
+    if size > ctx().settings.max_upload_bytes:
+        raise ClientError(413, "file_too_large", f"{name}: a file must be at most "
+                          f"{ctx().settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)")
     if request.content_length != size:
         raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
                                              f"{request.content_length} were sent")
     data = request.stream.read(size + 1)
     if len(data) != size:
         raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
-    path = domain.input_path(job_id, image_id, name)
     try:
-        ctx().backends.blobs.put(path, data, content_type, metadata=domain.direct_upload_metadata(name))
+        blobs.put(path, data, content_type, metadata=domain.direct_upload_metadata(name), if_absent=True)
+    except BlobExists:
+        raise _already_uploaded(name, image_id) from None
     except Exception as exc:
         raise ClientError(503, "unavailable", "could not store the file; send it again shortly") from exc
     return jsonify({"image_id": image_id, "filename": name, "bytes": size})
+
+
+def _already_uploaded(name: str, image_id: str) -> ClientError:
+    return ClientError(409, "already_uploaded", f"{name}: this upload link was used already (image {image_id} "
+                       "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
+                       "for a new link to add another")
 
 
 @api.post("/jobs/<job_id>/close")

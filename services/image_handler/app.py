@@ -21,6 +21,7 @@ from imageflow.bootstrap import Backends, make_backends
 from imageflow.logging_setup import install_request_context
 from imageflow.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from imageflow.runtime import configure_logging, register_health
+from imageflow.safe_http import FetchError, FetchPolicy
 from imageflow.settings import Settings
 from services.image_handler.auth import Auth
 from services.image_handler.estimate import Estimator
@@ -48,12 +49,21 @@ class HandlerContext:
     def __post_init__(self):
         self.auth = self.auth or Auth.from_settings(self.settings)
         self.estimator = self.estimator or Estimator(self.settings)
+        # the address rules of webhook delivery (services.interaction_manager.webhooks), incl. its allowances
+        self.webhook_policy = FetchPolicy.from_settings(self.settings)
 
     def validate_webhook(self, url: str) -> str:
-        """A webhook must be an absolute http(s) URL."""
+        """A webhook must be an absolute http(s) URL, and not name an address its delivery would
+        refuse (private, loopback, link-local, metadata): refused now rather than at every
+        delivery. A host name is checked again (resolved) at each delivery."""
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
             raise ClientError(400, "invalid_webhook_url", "webhook_url must be an absolute http(s) URL")
+        try:
+            self.webhook_policy.check_without_lookup(url.strip())
+        except FetchError as exc:
+            raise ClientError(400, "invalid_webhook_url", f"webhook_url: {exc.reason}; webhooks are delivered to "
+                              "public addresses only", [{"field": "webhook_url"}]) from None
         return url.strip()
 
 

@@ -1,7 +1,7 @@
 """Every request body on every route is bounded before a byte of it is read.
 
-A multipart upload may carry up to MAX_REQUEST_BYTES, any other body (JSON, PATCH, ...) up to
-MAX_JSON_BYTES. The limit is enforced on the WSGI input stream itself, so a chunked body (no
+A multipart upload may carry up to MAX_REQUEST_BYTES, a direct upload's PUT (one file, whose link
+names its size) up to MAX_UPLOAD_BYTES, any other body (JSON, PATCH, ...) up to MAX_JSON_BYTES. The limit is enforced on the WSGI input stream itself, so a chunked body (no
 Content-Length) is refused with 413 as soon as it passes the limit; Werkzeug's own
 ``max_content_length`` would instead hand the view a body silently cut at the limit. A body
 that declares more than the limit is refused before it is read. Encoded bodies
@@ -11,7 +11,7 @@ bound.
 from __future__ import annotations
 
 from flask import Flask, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from imageflow.settings import Settings
 
@@ -66,8 +66,22 @@ class BoundedInput:
             close()
 
 
-def body_limit(settings: Settings, content_type: str) -> int:
+# Routes whose body is one file rather than a form or JSON: the local direct upload's PUT (the view
+# then reads exactly the size its signed link names).
+FILE_BODY_ENDPOINTS = {"api.direct_upload"}
+
+
+def body_limit(settings: Settings, content_type: str, endpoint: str | None = None) -> int:
+    if endpoint in FILE_BODY_ENDPOINTS:
+        return settings.max_upload_bytes
     return settings.max_request_bytes if content_type.lower().startswith("multipart/") else settings.max_json_bytes
+
+
+def _endpoint(app: Flask, environ) -> str | None:
+    try:
+        return app.url_map.bind_to_environ(environ).match()[0]
+    except HTTPException:  # no such route (404/405, a redirect): the view never reads the body
+        return None
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -76,7 +90,7 @@ def install(app: Flask, settings: Settings) -> None:
     inner = app.wsgi_app
 
     def bounded(environ, start_response):
-        limit = body_limit(settings, environ.get("CONTENT_TYPE", ""))
+        limit = body_limit(settings, environ.get("CONTENT_TYPE", ""), _endpoint(app, environ))
         environ[LIMIT_KEY] = limit
         environ["wsgi.input"] = BoundedInput(environ["wsgi.input"], limit)
         return inner(environ, start_response)

@@ -30,12 +30,12 @@ from imageflow.engine.overlay import is_url, named_overlays
 from imageflow.messages import Output, Result, Task, decode_delivered
 from imageflow.render_pool import RenderPool, RenderPoolDraining, WorkerCrash
 from imageflow.metrics import TASK_DURATION, TASKS
-from imageflow.safe_http import FetchError, FetchPolicy, fetch
+from imageflow.safe_http import FetchPolicy
 from imageflow.settings import Settings
 
 from .dedupe import Key, OutputIndex
 from .job_gate import JobGate
-from .url_fetch import UrlFetcher
+from .url_fetch import OnePerJob, UrlFetcher
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Processor:
     pool: "RenderPool | None" = field(default=None, repr=False)
     gate: JobGate | None = None  # skips the tasks of cancelled jobs (job_gate.py)
     dedupe: OutputIndex | None = None  # copies the outputs of an identical earlier task (dedupe.py)
+    overlay_fetches: OnePerJob = field(default_factory=OnePerJob, repr=False)
 
     def __post_init__(self):
         # Copies may wait for their claimant on the handler threads the render slots do not need:
@@ -302,8 +303,10 @@ class Processor:
 
     def overlays(self, task: Task) -> dict[str, bytes]:
         """The images the task's overlay operations name, from ``<job_id>/input/``. A URL is
-        fetched (under the URL-import rules) by the first task that needs it and stored for the
-        rest of the job. Raises ImageError when one cannot be had."""
+        fetched by the first task that needs it, streamed to storage under the URL-import rules
+        (the byte budget, sniffed and probed like an input), and read from there by the rest of
+        the job; the job's tasks in this process share that one fetch, and its failure (url_fetch.
+        OnePerJob). Raises ImageError when one cannot be had."""
         assets = {}
         for name in named_overlays(task.operations):
             path = domain.overlay_path(task.job_id, name)
@@ -313,12 +316,13 @@ class Processor:
             except BlobNotFound:
                 if not is_url(name):
                     raise ImageError("invalid", f"the overlay {name!r} is missing from storage") from None
-            try:
-                fetched = fetch(name, self.fetch_policy or FetchPolicy.from_settings(self.settings))
-            except FetchError as exc:
-                raise ImageError("invalid", f"could not fetch the overlay {name}: {exc.reason}") from None
-            self.blobs.put(path, fetched.data, fetched.content_type or "application/octet-stream")
-            assets[name] = fetched.data
+
+            def fetch_once(name=name, path=path):
+                if not self.blobs.exists(path):   # another task stored it since we looked
+                    self.fetcher.fetch_overlay(name, path, self.fetch_policy)
+
+            self.overlay_fetches.run((task.job_id, name), fetch_once)
+            assets[name] = self.blobs.get(path)
         return assets
 
     @staticmethod

@@ -183,3 +183,30 @@ def test_the_formats_pillow_reads_are_taken_and_listed(client):
     for mime in ("image/x-tga", "image/jp2", "image/x-icon", "image/x-portable-anymap", "image/sgi",
                  "image/vnd-ms.dds", "image/vnd.adobe.photoshop"):
         assert mime in accepted
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://127.0.0.2/hook", "127.0.0.2"), ("http://[::1]:8080/hook", "::1"),
+    ("http://169.254.169.254/computeMetadata/v1/", "169.254.169.254"), ("https://10.1.2.3/h", "10.1.2.3"),
+    ("http://192.168.0.10/h", "192.168.0.10"), ("http://127.1/h", "127.1"), ("http://2130706433/h", "2130706433"),
+    ("http://[::ffff:172.16.0.1]/h", "172.16.0.1"), ("http://localhost:9000/h", "localhost"),
+    ("http://metadata.google.internal/h", "metadata.google.internal"), ("http://0.0.0.0/h", "0.0.0.0"),
+])
+def test_a_webhook_to_an_internal_address_is_refused_at_creation(app, client, url, shown):
+    """The delivery's address rules, applied when the job is created: 400 naming the address (it
+    used to be accepted, then refused at every delivery attempt)."""
+    response = post(client, [("a.png", png())], webhook_url=url)
+    assert response.status_code == 400, response.json
+    assert response.json["error"]["code"] == "invalid_webhook_url"
+    assert shown in response.json["error"]["message"] and "public addresses" in response.json["error"]["message"]
+    assert app.extensions["imageflow"].backends.blobs.list("") == []
+
+
+def test_webhook_addresses_follow_the_fetch_allowances(make_app):
+    """FETCH_ALLOW_CIDRS (tests' receivers on 127.0.0.1) lets exactly those addresses through, as at
+    delivery; public addresses and host names (resolved at each delivery) are accepted."""
+    client = make_app(fetch_allow_cidrs="127.0.0.1/32").test_client()
+    assert post(client, [("a.png", png())], webhook_url="http://127.0.0.1:8123/hook").status_code == 202
+    assert post(client, [("a.png", png())], webhook_url="http://127.0.0.2:8123/hook").status_code == 400
+    assert post(client, [("a.png", png())], webhook_url="https://93.184.215.14/hook").status_code == 202
+    assert post(client, [("a.png", png())], webhook_url="https://hooks.example/imageflow").status_code == 202

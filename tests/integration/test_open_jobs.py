@@ -6,14 +6,18 @@ processor run in-process on the same data directory, driven message by message."
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
 
 from imageflow import domain
+from imageflow.links import LinkSigner
 from imageflow.messages import JobCompleted, Task
 from services.image_handler.app import create_app
 from services.image_processor.processing import Processor
@@ -327,8 +331,10 @@ def test_direct_uploads_join_the_job_when_their_object_lands(app, client, stack)
     # The task was published when the object landed; a redelivered event changes nothing.
     [task] = run_tasks(app, stack)
     assert task.image_id == cat["image_id"]
-    client.put(path_of(cat["url"]), data=good, headers=cat["headers"])
-    assert deliver_object_events(app, stack) == ["duplicate"]
+    # A replayed link is refused (write-once): no second object event, the file stays as it was.
+    replay = client.put(path_of(cat["url"]), data=good, headers=cat["headers"])
+    assert replay.status_code == 409 and replay.json["error"]["code"] == "already_uploaded"
+    assert deliver_object_events(app, stack) == []
     client.post(f"/api/v1/jobs/{job_id}/close")
     deliver_job_messages(app, stack)
     [event] = completions(app)
@@ -391,3 +397,82 @@ def test_an_idle_open_job_that_closes_itself_keeps_its_landed_uploads(app, clien
     job = client.get(f"/api/v1/jobs/{job_id}").json
     assert job["status"] != "open" and job["total"] == 1
     assert deliver_object_events(app, stack) == ["duplicate"]
+
+
+def test_an_upload_link_writes_its_file_once(app, client, stack):
+    """A replayed link cannot swap an accepted file for other bytes of the same length (served
+    afterwards as the original's type), whether its image has joined yet or not; of two PUTs
+    racing for one target exactly one is stored."""
+    job_id = open_job(client)["job_id"]
+    photo, other = png((40, 30)), png((40, 30), (250, 0, 0))
+    html = b"<html>" + b"x" * (len(photo) - 13) + b"</html>"
+    assert len(html) == len(photo)
+    first, second, third = client.post(f"/api/v1/jobs/{job_id}/files", json={"files": [
+        {"filename": name, "bytes": len(photo)} for name in ("a.png", "b.png", "c.png")]}).json["uploads"]
+    assert client.put(path_of(first["url"]), data=photo, headers=first["headers"]).status_code == 200
+    landed = client.put(path_of(first["url"]), data=html, headers=first["headers"])   # landed, not joined yet
+    assert landed.status_code == 409 and landed.json["error"]["code"] == "already_uploaded"
+    assert "a.png" in landed.json["error"]["message"]
+    assert deliver_object_events(app, stack) == ["joined"]
+    joined = client.put(path_of(first["url"]), data=html, headers=first["headers"])
+    assert joined.status_code == 409 and joined.json["error"]["code"] == "already_uploaded"
+    served = client.get(f"/api/v1/jobs/{job_id}/images/{first['image_id']}/input")
+    assert served.status_code == 200 and served.data == photo
+    # Racing PUTs for one target: one 200, the rest 409, and the stored file is the winner's.
+    start = threading.Barrier(4)
+
+    def put(data):
+        start.wait(timeout=60)
+        return client.put(path_of(second["url"]), data=data, headers=second["headers"]).status_code
+
+    bodies = [photo, other, html, photo]
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(put, bodies))
+    assert sorted(codes) == [200, 409, 409, 409]
+    stored = app.extensions["imageflow"].backends.blobs.get(domain.input_path(job_id, second["image_id"], "b.png"))
+    assert stored == bodies[codes.index(200)]
+    assert deliver_object_events(app, stack) == ["joined"]
+    # the third link is untouched by all that
+    assert client.put(path_of(third["url"]), data=other, headers=third["headers"]).status_code == 200
+
+
+def test_a_direct_upload_may_be_as_large_as_max_upload_bytes(tmp_path):
+    """The local PUT is bounded by the link's own size (up to MAX_UPLOAD_BYTES), not by the JSON body
+    limit: a file between MAX_JSON_BYTES and MAX_UPLOAD_BYTES used to answer 413."""
+    app = create_app({"data_dir": tmp_path / "data", "max_upload_bytes": 400_000, "max_json_bytes": 64_000,
+                      "public_base_url": "https://imageflow.example"})
+    try:
+        client = app.test_client()
+        noise = Image.frombytes("RGB", (200, 200), bytes((i * 7919) % 251 for i in range(200 * 200 * 3)))
+        buf = io.BytesIO()
+        noise.save(buf, "PNG", compress_level=0)
+        data = buf.getvalue()
+        assert 64_000 < len(data) < 400_000
+        job_id = open_job(client)["job_id"]
+        [target] = client.post(f"/api/v1/jobs/{job_id}/files", json={"files": [
+            {"filename": "big.png", "bytes": len(data)}]}).json["uploads"]
+        put = client.put(path_of(target["url"]), data=data, headers=target["headers"])
+        assert put.status_code == 200, put.json
+        assert put.json["bytes"] == len(data)
+        # a PUT body larger than MAX_UPLOAD_BYTES is still refused before it is read
+        too_big = client.put(path_of(target["url"]), data=b"x" * 400_001, headers=target["headers"])
+        assert too_big.status_code == 413
+        # and JSON bodies keep their own limit
+        assert client.post(f"/api/v1/jobs/{job_id}/files", json={"files": [
+            {"filename": "x" * 70_000, "bytes": 1}]}).status_code == 413
+    finally:
+        app.extensions["imageflow"].backends.close()
+
+
+def test_nobody_can_mint_an_upload_link(app, client, tmp_path):
+    """With URL_SIGNING_SECRET unset (and keys off) the signing key was sha256("imageflow-links:"), a
+    public constant: anyone could sign a PUT into any open job. Now such a link is refused; the
+    secret is the data directory's generated one."""
+    job_id = open_job(client)["job_id"]
+    data = png()
+    forged = LinkSigner(hashlib.sha256(b"imageflow-links:").digest()).sign_for(
+        f"https://imageflow.example/api/v1/jobs/{job_id}/uploads/{domain.new_id()}?"
+        f"name=x.png&bytes={len(data)}&type=image%2Fpng", 600)
+    refused = client.put(path_of(forged), data=data)
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "invalid_upload_link"
+    assert (tmp_path / "data" / "url-signing-secret").is_file()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
@@ -190,3 +192,47 @@ def test_a_csv_job_takes_its_logo_in_the_same_request(app, logo_server):
     assert response.status_code == 202, response.json
     assert app.extensions["imageflow"].backends.blobs.get(domain.overlay_path(response.json["job_id"],
                                                                                "logo.png")) == LOGO
+
+
+FOUR = tuple((f"p{i}.png", PHOTO) for i in range(4))
+
+
+def url_overlay_processor(app):
+    context = app.extensions["imageflow"]
+    policy = FetchPolicy(timeout=30.0, allow=parse_networks("127.0.0.1/32"))
+    return Processor(context.settings, context.backends.blobs, context.backends.bus, fetch_policy=policy)
+
+
+@pytest.mark.parametrize("path, words", [("/gone.png", "404"), ("/page.html", "not a usable image")])
+def test_a_failing_overlay_url_is_requested_once_and_fails_every_image_with_its_reason(app, logo_server, path, words):
+    """A logo URL answering 404 (or a web page) was requested once per image (10,000 images:
+    10,000 requests to that host); now once per job, and each image names the reason."""
+    logo_server.files["/page.html"] = (b"<!doctype html><html>a page</html>", "text/html")
+    response = post(app, [{**OVERLAY_OP, "image": logo_server.url(path)}], files=FOUR)
+    processor = url_overlay_processor(app)
+    results = [processor.process(task) for task in tasks_of(app, response.json["job_id"])]
+    assert [r.status for r in results] == ["failed"] * 4
+    assert all(words in r.error and logo_server.url(path) in r.error for r in results), results[0].error
+    assert logo_server.hits == [path]
+    assert not [p for p in app.extensions["imageflow"].backends.blobs.list("") if "/input/overlay-" in p]
+
+
+def test_tasks_in_flight_share_one_download_of_a_url_overlay(app, logo_server):
+    """The tasks in flight each downloaded the logo (16 downloads of an 18.8 MB logo, held whole in
+    the processor's memory); now the first streams it to storage and the others wait for it."""
+    response = post(app, [{**OVERLAY_OP, "image": logo_server.url("/held/logo.png")}], files=FOUR)
+    processor = url_overlay_processor(app)
+    tasks = tasks_of(app, response.json["job_id"])
+    with ThreadPoolExecutor(len(tasks)) as pool:
+        running = [pool.submit(processor.process, task) for task in tasks]
+        deadline = time.monotonic() + 120
+        while not (logo_server.holding == 1 and processor.overlay_fetches.waiting == len(tasks) - 1):
+            assert time.monotonic() < deadline, (logo_server.holding, processor.overlay_fetches.waiting)
+            time.sleep(0.02)
+        assert logo_server.hits == ["/held/logo.png"]
+        logo_server.release.set()
+        results = [future.result(timeout=120) for future in running]
+    assert [r.status for r in results] == ["succeeded"] * len(tasks), [r.error for r in results]
+    assert logo_server.hits == ["/held/logo.png"]
+    blobs = app.extensions["imageflow"].backends.blobs
+    assert blobs.get(domain.overlay_path(response.json["job_id"], logo_server.url("/held/logo.png"))) == LOGO

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from imageflow.blobstore import DELETE, BlobNotFound
+from imageflow.blobstore import DELETE, BlobExists, BlobNotFound
 
 
 @pytest.fixture
@@ -160,3 +160,44 @@ def test_transitions_from_separate_processes_never_lose_an_update(blobstore, pre
         worker.join(timeout=180)
     assert [w.exitcode for w in workers] == [0, 0, 0]
     assert blobstore.get(path) == b"30"
+
+
+def test_a_write_once_put_leaves_an_existing_object_alone(blobstore, prefix):
+    """``if_absent``: the first write lands with its metadata; any later one raises BlobExists, put or
+    streamed, and the object (bytes and metadata) stays the first one."""
+    path = f"{prefix}/input/d-once.png"
+    blobstore.put(path, b"the first file", "image/png", metadata={"filename": "d.png"}, if_absent=True)
+    with pytest.raises(BlobExists):
+        blobstore.put(path, b"<html>a replayed link</html>", "image/png", metadata={"filename": "x"}, if_absent=True)
+    with pytest.raises(BlobExists):
+        blobstore.put_stream(path, iter([b"<html>", b"streamed</html>"]), "image/png", if_absent=True)
+    assert blobstore.get(path) == b"the first file"
+    assert blobstore.metadata(path) == {"filename": "d.png"}
+    assert blobstore.list(f"{prefix}/") == [path]
+    # a plain put still replaces (outputs are rewritten on retries)
+    blobstore.put(path, b"replaced", "image/png")
+    assert blobstore.get(path) == b"replaced"
+
+
+def test_of_racing_write_once_puts_exactly_one_lands(blobstore, prefix):
+    """Eight writers race for one path with different bytes: one succeeds, the other seven are told
+    the object exists, and the object holds the winner's bytes whole."""
+    path = f"{prefix}/input/e-raced.png"
+    start = threading.Barrier(8)
+
+    def write(n: int):
+        body = f"writer {n} ".encode() * 4000
+        start.wait(timeout=60)
+        try:
+            blobstore.put(path, body, "image/png", metadata={"writer": str(n)}, if_absent=True)
+            return body
+        except BlobExists:
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(write, range(8)))
+    winners = [body for body in results if body is not None]
+    assert len(winners) == 1
+    assert blobstore.get(path) == winners[0]
+    assert blobstore.metadata(path) == {"writer": str(results.index(winners[0]))}
+    assert blobstore.list(f"{prefix}/") == [path]

@@ -79,3 +79,26 @@ def test_a_malformed_task_is_dropped(ports):
     message = FakeMessage(b'{"v": 1, "job_id": "x"}')
     Processor(SETTINGS, blobs, bus).handle_message(message)
     assert message.acked and not bus.published
+
+
+def test_an_overlay_failure_is_remembered_for_a_while_then_fetched_again():
+    """A retried job whose logo host was fixed gets a fresh fetch once the failure is old enough."""
+    from imageflow.engine import ImageError
+    from services.image_processor.url_fetch import OnePerJob
+
+    now = [100.0]
+    calls = []
+    once = OnePerJob(remember_seconds=60, clock=lambda: now[0])
+
+    def failing():
+        calls.append(1)
+        raise ImageError("invalid", "could not fetch the overlay u: the server answered 404")
+
+    for _ in range(3):
+        with pytest.raises(ImageError, match="404"):
+            once.run(("job", "u"), failing)
+    assert len(calls) == 1
+    once.run(("other-job", "u"), lambda: calls.append(2))   # another job fetches for itself
+    now[0] += 61
+    once.run(("job", "u"), lambda: calls.append(3))
+    assert calls == [1, 2, 3]
