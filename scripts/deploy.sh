@@ -137,6 +137,11 @@ fi
 if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API || DRY_RUN || TEARDOWN)); then
   die "API_KEYS is not set: set it (comma-separated keys) or pass --allow-open-api"
 fi
+# With keys on, the services refuse to start without the link-signing key (never derived from the
+# keys): it must be given, and kept for later deploys (links already sent are signed with it).
+if [[ -n "${API_KEYS:-}" && -z "${URL_SIGNING_SECRET:-}" ]] && ! ((DRY_RUN || TEARDOWN)); then
+  die "URL_SIGNING_SECRET is not set: with API_KEYS the services need it; make one once and keep it, e.g. export URL_SIGNING_SECRET=\$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+fi
 
 # Topic and subscription names: imageflow/topology.py, the one place they are written (the
 # same variables override them for the services and here).
@@ -450,6 +455,9 @@ if ((DRY_RUN)); then
   say "$(declare -f retry_propagation)"
   if ! ((ALLOW_OPEN_API || TEARDOWN)); then
     say "[[ -n \"\${API_KEYS:-}\" ]] || { echo 'API_KEYS is not set: set it (comma-separated keys) or plan with --allow-open-api' >&2; exit 2; }"
+  fi
+  if ! ((TEARDOWN)); then
+    say "[[ -z \"\${API_KEYS:-}\" || -n \"\${URL_SIGNING_SECRET:-}\" ]] || { echo 'URL_SIGNING_SECRET is not set: with API_KEYS the services need it; make one once and keep it' >&2; exit 2; }"
   fi
   if ((PLACEHOLDER_EMAIL_FROM)); then say "# No --email-from given: $EMAIL_FROM stands for your SendGrid verified sender."; fi
   say "cd $(quote "$ROOT")"

@@ -540,7 +540,7 @@ def sandbox(tmp_path):
     state.mkdir()
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(tmp_path / "calls.log"),
            "FAKE_STATE": str(state), "REAL_KUBECTL": real_kubectl, "FAKE_PROJECT_NUMBER": FAKE_PROJECT_NUMBER,
-           "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "k-test", "URL_SIGNING_SECRET": "",
+           "FAKE_ADDRESS": FAKE_ADDRESS, "SENDGRID_API_KEY": "SG.test", "API_KEYS": "k-test", "URL_SIGNING_SECRET": "s-test-signing-key",
            "REAL_PYTHON": sys.executable, "EMAIL_FROM": SENDER, "DEPLOY_RETRY_DELAY_SECONDS": "0"}
     return {"tree": tree, "env": env, "log": tmp_path / "calls.log", "state": state}
 
@@ -989,6 +989,19 @@ def test_a_deploy_without_api_keys_is_refused_unless_the_api_is_meant_to_be_open
                           env={**os.environ, "API_KEYS": ""})
     assert proc.returncode == 2 and "API_KEYS is not set" in proc.stderr
     assert "API_KEYS is not set" not in plan("--allow-open-api", env=env)
+
+
+def test_a_deploy_with_api_keys_and_no_signing_key_is_refused():
+    """The services refuse to start with keys on and no URL_SIGNING_SECRET (never derived from the
+    keys), so the deploy refuses first, saying how to make one, and so does its plan."""
+    env = {"API_KEYS": "k-1", "URL_SIGNING_SECRET": "", "EMAIL_FROM": SENDER, "SENDGRID_API_KEY": ""}
+    refused = run_script("--project", PROJECT, check=False, env=env)
+    assert refused.returncode == 2 and "URL_SIGNING_SECRET is not set" in refused.stderr
+    assert "secrets.token_hex" in refused.stderr
+    text = plan(env=env)
+    proc = subprocess.run(["bash", "-c", text.split("\n# ---- 1.")[0]], capture_output=True, text=True,
+                          env={**os.environ, **env})
+    assert proc.returncode == 2 and "URL_SIGNING_SECRET is not set" in proc.stderr
 
 
 def test_email_from_is_required_for_sendgrid():
