@@ -73,7 +73,7 @@ def validate_email(email: str | None) -> str | None:
         return None
     email = email.strip()
     if len(email) > 254 or not _EMAIL_RE.match(email):
-        raise ClientError(400, "invalid_email", f"email is not a valid address: {email[:80]!r}")
+        raise Refused("invalid_email", f"email is not a valid address: {email[:80]!r}")
     return email
 
 
@@ -81,7 +81,7 @@ def validate_operations(preset: str | None, operations) -> list[dict]:
     try:
         return resolve_operations(preset or None, operations)
     except OperationsError as exc:
-        raise ClientError(422, "invalid_operations", exc.message, exc.details) from None
+        raise Refused("invalid_operations", exc.message, exc.details) from None
 
 
 def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[bytes, object] | Rejected:
@@ -136,14 +136,14 @@ def check_overlays(operations: list[dict], uploads: Iterable[Upload], settings: 
         files[domain.display_name(upload.filename, "overlay")] = (data, info.mime)
     missing = [name for name in named if name not in files]
     if missing:
-        raise ClientError(422, "invalid_operations",
-                          f"operations: the overlay image {missing[0]!r} was not sent: upload it in the 'overlay' "
-                          f"field (or give an http(s) URL)", [{"index": None, "op": "overlay", "field": "image",
-                                                                "message": f"{name!r} was not sent"} for name in missing])
+        raise Refused("invalid_operations",
+                      f"operations: the overlay image {missing[0]!r} was not sent: upload it in the 'overlay' "
+                      f"field (or give an http(s) URL)", [{"index": None, "op": "overlay", "field": "image",
+                                                            "message": f"{name!r} was not sent"} for name in missing])
     unused = [name for name in files if name not in named]
     if unused:
-        raise ClientError(422, "invalid_operations", f"the overlay file {unused[0]!r} is not named by any overlay "
-                                                     f"operation ({{\"op\": \"overlay\", \"image\": \"{unused[0]}\"}})")
+        raise Refused("invalid_operations", f"the overlay file {unused[0]!r} is not named by any overlay "
+                                            f"operation ({{\"op\": \"overlay\", \"image\": \"{unused[0]}\"}})")
     return files
 
 
@@ -184,8 +184,8 @@ def validate_webhook_secret(secret: str | None) -> str | None:
     if secret is None or secret == "":
         return None
     if not 16 <= len(secret) <= 200 or not all(33 <= ord(ch) < 127 for ch in secret):
-        raise ClientError(400, "invalid_webhook_secret",
-                          "webhook_secret must be 16 to 200 printable characters without spaces")
+        raise Refused("invalid_webhook_secret",
+                      "webhook_secret must be 16 to 200 printable characters without spaces")
     return secret
 
 
@@ -212,7 +212,7 @@ class Intake:
         uploads = list(uploads)
         overlay_files = check_overlays(request.operations, overlays, settings, Limits.from_settings(settings))
         if not uploads:
-            raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
+            raise Refused("no_files", "no files: send one or more images in the 'files' field")
         self.check_room(0, len(uploads))
         job = request.new_job()
         with self.reserved(job, len(uploads)):
@@ -242,7 +242,7 @@ class Intake:
         images stay untasked and the interaction manager's fan-out publishes them."""
         uploads = list(uploads)
         if not uploads:
-            raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
+            raise Refused("no_files", "no files: send one or more images in the 'files' field")
         self.check_open(job)
         self.check_room(job.total, len(uploads))
         self.check_quota_room(job, len(uploads))
@@ -261,8 +261,8 @@ class Intake:
             raise too_many_files(exc.job.total, len(images), exc.limit) from None
         except Exception as exc:
             self._delete_inputs(images)
-            raise ClientError(503, "unavailable", "could not record the files (the job store is unavailable); "
-                                                  "nothing was kept, try again shortly") from exc
+            raise Refused("unavailable", "could not record the files (the job store is unavailable); "
+                                         "nothing was kept, try again shortly") from exc
         self.publish_tasks(job, images)
         log.info("job %s: %d images added (%d in all), %d rejected", job.job_id, len(images), job.total,
                  len(rejected))
@@ -293,9 +293,9 @@ class Intake:
             try:
                 DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
             except Exception as exc:  # closing now could lose them: the client closes again later
-                raise ClientError(503, "unavailable", "could not gather the job's uploaded files (storage is "
-                                                      "unavailable); the job is still open: close it again shortly"
-                                  ) from exc
+                raise Refused("unavailable", "could not gather the job's uploaded files (storage is "
+                                             "unavailable); the job is still open: close it again shortly"
+                              ) from exc
             job = self.jobs.close_job(job.job_id, domain.utcnow())
             self.announce(job.job_id)
             log.info("job %s closed with %d images (%s)", job.job_id, job.total, job.status)
@@ -360,8 +360,8 @@ class Intake:
             except Exception as exc:
                 if keep_job:
                     self._delete_inputs(images)
-                    raise ClientError(503, "unavailable", "could not store the files (storage is unavailable); "
-                                                          "nothing was kept, try again shortly") from exc
+                    raise Refused("unavailable", "could not store the files (storage is unavailable); "
+                                                 "nothing was kept, try again shortly") from exc
                 self._discard(job, exc, "store the originals (storage is unavailable)")
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
                                 input_content_type=info.mime, input_bytes=len(data)))
@@ -392,12 +392,12 @@ class Intake:
         job) are the images its overlay operations name."""
         overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         if not entries:
-            raise ClientError(400, "no_valid_urls", "none of the URLs can be imported: "
-                              + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+            raise Refused("no_valid_urls", "none of the URLs can be imported: "
+                          + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
         limit = self.settings.max_urls_per_job
         if len(entries) + len(rejected) > limit:
-            raise ClientError(413, "too_many_urls", f"too many URLs: {len(entries) + len(rejected)} sent, "
-                                                    f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
+            raise Refused("too_many_urls", f"too many URLs: {len(entries) + len(rejected)} sent, "
+                                           f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
         job = request.new_job(meta_keys=list(dict.fromkeys(key for entry in entries for key in entry.meta or {})))
         images = []
         for entry in entries:
@@ -417,7 +417,7 @@ class Intake:
             self.blobs.delete_prefix(f"{job.job_id}/")
         except Exception:
             log.exception("could not delete the originals of the refused job %s", job.job_id)
-        raise ClientError(503, "unavailable", f"could not {step}; nothing was kept, try again shortly") from exc
+        raise Refused("unavailable", f"could not {step}; nothing was kept, try again shortly") from exc
 
     def record(self, job: Job, images: list[Image], rejected: list) -> Created:
         """Store the job and its images, then announce it with ``job.submitted``."""

@@ -17,7 +17,7 @@ from imageflow import domain
 from imageflow.domain import Job
 
 from .bodies import refuse_unknown
-from .errors import ClientError
+from .errors import Refused
 from .intake import ACCEPTED_TYPES, Intake
 from .openapi import DirectUploadFile
 
@@ -38,8 +38,8 @@ class UploadTargets:
         """``{"job_id", "uploads": [...], "rejected": [...]}`` for the announced ``files``
         (``[{"filename", "bytes", "content_type"?}]``); ``origin`` is the browser's, for CORS."""
         if not isinstance(files, list) or not files or len(files) > MAX_DIRECT_UPLOADS:
-            raise ClientError(400, "malformed_request", 'send {"files": [{"filename": ..., "bytes": ...}, ...]} '
-                                                        f"with 1 to {MAX_DIRECT_UPLOADS} files")
+            raise Refused("malformed_request", 'send {"files": [{"filename": ..., "bytes": ...}, ...]} '
+                                               f"with 1 to {MAX_DIRECT_UPLOADS} files")
         intake = self.intake
         intake.check_open(job)
         intake.check_room(job.total, len(files))
@@ -65,8 +65,8 @@ class UploadTargets:
         """The file's display name, size and type as the client announced them (400 if malformed)."""
         if not isinstance(item, dict) or not isinstance(item.get("filename"), str) \
                 or not isinstance(item.get("bytes"), int) or isinstance(item.get("bytes"), bool):
-            raise ClientError(400, "malformed_request", f"files[{index}] needs a 'filename' string and a "
-                                                        "'bytes' integer")
+            raise Refused("malformed_request", f"files[{index}] needs a 'filename' string and a "
+                                               "'bytes' integer")
         refuse_unknown(item, DIRECT_UPLOAD_FIELDS, where=f"files[{index}].")
         name = domain.display_name(item["filename"], "(unnamed)")
         return name, item["bytes"], item.get("content_type") or mimetypes.guess_type(name)[0] or ""
@@ -90,8 +90,8 @@ class UploadTargets:
             target = self.intake.blobs.upload_target(path, content_type, size, domain.direct_upload_metadata(name),
                                                      ttl, origin=origin)
         except Exception as exc:
-            raise ClientError(503, "unavailable", "could not prepare the uploads (storage is unavailable); "
-                                                  "try again shortly") from exc
+            raise Refused("unavailable", "could not prepare the uploads (storage is unavailable); "
+                                         "try again shortly") from exc
         if target is None:  # local store: the image-handler takes the bytes, signed for this one file
             query = urlencode({"name": name, "bytes": size, "type": content_type})
             url = self.sign(f"{self.base_url}/api/v1/jobs/{job_id}/uploads/{image_id}?{query}", ttl)

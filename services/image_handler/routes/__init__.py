@@ -14,13 +14,9 @@ from __future__ import annotations
 from flask import Flask, request
 from flask_compress import Compress
 
-from .downloads import downloads
-from .editor import editor
-from .jobs import jobs
-from .lifecycle import lifecycle_api
-from .uploads import uploads
+from . import downloads, editor, jobs, lifecycle, uploads
 
-BLUEPRINTS = (jobs, uploads, downloads, editor, lifecycle_api)
+BLUEPRINTS = (jobs.jobs, uploads.uploads, downloads.downloads, editor.editor, lifecycle.lifecycle_api)
 LIGHT_POLL_ENDPOINTS = {"jobs.status", "jobs.images"}   # GET /api/v1/jobs/<job_id>, and its /images pages
 
 

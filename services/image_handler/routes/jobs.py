@@ -15,7 +15,7 @@ from imageflow.metrics import JOBS_CREATED
 from imageflow.safe_http import FetchError
 
 from ..bodies import json_body
-from ..errors import ClientError
+from ..errors import ClientError, Refused
 from ..estimate import estimate
 from ..intake import check_overlays
 from ..openapi import JsonJob, MultipartJob, RenameRequest
@@ -217,7 +217,7 @@ def delete(job_id: str):
     """Delete a finished job: its files first, then its documents."""
     job = job_or_404(job_id)
     if not job.is_terminal:
-        raise ClientError(409, "job_active", f"job {job.job_id} is {job.status}; it can be deleted once it has finished")
+        raise Refused("job_active", f"job {job.job_id} is {job.status}; it can be deleted once it has finished")
     removed = ctx().backends.blobs.delete_prefix(f"{job.job_id}/")
     ctx().backends.jobs.delete_job(job.job_id)
     # a reservation whose job is gone counts as a job still being created (for a while): drop it
