@@ -505,6 +505,16 @@ def start_retry(counted: Job) -> Change:
     return change
 
 
+def requeue(image: Image, now: str) -> Image:
+    """An image queued again by a retry: the last run's outcome cleared (error, outputs, sizes,
+    previews, what the render chose), its original and its place in the job kept, and
+    ``tasked=False`` so the fan-out publishes its task again."""
+    return replace(image, status=IMAGE_QUEUED, error=None, error_code=None, output_path=None, outputs=[],
+                   content_type=None, width=None, height=None, bytes=None, output_bytes=None, duplicate_of=None,
+                   output_preview_path=None, blurhash=None, dominant_color=None, choices={}, tasked=False,
+                   updated_at=now)
+
+
 def add_child(child_job_id: str) -> Change:
     """Link a re-run to the job it re-runs."""
     return lambda job: (None if child_job_id in (job.child_job_ids or [])

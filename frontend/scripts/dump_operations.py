@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run from anywhere: the core package lives at the repo root
 
 
-from services.image_handler.api import ACCEPTED_TYPES
+from services.image_handler.intake import ACCEPTED_TYPES
 from imageflow.engine.schema import PRESETS, operations_json_schema
 from imageflow.settings import Settings
 

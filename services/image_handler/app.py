@@ -27,12 +27,8 @@ from services.image_handler.auth import Auth
 from services.image_handler.estimate import Estimator
 from services.image_handler.ratelimit import RateLimiter, client_address
 
-from . import body_limits
-from .api import api
-from .editor_api import register_editor_api
+from . import body_limits, routes
 from .errors import ClientError, client_error_response, error_response
-from .job_routes import job_routes
-from .lifecycle_routes import lifecycle_routes
 
 log = logging.getLogger("image_handler")
 
@@ -109,10 +105,7 @@ def create_app(test_config: dict | None = None, backends: Backends | None = None
     app.extensions["imageflow"] = HandlerContext(settings, backends)
     if not app.extensions["imageflow"].auth.enabled and settings.backend == "gcp":
         log.warning("API_KEYS is empty: the API is open to anyone who can reach it")
-    app.register_blueprint(api)
-    app.register_blueprint(job_routes)
-    register_editor_api(app)
-    app.register_blueprint(lifecycle_routes)
+    routes.register(app)
     register_health(app, "image-handler", backends.checks())
     body_limits.install(app, settings)
     _register_errors(app, settings)

@@ -68,7 +68,7 @@ class BoundedInput:
 
 # Routes whose body is one file rather than a form or JSON: the local direct upload's PUT (the view
 # then reads exactly the size its signed link names).
-FILE_BODY_ENDPOINTS = {"api.direct_upload"}
+FILE_BODY_ENDPOINTS = {"uploads.direct_upload"}
 
 
 def body_limit(settings: Settings, content_type: str, endpoint: str | None = None) -> int:

@@ -1,5 +1,6 @@
 """The one error a request can end in: a ``ClientError`` is answered with its status and the
-contract's JSON body ``{"error": {"code", "message", "details"}}`` by the app-level handler."""
+contract's JSON body ``{"error": {"code", "message", "details"}}`` by the app-level handler. A
+use case's refusals (``Refused``) get their status from one table, ``REFUSALS``."""
 from __future__ import annotations
 
 from flask import jsonify
@@ -12,6 +13,35 @@ class ClientError(Exception):
     def __init__(self, status: int, code: str, message: str, details=None):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+
+
+# Every refusal the use cases (intake, lifecycle, upload_targets) raise, and its HTTP status: the
+# one table. A use case names what it refuses; it does not pick a status. (Two refusals of intake
+# keep a ClientError: their status says which of two things was wrong, 413 too large or 415 not
+# an image: no_valid_images and invalid_overlay.)
+REFUSALS = {
+    "malformed_request": 400,       # the request's shape (a list, a field's type)
+    "no_files": 400,
+    "no_valid_urls": 400,           # none of a URL job's URLs can be imported
+    "invalid_email": 400,
+    "invalid_webhook_secret": 400,
+    "invalid_operations": 422,      # the schema's problems, each named in the details
+    "job_closed": 409,              # the job takes no more files
+    "job_finished": 409,            # already finished: nothing to cancel
+    "job_active": 409,              # not finished yet: nothing to retry, re-run or delete
+    "nothing_to_retry": 409,        # no failed, dead-lettered or skipped image
+    "nothing_to_rerun": 409,        # no image of the kind asked for
+    "too_many_files": 413,          # past MAX_FILES_PER_JOB
+    "too_many_urls": 413,           # past MAX_URLS_PER_JOB
+    "unavailable": 503,             # a backend refused and nothing was kept: try again
+}
+
+
+class Refused(ClientError):
+    """A use case refuses what was asked: ``code`` is one of REFUSALS, which gives the HTTP status."""
+
+    def __init__(self, code: str, message: str, details=None):
+        super().__init__(REFUSALS[code], code, message, details)
 
 
 MAX_DETAILS = 20

@@ -19,16 +19,20 @@ from imageflow.bus import MessageBus
 from imageflow.direct_uploads import DirectUploads
 from imageflow.domain import Image, Job
 from imageflow.engine import ImageError, Limits, probe
+from imageflow.engine.decoding import accepted_types
 from imageflow.engine.overlay import is_url, named_overlays
 from imageflow.engine.schema import OperationsError, resolve_operations
 from imageflow.jobstore import AdmitImages, JobClosed, JobStore, TooManyImages
 from imageflow.messages import JobSubmitted
 from imageflow.settings import Settings
 
-from .errors import ClientError
+from .errors import ClientError, Refused
 from .url_lists import RejectedUrl, UrlEntry
 
 log = logging.getLogger(__name__)
+
+# What a direct upload may announce as its type (a multipart upload is sniffed instead).
+ACCEPTED_TYPES = accepted_types()
 
 # A single address, no display name, no whitespace or line breaks (header injection).
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -69,7 +73,7 @@ def validate_email(email: str | None) -> str | None:
         return None
     email = email.strip()
     if len(email) > 254 or not _EMAIL_RE.match(email):
-        raise ClientError(400, "invalid_email", f"email is not a valid address: {email[:80]!r}")
+        raise Refused("invalid_email", f"email is not a valid address: {email[:80]!r}")
     return email
 
 
@@ -77,7 +81,7 @@ def validate_operations(preset: str | None, operations) -> list[dict]:
     try:
         return resolve_operations(preset or None, operations)
     except OperationsError as exc:
-        raise ClientError(422, "invalid_operations", exc.message, exc.details) from None
+        raise Refused("invalid_operations", exc.message, exc.details) from None
 
 
 def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[bytes, object] | Rejected:
@@ -132,15 +136,26 @@ def check_overlays(operations: list[dict], uploads: Iterable[Upload], settings: 
         files[domain.display_name(upload.filename, "overlay")] = (data, info.mime)
     missing = [name for name in named if name not in files]
     if missing:
-        raise ClientError(422, "invalid_operations",
-                          f"operations: the overlay image {missing[0]!r} was not sent: upload it in the 'overlay' "
-                          f"field (or give an http(s) URL)", [{"index": None, "op": "overlay", "field": "image",
-                                                                "message": f"{name!r} was not sent"} for name in missing])
+        raise Refused("invalid_operations",
+                      f"operations: the overlay image {missing[0]!r} was not sent: upload it in the 'overlay' "
+                      f"field (or give an http(s) URL)", [{"index": None, "op": "overlay", "field": "image",
+                                                            "message": f"{name!r} was not sent"} for name in missing])
     unused = [name for name in files if name not in named]
     if unused:
-        raise ClientError(422, "invalid_operations", f"the overlay file {unused[0]!r} is not named by any overlay "
-                                                     f"operation ({{\"op\": \"overlay\", \"image\": \"{unused[0]}\"}})")
+        raise Refused("invalid_operations", f"the overlay file {unused[0]!r} is not named by any overlay "
+                                            f"operation ({{\"op\": \"overlay\", \"image\": \"{unused[0]}\"}})")
     return files
+
+
+def job_closed(job: Job) -> Refused:
+    return Refused("job_closed", f"job {job.job_id} takes no more files (it is {job.status}); create a new job for more")
+
+
+def too_many_files(held: int, adding: int, limit: int) -> Refused:
+    room = max(0, limit - held)
+    where = f"the job holds {held}, room for {room} more; " if held else ""
+    return Refused("too_many_files", f"too many files: {adding} sent, {where}at most {limit} per job "
+                                     "(MAX_FILES_PER_JOB)", {"limit": limit, "held": held, "room": room})
 
 
 @dataclass(frozen=True)
@@ -169,8 +184,8 @@ def validate_webhook_secret(secret: str | None) -> str | None:
     if secret is None or secret == "":
         return None
     if not 16 <= len(secret) <= 200 or not all(33 <= ord(ch) < 127 for ch in secret):
-        raise ClientError(400, "invalid_webhook_secret",
-                          "webhook_secret must be 16 to 200 printable characters without spaces")
+        raise Refused("invalid_webhook_secret",
+                      "webhook_secret must be 16 to 200 printable characters without spaces")
     return secret
 
 
@@ -197,13 +212,13 @@ class Intake:
         uploads = list(uploads)
         overlay_files = check_overlays(request.operations, overlays, settings, Limits.from_settings(settings))
         if not uploads:
-            raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
+            raise Refused("no_files", "no files: send one or more images in the 'files' field")
         self.check_room(0, len(uploads))
         job = request.new_job()
-        with self._reserved(job, len(uploads)):
+        with self.reserved(job, len(uploads)):
             images, rejected = self._store_files(job, uploads)
             self._store_overlays(job, overlay_files)
-            return self._record(job, images, rejected)
+            return self.record(job, images, rejected)
 
     def open_job(self, request: JobRequest, overlays: Iterable[Upload] = ()) -> Job:
         """An open job with no image yet: files join it with ``add_files`` until ``close``.
@@ -212,7 +227,7 @@ class Intake:
         overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         now = domain.utcnow()
         job = request.new_job(status=domain.OPEN, last_file_at=now)
-        with self._reserved(job, 0):
+        with self.reserved(job, 0):
             self._store_overlays(job, overlay_files)
             try:
                 self.jobs.create_job(job, [])
@@ -227,7 +242,7 @@ class Intake:
         images stay untasked and the interaction manager's fan-out publishes them."""
         uploads = list(uploads)
         if not uploads:
-            raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
+            raise Refused("no_files", "no files: send one or more images in the 'files' field")
         self.check_open(job)
         self.check_room(job.total, len(uploads))
         self.check_quota_room(job, len(uploads))
@@ -238,16 +253,16 @@ class Intake:
         except ClientError:  # over the caller's quota (admit_images): nothing joined
             self._delete_inputs(images)
             raise
-        except (JobClosed, TooManyImages) as exc:
+        except JobClosed as exc:  # closed meanwhile: nothing joined
             self._delete_inputs(images)
-            if isinstance(exc, JobClosed):
-                self.check_open(exc.job)
-            self.check_room(exc.job.total, len(images))
-            raise
+            raise job_closed(exc.job) from None
+        except TooManyImages as exc:  # other requests filled it meanwhile: nothing joined
+            self._delete_inputs(images)
+            raise too_many_files(exc.job.total, len(images), exc.limit) from None
         except Exception as exc:
             self._delete_inputs(images)
-            raise ClientError(503, "unavailable", "could not record the files (the job store is unavailable); "
-                                                  "nothing was kept, try again shortly") from exc
+            raise Refused("unavailable", "could not record the files (the job store is unavailable); "
+                                         "nothing was kept, try again shortly") from exc
         self.publish_tasks(job, images)
         log.info("job %s: %d images added (%d in all), %d rejected", job.job_id, len(images), job.total,
                  len(rejected))
@@ -278,22 +293,26 @@ class Intake:
             try:
                 DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
             except Exception as exc:  # closing now could lose them: the client closes again later
-                raise ClientError(503, "unavailable", "could not gather the job's uploaded files (storage is "
-                                                      "unavailable); the job is still open: close it again shortly"
-                                  ) from exc
+                raise Refused("unavailable", "could not gather the job's uploaded files (storage is "
+                                             "unavailable); the job is still open: close it again shortly"
+                              ) from exc
             job = self.jobs.close_job(job.job_id, domain.utcnow())
-            try:
-                self.bus.publish(self.settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(),
-                                 {"job_id": job.job_id})
-            except Exception:  # the manager's sweep finds closed jobs that were never announced
-                log.exception("job %s closed, but job.submitted could not be published", job.job_id)
+            self.announce(job.job_id)
             log.info("job %s closed with %d images (%s)", job.job_id, job.total, job.status)
         return job
 
+    def announce(self, job_id: str) -> None:
+        """``job.submitted`` for a job that changed (closed, cancelled, retried): the interaction
+        manager fans it out or completes it. If it cannot be published the manager's sweep finds
+        the job later."""
+        try:
+            self.bus.publish(self.settings.topics.jobs, JobSubmitted(job_id=job_id).encode(), {"job_id": job_id})
+        except Exception:
+            log.exception("could not publish job.submitted for %s; the sweep will pick it up", job_id)
+
     def check_open(self, job: Job) -> None:
         if not job.is_open:
-            raise ClientError(409, "job_closed", f"job {job.job_id} takes no more files (it is {job.status}); "
-                                                 "create a new job for more")
+            raise job_closed(job)
 
     def check_quota_room(self, job: Job, adding: int) -> None:
         """Before any byte is stored: refused (429) when this job's own unfinished images already
@@ -303,16 +322,11 @@ class Intake:
             self.admit_images([job], [Image(job_id=job.job_id, image_id="", filename="", input_path="")] * adding)
 
     def check_room(self, held: int, adding: int) -> None:
-        limit = self.settings.max_files_per_job
-        if held + adding > limit:
-            room = max(0, limit - held)
-            where = f"the job holds {held}, room for {room} more; " if held else ""
-            raise ClientError(413, "too_many_files", f"too many files: {adding} sent, {where}at most {limit} per job "
-                                                     "(MAX_FILES_PER_JOB)", {"limit": limit, "held": held,
-                                                                             "room": room})
+        if held + adding > self.settings.max_files_per_job:
+            raise too_many_files(held, adding, self.settings.max_files_per_job)
 
     @contextmanager
-    def _reserved(self, job: Job, images: int):
+    def reserved(self, job: Job, images: int):
         """The caller's quota held for ``job`` while it is created, given back if that fails."""
         if self.admit:
             self.admit(job.job_id, images)
@@ -346,8 +360,8 @@ class Intake:
             except Exception as exc:
                 if keep_job:
                     self._delete_inputs(images)
-                    raise ClientError(503, "unavailable", "could not store the files (storage is unavailable); "
-                                                          "nothing was kept, try again shortly") from exc
+                    raise Refused("unavailable", "could not store the files (storage is unavailable); "
+                                                 "nothing was kept, try again shortly") from exc
                 self._discard(job, exc, "store the originals (storage is unavailable)")
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
                                 input_content_type=info.mime, input_bytes=len(data)))
@@ -378,12 +392,12 @@ class Intake:
         job) are the images its overlay operations name."""
         overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         if not entries:
-            raise ClientError(400, "no_valid_urls", "none of the URLs can be imported: "
-                              + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+            raise Refused("no_valid_urls", "none of the URLs can be imported: "
+                          + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
         limit = self.settings.max_urls_per_job
         if len(entries) + len(rejected) > limit:
-            raise ClientError(413, "too_many_urls", f"too many URLs: {len(entries) + len(rejected)} sent, "
-                                                    f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
+            raise Refused("too_many_urls", f"too many URLs: {len(entries) + len(rejected)} sent, "
+                                           f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
         job = request.new_job(meta_keys=list(dict.fromkeys(key for entry in entries for key in entry.meta or {})))
         images = []
         for entry in entries:
@@ -392,9 +406,9 @@ class Intake:
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename,
                                 input_path=domain.input_path(job.job_id, image_id, filename),
                                 source_url=entry.url, meta=entry.meta))
-        with self._reserved(job, len(entries)):
+        with self.reserved(job, len(entries)):
             self._store_overlays(job, overlay_files)
-            return self._record(job, images, rejected)
+            return self.record(job, images, rejected)
 
     def _discard(self, job: Job, exc: Exception, step: str):
         """Nothing refers to the originals stored so far: delete them (none is left without a job), then 503."""
@@ -403,9 +417,9 @@ class Intake:
             self.blobs.delete_prefix(f"{job.job_id}/")
         except Exception:
             log.exception("could not delete the originals of the refused job %s", job.job_id)
-        raise ClientError(503, "unavailable", f"could not {step}; nothing was kept, try again shortly") from exc
+        raise Refused("unavailable", f"could not {step}; nothing was kept, try again shortly") from exc
 
-    def _record(self, job: Job, images: list[Image], rejected: list) -> Created:
+    def record(self, job: Job, images: list[Image], rejected: list) -> Created:
         """Store the job and its images, then announce it with ``job.submitted``."""
         job.total = len(images)
         try:

@@ -1,4 +1,4 @@
-"""The editor's routes (services/image_handler/editor_api.py) over the real local adapters:
+"""The editor's routes (services/image_handler/routes/editor.py) over the real local adapters:
 operations checked before upload, presets saved per caller, and light polling of a job."""
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ def test_a_big_job_is_read_page_by_page(app, client, stack):
 
 
 def test_job_view_pages_past_the_default(app, client):
-    import services.image_handler.api as api
+    import services.image_handler.routes.jobs as api
     job_id = open_job(client)["job_id"]
     upload(client, job_id, [(f"p{i}.png", png()) for i in range(3)])
     original = api.DEFAULT_IMAGE_PAGE

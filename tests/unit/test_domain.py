@@ -200,3 +200,16 @@ def test_a_task_carries_what_the_processor_needs():
     task = domain.task_for(job, image)
     assert (task.source_url, task.operations, task.output_path) == \
         ("https://a.example/s.jpg", [{"op": "grayscale"}], domain.output_stem(job.job_id, image.image_id, "shoe.jpg"))
+
+
+def test_requeue_clears_the_last_runs_outcome_and_keeps_the_original():
+    failed = Image(job_id="j", image_id="i", filename="a.png", input_path="j/input/i-a.png", status="failed",
+                   error="boom", error_code=domain.WORKER_CRASHED, output_path="j/output/i-a.webp",
+                   outputs=[{"path": "j/output/i-a.webp"}], content_type="image/webp", width=3, height=4, bytes=9,
+                   output_bytes=9, duplicate_of="k/l", output_preview_path="p.webp", blurhash="LKO2",
+                   dominant_color="#000000", choices={"quality": 80}, tasked=True, input_bytes=100,
+                   preview_path="j/preview/i-input.webp", seq=4, attempts=2)
+    again = domain.requeue(failed, "2030-01-01T00:00:00+00:00")
+    fresh = Image(job_id="j", image_id="i", filename="a.png", input_path="j/input/i-a.png", input_bytes=100,
+                  preview_path="j/preview/i-input.webp", seq=4, attempts=2, updated_at="2030-01-01T00:00:00+00:00")
+    assert again == fresh

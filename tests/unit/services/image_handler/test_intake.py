@@ -129,3 +129,30 @@ def test_validation_names_the_problem():
     with pytest.raises(ClientError) as err:
         validate_operations(None, [{"op": "resize", "width": -3}])
     assert (err.value.status, err.value.code) == (422, "invalid_operations") and "width" in err.value.message
+
+
+def open_job(jobs, **fields):
+    job = domain.Job(job_id=domain.new_id(), status=domain.OPEN, **fields)
+    jobs.create_job(job, [])
+    return job
+
+
+def test_files_for_a_job_closed_meanwhile_are_refused_and_deleted(intake, ports):
+    blobs, jobs, _ = ports
+    seen_open = open_job(jobs)
+    jobs.close_job(seen_open.job_id, domain.utcnow())   # another request closed it after we read it
+    with pytest.raises(ClientError) as err:
+        intake.add_files(seen_open, [Upload("a.png", png())])
+    assert (err.value.status, err.value.code) == (409, "job_closed") and not blobs.objects
+
+
+def test_files_for_a_job_filled_meanwhile_are_refused_with_the_room_left(intake, ports):
+    blobs, jobs, _ = ports
+    seen_empty = open_job(jobs)
+    jobs.add_images(seen_empty.job_id, [domain.Image(job_id=seen_empty.job_id, image_id=domain.new_id(),
+                                                     filename="x.png", input_path="x") for _ in range(3)],
+                    max_total=3, now=domain.utcnow())
+    with pytest.raises(ClientError) as err:
+        intake.add_files(seen_empty, [Upload("a.png", png())])
+    assert (err.value.status, err.value.code) == (413, "too_many_files")
+    assert (err.value.details["held"], err.value.details["room"]) == (3, 0) and not blobs.objects

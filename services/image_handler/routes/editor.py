@@ -1,39 +1,55 @@
-"""What the web page's editor needs beside the jobs API: operations checked before a byte is
-uploaded, named presets saved per caller, and light polling of a job (ETag with 304, gzip).
+"""What clients and the web page's editor read to build a job, and the presets they save:
 
+- ``GET /api/v1/operations``: the operations' JSON Schema, the built-in presets and the upload
+  limits; ``GET /api/v1/openapi.json``: the OpenAPI document (both public).
 - ``POST /api/v1/operations/validate`` ``{"operations": [...]}`` or ``{"preset": name}`` ->
   ``200 {"operations": [...]}`` resolved (defaults filled in), or ``422`` whose details name
-  each problem's step counting from 1, as the page does, and its field.
+  each problem's step counting from 1, as the page does, and its field (public).
 - ``GET /api/v1/presets``, ``POST /api/v1/presets`` ``{"name", "operations"}``,
   ``DELETE /api/v1/presets/<name>``: the caller's own presets (the API key's owner; one shared
   set while keys are off), stored through the JobStore port.
-- ``GET /api/v1/jobs/<job_id>`` gets a strong ETag over its body and answers ``304`` to a
-  matching ``If-None-Match``; its JSON is gzipped for clients that accept it.
 """
 from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
-from flask_compress import Compress
+from flask import g, jsonify
 
 from imageflow.domain import utcnow
-from imageflow.engine.schema import OperationsError, resolve_operations
+from imageflow.engine.schema import PRESETS, OperationsError, operations_json_schema, resolve_operations
 from imageflow.jobstore import SavedPreset
 
-from .bodies import json_body
-from .errors import ClientError
-from .openapi import PresetRequest, ValidateRequest
+from ..bodies import json_body
+from ..errors import ClientError
+from ..intake import ACCEPTED_TYPES
+from ..openapi import PresetRequest, ValidateRequest
+from ..openapi import document as openapi_document
+from ..url_lists import MAX_CSV_BYTES
+from .context import api_blueprint, ctx
 
-editor = Blueprint("editor", __name__, url_prefix="/api/v1")
+editor = api_blueprint("editor", __name__)
 
 MAX_PRESETS_PER_CALLER = 100
 PRESET_NAME = re.compile(r"^[\w][\w .,()+&'/-]{0,59}$")   # what a person types: "Web, small (800)"
-LIGHT_POLL_ENDPOINTS = {"api.status", "api.images"}         # GET /api/v1/jobs/<job_id>, and its /images pages
 
 
-def _ctx():
-    return current_app.extensions["imageflow"]
+@editor.get("/operations")
+def operations():
+    """The operations' JSON Schema, the presets and the upload limits (for the frontend)."""
+    s = ctx().settings
+    # api_keys_required: the page shows its API-key field only when the server asks for keys
+    return jsonify(schema=operations_json_schema(), presets=PRESETS, api_keys_required=ctx().auth.enabled, limits={
+        "max_upload_bytes": s.max_upload_bytes, "max_request_bytes": s.max_request_bytes,
+        "max_files_per_job": s.max_files_per_job, "max_urls_per_job": s.max_urls_per_job, "max_csv_bytes": MAX_CSV_BYTES,
+        "max_fetch_bytes": s.fetch_max_bytes,
+        "max_image_pixels": s.max_image_pixels,
+        "accepted_types": ACCEPTED_TYPES})
+
+
+@editor.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document of this API (services.image_handler.openapi)."""
+    return jsonify(openapi_document(keys_required=ctx().auth.enabled))
 
 
 def _steps(details: list[dict]) -> list[dict]:
@@ -72,7 +88,6 @@ def validate_operations():
 
 
 def _owner() -> str:
-    g.caller = _ctx().auth.caller(request.headers)
     return g.caller.owner or ""   # keys off: everyone shares one set
 
 
@@ -83,7 +98,7 @@ def _view(preset: SavedPreset) -> dict:
 
 @editor.get("/presets")
 def list_presets():
-    return jsonify(presets=[_view(p) for p in _ctx().backends.jobs.list_presets(_owner())])
+    return jsonify(presets=[_view(p) for p in ctx().backends.jobs.list_presets(_owner())])
 
 
 @editor.post("/presets")
@@ -101,7 +116,7 @@ def save_preset():
     if not operations:
         raise ClientError(422, "invalid_operations", "a preset needs at least one operation",
                           [{"step": None, "index": None, "op": None, "field": None, "message": "no operations"}])
-    store = _ctx().backends.jobs
+    store = ctx().backends.jobs
     existing = {p.name for p in store.list_presets(owner)}
     if name not in existing and len(existing) >= MAX_PRESETS_PER_CALLER:
         raise ClientError(409, "too_many_presets", f"at most {MAX_PRESETS_PER_CALLER} presets per caller; "
@@ -116,26 +131,6 @@ def save_preset():
 
 @editor.delete("/presets/<path:name>")
 def delete_preset(name: str):
-    if not _ctx().backends.jobs.delete_preset(_owner(), name):
+    if not ctx().backends.jobs.delete_preset(_owner(), name):
         raise ClientError(404, "preset_not_found", f"no saved preset named {name[:64]!r}")
     return "", 204
-
-
-def register_editor_api(app: Flask) -> None:
-    """Add the editor's routes, and the ETag and gzip of the job view, to the app."""
-    app.register_blueprint(editor)
-    app.config.setdefault("COMPRESS_ALGORITHM", "gzip")
-    app.config.setdefault("COMPRESS_REGISTER", False)   # only the job view: downloads are already compressed
-    compress = Compress(app)
-
-    @app.after_request
-    def light_poll(response):
-        if request.endpoint not in LIGHT_POLL_ENDPOINTS or request.method != "GET" or response.status_code != 200:
-            return response
-        response.add_etag()                          # over the JSON as sent, before compression
-        response.headers["Cache-Control"] = "no-cache"
-        response = compress.after_request(response)  # gzip; the ETag becomes "<hash>:gzip"
-        return response.make_conditional(request)
-
-
-__all__ = ["editor", "register_editor_api"]

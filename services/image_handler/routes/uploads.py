@@ -1,0 +1,82 @@
+"""Files into an open job: multipart uploads, or upload targets for files the client sends
+itself (a Cloud Storage session on GCP; locally the signed PUT below); then closing the job."""
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from imageflow import domain
+from imageflow.blobstore import BlobExists
+
+from ..bodies import json_body
+from ..errors import ClientError
+from ..openapi import DirectUploadRequest, MultipartFiles
+from .context import api_blueprint, count_created, ctx, job_or_404, multipart_files, upload_targets, views
+from .context import intake as _intake
+
+uploads = api_blueprint("uploads", __name__)
+
+
+@uploads.post("/jobs/<job_id>/files")
+def add_files(job_id: str):
+    """Files into an open job: multipart ``files`` (any number of requests, in parallel); each
+    accepted image is processed at once. A JSON body asks for direct-upload targets instead
+    (services.image_handler.upload_targets)."""
+    job = job_or_404(job_id)
+    if request.is_json:
+        body = json_body(DirectUploadRequest, example='{"files": [{"filename", "bytes"}]}')
+        return jsonify(upload_targets().create(job, body.get("files"), origin=request.headers.get("Origin")))
+    _form, files = multipart_files(MultipartFiles, "or a JSON body with a 'files' list of direct uploads")
+    created = _intake().add_files(job, files)
+    count_created(created)
+    return jsonify({"job_id": job.job_id, "status": created.job.status, "total": created.job.total,
+                    "images": [{"image_id": i.image_id, "filename": i.filename} for i in created.images],
+                    "rejected": [r.to_dict() for r in created.rejected]})
+
+
+@uploads.put("/jobs/<job_id>/uploads/<image_id>")
+def direct_upload(job_id: str, image_id: str):
+    """The local stand-in for a Cloud Storage upload session: stores exactly the file the signed
+    link names, with its metadata; the blob store then announces it (object finalize)."""
+    if not (domain.is_valid_id(job_id) and domain.is_valid_id(image_id)):
+        raise ClientError(404, "job_not_found", "no such upload")
+    job = ctx().backends.jobs.get_job(job_id)
+    if job is None:
+        raise ClientError(404, "job_not_found", f"no job with id {job_id}")
+    _intake().check_open(job)
+    name, size, content_type = request.args["name"], int(request.args["bytes"]), request.args["type"]
+    path = domain.input_path(job_id, image_id, name)
+    blobs = ctx().backends.blobs
+    # Write-once, like a Cloud Storage session: a replayed link must not swap the bytes of a file
+    # that was accepted (and maybe rendered) for others. Checked before the body is read; the
+    # store's atomic if_absent put settles two PUTs racing for the same target.
+    if ctx().backends.jobs.get_image(job_id, image_id) is not None or blobs.exists(path):
+        raise _already_uploaded(name, image_id)
+    if size > ctx().settings.max_upload_bytes:
+        raise ClientError(413, "file_too_large", f"{name}: a file must be at most "
+                          f"{ctx().settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)")
+    if request.content_length != size:
+        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
+                                             f"{request.content_length} were sent")
+    data = request.stream.read(size + 1)
+    if len(data) != size:
+        raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
+    try:
+        blobs.put(path, data, content_type, metadata=domain.direct_upload_metadata(name), if_absent=True)
+    except BlobExists:
+        raise _already_uploaded(name, image_id) from None
+    except Exception as exc:
+        raise ClientError(503, "unavailable", "could not store the file; send it again shortly") from exc
+    return jsonify({"image_id": image_id, "filename": name, "bytes": size})
+
+
+def _already_uploaded(name: str, image_id: str) -> ClientError:
+    return ClientError(409, "already_uploaded", f"{name}: this upload link was used already (image {image_id} "
+                       "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
+                       "for a new link to add another")
+
+
+@uploads.post("/jobs/<job_id>/close")
+def close(job_id: str):
+    """No more files: the job completes (email, webhook) once every image has an outcome."""
+    job = _intake().close(job_or_404(job_id))
+    return jsonify(views().job(job))
