@@ -271,12 +271,7 @@ class Intake:
         that closed already finished). Close loses nothing: the direct uploads that have landed
         but whose finalize event has not joined them yet join first."""
         if job.is_open:
-            try:
-                DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
-            except Exception as exc:  # closing now could lose them: the client closes again later
-                raise ClientError(503, "unavailable", "could not gather the job's uploaded files (storage is "
-                                                      "unavailable); the job is still open: close it again shortly"
-                                  ) from exc
+            self.join_landed(job, "close")
             job = self.jobs.close_job(job.job_id, domain.utcnow())
             try:
                 self.bus.publish(self.settings.topics.jobs, JobSubmitted(job_id=job.job_id).encode(),
@@ -285,6 +280,17 @@ class Intake:
                 log.exception("job %s closed, but job.submitted could not be published", job.job_id)
             log.info("job %s closed with %d images (%s)", job.job_id, job.total, job.status)
         return job
+
+    def join_landed(self, job: Job, action: str) -> None:
+        """Before an open job stops taking files (close, or a cancel that closes it): the direct
+        uploads that have landed but whose finalize event has not joined them yet join now, so
+        none the store acknowledged is lost. 503 when storage cannot be listed (the job stays open)."""
+        try:
+            DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
+        except Exception as exc:  # going on could lose them: the client sends the request again later
+            raise ClientError(503, "unavailable", "could not gather the job's uploaded files (storage is "
+                                                  f"unavailable); the job is still open: {action} it again shortly"
+                              ) from exc
 
     def check_open(self, job: Job) -> None:
         if not job.is_open:

@@ -68,6 +68,8 @@ def cancel(job_id: str):
         raise ClientError(409, "job_finished", f"job {job.job_id} has already finished ({job.status}); "
                                                "there is nothing left to cancel")
     was_open = job.is_open
+    if was_open:  # the cancel closes it: the uploads already acknowledged join first (as close), then are skipped
+        _intake().join_landed(job, "cancel")
     # the marker first: if it cannot be written the job is unchanged and the cancel can be sent again
     _mark_cancelled(job.job_id)
     changed = ctx().backends.jobs.transition(job.job_id, domain.request_cancel(domain.utcnow()))

@@ -64,6 +64,7 @@ OPERATIONS = {
 SOURCES = ["png", "jpeg"] + (["tiff"] if KNOWN_DEFECTS else [])   # TIFF: orientation applied twice (known)
 ORIENTATIONS = [1, 3, 6, 8]   # EXIF: upright, 180, 90 CW, 90 CCW (visible on a 96x48 image)
 PROCESSES = ["image-handler", "interaction-manager", "image-processor", "push-bridge", "email-function"]
+MAX_KILLS = 2   # per example
 QUADRANTS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 220, 40)]  # tl, tr, bl, br: any turn shows
 
 _salts = itertools.count()
@@ -181,6 +182,7 @@ class SystemModel(RuleBasedStateMachine):
         self.salt = f"{_RUN}-{next(_salts)}"
         self.names = itertools.count()
         self.jobs: dict[str, Job] = {}
+        self.kills = 0
         self.pending_targets: list[tuple[str, dict, Img]] = []   # direct upload targets not PUT yet
         self.session = requests.Session()
         self.seen_succeeded: set[tuple[bytes, str]] = set()       # (input bytes, operations) seen rendered
@@ -466,8 +468,10 @@ class SystemModel(RuleBasedStateMachine):
         self.wait(lambda: self.finished(job_id), f"job {job_id} to finish")
 
     # -- operators --------------------------------------------------------------------------
+    @precondition(lambda self: self.jobs and self.kills < MAX_KILLS)   # kills are rare, and hit work in flight
     @rule(name=st.sampled_from(PROCESSES))
     def kill_and_restart(self, name):
+        self.kills += 1
         STATS["step:kill_and_restart"] += 1
         self.stack.kill_process(name)   # SIGKILL, as a crash or an OOM kill would
         self.stack.start_process(name)
