@@ -656,8 +656,8 @@ def run_model(stack, hooks, **options) -> None:
 def test_model_of_the_whole_system(stack, hooks):
     """The default run: short, derandomized (the same sequences every time)."""
     started = time.monotonic()
-    run_model(stack, hooks, max_examples=int(os.environ.get("IMAGEFLOW_MODEL_EXAMPLES", "4")),
-              stateful_step_count=int(os.environ.get("IMAGEFLOW_MODEL_STEPS", "12")), derandomize=True)
+    run_model(stack, hooks, max_examples=int(os.environ.get("IMAGEFLOW_MODEL_EXAMPLES", "40")),
+              stateful_step_count=int(os.environ.get("IMAGEFLOW_MODEL_STEPS", "25")), derandomize=True)
     print(f"model run: {time.monotonic() - started:.0f}s, {dict(sorted(STATS.items()))}")
 
 
