@@ -24,9 +24,11 @@ run passes on today's code and a fix can be checked with that switch):
 - dedupe misses identical files in flight together: only a copy sent after its twin was seen
   to succeed must be a ``duplicate_of``.
 
-Default run: a few short examples, derandomized (reproducible in CI). The long run
-(``./scripts.sh test --slow``, IMAGEFLOW_SLOW_TESTS=1) takes thousands of steps;
-IMAGEFLOW_MODEL_EXAMPLES / IMAGEFLOW_MODEL_STEPS override its size.
+Default run: 40 derandomized examples of up to 25 steps (about 1,000 steps, ~2 minutes on a busy
+2-core machine; the same sequences every time). The long run (``./scripts.sh test --slow``,
+IMAGEFLOW_SLOW_TESTS=1): 100 random examples of up to 40 steps. IMAGEFLOW_MODEL_EXAMPLES /
+IMAGEFLOW_MODEL_STEPS override either's size. Races found by a random run may not replay while
+shrinking (Hypothesis then says the data generation was flaky): the first failure is printed above it.
 """
 from __future__ import annotations
 
