@@ -34,9 +34,10 @@ def wait_finished(base_url: str, job_id: str, timeout: float, headers: dict) -> 
         time.sleep(0.3)
 
 
-def one_round(base_url: str, files: int, *, headers: dict | None = None, timeout: float = 180.0) -> dict:
-    """One client doing what docs/api.md says: targets, PUT all (in parallel), close at once.
-    Returns the finished job document."""
+def one_round(base_url: str, files: int, *, headers: dict | None = None, timeout: float = 180.0,
+              finish: str = "close") -> dict:
+    """One client doing what docs/api.md says: targets, PUT all (in parallel), close at once
+    (``finish="cancel"``: cancel at once, which closes the job too). Returns the finished job document."""
     headers = headers or {}
     job = requests.post(f"{base_url}/api/v1/jobs", json={"open": True, "preset": "thumbnail"},
                         headers=headers, timeout=30).json()
@@ -51,7 +52,7 @@ def one_round(base_url: str, files: int, *, headers: dict | None = None, timeout
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(put, answer.json()["uploads"]))
-    closed = requests.post(job["links"]["close"], headers=headers, timeout=120)
+    closed = requests.post(f"{base_url}/api/v1/jobs/{job['job_id']}/{finish}", headers=headers, timeout=120)
     closed.raise_for_status()
     return wait_finished(base_url, job["job_id"], timeout, headers)
 

@@ -290,12 +290,7 @@ class Intake:
         that closed already finished). Close loses nothing: the direct uploads that have landed
         but whose finalize event has not joined them yet join first."""
         if job.is_open:
-            try:
-                DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
-            except Exception as exc:  # closing now could lose them: the client closes again later
-                raise Refused("unavailable", "could not gather the job's uploaded files (storage is "
-                                             "unavailable); the job is still open: close it again shortly"
-                              ) from exc
+            self.join_landed(job, "close")
             job = self.jobs.close_job(job.job_id, domain.utcnow())
             self.announce(job.job_id)
             log.info("job %s closed with %d images (%s)", job.job_id, job.total, job.status)
@@ -309,6 +304,16 @@ class Intake:
             self.bus.publish(self.settings.topics.jobs, JobSubmitted(job_id=job_id).encode(), {"job_id": job_id})
         except Exception:
             log.exception("could not publish job.submitted for %s; the sweep will pick it up", job_id)
+
+    def join_landed(self, job: Job, action: str) -> None:
+        """Before an open job stops taking files (close, or a cancel that closes it): the direct
+        uploads that have landed but whose finalize event has not joined them yet join now, so
+        none the store acknowledged is lost. 503 when storage cannot be listed (the job stays open)."""
+        try:
+            DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
+        except Exception as exc:  # going on could lose them: the client sends the request again later
+            raise Refused("unavailable", "could not gather the job's uploaded files (storage is "
+                                         f"unavailable); the job is still open: {action} it again shortly") from exc
 
     def check_open(self, job: Job) -> None:
         if not job.is_open:

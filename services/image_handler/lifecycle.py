@@ -44,6 +44,8 @@ class Lifecycle:
         if job.is_terminal:
             raise Refused("job_finished", f"job {job.job_id} has already finished ({job.status}); "
                                           "there is nothing left to cancel")
+        if job.is_open:  # the cancel closes it: the uploads already acknowledged join first (as close), then are skipped
+            self.intake.join_landed(job, "cancel")
         # the marker first: if it cannot be written the job is unchanged and the cancel can be sent again
         marker = json.dumps({"job_id": job.job_id, "cancel_requested_at": domain.utcnow()}).encode("utf-8")
         self.intake.blobs.put(domain.cancel_marker(job.job_id), marker, "application/json", cache_control="no-store")

@@ -18,8 +18,16 @@ def _rounds(base_url: str) -> list[tuple[str, int, int]]:
     return [(job["status"], job["total"], job["succeeded"]) for job in jobs]
 
 
+def _cancelled(base_url: str) -> tuple[str, int, int]:
+    """A cancel closes the job too: every acknowledged upload is in it, skipped or rendered
+    (found by tests/e2e/test_model_based.py: they were lost)."""
+    job = one_round(base_url, FILES, finish="cancel")
+    return job["status"], job["total"], job["succeeded"] + job["skipped"]
+
+
 def test_direct_uploads_closed_at_once_all_complete_locally(stack):
     assert _rounds(stack.base_url) == [("completed", FILES, FILES)] * ROUNDS
+    assert _cancelled(stack.base_url) == ("cancelled", FILES, FILES)
 
 
 @pytest.mark.emulators
@@ -30,5 +38,6 @@ def test_direct_uploads_closed_at_once_all_complete_on_the_emulators(gcp_emulato
     stack.start(timeout=120)
     try:
         assert _rounds(stack.base_url) == [("completed", FILES, FILES)] * ROUNDS
+        assert _cancelled(stack.base_url) == ("cancelled", FILES, FILES)
     finally:
         stack.stop()

@@ -20,6 +20,7 @@ from imageflow import domain
 from imageflow.links import LinkSigner
 from imageflow.messages import JobCompleted, Task
 from services.image_handler.app import create_app
+from services.image_processor.job_gate import JobGate
 from services.image_processor.processing import Processor
 from services.interaction_manager.coordinator import Coordinator
 
@@ -383,6 +384,28 @@ def test_close_right_after_the_last_direct_upload_loses_nothing(app, client, sta
     assert (event.status, event.total, event.succeeded) == ("completed", 5, 5)
     backends = app.extensions["imageflow"].backends
     assert len(backends.blobs.list(f"{job_id}/input/")) == 5
+
+
+def test_cancel_right_after_a_direct_upload_keeps_it_as_skipped(app, client, stack):
+    """Found by the model-based test (tests/e2e/test_model_based.py): a cancel closes an open job,
+    and it lost the uploads the store had acknowledged whose events were still on the bus (no
+    outcome at all); they join first, as with close, and are skipped by the cancel."""
+    job_id = open_job(client, email="me@example.com")["job_id"]
+    data = png()
+    [target] = client.post(f"/api/v1/jobs/{job_id}/files",
+                           json={"files": [{"filename": "a.png", "bytes": len(data)}]}).json["uploads"]
+    assert client.put(path_of(target["url"]), data=data, headers=target["headers"]).status_code == 200
+    cancelled = client.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json["total"] == 1
+    assert deliver_object_events(app, stack) == ["duplicate"]
+    coordinator, processor = stack
+    processor.gate = JobGate(app.extensions["imageflow"].backends.blobs, ttl=0)  # as the service runs it
+    run_tasks(app, stack)
+    job = client.get(f"/api/v1/jobs/{job_id}").json
+    assert (job["status"], job["total"], job["skipped"]) == ("cancelled", 1, 1)
+    assert [(i["image_id"], i["status"]) for i in job["images"]] == [(target["image_id"], "skipped")]
+    [event] = completions(app)
+    assert (event.status, event.total, event.skipped) == ("cancelled", 1, 1)
 
 
 def test_an_idle_open_job_that_closes_itself_keeps_its_landed_uploads(app, client, stack):
