@@ -17,16 +17,13 @@ nothing of a deleted job is left in the blob store.
 The model is per example, keyed by the jobs it created; one stack serves every example (each
 example's images carry a salt, so no example dedupes against another's).
 
-Known defects, fixed elsewhere, kept out unless IMAGEFLOW_MODEL_KNOWN_DEFECTS=1 (so the default
-run passes on today's code and a fix can be checked with that switch):
-- TIFF orientation applied twice: no TIFF inputs.
-- a retry drops the earlier run's pending webhook: a retry first waits for that delivery.
-- dedupe misses identical files in flight together: only a copy sent after its twin was seen
-  to succeed must be a ``duplicate_of``.
+Defects it checks that issue 22 fixed alongside it: TIFF orientation applied twice (TIFF inputs), a
+retry dropping the earlier run's pending webhook (retries right after a run ends, one delivery per
+run), identical files in flight together each rendering (at most one render per group).
 
 Default run: 40 derandomized examples of up to 25 steps (about 1,000 steps, ~2 minutes on a busy
 2-core machine; the same sequences every time). The long run (``./scripts.sh test --slow``,
-IMAGEFLOW_SLOW_TESTS=1): 100 random examples of up to 40 steps. IMAGEFLOW_MODEL_EXAMPLES /
+IMAGEFLOW_SLOW_TESTS=1): 150 random examples of up to 40 steps (about 5,000 steps). IMAGEFLOW_MODEL_EXAMPLES /
 IMAGEFLOW_MODEL_STEPS override either's size. Races found by a random run may not replay while
 shrinking (Hypothesis then says the data generation was flaky): the first failure is printed above it.
 """
@@ -53,7 +50,6 @@ from PIL.PngImagePlugin import PngInfo
 
 from tests.http_servers import WebhookReceiver
 
-KNOWN_DEFECTS = os.environ.get("IMAGEFLOW_MODEL_KNOWN_DEFECTS") == "1"
 SETTLE_TIMEOUT = 240.0   # a killed processor's task comes back after ACK_DEADLINE_SECONDS; busy machine
 TERMINAL = ("completed", "completed_with_errors", "failed", "cancelled")
 
@@ -63,7 +59,7 @@ OPERATIONS = {
     "webp": ([{"op": "format", "format": "webp"}], "WEBP", None),
     "w40-webp": ([{"op": "resize", "width": 40}, {"op": "format", "format": "webp"}], "WEBP", 40),
 }
-SOURCES = ["png", "jpeg"] + (["tiff"] if KNOWN_DEFECTS else [])   # TIFF: orientation applied twice (known)
+SOURCES = ["png", "jpeg", "tiff"]   # TIFF: its orientation was applied twice (issue 22)
 ORIENTATIONS = [1, 3, 6, 8]   # EXIF: upright, 180, 90 CW, 90 CCW (visible on a 96x48 image)
 PROCESSES = ["image-handler", "interaction-manager", "image-processor", "push-bridge", "email-function"]
 PICK = st.integers(0, 2 ** 16)   # which job (or target, or file): see SystemModel.choose
@@ -431,9 +427,6 @@ class SystemModel(RuleBasedStateMachine):
         job = self.choose(self.live(), pick)
         if job is None:
             return
-        if job.webhook and not KNOWN_DEFECTS and self.finished(job.job_id):
-            # Known defect: a retry drops the earlier run's pending webhook; wait for it first.
-            self.wait(lambda: job.run in self.deliveries(job.job_id), f"job {job.job_id} run {job.run}'s webhook")
         response = self.api("POST", f"/jobs/{job.job_id}/retry")
         if response.status_code == 409:
             assert response.json()["error"]["code"] in ("job_active", "nothing_to_retry"), response.text
@@ -554,8 +547,7 @@ class SystemModel(RuleBasedStateMachine):
                 else:
                     self.check_finished(job, self.get_job(job.job_id))
             self.check_notifications()
-            if KNOWN_DEFECTS:
-                self.check_dedupe_in_flight()
+            self.check_dedupe_in_flight()
         finally:
             self.session.close()
 
@@ -599,15 +591,15 @@ class SystemModel(RuleBasedStateMachine):
                 "completed_with_errors" if counts["failed"] else "completed"
             assert doc["status"] == expected, (job.job_id, doc["status"], counts)
 
-    def twin_deleted(self, pick: bytes, ops_key: str) -> bool:
+    def twin_deleted(self, data: bytes, ops_key: str) -> bool:
         """A job holding an identical image with these operations was deleted (its dedupe entry goes with it)."""
         return any(j.deleted and j.ops_key == ops_key and any(i.data == data for i in j.images.values())
                    for j in self.jobs.values())
 
     def check_dedupe_in_flight(self) -> None:
         """Identical images with the same operations render once, sent together or not: of each group
-        (in jobs never deleted) at most one succeeded without ``duplicate_of``. Known defect: identical
-        files in flight together each render; checked only with IMAGEFLOW_MODEL_KNOWN_DEFECTS=1."""
+        (in jobs never deleted) at most one succeeded without ``duplicate_of`` (issue 22: identical
+        files in flight together each rendered)."""
         rendered: dict[tuple[bytes, str], list[str]] = {}
         for job in self.jobs.values():
             if job.deleted:
@@ -667,6 +659,6 @@ def test_model_of_the_whole_system(stack, hooks):
 def test_model_of_the_whole_system_long(stack, hooks):
     """The long run: thousands of steps over new random sequences (a failure prints its seed)."""
     started = time.monotonic()
-    run_model(stack, hooks, max_examples=int(os.environ.get("IMAGEFLOW_MODEL_EXAMPLES", "100")),
+    run_model(stack, hooks, max_examples=int(os.environ.get("IMAGEFLOW_MODEL_EXAMPLES", "150")),
               stateful_step_count=int(os.environ.get("IMAGEFLOW_MODEL_STEPS", "40")))
     print(f"model run: {time.monotonic() - started:.0f}s, {dict(sorted(STATS.items()))}")
