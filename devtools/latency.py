@@ -11,7 +11,7 @@ imports this module.
 """
 from __future__ import annotations
 
-import time
+from time import sleep  # one name, so a test can stand in for this module's waits alone
 from typing import BinaryIO, Callable
 
 from imageflow.blobstore import BlobStore
@@ -27,7 +27,7 @@ class LatentBlobStore(BlobStore):
         self.seconds = seconds
 
     def _wait(self) -> None:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
 
     def put(self, path: str, data: bytes, content_type: str, **options) -> None:
         self._wait()
@@ -82,15 +82,15 @@ class LatentMessage(ReceivedMessage):
         self.delivery_attempt, self.publish_time = inner.delivery_attempt, inner.publish_time
 
     def ack(self) -> None:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         self.inner.ack()
 
     def nack(self) -> None:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         self.inner.nack()
 
     def extend(self, seconds: int) -> None:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         self.inner.extend(seconds)
 
 
@@ -110,19 +110,19 @@ class LatentBus(MessageBus):
         return getattr(self.inner, name)
 
     def ensure_topic(self, name: str) -> None:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         self.inner.ensure_topic(name)
 
     def ensure_subscription(self, config: SubscriptionConfig) -> None:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         self.inner.ensure_subscription(config)
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str] | None = None) -> str:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         return self.inner.publish(topic, data, attributes)
 
     def pull(self, subscription: str, max_messages: int = 10, timeout: float = 0.0) -> list[ReceivedMessage]:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         return [LatentMessage(m, self.seconds) for m in self.inner.pull(subscription, max_messages, timeout)]
 
     def subscribe(self, subscription: str, callback: Callable[[ReceivedMessage], None], *,
@@ -131,11 +131,11 @@ class LatentBus(MessageBus):
                                  ack_deadline_seconds=ack_deadline_seconds)
 
     def backlog(self, subscription: str) -> int:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         return self.inner.backlog(subscription)
 
     def check(self) -> None:
-        time.sleep(self.seconds)
+        sleep(self.seconds)
         self.inner.check()
 
     def close(self) -> None:

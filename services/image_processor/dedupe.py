@@ -168,11 +168,16 @@ class OutputIndex:
 
     def _renew(self) -> None:
         """The keeper: pushes the expiry of every claim this process holds, so a long render (or
-        one waiting for a render slot) keeps its claim, and only a dead claimant's expires."""
+        one waiting for a render slot) keeps its claim, and only a dead claimant's expires. It
+        runs only while claims are held (a processor that stops, or a test's, leaves no thread)."""
+        pause = threading.Event()  # never set: a timed wait that does not go through time.sleep
         while True:
-            time.sleep(self.claim_seconds / 4)
+            pause.wait(self.claim_seconds / 4)
             with self._changed:
                 held = list(self._held)
+                if not held:
+                    self._keeper = None  # the next claim starts a new keeper
+                    return
             for key in held:
                 try:
                     self.blobs.transition(

@@ -25,7 +25,7 @@ def test_latency_wraps_every_storage_and_bus_call_and_changes_nothing_else(tmp_p
     faults = Faults.from_env({"IMAGEFLOW_FAULTS": "storage_latency_seconds=0.05,bus_latency_seconds=0.02"})
     assert (faults.storage_latency_seconds, faults.bus_latency_seconds) == (0.05, 0.02)
     waits = []
-    monkeypatch.setattr("devtools.latency.time.sleep", waits.append)
+    monkeypatch.setattr("devtools.latency.sleep", waits.append)  # this module's waits, not every thread's
     store = LatentBlobStore(LocalBlobStore(tmp_path / "blobs"), 0.05)
     store.put("job/input/a.png", b"png", "image/png")
     assert store.get("job/input/a.png") == b"png" and store.exists("job/input/a.png")
