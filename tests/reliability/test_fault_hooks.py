@@ -60,7 +60,7 @@ def test_injected_write_failure_leaves_no_partial_object(tmp_path):
 
 def test_delay_hook_only_matches_its_tasks(monkeypatch):
     slept = []
-    monkeypatch.setattr("devtools.faults.time.sleep", slept.append)
+    monkeypatch.setattr("devtools.faults.sleep", slept.append)  # this module's waits, not every thread's
     faults = Faults(processor_delay_on="slowpoke-", processor_delay_seconds=7)
     faults.before_task("j/input/i-photo.png")
     faults.before_task("j/input/i-slowpoke-1.png")
