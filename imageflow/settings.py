@@ -70,6 +70,7 @@ class Settings:
     # A request body must keep arriving: each read waits at most REQUEST_BODY_TIMEOUT seconds, and the
     # body as a whole may take that long plus its size at REQUEST_BODY_MIN_BYTES_PER_SECOND (slow clients).
     request_body_timeout_seconds: float = 15.0
+    request_header_timeout_seconds: float = 10.0     # a request's headers, from its first byte (slow clients)
     request_body_min_bytes_per_second: int = 16 * 1024
     max_image_pixels: int = 50_000_000
     max_files_per_job: int = 10_000                   # uploaded files (one request, or many into an open job)
@@ -189,6 +190,8 @@ class Settings:
             max_json_bytes=_int(env, "MAX_JSON_BYTES", cls.max_json_bytes),
             request_body_timeout_seconds=max(0.1, _float(env, "REQUEST_BODY_TIMEOUT",
                                                          cls.request_body_timeout_seconds)),
+            request_header_timeout_seconds=max(0.1, _float(env, "REQUEST_HEADER_TIMEOUT",
+                                                           cls.request_header_timeout_seconds)),
             request_body_min_bytes_per_second=max(1, _int(env, "REQUEST_BODY_MIN_BYTES_PER_SECOND",
                                                           cls.request_body_min_bytes_per_second)),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
@@ -263,6 +266,7 @@ class Settings:
 ENV_NAMES = (
     "IMAGEFLOW_BACKEND", "IMAGEFLOW_DATA_DIR", "IMAGEFLOW_PORT", "BIND_HOST", "GCP_PROJECT", "GCS_BUCKET",
     "PUBLIC_BASE_URL", "MAX_UPLOAD_BYTES", "MAX_REQUEST_BYTES", "MAX_JSON_BYTES", "REQUEST_BODY_TIMEOUT",
+    "REQUEST_HEADER_TIMEOUT",
     "REQUEST_BODY_MIN_BYTES_PER_SECOND", "MAX_IMAGE_PIXELS",
     "MAX_FILES_PER_JOB", "MAX_URLS_PER_JOB", "OPEN_JOB_IDLE_SECONDS", "PROCESSOR_CONCURRENCY",
     "PROCESSOR_MAX_IN_FLIGHT", "PROCESSOR_WORKER_MEMORY_MB", "RENDER_TIMEOUT_SECONDS", "ACK_DEADLINE_SECONDS",

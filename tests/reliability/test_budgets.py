@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import struct
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -141,6 +143,106 @@ def test_chunked_body_past_the_limit_is_413_on_the_real_server(handler, record):
     renamed = requests.patch(f"{handler.base_url}/api/v1/jobs/{job_id}", data=json.dumps({"name": "ok"}),
                              headers={"Content-Type": "application/json"}, timeout=10)
     record.expect(renamed.status_code == 200 and renamed.json()["name"] == "ok", "a normal PATCH still works")
+
+
+def test_fifty_slow_uploads_within_the_rules_hold_no_thread(handler, record):
+    """Fifty clients on a slow uplink each send a 60 KB JSON body at 2,000 bytes/s (above the minimum rate
+    here, so no deadline cuts them: 30 s each), against image-handler's 8 threads. A request reaches a thread
+    only once its body has arrived, so another client's /healthz is answered at once meanwhile (before, the
+    8 threads waited on the first 8 bodies and /healthz waited a minute)."""
+    head = (f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{handler.port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n").encode()
+    conns = [socket.create_connection(("127.0.0.1", handler.port), timeout=10) for _ in range(50)]
+    stop = threading.Event()
+
+    def send_slowly():
+        for conn in conns:
+            conn.sendall(head)
+        while not stop.wait(0.1):
+            for conn in conns:
+                try:
+                    conn.sendall(b"x" * 200)  # 2,000 bytes/s per client
+                except OSError:
+                    pass
+
+    sender = threading.Thread(target=send_slowly, daemon=True)
+    sender.start()
+    try:
+        time.sleep(1)
+        latencies = []
+        for _ in range(5):
+            started = time.monotonic()
+            try:
+                ok = requests.get(f"{handler.base_url}/healthz", timeout=30).status_code == 200
+            except requests.RequestException:
+                ok = False
+            latencies.append(round(time.monotonic() - started, 3) if ok else None)
+            time.sleep(0.5)
+        record.figure("/healthz latency with 50 slow uploads in progress, max of 5 (s)", max(
+            (x for x in latencies if x is not None), default=None))
+        record.expect(None not in latencies and max(latencies) < 1,
+                      "another client's /healthz answers in under 1 s while 50 slow uploads arrive", latencies)
+        still_open = 0
+        for conn in conns:
+            conn.setblocking(False)
+            try:
+                still_open += conn.recv(1) == b""
+            except BlockingIOError:
+                still_open += 1
+            except OSError:
+                pass
+        record.expect(still_open == 50, "the slow uploads (within the minimum rate) are not cut off", still_open)
+    finally:
+        stop.set()
+        sender.join(timeout=10)
+        for conn in conns:
+            conn.close()
+
+
+def test_a_body_sent_after_100_continue_is_answered_once(handler, record):
+    """curl sends ``Expect: 100-continue`` for bodies over 1 MB and waits for the interim answer before the
+    body. The server answers it while the body is still to come, and only once."""
+    body = json.dumps({"urls": ["https://example.com/a.png"], "name": "c" * 40000}).encode()
+    with socket.create_connection(("127.0.0.1", handler.port), timeout=10) as conn:
+        conn.sendall(f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+                     .encode())
+        interim = conn.recv(4096)
+        record.expect(interim.startswith(b"HTTP/1.1 100 Continue"), "100 Continue before the body", interim[:80])
+        conn.sendall(body)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    record.expect(answer.count(b"100 Continue") == 0 and answer.startswith(b"HTTP/1.1 "),
+                  "then one final answer, with no second 100 Continue", answer[:120])
+    record.expect(answer.startswith(b"HTTP/1.1 202") and b'"job_id"' in answer,
+                  "the request was read whole and the job accepted", answer[:200])
+
+
+def test_pipelined_requests_after_a_large_body_are_each_answered(handler, record):
+    """Two requests sent back to back on one connection, the first a multipart upload of a 300 KB image (kept
+    in a temporary file while it arrives): both are answered, in order, and the image is stored whole."""
+    noise = Image.frombytes("RGB", (320, 320), os.urandom(320 * 320 * 3))
+    png = io.BytesIO()
+    noise.save(png, "PNG")
+    upload = requests.Request("POST", f"{handler.base_url}/api/v1/jobs",
+                              files={"files": ("noise.png", png.getvalue(), "image/png")}).prepare()
+    first = (f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {upload.headers['Content-Type']}"
+             f"\r\nContent-Length: {len(upload.body)}\r\n\r\n").encode() + upload.body
+    second = b"GET /api/v1/operations HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", handler.port), timeout=20) as conn:
+        conn.sendall(first + second)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+    record.expect(statuses == [b"202", b"200"], "the upload and the GET behind it are both answered, in order",
+                  (statuses, answer[:300]))
+    job_id = json.loads(answer.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1 ", 1)[0])["job_id"]
+    stored = requests.get(f"{handler.base_url}/api/v1/jobs/{job_id}/images", timeout=10).json()["images"][0]
+    original = requests.get(stored["input_url"], timeout=10)
+    record.expect(original.content == png.getvalue(), "the image is stored byte for byte",
+                  (len(original.content), len(png.getvalue())))
 
 
 # -- bombs on the whole stack ---------------------------------------------------------------------
