@@ -58,7 +58,7 @@ WEBHOOK_SUPERSEDED = "superseded"  # an earlier run's webhook a retry left with 
 # fetched) counts as ASSUMED_MEGAPIXELS. Rough on purpose: it bounds a key's work in one number a
 # caller can work out, it does not predict CPU seconds.
 ASSUMED_MEGAPIXELS = 12.0
-AUTO_QUALITY_WEIGHT = 10
+AUTO_QUALITY_WEIGHT = 15
 
 
 def output_counts(operations: Iterable[dict]) -> tuple[int, int]:
