@@ -18,7 +18,8 @@ from imageflow import domain
 from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus
 from imageflow.engine import ImageError, Limits, probe
-from imageflow.jobstore import JobClosed, JobStore, TooManyImages, iter_images, quota_room, unfinished_images
+from imageflow.jobstore import (JobClosed, JobStore, TooManyImages, iter_images, quota_room, unfinished_cost,
+                                 unfinished_images)
 from imageflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,14 +119,15 @@ class DirectUploads:
         now = domain.utcnow()
         images = []
         for event in events:
-            code, error, mime, size = self._check_object(event.path, event.info)
+            code, error, mime, size, megapixels = self._check_object(event.path, event.info)
             image = domain.Image(job_id=job_id, image_id=event.image_id, filename=event.filename,
-                                 input_path=event.path, input_content_type=mime, input_bytes=size)
+                                 input_path=event.path, input_content_type=mime, input_bytes=size,
+                                 input_megapixels=megapixels, cost=domain.image_cost(job.operations, megapixels))
             # a file refused by a check joins as failed, with the reason, in the same transaction
             images.append(replace(image, status=domain.IMAGE_FAILED, error=error, error_code=code, updated_at=now)
                           if error else image)
-        quota = self.settings.quota_active_images
-        admit = (lambda active, joining: within_image_quota(active, joining, quota)) if quota else None
+        quota, budget = self.settings.quota_active_images, self.settings.quota_active_cost
+        admit = (lambda active, joining: within_quota(active, joining, quota, budget)) if quota or budget else None
         try:
             joined = self.jobs.join_images(job_id, images, max_total=self.settings.max_files_per_job, now=now,
                                            admit=admit)
@@ -165,9 +167,10 @@ class DirectUploads:
             outcomes[event.image_id] = "late"
         return outcomes
 
-    def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, str | None, int | None]:
-        """(error code and why it is refused, or None twice; sniffed type; size): the upload
-        checks, on a stored object."""
+    def _check_object(self, path: str, info: dict) -> tuple[str | None, str | None, str | None, int | None,
+                                                            float | None]:
+        """(error code and why it is refused, or None twice; sniffed type; size; megapixels): the
+        upload checks, on a stored object."""
         limit = self.settings.max_upload_bytes
         too_big = f"file is larger than the {limit // (1024 * 1024)} MB limit (MAX_UPLOAD_BYTES)"
         try:
@@ -175,35 +178,45 @@ class DirectUploads:
         except ValueError:
             size = 0
         if size > limit:
-            return domain.FILE_TOO_LARGE, too_big, None, size
+            return domain.FILE_TOO_LARGE, too_big, None, size, None
         try:
             with self.blobs.open(path) as fh:
                 data = fh.read(limit + 1)
         except BlobNotFound:
-            return domain.MISSING_INPUT, "the uploaded file is missing from storage", None, None
+            return domain.MISSING_INPUT, "the uploaded file is missing from storage", None, None, None
         if len(data) > limit:
-            return domain.FILE_TOO_LARGE, too_big, None, len(data)
+            return domain.FILE_TOO_LARGE, too_big, None, len(data), None
         try:
             probed = probe(data, Limits.from_settings(self.settings))
         except ImageError as exc:
-            return exc.code, exc.reason, None, len(data)
-        return None, None, probed.mime, len(data)
+            return exc.code, exc.reason, None, len(data), None
+        return None, None, probed.mime, len(data), domain.megapixels(probed.width, probed.height)
 
 
-def within_image_quota(active: list[domain.Job], joining: list[domain.Image], quota: int) -> list[domain.Image]:
-    """``QUOTA_ACTIVE_IMAGES`` for direct uploads (an ``AdmitImages``, run in the join's transaction):
-    the images that fit join as they are; the rest join as failed images whose reason names the
-    quota (the client sees them in the job's image list)."""
-    room = quota_room(active, quota)
+def within_quota(active: list[domain.Job], joining: list[domain.Image], quota: int,
+                 budget: int = 0) -> list[domain.Image]:
+    """``QUOTA_ACTIVE_IMAGES`` (``quota``) and ``QUOTA_ACTIVE_COST`` (``budget``) for direct uploads
+    (an ``AdmitImages``, run in the join's transaction): the images that fit join as they are; the
+    rest join as failed images whose reason names the quota (the client sees them in the job's
+    image list). 0 = no such quota."""
+    room = quota_room(active, quota) if quota else None
+    spent = unfinished_cost(active)
     admitted = []
     for image in joining:
         if image.status == domain.IMAGE_QUEUED:
-            if room > 0:
-                room -= 1
-            else:
+            error = None
+            if room is not None and room <= 0:
+                error = (f"quota exceeded: the job's owner already has {unfinished_images(active)} unfinished "
+                         f"images and the limit is {quota} (QUOTA_ACTIVE_IMAGES)")
+            elif budget and spent + image.cost > budget:
+                error = (f"quota exceeded: the job's owner has work waiting worth {spent:,.0f} output megapixels, "
+                         f"this image adds {image.cost:,.0f} and the limit is {budget:,} (QUOTA_ACTIVE_COST)")
+            if error:
                 image = replace(image, status=domain.IMAGE_FAILED, error_code=domain.QUOTA_EXCEEDED,
-                                error=f"quota exceeded: the job's owner already has {unfinished_images(active)} "
-                                      f"unfinished images and the limit is {quota} (QUOTA_ACTIVE_IMAGES); "
-                                      "send it again (a new upload target) once some have finished")
+                                error=f"{error}; send it again (a new upload target) once some have finished")
+            else:
+                room = room - 1 if room is not None else None
+                spent += image.cost
         admitted.append(image)
     return admitted
+

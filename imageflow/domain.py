@@ -40,7 +40,7 @@ MISSING_INPUT = "missing_input"      # the original is not in storage
 WORKER_CRASHED = "worker_crashed"    # dead-lettered: the processors gave up on it
 FETCH_FAILED = "fetch_failed"        # imported by URL, and the URL could not be fetched
 FILE_TOO_LARGE = "file_too_large"    # a direct upload over MAX_UPLOAD_BYTES
-QUOTA_EXCEEDED = "quota_exceeded"    # a direct upload past the owner's QUOTA_ACTIVE_IMAGES
+QUOTA_EXCEEDED = "quota_exceeded"    # a direct upload past the owner's QUOTA_ACTIVE_IMAGES or QUOTA_ACTIVE_COST
 ERROR_CODES = (MISSING_INPUT, WORKER_CRASHED, FETCH_FAILED, FILE_TOO_LARGE, QUOTA_EXCEEDED)
 
 # Webhook delivery states (Job.webhook_status; None when the job has no webhook).
@@ -48,6 +48,55 @@ WEBHOOK_PENDING = "pending"
 WEBHOOK_DELIVERED = "delivered"
 WEBHOOK_FAILED = "failed"
 WEBHOOK_SUPERSEDED = "superseded"  # an earlier run's webhook a retry left with nothing to deliver it (see reason)
+
+
+# -- the cost unit of QUOTA_ACTIVE_COST: output megapixels ---------------------------------------
+# An image's cost is its input megapixels times the outputs its operations make (variant widths x
+# variant formats, 1 without variants), each output made with quality "auto" weighing
+# AUTO_QUALITY_WEIGHT outputs (its SSIMULACRA2 search encodes and scores up to 7 times; measured
+# in docs/api.md "Callers and quotas"). A size unknown at intake (a URL import, before it is
+# fetched) counts as ASSUMED_MEGAPIXELS. Rough on purpose: it bounds a key's work in one number a
+# caller can work out, it does not predict CPU seconds.
+ASSUMED_MEGAPIXELS = 12.0
+AUTO_QUALITY_WEIGHT = 15
+
+
+def output_counts(operations: Iterable[dict]) -> tuple[int, int]:
+    """(outputs, those encoded with quality "auto") of one image under resolved ``operations``:
+    variants make widths x formats outputs; auto quality applies to the outputs in the ``format``
+    operation's format (other variant formats get their fixed default), as the renderer does."""
+    fmt = variants = None
+    for op in operations or ():
+        if op.get("op") == "format":
+            fmt = op
+        elif op.get("op") == "variants":
+            variants = op
+    widths = len((variants or {}).get("widths") or []) or 1
+    formats = list((variants or {}).get("formats") or []) or [None]  # None: the format op's (or the input's)
+    auto = fmt is not None and fmt.get("quality") == "auto"
+    automatic = sum(1 for f in formats if f is None or f == fmt.get("format")) if auto else 0
+    return widths * len(formats), widths * automatic
+
+
+def megapixels(width: int | None, height: int | None) -> float | None:
+    """A probed size in megapixels (None when unknown), as ``Image.input_megapixels`` keeps it."""
+    return round(width * height / 1e6, 3) if width and height else None
+
+
+def image_cost(operations: Iterable[dict], input_megapixels: float | None = None) -> float:
+    """What one image weighs against ``QUOTA_ACTIVE_COST``, in output megapixels (see above);
+    without a size (unknown at intake) it counts as ``ASSUMED_MEGAPIXELS``."""
+    megapixels = input_megapixels if input_megapixels else ASSUMED_MEGAPIXELS
+    outputs, automatic = output_counts(operations)
+    return round(megapixels * (outputs + (AUTO_QUALITY_WEIGHT - 1) * automatic), 3)
+
+
+def unfinished_cost(job: "Job") -> float:
+    """The cost of a job's images without an outcome yet: its images' summed cost (``Job.cost``)
+    weighed by the share still unfinished (the job's average cost per image, times those left)."""
+    if job.total <= 0 or job.cost <= 0:
+        return 0.0
+    return job.cost * max(0, job.total - job.done) / job.total
 
 
 def utcnow() -> str:
@@ -197,6 +246,8 @@ class Image:
     choices: dict = field(default_factory=dict)   # what the render chose (see Result.choices)
     output_bytes: int | None = None  # every output file of the image together (savings)
     duplicate_of: str | None = None  # "<job_id>/<image_id>" whose output was reused (same bytes, same operations)
+    cost: float = 0.0                # what it weighs against QUOTA_ACTIVE_COST (image_cost), set at intake
+    input_megapixels: float | None = None  # the original's size from its header at intake (None: not probed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,6 +296,7 @@ class Job:
     child_job_ids: list = field(default_factory=list)  # the re-runs of this job
     bytes_in: int = 0                          # originals of the succeeded images
     bytes_out: int = 0                         # their outputs
+    cost: float = 0.0                          # its images' summed image_cost (QUOTA_ACTIVE_COST, unfinished_cost)
 
     @property
     def is_open(self) -> bool:

@@ -122,6 +122,7 @@ class Settings:
     api_keys: str = ""
     quota_active_jobs: int = 0
     quota_active_images: int = 0
+    quota_active_cost: int = 0      # output megapixels of a key's unfinished images (domain.image_cost)
     # The key of signed links; unset: a random one kept in <data_dir>/url-signing-secret (local backend;
     # required with API_KEYS on gcp). imageflow.links.
     url_signing_secret: str = ""
@@ -226,6 +227,7 @@ class Settings:
             api_keys=env.get("API_KEYS", "").strip(),
             quota_active_jobs=_int(env, "QUOTA_ACTIVE_JOBS", cls.quota_active_jobs),
             quota_active_images=_int(env, "QUOTA_ACTIVE_IMAGES", cls.quota_active_images),
+            quota_active_cost=_int(env, "QUOTA_ACTIVE_COST", cls.quota_active_cost),
             url_signing_secret=env.get("URL_SIGNING_SECRET", ""),
             fetch_timeout_seconds=_float(env, "FETCH_TIMEOUT_SECONDS", cls.fetch_timeout_seconds),
             fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", _int(env, "MAX_UPLOAD_BYTES", cls.fetch_max_bytes)),
@@ -274,7 +276,7 @@ ENV_NAMES = (
     "RETRY_MIN_BACKOFF_SECONDS", "RETRY_MAX_BACKOFF_SECONDS",
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
-    "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",
+    "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "QUOTA_ACTIVE_COST", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_MAX_IN_FLIGHT_BYTES", "FETCH_ALLOW_CIDRS",
     "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",

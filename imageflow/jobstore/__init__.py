@@ -85,6 +85,11 @@ def unfinished_images(active: list[Job]) -> int:
     return sum(max(0, job.total - job.done) for job in active)
 
 
+def unfinished_cost(active: list[Job]) -> float:
+    """The cost of these jobs' images without an outcome yet: what ``QUOTA_ACTIVE_COST`` limits."""
+    return round(sum(domain.unfinished_cost(job) for job in active), 3)
+
+
 def quota_room(active: list[Job], quota: int) -> int:
     """How many more unfinished images ``QUOTA_ACTIVE_IMAGES`` (``quota``) leaves the owner of ``active``."""
     return max(0, quota - unfinished_images(active))
@@ -111,7 +116,10 @@ def place_images(job: Job, images: list[Image], now: str) -> Job:
     by a check) are folded into the counters at once."""
     for offset, image in enumerate(images):
         image.seq = job.total + offset
-    job = replace(job, total=job.total + len(images), last_file_at=now, updated_at=now)
+    # only the images that will render weigh against QUOTA_ACTIVE_COST (a refused one costs nothing)
+    cost = sum(i.cost for i in images if i.status not in domain.TERMINAL_IMAGE_STATUSES)
+    job = replace(job, total=job.total + len(images), cost=round(job.cost + cost, 3), last_file_at=now,
+                  updated_at=now)
     finished = [i for i in images if i.status in domain.TERMINAL_IMAGE_STATUSES]
     return domain.fold_progress(job, finished, now) if finished else job
 
@@ -249,10 +257,11 @@ class JobStore(ABC):
         True when it was added."""
 
     @abstractmethod
-    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit, *, cost: float = 0.0) -> None:
         """In one transaction: the owner's active jobs (reserved and not yet finished, and reserved
         jobs still being created) are handed to ``admit``, which raises to refuse; if it does not,
-        ``job_id`` is reserved with ``images`` images. Parallel reservations cannot both pass a
+        ``job_id`` is reserved with ``images`` images of ``cost`` (``QUOTA_ACTIVE_COST``) in all;
+        reserving ``job_id`` again replaces its reservation (the cost once its files are probed). Parallel reservations cannot both pass a
         limit only one of them fits under. Finished and abandoned reservations are dropped here."""
 
     @abstractmethod
@@ -324,19 +333,21 @@ def iter_jobs(store: JobStore, *, owner: str | None = None, status: str | None =
             return
 
 
-def held_reservations(reservations: dict[str, tuple[int, float]], jobs: dict[str, Job | None],
-                      now: float) -> tuple[list[Job], dict[str, tuple[int, float]]]:
-    """The active jobs behind an owner's reservations ({job_id: (images, reserved_at)}) given their job
-    documents, and the reservations still held: a finished job's is dropped, and so is one whose job never
-    appeared within RESERVATION_TTL_SECONDS (shared by the adapters)."""
+def held_reservations(reservations: dict[str, tuple], jobs: dict[str, Job | None],
+                      now: float) -> tuple[list[Job], dict[str, tuple]]:
+    """The active jobs behind an owner's reservations ({job_id: (images, reserved_at[, cost])}) given
+    their job documents, and the reservations still held: a finished job's is dropped, and so is one whose
+    job never appeared within RESERVATION_TTL_SECONDS (shared by the adapters). A job still being created
+    counts with the images and the cost it reserved."""
     active, kept = [], {}
-    for job_id, (images, reserved_at) in reservations.items():
+    for job_id, held in reservations.items():
+        images, reserved_at, *rest = held
         job = jobs.get(job_id)
         if job is None:
             if now - reserved_at <= RESERVATION_TTL_SECONDS:
-                active.append(Job(job_id=job_id, total=images))
-                kept[job_id] = (images, reserved_at)
+                active.append(Job(job_id=job_id, total=images, cost=float(rest[0]) if rest else 0.0))
+                kept[job_id] = held
         elif not job.is_terminal:
             active.append(job)
-            kept[job_id] = (images, reserved_at)
+            kept[job_id] = held
     return active, kept

@@ -426,25 +426,26 @@ class FirestoreJobStore(JobStore):
         or another join racing this one retries one of them)."""
         snap = self._quota_ref(owner).get(transaction=transaction)
         stored = (snap.to_dict() or {}).get("reservations", {}) if snap.exists else {}
-        held = {j: (int(e["images"]), float(e["at"])) for j, e in stored.items()}
+        held = {j: (int(e["images"]), float(e["at"]), float(e.get("cost", 0))) for j, e in stored.items()}
         docs = {s.id: Job.from_dict(s.to_dict()) for s in
                 transaction.get_all([self._job_ref(j) for j in held]) if s.exists} if held else {}
         return held_reservations(held, docs, time.time())[0]
 
-    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit, *, cost: float = 0.0) -> None:
         """A transaction on the owner's quota document (and the job documents it names)."""
         ref = self._quota_ref(owner)
 
         def reserve(transaction) -> None:
             snap = ref.get(transaction=transaction)
             stored = (snap.to_dict() or {}).get("reservations", {}) if snap.exists else {}
-            held = {j: (int(e["images"]), float(e["at"])) for j, e in stored.items()}
+            held = {j: (int(e["images"]), float(e["at"]), float(e.get("cost", 0))) for j, e in stored.items()}
             docs = {s.id: Job.from_dict(s.to_dict()) for s in
                     transaction.get_all([self._job_ref(j) for j in held]) if s.exists} if held else {}
             active, kept = held_reservations(held, docs, time.time())
             admit(active, images)
-            kept[job_id] = (images, time.time())
-            transaction.set(ref, {"reservations": {j: {"images": n, "at": at} for j, (n, at) in kept.items()}})
+            kept[job_id] = (images, time.time(), cost)
+            transaction.set(ref, {"reservations": {j: {"images": n, "at": at, "cost": c}
+                                                   for j, (n, at, c) in kept.items()}})
 
         # One owner's submissions contend on one document.
         self._transact(reserve, key=f"quota:{owner or ''}", max_attempts=10)

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS quota_reservations (
     job_id TEXT NOT NULL,
     images INTEGER NOT NULL,
     reserved_at REAL NOT NULL,
+    cost REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (owner, job_id)
 );
 CREATE TABLE IF NOT EXISTS images (
@@ -87,6 +88,9 @@ class SqliteJobStore(JobStore):
                     conn.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
                     if name == "status":
                         conn.execute("UPDATE images SET status = json_extract(doc, '$.status')")
+            if "cost" not in {row["name"] for row in conn.execute("PRAGMA table_info(quota_reservations)")}:
+                # a database from before QUOTA_ACTIVE_COST: its reservations weigh nothing
+                conn.execute("ALTER TABLE quota_reservations ADD COLUMN cost REAL NOT NULL DEFAULT 0")
             for statement in filter(None, (x.strip() for x in INDEXES.split(";"))):
                 conn.execute(statement)
             if conn.execute("SELECT 1 FROM counters WHERE name = ?", (OUTSTANDING,)).fetchone() is None:
@@ -287,20 +291,20 @@ class SqliteJobStore(JobStore):
         """The owner's active jobs behind its reservations (inside the caller's transaction); drops the
         reservations no longer held."""
         owner = owner or ""
-        rows = conn.execute("SELECT job_id, images, reserved_at FROM quota_reservations WHERE owner = ?",
+        rows = conn.execute("SELECT job_id, images, reserved_at, cost FROM quota_reservations WHERE owner = ?",
                             (owner,)).fetchall()
-        held = {row["job_id"]: (row["images"], row["reserved_at"]) for row in rows}
+        held = {row["job_id"]: (row["images"], row["reserved_at"], row["cost"]) for row in rows}
         active, kept = held_reservations(held, {j: self._read_job(conn, j) for j in held}, time.time())
         for gone in set(held) - set(kept):
             conn.execute("DELETE FROM quota_reservations WHERE owner = ? AND job_id = ?", (owner, gone))
         return active
 
-    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit) -> None:
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit, *, cost: float = 0.0) -> None:
         owner = owner or ""
         with self.db.transaction() as conn:  # BEGIN IMMEDIATE: reservations are serialised
             admit(self._active_jobs(conn, owner), images)
-            conn.execute("INSERT OR REPLACE INTO quota_reservations (owner, job_id, images, reserved_at) "
-                         "VALUES (?, ?, ?, ?)", (owner, job_id, images, time.time()))
+            conn.execute("INSERT OR REPLACE INTO quota_reservations (owner, job_id, images, reserved_at, cost) "
+                         "VALUES (?, ?, ?, ?, ?)", (owner, job_id, images, time.time(), cost))
 
     def release_quota(self, owner: str | None, job_id: str) -> None:
         with self.db.transaction() as conn:

@@ -6,9 +6,10 @@
   as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 - A job belongs to the name of the key that created it (``Job.owner``); no other key can
   see, list, download, rename or delete it (it answers 404, as for an unknown job).
-- Quotas (``QUOTA_ACTIVE_JOBS``, ``QUOTA_ACTIVE_IMAGES``, 0 = none) count one caller's jobs
-  that are open, queued or processing and their unfinished images. Images that join an open
-  job later count too: checked in the same job-store transaction that adds them.
+- Quotas (``QUOTA_ACTIVE_JOBS``, ``QUOTA_ACTIVE_IMAGES``, ``QUOTA_ACTIVE_COST``, 0 = none) count
+  one caller's jobs that are open, queued or processing, their unfinished images and those
+  images' cost in output megapixels (``domain.image_cost``). Images that join an open job
+  later count too: checked in the same job-store transaction that adds them.
 - With keys on, the download URLs in API answers carry an expiring HMAC signature
   (``expires`` and ``sig`` query parameters), so an ``<img src>`` or a CSV report link works
   without the key, for that one file only, until it expires (like a signed GCS URL). The
@@ -24,7 +25,7 @@ from typing import Mapping
 
 from imageflow import domain
 from imageflow.domain import Image, Job
-from imageflow.jobstore import AdmitImages, JobStore, iter_jobs, unfinished_images
+from imageflow.jobstore import AdmitImages, JobStore, iter_jobs, unfinished_cost, unfinished_images
 from imageflow.links import LinkSigner
 from imageflow.settings import Settings, SettingsError
 
@@ -87,11 +88,12 @@ class Auth:
     links: LinkSigner = LinkSigner(b"")
     quota_jobs: int = 0
     quota_images: int = 0
+    quota_cost: int = 0             # output megapixels (domain.image_cost)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Auth":
         return cls(parse_keys(settings.api_keys), LinkSigner.from_settings(settings), settings.quota_active_jobs,
-                   settings.quota_active_images)
+                   settings.quota_active_images, settings.quota_active_cost)
 
     @property
     def enabled(self) -> bool:
@@ -118,30 +120,36 @@ class Auth:
     # -- quotas ----------------------------------------------------------------------------
     @property
     def quotas_on(self) -> bool:
-        return bool(self.quota_jobs or self.quota_images)
+        return bool(self.quota_jobs or self.quota_images or self.quota_cost)
 
-    def check_quota(self, jobs: JobStore, caller: Caller, new_images: int) -> None:
-        """Raise ClientError(429) if a new job of ``new_images`` images would exceed the caller's quota
-        (a read-only check; :meth:`reserve_quota` is the atomic one that job creation uses)."""
+    def check_quota(self, jobs: JobStore, caller: Caller, new_images: int, new_cost: float = 0.0) -> None:
+        """Raise ClientError(429) if a new job of ``new_images`` images costing ``new_cost`` would exceed
+        the caller's quota (a read-only check; :meth:`reserve_quota` is the atomic one that job creation uses)."""
         if not self.quotas_on:
             return
         active = [job for status in (domain.QUEUED, domain.PROCESSING)
                   for job in iter_jobs(jobs, owner=caller.owner, status=status)]
-        self.refuse_over_quota(caller, active, new_images)
+        self.refuse_over_quota(caller, active, new_images, new_cost)
 
-    def reserve_quota(self, jobs: JobStore, caller: Caller, job_id: str, new_images: int) -> None:
-        """Reserve the caller's quota for the new job ``job_id`` in one job-store transaction, so parallel
-        submissions cannot all pass a limit only some of them fit under; ClientError(429) past it."""
+    def reserve_quota(self, jobs: JobStore, caller: Caller, job_id: str, new_images: int,
+                      new_cost: float = 0.0) -> None:
+        """Reserve the caller's quota for the new job ``job_id`` (``new_images`` images costing
+        ``new_cost``) in one job-store transaction, so parallel submissions cannot all pass a limit
+        only some of them fit under; ClientError(429) past it. Reserving ``job_id`` again (its cost
+        once its files are probed) replaces its own reservation: it is not counted twice."""
         if self.quotas_on:
             jobs.reserve_quota(caller.owner, job_id, new_images,
-                               lambda active, n: self.refuse_over_quota(caller, active, n))
+                               lambda active, n: self.refuse_over_quota(
+                                   caller, [j for j in active if j.job_id != job_id], n, new_cost),
+                               cost=new_cost)
 
     def release_quota(self, jobs: JobStore, caller: Caller, job_id: str) -> None:
         if self.quotas_on:
             jobs.release_quota(caller.owner, job_id)
 
-    def refuse_over_quota(self, caller: Caller, active: list, new_images: int) -> None:
-        """Raise ClientError(429) if ``active`` (the caller's unfinished jobs) leaves no room for ``new_images``."""
+    def refuse_over_quota(self, caller: Caller, active: list, new_images: int, new_cost: float = 0.0) -> None:
+        """Raise ClientError(429) if ``active`` (the caller's unfinished jobs) leaves no room for
+        ``new_images`` images costing ``new_cost``."""
         who = f"API key {caller.owner!r}" if caller.enforced else "this service"
         if self.quota_jobs and len(active) >= self.quota_jobs:
             raise ClientError(429, "quota_exceeded",
@@ -149,6 +157,7 @@ class Auth:
                             f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
                             {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
         self._refuse_over_image_quota(caller, unfinished_images(active), new_images, "this job adds")
+        self._refuse_over_cost_quota(caller, unfinished_cost(active), new_cost, "this job adds")
 
     def _refuse_over_image_quota(self, caller: Caller, pending: int, adding: int, what: str) -> None:
         if self.quota_images and pending + adding > self.quota_images:
@@ -161,16 +170,32 @@ class Auth:
                               {"limit": "active_images", "quota": self.quota_images, "active": pending,
                                "requested": adding, "room": room})
 
+    def _refuse_over_cost_quota(self, caller: Caller, pending: float, adding: float, what: str) -> None:
+        if self.quota_cost and pending + adding > self.quota_cost:
+            who = f"API key {caller.owner!r}" if caller.enforced else "this service"
+            room = max(0.0, self.quota_cost - pending)
+            raise ClientError(429, "quota_exceeded",
+                              f"quota exceeded: {who} has work waiting worth {pending:,.0f} output megapixels and "
+                              f"{what} {adding:,.0f}; the limit is {self.quota_cost:,} output megapixels of "
+                              f"unfinished images (QUOTA_ACTIVE_COST: each image counts its megapixels times its "
+                              f"outputs, an output with quality 'auto' {domain.AUTO_QUALITY_WEIGHT} times), "
+                              f"room for {room:,.0f} now; send fewer images or outputs, or wait for some to finish",
+                              {"limit": "active_cost", "quota": self.quota_cost, "active": round(pending, 1),
+                               "requested": round(adding, 1), "room": round(room, 1)})
+
     def images_admission(self, caller: Caller) -> AdmitImages | None:
-        """The check of ``QUOTA_ACTIVE_IMAGES`` for files joining an open job (``JobStore.join_images``
-        runs it in the transaction that adds them, over the caller's active jobs as stored then):
-        ClientError(429) naming the quota when the request's images do not all fit; nothing joins."""
-        if not self.quota_images:
+        """The check of ``QUOTA_ACTIVE_IMAGES`` and ``QUOTA_ACTIVE_COST`` for files joining an open job
+        (``JobStore.join_images`` runs it in the transaction that adds them, over the caller's active jobs
+        as stored then): ClientError(429) naming the quota when the request's images do not all fit;
+        nothing joins."""
+        if not (self.quota_images or self.quota_cost):
             return None
 
         def admit(active: list[Job], joining: list[Image]) -> list[Image]:
-            unfinished = sum(1 for image in joining if image.status not in domain.TERMINAL_IMAGE_STATUSES)
-            self._refuse_over_image_quota(caller, unfinished_images(active), unfinished, "these files add")
+            rendering = [image for image in joining if image.status not in domain.TERMINAL_IMAGE_STATUSES]
+            self._refuse_over_image_quota(caller, unfinished_images(active), len(rendering), "these files add")
+            self._refuse_over_cost_quota(caller, unfinished_cost(active), sum(i.cost for i in rendering),
+                                         "these files add")
             return joining
 
         return admit

@@ -192,16 +192,16 @@ def validate_webhook_secret(secret: str | None) -> str | None:
 @dataclass
 class Intake:
     """Creates jobs: validation before storage, the originals stored, the job recorded and
-    announced with ``job.submitted``. ``admit(job_id, n)`` reserves the caller's quota before
-    anything is stored (it raises to refuse); ``release(job_id)`` gives it back if the job is not
-    created after all. ``admit_images`` checks the quota of files joining an open job, in the
+    announced with ``job.submitted``. ``admit(job_id, n, cost)`` reserves the caller's quota before
+    anything is stored (it raises to refuse), and again with the job's cost once its files are
+    probed; ``release(job_id)`` gives it back if the job is not created after all. ``admit_images`` checks the quota of files joining an open job, in the
     job store's transaction that adds them (``JobStore.join_images``)."""
 
     settings: Settings
     blobs: BlobStore
     jobs: JobStore
     bus: MessageBus
-    admit: Callable[[str, int], None] | None = None
+    admit: Callable[[str, int, float], None] | None = None
     release: Callable[[str], None] | None = None
     admit_images: AdmitImages | None = None
 
@@ -215,8 +215,9 @@ class Intake:
             raise Refused("no_files", "no files: send one or more images in the 'files' field")
         self.check_room(0, len(uploads))
         job = request.new_job()
-        with self.reserved(job, len(uploads)):
+        with self.reserved(job, len(uploads)):  # the image count before any byte is stored
             images, rejected = self._store_files(job, uploads)
+            self.reserve_cost(job, images)       # the cost once the headers have told each file's size
             self._store_overlays(job, overlay_files)
             return self.record(job, images, rejected)
 
@@ -315,6 +316,17 @@ class Intake:
             raise Refused("unavailable", "could not gather the job's uploaded files (storage is "
                                          f"unavailable); the job is still open: {action} it again shortly") from exc
 
+    def reserve_cost(self, job: Job, images: list[Image]) -> None:
+        """The caller's reservation for ``job`` replaced by one with its images' real cost
+        (``QUOTA_ACTIVE_COST``), atomically as the first; refused (429): the stored originals go."""
+        job.cost = round(sum(image.cost for image in images), 3)
+        if self.admit and job.cost:
+            try:
+                self.admit(job.job_id, len(images), job.cost)
+            except ClientError:
+                self._delete_inputs(images)
+                raise
+
     def check_open(self, job: Job) -> None:
         if not job.is_open:
             raise job_closed(job)
@@ -331,10 +343,11 @@ class Intake:
             raise too_many_files(held, adding, self.settings.max_files_per_job)
 
     @contextmanager
-    def reserved(self, job: Job, images: int):
-        """The caller's quota held for ``job`` while it is created, given back if that fails."""
+    def reserved(self, job: Job, images: int, cost: float = 0.0):
+        """The caller's quota held for ``job`` (``images`` costing ``cost``) while it is created, given
+        back if that fails."""
         if self.admit:
-            self.admit(job.job_id, images)
+            self.admit(job.job_id, images, cost)
         try:
             yield
         except BaseException:
@@ -369,7 +382,9 @@ class Intake:
                                                  "nothing was kept, try again shortly") from exc
                 self._discard(job, exc, "store the originals (storage is unavailable)")
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
-                                input_content_type=info.mime, input_bytes=len(data)))
+                                input_content_type=info.mime, input_bytes=len(data),
+                                input_megapixels=domain.megapixels(info.width, info.height),
+                                cost=domain.image_cost(job.operations, domain.megapixels(info.width, info.height))))
         if not images:
             status = 413 if all(r.code in ("file_too_large", "too_large") for r in rejected) else 415
             raise ClientError(status, "no_valid_images", "none of the files could be accepted: "
@@ -410,8 +425,10 @@ class Intake:
             filename = domain.display_name(entry.filename)
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename,
                                 input_path=domain.input_path(job.job_id, image_id, filename),
-                                source_url=entry.url, meta=entry.meta))
-        with self.reserved(job, len(entries)):
+                                source_url=entry.url, meta=entry.meta,
+                                cost=domain.image_cost(job.operations)))  # size unknown until fetched
+        job.cost = round(sum(image.cost for image in images), 3)
+        with self.reserved(job, len(entries), job.cost):
             self._store_overlays(job, overlay_files)
             return self.record(job, images, rejected)
 

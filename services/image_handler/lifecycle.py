@@ -70,7 +70,7 @@ class Lifecycle:
         # lifted before the job runs again, so no task of this run meets a cancel of the last one
         self.intake.blobs.delete_prefix(domain.cancel_marker(job.job_id))
         if self.intake.admit:  # the job becomes active again: its retried images count against the quota
-            self.intake.admit(job.job_id, len(targets))
+            self.intake.admit(job.job_id, len(targets), round(sum(i.cost for i in targets), 3))
         now = domain.utcnow()
         requeued = {i.image_id: domain.requeue(i, now) for i in targets}
         store.update_images(job.job_id, list(requeued.values()))
@@ -96,20 +96,23 @@ class Lifecycle:
         if not sources:
             raise Refused("nothing_to_rerun", f"job {parent.job_id} has no {only} images to re-run")
         job = replace(request.new_job(), parent_job_id=parent.job_id)
-        images = [rerun_image(job.job_id, source) for source in sources]
-        with self.intake.reserved(job, len(images)):  # the caller's quota, held atomically as for any new job
+        images = [rerun_image(job, source) for source in sources]
+        job.cost = round(sum(image.cost for image in images), 3)
+        with self.intake.reserved(job, len(images), job.cost):  # the caller's quota, held atomically as for any new job
             created = self.intake.record(job, images, [])
         self.intake.jobs.transition(parent.job_id, domain.add_child(job.job_id))
         log.info("job %s re-runs %d images of %s", job.job_id, len(images), parent.job_id)
         return created
 
 
-def rerun_image(job_id: str, source: Image) -> Image:
+def rerun_image(job: Job, source: Image) -> Image:
     """The new job's image reads the parent's stored original. An image whose URL was never
     fetched is fetched again into the new job's own input path."""
-    image_id = domain.new_id()
+    job_id, image_id = job.job_id, domain.new_id()
     unfetched = bool(source.source_url) and source.status != domain.IMAGE_SUCCEEDED
     path = domain.input_path(job_id, image_id, source.filename) if unfetched else source.input_path
     return Image(job_id=job_id, image_id=image_id, filename=source.filename, input_path=path,
                  input_content_type=source.input_content_type, input_bytes=source.input_bytes,
-                 source_url=source.source_url if unfetched else None, meta=dict(source.meta or {}))
+                 source_url=source.source_url if unfetched else None, meta=dict(source.meta or {}),
+                 input_megapixels=source.input_megapixels,
+                 cost=domain.image_cost(job.operations, source.input_megapixels))

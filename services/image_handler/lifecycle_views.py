@@ -9,6 +9,7 @@ def job_fields(job: domain.Job, retention_days: int) -> dict:
     return {"skipped": job.skipped, "cancel_requested_at": job.cancel_requested_at, "run": job.run,
             "parent_job_id": job.parent_job_id, "child_job_ids": list(job.child_job_ids or []),
             "bytes_in": job.bytes_in, "bytes_out": job.bytes_out, "saved_percent": job.saved_percent,
+            "cost": round(job.cost, 1), "unfinished_cost": round(domain.unfinished_cost(job), 1),
             "expires_at": domain.retention_expiry(job.created_at, retention_days)}
 
 

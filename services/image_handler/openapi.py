@@ -214,6 +214,11 @@ class JobView(BaseModel):
     bytes_in: int
     bytes_out: int
     saved_percent: float | None
+    cost: float = Field(description="what the job's images weigh against QUOTA_ACTIVE_COST, in output megapixels "
+                                    "(input megapixels x outputs, an output with quality auto counting 15; "
+                                    "12 megapixels for a size not known yet)")
+    unfinished_cost: float = Field(description="the share of cost still to render (cost x unfinished / total): "
+                                               "what the job holds of its key's QUOTA_ACTIVE_COST now")
     operations: list[dict]
     preset: str | None
     email: str | None

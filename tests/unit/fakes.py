@@ -60,10 +60,10 @@ class FakeJobStore(JobStore):
         self.reservations[owner or ""] = kept
         return active
 
-    def reserve_quota(self, owner, job_id, images, admit):
+    def reserve_quota(self, owner, job_id, images, admit, *, cost=0.0):
         self._up()
         admit(self._active(owner), images)
-        self.reservations[owner or ""][job_id] = (images, time.time())
+        self.reservations[owner or ""][job_id] = (images, time.time(), cost)
 
     def release_quota(self, owner, job_id):
         self.reservations[owner or ""].pop(job_id, None)

@@ -85,7 +85,7 @@ def intake() -> Intake:
     """Job creation for this caller (its quota is checked before anything is stored)."""
     c = ctx()
     return Intake(c.settings, c.backends.blobs, c.backends.jobs, c.backends.bus,
-                  admit=lambda job_id, n: c.auth.reserve_quota(c.backends.jobs, g.caller, job_id, n),
+                  admit=lambda job_id, n, cost=0.0: c.auth.reserve_quota(c.backends.jobs, g.caller, job_id, n, cost),
                   release=lambda job_id: c.auth.release_quota(c.backends.jobs, g.caller, job_id),
                   admit_images=c.auth.images_admission(g.caller))
 

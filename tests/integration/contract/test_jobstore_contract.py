@@ -344,3 +344,39 @@ def test_quota_reservations_are_atomic_and_lapse_with_their_jobs(jobstore):
     jobstore.record_results([bad(image)])          # the job finishes: its place is free again
     jobstore.release_quota(owner, granted[1])      # the other job was never created
     assert reserve(0) and reserve(0) and not reserve(0)
+
+
+def test_reservations_and_joins_carry_the_cost_of_QUOTA_ACTIVE_COST(jobstore):
+    """A job still being created counts the cost it reserved (a second reservation of it replaces the
+    first); images joining an open job add their cost to the job, read by the next admission."""
+    from imageflow.jobstore import unfinished_cost
+
+    owner = f"owner-{new_id()[:8]}"
+    seen = []
+
+    def look(active, images):
+        seen.append(unfinished_cost([j for j in active]))
+
+    creating = new_id()
+    jobstore.reserve_quota(owner, creating, 3, look, cost=0.0)
+    jobstore.reserve_quota(owner, creating, 3, look, cost=45.5)        # its files probed: the real cost
+    jobstore.reserve_quota(owner, new_id(), 1, look, cost=2.0)
+    assert seen[-1] == 45.5                                              # counted once, with its new cost
+    job = Job(job_id=new_id(), owner=owner, status=domain.OPEN)
+    jobstore.create_job(job, [])
+    jobstore.reserve_quota(owner, job.job_id, 0, look)
+
+    def joining(cost, status=domain.IMAGE_QUEUED):
+        return Image(job_id=job.job_id, image_id=new_id(), filename="a.png", input_path="x", cost=cost,
+                     status=status)
+
+    costs = []
+    joined = jobstore.join_images(job.job_id, [joining(4.0), joining(6.0), joining(9.0, domain.IMAGE_FAILED)],
+                                  max_total=100, now=domain.utcnow(),
+                                  admit=lambda active, imgs: costs.append(unfinished_cost(active)) or imgs)
+    assert joined.job.cost == 10.0                                      # a refused image costs nothing
+    assert jobstore.get_job(job.job_id).cost == 10.0
+    jobstore.join_images(job.job_id, [joining(1.0)], max_total=100, now=domain.utcnow(),
+                         admit=lambda active, imgs: costs.append(unfinished_cost(active)) or imgs)
+    # the open job's 10 over its 3 images (one done), 2 unfinished -> 6.67, plus the two jobs being created
+    assert costs[0] == 45.5 + 2.0 and costs[1] == round(45.5 + 2.0 + 10.0 * 2 / 3, 3)

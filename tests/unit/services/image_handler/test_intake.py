@@ -82,12 +82,30 @@ def test_the_file_count_is_checked_before_anything_is_read(intake, ports, upload
 def test_a_quota_refusal_stores_nothing(ports):
     blobs, jobs, bus = ports
 
-    def admit(job_id, n):
+    def admit(job_id, n, cost=0.0):
         raise ClientError(429, "quota_exceeded", f"no room for {n}")
 
     with pytest.raises(ClientError, match="no room for 1"):
         Intake(SETTINGS, blobs, jobs, bus, admit=admit).create_job([Upload("a.png", png())], REQUEST)
     assert not blobs.objects and not jobs.jobs
+
+
+def test_a_cost_refusal_once_the_files_are_probed_keeps_no_original(ports):
+    """The job is reserved by its image count first, then with the cost its files' headers give
+    (QUOTA_ACTIVE_COST); refused there, the originals stored meanwhile are deleted."""
+    blobs, jobs, bus = ports
+    calls = []
+
+    def admit(job_id, n, cost=0.0):
+        calls.append((n, cost))
+        if cost:
+            raise ClientError(429, "quota_exceeded", f"over the budget by {cost}")
+
+    with pytest.raises(ClientError, match="over the budget"):
+        Intake(SETTINGS, blobs, jobs, bus, admit=admit).create_job([Upload("a.png", png())], REQUEST)
+    [(n, first), (_, probed)] = calls
+    assert (n, first) == (1, 0.0) and probed > 0
+    assert not [path for path in blobs.objects if "/input/" in path] and not jobs.jobs
 
 
 def test_storage_down_answers_503_and_keeps_nothing(intake, ports):

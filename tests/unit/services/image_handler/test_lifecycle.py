@@ -31,7 +31,7 @@ def admitted():
 @pytest.fixture
 def lifecycle(ports, admitted):
     blobs, jobs, bus = ports
-    return Lifecycle(Intake(SETTINGS, blobs, jobs, bus, admit=lambda job_id, n: admitted.append((job_id, n))))
+    return Lifecycle(Intake(SETTINGS, blobs, jobs, bus, admit=lambda job_id, n, cost=0.0: admitted.append((job_id, n))))
 
 
 def stored_job(jobs: FakeJobStore, status: str, *images: str, **fields) -> domain.Job:
@@ -138,7 +138,7 @@ def test_retry_refuses_an_active_job_and_one_without_failures(lifecycle, ports):
 def test_a_quota_refusal_leaves_the_job_as_it_was(ports):
     blobs, jobs, bus = ports
 
-    def admit(job_id, n):
+    def admit(job_id, n, cost=0.0):
         raise ClientError(429, "quota_exceeded", f"no room for {n}")
 
     job = stored_job(jobs, domain.COMPLETED_WITH_ERRORS, domain.IMAGE_FAILED)
