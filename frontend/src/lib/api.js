@@ -32,6 +32,12 @@ export class ApiError extends Error {
     this.retryAfter = retryAfter;
   }
 
+  /** The server's Retry-After (a 429 or 503) in milliseconds, or null when it gave none. */
+  get retryAfterMs() {
+    const seconds = Number(this.retryAfter);
+    return this.retryAfter != null && seconds > 0 ? seconds * 1000 : null;
+  }
+
   /** True when the server could not be reached (down, offline, connection reset). */
   get isNetwork() {
     return this.status === 0;

@@ -137,11 +137,11 @@ describe('one client for every call', () => {
   it('carries Retry-After on a 429, from fetch and from XHR', async () => {
     const busy = { error: { code: 'rate_limited', message: 'too many requests' } };
     mockFetch(() => jsonResponse(429, busy, { 'Retry-After': '7' }));
-    await expect(fetchJobs()).rejects.toMatchObject({ status: 429, code: 'rate_limited', retryAfter: '7', message: 'too many requests' });
+    await expect(fetchJobs()).rejects.toMatchObject({ status: 429, code: 'rate_limited', retryAfter: '7', retryAfterMs: 7000, message: 'too many requests' });
     await expect(cancelJob('j1')).rejects.toMatchObject({ status: 429, retryAfter: '7' });
     const upload = uploadFiles('/api/v1/jobs/j1/files', [makeFile('a.jpg')]);
     FakeXHR.last().respond(429, 'slow down', { 'Retry-After': '3' });
-    await expect(upload).rejects.toMatchObject({ status: 429, code: 'http_429', retryAfter: '3', message: expect.stringMatching(/Too many uploads/) });
+    await expect(upload).rejects.toMatchObject({ status: 429, code: 'http_429', retryAfter: '3', retryAfterMs: 3000, message: expect.stringMatching(/Too many uploads/) });
   });
 
   it('lists jobs and runs the lifecycle actions through the same request, key included', async () => {
