@@ -1,7 +1,8 @@
 import { useState } from 'react';
 import './JobLifecycle.css';
 import Notice from './Notice.jsx';
-import { cancelJob, rerunJob, retryJob, savingsText } from '../lib/lifecycle.js';
+import { cancelJob, rerunJob, retryJob } from '../lib/api.js';
+import { savingsText } from '../lib/format.js';
 import { linkHandler, navigate } from '../lib/router.js';
 
 const ACTIVE = ['queued', 'processing'];

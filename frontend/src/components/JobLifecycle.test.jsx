@@ -2,7 +2,7 @@ import { render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import JobLifecycle from './JobLifecycle.jsx';
-import { savingsText } from '../lib/lifecycle.js';
+import { savingsText } from '../lib/format.js';
 import { jsonResponse, mockFetch } from '../test/fakes.js';
 
 const JOB_ID = 'd'.repeat(32);
@@ -65,7 +65,7 @@ describe('JobLifecycle', () => {
   it('shows the savings and the links between a job and its re-runs', () => {
     render(<JobLifecycle job={job({ bytes_in: 923_000_000, bytes_out: 111_000_000, parent_job_id: NEW_ID,
                                     child_job_ids: [NEW_ID] })} />);
-    expect(screen.getByTestId('savings')).toHaveTextContent('Saved 812 MB (88 %)');
+    expect(screen.getByTestId('savings')).toHaveTextContent('Saved 774 MB (88%)');
     expect(screen.getByRole('link', { name: 'an earlier job' })).toHaveAttribute('href', `/jobs/${NEW_ID}`);
     expect(screen.getByRole('link', { name: 'job eeeeeeee' })).toBeInTheDocument();
   });
@@ -73,7 +73,7 @@ describe('JobLifecycle', () => {
 
 describe('savingsText', () => {
   it('says when the results are larger, and nothing without sizes', () => {
-    expect(savingsText({ bytes_in: 1000, bytes_out: 1500 })).toBe('The results are 500 bytes larger than the originals (50 %)');
+    expect(savingsText({ bytes_in: 1000, bytes_out: 1500 })).toBe('The results are 500 B larger than the originals (50%)');
     expect(savingsText({})).toBe('');
   });
 });

@@ -1,5 +1,7 @@
-// The REST API of image-handler (ARCHITECTURE.md), as the page uses it.
-// Every failure becomes an ApiError whose message can be shown to a person as it is.
+// The REST API of image-handler (ARCHITECTURE.md), as the page uses it: the one module that
+// calls fetch or XMLHttpRequest. Every call sends the API key (when one is given), and every
+// failure becomes an ApiError carrying the server's error code, message, details, HTTP status
+// and Retry-After, whose message can be shown to a person as it is.
 
 const API = '/api/v1';
 
@@ -28,6 +30,12 @@ export class ApiError extends Error {
     this.code = code || (status === 0 ? 'network' : `http_${status}`);
     this.details = details;
     this.retryAfter = retryAfter;
+  }
+
+  /** The server's Retry-After (a 429 or 503) in milliseconds, or null when it gave none. */
+  get retryAfterMs() {
+    const seconds = Number(this.retryAfter);
+    return this.retryAfter != null && seconds > 0 ? seconds * 1000 : null;
   }
 
   /** True when the server could not be reached (down, offline, connection reset). */
@@ -147,6 +155,34 @@ export async function getJson(path, options) {
   return readJson(await requestJson(path, options));
 }
 
+/** POST `body` (an empty object by default) as JSON; resolves with the JSON answer (null for a 204). */
+export function postJson(path, body = {}, options) {
+  return getJson(path, { ...options, method: 'POST', body });
+}
+
+/**
+ * GET /api/v1/jobs: one page of the caller's jobs, newest first, as `{jobs, next_cursor}`;
+ * `status` filters, `cursor` is the last page's `next_cursor`.
+ */
+export function fetchJobs({ status, cursor, limit = 20 } = {}, options) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (status) query.set('status', status);
+  if (cursor) query.set('cursor', cursor);
+  return getJson(`${API}/jobs?${query}`, options);
+}
+
+// The job lifecycle routes (issue 16): cancel, retry, re-run.
+const jobAction = (jobId, action) => `${API}/jobs/${encodeURIComponent(jobId)}/${action}`;
+
+/** POST /jobs/<id>/cancel: images not started are skipped, those in flight finish. */
+export const cancelJob = (jobId, options) => postJson(jobAction(jobId, 'cancel'), {}, options);
+
+/** POST /jobs/<id>/retry: the failed images run again with the same steps. */
+export const retryJob = (jobId, options) => postJson(jobAction(jobId, 'retry'), {}, options);
+
+/** POST /jobs/<id>/rerun: a new job over the stored originals; resolves with {job_id, parent_job_id}. */
+export const rerunJob = (jobId, { operations, only }, options) => postJson(jobAction(jobId, 'rerun'), { operations, only }, options);
+
 /** GET /api/v1/operations: the operations' JSON Schema, the presets and the upload limits. */
 export function fetchOperations(options) {
   return getJson(`${API}/operations`, options);
@@ -195,7 +231,7 @@ export async function fetchAllImages(jobId, options) {
  * (422) whose details name each step and field. Creates nothing.
  */
 export function validateOperations({ operations, preset }, options) {
-  return getJson(`${API}/operations/validate`, { ...options, method: 'POST', body: preset ? { preset } : { operations } });
+  return postJson(`${API}/operations/validate`, preset ? { preset } : { operations }, options);
 }
 
 /** GET /api/v1/presets: the caller's saved presets, `[{name, operations, ...}]`. */
@@ -205,7 +241,7 @@ export async function fetchSavedPresets(options) {
 
 /** POST /api/v1/presets: save (or replace) a named list of operations. */
 export function savePreset(name, operations, options) {
-  return getJson(`${API}/presets`, { ...options, method: 'POST', body: { name, operations } });
+  return postJson(`${API}/presets`, { name, operations }, options);
 }
 
 /** DELETE /api/v1/presets/<name>. */
@@ -284,7 +320,7 @@ export async function createOpenJob({ operations, preset, email, overlays = [] }
       return await postForm(`${API}/jobs`, form, options);
     }
     const body = { open: true, ...(preset ? { preset } : { operations }), ...(email ? { email } : {}) };
-    return await getJson(`${API}/jobs`, { ...options, method: 'POST', body });
+    return await postJson(`${API}/jobs`, body, options);
   } catch (error) {
     if ([400, 404, 405, 415].includes(error.status)) return null;
     throw error;
@@ -303,7 +339,7 @@ export function submitUrlJob({ urls, csv, operations, preset, email }, options =
     return postForm(`${API}/jobs`, form, options);
   }
   const body = { urls, ...(preset ? { preset } : { operations }), ...(email ? { email } : {}) };
-  return getJson(`${API}/jobs`, { ...options, method: 'POST', body });
+  return postJson(`${API}/jobs`, body, options);
 }
 
 /**
@@ -327,5 +363,5 @@ export function uploadFiles(url, files, options) {
 
 /** POST <links.close>: no more files for this open job. */
 export function closeJob(url, options) {
-  return getJson(url, { ...options, method: 'POST', body: {} });
+  return postJson(url, {}, options);
 }

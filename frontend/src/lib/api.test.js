@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { FakeXHR, jsonResponse, makeFile, mockFetch, networkFailure } from '../test/fakes.js';
-import { ApiError, errorFromResponse, fetchJob, submitJob } from './api.js';
+import { ApiError, cancelJob, errorFromResponse, fetchJob, fetchJobs, rerunJob, retryJob, submitJob, uploadFiles } from './api.js';
 
 describe('errors', () => {
   it("uses the server's JSON error message", () => {
@@ -93,7 +93,7 @@ describe('the API key', () => {
 
   it('is kept for the tab and sent on fetches, uploads and lifecycle actions', async () => {
     const { setApiKey, getApiKey } = await import('./api.js');
-    const { cancelJob } = await import('./lifecycle.js');
+    const { cancelJob } = await import('./api.js');
     setApiKey('  key-0123456789abcdef ');
     expect(getApiKey()).toBe('key-0123456789abcdef');
     expect(window.sessionStorage.getItem('imageflow.apiKey')).toBe('key-0123456789abcdef');
@@ -113,5 +113,63 @@ describe('the API key', () => {
   it('says where to enter the key on a 401', () => {
     expect(errorFromResponse(401, JSON.stringify({ error: { code: 'api_key_required', message: 'an API key is required' } })).message).toMatch(/needs an API key. Enter yours in the “API key” field/);
     expect(errorFromResponse(401, JSON.stringify({ error: { code: 'invalid_api_key', message: 'not valid' } })).message).toMatch(/The API key was not accepted/);
+  });
+});
+
+describe('one client for every call', () => {
+  beforeEach(() => {
+    FakeXHR.install();
+    window.sessionStorage.clear();
+  });
+
+  const refusal = { error: { code: 'job_not_retryable', message: 'job has no failed images to retry', details: { failed: 0 } } };
+
+  it("maps a JSON error body to an ApiError with the server's code, message, details and status, on fetch and on XHR", async () => {
+    mockFetch(() => jsonResponse(409, refusal));
+    await expect(retryJob('j1')).rejects.toMatchObject({
+      name: 'ApiError', status: 409, code: 'job_not_retryable', message: 'job has no failed images to retry', details: { failed: 0 },
+    });
+    const upload = uploadFiles('/api/v1/jobs/j1/files', [makeFile('a.jpg')]);
+    FakeXHR.last().respond(409, refusal);
+    await expect(upload).rejects.toMatchObject({ status: 409, code: 'job_not_retryable', details: { failed: 0 } });
+  });
+
+  it('carries Retry-After on a 429, from fetch and from XHR', async () => {
+    const busy = { error: { code: 'rate_limited', message: 'too many requests' } };
+    mockFetch(() => jsonResponse(429, busy, { 'Retry-After': '7' }));
+    await expect(fetchJobs()).rejects.toMatchObject({ status: 429, code: 'rate_limited', retryAfter: '7', retryAfterMs: 7000, message: 'too many requests' });
+    await expect(cancelJob('j1')).rejects.toMatchObject({ status: 429, retryAfter: '7' });
+    const upload = uploadFiles('/api/v1/jobs/j1/files', [makeFile('a.jpg')]);
+    FakeXHR.last().respond(429, 'slow down', { 'Retry-After': '3' });
+    await expect(upload).rejects.toMatchObject({ status: 429, code: 'http_429', retryAfter: '3', retryAfterMs: 3000, message: expect.stringMatching(/Too many uploads/) });
+  });
+
+  it('lists jobs and runs the lifecycle actions through the same request, key included', async () => {
+    window.sessionStorage.setItem('imageflow.apiKey', 'key-1');
+    const fetch = mockFetch((url) => jsonResponse(200, url.includes('?') ? { jobs: [], next_cursor: null } : { job_id: 'j2' }));
+    await fetchJobs({ status: 'failed', cursor: 'C', limit: 5 });
+    await cancelJob('j 1');
+    await retryJob('j1');
+    await rerunJob('j1', { operations: [{ op: 'grayscale' }], only: 'failed' });
+    const calls = fetch.mock.calls.map(([url, init]) => [url, init.method, init.body, init.headers.Authorization]);
+    expect(calls).toEqual([
+      ['/api/v1/jobs?limit=5&status=failed&cursor=C', 'GET', undefined, 'Bearer key-1'],
+      ['/api/v1/jobs/j%201/cancel', 'POST', '{}', 'Bearer key-1'],
+      ['/api/v1/jobs/j1/retry', 'POST', '{}', 'Bearer key-1'],
+      ['/api/v1/jobs/j1/rerun', 'POST', JSON.stringify({ operations: [{ op: 'grayscale' }], only: 'failed' }), 'Bearer key-1'],
+    ]);
+  });
+
+  it('is the only module of the page that calls fetch or XMLHttpRequest', async () => {
+    const { readdirSync, readFileSync, statSync } = await import('node:fs');
+    const { join, relative } = await import('node:path');
+    const root = join(__dirname, '..');
+    const sources = (dir) => readdirSync(dir).flatMap((name) => {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) return name === 'test' ? [] : sources(path);
+      return /\.jsx?$/.test(name) && !/\.test\.jsx?$/.test(name) ? [path] : [];
+    });
+    const callers = sources(root).filter((path) => /\bfetch\(|XMLHttpRequest/.test(readFileSync(path, 'utf8')));
+    expect(callers.map((path) => relative(root, path))).toEqual(['lib/api.js']);
   });
 });

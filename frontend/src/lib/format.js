@@ -1,7 +1,10 @@
 // The page's formatting helpers, each written once: sizes, counts, format names, times
 // and sentences.
 
-/** "1.5 MB" style sizes (base 1024, as file managers show them). */
+/**
+ * "1.5 MB" style sizes: base 1024 (as file managers show them, and as the server states its
+ * limits: MAX_UPLOAD_BYTES' 25 * 1024 * 1024 is its "25 MB"). The page's one byte formatter.
+ */
 export function formatBytes(bytes) {
   if (!Number.isFinite(bytes) || bytes < 0) return '';
   if (bytes < 1024) return `${bytes} B`;
@@ -69,13 +72,34 @@ export function listInWords(words, last = 'and') {
   return `${words.slice(0, -1).join(', ')} ${last} ${words[words.length - 1]}`;
 }
 
-/** "Saved 62%" style change from `before` to `after` bytes, or '' when either is unknown. */
+/** A percentage as the page writes it: 88.4 as "88%". */
+export function formatPercent(value) {
+  return `${Math.round(value)}%`;
+}
+
+/** "62% smaller", "50% larger" or "same size", from the percent saved (negative: grown). */
+export function changeInWords(savedPercent) {
+  const change = Math.round(savedPercent);
+  if (change > 0) return `${formatPercent(change)} smaller`;
+  if (change < 0) return `${formatPercent(-change)} larger`;
+  return 'same size';
+}
+
+/** "62% smaller" style change from `before` to `after` bytes, or '' when either is unknown. */
 export function savingText(before, after) {
   if (!(before > 0) || !Number.isFinite(after)) return '';
-  const change = Math.round((1 - after / before) * 100);
-  if (change > 0) return `${change}% smaller`;
-  if (change < 0) return `${-change}% larger`;
-  return 'same size';
+  return changeInWords((1 - after / before) * 100);
+}
+
+/** A job's "Saved 774 MB (88%)", or how much larger its outputs are; '' without sizes. */
+export function savingsText(job) {
+  const bytesIn = job?.bytes_in || 0;
+  const bytesOut = job?.bytes_out || 0;
+  if (!bytesIn || !bytesOut) return '';
+  const percent = (100 * (bytesIn - bytesOut)) / bytesIn;
+  return bytesOut <= bytesIn
+    ? `Saved ${formatBytes(bytesIn - bytesOut)} (${formatPercent(percent)})`
+    : `The results are ${formatBytes(bytesOut - bytesIn)} larger than the originals (${formatPercent(-percent)})`;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { distinctNames, formatMegapixels, formatName, listInWords, numbered, plural, savingText, sentence } from './format.js';
+import { changeInWords, distinctNames, formatBytes, formatMegapixels, formatName, listInWords, numbered, plural, savingText, savingsText, sentence } from './format.js';
 
 describe('format helpers', () => {
   it('counts in words', () => {
@@ -29,5 +29,27 @@ describe('format helpers', () => {
     // From different folders: the folder tells them apart.
     expect(distinctNames(['2023/IMG_0001.jpg', '2024/IMG_0001.jpg'])).toEqual(['2023/IMG_0001.jpg', '2024/IMG_0001.jpg']);
     expect(numbered('README', 2)).toBe('README (2)');
+  });
+});
+
+describe('one way to write sizes and percentages', () => {
+  it('writes bytes in base 1024, as the server states its limits', () => {
+    expect(formatBytes(500)).toBe('500 B');
+    expect(formatBytes(1536)).toBe('1.5 KB');
+    expect(formatBytes(25 * 1024 * 1024)).toBe('25 MB');
+    expect(formatBytes(-1)).toBe('');
+  });
+
+  it("gives a job's savings in the sizes the job page uses for the same bytes", () => {
+    const job = { bytes_in: 923_000_000, bytes_out: 111_000_000 };
+    expect(savingsText(job)).toBe(`Saved ${formatBytes(job.bytes_in - job.bytes_out)} (88%)`);
+    expect(savingsText(job)).toBe('Saved 774 MB (88%)');
+  });
+
+  it('says a change in percent the same way for an estimate and a result', () => {
+    expect(changeInWords(90.2)).toBe('90% smaller');
+    expect(changeInWords(-12.6)).toBe('13% larger');
+    expect(changeInWords(0.2)).toBe('same size');
+    expect(savingText(1000, 98)).toBe(changeInWords(90.2));
   });
 });

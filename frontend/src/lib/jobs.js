@@ -30,7 +30,8 @@ export function imageStatusText(status) {
 }
 
 // What went wrong with an image, by the error code the server gives it (ImageError.code
-// in imageflow/engine/limits.py, and the pipeline's own codes), said for a person.
+// in imageflow/engine/limits.py, and the pipeline's own codes in imageflow/domain.py), said
+// for a person. jobs.test.js holds this list to docs/api.md's table of `error_code`s.
 const ERROR_WORDS = {
   empty: 'This file is empty.',
   unsupported: "This file isn't an image ImageFlow can read, or its format isn't supported.",
@@ -47,6 +48,9 @@ const ERROR_WORDS = {
   file_too_large: 'This file is larger than the server takes for one photo.',
   quota_exceeded: 'Your account had too many photos in progress when this one arrived. Send it again once some have finished.',
 };
+
+/** The image error codes the page has words for. */
+export const IMAGE_ERROR_CODES = Object.keys(ERROR_WORDS);
 
 /**
  * `{summary, detail}` for a failed image: words for its `error_code` with the server's

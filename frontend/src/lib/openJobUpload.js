@@ -62,7 +62,7 @@ async function withRetries(attempt, { signal, onRetry }) {
       return await attempt();
     } catch (error) {
       if (error.name === 'AbortError' || !retryable(error) || tries >= RETRIES) throw error;
-      const pause = error.retryAfter && Number(error.retryAfter) > 0 ? Number(error.retryAfter) * 1000 : RETRY_MS[tries];
+      const pause = error.retryAfterMs ?? RETRY_MS[tries];
       onRetry?.(error, pause);
       await wait(pause, signal);
     }

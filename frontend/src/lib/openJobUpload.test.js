@@ -111,3 +111,19 @@ describe('stillToSend', () => {
     expect(stillToSend([a1, a2], [], [])).toEqual([a1, a2]);
   });
 });
+
+describe('a busy server', () => {
+  it("waits as long as a 429's Retry-After says, then sends the batch again", async () => {
+    mockFetch(() => jsonResponse(202, { job_id: created.job_id, status: 'queued' }));
+    vi.useFakeTimers();
+    const pauses = [];
+    const done = fillOpenJob(created, [makeFile('a.jpg')], { onRetry: (error, ms) => pauses.push([error.status, ms]) });
+    FakeXHR.last().respond(429, { error: { code: 'rate_limited', message: 'slow down' } }, { 'Retry-After': '2' });
+    await vi.waitFor(() => expect(pauses).toEqual([[429, 2000]]));
+    expect(FakeXHR.instances).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(FakeXHR.instances).toHaveLength(2);
+    answer(FakeXHR.last());
+    await expect(done).resolves.toMatchObject({ images: [{ filename: 'a.jpg' }] });
+  });
+});

@@ -74,7 +74,7 @@ export default function useJob(jobId) {
         }));
         if (again) {
           failures += 1;
-          const wait = error.retryAfter && Number(error.retryAfter) > 0 ? Number(error.retryAfter) * 1000 : POLL_MS * 2 ** failures;
+          const wait = error.retryAfterMs ?? POLL_MS * 2 ** failures;
           schedule(Math.min(MAX_BACKOFF_MS, wait));
         }
       }

@@ -2,10 +2,9 @@ import { useCallback, useEffect, useState } from 'react';
 import ApiKeySection from '../components/ApiKeySection.jsx';
 import Notice from '../components/Notice.jsx';
 import useApiKey from '../hooks/useApiKey.js';
-import { authHeaders, errorFromResponse, ApiError } from '../lib/api.js';
-import { formatTime } from '../lib/format.js';
+import { fetchJobs } from '../lib/api.js';
+import { formatTime, savingsText } from '../lib/format.js';
 import { jobStatusText } from '../lib/jobs.js';
-import { savingsText } from '../lib/lifecycle.js';
 import { linkHandler } from '../lib/router.js';
 
 const PAGE_SIZE = 20;
@@ -17,21 +16,6 @@ const FILTERS = [
   ['failed', 'Failed'],
   ['cancelled', 'Cancelled'],
 ];
-
-async function fetchJobs({ status, cursor }) {
-  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (status) query.set('status', status);
-  if (cursor) query.set('cursor', cursor);
-  let response;
-  try {
-    response = await fetch(`/api/v1/jobs?${query}`, { headers: { Accept: 'application/json', ...authHeaders() } });
-  } catch {
-    throw new ApiError({ status: 0, code: 'network' });
-  }
-  const text = await response.text();
-  if (!response.ok) throw errorFromResponse(response.status, text);
-  return JSON.parse(text);
-}
 
 function JobRow({ job }) {
   const savings = savingsText(job);
@@ -63,7 +47,7 @@ export default function JobsPage() {
     setLoading(true);
     setError(null);
     try {
-      const page = await fetchJobs({ status: filter, cursor: from });
+      const page = await fetchJobs({ status: filter, cursor: from, limit: PAGE_SIZE });
       setJobs((current) => (append ? [...current, ...page.jobs] : page.jobs));
       setCursor(page.next_cursor);
     } catch (err) {

@@ -22,7 +22,7 @@ it('lists the caller\'s jobs page by page and filters them by status', async () 
   await userEvent.click(screen.getByRole('link', { name: 'Your jobs' }));
   expect(await screen.findByRole('link', { name: 'batch 1' })).toHaveAttribute('href', `/jobs/${'1'.repeat(32)}`);
   expect(screen.getByText(/1 failed/)).toBeInTheDocument();
-  expect(screen.getAllByText(/Saved 1.5 KB \(75 %\)/)).toHaveLength(2);
+  expect(screen.getAllByText(/Saved 1.5 KB \(75%\)/)).toHaveLength(2);
   await userEvent.click(screen.getByRole('button', { name: 'Show older jobs' }));
   expect(await screen.findByRole('link', { name: 'batch 3' })).toBeInTheDocument();
   expect(screen.getByRole('link', { name: 'batch 1' })).toBeInTheDocument();

@@ -14,12 +14,10 @@ import useApiKey from '../hooks/useApiKey.js';
 import useChosenPhotos from '../hooks/useChosenPhotos.js';
 import useEstimate from '../hooks/useEstimate.js';
 import useServerOptions from '../hooks/useServerOptions.js';
-import useUploadQueue from '../hooks/useUploadQueue.js';
+import useSubmitJob from '../hooks/useSubmitJob.js';
 import { DEFAULT_LIMITS, parseUrlList } from '../lib/files.js';
 import { checkForm, presetLogoInputId, presetLogoNames, stepErrorsFromDetails, stepSummary } from '../lib/formProblems.js';
 import { loadChoice, saveChoice } from '../lib/savedWork.js';
-import { submitUrlJob, validateOperations } from '../lib/api.js';
-import { navigate } from '../lib/router.js';
 
 const NO_PROBLEMS = { summary: [], steps: {}, presetLogos: {}, email: '' };
 
@@ -58,16 +56,12 @@ export default function UploadPage() {
   const [email, setEmail] = useState(kept.email);
   useEffect(() => saveChoice({ ...chosen, email }), [chosen, email]);
   const [problems, setProblems] = useState(NO_PROBLEMS);
-  const { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail } = useUploadQueue(limits);
-  const [checking, setChecking] = useState(false);
   const summaryRef = useRef(null);
-  const uploadErrorRef = useRef(null);
   // Where the photos come from: files picked here, or image addresses the server imports.
   const [source, setSource] = useState('files');
   const [urlText, setUrlText] = useState('');
   const [csvFile, setCsvFile] = useState(null);
   const parsedUrls = useMemo(() => parseUrlList(urlText), [urlText]);
-  const [sendingUrls, setSendingUrls] = useState(false);
   // The logo file of each overlay step, by step id (files cannot be kept with the saved steps).
   const [overlayFiles, setOverlayFiles] = useState({});
   const onOverlayFile = (stepId, file) => setOverlayFiles((current) => ({ ...current, [stepId]: file }));
@@ -86,12 +80,6 @@ export default function UploadPage() {
         return { ...current, presetLogos: others, summary: current.summary.filter((p) => p.key !== `preset-logo-${index}`) };
       });
     }
-  };
-  const [keyRefused, setKeyRefused] = useState('');
-  const needsKey = Boolean(server.apiKeysRequired) || Boolean(keyRefused);
-  const onKey = (key) => {
-    setApiKey(key);
-    setKeyRefused('');
   };
   const { estimate, run: runEstimate } = useEstimate();
 
@@ -114,9 +102,12 @@ export default function UploadPage() {
     return true;
   };
 
-  // A 401 says the key is missing or wrong: say so beside the key field too.
-  const noteKeyProblem = (error) => {
-    if (error?.status === 401) setKeyRefused(error.message);
+  const { upload, uploading, checking, sendingUrls, busy, interrupted, keyRefused, errorRef, submit, resume, discard, cancel, noteKeyProblem, clearKeyRefused } =
+    useSubmitJob({ limits, showStepErrors });
+  const needsKey = Boolean(server.apiKeysRequired) || Boolean(keyRefused);
+  const onKey = (key) => {
+    setApiKey(key);
+    clearKeyRefused();
   };
 
   // What checkForm needs besides the photos and email: the steps' or the preset's logo files.
@@ -150,18 +141,6 @@ export default function UploadPage() {
   useEffect(() => {
     if (estimate.status === 'error') noteKeyProblem(estimate.error);
   }, [estimate]);
-
-  // An open job whose upload stopped (cancelled, or the page was closed): carry on.
-  const onResume = async () => {
-    const { job, error } = await resume(photos.items);
-    if (job) {
-      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, {
-        submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: interrupted?.email || '', notAdded: 0 },
-      });
-    } else if (error) {
-      requestAnimationFrame(() => uploadErrorRef.current?.focus());
-    }
-  };
 
   // "Save these steps as a preset": the steps are checked here, then by the server. A logo
   // file is kept by its name only: the preset asks for the file again when it is used.
@@ -215,9 +194,10 @@ export default function UploadPage() {
     }
   };
 
-  const onSubmit = async (event) => {
+  // The form is checked here; useSubmitJob sends it.
+  const onSubmit = (event) => {
     event.preventDefault();
-    if (uploading || checking || sendingUrls) return;
+    if (busy) return;
     const byUrl = source === 'urls';
     const checked = checkForm({ items: photos.items, choice, email, ...logoInputs, needsPhotos: !byUrl });
     if (byUrl) checkUrls(checked);
@@ -225,71 +205,15 @@ export default function UploadPage() {
     // A saved preset is sent as its operations; the server knows only the built-in names.
     const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
     if (savedPreset && !presets[choice.preset]) checked.summary.push({ key: 'preset', target: 'ops-title', text: 'Choose a preset.' });
-    const request = jobRequest(checked);
     setProblems(checked);
     if (checked.summary.length) {
       requestAnimationFrame(() => summaryRef.current?.focus());
       return;
     }
-    // The server checks the steps before a byte of the photos goes out.
-    reset();
-    setChecking(true);
-    try {
-      await validateOperations(request);
-    } catch (error) {
-      // A server without the check (404) checks at the upload instead.
-      if (error.status !== 404) {
-        if (!showStepErrors(error)) {
-          noteKeyProblem(error);
-          fail(error);
-          requestAnimationFrame(() => uploadErrorRef.current?.focus());
-        }
-        return;
-      }
-    } finally {
-      setChecking(false);
-    }
-    if (byUrl) {
-      await sendUrls(request, checked.trimmedEmail);
-      return;
-    }
-    const { job, error } = await start({
-      items: photos.items.map(({ id, file }) => ({ id, file })),
-      ...request,
-      email: checked.trimmedEmail,
-    });
-    if (job) {
-      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, {
-        submitted: { count: (job.images || []).length, rejected: job.rejected || [], email: checked.trimmedEmail, notAdded: photos.notAdded.refused.length },
-      });
-    } else if (error) {
-      noteKeyProblem(error);
-      if (showStepErrors(error)) reset();
-      else requestAnimationFrame(() => uploadErrorRef.current?.focus());
-    }
-  };
-
-  // An import by address: one small request; the server fetches the images.
-  const sendUrls = async (request, trimmedEmail) => {
-    setSendingUrls(true);
-    try {
-      const job = await submitUrlJob({ ...request, email: trimmedEmail, ...(csvFile ? { csv: csvFile } : { urls: parsedUrls.urls }) });
-      const lines = csvFile ? null : parsedUrls.lines;
-      const rejected = serverRows(job.rejected, lines).map((row) => ({
-        filename: row.url,
-        error: { message: `${row.line ? `line ${row.line}: ` : ''}${row.reason}` },
-      }));
-      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, {
-        submitted: { count: (job.images || []).length, rejected, email: trimmedEmail, notAdded: csvFile ? 0 : parsedUrls.refused.length },
-      });
-    } catch (error) {
-      noteKeyProblem(error);
-      if (showStepErrors(error)) return;
-      fail(error);
-      requestAnimationFrame(() => uploadErrorRef.current?.focus());
-    } finally {
-      setSendingUrls(false);
-    }
+    const job = { request: jobRequest(checked), email: checked.trimmedEmail };
+    if (!byUrl) submit({ ...job, items: photos.items, notAdded: photos.notAdded.refused.length });
+    else if (csvFile) submit({ ...job, csv: csvFile });
+    else submit({ ...job, urls: parsedUrls.urls, lines: parsedUrls.lines, notAdded: parsedUrls.refused.length });
   };
 
   // The server's refusals of addresses (400 no_valid_urls), line by line.
@@ -354,9 +278,9 @@ export default function UploadPage() {
           showErrorDetails={!urlErrorRows}
           errorExtra={urlErrorRows && <RefusedRows rows={urlErrorRows} title="The server refused these addresses:" testId="server-refused-rows" />}
           onCancel={cancel}
-          errorRef={uploadErrorRef}
+          errorRef={errorRef}
           interrupted={!uploading && !photos.restoring ? interrupted : null}
-          onResume={onResume}
+          onResume={() => resume(photos.items)}
           onDiscard={discard}
         >
           <EstimatePanel

@@ -1,4 +1,4 @@
-import { formatBytes, plural } from '../../lib/format.js';
+import { changeInWords, formatBytes, plural } from '../../lib/format.js';
 import { durationInWords } from '../../lib/wording.js';
 
 const SHOWN = 10;
@@ -23,7 +23,7 @@ function EstimateAnswer({ estimate }) {
         {bytesOut != null ? (
           <li data-testid="estimate-size">
             Results of about <strong>{formatBytes(Math.round(bytesOut))}</strong> from {formatBytes(Math.round(bytesIn))} of photos
-            {saved != null && (saved >= 0 ? `: ${Math.round(saved)} % smaller.` : `: ${Math.round(-saved)} % larger.`)}
+            {saved != null && `: ${changeInWords(saved)}.`}
           </li>
         ) : (
           <li>The size of the results could not be predicted for these steps.</li>

@@ -198,7 +198,7 @@ describe('estimate', () => {
     expect(screen.getByText(/Measuring a few of your photos/)).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Process 2 photos' })).toBeEnabled();
     act(() => xhr.respond(200, answer));
-    expect(await screen.findByTestId('estimate-size')).toHaveTextContent('Results of about 300 KB from 3 MB of photos: 90 % smaller.');
+    expect(await screen.findByTestId('estimate-size')).toHaveTextContent('Results of about 300 KB from 3 MB of photos: 90% smaller.');
     expect(screen.getByTestId('estimate-time')).toHaveTextContent('Ready in about 41 seconds once sent, with 2 photos processed at a time and 5 photos of other jobs ahead (about 2 seconds of processing in all).');
     expect(screen.getByTestId('estimate-refused')).toHaveTextContent('b.jpg: not an image ImageFlow can read');
     expect(screen.queryByTestId('estimate-stale')).not.toBeInTheDocument();
