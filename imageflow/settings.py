@@ -121,6 +121,12 @@ class Settings:
     api_keys: str = ""
     quota_active_jobs: int = 0
     quota_active_images: int = 0
+    # Fair share between keys (imageflow.fair_share): tasks on the bus and unfinished, all keys together, that
+    # the manager aims at (320: 20 processor replicas, KEDA's maxReplicaCount, x 16 tasks each), split evenly
+    # among the keys with images waiting, never below FAIR_SHARE_MIN per key. FAIR_SHARE_TASKS=0: off (every task
+    # is published at once).
+    fair_share_tasks: int = 320
+    fair_share_min: int = 32
     # The key of signed links; unset: a random one kept in <data_dir>/url-signing-secret (local backend;
     # required with API_KEYS on gcp). imageflow.links.
     url_signing_secret: str = ""
@@ -223,6 +229,8 @@ class Settings:
             api_keys=env.get("API_KEYS", "").strip(),
             quota_active_jobs=_int(env, "QUOTA_ACTIVE_JOBS", cls.quota_active_jobs),
             quota_active_images=_int(env, "QUOTA_ACTIVE_IMAGES", cls.quota_active_images),
+            fair_share_tasks=max(0, _int(env, "FAIR_SHARE_TASKS", cls.fair_share_tasks)),
+            fair_share_min=max(1, _int(env, "FAIR_SHARE_MIN", cls.fair_share_min)),
             url_signing_secret=env.get("URL_SIGNING_SECRET", ""),
             fetch_timeout_seconds=_float(env, "FETCH_TIMEOUT_SECONDS", cls.fetch_timeout_seconds),
             fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", _int(env, "MAX_UPLOAD_BYTES", cls.fetch_max_bytes)),
