@@ -14,7 +14,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from imageflow import domain
+from imageflow import domain, fair_share
 from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus
 from imageflow.engine import ImageError, Limits, probe
@@ -144,12 +144,8 @@ class DirectUploads:
         outcomes = {image_id: "duplicate" for image_id in joined.present}
         queued = [i for i in joined.added if i.status == domain.IMAGE_QUEUED]
         outcomes.update({i.image_id: "failed" for i in joined.added if i.status != domain.IMAGE_QUEUED})
-        for image in queued:
-            self.bus.publish(self.settings.topics.tasks, domain.task_for(joined.job, image).encode(),
-                             {"job_id": job_id})
-            outcomes[image.image_id] = "joined"
-        if queued:
-            self.jobs.mark_tasked(job_id, [i.image_id for i in queued])
+        outcomes.update({i.image_id: "joined" for i in queued})
+        fair_share.hand_over(self.settings, self.jobs, self.bus, joined.job, queued)  # within the key's share
         if joined.added:
             log.info("job %s: %d direct uploads joined (%d refused by a check)", job_id, len(joined.added),
                      len(joined.added) - len(queued))

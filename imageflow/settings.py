@@ -123,6 +123,12 @@ class Settings:
     quota_active_jobs: int = 0
     quota_active_images: int = 0
     quota_active_cost: int = 0      # output megapixels of a key's unfinished images (domain.image_cost)
+    # Fair share between keys (imageflow.fair_share): tasks on the bus and unfinished, all keys together, that
+    # the manager aims at (320: 20 processor replicas, KEDA's maxReplicaCount, x 16 tasks each), split evenly
+    # among the keys with images waiting, never below FAIR_SHARE_MIN per key. FAIR_SHARE_TASKS=0: off (every task
+    # is published at once).
+    fair_share_tasks: int = 320
+    fair_share_min: int = 32
     # The key of signed links; unset: a random one kept in <data_dir>/url-signing-secret (local backend;
     # required with API_KEYS on gcp). imageflow.links.
     url_signing_secret: str = ""
@@ -228,6 +234,8 @@ class Settings:
             quota_active_jobs=_int(env, "QUOTA_ACTIVE_JOBS", cls.quota_active_jobs),
             quota_active_images=_int(env, "QUOTA_ACTIVE_IMAGES", cls.quota_active_images),
             quota_active_cost=_int(env, "QUOTA_ACTIVE_COST", cls.quota_active_cost),
+            fair_share_tasks=max(0, _int(env, "FAIR_SHARE_TASKS", cls.fair_share_tasks)),
+            fair_share_min=max(1, _int(env, "FAIR_SHARE_MIN", cls.fair_share_min)),
             url_signing_secret=env.get("URL_SIGNING_SECRET", ""),
             fetch_timeout_seconds=_float(env, "FETCH_TIMEOUT_SECONDS", cls.fetch_timeout_seconds),
             fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", _int(env, "MAX_UPLOAD_BYTES", cls.fetch_max_bytes)),
@@ -277,6 +285,7 @@ ENV_NAMES = (
     "SENDGRID_API_KEY", "SENDGRID_API_HOST", "EMAIL_FROM", "SIGNED_URL_TTL_SECONDS",
     "PROGRESS_FLUSH_SECONDS", "DRAIN_SECONDS", "PORT", "FRONTEND_DIR", "NOTIFICATIONS_PUSH_ENDPOINT", *Topics.ENV.values(),
     "API_KEYS", "QUOTA_ACTIVE_JOBS", "QUOTA_ACTIVE_IMAGES", "QUOTA_ACTIVE_COST", "URL_SIGNING_SECRET", "FETCH_TIMEOUT_SECONDS",
+    "FAIR_SHARE_TASKS", "FAIR_SHARE_MIN",
     "FETCH_MAX_BYTES", "FETCH_MAX_REDIRECTS", "FETCH_MAX_IN_FLIGHT_BYTES", "FETCH_ALLOW_CIDRS",
     "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",

@@ -705,8 +705,9 @@ bind_subscription_role() { run_retry gcloud pubsub subscriptions add-iam-policy-
 # Every service's /readyz reads the jobs topic (MessageBus.check).
 for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_topic_role "$JOBS_TOPIC" "$gsa" roles/pubsub.viewer; done
 bind_topic_role "$JOBS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher
+bind_topic_role "$JOBS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher  # uploads it joins ask for their tasks (fair share)
 bind_topic_role "$TASKS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
-bind_topic_role "$TASKS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher  # an open job's uploads start at once
+bind_topic_role "$TASKS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher  # with FAIR_SHARE_TASKS=0 an open job's uploads start at once
 bind_topic_role "$NOTIFICATIONS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
 bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
 bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"

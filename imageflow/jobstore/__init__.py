@@ -210,6 +210,13 @@ class JobStore(ABC):
     @abstractmethod
     def mark_tasked(self, job_id: str, image_ids: list[str]) -> None:
         """Record that these images' tasks are on the bus."""
+
+    def count_in_flight(self, job_id: str) -> int:
+        """Unfinished images whose task is on the bus (``tasked``): what fair share limits per key.
+        The adapters count with one indexed query; this paged scan is for stores without one."""
+        return sum(1 for image in iter_images(self, job_id)
+                   if image.tasked and image.status not in domain.TERMINAL_IMAGE_STATUSES)
+
     def update_images(self, job_id: str, images: list[Image]) -> None:
         """Overwrite some image documents of the job whole (a retry re-queues them); their
         upload order is kept. Images that are not in the job are ignored."""

@@ -202,6 +202,12 @@ class SqliteJobStore(JobStore):
             (job_id, *domain.TERMINAL_IMAGE_STATUSES, limit))
         return [self._image(row) for row in rows]
 
+    def count_in_flight(self, job_id: str) -> int:
+        return self.db.connection().execute(
+            "SELECT COUNT(*) FROM images WHERE job_id = ? AND tasked = 1 AND status NOT IN "
+            f"({', '.join('?' * len(domain.TERMINAL_IMAGE_STATUSES))})",
+            (job_id, *domain.TERMINAL_IMAGE_STATUSES)).fetchone()[0]
+
     def mark_tasked(self, job_id: str, image_ids: list[str]) -> None:
         with self.db.transaction() as conn:
             conn.executemany("UPDATE images SET tasked = 1 WHERE job_id = ? AND image_id = ?",

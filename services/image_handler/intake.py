@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol
 
-from imageflow import domain
+from imageflow import domain, fair_share
 from imageflow.blobstore import BlobStore
 from imageflow.bus import MessageBus
 from imageflow.direct_uploads import DirectUploads
@@ -270,20 +270,10 @@ class Intake:
         return Created(job, images, rejected)
 
     def publish_tasks(self, job: Job, images: list[Image]) -> None:
-        """Publish each image's task and record it (``tasked``); a failure leaves the rest to fan-out."""
-        published = []
-        try:
-            for image in images:
-                self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(),
-                                 {"job_id": job.job_id})
-                published.append(image.image_id)
-        except Exception:
-            log.exception("job %s: publishing tasks failed; fan-out will publish the rest", job.job_id)
-        if published:
-            try:
-                self.jobs.mark_tasked(job.job_id, published)
-            except Exception:  # fan-out may publish these again: a redelivered task is harmless
-                log.exception("job %s: could not record %d published tasks", job.job_id, len(published))
+        """Hand the images' tasks to the bus (``fair_share.hand_over``): with fair share on the manager
+        releases them within the key's share; off, they are published now. A failure leaves the rest
+        to fan-out."""
+        fair_share.hand_over(self.settings, self.jobs, self.bus, job, images)
 
     def close(self, job: Job) -> Job:
         """No more files: the job completes once every image has an outcome. ``job.submitted``

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from imageflow import domain, tracing
+from imageflow import domain, fair_share, tracing
 from imageflow.blobstore import BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
 from imageflow.direct_uploads import DirectUploads, UploadEvent, upload_event
@@ -46,6 +46,15 @@ class Coordinator:
     on_completed: Callable[[domain.Job, JobCompleted], None] | None = None  # called after the publish (tests, metrics)
     _fan_out_errors: dict = field(default_factory=dict, repr=False)  # job_id -> last fan-out error (for its reason)
     _outstanding_drift: int | None = field(default=None, repr=False)  # drift the last repair pass saw
+    releaser: fair_share.Releaser | None = field(default=None, repr=False)  # FAIR_SHARE_TASKS: held tasks go out here
+
+    def __post_init__(self):
+        if self.releaser is None:
+            self.releaser = fair_share.Releaser(self.settings, self.jobs, self.bus)
+
+    @property
+    def fair(self) -> bool:
+        return fair_share.enabled(self.settings)
 
     # -- job.submitted -> tasks ------------------------------------------------------------
     def handle_job_submitted(self, message: ReceivedMessage) -> None:
@@ -99,9 +108,12 @@ class Coordinator:
         """Publish the task of every image that has none on the bus yet, a page at a time;
         returns how many. Each page is recorded (``mark_tasked``) before the next, so after a
         crash a redelivered ``job.submitted`` goes on where it stopped, and nothing holds the
-        job's whole image list. A closed job records ``tasks_published``; an open one may get
-        more images (image-handler publishes those itself). A job that is already finished
-        (closed after its last result) is announced."""
+        job's whole image list. With fair share on (``imageflow.fair_share``) only what the
+        owner's share allows goes out now (one release pass over every job in progress); the
+        rest is released as results are folded. A closed job records ``tasks_published`` once
+        none is left; an open one may get more images (they come back here as a ``job.submitted``,
+        or image-handler publishes them itself with fair share off). A job that is already
+        finished (closed after its last result) is announced."""
         job = self.jobs.get_job(job_id)
         if job is None:
             log.warning("job.submitted for unknown job %s", job_id)
@@ -112,11 +124,14 @@ class Coordinator:
         if job.status == domain.QUEUED:
             self.jobs.transition(job_id, domain.start())
         count = 0
-        while page := self.jobs.untasked_images(job_id, limit=FAN_OUT_PAGE):
-            for image in page:
-                self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(), {"job_id": job_id})
-            self.jobs.mark_tasked(job_id, [image.image_id for image in page])
-            count += len(page)
+        if self.fair:
+            count = self.releaser.release()
+            job = self.jobs.get_job(job_id) or job
+            if not job.is_open and self.jobs.untasked_images(job_id, limit=1):
+                return count  # held back: the release after a later fold records tasks_published
+        else:
+            while published := self.releaser.publish(job, FAN_OUT_PAGE):
+                count += published
         if not job.is_open:
             job = self.jobs.transition(job_id, domain.record_tasks_published()) or self.jobs.get_job(job_id)
             self._announce_if_due(job)
@@ -155,6 +170,18 @@ class Coordinator:
         for job in outcome.jobs.values():
             if job.is_terminal and not job.notified_at:
                 self.announce(job)
+        self.release()
+
+    def release(self) -> int:
+        """With fair share on: the tasks that results just made room for (``fair_share.Releaser``).
+        A failure is logged, not raised: the results are recorded, the next fold or sweep releases."""
+        if not self.fair:
+            return 0
+        try:
+            return self.releaser.release()
+        except Exception:
+            log.exception("releasing held tasks failed; the next fold or the sweep will")
+            return 0
 
     def announce(self, job: domain.Job) -> bool:
         """Publish ``job.completed`` once: the claim (``notified_at``) is recorded first; if the
@@ -233,6 +260,7 @@ class Coordinator:
         for job in iter_jobs(self.jobs, status=domain.QUEUED):
             if _age_cutoff(job.created_at, cutoff):
                 touched += bool(self.fan_out(job.job_id))
+        touched += bool(self.release())  # what a crash mid-release left held
         self.repair_outstanding()
         return touched
 

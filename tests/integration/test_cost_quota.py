@@ -68,6 +68,8 @@ def run_tasks(app) -> int:
     c = app.extensions["imageflow"]
     coordinator = Coordinator(c.settings, c.backends.jobs, c.backends.bus, c.backends.blobs)
     processor = Processor(c.settings, c.backends.blobs, c.backends.bus)
+    for message in c.backends.bus.pull(c.settings.topics.jobs_sub, max_messages=100):
+        coordinator.handle_job_submitted(message)  # the manager releases what joined (fair share)
     messages = c.backends.bus.pull(c.settings.topics.tasks_sub, max_messages=100)
     coordinator.fold([processor.process(Task.decode(m.data)) for m in messages])
     for message in messages:

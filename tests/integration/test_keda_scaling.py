@@ -119,15 +119,17 @@ def png(seed: int) -> bytes:
 class Pipeline:
     """The services' handlers on one local data dir, stepped by hand instead of by threads."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, env: dict | None = None):
         from services.image_handler.app import create_app as handler_app
         from services.interaction_manager.app import create_app as manager_app
 
-        self.settings = Settings.from_env({"IMAGEFLOW_DATA_DIR": str(data_dir)})
+        self.settings = Settings.from_env({"IMAGEFLOW_DATA_DIR": str(data_dir), **(env or {})})
         self.backends = make_backends(self.settings)
         self.coordinator = Coordinator(self.settings, self.backends.jobs, self.backends.bus, self.backends.blobs)
         self.processor = Processor(self.settings, self.backends.blobs, self.backends.bus)
-        self.api = handler_app({"data_dir": self.settings.data_dir}, backends=self.backends).test_client()
+        self.api = handler_app({"data_dir": self.settings.data_dir, "fair_share_tasks": self.settings.fair_share_tasks,
+                                "fair_share_min": self.settings.fair_share_min},
+                               backends=self.backends).test_client()
         self.manager = manager_app(self.settings, self.backends, self.coordinator).test_client()
         self.published = 0
         self.finished = 0
@@ -258,3 +260,25 @@ def test_keda_model_matches_the_formula_on_fixed_inputs(scaled_object):
     assert keda.poll(95, 0) == 10          # then 10
     assert keda.poll(40, 400) == 20        # the late Pub/Sub value wins, capped at 20 (and 2x)
     assert keda.poll(0, 0) == 20           # scale-down window: hold
+
+
+def test_images_held_back_by_fair_share_still_scale_the_processors(tmp_path, scaled_object):
+    """Fair share (issue 24) keeps most of a big backlog off the bus (FAIR_SHARE_TASKS here 40):
+    GET /outstanding still counts every image without a result, so KEDA scales the processors
+    to the whole backlog, not to the slice that is on the bus; and every image is processed."""
+    pipeline = Pipeline(tmp_path / "data", {"FAIR_SHARE_TASKS": "40", "FAIR_SHARE_MIN": "10"})
+    keda = KedaModel(scaled_object)
+    pipeline.submit(400)
+    pipeline.interaction_manager_fans_out()
+    assert pipeline.published == 40                                  # the share is on the bus...
+    assert pipeline.outstanding() == 400                             # ...the backlog is what KEDA reads
+    replicas = [keda.poll(pipeline.outstanding(), pipeline.pubsub_backlog())]
+    while pipeline.outstanding():
+        pipeline.processors_work(replicas[-1])
+        pipeline.interaction_manager_folds()                         # each fold releases the next slices
+        assert pipeline.pubsub_backlog() <= 40
+        replicas.append(keda.poll(pipeline.outstanding(), pipeline.pubsub_backlog()))
+    assert pipeline.finished == 400
+    # 400 outstanding -> ceil(400 / 10) = 40 wanted, capped at maxReplicaCount: the workers scale
+    # as they would with every task published (the bus's 40 alone would give 4)
+    assert max(replicas) == scaled_object["maxReplicaCount"]
