@@ -396,6 +396,7 @@ IMAGE = f"{JOB}/images/<image_id>"
 REDIRECT = (302, None)   # GCS: a redirect to a signed URL instead of the bytes
 IMAGE_BYTES = ("image/*", "application/octet-stream")  # the image's own type, when it is known
 NOT_MODIFIED = (304, None)   # If-None-Match matched the ETag (the light polling of a job)
+RESUME_INCOMPLETE = (308, None)  # a resumable upload's chunk kept; Range: bytes=0-<last> (Cloud Storage's protocol)
 ROUTES = [
     Route("/api/v1/operations", "get", "The operations' JSON Schema, the presets and the limits",
           (200, OperationsInfo), public=True),
@@ -429,8 +430,10 @@ ROUTES = [
           (400, 404, 409, 410, 413, 415, 422, 429, 503)),
     Route(f"{JOB}/close", "post", "Close an open job: it takes no more files and finishes when they are done",
           (200, JobView), {}, (404, 410, 503)),
-    Route(f"{JOB}/uploads/<image_id>", "put", "Upload one file of an open job to its signed link (no API key)",
-          (200, UploadStored), {}, (400, 403, 404, 409, 413, 415, 503), public=True),
+    Route(f"{JOB}/uploads/<image_id>", "put",
+          "Upload one file of an open job to its signed link (no API key): whole, or in Content-Range chunks "
+          "(308 with Range: the bytes kept so far)",
+          (200, UploadStored), {}, (400, 403, 404, 409, 413, 415, 503), public=True, also=(RESUME_INCOMPLETE,)),
     Route(f"{IMAGE}/<any(input, output):which>/preview", "get",
           "The small WebP preview of the original (input) or the output", (200, "image/webp"), {}, (403, 404, 410),
           also=(REDIRECT,)),
@@ -449,6 +452,7 @@ PICTURES = ("/input", "/output", "/preview")  # GETs the rate limit leaves alone
 
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 302: "Redirect to a signed URL",
            304: "Not modified since the ETag given in If-None-Match",
+           308: "Resume incomplete: the chunk was kept; Range gives the bytes kept so far (none: nothing yet)",
            400: "Malformed request: invalid_json, unknown_field, malformed_request...",
            401: "API key missing or wrong", 403: "Link expired or signature wrong",
            404: "No such job or image", 408: "The request's headers or body arrived too slowly",

@@ -245,6 +245,39 @@ def test_pipelined_requests_after_a_large_body_are_each_answered(handler, record
                   (len(original.content), len(png.getvalue())))
 
 
+def test_a_direct_upload_cut_off_mid_file_resumes_where_it_stopped(handler, record):
+    """A 1.5 MB file sent to its upload link in one chunk; the connection drops after 600 KB. The client asks
+    how far it got (Content-Range: bytes */<size>) and sends only the rest: the stored file is the original."""
+    data = os.urandom(1_500_000)
+    job_id = requests.post(f"{handler.base_url}/api/v1/jobs", json={"open": True}, timeout=10).json()["job_id"]
+    [upload] = requests.post(f"{handler.base_url}/api/v1/jobs/{job_id}/files", timeout=10, json={
+        "files": [{"filename": "raw.png", "bytes": len(data), "content_type": "image/png"}]}).json()["uploads"]
+    path = "/" + upload["url"].split("/", 3)[3]
+    with socket.create_connection(("127.0.0.1", handler.port), timeout=10) as conn:
+        conn.sendall(f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                     f"Content-Range: bytes 0-{len(data) - 1}/{len(data)}\r\nContent-Length: {len(data)}\r\n\r\n"
+                     .encode() + data[:600_000])
+        time.sleep(0.5)
+    status = None
+    for _ in range(50):  # the server notices the drop and keeps what arrived
+        status = requests.put(upload["url"], headers={"Content-Range": f"bytes */{len(data)}"}, timeout=10)
+        if status.status_code == 308 and status.headers.get("Range"):
+            break
+        time.sleep(0.2)
+    kept = int(status.headers["Range"].rsplit("-", 1)[1]) + 1
+    record.figure("bytes kept of the 600,000 sent before the drop", kept)
+    record.expect(status.status_code == 308 and 0 < kept <= 600_000, "the status query says how far it got",
+                  (status.status_code, status.headers.get("Range")))
+    rest = requests.put(upload["url"], data=data[kept:], timeout=30,
+                        headers={"Content-Range": f"bytes {kept}-{len(data) - 1}/{len(data)}", "Content-Type": "image/png"})
+    record.expect(rest.status_code == 200, "the rest completes the file", (rest.status_code, rest.text[:200]))
+    closed = requests.post(f"{handler.base_url}/api/v1/jobs/{job_id}/close", timeout=10).json()
+    [image] = requests.get(f"{handler.base_url}/api/v1/jobs/{job_id}/images", timeout=10).json()["images"]
+    stored = requests.get(image["input_url"], timeout=10).content
+    record.expect(closed["total"] == 1 and stored == data, "the job holds the file, byte for byte",
+                  (closed["total"], len(stored)))
+
+
 # -- bombs on the whole stack ---------------------------------------------------------------------
 def _descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (the processor's render workers)."""

@@ -2,7 +2,7 @@
 itself (a Cloud Storage session on GCP; locally the signed PUT below); then closing the job."""
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 
 from imageflow import domain
 from imageflow.blobstore import BlobExists
@@ -10,6 +10,7 @@ from imageflow.blobstore import BlobExists
 from ..bodies import json_body
 from ..errors import ClientError
 from ..openapi import DirectUploadRequest, MultipartFiles
+from ..resumable import BadContentRange, ContentRange, PartialUploads
 from .context import api_blueprint, count_created, ctx, job_or_404, multipart_files, upload_targets, views
 from .context import intake as _intake
 
@@ -36,7 +37,9 @@ def add_files(job_id: str):
 @uploads.put("/jobs/<job_id>/uploads/<image_id>")
 def direct_upload(job_id: str, image_id: str):
     """The local stand-in for a Cloud Storage upload session: stores exactly the file the signed
-    link names, with its metadata; the blob store then announces it (object finalize)."""
+    link names, with its metadata; the blob store then announces it (object finalize). Sent whole,
+    or in chunks with Content-Range as to a resumable Cloud Storage session
+    (services.image_handler.resumable)."""
     if not (domain.is_valid_id(job_id) and domain.is_valid_id(image_id)):
         raise ClientError(404, "job_not_found", "no such upload")
     job = ctx().backends.jobs.get_job(job_id)
@@ -46,26 +49,77 @@ def direct_upload(job_id: str, image_id: str):
     name, size, content_type = request.args["name"], int(request.args["bytes"]), request.args["type"]
     path = domain.input_path(job_id, image_id, name)
     blobs = ctx().backends.blobs
+    chunk = _content_range(name, size)
     # Write-once, like a Cloud Storage session: a replayed link must not swap the bytes of a file
     # that was accepted (and maybe rendered) for others. Checked before the body is read; the
     # store's atomic if_absent put settles two PUTs racing for the same target.
     if ctx().backends.jobs.get_image(job_id, image_id) is not None or blobs.exists(path):
+        if chunk is not None and chunk.is_query:
+            return _stored(image_id, name, size)  # a resuming client learns the file is complete
         raise _already_uploaded(name, image_id)
     if size > ctx().settings.max_upload_bytes:
         raise ClientError(413, "file_too_large", f"{name}: a file must be at most "
                           f"{ctx().settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)")
-    if request.content_length != size:
-        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
-                                             f"{request.content_length} were sent")
-    data = request.stream.read(size + 1)
-    if len(data) != size:
-        raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
+    if chunk is None:
+        data = _whole_body(name, size)
+    else:
+        sessions = _partial_uploads()
+        if chunk.is_query:
+            return _resume_incomplete(sessions.received(job_id, image_id))
+        if request.content_length != chunk.length:
+            raise ClientError(400, "wrong_size", f"{name}: Content-Range names {chunk.length} bytes, "
+                                                 f"{request.content_length} were sent")
+        kept = sessions.append(job_id, image_id, chunk.first, chunk.length, request.stream)
+        if kept < size:
+            return _resume_incomplete(kept)
+        data = sessions.take(job_id, image_id)
     try:
         blobs.put(path, data, content_type, metadata=domain.direct_upload_metadata(name), if_absent=True)
     except BlobExists:
         raise _already_uploaded(name, image_id) from None
     except Exception as exc:
         raise ClientError(503, "unavailable", "could not store the file; send it again shortly") from exc
+    return _stored(image_id, name, size)
+
+
+def _content_range(name: str, size: int) -> ContentRange | None:
+    header = request.headers.get("Content-Range")
+    if header is None:
+        return None
+    try:
+        chunk = ContentRange.parse(header)
+    except BadContentRange as exc:
+        raise ClientError(400, "invalid_content_range", f"{name}: {exc}") from None
+    if chunk.total != size:
+        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, Content-Range "
+                                             f"names {chunk.total}")
+    return chunk
+
+
+def _whole_body(name: str, size: int) -> bytes:
+    if request.content_length != size:
+        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
+                                             f"{request.content_length} were sent")
+    data = request.stream.read(size + 1)
+    if len(data) != size:
+        raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
+    return data
+
+
+def _partial_uploads() -> PartialUploads:
+    settings = ctx().settings
+    return PartialUploads(settings.data_dir / "partial-uploads", settings.signed_url_ttl_seconds)
+
+
+def _resume_incomplete(kept: int) -> Response:
+    """Cloud Storage's answer to a chunk that does not finish the file: 308 and the bytes kept."""
+    response = Response(status=308)
+    if kept:
+        response.headers["Range"] = f"bytes=0-{kept - 1}"
+    return response
+
+
+def _stored(image_id: str, name: str, size: int) -> Response:
     return jsonify({"image_id": image_id, "filename": name, "bytes": size})
 
 
@@ -79,4 +133,6 @@ def _already_uploaded(name: str, image_id: str) -> ClientError:
 def close(job_id: str):
     """No more files: the job completes (email, webhook) once every image has an outcome."""
     job = _intake().close(job_or_404(job_id))
+    if ctx().settings.backend == "local":
+        _partial_uploads().discard_job(job_id)  # a chunked upload left unfinished can no longer join
     return jsonify(views().job(job))
