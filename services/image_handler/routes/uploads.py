@@ -11,7 +11,15 @@ from ..bodies import json_body
 from ..errors import ClientError
 from ..openapi import DirectUploadRequest, MultipartFiles
 from ..resumable import BadContentRange, ContentRange, PartialUploads
-from .context import api_blueprint, count_created, ctx, job_or_404, multipart_files, upload_targets, views
+from .context import (
+    api_blueprint,
+    count_created,
+    ctx,
+    job_or_404,
+    multipart_files,
+    upload_targets,
+    views,
+)
 from .context import intake as _intake
 
 uploads = api_blueprint("uploads", __name__)
