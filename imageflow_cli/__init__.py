@@ -26,7 +26,10 @@ timed out; 130 interrupted.
 
 Ctrl-C during an upload stops starting new files, lets the requests in flight finish for a
 moment (then cuts them), leaves the job open and prints the command that sends the rest
-(``--resume``); a second Ctrl-C quits at once.
+(``--resume``); a second Ctrl-C quits at once. Files of LARGE_FILE_BYTES and more go to their
+upload links in chunks (a resumable Cloud Storage session on GCP, the same protocol locally), and
+``--resume`` carries a half-sent one on from its last confirmed byte (where each was going is kept
+in ``$XDG_CACHE_HOME/imageflow/uploads/<job>.json``).
 """
 from __future__ import annotations
 
@@ -55,6 +58,8 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".avif", ".heic", ".heif"}
 BATCH_FILES = 8                  # files per upload request into an open job...
 BATCH_BYTES = 32 * 1024 * 1024   # ...and at most this many bytes (one big file goes alone)
+LARGE_FILE_BYTES = 16 * 1024 * 1024  # files this large go straight to storage, resumably (RAW, TIFF, big PNG)...
+CHUNK_BYTES = 8 * 1024 * 1024        # ...in chunks this size (a multiple of 256 KiB, as Cloud Storage asks)
 RETRIES = 4
 TERMINAL = set(domain.TERMINAL_JOB_STATUSES)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_IMAGES, EXIT_TIMEOUT = 0, 1, 2, 3, 4
@@ -195,6 +200,140 @@ class MultipartBody:
                 self._index += 1
         self._on_read(len(out))
         return out
+
+
+class FileRange:
+    """``length`` bytes of a file from ``start``, read as they are sent (a resumable upload's chunk),
+    calling ``on_read(n)`` as ``MultipartBody`` does."""
+
+    def __init__(self, path: Path, start: int, length: int, on_read=lambda n: None):
+        self._file = open(path, "rb")  # noqa: SIM115 -- read by requests as it sends; closed at the end
+        self._file.seek(start)
+        self.length, self._left, self._on_read = length, length, on_read
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        size = min(self._left, size if size and size > 0 else 1024 * 1024)
+        data = self._file.read(size) if size else b""
+        self._left -= len(data)
+        if not self._left:
+            self._file.close()
+        self._on_read(len(data))
+        return data
+
+
+class UploadTracker:
+    """Where each large file of a job is being sent (its upload link), kept on disk as gsutil keeps
+    its tracker files, so that ``--resume`` carries a half-sent file on from its last confirmed byte
+    rather than from its first. A file is known by its path, size and modification time."""
+
+    def __init__(self, job_id: str):
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        self.path = cache / "imageflow" / "uploads" / f"{job_id}.json"
+        self._lock = threading.Lock()
+        try:
+            self._entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self._entries = {}
+
+    @staticmethod
+    def _key(path: Path) -> str:
+        stat = path.stat()
+        return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+    def get(self, path: Path) -> dict | None:
+        with self._lock:
+            return self._entries.get(self._key(path))
+
+    def put(self, path: Path, upload: dict | None) -> None:
+        with self._lock:
+            if upload is None:
+                self._entries.pop(self._key(path), None)
+            else:
+                self._entries[self._key(path)] = upload
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = self.path.with_suffix(".tmp")
+                temporary.write_text(json.dumps(self._entries))
+                temporary.replace(self.path)
+            except OSError:
+                pass  # no cache directory: the upload still works, only a resume starts the file over
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _kept_range(response: requests.Response, size: int) -> int:
+    """Bytes the upload session holds, from its answer: 308 with ``Range: bytes=0-<last>``
+    (no Range: none yet), or 200/201 once the file is complete."""
+    if response.status_code in (200, 201):
+        return size
+    last = response.headers.get("Range", "").rpartition("-")[2]
+    return int(last) + 1 if last.isdigit() else 0
+
+
+def send_resumable(client: Client, job_id: str, path: Path, tracker: UploadTracker, interruption,
+                   on_read, note=lambda message: None) -> dict | None:
+    """One large file to its upload link in CHUNK_BYTES chunks, carrying on a session the tracker
+    knows (asking it how far it got) or asking the job for a new link. Returns the refusal (as the
+    API words it) when the job will not take the file, else None once the session holds all of it.
+    A dropped connection asks the session how far it got and sends the rest from there."""
+    size = path.stat().st_size
+    name = domain.display_name(_header_filename(path.name), "(unnamed)")
+    upload, kept = tracker.get(path), 0
+    if upload is not None and upload.get("complete"):
+        on_read(size)
+        return None  # sent whole before; it joins the job when its object's event is handled (or at close)
+    if upload is not None:
+        try:
+            kept = _kept_range(client.request("PUT", upload["url"], retries=RETRIES, data=b"",
+                                              headers={"Content-Range": f"bytes */{size}"}), size)
+        except CliError:  # the link expired or the job moved on: start this file again
+            upload = None
+    if upload is None:
+        answer = client.json("POST", f"/api/v1/jobs/{job_id}/files", retries=RETRIES, json={"files": [{
+            "filename": name, "bytes": size, "content_type": mimetypes.guess_type(path.name)[0]}]})
+        if answer["rejected"]:
+            return answer["rejected"][0]
+        upload = answer["uploads"][0]
+        tracker.put(path, upload)
+    shown = [0]  # bytes of this file the progress bar counts
+
+    def show(n: int) -> None:
+        if interruption.abort.is_set():
+            raise _Cancelled()  # Ctrl-C, and the grace is over: cut the chunk
+        shown[0] += n
+        on_read(n)
+
+    show(kept)  # already in the session: the bar starts from there
+    if kept:
+        note(f"{name}: carrying on from byte {kept:,} of {size:,} (sent before)")
+    headers = dict(upload.get("headers") or {})
+    failures = 0
+    while kept < size:
+        if interruption.stop.is_set():
+            raise _Cancelled()  # between chunks: the session keeps what it has, --resume goes on from it
+        length = min(CHUNK_BYTES, size - kept)
+        try:
+            response = client.request(
+                "PUT", upload["url"], data=FileRange(path, kept, length, show),
+                headers={**headers, "Content-Range": f"bytes {kept}-{kept + length - 1}/{size}"},
+                timeout=max(client.timeout, 600))
+            failures = 0
+        except CliError as exc:
+            failures += 1
+            if failures > RETRIES or (exc.status is not None and exc.status < 500 and exc.status != 429):
+                raise
+            time.sleep(min(30, 2 ** failures))
+            response = client.request("PUT", upload["url"], retries=RETRIES, data=b"",
+                                      headers={"Content-Range": f"bytes */{size}"})
+        kept = _kept_range(response, size)
+        on_read(kept - shown[0])  # settle on what the session confirmed
+        shown[0] = kept
+    tracker.put(path, {**upload, "complete": True})  # a --resume must not send it again before it joins
+    return None
 
 
 # -- the API client -----------------------------------------------------------------------
@@ -461,8 +600,13 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
     errors: list[CliError] = []
     halt = threading.Event()  # a request failed for good: start no more
     cut = [0]                 # requests cut short after Ctrl-C
-    batches: queue.SimpleQueue = queue.SimpleQueue()
-    for batch in _batches(files):
+    batches: queue.SimpleQueue = queue.SimpleQueue()  # a list: one multipart request; a Path: a resumable upload
+    large = {path for path in files if path.stat().st_size >= LARGE_FILE_BYTES}
+    tracker = UploadTracker(job_id)
+    for path in files:
+        if path in large:
+            batches.put(path)  # first: they take longest
+    for batch in _batches([path for path in files if path not in large]):
         batches.put(batch)
 
     def sent(n: int) -> None:
@@ -500,6 +644,20 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
             rejected.extend(result["rejected"])
             bar.set_postfix_str(f"{done_files[0]}/{len(files)} files", refresh=False)
 
+    def send_large(path: Path) -> None:
+        def note(message: str) -> None:
+            if not args.quiet:
+                with lock:
+                    bar.write(f"imageflow: {message}", file=sys.stderr)
+
+        refusal = send_resumable(client, job_id, path, tracker, interruption, sent, note)
+        with lock:
+            if refusal:
+                rejected.append(refusal)
+            else:
+                done_files[0] += 1
+            bar.set_postfix_str(f"{done_files[0]}/{len(files)} files", refresh=False)
+
     def worker() -> None:
         while not (halt.is_set() or interruption.stop.is_set()):
             try:
@@ -507,7 +665,7 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
             except queue.Empty:
                 return
             try:
-                send(batch)
+                send_large(batch) if isinstance(batch, Path) else send(batch)
             except _Cancelled:
                 with lock:
                     cut[0] += 1
@@ -559,6 +717,7 @@ def _upload_all(client: Client, job_id: str, files: list[Path], args) -> tuple[i
     if errors:
         raise CliError(f"{errors[0]} - the files sent so far are in job {job_id}; carry on with "
                        f"--resume {job_id}", errors[0].code)
+    tracker.remove()
     return done_files[0], rejected
 
 

@@ -317,6 +317,77 @@ def test_ctrl_c_stops_the_upload_and_prints_the_resume_command(stack, tmp_path):
     proxy.stop()
 
 
+def test_ctrl_c_mid_way_through_a_large_file_and_the_resume_sends_only_the_rest(stack, tmp_path):
+    """A 19 MB photo (past LARGE_FILE_BYTES: sent to its upload link in 8 MiB chunks, resumably) and two small
+    ones. The uplink crawls after the first chunk; Ctrl-C cuts the second. The printed command carries the
+    large file on from the last byte the server confirmed (its upload link kept in the tracker file), so the
+    bytes sent by the resume are the rest, not the whole file; the job ends with each photo once, whole."""
+    import json
+    import shlex
+
+    import requests
+
+    from imageflow_cli import CHUNK_BYTES, LARGE_FILE_BYTES
+    from tests.http_servers import StallingProxy, noise_png
+
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    (shoot / "big.png").write_bytes(noise_png((2500, 2500), seed=7))
+    for n in range(2):
+        (shoot / f"small{n}.png").write_bytes(noise_png((200, 200), seed=n))
+    big = (shoot / "big.png").read_bytes()
+    assert len(big) >= LARGE_FILE_BYTES
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proxy = StallingProxy(stack.port, CHUNK_BYTES + 2_000_000, trickle=65536)
+    args = ["--server", proxy.base_url, "submit", str(shoot), "--parallel", "1", "--preset", "thumbnail", "--wait"]
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "imageflow_cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=env)
+    try:
+        job_id = proc.stdout.readline().strip()
+        assert re.fullmatch(r"[0-9a-f]{32}", job_id), stderr.read_text()
+        tracker = tmp_path / "cache" / "imageflow" / "uploads" / f"{job_id}.json"
+
+        def confirmed() -> int:
+            if not tracker.exists() or not json.loads(tracker.read_text()):
+                return 0
+            [upload] = json.loads(tracker.read_text()).values()
+            status = requests.put(upload["url"].replace(proxy.base_url, stack.base_url), timeout=10,
+                                  headers={"Content-Range": f"bytes */{len(big)}"})
+            return int(status.headers.get("Range", "bytes=0--1").rsplit("-", 1)[1]) + 1
+
+        _wait_until(lambda: confirmed() >= CHUNK_BYTES and proxy.budget <= 0, "the first chunk to be confirmed")
+        code, elapsed = _interrupt(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = stderr.read_text()
+    print(f"Ctrl-C during a large file to exit: {elapsed:.2f} s")
+    assert code == 130 and elapsed < 15, output
+    expected = "imageflow " + shlex.join([*args, "--resume", job_id])
+    assert f"\n  {expected}\n" in output, output
+    proxy.release()  # the cut chunk's connection closes: the server keeps what of it arrived
+    before = proxy.forwarded
+    resumed = subprocess.run([sys.executable, "-m", "imageflow_cli", *shlex.split(expected)[1:]], cwd=REPO,
+                             capture_output=True, text=True, timeout=300, env=env)
+    sent = proxy.forwarded - before
+    proxy.stop()
+    assert resumed.returncode == 0, resumed.stderr
+    carried = re.search(r"big\.png: carrying on from byte ([\d,]+) of ([\d,]+)", resumed.stderr)
+    assert carried and int(carried[2].replace(",", "")) == len(big), resumed.stderr
+    kept = int(carried[1].replace(",", ""))
+    print(f"resume sent {sent:,} bytes for a {len(big):,}-byte file of which {kept:,} were kept")
+    assert CHUNK_BYTES <= kept < len(big)
+    assert sent < len(big) - kept + 1_000_000, (sent, kept)   # the rest, the small files, the API calls
+    assert f"job {job_id} completed: 3 succeeded, 0 failed" in resumed.stderr, resumed.stderr
+    images = requests.get(f"{stack.base_url}/api/v1/jobs/{job_id}/images", timeout=10).json()["images"]
+    assert sorted(i["filename"] for i in images) == ["big.png", "small0.png", "small1.png"]   # each once
+    [stored] = [i for i in images if i["filename"] == "big.png"]
+    assert requests.get(stored["input_url"], timeout=30).content == big
+    assert not tracker.exists()  # done: the tracker file is gone
+
+
 def test_a_second_ctrl_c_quits_at_once_and_close_finishes_the_job(stack, tmp_path):
 
     files = _shoot(tmp_path)
