@@ -15,7 +15,7 @@ from typing import Mapping
 
 from PIL import Image
 
-from . import placeholders, report
+from . import placeholders, privacy, report
 from . import schema as ops
 from .decoding import SCALABLE, Source, decode_error, load, open_source, to_working, turn
 from .failures import too_large
@@ -123,9 +123,13 @@ _LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277,
 
 
 def _exif_to_keep(source: Source, plan: Plan) -> bytes | None:
-    """The input's EXIF for ``metadata strip: false`` (orientation reset once applied)."""
-    if plan.metadata.strip:
-        return None
+    """The input's EXIF for ``metadata strip: false`` (orientation reset once applied), its
+    artist and copyright notice alone for ``keep_copyright``; notes what the output leaves out."""
+    metadata = plan.metadata
+    if receipt := privacy.removed(source.image, metadata.strip, metadata.keep_copyright):
+        report.note("metadata_removed", receipt)  # absent: nothing identifying was in the file
+    if metadata.strip:
+        return privacy.copyright_exif(source.image) if metadata.keep_copyright else None
     try:
         exif = source.image.getexif()
         for tag in _LAYOUT_TAGS & set(exif):

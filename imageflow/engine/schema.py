@@ -270,9 +270,13 @@ class Metadata(_Op):
     """Metadata in the output. By default EXIF, XMP and comments are stripped and colours
     are converted to sRGB from an embedded ICC profile (``icc: srgb``); ``icc: keep``
     keeps the profile as it is, ``icc: drop`` discards it unconverted. ``strip: false``
-    keeps EXIF (with the orientation reset once applied)."""
+    keeps EXIF (with the orientation reset once applied). ``keep_copyright: true`` strips
+    everything but the artist's name and the copyright notice. Each image reports what
+    identifying metadata was removed (``choices.metadata_removed``: GPS position, camera
+    serial number, owner's name, ...)."""
     op: Literal["metadata"]
     strip: bool = True
+    keep_copyright: bool = False
     icc: Literal["srgb", "keep", "drop"] = "srgb"
 
 
