@@ -202,7 +202,7 @@ def _pdfium():
 
 
 class PdfImageFile(ScalableImageFile):
-    """The first page of a PDF; its size at :data:`PDF_DPI`."""
+    """A page of a PDF (the first unless :meth:`select_page` says otherwise); its size at :data:`PDF_DPI`."""
     format = "IF_PDF"
     format_description = "PDF document"
     format_label = "PDF page"
@@ -234,16 +234,42 @@ class PdfImageFile(ScalableImageFile):
                 document.close()
                 log.info("pdfium cannot read the first page: %s", exc)
                 raise ImageError("corrupt", "the PDF is damaged or incomplete: its first page cannot be read") from None
-        self._document, self._pages, self._points = document, pages, points
+        self._document, self._pages, self._page = document, pages, 0
+        self._set_points(points)
+
+    def _set_points(self, points: tuple[float, float]) -> None:
+        self._points = points
         width, height = (max(1, math.ceil(side * PDF_DPI / 72 - 1e-6)) for side in points)
         self._size, self._mode = (width, height), "RGB"
 
-    def draw(self, width: int, height: int) -> Image.Image:
-        scale = width / self._points[0]
-        report.note("pdf_page", f"1 of {self._pages}")
+    def select_page(self, number: int) -> None:
+        """Draw page ``number`` (1-based) instead of the first; its own size from then on."""
+        if number == self._page + 1:
+            return
+        if number > self._pages:
+            raise ImageError("invalid", f"the PDF has {self._pages} page{'s' * (self._pages != 1)}: "
+                                        f"page {number} does not exist (operation page)")
         with _PDFIUM_LOCK:
             try:
-                page = self._document[0]
+                page = self._document[number - 1]
+                points = page.get_size()
+                page.close()
+            except Exception as exc:
+                log.info("pdfium cannot read page %d: %s", number, exc)
+                raise ImageError("corrupt", f"the PDF is damaged: its page {number} cannot be read") from None
+        self._page = number - 1
+        self._set_points(points)
+        if self._size[0] * self._size[1] > self.limits.max_pixels:
+            raise ImageError("too_large", f"page {number} of the PDF is {self._size[0]}x{self._size[1]} "
+                                          f"({megapixels(self._size[0] * self._size[1])} megapixels), over the limit "
+                                          f"of {megapixels(self.limits.max_pixels)} megapixels")
+
+    def draw(self, width: int, height: int) -> Image.Image:
+        scale = width / self._points[0]
+        report.note("pdf_page", f"{self._page + 1} of {self._pages}")
+        with _PDFIUM_LOCK:
+            try:
+                page = self._document[self._page]
                 bitmap = page.render(scale=scale, draw_annots=True, may_draw_forms=False)
                 image = bitmap.to_pil().convert("RGB")
                 page.close()

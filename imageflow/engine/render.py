@@ -15,7 +15,7 @@ from typing import Mapping
 
 from PIL import Image
 
-from . import placeholders, privacy, report
+from . import documents, placeholders, privacy, report
 from . import schema as ops
 from .decoding import SCALABLE, Source, decode_error, load, open_source, to_working, turn
 from .failures import too_large
@@ -46,6 +46,7 @@ class Plan:
     auto_orient: bool = True
     metadata: ops.Metadata = field(default_factory=lambda: ops.Metadata(op="metadata"))
     frames: ops.Frames = field(default_factory=lambda: ops.Frames(op="frames"))
+    page: int = 1                    # a PDF's page (documents.PdfImageFile)
     format: ops.Format | None = None
 
     @classmethod
@@ -62,6 +63,8 @@ class Plan:
                 plan.metadata = model
             elif model.op == "frames":
                 plan.frames = model
+            elif model.op == "page":
+                plan.page = model.number
             elif model.op == "format":
                 plan.format = model
             elif model.op == "variants":
@@ -264,6 +267,8 @@ def _render_data(data: bytes, operations: list[dict], limits: Limits, previews: 
     budget = RenderBudget(limits)
     source = open_source(data, limits)
     try:
+        if isinstance(source.image, documents.PdfImageFile):
+            source.image.select_page(plan.page)
         return _render_source(source, plan, limits, budget, previews)
     except ImageError:
         raise

@@ -280,6 +280,13 @@ class Metadata(_Op):
     icc: Literal["srgb", "keep", "drop"] = "srgb"
 
 
+class Page(_Op):
+    """Which page of a PDF to render (1 is the first, the default); other inputs ignore it. A page
+    past the document's end fails the image, naming how many pages it has."""
+    op: Literal["page"]
+    number: Annotated[int, Field(ge=1, le=100_000)] = 1
+
+
 class Frames(_Op):
     """Animated input: keep ``all`` frames (up to ``max`` and the service's frame limit)
     when the output format animates (GIF, WebP, PNG, AVIF), or only the ``first``."""
@@ -353,9 +360,9 @@ class Variants(_Op):
 OPERATION_MODELS: dict[str, type[_Op]] = {
     model.model_fields["op"].annotation.__args__[0]: model
     for model in (Resize, Crop, Rotate, Flip, Grayscale, Blur, Sharpen, Brightness, Contrast, Saturation,
-                  Pad, Watermark, Trim, Overlay, AutoOrient, Metadata, Frames, Format, Variants)
+                  Pad, Watermark, Trim, Overlay, AutoOrient, Metadata, Page, Frames, Format, Variants)
 }
-SETTING_OPS = frozenset({"auto_orient", "metadata", "frames", "format"})
+SETTING_OPS = frozenset({"auto_orient", "metadata", "page", "frames", "format"})
 
 Operation = Annotated[Union[tuple(OPERATION_MODELS.values())], Field(discriminator="op")]
 

@@ -92,6 +92,35 @@ def test_a_pdf_gives_its_first_page_at_150_dpi_or_the_size_asked():
     assert max(abs(a - b) for a, b in zip(image.getpixel((400, 200)), (255, 0, 0))) <= 2
 
 
+def three_pages() -> bytes:
+    """A PDF of three pages: red 200x100 pt, green 100x200 pt, blue 300x300 pt."""
+    pages = [Image.new("RGB", size, color) for size, color in
+             (((200, 100), (255, 0, 0)), ((100, 200), (0, 255, 0)), ((300, 300), (0, 0, 255)))]
+    out = io.BytesIO()
+    pages[0].save(out, "PDF", resolution=72, save_all=True, append_images=pages[1:])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("number, size, color", [(1, (417, 209), (255, 0, 0)), (2, (209, 417), (0, 255, 0)),
+                                                 (3, (625, 625), (0, 0, 255))])
+def test_the_page_operation_chooses_the_page_drawn_at_its_own_size(number, size, color):
+    image, choices = drawn(three_pages(), [{"op": "page", "number": number}])
+    assert abs(image.width - size[0]) <= 1 and abs(image.height - size[1]) <= 1  # pdfium rounds each side
+    assert choices["pdf_page"] == f"{number} of 3"
+    assert max(abs(a - b) for a, b in zip(image.getpixel((size[0] // 2, size[1] // 2)), color)) <= 2
+
+
+def test_a_page_past_the_end_fails_naming_the_page_count():
+    with pytest.raises(ImageError) as caught:
+        drawn(three_pages(), [{"op": "page", "number": 4}])
+    assert caught.value.code == "invalid" and "the PDF has 3 pages: page 4 does not exist" in caught.value.reason
+
+
+def test_other_inputs_ignore_the_page():
+    image, _ = drawn(SVG, [{"op": "page", "number": 2}])
+    assert image.size == (100, 50)
+
+
 def test_a_pdf_with_a_huge_page_is_refused_from_its_size():
     # 200 inches a side (30000 px at 150 dpi), written over the same number of bytes
     page = pdf().replace(b"/MediaBox [ 0 0 200.0 100.0 ]", b"/MediaBox [ 0 0 14400 14400 ]")
