@@ -204,7 +204,7 @@ def test_a_task_carries_what_the_processor_needs():
 
 def test_requeue_clears_the_last_runs_outcome_and_keeps_the_original():
     failed = Image(job_id="j", image_id="i", filename="a.png", input_path="j/input/i-a.png", status="failed",
-                   error="boom", error_code=domain.WORKER_CRASHED, output_path="j/output/i-a.webp",
+                   error="boom", error_code=domain.ErrorCode.WORKER_CRASHED, output_path="j/output/i-a.webp",
                    outputs=[{"path": "j/output/i-a.webp"}], content_type="image/webp", width=3, height=4, bytes=9,
                    output_bytes=9, duplicate_of="k/l", output_preview_path="p.webp", blurhash="LKO2",
                    dominant_color="#000000", choices={"quality": 80}, tasked=True, input_bytes=100,

@@ -8,7 +8,7 @@ from imageflow import domain
 from imageflow.blobstore import BlobExists
 
 from ..bodies import json_body
-from ..errors import ClientError
+from ..errors import ClientError, Refused, RefusalCode
 from ..openapi import DirectUploadRequest, MultipartFiles
 from .context import api_blueprint, count_created, ctx, job_or_404, multipart_files, upload_targets, views
 from .context import intake as _intake
@@ -38,10 +38,10 @@ def direct_upload(job_id: str, image_id: str):
     """The local stand-in for a Cloud Storage upload session: stores exactly the file the signed
     link names, with its metadata; the blob store then announces it (object finalize)."""
     if not (domain.is_valid_id(job_id) and domain.is_valid_id(image_id)):
-        raise ClientError(404, "job_not_found", "no such upload")
+        raise Refused(RefusalCode.JOB_NOT_FOUND, "no such upload")
     job = ctx().backends.jobs.get_job(job_id)
     if job is None:
-        raise ClientError(404, "job_not_found", f"no job with id {job_id}")
+        raise Refused(RefusalCode.JOB_NOT_FOUND, f"no job with id {job_id}")
     _intake().check_open(job)
     name, size, content_type = request.args["name"], int(request.args["bytes"]), request.args["type"]
     path = domain.input_path(job_id, image_id, name)
@@ -52,27 +52,27 @@ def direct_upload(job_id: str, image_id: str):
     if ctx().backends.jobs.get_image(job_id, image_id) is not None or blobs.exists(path):
         raise _already_uploaded(name, image_id)
     if size > ctx().settings.max_upload_bytes:
-        raise ClientError(413, "file_too_large", f"{name}: a file must be at most "
-                          f"{ctx().settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)")
+        raise Refused(RefusalCode.FILE_TOO_LARGE, f"{name}: a file must be at most "
+                           f"{ctx().settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)")
     if request.content_length != size:
-        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
-                                             f"{request.content_length} were sent")
+        raise Refused(RefusalCode.WRONG_SIZE, f"{name}: the upload link is for {size} bytes, "
+                                              f"{request.content_length} were sent")
     data = request.stream.read(size + 1)
     if len(data) != size:
-        raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
+        raise Refused(RefusalCode.WRONG_SIZE, f"{name}: {len(data)} bytes arrived, {size} were announced")
     try:
         blobs.put(path, data, content_type, metadata=domain.direct_upload_metadata(name), if_absent=True)
     except BlobExists:
         raise _already_uploaded(name, image_id) from None
     except Exception as exc:
-        raise ClientError(503, "unavailable", "could not store the file; send it again shortly") from exc
+        raise Refused(RefusalCode.UNAVAILABLE, "could not store the file; send it again shortly") from exc
     return jsonify({"image_id": image_id, "filename": name, "bytes": size})
 
 
 def _already_uploaded(name: str, image_id: str) -> ClientError:
-    return ClientError(409, "already_uploaded", f"{name}: this upload link was used already (image {image_id} "
-                       "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
-                       "for a new link to add another")
+    return Refused(RefusalCode.ALREADY_UPLOADED, f"{name}: this upload link was used already (image {image_id} "
+                        "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
+                        "for a new link to add another")
 
 
 @uploads.post("/jobs/<job_id>/close")
