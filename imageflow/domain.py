@@ -212,6 +212,23 @@ def output_file(stem: str, ext: str, variant: str = "") -> str:
     return f"{stem}{suffix}.{ext.lstrip('.')}"
 
 
+def output_name(filename: str, ext: str, variant: str = "", used: set[str] | None = None) -> str:
+    """The name an output goes by outside storage, the same wherever it is given (a download's
+    name, its entry in the job's zip, the file the CLI saves): ``<safe stem>[-<variant>].<ext>``,
+    the end of its stored path (``output_path``). With ``used``, the names given so far, a name
+    taken already becomes ``<name>-2.<ext>``, ``-3``..., and is added to ``used``."""
+    name = output_file(safe_stem(filename), ext, variant)
+    if used is None:
+        return name
+    stem, ext = name.rsplit(".", 1)
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}.{ext}"
+    used.add(candidate)
+    return candidate
+
+
 def output_path(job_id: str, image_id: str, filename: str, ext: str, variant: str = "") -> str:
     return output_file(output_stem(job_id, image_id, filename), ext, variant)
 

@@ -59,7 +59,7 @@ class HandlerContext:
             self.webhook_policy.check_without_lookup(url.strip())
         except FetchError as exc:
             raise Refused(RefusalCode.INVALID_WEBHOOK_URL, f"webhook_url: {exc.reason}; webhooks are delivered to "
-                               "public addresses only", [{"field": "webhook_url"}]) from None
+                          "public addresses only", [{"field": "webhook_url"}]) from None
         return url.strip()
 
 
@@ -136,9 +136,9 @@ def _register_rate_limit(app: Flask, settings: Settings) -> None:
             return None
         retry = max(1, math.ceil(wait))
         response, status = refusal_response(RefusalCode.RATE_LIMITED, f"too many requests: at most "
-                                                 f"{settings.rate_limit_per_second:g} per second (bursts of "
-                                                 f"{settings.rate_limit_burst}); retry in {retry} s",
-                                                 {"retry_after_seconds": retry})
+                                            f"{settings.rate_limit_per_second:g} per second (bursts of "
+                                            f"{settings.rate_limit_burst}); retry in {retry} s",
+                                            {"retry_after_seconds": retry})
         response.headers["Retry-After"] = str(retry)
         return response, status
 
@@ -153,17 +153,17 @@ def _register_errors(app: Flask, settings: Settings) -> None:
         length = request.content_length
         if (limit and limit != settings.max_request_bytes) and (length is None or length > limit):
             return refusal_response(RefusalCode.REQUEST_TOO_LARGE, f"the request is larger than the "
-                                         f"{body_limits.describe_limit(limit)} limit of this kind of request")
+                                    f"{body_limits.describe_limit(limit)} limit of this kind of request")
         if length is None or length > settings.max_request_bytes:
             return refusal_response(RefusalCode.REQUEST_TOO_LARGE, f"the request is larger than the "
-                                         f"{settings.max_request_bytes // (1024 * 1024)} MB limit (MAX_REQUEST_BYTES): "
-                                         "send the files in several requests into an open job")
+                                    f"{settings.max_request_bytes // (1024 * 1024)} MB limit (MAX_REQUEST_BYTES): "
+                                    "send the files in several requests into an open job")
         if getattr(request, "file_parts", 0) > settings.max_files_per_job:
             return refusal_response(RefusalCode.TOO_MANY_FILES, f"too many files in one request: at most "
-                                         f"{settings.max_files_per_job} (MAX_FILES_PER_JOB)")
+                                    f"{settings.max_files_per_job} (MAX_FILES_PER_JOB)")
         return refusal_response(RefusalCode.FORM_TOO_LARGE, f"a form field is larger than "
-                                     f"{app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB, or the form has more than "
-                                     f"{app.config['MAX_FORM_PARTS']} parts")
+                                f"{app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB, or the form has more than "
+                                f"{app.config['MAX_FORM_PARTS']} parts")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

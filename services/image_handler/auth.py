@@ -107,7 +107,7 @@ class Auth:
         presented = key_from_headers(headers)
         if not presented:
             raise Refused(RefusalCode.API_KEY_REQUIRED, "an API key is required: send it as "
-                                                      "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+                                                        "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
         digest = _digest(presented)
         owner = None
         for known, name in self.keys.items():   # compare every entry in constant time
@@ -153,9 +153,9 @@ class Auth:
         who = f"API key {caller.owner!r}" if caller.enforced else "this service"
         if self.quota_jobs and len(active) >= self.quota_jobs:
             raise Refused(RefusalCode.QUOTA_EXCEEDED,
-                        f"quota exceeded: {who} already has {len(active)} active jobs and the limit is "
-                        f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
-                        {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
+                          f"quota exceeded: {who} already has {len(active)} active jobs and the limit is "
+                          f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
+                          {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
         self._refuse_over_image_quota(caller, unfinished_images(active), new_images, "this job adds")
         self._refuse_over_cost_quota(caller, unfinished_cost(active), new_cost, "this job adds")
 

@@ -85,12 +85,12 @@ class Estimator:
             if owner is not None and s.estimate_max_in_flight_per_key and \
                     self._per_key.get(owner, 0) >= s.estimate_max_in_flight_per_key:
                 raise Refused(RefusalCode.TOO_MANY_ESTIMATES, f"too many estimates at once for this API key: at most "
-                                   f"{s.estimate_max_in_flight_per_key} in flight; retry when one has answered",
-                                   {"retry_after_seconds": 5})
+                              f"{s.estimate_max_in_flight_per_key} in flight; retry when one has answered",
+                              {"retry_after_seconds": 5})
             if s.estimate_max_in_flight and self._running >= s.estimate_max_in_flight:
                 raise Refused(RefusalCode.ESTIMATES_BUSY, f"this server is making {self._running} estimates already "
-                                   f"(at most {s.estimate_max_in_flight} at once); retry in a few seconds",
-                                   {"retry_after_seconds": 5})
+                              f"(at most {s.estimate_max_in_flight} at once); retry in a few seconds",
+                              {"retry_after_seconds": 5})
             self._running += 1
             if owner is not None:
                 self._per_key[owner] = self._per_key.get(owner, 0) + 1

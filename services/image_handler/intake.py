@@ -409,7 +409,7 @@ class Intake:
         overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         if not entries:
             raise Refused(RefusalCode.NO_VALID_URLS, "none of the URLs can be imported: "
-                                    + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
+                          + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
         limit = self.settings.max_urls_per_job
         if len(entries) + len(rejected) > limit:
             raise Refused(RefusalCode.TOO_MANY_URLS, f"too many URLs: {len(entries) + len(rejected)} sent, "

@@ -44,12 +44,12 @@ def identify_caller():
     if request.endpoint in UPLOAD_ENDPOINTS:
         if not auth.verify_link(request.path, request.args):
             raise Refused(RefusalCode.INVALID_UPLOAD_LINK, "this upload link is invalid or has expired; ask "
-                                                        "POST /api/v1/jobs/<job_id>/files for a new one")
+                                                           "POST /api/v1/jobs/<job_id>/files for a new one")
         return
     if request.endpoint in LINK_ENDPOINTS and "sig" in request.args:
         if not auth.verify_link(request.path, request.args):
             raise Refused(RefusalCode.INVALID_LINK, "this download link is invalid or has expired; "
-                                                 "get a fresh one from GET /api/v1/jobs/<job_id>")
+                                                    "get a fresh one from GET /api/v1/jobs/<job_id>")
         return
     g.caller = auth.caller(request.headers)
 
@@ -65,8 +65,8 @@ def job_or_404(job_id: str) -> domain.Job:
         raise Refused(RefusalCode.JOB_NOT_FOUND, f"no job with id {job_id[:64]!r}")
     if domain.is_expired(job, ctx().settings.job_retention_days, domain.utcnow()):  # JOB_RETENTION_DAYS
         raise Refused(RefusalCode.JOB_EXPIRED, f"job {job.job_id} has expired: jobs and their files are kept "
-                           f"{ctx().settings.job_retention_days} days after they are created",
-                           {"created_at": job.created_at})
+                      f"{ctx().settings.job_retention_days} days after they are created",
+                      {"created_at": job.created_at})
     return job
 
 
@@ -143,7 +143,7 @@ def multipart_files(model, alternative: str):
     other body, 400 for a field it does not know)."""
     if not request.content_type or not request.content_type.startswith("multipart/form-data"):
         raise Refused(RefusalCode.UNSUPPORTED_MEDIA_TYPE, "send the images as multipart/form-data in the 'files' "
-                                                       f"field, {alternative}")
+                                                          f"field, {alternative}")
     form_fields(model)
     return request.form, form_uploads("files")
 

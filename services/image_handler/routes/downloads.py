@@ -70,7 +70,7 @@ def output_bytes(job_id: str, image_id: str):
         if match is None:
             raise Refused(RefusalCode.VARIANT_NOT_FOUND, f"{image.filename} has no variant {variant[:64]!r}")
         path, content_type = match["path"], match["content_type"]
-    return _send_blob(path, content_type, path.rsplit("/", 1)[-1].split("-", 1)[-1])
+    return _send_blob(path, content_type, _output_name(image, path, variant or ""))
 
 
 @downloads.get("/jobs/<job_id>/images/<image_id>/<any(input, output):which>/preview")
@@ -83,15 +83,10 @@ def preview_bytes(job_id: str, image_id: str, which: str):
     return _send_blob(path, "image/webp", f"{domain.safe_stem(image.filename)}-preview.webp")
 
 
-def _zip_name(path: str, used: set[str]) -> str:
-    name = path.rsplit("/", 1)[-1].split("-", 1)[-1]
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        stem, _, ext = name.rpartition(".")
-        candidate = f"{stem}-{n}.{ext}"
-    used.add(candidate)
-    return candidate
+def _output_name(image: domain.Image, path: str, variant: str, used: set[str] | None = None) -> str:
+    """The output's name (domain.output_name: what the CLI saves it as too), its extension the
+    stored file's."""
+    return domain.output_name(image.filename, path.rsplit(".", 1)[-1], variant, used)
 
 
 @downloads.get("/jobs/<job_id>/archive.zip")
@@ -115,8 +110,9 @@ def archive(job_id: str):
     def entries(stream: ZipStream):
         used: set[str] = set()
         for image in iter_images(jobs, job_id, status=domain.IMAGE_SUCCEEDED):
-            for path in [o["path"] for o in image.outputs] if image.outputs else [image.output_path]:
-                stream.add(chunks(path), _zip_name(path, used))
+            outputs = [(o["path"], o.get("variant", "")) for o in image.outputs or []] or [(image.output_path, "")]
+            for path, variant in outputs:
+                stream.add(chunks(path), _output_name(image, path, variant, used))
                 yield from stream.all_files()  # written now: nothing waits in the queue
         yield from stream.footer()
 

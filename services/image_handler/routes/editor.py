@@ -109,13 +109,13 @@ def save_preset():
     if not PRESET_NAME.match(name):
         raise Refused(RefusalCode.INVALID_PRESET_NAME, "name a preset with 1 to 60 letters, digits, spaces or "
                                                        "- _ . , ( ) + & ' /, starting with a letter or digit",
-                           [{"field": "name", "message": "not a valid preset name"}])
+                      [{"field": "name", "message": "not a valid preset name"}])
     if body.get("operations") is None:
         raise Refused(RefusalCode.MALFORMED_REQUEST, "give the preset's \"operations\" (a list)")
     operations = _resolve(None, body.get("operations"))
     if not operations:
         raise Refused(RefusalCode.INVALID_OPERATIONS, "a preset needs at least one operation",
-                           [{"step": None, "index": None, "op": None, "field": None, "message": "no operations"}])
+                      [{"step": None, "index": None, "op": None, "field": None, "message": "no operations"}])
     store = ctx().backends.jobs
     existing = {p.name for p in store.list_presets(owner)}
     if name not in existing and len(existing) >= MAX_PRESETS_PER_CALLER:

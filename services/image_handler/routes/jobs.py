@@ -45,7 +45,7 @@ def create():
         body = json_body(JsonJob, example='{"urls": [...]} or {"open": true}')
         if wants_estimate(body):
             raise Refused(RefusalCode.ESTIMATE_NEEDS_FILES, "an estimate is made from uploaded files (multipart "
-                               "'files'); the URLs of a URL job are fetched only when the job runs")
+                          "'files'); the URLs of a URL job are fetched only when the job runs")
         if body.get("open") is True:
             return _opened(intake().open_job(job_request(body, body.get("operations"))))
         if "urls" not in body:

@@ -6,6 +6,7 @@ from flask import jsonify, request
 
 from imageflow import domain
 from imageflow.blobstore import BlobExists
+from imageflow.upload_check import too_big
 
 from ..bodies import json_body
 from ..errors import ClientError, Refused, RefusalCode
@@ -52,8 +53,7 @@ def direct_upload(job_id: str, image_id: str):
     if ctx().backends.jobs.get_image(job_id, image_id) is not None or blobs.exists(path):
         raise _already_uploaded(name, image_id)
     if size > ctx().settings.max_upload_bytes:
-        raise Refused(RefusalCode.FILE_TOO_LARGE, f"{name}: a file must be at most "
-                           f"{ctx().settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)")
+        raise Refused(RefusalCode.FILE_TOO_LARGE, f"{name}: {too_big(ctx().settings.max_upload_bytes)}")
     if request.content_length != size:
         raise Refused(RefusalCode.WRONG_SIZE, f"{name}: the upload link is for {size} bytes, "
                                               f"{request.content_length} were sent")
@@ -71,8 +71,8 @@ def direct_upload(job_id: str, image_id: str):
 
 def _already_uploaded(name: str, image_id: str) -> ClientError:
     return Refused(RefusalCode.ALREADY_UPLOADED, f"{name}: this upload link was used already (image {image_id} "
-                        "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
-                        "for a new link to add another")
+                   "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
+                   "for a new link to add another")
 
 
 @uploads.post("/jobs/<job_id>/close")
