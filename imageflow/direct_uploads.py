@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from imageflow import domain, fair_share
 from imageflow.blobstore import OBJECT_FINALIZE, BlobNotFound, BlobStore
 from imageflow.bus import MessageBus
-from imageflow.engine import ImageError, Limits, probe
+from imageflow.domain import ErrorCode
 from imageflow.jobstore import (JobClosed, JobStore, TooManyImages, iter_images, quota_room, unfinished_cost,
                                  unfinished_images)
 from imageflow.settings import Settings
+from imageflow.upload_check import UploadRefused, check_upload
 
 log = logging.getLogger(__name__)
 
@@ -167,26 +168,23 @@ class DirectUploads:
                                                             float | None]:
         """(error code and why it is refused, or None twice; sniffed type; size; megapixels): the
         upload checks, on a stored object."""
-        limit = self.settings.max_upload_bytes
-        too_big = f"file is larger than the {limit // (1024 * 1024)} MB limit (MAX_UPLOAD_BYTES)"
         try:
             size = int(info.get("size") or 0)
         except ValueError:
             size = 0
-        if size > limit:
-            return domain.FILE_TOO_LARGE, too_big, None, size, None
-        try:
+
+        def read(limit: int) -> bytes:  # opened only once its announced size is within the limit
             with self.blobs.open(path) as fh:
-                data = fh.read(limit + 1)
-        except BlobNotFound:
-            return domain.MISSING_INPUT, "the uploaded file is missing from storage", None, None, None
-        if len(data) > limit:
-            return domain.FILE_TOO_LARGE, too_big, None, len(data), None
+                return fh.read(limit)
+
         try:
-            probed = probe(data, Limits.from_settings(self.settings))
-        except ImageError as exc:
-            return exc.code, exc.reason, None, len(data), None
-        return None, None, probed.mime, len(data), domain.megapixels(probed.width, probed.height)
+            checked = check_upload(read, self.settings, size=size)
+        except BlobNotFound:
+            return ErrorCode.MISSING_INPUT, "the uploaded file is missing from storage", None, None, None
+        if isinstance(checked, UploadRefused):
+            return checked.code, checked.reason, None, checked.size, None
+        probed = checked.info
+        return None, None, probed.mime, len(checked.data), domain.megapixels(probed.width, probed.height)
 
 
 def within_quota(active: list[domain.Job], joining: list[domain.Image], quota: int,
@@ -208,7 +206,7 @@ def within_quota(active: list[domain.Job], joining: list[domain.Image], quota: i
                 error = (f"quota exceeded: the job's owner has work waiting worth {spent:,.0f} output megapixels, "
                          f"this image adds {image.cost:,.0f} and the limit is {budget:,} (QUOTA_ACTIVE_COST)")
             if error:
-                image = replace(image, status=domain.IMAGE_FAILED, error_code=domain.QUOTA_EXCEEDED,
+                image = replace(image, status=domain.IMAGE_FAILED, error_code=ErrorCode.QUOTA_EXCEEDED,
                                 error=f"{error}; send it again (a new upload target) once some have finished")
             else:
                 room = room - 1 if room is not None else None

@@ -7,6 +7,7 @@ import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any, Callable, Iterable
 
@@ -33,15 +34,38 @@ IMAGE_SKIPPED = "skipped"  # its job was cancelled before it started
 TERMINAL_IMAGE_STATUSES = (IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
 IMAGE_STATUSES = (IMAGE_QUEUED, IMAGE_SUCCEEDED, IMAGE_FAILED, IMAGE_SKIPPED)
 
-# Why an image failed (Image.error_code, Result.error_code): the engine's ImageError.CODES
-# (empty, unsupported, unsupported_compression, corrupt, too_large, too_many_frames,
-# output_too_large, invalid, timeout), plus (docs/api.md lists them all with their meaning):
-MISSING_INPUT = "missing_input"      # the original is not in storage
-WORKER_CRASHED = "worker_crashed"    # dead-lettered: the processors gave up on it
-FETCH_FAILED = "fetch_failed"        # imported by URL, and the URL could not be fetched
-FILE_TOO_LARGE = "file_too_large"    # a direct upload over MAX_UPLOAD_BYTES
-QUOTA_EXCEEDED = "quota_exceeded"    # a direct upload past the owner's QUOTA_ACTIVE_IMAGES or QUOTA_ACTIVE_COST
-ERROR_CODES = (MISSING_INPUT, WORKER_CRASHED, FETCH_FAILED, FILE_TOO_LARGE, QUOTA_EXCEEDED)
+class ErrorCode(StrEnum):
+    """Why an image failed (``Image.error_code``, ``Result.error_code``, ``error.details.error_code``
+    of a refused upload): the one list of outcome codes. A ``str``, so stored and JSON values are
+    these plain strings. docs/api.md's table says what each means, the page has words for each
+    (frontend/src/lib/jobs.js), the OpenAPI document publishes them (tests/unit/test_error_codes.py)."""
+
+    # the engine's (ImageError): the file, or what the operations make of it
+    EMPTY = "empty"
+    UNSUPPORTED = "unsupported"
+    UNSUPPORTED_COMPRESSION = "unsupported_compression"
+    CORRUPT = "corrupt"
+    TOO_LARGE = "too_large"
+    TOO_MANY_FRAMES = "too_many_frames"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    INVALID = "invalid"
+    TIMEOUT = "timeout"
+    # the pipeline's
+    MISSING_INPUT = "missing_input"      # the original is not in storage
+    WORKER_CRASHED = "worker_crashed"    # dead-lettered: the processors gave up on it
+    FETCH_FAILED = "fetch_failed"        # imported by URL, and the URL could not be fetched
+    FILE_TOO_LARGE = "file_too_large"    # a direct upload over MAX_UPLOAD_BYTES
+    QUOTA_EXCEEDED = "quota_exceeded"    # a direct upload past the owner's QUOTA_ACTIVE_IMAGES or QUOTA_ACTIVE_COST
+
+    @classmethod
+    def engine(cls) -> tuple["ErrorCode", ...]:
+        """The codes the engine raises (``ImageError``): from EMPTY to TIMEOUT."""
+        members = list(cls)
+        return tuple(members[:members.index(cls.TIMEOUT) + 1])
+
+
+# The services/interaction_manager coordinator still names this one as a module constant.
+WORKER_CRASHED = ErrorCode.WORKER_CRASHED
 
 # Webhook delivery states (Job.webhook_status; None when the job has no webhook).
 WEBHOOK_PENDING = "pending"
@@ -188,6 +212,23 @@ def output_file(stem: str, ext: str, variant: str = "") -> str:
     return f"{stem}{suffix}.{ext.lstrip('.')}"
 
 
+def output_name(filename: str, ext: str, variant: str = "", used: set[str] | None = None) -> str:
+    """The name an output goes by outside storage, the same wherever it is given (a download's
+    name, its entry in the job's zip, the file the CLI saves): ``<safe stem>[-<variant>].<ext>``,
+    the end of its stored path (``output_path``). With ``used``, the names given so far, a name
+    taken already becomes ``<name>-2.<ext>``, ``-3``..., and is added to ``used``."""
+    name = output_file(safe_stem(filename), ext, variant)
+    if used is None:
+        return name
+    stem, ext = name.rsplit(".", 1)
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}.{ext}"
+    used.add(candidate)
+    return candidate
+
+
 def output_path(job_id: str, image_id: str, filename: str, ext: str, variant: str = "") -> str:
     return output_file(output_stem(job_id, image_id, filename), ext, variant)
 
@@ -229,7 +270,7 @@ class Image:
     height: int | None = None
     bytes: int | None = None
     error: str | None = None
-    error_code: str | None = None       # the machine-readable kind of ``error`` (see ERROR_CODES)
+    error_code: str | None = None       # the machine-readable kind of ``error`` (an ErrorCode)
     attempts: int = 0
     input_content_type: str | None = None
     input_bytes: int | None = None

@@ -102,7 +102,7 @@ class Result(Message):
     error: str | None = None
     duration_ms: int | None = None
     outputs: list = field(default_factory=list)  # extension: every variant, as Output dicts
-    # extension: why it failed, for programs (ImageError.CODES or domain.ERROR_CODES); absent
+    # extension: why it failed, for programs (a domain.ErrorCode); absent
     # from older producers (None) and ignored by older consumers, so the message stays "v": 1
     error_code: str | None = None
     input_content_type: str | None = None        # extension: the input's sniffed type (URL imports)

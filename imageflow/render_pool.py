@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from imageflow.domain import ErrorCode
 from imageflow.engine import ImageError, Limits
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ def _release_free_heap() -> None:
         pass
 
 
-def _too_large(memory_bytes: int) -> tuple[str, str]:
-    return "too_large", f"the render needs more than the {memory_bytes >> 20} MB a render worker may use"
+def _too_large(memory_bytes: int) -> tuple[ErrorCode, str]:
+    return ErrorCode.TOO_LARGE, f"the render needs more than the {memory_bytes >> 20} MB a render worker may use"
 
 
 def _worker_main(conn, memory_bytes: int, service: str = "image-processor") -> None:
@@ -110,7 +111,7 @@ def _worker_main(conn, memory_bytes: int, service: str = "image-processor") -> N
         try:
             conn.send((*outcome, retire))
         except MemoryError:
-            conn.send(("image_error", ("too_large", "the render's output does not fit in a worker's memory"), True))
+            conn.send(("image_error", (ErrorCode.TOO_LARGE, "the render's output does not fit in a worker's memory"), True))
             retire = True
         if retire:
             return
@@ -291,7 +292,7 @@ class RenderPool:
             left = deadline - time.monotonic()
             if left <= 0:
                 log.error("the render of %s overran its time limit: replacing its worker", _label(task))
-                raise ImageError("timeout", f"the render did not finish within {limits.max_render_seconds:g} s")
+                raise ImageError(ErrorCode.TIMEOUT, f"the render did not finish within {limits.max_render_seconds:g} s")
             if worker.conn.poll(min(left, self.WATCH_SECONDS) if self.memory_bytes else left):
                 return
             if self.memory_bytes and resident_bytes(worker.process.pid) > self.memory_bytes:

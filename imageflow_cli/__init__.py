@@ -766,16 +766,11 @@ def wait_for(client: Client, job_id: str, args) -> dict:
 
 
 def _output_name(image: dict, output: dict, used: set[str]) -> str:
+    """The name the API's downloads and zip give the output (domain.output_name), its extension
+    told by its type."""
     ext = mimetypes.guess_extension(output.get("content_type") or "") or ".bin"
     ext = ".jpg" if ext in (".jpe", ".jpeg") else ext
-    variant = f"-{domain.safe_name(output['variant'])}" if output.get("variant") else ""
-    base = f"{domain.safe_stem(image['filename'])}{variant}"
-    name, n = f"{base}{ext}", 1
-    while name in used:
-        n += 1
-        name = f"{base}-{n}{ext}"
-    used.add(name)
-    return name
+    return domain.output_name(image["filename"], ext, output.get("variant") or "", used)
 
 
 def download(client: Client, job: dict, out: Path, args) -> int:

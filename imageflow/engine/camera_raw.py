@@ -12,6 +12,7 @@ import struct
 
 from PIL import Image, ImageFile
 
+from ..domain import ErrorCode
 from . import report
 from .limits import ImageError
 
@@ -113,8 +114,8 @@ class RawImageFile(ImageFile.ImageFile):
         except Exception as exc:
             raw.close()
             log.info("LibRaw cannot open the RAW: %s: %s", type(exc).__name__, exc)
-            raise ImageError("corrupt", "the camera RAW file is damaged, truncated or from a camera LibRaw "
-                                        "does not know") from None
+            raise ImageError(ErrorCode.CORRUPT, "the camera RAW file is damaged, truncated or from a camera LibRaw "
+                                                "does not know") from None
         self._raw = raw
         self.flip = sizes.flip if sizes.flip in _TURN else 0
         self._size, self._mode = upright_size(sizes.width, sizes.height, self.flip), "RGB"
@@ -129,7 +130,7 @@ class RawImageFile(ImageFile.ImageFile):
                 raise
             except Exception as exc:
                 log.info("LibRaw cannot decode the RAW: %s: %s", type(exc).__name__, exc)
-                raise ImageError("corrupt", "the camera RAW image data is damaged or truncated") from None
+                raise ImageError(ErrorCode.CORRUPT, "the camera RAW image data is damaged or truncated") from None
             self.im, self._mode, self._size = image.im, image.mode, image.size
         return Image.Image.load(self)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from ..domain import ErrorCode
 from . import camera_raw, documents, jxl, pillow_inputs, report, vips
 from .failures import cut_short, decoder_error, label, megapixels, unsupported_format, unsupported_tiff_compression
 from .limits import ImageError, Limits
@@ -232,14 +233,15 @@ def open_source(data: bytes, limits: Limits) -> Source:
     """Open the header only, check the pixel and frame limits, and return the source.
     Raises :class:`ImageError` (empty, unsupported, corrupt, too_large, too_many_frames)."""
     if not data:
-        raise ImageError("empty", "the file is empty (0 bytes)")
+        raise ImageError(ErrorCode.EMPTY, "the file is empty (0 bytes)")
     name = sniff(data)
     if name is None:
         short = cut_short(data)
-        raise ImageError("corrupt", short) if short else ImageError("unsupported", describe_unknown(data))
+        raise ImageError(ErrorCode.CORRUPT, short) if short else ImageError(ErrorCode.UNSUPPORTED, describe_unknown(data))
     kind = KINDS[name]
     if name == "heic" and not heic_available():
-        raise ImageError("unsupported", "HEIC images are not supported by this installation (pillow-heif is missing)")
+        raise ImageError(ErrorCode.UNSUPPORTED, "HEIC images are not supported by this installation "
+                                                "(pillow-heif is missing)")
     if name == "jxl":
         jxl.check(data, limits)     # its decoder decodes on open: check the size first
     if name == "tiff":
@@ -253,8 +255,8 @@ def open_source(data: bytes, limits: Limits) -> Source:
     try:
         image = Image.open(io.BytesIO(data), formats=kind.pillow)
     except UnidentifiedImageError:
-        raise ImageError("corrupt", f"the {label(name)} header is unreadable: the file is truncated or "
-                                    "corrupt") from None
+        raise ImageError(ErrorCode.CORRUPT, f"the {label(name)} header is unreadable: the file is "
+                                            "truncated or corrupt") from None
     except Exception as exc:  # every decoder error is the file's fault, never the process's
         # (Pillow's own decompression-bomb stop, far above the usual limit, included)
         raise decoder_error(exc, name, data, limits, where="header") from None
@@ -262,14 +264,14 @@ def open_source(data: bytes, limits: Limits) -> Source:
         image.limits = limits           # checked again at the size the operations draw it
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise ImageError("corrupt", f"the {name.upper()} header gives an empty size ({width}x{height})")
+        raise ImageError(ErrorCode.CORRUPT, f"the {name.upper()} header gives an empty size ({width}x{height})")
     if width * height > limits.max_pixels:
-        raise ImageError("too_large", f"the image is {width}x{height} ({megapixels(width * height)} megapixels), "
-                                      f"over the limit of {megapixels(limits.max_pixels)} megapixels")
+        raise ImageError(ErrorCode.TOO_LARGE, f"the image is {width}x{height} ({megapixels(width * height)} megapixels), "
+                                              f"over the limit of {megapixels(limits.max_pixels)} megapixels")
     frames = count_frames(image, name, data, limits.max_frames)
     if frames > limits.max_frames:
-        raise ImageError("too_many_frames", f"the image has more than {limits.max_frames} frames "
-                                            f"(the limit is {limits.max_frames})")
+        raise ImageError(ErrorCode.TOO_MANY_FRAMES, f"the image has more than {limits.max_frames} frames "
+                                                    f"(the limit is {limits.max_frames})")
     orientation, upright = _orientation(image, name)
     return Source(image, kind, frames, orientation, data, upright)
 

@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 
 from PIL import Image, ImageFile
 
+from ..domain import ErrorCode
 from . import report
 from .failures import megapixels
 from .limits import ImageError, Limits
@@ -62,9 +63,9 @@ class ScalableImageFile(ImageFile.ImageFile):
         if self._im is None:
             width, height = self.draw_size()
             if width * height > self.limits.max_pixels:
-                raise ImageError("too_large", f"drawing the {self.format_label} at {width}x{height} "
-                                              f"({megapixels(width * height)} megapixels) is over the limit of "
-                                              f"{megapixels(self.limits.max_pixels)} megapixels")
+                raise ImageError(ErrorCode.TOO_LARGE, f"drawing the {self.format_label} at {width}x{height} "
+                                                      f"({megapixels(width * height)} megapixels) is over the limit of "
+                                                      f"{megapixels(self.limits.max_pixels)} megapixels")
             image = self.draw(width, height)
             self.im, self._mode, self._size = image.im, image.mode, image.size
         return Image.Image.load(self)
@@ -108,9 +109,9 @@ def clean_svg(data: bytes) -> tuple[bytes, tuple[int, int], int]:
         log.info("SVG parse error: %s", exc)
         reason = "the file is truncated: the SVG ends early" if "no element found" in str(exc) or \
             "unclosed token" in str(exc) else "the SVG is not well-formed XML"
-        raise ImageError("corrupt", reason) from None
+        raise ImageError(ErrorCode.CORRUPT, reason) from None
     if _local(root.tag) != "svg":
-        raise ImageError("unsupported", "not a supported image: the XML document is not an SVG")
+        raise ImageError(ErrorCode.UNSUPPORTED, "not a supported image: the XML document is not an SVG")
     removed = 0
     for parent in list(root.iter()):
         for child in list(parent):
@@ -152,7 +153,7 @@ def _svg_size(root: ET.Element) -> tuple[int, int]:
     elif height is None:
         height = width * box[1] / box[0] if box else SVG_DEFAULT_SIZE[1]
     if not (math.isfinite(width) and math.isfinite(height)) or width <= 0 or height <= 0:
-        raise ImageError("corrupt", "the SVG declares an empty or invalid size")
+        raise ImageError(ErrorCode.CORRUPT, "the SVG declares an empty or invalid size")
     return max(1, math.ceil(width - 1e-6)), max(1, math.ceil(height - 1e-6))
 
 
@@ -179,7 +180,7 @@ class SvgImageFile(ScalableImageFile):
             image.load()
         except Exception as exc:
             log.info("resvg failed: %s: %s", type(exc).__name__, exc)
-            raise ImageError("corrupt", "the SVG cannot be drawn: it has no valid content") from None
+            raise ImageError(ErrorCode.CORRUPT, "the SVG cannot be drawn: it has no valid content") from None
         report.note("drawn_at", f"{image.width}x{image.height}")
         return image.convert("RGBA")
 
@@ -218,12 +219,12 @@ class PdfImageFile(ScalableImageFile):
             except pdfium.PdfiumError as exc:
                 log.info("pdfium cannot open the PDF: %s", exc)
                 if "password" in str(exc).lower():
-                    raise ImageError("unsupported", "the PDF is password-protected") from None
-                raise ImageError("corrupt", "the PDF is damaged or incomplete: its pages cannot be read") from None
+                    raise ImageError(ErrorCode.UNSUPPORTED, "the PDF is password-protected") from None
+                raise ImageError(ErrorCode.CORRUPT, "the PDF is damaged or incomplete: its pages cannot be read") from None
             try:
                 pages = len(document)
                 if pages < 1:
-                    raise ImageError("corrupt", "the PDF has no pages")
+                    raise ImageError(ErrorCode.CORRUPT, "the PDF has no pages")
                 page = document[0]
                 points = page.get_size()
                 page.close()
@@ -233,7 +234,8 @@ class PdfImageFile(ScalableImageFile):
             except Exception as exc:
                 document.close()
                 log.info("pdfium cannot read the first page: %s", exc)
-                raise ImageError("corrupt", "the PDF is damaged or incomplete: its first page cannot be read") from None
+                raise ImageError(ErrorCode.CORRUPT,
+                                 "the PDF is damaged or incomplete: its first page cannot be read") from None
         self._document, self._pages, self._page = document, pages, 0
         self._set_points(points)
 
@@ -247,7 +249,7 @@ class PdfImageFile(ScalableImageFile):
         if number == self._page + 1:
             return
         if number > self._pages:
-            raise ImageError("invalid", f"the PDF has {self._pages} page{'s' * (self._pages != 1)}: "
+            raise ImageError(ErrorCode.INVALID, f"the PDF has {self._pages} page{'s' * (self._pages != 1)}: "
                                         f"page {number} does not exist (operation page)")
         with _PDFIUM_LOCK:
             try:
@@ -256,11 +258,11 @@ class PdfImageFile(ScalableImageFile):
                 page.close()
             except Exception as exc:
                 log.info("pdfium cannot read page %d: %s", number, exc)
-                raise ImageError("corrupt", f"the PDF is damaged: its page {number} cannot be read") from None
+                raise ImageError(ErrorCode.CORRUPT, f"the PDF is damaged: its page {number} cannot be read") from None
         self._page = number - 1
         self._set_points(points)
         if self._size[0] * self._size[1] > self.limits.max_pixels:
-            raise ImageError("too_large", f"page {number} of the PDF is {self._size[0]}x{self._size[1]} "
+            raise ImageError(ErrorCode.TOO_LARGE, f"page {number} of the PDF is {self._size[0]}x{self._size[1]} "
                                           f"({megapixels(self._size[0] * self._size[1])} megapixels), over the limit "
                                           f"of {megapixels(self.limits.max_pixels)} megapixels")
 
@@ -275,7 +277,7 @@ class PdfImageFile(ScalableImageFile):
                 page.close()
             except Exception as exc:
                 log.info("pdfium cannot draw the page: %s: %s", type(exc).__name__, exc)
-                raise ImageError("corrupt", "the PDF page cannot be drawn: the file is damaged") from None
+                raise ImageError(ErrorCode.CORRUPT, "the PDF page cannot be drawn: the file is damaged") from None
         report.note("drawn_at", f"{image.width}x{image.height}")
         return image
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageColor
 
+from ..domain import ErrorCode
 from . import autoquality, extra_formats
 from .limits import ImageError, Limits
 
@@ -164,8 +165,9 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
     quality = options.quality or fmt.default_quality
     width, height = frames[0].size
     if max(width, height) > MAX_SIDE.get(fmt.name, width + height):
-        raise ImageError("output_too_large", f"the output would be {width}x{height}, and a {fmt_name.upper()} image "
-                                             f"can be at most {MAX_SIDE[fmt.name]} pixels a side")
+        raise ImageError(ErrorCode.OUTPUT_TOO_LARGE, f"the output would be {width}x{height}, and a "
+                                                     f"{fmt_name.upper()} image can be at most "
+                                                     f"{MAX_SIDE[fmt.name]} pixels a side")
 
     def attempt(q: int | None) -> bytes:
         try:
@@ -173,7 +175,8 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
         except (OSError, ValueError, MemoryError, RuntimeError) as exc:   # RuntimeError: libjxl's
             log.warning("the %s encoder failed on a %dx%d image: %s: %s", fmt_name, width, height,
                         type(exc).__name__, exc)
-            raise ImageError("invalid", f"a {width}x{height} image could not be encoded as {fmt_name.upper()}") from None
+            raise ImageError(ErrorCode.INVALID,
+                             f"a {width}x{height} image could not be encoded as {fmt_name.upper()}") from None
 
     choices: dict = {}
     if options.quality == "auto":
@@ -183,8 +186,8 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
         if options.max_bytes and len(data) > options.max_bytes:
             data = _shrink(attempt, data, quality, fmt, options)
     if len(data) > limits.max_output_bytes:
-        raise ImageError("output_too_large", f"the {fmt_name.upper()} output is {len(data)} bytes, over the "
-                                             f"limit of {limits.max_output_bytes} bytes")
+        raise ImageError(ErrorCode.OUTPUT_TOO_LARGE, f"the {fmt_name.upper()} output is {len(data)} bytes, over the "
+                                                     f"limit of {limits.max_output_bytes} bytes")
     return Rendered(data, fmt.name, fmt.mime, fmt.ext, width, height, variant, choices=choices)
 
 
@@ -193,9 +196,9 @@ def _shrink(attempt, data: bytes, quality: int | None, fmt: OutputFormat, option
     limit = options.max_bytes
     if not fmt.lossy or options.lossless:
         kind = "a lossless" if fmt.lossy else f"a {fmt.name.upper()}"
-        raise ImageError("output_too_large", f"the {fmt.name.upper()} output is {len(data)} bytes, over max_bytes "
-                                             f"{limit}, and {kind} output has no quality to lower; max_bytes "
-                                             f"lowers the quality of JPEG, WebP, AVIF, JPEG XL and HEIC only")
+        raise ImageError(ErrorCode.OUTPUT_TOO_LARGE, f"the {fmt.name.upper()} output is {len(data)} bytes, over max_bytes "
+                                                     f"{limit}, and {kind} output has no quality to lower; max_bytes "
+                                                     f"lowers the quality of JPEG, WebP, AVIF, JPEG XL and HEIC only")
     low, high, best, smallest = 1, quality - 1, None, data
     while low <= high:
         middle = (low + high) // 2
@@ -205,6 +208,6 @@ def _shrink(attempt, data: bytes, quality: int | None, fmt: OutputFormat, option
         else:
             high, smallest = middle - 1, candidate
     if best is None:
-        raise ImageError("output_too_large", f"even at quality 1 the {fmt.name.upper()} output is "
-                                             f"{len(smallest)} bytes, over max_bytes {limit}: resize it smaller")
+        raise ImageError(ErrorCode.OUTPUT_TOO_LARGE, f"even at quality 1 the {fmt.name.upper()} output is "
+                                                     f"{len(smallest)} bytes, over max_bytes {limit}: resize it smaller")
     return best

@@ -2,6 +2,7 @@
 (pillow-jxl-plugin) and HEIC (pillow-heif). Each plugin is registered on first use."""
 from __future__ import annotations
 
+from ..domain import ErrorCode
 from . import jxl
 from .decoding import heic_available
 from .limits import ImageError
@@ -14,9 +15,9 @@ JXL_EFFORT = 5
 def register(name: str) -> None:
     """Make sure the plugin that writes ``name`` is registered (a no-op for Pillow's own)."""
     if name == "jxl" and not jxl.available():
-        raise ImageError("unsupported", "JPEG XL output needs pillow-jxl-plugin, which is not installed")
+        raise ImageError(ErrorCode.UNSUPPORTED, "JPEG XL output needs pillow-jxl-plugin, which is not installed")
     if name == "heic" and not heic_available():
-        raise ImageError("unsupported", "HEIC output needs pillow-heif, which is not installed")
+        raise ImageError(ErrorCode.UNSUPPORTED, "HEIC output needs pillow-heif, which is not installed")
 
 
 def save_args(name: str, quality: int | None, lossless: bool) -> dict:

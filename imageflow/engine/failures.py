@@ -15,6 +15,7 @@ import struct
 
 from PIL import Image, TiffImagePlugin
 
+from ..domain import ErrorCode
 from .limits import ImageError, Limits
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def unsupported_tiff_compression(data: bytes) -> ImageError | None:
     name = TiffImagePlugin.COMPRESSION_INFO.get(code)
     if name is None or (name in _WRITABLE and not _tiff_codec_decodes(name)):
         what = TIFF_COMPRESSIONS.get(code, f"scheme {code}")
-        return ImageError("unsupported_compression", f"unsupported TIFF compression ({what})")
+        return ImageError(ErrorCode.UNSUPPORTED_COMPRESSION, f"unsupported TIFF compression ({what})")
     return None
 
 
@@ -144,7 +145,7 @@ def too_large(exc: BaseException, limits: Limits | None) -> ImageError:
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f"{megapixels(int(found.group(1)))} megapixels" if found else "too many pixels"
     limit = f"over the limit of {megapixels(limits.max_pixels)} megapixels" if limits else "too large to decode"
-    return ImageError("too_large", f"the image is {size}, {limit}")
+    return ImageError(ErrorCode.TOO_LARGE, f"the image is {size}, {limit}")
 
 
 def label(kind: str) -> str:
@@ -175,23 +176,24 @@ def decoder_error(exc: BaseException, kind: str, data: bytes | None = None, limi
     if isinstance(exc, Image.DecompressionBombError):
         return too_large(exc, limits)
     if isinstance(exc, MemoryError):
-        return ImageError("too_large", "the image needs more memory to decode than is available")
+        return ImageError(ErrorCode.TOO_LARGE, "the image needs more memory to decode than is available")
     if kind == "tiff" and data is not None:
         unsupported = unsupported_tiff_compression(data)
         if unsupported is not None:
             return unsupported
     if isinstance(exc, NotImplementedError) or (kind == "dds" and "unsupported" in str(exc).lower()):
-        return ImageError("unsupported_compression" if kind == "dds" else "unsupported", _unread_variant(kind, data))
+        code = ErrorCode.UNSUPPORTED_COMPRESSION if kind == "dds" else ErrorCode.UNSUPPORTED
+        return ImageError(code, _unread_variant(kind, data))
     text = str(exc).lower()
     if "max_text_chunk" in text or "text chunks" in text:
-        return ImageError("too_large", f"the {label(kind)} carries metadata (text or a colour profile) that "
-                                       "decompresses to more than we read")
+        return ImageError(ErrorCode.TOO_LARGE, f"the {label(kind)} carries metadata (text or a colour profile) that "
+                                               "decompresses to more than we read")
     if "truncated" in text or isinstance(exc, EOFError) or "end of file" in text or "ends early" in text:
-        return ImageError("corrupt", "the file is truncated: the image data ends early")
+        return ImageError(ErrorCode.CORRUPT, "the file is truncated: the image data ends early")
     if "crc" in text or "checksum" in text:
-        return ImageError("corrupt", f"the {label(kind)} file is corrupt: a checksum does not match its data")
+        return ImageError(ErrorCode.CORRUPT, f"the {label(kind)} file is corrupt: a checksum does not match its data")
     compression = tiff_compression(data) if kind == "tiff" and data is not None else None
     if compression not in (None, 1):
-        return ImageError("corrupt", f"the TIFF {where} ({TIFF_COMPRESSIONS.get(compression, 'unknown')} "
-                                     "compression) is corrupt")
-    return ImageError("corrupt", f"the {label(kind)} {where} is corrupt")
+        return ImageError(ErrorCode.CORRUPT, f"the TIFF {where} ({TIFF_COMPRESSIONS.get(compression, 'unknown')} "
+                                             "compression) is corrupt")
+    return ImageError(ErrorCode.CORRUPT, f"the {label(kind)} {where} is corrupt")

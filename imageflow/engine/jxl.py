@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import struct
 
+from ..domain import ErrorCode
 from .limits import ImageError, Limits
 
 CODESTREAM = b"\xff\x0a"
@@ -99,12 +100,13 @@ def check(data: bytes, limits: Limits) -> None:
     """Refuse a JPEG XL whose header is unreadable or whose size is over the pixel limit,
     before it is decoded."""
     if not available():
-        raise ImageError("unsupported", "JPEG XL images are not supported by this installation "
-                                        "(pillow-jxl-plugin is missing)")
+        raise ImageError(ErrorCode.UNSUPPORTED, "JPEG XL images are not supported by this installation "
+                                                "(pillow-jxl-plugin is missing)")
     try:
         width, height = size(data)
     except ValueError as exc:
-        raise ImageError("corrupt", f"the file starts like a JXL image but its header is unreadable ({exc})") from None
+        raise ImageError(ErrorCode.CORRUPT,
+                         f"the file starts like a JXL image but its header is unreadable ({exc})") from None
     if width * height > limits.max_pixels:
-        raise ImageError("too_large", f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels), "
-                                      f"over the limit of {limits.max_pixels / 1e6:.1f} megapixels")
+        raise ImageError(ErrorCode.TOO_LARGE, f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels), "
+                                              f"over the limit of {limits.max_pixels / 1e6:.1f} megapixels")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..domain import ErrorCode
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -35,16 +37,16 @@ class Limits:
 
 
 class ImageError(ValueError):
-    """The image cannot be processed. ``code`` is one of ``empty``, ``unsupported``,
-    ``unsupported_compression``, ``corrupt``, ``too_large``, ``too_many_frames``,
-    ``output_too_large``, ``invalid``, ``timeout`` (docs/api.md says what each means);
+    """The image cannot be processed. ``code`` is one of the engine's :class:`ErrorCode` members
+    (``ErrorCode.engine()``: empty, unsupported, unsupported_compression, corrupt, too_large,
+    too_many_frames, output_too_large, invalid, timeout; docs/api.md says what each means);
     ``reason`` is a sentence for the user, in our words: never a library's message, which
     is logged where the exception is mapped."""
 
-    CODES = ("empty", "unsupported", "unsupported_compression", "corrupt", "too_large", "too_many_frames",
-             "output_too_large", "invalid", "timeout")
+    CODES = ErrorCode.engine()
 
-    def __init__(self, code: str, reason: str):
+    def __init__(self, code: ErrorCode, reason: str):
+        code = ErrorCode(code)
         assert code in self.CODES, code
         super().__init__(f"{code}: {reason}")
         self.code = code
@@ -63,20 +65,20 @@ class RenderBudget:
 
     def check_time(self, step: str) -> None:
         if time.monotonic() - self.started > self.limits.max_render_seconds:
-            raise ImageError("timeout", f"the render took longer than {self.limits.max_render_seconds:g} s "
-                                        f"(stopped at {step})")
+            raise ImageError(ErrorCode.TIMEOUT, f"the render took longer than {self.limits.max_render_seconds:g} s "
+                                                f"(stopped at {step})")
 
     def check(self, sizes, step: str) -> None:
         """``sizes``: (width, height) of every frame the render holds now (a frame's pixels once)."""
         total = 0
         for width, height in sizes:
             if width * height > self.limits.max_pixels:
-                raise ImageError("too_large", f"{step} would make a {width}x{height} image "
-                                              f"({width * height / 1e6:.1f} megapixels), over the limit of "
-                                              f"{self.limits.max_pixels / 1e6:.1f} megapixels")
+                raise ImageError(ErrorCode.TOO_LARGE, f"{step} would make a {width}x{height} image "
+                                                      f"({width * height / 1e6:.1f} megapixels), over the limit of "
+                                                      f"{self.limits.max_pixels / 1e6:.1f} megapixels")
             total += width * height
         if total > self.limits.max_animation_pixels:
-            raise ImageError("too_large", f"{step} would hold {total / 1e6:.0f} megapixels in all its frames, "
-                                          f"over the limit of {self.limits.max_animation_pixels / 1e6:.0f} "
-                                          "megapixels; keep fewer frames or make them smaller")
+            raise ImageError(ErrorCode.TOO_LARGE, f"{step} would hold {total / 1e6:.0f} megapixels in all its frames, "
+                                                  f"over the limit of {self.limits.max_animation_pixels / 1e6:.0f} "
+                                                  "megapixels; keep fewer frames or make them smaller")
         self.check_time(step)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from ..domain import ErrorCode
 from . import report
 from . import schema as ops
 from .geometry import place
@@ -39,7 +40,7 @@ def _decode(name: str, limits: Limits) -> Image.Image:
     try:
         source = open_source(data, limits)
     except ImageError as exc:
-        raise ImageError("invalid", f"the overlay {name!r} is not a usable image: {exc.reason}") from None
+        raise ImageError(ErrorCode.INVALID, f"the overlay {name!r} is not a usable image: {exc.reason}") from None
     try:
         if source.frames > 1:
             source.image.seek(0)
@@ -89,8 +90,8 @@ def positions(image_size: tuple[int, int], logo_size: tuple[int, int], op: ops.O
     step_x, step_y = logo_w + margin, logo_h + margin
     count = -(-width // step_x) * -(-height // step_y)
     if count > MAX_TILES:
-        raise ImageError("invalid", f"tiling a {logo_w}x{logo_h} overlay over a {width}x{height} image would "
-                                    f"take {count} copies (at most {MAX_TILES}): give a larger scale or margin")
+        raise ImageError(ErrorCode.INVALID, f"tiling a {logo_w}x{logo_h} overlay over a {width}x{height} image would "
+                                            f"take {count} copies (at most {MAX_TILES}): give a larger scale or margin")
     return [(x, y) for y in range(0, height, step_y) for x in range(0, width, step_x)]
 
 

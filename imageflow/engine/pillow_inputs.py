@@ -13,6 +13,7 @@ import struct
 
 from PIL import Image, ImageFile, ImagePalette, PsdImagePlugin
 
+from ..domain import ErrorCode
 from .limits import ImageError
 
 _NETPBM = re.compile(rb"\AP([1-7f])\s")
@@ -71,13 +72,13 @@ def psd_composite_problem(data: bytes) -> ImageError | None:
         resources = struct.unpack(">I", data[pos:pos + 4])[0]
         start, pos = pos + 4, pos + 4 + resources
         if _has_no_merged_data(data[start:pos]):
-            return ImageError("unsupported", NO_COMPOSITE)
+            return ImageError(ErrorCode.UNSUPPORTED, NO_COMPOSITE)
         size = 8 if psb else 4                                              # layer and mask information
         pos += size + struct.unpack(">Q" if psb else ">I", data[pos:pos + size])[0]
     except struct.error:
-        return ImageError("corrupt", "the file is truncated: the Photoshop header ends early")
+        return ImageError(ErrorCode.CORRUPT, "the file is truncated: the Photoshop header ends early")
     if len(data) < pos + 2:
-        return ImageError("unsupported", NO_COMPOSITE)
+        return ImageError(ErrorCode.UNSUPPORTED, NO_COMPOSITE)
     return None
 
 

@@ -15,6 +15,7 @@ from typing import Mapping
 
 from PIL import Image
 
+from ..domain import ErrorCode
 from . import documents, placeholders, privacy, report
 from . import schema as ops
 from .decoding import SCALABLE, Source, decode_error, load, open_source, to_working, turn
@@ -54,7 +55,7 @@ class Plan:
         try:
             models = ops.parse_operations(list(operations or []))
         except ops.OperationsError as exc:
-            raise ImageError("invalid", exc.message) from None
+            raise ImageError(ErrorCode.INVALID, exc.message) from None
         plan = cls()
         for model in models:
             if model.op == "auto_orient":
@@ -166,9 +167,9 @@ def _decode_animation(source: Source, plan: Plan, limits: Limits,
     count = min(source.frames, plan.frames.max or source.frames, limits.max_frames)
     width, height = source.image.size
     if count * width * height > limits.max_animation_pixels:
-        raise ImageError("too_large", f"the animation has {count} frames of {width}x{height} "
-                                      f"({count * width * height / 1e6:.0f} megapixels in all), over the limit of "
-                                      f"{limits.max_animation_pixels / 1e6:.0f} megapixels; keep fewer frames")
+        raise ImageError(ErrorCode.TOO_LARGE, f"the animation has {count} frames of {width}x{height} "
+                                              f"({count * width * height / 1e6:.0f} megapixels in all), over the limit of "
+                                              f"{limits.max_animation_pixels / 1e6:.0f} megapixels; keep fewer frames")
     image = source.image
     loop = image.info.get("loop")
     frames, durations = [], []
@@ -226,11 +227,11 @@ def _apply_all(frames: list[Image.Image], plan: Plan, limits: Limits, budget: Re
         except ImageError:
             raise
         except (MemoryError, Image.DecompressionBombError):
-            raise ImageError("too_large", f"not enough memory for {step}") from None
+            raise ImageError(ErrorCode.TOO_LARGE, f"not enough memory for {step}") from None
         except (ValueError, OSError, TypeError) as exc:
             log.info("%s failed: %s: %s", step, type(exc).__name__, exc)
-            raise ImageError("invalid", f"operations[{index}] ({op.op}) cannot be applied to this "
-                                        f"{frames[0].width}x{frames[0].height} image") from None
+            raise ImageError(ErrorCode.INVALID, f"operations[{index}] ({op.op}) cannot be applied to this "
+                                                f"{frames[0].width}x{frames[0].height} image") from None
     return _same_mode(frames)
 
 
@@ -275,7 +276,7 @@ def _render_data(data: bytes, operations: list[dict], limits: Limits, previews: 
     except Image.DecompressionBombError as exc:  # any Pillow size limit: the image is too large, not a glitch
         raise too_large(exc, limits) from None
     except MemoryError:
-        raise ImageError("too_large", "the render needs more memory than is available") from None
+        raise ImageError(ErrorCode.TOO_LARGE, "the render needs more memory than is available") from None
     finally:
         source.image.close()
 

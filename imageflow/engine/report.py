@@ -12,6 +12,7 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from ..domain import ErrorCode
 from .limits import ImageError
 
 
@@ -78,5 +79,5 @@ def asset(name: str) -> bytes:
     """The bytes of a file the job carries (an overlay), by the name the operation gives."""
     data = _context().assets.get(name)
     if data is None:
-        raise ImageError("invalid", f"the file {name!r} named by the operations was not provided with the job")
+        raise ImageError(ErrorCode.INVALID, f"the file {name!r} named by the operations was not provided with the job")
     return data

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from ..domain import ErrorCode
 from . import vips
 from .decoding import _working_mode, load, open_source, turn
 from .limits import ImageError, Limits
@@ -102,8 +103,8 @@ def decode_scaled(data: bytes, limits: Limits, size: tuple[int, int]) -> Image.I
                 turn_by = 1 if name in ("heic", "avif") else source.orientation
                 image = vips.thumbnail(data, stored(turn_by))
             if image is None:
-                raise ImageError("too_large", f"a {width}x{height} {name.upper()} image has no scaled decode here: "
-                                              "it is predicted from the other samples")
+                raise ImageError(ErrorCode.TOO_LARGE, f"a {width}x{height} {name.upper()} image has no scaled decode here: "
+                                                      "it is predicted from the other samples")
         if image is None:
             image = load(source)
         if image.size != stored(turn_by):
@@ -128,7 +129,7 @@ def decode_crop(data: bytes, limits: Limits, size: tuple[int, int]) -> Image.Ima
         image = vips.crop(data, box) if source.frames == 1 else None
         if image is None:
             if width * height > FULL_DECODE_PIXELS:
-                raise ImageError("too_large", "no sequential decode for the crop")
+                raise ImageError(ErrorCode.TOO_LARGE, "no sequential decode for the crop")
             image = load(source).crop((box[0], box[1], box[0] + cw, box[1] + ch))
         return image
     finally:

@@ -11,6 +11,7 @@ from typing import Callable
 
 from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
+from ..domain import ErrorCode
 from . import faces, overlay, trim, vips
 from . import schema as ops
 from .geometry import place
@@ -24,9 +25,9 @@ REDUCING_GAP = 3.0
 
 def check_size(width: int, height: int, limits: Limits, what: str) -> None:
     if width * height > limits.max_pixels:
-        raise ImageError("too_large", f"{what} would make a {width}x{height} image "
-                                      f"({width * height / 1e6:.1f} megapixels), over the limit of "
-                                      f"{limits.max_pixels / 1e6:.1f} megapixels")
+        raise ImageError(ErrorCode.TOO_LARGE, f"{what} would make a {width}x{height} image "
+                                              f"({width * height / 1e6:.1f} megapixels), over the limit of "
+                                              f"{limits.max_pixels / 1e6:.1f} megapixels")
 
 
 def alpha_mode(image: Image.Image) -> bool:
@@ -130,8 +131,8 @@ def crop(image: Image.Image, op: ops.Crop, limits: Limits) -> Image.Image:
         box = window(image, width, height, op.gravity)
     else:
         if op.x >= image.width or op.y >= image.height:
-            raise ImageError("invalid", f"crop box starts at ({op.x}, {op.y}), outside the "
-                                        f"{image.width}x{image.height} image")
+            raise ImageError(ErrorCode.INVALID, f"crop box starts at ({op.x}, {op.y}), outside the "
+                                                f"{image.width}x{image.height} image")
         box = (op.x, op.y, min(image.width, op.x + op.width), min(image.height, op.y + op.height))
     if box == (0, 0, *image.size):
         return image

@@ -28,7 +28,7 @@ from services.image_handler.estimate import Estimator
 from services.image_handler.ratelimit import RateLimiter, client_address
 
 from . import body_limits, routes
-from .errors import ClientError, client_error_response, error_response
+from .errors import ClientError, Refused, RefusalCode, client_error_response, error_response, refusal_response
 
 log = logging.getLogger("image_handler")
 
@@ -54,12 +54,12 @@ class HandlerContext:
         delivery. A host name is checked again (resolved) at each delivery."""
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
-            raise ClientError(400, "invalid_webhook_url", "webhook_url must be an absolute http(s) URL")
+            raise Refused(RefusalCode.INVALID_WEBHOOK_URL, "webhook_url must be an absolute http(s) URL")
         try:
             self.webhook_policy.check_without_lookup(url.strip())
         except FetchError as exc:
-            raise ClientError(400, "invalid_webhook_url", f"webhook_url: {exc.reason}; webhooks are delivered to "
-                              "public addresses only", [{"field": "webhook_url"}]) from None
+            raise Refused(RefusalCode.INVALID_WEBHOOK_URL, f"webhook_url: {exc.reason}; webhooks are delivered to "
+                          "public addresses only", [{"field": "webhook_url"}]) from None
         return url.strip()
 
 
@@ -135,10 +135,10 @@ def _register_rate_limit(app: Flask, settings: Settings) -> None:
         if not wait:
             return None
         retry = max(1, math.ceil(wait))
-        response, status = error_response(429, "rate_limited", f"too many requests: at most "
-                                          f"{settings.rate_limit_per_second:g} per second (bursts of "
-                                          f"{settings.rate_limit_burst}); retry in {retry} s",
-                                          {"retry_after_seconds": retry})
+        response, status = refusal_response(RefusalCode.RATE_LIMITED, f"too many requests: at most "
+                                            f"{settings.rate_limit_per_second:g} per second (bursts of "
+                                            f"{settings.rate_limit_burst}); retry in {retry} s",
+                                            {"retry_after_seconds": retry})
         response.headers["Retry-After"] = str(retry)
         return response, status
 
@@ -152,18 +152,18 @@ def _register_errors(app: Flask, settings: Settings) -> None:
         limit = getattr(exc, "limit", None) or request.environ.get(body_limits.LIMIT_KEY)
         length = request.content_length
         if (limit and limit != settings.max_request_bytes) and (length is None or length > limit):
-            return error_response(413, "request_too_large", f"the request is larger than the "
-                                  f"{body_limits.describe_limit(limit)} limit of this kind of request")
+            return refusal_response(RefusalCode.REQUEST_TOO_LARGE, f"the request is larger than the "
+                                    f"{body_limits.describe_limit(limit)} limit of this kind of request")
         if length is None or length > settings.max_request_bytes:
-            return error_response(413, "request_too_large", f"the request is larger than the "
-                                  f"{settings.max_request_bytes // (1024 * 1024)} MB limit (MAX_REQUEST_BYTES): "
-                                  "send the files in several requests into an open job")
+            return refusal_response(RefusalCode.REQUEST_TOO_LARGE, f"the request is larger than the "
+                                    f"{settings.max_request_bytes // (1024 * 1024)} MB limit (MAX_REQUEST_BYTES): "
+                                    "send the files in several requests into an open job")
         if getattr(request, "file_parts", 0) > settings.max_files_per_job:
-            return error_response(413, "too_many_files", f"too many files in one request: at most "
-                                  f"{settings.max_files_per_job} (MAX_FILES_PER_JOB)")
-        return error_response(413, "form_too_large", f"a form field is larger than "
-                              f"{app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB, or the form has more than "
-                              f"{app.config['MAX_FORM_PARTS']} parts")
+            return refusal_response(RefusalCode.TOO_MANY_FILES, f"too many files in one request: at most "
+                                    f"{settings.max_files_per_job} (MAX_FILES_PER_JOB)")
+        return refusal_response(RefusalCode.FORM_TOO_LARGE, f"a form field is larger than "
+                                f"{app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KB, or the form has more than "
+                                f"{app.config['MAX_FORM_PARTS']} parts")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -173,7 +173,7 @@ def _register_errors(app: Flask, settings: Settings) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "something went wrong on our side; the request was not applied")
+        return refusal_response(RefusalCode.INTERNAL_ERROR, "something went wrong on our side; the request was not applied")
 
 
 def _register_metrics(app: Flask) -> None:
@@ -235,5 +235,5 @@ def _register_frontend(app: Flask, settings: Settings) -> None:
     @app.get("/<name>")
     def top_level_file(name: str):
         if "." not in name or not (dist / name).is_file():
-            return error_response(404, "not_found", f"no such page: /{name[:64]}")
+            return refusal_response(RefusalCode.NOT_FOUND, f"no such page: /{name[:64]}")
         return send_from_directory(dist, name, max_age=3600)

@@ -29,7 +29,7 @@ from imageflow.jobstore import AdmitImages, JobStore, iter_jobs, unfinished_cost
 from imageflow.links import LinkSigner
 from imageflow.settings import Settings, SettingsError
 
-from .errors import ClientError
+from .errors import Refused, RefusalCode
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,15 @@ class Auth:
             return ANONYMOUS
         presented = key_from_headers(headers)
         if not presented:
-            raise ClientError(401, "api_key_required", "an API key is required: send it as "
-                                                     "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            raise Refused(RefusalCode.API_KEY_REQUIRED, "an API key is required: send it as "
+                                                        "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
         digest = _digest(presented)
         owner = None
         for known, name in self.keys.items():   # compare every entry in constant time
             if hmac.compare_digest(known, digest):
                 owner = name
         if owner is None:
-            raise ClientError(401, "invalid_api_key", "the API key is not valid")
+            raise Refused(RefusalCode.INVALID_API_KEY, "the API key is not valid")
         return Caller(owner, enforced=True)
 
     # -- quotas ----------------------------------------------------------------------------
@@ -152,10 +152,10 @@ class Auth:
         ``new_images`` images costing ``new_cost``."""
         who = f"API key {caller.owner!r}" if caller.enforced else "this service"
         if self.quota_jobs and len(active) >= self.quota_jobs:
-            raise ClientError(429, "quota_exceeded",
-                            f"quota exceeded: {who} already has {len(active)} active jobs and the limit is "
-                            f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
-                            {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
+            raise Refused(RefusalCode.QUOTA_EXCEEDED,
+                          f"quota exceeded: {who} already has {len(active)} active jobs and the limit is "
+                          f"{self.quota_jobs} (queued or processing jobs); wait for one to finish",
+                          {"limit": "active_jobs", "quota": self.quota_jobs, "active": len(active)})
         self._refuse_over_image_quota(caller, unfinished_images(active), new_images, "this job adds")
         self._refuse_over_cost_quota(caller, unfinished_cost(active), new_cost, "this job adds")
 
@@ -163,25 +163,25 @@ class Auth:
         if self.quota_images and pending + adding > self.quota_images:
             who = f"API key {caller.owner!r}" if caller.enforced else "this service"
             room = max(0, self.quota_images - pending)
-            raise ClientError(429, "quota_exceeded",
-                              f"quota exceeded: {who} has {pending} images waiting and {what} {adding}; "
-                              f"the limit is {self.quota_images} unfinished images (QUOTA_ACTIVE_IMAGES), "
-                              f"room for {room} more now",
-                              {"limit": "active_images", "quota": self.quota_images, "active": pending,
-                               "requested": adding, "room": room})
+            raise Refused(RefusalCode.QUOTA_EXCEEDED,
+                          f"quota exceeded: {who} has {pending} images waiting and {what} {adding}; "
+                          f"the limit is {self.quota_images} unfinished images (QUOTA_ACTIVE_IMAGES), "
+                          f"room for {room} more now",
+                          {"limit": "active_images", "quota": self.quota_images, "active": pending,
+                           "requested": adding, "room": room})
 
     def _refuse_over_cost_quota(self, caller: Caller, pending: float, adding: float, what: str) -> None:
         if self.quota_cost and pending + adding > self.quota_cost:
             who = f"API key {caller.owner!r}" if caller.enforced else "this service"
             room = max(0.0, self.quota_cost - pending)
-            raise ClientError(429, "quota_exceeded",
-                              f"quota exceeded: {who} has work waiting worth {pending:,.0f} output megapixels and "
-                              f"{what} {adding:,.0f}; the limit is {self.quota_cost:,} output megapixels of "
-                              f"unfinished images (QUOTA_ACTIVE_COST: each image counts its megapixels times its "
-                              f"outputs, an output with quality 'auto' {domain.AUTO_QUALITY_WEIGHT} times), "
-                              f"room for {room:,.0f} now; send fewer images or outputs, or wait for some to finish",
-                              {"limit": "active_cost", "quota": self.quota_cost, "active": round(pending, 1),
-                               "requested": round(adding, 1), "room": round(room, 1)})
+            raise Refused(RefusalCode.QUOTA_EXCEEDED,
+                          f"quota exceeded: {who} has work waiting worth {pending:,.0f} output megapixels and "
+                          f"{what} {adding:,.0f}; the limit is {self.quota_cost:,} output megapixels of "
+                          f"unfinished images (QUOTA_ACTIVE_COST: each image counts its megapixels times its "
+                          f"outputs, an output with quality 'auto' {domain.AUTO_QUALITY_WEIGHT} times), "
+                          f"room for {room:,.0f} now; send fewer images or outputs, or wait for some to finish",
+                          {"limit": "active_cost", "quota": self.quota_cost, "active": round(pending, 1),
+                           "requested": round(adding, 1), "room": round(room, 1)})
 
     def images_admission(self, caller: Caller) -> AdmitImages | None:
         """The check of ``QUOTA_ACTIVE_IMAGES`` and ``QUOTA_ACTIVE_COST`` for files joining an open job

@@ -13,7 +13,7 @@ from typing import Iterable
 from flask import current_app, request
 from pydantic import BaseModel, RootModel
 
-from .errors import ClientError
+from .errors import Refused, RefusalCode
 
 
 def field_names(model: type[BaseModel]) -> frozenset[str]:
@@ -39,7 +39,7 @@ def refuse_unknown(names: Iterable[str], known: Iterable[str], where: str = "") 
     hint = f"; did you mean `{first['did_you_mean']}`?" if first["did_you_mean"] else \
         f"; the known fields are {', '.join(f'`{where}{k}`' for k in known)}"
     more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-    raise ClientError(400, "unknown_field", f"unknown field `{first['field'][:100]}`{hint}{more}", details)
+    raise Refused(RefusalCode.UNKNOWN_FIELD, f"unknown field `{first['field'][:100]}`{hint}{more}", details)
 
 
 def json_body(model: type[BaseModel], *, optional: bool = False, example: str = "{...}") -> dict:
@@ -50,14 +50,14 @@ def json_body(model: type[BaseModel], *, optional: bool = False, example: str = 
     if not data.strip():
         if optional:
             return {}
-        raise ClientError(400, "malformed_request", f"send a JSON object, like {example}")
+        raise Refused(RefusalCode.MALFORMED_REQUEST, f"send a JSON object, like {example}")
     try:
         body = current_app.json.loads(data)  # app._JSONProvider: too deep a nesting is a ValueError too
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ClientError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
+        raise Refused(RefusalCode.INVALID_JSON, f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
-        raise ClientError(400, "malformed_request", f"send a JSON object, like {example}, not a JSON "
-                                                    f"{type(body).__name__}")
+        raise Refused(RefusalCode.MALFORMED_REQUEST, f"send a JSON object, like {example}, not a JSON "
+                                                     f"{type(body).__name__}")
     refuse_unknown(body, field_names(model))
     return body
 
@@ -68,5 +68,5 @@ def form_fields(model: type[BaseModel]) -> None:
     try:
         names = set(request.form) | set(request.files)
     except ValueError as exc:
-        raise ClientError(400, "malformed_request", f"could not read the multipart body: {exc}") from None
+        raise Refused(RefusalCode.MALFORMED_REQUEST, f"could not read the multipart body: {exc}") from None
     refuse_unknown(names, field_names(model))

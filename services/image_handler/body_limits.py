@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from imageflow.settings import Settings
 
-from .errors import ClientError
+from .errors import Refused, RefusalCode
 
 READ_CHUNK = 64 * 1024
 LIMIT_KEY = "imageflow.body_limit"
@@ -101,9 +101,9 @@ def install(app: Flask, settings: Settings) -> None:
     def refuse_before_reading():
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in ("", "identity"):
-            raise ClientError(415, "unsupported_content_encoding",
-                              f"request bodies are not accepted with Content-Encoding {encoding[:40]!r}; send them "
-                              "uncompressed")
+            raise Refused(RefusalCode.UNSUPPORTED_CONTENT_ENCODING,
+                          f"request bodies are not accepted with Content-Encoding {encoding[:40]!r}; send them "
+                          "uncompressed")
         limit = request.environ.get(LIMIT_KEY)
         if limit is not None and (request.content_length or 0) > limit:
             raise TooLarge(limit)

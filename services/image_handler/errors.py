@@ -1,9 +1,13 @@
 """The one error a request can end in: a ``ClientError`` is answered with its status and the
-contract's JSON body ``{"error": {"code", "message", "details"}}`` by the app-level handler. A
-use case's refusals (``Refused``) get their status from one table, ``REFUSALS``."""
+contract's JSON body ``{"error": {"code", "message", "details"}}`` by the app-level handler.
+Every code is a ``RefusalCode``; a refusal (``Refused``) gets its status from one table, ``STATUS``."""
 from __future__ import annotations
 
+from enum import StrEnum
+
 from flask import jsonify
+
+from imageflow.domain import ErrorCode
 
 
 class ClientError(Exception):
@@ -15,33 +19,104 @@ class ClientError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
-# Every refusal the use cases (intake, lifecycle, upload_targets) raise, and its HTTP status: the
-# one table. A use case names what it refuses; it does not pick a status. (Two refusals of intake
-# keep a ClientError: their status says which of two things was wrong, 413 too large or 415 not
-# an image: no_valid_images and invalid_overlay.)
-REFUSALS = {
-    "malformed_request": 400,       # the request's shape (a list, a field's type)
-    "no_files": 400,
-    "no_valid_urls": 400,           # none of a URL job's URLs can be imported
-    "invalid_email": 400,
-    "invalid_webhook_secret": 400,
-    "invalid_operations": 422,      # the schema's problems, each named in the details
-    "job_closed": 409,              # the job takes no more files
-    "job_finished": 409,            # already finished: nothing to cancel
-    "job_active": 409,              # not finished yet: nothing to retry, re-run or delete
-    "nothing_to_retry": 409,        # no failed, dead-lettered or skipped image
-    "nothing_to_rerun": 409,        # no image of the kind asked for
-    "too_many_files": 413,          # past MAX_FILES_PER_JOB
-    "too_many_urls": 413,           # past MAX_URLS_PER_JOB
-    "unavailable": 503,             # a backend refused and nothing was kept: try again
+class RefusalCode(StrEnum):
+    """Every ``error.code`` of an error answer (and ``rejected[].error.code`` of a file or URL
+    refused alone): the one list. A ``str``, so the JSON carries these plain strings. The codes an
+    image's outcome shares (too_large, file_too_large, quota_exceeded) are domain.ErrorCode's."""
+
+    MALFORMED_REQUEST = "malformed_request"     # the request's shape (a list, a field's type)
+    MALFORMED_OPERATIONS = "malformed_operations"
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_FIELD = "unknown_field"
+    NO_FILES = "no_files"
+    NO_VALID_URLS = "no_valid_urls"             # none of a URL job's URLs can be imported
+    ESTIMATE_NEEDS_FILES = "estimate_needs_files"
+    INVALID_EMAIL = "invalid_email"
+    INVALID_WEBHOOK_SECRET = "invalid_webhook_secret"
+    INVALID_WEBHOOK_URL = "invalid_webhook_url"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_LIMIT = "invalid_limit"
+    INVALID_NAME = "invalid_name"
+    INVALID_ONLY = "invalid_only"
+    INVALID_STATUS = "invalid_status"
+    INVALID_PRESET_NAME = "invalid_preset_name"
+    WRONG_SIZE = "wrong_size"
+    INVALID_CONTENT_RANGE = "invalid_content_range"  # a resumable upload's chunk header
+    API_KEY_REQUIRED = "api_key_required"
+    INVALID_API_KEY = "invalid_api_key"
+    INVALID_LINK = "invalid_link"
+    INVALID_UPLOAD_LINK = "invalid_upload_link"
+    NOT_FOUND = "not_found"
+    JOB_NOT_FOUND = "job_not_found"
+    IMAGE_NOT_FOUND = "image_not_found"
+    BLOB_NOT_FOUND = "blob_not_found"
+    PRESET_NOT_FOUND = "preset_not_found"
+    VARIANT_NOT_FOUND = "variant_not_found"
+    IMAGE_FAILED = "image_failed"
+    INPUT_NOT_READY = "input_not_ready"
+    OUTPUT_NOT_READY = "output_not_ready"
+    PREVIEW_NOT_READY = "preview_not_ready"
+    NO_OUTPUTS = "no_outputs"
+    JOB_EXPIRED = "job_expired"
+    JOB_CLOSED = "job_closed"                   # the job takes no more files
+    JOB_FINISHED = "job_finished"               # already finished: nothing to cancel
+    JOB_ACTIVE = "job_active"                   # not finished yet: nothing to retry, re-run or delete
+    NOTHING_TO_RETRY = "nothing_to_retry"       # no failed, dead-lettered or skipped image
+    NOTHING_TO_RERUN = "nothing_to_rerun"       # no image of the kind asked for
+    ALREADY_UPLOADED = "already_uploaded"
+    TOO_MANY_PRESETS = "too_many_presets"
+    REQUEST_TIMEOUT = "request_timeout"
+    REQUEST_TOO_LARGE = "request_too_large"
+    FORM_TOO_LARGE = "form_too_large"
+    FILE_TOO_LARGE = ErrorCode.FILE_TOO_LARGE.value
+    TOO_MANY_FILES = "too_many_files"           # past MAX_FILES_PER_JOB
+    TOO_MANY_URLS = "too_many_urls"             # past MAX_URLS_PER_JOB
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported_content_encoding"
+    INVALID_OPERATIONS = "invalid_operations"   # the schema's problems, each named in the details
+    QUOTA_EXCEEDED = ErrorCode.QUOTA_EXCEEDED.value
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_ESTIMATES = "too_many_estimates"
+    INTERNAL_ERROR = "internal_error"
+    UNAVAILABLE = "unavailable"                 # a backend refused and nothing was kept: try again
+    ESTIMATES_BUSY = "estimates_busy"
+    # refused for a reason the status tells apart (413 too large, 415 not an image): see intake
+    NO_VALID_IMAGES = "no_valid_images"
+    INVALID_OVERLAY = "invalid_overlay"
+    # a file refused alone, listed in ``rejected`` (no status of its own)
+    TOO_LARGE = ErrorCode.TOO_LARGE.value
+    UNSUPPORTED_IMAGE = "unsupported_image"
+    EMPTY_FILE = "empty_file"
+
+
+# The HTTP status of each refusal: the one table. A use case names what it refuses; it does not
+# pick a status.
+_BY_STATUS = {
+    400: "MALFORMED_REQUEST MALFORMED_OPERATIONS INVALID_JSON UNKNOWN_FIELD NO_FILES NO_VALID_URLS ESTIMATE_NEEDS_FILES "
+         "INVALID_EMAIL INVALID_WEBHOOK_SECRET INVALID_WEBHOOK_URL INVALID_CURSOR INVALID_LIMIT INVALID_NAME "
+         "INVALID_ONLY INVALID_STATUS INVALID_PRESET_NAME WRONG_SIZE INVALID_CONTENT_RANGE",
+    401: "API_KEY_REQUIRED INVALID_API_KEY",
+    403: "INVALID_LINK INVALID_UPLOAD_LINK",
+    404: "NOT_FOUND JOB_NOT_FOUND IMAGE_NOT_FOUND BLOB_NOT_FOUND PRESET_NOT_FOUND VARIANT_NOT_FOUND IMAGE_FAILED "
+         "INPUT_NOT_READY OUTPUT_NOT_READY PREVIEW_NOT_READY NO_OUTPUTS",
+    408: "REQUEST_TIMEOUT",
+    409: "JOB_CLOSED JOB_FINISHED JOB_ACTIVE NOTHING_TO_RETRY NOTHING_TO_RERUN ALREADY_UPLOADED TOO_MANY_PRESETS",
+    410: "JOB_EXPIRED",
+    413: "REQUEST_TOO_LARGE FORM_TOO_LARGE FILE_TOO_LARGE TOO_MANY_FILES TOO_MANY_URLS",
+    415: "UNSUPPORTED_MEDIA_TYPE UNSUPPORTED_CONTENT_ENCODING",
+    422: "INVALID_OPERATIONS",
+    429: "QUOTA_EXCEEDED RATE_LIMITED TOO_MANY_ESTIMATES",
+    500: "INTERNAL_ERROR",
+    503: "UNAVAILABLE ESTIMATES_BUSY",
 }
+STATUS = {RefusalCode[name]: status for status, names in _BY_STATUS.items() for name in names.split()}
 
 
 class Refused(ClientError):
-    """A use case refuses what was asked: ``code`` is one of REFUSALS, which gives the HTTP status."""
+    """What was asked is refused: ``code`` names why, and STATUS gives its HTTP status."""
 
-    def __init__(self, code: str, message: str, details=None):
-        super().__init__(REFUSALS[code], code, message, details)
+    def __init__(self, code: RefusalCode, message: str, details=None):
+        super().__init__(STATUS[code], code, message, details)
 
 
 MAX_DETAILS = 20
@@ -54,6 +129,11 @@ def error_response(status: int, code: str, message: str, details=None):
     if isinstance(details, list) and len(details) > MAX_DETAILS:
         error.update(details=details[:MAX_DETAILS], details_omitted=len(details) - MAX_DETAILS)
     return jsonify({"error": error}), status
+
+
+def refusal_response(code: RefusalCode, message: str, details=None):
+    """The error body of a refusal answered outside a request's handler (the app's error hooks)."""
+    return error_response(STATUS[code], code, message, details)
 
 
 def client_error_response(exc: ClientError):

@@ -35,13 +35,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from imageflow import domain
+from imageflow.domain import ErrorCode
 from imageflow.engine import ImageError, Limits
 from imageflow.engine.sampling import SAMPLE_PIXELS, Model, Sample, measure
 from imageflow.jobstore import JobStore, iter_jobs
 from imageflow.render_pool import RenderPool, WorkerCrash
 from imageflow.settings import Settings
 
-from .errors import ClientError
+from .errors import ClientError, Refused, RefusalCode
 from .intake import Rejected, Upload, checked_files
 
 SAMPLES = 3
@@ -83,13 +84,13 @@ class Estimator:
         with self._lock:
             if owner is not None and s.estimate_max_in_flight_per_key and \
                     self._per_key.get(owner, 0) >= s.estimate_max_in_flight_per_key:
-                raise ClientError(429, "too_many_estimates", f"too many estimates at once for this API key: at most "
-                                  f"{s.estimate_max_in_flight_per_key} in flight; retry when one has answered",
-                                  {"retry_after_seconds": 5})
+                raise Refused(RefusalCode.TOO_MANY_ESTIMATES, f"too many estimates at once for this API key: at most "
+                              f"{s.estimate_max_in_flight_per_key} in flight; retry when one has answered",
+                              {"retry_after_seconds": 5})
             if s.estimate_max_in_flight and self._running >= s.estimate_max_in_flight:
-                raise ClientError(503, "estimates_busy", f"this server is making {self._running} estimates already "
-                                  f"(at most {s.estimate_max_in_flight} at once); retry in a few seconds",
-                                  {"retry_after_seconds": 5})
+                raise Refused(RefusalCode.ESTIMATES_BUSY, f"this server is making {self._running} estimates already "
+                              f"(at most {s.estimate_max_in_flight} at once); retry in a few seconds",
+                              {"retry_after_seconds": 5})
             self._running += 1
             if owner is not None:
                 self._per_key[owner] = self._per_key.get(owner, 0) + 1
@@ -121,8 +122,8 @@ class Estimator:
         try:
             return self.pool.render(measure, sample, data, limits)
         except WorkerCrash:
-            raise ImageError("too_large", f"measuring it needs more than the "
-                                          f"{self.settings.estimate_worker_memory_mb} MB an estimate may use") from None
+            raise ImageError(ErrorCode.TOO_LARGE, f"measuring it needs more than the "
+                                                  f"{self.settings.estimate_worker_memory_mb} MB an estimate may use") from None
 
 
 def _pick_samples(images: list[_Accepted]) -> list[_Accepted]:
@@ -151,9 +152,9 @@ def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operatio
     estimator = estimator or Estimator(settings)
     reasons: list[dict] = []
     if not uploads:
-        raise ClientError(400, "no_files", "no files: send one or more images in the 'files' field")
+        raise Refused(RefusalCode.NO_FILES, "no files: send one or more images in the 'files' field")
     if len(uploads) > settings.max_files_per_job:
-        reasons.append({"code": "too_many_files", "message": f"too many files: {len(uploads)} sent, at most "
+        reasons.append({"code": RefusalCode.TOO_MANY_FILES, "message": f"too many files: {len(uploads)} sent, at most "
                                                              f"{settings.max_files_per_job} per job"})
     if admit:
         try:
@@ -172,7 +173,7 @@ def estimate(settings: Settings, jobs: JobStore, uploads: list[Upload], operatio
                                       len(checked.data)))
         del checked
     if not accepted:
-        reasons.append({"code": "no_valid_images", "message": "none of the files could be accepted"})
+        reasons.append({"code": RefusalCode.NO_VALID_IMAGES, "message": "none of the files could be accepted"})
     models, samples = [], []
     deadline = time.monotonic() + settings.estimate_timeout_seconds
     for image in _pick_samples(accepted):

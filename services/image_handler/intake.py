@@ -17,16 +17,17 @@ from imageflow import domain, fair_share
 from imageflow.blobstore import BlobStore
 from imageflow.bus import MessageBus
 from imageflow.direct_uploads import DirectUploads
-from imageflow.domain import Image, Job
-from imageflow.engine import ImageError, Limits, probe
+from imageflow.domain import ErrorCode, Image, Job
+from imageflow.engine import Limits, ProbeInfo
 from imageflow.engine.decoding import accepted_types
 from imageflow.engine.overlay import is_url, named_overlays
 from imageflow.engine.schema import OperationsError, resolve_operations
 from imageflow.jobstore import AdmitImages, JobClosed, JobStore, TooManyImages
 from imageflow.messages import JobSubmitted
 from imageflow.settings import Settings
+from imageflow.upload_check import UploadChecked, check_upload
 
-from .errors import ClientError, Refused
+from .errors import ClientError, Refused, RefusalCode
 from .url_lists import RejectedUrl, UrlEntry
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,9 @@ class Upload(Protocol):
 @dataclass
 class Rejected:
     filename: str
-    code: str
+    code: RefusalCode
     message: str
-    error_code: str | None = None    # the engine's code (ImageError.CODES), as a failed image carries it
+    error_code: ErrorCode | None = None    # the engine's code, as a failed image carries it
 
     def to_dict(self) -> dict:
         error = {"code": self.code, "message": self.message}
@@ -73,7 +74,7 @@ def validate_email(email: str | None) -> str | None:
         return None
     email = email.strip()
     if len(email) > 254 or not _EMAIL_RE.match(email):
-        raise Refused("invalid_email", f"email is not a valid address: {email[:80]!r}")
+        raise Refused(RefusalCode.INVALID_EMAIL, f"email is not a valid address: {email[:80]!r}")
     return email
 
 
@@ -81,22 +82,26 @@ def validate_operations(preset: str | None, operations) -> list[dict]:
     try:
         return resolve_operations(preset or None, operations)
     except OperationsError as exc:
-        raise Refused("invalid_operations", exc.message, exc.details) from None
+        raise Refused(RefusalCode.INVALID_OPERATIONS, exc.message, exc.details) from None
 
 
-def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[bytes, object] | Rejected:
-    """Read one file within the size limit and sniff it; the bytes and probe info, or why not."""
+def check_file(upload: Upload, settings: Settings, limits: Limits) -> tuple[bytes, ProbeInfo] | Rejected:
+    """Read one file within the size limit and sniff it (imageflow.upload_check, the check direct
+    uploads go through too); the bytes and probe info, or why not."""
+    checked = check_upload(upload.read, settings, limits)
+    if isinstance(checked, UploadChecked):
+        return checked.data, checked.info
     name = domain.display_name(upload.filename, "(unnamed)")
-    data = upload.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        return Rejected(name, "file_too_large",
-                        f"{name}: file is larger than the {settings.max_upload_bytes // (1024 * 1024)} MB limit")
-    try:
-        info = probe(data, limits)
-    except ImageError as exc:
-        code = "too_large" if exc.code in ("too_large", "too_many_frames") else "unsupported_image"
-        return Rejected(name, code, f"{name}: {exc.reason}", exc.code)
-    return data, info
+    return Rejected(name, rejection_code(checked.code), f"{name}: {checked.reason}",
+                    checked.code if checked.by_engine else None)
+
+
+def rejection_code(code: ErrorCode) -> RefusalCode:
+    """The request-level code (``rejected[].error.code``) of a file refused with ``code``."""
+    if code == ErrorCode.FILE_TOO_LARGE:
+        return RefusalCode.FILE_TOO_LARGE
+    too_large = code in (ErrorCode.TOO_LARGE, ErrorCode.TOO_MANY_FRAMES)
+    return RefusalCode.TOO_LARGE if too_large else RefusalCode.UNSUPPORTED_IMAGE
 
 
 @dataclass
@@ -130,32 +135,32 @@ def check_overlays(operations: list[dict], uploads: Iterable[Upload], settings: 
     for upload in uploads:
         checked = check_file(upload, settings, limits)
         if isinstance(checked, Rejected):
-            raise ClientError(415 if checked.code == "unsupported_image" else 413, "invalid_overlay",
-                              f"overlay {checked.message}")
+            status = 415 if checked.code == RefusalCode.UNSUPPORTED_IMAGE else 413
+            raise ClientError(status, RefusalCode.INVALID_OVERLAY, f"overlay {checked.message}")
         data, info = checked
         files[domain.display_name(upload.filename, "overlay")] = (data, info.mime)
     missing = [name for name in named if name not in files]
     if missing:
-        raise Refused("invalid_operations",
+        raise Refused(RefusalCode.INVALID_OPERATIONS,
                       f"operations: the overlay image {missing[0]!r} was not sent: upload it in the 'overlay' "
                       f"field (or give an http(s) URL)", [{"index": None, "op": "overlay", "field": "image",
                                                             "message": f"{name!r} was not sent"} for name in missing])
     unused = [name for name in files if name not in named]
     if unused:
-        raise Refused("invalid_operations", f"the overlay file {unused[0]!r} is not named by any overlay "
-                                            f"operation ({{\"op\": \"overlay\", \"image\": \"{unused[0]}\"}})")
+        raise Refused(RefusalCode.INVALID_OPERATIONS, f"the overlay file {unused[0]!r} is not named by any overlay "
+                                                      f"operation ({{\"op\": \"overlay\", \"image\": \"{unused[0]}\"}})")
     return files
 
 
 def job_closed(job: Job) -> Refused:
-    return Refused("job_closed", f"job {job.job_id} takes no more files (it is {job.status}); create a new job for more")
+    return Refused(RefusalCode.JOB_CLOSED, f"job {job.job_id} takes no more files (it is {job.status}); create a new job for more")
 
 
 def too_many_files(held: int, adding: int, limit: int) -> Refused:
     room = max(0, limit - held)
     where = f"the job holds {held}, room for {room} more; " if held else ""
-    return Refused("too_many_files", f"too many files: {adding} sent, {where}at most {limit} per job "
-                                     "(MAX_FILES_PER_JOB)", {"limit": limit, "held": held, "room": room})
+    return Refused(RefusalCode.TOO_MANY_FILES, f"too many files: {adding} sent, {where}at most {limit} per job "
+                                               "(MAX_FILES_PER_JOB)", {"limit": limit, "held": held, "room": room})
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,7 @@ def validate_webhook_secret(secret: str | None) -> str | None:
     if secret is None or secret == "":
         return None
     if not 16 <= len(secret) <= 200 or not all(33 <= ord(ch) < 127 for ch in secret):
-        raise Refused("invalid_webhook_secret",
+        raise Refused(RefusalCode.INVALID_WEBHOOK_SECRET,
                       "webhook_secret must be 16 to 200 printable characters without spaces")
     return secret
 
@@ -212,7 +217,7 @@ class Intake:
         uploads = list(uploads)
         overlay_files = check_overlays(request.operations, overlays, settings, Limits.from_settings(settings))
         if not uploads:
-            raise Refused("no_files", "no files: send one or more images in the 'files' field")
+            raise Refused(RefusalCode.NO_FILES, "no files: send one or more images in the 'files' field")
         self.check_room(0, len(uploads))
         job = request.new_job()
         with self.reserved(job, len(uploads)):  # the image count before any byte is stored
@@ -243,7 +248,7 @@ class Intake:
         images stay untasked and the interaction manager's fan-out publishes them."""
         uploads = list(uploads)
         if not uploads:
-            raise Refused("no_files", "no files: send one or more images in the 'files' field")
+            raise Refused(RefusalCode.NO_FILES, "no files: send one or more images in the 'files' field")
         self.check_open(job)
         self.check_room(job.total, len(uploads))
         self.check_quota_room(job, len(uploads))
@@ -262,8 +267,8 @@ class Intake:
             raise too_many_files(exc.job.total, len(images), exc.limit) from None
         except Exception as exc:
             self._delete_inputs(images)
-            raise Refused("unavailable", "could not record the files (the job store is unavailable); "
-                                         "nothing was kept, try again shortly") from exc
+            raise Refused(RefusalCode.UNAVAILABLE, "could not record the files (the job store is unavailable); "
+                                                   "nothing was kept, try again shortly") from exc
         self.publish_tasks(job, images)
         log.info("job %s: %d images added (%d in all), %d rejected", job.job_id, len(images), job.total,
                  len(rejected))
@@ -303,8 +308,8 @@ class Intake:
         try:
             DirectUploads(self.settings, self.jobs, self.bus, self.blobs).join_landed(job.job_id)
         except Exception as exc:  # going on could lose them: the client sends the request again later
-            raise Refused("unavailable", "could not gather the job's uploaded files (storage is "
-                                         f"unavailable); the job is still open: {action} it again shortly") from exc
+            raise Refused(RefusalCode.UNAVAILABLE, "could not gather the job's uploaded files (storage is "
+                                                   f"unavailable); the job is still open: {action} it again shortly") from exc
 
     def reserve_cost(self, job: Job, images: list[Image]) -> None:
         """The caller's reservation for ``job`` replaced by one with its images' real cost
@@ -368,16 +373,17 @@ class Intake:
             except Exception as exc:
                 if keep_job:
                     self._delete_inputs(images)
-                    raise Refused("unavailable", "could not store the files (storage is unavailable); "
-                                                 "nothing was kept, try again shortly") from exc
+                    raise Refused(RefusalCode.UNAVAILABLE, "could not store the files (storage is unavailable); "
+                                                           "nothing was kept, try again shortly") from exc
                 self._discard(job, exc, "store the originals (storage is unavailable)")
             images.append(Image(job_id=job.job_id, image_id=image_id, filename=filename, input_path=path,
                                 input_content_type=info.mime, input_bytes=len(data),
                                 input_megapixels=domain.megapixels(info.width, info.height),
                                 cost=domain.image_cost(job.operations, domain.megapixels(info.width, info.height))))
         if not images:
-            status = 413 if all(r.code in ("file_too_large", "too_large") for r in rejected) else 415
-            raise ClientError(status, "no_valid_images", "none of the files could be accepted: "
+            too_large = (RefusalCode.FILE_TOO_LARGE, RefusalCode.TOO_LARGE)
+            status = 413 if all(r.code in too_large for r in rejected) else 415
+            raise ClientError(status, RefusalCode.NO_VALID_IMAGES, "none of the files could be accepted: "
                               + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
         return images, rejected
 
@@ -402,12 +408,12 @@ class Intake:
         job) are the images its overlay operations name."""
         overlay_files = check_overlays(request.operations, overlays, self.settings, Limits.from_settings(self.settings))
         if not entries:
-            raise Refused("no_valid_urls", "none of the URLs can be imported: "
+            raise Refused(RefusalCode.NO_VALID_URLS, "none of the URLs can be imported: "
                           + "; ".join(r.message for r in rejected[:5]), [r.to_dict() for r in rejected])
         limit = self.settings.max_urls_per_job
         if len(entries) + len(rejected) > limit:
-            raise Refused("too_many_urls", f"too many URLs: {len(entries) + len(rejected)} sent, "
-                                           f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
+            raise Refused(RefusalCode.TOO_MANY_URLS, f"too many URLs: {len(entries) + len(rejected)} sent, "
+                                                     f"at most {limit} per job (MAX_URLS_PER_JOB)", {"limit": limit})
         job = request.new_job(meta_keys=list(dict.fromkeys(key for entry in entries for key in entry.meta or {})))
         images = []
         for entry in entries:
@@ -429,7 +435,7 @@ class Intake:
             self.blobs.delete_prefix(f"{job.job_id}/")
         except Exception:
             log.exception("could not delete the originals of the refused job %s", job.job_id)
-        raise Refused("unavailable", f"could not {step}; nothing was kept, try again shortly") from exc
+        raise Refused(RefusalCode.UNAVAILABLE, f"could not {step}; nothing was kept, try again shortly") from exc
 
     def record(self, job: Job, images: list[Image], rejected: list) -> Created:
         """Store the job and its images, then announce it with ``job.submitted``."""

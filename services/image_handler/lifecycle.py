@@ -18,7 +18,7 @@ from typing import Callable
 from imageflow import domain
 from imageflow.domain import Image, Job
 
-from .errors import Refused
+from .errors import Refused, RefusalCode
 from .intake import Created, Intake, JobRequest
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ class Lifecycle:
         """Images not yet started are skipped, those being rendered finish; the job then ends
         ``cancelled`` with its counts and notifies as any finished job. Idempotent."""
         if job.is_terminal:
-            raise Refused("job_finished", f"job {job.job_id} has already finished ({job.status}); "
-                                          "there is nothing left to cancel")
+            raise Refused(RefusalCode.JOB_FINISHED, f"job {job.job_id} has already finished ({job.status}); "
+                                                    "there is nothing left to cancel")
         if job.is_open:  # the cancel closes it: the uploads already acknowledged join first (as close), then are skipped
             self.intake.join_landed(job, "cancel")
         # the marker first: if it cannot be written the job is unchanged and the cancel can be sent again
@@ -61,12 +61,12 @@ class Lifecycle:
         """The job's failed images (the dead-lettered and the skipped included) queued again with
         the same operations: the job runs again and notifies again. The job and how many were retried."""
         if not job.is_terminal:
-            raise Refused("job_active", f"job {job.job_id} is {job.status}; retry it once it has finished")
+            raise Refused(RefusalCode.JOB_ACTIVE, f"job {job.job_id} is {job.status}; retry it once it has finished")
         store = self.intake.jobs
         images = store.list_images(job.job_id)
         targets = [i for i in images if i.status in RETRYABLE]
         if not targets:
-            raise Refused("nothing_to_retry", f"job {job.job_id} has no failed images to retry")
+            raise Refused(RefusalCode.NOTHING_TO_RETRY, f"job {job.job_id} has no failed images to retry")
         # lifted before the job runs again, so no task of this run meets a cancel of the last one
         self.intake.blobs.delete_prefix(domain.cancel_marker(job.job_id))
         if self.intake.admit:  # the job becomes active again: its retried images count against the quota
@@ -77,7 +77,7 @@ class Lifecycle:
         counted = domain.recount(job, [requeued.get(i.image_id, i) for i in images], now)
         retried = store.transition(job.job_id, domain.start_retry(counted))
         if retried is None:
-            raise Refused("job_active", f"job {job.job_id} is already running again")
+            raise Refused(RefusalCode.JOB_ACTIVE, f"job {job.job_id} is already running again")
         self.intake.announce(retried.job_id)
         log.info("job %s: run %d retries %d images", retried.job_id, retried.run, len(targets))
         return retried, len(targets)
@@ -87,14 +87,14 @@ class Lifecycle:
         with the options in ``fields`` made a request by ``job_request``; without operations or
         a preset it runs the parent's again."""
         if not parent.is_terminal:
-            raise Refused("job_active", f"job {parent.job_id} is {parent.status}; re-run it once it has finished")
+            raise Refused(RefusalCode.JOB_ACTIVE, f"job {parent.job_id} is {parent.status}; re-run it once it has finished")
         if fields.get("operations") is None and not fields.get("preset"):
             fields = {**fields, "operations": parent.operations}
         request = job_request(fields)
         wanted = RERUN_SELECTIONS[only]
         sources = [i for i in self.intake.jobs.list_images(parent.job_id) if wanted is None or i.status in wanted]
         if not sources:
-            raise Refused("nothing_to_rerun", f"job {parent.job_id} has no {only} images to re-run")
+            raise Refused(RefusalCode.NOTHING_TO_RERUN, f"job {parent.job_id} has no {only} images to re-run")
         job = replace(request.new_job(), parent_job_id=parent.job_id)
         images = [rerun_image(job, source) for source in sources]
         job.cost = round(sum(image.cost for image in images), 3)

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
-from imageflow.domain import ERROR_CODES, JOB_STATUSES, TERMINAL_IMAGE_STATUSES
-from imageflow.engine.limits import ImageError
+from imageflow import domain
+from imageflow.domain import JOB_STATUSES, TERMINAL_IMAGE_STATUSES
 from imageflow.engine.schema import MAX_OPERATIONS, PRESETS, Operation
 
 REF = "#/components/schemas/{model}"
@@ -23,8 +23,8 @@ _OPERATIONS_MARK = "x-imageflow-operations"
 OperationsRef = Annotated[list[dict] | None, WithJsonSchema({_OPERATIONS_MARK: True})]
 JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 ImageStatus = Literal[("queued", *TERMINAL_IMAGE_STATUSES)]  # type: ignore[valid-type]
-# why an image failed: the engine's codes and the pipeline's own (docs/api.md says what each means)
-ErrorCode = Literal[(*ImageError.CODES, *ERROR_CODES)]  # type: ignore[valid-type]
+# why an image failed: domain.ErrorCode, published as an inline enum of its values (docs/api.md says what each means)
+ErrorCode = Literal[tuple(code.value for code in domain.ErrorCode)]  # type: ignore[valid-type]
 
 
 # -- request bodies ------------------------------------------------------------------------

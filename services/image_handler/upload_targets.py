@@ -18,7 +18,7 @@ from imageflow.engine.decoding import type_for_name
 from imageflow.domain import Job
 
 from .bodies import refuse_unknown
-from .errors import Refused
+from .errors import Refused, RefusalCode
 from .intake import ACCEPTED_TYPES, Intake
 from .openapi import DirectUploadFile
 
@@ -39,8 +39,8 @@ class UploadTargets:
         """``{"job_id", "uploads": [...], "rejected": [...]}`` for the announced ``files``
         (``[{"filename", "bytes", "content_type"?}]``); ``origin`` is the browser's, for CORS."""
         if not isinstance(files, list) or not files or len(files) > MAX_DIRECT_UPLOADS:
-            raise Refused("malformed_request", 'send {"files": [{"filename": ..., "bytes": ...}, ...]} '
-                                               f"with 1 to {MAX_DIRECT_UPLOADS} files")
+            raise Refused(RefusalCode.MALFORMED_REQUEST, 'send {"files": [{"filename": ..., "bytes": ...}, ...]} '
+                                                         f"with 1 to {MAX_DIRECT_UPLOADS} files")
         intake = self.intake
         intake.check_open(job)
         intake.check_room(job.total, len(files))
@@ -66,8 +66,8 @@ class UploadTargets:
         """The file's display name, size and type as the client announced them (400 if malformed)."""
         if not isinstance(item, dict) or not isinstance(item.get("filename"), str) \
                 or not isinstance(item.get("bytes"), int) or isinstance(item.get("bytes"), bool):
-            raise Refused("malformed_request", f"files[{index}] needs a 'filename' string and a "
-                                               "'bytes' integer")
+            raise Refused(RefusalCode.MALFORMED_REQUEST, f"files[{index}] needs a 'filename' string and a "
+                                                         "'bytes' integer")
         refuse_unknown(item, DIRECT_UPLOAD_FIELDS, where=f"files[{index}].")
         name = domain.display_name(item["filename"], "(unnamed)")
         # our own extension table first: the system's has no TGA or DDS, and calls .sgi a sealed GIF
@@ -79,10 +79,10 @@ class UploadTargets:
     def _refusal(self, name: str, size: int, content_type: str) -> dict | None:
         limit = self.intake.settings.max_upload_bytes
         if not 0 < size <= limit:
-            return {"code": "file_too_large" if size > 0 else "empty_file",
+            return {"code": RefusalCode.FILE_TOO_LARGE if size > 0 else RefusalCode.EMPTY_FILE,
                     "message": f"{name}: a file must be 1 byte to {limit // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)"}
         if content_type not in ACCEPTED_TYPES:
-            return {"code": "unsupported_image", "message": f"{name}: {content_type or 'this type'} is not an image "
+            return {"code": RefusalCode.UNSUPPORTED_IMAGE, "message": f"{name}: {content_type or 'this type'} is not an image "
                                                             f"type ImageFlow takes ({', '.join(ACCEPTED_TYPES)})"}
         return None
 
@@ -95,8 +95,8 @@ class UploadTargets:
             target = self.intake.blobs.upload_target(path, content_type, size, domain.direct_upload_metadata(name),
                                                      ttl, origin=origin)
         except Exception as exc:
-            raise Refused("unavailable", "could not prepare the uploads (storage is unavailable); "
-                                         "try again shortly") from exc
+            raise Refused(RefusalCode.UNAVAILABLE, "could not prepare the uploads (storage is unavailable); "
+                                                   "try again shortly") from exc
         if target is None:  # local store: the image-handler takes the bytes, signed for this one file
             query = urlencode({"name": name, "bytes": size, "type": content_type})
             url = self.sign(f"{self.base_url}/api/v1/jobs/{job_id}/uploads/{image_id}?{query}", ttl)

@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlsplit
 
 from imageflow.safe_http import FetchError, validate_url
 
+from .errors import RefusalCode
+
 MAX_CSV_BYTES = 32 * 1024 * 1024  # 100,000 rows (MAX_URLS_PER_JOB) with a few columns each
 MAX_META_COLUMNS = 10
 MAX_META_VALUE = 500
@@ -19,8 +21,8 @@ class TooManyUrls(FetchError):
     """The list holds more URLs than a job may have (parsing stopped there)."""
 
     def __init__(self, limit: int):
-        super().__init__("too_many_urls", f"too many URLs: more than {limit} sent, at most {limit} per job "
-                                          "(MAX_URLS_PER_JOB)")
+        super().__init__(RefusalCode.TOO_MANY_URLS, f"too many URLs: more than {limit} sent, at most {limit} "
+                                                    "per job (MAX_URLS_PER_JOB)")
 
 
 def filename_from_url(url: str, default: str = "image") -> str:

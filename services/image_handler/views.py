@@ -21,7 +21,7 @@ from imageflow.settings import Settings
 
 from . import lifecycle_views
 from .auth import Auth
-from .errors import ClientError
+from .errors import Refused, RefusalCode
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def decode_cursor(text: str) -> tuple[str, str]:
             raise ValueError
         return created_at, job_id
     except (ValueError, TypeError, binascii.Error):
-        raise ClientError(400, "invalid_cursor", "cursor is not one this API returned") from None
+        raise Refused(RefusalCode.INVALID_CURSOR, "cursor is not one this API returned") from None
 
 
 DEFAULT_IMAGE_PAGE = 100
@@ -68,7 +68,7 @@ def decode_image_cursor(text: str) -> int:
             raise ValueError
         return seq
     except (ValueError, TypeError, KeyError, binascii.Error):
-        raise ClientError(400, "invalid_cursor", "cursor is not one this API returned") from None
+        raise Refused(RefusalCode.INVALID_CURSOR, "cursor is not one this API returned") from None
 
 
 class SignedUrlCache:

@@ -23,6 +23,7 @@ from typing import Callable
 from imageflow import domain, tracing
 from imageflow.blobstore import BlobNotFound, BlobStore
 from imageflow.bus import MessageBus, ReceivedMessage
+from imageflow.domain import ErrorCode
 from imageflow.engine import ImageError, Limits, Rendered, render
 from imageflow.engine.render import INPUT_PREVIEW, OUTPUT_PREVIEW
 from imageflow.engine.schema import resolve_operations
@@ -140,7 +141,7 @@ class Processor:
         if task.source_url:
             fetched = self.fetcher.fetch(task)
             if isinstance(fetched, str):  # why the URL gave no image
-                return self._failed(task, domain.FETCH_FAILED, fetched, started)
+                return self._failed(task, ErrorCode.FETCH_FAILED, fetched, started)
             data, mime = fetched
             input_facts = {"input_content_type": mime}
         else:
@@ -150,7 +151,7 @@ class Processor:
                 gone = self.gate.gone_reason(task) if self.gate else None
                 if gone:  # its job was deleted (or expired) since the task was queued
                     return Result(job_id=task.job_id, image_id=task.image_id, status=domain.IMAGE_SKIPPED, error=gone)
-                return self._failed(task, domain.MISSING_INPUT, "the original upload is missing from storage", started)
+                return self._failed(task, ErrorCode.MISSING_INPUT, "the original upload is missing from storage", started)
         input_facts["input_bytes"] = len(data)  # savings
         limits = Limits.from_settings(self.settings)
         # overlays name per-job files (or URLs whose bytes may change): those tasks always render
@@ -180,7 +181,7 @@ class Processor:
         except ImageError as exc:
             return self._failed(task, exc.code, exc.reason, started, **input_facts)
         except WorkerCrash as exc:
-            return self._failed(task, domain.WORKER_CRASHED, str(exc), started, **input_facts)
+            return self._failed(task, ErrorCode.WORKER_CRASHED, str(exc), started, **input_facts)
         made = {item.variant: item for item in rendered if item.variant in (INPUT_PREVIEW, OUTPUT_PREVIEW)}
         rendered = [item for item in rendered if item.variant not in made]
         outputs = []
@@ -315,7 +316,7 @@ class Processor:
                 continue
             except BlobNotFound:
                 if not is_url(name):
-                    raise ImageError("invalid", f"the overlay {name!r} is missing from storage") from None
+                    raise ImageError(ErrorCode.INVALID, f"the overlay {name!r} is missing from storage") from None
 
             def fetch_once(name=name, path=path):
                 if not self.blobs.exists(path):   # another task stored it since we looked

@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from typing import Iterator
 
 from imageflow.blobstore import BlobNotFound, BlobStore, BlobStoreError
+from imageflow.domain import ErrorCode
 from imageflow.engine import ImageError, Limits, probe
 from imageflow.engine.decoding import KINDS, describe_unknown, sniff
 from imageflow.messages import Task
@@ -112,14 +113,14 @@ class UrlFetcher:
         try:
             self.store(url, path, path, policy)
         except NotAnImage as exc:
-            raise ImageError("invalid", f"the overlay {url} is not a usable image: {exc}") from None
+            raise ImageError(ErrorCode.INVALID, f"the overlay {url} is not a usable image: {exc}") from None
         except FetchError as exc:
-            raise ImageError("invalid", f"could not fetch the overlay {url}: {exc.reason}") from None
+            raise ImageError(ErrorCode.INVALID, f"could not fetch the overlay {url}: {exc.reason}") from None
         try:
             probe(self.blobs.get(path), self.limits)
         except ImageError as exc:
             self.blobs.delete_prefix(path)
-            raise ImageError("invalid", f"the overlay {url} is not a usable image: {exc.reason}") from None
+            raise ImageError(ErrorCode.INVALID, f"the overlay {url} is not a usable image: {exc.reason}") from None
 
 
 OVERLAY_FAILURE_SECONDS = 60.0

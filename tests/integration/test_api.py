@@ -210,3 +210,37 @@ def test_webhook_addresses_follow_the_fetch_allowances(make_app):
     assert post(client, [("a.png", png())], webhook_url="http://127.0.0.2:8123/hook").status_code == 400
     assert post(client, [("a.png", png())], webhook_url="https://93.184.215.14/hook").status_code == 202
     assert post(client, [("a.png", png())], webhook_url="https://hooks.example/imageflow").status_code == 202
+
+
+def test_outputs_have_one_name_in_the_zip_the_downloads_and_the_cli(app, client):
+    """Two photos of one name, each with two variants: the zip, each download and the CLI's
+    ``download`` name every output alike (domain.output_name), a repeated name numbered."""
+    import re
+    import zipfile
+
+    from imageflow import domain
+    from imageflow_cli import _output_name as cli_name
+
+    job_id = post(client, [("photo.png", png()), ("photo.png", png())]).json["job_id"]
+    backends = app.extensions["imageflow"].backends
+    for image in backends.jobs.list_images(job_id):
+        stem = domain.output_stem(job_id, image.image_id, image.filename)
+        outputs = [{"path": domain.output_file(stem, "webp", variant), "content_type": "image/webp", "width": 5,
+                    "height": 5, "bytes": 10, "variant": variant} for variant in ("w320", "w640")]
+        for output in outputs:
+            backends.blobs.put(output["path"], png((5, 5)), "image/webp")
+        backends.jobs.record_results([Result(job_id=job_id, image_id=image.image_id, status="succeeded",
+                                             output_path=outputs[0]["path"], content_type="image/webp",
+                                             width=5, height=5, bytes=10, outputs=outputs)])
+    archive = client.get(f"/api/v1/jobs/{job_id}/archive.zip")
+    in_zip = zipfile.ZipFile(io.BytesIO(archive.data)).namelist()
+    assert sorted(in_zip) == ["photo-w320-2.webp", "photo-w320.webp", "photo-w640-2.webp", "photo-w640.webp"]
+    used: set[str] = set()
+    images = client.get(f"/api/v1/jobs/{job_id}/images").json["images"]
+    by_cli = [cli_name(image, output, used) for image in images for output in image["outputs"]]
+    assert by_cli == in_zip   # the same names, in the same order (the images' order)
+    for image in images:
+        for output in image["outputs"]:
+            got = client.get(output["url"])
+            name = re.search(r'filename="?([^";]+)', got.headers["Content-Disposition"])[1]
+            assert got.status_code == 200 and name == f"photo-{output['variant']}.webp"

@@ -245,7 +245,7 @@ def test_an_aborted_download_is_a_failed_image_and_leaves_no_input_object(server
     processor = Processor(local_settings, backends.blobs, backends.bus,
                           fetcher=UrlFetcher(local_settings, backends.blobs, big_policy))
     result = processor.process(task)
-    assert result.status == "failed" and result.error_code == domain.FETCH_FAILED
+    assert result.status == "failed" and result.error_code == domain.ErrorCode.FETCH_FAILED
     assert reason in result.error, result.error
     assert not backends.blobs.exists(task.input_path) and backends.blobs.list(f"{task.job_id}/") == []
     assert leftovers(local_settings, task.job_id) == []   # no partial object, no temp file

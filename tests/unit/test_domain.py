@@ -204,7 +204,7 @@ def test_a_task_carries_what_the_processor_needs():
 
 def test_requeue_clears_the_last_runs_outcome_and_keeps_the_original():
     failed = Image(job_id="j", image_id="i", filename="a.png", input_path="j/input/i-a.png", status="failed",
-                   error="boom", error_code=domain.WORKER_CRASHED, output_path="j/output/i-a.webp",
+                   error="boom", error_code=domain.ErrorCode.WORKER_CRASHED, output_path="j/output/i-a.webp",
                    outputs=[{"path": "j/output/i-a.webp"}], content_type="image/webp", width=3, height=4, bytes=9,
                    output_bytes=9, duplicate_of="k/l", output_preview_path="p.webp", blurhash="LKO2",
                    dominant_color="#000000", choices={"quality": 80}, tasked=True, input_bytes=100,
@@ -213,3 +213,12 @@ def test_requeue_clears_the_last_runs_outcome_and_keeps_the_original():
     fresh = Image(job_id="j", image_id="i", filename="a.png", input_path="j/input/i-a.png", input_bytes=100,
                   preview_path="j/preview/i-input.webp", seq=4, attempts=2, updated_at="2030-01-01T00:00:00+00:00")
     assert again == fresh
+
+
+def test_output_name_is_the_end_of_the_stored_path_and_numbers_repeats():
+    path = domain.output_path("j" * 32, "i" * 32, "Summer photo (1).HEIC", "jpg", "w 320")
+    assert path.endswith("-" + domain.output_name("Summer photo (1).HEIC", "jpg", "w 320"))
+    assert domain.output_name("a.png", ".webp") == "a.webp"             # an extension with its dot, too
+    used: set[str] = set()
+    assert [domain.output_name("a.png", "png", used=used) for _ in range(3)] == ["a.png", "a-2.png", "a-3.png"]
+    assert domain.output_name("a.png", "png", "w320", used) == "a-w320.png" and "a-w320.png" in used

@@ -118,4 +118,4 @@ def test_direct_uploads_past_the_budget_join_as_failed_images_naming_it():
                for n in range(3)]
     admitted = within_quota([open_job], joining, 0, 100)
     assert [i.status for i in admitted] == [domain.IMAGE_QUEUED, domain.IMAGE_FAILED, domain.IMAGE_FAILED]
-    assert admitted[1].error_code == domain.QUOTA_EXCEEDED and "QUOTA_ACTIVE_COST" in admitted[1].error
+    assert admitted[1].error_code == domain.ErrorCode.QUOTA_EXCEEDED and "QUOTA_ACTIVE_COST" in admitted[1].error

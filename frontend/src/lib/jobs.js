@@ -29,9 +29,9 @@ export function imageStatusText(status) {
   return IMAGE_STATUS_TEXT[status] || status || 'Unknown';
 }
 
-// What went wrong with an image, by the error code the server gives it (ImageError.code
-// in imageflow/engine/limits.py, and the pipeline's own codes in imageflow/domain.py), said
-// for a person. jobs.test.js holds this list to docs/api.md's table of `error_code`s.
+// What went wrong with an image, by the error code the server gives it (domain.ErrorCode in
+// imageflow/domain.py, published in the OpenAPI document), said for a person. jobs.test.js
+// holds this list to docs/api.md's table of `error_code`s.
 const ERROR_WORDS = {
   empty: 'This file is empty.',
   unsupported: "This file isn't an image ImageFlow can read, or its format isn't supported.",

@@ -14,7 +14,7 @@ from imageflow.metrics import IMAGES_ACCEPTED, IMAGES_REJECTED
 
 from ..auth import ANONYMOUS
 from ..bodies import form_fields
-from ..errors import ClientError
+from ..errors import Refused, RefusalCode
 from ..intake import Intake, JobRequest, validate_email, validate_operations, validate_webhook_secret
 from ..lifecycle import Lifecycle
 from ..upload_targets import UploadTargets
@@ -43,13 +43,13 @@ def identify_caller():
         return
     if request.endpoint in UPLOAD_ENDPOINTS:
         if not auth.verify_link(request.path, request.args):
-            raise ClientError(403, "invalid_upload_link", "this upload link is invalid or has expired; ask "
-                                                       "POST /api/v1/jobs/<job_id>/files for a new one")
+            raise Refused(RefusalCode.INVALID_UPLOAD_LINK, "this upload link is invalid or has expired; ask "
+                                                           "POST /api/v1/jobs/<job_id>/files for a new one")
         return
     if request.endpoint in LINK_ENDPOINTS and "sig" in request.args:
         if not auth.verify_link(request.path, request.args):
-            raise ClientError(403, "invalid_link", "this download link is invalid or has expired; "
-                                                "get a fresh one from GET /api/v1/jobs/<job_id>")
+            raise Refused(RefusalCode.INVALID_LINK, "this download link is invalid or has expired; "
+                                                    "get a fresh one from GET /api/v1/jobs/<job_id>")
         return
     g.caller = auth.caller(request.headers)
 
@@ -62,11 +62,11 @@ def ctx():
 def job_or_404(job_id: str) -> domain.Job:
     job = ctx().backends.jobs.get_job(job_id) if domain.is_valid_id(job_id) else None
     if job is None or not g.caller.can_access(job):  # another key's job is as unknown as a missing one
-        raise ClientError(404, "job_not_found", f"no job with id {job_id[:64]!r}")
+        raise Refused(RefusalCode.JOB_NOT_FOUND, f"no job with id {job_id[:64]!r}")
     if domain.is_expired(job, ctx().settings.job_retention_days, domain.utcnow()):  # JOB_RETENTION_DAYS
-        raise ClientError(410, "job_expired", f"job {job.job_id} has expired: jobs and their files are kept "
-                          f"{ctx().settings.job_retention_days} days after they are created",
-                          {"created_at": job.created_at})
+        raise Refused(RefusalCode.JOB_EXPIRED, f"job {job.job_id} has expired: jobs and their files are kept "
+                      f"{ctx().settings.job_retention_days} days after they are created",
+                      {"created_at": job.created_at})
     return job
 
 
@@ -107,8 +107,8 @@ def job_request(fields, operations) -> JobRequest:
     for option in TEXT_OPTIONS:  # a JSON body may hold anything; a form's values are strings
         value = fields.get(option)
         if value is not None and not isinstance(value, str):
-            raise ClientError(400, "malformed_request", f"{option} must be a string (or null), not "
-                                                        f"{json.dumps(value)[:40]}", [{"field": option}])
+            raise Refused(RefusalCode.MALFORMED_REQUEST, f"{option} must be a string (or null), not "
+                                                         f"{json.dumps(value)[:40]}", [{"field": option}])
     preset = fields.get("preset") or None
     name = fields.get("name")
     return JobRequest(operations=validate_operations(preset, operations), preset=preset,
@@ -142,8 +142,8 @@ def multipart_files(model, alternative: str):
     """The form and its ``files`` of a multipart request whose fields ``model`` knows (415 for any
     other body, 400 for a field it does not know)."""
     if not request.content_type or not request.content_type.startswith("multipart/form-data"):
-        raise ClientError(415, "unsupported_media_type", "send the images as multipart/form-data in the 'files' "
-                                                      f"field, {alternative}")
+        raise Refused(RefusalCode.UNSUPPORTED_MEDIA_TYPE, "send the images as multipart/form-data in the 'files' "
+                                                          f"field, {alternative}")
     form_fields(model)
     return request.form, form_uploads("files")
 

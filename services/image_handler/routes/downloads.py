@@ -13,7 +13,7 @@ from imageflow.blobstore import BlobNotFound
 from imageflow.engine.decoding import KINDS, sniff
 from imageflow.jobstore import iter_images
 
-from ..errors import ClientError
+from ..errors import Refused, RefusalCode
 from .context import api_blueprint, ctx, job_or_404, views
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def _image_or_404(job_id: str, image_id: str) -> domain.Image:
     job_or_404(job_id)
     image = ctx().backends.jobs.get_image(job_id, image_id) if domain.is_valid_id(image_id) else None
     if image is None:
-        raise ClientError(404, "image_not_found", f"job {job_id} has no image {image_id[:64]!r}")
+        raise Refused(RefusalCode.IMAGE_NOT_FOUND, f"job {job_id} has no image {image_id[:64]!r}")
     return image
 
 
@@ -37,7 +37,7 @@ def _send_blob(path: str, content_type: str | None, download_name: str):
     try:
         stream = blobs.open(path)
     except BlobNotFound:
-        raise ClientError(404, "blob_not_found", "the file is no longer in storage")
+        raise Refused(RefusalCode.BLOB_NOT_FOUND, "the file is no longer in storage")
     return send_file(stream, mimetype=content_type or "application/octet-stream", download_name=download_name,
                      max_age=3600)
 
@@ -51,7 +51,7 @@ def input_bytes(job_id: str, image_id: str):
             with ctx().backends.blobs.open(image.input_path) as fh:
                 kind = sniff(fh.read(256))
         except BlobNotFound:
-            raise ClientError(404, "input_not_ready", f"{image.filename} has not been fetched from its URL")
+            raise Refused(RefusalCode.INPUT_NOT_READY, f"{image.filename} has not been fetched from its URL")
         content_type = KINDS[kind].mime if kind else None
     return _send_blob(image.input_path, content_type, domain.safe_name(image.filename))
 
@@ -60,17 +60,17 @@ def input_bytes(job_id: str, image_id: str):
 def output_bytes(job_id: str, image_id: str):
     image = _image_or_404(job_id, image_id)
     if image.status == domain.IMAGE_FAILED:
-        raise ClientError(404, "image_failed", f"{image.filename}: processing failed: {image.error}")
+        raise Refused(RefusalCode.IMAGE_FAILED, f"{image.filename}: processing failed: {image.error}")
     if image.status != domain.IMAGE_SUCCEEDED or not image.output_path:
-        raise ClientError(404, "output_not_ready", f"{image.filename} is still being processed")
+        raise Refused(RefusalCode.OUTPUT_NOT_READY, f"{image.filename} is still being processed")
     variant = request.args.get("variant")
     path, content_type = image.output_path, image.content_type
     if variant:
         match = next((o for o in image.outputs or [] if o.get("variant") == variant), None)
         if match is None:
-            raise ClientError(404, "variant_not_found", f"{image.filename} has no variant {variant[:64]!r}")
+            raise Refused(RefusalCode.VARIANT_NOT_FOUND, f"{image.filename} has no variant {variant[:64]!r}")
         path, content_type = match["path"], match["content_type"]
-    return _send_blob(path, content_type, path.rsplit("/", 1)[-1].split("-", 1)[-1])
+    return _send_blob(path, content_type, _output_name(image, path, variant or ""))
 
 
 @downloads.get("/jobs/<job_id>/images/<image_id>/<any(input, output):which>/preview")
@@ -79,19 +79,14 @@ def preview_bytes(job_id: str, image_id: str, which: str):
     image = _image_or_404(job_id, image_id)
     path = image.preview_path if which == "input" else image.output_preview_path
     if not path:
-        raise ClientError(404, "preview_not_ready", f"{image.filename} has no {which} preview yet")
+        raise Refused(RefusalCode.PREVIEW_NOT_READY, f"{image.filename} has no {which} preview yet")
     return _send_blob(path, "image/webp", f"{domain.safe_stem(image.filename)}-preview.webp")
 
 
-def _zip_name(path: str, used: set[str]) -> str:
-    name = path.rsplit("/", 1)[-1].split("-", 1)[-1]
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        stem, _, ext = name.rpartition(".")
-        candidate = f"{stem}-{n}.{ext}"
-    used.add(candidate)
-    return candidate
+def _output_name(image: domain.Image, path: str, variant: str, used: set[str] | None = None) -> str:
+    """The output's name (domain.output_name: what the CLI saves it as too), its extension the
+    stored file's."""
+    return domain.output_name(image.filename, path.rsplit(".", 1)[-1], variant, used)
 
 
 @downloads.get("/jobs/<job_id>/archive.zip")
@@ -102,7 +97,7 @@ def archive(job_id: str):
     job = job_or_404(job_id)
     jobs, blobs = ctx().backends.jobs, ctx().backends.blobs
     if not jobs.page_images(job_id, status=domain.IMAGE_SUCCEEDED, limit=1):
-        raise ClientError(404, "no_outputs", "this job has no finished outputs yet")
+        raise Refused(RefusalCode.NO_OUTPUTS, "this job has no finished outputs yet")
 
     def chunks(path: str):
         try:
@@ -115,8 +110,9 @@ def archive(job_id: str):
     def entries(stream: ZipStream):
         used: set[str] = set()
         for image in iter_images(jobs, job_id, status=domain.IMAGE_SUCCEEDED):
-            for path in [o["path"] for o in image.outputs] if image.outputs else [image.output_path]:
-                stream.add(chunks(path), _zip_name(path, used))
+            outputs = [(o["path"], o.get("variant", "")) for o in image.outputs or []] or [(image.output_path, "")]
+            for path, variant in outputs:
+                stream.add(chunks(path), _output_name(image, path, variant, used))
                 yield from stream.all_files()  # written now: nothing waits in the queue
         yield from stream.footer()
 

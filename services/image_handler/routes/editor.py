@@ -20,7 +20,7 @@ from imageflow.engine.schema import PRESETS, OperationsError, operations_json_sc
 from imageflow.jobstore import SavedPreset
 
 from ..bodies import json_body
-from ..errors import ClientError
+from ..errors import Refused, RefusalCode
 from ..intake import ACCEPTED_TYPES
 from ..openapi import PresetRequest, ValidateRequest
 from ..openapi import document as openapi_document
@@ -75,7 +75,7 @@ def _resolve(preset, operations) -> list[dict]:
     except OperationsError as exc:
         details = _steps(exc.details)
         message = _sentence(details[0]) if details else exc.message
-        raise ClientError(422, "invalid_operations", message, details) from None
+        raise Refused(RefusalCode.INVALID_OPERATIONS, message, details) from None
 
 
 @editor.post("/operations/validate")
@@ -83,7 +83,7 @@ def validate_operations():
     """Check operations (or a preset) the way job creation will, without creating anything."""
     body = json_body(ValidateRequest, example='{"operations": [...]}')
     if body.get("operations") is None and not body.get("preset"):
-        raise ClientError(400, "malformed_request", "give \"operations\" (a list) or \"preset\" (a name)")
+        raise Refused(RefusalCode.MALFORMED_REQUEST, "give \"operations\" (a list) or \"preset\" (a name)")
     return jsonify(operations=_resolve(body.get("preset"), body.get("operations")))
 
 
@@ -107,20 +107,20 @@ def save_preset():
     body = json_body(PresetRequest, example='{"name": "...", "operations": [...]}')
     name = body.get("name").strip() if isinstance(body.get("name"), str) else ""
     if not PRESET_NAME.match(name):
-        raise ClientError(400, "invalid_preset_name", "name a preset with 1 to 60 letters, digits, spaces or "
-                                                      "- _ . , ( ) + & ' /, starting with a letter or digit",
-                          [{"field": "name", "message": "not a valid preset name"}])
+        raise Refused(RefusalCode.INVALID_PRESET_NAME, "name a preset with 1 to 60 letters, digits, spaces or "
+                                                       "- _ . , ( ) + & ' /, starting with a letter or digit",
+                      [{"field": "name", "message": "not a valid preset name"}])
     if body.get("operations") is None:
-        raise ClientError(400, "malformed_request", "give the preset's \"operations\" (a list)")
+        raise Refused(RefusalCode.MALFORMED_REQUEST, "give the preset's \"operations\" (a list)")
     operations = _resolve(None, body.get("operations"))
     if not operations:
-        raise ClientError(422, "invalid_operations", "a preset needs at least one operation",
-                          [{"step": None, "index": None, "op": None, "field": None, "message": "no operations"}])
+        raise Refused(RefusalCode.INVALID_OPERATIONS, "a preset needs at least one operation",
+                      [{"step": None, "index": None, "op": None, "field": None, "message": "no operations"}])
     store = ctx().backends.jobs
     existing = {p.name for p in store.list_presets(owner)}
     if name not in existing and len(existing) >= MAX_PRESETS_PER_CALLER:
-        raise ClientError(409, "too_many_presets", f"at most {MAX_PRESETS_PER_CALLER} presets per caller; "
-                                                   "delete one first")
+        raise Refused(RefusalCode.TOO_MANY_PRESETS, f"at most {MAX_PRESETS_PER_CALLER} presets per caller; "
+                                                    "delete one first")
     now = utcnow()
     saved = store.save_preset(SavedPreset(owner=owner, name=name, operations=operations, created_at=now,
                                           updated_at=now))
@@ -132,5 +132,5 @@ def save_preset():
 @editor.delete("/presets/<path:name>")
 def delete_preset(name: str):
     if not ctx().backends.jobs.delete_preset(_owner(), name):
-        raise ClientError(404, "preset_not_found", f"no saved preset named {name[:64]!r}")
+        raise Refused(RefusalCode.PRESET_NOT_FOUND, f"no saved preset named {name[:64]!r}")
     return "", 204

@@ -15,7 +15,7 @@ from imageflow.metrics import JOBS_CREATED
 from imageflow.safe_http import FetchError
 
 from ..bodies import json_body
-from ..errors import ClientError, Refused
+from ..errors import ClientError, Refused, RefusalCode
 from ..estimate import estimate
 from ..intake import check_overlays
 from ..openapi import JsonJob, MultipartJob, RenameRequest
@@ -44,13 +44,13 @@ def create():
     if request.is_json:
         body = json_body(JsonJob, example='{"urls": [...]} or {"open": true}')
         if wants_estimate(body):
-            raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files (multipart "
-                              "'files'); the URLs of a URL job are fetched only when the job runs")
+            raise Refused(RefusalCode.ESTIMATE_NEEDS_FILES, "an estimate is made from uploaded files (multipart "
+                          "'files'); the URLs of a URL job are fetched only when the job runs")
         if body.get("open") is True:
             return _opened(intake().open_job(job_request(body, body.get("operations"))))
         if "urls" not in body:
-            raise ClientError(400, "malformed_request", "a JSON body must be an object with a 'urls' list "
-                                                        "or \"open\": true; send image files as multipart/form-data")
+            raise Refused(RefusalCode.MALFORMED_REQUEST, "a JSON body must be an object with a 'urls' list "
+                                                         "or \"open\": true; send image files as multipart/form-data")
         request_ = job_request(body, body.get("operations"))
         good, bad = _url_entries(entries_from_json, body["urls"])
         return _accepted(intake().create_url_job(good, bad, request_))
@@ -64,12 +64,12 @@ def create():
     overlays = form_uploads("overlay")
     if str(form.get("open", "")).lower() in TRUE:
         if uploads or csv_file is not None:
-            raise ClientError(400, "malformed_request", "an open job takes its files later, at links.files: "
-                                                        "send only the options and the 'overlay' files here")
+            raise Refused(RefusalCode.MALFORMED_REQUEST, "an open job takes its files later, at links.files: "
+                                                         "send only the options and the 'overlay' files here")
         return _opened(intake().open_job(request_, overlays))
     if csv_file is not None:
         if uploads:
-            raise ClientError(400, "malformed_request", "send image files or one CSV of URLs, not both")
+            raise Refused(RefusalCode.MALFORMED_REQUEST, "send image files or one CSV of URLs, not both")
         good, bad = _url_entries(entries_from_csv, csv_file.stream.read(MAX_CSV_BYTES + 1))
         return _accepted(intake().create_url_job(good, bad, request_, overlays))
     return _accepted(intake().create_job(uploads, request_, overlays))
@@ -81,16 +81,16 @@ def _form_operations(raw: str | None):
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ClientError(400, "malformed_operations", f"operations is not valid JSON: {exc.msg} at position {exc.pos}")
+        raise Refused(RefusalCode.MALFORMED_OPERATIONS, f"operations is not valid JSON: {exc.msg} at position {exc.pos}")
     except RecursionError:  # json.loads gives up on very deep nesting with RecursionError, not a ValueError
-        raise ClientError(400, "malformed_operations", "operations is nested too deeply to be a list of operations")
+        raise Refused(RefusalCode.MALFORMED_OPERATIONS, "operations is nested too deeply to be a list of operations")
 
 
 def _url_entries(parse, data):
     try:
         return check_entries(parse(data, max_rows=ctx().settings.max_urls_per_job))
     except TooManyUrls as exc:
-        raise ClientError(413, exc.code, exc.reason)
+        raise Refused(RefusalCode.TOO_MANY_URLS, exc.reason)
     except FetchError as exc:
         raise ClientError(400, exc.code, exc.reason)
 
@@ -113,7 +113,7 @@ def estimate_answer(form, uploads):
 
 def _estimate_answer(form, uploads):
     if request.files.get("csv") is not None:
-        raise ClientError(400, "estimate_needs_files", "an estimate is made from uploaded files, not a CSV of URLs")
+        raise Refused(RefusalCode.ESTIMATE_NEEDS_FILES, "an estimate is made from uploaded files, not a CSV of URLs")
     request_ = job_request(form, _form_operations(form.get("operations")))
     c = ctx()
     assets = {name: data for name, (data, _mime) in
@@ -190,7 +190,7 @@ def images(job_id: str):
 def _status_arg(statuses) -> str | None:
     value = request.args.get("status") or None
     if value is not None and value not in statuses:
-        raise ClientError(400, "invalid_status", f"status must be one of {', '.join(statuses)}")
+        raise Refused(RefusalCode.INVALID_STATUS, f"status must be one of {', '.join(statuses)}")
     return value
 
 
@@ -200,7 +200,7 @@ def _limit_arg(default: int, most: int) -> int:
     except ValueError:
         limit = 0
     if not 1 <= limit <= most:
-        raise ClientError(400, "invalid_limit", f"limit must be a whole number from 1 to {most}")
+        raise Refused(RefusalCode.INVALID_LIMIT, f"limit must be a whole number from 1 to {most}")
     return limit
 
 
@@ -210,10 +210,10 @@ def rename(job_id: str):
     job = job_or_404(job_id)
     body = json_body(RenameRequest, example='{"name": "new name"}')
     if "name" not in body or not isinstance(body["name"], (str, type(None))):
-        raise ClientError(400, "malformed_request", 'send a JSON object {"name": "new name"}')
+        raise Refused(RefusalCode.MALFORMED_REQUEST, 'send a JSON object {"name": "new name"}')
     name = "".join(ch for ch in (body["name"] or "") if ch.isprintable()).strip()
     if len(name) > MAX_NAME:
-        raise ClientError(400, "invalid_name", f"name is longer than {MAX_NAME} characters")
+        raise Refused(RefusalCode.INVALID_NAME, f"name is longer than {MAX_NAME} characters")
     job = ctx().backends.jobs.update_job(job.job_id, name=name or None)
     return jsonify(views().job(job))
 
@@ -223,7 +223,7 @@ def delete(job_id: str):
     """Delete a finished job: its files first, then its documents."""
     job = job_or_404(job_id)
     if not job.is_terminal:
-        raise Refused("job_active", f"job {job.job_id} is {job.status}; it can be deleted once it has finished")
+        raise Refused(RefusalCode.JOB_ACTIVE, f"job {job.job_id} is {job.status}; it can be deleted once it has finished")
     removed = ctx().backends.blobs.delete_prefix(f"{job.job_id}/")
     ctx().backends.jobs.delete_job(job.job_id)
     # a reservation whose job is gone counts as a job still being created (for a while): drop it

@@ -6,7 +6,7 @@ from flask import jsonify
 from pydantic import ValidationError
 
 from ..bodies import json_body
-from ..errors import ClientError
+from ..errors import Refused, RefusalCode
 from ..openapi import RerunRequest
 from .context import api_blueprint, job_or_404, job_request, lifecycle, views
 
@@ -47,8 +47,8 @@ def rerun(job_id: str):
         problem = exc.errors()[0]
         name = ".".join(str(part) for part in problem["loc"]) or "body"
         if name == "only":
-            raise ClientError(400, "invalid_only", "only must be one of: all, failed, succeeded") from None
-        raise ClientError(400, "malformed_request", f"{name}: {problem['msg']}", [{"field": name}]) from None
+            raise Refused(RefusalCode.INVALID_ONLY, "only must be one of: all, failed, succeeded") from None
+        raise Refused(RefusalCode.MALFORMED_REQUEST, f"{name}: {problem['msg']}", [{"field": name}]) from None
     created = lifecycle().rerun(parent, body, only, lambda fields: job_request(fields, fields.get("operations")))
     job = created.job
     answer = {"job_id": job.job_id, "parent_job_id": parent.job_id, "status": job.status, "total": job.total,

@@ -6,9 +6,10 @@ from flask import Response, jsonify, request
 
 from imageflow import domain
 from imageflow.blobstore import BlobExists
+from imageflow.upload_check import too_big
 
 from ..bodies import json_body
-from ..errors import ClientError
+from ..errors import ClientError, Refused, RefusalCode
 from ..openapi import DirectUploadRequest, MultipartFiles
 from ..resumable import BadContentRange, ContentRange, PartialUploads
 from .context import (
@@ -49,10 +50,10 @@ def direct_upload(job_id: str, image_id: str):
     or in chunks with Content-Range as to a resumable Cloud Storage session
     (services.image_handler.resumable)."""
     if not (domain.is_valid_id(job_id) and domain.is_valid_id(image_id)):
-        raise ClientError(404, "job_not_found", "no such upload")
+        raise Refused(RefusalCode.JOB_NOT_FOUND, "no such upload")
     job = ctx().backends.jobs.get_job(job_id)
     if job is None:
-        raise ClientError(404, "job_not_found", f"no job with id {job_id}")
+        raise Refused(RefusalCode.JOB_NOT_FOUND, f"no job with id {job_id}")
     _intake().check_open(job)
     name, size, content_type = request.args["name"], int(request.args["bytes"]), request.args["type"]
     path = domain.input_path(job_id, image_id, name)
@@ -66,8 +67,7 @@ def direct_upload(job_id: str, image_id: str):
             return _stored(image_id, name, size)  # a resuming client learns the file is complete
         raise _already_uploaded(name, image_id)
     if size > ctx().settings.max_upload_bytes:
-        raise ClientError(413, "file_too_large", f"{name}: a file must be at most "
-                          f"{ctx().settings.max_upload_bytes // (1024 * 1024)} MB (MAX_UPLOAD_BYTES)")
+        raise Refused(RefusalCode.FILE_TOO_LARGE, f"{name}: {too_big(ctx().settings.max_upload_bytes)}")
     if chunk is None:
         data = _whole_body(name, size)
     else:
@@ -75,7 +75,7 @@ def direct_upload(job_id: str, image_id: str):
         if chunk.is_query:
             return _resume_incomplete(sessions.received(job_id, image_id))
         if request.content_length != chunk.length:
-            raise ClientError(400, "wrong_size", f"{name}: Content-Range names {chunk.length} bytes, "
+            raise Refused(RefusalCode.WRONG_SIZE, f"{name}: Content-Range names {chunk.length} bytes, "
                                                  f"{request.content_length} were sent")
         kept = sessions.append(job_id, image_id, chunk.first, chunk.length, request.stream)
         if kept < size:
@@ -86,7 +86,7 @@ def direct_upload(job_id: str, image_id: str):
     except BlobExists:
         raise _already_uploaded(name, image_id) from None
     except Exception as exc:
-        raise ClientError(503, "unavailable", "could not store the file; send it again shortly") from exc
+        raise Refused(RefusalCode.UNAVAILABLE, "could not store the file; send it again shortly") from exc
     return _stored(image_id, name, size)
 
 
@@ -97,20 +97,20 @@ def _content_range(name: str, size: int) -> ContentRange | None:
     try:
         chunk = ContentRange.parse(header)
     except BadContentRange as exc:
-        raise ClientError(400, "invalid_content_range", f"{name}: {exc}") from None
+        raise Refused(RefusalCode.INVALID_CONTENT_RANGE, f"{name}: {exc}") from None
     if chunk.total != size:
-        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, Content-Range "
+        raise Refused(RefusalCode.WRONG_SIZE, f"{name}: the upload link is for {size} bytes, Content-Range "
                                              f"names {chunk.total}")
     return chunk
 
 
 def _whole_body(name: str, size: int) -> bytes:
     if request.content_length != size:
-        raise ClientError(400, "wrong_size", f"{name}: the upload link is for {size} bytes, "
+        raise Refused(RefusalCode.WRONG_SIZE, f"{name}: the upload link is for {size} bytes, "
                                              f"{request.content_length} were sent")
     data = request.stream.read(size + 1)
     if len(data) != size:
-        raise ClientError(400, "wrong_size", f"{name}: {len(data)} bytes arrived, {size} were announced")
+        raise Refused(RefusalCode.WRONG_SIZE, f"{name}: {len(data)} bytes arrived, {size} were announced")
     return data
 
 
@@ -132,9 +132,9 @@ def _stored(image_id: str, name: str, size: int) -> Response:
 
 
 def _already_uploaded(name: str, image_id: str) -> ClientError:
-    return ClientError(409, "already_uploaded", f"{name}: this upload link was used already (image {image_id} "
-                       "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
-                       "for a new link to add another")
+    return Refused(RefusalCode.ALREADY_UPLOADED, f"{name}: this upload link was used already (image {image_id} "
+                   "has its file); an upload link takes one file once: ask POST /api/v1/jobs/<job_id>/files "
+                   "for a new link to add another")
 
 
 @uploads.post("/jobs/<job_id>/close")

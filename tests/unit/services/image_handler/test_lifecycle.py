@@ -47,7 +47,7 @@ def stored_job(jobs: FakeJobStore, status: str, *images: str, **fields) -> domai
             image.output_path, image.output_bytes, image.content_type = f"{job.job_id}/output/{image_id}.webp", 400, \
                 "image/webp"
         if image_status == domain.IMAGE_FAILED:
-            image.error, image.error_code = "the processors gave up on it", domain.WORKER_CRASHED
+            image.error, image.error_code = "the processors gave up on it", domain.ErrorCode.WORKER_CRASHED
             image.output_preview_path, image.choices = "old-preview.webp", {"quality": 80}
         records.append(image)
     job.total = len(records)

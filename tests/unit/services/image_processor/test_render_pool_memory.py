@@ -37,7 +37,7 @@ HISTORY = [
      {"op": "watermark", "text": "ImageFlow"}, {"op": "overlay", "image": "logo.png", "tile": True},
      {"op": "format", "format": "jpeg", "quality": "auto"}],
     [{"op": "auto_orient", "enabled": False}, {"op": "metadata", "strip": False, "icc": "keep"},
-     {"op": "frames", "mode": "first"}, {"op": "format", "format": "gif"}],
+     {"op": "page", "number": 1}, {"op": "frames", "mode": "first"}, {"op": "format", "format": "gif"}],
     [{"op": "resize", "width": 600}, {"op": "variants", "widths": [200, 400], "formats": ["webp", "avif", "jxl"]}],
     [{"op": "format", "format": "heic", "quality": "auto"}],
     [{"op": "format", "format": "jxl", "quality": "auto", "target": 90}],
