@@ -11,7 +11,7 @@
 # setup and SendGrid stand-in run devtools from the `devtools` stage (--target devtools).
 
 # Base images are pinned by digest (image:tag@sha256:...); Dependabot (.github/dependabot.yml)
-# proposes each new digest, and tests/unit/test_image_pins.py refuses an unpinned FROM.
+# proposes each new digest, and tests/deploy/test_image_pins.py refuses an unpinned FROM.
 # -- build: the core package and its locked dependencies (requirements.lock) in a venv -----
 FROM python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5 AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -618,7 +618,7 @@ bind_bucket_role() {
   run_retry gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
     --member="serviceAccount:$1" --role="$2" --format=none
 }
-# What each service's code does with the bucket (tests/unit/test_deploy_script.py derives the
+# What each service's code does with the bucket (tests/deploy/test_deploy_script.py derives the
 # same from the code): legacyBucketReader for the bucket metadata its /readyz reads;
 # objectUser to write (and overwrite) objects: the handler stores uploads, the processor
 # outputs, the interaction manager the inputs it imports from URLs (services/interaction_manager/url_import.py).
