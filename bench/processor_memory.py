@@ -12,7 +12,7 @@ in-process path: every output is held until it is written), and reports its peak
 schema accepts for one image: 8 near-full-width variants (every scaled copy is kept until
 encoded) and full-size filters re-encoded (an operation that would grow the image past
 MAX_IMAGE_PIXELS, such as an expanding rotation, is refused before it runs).
-tests/unit/test_k8s_manifests.py checks the processor's memory limit against these figures
+tests/deploy/test_k8s_manifests.py checks the processor's memory limit against these figures
 for PROCESSOR_CONCURRENCY tasks at once, and that they were measured at today's limits.
 """
 from __future__ import annotations

@@ -54,6 +54,9 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Each process's port when its variable is unset (the local stack, compose and the k8s manifests use these).
+SERVICE_PORTS = {"image-handler": 8080, "interaction-manager": 8081, "image-processor": 8082, "email-function": 8083}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -62,7 +65,11 @@ class Settings:
     gcp_project: str = ""
     gcs_bucket: str = ""
     public_base_url: str = "http://127.0.0.1:8080"
+    # The image-handler's port, IMAGEFLOW_PORT (the API's: the public URL's default on every process).
     port: int = 8080
+    # PORT: the port of this process's own server when it is not the image-handler (the manager's and the
+    # processor's health and metrics, the email function's); 0: the service's default (SERVICE_PORTS).
+    service_port: int = 0
     bind_host: str = "127.0.0.1"
     max_upload_bytes: int = 25 * 1024 * 1024          # per file
     max_request_bytes: int = 200 * 1024 * 1024        # whole multipart request
@@ -167,6 +174,15 @@ class Settings:
         """``API_KEYS`` lists at least one key."""
         return any(part.strip() for part in (self.api_keys or "").split(","))
 
+    def listen_port(self, service: str) -> int:
+        """The port ``service``'s process listens on: the image-handler's is IMAGEFLOW_PORT, every other
+        process's PORT (each container's own, as Cloud Run and functions-framework name it), else its default."""
+        if service not in SERVICE_PORTS:
+            raise SettingsError(f"unknown service {service!r}: one of {', '.join(SERVICE_PORTS)}")
+        if service == "image-handler":
+            return self.port
+        return self.service_port or SERVICE_PORTS[service]
+
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
@@ -191,6 +207,7 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/")
             or f"http://127.0.0.1:{_int(env, 'IMAGEFLOW_PORT', 8080)}",
             port=_int(env, "IMAGEFLOW_PORT", 8080),
+            service_port=_int(env, "PORT", 0),
             bind_host=env.get("BIND_HOST") or cls.bind_host,
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", cls.max_request_bytes),

@@ -143,17 +143,21 @@ if [[ -n "${API_KEYS:-}" && -z "${URL_SIGNING_SECRET:-}" ]] && ! ((DRY_RUN || TE
   die "URL_SIGNING_SECRET is not set: with API_KEYS the services need it; make one once and keep it, e.g. export URL_SIGNING_SECRET=\$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 fi
 
-# Topic and subscription names: imageflow/topology.py, the one place they are written (the
-# same variables override them for the services and here).
-while IFS='=' read -r name value; do
-  [[ "$name" =~ ^[A-Z_]+_(TOPIC|SUBSCRIPTION)$ ]] || die "unexpected topology output: $name"
-  printf -v "$name" '%s' "$value"
-done < <(cd "$ROOT" && "$PYTHON" -m imageflow.setup env)
-[[ -n "${TASKS_SUBSCRIPTION:-}" ]] || die "cannot read the topic names with $PYTHON -m imageflow.setup env"
+# Topic and subscription names, dead-letter wiring, and who publishes and subscribes where:
+# imageflow/topology.py's table, the one place they are written (the same variables override the
+# names for the services and here). Step 8 grants the roles from its rows.
+TOPOLOGY_ROWS=()
+while read -r kind first second; do
+  case "$kind" in
+    name) [[ "$first" =~ ^[A-Z_]+_(TOPIC|SUBSCRIPTION)$ ]] || die "unexpected topology name: $first"
+          printf -v "$first" '%s' "$second" ;;
+    dead-letter|publish|subscribe|view) TOPOLOGY_ROWS+=("$kind $first $second") ;;
+    *) die "unexpected topology output: $kind $first $second" ;;
+  esac
+done < <(cd "$ROOT" && "$PYTHON" -m imageflow.topology --table --no-email-subscription)
+[[ -n "${TASKS_SUBSCRIPTION:-}" && -n "${NOTIFICATIONS_DLQ_TOPIC:-}" && ${#TOPOLOGY_ROWS[@]} -gt 0 ]] \
+  || die "cannot read the topology with $PYTHON -m imageflow.topology --table"
 WEBHOOK_MAX_ATTEMPTS="${WEBHOOK_MAX_ATTEMPTS:-5}"
-# Dead-letter topics of the other subscriptions, named after their topics (Topics.jobs_dlq, ...).
-JOBS_DLQ_TOPIC="$JOBS_TOPIC-dlq" RESULTS_DLQ_TOPIC="$RESULTS_TOPIC-dlq" UPLOADS_DLQ_TOPIC="$UPLOADS_TOPIC-dlq"
-NOTIFICATIONS_DLQ_TOPIC="$NOTIFICATIONS_TOPIC-dlq"  # the email trigger's (Topics.notifications_dlq)
 ACK_DEADLINE_SECONDS="${ACK_DEADLINE_SECONDS:-60}"
 MAX_DELIVERY_ATTEMPTS="${MAX_DELIVERY_ATTEMPTS:-5}"
 RETRY_MIN_BACKOFF_SECONDS="${RETRY_MIN_BACKOFF_SECONDS:-1}"
@@ -614,7 +618,7 @@ bind_bucket_role() {
   run_retry gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
     --member="serviceAccount:$1" --role="$2" --format=none
 }
-# What each service's code does with the bucket (tests/unit/test_deploy_script.py derives the
+# What each service's code does with the bucket (tests/deploy/test_deploy_script.py derives the
 # same from the code): legacyBucketReader for the bucket metadata its /readyz reads;
 # objectUser to write (and overwrite) objects: the handler stores uploads, the processor
 # outputs, the interaction manager the inputs it imports from URLs (services/interaction_manager/url_import.py).
@@ -689,36 +693,28 @@ run_retry gcloud pubsub topics add-iam-policy-binding "$UPLOADS_TOPIC" --project
 ensure bash -c 'gcloud storage buckets notifications list "gs://$1" --project="$2" --format="value(topic)" | grep -q "/topics/$3\$"' notification-check "$GCS_BUCKET" "$PROJECT_ID" "$UPLOADS_TOPIC" \
   -- gcloud storage buckets notifications create "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
   --topic="$UPLOADS_TOPIC" --event-types=OBJECT_FINALIZE --payload-format=json
-# Dead-lettering: Pub/Sub's own service agent forwards to the DLQ topic and acks the source.
-for pair in "$TASKS_DLQ_TOPIC:$TASKS_SUBSCRIPTION" "$JOBS_DLQ_TOPIC:$JOBS_SUBSCRIPTION" \
-  "$RESULTS_DLQ_TOPIC:$RESULTS_SUBSCRIPTION" "$WEBHOOKS_DLQ_TOPIC:$WEBHOOKS_SUBSCRIPTION" \
-  "$UPLOADS_DLQ_TOPIC:$UPLOADS_SUBSCRIPTION"; do
-  run_retry gcloud pubsub topics add-iam-policy-binding "${pair%%:*}" --project="$PROJECT_ID" \
-    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-  run_retry gcloud pubsub subscriptions add-iam-policy-binding "${pair#*:}" --project="$PROJECT_ID" \
-    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
-done
 bind_topic_role() { run_retry gcloud pubsub topics add-iam-policy-binding "$1" --project="$PROJECT_ID" \
   --member="serviceAccount:$2" --role="$3" --format=none; }
 bind_subscription_role() { run_retry gcloud pubsub subscriptions add-iam-policy-binding "$1" \
-  --project="$PROJECT_ID" --member="serviceAccount:$2" --role=roles/pubsub.subscriber --format=none; }
-# Every service's /readyz reads the jobs topic (MessageBus.check).
-for gsa in "$GSA_HANDLER" "$GSA_MANAGER" "$GSA_PROCESSOR"; do bind_topic_role "$JOBS_TOPIC" "$gsa" roles/pubsub.viewer; done
-bind_topic_role "$JOBS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher
-bind_topic_role "$JOBS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher  # uploads it joins ask for their tasks (fair share)
-bind_topic_role "$TASKS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
-bind_topic_role "$TASKS_TOPIC" "$GSA_HANDLER" roles/pubsub.publisher  # with FAIR_SHARE_TASKS=0 an open job's uploads start at once
-bind_topic_role "$NOTIFICATIONS_TOPIC" "$GSA_MANAGER" roles/pubsub.publisher
-bind_topic_role "$RESULTS_TOPIC" "$GSA_PROCESSOR" roles/pubsub.publisher
-bind_subscription_role "$JOBS_SUBSCRIPTION" "$GSA_MANAGER"
-bind_subscription_role "$RESULTS_SUBSCRIPTION" "$GSA_MANAGER"
-bind_subscription_role "$TASKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
-bind_subscription_role "$WEBHOOKS_SUBSCRIPTION" "$GSA_MANAGER"
-bind_subscription_role "$WEBHOOKS_DLQ_SUBSCRIPTION" "$GSA_MANAGER"
-bind_subscription_role "$UPLOADS_SUBSCRIPTION" "$GSA_MANAGER"
-bind_subscription_role "$JOBS_DLQ_TOPIC-im" "$GSA_MANAGER"
-bind_subscription_role "$RESULTS_DLQ_TOPIC-im" "$GSA_MANAGER"
-bind_subscription_role "$TASKS_SUBSCRIPTION" "$GSA_PROCESSOR"
+  --project="$PROJECT_ID" --member="serviceAccount:$2" --role="$3" --format=none; }
+# The topology table's rows (imageflow/topology.py): dead-lettering, where Pub/Sub's own service
+# agent forwards to the DLQ topic and acks the source; and each service account publishes, reads
+# and views (its /readyz: MessageBus.check) exactly the topics and subscriptions its code does.
+declare -A GSA_OF=([image-handler]="$GSA_HANDLER" [interaction-manager]="$GSA_MANAGER" [image-processor]="$GSA_PROCESSOR")
+for row in "${TOPOLOGY_ROWS[@]}"; do
+  read -r kind first second <<<"$row"
+  if [[ "$kind" == dead-letter ]]; then  # first: the subscription, second: its dead-letter topic
+    bind_topic_role "$second" "$PUBSUB_AGENT" roles/pubsub.publisher
+    bind_subscription_role "$first" "$PUBSUB_AGENT" roles/pubsub.subscriber
+    continue
+  fi
+  [[ -n "${GSA_OF[$first]:-}" ]] || die "the topology names a service deploy.sh has no account for: $first"
+  case "$kind" in
+    publish) bind_topic_role "$second" "${GSA_OF[$first]}" roles/pubsub.publisher ;;
+    view) bind_topic_role "$second" "${GSA_OF[$first]}" roles/pubsub.viewer ;;
+    subscribe) bind_subscription_role "$second" "${GSA_OF[$first]}" roles/pubsub.subscriber ;;
+  esac
+done
 
 step "9. The SendGrid key in Secret Manager, readable by the email function only"
 ensure gcloud secrets describe "$SENDGRID_SECRET" --project="$PROJECT_ID" \
@@ -927,7 +923,7 @@ alert_policy dead-lettered-tasks "ImageFlow: tasks dead-lettered" \
 alert_policy dead-lettered-webhooks "ImageFlow: webhook deliveries dead-lettered" \
   pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$WEBHOOKS_DLQ_SUBSCRIPTION")" 0 60 ALIGN_MAX
 alert_policy dead-lettered-emails "ImageFlow: emails dead-lettered" \
-  pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$NOTIFICATIONS_DLQ_TOPIC-hold")" 0 60 ALIGN_MAX
+  pubsub.googleapis.com/subscription/num_undelivered_messages "$(sub_filter "$NOTIFICATIONS_DLQ_SUBSCRIPTION")" 0 60 ALIGN_MAX
 alert_policy failed-emails "ImageFlow: emails not sent" \
   logging.googleapis.com/user/imageflow-email-failures 'resource.type=\"cloud_run_revision\"' 0 60 ALIGN_SUM
 

@@ -59,7 +59,7 @@ def main(settings: Settings | None = None, backends: Backends | None = None, ren
     settings = settings or Settings.from_env()
     backends = backends or processor_backends(settings)
     processor, subscriber = start_processing(settings, backends, render)
-    port = int(os.environ.get("PORT", "8082"))
+    port = settings.listen_port("image-processor")
     server = HttpServer(create_app(settings, backends, subscriber.is_alive), settings.bind_host, port).start()
     log.info("image-processor running (%s backend, %d render slots, up to %d tasks in flight), health on :%d",
              settings.backend, settings.processor_concurrency, settings.processor_in_flight, server.port)

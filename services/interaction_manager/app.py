@@ -3,7 +3,6 @@ metrics and the exact outstanding-task count for KEDA, on $PORT (default 8081)."
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import Flask, jsonify
 
@@ -80,7 +79,7 @@ def main() -> int:
                                ack_deadline_seconds=deadline),
     ]
     alive = lambda: all(s.is_alive() for s in subscribers)  # noqa: E731
-    port = int(os.environ.get("PORT", "8081"))
+    port = settings.listen_port("interaction-manager")
     server = HttpServer(create_app(settings, backends, coordinator, alive), settings.bind_host, port).start()
     log.info("interaction-manager running (%s backend), health on :%d", settings.backend, server.port)
     coordinator.sweep()

@@ -1,7 +1,9 @@
 """Settings from the environment, and the wire format of messages."""
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +81,73 @@ def test_result_error_code_travels_and_stays_compatible_with_version_1():
     assert Result.decode(failed.encode()).error_code == "corrupt"
     older = {k: v for k, v in wire.items() if k != "error_code"}  # from a processor of before
     assert Result.decode(older).error_code is None
+
+
+# -- each process's port, and configuration read in one place (issue 23) -------------------
+def test_each_process_listens_on_its_port_from_the_settings():
+    s = Settings.from_env({"PORT": "9101", "IMAGEFLOW_PORT": "9000"})
+    assert s.listen_port("image-handler") == 9000  # IMAGEFLOW_PORT, the API's
+    assert s.listen_port("interaction-manager") == s.listen_port("image-processor") == 9101  # PORT, the container's
+    defaults = Settings.from_env({})
+    assert [defaults.listen_port(name) for name in ("image-handler", "interaction-manager", "image-processor",
+                                                    "email-function")] == [8080, 8081, 8082, 8083]
+    with pytest.raises(SettingsError, match="PORT must be an integer"):
+        Settings.from_env({"PORT": "eighty"})  # was a bare ValueError from the service's main
+    with pytest.raises(SettingsError, match="unknown service 'thumbnailer'"):
+        defaults.listen_port("thumbnailer")
+
+
+def _environment_reads(path: Path) -> set[str]:
+    """The string names a module reads from os.environ / os.getenv."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        target = None
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            target = node.slice
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in {"os.environ.get", "os.getenv",
+                                                                      "os.environ.setdefault"}:
+            target = node.args[0] if node.args else None
+        if isinstance(target, ast.Constant) and isinstance(target.value, str):
+            names.add(target.value)
+    return names
+
+
+def test_settings_are_read_from_the_environment_only_by_imageflow_settings():
+    """Every process reads its port, timeouts and the rest through Settings (the email function excepted:
+    it is deployed from its folder alone, without the imageflow package)."""
+    root = Path(__file__).resolve().parents[2]
+    readers = {str(path.relative_to(root)): sorted(_environment_reads(path) & set(ENV_NAMES))
+               for folder in ("imageflow", "services", "imageflow_cli") for path in (root / folder).rglob("*.py")}
+    assert {path: names for path, names in readers.items() if names and path != "imageflow/settings.py"} == {}
+
+
+def test_topology_is_data_the_settings_read():
+    """settings imports topology, never the other way round (not even for type checking)."""
+    root = Path(__file__).resolve().parents[2]
+    imported = set()
+    for node in ast.walk(ast.parse((root / "imageflow/topology.py").read_text())):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not {name for name in imported if name.endswith("settings")}, imported
+
+
+def test_topology_table_lists_names_dead_letters_and_who_uses_what():
+    from imageflow import topology
+
+    t = Settings.from_env({"JOBS_TOPIC": "acme-jobs"}).topics
+    rows = [line.split() for line in topology.table(t)]
+    assert all(len(row) == 3 for row in rows)
+    names = {var: value for kind, var, value in rows if kind == "name"}
+    assert names["JOBS_DLQ_TOPIC"] == "acme-jobs-dlq" and names["JOBS_DLQ_SUBSCRIPTION"] == "acme-jobs-dlq-im"
+    assert names["NOTIFICATIONS_DLQ_SUBSCRIPTION"] == t.notifications_dlq_sub
+    assert ["dead-letter", t.jobs_sub, "acme-jobs-dlq"] in rows
+    assert ["publish", "interaction-manager", "acme-jobs"] in rows  # joined uploads send job.submitted
+    assert ["subscribe", "email-function", t.notifications_sub] in rows
+    # every subscription the topology creates that dead-letters has its dead-letter row
+    made = topology.subscriptions(Settings.from_env({"JOBS_TOPIC": "acme-jobs"}))
+    assert {(s.name, s.dead_letter_topic) for s in made if s.dead_letter_topic} == \
+        {(sub, dlq) for kind, sub, dlq in rows if kind == "dead-letter"}
+    gcp = topology.table(t, email_subscription=False)
+    assert not any(t.notifications_sub in line for line in gcp if not line.startswith("name "))

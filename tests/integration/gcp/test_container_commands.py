@@ -42,9 +42,16 @@ def dockerfile_env(path: str, build_args: dict[str, str] | None = None) -> dict[
     text = (ROOT / path).read_text().replace("\\\n", " ")
     for arg, value in (build_args or {}).items():
         text = text.replace("${" + arg + "}", str(value))
-    final = text[text.rindex("\nFROM "):]
+    # Each stage's text by name (or position); the final stage's ENV includes those of the stages it is
+    # built on (FROM runtime).
+    parts = re.split(r"^(?=FROM )", text, flags=re.MULTILINE)[1:]
+    stages = {(m[1] if (m := re.match(r"FROM\s+\S+\s+AS\s+(\S+)", part, re.I)) else i): part
+              for i, part in enumerate(parts)}
+    chain = [parts[-1]]
+    while (base := chain[0].split()[1]) in stages:
+        chain.insert(0, stages[base])
     env = {}
-    for line in re.findall(r"^ENV (.*)$", final, re.MULTILINE):
+    for line in re.findall(r"^ENV (.*)$", "".join(chain), re.MULTILINE):
         for key, value in re.findall(r"(\w+)=(\S+)", line):
             env[key] = value
     return env

@@ -933,6 +933,80 @@ def test_each_service_is_granted_exactly_what_its_code_calls(service):
     assert _granted(commands(plan()), gsa) == _required_grants(service)
 
 
+def _pubsub_grants(cmds) -> set[tuple[str, str, str, str]]:
+    """(topics|subscriptions, name, member, role) of every Pub/Sub binding in the plan."""
+    return {(c[2], c[4], flags(c)["member"], flags(c)["role"]) for c in cmds
+            if c[:2] == ["gcloud", "pubsub"] and len(c) > 4 and c[3] == "add-iam-policy-binding"}
+
+
+def _table_grants(table_lines: list[str]) -> set[tuple[str, str, str, str]]:
+    """The Pub/Sub bindings a topology table asks for (imageflow.topology.table)."""
+    grants = set()
+    for line in table_lines:
+        kind, first, second = line.split()
+        if kind == "dead-letter":
+            grants.add(("topics", second, AGENT, "roles/pubsub.publisher"))
+            grants.add(("subscriptions", first, AGENT, "roles/pubsub.subscriber"))
+        elif kind in {"publish", "view", "subscribe"}:
+            member = f"serviceAccount:{SERVICE_ACCOUNTS[first]}@{PROJECT}.iam.gserviceaccount.com"
+            role = {"publish": "roles/pubsub.publisher", "view": "roles/pubsub.viewer",
+                    "subscribe": "roles/pubsub.subscriber"}[kind]
+            grants.add(("topics" if kind != "subscribe" else "subscriptions", second, member, role))
+    return grants
+
+
+# Pub/Sub bindings deploy.sh makes outside the table: the bucket's agent publishes the uploads topic's
+# object events, and the email function's Eventarc subscription (found at deploy time) dead-letters.
+OUTSIDE_THE_TABLE = {
+    ("topics", "imageflow-uploads", "serviceAccount:service-${PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com",
+     "roles/pubsub.publisher"),
+    ("topics", "imageflow-notifications-dlq", AGENT, "roles/pubsub.publisher"),
+    ("subscriptions", "${EMAIL_TRIGGER_SUBSCRIPTION}", AGENT, "roles/pubsub.subscriber"),
+}
+
+
+def test_pubsub_grants_are_the_topology_tables():
+    """deploy.sh's Pub/Sub bindings are imageflow/topology.py's table, row for row, and nothing else."""
+    rows = topology.table(topology.Topics(), email_subscription=False)
+    assert _pubsub_grants(commands(plan())) == _table_grants(rows) | OUTSIDE_THE_TABLE
+
+
+def test_deploy_reads_names_and_bindings_from_the_table(tmp_path):
+    """A different table (a renamed dead-letter topic, one more publisher) changes the plan with it:
+    deploy.sh derives neither the names nor the bindings itself."""
+    rows = topology.table(topology.Topics(), email_subscription=False)
+    changed = [line.replace("imageflow-jobs-dlq", "acme-jobs-dead") for line in rows]
+    changed.append("publish image-processor imageflow-notifications")
+    table_file = tmp_path / "table.txt"
+    table_file.write_text("".join(line + "\n" for line in changed))
+    stand_in = tmp_path / "python3"
+    stand_in.write_text(f"""#!/usr/bin/env bash
+if [[ "$*" == "-m imageflow.topology --table --no-email-subscription" ]]; then cat {shlex.quote(str(table_file))}; exit 0; fi
+exec {shlex.quote(sys.executable)} "$@"
+""")
+    stand_in.chmod(0o755)
+    cmds = commands(plan(env={"PYTHON": str(stand_in)}))
+    assert _pubsub_grants(cmds) == _table_grants(changed) | OUTSIDE_THE_TABLE
+    assert ("topics", "acme-jobs-dead", AGENT, "roles/pubsub.publisher") in _pubsub_grants(cmds)
+    # the names are read from the table too (JOBS_DLQ_SUBSCRIPTION, printed into the plan's alert policies)
+    assert not any("imageflow-jobs-dlq" in " ".join(c) for c in cmds)
+
+
+def test_a_table_naming_an_unknown_service_stops_the_deploy(tmp_path):
+    stand_in = tmp_path / "python3"
+    stand_in.write_text(f"""#!/usr/bin/env bash
+if [[ "$*" == "-m imageflow.topology --table --no-email-subscription" ]]; then
+  {shlex.quote(sys.executable)} "$@"; echo "publish thumbnailer imageflow-jobs"; exit 0
+fi
+exec {shlex.quote(sys.executable)} "$@"
+""")
+    stand_in.chmod(0o755)
+    proc = run_script("--project", PROJECT, "--tag", "v1", "--dry-run", "--email-from", SENDER,
+                      env={"PYTHON": str(stand_in)}, check=False)
+    assert proc.returncode != 0
+    assert "the topology names a service deploy.sh has no account for: thumbnailer" in proc.stderr
+
+
 def test_the_role_map_sees_the_calls_that_need_roles():
     """The derivation itself: the manager writes blobs, the handler signs URLs and writes job documents,
     the processor touches no job document (its cancel gate reads the bucket, dedupe the task)."""

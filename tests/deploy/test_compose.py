@@ -45,10 +45,29 @@ def config_env() -> dict[str, str]:
     return pairs
 
 
+def stage_bases(dockerfile: Path) -> list[str]:
+    """The image each stage starts from; ``FROM <earlier stage>`` resolved to that stage's image."""
+    named, bases = {}, []
+    for match in re.finditer(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile.read_text(), re.MULTILINE | re.I):
+        base = named.get(match[1], match[1])
+        bases.append(base)
+        if match[2]:
+            named[match[2]] = base
+    return bases
+
+
 def final_stage(dockerfile: Path) -> list[str]:
+    """The last stage's lines, with those of the stages it is built on (``FROM runtime``) before them."""
     lines = dockerfile.read_text().splitlines()
-    start = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
-    return lines[start:]
+    starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    stages = {}
+    for start, end in zip(starts, starts[1:] + [len(lines)]):
+        words = lines[start].split()
+        stages[words[3] if len(words) > 3 and words[2].upper() == "AS" else start] = lines[start:end]
+    chain = list(stages.values())[-1]
+    while chain[0].split()[1] in stages:
+        chain = stages[chain[0].split()[1]] + chain
+    return chain
 
 
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose not installed (apt-get install docker-compose)")
@@ -83,7 +102,7 @@ def test_compose_images_are_pinned():
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_dockerfiles_are_multistage_slim_pinned_and_non_root(dockerfile):
     text = dockerfile.read_text()
-    bases = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    bases = stage_bases(dockerfile)
     assert len(bases) >= 2, "multi-stage: build tools stay out of the final image"
     for base in bases:
         assert re.search(r":\S*\d+\.\d+", base) and not base.endswith(":latest"), f"unpinned base {base}"
