@@ -422,13 +422,14 @@ def summarise(inputs: dict[str, Path], cases: list[str], impls: list[str], runs:
                 "output_size": out_size, "peak_above_idle_mb": max(r["peak_above_idle_mb"] for r in runs[(case, impl)]),
                 "runs": sum(len(r["times"]) for r in runs[(case, impl)])}
             rows.append(row)
-        for label, key, cpu in ((f"ceiling: {ceiling_decoder}", (name, ceiling_decoder), ceiling),
-                                (f"limit: {ceiling_decoder} + {encoder}", (case, encoder), limit)):
+        ceiling_peak = max(r["peak_above_idle_mb"] for r in runs[(name, ceiling_decoder)])
+        # the limit's memory is not one process's (its encoder process also made the image it encodes)
+        for label, cpu, peak in ((f"ceiling: {ceiling_decoder}", ceiling, ceiling_peak),
+                                 (f"limit: {ceiling_decoder} + {encoder}", limit, None)):
             rows.append({"case": case, "input": name, "input_size": f"{size[0]}x{size[1]}", "format": fmt,
                          "quality": quality, "impl": label, "cpu_ms": cpu * 1000, "images_per_s": 1 / cpu,
                          "share_of_ceiling": ceiling / cpu, "share_of_limit": limit / cpu, "psnr_db": None,
-                         "output_bytes": None, "output_size": None,
-                         "peak_above_idle_mb": max(r["peak_above_idle_mb"] for r in runs[key]), "runs": None})
+                         "output_bytes": None, "output_size": None, "peak_above_idle_mb": peak, "runs": None})
         peers = {impl: row for impl, row in case_rows.items() if impl.split("@")[0] != "engine"}
         engine = case_rows.get("engine")
         if engine and peers:
@@ -562,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['images_per_s']:.1f} | {100 * row['share_of_ceiling']:.0f} % | "
               f"{100 * row['share_of_limit']:.0f} % | {'' if bound else format(row['psnr_db'], '.2f')} | "
               f"{'' if bound else format(row['output_bytes'] / 1024, '.1f')} | {row['output_size'] or ''} | "
-              f"{row['peak_above_idle_mb']:.0f} |")
+              f"{'' if row['peak_above_idle_mb'] is None else format(row['peak_above_idle_mb'], '.0f')} |")
     if summary:
         print()
         print("| case | engine ms | engine speed / fastest peer | engine speed / sharp | PSNR engine / best peer dB | "
