@@ -3,12 +3,14 @@ pinned to one core. Run by whichever interpreter holds the implementation (the p
 .venv, or a peer's own virtualenv), so it imports nothing but the standard library until
 it knows which implementation it runs.
 
-    python bench/peers_worker.py IMPL INPUT OUTPUT SECONDS MIN_RUNS CORE [ENGINE_ROOT]
+    python bench/peers_worker.py IMPL INPUT OUTPUT SECONDS MIN_RUNS CORE FORMAT QUALITY [ENGINE_ROOT]
 
 IMPL is ``engine`` (ImageFlow's render, from ENGINE_ROOT), ``pillow-draft``, ``pyvips``,
-or a decoder of the ceiling: ``decode-simplejpeg``, ``decode-pillow``, ``decode-vips``.
-It writes one output to OUTPUT and prints one JSON line: CPU seconds per image, output
-bytes, and the peak RSS above the process's RSS once warmed up.
+a decoder of the ceiling (``decode-simplejpeg``, ``decode-pillow``, ``decode-vips``) or an
+encoder of the limit (``encode-simplejpeg``, ``encode-pillow``: the output-size image,
+made before the timing, encoded with standard settings). FORMAT (jpeg, webp, avif, jxl)
+and QUALITY are the output's. It writes one output to OUTPUT and prints one JSON line:
+CPU seconds per image, and the peak RSS above the process's RSS once warmed up.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import time
 
 BOX = 1024          # fit inside 1024 x 1024
 QUALITY = 85        # JPEG quality for every implementation
+# AVIF at libavif speed 8 (the engine's AVIF_SPEED); libvips and sharp name it effort = 9 - speed
+AVIF_VIPS_EFFORT = 1
+EXTENSIONS = {"jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl", "png": ".png"}
 
 
 def fit(width: int, height: int, box: int = BOX) -> tuple[int, int]:
@@ -60,12 +65,12 @@ def _prime_vips(pyvips) -> None:
 
 # -- implementations: each returns (once(data) -> output bytes, tiny input for the warm-up) ---
 
-def engine(root: str):
+def engine(root: str, fmt: str = "jpeg", quality: int = QUALITY):
     sys.path.insert(0, root)
     from imageflow.engine import Limits, render
     from imageflow.engine.schema import resolve_operations
     operations = resolve_operations(None, [{"op": "resize", "width": BOX, "height": BOX},
-                                           {"op": "format", "format": "jpeg", "quality": QUALITY}])
+                                           {"op": "format", "format": fmt, "quality": quality}])
     limits = Limits()
     from imageflow.engine import decoding
     decoding._simplejpeg()                       # libraries it loads on first use
@@ -77,30 +82,85 @@ def engine(root: str):
     return lambda data: render(data, operations, limits)[0].data
 
 
-def pillow_draft():
+def _project_root() -> None:
+    """The project on the path (the encoders' settings are the engine's own constants)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def pillow_save_args(fmt: str, quality: int) -> tuple[str, dict]:
+    """Pillow's format name and settings for each output: JPEG with standard Huffman tables,
+    WebP at libwebp's default method (4), AVIF and JPEG XL at the engine's speed and effort,
+    one thread."""
+    _project_root()
+    if fmt == "jpeg":
+        return "JPEG", {"quality": quality}
+    if fmt == "webp":
+        return "WEBP", {"quality": quality, "method": 4}
+    if fmt == "avif":
+        from imageflow.engine.encoding import AVIF_SPEED
+        return "AVIF", {"quality": quality, "speed": AVIF_SPEED, "max_threads": 1}
+    if fmt == "jxl":
+        from imageflow.engine import jxl
+        from imageflow.engine.extra_formats import JXL_EFFORT
+        jxl.available()                          # registers the plugin
+        return "JXL", {"quality": quality, "effort": JXL_EFFORT, "num_threads": 1}
+    raise SystemExit(f"unknown output format {fmt!r}")
+
+
+def _on_white(image):
+    """An image with alpha flattened onto white (what a JPEG of it shows); others as RGB."""
+    from PIL import Image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def _for_output(image, fmt: str):
+    """The image in a mode the output stores: flattened for JPEG, alpha kept otherwise."""
+    if fmt == "jpeg":
+        return _on_white(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def pillow_draft(fmt: str = "jpeg", quality: int = QUALITY):
     """Pillow as a careful user writes it: JPEG draft (DCT scaling by 1/2, 1/4, 1/8),
     then ``thumbnail`` (Lanczos with its default reducing gap of 2)."""
     import io
     from PIL import Image
+    name, params = pillow_save_args(fmt, quality)
 
     def once(data: bytes) -> bytes:
         image = Image.open(io.BytesIO(data))
         image.draft("RGB", fit(*image.size))
         image.thumbnail((BOX, BOX), Image.Resampling.LANCZOS)
         out = io.BytesIO()
-        image.convert("RGB").save(out, "JPEG", quality=QUALITY)
+        _for_output(image, fmt).save(out, name, **params)
         return out.getvalue()
     return once
 
 
-def vips_thumbnail():
-    """libvips' own fast path: shrink-on-load, then lanczos3 reduce (``thumbnail_buffer``)."""
+def vips_thumbnail(fmt: str = "jpeg", quality: int = QUALITY):
+    """libvips' own fast path: shrink-on-load, then lanczos3 reduce (``thumbnail_buffer``);
+    flattened onto white for JPEG."""
     import pyvips
     _prime_vips(pyvips)
+    if fmt == "jxl":
+        raise SystemExit("pyvips-binary's libvips has no JPEG XL encoder")
+    options = {"Q": quality, "keep": "none"}
+    if fmt == "avif":
+        options["effort"] = AVIF_VIPS_EFFORT
 
     def once(data: bytes) -> bytes:
         image = pyvips.Image.thumbnail_buffer(data, BOX, height=BOX, size="down")
-        return image.write_to_buffer(".jpg", Q=QUALITY, keep="none")
+        if fmt == "jpeg" and image.hasalpha():
+            image = image.flatten(background=[255] * (image.bands - 1))
+        return image.write_to_buffer(EXTENSIONS[fmt], **options)
     return once
 
 
@@ -160,6 +220,52 @@ def decode_vips():
     return once
 
 
+def _output_image(data: bytes, fmt: str):
+    """The image an encoder of the limit encodes: the input fitted to the box (Lanczos from
+    the full decode), in the output's mode. Made once, before any timing."""
+    import io
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        resized = image.resize(fit(*image.size), Image.Resampling.LANCZOS) if image.mode != "P" else \
+            image.convert("RGBA").resize(fit(*image.size), Image.Resampling.LANCZOS)
+    return _for_output(resized, fmt)
+
+
+def encode_pillow(fmt: str = "jpeg", quality: int = QUALITY):
+    """Pillow's encoder of the output (JPEG: libjpeg-turbo, standard Huffman tables; WebP:
+    libwebp, default method) on the output-size image: the encode no render can skip."""
+    import io
+    name, params = pillow_save_args(fmt, quality)
+    prepared: dict[int, object] = {}
+
+    def once(data: bytes) -> bytes:
+        image = prepared.get(id(data))
+        if image is None:                    # the first call of each input (untimed) prepares it
+            image = prepared[id(data)] = _output_image(data, fmt)
+        out = io.BytesIO()
+        image.save(out, name, **params)
+        return out.getvalue()
+    return once
+
+
+def encode_simplejpeg(fmt: str = "jpeg", quality: int = QUALITY):
+    """libjpeg-turbo through simplejpeg (standard Huffman tables, 4:2:0, accurate DCT) on
+    the output-size image."""
+    import numpy
+    import simplejpeg
+    if fmt != "jpeg":
+        raise SystemExit("simplejpeg writes JPEG only")
+    prepared: dict[int, object] = {}
+
+    def once(data: bytes) -> bytes:
+        pixels = prepared.get(id(data))
+        if pixels is None:
+            pixels = prepared[id(data)] = numpy.ascontiguousarray(numpy.asarray(_output_image(data, fmt)))
+        return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="RGB", colorsubsampling="420")
+    return once
+
+
 WARMUP_SIZE = (1600, 1200)
 
 
@@ -184,12 +290,20 @@ def warmup_image():
     return Image.merge("RGB", [Image.linear_gradient("L").resize(WARMUP_SIZE)] * 3)
 
 
-IMPLEMENTATIONS = {"pillow-draft": pillow_draft, "pyvips": vips_thumbnail, "decode-simplejpeg": decode_simplejpeg,
-                   "decode-pillow": decode_pillow, "decode-vips": decode_vips}
+# output-format-aware implementations take (fmt, quality); the decoders do not
+IMPLEMENTATIONS = {"pillow-draft": pillow_draft, "pyvips": vips_thumbnail, "encode-pillow": encode_pillow,
+                   "encode-simplejpeg": encode_simplejpeg}
+DECODERS = {"decode-simplejpeg": decode_simplejpeg, "decode-pillow": decode_pillow, "decode-vips": decode_vips}
 
 
-def measure(impl: str, data: bytes, seconds: float, min_runs: int, engine_root: str | None = None) -> dict:
-    once = engine(engine_root) if impl.split("@")[0] == "engine" else IMPLEMENTATIONS[impl]()
+def measure(impl: str, data: bytes, seconds: float, min_runs: int, engine_root: str | None = None,
+            fmt: str = "jpeg", quality: int = QUALITY) -> dict:
+    if impl.split("@")[0] == "engine":
+        once = engine(engine_root, fmt, quality)
+    elif impl in DECODERS:
+        once = DECODERS[impl]()
+    else:
+        once = IMPLEMENTATIONS[impl](fmt, quality)
     warmup = warmup_input(kind_of(data))
     _reset_peak()                            # libraries loaded, no image yet
     idle = _status_kib("VmRSS")
@@ -206,11 +320,12 @@ def measure(impl: str, data: bytes, seconds: float, min_runs: int, engine_root: 
 
 
 def main(argv: list[str]) -> int:
-    impl, source, target, seconds, min_runs, core = argv[:6]
+    impl, source, target, seconds, min_runs, core, fmt, quality = argv[:8]
     os.sched_setaffinity(0, {int(core)})
     with open(source, "rb") as handle:
         data = handle.read()
-    result = measure(impl, data, float(seconds), int(min_runs), argv[6] if len(argv) > 6 else None)
+    result = measure(impl, data, float(seconds), int(min_runs), argv[8] if len(argv) > 8 else None,
+                     fmt, int(quality))
     with open(target, "wb") as handle:
         handle.write(result.pop("output"))
     print(json.dumps(result))

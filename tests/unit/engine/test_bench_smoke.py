@@ -26,7 +26,9 @@ def test_peers_benchmark_measures_each_local_implementation_on_small_inputs(tmp_
     tiny inputs; thumbor and the peers' own virtualenvs are installed by the benchmark
     itself, never by the test suite."""
     inputs = peers.make_inputs(tmp_path, scale=0.02)
-    assert set(inputs) == {"12mp-baseline.jpg", "12mp-progressive.jpg", "4mp.jpg", "5k-render.png", "16mp.webp"}
+    assert set(inputs) == {"12mp-baseline.jpg", "12mp-progressive.jpg", "4mp.jpg", "5k-render.png", "16mp.webp",
+                           "14mp-cutout-rgba.png"}
+    assert {name for name, _, _ in peers.CASES.values()} == set(inputs)
     with Image.open(inputs["12mp-progressive.jpg"]) as image:
         assert image.info.get("progressive") and image.size == (80, 60)
     impls = ["engine", "pillow-draft", "decode-pillow", "decode-simplejpeg"]
@@ -45,6 +47,62 @@ def test_peers_benchmark_measures_each_local_implementation_on_small_inputs(tmp_
                 with Image.open(out) as image:
                     assert image.format == "JPEG"
                 assert 20 < reference.psnr(inputs[name], out.read_bytes()) < 80
+
+
+def test_the_limit_encoders_and_pillow_write_each_case_output_format(tmp_path):
+    """The encoders of the limit (and Pillow-with-draft) write the case's format, the
+    alpha kept for WebP and flattened onto white for JPEG."""
+    inputs = peers.make_inputs(tmp_path, scale=0.02)
+    formats = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "jxl": "JXL"}
+    reference = peers.Reference()
+    for case, (name, fmt, quality) in peers.CASES.items():
+        for impl in ("pillow-draft", *peers.ENCODERS[fmt]):
+            out = tmp_path / f"{impl}-{fmt}-{name}.out"
+            result = peers.run_worker(peers.sys.executable, impl, inputs[name], out, 0, 1,
+                                      max(peers.os.sched_getaffinity(0)), None, fmt, quality)
+            assert result["times"] and result["times"][0] > 0, (case, impl)
+            with Image.open(out) as image:
+                assert image.format == formats[fmt], (case, impl)
+                assert ("A" in image.getbands()) == (case == "14mp-cutout-rgba.png>webp"), (case, impl)
+            assert 20 < reference.psnr(inputs[name], out.read_bytes()) < 80, (case, impl)
+
+
+def test_the_sharp_job_protocol_without_sharp_installed(tmp_path):
+    """What bench/peers.py sends the sharp worker and reads back. The worker checks a job
+    (``--parse``) without loading sharp, so this needs node but never node_modules: the
+    suite does not install sharp."""
+    import json
+    import shutil
+    import subprocess
+
+    line = peers.sharp_job(tmp_path / "in.png", tmp_path / "out.avif", "avif", 60, 1.5, 2, tmp_path / "warmup.png")
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    sent = json.loads(line)
+    assert sent["fit"] == "inside" and (sent["width"], sent["height"]) == (1024, 1024) and sent["effort"] == 1
+
+    # the answers: a measurement, a format this sharp cannot write, a refused job, garbage
+    answer = peers.parse_sharp_answer(json.dumps({"impl": "sharp", "times": [0.02, 0.03], "output_bytes": 9,
+                                                  "idle_rss_mb": 50.0, "peak_above_idle_mb": 12.5}))
+    assert answer == {"impl": "sharp", "times": [0.02, 0.03], "idle_rss_mb": 50.0, "peak_above_idle_mb": 12.5}
+    assert peers.parse_sharp_answer('{"unsupported": "no jxl"}') == {"unsupported": "no jxl"}
+    with pytest.raises(RuntimeError, match="refused the job: .quality"):
+        peers.parse_sharp_answer('{"error": "\\"quality\\" must be an integer 1-100, not 0"}')
+    with pytest.raises(RuntimeError, match="not JSON"):
+        peers.parse_sharp_answer("Segmentation fault")
+    with pytest.raises(RuntimeError, match="no CPU times"):
+        peers.parse_sharp_answer('{"impl": "sharp", "times": []}')
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    bad = json.dumps(dict(sent, quality=0)) + "\n" + json.dumps({k: v for k, v in sent.items() if k != "input"})
+    done = subprocess.run(["node", str(peers.SHARP_WORKER), "--parse"], input=line + "\n" + bad + "\n",
+                          capture_output=True, text=True, timeout=120, env={"PATH": peers.os.environ["PATH"]})
+    assert done.returncode == 0, done.stderr
+    parsed, wrong_quality, no_input = (json.loads(out) for out in done.stdout.splitlines())
+    assert parsed == {"job": sent}
+    with pytest.raises(RuntimeError, match="quality"):
+        peers.parse_sharp_answer(json.dumps(wrong_quality))
+    assert no_input == {"error": 'the job has no "input"'}
 
 
 def test_the_auto_quality_benchmark_runs_on_a_small_input(tmp_path):
