@@ -130,7 +130,8 @@ def _border(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     constant c there is c w, not c."""
     k = _kernel().astype(np.float64)
     k /= k.sum()
-    w = np.convolve(np.ones(width), k, mode="same")
+    radius = len(k) // 2
+    w = np.array([k[max(0, radius - j):radius + width - j].sum() for j in range(width)])
     cols = np.flatnonzero(np.abs(1.0 - w) > 1e-12)
     w = w[cols].astype(np.float32).reshape(1, -1, 1)
     return cols, w, (1.0 - w)
@@ -142,7 +143,7 @@ class _Scale:
     near 0 instead of near 0.5, which float32 resolves about 25 times better (on a flat
     channel, a grey image's X and B, exactly); the zero padding's share is added back on the
     columns it reaches (:func:`_corrected`)."""
-    __slots__ = ("c", "xyb", "mu", "variance", "inverse_edge", "cols", "w", "one_minus_w")
+    __slots__ = ("c", "xyb", "mu", "variance", "edge", "cols", "w", "one_minus_w")
 
     def __init__(self, linear: np.ndarray):
         xyb = _xyb(linear)
@@ -151,13 +152,11 @@ class _Scale:
         self.xyb = xyb
         self.cols, self.w, self.one_minus_w = _border(xyb.shape[1])
         self.mu = _blur(xyb)
-        # sigma11 - mu1^2 + C2: the reference's part of the SSIM denominator
+        # sigma11 - mu1^2: the reference's part of the SSIM denominator
         self.variance = _blur(xyb * xyb)
         self.variance -= self.mu * self.mu
         self._corrected(self.variance, self.mu, self.mu)
-        self.variance += C2
-        self.inverse_edge = self._edge(xyb, self.mu)
-        np.reciprocal(self.inverse_edge, out=self.inverse_edge)
+        self.edge = self._edge(xyb, self.mu)
 
     def _corrected(self, covariance: np.ndarray, mu1: np.ndarray, mu2: np.ndarray) -> None:
         """B(x'y') - B(x')B(y') to B(xy) - B(x)B(y) for x = x' + c, y = y' + c, where B(1) = w:
@@ -215,7 +214,9 @@ class Reference:
             denominator = _blur(xyb * xyb)
             denominator -= mu * mu
             ref._corrected(denominator, mu, mu)
+            # in the order that makes an unchanged image's terms equal to the bit: its score 100
             denominator += ref.variance
+            denominator += C2
             cross /= denominator
             difference = ref.mu - mu
             np.multiply(difference, difference, out=difference)
@@ -226,7 +227,7 @@ class Reference:
             ssim = _means(cross)
             # edges: (1 + |img2 - mu2|) / (1 + |img1 - mu1|) - 1, split into artifact and lost detail
             edge = ref._edge(xyb, mu)
-            edge *= ref.inverse_edge
+            edge /= ref.edge
             edge -= 1.0
             artifact = np.maximum(edge, 0.0)
             np.negative(edge, out=edge)
