@@ -26,15 +26,17 @@ MIN_SIDE = 8         # the metric's first scale needs 8 x 8 pixels
 SCORED_SIDE = 512    # the largest window scored (time grows with its pixels)
 BLOCK = 16           # a JPEG's largest MCU (4:2:0): its blocks are encoded alone
 
-# The score a typical picture gets at quality 0, 10, ..., 100 in each format (the median of
-# `python -m bench.autoquality --calibrate` over its inputs): the shape the search expects
-# of an image's curve before it has scored anything, scaled to the image by its first score.
+# The score a typical picture gets at quality 1, 10, 20, ..., 100 in each format: the
+# median over the inputs of `python -m bench.autoquality --calibrate` (2 photos, a graphic,
+# a cut-out, a small grainy gradient; HEIC, not measured, borrows AVIF's). The shape the
+# search expects of an image's curve before it has scored anything, scaled to the image
+# by its first score.
+QUALITIES = (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 TYPICAL = {
-    "jpeg": (-60, 2, 40, 52, 58, 62, 66, 70, 74, 81, 92),
-    "webp": (-20, 26, 42, 50, 55, 59, 63, 67, 72, 79, 88),
-    "avif": (-40, 18, 38, 50, 58, 64, 70, 75, 80, 85, 90),
-    "jxl": (-40, 20, 42, 54, 62, 68, 73, 78, 83, 88, 93),
-    "heic": (-40, 18, 38, 50, 58, 64, 70, 75, 80, 85, 90),
+    "jpeg": (-51, 4, 34, 50, 56, 61, 64, 69, 74, 80, 87),
+    "webp": (26, 44, 52, 59, 63, 67, 70, 72, 75, 78, 85),
+    "avif": (23, 38, 51, 60, 69, 75, 76, 79, 81, 83, 86),
+    "jxl": (43, 61, 63, 73, 76, 79, 80, 83, 85, 89, 100),
 }
 
 
@@ -188,19 +190,13 @@ def search(measure: Callable[[int], float], target: float, typical) -> tuple[int
 
 
 def _curve(typical, quality: float) -> float:
-    """The typical score at ``quality`` (linear between the tabled tens)."""
-    index = min(int(quality // 10), 9)
-    return typical[index] + (typical[index + 1] - typical[index]) * (quality - 10 * index) / 10
+    """The typical score at ``quality`` (linear between the tabled ones)."""
+    return float(np.interp(quality, QUALITIES, typical))
 
 
 def _inverse(typical, score: float) -> int:
-    """The lowest quality where the typical curve reaches ``score``."""
-    for index in range(10):
-        if typical[index + 1] >= score:
-            span = typical[index + 1] - typical[index]
-            return max(1, math.ceil(10 * index + 10 * (score - typical[index]) / span - 1e-9)) if span > 0 \
-                else 10 * index + 10
-    return 100
+    """The lowest quality where the typical curve reaches ``score`` (1 below it, 100 above)."""
+    return min(100, max(1, math.ceil(float(np.interp(score, typical, QUALITIES)) - 1e-9)))
 
 
 def _predicted(typical, quality: int, scored: float, target: float) -> int:
