@@ -1,15 +1,23 @@
 """``quality: "auto"``: the lowest quality whose SSIMULACRA2 score reaches ``target``.
 
-SSIMULACRA2 (the ``ssimulacra2`` package, a NumPy/SciPy port of the metric libjxl ships)
-scores a decoded output against the pixels before encoding, 0-100: about 90 is visually
-lossless, 70 high quality, 50 medium. The search is a binary search over quality 1-100,
-so at most 7 encode + decode + score rounds (each memoised); where even 100 misses the
-target, 100 is used and the report says so. The port holds a dozen float64 copies of
-what it scores (about 530 MB for one megapixel), so an image larger than 512 x 512 is
-scored on the 512 x 512 window with the most detail (smart gravity's choice: where
-artifacts show first), about 140 MB and 0.15 s a round; the report gives that window. ``max_bytes`` then applies as usual: if the
-chosen output is too big the quality drops until it fits, and the report says that
-``max_bytes`` decided. Animations are scored on their first frame.
+SSIMULACRA2 scores a decoded output against the pixels before encoding, 0-100: about 90 is
+visually lossless, 70 high quality, 50 medium. The score is the pinned ``ssimulacra2``
+package's (a NumPy/SciPy port of the metric libjxl ships), computed by :mod:`.metric` in
+float32 with the reference's half done once (within about 0.005 of the port; tested). An
+image larger than 512 x 512 is scored on the 512 x 512 window with the most detail (smart
+gravity's choice: where artifacts show first); the report gives that window.
+
+The search (:func:`search`) ends, as the bisection it replaces did, on a quality that
+reaches the target whose neighbour below does not; it starts where a typical image of the
+format reaches the target, predicts the next quality from that score, then interpolates:
+3-5 scored encodes instead of 7. It encodes only what it scores: the window alone (for a
+JPEG with a one-block margin, which decodes to the very pixels of the whole output). The
+output is then encoded whole; unless it is a JPEG or the window is the whole image, its own
+score is taken too, and the quality raised while it misses the target (an encoder that
+tunes to the whole picture). Where even 100 misses the target, 100 is used and the report
+says so. ``max_bytes`` then applies as usual: if the chosen output is too big the quality
+drops until it fits, and the report says that ``max_bytes`` decided. Animations are scored
+on their first frame.
 """
 from __future__ import annotations
 
@@ -28,7 +36,8 @@ BLOCK = 16           # a JPEG's largest MCU (4:2:0): its blocks are encoded alon
 
 # The score a typical picture gets at quality 1, 10, 20, ..., 100 in each format: the
 # median over the inputs of `python -m bench.autoquality --calibrate` (2 photos, a graphic,
-# a cut-out, a small grainy gradient; HEIC, not measured, borrows AVIF's). The shape the
+# a cut-out at 1024 px; the JPEG, WebP and AVIF rows also a small grainy gradient, measured
+# the same way; HEIC, not measured, borrows AVIF's). The shape the
 # search expects of an image's curve before it has scored anything, scaled to the image
 # by its first score.
 QUALITIES = (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
