@@ -169,8 +169,10 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
                                                      f"{fmt_name.upper()} image can be at most "
                                                      f"{MAX_SIDE[fmt.name]} pixels a side")
 
-    def attempt(q: int | None) -> bytes:
+    def attempt(q: int | None, still: Image.Image | None = None) -> bytes:
         try:
+            if still is not None:       # one still image with the same settings (auto's search)
+                return _encode_once([still], [100], None, fmt, _save_args(fmt, options, q))
             return _encode_once(frames, durations, loop, fmt, _save_args(fmt, options, q))
         except (OSError, ValueError, MemoryError, RuntimeError) as exc:   # RuntimeError: libjxl's
             log.warning("the %s encoder failed on a %dx%d image: %s: %s", fmt_name, width, height,
@@ -180,7 +182,9 @@ def encode(frames: list[Image.Image], fmt_name: str, options: EncodeOptions, lim
 
     choices: dict = {}
     if options.quality == "auto":
-        data, choices = autoquality.choose(attempt, frames[0], fmt, options, _shrink)
+        data, choices = autoquality.choose(attempt, frames[0], fmt, options, _shrink,
+                                           encode_still=lambda still, q: attempt(q, still),
+                                           animated=len(frames) > 1)
     else:
         data = attempt(quality)
         if options.max_bytes and len(data) > options.max_bytes:
