@@ -102,7 +102,7 @@ export default function UploadPage() {
     return true;
   };
 
-  const { upload, uploading, checking, sendingUrls, busy, interrupted, keyRefused, errorRef, submit, resume, discard, cancel, noteKeyProblem, clearKeyRefused } =
+  const { upload, uploading, checking, sendingUrls, busy, interrupted, keyRefused, errorRef, submit, resume, discard, cancel, pause, unpause, noteKeyProblem, clearKeyRefused } =
     useSubmitJob({ limits, showStepErrors });
   const needsKey = Boolean(server.apiKeysRequired) || Boolean(keyRefused);
   const onKey = (key) => {
@@ -251,6 +251,7 @@ export default function UploadPage() {
           photos={{ ...photos, add: addFiles }}
           limits={limits}
           disabled={uploading || sendingUrls}
+          fileStates={upload.status === 'uploading' || upload.status === 'error' || upload.status === 'cancelled' ? upload.files : null}
           source={source}
           onSource={setSource}
           urlImport={{ text: urlText, onText: setUrlText, csv: csvFile, onCsv: setCsvFile, parsed: parsedUrls }}
@@ -278,6 +279,8 @@ export default function UploadPage() {
           showErrorDetails={!urlErrorRows}
           errorExtra={urlErrorRows && <RefusedRows rows={urlErrorRows} title="The server refused these addresses:" testId="server-refused-rows" />}
           onCancel={cancel}
+          onPause={pause}
+          onUnpause={unpause}
           errorRef={errorRef}
           interrupted={!uploading && !photos.restoring ? interrupted : null}
           onResume={() => resume(photos.items)}
