@@ -137,7 +137,8 @@ export async function fillOpenJob(created, files, { onProgress, onFile, onRetry,
 
   const worker = async () => {
     for (;;) {
-      await gate?.();
+      const held = gate?.(); // awaited only when paused: a request starts at once otherwise
+      if (held) await held;
       const task = queue.shift();
       if (!task) return;
       if (task.file) await sendLarge(task.file, task.index);

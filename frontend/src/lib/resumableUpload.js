@@ -22,7 +22,8 @@ export async function sendResumable(target, file, { chunkBytes = CHUNK_BYTES, on
   let kept = 0;
   let failures = 0;
   while (kept < size) {
-    await gate?.();
+    const held = gate?.();
+    if (held) await held;
     const from = kept;
     const chunk = file.slice(from, Math.min(size, from + chunkBytes));
     try {

@@ -8,6 +8,7 @@ import EstimatePanel from '../components/upload/EstimatePanel.jsx';
 import RefusedRows, { serverRows } from '../components/upload/RefusedRows.jsx';
 import PhotosSection from '../components/upload/PhotosSection.jsx';
 import ProblemSummary from '../components/upload/ProblemSummary.jsx';
+import ScriptPanel from '../components/upload/ScriptPanel.jsx';
 import StepsSection from '../components/upload/StepsSection.jsx';
 import SubmitArea from '../components/upload/SubmitArea.jsx';
 import useApiKey from '../hooks/useApiKey.js';
@@ -168,6 +169,17 @@ export default function UploadPage() {
     }
   };
 
+  // The job as the scripts would send it: the steps as they stand (a step still missing a value
+  // shows as it is), a saved preset as its steps, the logo files by the names the steps use.
+  const script = (() => {
+    const checked = checkForm({ items: [{}], choice, email: '', ...logoInputs, needLogoFiles: false });
+    const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
+    const builtIn = choice.mode === 'preset' && !savedPreset;
+    const operations = choice.mode === 'custom' ? checked.operations : savedPreset ? presets[choice.preset] : null;
+    const overlays = choice.mode === 'custom' ? checked.overlays.map((file) => file.name) : presetLogoNames(presets[choice.preset]);
+    return { preset: builtIn ? choice.preset : null, operations, overlays };
+  })();
+
   // The problems of an import by address, added to the form's.
   const checkUrls = (checked) => {
     if (!csvFile && !parsedUrls.urls.length) {
@@ -271,6 +283,9 @@ export default function UploadPage() {
           onPresetLogo={onPresetLogo}
         />
         <EmailSection email={email} onChange={setEmail} error={problems.email} disabled={uploading} />
+        {source === 'files' && (
+          <ScriptPanel {...script} email={email.trim()} needsKey={needsKey} files={photos.items.map((item) => item.file)} />
+        )}
         <SubmitArea
           upload={upload}
           count={photos.items.length}
