@@ -25,6 +25,8 @@ import { clearOpenUpload, loadOpenUpload, saveOpenUpload } from '../lib/savedWor
  * `paused`, and `jobId` once the job holds its first photos (its page shows results while the
  * rest goes up). `pause()` starts no new request (those in flight finish); `unpause()` carries on.
  */
+const PROGRESS_MS = 200;
+
 export default function useUploadQueue(limits = {}) {
   const maxRequestBytes = limits.max_request_bytes;
   const [upload, setUpload] = useState({ status: 'idle' });
@@ -96,9 +98,14 @@ export default function useUploadQueue(limits = {}) {
         secondsLeft: state.paused ? null : meter.secondsLeft(total - loaded),
       }));
     let loadedNow = before;
+    let shownAt = -Infinity;
     const onProgress = (loaded) => {
       loadedNow = before + loaded;
-      if (!pausedRef.current) meter.add(performance.now(), loadedNow);
+      const now = performance.now();
+      if (!pausedRef.current) meter.add(now, loadedNow);
+      // a shoot's list is long: redraw it a few times a second, not at every progress event
+      if (now - shownAt < PROGRESS_MS && loadedNow < total) return;
+      shownAt = now;
       show(loadedNow);
     };
     show(before);
@@ -108,9 +115,11 @@ export default function useUploadQueue(limits = {}) {
       gate: () => gate(controller.signal),
       onProgress,
       onFile: (file, state) => {
-        files[idOf.get(file)] = state;
+        const id = idOf.get(file);
+        const moving = state.state === 'sending' && files[id]?.state === 'sending';
+        files[id] = state;
         sentFiles = countSent();
-        show(loadedNow);
+        if (!moving) show(loadedNow); // a percentage shows with the progress it comes with
       },
       onRetry: (error, ms) => setUpload((state) => ({ ...state, retrying: { message: error.message, seconds: Math.round(ms / 1000) } })),
       onBatch: (batchFiles, answer) => {

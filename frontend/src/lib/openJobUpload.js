@@ -56,7 +56,7 @@ function refusedIn(batch, rejected = []) {
  * given, PARALLEL requests at a time.
  *
  * Callbacks: `onProgress(loaded, total)` counts bytes over every request; `onFile(file, state)`
- * says each file's state (`{state: 'sending', percent}`, `'retrying'` with the `reason`, `'sent'`,
+ * says each file's state (before the `onProgress` of the same event) (`{state: 'sending', percent}`, `'retrying'` with the `reason`, `'sent'`,
  * `'refused'` with the server's `reason`); `onRetry(error, ms)` tells of a pause before another
  * try; `onBatch(files, answer)` of files the job now holds. `gate()` is awaited before each new
  * request (a paused upload holds there; requests in flight finish). Resolves `{job_id, images,
@@ -92,8 +92,8 @@ export async function fillOpenJob(created, files, { onProgress, onFile, onRetry,
           onProgress: (sent, size) => {
             const share = size > 0 ? Math.min(1, sent / size) : 0;
             loaded.set(index, share * bytes);
-            report();
             batch.forEach((file) => onFile?.(file, { state: 'sending', percent: Math.round(share * 100) }));
+            report();
           },
         }),
       { signal, onRetry: retrying(batch, index) },
@@ -124,8 +124,8 @@ export async function fillOpenJob(created, files, { onProgress, onFile, onRetry,
       onRetry: retrying([file], index),
       onProgress: (bytes) => {
         loaded.set(index, bytes);
-        report();
         onFile?.(file, { state: 'sending', percent: Math.floor((bytes / file.size) * 100) });
+        report();
       },
     });
     onFile?.(file, { state: 'sent' });
