@@ -171,7 +171,10 @@ export default function UploadPage() {
 
   // The job as the scripts would send it: the steps as they stand (a step still missing a value
   // shows as it is), a saved preset as its steps, the logo files by the names the steps use.
-  const script = (() => {
+  // Only once the server's operations are known (kept steps are restored before), and only
+  // steps of operations it has.
+  const scriptReady = server.status === 'ready' && (choice.mode !== 'custom' || choice.steps.every((step) => operationsByName[step.op]));
+  const script = !scriptReady ? null : (() => {
     const checked = checkForm({ items: [{}], choice, email: '', ...logoInputs, needLogoFiles: false });
     const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
     const builtIn = choice.mode === 'preset' && !savedPreset;
@@ -283,7 +286,7 @@ export default function UploadPage() {
           onPresetLogo={onPresetLogo}
         />
         <EmailSection email={email} onChange={setEmail} error={problems.email} disabled={uploading} />
-        {source === 'files' && (
+        {source === 'files' && script && (
           <ScriptPanel {...script} email={email.trim()} needsKey={needsKey} files={photos.items.map((item) => item.file)} />
         )}
         <SubmitArea
