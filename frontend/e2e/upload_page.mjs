@@ -10,6 +10,8 @@
 //     estimate  photos (--photos, JSON list of paths), Estimate, then Process
 //     overlay   a photo and a logo file (--logo) in an overlay step, then Process; then the
 //               steps saved as a preset, the preset chosen, the logo asked for and given again
+//     shoot     photos (--photos) of which one is 16 MiB or more: the script panel read, Process;
+//               the large one goes to its upload target in resumable chunks, the rest in batches
 //   Each follows the job to its page and prints RESULT {...} with what the page showed.
 //
 // Fails (exit 1) on a console error, a failed answer (but a 401 before the right key is in,
@@ -43,6 +45,37 @@ async function useKey(page, key) {
 }
 
 const scenarios = {
+  async shoot(page) {
+    await useKey(page, opts.key);
+    // every request to an upload target: its Content-Range, and whether the key went with it
+    const chunks = [];
+    page.on('request', (request) => {
+      if (request.method() === 'PUT' && /\/uploads\//.test(new URL(request.url()).pathname)) {
+        chunks.push({ range: request.headers()['content-range'], key: Boolean(request.headers().authorization) });
+      }
+    });
+    await chooseFiles(page, photos, { timeout: 60_000 });
+    await page.getByText('Do this from a script').click();
+    const cli = await page.getByTestId('script-cli').textContent();
+    const curl = await page.getByTestId('script-curl').textContent();
+    await page.getByRole('button', { name: /^Process \d+ photos?$/ }).click();
+    // each photo says its state while the job fills
+    const states = new Set();
+    const seen = async () => {
+      for (const text of await page.getByTestId('file-state').allTextContents()) states.add(text.replace(/\d+ %/, 'N %'));
+    };
+    await page.getByTestId('file-state').first().waitFor({ timeout: 60_000 }).catch(() => {});
+    const deadline = Date.now() + 300_000;
+    while (!/\/jobs\//.test(page.url())) {
+      check(Date.now() < deadline, 'the upload ended within 5 minutes');
+      await seen().catch(() => {});
+      await page.waitForTimeout(100);
+    }
+    const jobId = await jobIdOnceSent(page);
+    await untilDone(page, { timeout: 300_000 });
+    return { job_id: jobId, cli, curl, chunks, states: [...states].sort() };
+  },
+
   async key(page) {
     await page.getByRole('heading', { name: 'API key' }).waitFor();
     const hint = await page.locator('#api-key-hint').textContent();

@@ -137,3 +137,38 @@ def test_a_logo_file_from_the_editor_lands_on_the_photo(stack, tmp_path):
     again = job(stack, result["preset_job_id"])
     assert again["status"] == "completed", again
     assert again["images"][0]["choices"]["overlay"]["image"] == "logo.png"
+
+
+def noise_png(path, size=(2400, 2400)) -> int:
+    """A PNG of random pixels: it does not compress, so 2400x2400 weighs about 17 MB."""
+    import os
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(path, "PNG", compress_level=1)
+    return path.stat().st_size
+
+
+def test_a_selection_with_a_large_file_ends_in_one_job_each_photo_once(stack, tmp_path):
+    big = tmp_path / "big-noise.png"
+    size = noise_png(big)
+    assert size >= 16 * 1024 * 1024  # the page's (and the CLI's) LARGE_FILE_BYTES
+    photos = [photo_file(tmp_path, f"IMG_{i:04d}.jpg", colour=(20 * i, 100, 200)) for i in range(5)] + [str(big)]
+    result = run_page(stack, tmp_path, "shoot", photos=photos)
+
+    # the job holds every photo exactly once, all processed
+    done = job(stack, result["job_id"])
+    assert (done["status"], done["total"], done["succeeded"]) == ("completed", 6, 6), done
+    names = sorted(image["filename"] for image in done["images"])
+    assert names == sorted(["big-noise.png"] + [f"IMG_{i:04d}.jpg" for i in range(5)])
+    [image] = [image for image in done["images"] if image["filename"] == "big-noise.png"]
+    assert image["input_bytes"] == size
+    # the large file went to its upload target in 8 MiB chunks (the rest in a multipart batch)
+    chunk = 8 * 1024 * 1024
+    expected = [f"bytes {start}-{min(start + chunk, size) - 1}/{size}" for start in range(0, size, chunk)]
+    assert [c["range"] for c in result["chunks"]] == expected, result["chunks"]
+    assert all(c["key"] for c in result["chunks"])  # the local target is on the API's origin
+    # each photo said its state on the way
+    assert "Sent" in result["states"], result["states"]
+    assert {"Waiting", "Sending N %"} & set(result["states"]), result["states"]
+    # the script panel showed the same job as commands
+    assert result["cli"] == f"imageflow --server {stack.base_url} submit photos/ --preset web"
+    assert result["curl"].startswith(f"curl -s {stack.base_url}/api/v1/jobs")
+    assert '-H "Authorization: Bearer $IMAGEFLOW_API_KEY"' in result["curl"]

@@ -24,8 +24,29 @@ function Thumbnail({ item, onMeasured }) {
   );
 }
 
-/** The chosen photos, each with a thumbnail, its size and type, and a remove button. */
-export default function FileList({ items, onRemove, onClear, onMeasured, disabled }) {
+/** A photo's part in the upload under way, in words: "Sending 40 %", "Refused: <the server's reason>". */
+export function fileStateText(state) {
+  switch (state?.state) {
+    case 'waiting':
+      return 'Waiting';
+    case 'sending':
+      return `Sending ${state.percent ?? 0} %`;
+    case 'sent':
+      return 'Sent';
+    case 'retrying':
+      return `Retrying${state.reason ? ` (${state.reason})` : ''}`;
+    case 'refused':
+      return `Refused: ${state.reason}`;
+    default:
+      return '';
+  }
+}
+
+/**
+ * The chosen photos, each with a thumbnail, its size and type, and a remove button; while they
+ * upload, each says its state (`states`, by item id: see useUploadQueue).
+ */
+export default function FileList({ items, onRemove, onClear, onMeasured, disabled, states = null }) {
   if (!items.length) return null;
   const total = items.reduce((sum, item) => sum + item.file.size, 0);
   const labels = distinctNames(items.map((item) => item.file.webkitRelativePath || item.file.name));
@@ -49,6 +70,11 @@ export default function FileList({ items, onRemove, onClear, onMeasured, disable
                 {formatBytes(item.file.size)} · {formatName(item.kind || fileType(item.file)) || 'unknown type'}
                 {item.width ? ` · ${item.width}×${item.height}` : ''}
               </span>
+              {states?.[item.id] && (
+                <span className={`file-state file-state-${states[item.id].state}`} data-testid="file-state">
+                  {fileStateText(states[item.id])}
+                </span>
+              )}
             </div>
             <button
               type="button"

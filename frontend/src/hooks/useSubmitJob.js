@@ -16,7 +16,7 @@ import useUploadQueue from './useUploadQueue.js';
  * otherwise under the submit button (`upload.error`, focused through `errorRef`).
  */
 export default function useSubmitJob({ limits, showStepErrors = () => false }) {
-  const { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail } = useUploadQueue(limits);
+  const { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail, pause, unpause } = useUploadQueue(limits);
   const [checking, setChecking] = useState(false);
   const [sendingUrls, setSendingUrls] = useState(false);
   const [keyRefused, setKeyRefused] = useState('');
@@ -107,6 +107,8 @@ export default function useSubmitJob({ limits, showStepErrors = () => false }) {
     resume: resumeUpload,
     discard,
     cancel,
+    pause,
+    unpause,
     fail,
     noteKeyProblem,
     clearKeyRefused,

@@ -1,7 +1,8 @@
 import { act, renderHook, waitFor } from '@testing-library/react';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { FakeXHR, jsonResponse, makeFile, mockFetch } from '../test/fakes.js';
-import { REQUEST_MARGIN } from '../lib/openJobUpload.js';
+import { PARALLEL, REQUEST_MARGIN } from '../lib/openJobUpload.js';
+import { CHUNK_BYTES, LARGE_FILE_BYTES } from '../lib/resumableUpload.js';
 import useSubmitJob from './useSubmitJob.js';
 
 const JOB_ID = 'c'.repeat(32);
@@ -109,5 +110,97 @@ describe('useSubmitJob', () => {
     expect(JSON.parse(init.body).urls).toEqual(['https://a/1.jpg', 'ftp://x']);
     expect(FakeXHR.instances).toHaveLength(0);
     expect(window.history.state.submitted).toEqual({ count: 1, rejected: [{ filename: 'ftp://x', error: { message: 'line 3: not http' } }], email: '', notAdded: 2 });
+  });
+
+  it('pauses: no new request starts, those in flight finish; resuming carries on; each photo says its state', async () => {
+    openJobServer();
+    // one photo a request
+    const { result } = renderHook(() => useSubmitJob({ limits: { max_request_bytes: REQUEST_MARGIN + 1500 } }));
+    let done;
+    act(() => {
+      done = result.current.submit({ request, items });
+    });
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(PARALLEL));
+    expect(result.current.upload.files).toMatchObject({ 'id-0': { state: 'sending' }, 'id-3': { state: 'waiting' } });
+    act(() => result.current.pause());
+    expect(result.current.upload.paused).toBe(true);
+    // the requests in flight finish...
+    act(() => FakeXHR.instances[0].progress(500, 1000));
+    await waitFor(() => expect(result.current.upload.files['id-0']).toEqual({ state: 'sending', percent: 50 }));
+    act(() => FakeXHR.instances[0].respond(200, { images: [{ filename: 'a.jpg' }], rejected: [] }));
+    act(() => FakeXHR.instances[1].respond(200, { images: [], rejected: [{ filename: 'b.jpg', error: { code: 'unsupported_image', message: 'b.jpg: not an image' } }] }));
+    act(() => FakeXHR.instances[2].respond(200, { images: [{ filename: 'c.jpg' }], rejected: [] }));
+    await waitFor(() => expect(result.current.upload.sentFiles).toBe(3));
+    // ...and no new one starts while paused
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(FakeXHR.instances).toHaveLength(PARALLEL);
+    expect(result.current.upload).toMatchObject({
+      status: 'uploading',
+      paused: true,
+      fileCount: 5,
+      jobId: JOB_ID, // the job holds photos: its page can show them already
+      files: { 'id-0': { state: 'sent' }, 'id-1': { state: 'refused', reason: 'b.jpg: not an image' }, 'id-2': { state: 'sent' }, 'id-3': { state: 'waiting' } },
+    });
+    act(() => result.current.unpause());
+    expect(result.current.upload.paused).toBe(false);
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(5));
+    FakeXHR.instances[3].respond(200, { images: [{ filename: 'd.jpg' }], rejected: [] });
+    FakeXHR.instances[4].respond(200, { images: [{ filename: 'e.jpg' }], rejected: [] });
+    await act(() => done);
+    expect(window.location.pathname).toBe(`/jobs/${JOB_ID}`);
+  });
+
+  it('cancels a paused upload', async () => {
+    openJobServer();
+    const { result } = renderHook(() => useSubmitJob({ limits: { max_request_bytes: REQUEST_MARGIN + 1500 } }));
+    let done;
+    act(() => {
+      done = result.current.submit({ request, items });
+    });
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(PARALLEL));
+    act(() => result.current.pause());
+    act(() => result.current.cancel());
+    await act(() => done);
+    expect(result.current.upload.status).toBe('cancelled');
+  });
+
+  it('sends a large file to its upload target in resumable chunks, the rest in multipart batches, then closes', async () => {
+    const targets = [];
+    const fetch = mockFetch((url, init) => {
+      if (url === '/api/v1/operations/validate') return jsonResponse(200, {});
+      if (url === '/api/v1/jobs' && init?.method === 'POST') return jsonResponse(201, { job_id: JOB_ID, status: 'open', links });
+      if (url === links.files && init?.method === 'POST') {
+        const { files } = JSON.parse(init.body);
+        targets.push(files);
+        return jsonResponse(201, { job_id: JOB_ID, rejected: [], uploads: [{ image_id: 'big', filename: files[0].filename, method: 'PUT', url: `/api/v1/jobs/${JOB_ID}/uploads/big?sig=s`, headers: { 'Content-Type': 'image/png' } }] });
+      }
+      if (url === links.close) return jsonResponse(202, { job_id: JOB_ID, status: 'queued' });
+      return jsonResponse(404, {});
+    });
+    const size = LARGE_FILE_BYTES + 1000;
+    const big = { id: 'big', file: makeFile('big.png', 'image/png', size) };
+    const { result } = renderHook(() => useSubmitJob({ limits: {} }));
+    let done;
+    act(() => {
+      done = result.current.submit({ request, items: [big, ...items.slice(0, 2)] });
+    });
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(2));
+    const chunk = FakeXHR.instances.find((xhr) => xhr.method === 'PUT');
+    const batch = FakeXHR.instances.find((xhr) => xhr.method === 'POST');
+    expect(targets).toEqual([[{ filename: 'big.png', bytes: size, content_type: 'image/png' }]]);
+    expect([chunk.method, chunk.headers['Content-Range']]).toEqual(['PUT', `bytes 0-${CHUNK_BYTES - 1}/${size}`]);
+    expect(batch.body.getAll('files').map((file) => file.name)).toEqual(['a.jpg', 'b.jpg']);
+    batch.respond(200, { images: [{ filename: 'a.jpg' }, { filename: 'b.jpg' }], rejected: [] });
+    chunk.respond(308, '', { Range: `bytes=0-${CHUNK_BYTES - 1}` });
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(3));
+    expect(FakeXHR.last().headers['Content-Range']).toBe(`bytes ${CHUNK_BYTES}-${2 * CHUNK_BYTES - 1}/${size}`);
+    await waitFor(() => expect(result.current.upload.files.big).toEqual({ state: 'sending', percent: 49 }));
+    FakeXHR.last().respond(308, '', { Range: `bytes=0-${2 * CHUNK_BYTES - 1}` });
+    await waitFor(() => expect(FakeXHR.instances).toHaveLength(4));
+    expect(FakeXHR.last().headers['Content-Range']).toBe(`bytes ${2 * CHUNK_BYTES}-${size - 1}/${size}`);
+    FakeXHR.last().respond(200, {});
+    await act(() => done);
+    expect(fetch.mock.calls.map(([url]) => url).pop()).toBe(links.close);
+    expect(window.history.state.submitted.count).toBe(3);
   });
 });

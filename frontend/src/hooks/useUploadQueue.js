@@ -1,6 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { createOpenJob, fetchAllImages, submitJob } from '../lib/api.js';
 import { fillOpenJob, stillToSend } from '../lib/openJobUpload.js';
+import { createRateMeter } from '../lib/rate.js';
+import { abortError } from '../lib/retry.js';
 import { clearOpenUpload, loadOpenUpload, saveOpenUpload } from '../lib/savedWork.js';
 
 /**
@@ -16,13 +18,47 @@ import { clearOpenUpload, loadOpenUpload, saveOpenUpload } from '../lib/savedWor
  * photos it does not hold yet; each request stays within the server's `max_request_bytes`
  * (from `limits`), whatever the selection weighs. Any other server takes the whole batch in
  * one request.
+ *
+ * While an open job fills, `upload` also holds `files` (each photo's state by item id:
+ * `{state: waiting|sending|sent|refused|retrying, percent, reason}`), `sentFiles` and
+ * `fileCount`, `secondsLeft` (from the measured rate, null until there is enough of it),
+ * `paused`, and `jobId` once the job holds its first photos (its page shows results while the
+ * rest goes up). `pause()` starts no new request (those in flight finish); `unpause()` carries on.
  */
+const PROGRESS_MS = 200;
+
 export default function useUploadQueue(limits = {}) {
   const maxRequestBytes = limits.max_request_bytes;
   const [upload, setUpload] = useState({ status: 'idle' });
   const [interrupted, setInterrupted] = useState(loadOpenUpload);
   const abortRef = useRef(null);
   const uploading = upload.status === 'uploading';
+  const meterRef = useRef(null);
+  // While paused: the resolvers of the requests waiting to start.
+  const pausedRef = useRef(null);
+
+  const gate = useCallback((signal) => {
+    if (!pausedRef.current) return undefined;
+    return new Promise((resolve, reject) => {
+      pausedRef.current.push(resolve);
+      signal?.addEventListener('abort', () => reject(abortError()), { once: true });
+    });
+  }, []);
+
+  const pause = useCallback(() => {
+    if (!abortRef.current || pausedRef.current) return;
+    pausedRef.current = [];
+    setUpload((state) => (state.status === 'uploading' ? { ...state, paused: true, secondsLeft: null } : state));
+  }, []);
+
+  const unpause = useCallback(() => {
+    const waiting = pausedRef.current;
+    if (!waiting) return;
+    pausedRef.current = null;
+    meterRef.current?.reset(); // the pause says nothing of the speed
+    setUpload((state) => ({ ...state, paused: false }));
+    waiting.forEach((resolve) => resolve());
+  }, []);
 
   useEffect(() => () => abortRef.current?.abort(), []);
 
@@ -37,24 +73,66 @@ export default function useUploadQueue(limits = {}) {
   }, [uploading]);
 
   // Send `items` into the open job `record`, keeping track of what it holds, then close it.
-  const fill = useCallback(async (record, items, total, controller) => {
+  // `total` and `count` are the whole upload's bytes and photos, `done` the photos it held before.
+  const fill = useCallback(async (record, items, total, controller, done = { bytes: 0, files: {} }) => {
     const idOf = new Map(items.map((item) => [item.file, item.id]));
     let current = record;
-    const onProgress = (loaded) => setUpload({ status: 'uploading', loaded: total - sumOf(items) + loaded, total });
+    const meter = createRateMeter();
+    meterRef.current = meter;
+    const before = done.bytes;
+    const files = { ...done.files, ...Object.fromEntries(items.map((item) => [item.id, { state: 'waiting' }])) };
+    const countSent = () => Object.values(files).filter((f) => f.state === 'sent' || f.state === 'refused').length;
+    let sentFiles = countSent();
+    const fileCount = Object.keys(files).length;
+    let jobId = record.sent.length ? record.job_id : null;
+    const show = (loaded) =>
+      setUpload((state) => ({
+        ...state,
+        status: 'uploading',
+        loaded,
+        total,
+        files: { ...files },
+        sentFiles,
+        fileCount,
+        jobId,
+        secondsLeft: state.paused ? null : meter.secondsLeft(total - loaded),
+      }));
+    let loadedNow = before;
+    let shownAt = -Infinity;
+    const onProgress = (loaded) => {
+      loadedNow = before + loaded;
+      const now = performance.now();
+      if (!pausedRef.current) meter.add(now, loadedNow);
+      // a shoot's list is long: redraw it a few times a second, not at every progress event
+      if (now - shownAt < PROGRESS_MS && loadedNow < total) return;
+      shownAt = now;
+      show(loadedNow);
+    };
+    show(before);
     const result = await fillOpenJob(record, items.map((item) => item.file), {
       signal: controller.signal,
       maxRequestBytes,
+      gate: () => gate(controller.signal),
       onProgress,
+      onFile: (file, state) => {
+        const id = idOf.get(file);
+        const moving = state.state === 'sending' && files[id]?.state === 'sending';
+        files[id] = state;
+        sentFiles = countSent();
+        if (!moving) show(loadedNow); // a percentage shows with the progress it comes with
+      },
       onRetry: (error, ms) => setUpload((state) => ({ ...state, retrying: { message: error.message, seconds: Math.round(ms / 1000) } })),
-      onBatch: (files) => {
-        current = { ...current, sent: [...current.sent, ...files.map((file) => idOf.get(file))] };
+      onBatch: (batchFiles, answer) => {
+        current = { ...current, sent: [...current.sent, ...batchFiles.map((file) => idOf.get(file))] };
         saveOpenUpload(current);
+        if ((answer.images || []).length) jobId = record.job_id;
+        show(loadedNow);
       },
     });
     clearOpenUpload();
     setInterrupted(null);
     return result;
-  }, [maxRequestBytes]);
+  }, [maxRequestBytes, gate]);
 
   const run = useCallback(async (work, total) => {
     const controller = new AbortController();
@@ -74,6 +152,8 @@ export default function useUploadQueue(limits = {}) {
       return { error };
     } finally {
       abortRef.current = null;
+      pausedRef.current = null;
+      meterRef.current = null;
     }
   }, []);
 
@@ -108,7 +188,10 @@ export default function useUploadQueue(limits = {}) {
         const held = (await fetchAllImages(record.job_id, { signal: controller.signal })).map((image) => image.filename);
         const sentNames = items.filter((item) => sent.has(item.id)).map((item) => item.file.name);
         const toSend = new Set(stillToSend(unsent.map((item) => item.file), held, sentNames));
-        const result = await fill(record, unsent.filter((item) => toSend.has(item.file)), total, controller);
+        const toFill = unsent.filter((item) => toSend.has(item.file));
+        const inJob = items.filter((item) => !toFill.includes(item));
+        const done = { bytes: sumOf(inJob), files: Object.fromEntries(inJob.map((item) => [item.id, { state: 'sent' }])) };
+        const result = await fill(record, toFill, total, controller, done);
         return { ...result, images: held.map((filename) => ({ filename })).concat(result.images) };
       }, total);
     },
@@ -125,7 +208,7 @@ export default function useUploadQueue(limits = {}) {
   // A failure before any byte went out (the check of the steps), shown as the upload's.
   const fail = useCallback((error) => setUpload({ status: 'error', error }), []);
 
-  return { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail };
+  return { upload, uploading, interrupted, start, resume, discard, cancel, reset, fail, pause, unpause };
 }
 
 function sumOf(items) {

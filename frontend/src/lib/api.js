@@ -249,26 +249,40 @@ export function deletePreset(name, options) {
   return getJson(`${API}/presets/${encodeURIComponent(name)}`, { ...options, method: 'DELETE' });
 }
 
-/** POST a multipart form with XMLHttpRequest, which (unlike fetch) reports upload progress. */
-function postForm(url, form, { onProgress, signal } = {}) {
+/** True when `url` is on the API's own origin: the only place the API key is sent. */
+export function isApiOrigin(url) {
+  try {
+    return new URL(url, window.location.href).origin === window.location.origin;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One request with XMLHttpRequest, which (unlike fetch) reports upload progress. The key goes
+ * only to the API's origin: an upload target elsewhere (a Cloud Storage session) never sees it.
+ * `accept(xhr)` turns an answer the caller expects into its value; any other answer rejects
+ * with the server's error.
+ */
+function sendXhr(method, url, body, { headers = {}, onProgress, signal, accept } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', url);
-    xhr.setRequestHeader('Accept', 'application/json');
-    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
+    xhr.open(method, url);
+    const auth = isApiOrigin(url) ? authHeaders() : {};
+    for (const [name, value] of Object.entries({ ...auth, ...headers })) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => {
       if (onProgress && event.lengthComputable) onProgress(event.loaded, event.total);
     };
     xhr.onload = () => {
-      if (xhr.status >= 200 && xhr.status < 300) {
-        try {
-          resolve(JSON.parse(xhr.responseText));
-        } catch {
-          reject(new ApiError({ status: 502, code: 'bad_response' }));
-        }
-      } else {
-        reject(errorFromResponse(xhr.status, xhr.responseText, xhr.getResponseHeader('Retry-After')));
+      let value;
+      try {
+        value = accept(xhr);
+      } catch (error) {
+        reject(error);
+        return;
       }
+      if (value === undefined) reject(errorFromResponse(xhr.status, xhr.responseText, xhr.getResponseHeader('Retry-After')));
+      else resolve(value);
     };
     xhr.onerror = () => reject(networkError());
     xhr.onabort = () => reject(abortError());
@@ -279,7 +293,55 @@ function postForm(url, form, { onProgress, signal } = {}) {
       }
       signal.addEventListener('abort', () => xhr.abort(), { once: true });
     }
-    xhr.send(form);
+    xhr.send(body);
+  });
+}
+
+/** POST a multipart form; resolves with the JSON answer of a 2xx. */
+function postForm(url, form, options = {}) {
+  return sendXhr('POST', url, form, {
+    ...options,
+    headers: { Accept: 'application/json' },
+    accept: (xhr) => {
+      if (xhr.status < 200 || xhr.status >= 300) return undefined;
+      try {
+        return JSON.parse(xhr.responseText);
+      } catch {
+        throw new ApiError({ status: 502, code: 'bad_response' });
+      }
+    },
+  });
+}
+
+/**
+ * POST <links.files> as JSON: upload targets for `files` (docs/api.md, "Direct uploads");
+ * resolves `{uploads: [{image_id, filename, url, method, headers}], rejected}`.
+ */
+export function requestUploadTargets(url, files, options) {
+  const announced = files.map((file) => ({ filename: file.name, bytes: file.size, ...(file.type ? { content_type: file.type } : {}) }));
+  return postJson(url, { files: announced }, options);
+}
+
+/** The bytes an upload session holds after `xhr`'s answer: all of them (200/201), or its Range. */
+function keptBytes(xhr, size) {
+  if (xhr.status === 200 || xhr.status === 201) return size;
+  if (xhr.status !== 308) return undefined;
+  const last = /bytes=0-(\d+)/.exec(xhr.getResponseHeader('Range') || '');
+  return last ? Number(last[1]) + 1 : 0;
+}
+
+/**
+ * PUT part of a file to its upload `target` (Cloud Storage's resumable protocol, which the
+ * local store speaks too): `chunk` (a Blob) goes as bytes `from`.. of the file's `size`; with
+ * no chunk it asks how far the session got (`Content-Range: bytes *\/size`). Resolves with
+ * the bytes the session holds now (`size` once the file is complete).
+ */
+export function putUploadChunk(target, { chunk = null, from = 0, size }, options = {}) {
+  const range = chunk ? `bytes ${from}-${from + chunk.size - 1}/${size}` : `bytes */${size}`;
+  return sendXhr(target.method || 'PUT', target.url, chunk, {
+    ...options,
+    headers: { ...(target.headers || {}), 'Content-Range': range },
+    accept: (xhr) => keptBytes(xhr, size),
   });
 }
 

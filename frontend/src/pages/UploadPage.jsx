@@ -8,6 +8,7 @@ import EstimatePanel from '../components/upload/EstimatePanel.jsx';
 import RefusedRows, { serverRows } from '../components/upload/RefusedRows.jsx';
 import PhotosSection from '../components/upload/PhotosSection.jsx';
 import ProblemSummary from '../components/upload/ProblemSummary.jsx';
+import ScriptPanel from '../components/upload/ScriptPanel.jsx';
 import StepsSection from '../components/upload/StepsSection.jsx';
 import SubmitArea from '../components/upload/SubmitArea.jsx';
 import useApiKey from '../hooks/useApiKey.js';
@@ -102,7 +103,7 @@ export default function UploadPage() {
     return true;
   };
 
-  const { upload, uploading, checking, sendingUrls, busy, interrupted, keyRefused, errorRef, submit, resume, discard, cancel, noteKeyProblem, clearKeyRefused } =
+  const { upload, uploading, checking, sendingUrls, busy, interrupted, keyRefused, errorRef, submit, resume, discard, cancel, pause, unpause, noteKeyProblem, clearKeyRefused } =
     useSubmitJob({ limits, showStepErrors });
   const needsKey = Boolean(server.apiKeysRequired) || Boolean(keyRefused);
   const onKey = (key) => {
@@ -167,6 +168,20 @@ export default function UploadPage() {
       // still listed: the user can try again
     }
   };
+
+  // The job as the scripts would send it: the steps as they stand (a step still missing a value
+  // shows as it is), a saved preset as its steps, the logo files by the names the steps use.
+  // Only once the server's operations are known (kept steps are restored before), and only
+  // steps of operations it has.
+  const scriptReady = server.status === 'ready' && (choice.mode !== 'custom' || choice.steps.every((step) => operationsByName[step.op]));
+  const script = !scriptReady ? null : (() => {
+    const checked = checkForm({ items: [{}], choice, email: '', ...logoInputs, needLogoFiles: false });
+    const savedPreset = choice.mode === 'preset' && choice.preset.startsWith(SAVED_PREFIX);
+    const builtIn = choice.mode === 'preset' && !savedPreset;
+    const operations = choice.mode === 'custom' ? checked.operations : savedPreset ? presets[choice.preset] : null;
+    const overlays = choice.mode === 'custom' ? checked.overlays.map((file) => file.name) : presetLogoNames(presets[choice.preset]);
+    return { preset: builtIn ? choice.preset : null, operations, overlays };
+  })();
 
   // The problems of an import by address, added to the form's.
   const checkUrls = (checked) => {
@@ -251,6 +266,7 @@ export default function UploadPage() {
           photos={{ ...photos, add: addFiles }}
           limits={limits}
           disabled={uploading || sendingUrls}
+          fileStates={upload.status === 'uploading' || upload.status === 'error' || upload.status === 'cancelled' ? upload.files : null}
           source={source}
           onSource={setSource}
           urlImport={{ text: urlText, onText: setUrlText, csv: csvFile, onCsv: setCsvFile, parsed: parsedUrls }}
@@ -270,6 +286,9 @@ export default function UploadPage() {
           onPresetLogo={onPresetLogo}
         />
         <EmailSection email={email} onChange={setEmail} error={problems.email} disabled={uploading} />
+        {source === 'files' && script && (
+          <ScriptPanel {...script} email={email.trim()} needsKey={needsKey} files={photos.items.map((item) => item.file)} />
+        )}
         <SubmitArea
           upload={upload}
           count={photos.items.length}
@@ -278,6 +297,8 @@ export default function UploadPage() {
           showErrorDetails={!urlErrorRows}
           errorExtra={urlErrorRows && <RefusedRows rows={urlErrorRows} title="The server refused these addresses:" testId="server-refused-rows" />}
           onCancel={cancel}
+          onPause={pause}
+          onUnpause={unpause}
           errorRef={errorRef}
           interrupted={!uploading && !photos.restoring ? interrupted : null}
           onResume={() => resume(photos.items)}

@@ -21,7 +21,7 @@ export function limitsText(limits) {
  * Section 1: where photos are dropped or picked, and the list of those chosen; or, with
  * `source` "urls", the addresses of images the server imports (`urlImport` holds them).
  */
-export default function PhotosSection({ photos, limits, disabled, source = 'files', onSource, urlImport }) {
+export default function PhotosSection({ photos, limits, disabled, source = 'files', onSource, urlImport, fileStates = null }) {
   return (
     <section className="card" aria-labelledby="photos-title">
       <SectionTitle id="photos-title" number={1}>
@@ -51,7 +51,7 @@ export default function PhotosSection({ photos, limits, disabled, source = 'file
               {plural(photos.restored, 'photo')} kept from your last visit. “Remove all” clears the list.
             </p>
           )}
-          <FileList items={photos.items} onRemove={photos.remove} onClear={photos.clear} onMeasured={photos.measured} disabled={disabled} />
+          <FileList items={photos.items} onRemove={photos.remove} onClear={photos.clear} onMeasured={photos.measured} disabled={disabled} states={fileStates} />
         </>
       )}
     </section>

@@ -1,4 +1,5 @@
 import { formatBytes, plural } from '../../lib/format.js';
+import { timeLeftText } from '../../lib/rate.js';
 import ErrorDetails from '../ErrorDetails.jsx';
 import Notice from '../Notice.jsx';
 import ProgressBar from '../ProgressBar.jsx';
@@ -36,7 +37,16 @@ function Interrupted({ record, onResume, onDiscard }) {
   );
 }
 
-export default function SubmitArea({ upload, count, ready, onCancel, errorRef, showErrorDetails = true, interrupted, onResume, onDiscard, label, errorExtra, children }) {
+/** "210 MB of 609 MB sent · 12 of 147 photos done · about 3 min left" */
+export function uploadProgressText(upload) {
+  const parts = [`${formatBytes(upload.loaded)} of ${formatBytes(upload.total)} sent`];
+  if (upload.fileCount) parts.push(`${upload.sentFiles || 0} of ${plural(upload.fileCount, 'photo')} done`);
+  if (upload.paused) parts.push('paused');
+  else if (upload.secondsLeft != null && upload.loaded < upload.total) parts.push(timeLeftText(upload.secondsLeft));
+  return parts.join(' · ');
+}
+
+export default function SubmitArea({ upload, count, ready, onCancel, onPause, onUnpause, errorRef, showErrorDetails = true, interrupted, onResume, onDiscard, label, errorExtra, children }) {
   const uploading = upload.status === 'uploading';
   return (
     <div className="submit-area">
@@ -44,20 +54,41 @@ export default function SubmitArea({ upload, count, ready, onCancel, errorRef, s
         <div className="upload-progress">
           <ProgressBar
             id="upload-progress"
-            label={upload.loaded >= upload.total && upload.total > 0 ? 'Upload complete, starting the job…' : 'Uploading'}
+            label={upload.loaded >= upload.total && upload.total > 0 ? 'Upload complete, starting the job…' : upload.paused ? 'Upload paused' : 'Uploading'}
             value={upload.loaded}
             max={upload.total}
-            text={`${formatBytes(upload.loaded)} of ${formatBytes(upload.total)} sent`}
+            text={uploadProgressText(upload)}
           />
+          {uploading && upload.jobId && (
+            <p className="upload-job-link" data-testid="upload-job-link">
+              The job is under way with the photos sent so far:{' '}
+              <a href={`/jobs/${encodeURIComponent(upload.jobId)}`} target="_blank">
+                see its results as they come (opens in a new tab)
+              </a>
+              . Keep this page open until every photo is sent.
+            </p>
+          )}
           {uploading && upload.retrying && (
             <p className="upload-retrying" role="status">
               {upload.retrying.message} Trying again in {upload.retrying.seconds} s; what was sent is kept.
             </p>
           )}
           {uploading && (
-            <button type="button" className="button button-quiet" onClick={onCancel}>
-              Cancel upload
-            </button>
+            <div className="upload-actions">
+              {onPause && upload.fileCount > 0 &&
+                (upload.paused ? (
+                  <button type="button" className="button" onClick={onUnpause}>
+                    Resume upload
+                  </button>
+                ) : (
+                  <button type="button" className="button" onClick={onPause}>
+                    Pause upload
+                  </button>
+                ))}
+              <button type="button" className="button button-quiet" onClick={onCancel}>
+                Cancel upload
+              </button>
+            </div>
           )}
         </div>
       )}
