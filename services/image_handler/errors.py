@@ -31,6 +31,7 @@ REFUSALS = {
     "job_active": 409,              # not finished yet: nothing to retry, re-run or delete
     "nothing_to_retry": 409,        # no failed, dead-lettered or skipped image
     "nothing_to_rerun": 409,        # no image of the kind asked for
+    "originals_deleted": 410,       # INPUT_RETENTION_HOURS deleted the originals a retry or re-run needs
     "too_many_files": 413,          # past MAX_FILES_PER_JOB
     "too_many_urls": 413,           # past MAX_URLS_PER_JOB
     "unavailable": 503,             # a backend refused and nothing was kept: try again
