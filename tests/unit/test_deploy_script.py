@@ -848,7 +848,7 @@ def test_teardown_after_a_deploy_leaves_nothing_and_runs_again(sandbox):
 
 # ---------------------------------------------------------------- gcloud flags -----------
 GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding", "service-agent",
-                "delete", "rm",
+                "delete", "rm", "cp", "cat",
                 "remove-iam-policy-binding",
                 "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
