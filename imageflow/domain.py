@@ -176,7 +176,17 @@ def safe_stem(filename: str | None) -> str:
 
 
 def input_path(job_id: str, image_id: str, filename: str) -> str:
-    return f"{job_id}/input/{image_id}-{safe_name(filename)}"
+    return f"{input_prefix(job_id)}{image_id}-{safe_name(filename)}"
+
+
+def input_prefix(job_id: str) -> str:
+    """Where a job's originals are stored (INPUT_RETENTION_HOURS deletes them)."""
+    return f"{job_id}/input/"
+
+
+def originals_job(image: "Image") -> str:
+    """The job whose stored originals ``image`` reads: its own, or a re-run's parent."""
+    return image.input_path.split("/", 1)[0]
 
 
 def cancel_marker(job_id: str) -> str:
@@ -338,6 +348,7 @@ class Job:
     bytes_in: int = 0                          # originals of the succeeded images
     bytes_out: int = 0                         # their outputs
     cost: float = 0.0                          # its images' summed image_cost (QUOTA_ACTIVE_COST, unfinished_cost)
+    inputs_deleted_at: str | None = None       # its originals were deleted (INPUT_RETENTION_HOURS after completion)
 
     @property
     def is_open(self) -> bool:

@@ -118,6 +118,11 @@ class Settings:
     # the job's files are deleted (JOB_RETENTION_DAYS after creation); when retention is 0, for
     # this many days after the job completes (imageflow.links, interaction manager).
     notification_link_days: int = 30
+    # Originals (a job's <job_id>/input/ files) are deleted this many hours after the job
+    # completes, by the interaction manager's sweep; outputs keep JOB_RETENTION_DAYS. A retry or
+    # re-run after that answers 410 originals_deleted. 0 (the default) keeps them as long as the
+    # job; the GKE overlay sets 168 (a week): originals are most of the stored bytes (issue 27).
+    input_retention_hours: int = 0
     # Proxies in front that set X-Forwarded-Proto (GKE's load balancer: 1); 0 trusts none.
     # Links the API builds then keep the caller's https:// scheme.
     forwarded_proto_hops: int = 0
@@ -242,6 +247,7 @@ class Settings:
             signed_url_ttl_seconds=_int(env, "SIGNED_URL_TTL_SECONDS", cls.signed_url_ttl_seconds),
             job_retention_days=max(0, _int(env, "JOB_RETENTION_DAYS", cls.job_retention_days)),
             notification_link_days=max(1, _int(env, "NOTIFICATION_LINK_DAYS", cls.notification_link_days)),
+            input_retention_hours=max(0, _int(env, "INPUT_RETENTION_HOURS", cls.input_retention_hours)),
             forwarded_proto_hops=_int(env, "FORWARDED_PROTO_HOPS", cls.forwarded_proto_hops),
             progress_flush_seconds=_float(env, "PROGRESS_FLUSH_SECONDS", cls.progress_flush_seconds),
             drain_seconds=_float(env, "DRAIN_SECONDS", cls.drain_seconds),
@@ -307,6 +313,6 @@ ENV_NAMES = (
     "FETCH_HOSTS_OVERRIDE",
     "WEBHOOK_MAX_ATTEMPTS", "WEBHOOK_BACKOFF_SECONDS", "WEBHOOK_TIMEOUT_SECONDS",
     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "RATE_LIMIT_PROXY_HOPS", "IMAGEFLOW_FAULTS",
-    "JOB_RETENTION_DAYS", "NOTIFICATION_LINK_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT", "DEDUPE_OUTPUTS",
+    "JOB_RETENTION_DAYS", "INPUT_RETENTION_HOURS", "NOTIFICATION_LINK_DAYS", "FORWARDED_PROTO_HOPS", "LOG_FORMAT", "DEDUPE_OUTPUTS",
 )
 """Every environment variable the settings read; manifests and compose files are checked against it."""

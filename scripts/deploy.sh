@@ -8,6 +8,7 @@
 #   ./scripts.sh deploy --project my-project [options]      (or: bash scripts/deploy.sh ...)
 #   ./scripts.sh deploy --project my-project --dry-run      print the plan, run nothing
 #   ./scripts.sh teardown --project my-project [--keep-data] remove what the deploy created
+#   ./scripts.sh deploy --project my-project --rollback     back to the release before the current one
 #
 # docs/deploy.md is the operator's guide. Run with --help for the options.
 set -euo pipefail
@@ -32,6 +33,9 @@ Options (each also read from the environment variable in brackets):
   --firestore-location L  Firestore location [FIRESTORE_LOCATION] (the region)
   --retention-days N      delete jobs and their images after N days: the bucket's lifecycle
                           rule and Firestore's TTL policy [JOB_RETENTION_DAYS] (30)
+  --input-retention-hours N  delete each job's originals N hours after it completes (its
+                          outputs keep --retention-days); 0 keeps them as long as the job
+                          [INPUT_RETENTION_HOURS] (168)
   --domain NAME           serve HTTPS on NAME with a managed certificate [DOMAIN]
                           (default: <address-with-dashes>.sslip.io, a name that resolves
                           to the reserved address, so HTTPS works without a domain)
@@ -44,6 +48,10 @@ Options (each also read from the environment variable in brackets):
   --allow-open-api        deploy without API_KEYS: anyone can list, read and delete every job
   --tag TAG               image tag [IMAGE_TAG] (the git commit)
   --skip-build            deploy images already pushed with --tag
+  --rollback              re-apply the release before the current one as a whole: its
+                          manifests (images by digest, configuration) and its email
+                          function (source and environment), read back from
+                          gs://BUCKET-releases/releases/ (every deploy records one there)
   --keda-version V        KEDA Helm chart version [KEDA_VERSION] (2.21.1)
   --dry-run               print every command, in order, and run none [DRY_RUN=1]
   --teardown              remove everything the deploy created, in an order that leaks
@@ -72,6 +80,7 @@ CLUSTER_MODE="${CLUSTER_MODE:-autopilot}"
 GCS_BUCKET="${GCS_BUCKET:-}"
 FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-}"
 JOB_RETENTION_DAYS="${JOB_RETENTION_DAYS:-${RETENTION_DAYS:-30}}"
+INPUT_RETENTION_HOURS="${INPUT_RETENTION_HOURS:-168}"
 DOMAIN="${DOMAIN:-}"
 PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-}"
 EMAIL_FROM="${EMAIL_FROM:-}"
@@ -83,6 +92,7 @@ ALLOW_OPEN_API=0
 INSECURE_HTTP=0
 TEARDOWN=0
 KEEP_DATA=0
+ROLLBACK=0
 DRY_RUN="${DRY_RUN:-0}"
 SKIP_BUILD=0
 
@@ -95,6 +105,7 @@ while (($#)); do
     --bucket) GCS_BUCKET="${2:?--bucket needs a value}"; shift 2 ;;
     --firestore-location) FIRESTORE_LOCATION="${2:?--firestore-location needs a value}"; shift 2 ;;
     --retention-days) JOB_RETENTION_DAYS="${2:?--retention-days needs a value}"; shift 2 ;;
+    --input-retention-hours) INPUT_RETENTION_HOURS="${2:?--input-retention-hours needs a value}"; shift 2 ;;
     --domain) DOMAIN="${2:?--domain needs a value}"; shift 2 ;;
     --public-base-url) PUBLIC_BASE_URL="${2:?--public-base-url needs a value}"; shift 2 ;;
     --email-from) EMAIL_FROM="${2:?--email-from needs a value}"; shift 2 ;;
@@ -104,6 +115,7 @@ while (($#)); do
     --insecure-http) INSECURE_HTTP=1; shift ;;
     --teardown) TEARDOWN=1; shift ;;
     --keep-data) KEEP_DATA=1; shift ;;
+    --rollback) ROLLBACK=1; shift ;;
     --keda-version) KEDA_VERSION="${2:?--keda-version needs a value}"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -120,26 +132,32 @@ fi
 [[ "$PROJECT_ID" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] || die "not a project id: $PROJECT_ID"
 [[ "$CLUSTER_MODE" == autopilot || "$CLUSTER_MODE" == standard ]] || die "--cluster-mode: autopilot or standard"
 [[ "$JOB_RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]] || die "--retention-days must be a positive integer"
+[[ "$INPUT_RETENTION_HOURS" =~ ^[0-9]+$ ]] || die "--input-retention-hours must be a whole number of hours (0: keep)"
 [[ "$DRY_RUN" == 1 || "$DRY_RUN" == 0 ]] || die "DRY_RUN must be 0 or 1"
 ((KEEP_DATA <= TEARDOWN)) || die "--keep-data goes with --teardown"
+((ROLLBACK + TEARDOWN < 2)) || die "--rollback and --teardown contradict each other"
 GCS_BUCKET="${GCS_BUCKET:-$PROJECT_ID-imageflow}"
+# Each deploy's record (issue 27 M5): releases/<n>.json (the images' digests), releases/<n>/
+# (the rendered manifests, the function's source and environment) and releases/current, in
+# a bucket of their own: the data bucket's lifecycle rule would delete them with the jobs.
+RELEASES_BUCKET="$GCS_BUCKET-releases"
 FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-$REGION}"
 # The email function always sends through SendGrid, which answers 403 for a sender that is
 # not verified: a default sender would drop every email.
 if [[ -z "$EMAIL_FROM" ]]; then
-  if ! ((TEARDOWN)) && { ! ((DRY_RUN)) || [[ -n "${SENDGRID_API_KEY:-}" ]]; }; then
+  if ! ((TEARDOWN || ROLLBACK)) && { ! ((DRY_RUN)) || [[ -n "${SENDGRID_API_KEY:-}" ]]; }; then
     die "--email-from (or EMAIL_FROM) is required: a sender verified in SendGrid"
   fi
   EMAIL_FROM="ImageFlow <no-reply@your-domain.example>" PLACEHOLDER_EMAIL_FROM=1
 fi
 # Without API keys every caller is the same anonymous owner: anyone could list every job
 # (with its email address), download and delete it.
-if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API || DRY_RUN || TEARDOWN)); then
+if [[ -z "${API_KEYS:-}" ]] && ! ((ALLOW_OPEN_API || DRY_RUN || TEARDOWN || ROLLBACK)); then
   die "API_KEYS is not set: set it (comma-separated keys) or pass --allow-open-api"
 fi
 # With keys on, the services refuse to start without the link-signing key (never derived from the
 # keys): it must be given, and kept for later deploys (links already sent are signed with it).
-if [[ -n "${API_KEYS:-}" && -z "${URL_SIGNING_SECRET:-}" ]] && ! ((DRY_RUN || TEARDOWN)); then
+if [[ -n "${API_KEYS:-}" && -z "${URL_SIGNING_SECRET:-}" ]] && ! ((DRY_RUN || TEARDOWN || ROLLBACK)); then
   die "URL_SIGNING_SECRET is not set: with API_KEYS the services need it; make one once and keep it, e.g. export URL_SIGNING_SECRET=\$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 fi
 
@@ -180,6 +198,9 @@ FUNCTION_RUNTIME=python311
 GSA_DOMAIN="$PROJECT_ID.iam.gserviceaccount.com"
 WI_POOL="$PROJECT_ID.svc.id.goog"
 REGISTRY="$REGION-docker.pkg.dev/$PROJECT_ID/$REPOSITORY"
+# Generated files (lifecycle rule, build config, function env, the release record) live in
+# .deploy/, which ignores itself in git.
+WORK_DIR=".deploy/$PROJECT_ID"
 
 # Google service accounts. The workloads' names are those the KSAs in k8s/base annotate.
 GSA_HANDLER="imageflow-image-handler@$GSA_DOMAIN"
@@ -251,7 +272,9 @@ fi
 # and nothing is executed. Values only known while deploying (the project number, the
 # Ingress address) appear in the plan as shell variables assigned by the command that
 # reads them.
-RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP INGRESS_HOST EMAIL_TRIGGER EMAIL_TRIGGER_SUBSCRIPTION)
+RUNTIME_VARS=(PROJECT_NUMBER INGRESS_IP INGRESS_HOST EMAIL_TRIGGER EMAIL_TRIGGER_SUBSCRIPTION RELEASE
+              CURRENT_RELEASE ROLLBACK_RELEASE IMAGE_HANDLER_DIGEST INTERACTION_MANAGER_DIGEST
+              IMAGE_PROCESSOR_DIGEST FRONTEND_DIGEST)
 
 quote() {  # one word, quoted for the printed plan
   local w="$1" e v
@@ -447,6 +470,99 @@ delete_alert_policies() {
 }
 ALERT_IDS=(task-backlog-age dead-lettered-tasks dead-lettered-webhooks dead-lettered-emails failed-emails)
 
+# The email function, deployed from a zip of its source in the release's folder of the
+# releases bucket: the record holds exactly what runs, and --rollback deploys an earlier zip.
+# Its image goes into the images' repository (not a gcf-artifacts one the teardown would leave).
+deploy_email_function() {  # SOURCE-ZIP ENV-FILE
+  run_retry gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
+    --runtime="$FUNCTION_RUNTIME" --source="$1" --entry-point="$FUNCTION_ENTRY_POINT" \
+    --trigger-topic="$NOTIFICATIONS_TOPIC" --trigger-service-account="$GSA_EMAIL" --retry \
+    --service-account="$GSA_EMAIL" --build-service-account="projects/$PROJECT_ID/serviceAccounts/$GSA_BUILD" \
+    --docker-repository="projects/$PROJECT_ID/locations/$REGION/repositories/$REPOSITORY" \
+    --memory=256Mi --max-instances=10 \
+    --env-vars-file="$2" \
+    --set-secrets="SENDGRID_API_KEY=$SENDGRID_SECRET:latest"
+  # Only the trigger's identity may invoke the function (not every account of the project).
+  run_retry gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
+    --member="serviceAccount:$GSA_EMAIL" --format=none
+  # The trigger's Pub/Sub subscription is created by Eventarc with no dead-letter topic: a mail
+  # that keeps failing would be retried for the topic's whole retention. Give it the policy every
+  # other subscription has (imageflow/topology.py): dead-letter after MAX_DELIVERY_ATTEMPTS into
+  # the notifications DLQ topic (kept for inspection on its -hold subscription), exponential
+  # backoff between retries, no expiry. Run after every deploy, since a new trigger gets a new
+  # subscription.
+  capture EMAIL_TRIGGER gcloud functions describe "$FUNCTION_NAME" --v2 --project="$PROJECT_ID" --region="$REGION" \
+    --format='value(eventTrigger.trigger)'
+  capture EMAIL_TRIGGER_SUBSCRIPTION gcloud eventarc triggers describe "$EMAIL_TRIGGER" --project="$PROJECT_ID" \
+    --location="$REGION" --format='value(transport.pubsub.subscription)'
+  if ((DRY_RUN)); then
+    say "[[ -n \"\${EMAIL_TRIGGER_SUBSCRIPTION}\" ]] || { echo 'the email function has no Eventarc subscription' >&2; exit 1; }"
+  elif [[ -z "$EMAIL_TRIGGER_SUBSCRIPTION" ]]; then
+    echo "deploy.sh: the email function $FUNCTION_NAME has no Eventarc subscription" >&2; exit 1
+  fi
+  run_retry gcloud pubsub topics add-iam-policy-binding "$NOTIFICATIONS_DLQ_TOPIC" --project="$PROJECT_ID" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
+  run_retry gcloud pubsub subscriptions add-iam-policy-binding "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
+    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+  run gcloud pubsub subscriptions update "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
+    --dead-letter-topic="$NOTIFICATIONS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" \
+    --min-retry-delay="${RETRY_MIN_BACKOFF_SECONDS}s" --max-retry-delay="${RETRY_MAX_BACKOFF_SECONDS}s" \
+    --expiration-period=never --format=none
+}
+
+# require_digest VAR IMAGE: stop unless VAR holds the sha256 digest the registry gave for IMAGE.
+require_digest() {
+  if ((DRY_RUN)); then
+    say "[[ \"\${$1}\" =~ ^sha256:[0-9a-f]{64}\$ ]] || { echo 'no digest for $2 in Artifact Registry' >&2; exit 1; }"
+  elif ! [[ "${!1}" =~ ^sha256:[0-9a-f]{64}$ ]]; then
+    die "no digest for $2 in Artifact Registry (was it pushed? --skip-build needs images pushed with --tag)"
+  fi
+}
+
+# The release's number: one more than the highest releases/<n>.json in the releases bucket.
+# (one shell command, so the --dry-run plan runs it exactly as deploy.sh does)
+next_release() {
+  # shellcheck disable=SC2016  # $1 is the inner shell's argument
+  capture RELEASE bash -c 'n="$(gcloud storage ls "gs://$1/releases/*.json" 2>/dev/null | sed -nE "s|.*/releases/([0-9]+)\.json\$|\1|p" | sort -n | tail -n 1)"; echo $((${n:-0} + 1))' next-release "$RELEASES_BUCKET"
+}
+
+# Zip the function's files (the folder's top level, where Cloud Functions looks for main.py).
+release_function_source() {
+  local files=()
+  mapfile -t files < <(find "$FUNCTION_SOURCE" -maxdepth 1 -type f ! -name '*.pyc' | LC_ALL=C sort)
+  run mkdir -p "$WORK_DIR/release"
+  run rm -f "$WORK_DIR/release/email-function.zip"
+  run "$PYTHON" -m zipfile -c "$WORK_DIR/release/email-function.zip" "${files[@]}"
+  run gcloud storage cp "$WORK_DIR/release/email-function.zip" "gs://$RELEASES_BUCKET/releases/$RELEASE/email-function.zip"
+}
+
+# The rest of the release: what was applied (rendered, images by digest), the function's
+# environment, the record itself (written last: a releases/<n>.json names a whole release),
+# and releases/current, the release --rollback steps back from.
+record_release() {
+  run kubectl kustomize "$MANIFESTS/$OVERLAY" --output="$WORK_DIR/release/manifests.yaml"
+  run gcloud storage cp "$WORK_DIR/release/manifests.yaml" "gs://$RELEASES_BUCKET/releases/$RELEASE/manifests.yaml"
+  run gcloud storage cp "$WORK_DIR/function-env.yaml" "gs://$RELEASES_BUCKET/releases/$RELEASE/function-env.yaml"
+  write_file "$WORK_DIR/release/release.json" "{
+  \"release\": $RELEASE,
+  \"tag\": \"$IMAGE_TAG\",
+  \"overlay\": \"$OVERLAY\",
+  \"public_base_url\": \"$PUBLIC_BASE_URL\",
+  \"images\": {
+    \"image-handler\": \"${IMAGE_REF[image-handler]}\",
+    \"interaction-manager\": \"${IMAGE_REF[interaction-manager]}\",
+    \"image-processor\": \"${IMAGE_REF[image-processor]}\",
+    \"frontend\": \"${IMAGE_REF[frontend]}\"
+  },
+  \"manifests\": \"gs://$RELEASES_BUCKET/releases/$RELEASE/manifests.yaml\",
+  \"function_source\": \"gs://$RELEASES_BUCKET/releases/$RELEASE/email-function.zip\",
+  \"function_env\": \"gs://$RELEASES_BUCKET/releases/$RELEASE/function-env.yaml\"
+}"
+  run gcloud storage cp "$WORK_DIR/release/release.json" "gs://$RELEASES_BUCKET/releases/$RELEASE.json"
+  write_file "$WORK_DIR/release/current" "$RELEASE"
+  run gcloud storage cp "$WORK_DIR/release/current" "gs://$RELEASES_BUCKET/releases/current"
+}
+
 # ---------------------------------------------------------------- the plan ---------------
 cd "$ROOT"
 if ((DRY_RUN)); then
@@ -457,10 +573,10 @@ if ((DRY_RUN)); then
   say "$(declare -f ok_if_exists)"
   say "$(declare -f alert_policy_exists)"
   say "$(declare -f retry_propagation)"
-  if ! ((ALLOW_OPEN_API || TEARDOWN)); then
+  if ! ((ALLOW_OPEN_API || TEARDOWN || ROLLBACK)); then
     say "[[ -n \"\${API_KEYS:-}\" ]] || { echo 'API_KEYS is not set: set it (comma-separated keys) or plan with --allow-open-api' >&2; exit 2; }"
   fi
-  if ! ((TEARDOWN)); then
+  if ! ((TEARDOWN || ROLLBACK)); then
     say "[[ -z \"\${API_KEYS:-}\" || -n \"\${URL_SIGNING_SECRET:-}\" ]] || { echo 'URL_SIGNING_SECRET is not set: with API_KEYS the services need it; make one once and keep it' >&2; exit 2; }"
   fi
   if ((PLACEHOLDER_EMAIL_FROM)); then say "# No --email-from given: $EMAIL_FROM stands for your SendGrid verified sender."; fi
@@ -509,6 +625,9 @@ if ((TEARDOWN)); then
     remove gcloud firestore databases describe --database='(default)' --project="$PROJECT_ID" \
       -- gcloud firestore databases delete --database='(default)' --project="$PROJECT_ID" --quiet
   fi
+  step "Teardown 4b. The releases bucket (the deploys' records and staged build sources)"
+  remove gcloud storage buckets describe "gs://$RELEASES_BUCKET" --project="$PROJECT_ID" \
+    -- gcloud storage rm --recursive "gs://$RELEASES_BUCKET" --project="$PROJECT_ID"
   step "Teardown 5. Pub/Sub subscriptions, then topics (imageflow/topology.py's names)"
   while read -r kind name; do
     [[ "$kind" == subscription || "$kind" == topic ]] || die "unexpected topology output: $kind $name"
@@ -533,6 +652,49 @@ if ((TEARDOWN)); then
   done_message="ImageFlow removed from $PROJECT_ID (the APIs stay enabled"
   if ((KEEP_DATA)); then done_message+="; kept: gs://$GCS_BUCKET and the Firestore database"; fi
   done_message+=")"
+  if ((DRY_RUN)); then say "echo $(quote "$done_message")"; else log "$done_message"; fi
+  exit 0
+fi
+
+if ((ROLLBACK)); then
+  # Back to the release before the current one, as a whole: the manifests it applied (its
+  # images by digest, its configuration) and its email function (source zip and environment),
+  # all read back from the releases bucket, so any operator machine can roll back. The
+  # project's resources (topics, IAM, bucket, Firestore) stay as the newest deploy left them.
+  step "Rollback 1. The current release and the one before it (gs://$RELEASES_BUCKET/releases)"
+  capture CURRENT_RELEASE gcloud storage cat "gs://$RELEASES_BUCKET/releases/current"
+  if ((DRY_RUN)); then
+    # shellcheck disable=SC2016  # the plan computes it when it runs
+    say 'ROLLBACK_RELEASE="$((CURRENT_RELEASE - 1))"'
+    say "((ROLLBACK_RELEASE >= 1)) || { echo \"release \${CURRENT_RELEASE} is the first: there is none to roll back to\" >&2; exit 1; }"
+    # shellcheck disable=SC2016  # a literal ${ROLLBACK_RELEASE}: the plan assigns it when it runs
+    ROLLBACK_RELEASE='${ROLLBACK_RELEASE}'
+  else
+    [[ "$CURRENT_RELEASE" =~ ^[0-9]+$ ]] || die "no release recorded in gs://$RELEASES_BUCKET/releases/current: nothing to roll back"
+    ROLLBACK_RELEASE=$((CURRENT_RELEASE - 1))
+    ((ROLLBACK_RELEASE >= 1)) || die "release $CURRENT_RELEASE is the first: there is none to roll back to"
+  fi
+  RELEASE_URL="gs://$RELEASES_BUCKET/releases/$ROLLBACK_RELEASE"
+  write_file .deploy/.gitignore "*"
+  run rm -rf "$WORK_DIR/rollback"
+  run mkdir -p "$WORK_DIR/rollback"
+  run gcloud storage cp "$RELEASE_URL.json" "$WORK_DIR/rollback/release.json"
+  run gcloud storage cp "$RELEASE_URL/manifests.yaml" "$WORK_DIR/rollback/manifests.yaml"
+  run gcloud storage cp "$RELEASE_URL/function-env.yaml" "$WORK_DIR/rollback/function-env.yaml"
+  step "Rollback 2. Its manifests: images by digest, configuration"
+  run gcloud container clusters get-credentials "$CLUSTER" --region="$REGION" --project="$PROJECT_ID"
+  run kubectl apply -f "$WORK_DIR/rollback/manifests.yaml"
+  for deployment in image-handler interaction-manager frontend; do
+    run kubectl --namespace="$NAMESPACE" rollout status "deployment/$deployment" --timeout=10m
+  done
+  step "Rollback 3. Its email function: source and environment"
+  capture PROJECT_NUMBER gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)'
+  PUBSUB_AGENT="service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+  deploy_email_function "$RELEASE_URL/email-function.zip" "$WORK_DIR/rollback/function-env.yaml"
+  step "Rollback 4. It is the current release (a second --rollback goes one further back)"
+  write_file "$WORK_DIR/rollback/current" "$ROLLBACK_RELEASE"
+  run gcloud storage cp "$WORK_DIR/rollback/current" "gs://$RELEASES_BUCKET/releases/current"
+  done_message="ImageFlow rolled back to release $ROLLBACK_RELEASE (gs://$RELEASES_BUCKET/releases/$ROLLBACK_RELEASE.json)"
   if ((DRY_RUN)); then say "echo $(quote "$done_message")"; else log "$done_message"; fi
   exit 0
 fi
@@ -601,9 +763,6 @@ step "6. Cloud Storage bucket: uniform access, no public access, delete after $J
 ensure gcloud storage buckets describe "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
   -- gcloud storage buckets create "gs://$GCS_BUCKET" --project="$PROJECT_ID" --location="$REGION" \
   --uniform-bucket-level-access --public-access-prevention --default-storage-class=STANDARD
-# Generated files (lifecycle rule, build config, function env) live in .deploy/, which
-# ignores itself in git.
-WORK_DIR=".deploy/$PROJECT_ID"
 write_file .deploy/.gitignore "*"
 write_file "$WORK_DIR/lifecycle.json" "{
   \"rule\": [
@@ -614,6 +773,14 @@ write_file "$WORK_DIR/lifecycle.json" "{
 # Deleted images are gone: no soft-delete copies kept (and billed) for 7 more days.
 run gcloud storage buckets update "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
   --lifecycle-file="$WORK_DIR/lifecycle.json" --clear-soft-delete
+# The releases bucket: each deploy's record (and Cloud Build's staged source), read back by
+# --rollback from any machine; no lifecycle rule (a few MB per release).
+ensure gcloud storage buckets describe "gs://$RELEASES_BUCKET" --project="$PROJECT_ID" \
+  -- gcloud storage buckets create "gs://$RELEASES_BUCKET" --project="$PROJECT_ID" --location="$REGION" \
+  --uniform-bucket-level-access --public-access-prevention --default-storage-class=STANDARD
+# The builds (images, the email function) run as imageflow-build and read their source there.
+run_retry gcloud storage buckets add-iam-policy-binding "gs://$RELEASES_BUCKET" --project="$PROJECT_ID" \
+  --member="serviceAccount:$GSA_BUILD" --role=roles/storage.objectViewer --format=none
 bind_bucket_role() {
   run_retry gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project="$PROJECT_ID" \
     --member="serviceAccount:$1" --role="$2" --format=none
@@ -756,20 +923,19 @@ else
 fi
 PUBLIC_BASE_URL="${PUBLIC_BASE_URL%/}"
 
-step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG)"
+step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG), then read their digests"
 declare -A IMAGE_REF=()
 build_steps="" build_images=""
 for spec in "${IMAGES[@]}"; do
   read -r name dockerfile context port <<<"$spec"
-  IMAGE_REF[$name]="$REGISTRY/$name:$IMAGE_TAG"
   build_args=""
   [[ "$port" == - ]] || build_args="--build-arg, SERVICE=$name, --build-arg, PORT=$port, "
   build_steps+="  - id: $name
     name: gcr.io/cloud-builders/docker
-    args: [build, -f, $dockerfile, ${build_args}-t, ${IMAGE_REF[$name]}, $context]
+    args: [build, -f, $dockerfile, ${build_args}-t, $REGISTRY/$name:$IMAGE_TAG, $context]
     waitFor: ['-']
 "
-  build_images+="  - ${IMAGE_REF[$name]}
+  build_images+="  - $REGISTRY/$name:$IMAGE_TAG
 "
 done
 if ((SKIP_BUILD)); then
@@ -780,10 +946,23 @@ steps:
 ${build_steps}images:
 ${build_images}options:
   logging: CLOUD_LOGGING_ONLY"
+  # The source is staged in the releases bucket (not a <project>_cloudbuild bucket the
+  # teardown would leave behind).
   run gcloud builds submit . --project="$PROJECT_ID" --region="$REGION" \
-    --config="$WORK_DIR/cloudbuild.yaml" \
+    --config="$WORK_DIR/cloudbuild.yaml" --gcs-source-staging-dir="gs://$RELEASES_BUCKET/build-source" \
     --service-account="projects/$PROJECT_ID/serviceAccounts/$GSA_BUILD"
 fi
+# Issue 27 M5: the manifests name each image by the digest the registry gave it, not by a tag
+# a rebuild may move; the release record keeps them for --rollback.
+for spec in "${IMAGES[@]}"; do
+  read -r name _ <<<"$spec"
+  var="$(tr 'a-z-' 'A-Z_' <<<"$name")_DIGEST"
+  capture "$var" gcloud artifacts docker images describe "$REGISTRY/$name:$IMAGE_TAG" --project="$PROJECT_ID" \
+    --format='value(image_summary.digest)'
+  require_digest "$var" "$REGISTRY/$name:$IMAGE_TAG"
+  IMAGE_REF[$name]="$REGISTRY/$name@${!var}"
+done
+next_release
 
 step "12. KEDA $KEDA_VERSION (Helm), its operator acting as $GSA_KEDA"
 run helm repo add kedacore https://kedacore.github.io/charts --force-update
@@ -810,6 +989,7 @@ write_file "$MANIFESTS/k8s/overlays/gke/config.env" "GCP_PROJECT=$PROJECT_ID
 GCS_BUCKET=$GCS_BUCKET
 PUBLIC_BASE_URL=$PUBLIC_BASE_URL
 JOB_RETENTION_DAYS=$JOB_RETENTION_DAYS
+INPUT_RETENTION_HOURS=$INPUT_RETENTION_HOURS
 ACK_DEADLINE_SECONDS=$ACK_DEADLINE_SECONDS
 MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS
 JOBS_TOPIC=$JOBS_TOPIC
@@ -852,39 +1032,9 @@ GCP_PROJECT: $(yaml_str "$PROJECT_ID")
 PUBLIC_BASE_URL: $(yaml_str "$PUBLIC_BASE_URL")
 EMAIL_FROM: $(yaml_str "$EMAIL_FROM")
 OTEL_TRACES_EXPORTER: \"gcp_trace\""
-run_retry gcloud functions deploy "$FUNCTION_NAME" --gen2 --project="$PROJECT_ID" --region="$REGION" \
-  --runtime="$FUNCTION_RUNTIME" --source="$FUNCTION_SOURCE" --entry-point="$FUNCTION_ENTRY_POINT" \
-  --trigger-topic="$NOTIFICATIONS_TOPIC" --trigger-service-account="$GSA_EMAIL" --retry \
-  --service-account="$GSA_EMAIL" --build-service-account="projects/$PROJECT_ID/serviceAccounts/$GSA_BUILD" \
-  --memory=256Mi --max-instances=10 \
-  --env-vars-file="$WORK_DIR/function-env.yaml" \
-  --set-secrets="SENDGRID_API_KEY=$SENDGRID_SECRET:latest"
-# Only the trigger's identity may invoke the function (not every account of the project).
-run_retry gcloud functions add-invoker-policy-binding "$FUNCTION_NAME" --project="$PROJECT_ID" --region="$REGION" \
-  --member="serviceAccount:$GSA_EMAIL" --format=none
-# The trigger's Pub/Sub subscription is created by Eventarc with no dead-letter topic: a mail
-# that keeps failing would be retried for the topic's whole retention. Give it the policy every
-# other subscription has (imageflow/topology.py): dead-letter after MAX_DELIVERY_ATTEMPTS into
-# the notifications DLQ topic (kept for inspection on its -hold subscription), exponential
-# backoff between retries, no expiry. Run after every deploy, since a new trigger gets a new
-# subscription.
-capture EMAIL_TRIGGER gcloud functions describe "$FUNCTION_NAME" --v2 --project="$PROJECT_ID" --region="$REGION" \
-  --format='value(eventTrigger.trigger)'
-capture EMAIL_TRIGGER_SUBSCRIPTION gcloud eventarc triggers describe "$EMAIL_TRIGGER" --project="$PROJECT_ID" \
-  --location="$REGION" --format='value(transport.pubsub.subscription)'
-if ((DRY_RUN)); then
-  say "[[ -n \"\${EMAIL_TRIGGER_SUBSCRIPTION}\" ]] || { echo 'the email function has no Eventarc subscription' >&2; exit 1; }"
-elif [[ -z "$EMAIL_TRIGGER_SUBSCRIPTION" ]]; then
-  echo "deploy.sh: the email function $FUNCTION_NAME has no Eventarc subscription" >&2; exit 1
-fi
-run_retry gcloud pubsub topics add-iam-policy-binding "$NOTIFICATIONS_DLQ_TOPIC" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.publisher --format=none
-run_retry gcloud pubsub subscriptions add-iam-policy-binding "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
-  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
-run gcloud pubsub subscriptions update "$EMAIL_TRIGGER_SUBSCRIPTION" --project="$PROJECT_ID" \
-  --dead-letter-topic="$NOTIFICATIONS_DLQ_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" \
-  --min-retry-delay="${RETRY_MIN_BACKOFF_SECONDS}s" --max-retry-delay="${RETRY_MAX_BACKOFF_SECONDS}s" \
-  --expiration-period=never --format=none
+release_function_source
+deploy_email_function "gs://$RELEASES_BUCKET/releases/$RELEASE/email-function.zip" "$WORK_DIR/function-env.yaml"
+record_release
 
 step "14. Monitoring: alert policies on the task backlog's age, dead letters, failed emails"
 # Managed Prometheus scrapes /metrics (k8s/base/pod-monitoring.yaml); these alert on what

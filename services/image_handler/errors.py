@@ -58,6 +58,7 @@ class RefusalCode(StrEnum):
     PREVIEW_NOT_READY = "preview_not_ready"
     NO_OUTPUTS = "no_outputs"
     JOB_EXPIRED = "job_expired"
+    ORIGINALS_DELETED = "originals_deleted"     # INPUT_RETENTION_HOURS deleted the originals a retry or re-run needs
     JOB_CLOSED = "job_closed"                   # the job takes no more files
     JOB_FINISHED = "job_finished"               # already finished: nothing to cancel
     JOB_ACTIVE = "job_active"                   # not finished yet: nothing to retry, re-run or delete
@@ -101,7 +102,7 @@ _BY_STATUS = {
          "INPUT_NOT_READY OUTPUT_NOT_READY PREVIEW_NOT_READY NO_OUTPUTS",
     408: "REQUEST_TIMEOUT",
     409: "JOB_CLOSED JOB_FINISHED JOB_ACTIVE NOTHING_TO_RETRY NOTHING_TO_RERUN ALREADY_UPLOADED TOO_MANY_PRESETS",
-    410: "JOB_EXPIRED",
+    410: "JOB_EXPIRED ORIGINALS_DELETED",
     413: "REQUEST_TOO_LARGE FORM_TOO_LARGE FILE_TOO_LARGE TOO_MANY_FILES TOO_MANY_URLS",
     415: "UNSUPPORTED_MEDIA_TYPE UNSUPPORTED_CONTENT_ENCODING",
     422: "INVALID_OPERATIONS",

@@ -67,6 +67,7 @@ class Lifecycle:
         targets = [i for i in images if i.status in RETRYABLE]
         if not targets:
             raise Refused(RefusalCode.NOTHING_TO_RETRY, f"job {job.job_id} has no failed images to retry")
+        self._originals_kept(job, targets, "retry")
         # lifted before the job runs again, so no task of this run meets a cancel of the last one
         self.intake.blobs.delete_prefix(domain.cancel_marker(job.job_id))
         if self.intake.admit:  # the job becomes active again: its retried images count against the quota
@@ -75,8 +76,11 @@ class Lifecycle:
         requeued = {i.image_id: domain.requeue(i, now) for i in targets}
         store.update_images(job.job_id, list(requeued.values()))
         counted = domain.recount(job, [requeued.get(i.image_id, i) for i in images], now)
-        retried = store.transition(job.job_id, domain.start_retry(counted))
+        start = domain.start_retry(counted)
+        # declined too if the input sweep deleted the originals since they were checked above
+        retried = store.transition(job.job_id, lambda current: None if current.inputs_deleted_at else start(current))
         if retried is None:
+            self._originals_kept(store.get_job(job.job_id) or job, targets, "retry")
             raise Refused(RefusalCode.JOB_ACTIVE, f"job {job.job_id} is already running again")
         self.intake.announce(retried.job_id)
         log.info("job %s: run %d retries %d images", retried.job_id, retried.run, len(targets))
@@ -95,6 +99,7 @@ class Lifecycle:
         sources = [i for i in self.intake.jobs.list_images(parent.job_id) if wanted is None or i.status in wanted]
         if not sources:
             raise Refused(RefusalCode.NOTHING_TO_RERUN, f"job {parent.job_id} has no {only} images to re-run")
+        self._originals_kept(parent, [s for s in sources if not _fetched_again(s)], "re-run")
         job = replace(request.new_job(), parent_job_id=parent.job_id)
         images = [rerun_image(job, source) for source in sources]
         job.cost = round(sum(image.cost for image in images), 3)
@@ -105,11 +110,32 @@ class Lifecycle:
         return created
 
 
+    def _originals_kept(self, job: Job, images: list[Image], action: str) -> None:
+        """Refuse (410) when the stored originals these images read were deleted by
+        INPUT_RETENTION_HOURS: the job's own, or the parent's it re-runs."""
+        for owner_id in sorted({domain.originals_job(i) for i in images}):
+            owner = job if owner_id == job.job_id else self.intake.jobs.get_job(owner_id)
+            deleted = owner.inputs_deleted_at if owner else "expiry"
+            if owner is not None and owner.status == domain.EXPIRED:
+                deleted = owner.updated_at
+            if deleted:
+                whose = "its" if owner_id == job.job_id else f"job {owner_id}'s"
+                raise Refused(RefusalCode.ORIGINALS_DELETED,
+                              f"cannot {action} job {job.job_id}: {whose} original images were deleted at {deleted} "
+                              f"(INPUT_RETENTION_HOURS after completion); the outputs are kept. Submit the "
+                              "originals again in a new job", [{"job_id": owner_id, "inputs_deleted_at": deleted}])
+
+
+def _fetched_again(source: Image) -> bool:
+    """A URL image never fetched is fetched again by the re-run: it needs no stored original."""
+    return bool(source.source_url) and source.status != domain.IMAGE_SUCCEEDED
+
+
 def rerun_image(job: Job, source: Image) -> Image:
     """The new job's image reads the parent's stored original. An image whose URL was never
     fetched is fetched again into the new job's own input path."""
     job_id, image_id = job.job_id, domain.new_id()
-    unfetched = bool(source.source_url) and source.status != domain.IMAGE_SUCCEEDED
+    unfetched = _fetched_again(source)
     path = domain.input_path(job_id, image_id, source.filename) if unfetched else source.input_path
     return Image(job_id=job_id, image_id=image_id, filename=source.filename, input_path=path,
                  input_content_type=source.input_content_type, input_bytes=source.input_bytes,

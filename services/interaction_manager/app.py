@@ -3,6 +3,7 @@ metrics and the exact outstanding-task count for KEDA, on $PORT (default 8081)."
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask, jsonify
 
@@ -20,6 +21,7 @@ log = logging.getLogger("interaction_manager")
 
 UPLOAD_BATCH = 100            # object events joined together (and the subscription's flow control)
 UPLOAD_BATCH_SECONDS = 0.25   # the longest an event waits for others
+INPUT_SWEEP_SECONDS = 3600    # how often INPUT_RETENTION_HOURS deletes originals (lifecycle.expire_inputs)
 
 
 def create_app(settings: Settings | None = None, backends: Backends | None = None,
@@ -84,8 +86,14 @@ def main() -> int:
     log.info("interaction-manager running (%s backend), health on :%d", settings.backend, server.port)
     coordinator.sweep()
 
+    input_sweep = {"next": 0.0}
+
     def tick():
         coordinator.sweep()  # its repair queries re-publish lost completions and webhooks
+        # INPUT_RETENTION_HOURS: hourly, as its unit (each pass reads every finished job past the cutoff)
+        if settings.input_retention_hours and time.monotonic() >= input_sweep["next"]:
+            input_sweep["next"] = time.monotonic() + INPUT_SWEEP_SECONDS
+            lifecycle.expire_inputs(settings, backends.jobs, backends.blobs)
         lifecycle.expire_jobs(settings, backends.jobs, backends.blobs)  # JOB_RETENTION_DAYS, last
 
     signal_name = wait_for_signal(tick=tick, tick_seconds=60)

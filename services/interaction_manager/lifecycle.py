@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 from imageflow import domain, links
 from imageflow.blobstore import BlobStore
-from imageflow.jobstore import JobStore
+from imageflow.jobstore import JobStore, cursor_of
 from imageflow.messages import JobCompleted
 from imageflow.settings import Settings
 
@@ -59,6 +59,42 @@ def tombstone(job: domain.Job, now: str) -> domain.Job:
                       skipped=job.skipped, owner=job.owner, name=job.name, notified_at=job.notified_at,
                       tasks_published=True, completion_message_id=job.completion_message_id,
                       bytes_in=job.bytes_in, bytes_out=job.bytes_out)
+
+
+def expire_inputs(settings: Settings, jobs: JobStore, blobs: BlobStore, now: datetime | None = None) -> int:
+    """Delete the originals of every job that completed more than ``INPUT_RETENTION_HOURS`` ago
+    (outputs stay until ``JOB_RETENTION_DAYS``). The job is marked first (``inputs_deleted_at``,
+    only while it is still finished), so a retry or re-run that comes later answers 410 rather
+    than failing its images; a job whose re-runs (which read its originals) are still running
+    waits for them. Returns how many jobs lost their originals. Both backends: the bucket's
+    lifecycle rules cannot single out <job_id>/input/ (they match names from the start)."""
+    hours = settings.input_retention_hours
+    if hours <= 0:
+        return 0
+    now = now or datetime.now(timezone.utc)
+    cutoff, stamp = _iso(now - timedelta(hours=hours)), _iso(now)
+    swept = 0
+    for status in domain.TERMINAL_JOB_STATUSES:
+        after = (cutoff, "")  # created before the cutoff: it cannot have completed after it
+        while batch := jobs.list_jobs(status=status, after=after, limit=SWEEP_PAGE):
+            after = cursor_of(batch[-1])
+            for job in batch:
+                if job.inputs_deleted_at or not job.completed_at or job.completed_at > cutoff:
+                    continue
+                if any((child := jobs.get_job(c)) is not None and not child.is_terminal for c in job.child_job_ids):
+                    continue
+
+                def mark(current: domain.Job) -> dict | None:
+                    if not current.is_terminal or current.inputs_deleted_at:
+                        return None  # retried meanwhile: its originals are in use again
+                    return {"inputs_deleted_at": stamp}
+
+                if jobs.transition(job.job_id, mark) is None:
+                    continue
+                removed = blobs.delete_prefix(domain.input_prefix(job.job_id))
+                swept += 1
+                log.info("job %s: %d originals deleted %d hours after it completed", job.job_id, removed, hours)
+    return swept
 
 
 def expire_jobs(settings: Settings, jobs: JobStore, blobs: BlobStore, now: datetime | None = None) -> int:

@@ -87,6 +87,12 @@ def heredocs(plan_text: str) -> dict[str, str]:
             for path, body in re.findall(r"^cat > (\S+) <<EOF\n(.*?)\nEOF$", plan_text, re.S | re.M)}
 
 
+def captured(plan_text: str, variable: str) -> list[str]:
+    """The command whose output the plan assigns to ``variable`` (``VAR="$(command)"``)."""
+    [inner] = re.findall(rf'^{variable}="\$\((.*)\)"$', plan_text, re.M)
+    return shlex.split(inner)
+
+
 def index_of(cmds, *prefix) -> int:
     return next(i for i, c in enumerate(cmds) if c[:len(prefix)] == list(prefix))
 
@@ -333,10 +339,19 @@ def test_images_are_built_for_every_deployment_and_deployed_by_the_overlay():
     params = dict(line.split("=", 1) for line in files[f"{MANIFESTS}/k8s/overlays/gke/params.env"].splitlines())
     deployments = by_kind(kustomize(ROOT / "k8s/base"), "Deployment")
     assert set(built) == set(deployments)
+    cmds = commands(text)
     for name, args in built.items():
         image = args[args.index("-t") + 1]
         assert image == f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/{name}:v1"
-        assert params[f"{name.upper().replace('-', '_')}_IMAGE"] == image
+        # Issue 27 M5: deployed by the digest the registry gave the tag just built, not by the tag.
+        variable = f"{name.upper().replace('-', '_')}_DIGEST"
+        describe = captured(text, variable)
+        assert describe[:5] == ["gcloud", "artifacts", "docker", "images", "describe"]
+        assert describe[5] == image and flags(describe)["format"] == "value(image_summary.digest)"
+        assert text.index("gcloud builds submit") < text.index(f'{variable}="$(gcloud')
+        assert params[f"{name.upper().replace('-', '_')}_IMAGE"] == \
+            f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/{name}@${{{variable}}}"
+        assert f'[[ "${{{variable}}}" =~ ^sha256:[0-9a-f]{{64}}$ ]] ||' in text, "no manifest without a digest"
         dockerfile = args[args.index("-f") + 1]
         assert (ROOT / dockerfile).is_file(), dockerfile
     assert set(build["images"]) == {args[args.index("-t") + 1] for args in built.values()}
@@ -370,7 +385,13 @@ def test_email_function_deploy_matches_the_function():
     cmds = commands(text)
     deploy = find(cmds, "gcloud", "functions", "deploy")[0]
     f = flags(deploy)
-    source = ROOT / f["source"]
+    # Deployed from the zip the release records (what --rollback can deploy again): the files
+    # of the function's folder, at the zip's top level.
+    [zipped] = find(cmds, "python3", "-m", "zipfile", "-c")
+    [upload] = [c for c in find(cmds, "gcloud", "storage", "cp") if c[3] == zipped[4]]
+    assert f["source"] == upload[4] == f"gs://{PROJECT}-imageflow-releases/releases/${{RELEASE}}/email-function.zip"
+    source = ROOT / Path(zipped[5]).parent
+    assert sorted(ROOT / p for p in zipped[5:]) == sorted(p for p in source.iterdir() if p.is_file())
     main = source / "main.py"
     tree = ast.parse(main.read_text())
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
@@ -458,7 +479,15 @@ if [[ "$*" == *"secrets versions add"* ]]; then cat > "$FAKE_STATE/secret_value"
 if [[ "$*" == *"secrets versions access"* ]]; then cat "$FAKE_STATE/secret_value" 2>/dev/null; exit; fi
 if [[ "$*" == *"secrets versions describe"* ]]; then [[ -e "$FAKE_STATE/secret_value" ]]; exit; fi
 key="$(printf '%s_' "${words[@]}" | tr '/ ' '__')"
+# Cloud Storage objects: gs://BUCKET/PATH is $FAKE_STATE/gcs/BUCKET/PATH.
+local_path() { if [[ "$1" == gs://* ]]; then echo "$FAKE_STATE/gcs/${1#gs://}"; else echo "$1"; fi; }
 case "$*" in
+  "storage cp "*) src="$(local_path "$3")"; dst="$(local_path "$4")"; mkdir -p "$(dirname "$dst")"; cp "$src" "$dst"; exit ;;
+  "storage cat "*) cat "$(local_path "$3")"; exit ;;
+  "storage ls "*) compgen -G "$(local_path "$3")" | sed "s|^$FAKE_STATE/gcs/|gs://|"; exit 0 ;;
+  # The digest of what the tag names now: FAKE_BUILD_ID stands for the build that pushed it.
+  "artifacts docker images describe "*)
+    echo "sha256:$(printf '%s %s' "$5" "${FAKE_BUILD_ID:-}" | sha256sum | cut -d' ' -f1)"; exit 0 ;;
   "beta services identity create"*) exit 0 ;;  # returns the agent, existing or new
   *"monitoring policies list"*)  # found by label: --filter=userLabels.imageflow_alert=ID
     id="${*##*imageflow_alert=}"; id="${id%% *}"
@@ -475,7 +504,8 @@ case "$*" in
   "functions deploy"*) touch "$FAKE_STATE/function"; exit 0 ;;
   "functions describe"*) [[ -e "$FAKE_STATE/function" ]]; exit ;;
   "functions delete"*) rm "$FAKE_STATE/function"; exit 0 ;;
-  "storage rm --recursive gs://"*) b="${4#gs://}"; rm "$FAKE_STATE/storage_buckets_gs:__${b}_" "$FAKE_STATE/notification"; exit 0 ;;
+  "storage rm --recursive gs://"*) b="${4#gs://}"; rm "$FAKE_STATE/storage_buckets_gs:__${b}_"; rm -f "$FAKE_STATE/notification"
+    rm -rf "$FAKE_STATE/gcs/$b"; rmdir "$FAKE_STATE/gcs" 2>/dev/null; exit 0 ;;
   "firestore databases delete"*) rm -f "$FAKE_STATE"/firestore_indexes_* ;;
   "storage buckets notifications delete"*) rm -f "$FAKE_STATE/notification"; exit 0 ;;
   "secrets delete"*) rm -f "$FAKE_STATE/secret_value" ;;
@@ -501,6 +531,8 @@ FAKE_KUBECTL = r'''#!/usr/bin/env bash
 if [[ "$*" == *"apply -f -"* ]]; then cat > "$FAKE_STATE/secret.yaml"; fi
 printf 'kubectl' >> "$FAKE_LOG"; printf ' %q' "$@" >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
 if [[ "$1 $2" == "apply -k" ]]; then exec "$REAL_KUBECTL" kustomize "$3" > "$FAKE_STATE/applied.yaml"; fi
+if [[ "$1 $2" == "apply -f" && "$3" != - ]]; then cp "$3" "$FAKE_STATE/applied.yaml"; exit 0; fi
+if [[ "$1" == kustomize ]]; then exec "$REAL_KUBECTL" "$@"; fi
 if [[ "$1 $2" == "get namespace" ]]; then [[ -e "$FAKE_STATE/ns_$3" ]]; exit; fi
 if [[ "$1 $2" == "create namespace" ]]; then touch "$FAKE_STATE/ns_$3"; fi
 if [[ "$1 $2" == "delete namespace" ]]; then rm -f "$FAKE_STATE/ns_$3" "$FAKE_STATE/applied.yaml" "$FAKE_STATE/secret.yaml"; fi
@@ -590,7 +622,7 @@ def test_deploy_runs_its_plan_and_is_idempotent(sandbox):
     assert ingress["networking.gke.io/managed-certificates"] == "imageflow-cert"
     assert config_map(applied)["GCP_PROJECT"] == PROJECT
     image = by_kind(applied, "Deployment")["image-processor"]["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == f"us-central1-docker.pkg.dev/{PROJECT}/imageflow/image-processor:v1"
+    assert re.fullmatch(rf"us-central1-docker\.pkg\.dev/{PROJECT}/imageflow/image-processor@sha256:[0-9a-f]{{64}}", image)
     assert f"--member=serviceAccount:service-{FAKE_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com" in \
         " ".join(first)
     # The one Secret it creates holds every key the pods read from it: the manager signs the zip
@@ -735,9 +767,53 @@ def test_teardown_order_leaks_nothing():
     assert at("gcloud", "functions", "delete") < min(topics), "the trigger's subscription goes with the function first"
 
 
+def _deploys_resources() -> set[tuple[str, str]]:
+    """Every resource a deploy plan leaves on the project, as (kind, name): what its commands
+    create (the release records' bucket and the function's image repository included), and the
+    setup command's topics and subscriptions; less what goes with what holds it (indexes and
+    TTLs with the database, the notification with the bucket, KEDA with the cluster, alert
+    policies by label, Google's service agents)."""
+    deploy = commands(plan())
+    created = {_resource(c) for c in deploy if _resource(c) and "delete" not in c}
+    with_others = {"firestore indexes composite", "storage buckets notifications", "monitoring policies",
+                   "beta services identity"}
+    created = {r for r in created if r[0] not in with_others}
+    settings = Settings.from_env(setup_command(deploy)[0])
+    created |= {("pubsub topics", t) for t in topology.topics(settings)}
+    created |= {("pubsub subscriptions", sub.name) for sub in topology.subscriptions(settings, email_subscription=False)}
+    return created
+
+
+def _teardowns_resources(*args) -> set[tuple[str, str]]:
+    return {_resource(c) for c in commands(plan("--teardown", *args))
+            if _resource(c) and ("delete" in c or c[:3] == ["gcloud", "storage", "rm"])}
+
+
+def test_teardown_deletes_exactly_what_the_deploy_creates_and_keep_data_keeps_the_data():
+    """Issue 27: the two lists match, both ways: nothing the deploy makes is left behind (a leak,
+    billed), and the teardown deletes nothing the deploy did not make. Implicit resources too:
+    the builds stage their source in the releases bucket (not a <project>_cloudbuild bucket) and
+    the function's image goes to the images' repository (not gcf-artifacts)."""
+    created = _deploys_resources()
+    data = {("storage buckets", f"gs://{PROJECT}-imageflow"), ("firestore databases", "(default)")}
+    assert data | {("storage buckets", f"gs://{PROJECT}-imageflow-releases"),
+                   ("artifacts repositories", "imageflow"), ("function", "imageflow-email")} <= created
+    assert _teardowns_resources() == created
+    # --keep-data: the bucket and Firestore stay, everything else goes; the bucket stops
+    # announcing uploads to a topic that is gone.
+    assert _teardowns_resources("--keep-data") == (created - data) | {("storage buckets notifications",
+                                                                        f"gs://{PROJECT}-imageflow")}
+    deploy = commands(plan())
+    [build] = find(deploy, "gcloud", "builds", "submit")
+    assert flags(build)["gcs-source-staging-dir"].startswith(f"gs://{PROJECT}-imageflow-releases/")
+    [function] = find(deploy, "gcloud", "functions", "deploy")
+    assert flags(function)["docker-repository"] == f"projects/{PROJECT}/locations/us-central1/repositories/imageflow"
+
+
 def test_teardown_keep_data_keeps_the_bucket_and_firestore():
     kept = commands(plan("--teardown", "--keep-data"))
-    assert not find(kept, "gcloud", "storage", "rm") and not find(kept, "gcloud", "firestore", "databases", "delete")
+    assert [c[4] for c in find(kept, "gcloud", "storage", "rm")] == [f"gs://{PROJECT}-imageflow-releases"]
+    assert not find(kept, "gcloud", "firestore", "databases", "delete")
     [notify] = find(kept, "gcloud", "storage", "buckets", "notifications", "delete")
     assert notify[5] == f"gs://{PROJECT}-imageflow", "its topic is deleted: the bucket stops announcing uploads"
     full = commands(plan("--teardown"))
@@ -772,7 +848,7 @@ def test_teardown_after_a_deploy_leaves_nothing_and_runs_again(sandbox):
 
 # ---------------------------------------------------------------- gcloud flags -----------
 GCLOUD_VERBS = {"enable", "describe", "create", "create-auto", "update", "add-iam-policy-binding", "service-agent",
-                "delete", "rm",
+                "delete", "rm", "cp", "cat",
                 "remove-iam-policy-binding",
                 "get-credentials", "submit", "deploy", "add", "add-invoker-policy-binding"}
 
@@ -1147,6 +1223,19 @@ def test_one_retention_setting_drives_the_bucket_and_firestore():
     assert Settings.from_env({"JOB_RETENTION_DAYS": "9"}).job_retention_days == 9
 
 
+def test_originals_are_deleted_a_week_after_completion_unless_told_otherwise():
+    """Issue 27 "Costs that follow use": the originals are most of the stored bytes; the cluster's
+    interaction manager deletes them INPUT_RETENTION_HOURS after a job completes (no bucket
+    lifecycle rule can: they are <job_id>/input/..., and rules match names from the start)."""
+    config = f"{MANIFESTS}/k8s/overlays/gke/config.env"
+    for args, hours in (((), 168), (("--input-retention-hours", "0"), 0), (("--input-retention-hours", "24"), 24)):
+        lines = heredocs(plan(*args))[config].splitlines()
+        env = dict(line.split("=", 1) for line in lines)
+        assert Settings.from_env(env).input_retention_hours == hours, args
+    bad = run_script("--project", PROJECT, "--dry-run", "--input-retention-hours", "a week", check=False)
+    assert bad.returncode == 2 and "--input-retention-hours must be a whole number" in bad.stderr
+
+
 def test_alert_policies_watch_the_backlog_dead_letters_and_emails():
     text = plan()
     cmds = commands(text)
@@ -1184,3 +1273,101 @@ def test_keda_chart_version_is_a_published_release():
     helm = find(commands(plan()), "helm", "upgrade", "--install", "keda")[0]
     # github.com/kedacore/charts/releases/tag/v2.21.1 (the newest confirmed release).
     assert flags(helm)["version"] == "2.21.1"
+
+
+# ---------------------------------------------------------------- releases and rollback ---
+RELEASES = f"gs://{PROJECT}-imageflow-releases/releases"
+
+
+def test_each_deploy_records_its_release_where_any_machine_can_read_it():
+    """Issue 27 M5: the images' digests, the rendered manifests, the function's source and
+    environment go to releases/<n>/ in the releases bucket; releases/<n>.json last (a whole
+    release), then releases/current."""
+    text = plan()
+    cmds = commands(text)
+    uploads = {c[4]: c[3] for c in find(cmds, "gcloud", "storage", "cp") if c[4].startswith(RELEASES)}
+    assert set(uploads) == {f"{RELEASES}/${{RELEASE}}/{name}" for name in
+                            ("email-function.zip", "manifests.yaml", "function-env.yaml")} \
+        | {f"{RELEASES}/${{RELEASE}}.json", f"{RELEASES}/current"}
+    order = [c[4] for c in find(cmds, "gcloud", "storage", "cp")]
+    assert order[-2:] == [f"{RELEASES}/${{RELEASE}}.json", f"{RELEASES}/current"]
+    [render] = find(cmds, "kubectl", "kustomize")
+    assert render[2] == f"{MANIFESTS}/k8s/overlays/gke-https" and flags(render)["output"] == uploads[f"{RELEASES}/${{RELEASE}}/manifests.yaml"]
+    record = json.loads(heredocs(text)[uploads[f"{RELEASES}/${{RELEASE}}.json"]].replace("${RELEASE}", "7"))
+    params = dict(line.split("=", 1) for line in heredocs(text)[f"{MANIFESTS}/k8s/overlays/gke/params.env"].splitlines())
+    assert record["release"] == 7 and record["tag"] == "v1"
+    assert record["images"] == {name: params[f"{name.upper().replace('-', '_')}_IMAGE"] for name in record["images"]}
+    assert all("@${" in ref and "_DIGEST}" in ref for ref in record["images"].values())
+    assert heredocs(text)[uploads[f"{RELEASES}/current"]] == "${RELEASE}"
+    # The number: one more than the highest recorded, found once the digests are known.
+    assert "next-release" in captured(text, "RELEASE")
+
+
+def test_rollback_plan_reapplies_the_previous_release_as_a_whole():
+    text = run_script("--project", PROJECT, "--dry-run", "--rollback", env={"API_KEYS": "", "EMAIL_FROM": ""}).stdout
+    cmds = commands(text)
+    assert captured(text, "CURRENT_RELEASE") == ["gcloud", "storage", "cat", f"{RELEASES}/current"]
+    assert 'ROLLBACK_RELEASE="$((CURRENT_RELEASE - 1))"' in text.splitlines()
+    fetched = {c[3]: c[4] for c in find(cmds, "gcloud", "storage", "cp") if c[3].startswith(RELEASES)}
+    previous = f"{RELEASES}/${{ROLLBACK_RELEASE}}"
+    assert set(fetched) == {f"{previous}.json", f"{previous}/manifests.yaml", f"{previous}/function-env.yaml"}
+    [apply] = find(cmds, "kubectl", "apply")
+    assert apply == ["kubectl", "apply", "-f", fetched[f"{previous}/manifests.yaml"]]
+    [function] = find(cmds, "gcloud", "functions", "deploy")
+    assert flags(function)["source"] == f"{previous}/email-function.zip"
+    assert flags(function)["env-vars-file"] == fetched[f"{previous}/function-env.yaml"]
+    # Nothing is built or rendered from the checkout; the previous release becomes the current.
+    assert not find(cmds, "gcloud", "builds", "submit") and not find(cmds, "kubectl", "kustomize")
+    assert find(cmds, "gcloud", "storage", "cp")[-1][4] == f"{RELEASES}/current"
+    bad = run_script("--project", PROJECT, "--dry-run", "--rollback", "--teardown", check=False)
+    assert bad.returncode == 2 and "--rollback and --teardown contradict" in bad.stderr
+
+
+def _applied(state: Path) -> tuple[dict, dict]:
+    applied = [d for d in yaml.safe_load_all((state / "applied.yaml").read_text()) if d]
+    images = {name: d["spec"]["template"]["spec"]["containers"][0]["image"]
+              for name, d in by_kind(applied, "Deployment").items()}
+    return images, config_map(applied)
+
+
+def test_rollback_restores_the_previous_releases_digests_config_and_function(sandbox):
+    import zipfile
+
+    tree, env, state = sandbox["tree"], sandbox["env"], sandbox["state"]
+    script = tree / "scripts/deploy.sh"
+    main = tree / "functions/email_notifier/main.py"
+    first_main = main.read_text()
+    run_script("--project", PROJECT, "--tag", "v1", script=script, env={**env, "FAKE_BUILD_ID": "1"}, cwd=tree)
+    images_1, config_1 = _applied(state)
+    env_1 = (tree / f".deploy/{PROJECT}/function-env.yaml").read_text()
+    # Release 2: new images, another configuration, another function (source and sender).
+    main.write_text(first_main + "\n# release 2\n")
+    run_script("--project", PROJECT, "--tag", "v2", "--retention-days", "9", script=script, cwd=tree,
+               env={**env, "FAKE_BUILD_ID": "2", "EMAIL_FROM": "Other <other@acme.example>"})
+    images_2, config_2 = _applied(state)
+    assert set(images_1.values()).isdisjoint(images_2.values()) and config_2["JOB_RETENTION_DAYS"] == "9"
+    gcs = state / f"gcs/{PROJECT}-imageflow-releases/releases"
+    assert json.loads((gcs / "1.json").read_text())["images"] == {
+        name: images_1[name] for name in ("image-handler", "interaction-manager", "image-processor", "frontend")}
+    assert (gcs / "current").read_text().strip() == "2"
+
+    # From another machine (no .deploy/ of its own) and without the deploy's secrets.
+    shutil.rmtree(tree / ".deploy")
+    sandbox["log"].unlink()
+    proc = run_script("--project", PROJECT, "--rollback", script=script, cwd=tree,
+                      env={**env, "API_KEYS": "", "EMAIL_FROM": "", "SENDGRID_API_KEY": ""})
+    assert "rolled back to release 1" in proc.stderr
+    images, config = _applied(state)
+    assert images == images_1 and all("@sha256:" in ref for ref in images.values())
+    assert config == config_1 and config["JOB_RETENTION_DAYS"] == "30"
+    [deploy] = [shlex.split(c) for c in _calls(sandbox["log"]) if c.startswith("gcloud functions deploy")]
+    assert flags(deploy)["source"] == f"{RELEASES}/1/email-function.zip"
+    with zipfile.ZipFile(state / f"gcs/{PROJECT}-imageflow-releases/releases/1/email-function.zip") as archive:
+        assert archive.read("main.py").decode() == first_main
+    assert (tree / flags(deploy)["env-vars-file"]).read_text() == env_1
+    assert (gcs / "current").read_text().strip() == "1"
+    assert not [c for c in _calls(sandbox["log"]) if "builds submit" in c or "apply -k" in c]
+    # Release 1 was the first: nothing before it.
+    again = run_script("--project", PROJECT, "--rollback", script=script, cwd=tree, check=False,
+                       env={**env, "API_KEYS": "", "EMAIL_FROM": ""})
+    assert again.returncode != 0 and "release 1 is the first: there is none to roll back to" in again.stderr

@@ -267,6 +267,56 @@ def test_retention_removes_the_job_its_images_and_files_and_answers_410(pipeline
     assert backends.jobs.get_job(job_id) is None
 
 
+def test_input_retention_deletes_the_originals_keeps_the_outputs_and_retry_and_rerun_say_so(pipeline):
+    """Issue 27: INPUT_RETENTION_HOURS after a job completes its originals go (most of the stored
+    bytes); its outputs, report and job stay. A retry or re-run then answers 410 naming why."""
+    created = pipeline.submit(n=2)
+    job_id = created["job_id"]
+    victim = pipeline.backends.jobs.get_image(job_id, created["images"][0]["image_id"])
+    pipeline.backends.blobs.delete_prefix(victim.input_path)  # one image fails: there is something to retry
+    pipeline.run()
+    assert pipeline.job(job_id)["status"] == "completed_with_errors"
+    blobs, jobs = pipeline.backends.blobs, pipeline.backends.jobs
+    settings = pipeline.settings.with_overrides(input_retention_hours=24)
+    now = datetime.now(timezone.utc)
+    assert lifecycle.expire_inputs(pipeline.settings, jobs, blobs, now=now + timedelta(days=3)) == 0, "0: kept"
+    assert lifecycle.expire_inputs(settings, jobs, blobs, now=now + timedelta(hours=23)) == 0, "not yet"
+    outputs = [p for p in blobs.list(f"{job_id}/") if "/input/" not in p]
+    assert blobs.list(f"{job_id}/input/") and outputs
+
+    assert lifecycle.expire_inputs(settings, jobs, blobs, now=now + timedelta(hours=25)) == 1
+    assert blobs.list(f"{job_id}/input/") == [] and blobs.list(f"{job_id}/") == outputs
+    job = pipeline.job(job_id)
+    assert job["status"] == "completed_with_errors" and job["succeeded"] == 1
+    [done] = [i for i in job["images"] if i["status"] == "succeeded"]
+    assert pipeline.client.get(f"/api/v1/jobs/{job_id}/images/{done['image_id']}/output").status_code in (200, 302)
+    for action in ("retry", "rerun"):
+        response = pipeline.client.post(f"/api/v1/jobs/{job_id}/{action}", json={})
+        assert response.status_code == 410, (action, response.get_json())
+        error = response.get_json()["error"]
+        assert error["code"] == "originals_deleted" and "original images were deleted" in error["message"]
+        assert "INPUT_RETENTION_HOURS" in error["message"] and error["details"][0]["job_id"] == job_id
+    # Swept once: a second pass finds nothing to do.
+    assert lifecycle.expire_inputs(settings, jobs, blobs, now=now + timedelta(hours=26)) == 0
+
+
+def test_input_retention_waits_for_the_reruns_reading_the_originals(pipeline):
+    parent_id = pipeline.submit(n=1)["job_id"]
+    pipeline.run()
+    child_id = pipeline.client.post(f"/api/v1/jobs/{parent_id}/rerun", json={}).get_json()["job_id"]
+    blobs, jobs = pipeline.backends.blobs, pipeline.backends.jobs
+    settings = pipeline.settings.with_overrides(input_retention_hours=1)
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    assert lifecycle.expire_inputs(settings, jobs, blobs, now=later) == 0, "its re-run still needs them"
+    assert blobs.list(f"{parent_id}/input/")
+    pipeline.run()
+    assert pipeline.job(child_id)["status"] == "completed"
+    assert lifecycle.expire_inputs(settings, jobs, blobs, now=later) == 2  # both: the child read the parent's
+    assert blobs.list(f"{parent_id}/input/") == []
+    response = pipeline.client.post(f"/api/v1/jobs/{child_id}/rerun", json={})
+    assert response.status_code == 410 and f"job {parent_id}'s original images" in response.get_json()["error"]["message"]
+
+
 def test_retention_zero_keeps_jobs_forever(pipeline):
     job_id = pipeline.submit(n=1)["job_id"]
     settings = pipeline.settings.with_overrides(job_retention_days=0)

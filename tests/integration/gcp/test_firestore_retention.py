@@ -10,6 +10,7 @@ from imageflow import domain
 from imageflow.domain import Image, Job, new_id
 from imageflow.jobstore.firestore import TTL_FIELD, FirestoreJobStore
 from imageflow.messages import Result
+from services.interaction_manager import lifecycle
 
 pytestmark = pytest.mark.emulators
 
@@ -38,3 +39,25 @@ def test_no_ttl_field_when_retention_is_off(gcp_emulators, gcp_settings):
         assert TTL_FIELD not in store.client.collection("jobs").document(job.job_id).get().to_dict()
     finally:
         store.close()
+
+
+def test_input_retention_on_firestore_and_gcs(firestore_jobstore, gcs_blobstore, gcp_settings):
+    """INPUT_RETENTION_HOURS on the GCP backends: the finished job's originals go, its outputs stay,
+    and the job records when (what the API's retry and re-run answer 410 from)."""
+    settings = gcp_settings.with_overrides(input_retention_hours=2)
+    job = Job(job_id=new_id(), total=1, created_at="2026-03-01T10:00:00.000Z")
+    image = Image(job_id=job.job_id, image_id=new_id(), filename="a.jpg",
+                  input_path=domain.input_path(job.job_id, "x", "a.jpg"))
+    firestore_jobstore.create_job(job, [image])
+    firestore_jobstore.record_results([Result(job_id=job.job_id, image_id=image.image_id, status="succeeded",
+                                              output_path=f"{job.job_id}/output/x-a.jpg")])
+    finished = firestore_jobstore.get_job(job.job_id)
+    assert finished.is_terminal and finished.completed_at
+    gcs_blobstore.put(image.input_path, b"original", "image/jpeg")
+    gcs_blobstore.put(f"{job.job_id}/output/x-a.jpg", b"output", "image/jpeg")
+    done = datetime.fromisoformat(finished.completed_at.replace("Z", "+00:00"))
+    assert lifecycle.expire_inputs(settings, firestore_jobstore, gcs_blobstore, now=done + timedelta(hours=1)) == 0
+    assert lifecycle.expire_inputs(settings, firestore_jobstore, gcs_blobstore, now=done + timedelta(hours=3)) == 1
+    assert gcs_blobstore.list(f"{job.job_id}/") == [f"{job.job_id}/output/x-a.jpg"]
+    assert firestore_jobstore.get_job(job.job_id).inputs_deleted_at
+    assert lifecycle.expire_inputs(settings, firestore_jobstore, gcs_blobstore, now=done + timedelta(hours=4)) == 0
