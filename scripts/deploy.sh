@@ -922,6 +922,12 @@ else
   PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$INGRESS_IP}"
 fi
 PUBLIC_BASE_URL="${PUBLIC_BASE_URL%/}"
+# The page sends large files straight to their Cloud Storage upload sessions, in resumable chunks
+# (docs/api.md "Direct uploads"): the bucket lets the page's origin PUT with the chunk headers and
+# read the session's Range answer; no other origin, no other method.
+write_file "$WORK_DIR/cors.json" "[{\"origin\": [\"$PUBLIC_BASE_URL\"], \"method\": [\"PUT\"],
+  \"responseHeader\": [\"Content-Type\", \"Content-Range\", \"Range\"], \"maxAgeSeconds\": 3600}]"
+run gcloud storage buckets update "gs://$GCS_BUCKET" --project="$PROJECT_ID" --cors-file="$WORK_DIR/cors.json"
 
 step "11. Build and push the images (Cloud Build, tag $IMAGE_TAG), then read their digests"
 declare -A IMAGE_REF=()

@@ -306,6 +306,17 @@ def test_bucket_uniform_access_and_retention():
     assert {"action": {"type": "Delete"}, "condition": {"age": 14}} in rules
 
 
+def test_the_bucket_takes_the_pages_resumable_uploads_from_its_own_origin_only():
+    """The page PUTs large files to their Cloud Storage sessions in Content-Range chunks and reads the
+    session's Range answer: the bucket's CORS allows exactly that, for the site's origin."""
+    text = plan("--domain", "photos.example.com")
+    [update] = [c for c in find(commands(text), "gcloud", "storage", "buckets", "update") if "cors-file" in flags(c)]
+    assert update[4] == f"gs://{PROJECT}-imageflow"
+    [rule] = json.loads(heredocs(text)[flags(update)["cors-file"]])
+    assert rule["origin"] == ["https://photos.example.com"] and rule["method"] == ["PUT"]
+    assert {"Content-Type", "Content-Range", "Range"} <= set(rule["responseHeader"])
+
+
 def test_firestore_database_and_the_indexes_of_list_jobs():
     cmds = commands(plan())
     create = find(cmds, "gcloud", "firestore", "databases", "create")[0]
