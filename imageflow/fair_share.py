@@ -27,6 +27,7 @@ from .bus import MessageBus
 from .jobstore import JobStore, iter_jobs, outstanding_of
 from .messages import JobSubmitted
 from .settings import Settings
+from .tasks import publish_tasks
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,9 @@ class Releaser:
             return sum(released.values())
 
     def publish(self, job: domain.Job, limit: int) -> int:
-        """Up to ``limit`` of the job's untasked images onto the bus, recorded (``mark_tasked``) after
-        the publish: a crash between the two publishes them again, which a processor shrugs off."""
-        page = self.jobs.untasked_images(job.job_id, limit=limit)
-        for image in page:
-            self.bus.publish(self.settings.topics.tasks, domain.task_for(job, image).encode(), {"job_id": job.job_id})
-        if page:
-            self.jobs.mark_tasked(job.job_id, [image.image_id for image in page])
-        return len(page)
+        """Up to ``limit`` of the job's untasked images onto the bus (``tasks.publish_tasks``)."""
+        return publish_tasks(self.settings, self.jobs, self.bus, job,
+                             self.jobs.untasked_images(job.job_id, limit=limit))
 
 
 def hand_over(settings: Settings, jobs: JobStore, bus: MessageBus, job: domain.Job, images: list[domain.Image]) -> None:
@@ -148,15 +144,7 @@ def hand_over(settings: Settings, jobs: JobStore, bus: MessageBus, job: domain.J
         except Exception:
             log.exception("job %s: could not ask for its new tasks; the sweep will release them", job.job_id)
         return
-    published = []
     try:
-        for image in images:
-            bus.publish(settings.topics.tasks, domain.task_for(job, image).encode(), {"job_id": job.job_id})
-            published.append(image.image_id)
-    except Exception:
+        publish_tasks(settings, jobs, bus, job, images)
+    except Exception:  # what is unrecorded stays untasked: fan-out publishes it (again), which is harmless
         log.exception("job %s: publishing tasks failed; fan-out will publish the rest", job.job_id)
-    if published:
-        try:
-            jobs.mark_tasked(job.job_id, published)
-        except Exception:  # fan-out may publish these again: a redelivered task is harmless
-            log.exception("job %s: could not record %d published tasks", job.job_id, len(published))

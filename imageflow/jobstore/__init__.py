@@ -69,6 +69,22 @@ def outstanding_of(job: Job | None) -> int:
     return max(0, job.total - job.done)
 
 
+# A manager replica's fold-queue size (JobStore.set_fold_queue) older than this is ignored: the
+# replica stopped, and its unacked results go back to the bus for another replica to report.
+FOLD_QUEUE_FRESH_SECONDS = 60.0
+
+
+def fresh_fold_queue(entries: dict[str, tuple[int, float]], now: float) -> int:
+    """The results in the fold queue, from the replicas' reports ({replica: (size, at)}): the
+    fresh reports' sum (every adapter's ``fold_queue``)."""
+    return sum(size for size, at in entries.values() if now - at <= FOLD_QUEUE_FRESH_SECONDS)
+
+
+def stale_fold_queues(entries: dict[str, tuple[int, float]], now: float) -> list[str]:
+    """Replicas whose report is long gone (ten times the freshness): an adapter deletes them as it reads."""
+    return [replica for replica, (_, at) in entries.items() if now - at > 10 * FOLD_QUEUE_FRESH_SECONDS]
+
+
 # The job fields outstanding_of reads: a write that sets none of them leaves the counter as it is.
 OUTSTANDING_FIELDS = frozenset({"status", "total", "succeeded", "failed", "skipped"})
 
@@ -262,6 +278,16 @@ class JobStore(ABC):
         """Add ``delta`` to the counter (the repair of a drift found by ``scan_outstanding``), only
         if it still reads ``expected`` when given (so two replicas' repairs cannot both apply);
         True when it was added."""
+
+    @abstractmethod
+    def set_fold_queue(self, replica: str, size: int, now: float) -> None:
+        """Record how many results the manager replica ``replica`` holds received and not yet folded
+        (its fold queue), at ``now`` (epoch seconds): one small document per replica, overwritten."""
+
+    @abstractmethod
+    def fold_queue(self, now: float) -> int:
+        """The results in the fold queue across the manager's replicas (``fresh_fold_queue``): work
+        rendered that GET /outstanding no longer counts."""
 
     @abstractmethod
     def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit, *, cost: float = 0.0) -> None:

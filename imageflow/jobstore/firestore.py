@@ -50,9 +50,11 @@ from . import (
     JobStore,
     SavedPreset,
     check_room_for,
+    fresh_fold_queue,
     held_reservations,
     outstanding_of,
     place_images,
+    stale_fold_queues,
     with_job,
 )
 
@@ -67,6 +69,7 @@ MAX_FOLD_RESULTS = 400      # results of one job per transaction (each may write
 CONDITIONAL_ROUNDS = 10
 _CHANGED_MEANWHILE = object()
 COUNTERS = "counters"
+FOLD_QUEUES = "fold_queues"  # fold_queues/<manager replica>: {size, at}, each written by its replica about once a second
 # Firestore sustains about one write per second on one document. The counter moves with every
 # result fold (one per job per batch, about 1/s per busy job and manager replica), every upload
 # request or batch of upload events and every status change: tens per second across many busy jobs.
@@ -413,6 +416,17 @@ class FirestoreJobStore(JobStore):
     def outstanding_tasks(self) -> int:
         """One batched read of the OUTSTANDING_SHARDS shard documents (never a scan of the jobs)."""
         return _shard_sum(self.client.get_all(self._shard_refs()))
+
+    def set_fold_queue(self, replica: str, size: int, now: float) -> None:
+        self.client.collection(FOLD_QUEUES).document(replica).set({"size": size, "at": now})
+
+    def fold_queue(self, now: float) -> int:
+        """One read of the replicas' few documents; those stopped long ago are deleted."""
+        snaps = list(self.client.collection(FOLD_QUEUES).stream())
+        entries = {snap.id: (int(snap.get("size") or 0), float(snap.get("at") or 0)) for snap in snaps}
+        for replica in stale_fold_queues(entries, now):
+            self.client.collection(FOLD_QUEUES).document(replica).delete()
+        return fresh_fold_queue(entries, now)
 
     def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
         """A transaction that reads every shard (so a write to any of them meanwhile retries it)."""

@@ -23,9 +23,11 @@ from . import (
     JobStore,
     SavedPreset,
     check_room_for,
+    fresh_fold_queue,
     held_reservations,
     outstanding_of,
     place_images,
+    stale_fold_queues,
     with_job,
 )
 
@@ -60,6 +62,11 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fold_queues (
+    replica TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS presets (
     owner TEXT NOT NULL,
@@ -284,6 +291,21 @@ class SqliteJobStore(JobStore):
     def outstanding_tasks(self) -> int:
         row = self.db.connection().execute("SELECT value FROM counters WHERE name = ?", (OUTSTANDING,)).fetchone()
         return row["value"] if row else 0
+
+    def set_fold_queue(self, replica: str, size: int, now: float) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO fold_queues (replica, size, at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (replica) DO UPDATE SET size = excluded.size, at = excluded.at",
+                         (replica, size, now))
+
+    def fold_queue(self, now: float) -> int:
+        rows = self.db.connection().execute("SELECT replica, size, at FROM fold_queues").fetchall()
+        entries = {row["replica"]: (row["size"], row["at"]) for row in rows}
+        if stale := stale_fold_queues(entries, now):
+            with self.db.transaction() as conn:
+                conn.executemany("DELETE FROM fold_queues WHERE replica = ? AND at = ?",  # unless it reported meanwhile
+                                 [(r, entries[r][1]) for r in stale])
+        return fresh_fold_queue(entries, now)
 
     def adjust_outstanding(self, delta: int, *, expected: int | None = None) -> bool:
         with self.db.transaction() as conn:

@@ -1,27 +1,55 @@
-"""interaction-manager service: subscribers over the coordinator and the webhook sender, plus health,
-metrics and the exact outstanding-task count for KEDA, on $PORT (default 8081)."""
+"""interaction-manager service: the subscriptions below (each message to its handler: fan_out,
+uploads, progress, webhooks), the minute's sweep, and health, metrics and the exact
+outstanding-task count for KEDA, on $PORT (default 8081)."""
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 from flask import Flask, jsonify
 
 from imageflow import tracing
 from imageflow.bootstrap import Backends, make_backends
+from imageflow.bus import ReceivedMessage
 from imageflow.metrics import OUTSTANDING
 from imageflow.runtime import HttpServer, configure_logging, health_app, wait_for_signal
 from imageflow.settings import Settings
-from services.interaction_manager.coordinator import Coordinator, ResultBatcher
+from services.interaction_manager.batcher import ResultBatcher
+from services.interaction_manager.coordinator import Coordinator
+from services.interaction_manager.uploads import UPLOAD_BATCH, batched_object_events
 from services.interaction_manager.webhooks import WebhookSender
 
 from . import lifecycle
 
 log = logging.getLogger("interaction_manager")
 
-UPLOAD_BATCH = 100            # object events joined together (and the subscription's flow control)
-UPLOAD_BATCH_SECONDS = 0.25   # the longest an event waits for others
 INPUT_SWEEP_SECONDS = 3600    # how often INPUT_RETENTION_HOURS deletes originals (lifecycle.expire_inputs)
+
+@dataclass(frozen=True)
+class Subscription:
+    """One subscription of the manager: its messages go to ``handler``, at most ``max_messages`` at a time."""
+
+    subscription: str
+    handler: Callable[[ReceivedMessage], None]
+    max_messages: int
+
+
+def subscriptions(settings: Settings, coordinator: Coordinator, webhooks: WebhookSender,
+                  results: ResultBatcher, uploads: ResultBatcher) -> list[Subscription]:
+    """Who handles what: results and upload events are acked by their batcher once folded or joined."""
+    t = settings.topics
+    return [
+        Subscription(t.jobs_sub, coordinator.handle_job_submitted, 4),
+        Subscription(t.results_sub, results.handle_result, 200),
+        Subscription(t.uploads_sub, batched_object_events(coordinator.uploads, uploads), UPLOAD_BATCH),
+        Subscription(t.tasks_dlq_sub, lambda m: results.add(coordinator.dead_letter_result(m), m), 50),
+        Subscription(t.webhooks_sub, webhooks.handle, 8),
+        Subscription(t.webhooks_dlq_sub, webhooks.handle_dead_letter, 4),
+        Subscription(t.jobs_dlq_sub, coordinator.handle_job_dead_letter, 2),
+        Subscription(t.results_dlq_sub, coordinator.handle_result_dead_letter, 10),
+    ]
 
 
 def create_app(settings: Settings | None = None, backends: Backends | None = None,
@@ -33,19 +61,13 @@ def create_app(settings: Settings | None = None, backends: Backends | None = Non
 
     @app.get("/outstanding")
     def outstanding():
-        """Tasks published and not yet finished, across all jobs (KEDA metrics-api, 3 s timeout): the job
-        store's maintained counter (a handful of reads), never a scan of the jobs."""
+        """Images not yet rendered, across all jobs (KEDA metrics-api, 3 s timeout): the job store's
+        maintained counter less the results waiting to be folded (a handful of reads), never a scan."""
         count = coordinator.outstanding_tasks()
         OUTSTANDING.set(count)
         return jsonify(outstanding_tasks=count)
 
     return app
-
-
-def batched_object_events(coordinator: Coordinator, batcher: ResultBatcher):
-    """The uploads subscription's callback: each object event goes to ``batcher`` (ignored ones as
-    None, acked with their batch), which joins them with ``coordinator.join_uploads``."""
-    return lambda message: batcher.add(coordinator.upload_event(message.attributes or {}, message.data), message)
 
 
 def main() -> int:
@@ -55,31 +77,11 @@ def main() -> int:
     backends = make_backends(settings)
     webhooks = WebhookSender(settings, backends.jobs)
     coordinator = Coordinator(settings, backends.jobs, backends.bus, backends.blobs)
-    batcher = ResultBatcher(coordinator.fold, interval=settings.progress_flush_seconds)
-    # Direct uploads land in bursts: their events are joined a batch at a time (one store
-    # transaction per job per batch), after a short wait so a burst shares one.
-    uploads = ResultBatcher(coordinator.join_uploads, interval=UPLOAD_BATCH_SECONDS, max_batch=UPLOAD_BATCH)
-    topics = settings.topics
-    deadline = settings.ack_deadline_seconds
-    subscribers = [
-        backends.bus.subscribe(topics.jobs_sub, coordinator.handle_job_submitted, max_messages=4,
-                               ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.results_sub, batcher.handle_result, max_messages=200,
-                               ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.uploads_sub, batched_object_events(coordinator, uploads),
-                               max_messages=UPLOAD_BATCH, ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.tasks_dlq_sub,
-                               lambda m: batcher.add(coordinator.dead_letter_result(m), m),
-                               max_messages=50, ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.webhooks_sub, webhooks.handle, max_messages=8,
-                               ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.webhooks_dlq_sub, webhooks.handle_dead_letter, max_messages=4,
-                               ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.jobs_dlq_sub, coordinator.handle_job_dead_letter, max_messages=2,
-                               ack_deadline_seconds=deadline),
-        backends.bus.subscribe(topics.results_dlq_sub, coordinator.handle_result_dead_letter, max_messages=10,
-                               ack_deadline_seconds=deadline),
-    ]
+    results = coordinator.progress.batcher()
+    uploads = coordinator.uploads.batcher()
+    subscribers = [backends.bus.subscribe(s.subscription, s.handler, max_messages=s.max_messages,
+                                          ack_deadline_seconds=settings.ack_deadline_seconds)
+                   for s in subscriptions(settings, coordinator, webhooks, results, uploads)]
     alive = lambda: all(s.is_alive() for s in subscribers)  # noqa: E731
     port = settings.listen_port("interaction-manager")
     server = HttpServer(create_app(settings, backends, coordinator, alive), settings.bind_host, port).start()
@@ -100,7 +102,7 @@ def main() -> int:
     log.info("%s: stopping", signal_name)
     for subscriber in subscribers:
         subscriber.stop(timeout=settings.drain_seconds)
-    batcher.stop()
+    results.stop()
     uploads.stop()
     server.stop()
     backends.close()

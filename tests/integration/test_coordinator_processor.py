@@ -12,7 +12,8 @@ from imageflow import domain
 from imageflow.domain import Image, Job
 from imageflow.messages import JobCompleted, JobSubmitted, Result, Task
 from services.image_processor.processing import Processor
-from services.interaction_manager.coordinator import Coordinator, ResultBatcher
+from services.interaction_manager.batcher import ResultBatcher
+from services.interaction_manager.coordinator import Coordinator
 from tests.unit.fakes import FakeMessage
 
 

@@ -52,6 +52,12 @@ def stack(app):
         Processor(c.settings, c.backends.blobs, c.backends.bus)
 
 
+def idle_closing(coordinator: Coordinator) -> Coordinator:
+    """The same manager with OPEN_JOB_IDLE_SECONDS=0 (its settings are read once, as in the service)."""
+    return Coordinator(coordinator.settings.with_overrides(open_job_idle_seconds=0), coordinator.jobs,
+                       coordinator.bus, coordinator.blobs)
+
+
 def bus(app):
     return app.extensions["imageflow"].backends.bus
 
@@ -172,7 +178,7 @@ def test_an_idle_open_job_closes_itself(app, client, stack, tmp_path):
     upload(client, job_id, [("a.png", png())])
     coordinator.sweep()
     assert client.get(f"/api/v1/jobs/{job_id}").json["status"] == "open"  # within OPEN_JOB_IDLE_SECONDS
-    coordinator.settings = coordinator.settings.with_overrides(open_job_idle_seconds=0)
+    coordinator = idle_closing(coordinator)
     coordinator.sweep(older_than_seconds=0)
     assert client.get(f"/api/v1/jobs/{job_id}").json["status"] == "processing"
     run_tasks(app, stack)
@@ -420,7 +426,7 @@ def test_an_idle_open_job_that_closes_itself_keeps_its_landed_uploads(app, clien
                            json={"files": [{"filename": "a.png", "bytes": len(data)}]}).json["uploads"]
     assert client.put(path_of(target["url"]), data=data).status_code == 200
     coordinator, _ = stack
-    coordinator.settings = coordinator.settings.with_overrides(open_job_idle_seconds=0)
+    coordinator = idle_closing(coordinator)
     coordinator.sweep(older_than_seconds=0)
     job = client.get(f"/api/v1/jobs/{job_id}").json
     assert job["status"] != "open" and job["total"] == 1

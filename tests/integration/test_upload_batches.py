@@ -15,8 +15,9 @@ from PIL import Image
 from devtools.counting_store import CountingStore
 from imageflow.messages import Task
 from services.image_handler.app import create_app
-from services.interaction_manager.app import batched_object_events
-from services.interaction_manager.coordinator import Coordinator, ResultBatcher
+from services.interaction_manager.uploads import batched_object_events
+from services.interaction_manager.batcher import ResultBatcher
+from services.interaction_manager.coordinator import Coordinator
 
 N = 24
 
@@ -123,7 +124,7 @@ def test_the_interaction_manager_batches_events_from_its_subscription(app, count
     c = app.extensions["imageflow"]
     store.reset()
     batcher = ResultBatcher(coordinator.join_uploads, interval=0.5, max_batch=100)
-    subscriber = c.backends.bus.subscribe(c.settings.topics.uploads_sub, batched_object_events(coordinator, batcher),
+    subscriber = c.backends.bus.subscribe(c.settings.topics.uploads_sub, batched_object_events(coordinator.uploads, batcher),
                                           max_messages=100, ack_deadline_seconds=30)
     try:
         deadline = time.monotonic() + 60

@@ -21,6 +21,7 @@ from imageflow.jobstore import (
     JobNotFound,
     JobStore,
     check_room_for,
+    fresh_fold_queue,
     held_reservations,
     outstanding_of,
     place_images,
@@ -38,6 +39,7 @@ class FakeJobStore(JobStore):
         self.images: dict[str, dict[str, domain.Image]] = {}
         self.reservations: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)  # owner -> job_id -> (n, at)
         self.outstanding = 0  # the maintained counter: every job write below moves it (_store_job)
+        self.fold_queues: dict[str, tuple[int, float]] = {}  # replica -> (results not yet folded, at)
         self.down = False
 
     def _store_job(self, job):
@@ -47,6 +49,14 @@ class FakeJobStore(JobStore):
     def outstanding_tasks(self):
         self._up()
         return self.outstanding
+
+    def set_fold_queue(self, replica, size, now):
+        self._up()
+        self.fold_queues[replica] = (size, now)
+
+    def fold_queue(self, now):
+        self._up()
+        return fresh_fold_queue(self.fold_queues, now)
 
     def adjust_outstanding(self, delta, *, expected=None):
         if expected is not None and self.outstanding != expected:
