@@ -947,11 +947,21 @@ def _port_calls(paths: list[Path]) -> dict[str, set]:
             elif port is not None and port != "bus":
                 found[port].add(node.attr)
         for node in ast.walk(ast.parse(path.read_text())):  # bus calls: the topic is the first argument
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "Subscription" and node.args:
+                # a row of the manager's table of subscriptions (``t`` is settings.topics there)
+                arg = ast.unparse(node.args[0])
+                if arg.startswith(("topics.", "t.")) and hasattr(Topics(), arg.split(".")[-1]):
+                    found["bus"].add(("subscribe", arg.split(".")[-1]))
+                else:
+                    unresolved.append(f"{path.relative_to(ROOT)}: Subscription({arg})")
+                continue
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in BUS_TOPIC_CALLS | BUS_SUBSCRIPTION_CALLS
                     and ast.unparse(node.func.value).split(".")[-1] in PORT_RECEIVERS["bus"]):
                 continue
             arg = ast.unparse(node.args[0]) if node.args else ""
+            if arg.endswith(".subscription") and node.func.attr == "subscribe":
+                continue  # subscribing each row of a Subscription table: the rows are counted above
             name = arg.split(".")[-1]
             if not (arg.startswith("topics.") or ".topics." in arg) or not hasattr(Topics(), name):
                 unresolved.append(f"{path.relative_to(ROOT)}: {ast.unparse(node.func)}({arg})")
