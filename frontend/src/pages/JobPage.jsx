@@ -4,6 +4,7 @@ import JobLifecycle from '../components/JobLifecycle.jsx';
 import Notice from '../components/Notice.jsx';
 import ContactSheet from '../components/job/ContactSheet.jsx';
 import Gallery from '../components/job/Gallery.jsx';
+import JobName from '../components/job/JobName.jsx';
 import JobSummary, { NewBatchLink } from '../components/job/JobSummary.jsx';
 import Lightbox from '../components/job/Lightbox.jsx';
 import StatusFilter, { filterImages } from '../components/job/StatusFilter.jsx';
@@ -208,11 +209,7 @@ export default function JobPage({ jobId, submitted }) {
 
   return (
     <div className="page job-page">
-      {job.name && (
-        <p className="job-name" data-testid="job-name">
-          {job.name}
-        </p>
-      )}
+      <JobName job={job} onRenamed={retryNow} />
       <h1 tabIndex={-1} id="page-title">{HEADINGS[job.status] || 'Your job'}</h1>
       <p className="muted job-id-line">
         Job <code className="job-id">{job.job_id}</code>

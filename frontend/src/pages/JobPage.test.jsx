@@ -495,3 +495,29 @@ describe('the contact sheet', () => {
     expect(screen.getByRole('dialog', { name: 'IMG_0001.jpg' })).toBeInTheDocument();
   });
 });
+
+describe("the job's name", () => {
+  it('is given on the job page (PATCH), then shown on the page and in the tab', async () => {
+    let job = makeJob({ jobId: JOB_ID, status: 'completed', images: [{ filename: 'a.jpg', status: 'succeeded' }] });
+    const fetch = mockFetch((url, init) => {
+      expect(url).toBe(`/api/v1/jobs/${JOB_ID}`);
+      if (init?.method === 'PATCH') {
+        const { name } = JSON.parse(init.body);
+        job = { ...job, name: name || null };
+      }
+      return jsonResponse(200, job);
+    });
+    window.history.replaceState(null, '', `/jobs/${JOB_ID}`);
+    render(<App />);
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    await user.click(await screen.findByRole('button', { name: 'Name this job' }));
+    const field = screen.getByLabelText('Job name');
+    expect(field).toHaveFocus();
+    await user.type(field, '  Spring shoot {Enter}');
+    expect(await screen.findByTestId('job-name')).toHaveTextContent('Spring shoot');
+    const patch = fetch.mock.calls.find(([, init]) => init?.method === 'PATCH');
+    expect(JSON.parse(patch[1].body)).toEqual({ name: 'Spring shoot' });
+    await vi.waitFor(() => expect(document.title).toMatch(/^Spring shoot · .+ · ImageFlow$/));
+    expect(screen.getByRole('button', { name: 'Rename' })).toBeInTheDocument();
+  });
+});
