@@ -11,7 +11,7 @@
 // Fails (exit 1) on a failed check, a console error or a serious accessibility problem.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { assertAccessible, check, launch, log, parseOptions, recordNetwork, runMain, visiblePicturesDrawn, watchConsole } from './harness.mjs';
+import { assertAccessible, check, launch, log, parseOptions, recordNetwork, runMain, sum, visiblePicturesDrawn, watchConsole } from './harness.mjs';
 
 const { values: opts, baseUrl } = parseOptions({
   'job-id': { type: 'string' },
@@ -69,6 +69,9 @@ await runMain(async () => {
   await assertAccessible(page, 'the contact sheet');
   await page.getByRole('heading', { name: /^Photos/ }).evaluate((el) => el.scrollIntoView());
   await shoot(page, 'contact-sheet.jpg');
+  await page.waitForTimeout(300); // the last bytes counted
+  const sheetBytes = sum(net.since(0));
+  const tilesInDom = await page.locator('li.sheet-tile').count();
   const sheetFull = fullRequests(net);
   check(sheetFull.length === 0, `the sheet loads no original or full result: ${JSON.stringify(sheetFull)}`);
 
@@ -147,6 +150,8 @@ await runMain(async () => {
   return {
     columns,
     names,
+    sheet_bytes: sheetBytes,
+    tiles_in_dom: tilesInDom,
     opened: target,
     opened_sources: openedSources,
     full_before_zoom: opened,

@@ -15,18 +15,13 @@ function Tile({ image, name, index, active, onOpen, onFocus }) {
   const src = done ? thumbs.after : thumbs.before;
   const saving = done ? savingText(image.input_bytes, main.bytes) : '';
   const state = imageStatusText(image.status);
+  // The button is named by what it shows (name, then state; the saving for screen readers),
+  // in that order, so the name heard is the text seen.
   return (
     <li className={`sheet-tile sheet-${image.status}`} data-image-id={image.image_id}>
-      <button
-        type="button"
-        className="sheet-button"
-        data-tile-index={index}
-        tabIndex={active ? 0 : -1}
-        aria-label={`${name}: ${state}${saving ? `, ${saving}` : ''}`}
-        title={name}
-        onClick={() => onOpen(image.image_id)}
-        onFocus={() => onFocus(index)}
-      >
+      <button type="button" className="sheet-button" data-tile-index={index} tabIndex={active ? 0 : -1} title={name} onClick={() => onOpen(image.image_id)} onFocus={() => onFocus(index)}>
+        <span className="sheet-name">{name}</span>
+        <span className="visually-hidden">:</span>{' '}
         <span className="sheet-picture">
           {src ? (
             // a new picture (not a re-signed URL of the same one) once the result comes
@@ -36,9 +31,9 @@ function Tile({ image, name, index, active, onOpen, onFocus }) {
               <span className="spinner" aria-hidden="true" />
             </span>
           )}
-          {image.status !== 'succeeded' && <span className={`sheet-badge badge badge-${image.status}`}>{state}</span>}
+          {image.status !== 'succeeded' ? <span className={`sheet-badge badge badge-${image.status}`}>{state}</span> : <span className="visually-hidden">{state}</span>}
         </span>
-        <span className="sheet-name">{name}</span>
+        {saving && <span className="visually-hidden">, {saving}</span>}
       </button>
     </li>
   );
