@@ -6,7 +6,8 @@
 //       On a 1440x900 desktop: the sheet (8-10 a row, by name, previews only), the arrow keys
 //       move the focus, Enter opens the lightbox on the previews, Z zooms to 100 % and only
 //       then is the full-size result loaded, the arrows pan it, Escape closes. On a 390x844
-//       phone: the swipe slider. Prints RESULT {...} with what it saw and the requests made.
+//       phone: the swipe slider, then End and Home through large thumbnails, one a row.
+//       Prints RESULT {...} with what it saw and the requests made.
 //
 // Fails (exit 1) on a failed check, a console error or a serious accessibility problem.
 import { mkdirSync } from 'node:fs';
@@ -142,6 +143,18 @@ await runMain(async () => {
   check(clip === 'inset(0px 0px 0px 35%)' || clip === 'inset(0 0 0 35%)', `the slider uncovers the result (${clip})`);
   await assertAccessible(phonePage, 'the phone slider');
   await shoot(phonePage, 'lightbox-phone-slider.jpg');
+  // Large thumbnails, one a row: End scrolls to the last photo and focuses it, far below the
+  // rows drawn at first (the grid draws only those near the screen).
+  await phonePage.keyboard.press('Escape');
+  await phonePage.getByRole('button', { name: 'Large thumbnails' }).click();
+  await phonePage.locator('.sheet-button[tabindex="0"]').focus();
+  await phonePage.keyboard.press('End');
+  const lastName = names[names.length - 1];
+  await phonePage.waitForFunction((name) => document.activeElement?.closest('li.sheet-tile')?.querySelector('.sheet-name')?.textContent === name, lastName, { timeout: 10_000 });
+  const drawnAfterEnd = await phonePage.locator('li.sheet-tile .sheet-name').allTextContents();
+  check(!drawnAfterEnd.includes(names[0]), `after End, the first photo is no longer drawn (${drawnAfterEnd})`);
+  await phonePage.keyboard.press('Home');
+  await phonePage.waitForFunction((name) => document.activeElement?.closest('li.sheet-tile')?.querySelector('.sheet-name')?.textContent === name, names[0], { timeout: 10_000 });
   const phoneFull = fullRequests(phoneNet);
   check(phoneFull.length === 0, `the phone loads no full-size picture: ${JSON.stringify(phoneFull)}`);
   phoneConsole.assertClean();
@@ -158,5 +171,6 @@ await runMain(async () => {
     full_after_zoom: afterZoom,
     zoomed_natural: natural,
     slider_clip: clip,
+    phone_drawn_after_end: drawnAfterEnd,
   };
 }, { failureShot: failureDir ? path.join(failureDir, 'failed-contact-sheet.png') : null });

@@ -521,3 +521,15 @@ describe("the job's name", () => {
     expect(screen.getByRole('button', { name: 'Rename' })).toBeInTheDocument();
   });
 });
+
+describe('the contact sheet of a 1,000-photo job', () => {
+  it('draws only the tiles near the screen', async () => {
+    const images = Array.from({ length: 1000 }, (_, i) => ({ filename: `photo-${String(i + 1).padStart(4, '0')}.jpg`, status: 'succeeded' }));
+    openJobPage([jsonResponse(200, makeJob({ jobId: JOB_ID, status: 'completed', images }))], { view: 'sheet' });
+    expect(await screen.findByRole('button', { name: /^photo-0001\.jpg: / })).toBeInTheDocument();
+    const drawn = document.querySelectorAll('li.sheet-tile').length;
+    expect(drawn).toBeGreaterThan(0);
+    expect(drawn).toBeLessThan(20);
+    expect(document.querySelectorAll('.sheet-tile img')).toHaveLength(drawn); // a preview per tile drawn, no more
+  });
+});
