@@ -111,3 +111,27 @@ def all_images(base_url: str, job_id: str) -> list[dict]:
         images += page["images"]
         url = page["links"].get("next")
     return images
+
+
+def finished_named_job(base_url: str, photos: list[Path], name: str, operations: list[dict],
+                       timeout: float = 300) -> str:
+    """A job of ``photos`` called ``name``, created through the API and waited for until it is
+    finished (for the scripts that look at a job page); returns its id."""
+    import time
+
+    import requests
+
+    files = [("files", (path.name, path.read_bytes(), "image/jpeg")) for path in photos]
+    response = requests.post(f"{base_url}/api/v1/jobs", files=files, timeout=60,
+                             data={"operations": json.dumps(operations), "name": name})
+    if response.status_code not in (201, 202):
+        raise RuntimeError(f"creating the job answered {response.status_code}: {response.text[:500]}")
+    job_id = response.json()["job_id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        job = requests.get(f"{base_url}/api/v1/jobs/{job_id}", timeout=30).json()
+        if job["status"] in ("completed", "completed_with_errors", "failed", "cancelled"):
+            return job_id
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} still {job['status']} after {timeout} s")
+        time.sleep(0.3)

@@ -4,8 +4,10 @@
 
 starts the whole system on free ports (a fresh data dir), then with Debian's Chromium
 (frontend/e2e/jobpage.mjs, playwright-core): the upload page on a desktop and on a phone,
-a setting refused before upload, the job page and the lightbox, and the job page of a
-300-photo job chosen through the page's file input, scrolled from top to bottom. It writes
+a setting refused before upload, the job page and the lightbox, the contact sheet of a named
+job with its lightbox zoomed to 100 % and the phone's swipe slider (frontend/e2e/contact_sheet.mjs),
+and the job page of a 300-photo job chosen through the page's file input, scrolled from top to
+bottom (``--skip-big`` leaves that one out). It writes
 JPEGs (1280x800 or 375x800, quality 80) and README.md with what the job page downloaded.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.browser_scripts import all_images, big_job_photos, landscape, missing, run_script
+from devtools.browser_scripts import all_images, big_job_photos, finished_named_job, landscape, missing, run_script
 
 STACK_ENV = {"PROGRESS_FLUSH_SECONDS": "0.3", "ACK_DEADLINE_SECONDS": "10", "PROCESSOR_CONCURRENCY": "2"}
 
@@ -38,8 +40,12 @@ local stack started on free ports, two processor threads; {seconds:.0f} s for th
 | `upload.jpg` | the upload page on a desktop (1280x800), three photos chosen |
 | `upload-phone.jpg` | the same page on a phone (375x800, touch): no "drag" wording |
 | `upload-error-before-upload.jpg` | a background colour "blurple" refused by `POST /api/v1/operations/validate`, beside its field, before any photo was sent |
-| `job.jpg` | the job page of those three photos |
+| `job.jpg` | the job page of those three photos, as a contact sheet |
 | `lightbox.jpg` | the lightbox: before and after side by side, their sizes and the saving |
+| `contact-sheet.jpg` | the contact sheet of a named job of 24 photos on a 1440x900 desktop: 8 a row, by name, previews only |
+| `lightbox-previews.jpg` | the photo opened from the sheet with the keyboard (arrows, Enter): the previews, before and after |
+| `lightbox-zoomed.jpg` | the same zoomed to 100 % (Z) and panned: only now the full-size result is loaded |
+| `lightbox-phone-slider.jpg` | on a phone (390x844, touch): before and after compared with a swipe slider |
 | `job-{total}.jpg` | the job page of a {total}-photo job chosen through the page's file input, first screen |
 | `job-{total}-grid.jpg` | its grid of cards (previews, sizes, saving, Compare and Download) |
 | `job-{total}-placeholders.jpg` | further down on a slow network (1.5 s latency): BlurHash placeholders until the previews come |
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--photos", type=int, default=300, help="photos in the big job (default 300)")
+    parser.add_argument("--skip-big", action="store_true",
+                        help="stop after the tour and the contact sheet (README.md is left as it is)")
     args = parser.parse_args(argv)
     reason = missing()
     if reason:
@@ -86,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
                       enumerate(["harbour.jpg", "meadow.jpg", "dunes.jpg"], start=7)]
             run_script("jobpage.mjs", "tour", "--base-url", stack.base_url, "--photos", ",".join(map(str, photos)),
                        "--shots", str(outdir), timeout=900)
+            shoot = [landscape(tmp / f"IMG_{n:04d}.jpg", 20 + n, (2400, 1600)) for n in range(1, 25)]
+            named = finished_named_job(stack.base_url, shoot, "Harbour, spring shoot", [{"op": "format", "format": "webp"}])
+            sheet = run_script("contact_sheet.mjs", "--base-url", stack.base_url, "--job-id", named,
+                               "--name", "Harbour, spring shoot", "--shots", str(outdir), timeout=900)
+            print(json.dumps(sheet))
+            if args.skip_big:
+                return 0
             big_job_photos(tmp / "big", args.photos)
             big = run_script("jobpage.mjs", "bigjob", "--base-url", stack.base_url, "--files", str(tmp / "big"),
                              "--total", str(args.photos), "--shots", str(outdir), timeout=900)

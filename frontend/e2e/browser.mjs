@@ -209,6 +209,9 @@ async function phaseUpload() {
   await untilDone(page, { name: 'Your photos are ready, with some errors', timeout: JOB_DONE_TIMEOUT });
   check((await countOf(page, 'count-succeeded')) === photos.length, `${photos.length} photos succeeded`);
   check((await countOf(page, 'count-failed')) === 1, 'one photo failed');
+  // The contact sheet first, then the detailed cards (the choice is kept for the rest of the run).
+  check((await page.locator('li.sheet-tile').count()) === expected, `the contact sheet shows the ${expected} photos`);
+  await page.getByRole('button', { name: 'Details', exact: true }).click();
   const brokenCard = page.locator('li.image-card', { hasText: path.basename(opts.broken) });
   const brokenError = await brokenCard.locator('.image-error').textContent();
   // In words for its error_code, or the server's own message where it gives no code.
@@ -232,7 +235,7 @@ async function phaseUpload() {
   await dialog.waitFor();
   await imagesLoaded(page, '.lightbox img');
   const dialogText = await dialog.textContent();
-  check(/Before · 1600×1200 · .*KB · JPEG/.test(dialogText) && /After · 400×300 · .* · JPEG/.test(dialogText), `the lightbox gives both sizes: ${dialogText}`);
+  check(/Before · .*KB · JPEG/.test(dialogText) && /After · 400×300 · .* · JPEG/.test(dialogText), `the lightbox gives both sizes: ${dialogText}`);
   check(/\d+% smaller than the original/.test(dialogText), 'the lightbox gives the saving');
   await assertAccessible(page, 'the lightbox');
   await page.screenshot({ path: path.join(shots, 'lightbox.png') });
@@ -286,8 +289,8 @@ async function phaseOpen() {
   await untilDone(page);
   check(page.url().endsWith(`/jobs/${opts['job-id']}`), 'the email link opens the job page');
   check((await page.locator('.notice-success').count()) === 0, 'no upload notice when opened from a link');
-  const cards = await page.locator('li.image-card').count();
-  check(cards > 0, 'the gallery lists the photos');
+  const cards = await page.locator('li.sheet-tile').count();
+  check(cards > 0, 'the contact sheet lists the photos');
   await imagesLoaded(page, 'img.picture');
   await screenshot(page, 'results-from-email.png');
 
@@ -314,7 +317,7 @@ async function phaseWatch() {
   await page.getByRole('heading', { level: 1, name: /Your photos are waiting to start|Processing your photos/ }).waitFor();
   check((await page.getByText(`0 of ${total} photos done`).count()) === 1, 'no progress yet');
   check((await countOf(page, 'count-pending')) === total, 'every photo is waiting');
-  check((await page.getByText('Working on it…').count()) === total, 'each photo says it is being worked on');
+  check((await page.locator('li.sheet-tile .sheet-badge', { hasText: 'Waiting' }).count()) === total, 'each photo is marked waiting on the contact sheet');
   await screenshot(page, 'results-running.png');
   process.stdout.write('WAITING\n'); // the test starts the processor now
 
@@ -336,6 +339,8 @@ async function phaseBigJob() {
   const net = await recordNetwork(browser.context, page);
   const bytesOf = (test) => sum(net.since().filter(test));
 
+  // the detailed cards, chosen earlier in this browser (the contact sheet has its own test)
+  await page.addInitScript(() => window.localStorage.setItem('imageflow.contactSheet', JSON.stringify({ view: 'cards' })));
   await page.goto(opts.url);
   await untilDone(page, { timeout: JOB_DONE_TIMEOUT });
   await page.getByRole('heading', { name: `Photos (${total})` }).waitFor();

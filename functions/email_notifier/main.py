@@ -14,6 +14,8 @@ ImageFlow core. Its two ports sit beside it: ``mailers`` (the outbox and SendGri
   (``archive_url``) and the deletion date (``expires_at``, from the manager's JOB_RETENTION_DAYS)
   come from the message (``domain.completed_event``; the manager signs the zip link when API keys
   are on, so it opens without one); an older message without them gets neither.
+- The job's ``name``, when the message carries one, leads the subject ("Spring shoot: all 51
+  of your images are ready"); without it the subject starts "ImageFlow: ".
 - Raise only for what a retry can fix (network, 429, 5xx, a key or sender SendGrid does not
   accept), so the trigger retries; a bad message is logged and dropped, and a mail SendGrid
   can never accept is recorded as refused. Nothing is recorded as mailed that was not sent.
@@ -91,6 +93,9 @@ def build_email(event: dict, sender: str, now: datetime | None = None) -> EmailM
         headline = f"None of your {total} images could be processed"
     else:
         headline = f"{succeeded} of your {total} images are ready ({failed} failed)"
+    name = job_name(event)
+    if name:  # "Spring shoot: all 51 of your images are ready", the job known at a glance
+        headline = f"{name}: {headline[0].lower()}{headline[1:]}"
     counts = f"{succeeded} succeeded, {failed} failed, " + (f"{skipped} skipped, " if skipped else "") + f"{total} in all"
     savings = savings_line(event)
     # The zip and the deletion date only mean something when there are outputs to download.
@@ -111,7 +116,7 @@ def build_email(event: dict, sender: str, now: datetime | None = None) -> EmailM
             + (f"<p>{html.escape(savings)}.</p>" if savings else "")
             + "<p style=\"color:#666\">ImageFlow</p></body></html>")
     msg = EmailMessage()
-    msg["Subject"] = f"ImageFlow: {headline}"
+    msg["Subject"] = headline if name else f"ImageFlow: {headline}"
     msg["From"] = sender
     msg["To"] = event["email"]
     msg["Date"] = formatdate(localtime=False)
@@ -120,6 +125,12 @@ def build_email(event: dict, sender: str, now: datetime | None = None) -> EmailM
     msg.set_content(text)
     msg.add_alternative(body, subtype="html")
     return msg
+
+
+def job_name(event: dict) -> str:
+    """The job's name from the message (``PATCH /jobs/<id>`` or ``name`` on create), on one line
+    (a line break would end the Subject header) and at most 200 characters; "" without one."""
+    return " ".join(str(event.get("name") or "").split())[:200]
 
 
 def retention_line(expires_at: str | None, now: datetime | None = None) -> str:

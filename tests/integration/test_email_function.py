@@ -190,3 +190,24 @@ def test_the_function_runs_from_its_folder_alone(tmp_path):
                           timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "data" / "outbox" / f"{JOB}.eml").exists()
+
+
+@pytest.mark.parametrize("overrides, subject, first_line", [
+    ({"name": "Spring shoot", "status": "completed", "total": 51, "succeeded": 51, "failed": 0},
+     "Spring shoot: all 51 of your images are ready", "Spring shoot: all 51 of your images are ready."),
+    ({"name": "Spring shoot"}, "Spring shoot: 4 of your 5 images are ready (1 failed)", None),
+    # a line break in the name stays on the one Subject line
+    ({"name": " Spring\r\nBcc: x@y.z  shoot ", "status": "completed", "total": 5, "succeeded": 5, "failed": 0},
+     "Spring Bcc: x@y.z shoot: all 5 of your images are ready", None),
+    ({"name": None, "status": "completed", "total": 51, "succeeded": 51, "failed": 0},
+     "ImageFlow: All 51 of your images are ready", "All 51 of your images are ready."),
+    ({"name": "", "total": 5, "succeeded": 0, "failed": 5}, "ImageFlow: None of your 5 images could be processed", None),
+])
+def test_the_subject_names_the_job_when_it_has_a_name(env, overrides, subject, first_line):
+    fn.notify(cloud_event(completed(**overrides)))
+    [eml] = (env / "outbox").glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert message["Subject"] == subject
+    assert "Bcc" not in message and message["To"] == "user@example.com"
+    if first_line:
+        assert message.get_body(("plain",)).get_content().splitlines()[0] == first_line

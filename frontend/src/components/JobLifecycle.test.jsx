@@ -1,4 +1,4 @@
-import { render, screen } from '@testing-library/react';
+import { fireEvent, render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import JobLifecycle from './JobLifecycle.jsx';
@@ -114,6 +114,10 @@ describe('the job page', () => {
         input_url: '/x', output_url: null, outputs: [] }] })));
     window.history.replaceState(null, '', `/jobs/${JOB_ID}`);
     render(<App />);
+    // on the contact sheet: marked skipped, no spinner; opened, the lightbox says why
+    const tile = await screen.findByRole('button', { name: 'late.jpg: Skipped' });
+    expect(document.querySelector('.picture-waiting')).toBeNull();
+    fireEvent.click(tile);
     expect(await screen.findByText('Skipped: the job was cancelled')).toBeInTheDocument();
     expect(screen.queryByText('Working on it…')).toBeNull();
   });

@@ -180,6 +180,10 @@ export const cancelJob = (jobId, options) => postJson(jobAction(jobId, 'cancel')
 /** POST /jobs/<id>/retry: the failed images run again with the same steps. */
 export const retryJob = (jobId, options) => postJson(jobAction(jobId, 'retry'), {}, options);
 
+/** PATCH /jobs/<id> {name}: renames the job ("" clears the name); resolves with the job. */
+export const renameJob = (jobId, name, options) =>
+  getJson(`${API}/jobs/${encodeURIComponent(jobId)}`, { ...options, method: 'PATCH', body: { name } });
+
 /** POST /jobs/<id>/rerun: a new job over the stored originals; resolves with {job_id, parent_job_id}. */
 export const rerunJob = (jobId, { operations, only }, options) => postJson(jobAction(jobId, 'rerun'), { operations, only }, options);
 

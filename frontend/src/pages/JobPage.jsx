@@ -2,12 +2,15 @@ import { useEffect, useMemo, useState } from 'react';
 import ApiKeySection from '../components/ApiKeySection.jsx';
 import JobLifecycle from '../components/JobLifecycle.jsx';
 import Notice from '../components/Notice.jsx';
+import ContactSheet from '../components/job/ContactSheet.jsx';
 import Gallery from '../components/job/Gallery.jsx';
+import JobName from '../components/job/JobName.jsx';
 import JobSummary, { NewBatchLink } from '../components/job/JobSummary.jsx';
 import Lightbox from '../components/job/Lightbox.jsx';
 import StatusFilter, { filterImages } from '../components/job/StatusFilter.jsx';
 import SubmittedNotice from '../components/job/SubmittedNotice.jsx';
 import useApiKey from '../hooks/useApiKey.js';
+import { SIZES, SORTS, loadPrefs, savePrefs, sortImages } from '../lib/contactSheet.js';
 import { distinctNames } from '../lib/format.js';
 import { isTerminal, jobStatusText } from '../lib/jobs.js';
 import useJob from '../lib/useJob.js';
@@ -22,17 +25,53 @@ const HEADINGS = {
   cancelled: 'This job was cancelled',
 };
 
-/** The job's photos: a filter by state, the grid of cards, and the lightbox. */
+/** The buttons of a choice of a few: one pressed. */
+function Choice({ label, options, value, onChange }) {
+  return (
+    <div className="choice" role="group" aria-label={label}>
+      {options.map((option) => (
+        <button
+          key={option.key}
+          type="button"
+          className={`button button-small${value === option.key ? ' is-selected' : ' button-quiet'}`}
+          aria-pressed={value === option.key}
+          aria-label={option.title}
+          title={option.title}
+          onClick={() => onChange(option.key)}
+        >
+          {option.label}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+const VIEWS = [
+  { key: 'sheet', label: 'Contact sheet' },
+  { key: 'cards', label: 'Details' },
+];
+
+/**
+ * The job's photos: a contact sheet (or the detailed cards), sorted, filtered by state, in
+ * the size last chosen in this browser, and the lightbox over the photos shown.
+ */
 function Photos({ images }) {
   const [filter, setFilter] = useState('all');
+  const [prefs, setPrefs] = useState(loadPrefs);
+  const choose = (change) => {
+    const next = { ...prefs, ...change };
+    setPrefs(next);
+    savePrefs(next);
+  };
   const [open, setOpen] = useState(null); // image id shown in the lightbox
   const names = useMemo(() => {
     const distinct = distinctNames(images.map((image) => image.filename));
     return Object.fromEntries(images.map((image, index) => [image.image_id, distinct[index]]));
   }, [images]);
-  const shown = filterImages(images, filter);
-  const comparable = images.filter((image) => image.status === 'succeeded');
-  const openIndex = comparable.findIndex((image) => image.image_id === open);
+  const shown = useMemo(() => sortImages(filterImages(images, filter), prefs.sort, names), [images, filter, prefs.sort, names]);
+  // The cards' lightbox compares results; the sheet's goes through every photo shown.
+  const browsed = prefs.view === 'cards' ? shown.filter((image) => image.status === 'succeeded') : shown;
+  const openIndex = browsed.findIndex((image) => image.image_id === open);
   return (
     <section aria-labelledby="gallery-title">
       <div className="gallery-head">
@@ -41,15 +80,39 @@ function Photos({ images }) {
         </h2>
         {images.length > 0 && <StatusFilter images={images} value={filter} onChange={setFilter} />}
       </div>
+      {images.length > 0 && (
+        <div className="sheet-controls">
+          <Choice label="View" options={VIEWS} value={prefs.view} onChange={(view) => choose({ view })} />
+          <label className="sheet-sort">
+            Sort by{' '}
+            <select value={prefs.sort} onChange={(event) => choose({ sort: event.target.value })}>
+              {SORTS.map((sort) => (
+                <option key={sort.key} value={sort.key}>
+                  {sort.label}
+                </option>
+              ))}
+            </select>
+          </label>
+          {prefs.view === 'sheet' && (
+            <Choice
+              label="Thumbnail size"
+              options={SIZES.map((size) => ({ key: size.key, label: size.key, title: `${size.label} thumbnails` }))}
+              value={prefs.size}
+              onChange={(size) => choose({ size })}
+            />
+          )}
+        </div>
+      )}
       {images.length === 0 && <p className="muted">This job has no photos.</p>}
       {images.length > 0 && shown.length === 0 && <p className="muted">No photos in this state.</p>}
-      {shown.length > 0 && <Gallery images={shown} names={names} onCompare={setOpen} />}
+      {shown.length > 0 && prefs.view === 'sheet' && <ContactSheet images={shown} names={names} size={prefs.size} onOpen={setOpen} />}
+      {shown.length > 0 && prefs.view === 'cards' && <Gallery images={shown} names={names} onCompare={setOpen} />}
       {openIndex >= 0 && (
         <Lightbox
-          images={comparable}
+          images={browsed}
           names={names}
           index={openIndex}
-          onIndex={(index) => setOpen(comparable[index]?.image_id ?? null)}
+          onIndex={(index) => setOpen(browsed[index]?.image_id ?? null)}
           onClose={() => setOpen(null)}
         />
       )}
@@ -75,9 +138,8 @@ export default function JobPage({ jobId, submitted }) {
   useEffect(() => {
     if (job) {
       const done = (job.succeeded || 0) + (job.failed || 0);
-      document.title = isTerminal(job.status)
-        ? `${jobStatusText(job.status)} · ImageFlow`
-        : `${done}/${job.total} done · ImageFlow`;
+      const state = isTerminal(job.status) ? jobStatusText(job.status) : `${done}/${job.total} done`;
+      document.title = `${job.name ? `${job.name} · ` : ''}${state} · ImageFlow`;
     } else if (status === 'not-found') {
       document.title = 'Job not found · ImageFlow';
     }
@@ -147,6 +209,7 @@ export default function JobPage({ jobId, submitted }) {
 
   return (
     <div className="page job-page">
+      <JobName job={job} onRenamed={retryNow} />
       <h1 tabIndex={-1} id="page-title">{HEADINGS[job.status] || 'Your job'}</h1>
       <p className="muted job-id-line">
         Job <code className="job-id">{job.job_id}</code>

@@ -6,8 +6,10 @@ import { jsonResponse, makeJob, mockFetch, networkFailure } from '../test/fakes.
 
 const JOB_ID = 'c'.repeat(32);
 
-function openJobPage(answers) {
+function openJobPage(answers, { view = 'cards' } = {}) {
   // `answers` is the server's successive answers to GET /api/v1/jobs/<id>; the last repeats.
+  // `view`: the photos' view last chosen in this browser (these tests look at the cards).
+  window.localStorage.setItem('imageflow.contactSheet', JSON.stringify({ view }));
   let calls = 0;
   const fetch = mockFetch((url) => {
     expect(url).toBe(`/api/v1/jobs/${JOB_ID}`);
@@ -360,7 +362,7 @@ describe('job page on a server with API keys', () => {
 
     await user.type(field, `${KEY}{Enter}`);
     expect(await screen.findByRole('heading', { level: 1, name: 'Your photos are ready, with some errors' })).toBeInTheDocument();
-    expect(screen.getByRole('heading', { name: 'beach.jpg' })).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: /^beach\.jpg: / })).toBeInTheDocument(); // its tile on the contact sheet
     expect(screen.queryByLabelText('Your API key')).toBeNull();
     expect(authorization(fetch.mock.calls.at(-1)[1])).toBe(`Bearer ${KEY}`);
     expect(window.location.pathname).toBe(`/jobs/${JOB_ID}`); // no navigation, no reload
@@ -384,5 +386,150 @@ describe('job page on a server with API keys', () => {
     await user.click(screen.getByRole('button', { name: 'Use this key' }));
     expect(await screen.findByRole('heading', { level: 1, name: 'Your photos are ready, with some errors' })).toBeInTheDocument();
     expect(authorization(fetch.mock.calls.at(-1)[1])).toBe(`Bearer ${KEY}`);
+  });
+});
+
+describe('the contact sheet', () => {
+  // in upload order; the sheet shows them by name
+  const shoot = () => {
+    const job = makeJob({
+      jobId: JOB_ID,
+      status: 'completed_with_errors',
+      images: [
+        { filename: 'IMG_0010.jpg', status: 'succeeded' },
+        { filename: 'IMG_0002.jpg', status: 'failed', error_code: 'corrupt', error: 'the file is truncated' },
+        { filename: 'IMG_0001.jpg', status: 'succeeded' },
+      ],
+    });
+    job.name = 'Spring shoot';
+    job.images.forEach((image) => {
+      image.input_preview_url = `${image.input_url}/preview`;
+      if (image.outputs[0]) image.outputs[0].preview_url = `${image.outputs[0].url}/preview`;
+    });
+    job.images[0].outputs[0].bytes = 20800; // IMG_0010 saved 90 %, IMG_0001 75 %
+    return job;
+  };
+  const tileNames = () => [...document.querySelectorAll('.sheet-tile .sheet-name')].map((el) => el.textContent);
+
+  it('shows the job by name as a dense grid of previews, sorted by name, by saving or by status on request', async () => {
+    openJobPage([jsonResponse(200, shoot())], { view: 'sheet' });
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    expect(await screen.findByTestId('job-name')).toHaveTextContent('Spring shoot');
+    expect(document.title).toMatch(/^Spring shoot · .+ · ImageFlow$/);
+    expect(tileNames()).toEqual(['IMG_0001.jpg', 'IMG_0002.jpg', 'IMG_0010.jpg']);
+    // previews only: no original or full result in the grid
+    const sources = [...document.querySelectorAll('.sheet-tile img')].map((img) => img.getAttribute('src'));
+    expect(sources).toHaveLength(3);
+    expect(sources.every((src) => src.endsWith('/preview'))).toBe(true);
+    expect(screen.getByRole('button', { name: 'IMG_0002.jpg: Failed' })).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'IMG_0010.jpg: Done, 90% smaller' })).toBeInTheDocument();
+
+    await user.selectOptions(screen.getByLabelText('Sort by'), 'saving');
+    expect(tileNames()).toEqual(['IMG_0010.jpg', 'IMG_0001.jpg', 'IMG_0002.jpg']);
+    await user.selectOptions(screen.getByLabelText('Sort by'), 'status');
+    expect(tileNames()).toEqual(['IMG_0002.jpg', 'IMG_0001.jpg', 'IMG_0010.jpg']);
+    await user.click(screen.getByRole('button', { name: 'Done (2)' }));
+    expect(tileNames()).toEqual(['IMG_0001.jpg', 'IMG_0010.jpg']);
+    // the size and the sort are remembered in this browser
+    await user.click(screen.getByRole('button', { name: 'Large thumbnails' }));
+    expect(screen.getByRole('button', { name: 'Large thumbnails' })).toHaveAttribute('aria-pressed', 'true');
+    expect(JSON.parse(window.localStorage.getItem('imageflow.contactSheet'))).toEqual({ view: 'sheet', size: 'L', sort: 'status' });
+  });
+
+  it('moves with the arrow keys, opens the lightbox with Enter on the previews, and loads the full result only on zoom', async () => {
+    const job = shoot();
+    openJobPage([jsonResponse(200, job)], { view: 'sheet' });
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    const first = await screen.findByRole('button', { name: /^IMG_0001\.jpg: / });
+    expect(first).toHaveAttribute('tabindex', '0');
+    // only one tile is in the tab order
+    expect(document.querySelectorAll('.sheet-button[tabindex="0"]')).toHaveLength(1);
+    first.focus();
+    await user.keyboard('{ArrowRight}');
+    expect(screen.getByRole('button', { name: /^IMG_0002\.jpg: / })).toHaveFocus();
+    await user.keyboard('{ArrowRight}');
+    const third = screen.getByRole('button', { name: /^IMG_0010\.jpg: / });
+    expect(third).toHaveFocus();
+    expect(third).toHaveAttribute('tabindex', '0');
+    await user.keyboard('{ArrowRight}'); // the end of the sheet: the focus stays
+    expect(third).toHaveFocus();
+    await user.keyboard('{Enter}');
+
+    const dialog = screen.getByRole('dialog', { name: 'IMG_0010.jpg' });
+    const full = job.images[0].outputs[0].url;
+    expect(within(dialog).getByAltText('IMG_0010.jpg, before')).toHaveAttribute('src', `${job.images[0].input_url}/preview`);
+    expect(within(dialog).getByAltText('IMG_0010.jpg, after')).toHaveAttribute('src', `${full}/preview`);
+    expect(document.querySelector(`img[src="${full}"]`)).toBeNull();
+    expect(dialog).toHaveTextContent('After · 800×600 · 20.3 KB · JPEG');
+    // the arrows go to the other photos shown, in the sheet's order
+    await user.keyboard('{ArrowLeft}');
+    expect(screen.getByRole('dialog', { name: 'IMG_0002.jpg' })).toHaveTextContent('This image file is damaged or incomplete');
+    expect(screen.queryByRole('button', { name: 'Zoom to 100%' })).toBeNull(); // no result to zoom into
+    await user.keyboard('{ArrowRight}');
+
+    await user.click(screen.getByRole('button', { name: 'Zoom to 100%' }));
+    const zoomed = screen.getByAltText('IMG_0010.jpg, after, at 100%');
+    expect(zoomed).toHaveAttribute('src', full);
+    expect(screen.getByRole('button', { name: 'Fit to screen' })).toHaveAttribute('aria-pressed', 'true');
+    expect(within(screen.getByRole('dialog')).getByRole('status')).toHaveTextContent('Loading the full-size result');
+    // zoomed, the arrows pan the picture rather than change photos
+    await user.keyboard('{ArrowRight}');
+    expect(screen.getByRole('dialog', { name: 'IMG_0010.jpg' })).toBeInTheDocument();
+    await user.keyboard('{Escape}');
+    expect(screen.queryByRole('dialog')).not.toBeInTheDocument();
+  });
+
+  it('compares before and after with a swipe slider on a phone', async () => {
+    vi.stubGlobal('matchMedia', (query) => ({ matches: query === '(max-width: 600px)', addEventListener() {}, removeEventListener() {} }));
+    openJobPage([jsonResponse(200, shoot())], { view: 'sheet' });
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    await user.click(await screen.findByRole('button', { name: /^IMG_0001\.jpg: / }));
+    const slider = screen.getByRole('slider', { name: 'Before and after: slide to compare' });
+    const after = screen.getByAltText('IMG_0001.jpg, after');
+    expect(after.style.clipPath).toBe('inset(0 0 0 50%)');
+    fireEvent.change(slider, { target: { value: '20' } });
+    expect(after.style.clipPath).toBe('inset(0 0 0 20%)');
+    // the slider's arrows move the slider, not to another photo
+    slider.focus();
+    await user.keyboard('{ArrowLeft}');
+    expect(screen.getByRole('dialog', { name: 'IMG_0001.jpg' })).toBeInTheDocument();
+  });
+});
+
+describe("the job's name", () => {
+  it('is given on the job page (PATCH), then shown on the page and in the tab', async () => {
+    let job = makeJob({ jobId: JOB_ID, status: 'completed', images: [{ filename: 'a.jpg', status: 'succeeded' }] });
+    const fetch = mockFetch((url, init) => {
+      expect(url).toBe(`/api/v1/jobs/${JOB_ID}`);
+      if (init?.method === 'PATCH') {
+        const { name } = JSON.parse(init.body);
+        job = { ...job, name: name || null };
+      }
+      return jsonResponse(200, job);
+    });
+    window.history.replaceState(null, '', `/jobs/${JOB_ID}`);
+    render(<App />);
+    const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+    await user.click(await screen.findByRole('button', { name: 'Name this job' }));
+    const field = screen.getByLabelText('Job name');
+    expect(field).toHaveFocus();
+    await user.type(field, '  Spring shoot {Enter}');
+    expect(await screen.findByTestId('job-name')).toHaveTextContent('Spring shoot');
+    const patch = fetch.mock.calls.find(([, init]) => init?.method === 'PATCH');
+    expect(JSON.parse(patch[1].body)).toEqual({ name: 'Spring shoot' });
+    await vi.waitFor(() => expect(document.title).toMatch(/^Spring shoot · .+ · ImageFlow$/));
+    expect(screen.getByRole('button', { name: 'Rename' })).toBeInTheDocument();
+  });
+});
+
+describe('the contact sheet of a 1,000-photo job', () => {
+  it('draws only the tiles near the screen', async () => {
+    const images = Array.from({ length: 1000 }, (_, i) => ({ filename: `photo-${String(i + 1).padStart(4, '0')}.jpg`, status: 'succeeded' }));
+    openJobPage([jsonResponse(200, makeJob({ jobId: JOB_ID, status: 'completed', images }))], { view: 'sheet' });
+    expect(await screen.findByRole('button', { name: /^photo-0001\.jpg: / })).toBeInTheDocument();
+    const drawn = document.querySelectorAll('li.sheet-tile').length;
+    expect(drawn).toBeGreaterThan(0);
+    expect(drawn).toBeLessThan(20);
+    expect(document.querySelectorAll('.sheet-tile img')).toHaveLength(drawn); // a preview per tile drawn, no more
   });
 });

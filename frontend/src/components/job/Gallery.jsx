@@ -1,13 +1,14 @@
 import { useWindowVirtualizer } from '@tanstack/react-virtual';
 import { useLayoutEffect, useRef, useState } from 'react';
+import { columnsFor } from '../../lib/contactSheet.js';
 import ImageCard from '../ImageCard.jsx';
 
 const CARD_MIN_WIDTH = 300; // as .gallery's grid in styles.css
 const GAP = 16;
 const ROW_ESTIMATE = 430;
 
-/** How many cards fit side by side in the element (1 until it has been measured). */
-function useColumns(ref) {
+/** The element's inner width, followed as it changes (0 until it has been measured). */
+export function useWidth(ref) {
   const [width, setWidth] = useState(0);
   useLayoutEffect(() => {
     const element = ref.current;
@@ -22,7 +23,18 @@ function useColumns(ref) {
     observer.observe(element);
     return () => observer.disconnect();
   }, [ref]);
-  return Math.max(1, Math.floor((width + GAP) / (CARD_MIN_WIDTH + GAP)));
+  return width;
+}
+
+/** Where the element starts on the page: it moves with everything above it (notices, resizes). */
+export function usePageTop(ref) {
+  const [offset, setOffset] = useState(0);
+  useLayoutEffect(() => {
+    const element = ref.current;
+    const top = element ? Math.round(element.getBoundingClientRect().top + window.scrollY) : 0;
+    if (top !== offset) setOffset(top);
+  });
+  return offset;
 }
 
 /**
@@ -32,15 +44,9 @@ function useColumns(ref) {
  */
 export default function Gallery({ images, names, onCompare }) {
   const listRef = useRef(null);
-  const columns = useColumns(listRef);
+  const columns = columnsFor(useWidth(listRef), CARD_MIN_WIDTH, GAP);
   const rows = Math.ceil(images.length / columns);
-  const [offset, setOffset] = useState(0);
-  // Where the grid starts on the page moves with everything above it (notices, resizes).
-  useLayoutEffect(() => {
-    const element = listRef.current;
-    const top = element ? Math.round(element.getBoundingClientRect().top + window.scrollY) : 0;
-    if (top !== offset) setOffset(top);
-  });
+  const offset = usePageTop(listRef);
   const virtualizer = useWindowVirtualizer({
     count: rows,
     estimateSize: () => ROW_ESTIMATE,
