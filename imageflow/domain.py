@@ -522,7 +522,7 @@ def completed_event(job: Job, public_base_url: str, retention_days: int = 0) -> 
                         skipped=job.skipped, run=job.run, bytes_in=job.bytes_in, bytes_out=job.bytes_out,
                         saved_percent=job.saved_percent, parent_job_id=job.parent_job_id,
                         archive_url=archive_url(public_base_url, job.job_id) if job.succeeded else "",
-                        expires_at=retention_expiry(job.created_at, retention_days))
+                        expires_at=retention_expiry(job.created_at, retention_days), name=job.name)
 
 
 # -- job transitions ---------------------------------------------------------------------

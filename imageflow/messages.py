@@ -141,6 +141,7 @@ class JobCompleted(Message):
                                       # a signed link (imageflow.links) when API keys are on
     expires_at: str | None = None     # extension: created_at + JOB_RETENTION_DAYS, when the job and its
                                       # files are deleted (None: kept until deleted)
+    name: str | None = None           # extension: the job's name (the email's subject says it)
 
     @property
     def delivery_id(self) -> str:

@@ -95,6 +95,18 @@ def test_the_results_link_and_the_completion_message_come_from_one_place():
     assert nothing.archive_url == "", "no zip link when no image succeeded (archive.zip answers 404)"
 
 
+def test_the_completion_message_carries_the_jobs_name_for_the_email_subject():
+    import json
+
+    from functions.email_notifier.main import build_email
+    named = domain.Job(job_id="cd" * 16, status=domain.COMPLETED, total=51, succeeded=51, email="me@example.com",
+                       name="Spring shoot")
+    event = domain.completed_event(named, "https://imageflow.example")
+    assert event.name == "Spring shoot"
+    email = build_email(json.loads(event.encode()), "from@example.com")
+    assert email["Subject"].startswith("Spring shoot: ") and "51" in email["Subject"]
+
+
 def test_job_transitions_apply_once_and_only_from_their_states():
     job = Job(job_id="j", total=2)
     assert domain.start()(job) == {"status": domain.PROCESSING}
