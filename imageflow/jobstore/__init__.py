@@ -177,7 +177,46 @@ class SavedPreset:
                    created_at=data["created_at"], updated_at=data.get("updated_at") or data["created_at"])
 
 
-class JobStore(ABC):
+class Quotas(ABC):
+    """Per-key reservations of active jobs, images and cost (QUOTA_*): what the image-handler's
+    admission (services.image_handler.auth) needs of a store, and all it needs."""
+
+    @abstractmethod
+    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit, *, cost: float = 0.0) -> None:
+        """In one transaction: the owner's active jobs (reserved and not yet finished, and reserved
+        jobs still being created) are handed to ``admit``, which raises to refuse; if it does not,
+        ``job_id`` is reserved with ``images`` images of ``cost`` (``QUOTA_ACTIVE_COST``) in all;
+        reserving ``job_id`` again replaces its reservation (the cost once its files are probed). Parallel reservations cannot both pass a
+        limit only one of them fits under. Finished and abandoned reservations are dropped here."""
+
+    @abstractmethod
+    def release_quota(self, owner: str | None, job_id: str) -> None:
+        """Drop a reservation whose job was not created after all."""
+
+
+class Presets:
+    """Each caller's saved presets (the editor's routes): small documents beside the jobs."""
+
+    # Not abstract, so a store written before them (a test fake, say) still builds; both adapters
+    # implement them.
+    def save_preset(self, preset: SavedPreset) -> SavedPreset:
+        """Create or replace the owner's preset of that name; a replaced one keeps its
+        ``created_at``. Returns what is stored."""
+        raise NotImplementedError
+
+    def list_presets(self, owner: str) -> list[SavedPreset]:
+        """The owner's presets, by name."""
+        raise NotImplementedError
+
+    def delete_preset(self, owner: str, name: str) -> bool:
+        """Delete the owner's preset; False when there was none."""
+        raise NotImplementedError
+
+
+class JobStore(Quotas, Presets, ABC):
+    """Jobs and their images (the one store both services share); an adapter implements the
+    small interfaces too, so each caller can depend on just the one it uses."""
+
     @abstractmethod
     def create_job(self, job: Job, images: list[Image]) -> None:
         """Store a job and all its images at once."""
@@ -290,18 +329,6 @@ class JobStore(ABC):
         rendered that GET /outstanding no longer counts."""
 
     @abstractmethod
-    def reserve_quota(self, owner: str | None, job_id: str, images: int, admit: Admit, *, cost: float = 0.0) -> None:
-        """In one transaction: the owner's active jobs (reserved and not yet finished, and reserved
-        jobs still being created) are handed to ``admit``, which raises to refuse; if it does not,
-        ``job_id`` is reserved with ``images`` images of ``cost`` (``QUOTA_ACTIVE_COST``) in all;
-        reserving ``job_id`` again replaces its reservation (the cost once its files are probed). Parallel reservations cannot both pass a
-        limit only one of them fits under. Finished and abandoned reservations are dropped here."""
-
-    @abstractmethod
-    def release_quota(self, owner: str | None, job_id: str) -> None:
-        """Drop a reservation whose job was not created after all."""
-
-    @abstractmethod
     def iter_repairs(self, need: str) -> Iterator[Job]:
         """Every job that needs the repair ``need`` (REPAIR_COMPLETION or REPAIR_WEBHOOK), however
         old or many: queried directly (an index on each adapter), read page by page."""
@@ -313,21 +340,6 @@ class JobStore(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise if the store is unreachable (used by /readyz)."""
-
-    # Saved presets: small documents per caller, beside the jobs. Not abstract, so a store
-    # written before them (a test fake, say) still builds; both adapters implement them.
-    def save_preset(self, preset: SavedPreset) -> SavedPreset:
-        """Create or replace the owner's preset of that name; a replaced one keeps its
-        ``created_at``. Returns what is stored."""
-        raise NotImplementedError
-
-    def list_presets(self, owner: str) -> list[SavedPreset]:
-        """The owner's presets, by name."""
-        raise NotImplementedError
-
-    def delete_preset(self, owner: str, name: str) -> bool:
-        """Delete the owner's preset; False when there was none."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release resources."""

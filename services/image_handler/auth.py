@@ -25,7 +25,7 @@ from typing import Mapping
 
 from imageflow import domain
 from imageflow.domain import Image, Job
-from imageflow.jobstore import AdmitImages, JobStore, iter_jobs, unfinished_cost, unfinished_images
+from imageflow.jobstore import AdmitImages, JobStore, Quotas, iter_jobs, unfinished_cost, unfinished_images
 from imageflow.links import LinkSigner
 from imageflow.settings import Settings, SettingsError
 
@@ -131,7 +131,7 @@ class Auth:
                   for job in iter_jobs(jobs, owner=caller.owner, status=status)]
         self.refuse_over_quota(caller, active, new_images, new_cost)
 
-    def reserve_quota(self, jobs: JobStore, caller: Caller, job_id: str, new_images: int,
+    def reserve_quota(self, jobs: Quotas, caller: Caller, job_id: str, new_images: int,
                       new_cost: float = 0.0) -> None:
         """Reserve the caller's quota for the new job ``job_id`` (``new_images`` images costing
         ``new_cost``) in one job-store transaction, so parallel submissions cannot all pass a limit
@@ -143,7 +143,7 @@ class Auth:
                                    caller, [j for j in active if j.job_id != job_id], n, new_cost),
                                cost=new_cost)
 
-    def release_quota(self, jobs: JobStore, caller: Caller, job_id: str) -> None:
+    def release_quota(self, jobs: Quotas, caller: Caller, job_id: str) -> None:
         if self.quotas_on:
             jobs.release_quota(caller.owner, job_id)
 

@@ -17,7 +17,7 @@ from flask import g, jsonify
 
 from imageflow.domain import utcnow
 from imageflow.engine.schema import PRESETS, OperationsError, operations_json_schema, resolve_operations
-from imageflow.jobstore import SavedPreset
+from imageflow.jobstore import Presets, SavedPreset
 
 from ..bodies import json_body
 from ..errors import Refused, RefusalCode
@@ -96,9 +96,14 @@ def _view(preset: SavedPreset) -> dict:
             "updated_at": preset.updated_at}
 
 
+def _presets() -> Presets:
+    """The store, as far as presets go (all these routes use of it)."""
+    return ctx().backends.jobs
+
+
 @editor.get("/presets")
 def list_presets():
-    return jsonify(presets=[_view(p) for p in ctx().backends.jobs.list_presets(_owner())])
+    return jsonify(presets=[_view(p) for p in _presets().list_presets(_owner())])
 
 
 @editor.post("/presets")
@@ -116,7 +121,7 @@ def save_preset():
     if not operations:
         raise Refused(RefusalCode.INVALID_OPERATIONS, "a preset needs at least one operation",
                       [{"step": None, "index": None, "op": None, "field": None, "message": "no operations"}])
-    store = ctx().backends.jobs
+    store = _presets()
     existing = {p.name for p in store.list_presets(owner)}
     if name not in existing and len(existing) >= MAX_PRESETS_PER_CALLER:
         raise Refused(RefusalCode.TOO_MANY_PRESETS, f"at most {MAX_PRESETS_PER_CALLER} presets per caller; "
@@ -131,6 +136,6 @@ def save_preset():
 
 @editor.delete("/presets/<path:name>")
 def delete_preset(name: str):
-    if not ctx().backends.jobs.delete_preset(_owner(), name):
+    if not _presets().delete_preset(_owner(), name):
         raise Refused(RefusalCode.PRESET_NOT_FOUND, f"no saved preset named {name[:64]!r}")
     return "", 204
