@@ -161,6 +161,22 @@ def safe_name(filename: str | None, default: str = "image") -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 
 
+def human_bytes(count: int | float | None) -> str:
+    """A size as people read it, the one way every client writes one: base 1024, as the page's
+    formatBytes (frontend/src/lib/format.js) and the limits' messages do ("774 MB", "1.5 KB",
+    "500 B"); the email function keeps a copy of the same rule (it is deployed alone)."""
+    if count is None:
+        return "?"
+    if abs(count) < 1024:
+        return f"{count:.0f} B"
+    value, unit = count / 1024, "KB"
+    for bigger in ("MB", "GB", "TB"):
+        if abs(value) < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.0f} {unit}" if abs(value) >= 100 else f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
 def display_name(filename: str | None, default: str = "image") -> str:
     """The name shown back to users: the client's name without directories or control
     characters, at most 255 characters. Still user data: render it as text, never markup."""

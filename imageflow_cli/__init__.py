@@ -757,7 +757,7 @@ def wait_for(client: Client, job_id: str, args) -> dict:
         bar.close()
     _say(args, f"job {job_id} {job['status']}: {job['succeeded']} succeeded, {job['failed']} failed"
                + (f", {job['skipped']} skipped" if job.get("skipped") else "")
-               + (f"; saved {_human_bytes(job['bytes_in'] - job['bytes_out'])} ({job['saved_percent']:g} %)"
+               + (f"; saved {domain.human_bytes(job['bytes_in'] - job['bytes_out'])} ({job['saved_percent']:g} %)"
                   if job.get("saved_percent") is not None else ""))
     if job["failed"]:
         for image in iter_images(client, job, status="failed"):
@@ -867,17 +867,6 @@ def _operations_value(args):
     return json.loads(fields["operations"]) if "operations" in fields else None
 
 
-def _human_bytes(count) -> str:
-    if count is None:
-        return "?"
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(size) < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{count} B"
-
-
 def _after_action(client: Client, job: dict, args) -> int:
     """Shared by close/cancel/retry/rerun: print the job id (or JSON), optionally wait and download."""
     print(json.dumps(job, indent=2) if args.json else job["job_id"])
@@ -935,14 +924,14 @@ def cmd_estimate(client: Client, args) -> int:
         totals = answer["totals"]
         for image in answer["images"]:
             print(f"  accepted {image['filename']}  {image['width']}x{image['height']} {image['format']}  "
-                  f"{_human_bytes(image['input_bytes'])} -> ~{_human_bytes(image['predicted_output_bytes'])}")
+                  f"{domain.human_bytes(image['input_bytes'])} -> ~{domain.human_bytes(image['predicted_output_bytes'])}")
         for refused in answer["refused"]:
             print(f"  refused  {refused['filename']}: {refused['error']['message']}")
         for reason in answer["reasons"]:
             print(f"  job refused: {reason['message']}")
         saved = totals.get("predicted_saved_percent")
         print(f"{totals['images']} image(s) accepted, {totals['refused']} refused; "
-              f"{_human_bytes(totals['bytes_in'])} in, ~{_human_bytes(totals['predicted_bytes_out'])} out"
+              f"{domain.human_bytes(totals['bytes_in'])} in, ~{domain.human_bytes(totals['predicted_bytes_out'])} out"
               + (f" (~{saved:g} % saved)" if saved is not None else "")
               + (f"; ~{totals['cpu_seconds']:.2f} CPU s, ~{totals['wall_seconds']:.1f} s wall on "
                  f"{answer['processor_slots']} processor slot(s)" if totals.get("cpu_seconds") is not None else ""))

@@ -155,12 +155,16 @@ def retention_line(expires_at: str | None, now: datetime | None = None) -> str:
 
 
 def human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if abs(size) < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}".replace(".0 ", " ")
-        size /= 1000
-    return f"{count} bytes"
+    """imageflow.domain.human_bytes's rule (base 1024, as the page and the CLI write sizes), copied:
+    this function is deployed without the imageflow package. Prose says "bytes" below 1 KB."""
+    if abs(count) < 1024:
+        return f"{count:.0f} bytes"
+    value, unit = count / 1024, "KB"
+    for bigger in ("MB", "GB", "TB"):
+        if abs(value) < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.0f} {unit}" if abs(value) >= 100 else f"{value:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def savings_line(event: dict) -> str:

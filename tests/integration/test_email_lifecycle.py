@@ -33,8 +33,8 @@ def test_each_run_of_a_retried_job_is_mailed_once(env):  # noqa: F811
 def test_the_savings_are_in_the_text_and_the_html(env):  # noqa: F811
     fn.notify(cloud_event(completed(bytes_in=923_000_000, bytes_out=111_000_000)))
     [message] = mails(env / "outbox").values()
-    assert "Saved 812 MB, 88 %" in message.get_body(("plain",)).get_content()
-    assert "Saved 812 MB, 88 %" in message.get_body(("html",)).get_content()
+    assert "Saved 774 MB, 88 %" in message.get_body(("plain",)).get_content()
+    assert "Saved 774 MB, 88 %" in message.get_body(("html",)).get_content()
     assert fn.savings_line({"bytes_in": 100, "bytes_out": 150}) == \
         "The outputs are 50 bytes larger than the originals (50 %)"
     assert fn.savings_line({}) == ""

@@ -234,3 +234,14 @@ def test_output_name_is_the_end_of_the_stored_path_and_numbers_repeats():
     used: set[str] = set()
     assert [domain.output_name("a.png", "png", used=used) for _ in range(3)] == ["a.png", "a-2.png", "a-3.png"]
     assert domain.output_name("a.png", "png", "w320", used) == "a-w320.png" and "a-w320.png" in used
+
+
+def test_sizes_are_written_one_way_by_the_cli_the_email_and_the_page():
+    """Base 1024 everywhere, with the page's formatBytes rules (frontend/src/lib/format.test.js
+    expects the same strings): the email function keeps a copy, which must agree."""
+    from functions.email_notifier.main import human_bytes as email_bytes
+    cases = {500: "500 B", 1536: "1.5 KB", 25 * 1024 * 1024: "25 MB", 923_000_000 - 111_000_000: "774 MB",
+             3 * 1024 ** 3: "3 GB"}
+    for count, words in cases.items():
+        assert domain.human_bytes(count) == words
+        assert email_bytes(count) == (words.replace(" B", " bytes") if words.endswith(" B") else words)
