@@ -460,6 +460,19 @@ def test_every_deployment_has_a_matching_disruption_budget(overlay):
             assert budgets[name]["spec"]["minAvailable"] < replicas, f"{name}: the budget would block every drain"
 
 
+def test_the_image_handler_scales_with_its_load(overlay):
+    """Issue 27 M7: the API was two fixed pods that every photo the page sent went through. An
+    HPA owns its replica count (2 to 10, on CPU), above its disruption budget."""
+    [hpa] = [h for h in by_kind(overlay, "HorizontalPodAutoscaler").values()
+             if h["spec"]["scaleTargetRef"]["name"] == "image-handler"]
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    assert "replicas" not in by_kind(overlay, "Deployment")["image-handler"]["spec"], "the HPA owns it"
+    budget = by_kind(overlay, "PodDisruptionBudget")["image-handler"]["spec"]["minAvailable"]
+    assert budget < hpa["spec"]["minReplicas"] and hpa["spec"]["maxReplicas"] >= 4 * hpa["spec"]["minReplicas"] // 2
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu" and 50 <= metric["resource"]["target"]["averageUtilization"] <= 80
+
+
 def test_workload_identity_annotations(overlay):
     accounts = by_kind(overlay, "ServiceAccount")
     deployments = by_kind(overlay, "Deployment")
