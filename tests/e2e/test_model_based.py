@@ -656,6 +656,7 @@ def test_model_of_the_whole_system(stack, hooks):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # thousands of steps: the suite's 300 s per test cut it off after ~200
 def test_model_of_the_whole_system_long(stack, hooks):
     """The long run: thousands of steps over new random sequences (a failure prints its seed)."""
     started = time.monotonic()
