@@ -198,8 +198,11 @@ def test_poison_task_is_dead_lettered_and_its_image_marked_failed(stack):
     try:
         job = Job(job_id=new_id(), total=2, status=domain.PROCESSING, tasks_published=True,
                   operations=[{"op": "grayscale"}])
+        # tasked: the test publishes their tasks itself below, as a fan-out would (an untasked image of
+        # a job in progress is one the manager's fair-share release still owes a task, and it would
+        # publish a proper one for the poison image)
         images = [Image(job_id=job.job_id, image_id=new_id(), filename=name,
-                        input_path=domain.input_path(job.job_id, f"{i:032x}", name))
+                        input_path=domain.input_path(job.job_id, f"{i:032x}", name), tasked=True)
                   for i, name in enumerate(["good.png", "poison.png"])]
         for image in images:
             blobs.put(image.input_path, make_image("PNG", (64, 48)), "image/png")
