@@ -274,6 +274,12 @@ def _kept_range(response: requests.Response, size: int) -> int:
     return int(last) + 1 if last.isdigit() else 0
 
 
+def _session_kept(client: Client, url: str, size: int) -> int:
+    """Ask an upload session how many bytes of the file it holds (``Content-Range: bytes */<size>``)."""
+    return _kept_range(client.request("PUT", url, retries=RETRIES, data=b"",
+                                      headers={"Content-Range": f"bytes */{size}"}), size)
+
+
 def send_resumable(client: Client, job_id: str, path: Path, tracker: UploadTracker, interruption,
                    on_read, note=lambda message: None) -> dict | None:
     """One large file to its upload link in CHUNK_BYTES chunks, carrying on a session the tracker
@@ -288,8 +294,7 @@ def send_resumable(client: Client, job_id: str, path: Path, tracker: UploadTrack
         return None  # sent whole before; it joins the job when its object's event is handled (or at close)
     if upload is not None:
         try:
-            kept = _kept_range(client.request("PUT", upload["url"], retries=RETRIES, data=b"",
-                                              headers={"Content-Range": f"bytes */{size}"}), size)
+            kept = _session_kept(client, upload["url"], size)
         except CliError:  # the link expired or the job moved on: start this file again
             upload = None
     if upload is None:
@@ -317,19 +322,17 @@ def send_resumable(client: Client, job_id: str, path: Path, tracker: UploadTrack
             raise _Cancelled()  # between chunks: the session keeps what it has, --resume goes on from it
         length = min(CHUNK_BYTES, size - kept)
         try:
-            response = client.request(
+            kept = _kept_range(client.request(
                 "PUT", upload["url"], data=FileRange(path, kept, length, show),
                 headers={**headers, "Content-Range": f"bytes {kept}-{kept + length - 1}/{size}"},
-                timeout=max(client.timeout, 600))
+                timeout=max(client.timeout, 600)), size)
             failures = 0
         except CliError as exc:
             failures += 1
             if failures > RETRIES or (exc.status is not None and exc.status < 500 and exc.status != 429):
                 raise
             time.sleep(min(30, 2 ** failures))
-            response = client.request("PUT", upload["url"], retries=RETRIES, data=b"",
-                                      headers={"Content-Range": f"bytes */{size}"})
-        kept = _kept_range(response, size)
+            kept = _session_kept(client, upload["url"], size)
         on_read(kept - shown[0])  # settle on what the session confirmed
         shown[0] = kept
     tracker.put(path, {**upload, "complete": True})  # a --resume must not send it again before it joins
